@@ -197,7 +197,8 @@ def cmd_discover(args):
                            crossover=not args.no_crossover,
                            evolve_fitter=not args.no_fitter_evolution,
                            random_search=args.random_search, data_dir=args.data_dir,
-                           batch_size=args.batch_size)
+                           batch_size=args.batch_size,
+                           candidate_seconds=args.candidate_timeout or None)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar)
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--islands", type=int, default=4)
     sp.add_argument("--workers", type=int, default=1, help="evaluation processes")
     sp.add_argument("--batch-size", type=int, default=8, help="candidates per batch")
+    sp.add_argument("--candidate-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="a candidate whose fit takes longer fails as timed out (default 60; 0: none)")
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")

@@ -48,5 +48,9 @@ class FitError(HybridSLDError):
     """A fitting request is invalid (not a failed fit: that is a Fit with success=False)."""
 
 
+class FitTimeout(FitError):
+    """A fit ran past its wall-clock limit (see :func:`hybrid_sld.fit.time_limit`)."""
+
+
 class ProgramError(HybridSLDError):
     """An EvoSLD-style program file cannot be run at all."""

@@ -250,3 +250,16 @@ def test_multi_target_shared_parameter_across_targets():
     fit = fit_law(compile_law(law), x[:, None], Y)
     assert fit.success, fit.message
     assert _rel_err(fit.params, dict(a=1, b=20, k=0.3, c=5, d=300)) < 1e-6
+
+
+def test_time_limit_aborts_a_slow_fit_with_fit_timeout():
+    from hybrid_sld.errors import FitTimeout
+    from hybrid_sld.fit import time_limit
+    law = parse_law("y = A*x^(-a) + c", ["x"])
+    x = np.linspace(1, 10, 50)[:, None]
+    y = 2 * x[:, 0] ** -0.5 + 1
+    compiled = compile_law(law)
+    with pytest.raises(FitTimeout):
+        with time_limit(0.0):
+            fit_law(compiled, x, y)
+    assert fit_law(compiled, x, y).success  # the limit ends with its block

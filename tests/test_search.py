@@ -151,3 +151,11 @@ def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
     assert (run / "best.json").is_file() and (run / "report.md").is_file()
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["evals"] == res["evals"] < 1000
+
+
+def test_candidate_past_its_time_limit_is_recorded_as_failed(synthetic_task):
+    from hybrid_sld.search.engine import evaluate_candidate
+    res = evaluate_candidate(str(synthetic_task), None, "y = A*x^(-a) + c", {}, seconds=0.0)
+    assert res["valid_r2"] == -np.inf and "timed out" in res["message"]
+    ok = evaluate_candidate(str(synthetic_task), None, "y = A*x^(-a) + c", {}, seconds=30.0)
+    assert ok["valid_r2"] > 0.99

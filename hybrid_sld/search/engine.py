@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data import load_train, split_train_valid
-from ..errors import HybridSLDError, LawError
+from ..errors import FitTimeout, HybridSLDError, LawError
 from ..evaluate import validate
-from ..fit import FitterSpec
+from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
 from .archive import Archive, Entry
@@ -47,6 +47,7 @@ class SearchConfig:
     data_dir: str | None = None
     p_crossover: float = 0.2
     p_fitter: float = 0.15
+    candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
 
     def __post_init__(self):
         if self.max_evals is None and self.budget_seconds is None:
@@ -69,8 +70,13 @@ def candidate_key(law_key: str, fitter: dict) -> str:
 _TRAIN: dict = {}
 
 
-def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict) -> dict:
-    """Validation figures of one candidate; failures come back as a message, never raise."""
+def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
+                       seconds: float | None = None) -> dict:
+    """Validation figures of one candidate; failures come back as a message, never raise.
+
+    ``seconds`` bounds the evaluation's wall time; a candidate past it fails as "timed out"
+    (the only way wall time can change a result, and only for pathological candidates).
+    """
     t0 = time.perf_counter()
     key = (task_ref, data_dir)
     if key not in _TRAIN:
@@ -79,7 +85,12 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict) -> dict
     task, train = _TRAIN[key]
     try:
         law = parse_task_law(text, task)
-        ev = validate(law, task, train, FitterSpec.from_dict(fitter))
+        with time_limit(seconds):
+            ev = validate(law, task, train, FitterSpec.from_dict(fitter))
+    except FitTimeout:
+        return {"valid_r2": -math.inf, "fit_r2": -math.inf,
+                "message": f"timed out: the fit took more than {seconds:g} s",
+                "seconds": time.perf_counter() - t0}
     except HybridSLDError as exc:
         return {"valid_r2": -math.inf, "fit_r2": -math.inf, "message": str(exc),
                 "seconds": time.perf_counter() - t0}
@@ -272,7 +283,8 @@ class Search:
                         batch.append(c)
                 if not batch:
                     break
-                args = [(cfg.task, cfg.data_dir, text, fitter) for text, fitter, *_ in batch]
+                args = [(cfg.task, cfg.data_dir, text, fitter, cfg.candidate_seconds)
+                        for text, fitter, *_ in batch]
                 results = list(pool.map(_eval_star, args)) if pool else [_eval_star(a) for a in args]
                 lines = []
                 for slot, ((text, fitter, origin, law, key), res) in enumerate(zip(batch, results)):
