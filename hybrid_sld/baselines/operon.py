@@ -21,6 +21,7 @@ from ..compile import compile_law
 from ..data import Dataset, split_train_valid
 from ..errors import HybridSLDError, LawError
 from ..evaluate import validate
+from ..fit import FitterSpec
 from ..grammar import FUNCTIONS as GRAMMAR_FUNCTIONS
 from ..law import parse_law, parse_task_law
 from ..metrics import score
@@ -42,7 +43,7 @@ DEFAULTS = {
     "optimizer_iterations": 10,
     "n_threads": 1,  # bench cells are single-threaded
 }
-OURS = {"log_features": True, "max_candidates": 20}
+OURS = {"log_features": True, "max_candidates": 20, "fitter": {}}  # fitter: FitterSpec fields
 PRECISION = 20  # decimals of coefficients in the model string
 FROZEN_DIGITS = 6  # significant digits of coefficients left out over the cap (kept as numbers)
 
@@ -179,7 +180,7 @@ def operon_to_law(model_string, task: Task, *, variables: dict | None = None, X=
     return parse_task_law("\n".join(lines + decls), task).text
 
 
-def _choose(cands, task, train, fit_part, target, variables, cap, first, deadline):
+def _choose(cands, task, train, fit_part, target, variables, cap, first, deadline, spec):
     """Best (valid R2, line, decls, n) among operon's structures for one target."""
     sub_task, sub_train = target_view(task, train, target, cap)
     best, errors = None, []
@@ -192,7 +193,7 @@ def _choose(cands, task, train, fit_part, target, variables, cap, first, deadlin
         except LawError as exc:
             errors.append(str(exc).splitlines()[0])
             continue
-        r2 = validate(law, sub_task, sub_train).r2("valid")
+        r2 = validate(law, sub_task, sub_train, spec).r2("valid")
         r2 = r2 if r2 is not None and math.isfinite(r2) else -math.inf
         if best is None or (r2, -n) > (best[0], -best[3]):
             best = (r2, line, decls, n)
@@ -203,6 +204,7 @@ def _choose(cands, task, train, fit_part, target, variables, cap, first, deadlin
 
 
 def _shared(task, train, test, seed, budget, settings, transform, variables, t0):
+    spec = FitterSpec.from_dict(settings["fitter"])
     fit_part, _valid = split_train_valid(task, train)
     sources = [fit_part]
     counts = {g: int(np.sum(fit_part.groups == g)) for g in fit_part.group_names}
@@ -218,7 +220,8 @@ def _shared(task, train, test, seed, budget, settings, transform, variables, t0)
         cands = list(dict.fromkeys(cands))[: settings["max_candidates"]]
         fronts[t] = len(cands)
         deadline = t0 + budget * (0.6 + 0.3 * (j + 1) / len(task.targets))
-        _r2, line, d, n = _choose(cands, task, train, fit_part, t, variables, caps[t], first, deadline)
+        _r2, line, d, n = _choose(cands, task, train, fit_part, t, variables, caps[t], first,
+                                  deadline, spec)
         lines.append(line)
         decls += d
         first += n
@@ -226,7 +229,7 @@ def _shared(task, train, test, seed, budget, settings, transform, variables, t0)
     settings = settings | {"seconds_per_operon_run": per_run, "candidates": fronts,
                            "structure_sources": ["fit part pooled", "largest group"][: len(sources)]}
     return law_result(law, task, train, test, "operon-shared", seed,
-                      time.perf_counter() - t0, settings)
+                      time.perf_counter() - t0, settings, spec)
 
 
 def _independent(task, train, test, seed, budget, settings, transform, variables, t0):
@@ -282,7 +285,7 @@ def run_operon(task: Task, train: Dataset, test: Dataset | None, *, seed: int = 
     Selection uses train only (operon fits the fit part, our validation split chooses); the
     test rows are scored once at the end. Options are pyoperon SymbolicRegressor arguments
     (population_size, generations, max_length, allowed_symbols, objectives, ...) plus
-    ``log_features`` and ``max_candidates``. Raises HybridSLDError when pyoperon is missing
+    ``log_features``, ``max_candidates`` and ``fitter`` (FitterSpec fields for our refit). Raises HybridSLDError when pyoperon is missing
     or an option is unknown; a run that fails returns status "failed" with the reason.
     """
     t0 = time.perf_counter()

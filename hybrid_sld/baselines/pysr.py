@@ -98,18 +98,19 @@ def _jl(e: sp.Expr, names: dict) -> str:
 def law_to_pysr(law_text: str, task: Task, target: str, n_slots: int) -> tuple[str, list[str]]:
     """(f as PySR text with #1.. placeholders, law parameter names in slot order).
 
-    Features are #1..#n in task order; the law's parameters fill the per-group slots
-    #(n+1)..#(n+K) in the law's own order.
+    Features are #1..#n in task order; the parameters of the target's equation fill the
+    per-group slots #(n+1)..#(n+K) in the law's own order (unused slots stay free).
     """
     law = parse_task_law(law_text, task)
-    if law.n_params > n_slots:
-        raise LawError(f"the law has {law.n_params} parameters; the template has {n_slots} "
-                       "per-group slots")
+    expr = dict(law.equations)[target]
+    params = [p for p in law.param_names if law.symbols[p] in expr.free_symbols]
+    if len(params) > n_slots:
+        raise LawError(f"the law has {len(params)} parameters for {target!r}; the template has "
+                       f"{n_slots} per-group slots")
     nf = len(task.feature_names)
     names = {law.symbols[f]: f"#{i + 1}" for i, f in enumerate(task.feature_names)}
-    names |= {law.symbols[p]: f"#{nf + k + 1}" for k, p in enumerate(law.param_names)}
-    expr = dict(law.equations)[target]
-    return _jl(expr, names), list(law.param_names)
+    names |= {law.symbols[p]: f"#{nf + k + 1}" for k, p in enumerate(params)}
+    return _jl(expr, names), params
 
 
 def pysr_guess(law_text: str, task: Task, target: str, n_slots: int,
