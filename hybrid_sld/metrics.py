@@ -57,8 +57,9 @@ def score(y_true, y_pred) -> Score:
         return failed_score("no rows to score")
     if not np.all(np.isfinite(pred)):
         return failed_score(f"{int(np.sum(~np.isfinite(pred)))} non-finite prediction(s)")
-    mse = np.mean((true - pred) ** 2, axis=0)
-    mae = np.mean(np.abs(true - pred), axis=0)
+    with np.errstate(over="ignore"):  # finite but huge predictions: MSE is inf, R2 is -inf
+        mse = np.mean((true - pred) ** 2, axis=0)
+        mae = np.mean(np.abs(true - pred), axis=0)
     var = np.var(true, axis=0)
     mad = np.mean(np.abs(true - true.mean(axis=0)), axis=0)
     nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=var > 1e-9)

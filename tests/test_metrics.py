@@ -109,3 +109,11 @@ def test_failed_score_and_to_dict():
     assert set(d) == {"r2", "r2_clipped", "nmse", "nmae", "nmse_per_target", "nmae_per_target",
                       "message"}
     assert d["r2"] == pytest.approx(0.7) and d["message"] == ""
+
+
+def test_huge_finite_predictions_score_minus_infinity_without_warnings():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = score([1.0, 2.0, 3.0], [1e200, 2.0, 3.0])
+    assert s.r2 == -np.inf and s.r2_clipped == -1.0
