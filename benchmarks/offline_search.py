@@ -115,7 +115,8 @@ def run_one(task: str, seed: int, method: str, budget: float, args, out: Path) -
     label = f"{short(task)} seed {seed} {method}"
     row = {"task": task, "seed": seed, "method": method}
     cfg = SearchConfig(task=task, seed=seed, budget_seconds=budget, max_evals=args.max_evals,
-                       workers=args.workers, random_search=(method == "random"))
+                       workers=args.workers, random_search=(method == "random"),
+                       operon_seconds=args.operon_seeds if method == "offline" else 0.0)
     log(f"{label}: searching ({budget:g} s budget) ...")
     t0 = time.perf_counter()
     try:
@@ -259,6 +260,8 @@ def main(argv=None):
     ap.add_argument("--budget", default="10m", help="search time per run: 90s, 10m, 1h (default 10m)")
     ap.add_argument("--max-evals", type=int, default=None,
                     help="also stop a run after this many evaluations (default: budget only)")
+    ap.add_argument("--operon-seeds", type=float, default=0.0, metavar="SECONDS",
+                    help="offline runs: seed with pyoperon models fitted this long (default 0: off)")
     ap.add_argument("--workers", type=int, default=1, help="evaluation processes per run (default 1)")
     ap.add_argument("--method", nargs="+", choices=("offline", "random"), default=["offline"],
                     help="offline (default) and/or random (random-search baseline, same budget)")

@@ -198,7 +198,8 @@ def cmd_discover(args):
                            evolve_fitter=not args.no_fitter_evolution,
                            random_search=args.random_search, data_dir=args.data_dir,
                            batch_size=args.batch_size,
-                           candidate_seconds=args.candidate_timeout or None)
+                           candidate_seconds=args.candidate_timeout or None,
+                           operon_seconds=parse_budget(args.operon_seeds) if args.operon_seeds else 0.0)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar)
@@ -279,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=8, help="candidates per batch")
     sp.add_argument("--candidate-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="a candidate whose fit takes longer fails as timed out (default 60; 0: none)")
+    sp.add_argument("--operon-seeds", metavar="BUDGET",
+                    help="first run pyoperon on the fit part for this long (e.g. 30s) and seed "
+                         "the search with its models (needs the operon extra)")
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")

@@ -159,3 +159,14 @@ def test_candidate_past_its_time_limit_is_recorded_as_failed(synthetic_task):
     assert res["valid_r2"] == -np.inf and "timed out" in res["message"]
     ok = evaluate_candidate(str(synthetic_task), None, "y = A*x^(-a) + c", {}, seconds=30.0)
     assert ok["valid_r2"] > 0.99
+
+
+def test_operon_seeds_join_the_search_and_are_kept_for_resume(synthetic_task, tmp_path):
+    pytest.importorskip("pyoperon", reason="operon seeds need the operon extra (pyoperon)")
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4, operon_seconds=1.0)
+    res = discover(cfg, out=tmp_path / "runs")
+    run = Path(res["run_dir"])
+    seeds = json.loads((run / "operon_seeds.json").read_text())
+    assert seeds and all(isinstance(t, str) for t in seeds)
+    origins = [json.loads(line)["origin"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert "seed:operon" in origins

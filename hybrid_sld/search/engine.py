@@ -48,6 +48,7 @@ class SearchConfig:
     p_crossover: float = 0.2
     p_fitter: float = 0.15
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
+    operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
 
     def __post_init__(self):
         if self.max_evals is None and self.budget_seconds is None:
@@ -195,7 +196,25 @@ class Search:
         for text in operators.seed_laws(self.task, positive_features=self.positive,
                                           include_expert=False):
             out.append((text, default, "seed"))
+        out += [(text, default, "seed:operon") for text in self._operon_seeds()]
         return out
+
+    def _operon_seeds(self) -> list[str]:
+        """pyoperon's front on the fit part, computed once per run and kept for resume."""
+        if self.config.operon_seconds <= 0:
+            return []
+        path = self.run_dir / "operon_seeds.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        from ..baselines.operon import operon_seeds, require_operon
+        require_operon()
+        texts = operon_seeds(self.task, load_train(self.task, self.config.data_dir),
+                             seed=self.config.seed, budget_seconds=self.config.operon_seconds)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(texts, indent=1))
+        os.replace(tmp, path)
+        return texts
 
     def _law(self, text):
         try:
