@@ -87,7 +87,7 @@ class FakeOpenAI:
         body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
         with self._lock:
             self.requests.append(body)
-            self.headers.append(dict(h.headers))
+            self.headers.append({k.lower(): v for k, v in h.headers.items()})
             fault = self.faults.pop(0) if self.faults else None
             key = body["messages"][-1]["content"]
             n = self.seen.get(key, 0)

@@ -21,6 +21,7 @@ from .record import Recorder, request_key
 
 MODES = ("coevolve", "expression", "best-of-n")
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+RETRY_AFTER_CAP = 300.0  # seconds; a server asking for longer is not waited for beyond this
 OPTIONAL = ("response_format", "temperature", "max_tokens", "max_completion_tokens")
 
 PROPOSAL_SCHEMA = {
@@ -118,6 +119,7 @@ class LLMClient:
         self.dropped: set[str] = set()
         self.completion_param = "max_completion_tokens" if settings.reasoning else "max_tokens"
         self._swapped = False
+        self._dead = ""
         self._jitter = random.Random()  # delays only; never touches results
         self._openai = None
 
@@ -150,7 +152,13 @@ class LLMClient:
         if self.settings.replay:
             raise LLMStop(f"replay: {self.settings.replay} holds no response for call {seq} "
                           "(the replayed run asked for more, or its settings differ)")
-        resp, params = self._call(messages, key, seq)
+        if self._dead:  # another call already found the endpoint gone: do not retry again
+            raise LLMStop(self._dead)
+        try:
+            resp, params = self._call(messages, key, seq)
+        except LLMStop as exc:
+            self._dead = str(exc)
+            raise
         self.recorder.write("exchange", key=key, seq=seq, replayed=False,
                             request={"model": self.settings.model, "messages": messages,
                                      "params": params}, response=resp)
@@ -168,7 +176,7 @@ class LLMClient:
         after = response.headers.get("retry-after") if response is not None else None
         if after:
             try:
-                d = max(d, min(float(after), s.max_delay))
+                d = max(d, min(float(after), RETRY_AFTER_CAP))
             except ValueError:  # an HTTP date: fall back to our own backoff
                 pass
         return d
