@@ -34,11 +34,27 @@ def proposal(law: str, params=(), fitter=None, rationale="test") -> str:
     return json.dumps(d)
 
 
-def default_responder(body: dict, n: int) -> dict:
-    """A valid proposal chosen by the prompt and how often it was seen (like sampling)."""
-    h = int(hashlib.sha256(body["messages"][-1]["content"].encode()).hexdigest(), 16)
-    law, params = LAWS[(h + n) % len(LAWS)]
-    return {"content": proposal(law, params, {"n_starts": 2} if n % 2 else None)}
+KAPLAN_LAWS = [  # for the built-in kaplan_demo task (features num_params, tokens; target loss)
+    ("loss = E + A*num_params^(-a) + B*tokens^(-b)", ["A, B, E > 0", "a, b in (0, 2)"]),
+    ("loss = E + (A*num_params^(-a/b) + B/tokens)^b", ["A, B, E > 0", "a, b in (0, 2)"]),
+    ("loss = (A*num_params^(-a/b) + B/tokens)^b", ["A, B > 0", "a, b in (0, 1)", "b ~ 0.1"]),
+    ("loss = E + A*(num_params*tokens)^(-a)", ["A > 0", "a in (0, 2)"]),
+    ("loss = E + A*num_params^(-a) + B*tokens^(-b) + C/(num_params*tokens)^(a)", ["a, b in (0, 2)"]),
+    ("loss = E*(1 + A*num_params^(-a))*(1 + B*tokens^(-b))", ["A, B, E > 0", "a, b in (0, 2)"]),
+]
+
+
+def responder_for(laws):
+    """A responder giving a valid proposal from ``laws``, chosen by the prompt and how often
+    it was seen (as sampling would)."""
+    def respond(body: dict, n: int) -> dict:
+        h = int(hashlib.sha256(body["messages"][-1]["content"].encode()).hexdigest(), 16)
+        law, params = laws[(h + n) % len(laws)]
+        return {"content": proposal(law, params, {"n_starts": 2} if n % 2 else None)}
+    return respond
+
+
+default_responder = responder_for(LAWS)
 
 
 class FakeOpenAI:
@@ -59,6 +75,7 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
 
             def log_message(self, *a):
                 pass
