@@ -213,12 +213,12 @@ class LLMProposer:
     def propose(self, user: str, seq: int, allowed_calls: int) -> Proposal:
         """One proposal from at most ``allowed_calls`` calls (the first plus repairs)."""
         messages = self.messages(user)
-        error, calls, tried = "", 0, ""
+        error, calls, tried, content = "", 0, "", ""
         while calls < min(allowed_calls, 1 + self.settings.repairs):
-            reply = self.client.complete(messages, seq)
+            content = self.client.complete(messages, seq).content
             calls += 1
             try:
-                obj = parse_reply(reply.content)
+                obj = parse_reply(content)
                 tried = str(obj.get("law", ""))
                 text, fitter = self.check(obj)
                 return Proposal(text, fitter, calls, rationale=str(obj.get("rationale", ""))[:300])
@@ -226,6 +226,6 @@ class LLMProposer:
                 raise
             except HybridSLDError as exc:
                 error = str(exc)
-            messages = messages + [{"role": "assistant", "content": reply.content},
+            messages = messages + [{"role": "assistant", "content": content},
                                    {"role": "user", "content": template("repair").substitute(error=error)}]
-        return Proposal(None, None, calls, error=error, tried=tried or reply.content[:80])
+        return Proposal(None, None, calls, error=error, tried=tried or content[:80])
