@@ -197,7 +197,8 @@ def cmd_discover(args):
                            crossover=not args.no_crossover,
                            evolve_fitter=not args.no_fitter_evolution,
                            random_search=args.random_search, data_dir=args.data_dir,
-                           batch_size=args.batch_size,
+                           batch_size=args.batch_size, proposer=args.proposer,
+                           llm=_llm_settings(args) if args.proposer != "offline" else None,
                            candidate_seconds=args.candidate_timeout or None,
                            operon_seconds=parse_budget(args.operon_seeds) if args.operon_seeds else 0.0)
     bar = _ProgressBar()
@@ -215,6 +216,32 @@ def cmd_discover(args):
     if e:
         print(f"expert law: parameters {e['n_params']}   test R2 {_fmt(e['test_r2'])}")
     print(f"{result['evals']} evaluations in {result['seconds']} s; run directory {result['run_dir']}")
+    llm = result.get("llm")
+    if llm:
+        usd = "USD n/a" if llm["usd"] is None else f"${llm['usd']:.4f}"
+        rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.0%}"
+        print(f"LLM: {llm['calls']} calls, {llm['prompt_tokens'] + llm['completion_tokens']} "
+              f"tokens, {usd}; {llm['proposals']} proposals, {rate} valid")
+    if result.get("stop_reason"):
+        print(f"stopped early: {result['stop_reason']}")
+
+
+def _llm_settings(args) -> dict:
+    """LLMSettings fields from the discover flags (checked by SearchConfig)."""
+    price = None
+    if args.price:
+        try:
+            price = [float(x) for x in args.price.split(",")]
+        except ValueError:
+            price = []
+        if len(price) != 2 or min(price) < 0:
+            raise HybridSLDError(f"--price must be PROMPT,COMPLETION USD per million tokens, got {args.price!r}")
+    fields = {"model": args.model, "base_url": args.base_url, "api_key_env": args.api_key_env,
+              "mode": args.llm_mode, "max_calls": args.max_calls, "max_tokens": args.max_tokens,
+              "max_usd": args.max_usd, "price": price, "concurrency": args.concurrency,
+              "llm_ratio": args.llm_ratio, "timeout": args.llm_timeout,
+              "replay": str(Path(args.replay).resolve()) if args.replay else None}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 class _ProgressBar:
@@ -269,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_fit)
 
-    sp = sub.add_parser("discover", help="search for a law (offline grammar-guided evolution)")
+    sp = sub.add_parser("discover", help="search for a law (grammar-guided evolution, optionally with an LLM)")
     sp.add_argument("--task", default="kaplan_demo", help="task name or task .toml")
     sp.add_argument("--budget", help="wall-clock budget: 90s, 10m, 1h (default 60s)")
     sp.add_argument("--max-evals", type=int, help="stop after this many evaluations "
@@ -290,6 +317,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ablation: keep each law's fitter fixed")
     sp.add_argument("--random-search", action="store_true",
                     help="baseline: random laws, no selection (best-of-N, same budget)")
+    g = sp.add_argument_group("LLM proposer (any OpenAI-compatible endpoint)")
+    g.add_argument("--proposer", choices=("offline", "llm", "hybrid"), default="offline",
+                   help="offline grammar operators (default), the LLM, or both at --llm-ratio")
+    g.add_argument("--model", default="gpt-4o-mini", help="model name (default gpt-4o-mini)")
+    g.add_argument("--base-url", help="endpoint, e.g. http://localhost:8000/v1 (vLLM) or "
+                   "http://localhost:11434/v1 (Ollama); default: OpenAI")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the key (default OPENAI_API_KEY)")
+    g.add_argument("--llm-mode", choices=("coevolve", "expression", "best-of-n"),
+                   default="coevolve", help="law + fitter (default), law only (ablation), or "
+                   "independent samples without archive feedback (baseline)")
+    g.add_argument("--llm-ratio", type=float, help="hybrid: share of slots given to the LLM (default 0.5)")
+    g.add_argument("--max-calls", type=int, help="LLM call budget (default 100)")
+    g.add_argument("--max-tokens", type=int, help="LLM token budget, prompt + completion")
+    g.add_argument("--max-usd", type=float, help="LLM spending budget in USD")
+    g.add_argument("--price", help="PROMPT,COMPLETION USD per million tokens (overrides the table)")
+    g.add_argument("--concurrency", type=int, help="LLM calls at once (default 4)")
+    g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")
+    g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network)")
     common(sp)
     sp.set_defaults(func=cmd_discover)
 

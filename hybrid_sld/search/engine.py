@@ -5,6 +5,11 @@ evaluated (serially or by worker processes; each evaluation is deterministic), t
 in order, so the same seed gives the same result with or without workers. After every batch
 the state is checkpointed atomically: a run killed at any point resumes from its last batch
 and ends as an uninterrupted run would. Only training rows are loaded here.
+
+With the LLM proposer (``proposer="llm"``, or ``"hybrid"`` for a share of the slots), a batch's
+LLM slots are filled by concurrent calls built from the archive as it was before the batch and
+numbered in slot order, so results never depend on which call returns first; they go through
+the same duplicate check and evaluation as every other candidate, with origin ``llm``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import math
 import os
 import signal
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +34,9 @@ from ..law import parse_task_law
 from ..tasks import get_task
 from .archive import Archive, Entry
 from . import operators
+
+
+PROPOSERS = ("offline", "llm", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,15 @@ class SearchConfig:
     p_fitter: float = 0.15
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
+    proposer: str = "offline"  # "offline", "llm" or "hybrid"
+    llm: dict | None = None  # LLMSettings fields (hybrid_sld.llm.client)
 
     def __post_init__(self):
+        if self.proposer not in PROPOSERS:
+            raise HybridSLDError(f"proposer must be one of {', '.join(PROPOSERS)}, got {self.proposer!r}")
+        if self.proposer != "offline":
+            from ..llm.client import LLMSettings
+            LLMSettings.from_dict(self.llm)  # fail early on a bad setting
         if self.max_evals is None and self.budget_seconds is None:
             raise HybridSLDError("give a budget (--budget) or an evaluation cap (--max-evals)")
         if self.islands < 1 or self.workers < 1 or self.batch_size < 1:
@@ -122,6 +137,16 @@ class State:
     first_beat_expert: float | None = None  # seconds until validation R2 beat the expert seed
     expert_valid_r2: float | None = None
     seed_cursor: int = 0
+    improvements: list = field(default_factory=list)  # each new best: eval_id, origin, valid R2
+    llm: dict = field(default_factory=dict)  # LLM spend (budget.SPEND_KEYS) and _LLM_COUNTS
+    llm_seq: int = 0  # LLM proposals are numbered in slot order (part of the replay key)
+    llm_slots: int = 0  # batch slots considered for the LLM so far (hybrid ratio)
+    failures: list = field(default_factory=list)  # recent [law, message], fed back to the LLM
+    stop_reason: str = ""
+
+
+_LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
+_EXTRA_STATE = ("improvements", "llm", "llm_seq", "llm_slots", "failures", "stop_reason")
 
 
 class Search:
@@ -137,9 +162,30 @@ class Search:
         self._stop = False
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
+        self.train = train
         self.seeds = self._seed_candidates()
         self._check_rows(train)
+        self.llm = None
+        if config.proposer != "offline":
+            self._setup_llm()
 
+    def _setup_llm(self) -> None:
+        from ..llm.budget import Budget, price_of
+        from ..llm.client import LLMClient, LLMSettings
+        from ..llm.proposer import LLMProposer
+        from ..llm.record import Recorder, load_exchanges
+        st = LLMSettings.from_dict(self.config.llm)
+        self.llm_settings = st
+        for k in _LLM_COUNTS:
+            self.state.llm.setdefault(k, 0)
+        self.budget = Budget(self.state.llm, max_calls=st.max_calls, max_tokens=st.max_tokens,
+                             max_usd=st.max_usd, price=price_of(st.model, st.price))
+        # a replay serves its file; a resumed run first serves what it recorded before a kill
+        own = self.run_dir / "llm.jsonl"
+        recorded = load_exchanges(st.replay) if st.replay else (
+            load_exchanges(own) if own.exists() else {})
+        client = LLMClient(st, self.budget, Recorder(own), recorded)
+        self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict())
     def _check_rows(self, train) -> None:
         """Fail before searching when a group is too small to fit even the simplest seed."""
         fit_part, valid = split_train_valid(self.task, train)
@@ -163,6 +209,7 @@ class Search:
                "elapsed": s.elapsed, "events": s.events, "first_beat_expert": s.first_beat_expert,
                "expert_valid_r2": s.expert_valid_r2, "seed_cursor": s.seed_cursor,
                "rng_state": self.rng.bit_generator.state}
+        doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
         path = self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -180,6 +227,11 @@ class Search:
         self.state = State(Archive.from_dict(doc["archive"]), doc["cache"], doc["evals"],
                            doc["proposals"], doc["cache_hits"], doc["elapsed"], doc["events"],
                            doc["first_beat_expert"], doc["expert_valid_r2"], doc["seed_cursor"])
+        for k in _EXTRA_STATE:
+            if k in doc:
+                setattr(self.state, k, doc[k])
+        if self.llm is not None:  # the budget counts on from the restored spend
+            self.budget.spend = self.state.llm
         self.rng.bit_generator.state = doc["rng_state"]
         events = self.run_dir / "events.jsonl"
         if events.exists():  # drop events written after the checkpoint: they are redone
@@ -270,6 +322,65 @@ class Search:
             return law.text, fitter, origin, law, key
         return None
 
+    # -- LLM slots ----------------------------------------------------------------------------
+    def _llm_slot(self) -> bool:
+        """Whether the next non-seed slot goes to the LLM: an exact share, no random draw."""
+        s = self.state
+        if self.llm is None or s.seed_cursor < len(self.seeds):
+            return False
+        if self.config.proposer == "llm":
+            return True
+        r, i = self.llm_settings.llm_ratio, s.llm_slots
+        s.llm_slots += 1
+        return math.floor((i + 1) * r) > math.floor(i * r)
+
+    def _halt(self, reason: str) -> None:
+        self._stop = True
+        self.state.stop_reason = reason
+
+    def _fail(self, law: str, message: str) -> None:
+        f = self.state.failures
+        f.append([(law or "").strip().splitlines()[0] if (law or "").strip() else "", message])
+        del f[:-10]
+
+    def _llm_proposals(self, slots: list[int], pending: set, threads) -> list:
+        """(slot, candidate) pairs for a batch's LLM slots, asked for all at once."""
+        from ..llm.budget import LLMStop
+        s, c = self.state, self.state.llm
+        try:
+            allot = self.budget.allot(len(slots), 1 + self.llm_settings.repairs)
+        except LLMStop as exc:
+            self._halt(str(exc))
+            return []
+        user = self.llm.user_message(s.archive, s.failures)
+        seqs = range(s.llm_seq, s.llm_seq + len(allot))
+        s.llm_seq += len(allot)
+        futures = [threads.submit(self.llm.propose, user, q, a) for q, a in zip(seqs, allot)]
+        out = []
+        for slot, fut in zip(slots, futures):
+            try:
+                p = fut.result()
+            except LLMStop as exc:
+                self._halt(str(exc))
+                continue
+            c["proposals"] += 1
+            c["repairs"] += p.calls - 1
+            if not p.valid:
+                c["invalid"] += 1
+                self._fail(p.tried, p.error.splitlines()[0] if p.error else "invalid")
+                continue
+            c["valid"] += 1
+            law = self._law(p.text)
+            key = law and candidate_key(law.key, p.fitter)
+            if not law or key in s.cache or key in pending:
+                c["duplicates"] += 1
+                s.cache_hits += 1
+                self._fail(p.text, "already evaluated")
+                continue
+            pending.add(key)
+            out.append((slot, (law.text, p.fitter, "llm", law, key)))
+        return out
+
     # -- the loop -----------------------------------------------------------------------------
     def _done(self) -> bool:
         cfg, s = self.config, self.state
@@ -288,6 +399,7 @@ class Search:
 
         signal.signal(signal.SIGINT, on_sigint)
         pool = ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else None
+        threads = ThreadPoolExecutor(self.llm_settings.concurrency) if self.llm else None
         try:
             while not self._done():
                 t0 = time.perf_counter()
@@ -295,12 +407,23 @@ class Search:
                 if cfg.max_evals is not None:
                     n = min(n, cfg.max_evals - s.evals)
                 pending: set = set()
-                batch = []
+                batch, llm_slots = [], []
                 for slot in range(n):
+                    if self._llm_slot():
+                        llm_slots.append(slot)
+                        continue
                     c = self._propose_one((s.evals + slot) % cfg.islands, pending)
                     if c is not None:
-                        batch.append(c)
+                        batch.append((slot, c))
+                if llm_slots:
+                    batch = sorted(batch + self._llm_proposals(llm_slots, pending, threads),
+                                   key=lambda sc: sc[0])
+                batch = [c for _slot, c in batch]
                 if not batch:
+                    if llm_slots and not self._stop:  # every LLM proposal failed: ask again
+                        s.elapsed += time.perf_counter() - t0
+                        self.save()
+                        continue
                     break
                 args = [(cfg.task, cfg.data_dir, text, fitter, cfg.candidate_seconds)
                         for text, fitter, *_ in batch]
@@ -315,6 +438,13 @@ class Search:
                     if origin == "seed:expert" and entry.ok:
                         s.expert_valid_r2 = entry.valid_r2
                     kept = s.archive.add(entry, (entry.eval_id) % cfg.islands)
+                    if entry.ok and (not s.improvements
+                                     or entry.valid_r2 > s.improvements[-1]["valid_r2"]):
+                        s.improvements.append({"eval_id": entry.eval_id, "origin": origin,
+                                               "valid_r2": entry.valid_r2,
+                                               "law": text.splitlines()[0]})
+                    elif self.llm is not None and not entry.ok:
+                        self._fail(text, res["message"] or "no finite validation R2")
                     lines.append(json.dumps(entry.to_dict() | {"kept": kept}) + "\n")
                     if s.evals % cfg.migrate_every == 0:
                         s.archive.migrate()
@@ -335,5 +465,7 @@ class Search:
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
+            if threads:
+                threads.shutdown(cancel_futures=True)
             signal.signal(signal.SIGINT, old)
         return s.archive.best()

@@ -34,17 +34,22 @@ def parse_budget(text: str) -> float:
 
 
 def _method(cfg: SearchConfig) -> str:
+    if cfg.proposer != "offline":
+        return f"{cfg.proposer}-{(cfg.llm or {}).get('mode', 'coevolve')}"
     if cfg.random_search:
         return "random"
     return "offline" + ("" if cfg.crossover else "-nocx") + ("" if cfg.evolve_fitter else "-nofit")
 
 
 def _toml(cfg: SearchConfig) -> str:
-    lines = []
+    lines, tables = [], []
     for k, v in asdict(cfg).items():
-        if v is not None:
+        if isinstance(v, dict):  # e.g. the LLM settings: a [table] after the plain keys
+            tables += ["", f"[{k}]"] + [f"{kk} = {json.dumps(vv)}" for kk, vv in v.items()
+                                        if vv is not None]
+        elif v is not None:
             lines.append(f"{k} = {json.dumps(v)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tables) + "\n"
 
 
 def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
@@ -88,6 +93,20 @@ def final_report(search: Search) -> dict:
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test"))}
     result["published"] = dict(task.published)
+    result["improvements"] = s.improvements
+    result["improvements_by_proposer"] = _by_proposer(s.improvements)
+    result["stop_reason"] = s.stop_reason or None
+    if search.llm is not None:
+        st, c = search.llm_settings, s.llm
+        result["llm"] = {"model": st.model, "mode": st.mode, "proposer": search.config.proposer,
+                         "calls": c["calls"], "prompt_tokens": c["prompt_tokens"],
+                         "completion_tokens": c["completion_tokens"],
+                         "usd": c["usd"] if search.budget.price else None,
+                         "usage_missing": c["usage_missing"], "proposals": c["proposals"],
+                         "valid": c["valid"], "invalid": c["invalid"], "repairs": c["repairs"],
+                         "duplicates": c["duplicates"],
+                         "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
+                         "replay": st.replay}
     (run_dir / "best.json").write_text(json.dumps(result, indent=1))
     from ..export import latex_document_fragment
     symbols = {f.name: f.symbol for f in task.features if f.symbol}
@@ -103,6 +122,45 @@ def final_report(search: Search) -> dict:
         print(f"warning: plot failed: {exc}", file=sys.stderr)
     (run_dir / "report.md").write_text(_markdown(result, search))
     return result
+
+
+def proposer_of(origin: str) -> str:
+    """Which proposer an archive origin belongs to: llm, seed, or grammar (the offline operators)."""
+    return "llm" if origin.startswith("llm") else "seed" if origin.startswith("seed") else "grammar"
+
+
+def _by_proposer(improvements: list) -> dict:
+    out: dict = {}
+    for imp in improvements:
+        k = proposer_of(imp["origin"])
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _llm_markdown(r: dict) -> str:
+    imps = "\n".join(f"| {i['eval_id']} | {proposer_of(i['origin'])} ({i['origin']}) | "
+                      f"{i['valid_r2']:.6f} | `{i['law']}` |" for i in r["improvements"])
+    out = f"""
+## Improvements (each new best validation R2, and the proposer that found it)
+
+| eval | proposer | valid R2 | law |
+|---|---|---|---|
+{imps}
+"""
+    llm = r.get("llm")
+    if llm:
+        usd = "n/a (no price for this model)" if llm["usd"] is None else f"${llm['usd']:.4f}"
+        rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.1%}"
+        out += f"""
+## LLM proposer
+
+Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replayed from ' + llm['replay'] + ')' if llm['replay'] else ''}:
+{llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}.
+{llm['proposals']} proposals, {llm['valid']} valid ({rate}) after {llm['repairs']} repair calls; {llm['duplicates']} duplicates skipped.
+"""
+    if r.get("stop_reason"):
+        out += f"\nStopped early: {r['stop_reason']}\n"
+    return out
 
 
 def _markdown(r: dict, search: Search) -> str:
@@ -142,7 +200,7 @@ Fitter: `{json.dumps(r['fitter'])}`.
 {front}
 
 Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` (by scale). The test split was read only for this report.
-"""
+""" + _llm_markdown(r)
 
 
 def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | None = None,
@@ -154,10 +212,18 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         except (OSError, ValueError, KeyError) as exc:
             raise HybridSLDError(f"cannot resume {run_dir}: no readable checkpoint ({exc})") from None
         cfg = SearchConfig(**saved)
-    else:
+    if cfg.proposer != "offline":  # no key, no replay file: fail before anything runs
+        from ..llm.client import LLMSettings
+        LLMSettings.from_dict(cfg.llm).check()
+    if not resume:
         run_dir = prepare_run_dir(cfg, out)
     search = Search(cfg, run_dir, progress=progress)
     if resume:
         search.load()
     search.run()
-    return final_report(search)
+    result = final_report(search)
+    if search.llm is not None:
+        print(f"LLM spend: {search.budget.summary()}", file=sys.stderr)
+    if search.state.stop_reason:
+        print(f"stopped early: {search.state.stop_reason}", file=sys.stderr)
+    return result

@@ -1,0 +1,1 @@
+"""The LLM proposer: law + fitter proposals from any OpenAI-compatible endpoint."""

@@ -1,0 +1,107 @@
+"""What the LLM proposer may spend: calls, tokens and USD, and why it stops.
+
+Spend is counted from completed responses only (a retried request counts once), with the
+server's own ``usage``. Calls are allotted per batch in the engine's thread, before any call is
+made, so which proposals get a call never depends on thread timing and a replay stops exactly
+where the recorded run stopped. Token and USD limits are checked at the same point, from the
+spend so far and the mean cost of a call; the last batch may overshoot them by about one call.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from ..errors import HybridSLDError
+
+# List prices in USD per million (prompt, completion) tokens, as published by OpenAI in 2025.
+# A model is matched exactly, then by the longest prefix (dated snapshots). Override: --price.
+PRICES = {
+    "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00), "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40),
+    "o3": (2.00, 8.00), "o4-mini": (1.10, 4.40),
+    "gpt-5": (1.25, 10.00), "gpt-5-mini": (0.25, 2.00), "gpt-5-nano": (0.05, 0.40),
+}
+
+SPEND_KEYS = ("calls", "prompt_tokens", "completion_tokens", "usd", "usage_missing")
+
+
+class LLMStop(HybridSLDError):
+    """The LLM proposer cannot go on (budget spent, endpoint unreachable, replay exhausted).
+
+    The engine finishes the batch in hand, checkpoints and writes the report.
+    """
+
+
+class BudgetExhausted(LLMStop):
+    pass
+
+
+def price_of(model: str, override=None) -> tuple[float, float] | None:
+    if override:
+        return float(override[0]), float(override[1])
+    if model in PRICES:
+        return PRICES[model]
+    hits = [m for m in PRICES if model.startswith(m + "-")]
+    return PRICES[max(hits, key=len)] if hits else None
+
+
+class Budget:
+    """Counts spend into ``spend`` (a dict kept in the search state, so checkpoints hold it)."""
+
+    def __init__(self, spend: dict, *, max_calls=None, max_tokens=None, max_usd=None, price=None):
+        self.spend = spend
+        for k in SPEND_KEYS:
+            spend.setdefault(k, 0)
+        self.max_calls, self.max_tokens, self.max_usd = max_calls, max_tokens, max_usd
+        self.price = price
+        self._lock = threading.Lock()
+
+    @property
+    def tokens(self) -> int:
+        return self.spend["prompt_tokens"] + self.spend["completion_tokens"]
+
+    def charge(self, usage: dict | None, estimate: tuple[int, int]) -> None:
+        """One completed response; ``estimate`` (chars / 4) stands in when usage is missing."""
+        with self._lock:
+            s = self.spend
+            if not usage:
+                s["usage_missing"] += 1
+                usage = {"prompt_tokens": estimate[0], "completion_tokens": estimate[1]}
+            p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            s["calls"] += 1
+            s["prompt_tokens"] += p
+            s["completion_tokens"] += c
+            if self.price:
+                s["usd"] = round(s["usd"] + (p * self.price[0] + c * self.price[1]) / 1e6, 8)
+
+    def allot(self, n: int, per_proposal: int) -> list[int]:
+        """Calls allowed for each of up to ``n`` proposals; raises BudgetExhausted when none."""
+        s = self.spend
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            raise BudgetExhausted(f"token budget spent: {self.tokens} of {self.max_tokens}")
+        if self.max_usd is not None and s["usd"] >= self.max_usd:
+            raise BudgetExhausted(f"USD budget spent: ${s['usd']:.4f} of ${self.max_usd}")
+        left = math.inf if self.max_calls is None else self.max_calls - s["calls"]
+        if left <= 0:
+            raise BudgetExhausted(f"call budget spent: {s['calls']} of {self.max_calls} calls")
+        if s["calls"]:  # expected calls left under the token / USD limits, from the mean so far
+            if self.max_tokens is not None:
+                left = min(left, math.ceil((self.max_tokens - self.tokens) * s["calls"] / self.tokens))
+            if self.max_usd is not None and s["usd"] > 0:
+                left = min(left, math.ceil((self.max_usd - s["usd"]) * s["calls"] / s["usd"]))
+        m = int(min(n, left))
+        out = [1] * m
+        extra = min(left - m, m * (per_proposal - 1)) if m else 0
+        i = 0
+        while extra > 0:  # repairs, round robin
+            if out[i % m] < per_proposal:
+                out[i % m] += 1
+                extra -= 1
+            i += 1
+        return out
+
+    def summary(self) -> str:
+        s = self.spend
+        usd = f"${s['usd']:.4f}" if self.price else "USD n/a (no price for this model)"
+        return f"{s['calls']} LLM calls, {self.tokens} tokens ({s['prompt_tokens']} prompt + {s['completion_tokens']} completion), {usd}"

@@ -1,0 +1,238 @@
+"""One chat completion through the official ``openai`` client, with our own retry policy.
+
+The openai client's retries are off (``max_retries=0``) so that every attempt is recorded and
+the policy is the same for every server: exponential backoff with jitter on 429 (honouring
+Retry-After), 5xx, connection errors and timeouts. Provider quirks: reasoning models get
+``max_completion_tokens`` and no temperature; a parameter the server says it does not support
+is dropped (``max_tokens`` becomes ``max_completion_tokens``) and the request retried once.
+JSON-schema output is asked for; a server rejecting it gets plain text, parsed by the proposer.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import HybridSLDError
+from .budget import Budget, LLMStop, price_of
+from .record import Recorder, request_key
+
+MODES = ("coevolve", "expression", "best-of-n")
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+RETRY_AFTER_CAP = 300.0  # seconds; a server asking for longer is not waited for beyond this
+OPTIONAL = ("response_format", "temperature", "max_tokens", "max_completion_tokens")
+
+PROPOSAL_SCHEMA = {
+    "type": "object",
+    "properties": {"params": {"type": "array", "items": {"type": "string"}},
+                   "law": {"type": "string"}, "fitter": {"type": "object"},
+                   "rationale": {"type": "string"}},
+    "required": ["law"],
+}
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """Everything the LLM proposer needs, stored in the run's config (never the key itself)."""
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    mode: str = "coevolve"
+    max_calls: int | None = 100
+    max_tokens: int | None = None  # prompt + completion tokens over the run
+    max_usd: float | None = None
+    price: tuple | list | None = None  # USD per million (prompt, completion) tokens
+    call_tokens: int = 2048  # completion tokens allowed per call
+    concurrency: int = 4
+    llm_ratio: float = 0.5  # share of batch slots given to the LLM in the hybrid proposer
+    replay: str | None = None
+    timeout: float = 60.0
+    temperature: float = 0.8
+    retries: int = 4
+    base_delay: float = 1.0  # seconds; doubled per retry, with jitter
+    max_delay: float = 60.0
+    repairs: int = 2
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise HybridSLDError(f"LLM mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 0 < self.llm_ratio <= 1:
+            raise HybridSLDError(f"--llm-ratio must be in (0, 1], got {self.llm_ratio}")
+        for name in ("max_calls", "max_tokens", "call_tokens", "concurrency"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise HybridSLDError(f"LLM setting {name} must be a positive integer, got {v!r}")
+        if self.max_usd is not None and self.max_usd <= 0:
+            raise HybridSLDError(f"--max-usd must be positive, got {self.max_usd}")
+        if self.max_calls is None and self.max_tokens is None and self.max_usd is None:
+            raise HybridSLDError("the LLM proposer needs a budget: --max-calls, --max-tokens or --max-usd")
+        if self.timeout <= 0 or self.retries < 0 or self.repairs < 0 or self.base_delay < 0:
+            raise HybridSLDError("LLM timeout must be positive; retries, repairs, delay >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "LLMSettings":
+        allowed = {f.name for f in fields(cls)}
+        unknown = set(d or {}) - allowed
+        if unknown:
+            raise HybridSLDError(f"unknown LLM setting(s) {sorted(unknown)}")
+        return cls(**(d or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def reasoning(self) -> bool:
+        name = self.model.rsplit("/", 1)[-1]
+        return name.startswith(REASONING_PREFIXES)
+
+    def check(self) -> None:
+        """Fail before anything runs: no key, no replay file, or a USD limit without a price."""
+        if self.replay:
+            if not os.path.isfile(self.replay):
+                raise HybridSLDError(f"replay file not found: {self.replay}")
+        elif not os.environ.get(self.api_key_env):
+            raise HybridSLDError(
+                f"the LLM proposer needs an API key in ${self.api_key_env} (or --api-key-env "
+                "NAME; any non-empty value for a local server), or --replay llm.jsonl")
+        if self.max_usd is not None and price_of(self.model, self.price) is None:
+            raise HybridSLDError(f"no price known for model {self.model!r}: give --price "
+                                 "PROMPT,COMPLETION (USD per million tokens) to use --max-usd")
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: str
+    usage: dict | None
+    replayed: bool
+
+
+class LLMClient:
+    """Chat completions with retries, recording, replay and budget accounting."""
+
+    def __init__(self, settings: LLMSettings, budget: Budget, recorder: Recorder,
+                 recorded: dict | None = None):
+        self.settings, self.budget, self.recorder = settings, budget, recorder
+        self.recorded = dict(recorded or {})
+        self.dropped: set[str] = set()
+        self.completion_param = "max_completion_tokens" if settings.reasoning else "max_tokens"
+        self._swapped = False
+        self._dead = ""
+        self._jitter = random.Random()  # delays only; never touches results
+        self._openai = None
+
+    def _api(self):
+        if self._openai is None:
+            from openai import OpenAI
+            self._openai = OpenAI(api_key=os.environ.get(self.settings.api_key_env) or "none",
+                                  base_url=self.settings.base_url, max_retries=0,
+                                  timeout=self.settings.timeout)
+        return self._openai
+
+    def _params(self) -> dict:
+        s = self.settings
+        p = {self.completion_param: s.call_tokens,
+             "response_format": {"type": "json_schema",
+                                 "json_schema": {"name": "law_proposal", "schema": PROPOSAL_SCHEMA}}}
+        if not s.reasoning:
+            p["temperature"] = s.temperature
+        return {k: v for k, v in p.items() if k not in self.dropped}
+
+    def complete(self, messages: list[dict], seq: int) -> Reply:
+        key = request_key(seq, messages)
+        if key in self.recorded:
+            resp = self.recorded[key]
+            self.recorder.write("exchange", key=key, seq=seq, replayed=True,
+                                request={"model": self.settings.model, "messages": messages},
+                                response=resp)
+            self._charge(resp, messages)
+            return Reply(resp["content"], resp.get("usage"), True)
+        if self.settings.replay:
+            raise LLMStop(f"replay: {self.settings.replay} holds no response for call {seq} "
+                          "(the replayed run asked for more, or its settings differ)")
+        if self._dead:  # another call already found the endpoint gone: do not retry again
+            raise LLMStop(self._dead)
+        try:
+            resp, params = self._call(messages, key, seq)
+        except LLMStop as exc:
+            self._dead = str(exc)
+            raise
+        self.recorder.write("exchange", key=key, seq=seq, replayed=False,
+                            request={"model": self.settings.model, "messages": messages,
+                                     "params": params}, response=resp)
+        self._charge(resp, messages)
+        return Reply(resp["content"], resp.get("usage"), False)
+
+    def _charge(self, resp, messages):
+        chars = sum(len(m["content"]) for m in messages)
+        self.budget.charge(resp.get("usage"), (chars // 4, len(resp["content"]) // 4))
+
+    def _delay(self, attempt: int, exc) -> float:
+        s = self.settings
+        d = min(s.max_delay, s.base_delay * 2 ** attempt) * (0.5 + self._jitter.random())
+        response = getattr(exc, "response", None)
+        after = response.headers.get("retry-after") if response is not None else None
+        if after:
+            try:
+                d = max(d, min(float(after), RETRY_AFTER_CAP))
+            except ValueError:  # an HTTP date: fall back to our own backoff
+                pass
+        return d
+
+    def _unsupported(self, exc, params) -> str | None:
+        """The optional parameter a 400 error complains about, if any (and not yet dropped)."""
+        named = getattr(exc, "param", None)
+        text = str(getattr(exc, "message", exc))
+        for p in OPTIONAL:
+            if p in params and (named == p or f"'{p}'" in text or f'"{p}"' in text or f" {p}" in text):
+                return p
+        return None
+
+    def _call(self, messages, key, seq) -> tuple[dict, dict]:
+        import openai
+        s = self.settings
+        attempt = 0
+        while True:
+            params = self._params()
+            t0 = time.perf_counter()
+            try:
+                r = self._api().chat.completions.create(model=s.model, messages=messages, **params)
+            except openai.BadRequestError as exc:
+                bad = self._unsupported(exc, params)
+                self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=400,
+                                    error=str(exc)[:500], dropped=bad)
+                if bad is None:
+                    raise LLMStop(f"the endpoint rejected the request: {exc}") from None
+                if bad in ("max_tokens", "max_completion_tokens") and not self._swapped:
+                    self._swapped = True
+                    self.completion_param = ({"max_tokens": "max_completion_tokens",
+                                              "max_completion_tokens": "max_tokens"}[bad])
+                else:
+                    self.dropped.add(bad)
+                continue  # the changed request is retried once per parameter
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
+                    openai.APIStatusError) as exc:
+                status = getattr(exc, "status_code", None)
+                self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=status,
+                                    error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                                    seconds=round(time.perf_counter() - t0, 3))
+                retryable = status is None or status in (408, 409, 429) or status >= 500
+                if not retryable:
+                    raise LLMStop(f"the endpoint refused the request ({status}): {exc}") from None
+                if attempt >= s.retries:
+                    raise LLMStop(f"the endpoint failed {attempt + 1} times in a row, last: "
+                                  f"{type(exc).__name__}: {exc}") from None
+                time.sleep(self._delay(attempt, exc))
+                attempt += 1
+                continue
+            if not r.choices:
+                raise LLMStop("the endpoint answered with no choices")
+            u = r.usage
+            usage = ({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
+                     if u is not None else None)
+            resp = {"content": r.choices[0].message.content or "", "usage": usage,
+                    "finish_reason": r.choices[0].finish_reason, "model": r.model,
+                    "attempts": attempt + 1, "seconds": round(time.perf_counter() - t0, 3)}
+            return resp, params

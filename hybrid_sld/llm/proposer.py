@@ -1,0 +1,231 @@
+"""LLM proposals: a short prompt from the task, training statistics and the archive; a JSON
+reply validated by the grammar, the parameter cap and FitterSpec, repaired at most twice.
+
+Prompts read only training rows (the caller passes ``load_train``); validation figures come
+from the archive. Everything here is deterministic given the archive, so a replayed run sends
+the same requests in the same order.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import re
+from dataclasses import dataclass
+from string import Template
+
+import numpy as np
+
+from ..data import Dataset, validation_mask
+from ..errors import HybridSLDError
+from ..evaluate import predict_dataset, validate
+from ..fit import FitterSpec
+from ..grammar import FUNCTIONS
+from ..law import parse_task_law
+from .budget import LLMStop
+from .client import LLMClient, LLMSettings
+
+N_TOP, N_DIVERSE, N_FAILURES = 3, 2, 5
+
+
+@dataclass(frozen=True)
+class Proposal:
+    text: str | None  # validated law text, None when invalid
+    fitter: dict | None
+    calls: int
+    error: str = ""
+    rationale: str = ""
+    tried: str = ""  # the last law text the model sent, for the failure list
+
+    @property
+    def valid(self) -> bool:
+        return self.text is not None
+
+
+def template(name: str) -> Template:
+    res = importlib.resources.files("hybrid_sld.llm") / "prompts" / f"{name}.txt"
+    return Template(res.read_text())
+
+
+def parse_reply(text: str) -> dict:
+    """The JSON object of a reply: the whole text, a ```json fence, or the first {...} in prose."""
+    text = text.strip()
+    candidates = [text] + re.findall(r"```(?:json)?\s*(.*?)```", text, re.S)
+    for c in candidates:
+        try:
+            obj = json.loads(c)
+            if isinstance(obj, dict):
+                return obj
+        except json.JSONDecodeError:
+            pass
+    dec = json.JSONDecoder()
+    for m in re.finditer(r"\{", text):
+        try:
+            obj, _ = dec.raw_decode(text, m.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and "law" in obj:
+            return obj
+    raise HybridSLDError("the reply holds no JSON object with a \"law\" field")
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+class LLMProposer:
+    """Builds prompts and turns replies into validated (law text, fitter) proposals."""
+
+    def __init__(self, task, train: Dataset, client: LLMClient, settings: LLMSettings,
+                 default_fitter: dict):
+        self.task, self.train, self.client, self.settings = task, train, client, settings
+        self.default_fitter = dict(default_fitter)
+        self.by = task.split.by or task.feature_names[0]
+        self.vmask = validation_mask(task, train)
+        self._residuals: dict[str, str] = {}
+        coevolve = settings.mode == "coevolve"
+        shape = ('{"params": ["<declaration>", ...], "law": "<target> = <expression>", '
+                 + ('"fitter": {<fields>}, ' if coevolve else "") + '"rationale": "<one sentence>"}')
+        self.system = template("system").substitute(
+            reply_shape=shape, param_cap=task.param_cap,
+            fitter_help=template("fitter").template.strip() if coevolve else "").strip()
+        self.mode_text = template("mode_" + settings.mode.replace("-", "_")).template.strip()
+
+    # -- prompt -------------------------------------------------------------------------------
+    def _stats(self) -> str:
+        tr = self.train
+        lines = []
+        for j, f in enumerate(tr.features):
+            col = tr.X[:, j]
+            lines.append(f"- {f}: {_g(col.min())} .. {_g(col.max())} ({len(np.unique(col))} distinct)")
+        for j, t in enumerate(tr.targets):
+            col = tr.Y[:, j]
+            lines.append(f"- {t}: {_g(col.min())} .. {_g(col.max())}")
+        g = tr.group_names[0]
+        rows = np.flatnonzero((tr.groups == g) & ~self.vmask)
+        rows = rows[np.argsort(tr.column(self.by)[rows], kind="stable")]
+        pick = rows[np.unique(np.linspace(0, len(rows) - 1, min(6, len(rows))).astype(int))]
+        head = ", ".join(tr.features + tr.targets)
+        lines.append(f"Sample fitting rows of group {g!r} ({head}):")
+        lines += ["  " + ", ".join(_g(v) for v in (*tr.X[i], *tr.Y[i])) for i in pick]
+        return "\n".join(lines)
+
+    def _residual_line(self, e) -> str:
+        """Mean relative residual by scale: where the law drifts, on training rows only."""
+        if e.key in self._residuals:
+            return self._residuals[e.key]
+        line = ""
+        try:
+            law = parse_task_law(e.law, self.task)
+            ev = validate(law, self.task, self.train, FitterSpec.from_dict(e.fitter))
+            pred = predict_dataset(law, ev.fits, self.train)
+            with np.errstate(all="ignore"):
+                rel = np.nanmean((pred - self.train.Y) / np.abs(self.train.Y), axis=1)
+            scale = self.train.column(self.by)
+            fit_rows = ~self.vmask
+            cut = np.median(scale[fit_rows])
+            parts = [fit_rows & (scale <= cut), fit_rows & (scale > cut), self.vmask]
+            vals = [np.nanmean(rel[m]) if m.any() else np.nan for m in parts]
+            line = "residuals " + " / ".join("n/a" if not np.isfinite(v) else f"{100 * v:+.2f}%" for v in vals)
+        except Exception:  # a summary is a hint; an odd law must not stop the prompt
+            line = ""
+        self._residuals[e.key] = line
+        return line
+
+    def _tokens(self, law_text: str) -> set:
+        names = set(self.task.feature_names) | set(FUNCTIONS)
+        first = [ln.split("=", 1)[-1] for ln in law_text.splitlines() if "=" in ln]
+        toks = re.findall(r"[A-Za-z_]\w*|[-+*/^]|\d+\.?\d*", " ".join(first))
+        return {t if (t in names or not t[0].isalpha()) else "#" for t in toks} | {
+            f"{a}{b}" for a, b in zip(toks, toks[1:]) if a in names or b in names}
+
+    def _select(self, entries: list) -> list:
+        """The best entries, then the ones least like those already chosen (Jaccard)."""
+        chosen = entries[:N_TOP]
+        rest = entries[N_TOP:]
+        for _ in range(N_DIVERSE):
+            if not rest:
+                break
+
+            def distance(e):
+                t = self._tokens(e.law)
+                return min(1 - len(t & self._tokens(c.law)) / max(len(t | self._tokens(c.law)), 1)
+                           for c in chosen)
+            pick = max(rest, key=distance)  # max keeps the first (best ranked) on ties
+            chosen.append(pick)
+            rest.remove(pick)
+        return chosen
+
+    def _entry_text(self, i: int, e) -> str:
+        head = f"#{i} valid R2 {e.valid_r2:.5f}, {e.n_params} constants"
+        if self.settings.mode == "coevolve":
+            diff = {k: v for k, v in e.fitter.items() if self.default_fitter.get(k) != v}
+            head += f", fitter {json.dumps(diff)}" if diff else ", default fitter"
+        res = self._residual_line(e)
+        body = "\n".join("  " + ln for ln in e.law.splitlines())
+        return head + (f", {res}" if res else "") + "\n" + body
+
+    def user_message(self, archive, failures: list) -> str:
+        task = self.task
+        feats = "\n".join(f"- {f.name}: {f.description}" + (f" [{f.unit}]" if f.unit else "")
+                          for f in task.features)
+        arch = fail = ""
+        if self.settings.mode != "best-of-n":
+            unique = list({e.key: e for e in archive.entries()}.values()) if archive else []
+            entries = self._select(sorted(unique, key=lambda e: e.rank(), reverse=True))
+            if entries:
+                arch = template("archive").substitute(
+                    split_by=self.by, entries="\n".join(self._entry_text(i + 1, e)
+                                                        for i, e in enumerate(entries)))
+            if failures:
+                items = "\n".join(f"- {law[:160]}: {msg[:160]}" for law, msg in failures[-N_FAILURES:])
+                fail = template("failures").substitute(items=items)
+        return template("user").substitute(
+            name=task.name, description=task.description.strip(), features=feats,
+            targets=", ".join(task.targets), groups=len(self.train.group_names),
+            n_rows=len(self.train), split_by=self.by, stats=self._stats(), archive=arch,
+            failures=fail, instruction=self.mode_text).strip()
+
+    def messages(self, user: str) -> list[dict]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    # -- reply --------------------------------------------------------------------------------
+    def check(self, obj: dict) -> tuple[str, dict]:
+        """(law text, fitter) of a reply, or HybridSLDError naming what is wrong."""
+        law = obj.get("law")
+        if isinstance(law, list):
+            law = "\n".join(map(str, law))
+        if not isinstance(law, str) or not law.strip():
+            raise HybridSLDError('"law" must be a non-empty string')
+        params = obj.get("params") or []
+        if not isinstance(params, list):
+            raise HybridSLDError('"params" must be a list of declaration strings')
+        decls = [str(p) for p in params if not str(p).strip().isidentifier()]
+        text = "\n".join([law.strip(), *decls])
+        parsed = parse_task_law(text, self.task)
+        fitter = self.default_fitter
+        if self.settings.mode == "coevolve" and obj.get("fitter") is not None:
+            if not isinstance(obj["fitter"], dict):
+                raise HybridSLDError('"fitter" must be a JSON object of FitterSpec fields')
+            fitter = FitterSpec.from_dict(self.default_fitter | obj["fitter"]).to_dict()
+        return parsed.text, fitter
+
+    def propose(self, user: str, seq: int, allowed_calls: int) -> Proposal:
+        """One proposal from at most ``allowed_calls`` calls (the first plus repairs)."""
+        messages = self.messages(user)
+        error, calls, tried, content = "", 0, "", ""
+        while calls < min(allowed_calls, 1 + self.settings.repairs):
+            content = self.client.complete(messages, seq).content
+            calls += 1
+            try:
+                obj = parse_reply(content)
+                tried = str(obj.get("law", ""))
+                text, fitter = self.check(obj)
+                return Proposal(text, fitter, calls, rationale=str(obj.get("rationale", ""))[:300])
+            except LLMStop:
+                raise
+            except HybridSLDError as exc:
+                error = str(exc)
+            messages = messages + [{"role": "assistant", "content": content},
+                                   {"role": "user", "content": template("repair").substitute(error=error)}]
+        return Proposal(None, None, calls, error=error, tried=tried or content[:80])

@@ -1,0 +1,268 @@
+"""LLM proposer against a real local HTTP server through the real openai client.
+
+Every run must complete or stop cleanly at its budget, count exactly the tokens the server
+reported, record every exchange (and never the key) in llm.jsonl, and replay identically with
+the server gone. Prompts never hold test-split values.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybrid_sld.data import load_train
+from hybrid_sld.errors import HybridSLDError
+from hybrid_sld.llm.budget import Budget, LLMStop
+from hybrid_sld.llm.client import LLMClient, LLMSettings
+from hybrid_sld.llm.proposer import LLMProposer, parse_reply
+from hybrid_sld.llm.record import Recorder
+from hybrid_sld.search.engine import SEARCH_FITTER, Search, SearchConfig
+from hybrid_sld.search.run import discover
+from hybrid_sld.tasks import get_task
+
+sys.path.insert(0, str(Path(__file__).parent))
+from openai_server import FakeOpenAI, proposal  # noqa: E402
+
+SECRET = "sk-test-DO-NOT-LEAK-4f1c9e"
+TEST_X = (4.321e6, 9.876e6)  # test-split scales: these numbers must never reach a prompt
+
+
+@pytest.fixture
+def task_file(tmp_path):
+    """y = 3 + A*x^-0.5 in two groups; test rows at recognisable scales beyond train."""
+    x = np.geomspace(1e2, 1e5, 20)
+    law = lambda a, xi: 3 + a * xi ** -0.5  # noqa: E731
+    groups = (("g1", 50.0), ("g2", 20.0))
+    for name, xs in (("train.csv", x), ("test.csv", TEST_X)):
+        (tmp_path / name).write_text("group,x,y\n" + "".join(
+            f"{g},{float(xi)!r},{float(law(a, xi))!r}\n" for g, a in groups for xi in xs))
+    (tmp_path / "synth.toml").write_text(
+        'name = "synth"\ntargets = ["y"]\nparam_cap = 5\n[features.x]\ndescription = "scale"\n'
+        '[split]\nby = "x"\nfraction = 0.2\n[data]\ntrain = "train.csv"\ntest = "test.csv"\n')
+    return tmp_path / "synth.toml"
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    s = FakeOpenAI()
+    s.url = s.start()
+    yield s
+    s.stop()
+
+
+def _settings(server, **kw):
+    return {"base_url": server.url, "base_delay": 0.01, "max_delay": 0.05} | kw
+
+
+def _lines(run_dir):
+    return [json.loads(l) for l in (Path(run_dir) / "llm.jsonl").read_text().splitlines()]
+
+
+def _archive(run_dir):
+    state = json.loads((Path(run_dir) / "checkpoint" / "state.json").read_text())
+    return [[{k: v for k, v in e.items() if k != "seconds"} for e in isl]
+            for isl in state["archive"]["islands"]]
+
+
+def _no_secret(run_dir):
+    for f in Path(run_dir).rglob("*"):
+        if f.is_file() and f.suffix in (".jsonl", ".json", ".md", ".toml", ".tex"):
+            text = f.read_text()
+            assert SECRET not in text and "authorization" not in text.lower(), f
+
+
+def _test_value_strings(task_file):
+    task = get_task(str(task_file))
+    from hybrid_sld.data import load_splits
+    _train, test = load_splits(task)
+    out = set()
+    for v in np.concatenate([test.X.ravel(), test.Y.ravel()]):
+        out |= {f"{v:.4g}", f"{v:.5g}", repr(float(v))}
+    return out
+
+
+def test_parse_reply_plain_fenced_and_prose():
+    assert parse_reply('{"law": "y = a"}')["law"] == "y = a"
+    assert parse_reply('Sure:\n```json\n{"law": "y = b", "params": []}\n```')["law"] == "y = b"
+    assert parse_reply('I think {"x": 1} then {"law": "y = c"} works')["law"] == "y = c"
+    with pytest.raises(HybridSLDError, match="no JSON object"):
+        parse_reply("y = a*x, trust me")
+
+
+def test_run_stops_at_call_budget_then_replays_identically(task_file, server, tmp_path):
+    cfg = SearchConfig(task=str(task_file), max_evals=200, batch_size=4, proposer="llm",
+                       llm=_settings(server, max_calls=7, concurrency=3))
+    res = discover(cfg, out=tmp_path / "live")
+    run = Path(res["run_dir"])
+    llm = res["llm"]
+    # clean stop at the budget, with the report written
+    assert "call budget" in res["stop_reason"] and llm["calls"] == 7
+    assert (run / "report.md").is_file() and "LLM proposer" in (run / "report.md").read_text()
+    # token accounting = what the server reported; every exchange recorded, no secret anywhere
+    assert (llm["prompt_tokens"], llm["completion_tokens"]) == server.tokens
+    assert len(server.served) == 7 == sum(l["kind"] == "exchange" for l in _lines(run))
+    assert llm["validity_rate"] == 1.0 and llm["proposals"] == 7
+    assert any(e["origin"] == "llm" for e in map(json.loads, open(run / "events.jsonl")))
+    _no_secret(run)
+    assert all(h.get("authorization") == f"Bearer {SECRET}" for h in server.headers)
+    # no prompt holds a test-split value
+    banned = _test_value_strings(task_file)
+    for body in server.requests:
+        text = json.dumps(body["messages"])
+        assert not [b for b in banned if b in text]
+    # replay with the server gone: same archive, best law, spend
+    server.stop()
+    cfg2 = SearchConfig(**{**cfg.__dict__, "llm": _settings(server, max_calls=7, concurrency=3,
+                                                           replay=str(run / "llm.jsonl"))})
+    rep = discover(cfg2, out=tmp_path / "replay")
+    assert rep["law"] == res["law"] and rep["evals"] == res["evals"]
+    assert _archive(rep["run_dir"]) == _archive(run)
+    assert {k: rep["llm"][k] for k in ("calls", "prompt_tokens", "usd")} == \
+        {k: llm[k] for k in ("calls", "prompt_tokens", "usd")}
+
+
+def test_prompt_guard_can_fail(task_file):
+    """The test-value check above is meaningful: the full data would put them in the prompt."""
+    from hybrid_sld.data import load_splits
+    task = get_task(str(task_file))
+    train, test = load_splits(task)
+    both = type(train)(np.concatenate([train.groups, test.groups]), np.vstack([train.X, test.X]),
+                       np.vstack([train.Y, test.Y]), train.features, train.targets)
+    st = LLMSettings(max_calls=1)
+    leaky = LLMProposer(task, both, None, st, SEARCH_FITTER.to_dict()).user_message(None, [])
+    assert [b for b in _test_value_strings(task_file) if b in leaky]
+    clean = LLMProposer(task, load_train(task), None, st, SEARCH_FITTER.to_dict()).user_message(None, [])
+    assert not [b for b in _test_value_strings(task_file) if b in clean]
+
+
+def _proposer(task_file, server, tmp_path, **kw):
+    task = get_task(str(task_file))
+    st = LLMSettings.from_dict(_settings(server, **kw))
+    spend = {}
+    client = LLMClient(st, Budget(spend, max_calls=st.max_calls), Recorder(tmp_path / "llm.jsonl"))
+    return LLMProposer(task, load_train(task), client, st, SEARCH_FITTER.to_dict()), spend
+
+
+def test_repair_loop_sends_the_exact_error_back(task_file, server, tmp_path):
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10)
+    over_cap = proposal("y = A + B*x + C*x^2 + D*x^3 + F*x^4 + G*x^5")
+    server.script = ["this is not JSON", proposal("y = E + A*x^^(-a)"),
+                     proposal("y = E + A*x^(-a)", ["A > 0"], {"strategy": "de"}),
+                     over_cap, over_cap, over_cap]
+    user = p.user_message(None, [])
+    ok = p.propose(user, seq=0, allowed_calls=3)
+    assert ok.valid and ok.calls == 3 and ok.fitter["strategy"] == "de"
+    repairs = [r["messages"][-1]["content"] for r in server.requests[1:3]]
+    assert "no JSON object" in repairs[0]
+    assert "line 1, column" in repairs[1] and "^" in repairs[1]
+    bad = p.propose(user, seq=1, allowed_calls=3)
+    assert not bad.valid and bad.calls == 3 and "at most 5" in bad.error
+    assert "law has 6 parameters" in server.requests[-1]["messages"][-1]["content"]
+    assert spend["calls"] == 6 and (spend["prompt_tokens"], spend["completion_tokens"]) == server.tokens
+    # expression-only mode ignores the fitter the model sends
+    q, _ = _proposer(task_file, server, tmp_path, max_calls=10, mode="expression")
+    server.script = [proposal("y = E + A*x^(-a)", fitter={"strategy": "de"})]
+    assert q.propose(user, seq=2, allowed_calls=1).fitter == SEARCH_FITTER.to_dict()
+
+
+def test_429_retry_after_500_and_timeout_are_retried(task_file, server, tmp_path):
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, timeout=0.5)
+    server.faults = [{"status": 429, "headers": {"Retry-After": "1"}, "message": "slow down"},
+                     {"status": 500}, {"delay": 1.5}]
+    t0 = time.perf_counter()
+    reply = p.client.complete(p.messages("hello"), seq=0)
+    assert time.perf_counter() - t0 >= 1.0 + 0.5  # honoured Retry-After, then waited out the timeout
+    assert json.loads(reply.content)["law"] and len(server.requests) == 4
+    lines = _lines(tmp_path)
+    assert [l["kind"] for l in lines] == ["error", "error", "error", "exchange"]
+    assert [l.get("status") for l in lines[:2]] == [429, 500]
+    assert spend["calls"] == 1 and (spend["prompt_tokens"], spend["completion_tokens"]) == server.tokens
+    time.sleep(1.1)  # let the late reply finish before the server stops
+
+
+def test_unsupported_parameters_are_dropped_and_reasoning_models(task_file, server, tmp_path):
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
+    server.faults = [{"status": 400, "param": "temperature", "message": "Unsupported value: 'temperature'"},
+                     {"status": 400, "message": "response_format json_schema is not supported"}]
+    p.client.complete(p.messages("hi"), seq=0)
+    first, second, third = server.requests
+    assert "temperature" in first and "temperature" not in second
+    assert "response_format" in second and "response_format" not in third and "max_tokens" in third
+    r, _ = _proposer(task_file, server, tmp_path, max_calls=10, model="o4-mini")
+    r.client.complete(r.messages("hi"), seq=0)
+    last = server.requests[-1]
+    assert "max_completion_tokens" in last and "temperature" not in last and "max_tokens" not in last
+
+
+def test_server_dying_mid_run_stops_cleanly(task_file, server, tmp_path):
+    server.faults = [{}] * 3 + [{"die": True}]
+    cfg = SearchConfig(task=str(task_file), max_evals=200, batch_size=2, proposer="llm",
+                       llm=_settings(server, max_calls=50, concurrency=1, retries=2))
+    res = discover(cfg, out=tmp_path)
+    run = Path(res["run_dir"])
+    assert "endpoint failed" in res["stop_reason"] and (run / "best.json").is_file()
+    assert res["llm"]["calls"] == 3 == len(server.served)
+    assert (res["llm"]["prompt_tokens"], res["llm"]["completion_tokens"]) == server.tokens
+    kinds = [l["kind"] for l in _lines(run)]
+    assert kinds.count("exchange") == 3 and kinds.count("error") == 3  # 1 try + 2 retries
+    _no_secret(run)
+
+
+def test_resume_keeps_llm_spend(task_file, server, tmp_path):
+    cfg = SearchConfig(task=str(task_file), max_evals=8, batch_size=4, proposer="llm",
+                       llm=_settings(server, max_calls=20, concurrency=2))
+    s = Search(cfg, tmp_path)
+    s.run()
+    spent = dict(s.state.llm)
+    assert spent["calls"] > 0
+    t = Search(cfg, tmp_path)
+    t.load()
+    assert t.budget.spend == spent and t.state.llm_seq == s.state.llm_seq
+    t.budget.charge({"prompt_tokens": 1, "completion_tokens": 1}, (0, 0))
+    assert t.state.llm["calls"] == spent["calls"] + 1  # counts on into the checkpointed state
+
+
+def test_settings_errors():
+    with pytest.raises(HybridSLDError, match="mode"):
+        LLMSettings(mode="freestyle")
+    with pytest.raises(HybridSLDError, match="budget"):
+        LLMSettings(max_calls=None)
+    with pytest.raises(HybridSLDError, match="price"):
+        LLMSettings(model="my-local-model", max_usd=1.0, api_key_env="PATH").check()
+    b = Budget({}, max_calls=5)
+    assert b.allot(4, 3) == [2, 1, 1, 1]
+    b.spend["calls"] = 5
+    with pytest.raises(LLMStop, match="call budget"):
+        b.allot(1, 3)
+
+
+def test_cli_missing_key_fails_before_anything(task_file, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
+                        "--proposer", "llm", "--max-evals", "4", "--out", str(tmp_path / "runs")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "OPENAI_API_KEY" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_hybrid_run(task_file, server, tmp_path):
+    env = os.environ | {"MY_KEY": SECRET}
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
+                        "--proposer", "hybrid", "--llm-ratio", "0.5", "--base-url", server.url,
+                        "--api-key-env", "MY_KEY", "--max-evals", "10", "--batch-size", "4",
+                        "--max-calls", "20", "--concurrency", "2", "--json", "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    origins = {json.loads(l)["origin"] for l in open(Path(res["run_dir"]) / "events.jsonl")}
+    assert "llm" in origins and origins & {"mutate", "crossover", "fitter"}
+    assert res["llm"]["calls"] == len(server.served) and "LLM spend" in r.stderr
+    assert math.isfinite(res["test_r2"])
+    _no_secret(res["run_dir"])
