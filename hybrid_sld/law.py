@@ -60,6 +60,14 @@ class _LawPrinter(StrPrinter):
     def _print_Abs(self, expr):
         return "abs(%s)" % self._print(expr.args[0])
 
+    # Everything in a law is real, so the real part sympy wraps around a term when it rewrites
+    # abs(exp(z)) as exp(re(z)) is the term itself; printed as such the text stays law text.
+    def _print_re(self, expr):
+        return "(%s)" % self._print(expr.args[0])
+
+    def _print_im(self, expr):
+        return "0"
+
     def _print_Exp1(self, expr):
         return "exp(1)"  # 'E' would read back as a parameter named E
 

@@ -463,3 +463,23 @@ def test_fuzz_declarations_round_trip(names, op, value, init, shared):
     again = parse_law(law.text, ["x"])
     assert again == law
     assert again.params == law.params
+
+
+@pytest.mark.parametrize("text", [
+    "y = a + abs(exp((c*log(x))^d))",
+    "y = p1 + p2*exp(abs(exp((p3*log(x))^(p5*log(x)))))",
+    "y = a*abs(x^b*exp(c*x))",
+])
+def test_abs_rewrites_print_back_as_law_text(text):
+    """sympy turns abs(exp(z)) into exp(re(z)); the printed text must still parse, same values."""
+    from hybrid_sld.compile import compile_law
+    law = parse_law(text, ["x"])
+    again = parse_law(law.text, ["x"])
+    assert "re(" not in law.text
+    X = np.linspace(1.5, 4.0, 7)[:, None]
+    theta = np.linspace(0.3, 0.9, law.n_params)
+    order = [again.param_names.index(n) for n in law.param_names]
+    th2 = np.empty_like(theta)
+    th2[order] = theta
+    np.testing.assert_allclose(compile_law(law).predict(X, theta),
+                               compile_law(again).predict(X, th2), rtol=1e-10)

@@ -269,8 +269,12 @@ class Search:
         return texts
 
     def _law(self, text):
+        """The parsed law, or None; also None when its printed text would not parse back
+        (the archive, checkpoints and the final report all hold the printed text)."""
         try:
-            return operators.parse_cached(text, self.task)
+            law = operators.parse_cached(text, self.task)
+            operators.parse_cached(law.text, self.task)
+            return law
         except LawError:
             return None
 
