@@ -114,9 +114,11 @@ def _progress_printer(label: str):
 def run_one(task: str, seed: int, method: str, budget: float, args, out: Path) -> dict:
     label = f"{short(task)} seed {seed} {method}"
     row = {"task": task, "seed": seed, "method": method}
-    cfg = SearchConfig(task=task, seed=seed, budget_seconds=budget, max_evals=args.max_evals,
-                       workers=args.workers, random_search=(method == "random"),
-                       operon_seconds=args.operon_seeds if method == "offline" else 0.0)
+    operon = args.operon_seeds if method == "offline" else 0.0
+    # operon's time comes out of the run's budget, so runs with and without it stay comparable
+    cfg = SearchConfig(task=task, seed=seed, budget_seconds=max(budget - operon, 1.0),
+                       max_evals=args.max_evals, workers=args.workers,
+                       random_search=(method == "random"), operon_seconds=operon)
     log(f"{label}: searching ({budget:g} s budget) ...")
     t0 = time.perf_counter()
     try:
