@@ -281,8 +281,10 @@ def latest_results(rows) -> list[dict]:
 
 
 def append_result(path, row: dict) -> None:
+    path = Path(path)
+    cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
     with open(path, "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+        fh.write(("\n" if cut else "") + json.dumps(row) + "\n")  # after a line cut by a kill
         fh.flush()
         os.fsync(fh.fileno())
 
