@@ -235,3 +235,14 @@ def test_methods_missing_their_extra_fail_up_front():
     check_methods(["expert", "offline", "random"])
     with pytest.raises(HybridSLDError, match="--scheduler needs --executor dask"):
         make_executor("local", scheduler="tcp://127.0.0.1:9")
+
+
+def test_daemonic_workers_run_cells_in_a_subprocess(local_bench):
+    """A Dask worker under a nanny may not fork: the cell runs in a fresh interpreter instead."""
+    from hybrid_sld.bench.executors import _via_subprocess
+    out, _ = local_bench
+    (cell,) = [c for c in _cells() if c.key == ("kaplan_demo", "expert", 0)]
+    res = _via_subprocess(cell, _settings(out), timeout=120)
+    local = _by_cell(read_results(out / "results.jsonl"))[cell.key]
+    assert res["status"] == "ok" and res["test_r2"] == local["test_r2"]
+    assert _via_subprocess(cell, _settings(out), timeout=0.2)["message"] == "timed out after 0.2 s"

@@ -24,6 +24,7 @@ from .grid import BLAS_VARS, BenchSettings, Cell, blank_result, run_cell
 
 _LIVE: set = set()  # child processes running a cell, killed on interrupt
 _LOCK = threading.Lock()
+_STOP = threading.Event()  # set on interrupt: a cell starting now is killed at once
 
 
 def _child(conn, cell, settings):
@@ -48,6 +49,8 @@ def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float) -> dic
     child.close()
     with _LOCK:
         _LIVE.add(proc)
+        if _STOP.is_set():
+            proc.kill()
     try:
         if parent.poll(timeout):
             try:
@@ -96,6 +99,7 @@ def run_isolated(cell: Cell, settings: BenchSettings) -> dict:
 
 def kill_live() -> None:
     with _LOCK:
+        _STOP.set()
         for proc in list(_LIVE):
             if proc.is_alive():
                 proc.kill()
@@ -113,6 +117,7 @@ class LocalExecutor:
 
     def run(self, cells, settings):
         """Yield each cell's result as soon as it finishes."""
+        _STOP.clear()
         pool = ThreadPoolExecutor(self.workers)
         try:
             futures = [pool.submit(run_isolated, c, settings) for c in cells]
