@@ -245,7 +245,7 @@ def cmd_bench(args):
 
 def cmd_report(args):
     from .bench.report import render
-    out = render(args.dir)
+    out = render(args.dir, args.data_dir)
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("report", help="re-render a bench's or a run's tables and plots")
     sp.add_argument("dir", help="bench directory (results.jsonl) or run directory (best.json)")
-    common(sp, data=False)
+    common(sp)
     sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("eval-program", help="score an EvoSLD-style Python program")

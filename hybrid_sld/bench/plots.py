@@ -8,14 +8,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .leaderboard import aggregate, winners
 
 
 def plot_r2(results, path) -> Path:
-    """Grouped bars: mean clipped test R2 (std as error bars) per task and method; published
-    human-law and SLDAgent figures as markers."""
+    """Mean clipped test R2 per task and method (points, std over seeds as error bars), the
+    published human-law and SLDAgent figures as segments across each task's slot. Points, not
+    bars: most figures sit near 1, and the y axis zooms to the range they span."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -24,27 +23,36 @@ def plot_r2(results, path) -> Path:
     tasks = list(dict.fromkeys(r.task for r in rows))
     methods = list(dict.fromkeys(r.method for r in rows))
     by = {(r.task, r.method): r for r in rows}
-    width = 0.8 / max(len(methods), 1)
-    x = np.arange(len(tasks))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(tasks) + 2), 4.2))
+    step = 0.7 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(tasks) + 3), 4.2))
+    shown = []
     for j, m in enumerate(methods):
-        mean = [by[(t, m)].r2.mean if (t, m) in by and by[(t, m)].r2.mean is not None else np.nan
-                for t in tasks]
-        std = [by[(t, m)].r2.std if (t, m) in by and by[(t, m)].r2.std is not None else 0.0
-               for t in tasks]
-        ax.bar(x - 0.4 + width * (j + 0.5), mean, width, yerr=std, capsize=2, label=m)
-    for key, marker, color, label in (("human_r2", "_", "black", "human law (published)"),
-                                      ("sldagent_r2", "*", "tab:red", "SLDAgent (published)")):
-        pub = [next((r.published.get(key) for r in rows if r.task == t and r.published.get(key)
-                     is not None), np.nan) for t in tasks]
-        if not np.all(np.isnan(pub)):
-            ax.scatter(x, pub, marker=marker, s=160 if marker == "_" else 70, color=color,
-                       zorder=5, label=label)
-    ax.set_xticks(x, [t.removesuffix("_scaling_law") for t in tasks], rotation=30, ha="right")
+        pts = [(i, by[(t, m)].r2) for i, t in enumerate(tasks)
+               if (t, m) in by and by[(t, m)].r2.mean is not None]
+        if pts:
+            ax.errorbar([i - 0.35 + step * (j + 0.5) for i, _ in pts], [s.mean for _, s in pts],
+                        yerr=[s.std for _, s in pts], fmt="o", capsize=3, label=m, zorder=4)
+            shown += [s.mean for _, s in pts]
+    for key, style, label in (("human_r2", dict(color="black", lw=2), "human law (published)"),
+                              ("sldagent_r2", dict(color="tab:red", lw=2, ls="--"),
+                               "SLDAgent best (published)")):
+        first = True
+        for i, t in enumerate(tasks):
+            v = next((r.published.get(key) for r in rows if r.task == t
+                      and r.published.get(key) is not None), None)
+            if v is not None:
+                ax.hlines(v, i - 0.42, i + 0.42, label=label if first else None, zorder=3, **style)
+                shown.append(v)
+                first = False
+    for i in range(1, len(tasks)):
+        ax.axvline(i - 0.5, color="0.85", lw=0.8)
+    ax.set_xticks(range(len(tasks)), [t.removesuffix("_scaling_law") for t in tasks],
+                  rotation=30, ha="right")
+    ax.set_xlim(-0.5, len(tasks) - 0.5)
+    lo = min(shown or [0.0])
+    ax.set_ylim(lo - 0.08 * max(1.0 - lo, 0.01), 1.0 + 0.05 * max(1.0 - lo, 0.01))
     ax.set_ylabel("test R2 (clipped to [-1, 1])")
-    ax.set_ylim(min(-0.05, np.nanmin([r.r2.mean for r in rows if r.r2.mean is not None] or [0]) - 0.05), 1.05)
-    ax.axhline(0, color="grey", lw=0.6)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

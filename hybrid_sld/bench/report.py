@@ -51,16 +51,18 @@ def run_bench(cells, settings, executor, *, log=_log) -> dict:
             "files": files, "results": rows}
 
 
-def render_bench(out) -> list[str]:
-    """leaderboard.md, leaderboard.tex and plots/ from results.jsonl."""
+def render_bench(out, data_dir=None) -> list[str]:
+    """leaderboard.md, leaderboard.tex and plots/ from results.jsonl (data only for the fit
+    plots' points; ``data_dir`` defaults to the bench's own setting)."""
     out = Path(out)
     results = latest_results(read_results(out / "results.jsonl"))
     if not results:
         raise HybridSLDError(f"{out}/results.jsonl holds no results")
-    try:
-        data_dir = json.loads((out / "bench.json").read_text())["settings"].get("data_dir")
-    except (OSError, ValueError, KeyError):
-        data_dir = None
+    if data_dir is None:
+        try:
+            data_dir = json.loads((out / "bench.json").read_text())["settings"].get("data_dir")
+        except (OSError, ValueError, KeyError):
+            pass
     (out / "leaderboard.md").write_text(markdown(results))
     (out / "leaderboard.tex").write_text(latex(results))
     files = [str(out / "leaderboard.md"), str(out / "leaderboard.tex")]
@@ -73,7 +75,7 @@ def render_bench(out) -> list[str]:
     return files
 
 
-def render_run(run_dir) -> list[str]:
+def render_run(run_dir, data_dir=None) -> list[str]:
     """A discover run's report.md, law.tex and plots/ from best.json and its checkpoint."""
     from ..data import load_splits, validation_mask
     from ..export import latex_document_fragment
@@ -98,7 +100,7 @@ def render_run(run_dir) -> list[str]:
     search = SimpleNamespace(state=SimpleNamespace(archive=Archive.from_dict(state["archive"])))
     (run_dir / "report.md").write_text(_markdown(best, search))
     files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]
-    train, test = load_splits(task, cfg.get("data_dir"))
+    train, test = load_splits(task, data_dir or cfg.get("data_dir"))
     vmask = validation_mask(task, train)
     by = task.split.by or None
     files.append(str(plot_fit(law, fits, train, test, run_dir / "plots" / "fit.png", by=by,
@@ -108,12 +110,12 @@ def render_run(run_dir) -> list[str]:
     return files
 
 
-def render(path) -> dict:
+def render(path, data_dir=None) -> dict:
     """``hybrid-sld report``: a bench directory (results.jsonl) or a run directory (best.json)."""
     path = Path(path)
     if (path / "results.jsonl").exists():
-        return {"kind": "bench", "dir": str(path), "files": render_bench(path)}
+        return {"kind": "bench", "dir": str(path), "files": render_bench(path, data_dir)}
     if (path / "best.json").exists():
-        return {"kind": "run", "dir": str(path), "files": render_run(path)}
+        return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir)}
     raise HybridSLDError(f"{path} is neither a bench directory (results.jsonl) nor a run "
                          "directory (best.json)")
