@@ -52,7 +52,8 @@ def plot_r2(results, path) -> Path:
     lo = min(shown or [0.0])
     ax.set_ylim(lo - 0.08 * max(1.0 - lo, 0.01), 1.0 + 0.05 * max(1.0 - lo, 0.01))
     ax.set_ylabel("test R2 (clipped to [-1, 1])")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if ax.get_legend_handles_labels()[0]:  # nothing to show when every cell failed
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
