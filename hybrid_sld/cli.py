@@ -244,6 +244,43 @@ def _llm_settings(args) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def cmd_bench(args):
+    from .bench.executors import make_executor
+    from .bench.grid import (BenchSettings, check_methods, make_cells, resolve_methods,
+                             resolve_seeds, resolve_tasks)
+    from .bench.report import run_bench
+    from .search.run import parse_budget
+    tasks = resolve_tasks(args.tasks)
+    methods = resolve_methods(args.methods)
+    seeds = resolve_seeds(args.seeds)
+    check_methods(methods)
+    if args.max_evals is not None and args.max_evals < 1:
+        raise HybridSLDError("--max-evals must be at least 1")
+    settings = BenchSettings(budget_seconds=parse_budget(args.budget), out=str(Path(args.out).resolve()),
+                             max_evals=args.max_evals, data_dir=args.data_dir,
+                             timeout=parse_budget(args.timeout) if args.timeout else None)
+    executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
+    try:
+        summary = run_bench(make_cells(tasks, methods, seeds), settings, executor)
+    finally:
+        executor.close()
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return
+    print(Path(summary["out"], "leaderboard.md").read_text())
+    print(f"{summary['executed']} cell(s) run, {summary['skipped']} already finished, "
+          f"{summary['failed']} failed; written: {', '.join(summary['files'])}")
+
+
+def cmd_report(args):
+    from .bench.report import render
+    out = render(args.dir, args.data_dir)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return
+    print(f"re-rendered the {out['kind']} in {out['dir']}: {', '.join(out['files'])}")
+
+
 class _ProgressBar:
     """tqdm on stderr: evaluations, best validation R2, evaluations per second, time left."""
 
@@ -344,6 +381,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fitter", help="override the task's expert fitter settings")
     common(sp)
     sp.set_defaults(func=cmd_expert)
+
+    sp = sub.add_parser("bench", help="run a task x method x seed grid; leaderboard and plots")
+    sp.add_argument("--tasks", default="all", help="'all' (the SLDBench tasks) or T,T,... ")
+    sp.add_argument("--methods", default="expert,offline,random",
+                    help="comma-separated: expert, offline, random, operon, pysr, llm")
+    sp.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    sp.add_argument("--budget", default="10m", help="search time per cell: 90s, 10m, 1h")
+    sp.add_argument("--max-evals", type=int, help="also cap search evaluations per cell "
+                    "(deterministic cells)")
+    sp.add_argument("--timeout", help="wall clock per cell before it is killed "
+                    "(default 1.5 x budget + 2m)")
+    sp.add_argument("--executor", choices=("local", "dask"), default="local")
+    sp.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    sp.add_argument("--workers", type=int, default=1, help="cells at once (local processes or "
+                    "LocalCluster workers)")
+    sp.add_argument("--out", required=True, help="bench directory (re-run to resume)")
+    common(sp)
+    sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("report", help="re-render a bench's or a run's tables and plots")
+    sp.add_argument("dir", help="bench directory (results.jsonl) or run directory (best.json)")
+    common(sp)
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("eval-program", help="score an EvoSLD-style Python program")
     sp.add_argument("--task", required=True)

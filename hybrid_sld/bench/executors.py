@@ -1,0 +1,194 @@
+"""Where cells run: local processes or a Dask ``distributed`` cluster. Results stream back.
+
+Each cell runs in a child process of its own, so a cell that hangs inside C code (a fitter,
+pyoperon, Julia) is killed at its wall-clock limit and one that crashes the interpreter is
+recorded as failed; either way the other cells go on. Children come from a fork server that
+has imported the package once, so starting one costs milliseconds, not a fresh import.
+On Dask, the same isolation runs inside each worker; a worker lost mid-cell has its cell
+re-run by the scheduler (``retries=1``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from ..errors import HybridSLDError
+from .grid import BLAS_VARS, BenchSettings, Cell, blank_result, run_cell
+
+_LIVE: set = set()  # child processes running a cell, killed on interrupt
+_LOCK = threading.Lock()
+_STOP = threading.Event()  # set on interrupt: a cell starting now is killed at once
+
+
+def _child(conn, cell, settings):
+    conn.send(run_cell(cell, settings))
+    conn.close()
+
+
+def _context():
+    for v in BLAS_VARS:  # the fork server and its children load BLAS single-threaded
+        os.environ[v] = "1"
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["hybrid_sld.bench.grid"])
+    return ctx
+
+
+def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float) -> dict:
+    t0 = time.perf_counter()
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, cell, settings), daemon=True)
+    proc.start()
+    child.close()
+    with _LOCK:
+        _LIVE.add(proc)
+        if _STOP.is_set():
+            proc.kill()
+    try:
+        if parent.poll(timeout):
+            try:
+                return parent.recv()
+            except EOFError:  # the child died without an answer
+                proc.join(5)
+                return blank_result(cell, "failed", f"the cell's process died (exit code "
+                                    f"{proc.exitcode})", time.perf_counter() - t0)
+        return blank_result(cell, "failed", f"timed out after {timeout:g} s",
+                            time.perf_counter() - t0)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        with _LOCK:
+            _LIVE.discard(proc)
+        parent.close()
+
+
+def _via_subprocess(cell: Cell, settings: BenchSettings, timeout: float) -> dict:
+    """For daemonic processes (a Dask worker under a nanny), which may not fork children."""
+    t0 = time.perf_counter()
+    env = dict(os.environ, **{v: "1" for v in BLAS_VARS})
+    code = ("import pickle, sys; from hybrid_sld.bench.grid import run_cell; "
+            "c, s = pickle.load(sys.stdin.buffer); "
+            "sys.stdout.buffer.write(pickle.dumps(run_cell(c, s)))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps((cell, settings)),
+                              capture_output=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return blank_result(cell, "failed", f"timed out after {timeout:g} s", time.perf_counter() - t0)
+    if done.returncode != 0 or not done.stdout:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        return blank_result(cell, "failed", f"the cell's process died (exit code "
+                            f"{done.returncode}) {tail[0]}".strip(), time.perf_counter() - t0)
+    return pickle.loads(done.stdout)
+
+
+def run_isolated(cell: Cell, settings: BenchSettings) -> dict:
+    """Run a cell in a child process with its wall-clock limit; always returns a result."""
+    timeout = settings.cell_timeout
+    if multiprocessing.current_process().daemon:
+        return _via_subprocess(cell, settings, timeout)
+    return _via_fork_server(cell, settings, timeout)
+
+
+def kill_live() -> None:
+    with _LOCK:
+        _STOP.set()
+        for proc in list(_LIVE):
+            if proc.is_alive():
+                proc.kill()
+
+
+class LocalExecutor:
+    """Up to ``workers`` cells at once, each in its own process."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1):
+        if workers < 1:
+            raise HybridSLDError("--workers must be at least 1")
+        self.workers = workers
+
+    def run(self, cells, settings):
+        """Yield each cell's result as soon as it finishes."""
+        _STOP.clear()
+        pool = ThreadPoolExecutor(self.workers)
+        try:
+            futures = [pool.submit(run_isolated, c, settings) for c in cells]
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            kill_live()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self):
+        pass
+
+
+class DaskExecutor:
+    """Cells as tasks on a ``distributed`` cluster: a scheduler address or a LocalCluster."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int = 2, connect_timeout: float = 3.0):
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise HybridSLDError("--executor dask needs distributed: pip install "
+                                 "'hybrid-sld[dask]'") from None
+        self.cluster = None
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout=f"{connect_timeout}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise HybridSLDError(f"cannot reach the Dask scheduler at {scheduler} "
+                                     f"({type(exc).__name__}: {exc})") from None
+        else:
+            if workers < 1:
+                raise HybridSLDError("--workers must be at least 1")
+            for v in BLAS_VARS:  # inherited by the worker processes
+                os.environ[v] = "1"
+            # non-daemonic workers may start the fork server that isolates each cell
+            with dask.config.set({"distributed.worker.daemon": False}):
+                self.cluster = LocalCluster(n_workers=workers, processes=True,
+                                            threads_per_worker=1, dashboard_address=None,
+                                            silence_logs=40)
+            self.client = Client(self.cluster)
+
+    def run(self, cells, settings):
+        from distributed import as_completed as dask_as_completed
+        futures = {self.client.submit(run_isolated, c, settings, retries=1, pure=False,
+                                      key=f"cell-{c.task}-{c.method}-{c.seed}-{time.time_ns()}"): c
+                   for c in cells}
+        try:
+            for fut in dask_as_completed(list(futures)):
+                cell = futures[fut]
+                try:
+                    yield fut.result()
+                except Exception as exc:  # e.g. the worker died twice
+                    yield blank_result(cell, "failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.client.cancel(list(futures))
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_executor(kind: str = "local", *, workers: int = 1, scheduler: str | None = None):
+    """Connect (or start) the executor: errors surface here, before any cell runs."""
+    if kind == "local":
+        if scheduler:
+            raise HybridSLDError("--scheduler needs --executor dask")
+        return LocalExecutor(workers)
+    if kind == "dask":
+        return DaskExecutor(scheduler, workers)
+    raise HybridSLDError(f"unknown executor {kind!r}; executors: local, dask")

@@ -1,0 +1,313 @@
+"""The benchmark grid: one cell per (task, method, seed), one JSON line per finished cell.
+
+A cell never raises: a method that fails returns a result with ``status = "failed"`` and the
+reason, so one bad cell cannot stop a bench. Results are appended to ``results.jsonl`` the
+moment a cell finishes; a re-run of the same bench reads the file and skips finished cells.
+Every cell is scored the same way: test R2 / NMSE exactly as SLDBench (``hybrid_sld.metrics``),
+after selection on the validation split; only the final report reads test rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..errors import HybridSLDError
+from ..tasks import builtin_task_names, get_task
+
+METHODS = ("expert", "offline", "random", "operon", "pysr", "llm")
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+RESULT_KEYS = ("task", "method", "seed", "status", "message", "law", "n_params", "train_r2",
+               "valid_r2", "test_r2", "test_r2_clipped", "test_nmse", "seconds", "run_dir")
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str  # the task's name (results are keyed on it)
+    method: str
+    seed: int
+    task_ref: str = ""  # what get_task() takes: the name, or a task .toml path
+
+    @property
+    def key(self) -> tuple:
+        return (self.task, self.method, int(self.seed))
+
+    @property
+    def label(self) -> str:
+        return f"{self.task.removesuffix('_scaling_law')} / {self.method} / seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every cell of a bench shares; stored in ``bench.json`` so a resume uses the same."""
+
+    budget_seconds: float
+    out: str
+    max_evals: int | None = None  # cap on search evaluations: deterministic cells (tests)
+    data_dir: str | None = None
+    timeout: float | None = None  # wall clock per cell; default from the budget
+
+    @property
+    def cell_timeout(self) -> float:
+        """The budget plus room for loading data, the final refit and the report."""
+        return self.timeout or self.budget_seconds * 1.5 + 120.0
+
+    def comparable(self) -> dict:
+        return {"budget_seconds": self.budget_seconds, "max_evals": self.max_evals}
+
+
+# -- the grid ---------------------------------------------------------------------------------
+def sldbench_tasks() -> list[str]:
+    """The built-in SLDBench tasks (``all``): every built-in task except generated demos."""
+    return [n for n in builtin_task_names() if get_task(n).source == "sldbench"]
+
+
+def resolve_tasks(spec: str) -> list[tuple[str, str]]:
+    """``all`` or ``T,T,...`` (short names and .toml paths work) -> [(name, ref)]."""
+    refs = sldbench_tasks() if spec.strip() == "all" else [t.strip() for t in spec.split(",") if t.strip()]
+    if not refs:
+        raise HybridSLDError("--tasks: give 'all' or a comma-separated list of task names")
+    out = {}
+    for ref in refs:
+        task = get_task(ref)  # unknown task: TaskError naming the built-in tasks
+        out.setdefault(task.name, ref if task.source == "files" else task.name)
+    return list(out.items())
+
+
+def resolve_methods(spec: str) -> list[str]:
+    methods = list(dict.fromkeys(m.strip() for m in spec.split(",") if m.strip()))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        if not methods:
+            raise HybridSLDError(f"--methods: give one or more of {', '.join(METHODS)}")
+        raise HybridSLDError(f"unknown method {', '.join(map(repr, unknown))}; "
+                             f"methods: {', '.join(METHODS)}")
+    return methods
+
+
+def resolve_seeds(spec: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in str(spec).split(",") if s.strip()]
+    except ValueError:
+        raise HybridSLDError(f"--seeds: expected integers such as 0,1,2, got {spec!r}") from None
+    if not seeds:
+        raise HybridSLDError("--seeds: give at least one seed")
+    return list(dict.fromkeys(seeds))
+
+
+def _baseline_check(baselines, m):
+    """``check_<m>`` or ``require_<m>`` from hybrid_sld.baselines or its submodule, if any."""
+    import importlib
+    try:
+        sub = importlib.import_module(f"{baselines.__name__}.{m}")
+    except ImportError:
+        sub = None
+    for mod in (baselines, sub):
+        for name in (f"check_{m}", f"require_{m}"):
+            if mod is not None and callable(getattr(mod, name, None)):
+                return getattr(mod, name)
+    return None
+
+
+def check_methods(methods) -> None:
+    """Fail before anything runs when a method's module or optional extra is missing."""
+    for m in methods:
+        if m in ("operon", "pysr"):
+            try:
+                from .. import baselines
+            except ImportError as exc:
+                raise HybridSLDError(f"method {m!r} needs hybrid_sld.baselines, which this "
+                                     f"install lacks ({exc})") from None
+            if not hasattr(baselines, f"run_{m}"):
+                raise HybridSLDError(f"method {m!r}: hybrid_sld.baselines has no run_{m}")
+            check = _baseline_check(baselines, m)
+            if check is not None:  # the baseline's own check (PySR also needs Julia)
+                check()
+            else:
+                import importlib.util
+                module = "pyoperon" if m == "operon" else "pysr"
+                if importlib.util.find_spec(module) is None:
+                    raise HybridSLDError(f"method {m!r} needs {module}: pip install "
+                                         f"'hybrid-sld[{m}]'")
+        elif m == "llm":
+            from ..search.engine import SearchConfig
+            if "proposer" not in {f.name for f in fields(SearchConfig)}:
+                raise HybridSLDError("method 'llm' needs the LLM proposer "
+                                     "(SearchConfig(proposer='llm')), which this version lacks")
+            SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm")  # its own checks
+
+
+def make_cells(tasks, methods, seeds) -> list[Cell]:
+    return [Cell(name, m, s, ref) for name, ref in tasks for m in methods for s in seeds]
+
+
+# -- one cell ---------------------------------------------------------------------------------
+def single_threaded() -> None:
+    """One BLAS / OpenMP thread: cells run side by side on few cores."""
+    for v in BLAS_VARS:
+        os.environ[v] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:  # the environment variables then act on processes started later
+        pass
+
+
+def _r(x):
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def _test_scores(task, law_text: str, groups: dict, test) -> dict:
+    """Test R2 and NMSE from stored constants (no refit), scored as SLDBench does."""
+    from ..evaluate import score_dataset
+    from ..fit import Fit
+    from ..law import parse_task_law
+    law = parse_task_law(law_text, task)
+    s = score_dataset(law, {g: Fit(params=p, cost=0.0, status=1) for g, p in groups.items()}, test)
+    return {"test_r2": _r(s.r2), "test_nmse": _r(s.nmse)}
+
+
+def _expert(cell, task, settings) -> dict:
+    from ..data import load_splits
+    from ..evaluate import report
+    from ..fit import FitterSpec
+    from ..law import parse_task_law
+    if not task.expert_law:
+        raise HybridSLDError(f"task {task.name} has no expert law")
+    train, test = load_splits(task, settings.data_dir)
+    law = parse_task_law(task.expert_law, task)
+    spec = FitterSpec.from_dict(task.expert_fitter)
+    v, full = report(law, task, train, test, spec)
+    t = full.scores.get("test")
+    return {"law": law.text, "n_params": law.n_params, "train_r2": _r(full.r2("train")),
+            "valid_r2": _r(v.r2("valid")), "test_r2": _r(t.r2) if t else None,
+            "test_nmse": _r(t.nmse) if t else None, "settings": {"fitter": spec.to_dict()},
+            "groups": {g: f.params for g, f in full.fits.items() if f.success}}
+
+
+def _search(cell, task, settings, **extra) -> dict:
+    from ..data import load_splits
+    from ..search.engine import SearchConfig
+    from ..search.run import discover
+    cfg = SearchConfig(task=cell.task_ref or cell.task, seed=cell.seed, workers=1,
+                       budget_seconds=settings.budget_seconds, max_evals=settings.max_evals,
+                       random_search=cell.method == "random", data_dir=settings.data_dir, **extra)
+    res = discover(cfg, out=Path(settings.out) / "runs")
+    out = {k: res.get(k) for k in ("law", "n_params", "train_r2", "valid_r2", "test_r2", "run_dir")}
+    _train, test = load_splits(task, settings.data_dir)
+    if test is not None:
+        out.update(_test_scores(task, res["law"], res["groups"], test))
+    out["groups"] = res["groups"]
+    out["settings"] = {"evals": res.get("evals"), "fitter": res.get("fitter")}
+    return out
+
+
+def _baseline(cell, task, settings) -> dict:
+    from .. import baselines
+    from ..data import load_splits
+    train, test = load_splits(task, settings.data_dir)
+    run = getattr(baselines, f"run_{cell.method}")
+    res = run(task, train, test, seed=cell.seed, budget_seconds=settings.budget_seconds)
+    if res.get("status", "ok") != "ok":
+        raise HybridSLDError(res.get("message") or f"{cell.method} failed")
+    return dict(res, variant=res.get("method"))
+
+
+def _run_method(cell, task, settings) -> dict:
+    if cell.method == "expert":
+        return _expert(cell, task, settings)
+    if cell.method in ("offline", "random"):
+        return _search(cell, task, settings)
+    if cell.method == "llm":
+        return _search(cell, task, settings, proposer="llm")
+    if cell.method in ("operon", "pysr"):
+        return _baseline(cell, task, settings)
+    raise HybridSLDError(f"unknown method {cell.method!r}")
+
+
+def blank_result(cell: Cell, status: str, message: str, seconds: float = 0.0) -> dict:
+    out = dict.fromkeys(RESULT_KEYS)
+    out.update(task=cell.task, method=cell.method, seed=int(cell.seed), status=status,
+               message=message, seconds=round(seconds, 2))
+    return out
+
+
+def run_cell(cell: Cell, settings: BenchSettings) -> dict:
+    """Run one cell in this process and return its result dict; never raises."""
+    single_threaded()
+    t0 = time.perf_counter()
+    try:
+        task = get_task(cell.task_ref or cell.task)
+        res = _run_method(cell, task, settings)
+    except Exception as exc:  # recorded with its reason; the bench goes on
+        msg = str(exc) if isinstance(exc, HybridSLDError) else f"{type(exc).__name__}: {exc}"
+        return blank_result(cell, "failed", msg, time.perf_counter() - t0)
+    out = blank_result(cell, "ok", "", time.perf_counter() - t0)
+    out.update({k: v for k, v in res.items() if k not in ("task", "method", "seed", "status",
+                                                           "message", "seconds")})
+    t = out.get("test_r2")
+    out["test_r2_clipped"] = None if t is None else max(-1.0, min(1.0, float(t)))
+    out["published"] = dict(task.published)
+    return out
+
+
+# -- results.jsonl ----------------------------------------------------------------------------
+def read_results(path) -> list[dict]:
+    """Every readable line (a line cut short by a kill is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and {"task", "method", "seed", "status"} <= set(row):
+            rows.append(row)
+    return rows
+
+
+def latest_results(rows) -> list[dict]:
+    """The last result per cell, in first-seen order."""
+    last = {}
+    for r in rows:
+        last[(r["task"], r["method"], int(r["seed"]))] = r
+    return list(last.values())
+
+
+def append_result(path, row: dict) -> None:
+    path = Path(path)
+    cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+    with open(path, "a") as fh:
+        fh.write(("\n" if cut else "") + json.dumps(row) + "\n")  # after a line cut by a kill
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def prepare_out(settings: BenchSettings) -> Path:
+    """Create the bench directory; a resumed bench must keep its budget and evaluation cap."""
+    out = Path(settings.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        meta = out / "bench.json"
+        if meta.exists():
+            try:
+                old = json.loads(meta.read_text()).get("settings", {})
+            except ValueError:
+                raise HybridSLDError(f"{meta} is not valid JSON") from None
+            now = settings.comparable()
+            diff = {k: (old.get(k), v) for k, v in now.items() if old.get(k) != v}
+            if diff:
+                k, (a, b) = next(iter(diff.items()))
+                raise HybridSLDError(f"{out} holds a bench run with {k} = {a}, not {b}: "
+                                     "use the same settings to resume, or another --out")
+        else:
+            meta.write_text(json.dumps({"settings": asdict(settings)}, indent=1))
+    except OSError as exc:
+        raise HybridSLDError(f"cannot write the bench directory {out}: {exc.strerror}") from None
+    return out

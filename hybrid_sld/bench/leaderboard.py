@@ -1,0 +1,186 @@
+"""Leaderboard tables from bench results: Markdown for reading, LaTeX (booktabs) for papers.
+
+One row per task x method: mean +- std over seeds of test R2 (clipped to [-1, 1] as SLDBench
+reports it), test NMSE, parameter count and wall time; the best mean R2 of each task in bold.
+Under each task, the published figures (SLDBench human law, SLDAgent best) as reference rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..export import escape_latex
+from .grid import METHODS
+
+PUBLISHED = (("human_r2", "human law (published)"), ("sldagent_r2", "SLDAgent best (published)"))
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float | None
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values) -> "Stat":
+        v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+        if not v:
+            return cls(None, None, 0)
+        return cls(float(np.mean(v)), float(np.std(v)) if len(v) > 1 else 0.0, len(v))
+
+
+@dataclass(frozen=True)
+class Row:
+    task: str
+    method: str
+    runs: int  # cells of this task x method
+    ok: int  # of which finished with status ok
+    r2: Stat
+    nmse: Stat
+    params: Stat
+    seconds: Stat
+    published: dict
+    failures: tuple = ()  # (seed, message)
+
+
+def _method_order(m: str) -> tuple:
+    return (METHODS.index(m) if m in METHODS else len(METHODS), m)
+
+
+def aggregate(results) -> list[Row]:
+    """Rows ordered by task, then method (in METHODS order)."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["task"], r["method"]), []).append(r)
+    rows = []
+    for (task, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))):
+        ok = [r for r in rs if r.get("status") == "ok"]
+        pub = next((r["published"] for r in rs if r.get("published")), {})
+        rows.append(Row(task, method, len(rs), len(ok),
+                        Stat.of(r.get("test_r2_clipped") for r in ok),
+                        Stat.of(r.get("test_nmse") for r in ok),
+                        Stat.of(r.get("n_params") for r in ok),
+                        Stat.of(r.get("seconds") for r in rs),
+                        pub, tuple((r["seed"], r.get("message", "")) for r in rs
+                                   if r.get("status") != "ok")))
+    return rows
+
+
+def best_methods(rows) -> dict:
+    """task -> method with the highest mean test R2 (ties: the first in METHODS order)."""
+    best = {}
+    for r in rows:
+        if r.r2.mean is not None and (r.task not in best or r.r2.mean > best[r.task][1]):
+            best[r.task] = (r.method, r.r2.mean)
+    return {t: m for t, (m, _) in best.items()}
+
+
+def winners(results) -> dict:
+    """task -> the single ok result (any seed) of the best method with the highest test R2."""
+    best = best_methods(aggregate(results))
+    out = {}
+    for r in results:
+        if r.get("status") == "ok" and best.get(r["task"]) == r["method"] and r.get("law"):
+            cur = out.get(r["task"])
+            if cur is None or (r.get("test_r2") or -math.inf) > (cur.get("test_r2") or -math.inf):
+                out[r["task"]] = r
+    return out
+
+
+def _num(x, digits):
+    if x is None:
+        return None
+    if digits == "g":
+        return f"{x:.3g}"
+    if digits == "p":  # parameter counts: 4, or 4.3 for a mean over seeds
+        return f"{x:.1f}".removesuffix(".0")
+    return f"{x:.{digits}f}"
+
+
+def _pm(s: Stat, digits) -> str | None:
+    if s.mean is None:
+        return None
+    if s.n > 1:
+        return f"{_num(s.mean, digits)} ± {_num(s.std, digits)}"
+    return _num(s.mean, digits)
+
+
+def _short(task: str) -> str:
+    return task.removesuffix("_scaling_law")
+
+
+COLUMNS = ("task", "method", "runs ok", "test R2", "test NMSE", "parameters", "seconds")
+FORMATS = ((lambda r: r.r2, 4), (lambda r: r.nmse, "g"), (lambda r: r.params, "p"),
+           (lambda r: r.seconds, 0))
+
+
+def _cells(row: Row) -> list[str | None]:
+    return [_pm(get(row), d) for get, d in FORMATS]
+
+
+def markdown(results, title: str = "Benchmark leaderboard") -> str:
+    rows = aggregate(results)
+    best = best_methods(rows)
+    lines = [f"# {title}", "",
+             "Test R2 is clipped to [-1, 1] as SLDBench reports it; mean ± std over seeds. "
+             "Bold: best method per task. Published rows: SLDBench's figures (R2 only).", "",
+             "| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(rows):
+        cells = [c if c is not None else "—" for c in _cells(r)]
+        if best.get(r.task) == r.method:
+            cells[0] = f"**{cells[0]}**"
+        lines.append(f"| {_short(r.task)} | {r.method} | {r.ok}/{r.runs} | " + " | ".join(cells) + " |")
+        if i + 1 == len(rows) or rows[i + 1].task != r.task:
+            for key, label in PUBLISHED:
+                if r.published.get(key) is not None:
+                    lines.append(f"| {_short(r.task)} | *{label}* | — | {r.published[key]:.4f} "
+                                 "| — | — | — |")
+    win = winners(results)
+    if win:
+        lines += ["", "## Winning laws", ""]
+        for task, w in win.items():
+            law = (w.get("law") or "").replace("`", "'")
+            lines += [f"- **{_short(task)}** ({w['method']}, seed {w['seed']}, test R2 "
+                      f"{w.get('test_r2')}): `{law.splitlines()[0] if law else ''}`"]
+    failed = [(r.task, r.method, seed, msg) for r in rows for seed, msg in r.failures]
+    if failed:
+        lines += ["", "## Failed cells", ""]
+        lines += [f"- {_short(t)} / {m} / seed {s}: {(msg or '').splitlines()[0] if msg else ''}"
+                  for t, m, s, msg in failed]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_num(text: str | None, bold: bool) -> str:
+    if text is None:
+        return "--"
+    body = text.replace(" ± ", r" \pm ")
+    return f"$\\mathbf{{{body}}}$" if bold else f"${body}$"
+
+
+def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to $[-1, 1]$), "
+          "NMSE, parameter count and wall time, mean $\\pm$ std over seeds.",
+          label: str = "tab:leaderboard") -> str:
+    """A booktabs table (needs ``\\usepackage{booktabs}``); every name is escaped."""
+    rows = aggregate(results)
+    best = best_methods(rows)
+    out = [r"\begin{table}[t]", r"\centering", r"\small",
+           r"\begin{tabular}{llrrrrr}", r"\toprule",
+           r"Task & Method & Runs & Test $R^2$ & Test NMSE & Parameters & Seconds \\", r"\midrule"]
+    for i, r in enumerate(rows):
+        bold = best.get(r.task) == r.method
+        cells = [_tex_num(c, bold and j == 0) for j, c in enumerate(_cells(r))]
+        out.append(f"{escape_latex(_short(r.task))} & {escape_latex(r.method)} & {r.ok}/{r.runs} & "
+                   + " & ".join(cells) + r" \\")
+        if i + 1 == len(rows) or rows[i + 1].task != r.task:
+            for key, label_ in PUBLISHED:
+                if r.published.get(key) is not None:
+                    out.append(f"{escape_latex(_short(r.task))} & \\textit{{{escape_latex(label_)}}} "
+                               f"& -- & ${r.published[key]:.4f}$ & -- & -- & -- \\\\")
+            if i + 1 < len(rows):
+                out.append(r"\midrule")
+    out += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+            r"\end{table}"]
+    return "\n".join(out) + "\n"

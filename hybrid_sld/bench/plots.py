@@ -1,0 +1,86 @@
+"""Bench figures: test R2 per task and method beside the published figures, and per task the
+winning law's fit and extrapolation (``hybrid_sld.plots.plot_fit`` from the stored constants:
+no refit).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .leaderboard import aggregate, winners
+
+
+def plot_r2(results, path) -> Path:
+    """Mean clipped test R2 per task and method (points, std over seeds as error bars), the
+    published human-law and SLDAgent figures as segments across each task's slot. Points, not
+    bars: most figures sit near 1, and the y axis zooms to the range they span."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = aggregate(results)
+    tasks = list(dict.fromkeys(r.task for r in rows))
+    methods = list(dict.fromkeys(r.method for r in rows))
+    by = {(r.task, r.method): r for r in rows}
+    step = 0.7 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(tasks) + 3), 4.2))
+    shown = []
+    for j, m in enumerate(methods):
+        pts = [(i, by[(t, m)].r2) for i, t in enumerate(tasks)
+               if (t, m) in by and by[(t, m)].r2.mean is not None]
+        if pts:
+            ax.errorbar([i - 0.35 + step * (j + 0.5) for i, _ in pts], [s.mean for _, s in pts],
+                        yerr=[s.std for _, s in pts], fmt="o", capsize=3, label=m, zorder=4)
+            shown += [s.mean for _, s in pts]
+    for key, style, label in (("human_r2", dict(color="black", lw=2), "human law (published)"),
+                              ("sldagent_r2", dict(color="tab:red", lw=2, ls="--"),
+                               "SLDAgent best (published)")):
+        first = True
+        for i, t in enumerate(tasks):
+            v = next((r.published.get(key) for r in rows if r.task == t
+                      and r.published.get(key) is not None), None)
+            if v is not None:
+                ax.hlines(v, i - 0.42, i + 0.42, label=label if first else None, zorder=3, **style)
+                shown.append(v)
+                first = False
+    for i in range(1, len(tasks)):
+        ax.axvline(i - 0.5, color="0.85", lw=0.8)
+    ax.set_xticks(range(len(tasks)), [t.removesuffix("_scaling_law") for t in tasks],
+                  rotation=30, ha="right")
+    ax.set_xlim(-0.5, len(tasks) - 0.5)
+    lo = min(shown or [0.0])
+    ax.set_ylim(lo - 0.08 * max(1.0 - lo, 0.01), 1.0 + 0.05 * max(1.0 - lo, 0.01))
+    ax.set_ylabel("test R2 (clipped to [-1, 1])")
+    if ax.get_legend_handles_labels()[0]:  # nothing to show when every cell failed
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_winners(results, out_dir, data_dir=None) -> list[Path]:
+    """``<task>_fit.png`` per task: data, the winning law and its extrapolation to test."""
+    from ..data import load_splits, validation_mask
+    from ..fit import Fit
+    from ..law import parse_task_law
+    from ..plots import plot_fit
+    from ..tasks import get_task
+    written = []
+    for task_name, w in winners(results).items():
+        try:
+            task = get_task(w.get("task_ref") or task_name)
+            groups = w.get("groups") or {}
+            if not groups:
+                continue
+            law = parse_task_law(w["law"], task)
+            fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in groups.items()}
+            train, test = load_splits(task, data_dir)
+            written.append(plot_fit(law, fits, train, test, Path(out_dir) / f"{task.name}_fit.png",
+                                    by=task.split.by or None, valid_mask=validation_mask(task, train)))
+        except Exception as exc:  # one task's plot must not lose the others
+            print(f"warning: fit plot for {task_name} failed: {exc}", file=sys.stderr)
+    return written

@@ -1,0 +1,121 @@
+"""Run a bench, and render its outputs (or a discover run's) from stored JSON without recomputing.
+
+A bench directory holds ``bench.json`` (settings), ``results.jsonl`` (one line per finished
+cell), ``leaderboard.md``, ``leaderboard.tex``, ``plots/r2.png``, ``plots/<task>_fit.png`` and
+``runs/`` (the search methods' run directories).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..errors import HybridSLDError
+from .grid import append_result, latest_results, prepare_out, read_results
+from .leaderboard import latex, markdown
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_bench(cells, settings, executor, *, log=_log) -> dict:
+    """Run the cells not yet finished in ``settings.out``, streaming each result to
+    results.jsonl; then render the leaderboard and plots. Returns a summary."""
+    out = prepare_out(settings)
+    path = out / "results.jsonl"
+    done = {(r["task"], r["method"], int(r["seed"])) for r in latest_results(read_results(path))
+            if r["status"] == "ok"}
+    todo = [c for c in cells if c.key not in done]
+    log(f"{len(cells)} cell(s), {len(cells) - len(todo)} already finished, {len(todo)} to run "
+        f"on {executor.name}; results in {path}")
+    executed = 0
+    for res in executor.run(todo, settings):
+        cell = next(c for c in todo if c.key == (res["task"], res["method"], int(res["seed"])))
+        if cell.task_ref and cell.task_ref != cell.task:
+            res["task_ref"] = cell.task_ref
+        append_result(path, res)
+        executed += 1
+        r2 = res.get("test_r2")
+        log(f"[{executed}/{len(todo)}] {cell.label}: " + (
+            f"test R2 {r2}, {res['seconds']} s" if res["status"] == "ok"
+            else f"FAILED: {(res.get('message') or '').splitlines()[0] if res.get('message') else ''}"))
+    files = render_bench(out)
+    keys = {c.key for c in cells}
+    rows = [r for r in latest_results(read_results(path))
+            if (r["task"], r["method"], int(r["seed"])) in keys]
+    return {"out": str(out), "cells": len(cells), "executed": executed,
+            "skipped": len(cells) - len(todo), "failed": sum(r["status"] != "ok" for r in rows),
+            "files": files, "results": rows}
+
+
+def render_bench(out, data_dir=None) -> list[str]:
+    """leaderboard.md, leaderboard.tex and plots/ from results.jsonl (data only for the fit
+    plots' points; ``data_dir`` defaults to the bench's own setting)."""
+    out = Path(out)
+    results = latest_results(read_results(out / "results.jsonl"))
+    if not results:
+        raise HybridSLDError(f"{out}/results.jsonl holds no results")
+    if data_dir is None:
+        try:
+            data_dir = json.loads((out / "bench.json").read_text())["settings"].get("data_dir")
+        except (OSError, ValueError, KeyError):
+            pass
+    (out / "leaderboard.md").write_text(markdown(results))
+    (out / "leaderboard.tex").write_text(latex(results))
+    files = [str(out / "leaderboard.md"), str(out / "leaderboard.tex")]
+    try:
+        from .plots import plot_r2, plot_winners
+        files.append(str(plot_r2(results, out / "plots" / "r2.png")))
+        files += [str(p) for p in plot_winners(results, out / "plots", data_dir)]
+    except Exception as exc:  # plots must never lose the tables
+        _log(f"warning: plot failed: {exc}")
+    return files
+
+
+def render_run(run_dir, data_dir=None) -> list[str]:
+    """A discover run's report.md, law.tex and plots/ from best.json and its checkpoint."""
+    from ..data import load_splits, validation_mask
+    from ..export import latex_document_fragment
+    from ..fit import Fit
+    from ..law import parse_task_law
+    from ..plots import plot_fit, plot_residuals
+    from ..search.archive import Archive
+    from ..search.run import _markdown
+    from ..tasks import get_task
+    run_dir = Path(run_dir)
+    try:
+        best = json.loads((run_dir / "best.json").read_text())
+        state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise HybridSLDError(f"cannot read the run in {run_dir}: {exc}") from None
+    cfg = state.get("config", {})
+    task = get_task(cfg.get("task", best["task"]))
+    law = parse_task_law(best["law"], task)
+    fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in best["groups"].items()}
+    symbols = {f.name: f.symbol for f in task.features if f.symbol}
+    (run_dir / "law.tex").write_text(latex_document_fragment(law, fits, symbols=symbols))
+    search = SimpleNamespace(state=SimpleNamespace(archive=Archive.from_dict(state["archive"])))
+    (run_dir / "report.md").write_text(_markdown(best, search))
+    files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]
+    train, test = load_splits(task, data_dir or cfg.get("data_dir"))
+    vmask = validation_mask(task, train)
+    by = task.split.by or None
+    files.append(str(plot_fit(law, fits, train, test, run_dir / "plots" / "fit.png", by=by,
+                              valid_mask=vmask)))
+    files.append(str(plot_residuals(law, fits, train, test, run_dir / "plots" / "residuals.png",
+                                    by=by, valid_mask=vmask)))
+    return files
+
+
+def render(path, data_dir=None) -> dict:
+    """``hybrid-sld report``: a bench directory (results.jsonl) or a run directory (best.json)."""
+    path = Path(path)
+    if (path / "results.jsonl").exists():
+        return {"kind": "bench", "dir": str(path), "files": render_bench(path, data_dir)}
+    if (path / "best.json").exists():
+        return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir)}
+    raise HybridSLDError(f"{path} is neither a bench directory (results.jsonl) nor a run "
+                         "directory (best.json)")

@@ -1,0 +1,248 @@
+"""The bench grid: local and Dask runs agree, resume, faults, leaderboards, plots, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from hybrid_sld.bench.executors import DaskExecutor, LocalExecutor, make_executor
+from hybrid_sld.bench.grid import (BenchSettings, Cell, check_methods, make_cells, read_results,
+                                   resolve_methods, resolve_tasks)
+from hybrid_sld.bench.leaderboard import aggregate, latex, markdown
+from hybrid_sld.bench.report import render, run_bench
+from hybrid_sld.cli import main
+from hybrid_sld.errors import HybridSLDError
+
+# max_evals makes the search cells deterministic (and quick); the budget never binds.
+GRID = dict(tasks="kaplan_demo,parallel", methods="expert,random", seeds=[0])
+
+
+def _cells():
+    return make_cells(resolve_tasks(GRID["tasks"]), resolve_methods(GRID["methods"]), GRID["seeds"])
+
+
+def _settings(out, **kw):
+    return BenchSettings(budget_seconds=120.0, out=str(out), max_evals=3, **kw)
+
+
+def _quiet(msg):
+    pass
+
+
+@pytest.fixture(scope="module")
+def local_bench(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("bench") / "local"
+    summary = run_bench(_cells(), _settings(out), LocalExecutor(2), log=_quiet)
+    return out, summary
+
+
+def _by_cell(rows):
+    return {(r["task"], r["method"], r["seed"]): r for r in rows}
+
+
+def _table_without_seconds(md: str) -> list[str]:
+    return [l.rsplit("|", 2)[0] for l in md.splitlines() if l.startswith("| ")]
+
+
+def test_local_grid_runs_every_cell(local_bench):
+    out, summary = local_bench
+    assert summary["executed"] == 4 and summary["skipped"] == 0 and summary["failed"] == 0
+    rows = read_results(out / "results.jsonl")
+    assert len(rows) == 4
+    for r in rows:
+        assert r["status"] == "ok", r["message"]
+        assert r["test_r2"] is not None and r["test_r2"] > 0.9
+        assert r["test_nmse"] == pytest.approx(1 - r["test_r2"], abs=1e-5)  # single target
+        assert r["test_r2_clipped"] == min(1.0, r["test_r2"])
+        assert r["n_params"] >= 1 and r["law"]
+    random = [r for r in rows if r["method"] == "random"]
+    assert all(Path(r["run_dir"]).parent == out / "runs" for r in random)
+    assert all((Path(r["run_dir"]) / "best.json").exists() for r in random)
+
+
+def _run_dask(cells, out):
+    pytest.importorskip("distributed")
+    executor = DaskExecutor(workers=2)
+    try:
+        return run_bench(cells, _settings(out), executor, log=_quiet)
+    finally:
+        executor.close()
+
+
+def test_dask_expert_cells_match_local(local_bench, tmp_path):
+    out, _ = local_bench
+    cells = [c for c in _cells() if c.method == "expert"]
+    summary = _run_dask(cells, tmp_path / "dask")
+    assert summary["executed"] == 2 and summary["failed"] == 0
+    local = _by_cell(read_results(out / "results.jsonl"))
+    for r in summary["results"]:
+        assert r["test_r2"] == local[(r["task"], r["method"], r["seed"])]["test_r2"]
+
+
+@pytest.mark.slow  # about 20-40 s on 2 busy cores
+def test_dask_local_cluster_gives_the_same_table(local_bench, tmp_path):
+    out, _ = local_bench
+    summary = _run_dask(_cells(), tmp_path / "dask")
+    assert summary["executed"] == 4 and summary["failed"] == 0
+    local = _by_cell(read_results(out / "results.jsonl"))
+    dask = _by_cell(read_results(tmp_path / "dask" / "results.jsonl"))
+    assert local.keys() == dask.keys()
+    for key in local:
+        assert dask[key]["test_r2"] == local[key]["test_r2"], key
+        assert dask[key]["law"] == local[key]["law"], key
+    assert (_table_without_seconds((tmp_path / "dask" / "leaderboard.md").read_text())
+            == _table_without_seconds((out / "leaderboard.md").read_text()))
+
+
+def test_resume_skips_finished_cells(local_bench, tmp_path):
+    out, _ = local_bench
+    # a copy of the finished bench, minus one result and with a line cut short by a kill
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "bench.json").write_text((out / "bench.json").read_text())
+    lines = (out / "results.jsonl").read_text().splitlines()
+    keep = [l for l in lines if not ('"kaplan_demo"' in l and '"expert"' in l)]
+    assert len(keep) == 3
+    (copy / "results.jsonl").write_text("\n".join(keep) + '\n{"task": "kaplan_de')
+    summary = run_bench(_cells(), _settings(copy), LocalExecutor(1), log=_quiet)
+    assert (summary["executed"], summary["skipped"]) == (1, 3)
+    again = run_bench(_cells(), _settings(copy), LocalExecutor(1), log=_quiet)
+    assert (again["executed"], again["skipped"]) == (0, 4)
+    with pytest.raises(HybridSLDError, match="max_evals"):
+        run_bench(_cells(), BenchSettings(120.0, str(copy), max_evals=4), LocalExecutor(1))
+
+
+def test_png_written(local_bench):
+    out, summary = local_bench
+    for name in ("r2.png", "kaplan_demo_fit.png", "parallel_scaling_law_fit.png"):
+        png = out / "plots" / name
+        assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _balanced(tex: str) -> bool:
+    stack = []
+    for kind, env in re.findall(r"\\(begin|end)\{([^}]*)\}", tex):
+        if kind == "begin":
+            stack.append(env)
+        elif not stack or stack.pop() != env:
+            return False
+    return not stack
+
+
+def test_latex_is_compile_ready(local_bench):
+    out, _ = local_bench
+    tex = (out / "leaderboard.tex").read_text()
+    assert _balanced(tex)
+    assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\midrule" in tex
+    assert re.search(r"(?<!\\)_", tex.replace(r"$R^2$", "")) is None  # every _ escaped
+    assert tex.count(r"\mathbf") == 2  # one best method per task
+    assert r"parallel & \textit{human law (published)} & -- & $1.0000$" in tex
+    for line in tex.splitlines():
+        if line.endswith(r"\\"):
+            assert line.count("&") == 6, line  # 7 columns in every row
+    assert _balanced(r"\begin{a}\begin{b}\end{b}\end{a}") and not _balanced(r"\begin{a}\end{b}")
+
+
+def test_leaderboard_escapes_and_aggregates_seeds():
+    rows = [{"task": "my_task&50%", "method": "expert", "seed": s, "status": "ok",
+             "test_r2": r2, "test_r2_clipped": r2, "test_nmse": 1 - r2, "n_params": 3,
+             "seconds": 2.0, "published": {"human_r2": 0.5}} for s, r2 in ((0, 0.8), (1, 0.6))]
+    rows.append({"task": "my_task&50%", "method": "random", "seed": 0, "status": "failed",
+                 "message": "timed out after 9 s", "seconds": 9.0, "published": {}})
+    tex = latex(rows)
+    assert r"my\_task\&50\%" in tex and "my_task&" not in tex and _balanced(tex)
+    assert r"$\mathbf{0.7000 \pm 0.1000}$" in tex
+    agg = {r.method: r for r in aggregate(rows)}
+    assert (agg["expert"].ok, agg["random"].ok, agg["random"].r2.mean) == (2, 0, None)
+    md = markdown(rows)
+    assert "**0.7000 ± 0.1000**" in md and "random / seed 0: timed out after 9 s" in md
+
+
+def test_failed_and_timed_out_cells_are_recorded_and_the_bench_goes_on(tmp_path, data_dir):
+    task = tmp_path / "broken.toml"
+    task.write_text('name = "broken"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n'
+                    '[expert]\nlaw = "y = A*x^(-a) +"\n[data]\ntrain = "train.csv"\n')
+    (tmp_path / "train.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in range(1, 11)))
+    cells = make_cells(resolve_tasks(f"{task},kaplan_demo"), ["expert"], [0])
+    summary = run_bench(cells, _settings(tmp_path / "out"), LocalExecutor(1), log=_quiet)
+    res = _by_cell(summary["results"])
+    assert res[("broken", "expert", 0)]["status"] == "failed"
+    assert "line 1, column" in res[("broken", "expert", 0)]["message"]
+    assert res[("kaplan_demo", "expert", 0)]["status"] == "ok"
+    assert "broken / expert / seed 0" in (tmp_path / "out" / "leaderboard.md").read_text()
+
+    slow = [Cell("parallel_scaling_law", "offline", 0, "parallel_scaling_law")]
+    summary = run_bench(slow, BenchSettings(120.0, str(tmp_path / "t"), timeout=0.5),
+                        LocalExecutor(1), log=_quiet)
+    (r,) = summary["results"]
+    assert r["status"] == "failed" and r["message"] == "timed out after 0.5 s"
+
+
+def test_report_rerenders_bench_and_run(local_bench, tmp_path):
+    out, _ = local_bench
+    before = (out / "leaderboard.md").read_text()
+    (out / "leaderboard.md").unlink()
+    (out / "leaderboard.tex").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "leaderboard.md").read_text() == before and (out / "leaderboard.tex").exists()
+    run = next(Path(r["run_dir"]) for r in read_results(out / "results.jsonl")
+               if r["method"] == "random" and r["task"] == "kaplan_demo")
+    report_md = (run / "report.md").read_text()
+    for name in ("report.md", "law.tex", "plots/fit.png"):
+        (run / name).unlink()
+    assert render(run)["kind"] == "run"
+    assert (run / "report.md").read_text() == report_md
+    assert (run / "law.tex").exists() and (run / "plots" / "fit.png").stat().st_size > 1000
+    with pytest.raises(HybridSLDError, match="neither a bench"):
+        render(tmp_path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "expert,magic"], "unknown method 'magic'"),
+    (["--tasks", "kaplan_demo,nope"], "unknown task 'nope'"),
+    (["--seeds", "0,x"], "--seeds"),
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
+])
+def test_bad_input_fails_before_anything_runs(argv, message, tmp_path, capsys):
+    if "dask" in argv:
+        pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    args = ["bench", "--tasks", "kaplan_demo", "--methods", "expert", "--out", str(out)]
+    assert main(args + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_methods_missing_their_extra_fail_up_front():
+    import importlib.util
+    from dataclasses import fields
+    from hybrid_sld.search.engine import SearchConfig
+    if "proposer" not in {f.name for f in fields(SearchConfig)}:
+        with pytest.raises(HybridSLDError, match="LLM proposer"):
+            check_methods(["expert", "llm"])
+    have_pysr = importlib.util.find_spec("pysr") is not None
+    try:
+        import hybrid_sld.baselines  # noqa: F401
+    except ImportError:
+        have_pysr = False
+    if not have_pysr:
+        with pytest.raises(HybridSLDError, match="pysr|PySR|Julia"):
+            check_methods(["pysr"])
+    check_methods(["expert", "offline", "random"])
+    with pytest.raises(HybridSLDError, match="--scheduler needs --executor dask"):
+        make_executor("local", scheduler="tcp://127.0.0.1:9")
+
+
+def test_daemonic_workers_run_cells_in_a_subprocess(local_bench):
+    """A Dask worker under a nanny may not fork: the cell runs in a fresh interpreter instead."""
+    from hybrid_sld.bench.executors import _via_subprocess
+    out, _ = local_bench
+    (cell,) = [c for c in _cells() if c.key == ("kaplan_demo", "expert", 0)]
+    res = _via_subprocess(cell, _settings(out), timeout=120)
+    local = _by_cell(read_results(out / "results.jsonl"))[cell.key]
+    assert res["status"] == "ok" and res["test_r2"] == local["test_r2"]
+    assert _via_subprocess(cell, _settings(out), timeout=0.2)["message"] == "timed out after 0.2 s"
