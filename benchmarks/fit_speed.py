@@ -37,26 +37,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
-BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-
-def _blas_threads_arg(argv) -> int:
-    """--blas-threads N, read before numpy is imported (BLAS reads its env once, at load)."""
-    for i, a in enumerate(argv):
-        if a == "--blas-threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if a.startswith("--blas-threads="):
-            return int(a.split("=", 1)[1])
-    return 1
-
-
-# Single-threaded BLAS by default: on a small shared machine, OpenBLAS worker threads that
-# compete with other processes make a 1742x12 SVD take ~100 ms instead of ~0.4 ms, which
-# measures the machine's load, not the fitters. 0 keeps the library's default.
-BLAS_THREADS = _blas_threads_arg(sys.argv[1:])
-if BLAS_THREADS > 0:
-    for _v in BLAS_VARS:
-        os.environ.setdefault(_v, str(BLAS_THREADS))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _blas import THREADS as BLAS_THREADS, VARS as BLAS_VARS  # noqa: E402  (before numpy)
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402

@@ -58,11 +58,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.88, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,
@@ -98,6 +94,12 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
         ax.set_ylabel(f"residual of {target}")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path) -> Path:
+    """Write a PNG (creating its folder) and free the figure."""
+    import matplotlib.pyplot as plt
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..plots import save_figure
 from .leaderboard import aggregate, winners
 
 
@@ -55,11 +56,7 @@ def plot_r2(results, path) -> Path:
     if ax.get_legend_handles_labels()[0]:  # nothing to show when every cell failed
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_winners(results, out_dir, data_dir=None) -> list[Path]:
