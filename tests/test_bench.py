@@ -139,7 +139,7 @@ def test_latex_is_compile_ready(local_bench):
     assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\midrule" in tex
     assert re.search(r"(?<!\\)_", tex.replace(r"$R^2$", "")) is None  # every _ escaped
     assert tex.count(r"\mathbf") == 2  # one best method per task
-    assert r"parallel & \textit{human law (published)} & -- & $1.0000$" in tex
+    assert r"parallel & \textit{human law (published)} & -- & $1.00000$" in tex
     for line in tex.splitlines():
         if line.endswith(r"\\"):
             assert line.count("&") == 6, line  # 7 columns in every row

@@ -113,7 +113,7 @@ def _short(task: str) -> str:
 
 
 COLUMNS = ("task", "method", "runs ok", "test R2", "test NMSE", "parameters", "seconds")
-FORMATS = ((lambda r: r.r2, 4), (lambda r: r.nmse, "g"), (lambda r: r.params, "p"),
+FORMATS = ((lambda r: r.r2, 5), (lambda r: r.nmse, "g"), (lambda r: r.params, "p"),
            (lambda r: r.seconds, 0))
 
 
@@ -136,7 +136,7 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
         if i + 1 == len(rows) or rows[i + 1].task != r.task:
             for key, label in PUBLISHED:
                 if r.published.get(key) is not None:
-                    lines.append(f"| {_short(r.task)} | *{label}* | — | {r.published[key]:.4f} "
+                    lines.append(f"| {_short(r.task)} | *{label}* | — | {r.published[key]:.5f} "
                                  "| — | — | — |")
     win = winners(results)
     if win:
@@ -178,7 +178,7 @@ def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to
             for key, label_ in PUBLISHED:
                 if r.published.get(key) is not None:
                     out.append(f"{escape_latex(_short(r.task))} & \\textit{{{escape_latex(label_)}}} "
-                               f"& -- & ${r.published[key]:.4f}$ & -- & -- & -- \\\\")
+                               f"& -- & ${r.published[key]:.5f}$ & -- & -- & -- \\\\")
             if i + 1 < len(rows):
                 out.append(r"\midrule")
     out += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
