@@ -154,11 +154,11 @@ def test_leaderboard_escapes_and_aggregates_seeds():
                  "message": "timed out after 9 s", "seconds": 9.0, "published": {}})
     tex = latex(rows)
     assert r"my\_task\&50\%" in tex and "my_task&" not in tex and _balanced(tex)
-    assert r"$\mathbf{0.7000 \pm 0.1000}$" in tex
+    assert r"$\mathbf{0.70000 \pm 0.10000}$" in tex
     agg = {r.method: r for r in aggregate(rows)}
     assert (agg["expert"].ok, agg["random"].ok, agg["random"].r2.mean) == (2, 0, None)
     md = markdown(rows)
-    assert "**0.7000 ± 0.1000**" in md and "random / seed 0: timed out after 9 s" in md
+    assert "**0.70000 ± 0.10000**" in md and "random / seed 0: timed out after 9 s" in md
 
 
 def test_failed_and_timed_out_cells_are_recorded_and_the_bench_goes_on(tmp_path, data_dir):
