@@ -200,7 +200,8 @@ def cmd_discover(args):
                            batch_size=args.batch_size, proposer=args.proposer,
                            llm=_llm_settings(args) if args.proposer != "offline" else None,
                            candidate_seconds=args.candidate_timeout or None,
-                           operon_seconds=parse_budget(args.operon_seeds) if args.operon_seeds else 0.0)
+                           operon_seconds=parse_budget(args.operon_seeds) if args.operon_seeds else 0.0,
+                           final_selection=args.final_selection)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar)
@@ -347,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--operon-seeds", metavar="BUDGET",
                     help="first run pyoperon on the fit part for this long (e.g. 30s) and seed "
                          "the search with its models (needs the operon extra)")
+    sp.add_argument("--final-selection", choices=("horizon", "valid"), default="horizon",
+                    help="horizon (default): re-rank the top laws and the expert law on a longer "
+                         "extrapolation within train; valid: the best validation R2")
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")

@@ -83,6 +83,9 @@ def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
     s = Search(SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4), run_dir)
     best = s.run()
     assert best is not None and "test.csv" not in seen and "train.csv" in seen
+    from hybrid_sld.search.select import select_final
+    chosen, table = select_final(s)  # the final choice, too, sees training rows only
+    assert "test.csv" not in seen and chosen in [t["entry"] for t in table]
     monkeypatch.setattr(data_mod, "read_dataset", real)
     assert final_report(s)["test_r2"] is not None  # the final report is where test is read
 
@@ -170,3 +173,22 @@ def test_operon_seeds_join_the_search_and_are_kept_for_resume(synthetic_task, tm
     assert seeds and all(isinstance(t, str) for t in seeds)
     origins = [json.loads(line)["origin"] for line in (run / "events.jsonl").read_text().splitlines()]
     assert "seed:operon" in origins
+
+
+def test_final_selection_takes_the_best_longer_horizon_finalist(synthetic_task, tmp_path):
+    from hybrid_sld.search.select import horizon_task, select_final
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=24, batch_size=4), run_dir)
+    s.run()
+    chosen, table = select_final(s, k=5)
+    assert 2 <= len(table) <= 5 and len({t["entry"].law for t in table}) == len(table)
+    assert table[0]["entry"] == s.state.archive.best()
+    assert chosen is max(table, key=lambda t: (t["horizon_r2"], t["entry"].rank()))["entry"]
+    assert horizon_task(s.task).split.fraction == 2 * s.task.split.fraction
+    plain = Search(SearchConfig(task=str(synthetic_task), max_evals=24, batch_size=4,
+                                final_selection="valid"), tmp_path)
+    plain.state = s.state
+    assert select_final(plain) == (s.state.archive.best(), [])
+    with pytest.raises(Exception, match="final selection"):
+        SearchConfig(task="kaplan_demo", max_evals=1, final_selection="test")

@@ -57,6 +57,7 @@ class SearchConfig:
     p_fitter: float = 0.15
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
+    final_selection: str = "horizon"  # "horizon": re-rank finalists on a longer extrapolation
     proposer: str = "offline"  # "offline", "llm" or "hybrid"
     llm: dict | None = None  # LLMSettings fields (hybrid_sld.llm.client)
 
@@ -66,6 +67,8 @@ class SearchConfig:
         if self.proposer != "offline":
             from ..llm.client import LLMSettings
             LLMSettings.from_dict(self.llm)  # fail early on a bad setting
+        if self.final_selection not in ("horizon", "valid"):
+            raise HybridSLDError(f"final selection must be 'horizon' or 'valid', got {self.final_selection!r}")
         if self.max_evals is None and self.budget_seconds is None:
             raise HybridSLDError("give a budget (--budget) or an evaluation cap (--max-evals)")
         if self.islands < 1 or self.workers < 1 or self.batch_size < 1:

@@ -21,6 +21,7 @@ from ..fit import FitterSpec
 from ..law import parse_task_law
 from ..tasks import get_task
 from .engine import Search, SearchConfig
+from .select import select_final
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -71,9 +72,7 @@ def _r(x):
 def final_report(search: Search) -> dict:
     """Refit the best candidate on all train rows, score on test, write report files."""
     s, task, run_dir = search.state, search.task, search.run_dir
-    best = s.archive.best()
-    if best is None:
-        raise HybridSLDError("the search evaluated no valid candidate")
+    best, finalists = select_final(search)  # training rows only
     train, test = load_splits(task, search.config.data_dir)
     law = parse_task_law(best.law, task)
     spec = FitterSpec.from_dict(best.fitter)
@@ -92,6 +91,11 @@ def final_report(search: Search) -> dict:
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test"))}
+    result["final_selection"] = {
+        "rule": search.config.final_selection,
+        "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
+                       "n_params": t["entry"].n_params, "valid_r2": _r(t["valid_r2"]),
+                       "horizon_r2": _r(t["horizon_r2"])} for t in finalists]}
     result["published"] = dict(task.published)
     result["improvements"] = s.improvements
     result["improvements_by_proposer"] = _by_proposer(s.improvements)
@@ -163,6 +167,24 @@ Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replay
     return out
 
 
+def _selection_md(r: dict) -> str:
+    sel = r.get("final_selection") or {}
+    if not sel.get("finalists"):
+        return "Chosen by validation R2.\n"
+    rows = "\n".join(f"| {f['valid_r2']} | {f['horizon_r2']} | {f['n_params']} | {f['origin']} "
+                     f"| `{f['law'].splitlines()[0]}` |" for f in sel["finalists"])
+    return f"""## Final selection
+
+The best laws by validation R2 and the expert law, re-scored on a longer extrapolation (fitted
+on the lower 60 % of each group's scales, scored on the upper 40 %, training rows only); the
+best there was chosen.
+
+| valid R2 | longer-horizon R2 | parameters | origin | law |
+|---|---|---|---|---|
+{rows}
+"""
+
+
 def _markdown(r: dict, search: Search) -> str:
     e = r.get("expert", {})
     rows = [("discovered", r), ("expert law", e)] if e else [("discovered", r)]
@@ -189,6 +211,7 @@ duplicate proposals skipped {r['cache_hit_rate']:.1%}; validation beat the exper
 {r['seconds_to_beat_expert_on_valid']} s. Best candidate came from: {r['origin']}.
 Fitter: `{json.dumps(r['fitter'])}`.
 
+{_selection_md(r)}
 ## Constants per group
 
 {groups}
