@@ -103,7 +103,8 @@ def run_one(task: str, seed: int, method: str, budget: float, args, out: Path) -
     # operon's time comes out of the run's budget, so runs with and without it stay comparable
     cfg = SearchConfig(task=task, seed=seed, budget_seconds=max(budget - operon, 1.0),
                        max_evals=args.max_evals, workers=args.workers,
-                       random_search=(method == "random"), operon_seconds=operon)
+                       random_search=(method == "random"), operon_seconds=operon,
+                       final_selection=args.final_selection)
     log(f"{label}: searching ({budget:g} s budget) ...")
     t0 = time.perf_counter()
     try:
@@ -222,9 +223,9 @@ def header(argv, budget, out) -> list[str]:
 
 
 NOTES = ("columns: test R2 = the chosen candidate refitted on all train rows, scored on test "
-         "(chosen by the run's final-selection rule: 'horizon', the default, re-ranks the 10 best by "
-         "validation R2 and the expert law on a longer extrapolation within train; 'valid' takes "
-         "the best validation R2); clipped R2 = test R2 clipped to [-1, 1] as SLDBench reports it; human / "
+         "(chosen by the final-selection rule: 'valid', the default, takes the best validation R2; "
+         "'horizon' re-ranks the 10 best by validation R2 and the expert law on a longer "
+         "extrapolation within train); clipped R2 = test R2 clipped to [-1, 1] as SLDBench reports it; human / "
          "SLDAgent R2 = published SLDBench figures; >= human / >= SLDAgent compare clipped R2 "
          "with them; evals/s and cache hits (duplicate proposals skipped) over the search; s to "
          "beat expert (valid) = search seconds until a non-expert candidate's validation R2 beat "
@@ -275,8 +276,8 @@ def main(argv=None):
                          f"{DEFAULT_RECORD.relative_to(REPO)}); default: no file")
     ap.add_argument("--rereport", nargs="+", metavar="RUN_DIR",
                     help="no search: redo the final report of these finished run directories")
-    ap.add_argument("--final-selection", choices=("horizon", "valid"), default="horizon",
-                    help="with --rereport: the final-selection rule (default horizon)")
+    ap.add_argument("--final-selection", choices=("valid", "horizon"), default="valid",
+                    help="the final-selection rule (default valid; see --rereport)")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads (default 1; 0: library default). Set from the environment "
                          "if OPENBLAS_NUM_THREADS etc. are already set")

@@ -348,9 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--operon-seeds", metavar="BUDGET",
                     help="first run pyoperon on the fit part for this long (e.g. 30s) and seed "
                          "the search with its models (needs the operon extra)")
-    sp.add_argument("--final-selection", choices=("horizon", "valid"), default="horizon",
-                    help="horizon (default): re-rank the top laws and the expert law on a longer "
-                         "extrapolation within train; valid: the best validation R2")
+    sp.add_argument("--final-selection", choices=("valid", "horizon"), default="valid",
+                    help="valid (default): the best validation R2; horizon: re-rank the 10 best "
+                         "and the expert law on a longer extrapolation within train")
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")

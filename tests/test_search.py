@@ -80,7 +80,8 @@ def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
     monkeypatch.setattr(data_mod, "read_dataset", guarded)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    s = Search(SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4), run_dir)
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4,
+                            final_selection="horizon"), run_dir)
     best = s.run()
     assert best is not None and "test.csv" not in seen and "train.csv" in seen
     from hybrid_sld.search.select import select_final
@@ -179,7 +180,8 @@ def test_final_selection_takes_the_best_longer_horizon_finalist(synthetic_task, 
     from hybrid_sld.search.select import horizon_task, select_final
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    s = Search(SearchConfig(task=str(synthetic_task), max_evals=24, batch_size=4), run_dir)
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=24, batch_size=4,
+                            final_selection="horizon"), run_dir)
     s.run()
     chosen, table = select_final(s, k=5)
     assert 2 <= len(table) <= 5 and len({t["entry"].law for t in table}) == len(table)

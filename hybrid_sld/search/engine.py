@@ -57,7 +57,7 @@ class SearchConfig:
     p_fitter: float = 0.15
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
-    final_selection: str = "horizon"  # "horizon": re-rank finalists on a longer extrapolation
+    final_selection: str = "valid"  # or "horizon": re-rank finalists on a longer extrapolation
     proposer: str = "offline"  # "offline", "llm" or "hybrid"
     llm: dict | None = None  # LLMSettings fields (hybrid_sld.llm.client)
 
