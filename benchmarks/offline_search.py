@@ -47,6 +47,7 @@ import sympy  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.search.run import discover, final_report, parse_budget  # noqa: E402
+from hybrid_sld.search.select import RULES  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 
 EXCLUDED = ("kaplan_demo",)  # synthetic demo task, not part of SLDBench
@@ -276,7 +277,7 @@ def main(argv=None):
                          f"{DEFAULT_RECORD.relative_to(REPO)}); default: no file")
     ap.add_argument("--rereport", nargs="+", metavar="RUN_DIR",
                     help="no search: redo the final report of these finished run directories")
-    ap.add_argument("--final-selection", choices=("valid", "horizon"), default="valid",
+    ap.add_argument("--final-selection", choices=RULES, default=RULES[0],
                     help="the final-selection rule (default valid; see --rereport)")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads (default 1; 0: library default). Set from the environment "

@@ -20,6 +20,8 @@ from .evaluate import report
 from .fit import FitterSpec
 from .law import parse_task_law
 from .metrics import score
+from .search.engine import PROPOSERS
+from .search.select import RULES
 from .tasks import builtin_task_names, get_task
 
 
@@ -348,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--operon-seeds", metavar="BUDGET",
                     help="first run pyoperon on the fit part for this long (e.g. 30s) and seed "
                          "the search with its models (needs the operon extra)")
-    sp.add_argument("--final-selection", choices=("valid", "horizon"), default="valid",
+    sp.add_argument("--final-selection", choices=RULES, default=RULES[0],
                     help="valid (default): the best validation R2; horizon: re-rank the 10 best "
                          "and the expert law on a longer extrapolation within train")
     sp.add_argument("--resume", help="continue the run in this run directory")
@@ -359,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--random-search", action="store_true",
                     help="baseline: random laws, no selection (best-of-N, same budget)")
     g = sp.add_argument_group("LLM proposer (any OpenAI-compatible endpoint)")
-    g.add_argument("--proposer", choices=("offline", "llm", "hybrid"), default="offline",
+    g.add_argument("--proposer", choices=PROPOSERS, default=PROPOSERS[0],
                    help="offline grammar operators (default), the LLM, or both at --llm-ratio")
     g.add_argument("--model", default="gpt-4o-mini", help="model name (default gpt-4o-mini)")
     g.add_argument("--base-url", help="endpoint, e.g. http://localhost:8000/v1 (vLLM) or "

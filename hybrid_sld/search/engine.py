@@ -33,6 +33,7 @@ from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
 from .archive import Archive, Entry
+from .select import RULES
 from . import operators
 
 
@@ -67,8 +68,8 @@ class SearchConfig:
         if self.proposer != "offline":
             from ..llm.client import LLMSettings
             LLMSettings.from_dict(self.llm)  # fail early on a bad setting
-        if self.final_selection not in ("horizon", "valid"):
-            raise HybridSLDError(f"final selection must be 'horizon' or 'valid', got {self.final_selection!r}")
+        if self.final_selection not in RULES:
+            raise HybridSLDError(f"final selection must be one of {', '.join(RULES)}, got {self.final_selection!r}")
         if self.max_evals is None and self.budget_seconds is None:
             raise HybridSLDError("give a budget (--budget) or an evaluation cap (--max-evals)")
         if self.islands < 1 or self.workers < 1 or self.batch_size < 1:
@@ -78,6 +79,17 @@ class SearchConfig:
 # Cheaper than the library default: search evaluates thousands of candidates, and the
 # fitter evolves (n_starts, strategy, ...) where a law needs more.
 SEARCH_FITTER = FitterSpec(n_starts=3, max_nfev=200)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a synced temporary file and a rename: a kill leaves the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def candidate_key(law_key: str, fitter: dict) -> str:
@@ -213,14 +225,7 @@ class Search:
                "expert_valid_r2": s.expert_valid_r2, "seed_cursor": s.seed_cursor,
                "rng_state": self.rng.bit_generator.state}
         doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
-        path = self.checkpoint_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(self.checkpoint_path, json.dumps(doc))
 
     def load(self) -> None:
         try:
@@ -263,12 +268,9 @@ class Search:
             return json.loads(path.read_text())
         from ..baselines.operon import operon_seeds, require_operon
         require_operon()
-        texts = operon_seeds(self.task, load_train(self.task, self.config.data_dir),
-                             seed=self.config.seed, budget_seconds=self.config.operon_seconds)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(texts, indent=1))
-        os.replace(tmp, path)
+        texts = operon_seeds(self.task, self.train, seed=self.config.seed,
+                             budget_seconds=self.config.operon_seconds)
+        write_atomic(path, json.dumps(texts, indent=1))
         return texts
 
     def _law(self, text):

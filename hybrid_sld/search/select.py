@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..data import load_train
 from ..errors import HybridSLDError
 from ..evaluate import validate
 from ..fit import FitterSpec, time_limit
@@ -24,7 +23,7 @@ from ..law import parse_task_law
 from ..tasks import Task
 from .archive import Entry
 
-RULES = ("horizon", "valid")
+RULES = ("valid", "horizon")  # the first is the default
 
 
 def horizon_task(task: Task) -> Task:
@@ -56,13 +55,12 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
         return best, []
     expert = next((Entry.from_dict(d) for d in s.cache.values() if d["origin"] == "seed:expert"),
                   None)
-    train = load_train(task, cfg.data_dir)
     longer = horizon_task(task)
     table = []
     for e in finalists(s.archive.entries(), expert, k):
         try:
             with time_limit(cfg.candidate_seconds):
-                ev = validate(parse_task_law(e.law, task), longer, train,
+                ev = validate(parse_task_law(e.law, task), longer, search.train,
                               FitterSpec.from_dict(e.fitter))
             r2 = ev.r2("valid")
         except HybridSLDError:
