@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _blas import THREADS as BLAS_THREADS, VARS as BLAS_VARS  # noqa: E402  (before numpy)
+from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402

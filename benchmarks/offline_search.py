@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -38,7 +37,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 DEFAULT_RECORD = REPO / "benchmarks" / "results" / "offline_search.md"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _blas import THREADS as BLAS_THREADS, VARS as BLAS_VARS  # noqa: E402  (before numpy)
+from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,13 +19,10 @@ from .evaluate import report
 from .fit import FitterSpec
 from .law import parse_task_law
 from .metrics import score
+from .metrics import report_value as _r
 from .search.engine import PROPOSERS
 from .search.select import RULES
 from .tasks import builtin_task_names, get_task
-
-
-def _r(x):
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 def _fmt(x):

@@ -7,6 +7,7 @@ score (R2 = -1, NMSE = NMAE = 1e5, as SLDBench records failures).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,3 +67,8 @@ def score(y_true, y_pred) -> Score:
     nmae = np.divide(mae, mad, out=np.full_like(mae, np.inf), where=mad > 1e-9)
     return Score(float(1.0 - nmse.mean()), float(nmse.mean()), float(nmae.mean()),
                  tuple(map(float, nmse)), tuple(map(float, nmae)))
+
+
+def report_value(x) -> float | None:
+    """A figure as JSON reports carry it: rounded to 6 places, None when missing or not finite."""
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)

@@ -10,13 +10,13 @@ after selection on the validation split; only the final report reads test rows.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import HybridSLDError
+from ..metrics import report_value as _r
 from ..tasks import builtin_task_names, get_task
 
 METHODS = ("expert", "offline", "random", "operon", "pysr", "llm")
@@ -155,10 +155,6 @@ def single_threaded() -> None:
         threadpool_limits(1)
     except ImportError:  # the environment variables then act on processes started later
         pass
-
-
-def _r(x):
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 def _test_scores(task, law_text: str, groups: dict, test) -> dict:

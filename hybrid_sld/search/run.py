@@ -7,7 +7,6 @@ validation) is refitted on all of train and scored on test beside the expert law
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 import time
@@ -19,6 +18,7 @@ from ..errors import HybridSLDError
 from ..evaluate import report
 from ..fit import FitterSpec
 from ..law import parse_task_law
+from ..metrics import report_value as _r
 from ..tasks import get_task
 from .engine import Search, SearchConfig
 from .select import select_final
@@ -63,10 +63,6 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     except OSError as exc:
         raise HybridSLDError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
     return run_dir
-
-
-def _r(x):
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 def final_report(search: Search) -> dict:
