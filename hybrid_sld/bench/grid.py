@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import HybridSLDError
@@ -99,45 +99,17 @@ def resolve_seeds(spec: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def _baseline_check(baselines, m):
-    """``check_<m>`` or ``require_<m>`` from hybrid_sld.baselines or its submodule, if any."""
-    import importlib
-    try:
-        sub = importlib.import_module(f"{baselines.__name__}.{m}")
-    except ImportError:
-        sub = None
-    for mod in (baselines, sub):
-        for name in (f"check_{m}", f"require_{m}"):
-            if mod is not None and callable(getattr(mod, name, None)):
-                return getattr(mod, name)
-    return None
-
-
 def check_methods(methods) -> None:
-    """Fail before anything runs when a method's module or optional extra is missing."""
+    """Fail before anything runs when a method's optional extra is missing."""
     for m in methods:
-        if m in ("operon", "pysr"):
-            try:
-                from .. import baselines
-            except ImportError as exc:
-                raise HybridSLDError(f"method {m!r} needs hybrid_sld.baselines, which this "
-                                     f"install lacks ({exc})") from None
-            if not hasattr(baselines, f"run_{m}"):
-                raise HybridSLDError(f"method {m!r}: hybrid_sld.baselines has no run_{m}")
-            check = _baseline_check(baselines, m)
-            if check is not None:  # the baseline's own check (PySR also needs Julia)
-                check()
-            else:
-                import importlib.util
-                module = "pyoperon" if m == "operon" else "pysr"
-                if importlib.util.find_spec(module) is None:
-                    raise HybridSLDError(f"method {m!r} needs {module}: pip install "
-                                         f"'hybrid-sld[{m}]'")
+        if m == "operon":
+            from ..baselines.operon import require_operon
+            require_operon()
+        elif m == "pysr":  # PySR also needs Julia: its own check says how to install both
+            from ..baselines.pysr import require_pysr
+            require_pysr()
         elif m == "llm":
             from ..search.engine import SearchConfig
-            if "proposer" not in {f.name for f in fields(SearchConfig)}:
-                raise HybridSLDError("method 'llm' needs the LLM proposer "
-                                     "(SearchConfig(proposer='llm')), which this version lacks")
             SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm")  # its own checks
 
 
@@ -155,16 +127,6 @@ def single_threaded() -> None:
         threadpool_limits(1)
     except ImportError:  # the environment variables then act on processes started later
         pass
-
-
-def _test_scores(task, law_text: str, groups: dict, test) -> dict:
-    """Test R2 and NMSE from stored constants (no refit), scored as SLDBench does."""
-    from ..evaluate import score_dataset
-    from ..fit import Fit
-    from ..law import parse_task_law
-    law = parse_task_law(law_text, task)
-    s = score_dataset(law, {g: Fit(params=p, cost=0.0, status=1) for g, p in groups.items()}, test)
-    return {"test_r2": _r(s.r2), "test_nmse": _r(s.nmse)}
 
 
 def _expert(cell, task, settings) -> dict:
@@ -186,17 +148,14 @@ def _expert(cell, task, settings) -> dict:
 
 
 def _search(cell, task, settings, **extra) -> dict:
-    from ..data import load_splits
     from ..search.engine import SearchConfig
     from ..search.run import discover
     cfg = SearchConfig(task=cell.task_ref or cell.task, seed=cell.seed, workers=1,
                        budget_seconds=settings.budget_seconds, max_evals=settings.max_evals,
                        random_search=cell.method == "random", data_dir=settings.data_dir, **extra)
     res = discover(cfg, out=Path(settings.out) / "runs")
-    out = {k: res.get(k) for k in ("law", "n_params", "train_r2", "valid_r2", "test_r2", "run_dir")}
-    _train, test = load_splits(task, settings.data_dir)
-    if test is not None:
-        out.update(_test_scores(task, res["law"], res["groups"], test))
+    out = {k: res.get(k) for k in ("law", "n_params", "train_r2", "valid_r2", "test_r2",
+                                   "test_nmse", "run_dir")}
     out["groups"] = res["groups"]
     out["settings"] = {"evals": res.get("evals"), "fitter": res.get("fitter")}
     return out
