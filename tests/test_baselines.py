@@ -141,6 +141,9 @@ def test_run_operon_shared_form_on_kaplan_demo(kaplan):
         assert math.isfinite(r[k]), k
     assert r["settings"]["generations"] == 10 and r["settings"]["seed"] == 1
     assert r["settings"]["fitter"]["strategy"]
+    # per-group constants travel with the result, so the bench can plot the winning law
+    assert set(r["groups"]) == set(train.group_names)
+    assert all(set(p) == set(law.param_names) for p in r["groups"].values())
     # the test rows are read only for the final figures: garbage test targets change
     # test_r2 and nothing else, and the same seed gives the same law
     bad = Dataset(test.groups, test.X, test.Y[::-1] * 3.0, test.features, test.targets)

@@ -42,15 +42,21 @@ def failed(task: Task, method: str, seed: int, message: str, seconds: float, set
 
 def law_result(law: Law, task: Task, train: Dataset, test: Dataset | None, method: str,
                seed: int, seconds: float, settings: dict, spec: FitterSpec = FitterSpec()) -> dict:
-    """Score a shared-form law as any law is scored: :func:`report` (test read only here)."""
+    """Score a shared-form law as any law is scored: :func:`report` (test read only here).
+
+    ``groups`` holds the constants fitted on all of train per group, for plots and export.
+    """
     v, full = report(law, task, train, test, spec)
     tst = full.scores.get("test")
     failures = [s.message for s in (v.scores["valid"], full.scores["train"], tst) if s and s.failed]
-    return result(task, method, seed, law=law.text, n_params=law.n_params,
-                  train_r2=full.scores["train"].r2, valid_r2=v.scores["valid"].r2,
-                  test_r2=tst.r2 if tst else None, test_nmse=tst.nmse if tst else None,
-                  seconds=seconds, settings=settings | {"fitter": spec.to_dict()},
-                  message="; ".join(failures))
+    out = result(task, method, seed, law=law.text, n_params=law.n_params,
+                 train_r2=full.scores["train"].r2, valid_r2=v.scores["valid"].r2,
+                 test_r2=tst.r2 if tst else None, test_nmse=tst.nmse if tst else None,
+                 seconds=seconds, settings=settings | {"fitter": spec.to_dict()},
+                 message="; ".join(failures))
+    out["groups"] = {g: {k: float(x) for k, x in f.params.items()}
+                     for g, f in full.fits.items() if f.success}
+    return out
 
 
 def target_view(task: Task, data: Dataset, target: str, param_cap: int) -> tuple[Task, Dataset]:

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import HybridSLDError
-from ..metrics import report_value as _r
 from ..tasks import builtin_task_names, get_task
 
 METHODS = ("expert", "offline", "random", "operon", "pysr", "llm")
@@ -130,21 +129,16 @@ def single_threaded() -> None:
 
 
 def _expert(cell, task, settings) -> dict:
+    from ..baselines.common import law_result
     from ..data import load_splits
-    from ..evaluate import report
     from ..fit import FitterSpec
     from ..law import parse_task_law
     if not task.expert_law:
         raise HybridSLDError(f"task {task.name} has no expert law")
     train, test = load_splits(task, settings.data_dir)
     law = parse_task_law(task.expert_law, task)
-    spec = FitterSpec.from_dict(task.expert_fitter)
-    v, full = report(law, task, train, test, spec)
-    t = full.scores.get("test")
-    return {"law": law.text, "n_params": law.n_params, "train_r2": _r(full.r2("train")),
-            "valid_r2": _r(v.r2("valid")), "test_r2": _r(t.r2) if t else None,
-            "test_nmse": _r(t.nmse) if t else None, "settings": {"fitter": spec.to_dict()},
-            "groups": {g: f.params for g, f in full.fits.items() if f.success}}
+    return law_result(law, task, train, test, "expert", cell.seed, 0.0, {},
+                      FitterSpec.from_dict(task.expert_fitter))
 
 
 def _search(cell, task, settings, **extra) -> dict:
