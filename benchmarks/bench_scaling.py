@@ -32,7 +32,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
-from hybrid_sld.bench.executors import DaskExecutor  # noqa: E402
+from hybrid_sld.bench.executors import DaskExecutor, LocalExecutor  # noqa: E402
 from hybrid_sld.bench.grid import BenchSettings, Cell, resolve_tasks  # noqa: E402
 from hybrid_sld.bench.report import run_bench  # noqa: E402
 
@@ -66,6 +66,19 @@ def run(workers: int, cells, settings) -> dict:
             "laws": {(r["task"], r["seed"]): (r["law"], r["test_r2"]) for r in rows}}
 
 
+def contention(cell, settings) -> tuple[float, float]:
+    """Seconds of one cell alone, and the mean of two copies run at once in plain processes.
+
+    Their ratio is what sharing the machine costs a cell (caches, memory bandwidth, clock),
+    with no Dask in the way: 2 / ratio bounds the speedup any executor can reach here.
+    """
+    times = []
+    for copies in (1, 2):
+        rows = list(LocalExecutor(copies).run([cell] * copies, settings))
+        times.append(sum(r["seconds"] for r in rows) / copies)
+    return times[0], times[1]
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -84,6 +97,10 @@ def main(argv=None) -> int:
     base = Path(tempfile.mkdtemp(prefix="bench_scaling-"))
     log(f"{len(cells)} cells ({cells[0].method}, max {args.max_evals} evals), 1 then 2 "
         f"Dask workers; bench directories under {base}")
+    alone, paired = contention(cells[0], BenchSettings(
+        budget_seconds=args.budget, out=str(base / "contention"), max_evals=args.max_evals))
+    log(f"{cells[0].label}: {alone:.1f} s alone, {paired:.1f} s per copy with two at once "
+        f"(plain processes, no Dask)")
     results = []
     for workers in (1, 2):
         settings = BenchSettings(budget_seconds=args.budget, out=str(base / f"w{workers}"),
@@ -114,7 +131,11 @@ def main(argv=None) -> int:
         *[f"| {r['workers']} | {r['wall']:.1f} | {r['cell_seconds']:.1f} | {r['cluster_start']:.1f} "
           f"| {r['failed']} |" for r in results], "",
         f"speedup (1 worker / 2 workers wall time): **{speedup:.2f}x** (target >= 1.8x); "
-        f"identical laws and test R2 in both runs: {'yes' if same else 'NO'}", ""]
+        f"identical laws and test R2 in both runs: {'yes' if same else 'NO'}", "",
+        f"Machine reference (no Dask): {cells[0].label} takes {alone:.1f} s alone and "
+        f"{paired:.1f} s per copy when two copies run at once in plain processes, a slowdown of "
+        f"{paired / alone:.3f}x, so no executor can exceed {2 * alone / paired:.2f}x here; "
+        f"Dask reached {speedup:.2f}x ({speedup / (2 * alone / paired):.0%} of that bound).", ""]
     text = "\n".join(lines)
     print(text)
     if not args.quick or args.record:

@@ -13,7 +13,7 @@ import pytest
 
 from hybrid_sld import data as data_mod
 from hybrid_sld.search.engine import Search, SearchConfig
-from hybrid_sld.search.run import discover, final_report, parse_budget
+from hybrid_sld.search.run import discover, final_report, parse_budget, prepare_run_dir
 
 
 @pytest.fixture
@@ -128,6 +128,15 @@ def test_unwritable_run_dir_fails_clearly(synthetic_task, tmp_path):
                         str(synthetic_task), "--max-evals", "4", "--out", str(blocker / "runs")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "run directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(synthetic_task, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setattr(time, "strftime", lambda fmt: "20261123-120000")
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4)
+    dirs = [prepare_run_dir(cfg, tmp_path / "runs") for _ in range(3)]
+    assert len(set(dirs)) == 3 and all((d / "config.toml").exists() for d in dirs)
+    assert [d.name[-2:] for d in dirs[1:]] == ["-2", "-3"]
 
 
 def test_too_few_rows_fails_before_search(tmp_path):

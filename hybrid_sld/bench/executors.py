@@ -155,8 +155,10 @@ class DaskExecutor:
                 raise HybridSLDError("--workers must be at least 1")
             for v in BLAS_VARS:  # inherited by the worker processes
                 os.environ[v] = "1"
-            # non-daemonic workers may start the fork server that isolates each cell
-            with dask.config.set({"distributed.worker.daemon": False}):
+            # non-daemonic workers may start the fork server that isolates each cell; no
+            # dashboard, so the workers' statistical profiler (every 10 ms) would feed nothing
+            with dask.config.set({"distributed.worker.daemon": False,
+                                  "distributed.worker.profile.enabled": False}):
                 self.cluster = LocalCluster(n_workers=workers, processes=True,
                                             threads_per_worker=1, dashboard_address=None,
                                             silence_logs=40)

@@ -54,11 +54,19 @@ def _toml(cfg: SearchConfig) -> str:
 
 
 def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
+    """A fresh ``<task>-<method>-<seed>-<time>`` directory; runs started in the same second
+    (a bench running copies side by side) get ``-2``, ``-3``, ... rather than sharing one."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = get_task(cfg.task).name
-    run_dir = Path(out) / f"{name}-{_method(cfg)}-{cfg.seed}-{stamp}"
+    base = Path(out) / f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-{stamp}"
+    run_dir = base
     try:
-        run_dir.mkdir(parents=True, exist_ok=False)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(2, 1000):
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                run_dir = base.with_name(f"{base.name}-{n}")
         (run_dir / "config.toml").write_text(_toml(cfg))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
