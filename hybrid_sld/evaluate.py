@@ -40,10 +40,27 @@ class Evaluation:
                 "seconds": self.seconds}
 
 
-def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec()) -> dict[str, Fit]:
-    """Constants per group (shared parameters jointly), fitted on ``data`` only."""
+def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec(),
+                warm: dict[str, Fit] | None = None) -> dict[str, Fit]:
+    """Constants per group (shared parameters jointly), fitted on ``data`` only.
+
+    With ``warm`` (fits of the same law on a subset, e.g. the validation phase's), the fit is
+    run a second time from those constants and, per group, the lower cost wins (all groups
+    together when parameters are shared): a refit on more rows must not land in a worse basin
+    than the constants it could have started from.
+    """
     compiled = compile_law(law)
-    return fit_groups(compiled, {g: data.group(g) for g in data.group_names}, spec)
+    blocks = {g: data.group(g) for g in data.group_names}
+    fits = fit_groups(compiled, blocks, spec)
+    starts = {g: f.params for g, f in (warm or {}).items() if f.success}
+    if not starts:
+        return fits
+    again = fit_groups(compiled, blocks, spec, starts)
+    if any(p.shared for p in law.params):
+        total = [sum(f.cost * len(blocks[g][0]) for g, f in fs.items()) for fs in (fits, again)]
+        return again if total[1] < total[0] else fits
+    return {g: again[g] if again[g].success and again[g].cost < fits[g].cost else fits[g]
+            for g in fits}
 
 
 def predict_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> np.ndarray:
@@ -66,9 +83,10 @@ def score_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> Score:
     return score(data.Y, predict_dataset(law, fits, data))
 
 
-def evaluate(law: Law, spec: FitterSpec, fit_on: Dataset, score_on: dict[str, Dataset]) -> Evaluation:
+def evaluate(law: Law, spec: FitterSpec, fit_on: Dataset, score_on: dict[str, Dataset],
+             warm: dict[str, Fit] | None = None) -> Evaluation:
     t0 = time.perf_counter()
-    fits = fit_dataset(law, fit_on, spec)
+    fits = fit_dataset(law, fit_on, spec, warm)
     scores = {name: score_dataset(law, fits, d) for name, d in score_on.items()}
     return Evaluation(law, spec, fits, scores, time.perf_counter() - t0)
 
@@ -84,4 +102,4 @@ def report(law: Law, task: Task, train: Dataset, test: Dataset | None,
     """Final figures: (validation evaluation, full-train fit scored on train and test)."""
     v = validate(law, task, train, spec)
     sets = {"train": train} | ({"test": test} if test is not None else {})
-    return v, evaluate(law, spec, train, sets)
+    return v, evaluate(law, spec, train, sets, warm=v.fits)

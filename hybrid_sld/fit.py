@@ -412,8 +412,13 @@ def _with_init(p, value):
     return replace(p, init=value)
 
 
-def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec()) -> Fit:
-    """Fit every parameter of a law on one group's rows (shared declarations are ignored)."""
+def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec(),
+            start: dict | None = None) -> Fit:
+    """Fit every parameter of a law on one group's rows (shared declarations are ignored).
+
+    ``start`` (name -> value, e.g. constants fitted earlier on fewer rows) replaces the
+    declared initial values as the first start point.
+    """
     X, Y = _as_2d(X, Y, compiled)
     n = compiled.n_params
 
@@ -423,23 +428,27 @@ def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec()) -> Fit
             index[i] = k
         return [(X, Y, index)], [(i, None) for i in comp_params]
 
-    res = _run(compiled, blocks_for, spec)
+    names = compiled.law.param_names
+    start_for = None if not start else (lambda i, _g: start.get(names[i]))
+    res = _run(compiled, blocks_for, spec, start_for)
     if isinstance(res, Fit):
         return res
     out, cost, nfev, status, msg, t0 = res
-    names = compiled.law.param_names
     return Fit({names[i]: v for (i, _g), v in sorted(out.items())}, cost, nfev, status, msg,
                time.perf_counter() - t0)
 
 
-def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpec()) -> dict:
+def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpec(),
+               starts: dict | None = None) -> dict:
     """Fit per group; parameters declared ``shared`` are fitted once, jointly over all groups.
 
-    ``groups`` maps a group name to (X, Y). Returns group -> Fit. Joint fits start from the
+    ``groups`` maps a group name to (X, Y); ``starts`` optionally a group name to start
+    constants (see :func:`fit_law`). Returns group -> Fit. Joint fits start from the
     independent per-group fits (shared values start at their median).
     """
     groups = {g: _as_2d(X, Y, compiled) for g, (X, Y) in groups.items()}
-    fits = {g: fit_law(compiled, X, Y, spec) for g, (X, Y) in groups.items()}
+    starts = starts or {}
+    fits = {g: fit_law(compiled, X, Y, spec, starts.get(g)) for g, (X, Y) in groups.items()}
     law = compiled.law
     shared = [i for i, p in enumerate(law.params) if p.shared]
     if not shared or len(groups) < 2:
