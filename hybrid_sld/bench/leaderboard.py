@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..export import escape_latex
+from ..metrics import report_value
 from .grid import METHODS
 
 PUBLISHED = (("human_r2", "human law (published)"), ("sldagent_r2", "SLDAgent best (published)"))
@@ -144,7 +145,7 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
         for task, w in win.items():
             law = (w.get("law") or "").replace("`", "'")
             lines += [f"- **{_short(task)}** ({w['method']}, seed {w['seed']}, test R2 "
-                      f"{w.get('test_r2')}): `{law.splitlines()[0] if law else ''}`"]
+                      f"{report_value(w.get('test_r2'))}): `{law.splitlines()[0] if law else ''}`"]
     failed = [(r.task, r.method, seed, msg) for r in rows for seed, msg in r.failures]
     if failed:
         lines += ["", "## Failed cells", ""]
