@@ -50,7 +50,25 @@ def cells_for(args) -> list[Cell]:
     return [Cell(name, "offline", seed, ref) for seed in range(args.cells)]
 
 
+def cpu_times() -> list[int] | None:
+    """The aggregate ``cpu`` line of /proc/stat (Linux), or None elsewhere."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before, after) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests (steal, field 8) in between:
+    on a shared virtual machine this, not the executor, decides how far two workers scale."""
+    if not before or not after or len(before) < 8:
+        return None
+    d = [b - a for a, b in zip(before, after)]
+    return d[7] / sum(d) if sum(d) > 0 else None
+
+
 def run(workers: int, cells, settings) -> dict:
+    stat0 = cpu_times()
     t0 = time.perf_counter()
     executor = DaskExecutor(workers=workers)
     started = time.perf_counter() - t0
@@ -62,6 +80,7 @@ def run(workers: int, cells, settings) -> dict:
         executor.close()
     rows = summary["results"]
     return {"workers": workers, "wall": wall, "cluster_start": started,
+            "steal": steal_share(stat0, cpu_times()),
             "cell_seconds": sum(r["seconds"] or 0 for r in rows), "failed": summary["failed"],
             "laws": {(r["task"], r["seed"]): (r["law"], r["test_r2"]) for r in rows}}
 
@@ -77,6 +96,10 @@ def contention(cell, settings) -> tuple[float, float]:
         rows = list(LocalExecutor(copies).run([cell] * copies, settings))
         times.append(sum(r["seconds"] for r in rows) / copies)
     return times[0], times[1]
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
 def main(argv=None) -> int:
@@ -97,8 +120,11 @@ def main(argv=None) -> int:
     base = Path(tempfile.mkdtemp(prefix="bench_scaling-"))
     log(f"{len(cells)} cells ({cells[0].method}, max {args.max_evals} evals), 1 then 2 "
         f"Dask workers; bench directories under {base}")
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else "n/a"
+    stat0 = cpu_times()
     alone, paired = contention(cells[0], BenchSettings(
         budget_seconds=args.budget, out=str(base / "contention"), max_evals=args.max_evals))
+    ref_steal = steal_share(stat0, cpu_times())
     log(f"{cells[0].label}: {alone:.1f} s alone, {paired:.1f} s per copy with two at once "
         f"(plain processes, no Dask)")
     results = []
@@ -108,7 +134,8 @@ def main(argv=None) -> int:
         results.append(run(workers, cells, settings))
         r = results[-1]
         log(f"{workers} worker(s): {r['wall']:.1f} s wall ({r['cell_seconds']:.1f} s in cells, "
-            f"cluster start {r['cluster_start']:.1f} s, {r['failed']} failed)")
+            f"cluster start {r['cluster_start']:.1f} s, {r['failed']} failed, "
+            f"CPU stolen {_pct(r['steal'])})")
     one, two = results
     speedup = one["wall"] / two["wall"]
     same = one["laws"] == two["laws"]
@@ -117,7 +144,7 @@ def main(argv=None) -> int:
         "```",
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}",
-        f"load average before: {os.getloadavg() if hasattr(os, 'getloadavg') else 'n/a'}",
+        f"load average before: {load_before}",
         f"versions: python {platform.python_version()}, hybrid_sld {metadata.version('hybrid_sld')}, "
         f"dask {metadata.version('dask')}, distributed {metadata.version('distributed')}, "
         f"numpy {metadata.version('numpy')}, scipy {metadata.version('scipy')}",
@@ -126,16 +153,18 @@ def main(argv=None) -> int:
         f"per cell: offline search, max_evals {args.max_evals}, budget {args.budget:g} s, "
         "single-threaded BLAS, one cell per worker at a time",
         "```", "",
-        "| workers | grid wall time (s) | sum of cell times (s) | cluster start (s) | failed |",
-        "|---:|---:|---:|---:|---:|",
+        "| workers | grid wall time (s) | sum of cell times (s) | cluster start (s) | failed "
+        "| CPU stolen by the hypervisor |",
+        "|---:|---:|---:|---:|---:|---:|",
         *[f"| {r['workers']} | {r['wall']:.1f} | {r['cell_seconds']:.1f} | {r['cluster_start']:.1f} "
-          f"| {r['failed']} |" for r in results], "",
+          f"| {r['failed']} | {_pct(r['steal'])} |" for r in results], "",
         f"speedup (1 worker / 2 workers wall time): **{speedup:.2f}x** (target >= 1.8x); "
         f"identical laws and test R2 in both runs: {'yes' if same else 'NO'}", "",
         f"Machine reference (no Dask): {cells[0].label} takes {alone:.1f} s alone and "
         f"{paired:.1f} s per copy when two copies run at once in plain processes, a slowdown of "
         f"{paired / alone:.3f}x, so no executor can exceed {2 * alone / paired:.2f}x here; "
-        f"Dask reached {speedup:.2f}x ({speedup / (2 * alone / paired):.0%} of that bound).", ""]
+        f"Dask reached {speedup:.2f}x ({speedup / (2 * alone / paired):.0%} of that bound). CPU "
+        f"stolen by the hypervisor during that reference: {_pct(ref_steal)}.", ""]
     text = "\n".join(lines)
     print(text)
     if not args.quick or args.record:
