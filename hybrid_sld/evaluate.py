@@ -44,23 +44,11 @@ def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec(),
                 warm: dict[str, Fit] | None = None) -> dict[str, Fit]:
     """Constants per group (shared parameters jointly), fitted on ``data`` only.
 
-    With ``warm`` (fits of the same law on a subset, e.g. the validation phase's), the fit is
-    run a second time from those constants and, per group, the lower cost wins (all groups
-    together when parameters are shared): a refit on more rows must not land in a worse basin
-    than the constants it could have started from.
+    ``warm``: fits of the same law on a subset (the validation phase's); their constants are
+    one more start point, so a refit on more rows cannot end in a worse basin than they were.
     """
-    compiled = compile_law(law)
-    blocks = {g: data.group(g) for g in data.group_names}
-    fits = fit_groups(compiled, blocks, spec)
     starts = {g: f.params for g, f in (warm or {}).items() if f.success}
-    if not starts:
-        return fits
-    again = fit_groups(compiled, blocks, spec, starts)
-    if any(p.shared for p in law.params):
-        total = [sum(f.cost * len(blocks[g][0]) for g, f in fs.items()) for fs in (fits, again)]
-        return again if total[1] < total[0] else fits
-    return {g: again[g] if again[g].success and again[g].cost < fits[g].cost else fits[g]
-            for g in fits}
+    return fit_groups(compile_law(law), {g: data.group(g) for g in data.group_names}, spec, starts)
 
 
 def predict_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> np.ndarray:

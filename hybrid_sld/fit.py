@@ -305,19 +305,28 @@ def _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin):
     return starts
 
 
-def fit_problem(prob: _Problem, params, kinds, spec: FitterSpec, rng, lin=()):
-    """Run the strategy on a problem; returns (u, cost, status, message)."""
+def fit_problem(prob: _Problem, params, kinds, spec: FitterSpec, rng, lin=(), extra=()):
+    """Run the strategy on a problem; returns (u, cost, status, message).
+
+    ``extra``: more parameter lists whose initial values are tried as start points after the
+    strategy's own (drawn first, so the random stream does not depend on them).
+    """
     with warnings.catch_warnings():  # overflow inside scipy for a wild candidate is expected
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_problem(prob, params, kinds, spec, rng, lin)
+        return _fit_problem(prob, params, kinds, spec, rng, lin, extra)
 
 
-def _fit_problem(prob, params, kinds, spec, rng, lin):
+def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
     lo, hi = _u_bounds(params, kinds)
-    u0 = np.array([_default_u(p, k, a, b) for p, k, a, b in zip(params, kinds, lo, hi)])
+
+    def u_of(ps):
+        return np.array([_default_u(p, k, a, b) for p, k, a, b in zip(ps, kinds, lo, hi)])
+
+    u0 = u_of(params)
     use_vp = bool(lin) and not spec.log_space and spec.strategy in ("auto", "varpro", "de", "grid")
     best = (None, math.inf, -1, "no start point gave finite residuals")
-    for start in _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin):
+    starts = _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin) + [u_of(ps) for ps in extra]
+    for start in starts:
         try:
             if use_vp:
                 start = _varpro_local(prob, lin, start, lo, hi, spec)
@@ -366,8 +375,12 @@ def _as_2d(X, Y, compiled):
     return X, Y
 
 
-def _run(compiled, blocks_for, spec, start_for=None):
-    """Fit every component; ``blocks_for(comp_params)`` gives (blocks, free params, owners)."""
+def _run(compiled, blocks_for, spec, start_for=None, extra_for=None):
+    """Fit every component; ``blocks_for(comp_params)`` gives (blocks, free params, owners).
+
+    ``start_for(i, group)`` replaces a parameter's declared initial value; ``extra_for`` gives
+    values for one more start point beside the strategy's own.
+    """
     t0 = time.perf_counter()
     rng = np.random.default_rng(spec.seed)
     out: dict = {}
@@ -391,7 +404,12 @@ def _run(compiled, blocks_for, spec, start_for=None):
             return Fit(status=-1, message=str(exc), seconds=time.perf_counter() - t0)
         if start_for is not None:
             params = [_with_init(p, start_for(i, g)) for p, (i, g) in zip(params, free)]
-        u, cost, st, msg = fit_problem(prob, params, kinds, spec, rng, lin)
+        extra = []
+        if extra_for is not None:
+            warm = [_with_init(p, extra_for(i, g)) for p, (i, g) in zip(params, free)]
+            if any(w is not p for w, p in zip(warm, params)):
+                extra.append(warm)
+        u, cost, st, msg = fit_problem(prob, params, kinds, spec, rng, lin, extra)
         nfev += prob.nfev
         if u is None:
             return Fit(status=-1, message=msg, nfev=nfev, seconds=time.perf_counter() - t0)
@@ -416,8 +434,9 @@ def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec(),
             start: dict | None = None) -> Fit:
     """Fit every parameter of a law on one group's rows (shared declarations are ignored).
 
-    ``start`` (name -> value, e.g. constants fitted earlier on fewer rows) replaces the
-    declared initial values as the first start point.
+    ``start`` (name -> value, e.g. constants fitted earlier on fewer rows) is tried as one
+    more start point; the lowest cost over all start points wins, so a refit on more rows
+    never ends in a worse basin than the one it was warm-started from.
     """
     X, Y = _as_2d(X, Y, compiled)
     n = compiled.n_params
@@ -429,8 +448,8 @@ def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec(),
         return [(X, Y, index)], [(i, None) for i in comp_params]
 
     names = compiled.law.param_names
-    start_for = None if not start else (lambda i, _g: start.get(names[i]))
-    res = _run(compiled, blocks_for, spec, start_for)
+    extra_for = None if not start else (lambda i, _g: start.get(names[i]))
+    res = _run(compiled, blocks_for, spec, extra_for=extra_for)
     if isinstance(res, Fit):
         return res
     out, cost, nfev, status, msg, t0 = res
@@ -444,7 +463,8 @@ def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpe
 
     ``groups`` maps a group name to (X, Y); ``starts`` optionally a group name to start
     constants (see :func:`fit_law`). Returns group -> Fit. Joint fits start from the
-    independent per-group fits (shared values start at their median).
+    independent per-group fits, warm-started ones included (shared values start at their
+    median).
     """
     groups = {g: _as_2d(X, Y, compiled) for g, (X, Y) in groups.items()}
     starts = starts or {}

@@ -221,6 +221,33 @@ def test_fit_groups_shared_parameter():
     assert len({f.params["E"] for f in fits.values()}) == 3
 
 
+# A bump whose declared start lies far outside the data: one TRF start from there is stuck.
+BUMP = "y = E + A*exp(-((log(x) - m)/s)^2)\ns > 0\nm ~ 40\ns ~ 0.5"
+BUMP_GROUPS = {"g1": dict(E=1.0, A=2.0, m=2.0, s=0.7), "g2": dict(E=0.5, A=1.0, m=3.0, s=0.7)}
+
+
+def _bump_groups():
+    x = np.geomspace(1, 100, 40)
+    return {g: (x[:, None], t["E"] + t["A"] * np.exp(-((np.log(x) - t["m"]) / t["s"]) ** 2))
+            for g, t in BUMP_GROUPS.items()}
+
+
+@pytest.mark.parametrize("shared", ["", "\nshared s"])
+def test_start_constants_are_one_more_start_point(shared):
+    c = compile_law(parse_law(BUMP + shared, ["x"]))
+    groups, spec = _bump_groups(), FitterSpec(strategy="trf", n_starts=1)
+    cold = fit_groups(c, groups, spec)
+    assert all(f.cost > 1e-3 for f in cold.values())  # stuck without help
+    warm = fit_groups(c, groups, spec, starts={g: dict(t) for g, t in BUMP_GROUPS.items()})
+    for g, f in warm.items():  # from the true constants: the joint fit keeps them too
+        assert f.cost < 1e-12 and _rel_err(f.params, BUMP_GROUPS[g]) < 1e-6
+    assert ("joint" in warm["g1"].message) == bool(shared)
+    # a useless start point cannot make a fit worse: the declared start is still tried
+    far = fit_groups(c, groups, spec, starts={g: {"m": -50.0, "A": 0.0} for g in groups})
+    for g, f in far.items():
+        assert f.cost <= cold[g].cost
+
+
 def test_fit_groups_without_shared_is_per_group():
     x = np.geomspace(1e6, 1e9, 20)[:, None]
     groups = {"a": (x, 1 + 5 * x[:, 0] ** -0.3), "b": (x, 2 + 9 * x[:, 0] ** -0.6)}
