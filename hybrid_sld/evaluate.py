@@ -6,13 +6,14 @@ from them and cannot see the test split. Only :func:`report` reads test rows, fo
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .compile import compile_law
-from .data import Dataset, split_train_valid
+from .data import Dataset, split_train_valid, validation_mask
 from .fit import Fit, FitterSpec, fit_groups
 from .law import Law
 from .metrics import Score, failed_score, score
@@ -83,6 +84,21 @@ def validate(law: Law, task: Task, train: Dataset, spec: FitterSpec = FitterSpec
     """Fit on train minus validation, score on both: what search and selection may use."""
     fit_part, valid = split_train_valid(task, train)
     return evaluate(law, spec, fit_part, {"fit": fit_part, "valid": valid})
+
+
+def drift(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> tuple:
+    """Mean relative residual on the lower and upper half (by scale) of the fitting rows and on
+    the validation rows, from fits made without the validation rows: where a law begins to
+    drift as scale grows. Training rows only; NaN where a band is empty or unpredicted."""
+    pred = predict_dataset(law, fits, train)
+    with np.errstate(all="ignore"):
+        rel = np.mean((pred - train.Y) / np.abs(train.Y), axis=1)
+    valid = validation_mask(task, train)
+    scale = train.column(task.split.by or task.feature_names[0])
+    cut = np.median(scale[~valid]) if (~valid).any() else np.inf
+    bands = (~valid & (scale <= cut), ~valid & (scale > cut), valid)
+    with np.errstate(all="ignore"):
+        return tuple(float(np.nanmean(rel[m])) if m.any() else math.nan for m in bands)
 
 
 def report(law: Law, task: Task, train: Dataset, test: Dataset | None,

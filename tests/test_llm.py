@@ -8,6 +8,7 @@ the server gone. Prompts never hold test-split values.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -173,12 +174,13 @@ def test_repair_loop_sends_the_exact_error_back(task_file, server, tmp_path):
 
 
 def test_429_retry_after_500_and_timeout_are_retried(task_file, server, tmp_path):
-    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, timeout=0.5)
+    # a 2 s client timeout: a loaded machine must not time out the healthy requests too
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, timeout=2.0)
     server.faults = [{"status": 429, "headers": {"Retry-After": "1"}, "message": "slow down"},
-                     {"status": 500}, {"delay": 1.5}]
+                     {"status": 500}, {"delay": 3.0}]
     t0 = time.perf_counter()
     reply = p.client.complete(p.messages("hello"), seq=0)
-    assert time.perf_counter() - t0 >= 1.0 + 0.5  # honoured Retry-After, then waited out the timeout
+    assert time.perf_counter() - t0 >= 1.0 + 2.0  # honoured Retry-After, then waited out the timeout
     assert json.loads(reply.content)["law"] and len(server.requests) == 4
     lines = _lines(tmp_path)
     assert [l["kind"] for l in lines] == ["error", "error", "error", "exchange"]
@@ -266,3 +268,33 @@ def test_cli_hybrid_run(task_file, server, tmp_path):
     assert res["llm"]["calls"] == len(server.served) and "LLM spend" in r.stderr
     assert math.isfinite(res["test_r2"])
     _no_secret(res["run_dir"])
+
+
+def test_prompt_residuals_come_from_the_evaluation_without_refitting(task_file, monkeypatch):
+    """Each archive entry carries its drift by scale band; the prompt shows it, fitting nothing."""
+    from hybrid_sld import fit as fit_module
+    from hybrid_sld.law import parse_task_law
+    from hybrid_sld.search.archive import Archive, Entry
+    from hybrid_sld.search.engine import evaluate_candidate
+    task = get_task(str(task_file))
+    entries = []
+    for i, text in enumerate(["y = E + A*x^(-a)\nA > 0\na in (0, 3)", "y = E + A*log(x)"]):
+        res = evaluate_candidate(str(task_file), None, text, SEARCH_FITTER.to_dict())
+        law = parse_task_law(text, task)
+        entries.append(Entry(text, SEARCH_FITTER.to_dict(), f"k{i}", res["valid_r2"],
+                             res["fit_r2"], law.complexity, law.n_params, i, "seed",
+                             res["message"], res["seconds"], res["drift"]))
+    exact, loglin = (e.drift for e in entries)
+    assert len(exact) == 3 and max(map(abs, exact)) < 1e-6
+    # a log-linear law keeps falling where the power law flattens: below target beyond train
+    assert loglin[2] < -1e-3 and abs(loglin[2]) > abs(loglin[0])
+    assert Entry.from_dict(json.loads(json.dumps(entries[1].to_dict()))) == entries[1]
+    archive = Archive(1)
+    for e in entries:
+        archive.add(e, 0)
+    monkeypatch.setattr(fit_module, "_run", lambda *a, **k: pytest.fail("the prompt refitted"))
+    p = LLMProposer(task, load_train(task), None, LLMSettings(max_calls=1), SEARCH_FITTER.to_dict())
+    text = p.user_message(archive, [])
+    assert re.search(r"#1 valid R2 1\.00000, 3 constants.*residuals [+-]0\.00% / [+-]0\.00% / [+-]0\.00%",
+                     text)
+    assert "residuals " + " / ".join(f"{100 * v:+.2f}%" for v in loglin) in text

@@ -18,7 +18,6 @@ import numpy as np
 
 from ..data import Dataset, validation_mask
 from ..errors import HybridSLDError
-from ..evaluate import predict_dataset, validate
 from ..fit import FitterSpec
 from ..grammar import FUNCTIONS
 from ..law import parse_task_law
@@ -82,7 +81,6 @@ class LLMProposer:
         self.default_fitter = dict(default_fitter)
         self.by = task.split.by or task.feature_names[0]
         self.vmask = validation_mask(task, train)
-        self._residuals: dict[str, str] = {}
         coevolve = settings.mode == "coevolve"
         shape = ('{"params": ["<declaration>", ...], "law": "<target> = <expression>", '
                  + ('"fitter": {<fields>}, ' if coevolve else "") + '"rationale": "<one sentence>"}')
@@ -110,27 +108,13 @@ class LLMProposer:
         lines += ["  " + ", ".join(_g(v) for v in (*tr.X[i], *tr.Y[i])) for i in pick]
         return "\n".join(lines)
 
-    def _residual_line(self, e) -> str:
-        """Mean relative residual by scale: where the law drifts, on training rows only."""
-        if e.key in self._residuals:
-            return self._residuals[e.key]
-        line = ""
-        try:
-            law = parse_task_law(e.law, self.task)
-            ev = validate(law, self.task, self.train, FitterSpec.from_dict(e.fitter))
-            pred = predict_dataset(law, ev.fits, self.train)
-            with np.errstate(all="ignore"):
-                rel = np.nanmean((pred - self.train.Y) / np.abs(self.train.Y), axis=1)
-            scale = self.train.column(self.by)
-            fit_rows = ~self.vmask
-            cut = np.median(scale[fit_rows])
-            parts = [fit_rows & (scale <= cut), fit_rows & (scale > cut), self.vmask]
-            vals = [np.nanmean(rel[m]) if m.any() else np.nan for m in parts]
-            line = "residuals " + " / ".join("n/a" if not np.isfinite(v) else f"{100 * v:+.2f}%" for v in vals)
-        except Exception:  # a summary is a hint; an odd law must not stop the prompt
-            line = ""
-        self._residuals[e.key] = line
-        return line
+    @staticmethod
+    def _residual_line(e) -> str:
+        """Mean relative residual by scale band, recorded when the entry was evaluated."""
+        if not any(np.isfinite(v) for v in e.drift):
+            return ""
+        return "residuals " + " / ".join("n/a" if not np.isfinite(v) else f"{100 * v:+.2f}%"
+                                        for v in e.drift)
 
     def _tokens(self, law_text: str) -> set:
         names = set(self.task.feature_names) | set(FUNCTIONS)

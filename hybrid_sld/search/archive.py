@@ -28,6 +28,7 @@ class Entry:
     origin: str
     message: str = ""
     seconds: float = 0.0
+    drift: tuple = ()  # relative residual by scale band (see evaluate.drift); () if unknown
 
     @property
     def ok(self) -> bool:
@@ -43,6 +44,7 @@ class Entry:
         for k in ("valid_r2", "fit_r2"):
             if not math.isfinite(d[k]):
                 d[k] = None
+        d["drift"] = [v if math.isfinite(v) else None for v in self.drift]
         return d
 
     @classmethod
@@ -50,6 +52,7 @@ class Entry:
         d = dict(d)
         for k in ("valid_r2", "fit_r2"):
             d[k] = -math.inf if d[k] is None else float(d[k])
+        d["drift"] = tuple(math.nan if v is None else float(v) for v in d.get("drift", ()))
         return cls(**d)
 
 

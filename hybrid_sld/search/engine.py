@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
-from ..evaluate import validate
+from ..evaluate import drift, validate
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
@@ -132,7 +132,8 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
     v, f = ev.scores["valid"], ev.scores["fit"]
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
-            "message": v.message or f.message, "seconds": time.perf_counter() - t0}
+            "message": v.message or f.message, "seconds": time.perf_counter() - t0,
+            "drift": drift(task, train, ev.fits, law) if not f.failed else ()}
 
 
 def _eval_star(args):
@@ -441,7 +442,7 @@ class Search:
                 for slot, ((text, fitter, origin, law, key), res) in enumerate(zip(batch, results)):
                     entry = Entry(text, fitter, key, res["valid_r2"], res["fit_r2"],
                                   law.complexity, law.n_params, s.evals, origin, res["message"],
-                                  round(res["seconds"], 4))
+                                  round(res["seconds"], 4), tuple(res.get("drift", ())))
                     s.evals += 1
                     s.cache[key] = entry.to_dict()
                     if origin == "seed:expert" and entry.ok:
