@@ -134,12 +134,13 @@ class FakeOpenAI:
                  "created": int(time.time()), "model": body["model"],
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                               "finish_reason": "stop"}], "usage": usage}
+        record = usage | {"late": bool(fault and fault.get("delay"))}
+        with self._lock:  # counted before sending: the client may check as soon as it reads
+            self.served.append(record)
         try:
             self._send(h, 200, reply)
         except OSError:
-            return
-        with self._lock:
-            self.served.append(usage | {"late": bool(fault and fault.get("delay"))})
+            record["late"] = True  # never delivered
 
     @staticmethod
     def _send(h, status, doc, headers=None):
