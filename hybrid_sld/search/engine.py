@@ -118,6 +118,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
         law = parse_task_law(text, task)
         with time_limit(seconds):
             ev = validate(law, task, train, FitterSpec.from_dict(fitter))
+            bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
     except FitTimeout:
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
                 "message": f"timed out: the fit took more than {seconds:g} s",
@@ -133,7 +134,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
             "message": v.message or f.message, "seconds": time.perf_counter() - t0,
-            "drift": drift(task, train, ev.fits, law) if not f.failed else ()}
+            "drift": bands}
 
 
 def _eval_star(args):
