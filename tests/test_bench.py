@@ -236,3 +236,39 @@ def test_daemonic_workers_run_cells_in_a_subprocess(local_bench):
     local = _by_cell(read_results(out / "results.jsonl"))[cell.key]
     assert res["status"] == "ok" and res["test_r2"] == local["test_r2"]
     assert _via_subprocess(cell, _settings(out), timeout=0.2)["message"] == "timed out after 0.2 s"
+
+
+@pytest.mark.slow  # about 30-60 s: a cell run twice and a worker restarted
+def test_dask_cell_of_a_killed_worker_is_run_again(tmp_path):
+    """SIGKILL the only worker mid-cell: its nanny restarts it, the scheduler re-runs the cell."""
+    import os
+    import signal
+    import threading
+    import time
+
+    cell = Cell("kaplan_demo", "random", 0, "kaplan_demo")
+    settings = BenchSettings(budget_seconds=300.0, out=str(tmp_path / "k"), max_evals=60)
+    ex = DaskExecutor(workers=1)
+    try:
+        results = []
+        consumer = threading.Thread(target=lambda: results.extend(ex.run([cell], settings)))
+        consumer.start()
+        deadline = time.time() + 60
+        while not any(ex.client.processing().values()) and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the cell is running in the worker now
+        (before,) = ex.client.run(os.getpid).values()
+        assert results == []  # still running when killed
+        os.kill(before, signal.SIGKILL)
+        consumer.join(240)
+        assert not consumer.is_alive()
+        (after,) = ex.client.run(os.getpid).values()
+    finally:
+        ex.close()
+    assert after != before  # the worker really died and was replaced
+    (r,) = results
+    assert r["status"] == "ok", r["message"]
+    from hybrid_sld.bench.executors import run_isolated
+    alone = run_isolated(cell, BenchSettings(budget_seconds=300.0, out=str(tmp_path / "a"),
+                                             max_evals=60))
+    assert (r["law"], r["test_r2"]) == (alone["law"], alone["test_r2"])
