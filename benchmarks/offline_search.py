@@ -217,6 +217,7 @@ def header(argv, budget, out) -> list[str]:
         f"scipy {scipy.__version__}, sympy {sympy.__version__}, "
         f"hybrid_sld {metadata.version('hybrid_sld')}",
         f"BLAS threads: {blas}",
+        f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
         "command: " + " ".join(["python benchmarks/offline_search.py", *argv]),
         f"budget per run: {budget:g} s; data: {os.environ.get('HYBRID_SLD_DATA')}; runs: {out}",
     ]
@@ -278,6 +279,9 @@ def main(argv=None):
                     help="no search: redo the final report of these finished run directories")
     ap.add_argument("--final-selection", choices=RULES, default=RULES[0],
                     help="the final-selection rule (default valid; see --rereport)")
+    ap.add_argument("--no-screening", action="store_true",
+                    help="run every fit start to convergence (hybrid_sld.fit.SCREEN_KEEP = 0, the "
+                         "fitter before 2026-11-29), for an A/B run beside a default one")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads (default 1; 0: library default). Set from the environment "
                          "if OPENBLAS_NUM_THREADS etc. are already set")
@@ -287,6 +291,11 @@ def main(argv=None):
         names = [get_task(t).name for t in args.tasks] if args.tasks else sldbench_task_names()
     except HybridSLDError as exc:
         ap.error(str(exc))
+    if args.no_screening:
+        import hybrid_sld.fit
+        hybrid_sld.fit.SCREEN_KEEP = 0  # in-process evaluations only: workers would not see it
+        if args.workers > 1:
+            ap.error("--no-screening needs --workers 1")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="offline_search-"))
     n_runs = len(names) * len(args.seeds) * len(args.method)
     log(f"{n_runs} run(s) of {budget:g} s each (about {n_runs * budget / 60:.1f} min of search "

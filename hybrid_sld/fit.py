@@ -34,7 +34,9 @@ class FitterSpec:
     polish) or ``grid`` (Latin hypercube, then polish the best). ``loss`` is a robust loss of
     least_squares, ``f_scale`` its scale in units of the target's standard deviation.
     ``log_space`` fits log(prediction) to log(target); ``log_params`` optimises positive
-    parameters as logarithms.
+    parameters as logarithms. With more than two random start points, each first gets
+    ``screen_nfev`` evaluations and only the two lowest in cost go on to convergence (starts
+    in a poor basin would otherwise crawl to ``max_nfev``); 0 runs every start to convergence.
     """
 
     strategy: str = "auto"
@@ -46,13 +48,15 @@ class FitterSpec:
     max_nfev: int = 300
     global_evals: int = 400
     seed: int = 0
+    screen_nfev: int = 30
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise FitError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.loss not in LOSSES:
             raise FitError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name, lo in (("n_starts", 1), ("max_nfev", 1), ("global_evals", 10)):
+        for name, lo in (("n_starts", 1), ("max_nfev", 1), ("global_evals", 10),
+                         ("screen_nfev", 0)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise FitError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -324,20 +328,36 @@ def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
 
     u0 = u_of(params)
     use_vp = bool(lin) and not spec.log_space and spec.strategy in ("auto", "varpro", "de", "grid")
-    best = (None, math.inf, -1, "no start point gave finite residuals")
-    starts = _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin) + [u_of(ps) for ps in extra]
-    for start in starts:
+    best = [None, math.inf, -1, "no start point gave finite residuals"]
+
+    def descend(start, s):
         try:
             if use_vp:
-                start = _varpro_local(prob, lin, start, lo, hi, spec)
-            u, c, status = _local(prob, start, lo, hi, spec)
+                start = _varpro_local(prob, lin, start, lo, hi, s)
+            u, c, status = _local(prob, start, lo, hi, s)
         except (_Fail, ValueError, np.linalg.LinAlgError) as exc:
             if best[0] is None:
-                best = (None, math.inf, -1, str(exc))
-            continue
+                best[3] = str(exc)
+            return None
         if c < best[1]:
-            best = (u, c, status, "converged" if status else "evaluation cap reached")
-    return best
+            best[:] = [u, c, status, "converged" if status else "evaluation cap reached"]
+        return u, c
+
+    first, *drawn = _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin)
+    if SCREEN_KEEP and len(drawn) > SCREEN_KEEP and 0 < spec.screen_nfev < spec.max_nfev:
+        # Drawn starts get a short descent; the lowest in cost go on to convergence. The
+        # informed starts (declared hints, warm starts) always go on: a good basin can look
+        # worse than a degenerate one after a few evaluations.
+        short = FitterSpec(**{**spec.to_dict(), "max_nfev": spec.screen_nfev})
+        screened = [r for r in (descend(s, short) for s in drawn) if r is not None]
+        screened.sort(key=lambda r: r[1])
+        drawn = [u for u, _c in screened[:SCREEN_KEEP]]
+    for start in [first, *drawn] + [u_of(ps) for ps in extra]:
+        descend(start, spec)
+    return tuple(best)
+
+
+SCREEN_KEEP = 2  # drawn start points carried past the screening stage (see FitterSpec)
 
 
 def _components(compiled: CompiledLaw):

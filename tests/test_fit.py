@@ -54,6 +54,18 @@ def test_kaplan_two_feature_recovery(strategy):
     assert _rel_err(fit.params, dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)) < 1e-6
 
 
+def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum():
+    N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
+    X = np.c_[N.ravel(), D.ravel()]
+    y = 1.7 + 400 * X[:, 0] ** -0.34 + 410 * X[:, 1] ** -0.28
+    c = compile_law(parse_law("loss = E + A/N^alpha + B/D^beta\nA, B, alpha, beta > 0", ["N", "D"]))
+    full, screened = (fit_law(c, X, y, FitterSpec(strategy="trf", n_starts=12, screen_nfev=s))
+                      for s in (0, 30))
+    truth = dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)
+    assert _rel_err(full.params, truth) < 1e-6 and _rel_err(screened.params, truth) < 1e-6
+    assert screened.nfev < 0.6 * full.nfev  # 10 of 11 drawn starts stop after 30 evaluations
+
+
 def test_features_named_like_sympy_builtins_end_to_end():
     rng = np.random.default_rng(3)
     X = np.c_[rng.uniform(1, 10, 40), rng.uniform(1, 10, 40), rng.uniform(0, 1, 40)]
@@ -180,6 +192,7 @@ def test_bad_shapes_raise_fit_error():
     ({"n_starts": True}, "n_starts must be an integer"),
     ({"max_nfev": 0}, "max_nfev"),
     ({"global_evals": 5}, "global_evals"),
+    ({"screen_nfev": -1}, "screen_nfev must be an integer >= 0"),
     ({"f_scale": 0}, "f_scale must be a positive"),
     ({"f_scale": "1"}, "f_scale must be a positive"),
 ])

@@ -237,7 +237,8 @@ def test_mutate_fitter_valid_and_changes():
         assert diff and (len(diff) == 1 or diff == {"loss", "f_scale"})
         seen |= diff
         spec = new
-    assert {"strategy", "loss", "f_scale", "n_starts", "log_space", "log_params"} <= seen
+    assert {"strategy", "loss", "f_scale", "n_starts", "log_space", "log_params",
+            "screen_nfev"} <= seen
     r1 = [ops.mutate_fitter(FitterSpec(), np.random.default_rng(5)) for _ in range(3)]
     assert r1[0] == r1[1] == r1[2]
 

@@ -534,8 +534,9 @@ F_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def mutate_fitter(spec: FitterSpec, rng: np.random.Generator) -> FitterSpec:
-    """Change one of strategy, loss (with f_scale), f_scale, n_starts, log_space, log_params."""
-    fields_ = ["strategy", "loss", "n_starts", "log_space", "log_params"]
+    """Change one of strategy, loss (with f_scale), f_scale, n_starts, log_space, log_params,
+    screening of start points (on or off)."""
+    fields_ = ["strategy", "loss", "n_starts", "log_space", "log_params", "screen_nfev"]
     if spec.loss != "linear":
         fields_.append("f_scale")
     f = fields_[int(rng.integers(len(fields_)))]
@@ -555,4 +556,6 @@ def mutate_fitter(spec: FitterSpec, rng: np.random.Generator) -> FitterSpec:
         return replace(spec, f_scale=other(F_SCALES, spec.f_scale))
     if f == "n_starts":
         return replace(spec, n_starts=other(N_STARTS, spec.n_starts))
+    if f == "screen_nfev":
+        return replace(spec, screen_nfev=0 if spec.screen_nfev else FitterSpec().screen_nfev)
     return replace(spec, **{f: not getattr(spec, f)})
