@@ -1,0 +1,163 @@
+"""Fit start screening: validation time and quality with and without it, on laws a search met.
+
+Since 2026-11-29 a fit with more than two random start points first gives each of them
+``FitterSpec.screen_nfev`` (30) evaluations and carries only the two lowest in cost on to
+convergence (``hybrid_sld.fit.SCREEN_KEEP``); the informed starts (declared hints, warm starts)
+always go on. This script measures what that changes where it matters, on search candidates:
+for each task it takes laws with their evolved fitter specs from search run directories
+(``events.jsonl``; half the best by validation R2, half drawn at random from the rest), and
+validates each one (fit on train minus validation, score both; what the search does per
+candidate) with screening off and on, alternately in one process, so both see the same load.
+
+    python benchmarks/fit_screening.py                      # 8 tasks; searches first (below)
+    python benchmarks/fit_screening.py --runs DIR           # laws from run directories in DIR
+    python benchmarks/fit_screening.py --tasks sft moe --laws 6
+
+Without ``--runs``, each task's laws come from a fresh deterministic search
+(``--search-evals`` evaluations, seed 3) in a temporary directory. Figures: seconds with
+screening off and on (summed over the laws), their ratio, and how many laws' validation R2
+and fit R2 moved by more than 1e-4 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
+
+import numpy as np  # noqa: E402
+
+import hybrid_sld.fit as hfit  # noqa: E402
+from hybrid_sld.data import load_train  # noqa: E402
+from hybrid_sld.evaluate import validate  # noqa: E402
+from hybrid_sld.fit import FitterSpec  # noqa: E402
+from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
+from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
+
+MOVED = 1e-4  # an R2 change counted as worse / better
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def candidates(task, runs: Path | None, n: int, search_evals: int) -> tuple[list[dict], str]:
+    """Up to n evaluated candidates: n/2 best by validation R2, the rest drawn at random."""
+    if runs is None:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"fit_screening-{task.name}-"))
+        log(f"{task.name}: searching ({search_evals} evaluations, seed 3) in {run_dir}")
+        Search(SearchConfig(task=task.name, seed=3, max_evals=search_evals), run_dir).run()
+        dirs = [run_dir]
+    else:
+        dirs = [Path(d) for d in sorted(glob.glob(str(runs / f"{task.name}-*")))]
+    events = [json.loads(line) for d in dirs for line in open(d / "events.jsonl")]
+    ok = sorted((e for e in events if e["valid_r2"] is not None and e["valid_r2"] > -1e9),
+                key=lambda e: -e["valid_r2"])
+    rng = np.random.default_rng(0)
+    rest = ok[n // 2:]
+    drawn = rng.choice(len(rest), size=min(n - n // 2, len(rest)), replace=False) if rest else []
+    return ok[: n // 2] + [rest[i] for i in drawn], ", ".join(str(d) for d in dirs)
+
+
+def measure(task, train, entry) -> dict:
+    law = parse_task_law(entry["law"], task)
+    spec = FitterSpec.from_dict(entry["fitter"])
+    cheap = FitterSpec(**{**spec.to_dict(), "n_starts": 1, "max_nfev": 5})
+    validate(law, task, train, cheap)  # untimed: compiles the law, so neither run pays for it
+    out = {}
+    for keep in (0, 2):  # 0: every start to convergence
+        hfit.SCREEN_KEEP = keep
+        t0 = time.perf_counter()
+        ev = validate(law, task, train, spec)
+        out[keep] = (time.perf_counter() - t0, ev.scores["valid"].r2, ev.scores["fit"].r2)
+    hfit.SCREEN_KEEP = 2
+    return {"n_starts": spec.n_starts, "off": out[0], "on": out[2],
+            "law": entry["law"].splitlines()[0]}
+
+
+def summarise(name: str, rows: list[dict]) -> str:
+    off = sum(r["off"][0] for r in rows)
+    on = sum(r["on"][0] for r in rows)
+
+    def moved(i, sign):
+        return sum(sign * (r["on"][i] - r["off"][i]) > MOVED for r in rows)
+
+    fit_drop = max((r["off"][2] - r["on"][2] for r in rows), default=0.0)
+    return (f"| {name.removesuffix('_scaling_law')} | {len(rows)} | {off:.1f} | {on:.1f} | "
+            f"{off / on if on else float('nan'):.2f}x | {moved(1, -1)} / {moved(1, 1)} | "
+            f"{moved(2, -1)} / {moved(2, 1)} | {fit_drop:.1e} |")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", nargs="+", help="task names (default: the 8 SLDBench tasks)")
+    ap.add_argument("--laws", type=int, default=12, help="laws per task (default 12)")
+    ap.add_argument("--runs", default=None,
+                    help="directory holding search run directories (<task>-...) to take laws from")
+    ap.add_argument("--search-evals", type=int, default=60,
+                    help="without --runs: evaluations of the search that supplies the laws")
+    ap.add_argument("--record", default=None, metavar="FILE", help="also write the output here")
+    ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads (default 1)")
+    args = ap.parse_args(argv)
+    names = args.tasks or [n for n in builtin_task_names() if n != "kaplan_demo"]
+    tasks = [get_task(n) for n in names]
+    lines = [
+        "# Fit start screening on search candidates: validation time and R2, off vs on", "",
+        "```",
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"machine: {platform.platform()}, os.cpu_count()={os.cpu_count()}, load average "
+        f"{os.getloadavg()}",
+        f"versions: python {platform.python_version()}, hybrid_sld {metadata.version('hybrid_sld')}, "
+        f"numpy {np.__version__}, scipy {metadata.version('scipy')}",
+        "BLAS threads: " + ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS),
+        "command: " + " ".join(["python benchmarks/fit_screening.py", *argv]),
+    ]
+    table = ["| task | laws | seconds, off | seconds, on | speedup | valid R2 worse / better "
+             "| fit R2 worse / better | largest fit R2 drop |", "|---|---:|---:|---:|---:|---|---|---:|"]
+    details = []
+    for task in tasks:
+        train = load_train(task)
+        entries, source = candidates(task, Path(args.runs) if args.runs else None, args.laws,
+                                     args.search_evals)
+        lines.append(f"laws of {task.name}: {source}")
+        rows = []
+        for e in entries:
+            r = measure(task, train, e)
+            rows.append(r)
+            details.append(f"| {task.name.removesuffix('_scaling_law')} | {r['n_starts']} | "
+                           f"{r['off'][0]:.2f} | {r['on'][0]:.2f} | {r['off'][1]:.5f} | "
+                           f"{r['on'][1]:.5f} | {r['off'][2]:.5f} | {r['on'][2]:.5f} | "
+                           f"`{r['law'][:60]}` |")
+        table.append(summarise(task.name, rows))
+        log(table[-1])
+    lines += ["```", "", *table, "",
+              f"Worse / better: laws whose R2 moved by more than {MOVED:g} with screening on. "
+              "Fit R2: on the rows fitted (train minus validation), what the fitter minimises.",
+              "", "## Per law", "",
+              "| task | n_starts | s off | s on | valid R2 off | valid R2 on | fit R2 off | "
+              "fit R2 on | law (first line) |", "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+              *details]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.record:
+        Path(args.record).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
