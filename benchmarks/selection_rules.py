@@ -1,0 +1,146 @@
+"""Final-selection rules replayed on finished searches: would another validation-only rule pick
+a law that extrapolates better than "best validation R2"?
+
+For each run directory, the K best distinct laws by validation R2 in its checkpoint (and the
+expert law) are refitted on all of train and scored on test, as the final report does for the
+one it picks. Rules are then replayed on those finalists: among the laws whose validation NMSE
+is within a tolerance of the best, the fewest parameters, or the lowest complexity. The best on
+test among the finalists is shown too: not a rule (it reads test), the room any rule has.
+
+    python benchmarks/selection_rules.py RUN_DIR [RUN_DIR ...] [--laws 8] [--cache DIR]
+
+Refits are slow on some tasks (minutes per law on lr_bsz); ``--cache DIR`` keeps one JSON per
+run and reuses it on the next call. This is analysis after the fact: it reads the test split,
+so nothing it finds may feed back into a search except as a new default rule argued here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
+
+from hybrid_sld.data import load_splits  # noqa: E402
+from hybrid_sld.errors import HybridSLDError  # noqa: E402
+from hybrid_sld.evaluate import report  # noqa: E402
+from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
+from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.search.archive import Entry  # noqa: E402
+from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
+from hybrid_sld.search.select import finalists  # noqa: E402
+
+TOLERANCES = (0.05, 0.1, 0.25, 0.5)  # relative excess of validation NMSE over the best's
+RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [(r, t) for r in ("params", "complexity")
+                                                    for t in TOLERANCES]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def refit_finalists(run_dir: Path, k: int) -> dict:
+    """{task, run, rows}: each finalist's validation, train and test R2 after the final refit."""
+    saved = json.loads((run_dir / "checkpoint" / "state.json").read_text())["config"]
+    search = Search(SearchConfig(**saved), run_dir)
+    search.load()
+    task = search.task
+    train, test = load_splits(task, saved.get("data_dir"))
+    entries = sorted((Entry.from_dict(d) for d in search.state.cache.values()),
+                     key=Entry.rank, reverse=True)
+    entries = [e for e in entries if e.ok]
+    expert = next((e for e in entries if e.origin == "seed:expert"), None)
+    rows = []
+    for i, e in enumerate(finalists(entries, expert, k)):
+        t0 = time.perf_counter()
+        row = {"law": e.law, "n_params": e.n_params, "complexity": e.complexity,
+               "origin": e.origin, "rank": i}
+        try:
+            with time_limit(search.config.candidate_seconds * 5):
+                v, full = report(parse_task_law(e.law, task), task, train, test,
+                                 FitterSpec.from_dict(e.fitter))
+            row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"))
+        except HybridSLDError as exc:
+            row["error"] = str(exc)
+        log(f"{run_dir.name}: finalist {i}, {e.n_params} params, valid {row.get('valid')}, "
+            f"test {row.get('test')} ({time.perf_counter() - t0:.1f} s)")
+        rows.append(row)
+    return {"task": task.name, "run": str(run_dir), "rows": rows}
+
+
+def usable(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def pick(rows: list[dict], rule: str, tol: float) -> dict:
+    ok = [r for r in rows if usable(r.get("valid")) and usable(r.get("test"))]
+    best = max(ok, key=lambda r: r["valid"])
+    if rule == "valid":
+        return best
+    if rule == "test (bound)":
+        return max(ok, key=lambda r: r["test"])
+    close = [r for r in ok if 1 - r["valid"] <= (1 + tol) * (1 - best["valid"])]
+    size = "n_params" if rule == "params" else "complexity"
+    return min(close, key=lambda r: (r[size], -r["valid"]))
+
+
+def clip(r2: float) -> float:
+    return max(-1.0, min(1.0, r2))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished search run directories")
+    ap.add_argument("--laws", type=int, default=8, help="finalists per run (default 8)")
+    ap.add_argument("--cache", default=None, metavar="DIR", help="keep and reuse refits here")
+    ap.add_argument("--record", default=None, metavar="FILE", help="also write the output here")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(argv)
+    studies = []
+    for rd in map(Path, args.runs):
+        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}.json" if args.cache else None
+        if cached is not None and cached.exists():
+            study = json.loads(cached.read_text())
+        else:
+            study = refit_finalists(rd, args.laws)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_text(json.dumps(study))
+        # a cached study may hold more finalists than asked for now
+        study["rows"] = [r for r in study["rows"] if r["rank"] < args.laws
+                         or r["origin"] == "seed:expert"]
+        studies.append(study)
+    names = [f"{r} {t:g}" if t else r for r, t in RULES]
+    lines = ["# Final-selection rules replayed on finished searches", "",
+             f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; command: python "
+             f"benchmarks/selection_rules.py {' '.join(argv)}", "",
+             "Clipped test R2 of the law each rule picks (tolerance: validation NMSE within that "
+             "fraction above the best's).", "",
+             "| run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(RULES)]
+    total = [0.0] * len(RULES)
+    for s in studies:
+        picks = [clip(pick(s["rows"], *rule)["test"]) for rule in RULES]
+        total = [t + p - picks[0] for t, p in zip(total, picks)]
+        run = Path(s["run"])
+        lines.append(f"| {s['task'].removesuffix('_scaling_law')} ({run.parent.name}/"
+                     f"{run.name[-15:]}) | " + " | ".join(f"{p:.4f}" for p in picks) + " |")
+    lines.append("| sum of changes against 'valid' | "
+                 + " | ".join(f"{t:+.3f}" for t in total) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.record:
+        Path(args.record).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
