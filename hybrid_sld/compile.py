@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+from .deadline import interruptible
 from .law import Law
 
 
@@ -94,6 +95,10 @@ class CompiledLaw:
         self._build()
 
     def _build(self):
+        with interruptible("compiling the law"):  # sympy has no hook to check a deadline
+            self._build_targets()
+
+    def _build_targets(self):
         law = self.law
         xs = [sp.Symbol(f"x{i}", real=True) for i in range(len(law.features))]
         ps = [sp.Symbol(f"p{i}", real=True) for i in range(law.n_params)]

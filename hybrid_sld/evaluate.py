@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,7 +98,8 @@ def drift(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> tuple:
     scale = train.column(task.split.by or task.feature_names[0])
     cut = np.median(scale[~valid]) if (~valid).any() else np.inf
     bands = (~valid & (scale <= cut), ~valid & (scale > cut), valid)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a band of only NaN: its value is NaN
         return tuple(float(np.nanmean(rel[m])) if m.any() else math.nan for m in bands)
 
 

@@ -174,6 +174,16 @@ def test_candidate_past_its_time_limit_is_recorded_as_failed(synthetic_task):
     assert ok["valid_r2"] > 0.99
 
 
+def test_candidate_whose_law_stalls_sympy_is_recorded_as_timed_out(synthetic_task):
+    from hybrid_sld.search.engine import evaluate_candidate
+    # met in a moe search: compiling it took sympy minutes and stalled the run (test_deadline.py)
+    text = "y = p2*x^(x^(-p5*tanh(1/(1/p1 + 1/(-1 + x + 1/(1/p3 - 1/p1))))))"
+    t0 = time.perf_counter()
+    res = evaluate_candidate(str(synthetic_task), None, text, {}, seconds=1.0)
+    assert res["message"].startswith("timed out after 1 s: compiling the law"), res["message"]
+    assert time.perf_counter() - t0 < 20
+
+
 def test_operon_seeds_join_the_search_and_are_kept_for_resume(synthetic_task, tmp_path):
     pytest.importorskip("pyoperon", reason="operon seeds need the operon extra (pyoperon)")
     cfg = SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4, operon_seconds=1.0)

@@ -119,9 +119,9 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
         with time_limit(seconds):
             ev = validate(law, task, train, FitterSpec.from_dict(fitter))
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
-    except FitTimeout:
+    except FitTimeout as exc:  # the fit, or compiling the law (see deadline.py)
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
-                "message": f"timed out: the fit took more than {seconds:g} s",
+                "message": f"timed out after {seconds:g} s: {exc}",
                 "seconds": time.perf_counter() - t0}
     except HybridSLDError as exc:
         return {"valid_r2": -math.inf, "fit_r2": -math.inf, "message": str(exc),

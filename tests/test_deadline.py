@@ -1,0 +1,103 @@
+"""Time limits reach code that never checks them: sympy compiling a pathological law."""
+
+import signal
+import threading
+import time
+
+import pytest
+
+from hybrid_sld.compile import compile_law
+from hybrid_sld.deadline import interruptible, time_limit
+from hybrid_sld.errors import FitTimeout
+from hybrid_sld.law import parse_law
+
+# Seen in a 10-minute moe search (2026-11-29): sympy's cse spends minutes on this law's
+# tanh of a rational function; uncapped, the whole search stalled on it.
+SLOW_TO_COMPILE = "y = p2*N^(N^(-p5*tanh(1/(1/p1 + 1/(-1 + E + 1/(1/p3 - 1/p1))))))"
+
+
+def _step() -> int:
+    return sum(range(100))
+
+
+def _spin(seconds: float) -> None:
+    """Pure-Python calls that never check a deadline, like sympy's."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        _step()
+
+
+def _in_thread(fn):
+    out = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except Exception as exc:  # handed back to the test
+            out["error"] = exc
+
+    th = threading.Thread(target=target)
+    th.start()
+    th.join(60)
+    assert not th.is_alive(), "the limit did not stop the work"
+    return out
+
+
+def _limited_spin():
+    t0 = time.perf_counter()
+    with time_limit(0.2), interruptible("spinning"):
+        _spin(30)
+    return time.perf_counter() - t0
+
+
+def test_interruptible_stops_work_past_the_limit_in_the_main_thread():
+    t0 = time.perf_counter()
+    with pytest.raises(FitTimeout, match="spinning ran past its time limit"):
+        _limited_spin()
+    assert time.perf_counter() - t0 < 10
+
+
+def test_interruptible_stops_work_past_the_limit_in_another_thread():
+    out = _in_thread(_limited_spin)  # Dask runs tasks in threads: no signals there
+    assert isinstance(out.get("error"), FitTimeout)
+
+
+def test_interruptible_without_a_limit_or_within_it_changes_nothing():
+    with interruptible("spinning"):
+        _spin(0.3)  # no enclosing time_limit: never interrupted
+    with time_limit(30), interruptible("spinning"):
+        _spin(0.3)
+    assert _in_thread(lambda: _spin(0.01) or "done") == {"value": "done"}
+
+
+def test_interruptible_restores_the_callers_alarm():
+    fired = []
+    old = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with time_limit(5), interruptible("spinning"):
+            _spin(0.05)
+        assert signal.getsignal(signal.SIGALRM) is not None
+        left = signal.getitimer(signal.ITIMER_REAL)[0]
+        assert 0.5 < left <= 1.0  # the caller's timer runs on, not reset, not lost
+        _spin(1.5)
+        assert fired == [1]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_law_sympy_cannot_compile_in_time_fails_with_fit_timeout():
+    law = parse_law(SLOW_TO_COMPILE, ["N", "E"])
+    t0 = time.perf_counter()
+    with pytest.raises(FitTimeout, match="compiling the law"):
+        with time_limit(1.0):
+            compile_law(law)
+    assert time.perf_counter() - t0 < 20
+    out = _in_thread(lambda: _limited_compile(law))
+    assert isinstance(out.get("error"), FitTimeout)
+
+
+def _limited_compile(law):
+    with time_limit(1.0):
+        return compile_law(law)
