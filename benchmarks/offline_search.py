@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -218,6 +219,9 @@ def header(argv, budget, out) -> list[str]:
         f"hybrid_sld {metadata.version('hybrid_sld')}",
         f"BLAS threads: {blas}",
         f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
+        "trend priors: " + ("off (--no-trend)" if "--no-trend" in argv else "; ".join(
+            f"{short(n)}: {get_task(n).split.trend} in {get_task(n).split.by}"
+            for n in sldbench_task_names() if get_task(n).split.trend) or "none declared"),
         "command: " + " ".join(["python benchmarks/offline_search.py", *argv]),
         f"budget per run: {budget:g} s; data: {os.environ.get('HYBRID_SLD_DATA')}; runs: {out}",
     ]
@@ -282,6 +286,9 @@ def main(argv=None):
     ap.add_argument("--no-screening", action="store_true",
                     help="run every fit start to convergence (hybrid_sld.fit.SCREEN_KEEP = 0, the "
                          "fitter before 2026-11-29), for an A/B run beside a default one")
+    ap.add_argument("--no-trend", action="store_true",
+                    help="ignore the tasks' declared trends ([split] trend; the search before "
+                         "2026-11-29), for an A/B run beside a default one")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads (default 1; 0: library default). Set from the environment "
                          "if OPENBLAS_NUM_THREADS etc. are already set")
@@ -296,6 +303,11 @@ def main(argv=None):
         hybrid_sld.fit.SCREEN_KEEP = 0  # in-process evaluations only: workers would not see it
         if args.workers > 1:
             ap.error("--no-screening needs --workers 1")
+    if args.no_trend:
+        import hybrid_sld.search.engine
+        hybrid_sld.search.engine.TREND_TOLERANCE = math.inf  # in-process evaluations only
+        if args.workers > 1:
+            ap.error("--no-trend needs --workers 1")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="offline_search-"))
     n_runs = len(names) * len(args.seeds) * len(args.method)
     log(f"{n_runs} run(s) of {budget:g} s each (about {n_runs * budget / 60:.1f} min of search "

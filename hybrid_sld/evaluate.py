@@ -103,6 +103,37 @@ def drift(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> tuple:
         return tuple(float(np.nanmean(rel[m])) if m.any() else math.nan for m in bands)
 
 
+def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float:
+    """How far the law turns against the task's declared trend past the training scale.
+
+    Each group's rows at its largest scale are extended along the split feature as far again,
+    in ratio, as validation reaches past the fitted rows; the largest move against the trend
+    there, as a fraction of the targets' range in train (0 when the law follows the trend,
+    inf when the extension is not finite). Uses no row beyond train: a prior, not a score.
+    """
+    if not task.split.trend:
+        return 0.0
+    scale = train.column(task.split.by)
+    valid = validation_mask(task, train)
+    reach = scale[valid].max() / scale[~valid].max() if valid.any() and (~valid).any() else 2.0
+    reach = reach if np.isfinite(reach) and reach > 1 else 2.0
+    last = np.zeros(len(train), dtype=bool)
+    for g in train.group_names:
+        in_g = train.groups == g
+        last |= in_g & (scale >= scale[in_g].max())
+    edge = train.subset(last)
+    X = edge.X.copy()
+    X[:, train.features.index(task.split.by)] *= reach
+    beyond = Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
+    sign = 1.0 if task.split.trend == "decreasing" else -1.0
+    with np.errstate(all="ignore"):
+        move = sign * (predict_dataset(law, fits, beyond) - predict_dataset(law, fits, edge))
+        move = move / np.where(np.ptp(train.Y, axis=0) > 0, np.ptp(train.Y, axis=0), 1.0)
+    if not np.all(np.isfinite(move)):
+        return math.inf
+    return float(max(move.max(), 0.0))
+
+
 def report(law: Law, task: Task, train: Dataset, test: Dataset | None,
            spec: FitterSpec = FitterSpec()) -> tuple[Evaluation, Evaluation]:
     """Final figures: (validation evaluation, full-train fit scored on train and test)."""

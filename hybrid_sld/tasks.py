@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import TaskError
 
 SPLIT_KINDS = ("largest", "random")
+TRENDS = ("", "decreasing", "increasing")
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,15 @@ class SplitRule:
 
     ``largest``: rows whose ``by`` value is at or above the group's (1 - fraction) quantile,
     so validation holds the largest scales, as test does. ``random``: a seeded fraction.
+    ``trend``: what the targets are known to do as ``by`` grows past train ("decreasing" for a
+    loss against a resource); a candidate law that turns against it there is rejected.
     """
 
     kind: str = "largest"
     by: str = ""
     fraction: float = 0.2
     seed: int = 0
+    trend: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,11 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
         raise TaskError(f"{where}: [split] kind must be one of {SPLIT_KINDS}, got {kind!r}")
     split = SplitRule(kind=kind, by=str(split_raw.get("by", "")),
                       fraction=float(split_raw.get("fraction", 0.2)),
-                      seed=int(split_raw.get("seed", 0)))
+                      seed=int(split_raw.get("seed", 0)), trend=str(split_raw.get("trend", "")))
+    if split.trend not in TRENDS:
+        raise TaskError(f"{where}: [split] trend must be one of {TRENDS[1:]}, got {split.trend!r}")
+    if split.trend and kind != "largest":
+        raise TaskError(f"{where}: [split] trend needs kind = \"largest\" (a scale to extend)")
     if kind == "largest" and split.by not in feats_raw:
         raise TaskError(f"{where}: [split] by = {split.by!r} is not a feature "
                         f"(features: {', '.join(feats_raw)})")

@@ -213,3 +213,19 @@ def test_final_selection_takes_the_best_longer_horizon_finalist(synthetic_task, 
     assert select_final(plain) == (s.state.archive.best(), [])
     with pytest.raises(Exception, match="final selection"):
         SearchConfig(task="kaplan_demo", max_evals=1, final_selection="test")
+
+
+def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task):
+    from hybrid_sld.search.engine import evaluate_candidate
+    toml = synthetic_task.read_text().replace('fraction = 0.2\n', 'fraction = 0.2\ntrend = "decreasing"\n')
+    with_trend = synthetic_task.with_name("synth_trend.toml")
+    with_trend.write_text(toml)
+    # a parabola in log x fits the decreasing data but turns up past the largest x
+    bowl = "y = p1 + p2*log(x) + p3*log(x)^2"
+    res = evaluate_candidate(str(with_trend), None, bowl, {}, seconds=30.0)
+    assert res["valid_r2"] == -np.inf and "turns against the task's trend" in res["message"]
+    assert res["fit_r2"] > 0.9  # a good fit: only the prior rejects it
+    plain = evaluate_candidate(str(synthetic_task), None, bowl, {}, seconds=30.0)
+    assert plain["message"] == "" and np.isfinite(plain["valid_r2"])  # no trend, no prior
+    ok = evaluate_candidate(str(with_trend), None, "y = A*x^(-a) + c", {}, seconds=30.0)
+    assert ok["message"] == "" and ok["valid_r2"] > 0.99

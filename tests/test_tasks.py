@@ -88,6 +88,9 @@ def test_good_toml_loads(tmp_path):
     assert task.name == "toy" and task.feature_names == ("N",) and task.targets == ("loss",)
     assert task.split.kind == "largest" and task.split.by == "N" and task.split.fraction == 0.25
     assert task.param_cap == 3 and task.source == "sldbench" and task.path == str(p)
+    assert task.split.trend == ""  # no prior unless declared
+    with_trend = load_task_file(_write(tmp_path, GOOD + 'trend = "decreasing"\n', "t2.toml"))
+    assert with_trend.split.trend == "decreasing"
     assert get_task(str(p)).name == "toy"  # a path works wherever a name does
 
 
@@ -101,8 +104,11 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace("fraction = 0.25", "fraction = 1.5"), "fraction"),
     (GOOD.replace('targets = ["loss"]', "targets = []"), "targets"),
     (GOOD.replace('symbol = "N"', 'colour = "red"'), "unknown keys"),
+    (GOOD.replace("fraction = 0.25", 'fraction = 0.25\ntrend = "down"'), "trend must be one of"),
+    (GOOD.replace("[split]", '[split]\nkind = "random"\ntrend = "decreasing"'), "trend needs"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
-        "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key"])
+        "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
+        "unknown-trend", "trend-without-scale"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
-from ..evaluate import drift, validate
+from ..evaluate import against_trend, drift, validate
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
@@ -79,6 +79,9 @@ class SearchConfig:
 # Cheaper than the library default: search evaluates thousands of candidates, and the
 # fitter evolves (n_starts, strategy, ...) where a law needs more.
 SEARCH_FITTER = FitterSpec(n_starts=3, max_nfev=200)
+# a candidate may move against the task's declared trend (tasks.SplitRule.trend) past the
+# training scale by this fraction of the targets' range (fit noise on a plateau), no more
+TREND_TOLERANCE = 1e-3
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -119,6 +122,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
         with time_limit(seconds):
             ev = validate(law, task, train, FitterSpec.from_dict(fitter))
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
+            turn = against_trend(task, train, ev.fits, law) if bands else 0.0
     except FitTimeout as exc:  # the fit, or compiling the law (see deadline.py)
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
                 "message": f"timed out after {seconds:g} s: {exc}",
@@ -131,6 +135,11 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
                 "message": f"internal error: {type(exc).__name__}: {exc}",
                 "seconds": time.perf_counter() - t0}
     v, f = ev.scores["valid"], ev.scores["fit"]
+    if turn > TREND_TOLERANCE:
+        return {"valid_r2": -math.inf, "fit_r2": f.r2 if not f.failed else -math.inf,
+                "message": f"turns against the task's trend ({task.split.trend} in "
+                           f"{task.split.by}) past the training scale, by {turn:.3g} of the "
+                           "targets' range", "seconds": time.perf_counter() - t0}
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
             "message": v.message or f.message, "seconds": time.perf_counter() - t0,
