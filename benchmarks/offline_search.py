@@ -211,6 +211,7 @@ def summary(rows: list[dict]) -> list[str]:
 
 def header(argv, budget, out) -> list[str]:
     blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS)
+    splits = [(n, get_task(n).split) for n in sldbench_task_names()]
     return [
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}",
@@ -220,8 +221,7 @@ def header(argv, budget, out) -> list[str]:
         f"BLAS threads: {blas}",
         f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
         "trend priors: " + ("off (--no-trend)" if "--no-trend" in argv else "; ".join(
-            f"{short(n)}: {get_task(n).split.trend} in {get_task(n).split.by}"
-            for n in sldbench_task_names() if get_task(n).split.trend) or "none declared"),
+            f"{short(n)}: {r.trend} in {r.by}" for n, r in splits if r.trend) or "none declared"),
         "command: " + " ".join(["python benchmarks/offline_search.py", *argv]),
         f"budget per run: {budget:g} s; data: {os.environ.get('HYBRID_SLD_DATA')}; runs: {out}",
     ]

@@ -126,9 +126,10 @@ def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) ->
     X[:, train.features.index(task.split.by)] *= reach
     beyond = Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
     sign = 1.0 if task.split.trend == "decreasing" else -1.0
+    span = np.ptp(train.Y, axis=0)
     with np.errstate(all="ignore"):
         move = sign * (predict_dataset(law, fits, beyond) - predict_dataset(law, fits, edge))
-        move = move / np.where(np.ptp(train.Y, axis=0) > 0, np.ptp(train.Y, axis=0), 1.0)
+        move = move / np.where(span > 0, span, 1.0)
     if not np.all(np.isfinite(move)):
         return math.inf
     return float(max(move.max(), 0.0))
