@@ -184,6 +184,28 @@ def test_candidate_whose_law_stalls_sympy_is_recorded_as_timed_out(synthetic_tas
     assert time.perf_counter() - t0 < 20
 
 
+def test_a_proposal_that_stalls_is_dropped_and_the_run_goes_on(synthetic_task, tmp_path,
+                                                               monkeypatch):
+    from hybrid_sld.search import engine, operators
+    monkeypatch.setattr(engine, "PROPOSE_SECONDS", 0.3)
+    mutate, stalled = operators.mutate, []
+
+    def mutate_once_stalling(*args, **kwargs):
+        if not stalled:  # the first mutation spins, as sympy did on one law (test_deadline.py)
+            stalled.append(time.perf_counter())
+            while True:
+                pass
+        return mutate(*args, **kwargs)
+
+    monkeypatch.setattr(operators, "mutate", mutate_once_stalling)
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=16, batch_size=4,
+                            crossover=False, evolve_fitter=False), tmp_path)
+    t0 = time.perf_counter()
+    s.run()
+    assert stalled and s.state.evals == 16
+    assert time.perf_counter() - t0 < 60
+
+
 def test_operon_seeds_join_the_search_and_are_kept_for_resume(synthetic_task, tmp_path):
     pytest.importorskip("pyoperon", reason="operon seeds need the operon extra (pyoperon)")
     cfg = SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4, operon_seconds=1.0)

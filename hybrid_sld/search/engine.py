@@ -29,6 +29,7 @@ import numpy as np
 from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
 from ..evaluate import against_trend, drift, validate
+from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
@@ -82,6 +83,9 @@ SEARCH_FITTER = FitterSpec(n_starts=3, max_nfev=200)
 # a candidate may move against the task's declared trend (tasks.SplitRule.trend) past the
 # training scale by this fraction of the targets' range (fit noise on a plateau), no more
 TREND_TOLERANCE = 1e-3
+# Wall-clock limit on proposing one law (sympy work in the operators and parsing): a stall
+# here would stop the whole run, not one candidate. Only pathological laws come near it.
+PROPOSE_SECONDS = 30.0
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -288,10 +292,11 @@ class Search:
         """The parsed law, or None; also None when its printed text would not parse back
         (the archive, checkpoints and the final report all hold the printed text)."""
         try:
-            law = operators.parse_cached(text, self.task)
-            operators.parse_cached(law.text, self.task)
+            with time_limit(PROPOSE_SECONDS), interruptible("parsing a law"):
+                law = operators.parse_cached(text, self.task)
+                operators.parse_cached(law.text, self.task)
             return law
-        except LawError:
+        except (LawError, FitTimeout):
             return None
 
     def _generate(self, island: int):
@@ -328,12 +333,13 @@ class Search:
         for _ in range(30):
             s.proposals += 1
             try:
-                text, fitter, origin = self._generate(island)
-                law = text and self._law(text)
-                if not law:
-                    continue
-                key = candidate_key(law.key, fitter)
-            except Exception:  # sympy failing on one odd candidate must not stop the run
+                with time_limit(PROPOSE_SECONDS), interruptible("proposing a law"):
+                    text, fitter, origin = self._generate(island)
+                    law = text and self._law(text)
+                    if not law:
+                        continue
+                    key = candidate_key(law.key, fitter)
+            except Exception:  # sympy failing or stalling on one odd law must not stop the run
                 continue
             if key in s.cache or key in pending:
                 s.cache_hits += 1
