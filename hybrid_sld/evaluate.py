@@ -103,16 +103,10 @@ def drift(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> tuple:
         return tuple(float(np.nanmean(rel[m])) if m.any() else math.nan for m in bands)
 
 
-def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float:
-    """How far the law turns against the task's declared trend past the training scale.
-
-    Each group's rows at its largest scale are extended along the split feature as far again,
-    in ratio, as validation reaches past the fitted rows; the largest move against the trend
-    there, as a fraction of the targets' range in train (0 when the law follows the trend,
-    inf when the extension is not finite). Uses no row beyond train: a prior, not a score.
-    """
-    if not task.split.trend:
-        return 0.0
+def beyond_training(task: Task, train: Dataset) -> tuple[Dataset, Dataset]:
+    """(edge, beyond): each group's rows at its largest scale of the split feature, and the same
+    rows with that feature multiplied by as much again, in ratio, as validation reaches past the
+    fitted rows (2 when that is undefined). Targets are copied, not known: inputs only."""
     scale = train.column(task.split.by)
     valid = validation_mask(task, train)
     reach = scale[valid].max() / scale[~valid].max() if valid.any() and (~valid).any() else 2.0
@@ -124,7 +118,19 @@ def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) ->
     edge = train.subset(last)
     X = edge.X.copy()
     X[:, train.features.index(task.split.by)] *= reach
-    beyond = Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
+    return edge, Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
+
+
+def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float:
+    """How far the law turns against the task's declared trend past the training scale.
+
+    From each :func:`beyond_training` edge row to its extension, the largest move against the
+    trend, as a fraction of the targets' range in train (0 when the law follows the trend, inf
+    when the extension is not finite). Uses no row beyond train: a prior, not a score.
+    """
+    if not task.split.trend:
+        return 0.0
+    edge, beyond = beyond_training(task, train)
     sign = 1.0 if task.split.trend == "decreasing" else -1.0
     span = np.ptp(train.Y, axis=0)
     with np.errstate(all="ignore"):
