@@ -4,8 +4,11 @@ a law that extrapolates better than "best validation R2"?
 For each run directory, the K best distinct laws by validation R2 in its checkpoint (and the
 expert law) are refitted on all of train and scored on test, as the final report does for the
 one it picks. Rules are then replayed on those finalists: among the laws whose validation NMSE
-is within a tolerance of the best, the fewest parameters, or the lowest complexity. The best on
-test among the finalists is shown too: not a rule (it reads test), the room any rule has.
+is within a tolerance of the best, the fewest parameters, the lowest complexity, or the most
+central extrapolation ("consensus": the smallest median distance from the other finalists'
+predictions past the training scale, at the points of ``evaluate.beyond_training``; inputs
+only, no test row). The best on test among the finalists is shown too: not a rule (it reads
+test), the room any rule has.
 
     python benchmarks/selection_rules.py RUN_DIR [RUN_DIR ...] [--laws 8] [--cache DIR]
 
@@ -32,16 +35,18 @@ import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
 
 from hybrid_sld.data import load_splits  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
-from hybrid_sld.evaluate import report  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hybrid_sld.evaluate import beyond_training, predict_dataset, report  # noqa: E402
 from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.search.select import finalists  # noqa: E402
 
-TOLERANCES = (0.05, 0.1, 0.25, 0.5)  # relative excess of validation NMSE over the best's
-RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [(r, t) for r in ("params", "complexity")
-                                                    for t in TOLERANCES]
+TOLERANCES = (0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
+RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
+    (r, t) for r in ("params", "complexity", "consensus") for t in TOLERANCES]
 
 
 def log(msg: str) -> None:
@@ -59,6 +64,8 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
                      key=Entry.rank, reverse=True)
     entries = [e for e in entries if e.ok]
     expert = next((e for e in entries if e.origin == "seed:expert"), None)
+    beyond = beyond_training(task, train)[1] if task.split.kind == "largest" else None
+    span = np.where(np.ptp(train.Y, axis=0) > 0, np.ptp(train.Y, axis=0), 1.0)
     rows = []
     for i, e in enumerate(finalists(entries, expert, k)):
         t0 = time.perf_counter()
@@ -69,6 +76,10 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
                 v, full = report(parse_task_law(e.law, task), task, train, test,
                                  FitterSpec.from_dict(e.fitter))
             row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"))
+            if beyond is not None:  # the refitted law past the training scale, in target ranges
+                with np.errstate(all="ignore"):
+                    row["beyond"] = (predict_dataset(parse_task_law(e.law, task), full.fits,
+                                                     beyond) / span).ravel().tolist()
         except HybridSLDError as exc:
             row["error"] = str(exc)
         log(f"{run_dir.name}: finalist {i}, {e.n_params} params, valid {row.get('valid')}, "
@@ -89,6 +100,19 @@ def pick(rows: list[dict], rule: str, tol: float) -> dict:
     if rule == "test (bound)":
         return max(ok, key=lambda r: r["test"])
     close = [r for r in ok if 1 - r["valid"] <= (1 + tol) * (1 - best["valid"])]
+    if rule == "consensus":
+        pool = [np.asarray(r["beyond"]) for r in ok if r.get("beyond") is not None]
+        pool = [b for b in pool if np.all(np.isfinite(b))]
+        if len(pool) < 3:  # no extrapolation (a random split) or too few to agree
+            return best
+
+        def spread(r):
+            b = np.asarray(r.get("beyond") or [np.nan])
+            if not np.all(np.isfinite(b)):
+                return math.inf
+            others = [np.sqrt(np.mean((b - o) ** 2)) for o in pool if not np.array_equal(o, b)]
+            return float(np.median(others)) if others else math.inf
+        return min(close, key=lambda r: (spread(r), -r["valid"]))
     size = "n_params" if rule == "params" else "complexity"
     return min(close, key=lambda r: (r[size], -r["valid"]))
 
@@ -107,7 +131,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     studies = []
     for rd in map(Path, args.runs):
-        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}.json" if args.cache else None
+        # v2: rows hold "beyond" (predictions past the training scale) for the consensus rule
+        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}__v2.json" if args.cache else None
         if cached is not None and cached.exists():
             study = json.loads(cached.read_text())
         else:
