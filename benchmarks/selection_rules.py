@@ -32,11 +32,10 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
+import numpy as np  # noqa: E402
 
 from hybrid_sld.data import load_splits  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
-import numpy as np  # noqa: E402
-
 from hybrid_sld.evaluate import beyond_training, predict_dataset, report  # noqa: E402
 from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
