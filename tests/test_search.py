@@ -206,6 +206,24 @@ def test_a_proposal_that_stalls_is_dropped_and_the_run_goes_on(synthetic_task, t
     assert time.perf_counter() - t0 < 60
 
 
+def test_a_search_runs_in_a_thread_other_than_the_main_one(synthetic_task, tmp_path):
+    import threading
+    # a notebook's or a server's worker thread: no SIGINT handler can be set there
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4), tmp_path)
+    errors = []
+
+    def run():
+        try:
+            s.run()
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(120)
+    assert not errors and s.state.evals == 8
+
+
 def test_operon_seeds_join_the_search_and_are_kept_for_resume(synthetic_task, tmp_path):
     pytest.importorskip("pyoperon", reason="operon seeds need the operon extra (pyoperon)")
     cfg = SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4, operon_seconds=1.0)

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -418,12 +419,16 @@ class Search:
 
     def run(self) -> Entry | None:
         cfg, s = self.config, self.state
-        old = signal.getsignal(signal.SIGINT)
+        # Ctrl-C reaches only the main thread; a run in another thread (a notebook's or a
+        # server's worker) keeps the caller's handlers and is stopped as the caller sees fit
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.getsignal(signal.SIGINT) if main else None
 
         def on_sigint(signum, frame):
             self._stop = True  # finish the batch in hand, then checkpoint and report
 
-        signal.signal(signal.SIGINT, on_sigint)
+        if main:
+            signal.signal(signal.SIGINT, on_sigint)
         pool = ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else None
         threads = ThreadPoolExecutor(self.llm_settings.concurrency) if self.llm else None
         try:
@@ -493,5 +498,6 @@ class Search:
                 pool.shutdown(cancel_futures=True)
             if threads:
                 threads.shutdown(cancel_futures=True)
-            signal.signal(signal.SIGINT, old)
+            if main:
+                signal.signal(signal.SIGINT, old)
         return s.archive.best()
