@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 
 from hybrid_sld.data import load_splits  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
-from hybrid_sld.evaluate import beyond_training, predict_dataset, report  # noqa: E402
+from hybrid_sld.evaluate import (beyond_training, predict_dataset, report,  # noqa: E402
+                                 target_range)
 from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
@@ -64,21 +65,21 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
     entries = [e for e in entries if e.ok]
     expert = next((e for e in entries if e.origin == "seed:expert"), None)
     beyond = beyond_training(task, train)[1] if task.split.kind == "largest" else None
-    span = np.where(np.ptp(train.Y, axis=0) > 0, np.ptp(train.Y, axis=0), 1.0)
+    span = target_range(train)
     rows = []
     for i, e in enumerate(finalists(entries, expert, k)):
         t0 = time.perf_counter()
         row = {"law": e.law, "n_params": e.n_params, "complexity": e.complexity,
                "origin": e.origin, "rank": i}
         try:
+            law = parse_task_law(e.law, task)
             with time_limit(search.config.candidate_seconds * 5):
-                v, full = report(parse_task_law(e.law, task), task, train, test,
-                                 FitterSpec.from_dict(e.fitter))
+                v, full = report(law, task, train, test, FitterSpec.from_dict(e.fitter))
             row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"))
             if beyond is not None:  # the refitted law past the training scale, in target ranges
                 with np.errstate(all="ignore"):
-                    row["beyond"] = (predict_dataset(parse_task_law(e.law, task), full.fits,
-                                                     beyond) / span).ravel().tolist()
+                    row["beyond"] = (predict_dataset(law, full.fits, beyond)
+                                     / span).ravel().tolist()
         except HybridSLDError as exc:
             row["error"] = str(exc)
         log(f"{run_dir.name}: finalist {i}, {e.n_params} params, valid {row.get('valid')}, "

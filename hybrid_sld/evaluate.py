@@ -121,6 +121,12 @@ def beyond_training(task: Task, train: Dataset) -> tuple[Dataset, Dataset]:
     return edge, Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
 
 
+def target_range(data: Dataset) -> np.ndarray:
+    """Each target's range in ``data`` (1 where a target is constant): a scale for moves."""
+    span = np.ptp(data.Y, axis=0)
+    return np.where(span > 0, span, 1.0)
+
+
 def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float:
     """How far the law turns against the task's declared trend past the training scale.
 
@@ -132,10 +138,9 @@ def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) ->
         return 0.0
     edge, beyond = beyond_training(task, train)
     sign = 1.0 if task.split.trend == "decreasing" else -1.0
-    span = np.ptp(train.Y, axis=0)
     with np.errstate(all="ignore"):
         move = sign * (predict_dataset(law, fits, beyond) - predict_dataset(law, fits, edge))
-        move = move / np.where(span > 0, span, 1.0)
+        move = move / target_range(train)
     if not np.all(np.isfinite(move)):
         return math.inf
     return float(max(move.max(), 0.0))
