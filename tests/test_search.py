@@ -269,3 +269,30 @@ def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task
     assert plain["message"] == "" and np.isfinite(plain["valid_r2"])  # no trend, no prior
     ok = evaluate_candidate(str(with_trend), None, "y = A*x^(-a) + c", {}, seconds=30.0)
     assert ok["message"] == "" and ok["valid_r2"] > 0.99
+
+
+def _blas_threads() -> set:
+    from threadpoolctl import threadpool_info
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_evaluations_use_one_blas_thread_and_the_caller_keeps_its_own(synthetic_task, tmp_path,
+                                                                      monkeypatch, workers):
+    from threadpoolctl import threadpool_limits
+    from hybrid_sld.search import engine
+    seen = tmp_path / "blas_threads.txt"
+    evaluate = engine.evaluate_candidate
+
+    def recording(*args):  # runs in the search's process or in a worker
+        with open(seen, "a") as fh:
+            fh.write(f"{sorted(_blas_threads())}\n")
+        return evaluate(*args)
+
+    monkeypatch.setattr(engine, "evaluate_candidate", recording)
+    with threadpool_limits(limits=2, user_api="blas"):
+        s = Search(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4,
+                                workers=workers), tmp_path)
+        s.run()
+        assert _blas_threads() == {2}  # restored for the caller
+    assert s.state.evals == 8 and set(seen.read_text().splitlines()) == {"[1]"}

@@ -20,7 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from ..errors import HybridSLDError
-from .grid import BLAS_VARS, BenchSettings, Cell, blank_result, run_cell
+from ..threads import BLAS_VARS
+from .grid import BenchSettings, Cell, blank_result, run_cell
 
 _LIVE: set = set()  # child processes running a cell, killed on interrupt
 _LOCK = threading.Lock()

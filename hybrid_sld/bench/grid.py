@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ..errors import HybridSLDError
 from ..tasks import builtin_task_names, get_task
+from ..threads import single_threaded_process
 
 METHODS = ("expert", "offline", "random", "operon", "pysr", "llm")
-BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 RESULT_KEYS = ("task", "method", "seed", "status", "message", "law", "n_params", "train_r2",
                "valid_r2", "test_r2", "test_r2_clipped", "test_nmse", "seconds", "run_dir")
 
@@ -117,17 +117,6 @@ def make_cells(tasks, methods, seeds) -> list[Cell]:
 
 
 # -- one cell ---------------------------------------------------------------------------------
-def single_threaded() -> None:
-    """One BLAS / OpenMP thread: cells run side by side on few cores."""
-    for v in BLAS_VARS:
-        os.environ[v] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:  # the environment variables then act on processes started later
-        pass
-
-
 def _expert(cell, task, settings) -> dict:
     from ..baselines.common import law_result
     from ..data import load_splits
@@ -187,7 +176,7 @@ def blank_result(cell: Cell, status: str, message: str, seconds: float = 0.0) ->
 
 def run_cell(cell: Cell, settings: BenchSettings) -> dict:
     """Run one cell in this process and return its result dict; never raises."""
-    single_threaded()
+    single_threaded_process()
     t0 = time.perf_counter()
     try:
         task = get_task(cell.task_ref or cell.task)

@@ -1,0 +1,105 @@
+"""Search speed with one BLAS thread per fitting process (the library's setting) vs BLAS's default.
+
+Each cell runs ``discover`` with ``--max-evals`` in a fresh child process, with no BLAS thread
+variables in its environment, as a user's shell would have. "default" is the search as it was
+before ``hybrid_sld.threads``: the two helpers there are replaced by no-ops in that child, so
+BLAS keeps its own thread count (all cores). The two variants alternate, cell by cell, so load
+on the machine falls on both alike; the ratio is default seconds / one-thread seconds. The
+best law must be the same both ways (checked: the run fails otherwise).
+
+    python benchmarks/blas_threads.py                      # lr_bsz and kaplan_demo, 1 and 2 workers
+    python benchmarks/blas_threads.py --tasks lr_bsz --workers 2 --repeats 3 --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = os.environ.get("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+EVALS = {"lr_bsz": 40, "kaplan_demo": 60}
+
+CHILD = """
+import json, sys
+import hybrid_sld.threads as th
+if sys.argv[1] == "default":
+    class _Off:
+        def restore_original_limits(self):
+            pass
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            pass
+    th.one_blas_thread = lambda: _Off()
+    th.single_threaded_process = lambda: None
+    import hybrid_sld.search.engine as en, hybrid_sld.search.run as ru
+    en.one_blas_thread = ru.one_blas_thread = th.one_blas_thread
+    en.single_threaded_process = th.single_threaded_process
+from hybrid_sld.search.engine import SearchConfig
+from hybrid_sld.search.run import discover
+task, evals, workers, out = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+r = discover(SearchConfig(task=task, max_evals=evals, workers=workers, seed=0,
+                          data_dir=sys.argv[6]), out=out)
+print(json.dumps({"law": r["law"], "test_r2": r["test_r2"]}))
+"""
+
+
+def _run(variant, task, evals, workers, out) -> tuple[float, dict]:
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", CHILD, variant, task, str(evals), str(workers),
+                        out, DATA], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"{variant} {task} failed:\n{p.stderr[-2000:]}")
+    return seconds, json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=list(EVALS))
+    ap.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--record", nargs="?", const=str(Path(__file__).parent / "results" / "blas_threads.md"))
+    args = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks:
+            evals = EVALS.get(task, 40)
+            for w in args.workers:
+                times = {"default": [], "one": []}
+                laws = set()
+                for rep in range(args.repeats):
+                    for variant in (("default", "one") if rep % 2 == 0 else ("one", "default")):
+                        s, r = _run(variant, task, evals, w, tmp)
+                        times[variant].append(s)
+                        laws.add((r["law"], r["test_r2"]))
+                        print(f"{task} workers={w} {variant}: {s:.1f} s", file=sys.stderr)
+                if len(laws) != 1:
+                    raise SystemExit(f"{task} workers={w}: the best law differs between variants")
+                d, o = statistics.median(times["default"]), statistics.median(times["one"])
+                rows.append(f"| {task} | {evals} | {w} | {d:.1f} | {o:.1f} | {d / o:.2f}x |")
+    table = "\n".join(["| task | evaluations | workers | BLAS default (s) | one BLAS thread (s) "
+                       "| ratio |", "|---|---:|---:|---:|---:|---:|"] + rows)
+    print(table)
+    if args.record:
+        head = (f"# BLAS threads in the search\n\nCommand: python benchmarks/blas_threads.py "
+                f"{' '.join(argv if argv is not None else sys.argv[1:])}\n\nMachine: "
+                f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+                f"median of {args.repeats} runs per cell, variants alternating; wall seconds of "
+                f"the whole child process (start-up, search, final report).\n\n")
+        Path(args.record).write_text(head + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
