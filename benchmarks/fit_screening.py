@@ -37,6 +37,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
+from _report import emit  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -152,11 +153,7 @@ def main(argv=None):
               "| task | n_starts | s off | s on | valid R2 off | valid R2 on | fit R2 off | "
               "fit R2 on | law (first line) |", "|---|---:|---:|---:|---:|---:|---:|---:|---|",
               *details]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.record:
-        Path(args.record).write_text(text)
-    return 0
+    return emit(lines, args.record)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
+from _report import emit  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hybrid_sld.data import load_splits  # noqa: E402
@@ -160,11 +161,7 @@ def main(argv=None):
                      f"{run.name[-15:]}) | " + " | ".join(f"{p:.4f}" for p in picks) + " |")
     lines.append("| sum of changes against 'valid' | "
                  + " | ".join(f"{t:+.3f}" for t in total) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.record:
-        Path(args.record).write_text(text)
-    return 0
+    return emit(lines, args.record)
 
 
 if __name__ == "__main__":
