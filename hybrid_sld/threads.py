@@ -3,9 +3,9 @@
 A search fits thousands of small least-squares problems; scipy's solver takes an SVD of each
 Jacobian (e.g. 1730 rows x 20 constants on lr_bsz). On such matrices BLAS worker threads cost
 more than they give, and far more when other processes (search workers, a second run) hold the
-other cores: such an SVD takes ~1 ms on one thread against 20-30 ms on two with the other core
-busy. This is joblib's rule for worker processes too (one BLAS thread each when they share
-the cores).
+other cores: such an SVD took ~2 ms on one thread against ~30 ms on two with the other core
+busy (benchmarks/blas_threads.py has the search-level figures). joblib limits the inner
+threads of its worker processes for the same reason (joblib 0.14, PR #940).
 """
 
 from __future__ import annotations
