@@ -2,8 +2,8 @@
 
 Each cell runs ``discover`` with ``--max-evals`` in a fresh child process, with no BLAS thread
 variables in its environment, as a user's shell would have. "default" is the search as it was
-before ``hybrid_sld.threads``: the two helpers there are replaced by no-ops in that child, so
-BLAS keeps its own thread count (all cores). The two variants alternate, cell by cell, so load
+before ``hybrid_sld.threads``: its limit and worker initializer are replaced by no-ops in that
+child, so BLAS keeps its own thread count (all cores). The two variants alternate, cell by cell, so load
 on the machine falls on both alike; the ratio is default seconds / one-thread seconds. The
 best law must be the same both ways (checked: the run fails otherwise).
 
@@ -32,19 +32,10 @@ EVALS = {"lr_bsz": 40, "kaplan_demo": 60}
 CHILD = """
 import json, sys
 import hybrid_sld.threads as th
-if sys.argv[1] == "default":
-    class _Off:
-        def restore_original_limits(self):
-            pass
-        def __enter__(self):
-            return self
-        def __exit__(self, *exc):
-            pass
-    th.one_blas_thread = lambda: _Off()
+if sys.argv[1] == "default":  # before the engine imports the worker initializer
+    import contextlib
+    th.one_blas_thread = contextlib.nullcontext
     th.single_threaded_process = lambda: None
-    import hybrid_sld.search.engine as en, hybrid_sld.search.run as ru
-    en.one_blas_thread = ru.one_blas_thread = th.one_blas_thread
-    en.single_threaded_process = th.single_threaded_process
 from hybrid_sld.search.engine import SearchConfig
 from hybrid_sld.search.run import discover
 task, evals, workers, out = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]

@@ -19,6 +19,7 @@ from scipy.stats import qmc
 from .compile import CompiledLaw
 from .deadline import check, time_limit  # noqa: F401  (time_limit: part of this API)
 from .errors import FitError
+from .threads import fits_with_one_blas_thread
 
 STRATEGIES = ("auto", "trf", "lm", "varpro", "de", "grid")
 LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
@@ -429,6 +430,7 @@ def _with_init(p, value):
     return replace(p, init=value)
 
 
+@fits_with_one_blas_thread
 def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec(),
             start: dict | None = None) -> Fit:
     """Fit every parameter of a law on one group's rows (shared declarations are ignored).
@@ -456,6 +458,7 @@ def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec(),
                time.perf_counter() - t0)
 
 
+@fits_with_one_blas_thread
 def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpec(),
                starts: dict | None = None) -> dict:
     """Fit per group; parameters declared ``shared`` are fitted once, jointly over all groups.

@@ -277,19 +277,19 @@ def _blas_threads() -> set:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_evaluations_use_one_blas_thread_and_the_caller_keeps_its_own(synthetic_task, tmp_path,
-                                                                      monkeypatch, workers):
+def test_fits_use_one_blas_thread_and_the_caller_keeps_its_own(synthetic_task, tmp_path,
+                                                               monkeypatch, workers):
     from threadpoolctl import threadpool_limits
-    from hybrid_sld.search import engine
+    from hybrid_sld import fit
     seen = tmp_path / "blas_threads.txt"
-    evaluate = engine.evaluate_candidate
+    run = fit._run
 
-    def recording(*args):  # runs in the search's process or in a worker
+    def recording(*args, **kwargs):  # inside every fit, in the search's process or a worker
         with open(seen, "a") as fh:
             fh.write(f"{sorted(_blas_threads())}\n")
-        return evaluate(*args)
+        return run(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "evaluate_candidate", recording)
+    monkeypatch.setattr(fit, "_run", recording)
     with threadpool_limits(limits=2, user_api="blas"):
         s = Search(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4,
                                 workers=workers), tmp_path)

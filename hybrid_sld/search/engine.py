@@ -34,7 +34,7 @@ from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
-from ..threads import one_blas_thread, single_threaded_process
+from ..threads import single_threaded_process
 from .archive import Archive, Entry
 from .select import RULES
 from . import operators
@@ -433,7 +433,6 @@ class Search:
         pool = (ProcessPoolExecutor(cfg.workers, initializer=single_threaded_process)
                 if cfg.workers > 1 else None)
         threads = ThreadPoolExecutor(self.llm_settings.concurrency) if self.llm else None
-        blas = one_blas_thread()  # evaluations in this process, when there are no workers
         try:
             while not self._done():
                 t0 = time.perf_counter()
@@ -497,7 +496,6 @@ class Search:
                 if self.progress:
                     self.progress(self)
         finally:
-            blas.restore_original_limits()
             if pool:
                 pool.shutdown(cancel_futures=True)
             if threads:

@@ -20,7 +20,6 @@ from ..fit import FitterSpec
 from ..law import parse_task_law
 from ..metrics import report_value as _r
 from ..tasks import get_task
-from ..threads import one_blas_thread
 from .engine import Search, SearchConfig
 from .select import select_final
 
@@ -251,8 +250,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
     if resume:
         search.load()
     search.run()
-    with one_blas_thread():  # the refits of the report, as in the search
-        result = final_report(search)
+    result = final_report(search)
     if search.llm is not None:
         print(f"LLM spend: {search.budget.summary()}", file=sys.stderr)
     if search.state.stop_reason:
