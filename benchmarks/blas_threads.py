@@ -1,4 +1,4 @@
-"""Search speed with one BLAS thread per fitting process (the library's setting) vs BLAS's default.
+"""Search speed with every fit on one BLAS thread (the library's setting) vs BLAS's default.
 
 Each cell runs ``discover`` with ``--max-evals`` in a fresh child process, with no BLAS thread
 variables in its environment, as a user's shell would have. "default" is the search as it was
