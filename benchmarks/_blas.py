@@ -8,7 +8,7 @@ overrides (0 keeps the library default). Import this module before numpy.
 import os
 import sys
 
-VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from hybrid_sld.threads import BLAS_VARS as VARS  # imports no numpy: the pin still comes first
 
 
 def _threads_arg(argv) -> int:

@@ -29,7 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
-for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+from hybrid_sld.threads import BLAS_VARS  # noqa: E402  (imports no numpy)
+
+for _v in BLAS_VARS:
     os.environ[_v] = "1"
 
 from hybrid_sld.bench.executors import DaskExecutor, LocalExecutor  # noqa: E402

@@ -24,9 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import emit  # noqa: E402
+
+from hybrid_sld.threads import BLAS_VARS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
-BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 EVALS = {"lr_bsz": 40, "kaplan_demo": 60}
 
 CHILD = """
@@ -80,17 +84,17 @@ def main(argv=None):
                     raise SystemExit(f"{task} workers={w}: the best law differs between variants")
                 d, o = statistics.median(times["default"]), statistics.median(times["one"])
                 rows.append(f"| {task} | {evals} | {w} | {d:.1f} | {o:.1f} | {d / o:.2f}x |")
-    table = "\n".join(["| task | evaluations | workers | BLAS default (s) | one BLAS thread (s) "
-                       "| ratio |", "|---|---:|---:|---:|---:|---:|"] + rows)
-    print(table)
-    if args.record:
-        head = (f"# BLAS threads in the search\n\nCommand: python benchmarks/blas_threads.py "
-                f"{' '.join(argv if argv is not None else sys.argv[1:])}\n\nMachine: "
-                f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-                f"median of {args.repeats} runs per cell, variants alternating; wall seconds of "
-                f"the whole child process (start-up, search, final report).\n\n")
-        Path(args.record).write_text(head + table + "\n")
+    head = ["# BLAS threads in the search", "",
+            f"Command: python benchmarks/blas_threads.py "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}", "",
+            f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}; median of {args.repeats} runs per cell, variants "
+            f"alternating; wall seconds of the whole child process (start-up, search, final "
+            f"report).", ""]
+    table = ["| task | evaluations | workers | BLAS default (s) | one BLAS thread (s) | ratio |",
+             "|---|---:|---:|---:|---:|---:|"] + rows
+    return emit(head + table, args.record)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
