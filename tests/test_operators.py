@@ -225,6 +225,31 @@ def test_crossover_multi_target_cap():
     assert made >= 5
 
 
+def test_swap_equation_carries_one_target_over_intact():
+    task = get_task("domain_mixture_scaling_law")
+    seeds = [parse_task_law(s, task) for s in ops.seed_laws(task)]
+    a, t = seeds[0], "loss_domain_2"
+    b = next(s for s in seeds[1:] if dict(s.equations)[t].count_ops()
+             != dict(a.equations)[t].count_ops())
+    law = parse_task_law(ops.swap_equation(a, b, task, t), task)
+    assert law.n_params <= task.param_cap
+
+    def shape(expr, law):  # size, features and number of parameters of one equation
+        names = set(law.param_names)
+        return (expr.count_ops(), sorted(s.name for s in expr.free_symbols if s.name not in names),
+                sum(s.name in names for s in expr.free_symbols))
+
+    got = dict(law.equations)
+    assert shape(got[t], law) == shape(dict(b.equations)[t], b)  # b's equation, taken whole
+    for target, expr in a.equations:  # a's others are untouched
+        if target != t:
+            assert got[target] == expr
+    kept = {s.name for target, e in a.equations if target != t for s in e.free_symbols}
+    assert {p for p in law.param_names if p in a.param_names} <= kept  # a's dropped ones gone
+    assert ops.swap_equation(a, a, task, t) is None  # nothing new
+    assert ops.swap_equation(a, b, task, "no_such_target") is None
+
+
 def test_mutate_fitter_valid_and_changes():
     rng = np.random.default_rng(0)
     spec = FitterSpec()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hybrid_sld import data as data_mod
+from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.engine import Search, SearchConfig
 from hybrid_sld.search.run import discover, final_report, parse_budget, prepare_run_dir
 
@@ -80,7 +81,7 @@ def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
     monkeypatch.setattr(data_mod, "read_dataset", guarded)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    s = Search(SearchConfig(task=str(synthetic_task), max_evals=12, batch_size=4,
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=16, batch_size=4,
                             final_selection="horizon"), run_dir)
     best = s.run()
     assert best is not None and "test.csv" not in seen and "train.csv" in seen
@@ -296,3 +297,37 @@ def test_fits_use_one_blas_thread_and_the_caller_keeps_its_own(synthetic_task, t
         s.run()
         assert _blas_threads() == {2}  # restored for the caller
     assert s.state.evals == 8 and set(seen.read_text().splitlines()) == {"[1]"}
+
+
+def test_laws_of_two_targets_take_each_targets_best_equation(tmp_path):
+    x = np.geomspace(1e2, 1e6, 24)
+    rows = [(g, xi, 3 + a * xi ** -0.5, 4 - a * np.log(xi) / 200)
+            for g, a in (("g1", 50.0), ("g2", 20.0)) for xi in x]
+    with open(tmp_path / "train.csv", "w") as fh:
+        fh.write("group,x,y,z\n" + "".join(f"{g},{float(xi)!r},{float(y)!r},{float(z)!r}\n"
+                                              for g, xi, y, z in rows))
+    (tmp_path / "two.toml").write_text(
+        'name = "two"\ntargets = ["y", "z"]\nparam_cap = 8\n[features.x]\ndescription = "scale"\n'
+        '[split]\nby = "x"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n')
+    s = Search(SearchConfig(task=str(tmp_path / "two.toml"), max_evals=12, batch_size=4,
+                            p_assemble=1.0), tmp_path)
+    s.run()
+    entries = [d for d in s.state.cache.values() if len(d["valid_nmse"]) == 2]
+    assert len(entries) >= 8
+    # from the worst parent, one target's equation is taken whole from the law best on it
+    parent = min((Entry.from_dict(d) for d in entries), key=Entry.rank)
+    s.state.archive.sample = lambda island, rng: parent
+    text, _fitter, origin = s._generate(0)
+    assert origin == "assemble"
+    law, old = s._law(text), s._law(parent.law)
+    swapped = [i for i, t in enumerate(s.task.targets)
+               if dict(law.equations)[t] != dict(old.equations)[t]]
+    assert len(swapped) == 1
+    i = swapped[0]
+    best = min(entries, key=lambda d: (d["valid_nmse"][i], d["eval_id"], d["law"]))
+    assert best["valid_nmse"][i] < parent.valid_nmse[i]
+    donor = dict(s._law(best["law"]).equations)[s.task.targets[i]]
+    assert dict(law.equations)[s.task.targets[i]].count_ops() == donor.count_ops()
+    # a parent with the best equation for every target has nothing to take
+    champion = Entry.from_dict(entries[0] | {"valid_nmse": [0.0, 0.0]})
+    assert s._assemble(champion, s._law(champion.law), np.random.default_rng(0)) is None

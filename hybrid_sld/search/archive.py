@@ -29,6 +29,7 @@ class Entry:
     message: str = ""
     seconds: float = 0.0
     drift: tuple = ()  # relative residual by scale band (see evaluate.drift); () if unknown
+    valid_nmse: tuple = ()  # validation NMSE per target, for assembling laws; () if unknown
 
     @property
     def ok(self) -> bool:
@@ -44,7 +45,8 @@ class Entry:
         for k in ("valid_r2", "fit_r2"):
             if not math.isfinite(d[k]):
                 d[k] = None
-        d["drift"] = [v if math.isfinite(v) else None for v in self.drift]
+        for k in ("drift", "valid_nmse"):
+            d[k] = [v if math.isfinite(v) else None for v in d[k]]
         return d
 
     @classmethod
@@ -52,7 +54,8 @@ class Entry:
         d = dict(d)
         for k in ("valid_r2", "fit_r2"):
             d[k] = -math.inf if d[k] is None else float(d[k])
-        d["drift"] = tuple(math.nan if v is None else float(v) for v in d.get("drift", ()))
+        for k in ("drift", "valid_nmse"):
+            d[k] = tuple(math.nan if v is None else float(v) for v in d.get(k, ()))
         return cls(**d)
 
 

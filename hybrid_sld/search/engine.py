@@ -59,6 +59,7 @@ class SearchConfig:
     data_dir: str | None = None
     p_crossover: float = 0.2
     p_fitter: float = 0.15
+    p_assemble: float = 0.15  # laws of several targets: take one target's best equation
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
     final_selection: str = "valid"  # or "horizon": re-rank finalists on a longer extrapolation
@@ -149,7 +150,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
             "message": v.message or f.message, "seconds": time.perf_counter() - t0,
-            "drift": bands}
+            "drift": bands, "valid_nmse": v.nmse_per_target if not v.failed else ()}
 
 
 def _eval_star(args):
@@ -302,7 +303,7 @@ class Search:
             return None
 
     def _generate(self, island: int):
-        """(law text or None, fitter, origin): one seed, random law, mutation or crossover."""
+        """(law text or None, fitter, origin): a seed, random law, assembly, crossover or mutation."""
         s, cfg, rng = self.state, self.config, self.rng
         if s.seed_cursor < len(self.seeds):
             s.seed_cursor += 1
@@ -320,6 +321,10 @@ class Search:
         law, fitter = self._law(parent.law), parent.fitter
         if law is None:
             return None, fitter, ""
+        if len(self.task.targets) > 1 and cfg.p_assemble > 0 and rng.random() < cfg.p_assemble:
+            text = self._assemble(parent, law, rng)
+            if text is not None:
+                return text, fitter, "assemble"
         if cfg.crossover and rng.random() < cfg.p_crossover:
             other = s.archive.sample(island, rng)
             other_law = other and self._law(other.law)
@@ -328,6 +333,26 @@ class Search:
             spec = operators.mutate_fitter(FitterSpec.from_dict(fitter), rng)
             return parent.law, spec.to_dict(), "fitter"
         return operators.mutate(law, self.task, rng, positive_features=self.positive), fitter, "mutate"
+
+    def _assemble(self, parent: Entry, law, rng, donors: int = 3) -> str | None:
+        """The parent with one target's equation replaced by the equation of the evaluated law
+        that validates best on that target (better than the parent's own there), or None."""
+        nmse = parent.valid_nmse
+        if len(nmse) != len(self.task.targets):
+            return None
+        for i in rng.permutation(len(nmse)):
+            own = nmse[i] if math.isfinite(nmse[i]) else math.inf
+            better = sorted((d["valid_nmse"][i], d["eval_id"], d["law"])
+                            for d in self.state.cache.values()
+                            if len(d.get("valid_nmse") or ()) == len(nmse)
+                            and d["valid_nmse"][i] is not None and d["valid_nmse"][i] < own)
+            for _nmse, _id, text in better[:donors]:
+                other = self._law(text)
+                new = other and operators.swap_equation(law, other, self.task,
+                                                        self.task.targets[int(i)])
+                if new:
+                    return new
+        return None
 
     def _propose_one(self, island: int, pending: set):
         """A new (law text, fitter, origin, law, key), or None after too many duplicates."""
@@ -465,7 +490,8 @@ class Search:
                 for slot, ((text, fitter, origin, law, key), res) in enumerate(zip(batch, results)):
                     entry = Entry(text, fitter, key, res["valid_r2"], res["fit_r2"],
                                   law.complexity, law.n_params, s.evals, origin, res["message"],
-                                  round(res["seconds"], 4), tuple(res.get("drift", ())))
+                                  round(res["seconds"], 4), tuple(res.get("drift", ())),
+                                  tuple(res.get("valid_nmse", ())))
                     s.evals += 1
                     s.cache[key] = entry.to_dict()
                     if origin == "seed:expert" and entry.ok:

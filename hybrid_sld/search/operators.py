@@ -24,7 +24,7 @@ from .motifs import (MOTIFS, ParamFactory, OutOfBudget, default_positive, law_pa
                      motif, motif_names, seed_laws)
 
 __all__ = ["OPERATORS", "OPERATOR_WEIGHTS", "MOTIFS", "mutate", "apply_operator", "crossover",
-           "mutate_fitter", "motif", "parse_cached", "seed_laws"]
+           "swap_equation", "mutate_fitter", "motif", "parse_cached", "seed_laws"]
 
 # How often mutate() picks each operator (relative weights).
 OPERATOR_WEIGHTS = {
@@ -526,6 +526,33 @@ def crossover(a: Law, b: Law, task, rng: np.random.Generator, *, tries: int = 4)
         if text is not None:
             return text
     return None
+
+
+def swap_equation(a: Law, b: Law, task, target: str) -> str | None:
+    """a with its whole equation for ``target`` replaced by b's (b's parameters renamed).
+
+    The targets of a law are fitted apart when they share no parameter, so an equation that
+    validates best on one target can be carried over intact from the law that found it. None
+    when either law lacks the target, the result is no new law, or it passes the cap.
+    """
+    if target not in a.targets or target not in b.targets:
+        return None
+    i = a.targets.index(target)
+    others = set().union(*(e.free_symbols for k, (_, e) in enumerate(a.equations) if k != i))
+    kept = {s.name for s in others}
+    params = {n: p for n, p in law_params(a).items() if n in kept}
+    P = ParamFactory(list(params) + list(task.targets), task.feature_names)
+    bp = law_params(b)
+    eb = dict(b.equations)[target]
+    mapping, renamed = {}, {}
+    for s in sorted(eb.free_symbols, key=lambda s: s.name):
+        if s.name in bp:
+            mapping[s] = new = P(kind="amp")
+            renamed[new.name] = replace(bp[s.name], name=new.name)
+    try:
+        return _finish(a, task, i, _subs(eb, mapping), {**params, **renamed}, parents=(b,))
+    except _FAILURES:
+        return None
 
 
 # -- fitter ----------------------------------------------------------------------------------------
