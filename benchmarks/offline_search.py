@@ -105,7 +105,8 @@ def run_one(task: str, seed: int, method: str, budget: float, args, out: Path) -
     cfg = SearchConfig(task=task, seed=seed, budget_seconds=max(budget - operon, 1.0),
                        max_evals=args.max_evals, workers=args.workers,
                        random_search=(method == "random"), operon_seconds=operon,
-                       final_selection=args.final_selection)
+                       final_selection=args.final_selection,
+                       p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble)
     log(f"{label}: searching ({budget:g} s budget) ...")
     t0 = time.perf_counter()
     try:
@@ -222,6 +223,8 @@ def header(argv, budget, out) -> list[str]:
         f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
         "trend priors: " + ("off (--no-trend)" if "--no-trend" in argv else "; ".join(
             f"{short(n)}: {r.trend} in {r.by}" for n, r in splits if r.trend) or "none declared"),
+        "assembly of per-target best equations (tasks of several targets): "
+        + ("off (--no-assembly)" if "--no-assembly" in argv else "on"),
         "command: " + " ".join(["python benchmarks/offline_search.py", *argv]),
         f"budget per run: {budget:g} s; data: {os.environ.get('HYBRID_SLD_DATA')}; runs: {out}",
     ]
@@ -289,6 +292,9 @@ def main(argv=None):
     ap.add_argument("--no-trend", action="store_true",
                     help="ignore the tasks' declared trends ([split] trend; the search before "
                          "2026-11-29), for an A/B run beside a default one")
+    ap.add_argument("--no-assembly", action="store_true",
+                    help="laws of several targets do not take each target's best equation (the "
+                         "search before 2026-11-29), for an A/B run beside a default one")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads (default 1; 0: library default). Set from the environment "
                          "if OPENBLAS_NUM_THREADS etc. are already set")

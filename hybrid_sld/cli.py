@@ -193,6 +193,7 @@ def cmd_discover(args):
         cfg = SearchConfig(task=args.task, seed=args.seed, max_evals=args.max_evals,
                            budget_seconds=budget, islands=args.islands, workers=args.workers,
                            crossover=not args.no_crossover,
+                           p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,
                            evolve_fitter=not args.no_fitter_evolution,
                            random_search=args.random_search, data_dir=args.data_dir,
                            batch_size=args.batch_size, proposer=args.proposer,
@@ -352,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")
+    sp.add_argument("--no-assembly", action="store_true",
+                    help="ablation: laws of several targets do not take each target's best "
+                         "equation from other laws")
     sp.add_argument("--no-fitter-evolution", action="store_true",
                     help="ablation: keep each law's fitter fixed")
     sp.add_argument("--random-search", action="store_true",

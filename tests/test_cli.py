@@ -161,3 +161,21 @@ def test_eval_program_that_raises(data_dir, tmp_path):
     assert not out["success"]
     assert "boom from the program" in out["message"] and "ValueError" in out["message"]
     assert out["test_r2"] is None
+
+
+@pytest.mark.parametrize("flags, want", [
+    ((), {"crossover": True, "evolve_fitter": True, "p_assemble": 0.15, "random_search": False}),
+    (("--no-crossover", "--no-fitter-evolution", "--no-assembly", "--random-search"),
+     {"crossover": False, "evolve_fitter": False, "p_assemble": 0.0, "random_search": True})])
+def test_discover_ablation_flags_reach_the_search(monkeypatch, flags, want):
+    import hybrid_sld.search.run as run
+    seen = []
+
+    def fake_discover(cfg, **_kw):
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(run, "discover", fake_discover)
+    with pytest.raises(SystemExit):
+        main(["discover", "--task", "kaplan_demo", "--max-evals", "4", *flags])
+    assert {k: getattr(seen[0], k) for k in want} == want
