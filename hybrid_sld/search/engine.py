@@ -335,24 +335,27 @@ class Search:
         return operators.mutate(law, self.task, rng, positive_features=self.positive), fitter, "mutate"
 
     def _assemble(self, parent: Entry, law, rng, donors: int = 3) -> str | None:
-        """The parent with one target's equation replaced by the equation of the evaluated law
-        that validates best on that target (better than the parent's own there), or None."""
+        """The parent with each target's equation replaced by that of the evaluated law that
+        validates best on the target, where it beats the parent's own (a donor that passes
+        the cap gives way to the next best); None when no target changes."""
         nmse = parent.valid_nmse
         if len(nmse) != len(self.task.targets):
             return None
+        text = None
         for i in rng.permutation(len(nmse)):
             own = nmse[i] if math.isfinite(nmse[i]) else math.inf
             better = sorted((d["valid_nmse"][i], d["eval_id"], d["law"])
                             for d in self.state.cache.values()
                             if len(d.get("valid_nmse") or ()) == len(nmse)
                             and d["valid_nmse"][i] is not None and d["valid_nmse"][i] < own)
-            for _nmse, _id, text in better[:donors]:
-                other = self._law(text)
+            for _nmse, _id, donor in better[:donors]:
+                other = self._law(donor)
                 new = other and operators.swap_equation(law, other, self.task,
                                                         self.task.targets[int(i)])
-                if new:
-                    return new
-        return None
+                if new and self._law(new) is not None:
+                    text, law = new, self._law(new)
+                    break
+        return text
 
     def _propose_one(self, island: int, pending: set):
         """A new (law text, fitter, origin, law, key), or None after too many duplicates."""
