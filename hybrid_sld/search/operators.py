@@ -480,6 +480,16 @@ def mutate(law: Law, task, rng: np.random.Generator, *, positive_features: set[s
     return apply_operator(name, law, task, rng, positive_features=positive_features, tries=tries)
 
 
+def _renamed_apart(expr, params: dict, P: ParamFactory):
+    """(expr with its parameters renamed to fresh names from P, their renamed declarations)."""
+    mapping, renamed = {}, {}
+    for s in sorted(expr.free_symbols, key=lambda s: s.name):
+        if s.name in params:
+            mapping[s] = new = P(kind="amp")
+            renamed[new.name] = replace(params[s.name], name=new.name)
+    return _subs(expr, mapping), renamed
+
+
 def crossover(a: Law, b: Law, task, rng: np.random.Generator, *, tries: int = 4) -> str | None:
     """a with a subtree (or additive term) of one target replaced by one from b's same target.
 
@@ -495,14 +505,7 @@ def crossover(a: Law, b: Law, task, rng: np.random.Generator, *, tries: int = 4)
         ea = a.equations[i][1]
         eb = dict(b.equations)[a.targets[i]]
         P = ParamFactory(list(params) + list(task.targets), task.feature_names)
-        bp = law_params(b)
-        mapping, renamed = {}, {}
-        for s in sorted(eb.free_symbols, key=lambda s: s.name):
-            if s.name in bp:
-                new = P(kind="amp")
-                mapping[s] = new
-                renamed[new.name] = replace(bp[s.name], name=new.name)
-        eb = _subs(eb, mapping)
+        eb, renamed = _renamed_apart(eb, law_params(b), P)
         if ea.is_Add and eb.is_Add and rng.random() < 0.5:
             ta, tb = list(ea.args), list(eb.args)
             donor = tb[int(rng.integers(len(tb)))]
@@ -542,15 +545,9 @@ def swap_equation(a: Law, b: Law, task, target: str) -> str | None:
     kept = {s.name for s in others}
     params = {n: p for n, p in law_params(a).items() if n in kept}
     P = ParamFactory(list(params) + list(task.targets), task.feature_names)
-    bp = law_params(b)
-    eb = dict(b.equations)[target]
-    mapping, renamed = {}, {}
-    for s in sorted(eb.free_symbols, key=lambda s: s.name):
-        if s.name in bp:
-            mapping[s] = new = P(kind="amp")
-            renamed[new.name] = replace(bp[s.name], name=new.name)
+    eb, renamed = _renamed_apart(dict(b.equations)[target], law_params(b), P)
     try:
-        return _finish(a, task, i, _subs(eb, mapping), {**params, **renamed}, parents=(b,))
+        return _finish(a, task, i, eb, {**params, **renamed}, parents=(b,))
     except _FAILURES:
         return None
 
