@@ -91,12 +91,16 @@ def final_report(search: Search) -> dict:
               "cache_hit_rate": round(s.cache_hits / max(s.proposals, 1), 4),
               "seconds_to_beat_expert_on_valid": s.first_beat_expert, "origin": best.origin,
               "groups": {g: f.params for g, f in full.fits.items()}}
+    if len(task.targets) > 1:
+        result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
         e_law = parse_task_law(task.expert_law, task)
         ev, efull = report(e_law, task, train, test, FitterSpec.from_dict(task.expert_fitter))
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test"))}
+        if len(task.targets) > 1:
+            result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
         "rule": search.config.final_selection,
         "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
@@ -132,6 +136,31 @@ def final_report(search: Search) -> dict:
         print(f"warning: plot failed: {exc}", file=sys.stderr)
     (run_dir / "report.md").write_text(_markdown(result, search))
     return result
+
+
+def _per_target(task, v, full) -> dict:
+    """target -> {train, valid, test}: R2 of each target alone (laws of several targets)."""
+    splits = {"train": full.scores.get("train"), "valid": v.scores.get("valid"),
+              "test": full.scores.get("test")}
+    return {t: {k: _r(sc.r2_per_target[i]) if sc is not None and not sc.failed else None
+                for k, sc in splits.items()} for i, t in enumerate(task.targets)}
+
+
+def _per_target_md(r: dict) -> str:
+    if "per_target" not in r:
+        return ""
+    e = (r.get("expert") or {}).get("per_target", {})
+    cell = lambda d, k: "" if d.get(k) is None else f"{d[k]:.4f}"  # noqa: E731
+    rows = "\n".join(f"| {t} | {cell(d, 'train')} | {cell(d, 'valid')} | {cell(d, 'test')} | "
+                     f"{cell(e.get(t, {}), 'valid')} | {cell(e.get(t, {}), 'test')} |"
+                     for t, d in r["per_target"].items())
+    return f"""
+## Per target (R2 of each target alone)
+
+| target | train | valid | test | expert valid | expert test |
+|---|---|---|---|---|---|
+{rows}
+"""
 
 
 def proposer_of(origin: str) -> str:
@@ -210,6 +239,7 @@ def _markdown(r: dict, search: Search) -> str:
 |---|---|---|---|---|
 {table}
 
+{_per_target_md(r)}
 Published (SLDBench): {r['published']}
 
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
