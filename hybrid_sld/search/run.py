@@ -154,12 +154,12 @@ def _per_target_md(r: dict) -> str:
     rows = "\n".join(f"| {t} | {cell(d, 'train')} | {cell(d, 'valid')} | {cell(d, 'test')} | "
                      f"{cell(e.get(t, {}), 'valid')} | {cell(e.get(t, {}), 'test')} |"
                      for t, d in r["per_target"].items())
-    return f"""
-## Per target (R2 of each target alone)
+    return f"""## Per target (R2 of each target alone)
 
 | target | train | valid | test | expert valid | expert test |
 |---|---|---|---|---|---|
 {rows}
+
 """
 
 
@@ -239,8 +239,7 @@ def _markdown(r: dict, search: Search) -> str:
 |---|---|---|---|---|
 {table}
 
-{_per_target_md(r)}
-Published (SLDBench): {r['published']}
+{_per_target_md(r)}Published (SLDBench): {r['published']}
 
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
 duplicate proposals skipped {r['cache_hit_rate']:.1%}; validation beat the expert seed after
