@@ -59,7 +59,7 @@ class SearchConfig:
     data_dir: str | None = None
     p_crossover: float = 0.2
     p_fitter: float = 0.15
-    p_assemble: float = 0.15  # laws of several targets: take one target's best equation
+    p_assemble: float = 0.15  # laws of several targets: take each target's best equation
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
     final_selection: str = "valid"  # or "horizon": re-rank finalists on a longer extrapolation
