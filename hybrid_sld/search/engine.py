@@ -352,8 +352,9 @@ class Search:
                 other = self._law(donor)
                 new = other and operators.swap_equation(law, other, self.task,
                                                         self.task.targets[int(i)])
-                if new and self._law(new) is not None:
-                    text, law = new, self._law(new)
+                parsed = new and self._law(new)
+                if parsed:
+                    text, law = new, parsed
                     break
         return text
 
