@@ -106,7 +106,8 @@ def run_one(task: str, seed: int, method: str, budget: float, args, out: Path) -
                        max_evals=args.max_evals, workers=args.workers,
                        random_search=(method == "random"), operon_seconds=operon,
                        final_selection=args.final_selection,
-                       p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble)
+                       p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,
+                       migrate_every=args.migrate_every)
     log(f"{label}: searching ({budget:g} s budget) ...")
     t0 = time.perf_counter()
     try:
@@ -210,7 +211,7 @@ def summary(rows: list[dict]) -> list[str]:
     return out
 
 
-def header(argv, budget, out) -> list[str]:
+def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[str]:
     blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS)
     splits = [(n, get_task(n).split) for n in sldbench_task_names()]
     return [
@@ -225,6 +226,7 @@ def header(argv, budget, out) -> list[str]:
             f"{short(n)}: {r.trend} in {r.by}" for n, r in splits if r.trend) or "none declared"),
         "assembly of per-target best equations (tasks of several targets): "
         + ("off (--no-assembly)" if "--no-assembly" in argv else "on"),
+        f"islands: {SearchConfig.islands}, migration every {migrate_every} evaluations",
         "command: " + " ".join(["python benchmarks/offline_search.py", *argv]),
         f"budget per run: {budget:g} s; data: {os.environ.get('HYBRID_SLD_DATA')}; runs: {out}",
     ]
@@ -295,6 +297,9 @@ def main(argv=None):
     ap.add_argument("--no-assembly", action="store_true",
                     help="laws of several targets do not take each target's best equation (the "
                          "search before 2026-11-29), for an A/B run beside a default one")
+    ap.add_argument("--migrate-every", type=int, default=SearchConfig.migrate_every, metavar="N",
+                    help="evaluations between migrations of each island's best to the next "
+                         f"(default {SearchConfig.migrate_every})")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads (default 1; 0: library default). Set from the environment "
                          "if OPENBLAS_NUM_THREADS etc. are already set")
@@ -337,7 +342,7 @@ def main(argv=None):
                         f"expert {_f(e.get('test_r2'))}), {r.get('evals')} evals in "
                         f"{r.get('seconds')} s; law: {first_line(r.get('law', ''))}")
 
-    head = header(argv, budget, out)
+    head = header(argv, budget, out, args.migrate_every)
     summ = summary(rows)
     print("\n".join(head))
     print()

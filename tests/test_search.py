@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hybrid_sld import data as data_mod
+from hybrid_sld.errors import HybridSLDError
 from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.engine import Search, SearchConfig
 from hybrid_sld.search.run import discover, final_report, parse_budget, prepare_run_dir
@@ -45,6 +46,12 @@ def test_parse_budget():
     assert parse_budget("45") == 45
     with pytest.raises(Exception, match="budget"):
         parse_budget("ten minutes")
+
+
+@pytest.mark.parametrize("field", ["islands", "workers", "batch_size", "migrate_every"])
+def test_search_settings_below_one_fail_clearly(field):
+    with pytest.raises(HybridSLDError, match="at least 1"):
+        SearchConfig(task="kaplan_demo", max_evals=4, **{field: 0})
 
 
 def test_recovers_known_law(synthetic_task, tmp_path):

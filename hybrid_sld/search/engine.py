@@ -76,8 +76,8 @@ class SearchConfig:
             raise HybridSLDError(f"final selection must be one of {', '.join(RULES)}, got {self.final_selection!r}")
         if self.max_evals is None and self.budget_seconds is None:
             raise HybridSLDError("give a budget (--budget) or an evaluation cap (--max-evals)")
-        if self.islands < 1 or self.workers < 1 or self.batch_size < 1:
-            raise HybridSLDError("islands, workers and batch size must be at least 1")
+        if min(self.islands, self.workers, self.batch_size, self.migrate_every) < 1:
+            raise HybridSLDError("islands, workers, batch size and migration interval must be at least 1")
 
 
 # Cheaper than the library default: search evaluates thousands of candidates, and the
