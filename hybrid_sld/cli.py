@@ -20,7 +20,7 @@ from .fit import FitterSpec
 from .law import parse_task_law
 from .metrics import score
 from .metrics import report_value as _r
-from .search.engine import PROPOSERS
+from .search.engine import PROPOSERS, SearchConfig
 from .search.select import RULES
 from .tasks import builtin_task_names, get_task
 
@@ -182,7 +182,6 @@ def cmd_eval_program(args):
 
 
 def cmd_discover(args):
-    from .search.engine import SearchConfig
     from .search.run import discover, parse_budget
     budget = parse_budget(args.budget) if args.budget else None
     if budget is None and args.max_evals is None and not args.resume:
@@ -192,7 +191,7 @@ def cmd_discover(args):
         get_task(args.task)  # unknown task: fail before creating anything
         cfg = SearchConfig(task=args.task, seed=args.seed, max_evals=args.max_evals,
                            budget_seconds=budget, islands=args.islands, workers=args.workers,
-                           crossover=not args.no_crossover,
+                           migrate_every=args.migrate_every, crossover=not args.no_crossover,
                            p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,
                            evolve_fitter=not args.no_fitter_evolution,
                            random_search=args.random_search, data_dir=args.data_dir,
@@ -340,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(deterministic under --seed)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--islands", type=int, default=4)
+    sp.add_argument("--migrate-every", type=int, default=SearchConfig.migrate_every, metavar="N",
+                    help="evaluations between migrations of each island's best law to the next "
+                         f"(default {SearchConfig.migrate_every})")
     sp.add_argument("--workers", type=int, default=1, help="evaluation processes")
     sp.add_argument("--batch-size", type=int, default=8, help="candidates per batch")
     sp.add_argument("--candidate-timeout", type=float, default=60.0, metavar="SECONDS",

@@ -10,6 +10,7 @@ import pytest
 
 from hybrid_sld.cli import main
 from hybrid_sld.errors import TaskError
+from hybrid_sld.search.engine import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 
 from conftest import REPO, SEEDS, run_cli, sldbench_dir, start_cli
@@ -164,9 +165,12 @@ def test_eval_program_that_raises(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("flags, want", [
-    ((), {"crossover": True, "evolve_fitter": True, "p_assemble": 0.15, "random_search": False}),
-    (("--no-crossover", "--no-fitter-evolution", "--no-assembly", "--random-search"),
-     {"crossover": False, "evolve_fitter": False, "p_assemble": 0.0, "random_search": True})])
+    ((), {"crossover": True, "evolve_fitter": True, "p_assemble": 0.15, "random_search": False,
+          "migrate_every": SearchConfig.migrate_every}),
+    (("--no-crossover", "--no-fitter-evolution", "--no-assembly", "--random-search",
+      "--migrate-every", "7"),
+     {"crossover": False, "evolve_fitter": False, "p_assemble": 0.0, "random_search": True,
+      "migrate_every": 7})])
 def test_discover_ablation_flags_reach_the_search(monkeypatch, flags, want):
     import hybrid_sld.search.run as run
     seen = []
