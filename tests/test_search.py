@@ -54,6 +54,17 @@ def test_search_settings_below_one_fail_clearly(field):
         SearchConfig(task="kaplan_demo", max_evals=4, **{field: 0})
 
 
+@pytest.mark.parametrize("every, mixed", [(8, True), (1000, False)])
+def test_islands_exchange_laws_only_by_migration(synthetic_task, tmp_path, every, mixed):
+    # Each evaluation joins island eval_id % islands; only migration moves a law elsewhere.
+    search = Search(SearchConfig(task=str(synthetic_task), max_evals=32, islands=4,
+                                 migrate_every=every), tmp_path)
+    search.run()
+    moved = [e for i, cells in enumerate(search.state.archive.islands)
+             for e in cells.values() if e.eval_id % 4 != i]
+    assert bool(moved) == mixed
+
+
 def test_recovers_known_law(synthetic_task, tmp_path):
     res = discover(SearchConfig(task=str(synthetic_task), max_evals=16, batch_size=4),
                    out=tmp_path / "runs")

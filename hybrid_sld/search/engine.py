@@ -52,7 +52,7 @@ class SearchConfig:
     islands: int = 4
     workers: int = 1
     batch_size: int = 8
-    migrate_every: int = 40
+    migrate_every: int = 400  # rare: with every 40, all islands ended on one law family
     crossover: bool = True
     evolve_fitter: bool = True
     random_search: bool = False
