@@ -1,4 +1,9 @@
-"""Fit start screening: validation time and quality with and without it, on laws a search met.
+"""Fit paths compared on laws a search met: validation time and quality with a switch off and on.
+
+``--switch screening`` (the default): start screening, on the one-run-per-start path.
+``--switch batched``: every group's start points in one batched Levenberg-Marquardt run, then
+one scipy polish per group (``hybrid_sld.fit.BATCHED``, since 2026-11-29), against one scipy
+run per start point with screening.
 
 Since 2026-11-29 a fit with more than two random start points first gives each of them
 ``FitterSpec.screen_nfev`` (30) evaluations and carries only the two lowest in cost on to
@@ -12,6 +17,7 @@ candidate) with screening off and on, alternately in one process, so both see th
     python benchmarks/fit_screening.py                      # 8 tasks; searches first (below)
     python benchmarks/fit_screening.py --runs DIR           # laws from run directories in DIR
     python benchmarks/fit_screening.py --tasks sft moe --laws 6
+    python benchmarks/fit_screening.py --switch batched --runs DIR
 
 Without ``--runs``, each task's laws come from a fresh deterministic search
 (``--search-evals`` evaluations, seed 3) in a temporary directory. Figures: seconds with
@@ -50,6 +56,9 @@ from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 
 MOVED = 1e-4  # an R2 change counted as worse / better
+# switch -> (hybrid_sld.fit setting, value off, value on, setting held fixed meanwhile)
+SWITCHES = {"screening": ("SCREEN_KEEP", 0, 2, ("BATCHED", False)),
+            "batched": ("BATCHED", False, True, ("SCREEN_KEEP", 2))}
 
 
 def log(msg: str) -> None:
@@ -74,19 +83,25 @@ def candidates(task, runs: Path | None, n: int, search_evals: int) -> tuple[list
     return ok[: n // 2] + [rest[i] for i in drawn], ", ".join(str(d) for d in dirs)
 
 
-def measure(task, train, entry) -> dict:
+def measure(task, train, entry, switch: str) -> dict:
     law = parse_task_law(entry["law"], task)
     spec = FitterSpec.from_dict(entry["fitter"])
     cheap = FitterSpec(**{**spec.to_dict(), "n_starts": 1, "max_nfev": 5})
     validate(law, task, train, cheap)  # untimed: compiles the law, so neither run pays for it
+    name, off, on, (fixed, value) = SWITCHES[switch]
+    saved = {n: getattr(hfit, n) for n in (name, fixed)}
+    setattr(hfit, fixed, value)
     out = {}
-    for keep in (0, 2):  # 0: every start to convergence
-        hfit.SCREEN_KEEP = keep
-        t0 = time.perf_counter()
-        ev = validate(law, task, train, spec)
-        out[keep] = (time.perf_counter() - t0, ev.scores["valid"].r2, ev.scores["fit"].r2)
-    hfit.SCREEN_KEEP = 2
-    return {"n_starts": spec.n_starts, "off": out[0], "on": out[2],
+    try:
+        for v in (off, on):
+            setattr(hfit, name, v)
+            t0 = time.perf_counter()
+            ev = validate(law, task, train, spec)
+            out[v] = (time.perf_counter() - t0, ev.scores["valid"].r2, ev.scores["fit"].r2)
+    finally:
+        for n, v in saved.items():
+            setattr(hfit, n, v)
+    return {"n_starts": spec.n_starts, "off": out[off], "on": out[on],
             "law": entry["law"].splitlines()[0]}
 
 
@@ -112,13 +127,15 @@ def main(argv=None):
                     help="directory holding search run directories (<task>-...) to take laws from")
     ap.add_argument("--search-evals", type=int, default=60,
                     help="without --runs: evaluations of the search that supplies the laws")
+    ap.add_argument("--switch", choices=sorted(SWITCHES), default="screening",
+                    help="what is turned off and on (default: screening)")
     ap.add_argument("--record", default=None, metavar="FILE", help="also write the output here")
     ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads (default 1)")
     args = ap.parse_args(argv)
     names = args.tasks or [n for n in builtin_task_names() if n != "kaplan_demo"]
     tasks = [get_task(n) for n in names]
     lines = [
-        "# Fit start screening on search candidates: validation time and R2, off vs on", "",
+        f"# Fit {args.switch} on search candidates: validation time and R2, off vs on", "",
         "```",
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"machine: {platform.platform()}, os.cpu_count()={os.cpu_count()}, load average "
@@ -138,7 +155,7 @@ def main(argv=None):
         lines.append(f"laws of {task.name}: {source}")
         rows = []
         for e in entries:
-            r = measure(task, train, e)
+            r = measure(task, train, e, args.switch)
             rows.append(r)
             details.append(f"| {task.name.removesuffix('_scaling_law')} | {r['n_starts']} | "
                            f"{r['off'][0]:.2f} | {r['on'][0]:.2f} | {r['off'][1]:.5f} | "
@@ -147,7 +164,7 @@ def main(argv=None):
         table.append(summarise(task.name, rows))
         log(table[-1])
     lines += ["```", "", *table, "",
-              f"Worse / better: laws whose R2 moved by more than {MOVED:g} with screening on. "
+              f"Worse / better: laws whose R2 moved by more than {MOVED:g} with {args.switch} on. "
               "Fit R2: on the rows fitted (train minus validation), what the fitter minimises.",
               "", "## Per law", "",
               "| task | n_starts | s off | s on | valid R2 off | valid R2 on | fit R2 off | "

@@ -154,6 +154,24 @@ class CompiledLaw:
         return np.broadcast_to(vals[0], (n,)).astype(float), J
 
 
+    def jac_many(self, cols, Theta, target: int):
+        """f and df/dp for many parameter vectors at once: ``cols`` are the feature columns,
+        each (B, m); ``Theta`` is (B, n_params). Returns f (B, m) and J (B, m, len(deps)) over
+        the target's ``deps``, or None where evaluation raised."""
+        t = self.targets[target]
+        shape = np.broadcast_shapes(*(c.shape for c in cols)) if cols else (len(Theta), 1)
+        with np.errstate(all="ignore"):
+            try:
+                vals = t.fj(*cols, *[Theta[:, [k]] for k in range(Theta.shape[1])])
+            except (ArithmeticError, ValueError):
+                return None
+        f = np.broadcast_to(vals[0], shape).astype(float)
+        J = np.empty(shape + (len(t.deps),))
+        for k, v in enumerate(vals[1:]):
+            J[..., k] = v
+        return f, J
+
+
 _CACHE: dict[tuple, CompiledLaw] = {}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from scipy.optimize import differential_evolution, least_squares, lsq_linear
 from scipy.stats import qmc
 
+from .batch_lm import lm_batch
 from .compile import CompiledLaw
 from .deadline import check, time_limit  # noqa: F401  (time_limit: part of this API)
 from .errors import FitError
@@ -289,6 +290,17 @@ def _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin):
     return starts
 
 
+def _uses_varpro(spec: FitterSpec, lin) -> bool:
+    return bool(lin) and not spec.log_space and spec.strategy in ("auto", "varpro", "de", "grid")
+
+
+def _descend(prob: _Problem, start, lo, hi, spec: FitterSpec, lin):
+    """One start point to convergence: variable projection first where the spec uses it."""
+    if _uses_varpro(spec, lin):
+        start = _varpro_local(prob, lin, start, lo, hi, spec)
+    return _local(prob, start, lo, hi, spec)
+
+
 def fit_problem(prob: _Problem, params, kinds, spec: FitterSpec, rng, lin=(), extra=()):
     """Run the strategy on a problem; returns (u, cost, status, message).
 
@@ -307,14 +319,11 @@ def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
         return np.array([_default_u(p, k, a, b) for p, k, a, b in zip(ps, kinds, lo, hi)])
 
     u0 = u_of(params)
-    use_vp = bool(lin) and not spec.log_space and spec.strategy in ("auto", "varpro", "de", "grid")
     best = [None, math.inf, -1, "no start point gave finite residuals"]
 
     def descend(start, s):
         try:
-            if use_vp:
-                start = _varpro_local(prob, lin, start, lo, hi, s)
-            u, c, status = _local(prob, start, lo, hi, s)
+            u, c, status = _descend(prob, start, lo, hi, s, lin)
         except (_Fail, ValueError, np.linalg.LinAlgError) as exc:
             if best[0] is None:
                 best[3] = str(exc)
@@ -338,6 +347,14 @@ def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
 
 
 SCREEN_KEEP = 2  # drawn start points carried past the screening stage (see FitterSpec)
+LOG_STEP = 2.0  # largest move of a log-parameter per batched iteration (a factor e^2)
+BATCHED = True  # fits of several groups: their start points screened in one batch (_fit_batched)
+
+
+def _batched(n_groups: int) -> bool:
+    """Whether a fit takes the batched path: for several groups, where it pays (measured with
+    benchmarks/fit_screening.py --switch batched; with one group it was no faster)."""
+    return BATCHED and n_groups > 1
 
 
 def _components(compiled: CompiledLaw):
@@ -423,6 +440,274 @@ def _run(compiled, blocks_for, spec, start_for=None, extra_for=None):
     return out, total / max(rows, 1), nfev, status, "; ".join(sorted(set(msgs))), t0
 
 
+class _Padded:
+    """The groups' rows padded to one length, and residuals / Jacobians of one component for
+    any mix of (group, parameter vector) problems: what :func:`lm_batch` iterates on."""
+
+    def __init__(self, compiled, probs, comp_targets, comp_params, log, log_space):
+        self.c, self.targets, self.log, self.log_space = compiled, comp_targets, log, log_space
+        m = max(len(p.blocks[0][0]) for p in probs)
+        pad = [(np.arange(m) % len(p.blocks[0][0])) for p in probs]  # repeat real rows
+        self.X = np.stack([p.blocks[0][0][ix] for p, ix in zip(probs, pad)])
+        self.Y = np.stack([p.blocks[0][1][ix] for p, ix in zip(probs, pad)])
+        self.logY = np.log(self.Y) if log_space else None  # positive: else _Problem refused
+        self.mask = np.stack([np.arange(m) < len(p.blocks[0][0]) for p in probs])
+        self.w = np.stack([p.w for p in probs])
+        self.params = comp_params
+        self.pos = [[comp_params.index(i) for i in compiled.targets[t].deps] for t in comp_targets]
+
+    def theta(self, U):
+        return np.where(self.log, np.exp(np.clip(U, -700, 700)), U)
+
+    def __call__(self, U, g):
+        """Residuals and Jacobians of problems U (one per row) on groups g (an index per row)."""
+        check()
+        log_space = self.log_space
+        Y = self.logY if log_space else self.Y
+        th = self.theta(U)
+        full = np.zeros((len(U), self.c.n_params))
+        full[:, self.params] = th
+        X, mask = self.X[g], self.mask[g]
+        rs, js = [], []
+        for k, t in enumerate(self.targets):
+            out = self._jac(X, full, t)
+            f, Jd = out
+            w = np.where(mask, self.w[g, k][:, None], 0.0)
+            with np.errstate(all="ignore"):
+                if log_space:
+                    f, Jd = np.log(f), Jd / f[:, :, None]
+                rs.append(np.where(mask, w * (f - Y[g][:, :, t]), 0.0))
+                J = np.zeros(f.shape + (len(self.params),))
+                J[:, :, self.pos[k]] = np.where(mask[:, :, None], w[:, :, None] * Jd, 0.0)
+            js.append(J)
+        J = np.concatenate(js, axis=1) * np.where(self.log, th, 1.0)[:, None, :]
+        return np.concatenate(rs, axis=1), J
+
+    def cost(self, U, g) -> np.ndarray:
+        """Mean squared scaled residual of each problem (inf if not finite), in chunks."""
+        out = np.empty(len(U))
+        step = max(1, 2_000_000 // (self.X.shape[1] * len(self.targets) * len(self.params)))
+        for i in range(0, len(U), step):
+            part = slice(i, i + step)
+            r, J = self(U[part], g[part])
+            with np.errstate(all="ignore"):
+                c = np.sum(r * r, axis=1) / (self.mask[g[part]].sum(axis=1) * len(self.targets))
+            finite = np.isfinite(c) & np.all(np.isfinite(J), axis=(1, 2))
+            out[part] = np.where(finite, c, np.inf)
+        return out
+
+    def _jac(self, X, full, t):
+        cols = [X[:, :, j] for j in range(X.shape[2])]
+        out = self.c.jac_many(cols, full, t)
+        if out is not None:
+            return out
+        # one problem raised (not every law is total on numpy scalars): find which, one by one
+        n = len(self.c.targets[t].deps)
+        f, J = np.full(X.shape[:2], np.nan), np.full(X.shape[:2] + (n,), np.nan)
+        for b in range(len(full)):
+            one = self.c.jac_many([c[b:b + 1] for c in cols], full[b:b + 1], t)
+            if one is not None:
+                f[b], J[b] = one[0][0], one[1][0]
+        return f, J
+
+
+def _solve_linear(padded, U, g, lin, lo, hi):
+    """U with its linear parameters (amplitudes) solved by least squares given the others,
+    clipped to their bounds: variable projection's inner step, for many problems at once.
+    Also returns the amplitudes' Jacobian columns and whether each problem was finite."""
+    Z = U.copy()
+    Z[:, lin] = 0.0
+    r, J = padded(Z, g)
+    A = J[:, :, lin]
+    ok = np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(A), axis=(1, 2))
+    pinv = np.full((len(U), len(lin), A.shape[1]), np.nan)
+    if ok.any():
+        pinv[ok] = np.linalg.pinv(A[ok])
+        Z[ok[:, None] & np.isin(np.arange(U.shape[1]), lin)] = np.clip(
+            -np.einsum("bij,bj->bi", pinv[ok], r[ok]), lo[lin], hi[lin]).ravel()
+    Z[~ok] = U[~ok]
+    return Z, A, pinv, ok
+
+
+class _Projected:
+    """Residuals and Kaufman's projected Jacobian as functions of the nonlinear parameters
+    only (variable projection, batched): ill-conditioned amplitudes never enter the steps."""
+
+    def __init__(self, padded, group, lin, nl, lo, hi):
+        self.padded, self.group, self.lin, self.nl = padded, group, lin, nl
+        self.lo, self.hi, self.n = lo, hi, len(lin) + len(nl)
+
+    def full(self, V, rows):
+        U = np.zeros((len(V), self.n))
+        U[:, self.nl] = V
+        return _solve_linear(self.padded, U, self.group[rows], self.lin, self.lo, self.hi)
+
+    def __call__(self, V, rows):
+        U, A, pinv, ok = self.full(V, rows)
+        r, J = self.padded(U, self.group[rows])
+        Jn = J[:, :, self.nl]
+        with np.errstate(all="ignore"):
+            Jn = Jn - np.einsum("bmi,bin->bmn", A, np.einsum("bim,bmn->bin", pinv, Jn))
+        r[~ok] = np.nan
+        return r, Jn
+
+
+def _batched_starts(spec, padded, n_groups, u0, lo, hi, kinds, rng) -> list[list]:
+    """Each group's start points, as :func:`_global_starts` makes them for one group (the same
+    draws: every group's fit there began from the same seed), the searches batched too."""
+    blo, bhi = _search_box(u0, lo, hi, kinds)
+    n_free = len(u0)
+    if spec.strategy == "de":
+        popsize = max(5, min(15, spec.global_evals // (10 * max(1, n_free))))
+        maxiter = max(1, spec.global_evals // (popsize * max(1, n_free)))
+        seed = rng.integers(2**31)
+        out = []
+        for k in range(n_groups):
+            res = differential_evolution(
+                lambda P, k=k: padded.cost(P.T, np.full(P.shape[1], k)), list(zip(blo, bhi)),
+                maxiter=maxiter, popsize=popsize, seed=seed, polish=False,
+                init="latinhypercube", tol=1e-12, vectorized=True, updating="deferred")
+            out.append([u0, res.x])
+        return out
+    if spec.strategy == "grid":
+        pts = qmc.scale(qmc.LatinHypercube(d=n_free, seed=rng).random(spec.global_evals),
+                        blo, np.maximum(bhi, blo + 1e-12))
+        P = len(pts)
+        costs = padded.cost(np.tile(pts, (n_groups, 1)), np.repeat(np.arange(n_groups), P))
+        costs = costs.reshape(n_groups, P)
+        return [[u0] + [pts[i] for i in np.argsort(c, kind="stable")[: spec.n_starts - 1]]
+                for c in costs]
+    drawn = [rng.uniform(blo, bhi) for _ in range(spec.n_starts - 1)]
+    return [[u0, *drawn] for _ in range(n_groups)]
+
+
+def _screen(padded, U, group, spec, lin, lo, hi, log, iters):
+    """Batched iterations from each start: (end points, costs, evaluations)."""
+    step = np.where(log, LOG_STEP, np.inf)
+    if not _uses_varpro(spec, lin):
+        return lm_batch(lambda V, rows: padded(V, group[rows]), U, lo, hi, iters, step,
+                        spec.loss, spec.f_scale)
+    nl = [k for k in range(U.shape[1]) if k not in lin]
+    proj = _Projected(padded, group, lin, nl, lo, hi)
+    V, cost, nfev = lm_batch(proj, U[:, nl], lo[nl], hi[nl], iters, step[nl], spec.loss,
+                             spec.f_scale)
+    return proj.full(V, np.arange(len(V)))[0], cost, nfev
+
+
+def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict:
+    """Fits of several groups with their start-point screening batched across the groups.
+
+    The start points are the one-run-per-start path's (the declared or default values,
+    ``n_starts - 1`` uniform draws or the DE / grid stage's points, a warm start). All descend
+    together for ``screen_nfev`` iterations (:func:`lm_batch`, on the spec's loss, by variable
+    projection where the spec uses it; to convergence when ``screen_nfev`` is 0). As on that
+    path, the informed starts then descend with scipy from where they began, and the
+    ``SCREEN_KEEP`` drawn ones lowest in cost from where the batch left them; the lowest cost
+    wins (with a plain loss, the batch's best end point competes too). What it saves is the
+    per-call overhead of the screening and global stages, paid per group on that path."""
+    t0 = time.perf_counter()
+    names = compiled.law.param_names
+    rng = np.random.default_rng(spec.seed)
+    acc = {g: {"out": {}, "total": 0.0, "rows": 0, "nfev": 0, "status": 1, "msgs": [],
+               "fail": None} for g in groups}
+    for comp_targets, comp_params in _components(compiled):
+        if not comp_params:
+            continue
+        params = [compiled.law.params[i] for i in comp_params]
+        lin_law, kinds = _kinds(compiled, comp_targets, comp_params, spec)
+        lin = [k for k, i in enumerate(comp_params) if i in lin_law]
+        lo, hi = _u_bounds(params, kinds)
+        u0 = np.array([_default_u(p, k, a, b) for p, k, a, b in zip(params, kinds, lo, hi)])
+        index = np.zeros(compiled.n_params, dtype=int)
+        index[comp_params] = np.arange(len(comp_params))
+        live, probs = [], []
+        for g, (X, Y) in groups.items():
+            a = acc[g]
+            m = len(X) * len(comp_targets)
+            if a["fail"] is None and m < len(comp_params):
+                a["fail"] = f"too few rows ({m}) for {len(comp_params)} parameters"
+            if a["fail"] is not None:
+                continue
+            try:
+                probs.append(_Problem(compiled, [(X, Y, index)], len(comp_params), spec, kinds,
+                                      comp_targets))
+            except _Fail as exc:
+                a["fail"] = str(exc)
+                continue
+            live.append(g)
+        if not live:
+            continue
+        log = np.array([k == "log" for k in kinds])
+        padded = _Padded(compiled, probs, comp_targets, comp_params, log, spec.log_space)
+        lo_in, hi_in = np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            group, U, informed = [], [], []
+            for k, own in enumerate(_batched_starts(spec, padded, len(live), u0, lo, hi, kinds,
+                                                    rng)):
+                informed += [True] + [False] * (len(own) - 1)
+                warm = [_with_init(p, (starts.get(live[k]) or {}).get(names[i]))
+                        for p, i in zip(params, comp_params)]
+                if any(w is not p for w, p in zip(warm, params)):
+                    own.append(np.array([_default_u(p, kd, a_, b) for p, kd, a_, b
+                                         in zip(warm, kinds, lo, hi)]))
+                    informed.append(True)
+                group += [k] * len(own)
+                U += own
+            group, informed = np.array(group), np.array(informed)
+            U = np.clip(np.array(U), lo_in, hi_in)
+            # screen_nfev 0 (no screening): every start converges in the batch instead
+            iters = spec.screen_nfev if 0 < spec.screen_nfev < spec.max_nfev else spec.max_nfev
+            raw = U
+            U, cost, nfev = _screen(padded, U, group, spec, lin, lo_in, hi_in, log, iters)
+            for k, g in enumerate(live):
+                a, prob = acc[g], probs[k]
+                mine = np.flatnonzero(group == k)
+                a["nfev"] += int(nfev[mine].sum())
+                drawn = mine[~informed[mine]]
+                drawn = drawn[np.isfinite(cost[drawn])]  # the lowest in cost go on:
+                drawn = drawn[np.argsort(cost[drawn], kind="stable")][:SCREEN_KEEP or None]
+                # informed starts (declared hints, warm starts) descend from where they are,
+                # as on the one-run-per-start path: batched steps can slide off a good basin
+                # that scipy's trust region keeps; drawn ones from where the batch left them.
+                runs = [(raw[b], _descend) for b in mine[informed[mine]]]
+                runs += [(U[b], _descend) for b in drawn]
+                u, c, status, msg = None, math.inf, -1, "no start point gave finite residuals"
+                end = mine[np.argmin(cost[mine])]
+                if spec.loss == "linear" and np.isfinite(cost[end]):  # a batch end point too
+                    u, c, status = U[end], prob.cost(U[end]), 0
+                for start, how in runs:
+                    try:
+                        pu, pc, st = how(prob, start, lo, hi, spec, lin)
+                    except (_Fail, ValueError, np.linalg.LinAlgError) as exc:
+                        msg = str(exc) if u is None and msg.startswith("no start") else msg
+                        continue
+                    tie = abs(pc - c) <= 1e-9 * max(pc, c) + 1e-24  # both at the optimum
+                    if (pc < c and not tie) or (tie and (st, -pc) > (status, -c)):
+                        u, c, status = pu, pc, st  # a tie: the converged run, else the lower
+                if u is None:
+                    a["fail"] = msg
+                    continue
+                a["nfev"] += prob.nfev
+                m = len(prob.blocks[0][0]) * len(comp_targets)
+                for i, v in zip(comp_params, prob.theta(u)):
+                    a["out"][i] = float(v)
+                a["total"] += c * m
+                a["rows"] += m
+                a["status"] = min(a["status"], status)
+                a["msgs"].append("converged" if status else "evaluation cap reached")
+    seconds = (time.perf_counter() - t0) / max(len(groups), 1)
+    fits = {}
+    for g, a in acc.items():
+        if a["fail"] is not None:
+            fits[g] = Fit(status=-1, message=a["fail"], nfev=a["nfev"], seconds=seconds)
+        else:
+            fits[g] = Fit({names[i]: v for i, v in sorted(a["out"].items())},
+                          a["total"] / max(a["rows"], 1), a["nfev"], a["status"],
+                          "; ".join(sorted(set(a["msgs"]))), seconds)
+    return fits
+
+
 def _with_init(p, value):
     from dataclasses import replace
     if value is None or not (p.lower <= value <= p.upper) or (p.positive and value <= 0):
@@ -470,7 +755,10 @@ def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpe
     """
     groups = {g: _as_2d(X, Y, compiled) for g, (X, Y) in groups.items()}
     starts = starts or {}
-    fits = {g: fit_law(compiled, X, Y, spec, starts.get(g)) for g, (X, Y) in groups.items()}
+    if _batched(len(groups)):
+        fits = _fit_batched(compiled, groups, spec, starts)
+    else:
+        fits = {g: fit_law(compiled, X, Y, spec, starts.get(g)) for g, (X, Y) in groups.items()}
     law = compiled.law
     shared = [i for i, p in enumerate(law.params) if p.shared]
     if not shared or len(groups) < 2:

@@ -214,13 +214,16 @@ DRIFTING_FITTER = {"loss": "linear", "f_scale": 0.1, "n_starts": 3, "log_space":
                    "log_params": True, "max_nfev": 200, "global_evals": 400, "seed": 0}
 
 
-def test_final_refit_starts_from_the_validation_constants(parallel):
+@pytest.mark.parametrize("batched", [False, True])
+def test_final_refit_starts_from_the_validation_constants(parallel, batched, monkeypatch):
+    monkeypatch.setattr("hybrid_sld.fit.BATCHED", batched)
     task, train, test, _law, _spec = parallel
     law = parse_task_law(DRIFTING, task)
     spec = FitterSpec.from_dict(DRIFTING_FITTER)
     _v, full = ev.report(law, task, train, test, spec)
     cold = ev.evaluate(law, spec, train, {"train": train})
-    assert cold.r2("train") < 0.99  # the failure this guards against, still there cold
+    if not batched:  # one scipy run per start: the failure this guards against, still there cold
+        assert cold.r2("train") < 0.99
     for g, f in full.fits.items():  # warm-started: never worse than cold, per group
-        assert f.cost <= cold.fits[g].cost
+        assert f.cost <= cold.fits[g].cost * (1 + 1e-9)  # same basin: last digits may differ
     assert full.r2("train") > 0.9999 and full.r2("test") > 0.999

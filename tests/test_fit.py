@@ -54,7 +54,9 @@ def test_kaplan_two_feature_recovery(strategy):
     assert _rel_err(fit.params, dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)) < 1e-6
 
 
-def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum():
+def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum(monkeypatch):
+    # screening belongs to the one-run-per-start path (robust losses, log space, grid)
+    monkeypatch.setattr("hybrid_sld.fit.BATCHED", False)
     N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
     X = np.c_[N.ravel(), D.ravel()]
     y = 1.7 + 400 * X[:, 0] ** -0.34 + 410 * X[:, 1] ** -0.28
@@ -303,3 +305,92 @@ def test_time_limit_aborts_a_slow_fit_with_fit_timeout():
         with time_limit(0.0):
             fit_law(compiled, x, y)
     assert fit_law(compiled, x, y).success  # the limit ends with its block
+
+
+# --- several groups: start points screened in one batch (hybrid_sld.fit.BATCHED) ---
+
+THREE = {"a": dict(E=3.0, A=50.0, a=0.5), "b": dict(E=1.0, A=20.0, a=0.3),
+         "c": dict(E=2.0, A=900.0, a=0.8)}
+
+
+def _three_groups(noise=0.0, outlier=False):
+    rng = np.random.default_rng(1)
+    out = {}
+    for g, t in THREE.items():
+        y = t["E"] + t["A"] * X1 ** -t["a"] + rng.normal(0, noise, len(X1))
+        if outlier:
+            y[10] += 0.5 * y.std() * 10
+        out[g] = (X1[:, None], y)
+    return out
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("log_space", [False, True])
+def test_batched_groups_recover_each_groups_constants(strategy, log_space):
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0\nE >= 0", ["x"]))
+    fits = fit_groups(c, _three_groups(), FitterSpec(strategy=strategy, log_space=log_space))
+    for g, f in fits.items():
+        assert f.success and f.status == 1, (g, f.message)
+        assert _rel_err(f.params, THREE[g]) < 1e-6, (g, f.params)
+
+
+def test_batched_and_per_start_paths_agree_and_batching_is_deterministic(monkeypatch):
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
+    groups, spec = _three_groups(noise=0.01), FitterSpec(n_starts=6, seed=4)
+    batched, again = fit_groups(c, groups, spec), fit_groups(c, groups, spec)
+    assert all(batched[g].params == again[g].params and batched[g].nfev == again[g].nfev
+               for g in groups)
+    monkeypatch.setattr("hybrid_sld.fit.BATCHED", False)
+    single = fit_groups(c, groups, spec)
+    for g in groups:  # the same least-squares optimum, found either way
+        assert batched[g].cost == pytest.approx(single[g].cost, rel=1e-8)
+
+
+def test_batched_robust_loss_downweights_outlier():
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
+    groups = _three_groups(outlier=True)
+    lin = fit_groups(c, groups, FitterSpec(loss="linear"))
+    hub = fit_groups(c, groups, FitterSpec(loss="huber"))
+    for g in groups:
+        assert _rel_err(hub[g].params, {"E": THREE[g]["E"]}) < _rel_err(lin[g].params,
+                                                                         {"E": THREE[g]["E"]})
+
+
+def test_batched_group_failures_stay_in_their_group():
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
+    groups = _three_groups()
+    groups["few"] = (X1[:2, None], groups["a"][1][:2])  # 2 rows for 3 constants
+    groups["neg"] = (X1[:, None], -groups["a"][1])  # log space needs positive targets
+    fits = fit_groups(c, groups, FitterSpec(log_space=True))
+    assert "too few rows" in fits["few"].message and not fits["few"].success
+    assert "positive" in fits["neg"].message and not fits["neg"].success
+    assert all(fits[g].success and _rel_err(fits[g].params, THREE[g]) < 1e-6 for g in THREE)
+
+
+def test_jac_many_matches_one_parameter_vector_at_a_time():
+    c = compile_law(parse_law("y = E + A*x^(-a) + B*max(log(x) - C, 0)\nA, a > 0", ["x"]))
+    rng = np.random.default_rng(0)
+    Theta = rng.uniform(0.1, 2.0, (5, c.n_params))
+    X = np.stack([X1[:, None] * (1 + k) for k in range(5)])  # (5, n, 1)
+    f, J = c.jac_many([X[:, :, 0]], Theta, 0)
+    for b in range(5):
+        f1, J1 = c.predict_jac(X[b], Theta[b], 0)
+        np.testing.assert_allclose(f[b], f1, rtol=1e-12)
+        np.testing.assert_allclose(J[b], J1[:, list(c.targets[0].deps)], rtol=1e-12)
+
+
+def test_lm_batch_solves_each_problem_and_leaves_non_finite_starts():
+    from hybrid_sld.batch_lm import lm_batch
+    x = np.linspace(0, 1, 20)
+    k_true = np.array([0.5, 2.0, -1.0])
+
+    def resid_jac(U, rows):  # y = exp(k x), one k per problem
+        f = np.exp(U[:, :1] * x)
+        return f - np.exp(k_true[rows][:, None] * x), (f * x)[:, :, None]
+
+    U0 = np.array([[0.0], [0.0], [np.nan]])
+    U, cost, nfev = lm_batch(resid_jac, U0, np.array([-np.inf]), np.array([np.inf]), 100)
+    np.testing.assert_allclose(U[:2, 0], k_true[:2], rtol=1e-8)
+    assert cost[2] == np.inf and nfev[2] == 1  # never iterated
+    bounded, _c, _n = lm_batch(resid_jac, U0[:2], np.array([-np.inf]), np.array([1.0]), 100)
+    assert bounded[1, 0] <= 1.0 and bounded[0, 0] == pytest.approx(0.5, rel=1e-8)

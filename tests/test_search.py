@@ -308,14 +308,14 @@ def test_fits_use_one_blas_thread_and_the_caller_keeps_its_own(synthetic_task, t
     from threadpoolctl import threadpool_limits
     from hybrid_sld import fit
     seen = tmp_path / "blas_threads.txt"
-    run = fit._run
+    local = fit._local  # every fit ends in it, batched or not
 
     def recording(*args, **kwargs):  # inside every fit, in the search's process or a worker
         with open(seen, "a") as fh:
             fh.write(f"{sorted(_blas_threads())}\n")
-        return run(*args, **kwargs)
+        return local(*args, **kwargs)
 
-    monkeypatch.setattr(fit, "_run", recording)
+    monkeypatch.setattr(fit, "_local", recording)
     with threadpool_limits(limits=2, user_api="blas"):
         s = Search(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4,
                                 workers=workers), tmp_path)
