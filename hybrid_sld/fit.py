@@ -462,19 +462,17 @@ class _Padded:
     def __call__(self, U, g):
         """Residuals and Jacobians of problems U (one per row) on groups g (an index per row)."""
         check()
-        log_space = self.log_space
-        Y = self.logY if log_space else self.Y
+        Y = self.logY if self.log_space else self.Y
         th = self.theta(U)
         full = np.zeros((len(U), self.c.n_params))
         full[:, self.params] = th
         X, mask = self.X[g], self.mask[g]
         rs, js = [], []
         for k, t in enumerate(self.targets):
-            out = self._jac(X, full, t)
-            f, Jd = out
+            f, Jd = self._jac(X, full, t)
             w = np.where(mask, self.w[g, k][:, None], 0.0)
             with np.errstate(all="ignore"):
-                if log_space:
+                if self.log_space:
                     f, Jd = np.log(f), Jd / f[:, :, None]
                 rs.append(np.where(mask, w * (f - Y[g][:, :, t]), 0.0))
                 J = np.zeros(f.shape + (len(self.params),))
@@ -670,23 +668,22 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
                 # informed starts (declared hints, warm starts) descend from where they are,
                 # as on the one-run-per-start path: batched steps can slide off a good basin
                 # that scipy's trust region keeps; drawn ones from where the batch left them.
-                runs = [(raw[b], _descend) for b in mine[informed[mine]]]
-                runs += [(U[b], _descend) for b in drawn]
-                u, c, status, msg = None, math.inf, -1, "no start point gave finite residuals"
+                runs = [raw[b] for b in mine[informed[mine]]] + [U[b] for b in drawn]
+                u, c, status, error = None, math.inf, -1, None
                 end = mine[np.argmin(cost[mine])]
                 if spec.loss == "linear" and np.isfinite(cost[end]):  # a batch end point too
                     u, c, status = U[end], prob.cost(U[end]), 0
-                for start, how in runs:
+                for start in runs:
                     try:
-                        pu, pc, st = how(prob, start, lo, hi, spec, lin)
+                        pu, pc, st = _descend(prob, start, lo, hi, spec, lin)
                     except (_Fail, ValueError, np.linalg.LinAlgError) as exc:
-                        msg = str(exc) if u is None and msg.startswith("no start") else msg
+                        error = error or str(exc)
                         continue
                     tie = abs(pc - c) <= 1e-9 * max(pc, c) + 1e-24  # both at the optimum
                     if (pc < c and not tie) or (tie and (st, -pc) > (status, -c)):
                         u, c, status = pu, pc, st  # a tie: the converged run, else the lower
                 if u is None:
-                    a["fail"] = msg
+                    a["fail"] = error or "no start point gave finite residuals"
                     continue
                 a["nfev"] += prob.nfev
                 m = len(prob.blocks[0][0]) * len(comp_targets)
