@@ -1,9 +1,9 @@
 """Fit paths compared on laws a search met: validation time and quality with a switch off and on.
 
 ``--switch screening`` (the default): start screening, on the one-run-per-start path.
-``--switch batched``: every group's start points in one batched Levenberg-Marquardt run, then
-one scipy polish per group (``hybrid_sld.fit.BATCHED``, since 2026-11-29), against one scipy
-run per start point with screening.
+``--switch batched``: fits of several groups with their start points screened in one batched
+Levenberg-Marquardt run before each group's kept starts converge with scipy
+(``hybrid_sld.fit.BATCHED``, since 2026-11-30), against one scipy run per start and group.
 
 Since 2026-11-29 a fit with more than two random start points first gives each of them
 ``FitterSpec.screen_nfev`` (30) evaluations and carries only the two lowest in cost on to

@@ -96,6 +96,11 @@ class Fit:
         return np.array([self.params[n] for n in names], dtype=float)
 
 
+def _theta(u, log):
+    """Parameter values from the optimiser's variables: exp of those fitted as logarithms."""
+    return np.where(log, np.exp(np.clip(u, -700, 700)), u)
+
+
 class _Problem:
     """Residuals and Jacobian of one fit: some free parameters, rows of one or more blocks.
 
@@ -119,7 +124,7 @@ class _Problem:
         self.nfev = 0
 
     def theta(self, u):
-        return np.where(self.log, np.exp(np.clip(u, -700, 700)), u)
+        return _theta(u, self.log)
 
     def residual(self, u, jac=False):
         check()
@@ -268,20 +273,30 @@ def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec):
     return s[0]
 
 
+def _de_sizes(spec: FitterSpec, n_free: int) -> tuple[int, int]:
+    """Differential evolution's (popsize, maxiter) for about ``global_evals`` evaluations."""
+    popsize = max(5, min(15, spec.global_evals // (10 * max(1, n_free))))
+    return popsize, max(1, spec.global_evals // (popsize * max(1, n_free)))
+
+
+def _grid_points(spec: FitterSpec, n_free: int, blo, bhi, rng) -> np.ndarray:
+    """``global_evals`` Latin hypercube points in the search box."""
+    return qmc.scale(qmc.LatinHypercube(d=n_free, seed=rng).random(spec.global_evals),
+                     blo, np.maximum(bhi, blo + 1e-12))
+
+
 def _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin):
     """Start points for the local stage: hints first, then random / DE / grid points."""
     blo, bhi = _search_box(u0, lo, hi, kinds)
     n = spec.n_starts
     if spec.strategy == "de":
-        popsize = max(5, min(15, spec.global_evals // (10 * max(1, prob.n_free))))
-        maxiter = max(1, spec.global_evals // (popsize * max(1, prob.n_free)))
+        popsize, maxiter = _de_sizes(spec, prob.n_free)
         res = differential_evolution(prob.cost, list(zip(blo, bhi)), maxiter=maxiter,
                                      popsize=popsize, seed=rng.integers(2**31), polish=False,
                                      init="latinhypercube", tol=1e-12)
         return [u0, res.x]
     if spec.strategy == "grid":
-        pts = qmc.scale(qmc.LatinHypercube(d=prob.n_free, seed=rng).random(spec.global_evals),
-                        blo, np.maximum(bhi, blo + 1e-12))
+        pts = _grid_points(spec, prob.n_free, blo, bhi, rng)
         costs = np.array([prob.cost(p) for p in pts])
         return [u0] + [pts[i] for i in np.argsort(costs)[: n - 1]]
     starts = [u0]
@@ -456,25 +471,22 @@ class _Padded:
         self.params = comp_params
         self.pos = [[comp_params.index(i) for i in compiled.targets[t].deps] for t in comp_targets]
 
-    def theta(self, U):
-        return np.where(self.log, np.exp(np.clip(U, -700, 700)), U)
-
     def __call__(self, U, g):
         """Residuals and Jacobians of problems U (one per row) on groups g (an index per row)."""
         check()
-        Y = self.logY if self.log_space else self.Y
-        th = self.theta(U)
+        th = _theta(U, self.log)
         full = np.zeros((len(U), self.c.n_params))
         full[:, self.params] = th
-        X, mask = self.X[g], self.mask[g]
+        Y = (self.logY if self.log_space else self.Y)[g]
+        X, mask, weights = self.X[g], self.mask[g], self.w[g]
         rs, js = [], []
         for k, t in enumerate(self.targets):
             f, Jd = self._jac(X, full, t)
-            w = np.where(mask, self.w[g, k][:, None], 0.0)
+            w = np.where(mask, weights[:, [k]], 0.0)
             with np.errstate(all="ignore"):
                 if self.log_space:
                     f, Jd = np.log(f), Jd / f[:, :, None]
-                rs.append(np.where(mask, w * (f - Y[g][:, :, t]), 0.0))
+                rs.append(np.where(mask, w * (f - Y[:, :, t]), 0.0))
                 J = np.zeros(f.shape + (len(self.params),))
                 J[:, :, self.pos[k]] = np.where(mask[:, :, None], w[:, :, None] * Jd, 0.0)
             js.append(J)
@@ -556,8 +568,7 @@ def _batched_starts(spec, padded, n_groups, u0, lo, hi, kinds, rng) -> list[list
     blo, bhi = _search_box(u0, lo, hi, kinds)
     n_free = len(u0)
     if spec.strategy == "de":
-        popsize = max(5, min(15, spec.global_evals // (10 * max(1, n_free))))
-        maxiter = max(1, spec.global_evals // (popsize * max(1, n_free)))
+        popsize, maxiter = _de_sizes(spec, n_free)
         seed = rng.integers(2**31)
         out = []
         for k in range(n_groups):
@@ -568,8 +579,7 @@ def _batched_starts(spec, padded, n_groups, u0, lo, hi, kinds, rng) -> list[list
             out.append([u0, res.x])
         return out
     if spec.strategy == "grid":
-        pts = qmc.scale(qmc.LatinHypercube(d=n_free, seed=rng).random(spec.global_evals),
-                        blo, np.maximum(bhi, blo + 1e-12))
+        pts = _grid_points(spec, n_free, blo, bhi, rng)
         P = len(pts)
         costs = padded.cost(np.tile(pts, (n_groups, 1)), np.repeat(np.arange(n_groups), P))
         costs = costs.reshape(n_groups, P)
