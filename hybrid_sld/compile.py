@@ -110,8 +110,11 @@ class CompiledLaw:
             e = _pairwise_minmax(expr.xreplace(rename))
             deps = tuple(i for i, s in enumerate(ps) if e.has(s))
             grads = [sp.diff(e, ps[i]) for i in deps]
-            f = sp.lambdify(args, e, modules=[_NAMESPACE, "numpy"], cse=True)
-            fj = sp.lambdify(args, [e] + grads, modules=[_NAMESPACE, "numpy"], cse=True)
+            # docstring_limit=0: no expression text in the generated docstring; printing it
+            # took about half of lambdify's time on the search's laws (nobody reads it)
+            f = sp.lambdify(args, e, modules=[_NAMESPACE, "numpy"], cse=True, docstring_limit=0)
+            fj = sp.lambdify(args, [e] + grads, modules=[_NAMESPACE, "numpy"], cse=True,
+                             docstring_limit=0)
             self.targets.append(_Target(f, fj, deps, _linear_params(e, ps, deps)))
 
     def __getstate__(self):
