@@ -4,6 +4,8 @@
 ``--switch batched``: fits of several groups with their start points screened in one batched
 Levenberg-Marquardt run before each group's kept starts converge with scipy
 (``hybrid_sld.fit.BATCHED``, since 2026-11-30), against one scipy run per start and group.
+``--switch racing``: descents that crawl while clearly losing to another start of the same
+fit are given up (``hybrid_sld.fit.RACE``, since 2026-11-30).
 
 Since 2026-11-29 a fit with more than two random start points first gives each of them
 ``FitterSpec.screen_nfev`` (30) evaluations and carries only the two lowest in cost on to
@@ -58,7 +60,8 @@ from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 MOVED = 1e-4  # an R2 change counted as worse / better
 # switch -> (hybrid_sld.fit setting, value off, value on, setting held fixed meanwhile)
 SWITCHES = {"screening": ("SCREEN_KEEP", 0, 2, ("BATCHED", False)),
-            "batched": ("BATCHED", False, True, ("SCREEN_KEEP", 2))}
+            "batched": ("BATCHED", False, True, ("SCREEN_KEEP", 2)),
+            "racing": ("RACE", False, True, ("SCREEN_KEEP", 2))}
 
 
 def log(msg: str) -> None:

@@ -165,8 +165,28 @@ class _Fail(Exception):
     pass
 
 
-def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, method=None):
-    """One least_squares run; returns (u, cost, status) or raises _Fail."""
+def _racer(prob: _Problem, race: float):
+    """least_squares callback that gives up a descent losing the race: after RACE_MIN_IT
+    iterations, its cost still above RACE_RATIO times the best another start reached
+    (``race``) and down by less than RACE_GAIN over the last RACE_WINDOW iterations. Descents
+    that end above another start's cost took about half of the full descents' time on
+    lr_bsz and data_constrained search candidates, many of them crawling to ``max_nfev``."""
+    if not (RACE and math.isfinite(race)) or prob.spec.loss != "linear":
+        return None  # a robust loss's descent may raise the plain cost compared here
+    history = []
+
+    def callback(intermediate_result):
+        c = float(np.mean(intermediate_result.fun ** 2))  # the plain residuals: prob.cost
+        history.append(c)
+        if (len(history) > max(RACE_MIN_IT, RACE_WINDOW) and c > RACE_RATIO * race
+                and history[-RACE_WINDOW - 1] - c < RACE_GAIN * c):
+            raise StopIteration
+    return callback
+
+
+def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, method=None, race=math.inf):
+    """One least_squares run; returns (u, cost, status) or raises _Fail. ``race``: the best
+    cost of another start so far (see :func:`_racer`)."""
     bounded = np.isfinite(lo).any() or np.isfinite(hi).any()
     m = sum(len(X) for X, _, _ in prob.blocks) * len(prob.targets)
     method = method or ("lm" if spec.strategy == "lm" and not bounded and spec.loss == "linear"
@@ -180,7 +200,8 @@ def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, method=None):
                             bounds=(lo, hi) if method != "lm" else (-np.inf, np.inf),
                             method=method, loss=spec.loss if method != "lm" else "linear",
                             f_scale=spec.f_scale, max_nfev=spec.max_nfev, x_scale="jac",
-                            ftol=TOL, xtol=TOL, gtol=TOL)
+                            ftol=TOL, xtol=TOL, gtol=TOL,
+                            callback=_racer(prob, race) if method != "lm" else None)
     return res.x, prob.cost(res.x), int(res.status > 0)
 
 
@@ -216,7 +237,7 @@ def _search_box(u0, lo, hi, kinds):
     return blo, bhi
 
 
-def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec):
+def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf):
     """Variable projection: linear parameters solved exactly inside a search over the rest."""
     nl = np.array([i for i in range(prob.n_free) if i not in lin], dtype=int)
     lin = np.array(lin, dtype=int)
@@ -266,7 +287,8 @@ def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec):
         raise _Fail("residuals are not finite at the start point")
     with np.errstate(all="ignore"):
         res = least_squares(fun, v0, jac=jac, bounds=(lo[nl], hi[nl]), method="trf",
-                            max_nfev=spec.max_nfev, x_scale="jac", ftol=TOL, xtol=TOL, gtol=TOL)
+                            max_nfev=spec.max_nfev, x_scale="jac", ftol=TOL, xtol=TOL, gtol=TOL,
+                            callback=_racer(prob, race))
     s = solve(res.x)
     if s is None:
         raise _Fail("residuals are not finite")
@@ -309,11 +331,12 @@ def _uses_varpro(spec: FitterSpec, lin) -> bool:
     return bool(lin) and not spec.log_space and spec.strategy in ("auto", "varpro", "de", "grid")
 
 
-def _descend(prob: _Problem, start, lo, hi, spec: FitterSpec, lin):
-    """One start point to convergence: variable projection first where the spec uses it."""
+def _descend(prob: _Problem, start, lo, hi, spec: FitterSpec, lin, race=math.inf):
+    """One start point to convergence: variable projection first where the spec uses it.
+    ``race``: the lowest cost another start reached (see :func:`_racer`)."""
     if _uses_varpro(spec, lin):
-        start = _varpro_local(prob, lin, start, lo, hi, spec)
-    return _local(prob, start, lo, hi, spec)
+        start = _varpro_local(prob, lin, start, lo, hi, spec, race)
+    return _local(prob, start, lo, hi, spec, race=race)
 
 
 def fit_problem(prob: _Problem, params, kinds, spec: FitterSpec, rng, lin=(), extra=()):
@@ -336,9 +359,9 @@ def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
     u0 = u_of(params)
     best = [None, math.inf, -1, "no start point gave finite residuals"]
 
-    def descend(start, s):
+    def descend(start, s, race=True):
         try:
-            u, c, status = _descend(prob, start, lo, hi, s, lin)
+            u, c, status = _descend(prob, start, lo, hi, s, lin, best[1] if race else math.inf)
         except (_Fail, ValueError, np.linalg.LinAlgError) as exc:
             if best[0] is None:
                 best[3] = str(exc)
@@ -353,7 +376,7 @@ def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
         # informed starts (declared hints, warm starts) always go on: a good basin can look
         # worse than a degenerate one after a few evaluations.
         short = FitterSpec(**{**spec.to_dict(), "max_nfev": spec.screen_nfev})
-        screened = [r for r in (descend(s, short) for s in drawn) if r is not None]
+        screened = [r for r in (descend(s, short, race=False) for s in drawn) if r is not None]
         screened.sort(key=lambda r: r[1])
         drawn = [u for u, _c in screened[:SCREEN_KEEP]]
     for start in [first, *drawn] + [u_of(ps) for ps in extra]:
@@ -364,6 +387,8 @@ def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
 SCREEN_KEEP = 2  # drawn start points carried past the screening stage (see FitterSpec)
 LOG_STEP = 2.0  # largest move of a log-parameter per batched iteration (a factor e^2)
 BATCHED = True  # fits of several groups: their start points screened in one batch (_fit_batched)
+RACE = True  # give up descents that crawl while clearly losing to another start (_racer)
+RACE_RATIO, RACE_GAIN, RACE_WINDOW, RACE_MIN_IT = 1.1, 0.01, 10, 20
 
 
 def _batched(n_groups: int) -> bool:
@@ -685,7 +710,7 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
                     u, c, status = U[end], prob.cost(U[end]), 0
                 for start in runs:
                     try:
-                        pu, pc, st = _descend(prob, start, lo, hi, spec, lin)
+                        pu, pc, st = _descend(prob, start, lo, hi, spec, lin, c)
                     except (_Fail, ValueError, np.linalg.LinAlgError) as exc:
                         error = error or str(exc)
                         continue

@@ -394,3 +394,44 @@ def test_lm_batch_solves_each_problem_and_leaves_non_finite_starts():
     assert cost[2] == np.inf and nfev[2] == 1  # never iterated
     bounded, _c, _n = lm_batch(resid_jac, U0[:2], np.array([-np.inf]), np.array([1.0]), 100)
     assert bounded[1, 0] <= 1.0 and bounded[0, 0] == pytest.approx(0.5, rel=1e-8)
+
+
+# --- racing: descents that crawl while clearly losing are given up (hybrid_sld.fit.RACE) ---
+
+def _crawl(costs, race, loss="linear"):
+    """Feed _racer's callback residual vectors of these mean squares; iterations it ran."""
+    from types import SimpleNamespace
+    from hybrid_sld.fit import _racer
+    cb = _racer(SimpleNamespace(spec=FitterSpec(loss=loss)), race)
+    if cb is None:
+        return None
+    for i, c in enumerate(costs):
+        try:
+            cb(SimpleNamespace(fun=np.full(4, np.sqrt(c))))
+        except StopIteration:
+            return i + 1
+    return len(costs)
+
+
+def test_racer_gives_up_only_a_crawling_loser():
+    crawling_loser = np.linspace(2.0, 1.99, 100)  # twice the best, 0.5 % gained in 100 steps
+    assert _crawl(crawling_loser, race=1.0) == 21  # after RACE_MIN_IT iterations
+    assert _crawl(crawling_loser, race=1.9) == 100  # within RACE_RATIO of the best: runs on
+    assert _crawl(2.0 * 0.95 ** np.arange(100), race=1.0) == 100  # falling fast: runs on
+    assert _crawl(crawling_loser, race=np.inf) is None  # no other start yet
+    assert _crawl(crawling_loser, race=1.0, loss="soft_l1") is None  # not comparable
+
+
+def test_racing_keeps_the_optimum_and_saves_evaluations(monkeypatch):
+    # one start converges; drawn ones that crawl far above it stop early
+    N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
+    X = np.c_[N.ravel(), D.ravel()]
+    y = 1.7 + 400 * X[:, 0] ** -0.34 + 410 * X[:, 1] ** -0.28
+    c = compile_law(parse_law("loss = E + A/N^alpha + B/D^beta\nA, B, alpha, beta > 0", ["N", "D"]))
+    spec = FitterSpec(strategy="trf", n_starts=12, screen_nfev=0, seed=1)
+    raced = fit_law(c, X, y, spec)
+    monkeypatch.setattr("hybrid_sld.fit.RACE", False)
+    full = fit_law(c, X, y, spec)
+    truth = dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)
+    assert _rel_err(full.params, truth) < 1e-6 and _rel_err(raced.params, truth) < 1e-6
+    assert raced.nfev < full.nfev
