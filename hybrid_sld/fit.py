@@ -229,6 +229,17 @@ def _default_u(p, kind, lo, hi):
     return 0.0 if kind == "log" else 0.5
 
 
+def _start_u(params, kinds, lo, hi) -> np.ndarray:
+    """The optimiser's start vector from the parameters' declared (or default) values."""
+    return np.array([_default_u(p, k, a, b) for p, k, a, b in zip(params, kinds, lo, hi)])
+
+
+def _warm(params, values):
+    """The parameters with these start values where usable; None if none was (no warm start)."""
+    warm = [_with_init(p, v) for p, v in zip(params, values)]
+    return warm if any(w is not p for w, p in zip(warm, params)) else None
+
+
 def _search_box(u0, lo, hi, kinds):
     """Finite box for global strategies and random starts, inside the bounds."""
     width = np.where(np.array(kinds) == "log", 12.0, 3.0)
@@ -352,11 +363,7 @@ def fit_problem(prob: _Problem, params, kinds, spec: FitterSpec, rng, lin=(), ex
 
 def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
     lo, hi = _u_bounds(params, kinds)
-
-    def u_of(ps):
-        return np.array([_default_u(p, k, a, b) for p, k, a, b in zip(ps, kinds, lo, hi)])
-
-    u0 = u_of(params)
+    u0 = _start_u(params, kinds, lo, hi)
     best = [None, math.inf, -1, "no start point gave finite residuals"]
 
     def descend(start, s, race=True):
@@ -379,7 +386,7 @@ def _fit_problem(prob, params, kinds, spec, rng, lin, extra=()):
         screened = [r for r in (descend(s, short, race=False) for s in drawn) if r is not None]
         screened.sort(key=lambda r: r[1])
         drawn = [u for u, _c in screened[:SCREEN_KEEP]]
-    for start in [first, *drawn] + [u_of(ps) for ps in extra]:
+    for start in [first, *drawn] + [_start_u(ps, kinds, lo, hi) for ps in extra]:
         descend(start, spec)
     return tuple(best)
 
@@ -463,8 +470,8 @@ def _run(compiled, blocks_for, spec, start_for=None, extra_for=None):
             params = [_with_init(p, start_for(i, g)) for p, (i, g) in zip(params, free)]
         extra = []
         if extra_for is not None:
-            warm = [_with_init(p, extra_for(i, g)) for p, (i, g) in zip(params, free)]
-            if any(w is not p for w, p in zip(warm, params)):
+            warm = _warm(params, (extra_for(i, g) for i, g in free))
+            if warm is not None:
                 extra.append(warm)
         u, cost, st, msg = fit_problem(prob, params, kinds, spec, rng, lin, extra)
         nfev += prob.nfev
@@ -650,7 +657,7 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
         lin_law, kinds = _kinds(compiled, comp_targets, comp_params, spec)
         lin = [k for k, i in enumerate(comp_params) if i in lin_law]
         lo, hi = _u_bounds(params, kinds)
-        u0 = np.array([_default_u(p, k, a, b) for p, k, a, b in zip(params, kinds, lo, hi)])
+        u0 = _start_u(params, kinds, lo, hi)
         index = np.zeros(compiled.n_params, dtype=int)
         index[comp_params] = np.arange(len(comp_params))
         live, probs = [], []
@@ -679,11 +686,10 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
             for k, own in enumerate(_batched_starts(spec, padded, len(live), u0, lo, hi, kinds,
                                                     rng)):
                 informed += [True] + [False] * (len(own) - 1)
-                warm = [_with_init(p, (starts.get(live[k]) or {}).get(names[i]))
-                        for p, i in zip(params, comp_params)]
-                if any(w is not p for w, p in zip(warm, params)):
-                    own.append(np.array([_default_u(p, kd, a_, b) for p, kd, a_, b
-                                         in zip(warm, kinds, lo, hi)]))
+                mine = starts.get(live[k]) or {}
+                warm = _warm(params, (mine.get(names[i]) for i in comp_params))
+                if warm is not None:
+                    own.append(_start_u(warm, kinds, lo, hi))
                     informed.append(True)
                 group += [k] * len(own)
                 U += own
