@@ -278,3 +278,38 @@ def test_no_global_randomness(monkeypatch):
     monkeypatch.setattr(random, "random", boom)
     monkeypatch.setattr(random, "choice", boom)
     _chain(get_task("vocab_scaling_law"), 1, 20)
+
+
+def _folded(text, task=None, train=None):
+    from hybrid_sld.data import load_train
+    task = task or get_task("kaplan_demo")
+    fold = ops.ConstantFolder(task, train if train is not None else load_train(task))
+    return fold(ops.parse_cached(text, task)).text
+
+
+def test_constant_folder_replaces_constants_in_disguise():
+    # N spans 1e6..3e8 and D 2e7..2e10 in the demo: tanh(N) is 1, exp(-D) is 0 on every row
+    assert _folded("loss = E + p2*tanh(num_params) + A/num_params^a\nA, a > 0") == \
+        "loss = E + A/num_params^a\nA, a > 0"  # E + p2 -> E: the redundant offset goes too
+    assert _folded("loss = E + A/num_params^(1/(1 + exp(-tokens)))") == "loss = E + A/num_params"
+    assert _folded("loss = E + p1*(1/(1 + exp(tokens))) + p2*log(tokens)") == \
+        "loss = E + p2*log(tokens)"
+
+
+def test_constant_folder_keeps_what_varies_or_is_fitted():
+    for text in ["loss = E + A*exp(-tokens/2e10)",  # varies over the rows
+                 "loss = E + A*tanh(k*num_params)\nk > 0"]:  # the fit decides if it saturates
+        assert _folded(text) == ops.parse_cached(text, get_task("kaplan_demo")).text
+    # a term that is 0 on every row goes, and its amplitude with it
+    assert _folded("loss = E + A*log(num_params)*exp(-num_params)") == "loss = E"
+
+
+def test_constant_folder_needs_the_inputs_to_vary():
+    from hybrid_sld.data import load_train
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    one_d = train.subset(train.column("tokens") == train.column("tokens")[0])
+    text = "loss = E + p1*tanh(tokens) + A/num_params^a\nA, a > 0"
+    law = ops.parse_cached(text, task)
+    assert _folded(text, task, one_d) == law.text  # one value of D: tanh(D) need not be 1 on test
+    assert _folded(text, task, train) != law.text

@@ -79,6 +79,14 @@ def test_recovers_known_law(synthetic_task, tmp_path):
     assert len((run / "events.jsonl").read_text().splitlines()) == res["evals"] == 16
 
 
+def test_search_folds_constants_in_disguise_before_the_cache(tmp_path):
+    # tanh(N) is 1 on every demo row: the law is E + A/N^a, which the cache knows by that key
+    search = Search(SearchConfig(task="kaplan_demo", max_evals=4), tmp_path)
+    plain = search._law("loss = E + A/num_params^a\nA, a > 0")
+    law = search._law("loss = E + p1*tanh(num_params) + A/num_params^a\nA, a > 0")
+    assert law.text == plain.text and law.key == plain.key
+
+
 def _best(res):
     return res["law"], {g: {k: round(v, 9) for k, v in p.items()} for g, p in res["groups"].items()}
 

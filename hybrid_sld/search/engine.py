@@ -196,6 +196,7 @@ class Search:
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.train = train
+        self.fold = operators.ConstantFolder(self.task, train)
         self.seeds = self._seed_candidates()
         self._check_rows(train)
         self.llm = None
@@ -292,11 +293,12 @@ class Search:
         return texts
 
     def _law(self, text):
-        """The parsed law, or None; also None when its printed text would not parse back
-        (the archive, checkpoints and the final report all hold the printed text)."""
+        """The parsed law with its constants in disguise folded (operators.ConstantFolder), or
+        None; also None when its printed text would not parse back (the archive, checkpoints
+        and the final report all hold the printed text)."""
         try:
             with time_limit(PROPOSE_SECONDS), interruptible("parsing a law"):
-                law = operators.parse_cached(text, self.task)
+                law = self.fold(operators.parse_cached(text, self.task))
                 operators.parse_cached(law.text, self.task)
             return law
         except (LawError, FitTimeout):
