@@ -55,8 +55,10 @@ def test_kaplan_two_feature_recovery(strategy):
 
 
 def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum(monkeypatch):
-    # screening belongs to the one-run-per-start path (robust losses, log space, grid)
+    # screening belongs to the one-run-per-start path (robust losses, log space, grid); racing
+    # off, so that only screening shortens descents here
     monkeypatch.setattr("hybrid_sld.fit.BATCHED", False)
+    monkeypatch.setattr("hybrid_sld.fit.RACE", False)
     N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
     X = np.c_[N.ravel(), D.ravel()]
     y = 1.7 + 400 * X[:, 0] ** -0.34 + 410 * X[:, 1] ** -0.28
@@ -65,7 +67,9 @@ def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum(monkeypa
                       for s in (0, 30))
     truth = dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)
     assert _rel_err(full.params, truth) < 1e-6 and _rel_err(screened.params, truth) < 1e-6
-    assert screened.nfev < 0.6 * full.nfev  # 10 of 11 drawn starts stop after 30 evaluations
+    # 10 of 11 drawn starts stop after 30 evaluations: about 0.6x (980 -> 581 with numpy 2.4.6;
+    # the count moves a little with numpy's rounding, hence the margin); no screening: about 1x
+    assert screened.nfev < 0.7 * full.nfev
 
 
 def test_features_named_like_sympy_builtins_end_to_end():
