@@ -452,10 +452,10 @@ class ConstantFolder:
     """Replaces each subexpression of features alone that takes one finite value on every row
     of ``data`` by that value, then drops parameters it left redundant (:func:`_tidy`).
 
-    Features are scales of 1e6 and more, so operators build constants in disguise: tanh(N),
-    exp(-D), 1/(1 + exp(-N)). In 10-minute SLDBench searches 6-11 % of the laws evaluated on
-    five tasks held one; each was a simpler law fitted again, and a winner that holds one
-    reads as nonsense. The inputs must vary over the rows (a function of a feature that is
+    Where features are scales of 1e6 and more, operators build constants in disguise:
+    tanh(N), exp(-D), 1/(1 + exp(-N)). In 10-minute SLDBench searches 6-11 % of the laws
+    evaluated on five tasks held one; each was a simpler law fitted again, and a winner that
+    holds one reads as nonsense. The inputs must vary over the rows (a function of a feature that is
     constant in ``data`` is not constant in general). Training rows only.
     """
 
@@ -482,7 +482,7 @@ class ConstantFolder:
         if e.free_symbols and {s.name for s in e.free_symbols} <= self.columns.keys():
             v = self._value(e)
             if v is not None:
-                return sp.Integer(int(v)) if v.is_integer() else sp.Float(v)
+                return sp.Integer(int(v)) if v.is_integer() and abs(v) < 1e16 else sp.Float(v)
         args = [self._fold(a) for a in e.args]
         return e if all(a is b for a, b in zip(args, e.args)) else _rebuild(e, args)
 
