@@ -58,6 +58,20 @@ def _pairwise_minmax(expr: sp.Expr) -> sp.Expr:
     return expr.replace(sp.Max, fold(_Max2)).replace(sp.Min, fold(_Min2))
 
 
+def _numpy_function(args, exprs):
+    # docstring_limit=0: no expression text in the generated docstring; printing it took about
+    # half of lambdify's time on the search's laws (nobody reads it)
+    return sp.lambdify(args, exprs, modules=[_NAMESPACE, "numpy"], cse=True, docstring_limit=0)
+
+
+def numpy_function(symbols, expr):
+    """``expr`` as a numpy function of ``symbols``, generated as a law's is: the symbols renamed
+    x0.. (no user name reaches generated code) and max/min made pairwise. For parts of a law
+    evaluated outside a fit."""
+    xs = [sp.Symbol(f"x{i}", real=True) for i in range(len(symbols))]
+    return _numpy_function(xs, _pairwise_minmax(expr.xreplace(dict(zip(symbols, xs)))))
+
+
 @dataclass(frozen=True)
 class _Target:
     f: object  # callable(*x, *p) -> array or scalar
@@ -110,11 +124,8 @@ class CompiledLaw:
             e = _pairwise_minmax(expr.xreplace(rename))
             deps = tuple(i for i, s in enumerate(ps) if e.has(s))
             grads = [sp.diff(e, ps[i]) for i in deps]
-            # docstring_limit=0: no expression text in the generated docstring; printing it
-            # took about half of lambdify's time on the search's laws (nobody reads it)
-            f = sp.lambdify(args, e, modules=[_NAMESPACE, "numpy"], cse=True, docstring_limit=0)
-            fj = sp.lambdify(args, [e] + grads, modules=[_NAMESPACE, "numpy"], cse=True,
-                             docstring_limit=0)
+            f = _numpy_function(args, e)
+            fj = _numpy_function(args, [e] + grads)
             self.targets.append(_Target(f, fj, deps, _linear_params(e, ps, deps)))
 
     def __getstate__(self):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import sympy as sp
 
+from ..compile import numpy_function
 from ..errors import LawError
 from ..fit import LOSSES, STRATEGIES, FitterSpec
 from ..grammar import FUNCTIONS
@@ -455,8 +456,8 @@ class ConstantFolder:
     Where features are scales of 1e6 and more, operators build constants in disguise:
     tanh(N), exp(-D), 1/(1 + exp(-N)). In 10-minute SLDBench searches 6-11 % of the laws
     evaluated on five tasks held one; each was a simpler law fitted again, and a winner that
-    holds one reads as nonsense. The inputs must vary over the rows (a function of a feature that is
-    constant in ``data`` is not constant in general). Training rows only.
+    holds one reads as nonsense. The inputs must vary over the rows (a function of a feature
+    that is constant in ``data`` is not constant in general). Training rows only.
     """
 
     def __init__(self, task, data):
@@ -496,7 +497,7 @@ class ConstantFolder:
             if any(np.ptp(c) > 0 for c in cols):
                 try:
                     with np.errstate(all="ignore"):
-                        y = sp.lambdify(syms, e, "numpy", docstring_limit=0)(*cols)
+                        y = numpy_function(syms, e)(*cols)
                         y = np.broadcast_to(np.asarray(y, dtype=float), cols[0].shape)
                     if np.all(np.isfinite(y)) and np.all(y == y[0]):
                         v = float(y[0])
