@@ -43,15 +43,21 @@ def test_noise_free_recovery_every_strategy(strategy, decl):
                                [fit.params[n] for n in c.law.param_names])
 
 
-@pytest.mark.parametrize("strategy", ["auto", "trf", "de"])
-def test_kaplan_two_feature_recovery(strategy):
+def _two_feature_law():
+    """(compiled law, X, y, true constants): L = E + A/N^alpha + B/D^beta, noise-free, 7x7 grid."""
     N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
     X = np.c_[N.ravel(), D.ravel()]
     y = 1.7 + 400 * X[:, 0] ** -0.34 + 410 * X[:, 1] ** -0.28
     c = compile_law(parse_law("loss = E + A/N^alpha + B/D^beta\nA, B, alpha, beta > 0", ["N", "D"]))
+    return c, X, y, dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)
+
+
+@pytest.mark.parametrize("strategy", ["auto", "trf", "de"])
+def test_kaplan_two_feature_recovery(strategy):
+    c, X, y, truth = _two_feature_law()
     fit = fit_law(c, X, y, FitterSpec(strategy=strategy))
     assert fit.success, fit.message
-    assert _rel_err(fit.params, dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)) < 1e-6
+    assert _rel_err(fit.params, truth) < 1e-6
 
 
 def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum(monkeypatch):
@@ -59,13 +65,9 @@ def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum(monkeypa
     # off, so that only screening shortens descents here
     monkeypatch.setattr("hybrid_sld.fit.BATCHED", False)
     monkeypatch.setattr("hybrid_sld.fit.RACE", False)
-    N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
-    X = np.c_[N.ravel(), D.ravel()]
-    y = 1.7 + 400 * X[:, 0] ** -0.34 + 410 * X[:, 1] ** -0.28
-    c = compile_law(parse_law("loss = E + A/N^alpha + B/D^beta\nA, B, alpha, beta > 0", ["N", "D"]))
+    c, X, y, truth = _two_feature_law()
     full, screened = (fit_law(c, X, y, FitterSpec(strategy="trf", n_starts=12, screen_nfev=s))
                       for s in (0, 30))
-    truth = dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)
     assert _rel_err(full.params, truth) < 1e-6 and _rel_err(screened.params, truth) < 1e-6
     # 10 of 11 drawn starts stop after 30 evaluations: about 0.6x (980 -> 581 with numpy 2.4.6;
     # the count moves a little with numpy's rounding, hence the margin); no screening: about 1x
@@ -428,14 +430,10 @@ def test_racer_gives_up_only_a_crawling_loser():
 
 def test_racing_keeps_the_optimum_and_saves_evaluations(monkeypatch):
     # one start converges; drawn ones that crawl far above it stop early
-    N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
-    X = np.c_[N.ravel(), D.ravel()]
-    y = 1.7 + 400 * X[:, 0] ** -0.34 + 410 * X[:, 1] ** -0.28
-    c = compile_law(parse_law("loss = E + A/N^alpha + B/D^beta\nA, B, alpha, beta > 0", ["N", "D"]))
+    c, X, y, truth = _two_feature_law()
     spec = FitterSpec(strategy="trf", n_starts=12, screen_nfev=0, seed=1)
     raced = fit_law(c, X, y, spec)
     monkeypatch.setattr("hybrid_sld.fit.RACE", False)
     full = fit_law(c, X, y, spec)
-    truth = dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)
     assert _rel_err(full.params, truth) < 1e-6 and _rel_err(raced.params, truth) < 1e-6
     assert raced.nfev < full.nfev
