@@ -148,6 +148,9 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
         return hub
     tried.append(f"Hugging Face dataset {HF_REPO}: not reachable or has no {task.name} "
                  "(pip install huggingface_hub; needs network once)")
+    if task.path and Path(task.path).is_file():  # a user's TOML: its own files are the usual way
+        tried.append(f"or name the files in {task.path}: a [data] table with train = "
+                     "\"train.csv\" (and, optionally, test = \"test.csv\"), relative to the TOML")
     raise DataError(f"no data found for task {task.name!r}; looked in:\n  " + "\n  ".join(tried))
 
 

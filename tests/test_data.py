@@ -246,6 +246,22 @@ def test_nothing_found_in_process(tmp_path, monkeypatch):
         load_splits(get_task("vocab"))
     msg = str(exc.value)
     assert "--data-dir: not set" in msg and f"{DATA_ENV}: not set" in msg and HF_REPO in msg
+    assert "[data]" not in msg  # a built-in task: its own TOML is not the user's to edit
+
+
+def test_user_task_without_data_table_is_told_about_it(tmp_path, monkeypatch):
+    """A user's TOML with no [data] table falls back to the SLDBench sources; the error also
+    says how to name its own files, in that file."""
+    import hybrid_sld.data as data
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.setattr(data, "_hub_files", lambda task: None)
+    toml = TOML.split("[data]")[0]
+    assert "train.csv" not in toml
+    (tmp_path / "task.toml").write_text(toml)
+    with pytest.raises(DataError) as exc:
+        load_splits(load_task_file(tmp_path / "task.toml"))
+    msg = str(exc.value)
+    assert str(tmp_path / "task.toml") in msg and "[data]" in msg and 'train = "train.csv"' in msg
 
 
 def test_hugging_face_offline_cache(tmp_path):
