@@ -7,7 +7,9 @@ one it picks. Rules are then replayed on those finalists: among the laws whose v
 is within a tolerance of the best, the fewest parameters, the lowest complexity, or the most
 central extrapolation ("consensus": the smallest median distance from the other finalists'
 predictions past the training scale, at the points of ``evaluate.beyond_training``; inputs
-only, no test row). The best on test among the finalists is shown too: not a rule (it reads
+only, no test row), or the steadiest extrapolation ("stability": the least drift of those
+predictions between the validation-phase fit and the refit that adds the validation rows).
+The best on test among the finalists is shown too: not a rule (it reads
 test), the room any rule has.
 
     python benchmarks/selection_rules.py RUN_DIR [RUN_DIR ...] [--laws 8] [--cache DIR]
@@ -47,7 +49,7 @@ from hybrid_sld.search.select import finalists  # noqa: E402
 
 TOLERANCES = (0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
 RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
-    (r, t) for r in ("params", "complexity", "consensus") for t in TOLERANCES]
+    (r, t) for r in ("params", "complexity", "consensus", "stability") for t in TOLERANCES]
 
 
 def log(msg: str) -> None:
@@ -81,6 +83,8 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
                 with np.errstate(all="ignore"):
                     row["beyond"] = (predict_dataset(law, full.fits, beyond)
                                      / span).ravel().tolist()
+                    row["beyond_valid"] = (predict_dataset(law, v.fits, beyond)
+                                           / span).ravel().tolist()
         except HybridSLDError as exc:
             row["error"] = str(exc)
         log(f"{run_dir.name}: finalist {i}, {e.n_params} params, valid {row.get('valid')}, "
@@ -114,8 +118,19 @@ def pick(rows: list[dict], rule: str, tol: float) -> dict:
             others = [np.sqrt(np.mean((b - o) ** 2)) for o in pool if not np.array_equal(o, b)]
             return float(np.median(others)) if others else math.inf
         return min(close, key=lambda r: (spread(r), -r["valid"]))
+    if rule == "stability":
+        return min(close, key=lambda r: (drift(r), -r["valid"]))
     size = "n_params" if rule == "params" else "complexity"
     return min(close, key=lambda r: (r[size], -r["valid"]))
+
+
+def drift(row: dict) -> float:
+    """How far the law's predictions past the training scale move when the validation rows join
+    its fit: RMS change, in target ranges, from the validation-phase fit to the full refit."""
+    a, b = (np.asarray(row.get(k) or [np.nan], dtype=float) for k in ("beyond", "beyond_valid"))
+    if a.shape != b.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return math.inf
+    return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
 def clip(r2: float) -> float:
@@ -132,8 +147,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     studies = []
     for rd in map(Path, args.runs):
-        # v2: rows hold "beyond" (predictions past the training scale) for the consensus rule
-        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}__v2.json" if args.cache else None
+        # v3: rows hold "beyond" (predictions past the training scale) for the consensus rule,
+        # and "beyond_valid" (the same from the validation-phase fit) for the stability rule
+        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}__v3.json" if args.cache else None
         if cached is not None and cached.exists():
             study = json.loads(cached.read_text())
         else:
