@@ -184,13 +184,21 @@ def validation_mask(task: Task, train: Dataset) -> np.ndarray:
             k = max(1, int(round(rule.fraction * len(rows))))
             mask[rng.choice(rows, size=k, replace=False)] = True
             continue
-        scale = train.column(rule.by)[rows]
-        cut = np.quantile(scale, 1.0 - rule.fraction, method="higher")
-        chosen = rows[scale >= cut]
-        if len(chosen) == len(rows):  # a single scale level: nothing to extrapolate to
-            chosen = rows[scale > cut]
-        mask[chosen] = True
+        chosen = _largest(train.column(rule.by)[rows], rule.fraction)
+        for feature in rule.also_by:
+            chosen |= _largest(train.column(feature)[rows], rule.fraction)
+        if chosen.all():  # the scales together leave no row to fit: the primary one alone
+            chosen = _largest(train.column(rule.by)[rows], rule.fraction)
+        mask[rows[chosen]] = True
     return mask
+
+
+def _largest(scale: np.ndarray, fraction: float) -> np.ndarray:
+    """The values at or above the (1 - fraction) quantile; above it when that is all of them
+    (a single scale level leaves nothing to extrapolate to)."""
+    cut = np.quantile(scale, 1.0 - fraction, method="higher")
+    top = scale >= cut
+    return scale > cut if top.all() else top
 
 
 def split_train_valid(task: Task, train: Dataset) -> tuple[Dataset, Dataset]:

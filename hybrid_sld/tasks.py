@@ -34,10 +34,14 @@ class SplitRule:
     so validation holds the largest scales, as test does. ``random``: a seeded fraction.
     ``trend``: what the targets are known to do as ``by`` grows past train ("decreasing" for a
     loss against a resource); a candidate law that turns against it there is rejected.
+    ``also_by``: further scale features; a row at or above the quantile in any of them is a
+    validation row too, for data whose larger scales grow in several directions (model size and
+    tokens). ``by`` stays the primary scale (plots, trend, prompts).
     """
 
     kind: str = "largest"
     by: str = ""
+    also_by: tuple[str, ...] = ()
     fraction: float = 0.2
     seed: int = 0
     trend: str = ""
@@ -109,7 +113,10 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     kind = split_raw.get("kind", "largest")
     if kind not in SPLIT_KINDS:
         raise TaskError(f"{where}: [split] kind must be one of {SPLIT_KINDS}, got {kind!r}")
-    split = SplitRule(kind=kind, by=str(split_raw.get("by", "")),
+    also_by = split_raw.get("also_by", [])
+    if not isinstance(also_by, list) or not all(isinstance(f, str) for f in also_by):
+        raise TaskError(f"{where}: [split] also_by must be a list of feature names")
+    split = SplitRule(kind=kind, by=str(split_raw.get("by", "")), also_by=tuple(also_by),
                       fraction=float(split_raw.get("fraction", 0.2)),
                       seed=int(split_raw.get("seed", 0)), trend=str(split_raw.get("trend", "")))
     if split.trend not in TRENDS:
@@ -119,6 +126,12 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     if kind == "largest" and split.by not in feats_raw:
         raise TaskError(f"{where}: [split] by = {split.by!r} is not a feature "
                         f"(features: {', '.join(feats_raw)})")
+    if split.also_by and kind != "largest":
+        raise TaskError(f"{where}: [split] also_by needs kind = \"largest\"")
+    for f in split.also_by:
+        if f not in feats_raw or f == split.by:
+            raise TaskError(f"{where}: [split] also_by: {f!r} is not a feature other than by = "
+                            f"{split.by!r} (features: {', '.join(feats_raw)})")
     if not 0 < split.fraction < 1:
         raise TaskError(f"{where}: [split] fraction must be in (0, 1), got {split.fraction}")
     expert = raw.get("expert", {})

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -355,6 +356,24 @@ def test_single_scale_level_keeps_fit_rows(tmp_path, toy):
     mask = validation_mask(toy, d)
     assert not mask[d.groups == "a"].any()
     np.testing.assert_array_equal(mask[d.groups == "b"], [False, False, False, False, True])
+
+
+def test_also_by_adds_the_largest_rows_of_another_scale(tmp_path):
+    """Validation holds the rows past the fitted ones in N or in D: a grid whose largest scales
+    grow in two directions (as lr_bsz's and data_constrained's test rows do)."""
+    (tmp_path / "task.toml").write_text(TOML.replace('by = "N"', 'by = "N"\nalso_by = ["D"]'))
+    task = load_task_file(tmp_path / "task.toml")
+    assert task.split.also_by == ("D",)
+    rows = "".join(f"g,{n},{d},1\n" for n in (1, 2, 3, 4, 5) for d in (1, 2, 3, 4, 5))
+    d = read_dataset(_csv(tmp_path, "group,N,D,loss\n" + rows), task)
+    mask = validation_mask(task, d)
+    N, D = d.column("N"), d.column("D")
+    np.testing.assert_array_equal(mask, (N == 5) | (D == 5))
+    only_n = replace(task, split=replace(task.split, also_by=()))
+    np.testing.assert_array_equal(validation_mask(only_n, d), N == 5)
+    # where the scales together would hold out every row, the primary one alone decides
+    d2 = read_dataset(_csv(tmp_path, "group,N,D,loss\ng,1,2,1\ng,2,1,1\n"), task)
+    np.testing.assert_array_equal(validation_mask(task, d2), [False, True])
 
 
 @pytest.mark.parametrize("name", builtin_task_names())

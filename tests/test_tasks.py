@@ -106,9 +106,13 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace('symbol = "N"', 'colour = "red"'), "unknown keys"),
     (GOOD.replace("fraction = 0.25", 'fraction = 0.25\ntrend = "down"'), "trend must be one of"),
     (GOOD.replace("[split]", '[split]\nkind = "random"\ntrend = "decreasing"'), "trend needs"),
+    (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = ["T"]'), "'T' is not a feature"),
+    (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = ["N"]'), "other than by"),
+    (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = "D"'), "list of feature names"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
-        "unknown-trend", "trend-without-scale"])
+        "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
+        "also-by-not-a-list"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:
