@@ -143,6 +143,20 @@ def test_prompt_guard_can_fail(task_file):
     assert not [b for b in _test_value_strings(task_file) if b in clean]
 
 
+@pytest.mark.parametrize("name, words", [
+    ("lr_bsz", "validation = the largest non_embedding_param_size or data_size of each group"),
+    ("domain_mixture", "validation = a random 0.2 of each group's rows"),
+    ("vocab", "validation = the largest vocab_size of each group"),
+])
+def test_prompt_names_the_validation_rows(name, words, data_dir):
+    """The model is told which rows rank its laws: both scales where a task holds out two, and
+    no scale at all for a random split."""
+    task = get_task(name)
+    msg = LLMProposer(task, load_train(task), None, LLMSettings(max_calls=1),
+                      SEARCH_FITTER.to_dict()).user_message(None, [])
+    assert words in msg
+
+
 def _proposer(task_file, server, tmp_path, **kw):
     task = get_task(str(task_file))
     st = LLMSettings.from_dict(_settings(server, **kw))

@@ -109,10 +109,11 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = ["T"]'), "'T' is not a feature"),
     (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = ["N"]'), "other than by"),
     (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = "D"'), "list of feature names"),
+    (GOOD.replace("[split]", '[split]\nkind = "random"\nalso_by = ["N"]'), "also_by needs"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
-        "also-by-not-a-list"])
+        "also-by-not-a-list", "also-by-without-scale"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:
