@@ -46,6 +46,12 @@ class SplitRule:
     seed: int = 0
     trend: str = ""
 
+    def describe(self) -> str:
+        """The validation rows in words, for prompts and reports."""
+        if self.kind == "random":
+            return f"a random {self.fraction:g} of each group's rows"
+        return f"the largest {' or '.join((self.by, *self.also_by))} of each group"
+
 
 @dataclass(frozen=True)
 class Task:

@@ -79,6 +79,20 @@ def test_recovers_known_law(synthetic_task, tmp_path):
     assert len((run / "events.jsonl").read_text().splitlines()) == res["evals"] == 16
 
 
+def test_report_of_a_task_without_test_file_or_expert_says_so(synthetic_task, tmp_path):
+    """No 'None' cells and no empty published figures: the report says what is missing."""
+    text = synthetic_task.read_text().replace('test = "test.csv"\n', "")
+    synthetic_task.write_text(text.replace('fraction = 0.2', 'fraction = 0.2\nalso_by = []'))
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    assert res["test_r2"] is None
+    md = (Path(res["run_dir"]) / "report.md").read_text()
+    assert "| n/a |" in md and "None" not in md.split("## Constants")[0]
+    assert "this task has no test split" in md and "Published" not in md
+    assert "Validation rows: the largest x of each group" in md
+    assert "expert" not in md.split("## Constants")[0]
+
+
 def test_search_folds_constants_in_disguise_before_the_cache(tmp_path):
     # tanh(N) is 1 on every demo row: the law is E + A/N^a, which the cache knows by that key
     search = Search(SearchConfig(task="kaplan_demo", max_evals=4), tmp_path)

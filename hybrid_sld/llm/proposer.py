@@ -27,13 +27,6 @@ from .client import LLMClient, LLMSettings
 N_TOP, N_DIVERSE, N_FAILURES = 3, 2, 5
 
 
-def validation_text(split) -> str:
-    """The validation rows in words, for the prompt: which rows a law is ranked on."""
-    if split.kind == "random":
-        return f"a random {split.fraction:g} of each group's rows"
-    return f"the largest {' or '.join((split.by, *split.also_by))} of each group"
-
-
 @dataclass(frozen=True)
 class Proposal:
     text: str | None  # validated law text, None when invalid
@@ -174,7 +167,7 @@ class LLMProposer:
         return template("user").substitute(
             name=task.name, description=task.description.strip(), features=feats,
             targets=", ".join(task.targets), groups=len(self.train.group_names),
-            n_rows=len(self.train), validation=validation_text(task.split), stats=self._stats(),
+            n_rows=len(self.train), validation=task.split.describe(), stats=self._stats(),
             archive=arch,
             failures=fail, instruction=self.mode_text).strip()
 

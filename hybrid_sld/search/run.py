@@ -220,11 +220,26 @@ best there was chosen.
 """
 
 
+LABELS = {"human_r2": "human law", "sldagent_r2": "SLDAgent's best"}
+
+
+def _or_na(x) -> str:
+    return "n/a" if x is None else str(x)
+
+
 def _markdown(r: dict, search: Search) -> str:
     e = r.get("expert", {})
     rows = [("discovered", r), ("expert law", e)] if e else [("discovered", r)]
     table = "\n".join(f"| {name} | {d.get('n_params')} | {d.get('train_r2')} | {d.get('valid_r2')} "
-                      f"| {d.get('test_r2')} |" for name, d in rows)
+                      f"| {_or_na(d.get('test_r2'))} |" for name, d in rows)
+    published = "; ".join(f"{LABELS.get(k, k)} R2 {v}" if k.endswith("_r2")
+                          else f"{k.replace('_', ' ')}: {v}" for k, v in r["published"].items())
+    published = f"Published: {published}.\n\n" if published else ""
+    test = ("the test split was read only for this report" if r["test_r2"] is not None
+            else "this task has no test split")
+    beat = r["seconds_to_beat_expert_on_valid"]
+    beat = ("" if not e else "never beat the expert law's validation R2; " if beat is None
+            else f"beat the expert law's validation R2 after {beat} s; ")
     groups = "\n".join(f"- `{g}`: " + ", ".join(f"{k} = {v:.6g}" for k, v in p.items())
                        for g, p in r["groups"].items())
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
@@ -239,11 +254,12 @@ def _markdown(r: dict, search: Search) -> str:
 |---|---|---|---|---|
 {table}
 
-{_per_target_md(r)}Published (SLDBench): {r['published']}
+{_per_target_md(r)}{published}\
+Validation rows: {search.task.split.describe()}, carved from train; {test}.
 
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
-duplicate proposals skipped {r['cache_hit_rate']:.1%}; validation beat the expert seed after
-{r['seconds_to_beat_expert_on_valid']} s. Best candidate came from: {r['origin']}.
+duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}best candidate came from:
+{r['origin']}.
 Fitter: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
@@ -257,7 +273,7 @@ Fitter: `{json.dumps(r['fitter'])}`.
 |---|---|---|---|
 {front}
 
-Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` (by scale). The test split was read only for this report.
+Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` (by scale).
 """ + _llm_markdown(r)
 
 
