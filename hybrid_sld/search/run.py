@@ -107,6 +107,7 @@ def final_report(search: Search) -> dict:
                        "n_params": t["entry"].n_params, "valid_r2": _r(t["valid_r2"]),
                        "horizon_r2": _r(t["horizon_r2"])} for t in finalists]}
     result["published"] = dict(task.published)
+    result["validation_rows"] = task.split.describe()
     result["improvements"] = s.improvements
     result["improvements_by_proposer"] = _by_proposer(s.improvements)
     result["stop_reason"] = s.stop_reason or None
@@ -255,7 +256,7 @@ def _markdown(r: dict, search: Search) -> str:
 {table}
 
 {_per_target_md(r)}{published}\
-Validation rows: {search.task.split.describe()}, carved from train; {test}.
+Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
 
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
 duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}best candidate came from:
