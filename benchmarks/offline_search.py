@@ -224,9 +224,8 @@ def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[
         f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
         "trend priors: " + ("off (--no-trend)" if "--no-trend" in argv else "; ".join(
             f"{short(n)}: {r.trend} in {r.by}" for n, r in splits if r.trend) or "none declared"),
-        "validation rows: " + "; ".join(
-            f"{short(n)}: largest {r.fraction:g} in " + " or ".join((r.by, *r.also_by))
-            if r.kind == "largest" else f"{short(n)}: random {r.fraction:g}" for n, r in splits),
+        "validation rows (fraction): " + "; ".join(
+            f"{short(n)}: {r.describe()} ({r.fraction:g})" for n, r in splits),
         "assembly of per-target best equations (tasks of several targets): "
         + ("off (--no-assembly)" if "--no-assembly" in argv else "on"),
         f"islands: {SearchConfig.islands}, migration every {migrate_every} evaluations",

@@ -184,12 +184,12 @@ def validation_mask(task: Task, train: Dataset) -> np.ndarray:
             k = max(1, int(round(rule.fraction * len(rows))))
             mask[rng.choice(rows, size=k, replace=False)] = True
             continue
-        chosen = _largest(train.column(rule.by)[rows], rule.fraction)
+        primary = _largest(train.column(rule.by)[rows], rule.fraction)
+        chosen = primary.copy()
         for feature in rule.also_by:
             chosen |= _largest(train.column(feature)[rows], rule.fraction)
-        if chosen.all():  # the scales together leave no row to fit: the primary one alone
-            chosen = _largest(train.column(rule.by)[rows], rule.fraction)
-        mask[rows[chosen]] = True
+        # where the scales together leave no row to fit, the primary one alone decides
+        mask[rows[primary if chosen.all() else chosen]] = True
     return mask
 
 

@@ -168,8 +168,7 @@ class LLMProposer:
             name=task.name, description=task.description.strip(), features=feats,
             targets=", ".join(task.targets), groups=len(self.train.group_names),
             n_rows=len(self.train), validation=task.split.describe(), stats=self._stats(),
-            archive=arch,
-            failures=fail, instruction=self.mode_text).strip()
+            archive=arch, failures=fail, instruction=self.mode_text).strip()
 
     def messages(self, user: str) -> list[dict]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
