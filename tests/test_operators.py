@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hybrid_sld.fit import FitterSpec
 from hybrid_sld.law import parse_task_law
 from hybrid_sld.search import operators as ops
-from hybrid_sld.search.motifs import MOTIFS, ParamFactory, law_text, motif
+from hybrid_sld.search.motifs import MOTIFS, ParamFactory, law_params, law_text, motif
 from hybrid_sld.tasks import builtin_task_names, get_task
 
 TASKS = builtin_task_names()
@@ -313,3 +313,57 @@ def test_constant_folder_needs_the_inputs_to_vary():
     law = ops.parse_cached(text, task)
     assert _folded(text, task, one_d) == law.text  # one value of D: tanh(D) need not be 1 on test
     assert _folded(text, task, train) != law.text
+
+
+def _tidied(text, task=None):
+    task = task or get_task("kaplan_demo")
+    law = ops.parse_cached(text, task)
+    params = law_params(law)
+    counts = ops._param_counts(law.equations, params)
+    eqs = [(t, ops._tidy(e, counts, params)) for t, e in law.equations]
+    return ops.parse_cached(law_text(eqs, params), task)
+
+
+@pytest.mark.parametrize("text, n_params", [
+    ("loss = p2/(p1*num_params^p3)", 2),  # a ratio of two constants is one
+    ("loss = p1*(1 + p6) + p2/num_params^p3", 3),
+    ("loss = c + a/(1 + b) + d*tokens", 2),  # a whole term of constants
+    ("loss = p1 + tokens*p7 - tokens*p8", 2),  # like terms
+    ("loss = p1 + tanh(p10)/p12*tokens\np12 > 0", 2),
+    ("loss = p1*tokens^p2*tokens^(-p3)", 2),  # one power of tokens
+])
+def test_tidy_drops_parameters_that_only_act_together(text, n_params):
+    from hybrid_sld.compile import compile_law
+    from hybrid_sld.data import load_train
+    from hybrid_sld.fit import fit_law
+    task = get_task("kaplan_demo")
+    before, after = ops.parse_cached(text, task), _tidied(text)
+    assert (before.n_params, after.n_params) == (before.n_params, n_params) != (n_params, n_params)
+    train = load_train(task)
+    X, y = train.X, train.Y[:, 0]
+    fits, ranks = [], []
+    for law in (before, after):
+        compiled = compile_law(law)
+        fit = fit_law(compiled, X, y, FitterSpec(n_starts=4))
+        _f, J = compiled.predict_jac(X, fit.theta(law.param_names), 0)
+        fits.append(fit.cost)
+        J = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
+        ranks.append(np.linalg.matrix_rank(J, tol=1e-9))
+    # the same family of curves: the reduced law fits as well, and each constant counts
+    assert fits[1] <= fits[0] * (1 + 1e-6) + 1e-12
+    assert ranks[0] < before.n_params and ranks[1] == n_params
+
+
+@pytest.mark.parametrize("text", [
+    "loss = p2 + p1*tokens*exp(p1)",  # p1 also outside the product of constants
+    "loss = (1 + p2)*(p1 + tokens^p3)",
+    "loss = E + A/num_params^a + B/tokens^b",
+    "loss = p1*num_params^(p2*log(tokens))*tokens^p2",
+])
+def test_tidy_keeps_constants_that_act_apart(text):
+    assert _tidied(text).text == ops.parse_cached(text, get_task("kaplan_demo")).text
+
+
+def test_tidy_keeps_the_per_group_constant_of_a_product_with_a_shared_one():
+    law = _tidied("loss = c + a*b*tokens\nshared a")
+    assert set(law.param_names) == {"b", "c"} and not any(p.shared for p in law.params)

@@ -412,7 +412,7 @@ def _finish(law: Law, task, index: int, new_expr, params: dict, parents=()) -> s
     if _size(new_expr) > max(MAX_NODES, _size(old)):
         return None
     eqs = [(t, new_expr if i == index else e) for i, (t, e) in enumerate(law.equations)]
-    new_expr = _tidy(new_expr, _param_counts(eqs, params))
+    new_expr = _tidy(new_expr, _param_counts(eqs, params), params)
     eqs[index] = (target, new_expr)
     free = set().union(*(e.free_symbols for _, e in eqs))
     if sum(s.name not in law.features for s in free) > task.param_cap:
@@ -434,19 +434,109 @@ def _param_counts(eqs, params) -> dict:
     return counts
 
 
-def _tidy(expr, counts):
-    """Drop parameters made redundant by an edit: a second bare parameter in a sum or product
-    (``p1 + p2 + ...``, ``p1*p2*x``) that occurs nowhere else."""
+def _tidy(expr, counts, params):
+    """Drop parameters made redundant by an edit, bottom-up, where they occur nowhere else:
+    parameter-only factors of a product or terms of a sum (``p1*p2*x``, ``x*tanh(p3)/p4``,
+    ``c + a/(1 + b)``: one parameter does) and terms that differ only in a parameter
+    coefficient (``p7*x + p8*x``). Such a law fits no better than the reduced one, but its
+    Jacobian is singular, so its fit crawls and its extra constants count against the cap.
+    ``counts`` (see :func:`_param_counts`) and ``params`` are updated as parameters go."""
     if not expr.args:
         return expr
-    args = [_tidy(a, counts) for a in expr.args]
+    args = [_tidy(a, counts, params) for a in expr.args]
+    if expr.is_Mul:
+        args = _merge_powers(args, counts, params)
     if expr.is_Add or expr.is_Mul:
-        bare = [a for a in args if counts.get(a) == 1]
-        if len(bare) > 1:
-            args = [a for a in args if a not in bare[1:]]
+        args = _merge_constants(args, counts, params)
+        if expr.is_Add:
+            args = _merge_like_terms(args, counts, params)
     if tuple(args) == expr.args:
         return expr
     return _rebuild(expr, args)
+
+
+def _occurrences(exprs, counts) -> dict:
+    occ: dict = {}
+    for e in exprs:
+        for node in sp.preorder_traversal(e):
+            if node in counts:
+                occ[node] = occ.get(node, 0) + 1
+    return occ
+
+
+def _exclusive(parts: list, counts) -> list:
+    """The parts (parameter-only expressions) whose parameters occur nowhere but in them."""
+    parts = list(parts)
+    while parts:
+        occ = _occurrences(parts, counts)
+        keep = [e for e in parts if all(occ[s] == counts[s] for s in e.free_symbols)]
+        if len(keep) == len(parts):
+            break
+        parts = keep
+    return parts
+
+
+def _keeper(parts: list, counts, params):
+    """The one parameter that replaces the parameter-only ``parts``; the others are dropped.
+
+    A bare parameter keeps its declaration; otherwise one becomes free of bounds (the parts
+    may span any value). Per-group wins over shared: a shared factor of a per-group one
+    is the redundant one."""
+    syms = sorted(set().union(*(e.free_symbols for e in parts)), key=lambda s: s.name)
+    per_group = [s for s in syms if not params[s.name].shared]
+    pool = per_group or syms
+    bare = [e for e in parts if e in pool]
+    keep = bare[0] if bare else pool[0]
+    if not bare:
+        params[keep.name] = Param(keep.name, shared=not per_group)
+    for s in syms:
+        counts[s] = 0
+    counts[keep] = 1
+    return keep
+
+
+def _merge_powers(args: list, counts, params) -> list:
+    """Factors of a product that are powers of one base with parameters in their exponents,
+    as one power (``x^p2*x^(-p3)`` is ``x^(p2 - p3)``, where p3 is then dropped)."""
+    by_base: dict = {}
+    for a in args:
+        base, ex = a.as_base_exp()
+        if base.free_symbols and ex.free_symbols & counts.keys():
+            by_base.setdefault(base, []).append(a)
+    for base, same in by_base.items():
+        if len(same) > 1:
+            ex = _tidy(sp.Add(*(a.as_base_exp()[1] for a in same)), counts, params)
+            args = [a for a in args if a not in same] + [base ** ex]
+    return args
+
+
+def _merge_constants(args: list, counts, params) -> list:
+    """Arguments of a sum or product: its parameter-only ones, if they hold two or more
+    parameters found nowhere else, as one parameter."""
+    parts = _exclusive([a for a in args if a.free_symbols and a.free_symbols <= counts.keys()],
+                       counts)
+    if len(set().union(*(a.free_symbols for a in parts))) < 2:
+        return args
+    keep = _keeper(parts, counts, params)
+    return [a for a in args if a not in parts] + [keep]
+
+
+def _merge_like_terms(args: list, counts, params) -> list:
+    """Terms of a sum that differ only in a parameter-only coefficient, as one term."""
+    psyms = list(counts)
+    by_rest: dict = {}
+    for a in args:
+        rest, coeff = a.as_independent(*psyms, as_Add=False)
+        if coeff.free_symbols and coeff.free_symbols <= counts.keys() and rest.free_symbols:
+            by_rest.setdefault(rest.as_coeff_Mul()[1], []).append((a, coeff, rest))
+    for terms in by_rest.values():
+        coeffs = _exclusive([c for _a, c, _r in terms], counts)
+        if len(coeffs) < 2:
+            continue
+        keep = _keeper(coeffs, counts, params)
+        gone = [(a, r) for a, c, r in terms if c in coeffs]
+        args = [a for a in args if a not in {a for a, _r in gone}] + [keep * gone[0][1]]
+    return args
 
 
 class ConstantFolder:
@@ -471,7 +561,7 @@ class ConstantFolder:
             return law
         params = law_params(law)
         counts = _param_counts(eqs, params)
-        eqs = [(t, _tidy(e, counts)) for t, e in eqs]
+        eqs = [(t, _tidy(e, counts, params)) for t, e in eqs]
         try:
             return parse_cached(law_text(eqs, params), self.task)
         except LawError:  # e.g. nothing left to fit: leave the law as it was
