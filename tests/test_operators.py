@@ -331,6 +331,7 @@ def _tidied(text, task=None):
     ("loss = p1 + tokens*p7 - tokens*p8", 2),  # like terms
     ("loss = p1 + tanh(p10)/p12*tokens\np12 > 0", 2),
     ("loss = p1*tokens^p2*tokens^(-p3)", 2),  # one power of tokens
+    ("loss = p1*tokens^p2*tokens^(-p3)\np2, p3 in (0, 1)", 2),  # its exponent may be < 0
 ])
 def test_tidy_drops_parameters_that_only_act_together(text, n_params):
     from hybrid_sld.compile import compile_law

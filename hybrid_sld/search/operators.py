@@ -20,7 +20,7 @@ from ..compile import numpy_function
 from ..errors import LawError
 from ..fit import LOSSES, STRATEGIES, FitterSpec
 from ..grammar import FUNCTIONS
-from ..law import Law, Param, parse_task_law
+from ..law import Law, Param, parse_law, parse_task_law
 from .motifs import (MOTIFS, ParamFactory, OutOfBudget, default_positive, law_params, law_text,
                      motif, motif_names, seed_laws)
 
@@ -447,7 +447,7 @@ def _tidy(expr, counts, params):
     if expr.is_Mul:
         args = _merge_powers(args, counts, params)
     if expr.is_Add or expr.is_Mul:
-        args = _merge_constants(args, counts, params)
+        args = _merge_constants(args, counts, params, expr.func)
         if expr.is_Add:
             args = _merge_like_terms(args, counts, params)
     if tuple(args) == expr.args:
@@ -476,23 +476,49 @@ def _exclusive(parts: list, counts) -> list:
     return parts
 
 
-def _keeper(parts: list, counts, params):
-    """The one parameter that replaces the parameter-only ``parts``; the others are dropped.
+def _keeper(parts: list, counts, params, op):
+    """The one parameter that replaces the parameter-only ``parts`` (combined by ``op``, Add or
+    Mul); the others are dropped.
 
-    A bare parameter keeps its declaration; otherwise one becomes free of bounds (the parts
-    may span any value). Per-group wins over shared: a shared factor of a per-group one
-    is the redundant one."""
+    Per-group wins over shared: a shared factor of a per-group one is the redundant one. The
+    keeper's bounds widen to hold every value the parts could take together (interval
+    arithmetic; unbounded where it cannot say), so the reduced law fits at least as well."""
     syms = sorted(set().union(*(e.free_symbols for e in parts)), key=lambda s: s.name)
     per_group = [s for s in syms if not params[s.name].shared]
     pool = per_group or syms
     bare = [e for e in parts if e in pool]
     keep = bare[0] if bare else pool[0]
-    if not bare:
-        params[keep.name] = Param(keep.name, shared=not per_group)
+    lo, hi = _image(op(*parts), params)
+    old = params[keep.name] if bare else Param(keep.name, lo, hi)
+    lo, hi = min(lo, old.lower), max(hi, old.upper)
+    if not lo < hi:  # one value: leave it free rather than declare an empty interval
+        lo, hi = -math.inf, math.inf
+    params[keep.name] = Param(keep.name, lo, hi, old.lower_strict and lo == old.lower,
+                              old.upper_strict and hi == old.upper, old.init if bare else None,
+                              shared=not per_group)
     for s in syms:
         counts[s] = 0
     counts[keep] = 1
     return keep
+
+
+def _image(expr, params) -> tuple[float, float]:
+    """Bounds on the values of a parameter-only expression over its parameters' bounds."""
+    box = {s: sp.AccumBounds(_sym(params[s.name].lower), _sym(params[s.name].upper))
+           for s in expr.free_symbols}
+    try:
+        v = expr.xreplace(box)
+        if isinstance(v, sp.AccumBounds):
+            return float(v.min), float(v.max)
+        if v.is_number and v.is_finite:
+            return float(v), float(v)
+    except (TypeError, ValueError, ArithmeticError):
+        pass
+    return -math.inf, math.inf
+
+
+def _sym(v: float):
+    return sp.oo if v == math.inf else -sp.oo if v == -math.inf else sp.Float(v)
 
 
 def _merge_powers(args: list, counts, params) -> list:
@@ -510,14 +536,14 @@ def _merge_powers(args: list, counts, params) -> list:
     return args
 
 
-def _merge_constants(args: list, counts, params) -> list:
+def _merge_constants(args: list, counts, params, op) -> list:
     """Arguments of a sum or product: its parameter-only ones, if they hold two or more
     parameters found nowhere else, as one parameter."""
     parts = _exclusive([a for a in args if a.free_symbols and a.free_symbols <= counts.keys()],
                        counts)
     if len(set().union(*(a.free_symbols for a in parts))) < 2:
         return args
-    keep = _keeper(parts, counts, params)
+    keep = _keeper(parts, counts, params, op)
     return [a for a in args if a not in parts] + [keep]
 
 
@@ -533,10 +559,29 @@ def _merge_like_terms(args: list, counts, params) -> list:
         coeffs = _exclusive([c for _a, c, _r in terms], counts)
         if len(coeffs) < 2:
             continue
-        keep = _keeper(coeffs, counts, params)
+        keep = _keeper(coeffs, counts, params, sp.Add)
         gone = [(a, r) for a, c, r in terms if c in coeffs]
         args = [a for a in args if a not in {a for a, _r in gone}] + [keep * gone[0][1]]
     return args
+
+
+def redundancy_note(law: Law) -> str | None:
+    """For a law written by hand: which constants act only together with others (see
+    :func:`_tidy`) and the law with the same curves without them; None if each one counts."""
+    params = law_params(law)
+    counts = _param_counts(law.equations, params)
+    eqs = [(t, _tidy(e, counts, params)) for t, e in law.equations]
+    try:
+        new = parse_law(law_text(eqs, params), law.features, law.targets)
+    except LawError:
+        return None
+    if new.n_params >= law.n_params:
+        return None
+    gone = [n for n in law.param_names if n not in new.param_names]
+    return (f"{', '.join(gone)} {'acts' if len(gone) == 1 else 'act'} only together with other "
+            f"constants, so the fit cannot tell their values apart; the same curves with "
+            f"{new.n_params} constants instead of {law.n_params}: "
+            + " | ".join(new.text.splitlines()))
 
 
 class ConstantFolder:
