@@ -181,6 +181,11 @@ class ScalingLawRegressor:
             raise LawError(f"the law uses none of the features ({', '.join(names)}), so it "
                            f"treats {', '.join(law.param_names)} as constants; name X's "
                            "columns with features=[...] or write the law in x0, x1, ...")
+        if self.law is not None:
+            from .search.operators import redundancy_note
+            note = redundancy_note(law)
+            if note:
+                warnings.warn(note, stacklevel=2)
         spec = _fitter_spec(fitter)
         index = _index(keys)
         fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()}, spec)

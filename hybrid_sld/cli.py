@@ -102,6 +102,8 @@ def cmd_fit(args):
         symbols = {f.name: f.symbol for f in task.features if f.symbol}
         Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
     out = _result(task, law, v, full)
+    from .search.operators import redundancy_note
+    out["redundancy"] = redundancy_note(law)
     if args.plot:
         from .data import validation_mask
         from .plots import plot_fit
@@ -114,6 +116,8 @@ def cmd_fit(args):
         return
     print(law.text)
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
+    if out["redundancy"]:
+        print(f"note: {out['redundancy']}")
     for g, f in full.fits.items():
         vals = ", ".join(f"{k}={v:.6g}" for k, v in f.params.items())
         print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))

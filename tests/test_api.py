@@ -212,3 +212,11 @@ def test_failed_group_warns_and_predicts_nan():
     assert np.all(np.isfinite(pred[:8])) and np.all(np.isnan(pred[8:]))
     assert est.score(X, y, groups=groups) == -1.0  # SLDBench records a failed score as -1
     assert "run, b & -- & -- & --" in est.latex()
+
+
+def test_law_with_constants_that_act_only_together_warns():
+    x = np.geomspace(1e6, 1e9, 8)
+    y = 1.0 + 30.0 * x ** -0.25
+    with pytest.warns(UserWarning, match=r"B, k act only together .* y = c \+ A/x\^a"):
+        est = ScalingLawRegressor("y = c + A*B*k/x^a\nB > 0", features=["x"]).fit(x[:, None], y)
+    assert est.score(x[:, None], y) > 0.999  # still fitted: the warning only tells

@@ -183,3 +183,14 @@ def test_discover_ablation_flags_reach_the_search(monkeypatch, flags, want):
     with pytest.raises(SystemExit):
         main(["discover", "--task", "kaplan_demo", "--max-evals", "4", *flags])
     assert {k: getattr(seen[0], k) for k in want} == want
+
+
+def test_fit_names_constants_that_act_only_together():
+    law = "loss = E + A*B/num_params^a + C/tokens^b\nB > 0"
+    res = run_cli("fit", "--task", "kaplan_demo", "--law", law)
+    assert res.returncode == 0, res.stderr
+    assert "note: B acts only together with other constants" in res.stdout
+    assert "loss = E + A/num_params^a + C/tokens^b" in res.stdout
+    res = run_cli("fit", "--task", "kaplan_demo", "--law", law.split("\n")[0].replace("A*B", "A"),
+                  "--json")
+    assert json.loads(res.stdout)["redundancy"] is None
