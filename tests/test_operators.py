@@ -296,6 +296,11 @@ def test_constant_folder_replaces_constants_in_disguise():
         "loss = E + p2*log(tokens)"
 
 
+def test_constant_folder_tidies_laws_it_does_not_fold():
+    # what an LLM or a user's seed proposes goes through the folder too
+    assert _folded("loss = E + A*B/num_params^a\nB > 0") == "loss = E + A/num_params^a"
+
+
 def test_constant_folder_keeps_what_varies_or_is_fitted():
     for text in ["loss = E + A*exp(-tokens/2e10)",  # varies over the rows
                  "loss = E + A*tanh(k*num_params)\nk > 0"]:  # the fit decides if it saturates
