@@ -324,8 +324,7 @@ def _tidied(text, task=None):
     task = task or get_task("kaplan_demo")
     law = ops.parse_cached(text, task)
     params = law_params(law)
-    counts = ops._param_counts(law.equations, params)
-    eqs = [(t, ops._tidy(e, counts, params)) for t, e in law.equations]
+    eqs = ops.tidy_equations(law.equations, params)
     return ops.parse_cached(law_text(eqs, params), task)
 
 

@@ -426,12 +426,14 @@ def _finish(law: Law, task, index: int, new_expr, params: dict, parents=()) -> s
 
 def _param_counts(eqs, params) -> dict:
     """How often each parameter symbol occurs over the equations (for :func:`_tidy`)."""
-    counts: dict = {}
-    for _, e in eqs:
-        for node in sp.preorder_traversal(e):
-            if node.is_Symbol and node.name in params:
-                counts[node] = counts.get(node, 0) + 1
-    return counts
+    exprs = [e for _, e in eqs]
+    return _occurrences(exprs, {s for e in exprs for s in e.free_symbols if s.name in params})
+
+
+def tidy_equations(eqs, params) -> list:
+    """Every equation of a law tidied (:func:`_tidy`); ``params`` is updated to match."""
+    counts = _param_counts(eqs, params)
+    return [(t, _tidy(e, counts, params)) for t, e in eqs]
 
 
 def _tidy(expr, counts, params):
@@ -455,11 +457,12 @@ def _tidy(expr, counts, params):
     return _rebuild(expr, args)
 
 
-def _occurrences(exprs, counts) -> dict:
+def _occurrences(exprs, syms) -> dict:
+    """How often each of ``syms`` occurs in the expressions (symbols that do not occur: none)."""
     occ: dict = {}
     for e in exprs:
         for node in sp.preorder_traversal(e):
-            if node in counts:
+            if node in syms:
                 occ[node] = occ.get(node, 0) + 1
     return occ
 
@@ -569,8 +572,7 @@ def redundancy_note(law: Law) -> str | None:
     """For a law written by hand: which constants act only together with others (see
     :func:`_tidy`) and the law with the same curves without them; None if each one counts."""
     params = law_params(law)
-    counts = _param_counts(law.equations, params)
-    eqs = [(t, _tidy(e, counts, params)) for t, e in law.equations]
+    eqs = tidy_equations(law.equations, params)
     try:
         new = parse_law(law_text(eqs, params), law.features, law.targets)
     except LawError:
@@ -602,10 +604,8 @@ class ConstantFolder:
         self._values: dict = {}
 
     def __call__(self, law: Law) -> Law:
-        eqs = [(t, self._fold(e)) for t, e in law.equations]
         params = law_params(law)
-        counts = _param_counts(eqs, params)
-        eqs = [(t, _tidy(e, counts, params)) for t, e in eqs]
+        eqs = tidy_equations([(t, self._fold(e)) for t, e in law.equations], params)
         if all(new is old for (_, new), (_, old) in zip(eqs, law.equations)):
             return law
         try:
