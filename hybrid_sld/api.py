@@ -183,7 +183,7 @@ class ScalingLawRegressor:
                            "columns with features=[...] or write the law in x0, x1, ...")
         if self.law is not None:
             from .search.operators import redundancy_note
-            note = redundancy_note(law)
+            note = redundancy_note(law, A)
             if note:
                 warnings.warn(note, stacklevel=2)
         spec = _fitter_spec(fitter)

@@ -103,11 +103,11 @@ def cmd_fit(args):
         Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
     out = _result(task, law, v, full)
     from .search.operators import redundancy_note
-    out["redundancy"] = redundancy_note(law)
+    train, test = load_splits(task, args.data_dir)
+    out["redundancy"] = redundancy_note(law, train.X)
     if args.plot:
         from .data import validation_mask
         from .plots import plot_fit
-        train, test = load_splits(task, args.data_dir)
         plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
                  valid_mask=validation_mask(task, train))
         out["plot"] = str(args.plot)

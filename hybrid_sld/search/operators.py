@@ -21,6 +21,7 @@ from ..errors import LawError
 from ..fit import LOSSES, STRATEGIES, FitterSpec
 from ..grammar import FUNCTIONS
 from ..law import Law, Param, parse_law, parse_task_law
+from .identify import round_values, spare_constants
 from .motifs import (MOTIFS, ParamFactory, OutOfBudget, default_positive, law_params, law_text,
                      motif, motif_names, seed_laws)
 
@@ -337,23 +338,13 @@ def op_sign_flip(expr, ctx):
     return _replace(expr, path, new)
 
 
-def _round_values(p: Param) -> list[float]:
-    vals = [0.0, 1.0, -1.0, 0.5, 2.0]
-    if p.init is not None and p.init != 0 and math.isfinite(p.init):
-        vals.insert(0, float(f"{p.init:.1g}"))
-    def inside(v):
-        return ((p.lower < v or (p.lower == v and not p.lower_strict))
-                and (v < p.upper or (v == p.upper and not p.upper_strict)))
-    return [v for v in dict.fromkeys(vals) if inside(v)]
-
-
 def op_freeze(expr, ctx):
     """Fix a parameter to a round number (its start value rounded, or 0, 1, -1, 1/2, 2)."""
     syms = sorted((s for s in expr.free_symbols if s.name in ctx.params), key=lambda s: s.name)
     if not syms:
         return None
     s = ctx.choice(syms)
-    vals = _round_values(ctx.params[s.name])
+    vals = round_values(ctx.params[s.name])
     if not vals:
         return None
     v = vals[0] if ctx.params[s.name].init is not None and ctx.rng.random() < 0.5 else ctx.choice(vals)
@@ -568,28 +559,61 @@ def _merge_like_terms(args: list, counts, params) -> list:
     return args
 
 
-def redundancy_note(law: Law) -> str | None:
+def fix_constants(law: Law, values: dict) -> tuple[list, dict]:
+    """(equations, params) of ``law`` with the constants ``values`` {name: number} fixed."""
+    mapping = {law.symbols[n]: sp.Rational(repr(v)) for n, v in values.items()}
+    params = {n: p for n, p in law_params(law).items() if n not in values}
+    return [(t, _subs(e, mapping)) for t, e in law.equations], params
+
+
+def without_spare_constants(law: Law, X=None) -> tuple[Law, dict]:
+    """(law with the constants :func:`identify.spare_constants` finds fixed, {name: value});
+    the law itself and {} where there are none or the reduced text would not parse. ``X``:
+    rows of the law's features, if at hand."""
+    try:
+        values = spare_constants(law, X)
+    except (ArithmeticError, ValueError, TypeError, np.linalg.LinAlgError):
+        values = {}  # not evaluable at moderate inputs: nothing to say
+    if not values:
+        return law, {}
+    try:
+        return parse_law(law_text(*fix_constants(law, values)), law.features, law.targets), values
+    except LawError:
+        return law, {}
+
+
+def redundancy_note(law: Law, X=None) -> str | None:
     """For a law written by hand: which constants act only together with others (see
-    :func:`_tidy`) and the law with the same curves without them; None if each one counts."""
+    :func:`_tidy`) or cannot be identified from any data (:mod:`.identify`), and the law
+    without them; None if each one counts."""
     params = law_params(law)
     eqs = tidy_equations(law.equations, params)
     try:
         new = parse_law(law_text(eqs, params), law.features, law.targets)
     except LawError:
-        return None
+        new = law
+    new, values = without_spare_constants(new, X)
     if new.n_params >= law.n_params:
         return None
-    gone = [n for n in law.param_names if n not in new.param_names]
-    return (f"{', '.join(gone)} {'acts' if len(gone) == 1 else 'act'} only together with other "
-            f"constants, so the fit cannot tell their values apart; the same curves with "
-            f"{new.n_params} constants instead of {law.n_params}: "
-            + " | ".join(new.text.splitlines()))
+    gone = [n for n in law.param_names if n not in new.param_names and n not in values]
+    parts = []
+    if gone:
+        parts.append(f"{', '.join(gone)} {'acts' if len(gone) == 1 else 'act'} only together "
+                     f"with other constants")
+    if values:
+        one = len(values) == 1
+        parts.append(f"{', '.join(values)} {'adds' if one else 'add'} no direction of fit the "
+                     f"other constants lack, so no data can pin {'it' if one else 'them'} down")
+    with_ = "".join(f" with {n} = {v:g}" for n, v in values.items()) if values else ""
+    return (f"{'; '.join(parts)}. The law{with_}, {new.n_params} constants instead of "
+            f"{law.n_params}: " + " | ".join(new.text.splitlines()))
 
 
 class ConstantFolder:
     """Replaces each subexpression of features alone that takes one finite value on every row
     of ``data`` by that value, then drops parameters that act only together with others
-    (:func:`_tidy`; operators tidy their own laws, this reaches LLM proposals and seeds too).
+    (:func:`_tidy`; operators tidy their own laws, this reaches LLM proposals and seeds too)
+    and fixes the ones no data could pin down (:func:`without_spare_constants`).
 
     Where features are scales of 1e6 and more, operators build constants in disguise:
     tanh(N), exp(-D), 1/(1 + exp(-N)). In 10-minute SLDBench searches 6-11 % of the laws
@@ -602,16 +626,34 @@ class ConstantFolder:
         self.task = task
         self.columns = {f: data.column(f) for f in task.feature_names}
         self._values: dict = {}
+        self._spare: dict = {}
 
     def __call__(self, law: Law) -> Law:
         params = law_params(law)
         eqs = tidy_equations([(t, self._fold(e)) for t, e in law.equations], params)
-        if all(new is old for (_, new), (_, old) in zip(eqs, law.equations)):
-            return law
-        try:
-            return parse_cached(law_text(eqs, params), self.task)
-        except LawError:  # e.g. nothing left to fit: leave the law as it was
-            return law
+        if not all(new is old for (_, new), (_, old) in zip(eqs, law.equations)):
+            try:
+                law = parse_cached(law_text(eqs, params), self.task)
+            except LawError:  # e.g. nothing left to fit: leave the law as it was
+                return law
+        return self._identified(law)
+
+    def _identified(self, law: Law) -> Law:
+        """The law with its spare constants fixed (:func:`without_spare_constants`), cached:
+        parents are sampled again and again."""
+        out = self._spare.get(law.text)
+        if out is None:
+            X = np.column_stack([self.columns[f] for f in law.features])
+            out = without_spare_constants(law, X)[0]
+            if out is not law:
+                try:
+                    out = parse_cached(out.text, self.task)
+                except LawError:
+                    out = law
+            if len(self._spare) >= 4096:
+                self._spare.pop(next(iter(self._spare)))
+            self._spare[law.text] = out
+        return out
 
     def _fold(self, e):
         if not e.args:
