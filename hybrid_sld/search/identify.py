@@ -14,7 +14,8 @@ the data (a law may be written in the data's scale), with constants drawn inside
 away from zero. The rank is the largest over all these points, so flatness at some of them
 (an underflow, a scale the law does not use) cannot make a law look deficient. A spare constant is then fixed
 to a round number (0 first, then 1) where that keeps the rank: the law loses a constant and no
-direction it could move in. Shared constants go before per-group ones, so a per-group effect is
+direction it could move in. Fixing narrows a constant's range where bounds held the product
+(``(x^a)^b`` with a, b in (0, 3) keeps x^a); the search proposes the wider law too. Shared constants go before per-group ones, so a per-group effect is
 never made shared. Deterministic: its own seeded generator.
 """
 
@@ -88,11 +89,12 @@ class _Probe:
                            for t in range(len(self.law.targets))])
         return J if np.all(np.isfinite(J)) else None
 
-    def rank(self, free, fixed: dict) -> tuple[int, np.ndarray | None]:
+    def rank(self, free, fixed: dict) -> tuple[int, np.ndarray | None, float]:
         """(largest rank over the points of the Jacobian's ``free`` columns with the constants
-        ``fixed`` {index: value} held, basis of its null space there); (-1, None) if it is
-        nowhere finite."""
-        best, null = -1, None
+        ``fixed`` {index: value} held, basis of its null space there, and its conditioning:
+        the smallest nonzero singular value over the largest); (-1, None, 0) if the Jacobian
+        is nowhere finite."""
+        best, null, cond = -1, None, 0.0
         for X, theta in self.points:
             theta = theta.copy()
             for j, v in fixed.items():
@@ -101,45 +103,48 @@ class _Probe:
             if J is None:
                 continue
             J = J[:, free]
+            J = J / np.maximum(np.max(np.abs(J), axis=0), 1e-300)  # norms could overflow
             J = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
             _u, s, vt = np.linalg.svd(J, full_matrices=True)
             r = int(np.sum(s > TOL * s[0])) if s.size and s[0] > 0 else 0
-            if r > best:
-                best, null = r, vt[r:]
-            if best == len(free):
-                break
-        return best, null
+            c = s[r - 1] / s[0] if r else 0.0
+            if r > best or (r == best and c > cond):
+                best, null, cond = r, vt[r:], c
+        return best, null, cond
 
 
 def spare_constants(law: Law, X=None, seed: int = 0) -> dict[str, float]:
     """{name: round value} for constants of ``law`` that can be fixed without losing a
     direction of the fit (the Jacobian's generic rank): empty when every constant counts or
     the law cannot be evaluated. ``X`` (rows of the law's features), if given, adds points at
-    the data's scale: a law written in it (``exp(-tokens/2e10)``) is flat at moderate inputs."""
+    the data's scale: a law written in it (``exp(-tokens/2e10)``) is flat at moderate inputs.
+
+    Of the constants that can go, the one fixed is the one whose fixing leaves the best
+    conditioned Jacobian (``p4*(p1 + p2/x^p3)`` loses p4, not p2): a product of constants left
+    in place fits from fewer start points. 0 goes before 1 (it drops a term)."""
     k = law.n_params
     if k == 0:
         return {}
     probe = _Probe(law, seed, X)
     free = list(range(k))
-    r, null = probe.rank(free, {})
+    r, null, _ = probe.rank(free, {})
     fixed: dict[int, float] = {}
     while 0 <= r < len(free) and null is not None:
         support = [free[i] for i in np.flatnonzero(np.max(np.abs(null), axis=0) > 1e-6)]
         shared = [j for j in support if law.params[j].shared]
-        # newest constants (the highest names an edit added) first; shared before per-group
-        order = sorted(shared or support, key=lambda j: -j)
-        done = False
+        best = None  # (conditioning, index, null space after)
         for v in FIX_VALUES:
-            for j in order:
+            for j in shared or support:
                 if not inside(law.params[j], v):
                     continue
-                rest = [i for i in free if i != j]
-                r2, null2 = probe.rank(rest, {**fixed, j: v})
-                if r2 == r:
-                    fixed[j], free, null, done = v, rest, null2, True
-                    break
-            if done:
+                r2, null2, cond = probe.rank([i for i in free if i != j], {**fixed, j: v})
+                if r2 == r and (best is None or cond > best[0]):
+                    best = (cond, j, null2)
+            if best is not None:
                 break
-        if not done:
+        if best is None:
             break
+        _, j, null = best
+        fixed[j] = v
+        free = [i for i in free if i != j]
     return {law.params[j].name: v for j, v in fixed.items()}

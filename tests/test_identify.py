@@ -1,0 +1,114 @@
+"""Constants no data can pin down (search/identify.py): found, fixed without losing a direction
+of fit, and left alone where each constant counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybrid_sld.compile import compile_law
+from hybrid_sld.data import load_train
+from hybrid_sld.fit import FitterSpec, fit_law
+from hybrid_sld.search import operators as ops
+from hybrid_sld.search.identify import spare_constants
+from hybrid_sld.tasks import builtin_task_names, get_task
+
+
+def _demo():
+    task = get_task("kaplan_demo")
+    return task, load_train(task)
+
+
+def _fit_and_rank(law, train):
+    """Training cost of a fit on the demo data and the Jacobian's rank at the fitted point."""
+    compiled = compile_law(law)
+    fit = fit_law(compiled, train.X, train.Y[:, 0], FitterSpec(n_starts=4))
+    _f, J = compiled.predict_jac(train.X, fit.theta(law.param_names), 0)
+    J = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
+    return fit.cost, np.linalg.matrix_rank(J, tol=1e-9)
+
+
+@pytest.mark.parametrize("text, fixed", [
+    # a scale outside and a coefficient inside: p4 goes, the best conditioned choice (fixing
+    # p1 or p2 would leave a product of constants, harder to fit)
+    ("loss = p4*(p1 + p2/tokens^p3)", {"p4"}),
+    ("loss = c + k*exp(c2 - a*log(tokens))", {"c2"}),  # k*exp(c2) is one coefficient
+    ("loss = E + A/num_params^a + B/(k*tokens)^b", {"k"}),  # B*k^-b is one coefficient
+    ("loss = E + B*tokens^(-c*(a + b/log(num_params)))", {"c"}),  # c*a, c*b: two of three
+])
+def test_spare_constants_are_fixed_without_losing_a_direction(text, fixed):
+    task, train = _demo()
+    law = ops.parse_cached(text, task)
+    assert set(spare_constants(law, train.X)) == fixed
+    reduced, values = ops.without_spare_constants(law, train.X)
+    assert set(values) == fixed and reduced.n_params == law.n_params - len(fixed)
+    (cost0, rank0), (cost1, rank1) = _fit_and_rank(law, train), _fit_and_rank(reduced, train)
+    assert rank0 < law.n_params and rank1 == reduced.n_params  # every constant counts now
+    assert cost1 <= cost0 * (1 + 1e-6) + 1e-12  # the same curves: it fits as well
+
+
+def test_exp_of_a_quadratic_written_with_four_constants():
+    # stop 21's easy_question law: exp(a*x)*exp(-(x - b)^2/c^2) times d sets three
+    # coefficients of a quadratic in x with four constants
+    law = ops.parse_cached("loss = p3 + p4*exp(p1*log(tokens))*exp(-(log(tokens) - p5)^2/p6^2)"
+                           "\np6 > 0", get_task("kaplan_demo"))
+    assert spare_constants(law) == {"p5": 0.0}
+
+
+@pytest.mark.parametrize("text", [
+    "loss = E + A/num_params^a + B/tokens^b",
+    "loss = p1 + p2*exp(-p3*log(tokens))",
+    "loss = (p1 + p2*log(num_params))*(1 + p3*log(tokens))",  # a product of two sums, no spare
+    "loss = p1*num_params^(p2*log(tokens))*tokens^p2",  # p2 twice: it counts
+])
+def test_laws_whose_constants_all_count_are_left_alone(text):
+    task, train = _demo()
+    law = ops.parse_cached(text, task)
+    assert spare_constants(law, train.X) == {}
+    assert ops.without_spare_constants(law, train.X)[0] is law
+
+
+@pytest.mark.parametrize("name", builtin_task_names())
+def test_every_constant_of_the_expert_laws_counts(name):
+    task = get_task(name)
+    assert spare_constants(ops.parse_cached(task.expert_law, task)) == {}
+
+
+def test_a_law_in_the_data_scale_is_judged_at_the_data():
+    # at moderate inputs exp(-tokens/2e10) is 1 and A looks like a second offset; at the demo's
+    # tokens (2e7..2e10) it is not
+    task, train = _demo()
+    law = ops.parse_cached("loss = E + A*exp(-tokens/2e10)", task)
+    assert spare_constants(law) != {}
+    assert spare_constants(law, train.X) == {}
+
+
+@pytest.mark.parametrize("shared, fixed", [("a", "a"), ("b", "b")])
+def test_a_shared_constant_is_fixed_before_a_per_group_one(shared, fixed):
+    # fixing the per-group one would make the group's coefficient a*exp(b) shared
+    law = ops.parse_cached(f"loss = c + a*exp(b - log(tokens))\nshared {shared}",
+                           get_task("kaplan_demo"))
+    assert set(spare_constants(law)) == {fixed}
+
+
+def test_spare_constants_are_deterministic():
+    law = ops.parse_cached("loss = p1 + p2*tokens^(p3*(p4 + p5/tokens^p6))",
+                           get_task("kaplan_demo"))
+    first = spare_constants(law)
+    assert len(first) == 1 and all(spare_constants(law) == first for _ in range(3))
+
+
+def test_constant_folder_fixes_spare_constants():
+    task, train = _demo()
+    fold = ops.ConstantFolder(task, train)
+    law = fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task))
+    assert law.text == "loss = p1 + p2/tokens^p3"
+    assert fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)) is law  # cached
+
+
+def test_redundancy_note_names_spare_constants():
+    task, train = _demo()
+    law = ops.parse_cached("loss = E + A/num_params^a + B/(k*tokens)^b", task)
+    note = ops.redundancy_note(law, train.X)
+    assert note.startswith("k adds no direction of fit") and "with k = 1, 5 constants" in note
+    assert ops.redundancy_note(ops.parse_cached("loss = E + B/tokens^b", task), train.X) is None
