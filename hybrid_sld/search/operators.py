@@ -626,7 +626,8 @@ class ConstantFolder:
         self.task = task
         self.columns = {f: data.column(f) for f in task.feature_names}
         self._values: dict = {}
-        self._spare: dict = {}
+        self._spare: dict = {}  # law text -> law with spare constants fixed
+        self._kept: set = set()  # keys of laws that keep every constant
 
     def __call__(self, law: Law) -> Law:
         params = law_params(law)
@@ -640,9 +641,12 @@ class ConstantFolder:
 
     def _identified(self, law: Law) -> Law:
         """The law with its spare constants fixed (:func:`without_spare_constants`), cached:
-        parents are sampled again and again."""
+        parents are sampled again and again, and a law equal to one already found to keep
+        every constant (same key: the same structure, so the same rank) keeps them too."""
         out = self._spare.get(law.text)
         if out is None:
+            if law.key in self._kept:
+                return law
             X = np.column_stack([self.columns[f] for f in law.features])
             out = without_spare_constants(law, X)[0]
             if out is not law:
@@ -650,7 +654,9 @@ class ConstantFolder:
                     out = parse_cached(out.text, self.task)
                 except LawError:
                     out = law
-            if len(self._spare) >= 4096:
+            if out is law:
+                self._kept.add(law.key)
+            if len(self._spare) >= 20_000:
                 self._spare.pop(next(iter(self._spare)))
             self._spare[law.text] = out
         return out
