@@ -11,12 +11,13 @@ of the laws evaluated still had one (domain_mixture 76 %, lr_bsz 49 %, easy_ques
 The Jacobian is evaluated where nothing overflows or underflows: features drawn uniformly from
 moderate ranges (a deficiency that holds for any input is structural) and, when given, rows of
 the data (a law may be written in the data's scale), with constants drawn inside their bounds,
-away from zero. The rank is the largest over all these points, so flatness at some of them
-(an underflow, a scale the law does not use) cannot make a law look deficient. A spare constant is then fixed
-to a round number (0 first, then 1) where that keeps the rank: the law loses a constant and no
-direction it could move in. Fixing narrows a constant's range where bounds held the product
-(``(x^a)^b`` with a, b in (0, 3) keeps x^a); the search proposes the wider law too. Shared constants go before per-group ones, so a per-group effect is
-never made shared. Deterministic: its own seeded generator.
+away from zero. The rank is the largest over all these points, so flatness at some of them (an
+underflow, a scale the law does not use) cannot make a law look deficient. A spare constant is
+then fixed to a round number (0 first, then 1) where that keeps the rank: the law loses a
+constant and no direction it could move in. Fixing can narrow a range that bounds held
+(``(x^a)^b`` with a, b in (0, 3) keeps x^a in (0, 3)); the search proposes the wider law too.
+Shared constants go before per-group ones, so a per-group effect is never made shared.
+Deterministic: its own seeded generator.
 """
 
 from __future__ import annotations
