@@ -100,11 +100,11 @@ def test_spare_constants_are_deterministic():
 
 def test_constant_folder_fixes_spare_constants():
     task, train = _demo()
-    fold = ops.ConstantFolder(task, train)
+    fold = ops.ConstantFolder(task, train, fix_spare=True)
     law = fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task))
     assert law.text == "loss = p1 + p2/tokens^p3"
     assert fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)) is law  # cached
-    plain = ops.ConstantFolder(task, train, fix_spare=False)
+    plain = ops.ConstantFolder(task, train)  # the search's default
     assert plain(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)).n_params == 4
 
 

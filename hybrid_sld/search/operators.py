@@ -623,7 +623,7 @@ class ConstantFolder:
     that is constant in ``data`` is not constant in general). Training rows only.
     """
 
-    def __init__(self, task, data, fix_spare: bool = True):
+    def __init__(self, task, data, fix_spare: bool = False):
         self.task, self.fix_spare = task, fix_spare
         self.columns = {f: data.column(f) for f in task.feature_names}
         self._values: dict = {}
