@@ -62,8 +62,7 @@ def _law_text(args) -> str:
     return args.law.replace("\\n", "\n")
 
 
-def _evaluate(task, text, spec, data_dir):
-    train, test = load_splits(task, data_dir)
+def _evaluate(task, text, spec, train, test):
     law = parse_task_law(text, task)
     v, full = report(law, task, train, test, spec)
     return law, v, full
@@ -96,14 +95,14 @@ def cmd_tasks(args):
 def cmd_fit(args):
     task = get_task(args.task)
     spec = _fitter(args.fitter)
-    law, v, full = _evaluate(task, _law_text(args), spec, args.data_dir)
+    train, test = load_splits(task, args.data_dir)
+    law, v, full = _evaluate(task, _law_text(args), spec, train, test)
     if args.latex:
         from .export import latex_document_fragment
         symbols = {f.name: f.symbol for f in task.features if f.symbol}
         Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
     out = _result(task, law, v, full)
     from .search.operators import redundancy_note
-    train, test = load_splits(task, args.data_dir)
     out["redundancy"] = redundancy_note(law, train.X)
     if args.plot:
         from .data import validation_mask
@@ -137,8 +136,9 @@ def cmd_expert(args):
         print(f"fitting the expert law of {name} ...", file=sys.stderr, flush=True)
         spec = _fitter(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
+        train, test = load_splits(task, args.data_dir)
         for label, text in variants:
-            law, v, full = _evaluate(task, text, spec, args.data_dir)
+            law, v, full = _evaluate(task, text, spec, train, test)
             res = _result(task, law, v, full)
             res.update(variant=label, human_r2=task.published.get("human_r2"),
                        test_r2_clipped=_r(full.scores["test"].r2_clipped) if "test" in full.scores else None)

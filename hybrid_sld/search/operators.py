@@ -566,10 +566,11 @@ def fix_constants(law: Law, values: dict) -> tuple[list, dict]:
     return [(t, _subs(e, mapping)) for t, e in law.equations], params
 
 
-def without_spare_constants(law: Law, X=None) -> tuple[Law, dict]:
+def without_spare_constants(law: Law, X=None, parse=None) -> tuple[Law, dict]:
     """(law with the constants :func:`identify.spare_constants` finds fixed, {name: value});
     the law itself and {} where there are none or the reduced text would not parse. ``X``:
-    rows of the law's features, if at hand."""
+    rows of the law's features, if at hand; ``parse``: text -> Law (default: parse_law
+    against the law's features and targets)."""
     try:
         values = spare_constants(law, X)
     except (ArithmeticError, ValueError, TypeError, np.linalg.LinAlgError):
@@ -577,7 +578,8 @@ def without_spare_constants(law: Law, X=None) -> tuple[Law, dict]:
     if not values:
         return law, {}
     try:
-        return parse_law(law_text(*fix_constants(law, values)), law.features, law.targets), values
+        text = law_text(*fix_constants(law, values))
+        return (parse(text) if parse else parse_law(text, law.features, law.targets)), values
     except LawError:
         return law, {}
 
@@ -604,7 +606,7 @@ def redundancy_note(law: Law, X=None) -> str | None:
         one = len(values) == 1
         parts.append(f"{', '.join(values)} {'adds' if one else 'add'} no direction of fit the "
                      f"other constants lack, so no data can pin {'it' if one else 'them'} down")
-    with_ = "".join(f" with {n} = {v:g}" for n, v in values.items()) if values else ""
+    with_ = "".join(f" with {n} = {v:g}" for n, v in values.items())
     return (f"{'; '.join(parts)}. The law{with_}, {new.n_params} constants instead of "
             f"{law.n_params}: " + " | ".join(new.text.splitlines()))
 
@@ -649,12 +651,7 @@ class ConstantFolder:
             if law.key in self._kept:
                 return law
             X = np.column_stack([self.columns[f] for f in law.features])
-            out = without_spare_constants(law, X)[0]
-            if out is not law:
-                try:
-                    out = parse_cached(out.text, self.task)
-                except LawError:
-                    out = law
+            out = without_spare_constants(law, X, lambda t: parse_cached(t, self.task))[0]
             if out is law:
                 self._kept.add(law.key)
             if len(self._spare) >= 20_000:

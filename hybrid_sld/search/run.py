@@ -255,8 +255,7 @@ def _markdown(r: dict, search: Search) -> str:
 {r['law']}
 ```
 
-{note}
-| law | parameters | train R2 | valid R2 | test R2 |
+{note}| law | parameters | train R2 | valid R2 | test R2 |
 |---|---|---|---|---|
 {table}
 
