@@ -352,6 +352,22 @@ def test_batched_and_per_start_paths_agree_and_batching_is_deterministic(monkeyp
         assert batched[g].cost == pytest.approx(single[g].cost, rel=1e-8)
 
 
+def test_batched_kept_starts_converge_in_the_batch_so_scipy_polishes_one(monkeypatch):
+    import hybrid_sld.fit as fit_mod
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
+    groups, spec = _three_groups(noise=0.01), FitterSpec(n_starts=6, seed=4)
+    calls, descend = [], fit_mod._descend
+    monkeypatch.setattr(fit_mod, "_descend", lambda *a, **k: calls.append(1) or descend(*a, **k))
+    fits, n_on = fit_groups(c, groups, spec), len(calls)
+    monkeypatch.setattr(fit_mod, "CONVERGE_KEPT", False)
+    calls.clear()
+    before, n_off = fit_groups(c, groups, spec), len(calls)
+    # per group: the informed start and one kept start, against the informed and both kept
+    assert (n_on, n_off) == (2 * len(groups), 3 * len(groups))
+    for g in groups:
+        assert fits[g].status == 1 and fits[g].cost == pytest.approx(before[g].cost, rel=1e-8)
+
+
 def test_batched_robust_loss_downweights_outlier():
     c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
     groups = _three_groups(outlier=True)
