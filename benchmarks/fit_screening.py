@@ -6,6 +6,9 @@ Levenberg-Marquardt run before each group's kept starts converge with scipy
 (``hybrid_sld.fit.BATCHED``, since 2026-11-30), against one scipy run per start and group.
 ``--switch racing``: descents that crawl while clearly losing to another start of the same
 fit are given up (``hybrid_sld.fit.RACE``, since 2026-11-30).
+``--switch converge``: in fits of several groups, the kept drawn starts go on in the batch to
+convergence and only the lowest of each group descends with scipy, against both descending
+with scipy from where the screening left them (``hybrid_sld.fit.CONVERGE_KEPT``).
 
 Since 2026-11-29 a fit with more than two random start points first gives each of them
 ``FitterSpec.screen_nfev`` (30) evaluations and carries only the two lowest in cost on to
@@ -61,7 +64,8 @@ MOVED = 1e-4  # an R2 change counted as worse / better
 # switch -> (hybrid_sld.fit setting, value off, value on, setting held fixed meanwhile)
 SWITCHES = {"screening": ("SCREEN_KEEP", 0, 2, ("BATCHED", False)),
             "batched": ("BATCHED", False, True, ("SCREEN_KEEP", 2)),
-            "racing": ("RACE", False, True, ("SCREEN_KEEP", 2))}
+            "racing": ("RACE", False, True, ("SCREEN_KEEP", 2)),
+            "converge": ("CONVERGE_KEPT", False, True, ("BATCHED", True))}
 
 
 def log(msg: str) -> None:
