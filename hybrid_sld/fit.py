@@ -701,9 +701,8 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
             iters = spec.screen_nfev if 0 < spec.screen_nfev < spec.max_nfev else spec.max_nfev
             raw = U
             U, cost, nfev = _screen(padded, U, group, spec, lin, lo_in, hi_in, log, iters)
-            kept = {}
-            for k in range(len(live)):
-                mine = np.flatnonzero(group == k)
+            rows, kept = [np.flatnonzero(group == k) for k in range(len(live))], {}
+            for k, mine in enumerate(rows):
                 drawn = mine[~informed[mine]]
                 drawn = drawn[np.isfinite(cost[drawn])]  # the lowest in cost go on:
                 kept[k] = drawn[np.argsort(cost[drawn], kind="stable")][:SCREEN_KEEP or None]
@@ -717,10 +716,8 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
                 nfev[on] += more
                 kept = {k: d[np.argsort(cost[d], kind="stable")][:1] for k, d in kept.items()}
             for k, g in enumerate(live):
-                a, prob = acc[g], probs[k]
-                mine = np.flatnonzero(group == k)
+                a, prob, mine, drawn = acc[g], probs[k], rows[k], kept[k]
                 a["nfev"] += int(nfev[mine].sum())
-                drawn = kept[k]
                 # informed starts (declared hints, warm starts) descend from where they are,
                 # as on the one-run-per-start path: batched steps can slide off a good basin
                 # that scipy's trust region keeps; drawn ones from where the batch left them.

@@ -64,7 +64,7 @@ class SearchConfig:
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
     final_selection: str = "valid"  # or "horizon": re-rank finalists on a longer extrapolation
     # fix constants no data can pin down in every law admitted (search/identify.py): off by
-    # default, as two seeds side by side scored lower on test with it (moe, easy_question)
+    # default, as three seeds side by side scored lower on test with it (moe on each)
     fix_spare_constants: bool = False
     proposer: str = "offline"  # "offline", "llm" or "hybrid"
     llm: dict | None = None  # LLMSettings fields (hybrid_sld.llm.client)
