@@ -42,15 +42,38 @@ class Evaluation:
                 "seconds": self.seconds}
 
 
+def scale_repeats(X: np.ndarray, weight: int) -> np.ndarray:
+    """How often each row of one group counts in a fit with ``FitterSpec.scale_weight``:
+    1 + weight * t, t in [0, 1] the row's rank among the group's distinct values of its scale
+    columns ``X`` (the largest over several), rounded. Ranks, not logarithms, so any scale
+    column works, negative values included."""
+    t = np.zeros(len(X))
+    for col in np.atleast_2d(X.T):
+        levels, rank = np.unique(col, return_inverse=True)
+        if len(levels) > 1:
+            t = np.maximum(t, rank.ravel() / (len(levels) - 1))
+    return 1 + np.rint(weight * t).astype(int)
+
+
 def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec(),
-                warm: dict[str, Fit] | None = None) -> dict[str, Fit]:
+                warm: dict[str, Fit] | None = None, scale: tuple[str, ...] = ()) -> dict[str, Fit]:
     """Constants per group (shared parameters jointly), fitted on ``data`` only.
 
     ``warm``: fits of the same law on a subset (the validation phase's); their constants are
     one more start point, so a refit on more rows cannot end in a worse basin than they were.
+    ``scale``: the features the task extrapolates in; with ``spec.scale_weight`` rows along them
+    are repeated (:func:`scale_repeats`), which is least squares weighted by whole numbers.
     """
     starts = {g: f.params for g, f in (warm or {}).items() if f.success}
-    return fit_groups(compile_law(law), {g: data.group(g) for g in data.group_names}, spec, starts)
+    cols = [data.features.index(f) for f in scale]
+    groups = {}
+    for g in data.group_names:
+        X, Y = data.group(g)
+        if spec.scale_weight and cols:
+            reps = scale_repeats(X[:, cols], spec.scale_weight)
+            X, Y = np.repeat(X, reps, axis=0), np.repeat(Y, reps, axis=0)
+        groups[g] = (X, Y)
+    return fit_groups(compile_law(law), groups, spec, starts)
 
 
 def predict_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> np.ndarray:
@@ -74,9 +97,9 @@ def score_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> Score:
 
 
 def evaluate(law: Law, spec: FitterSpec, fit_on: Dataset, score_on: dict[str, Dataset],
-             warm: dict[str, Fit] | None = None) -> Evaluation:
+             warm: dict[str, Fit] | None = None, scale: tuple[str, ...] = ()) -> Evaluation:
     t0 = time.perf_counter()
-    fits = fit_dataset(law, fit_on, spec, warm)
+    fits = fit_dataset(law, fit_on, spec, warm, scale)
     scores = {name: score_dataset(law, fits, d) for name, d in score_on.items()}
     return Evaluation(law, spec, fits, scores, time.perf_counter() - t0)
 
@@ -84,7 +107,7 @@ def evaluate(law: Law, spec: FitterSpec, fit_on: Dataset, score_on: dict[str, Da
 def validate(law: Law, task: Task, train: Dataset, spec: FitterSpec = FitterSpec()) -> Evaluation:
     """Fit on train minus validation, score on both: what search and selection may use."""
     fit_part, valid = split_train_valid(task, train)
-    return evaluate(law, spec, fit_part, {"fit": fit_part, "valid": valid})
+    return evaluate(law, spec, fit_part, {"fit": fit_part, "valid": valid}, scale=task.split.scales)
 
 
 def drift(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> tuple:
@@ -151,4 +174,4 @@ def report(law: Law, task: Task, train: Dataset, test: Dataset | None,
     """Final figures: (validation evaluation, full-train fit scored on train and test)."""
     v = validate(law, task, train, spec)
     sets = {"train": train} | ({"test": test} if test is not None else {})
-    return v, evaluate(law, spec, train, sets, warm=v.fits)
+    return v, evaluate(law, spec, train, sets, warm=v.fits, scale=task.split.scales)

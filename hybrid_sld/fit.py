@@ -39,6 +39,10 @@ class FitterSpec:
     parameters as logarithms. With more than two random start points, each first gets
     ``screen_nfev`` evaluations and only the two lowest in cost go on to convergence (starts
     in a poor basin would otherwise crawl to ``max_nfev``); 0 runs every start to convergence.
+    ``scale_weight``: rows at a group's largest scale count ``1 + scale_weight`` times in the
+    fit, those at its smallest once, by rank in between (the scale is the feature a task
+    extrapolates in). Fitting the frontier more closely can extrapolate better; validation, held
+    out at the largest scales, decides.
     """
 
     strategy: str = "auto"
@@ -51,6 +55,7 @@ class FitterSpec:
     global_evals: int = 400
     seed: int = 0
     screen_nfev: int = 30
+    scale_weight: int = 0
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -58,7 +63,7 @@ class FitterSpec:
         if self.loss not in LOSSES:
             raise FitError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name, lo in (("n_starts", 1), ("max_nfev", 1), ("global_evals", 10),
-                         ("screen_nfev", 0)):
+                         ("screen_nfev", 0), ("scale_weight", 0)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise FitError(f"{name} must be an integer >= {lo}, got {v!r}")

@@ -46,6 +46,11 @@ class SplitRule:
     seed: int = 0
     trend: str = ""
 
+    @property
+    def scales(self) -> tuple[str, ...]:
+        """The features the data extrapolates in (none for a random split)."""
+        return (self.by, *self.also_by) if self.kind == "largest" and self.by else ()
+
     def describe(self) -> str:
         """The validation rows in words, for prompts and reports."""
         if self.kind == "random":

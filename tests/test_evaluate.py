@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import hybrid_sld.data
 import hybrid_sld.evaluate as ev
 from hybrid_sld.data import Dataset, load_splits, split_train_valid
 from hybrid_sld.fit import Fit, FitterSpec
-from hybrid_sld.law import parse_task_law
+from hybrid_sld.law import parse_law, parse_task_law
 from hybrid_sld.tasks import get_task
 
 SIMPLE = "loss = A*num_params^(-alpha)/(1 + k*log(parallel_size)) + E"
@@ -38,6 +39,10 @@ def parallel_report(parallel):
 
 def _params(fits):
     return {g: dict(f.params) for g, f in fits.items()}
+
+
+def _flat(fits):
+    return np.array([v for g in sorted(fits) for _, v in sorted(fits[g].params.items())])
 
 
 def _with_y(data: Dataset, Y) -> Dataset:
@@ -160,8 +165,8 @@ def test_report_touches_test_only_for_scoring(parallel, monkeypatch):
     task, train, test, law, spec = parallel
     fitted_on, scored_on = [], []
     real_fit, real_score = ev.fit_dataset, ev.score_dataset
-    monkeypatch.setattr(ev, "fit_dataset", lambda l, d, s=FitterSpec(), w=None: (
-        fitted_on.append(d), real_fit(l, d, s, w))[1])
+    monkeypatch.setattr(ev, "fit_dataset", lambda l, d, s=FitterSpec(), w=None, sc=(): (
+        fitted_on.append(d), real_fit(l, d, s, w, sc))[1])
     monkeypatch.setattr(ev, "score_dataset", lambda l, f, d: (scored_on.append(d),
                                                               real_score(l, f, d))[1])
     ev.validate(law, task, train, spec)
@@ -227,3 +232,48 @@ def test_final_refit_starts_from_the_validation_constants(parallel, batched, mon
     for g, f in full.fits.items():  # warm-started: never worse than cold, per group
         assert f.cost <= cold.fits[g].cost * (1 + 1e-9)  # same basin: last digits may differ
     assert full.r2("train") > 0.9999 and full.r2("test") > 0.999
+
+
+def test_scale_repeats_count_rows_by_rank_on_the_largest_scale_column():
+    X = np.array([[10.0, -3.0], [100.0, -3.0], [100.0, -2.0], [1000.0, -1.0]])
+    # ranks along the first column: 0, 1/2, 1/2, 1 -> 1 + rint(3 t) = 1, 3, 3, 4
+    assert ev.scale_repeats(X[:, :1], 3).tolist() == [1, 3, 3, 4]
+    # the second column (negative values, ranks 0, 0, 1/2, 1) raises row 3 nowhere, the max wins
+    assert ev.scale_repeats(X, 3).tolist() == [1, 3, 3, 4]
+    assert ev.scale_repeats(X[:, 1:], 2).tolist() == [1, 1, 2, 3]
+    assert ev.scale_repeats(np.ones((3, 1)), 3).tolist() == [1, 1, 1]  # one level: no scale
+
+
+def test_scale_weight_is_least_squares_on_repeated_rows_and_fits_the_frontier_closer():
+    # a straight line through curved data: where it fits best depends on the weights
+    x = np.repeat([1.0, 2.0, 4.0, 8.0, 16.0], 2)
+    y = 3 + 5 / np.sqrt(x) + 0.01 * np.tile([1.0, -1.0], 5)
+    data = Dataset(np.array(["g"] * 10), x[:, None], y[:, None], ("x",), ("y",))
+    law = parse_law("y = a + b*x", ["x"])
+    spec = FitterSpec(scale_weight=3)
+    weighted = ev.fit_dataset(law, data, spec, scale=("x",))["g"]
+    reps = np.repeat([1, 2, 3, 3, 4], 2)  # ranks 0, 1/4, 1/2, 3/4, 1 -> 1 + rint(3 t)
+    repeated = Dataset(np.array(["g"] * reps.sum()), np.repeat(x, reps)[:, None],
+                       np.repeat(y, reps)[:, None], ("x",), ("y",))
+    by_hand = ev.fit_dataset(law, repeated, FitterSpec())["g"]
+    plain = ev.fit_dataset(law, data, FitterSpec(), scale=("x",))["g"]
+    for k in ("a", "b"):
+        assert weighted.params[k] == pytest.approx(by_hand.params[k], rel=1e-6)
+    # without a scale, or with weight 0, the rows count once
+    assert ev.fit_dataset(law, data, spec)["g"].params == pytest.approx(plain.params)
+
+    def miss_at_largest(f):
+        return abs(f.params["a"] + f.params["b"] * 16 - (3 + 5 / 4))
+    assert miss_at_largest(weighted) < 0.7 * miss_at_largest(plain)  # 0.25 against 0.48
+
+
+def test_validate_weights_by_the_task_scale_and_ignores_a_random_split(parallel):
+    task, train, _test, law, spec = parallel
+    plain = ev.validate(law, task, train, spec)
+    heavy = ev.validate(law, task, train, replace(spec, scale_weight=3))
+    assert task.split.scales == ("parallel_size",)
+    assert not np.allclose(_flat(heavy.fits), _flat(plain.fits), rtol=1e-4)
+    shuffled = replace(task, split=replace(task.split, kind="random", trend=""))
+    assert shuffled.split.scales == ()
+    assert np.array_equal(_flat(ev.validate(law, shuffled, train, replace(spec, scale_weight=3)).fits),
+                          _flat(ev.validate(law, shuffled, train, spec).fits))

@@ -264,6 +264,9 @@ def test_mutate_fitter_valid_and_changes():
         spec = new
     assert {"strategy", "loss", "f_scale", "n_starts", "log_space", "log_params",
             "screen_nfev"} <= seen
+    assert "scale_weight" not in seen  # no scale to weight unless the task has one
+    weights = {ops.mutate_fitter(FitterSpec(), rng, scaled=True).scale_weight for _ in range(100)}
+    assert weights == {0, 1, 3}
     r1 = [ops.mutate_fitter(FitterSpec(), np.random.default_rng(5)) for _ in range(3)]
     assert r1[0] == r1[1] == r1[2]
 

@@ -335,7 +335,8 @@ class Search:
             other_law = other and self._law(other.law)
             return (other_law and operators.crossover(law, other_law, self.task, rng)), fitter, "crossover"
         if cfg.evolve_fitter and rng.random() < cfg.p_fitter:
-            spec = operators.mutate_fitter(FitterSpec.from_dict(fitter), rng)
+            spec = operators.mutate_fitter(FitterSpec.from_dict(fitter), rng,
+                                           scaled=bool(self.task.split.scales))
             return parent.law, spec.to_dict(), "fitter"
         return operators.mutate(law, self.task, rng, positive_features=self.positive), fitter, "mutate"
 

@@ -801,12 +801,16 @@ def swap_equation(a: Law, b: Law, task, target: str) -> str | None:
 # -- fitter ----------------------------------------------------------------------------------------
 N_STARTS = (1, 2, 4, 6, 8, 12, 16)
 F_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
+SCALE_WEIGHTS = (0, 1, 3)
 
 
-def mutate_fitter(spec: FitterSpec, rng: np.random.Generator) -> FitterSpec:
+def mutate_fitter(spec: FitterSpec, rng: np.random.Generator, scaled: bool = False) -> FitterSpec:
     """Change one of strategy, loss (with f_scale), f_scale, n_starts, log_space, log_params,
-    screening of start points (on or off)."""
+    screening of start points (on or off), and, where the task has a scale to extrapolate in
+    (``scaled``), the weight of the rows at its largest values."""
     fields_ = ["strategy", "loss", "n_starts", "log_space", "log_params", "screen_nfev"]
+    if scaled:
+        fields_.append("scale_weight")
     if spec.loss != "linear":
         fields_.append("f_scale")
     f = fields_[int(rng.integers(len(fields_)))]
@@ -826,6 +830,8 @@ def mutate_fitter(spec: FitterSpec, rng: np.random.Generator) -> FitterSpec:
         return replace(spec, f_scale=other(F_SCALES, spec.f_scale))
     if f == "n_starts":
         return replace(spec, n_starts=other(N_STARTS, spec.n_starts))
+    if f == "scale_weight":
+        return replace(spec, scale_weight=other(SCALE_WEIGHTS, spec.scale_weight))
     if f == "screen_nfev":
         return replace(spec, screen_nfev=0 if spec.screen_nfev else FitterSpec().screen_nfev)
     return replace(spec, **{f: not getattr(spec, f)})
