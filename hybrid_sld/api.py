@@ -13,6 +13,7 @@ import numpy as np
 from . import export
 from .compile import compile_law
 from .errors import DataError, HybridSLDError, LawError
+from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
 from .law import Law, parse_law
 from .metrics import score as sld_score
@@ -70,6 +71,14 @@ def _index(keys) -> dict:
     for i, g in enumerate(keys):
         out.setdefault(g, []).append(i)
     return {g: np.array(ix) for g, ix in out.items()}
+
+
+def _scale_column(A: np.ndarray) -> int:
+    """The column with the widest positive range: the scale a search validates on, and the one
+    ``FitterSpec.scale_weight`` weights."""
+    spans = [np.log(A[:, j].max() / A[:, j].min()) if np.all(A[:, j] > 0) else -1.0
+             for j in range(A.shape[1])]
+    return int(np.argmax(spans))
 
 
 def _fitter_spec(fitter) -> FitterSpec:
@@ -188,6 +197,10 @@ class ScalingLawRegressor:
                 warnings.warn(note, stacklevel=2)
         spec = _fitter_spec(fitter)
         index = _index(keys)
+        if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
+            j = _scale_column(A)
+            index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
+                     for g, ix in index.items()}
         fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()}, spec)
         failed = [g for g, f in fits.items() if not f.success]
         if failed:
@@ -272,9 +285,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
     bad = [f for f in list(features) + list(targets) if not str(f).isidentifier()]
     if bad:
         raise InputError(f"column names must be identifiers to search for a law: {bad}")
-    spans = [np.log(A[:, j].max() / A[:, j].min()) if np.all(A[:, j] > 0) else -1.0
-             for j in range(A.shape[1])]
-    by = features[int(np.argmax(spans))]
+    by = features[_scale_column(A)]
     with tempfile.TemporaryDirectory(prefix="hybrid-sld-") as tmp:
         tmp = Path(tmp)
         with open(tmp / "train.csv", "w") as fh:

@@ -220,3 +220,19 @@ def test_law_with_constants_that_act_only_together_warns():
     with pytest.warns(UserWarning, match=r"B, k act only together .* y = c \+ A/x\^a"):
         est = ScalingLawRegressor("y = c + A*B*k/x^a\nB > 0", features=["x"]).fit(x[:, None], y)
     assert est.score(x[:, None], y) > 0.999  # still fitted: the warning only tells
+
+
+def test_scale_weight_repeats_rows_along_the_widest_positive_column():
+    # d spans 1..16, the scale; z is one value on every row, no scale at all
+    x = np.repeat([1.0, 2.0, 4.0, 8.0, 16.0], 2)
+    X = np.column_stack([x, np.full(10, 7.0)])
+    y = 3 + 5 / np.sqrt(x) + 0.01 * np.tile([1.0, -1.0], 5)
+    law = "y = a + b*d"
+    heavy = ScalingLawRegressor(law, features=["d", "z"], fitter={"scale_weight": 3}).fit(X, y)
+    plain = ScalingLawRegressor(law, features=["d", "z"]).fit(X, y)
+    reps = np.repeat([1, 2, 3, 3, 4], 2)
+    by_hand = ScalingLawRegressor(law, features=["d", "z"]).fit(np.repeat(X, reps, axis=0),
+                                                                np.repeat(y, reps))
+    (g,) = heavy.fits_
+    assert heavy.fits_[g].params == pytest.approx(by_hand.fits_[g].params, rel=1e-6)
+    assert heavy.fits_[g].params["b"] != pytest.approx(plain.fits_[g].params["b"], rel=1e-3)
