@@ -17,23 +17,19 @@ default.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from selection_rules import clip, log, usable  # noqa: E402  (sets HYBRID_SLD_DATA, BLAS)
+from selection_rules import clip, load_run, log, usable  # noqa: E402  (data, BLAS)
 from _report import emit  # noqa: E402
 
-from hybrid_sld.data import load_splits  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import report  # noqa: E402
 from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
-from hybrid_sld.search.archive import Entry  # noqa: E402
-from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.search.select import finalists  # noqa: E402
 
 WEIGHTS = (0, 1, 3)
@@ -41,14 +37,8 @@ WEIGHTS = (0, 1, 3)
 
 def refit(run_dir: Path, k: int) -> dict:
     """{task, run, rows}: per finalist and weight, validation and test R2."""
-    saved = json.loads((run_dir / "checkpoint" / "state.json").read_text())["config"]
-    search = Search(SearchConfig(**saved), run_dir)
-    search.load()
+    search, train, test, entries, expert = load_run(run_dir)
     task = search.task
-    train, test = load_splits(task, saved.get("data_dir"))
-    entries = sorted((e for e in map(Entry.from_dict, search.state.cache.values()) if e.ok),
-                     key=Entry.rank, reverse=True)
-    expert = next((e for e in entries if e.origin == "seed:expert"), None)
     rows = []
     for i, e in enumerate(finalists(entries, expert, k)):
         law = parse_task_law(e.law, task)

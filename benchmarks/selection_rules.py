@@ -56,17 +56,22 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def refit_finalists(run_dir: Path, k: int) -> dict:
-    """{task, run, rows}: each finalist's validation, train and test R2 after the final refit."""
+def load_run(run_dir: Path):
+    """(search, train, test, its successful entries best first, the expert law's entry)."""
     saved = json.loads((run_dir / "checkpoint" / "state.json").read_text())["config"]
     search = Search(SearchConfig(**saved), run_dir)
     search.load()
-    task = search.task
-    train, test = load_splits(task, saved.get("data_dir"))
-    entries = sorted((Entry.from_dict(d) for d in search.state.cache.values()),
+    train, test = load_splits(search.task, saved.get("data_dir"))
+    entries = sorted((e for e in map(Entry.from_dict, search.state.cache.values()) if e.ok),
                      key=Entry.rank, reverse=True)
-    entries = [e for e in entries if e.ok]
     expert = next((e for e in entries if e.origin == "seed:expert"), None)
+    return search, train, test, entries, expert
+
+
+def refit_finalists(run_dir: Path, k: int) -> dict:
+    """{task, run, rows}: each finalist's validation, train and test R2 after the final refit."""
+    search, train, test, entries, expert = load_run(run_dir)
+    task = search.task
     beyond = beyond_training(task, train)[1] if task.split.kind == "largest" else None
     span = target_range(train)
     rows = []
