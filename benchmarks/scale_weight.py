@@ -53,7 +53,7 @@ def refit(run_dir: Path, k: int) -> dict:
                 row["error"] = str(exc)
             rows.append(row)
         log(f"{run_dir.name}: finalist {i}: " + ", ".join(
-            f"w{r['weight']} valid {r.get('valid')} test {r.get('test')}" for r in rows[-3:]))
+            f"w{r['weight']} valid {r.get('valid')} test {r.get('test')}" for r in rows[-len(WEIGHTS):]))
     return {"task": task.name, "run": str(run_dir), "scaled": bool(task.split.scales),
             "rows": rows}
 

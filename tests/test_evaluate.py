@@ -275,5 +275,6 @@ def test_validate_weights_by_the_task_scale_and_ignores_a_random_split(parallel)
     assert not np.allclose(_flat(heavy.fits), _flat(plain.fits), rtol=1e-4)
     shuffled = replace(task, split=replace(task.split, kind="random", trend=""))
     assert shuffled.split.scales == ()
-    assert np.array_equal(_flat(ev.validate(law, shuffled, train, replace(spec, scale_weight=3)).fits),
+    heavy_shuffled = ev.validate(law, shuffled, train, replace(spec, scale_weight=3))
+    assert np.array_equal(_flat(heavy_shuffled.fits),
                           _flat(ev.validate(law, shuffled, train, spec).fits))
