@@ -8,7 +8,9 @@ is within a tolerance of the best, the fewest parameters, the lowest complexity,
 central extrapolation ("consensus": the smallest median distance from the other finalists'
 predictions past the training scale, at the points of ``evaluate.beyond_training``; inputs
 only, no test row), or the steadiest extrapolation ("stability": the least drift of those
-predictions between the validation-phase fit and the refit that adds the validation rows).
+predictions between the validation-phase fit and the refit that adds the validation rows), or
+the best over two forward folds ("folds": the mean of the validation R2 and the R2 of a second
+fold that fits below the fit part's own largest scales and predicts them, train rows only).
 The best on test among the finalists is shown too: not a rule (it reads
 test), the room any rule has.
 
@@ -37,10 +39,10 @@ import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
 from _report import emit  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hybrid_sld.data import load_splits  # noqa: E402
+from hybrid_sld.data import load_splits, split_train_valid  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import (beyond_training, predict_dataset, report,  # noqa: E402
-                                 target_range)
+                                 target_range, validate)
 from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
@@ -49,7 +51,8 @@ from hybrid_sld.search.select import finalists  # noqa: E402
 
 TOLERANCES = (0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
 RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
-    (r, t) for r in ("params", "complexity", "consensus", "stability") for t in TOLERANCES]
+    (r, t) for r in ("params", "complexity", "consensus", "stability", "folds")
+    for t in TOLERANCES]
 
 
 def log(msg: str) -> None:
@@ -74,6 +77,7 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
     task = search.task
     beyond = beyond_training(task, train)[1] if task.split.kind == "largest" else None
     span = target_range(train)
+    fit_part = split_train_valid(task, train)[0]
     rows = []
     for i, e in enumerate(finalists(entries, expert, k)):
         t0 = time.perf_counter()
@@ -82,7 +86,8 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
         try:
             law = parse_task_law(e.law, task)
             with time_limit(search.config.candidate_seconds * 5):
-                v, full = report(law, task, train, test, FitterSpec.from_dict(e.fitter))
+                spec = FitterSpec.from_dict(e.fitter)
+                v, full = report(law, task, train, test, spec)
             row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"))
             if beyond is not None:  # the refitted law past the training scale, in target ranges
                 with np.errstate(all="ignore"):
@@ -92,6 +97,12 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
                                            / span).ravel().tolist()
         except HybridSLDError as exc:
             row["error"] = str(exc)
+        if beyond is not None and "error" not in row:  # a second forward fold, in the fit part
+            try:
+                with time_limit(search.config.candidate_seconds * 5):
+                    row["fold2"] = validate(law, task, fit_part, spec).r2("valid")
+            except HybridSLDError as exc:
+                row["fold2_error"] = str(exc)
         log(f"{run_dir.name}: finalist {i}, {e.n_params} params, valid {row.get('valid')}, "
             f"test {row.get('test')} ({time.perf_counter() - t0:.1f} s)")
         rows.append(row)
@@ -125,6 +136,11 @@ def pick(rows: list[dict], rule: str, tol: float) -> dict:
         return min(close, key=lambda r: (spread(r), -r["valid"]))
     if rule == "stability":
         return min(close, key=lambda r: (drift(r), -r["valid"]))
+    if rule == "folds":
+        if not any(usable(r.get("fold2")) for r in close):  # a random split has one fold
+            return best
+        return max(close, key=lambda r: ((r["valid"] + r["fold2"]) / 2 if usable(r.get("fold2"))
+                                         else -math.inf, r["valid"]))
     size = "n_params" if rule == "params" else "complexity"
     return min(close, key=lambda r: (r[size], -r["valid"]))
 
@@ -153,8 +169,9 @@ def main(argv=None):
     studies = []
     for rd in map(Path, args.runs):
         # v3: rows hold "beyond" (predictions past the training scale) for the consensus rule,
-        # and "beyond_valid" (the same from the validation-phase fit) for the stability rule
-        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}__v3.json" if args.cache else None
+        # and "beyond_valid" (the same from the validation-phase fit) for the stability rule;
+        # v4: "fold2" (R2 on the second forward fold) for the folds rule
+        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}__v4.json" if args.cache else None
         if cached is not None and cached.exists():
             study = json.loads(cached.read_text())
         else:
