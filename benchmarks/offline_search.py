@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +45,7 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import sympy  # noqa: E402
 
+import hybrid_sld  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.search.run import discover, final_report, parse_budget  # noqa: E402
@@ -212,6 +214,21 @@ def summary(rows: list[dict]) -> list[str]:
     return out
 
 
+def code_version() -> str:
+    """The commit of the hybrid_sld that runs (a worktree of an older commit reports its own),
+    so an A/B record says which code each side was."""
+    where = str(Path(hybrid_sld.__file__).parent)
+
+    def git(*args):
+        return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        sha, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return sha + (" with uncommitted changes in hybrid_sld/" if dirty else "")
+
+
 def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[str]:
     blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS)
     splits = [(n, get_task(n).split) for n in sldbench_task_names()]
@@ -220,7 +237,7 @@ def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[
         f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}",
         f"versions: python {platform.python_version()}, numpy {np.__version__}, "
         f"scipy {scipy.__version__}, sympy {sympy.__version__}, "
-        f"hybrid_sld {metadata.version('hybrid_sld')}",
+        f"hybrid_sld {metadata.version('hybrid_sld')}, code {code_version()}",
         f"BLAS threads: {blas}",
         f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
         "trend priors: " + ("off (--no-trend)" if "--no-trend" in argv else "; ".join(
