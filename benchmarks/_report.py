@@ -1,7 +1,9 @@
-"""The end of every benchmark script: print the markdown, and write it only with --record."""
+"""What every benchmark script's record shares: the code it ran, and its end (print the markdown,
+write it only with --record)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 
@@ -12,3 +14,19 @@ def emit(lines: list[str], record: str | None) -> int:
     if record:
         Path(record).write_text(text)
     return 0
+
+
+def code_version() -> str:
+    """The commit of the hybrid_sld that runs (a worktree of an older commit reports its own),
+    so an A/B record says which code each side was."""
+    import hybrid_sld  # after the caller's BLAS pinning
+    where = str(Path(hybrid_sld.__file__).parent)
+
+    def git(*args):
+        return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        sha, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return sha + (" with uncommitted changes" if dirty else "")

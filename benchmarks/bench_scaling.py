@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
 from hybrid_sld.threads import BLAS_VARS  # noqa: E402  (imports no numpy)
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import code_version  # noqa: E402
+
 for _v in BLAS_VARS:
     os.environ[_v] = "1"
 
@@ -148,7 +151,8 @@ def main(argv=None) -> int:
         f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}",
         f"load average before: {load_before}",
         f"versions: python {platform.python_version()}, hybrid_sld {metadata.version('hybrid_sld')}, "
-        f"dask {metadata.version('dask')}, distributed {metadata.version('distributed')}, "
+        f"code {code_version()}, dask {metadata.version('dask')}, "
+        f"distributed {metadata.version('distributed')}, "
         f"numpy {metadata.version('numpy')}, scipy {metadata.version('scipy')}",
         "command: " + " ".join(["python benchmarks/bench_scaling.py", *argv]),
         f"grid: {len(cells)} cells: " + ", ".join(c.label for c in cells),

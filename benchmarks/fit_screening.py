@@ -48,7 +48,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
-from _report import emit  # noqa: E402
+from _report import code_version, emit  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -148,7 +148,7 @@ def main(argv=None):
         f"machine: {platform.platform()}, os.cpu_count()={os.cpu_count()}, load average "
         f"{os.getloadavg()}",
         f"versions: python {platform.python_version()}, hybrid_sld {metadata.version('hybrid_sld')}, "
-        f"numpy {np.__version__}, scipy {metadata.version('scipy')}",
+        f"code {code_version()}, numpy {np.__version__}, scipy {metadata.version('scipy')}",
         "BLAS threads: " + ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS),
         "command: " + " ".join(["python benchmarks/fit_screening.py", *argv]),
     ]

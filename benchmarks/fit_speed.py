@@ -40,6 +40,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
+from _report import code_version  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
@@ -248,7 +249,7 @@ def main(argv=None):
           f"os.cpu_count()={os.cpu_count()}")
     print(f"versions: python {platform.python_version()}, numpy {np.__version__}, "
           f"scipy {scipy.__version__}, sympy {sympy.__version__}, "
-          f"hybrid_sld {metadata.version('hybrid_sld')}")
+          f"hybrid_sld {metadata.version('hybrid_sld')}, code {code_version()}")
     blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS)
     print(f"BLAS threads: {blas} (both methods in one process, one fit at a time)")
     print("command: " + " ".join(["python benchmarks/fit_speed.py",

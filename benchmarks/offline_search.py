@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,12 +39,12 @@ DEFAULT_RECORD = REPO / "benchmarks" / "results" / "offline_search.md"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
+from _report import code_version  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import sympy  # noqa: E402
 
-import hybrid_sld  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.search.run import discover, final_report, parse_budget  # noqa: E402
@@ -212,21 +211,6 @@ def summary(rows: list[dict]) -> list[str]:
         if failed:
             out.append(f"{method}: failed runs: {failed}/{len(rs)}")
     return out
-
-
-def code_version() -> str:
-    """The commit of the hybrid_sld that runs (a worktree of an older commit reports its own),
-    so an A/B record says which code each side was."""
-    where = str(Path(hybrid_sld.__file__).parent)
-
-    def git(*args):
-        return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-    try:
-        sha, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", ".")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return sha + (" with uncommitted changes in hybrid_sld/" if dirty else "")
 
 
 def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[str]:
