@@ -129,11 +129,11 @@ def cmd_fit(args):
 
 
 def cmd_expert(args):
-    names = builtin_task_names() if args.task == "all" else [get_task(args.task).name]
+    # the Task itself, not its name: a user's TOML may not be built in, or share a built-in's name
+    tasks = map(get_task, builtin_task_names()) if args.task == "all" else [get_task(args.task)]
     results = []
-    for name in names:
-        task = get_task(name)
-        print(f"fitting the expert law of {name} ...", file=sys.stderr, flush=True)
+    for task in tasks:
+        print(f"fitting the expert law of {task.name} ...", file=sys.stderr, flush=True)
         spec = _fitter(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
         train, test = load_splits(task, args.data_dir)
