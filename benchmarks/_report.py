@@ -3,6 +3,7 @@ write it only with --record)."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 
@@ -16,9 +17,11 @@ def emit(lines: list[str], record: str | None) -> int:
     return 0
 
 
+@functools.cache
 def code_version() -> str:
     """The commit of the hybrid_sld that runs (a worktree of an older commit reports its own),
-    so an A/B record says which code each side was."""
+    so an A/B record says which code each side was. Cached: call it when a script starts,
+    as the checkout's HEAD may move before the record is written."""
     import hybrid_sld  # after the caller's BLAS pinning
     where = str(Path(hybrid_sld.__file__).parent)
 

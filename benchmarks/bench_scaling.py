@@ -109,6 +109,7 @@ def _pct(x) -> str:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    code_version()  # the commit now, before a long run
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="parallel", help="task of the 8 seeds (default parallel)")
     ap.add_argument("--tasks", choices=("all",), help="'all': the 8 SLDBench tasks x seed 0")

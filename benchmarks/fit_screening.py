@@ -127,6 +127,7 @@ def summarise(name: str, rows: list[dict]) -> str:
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    code_version()  # the commit now, before a long run
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", help="task names (default: the 8 SLDBench tasks)")
     ap.add_argument("--laws", type=int, default=12, help="laws per task (default 12)")

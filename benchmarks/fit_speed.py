@@ -223,6 +223,7 @@ def short(name: str) -> str:
 
 
 def main(argv=None):
+    code_version()  # the commit now, before a long run
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", help="task names (short names work); default: all built-in")
     ap.add_argument("--max-groups", type=int, default=6, help="groups per task (default 6)")

@@ -273,6 +273,7 @@ def record_text(head: list[str], rows: list[dict], summ: list[str]) -> str:
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    code_version()  # the commit now, before a long run
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+",
                     help="task names (short names work); default: the 8 SLDBench tasks")
