@@ -29,7 +29,8 @@ def code_version() -> str:
         return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
     try:
-        sha, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+        sha = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
     return sha + (" with uncommitted changes" if dirty else "")
