@@ -7,12 +7,14 @@ for the whole session; tests that need the data skip with a clear reason otherwi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hybrid_sld.data import DATA_ENV
@@ -91,3 +93,22 @@ def start_cli(*args, env=None) -> subprocess.Popen:
     """Start ``hybrid-sld ARGS`` in the background; collect it with ``communicate()``."""
     return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env or os.environ.copy())
+
+
+def write_task(folder, name: str, targets: dict, param_cap: int, expert: str = "") -> Path:
+    """A task of two groups over x = 1e2..1e6, each target a function of (x, a); test = x >= 2e5.
+    ``expert``: the task's expert law, if any."""
+    x = np.geomspace(1e2, 1e6, 24)
+    rows = [(g, xi, *(f(xi, a) for f in targets.values()))
+            for g, a in (("g1", 50.0), ("g2", 20.0)) for xi in x]
+    for csv, part in (("train.csv", [r for r in rows if r[1] < 2e5]),
+                      ("test.csv", [r for r in rows if r[1] >= 2e5])):
+        with open(folder / csv, "w") as fh:
+            fh.write(",".join(["group", "x", *targets]) + "\n" + "".join(
+                ",".join([g, *(repr(float(v)) for v in vals)]) + "\n" for g, *vals in part))
+    (folder / f"{name}.toml").write_text(
+        f'name = "{name}"\ntargets = {json.dumps(list(targets))}\nparam_cap = {param_cap}\n'
+        '[features.x]\ndescription = "scale"\n[split]\nby = "x"\nfraction = 0.2\n'
+        '[data]\ntrain = "train.csv"\ntest = "test.csv"\n'
+        + (f'[expert]\nlaw = "{expert}"\n' if expert else ""))
+    return folder / f"{name}.toml"

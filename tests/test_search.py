@@ -17,28 +17,13 @@ from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.engine import Search, SearchConfig
 from hybrid_sld.search.run import discover, final_report, parse_budget, prepare_run_dir
 
-
-def _write_task(folder, name: str, targets: dict, param_cap: int):
-    """A task of two groups over x = 1e2..1e6, each target a function of (x, a); test = x >= 2e5."""
-    x = np.geomspace(1e2, 1e6, 24)
-    rows = [(g, xi, *(f(xi, a) for f in targets.values()))
-            for g, a in (("g1", 50.0), ("g2", 20.0)) for xi in x]
-    for csv, part in (("train.csv", [r for r in rows if r[1] < 2e5]),
-                      ("test.csv", [r for r in rows if r[1] >= 2e5])):
-        with open(folder / csv, "w") as fh:
-            fh.write(",".join(["group", "x", *targets]) + "\n" + "".join(
-                ",".join([g, *(repr(float(v)) for v in vals)]) + "\n" for g, *vals in part))
-    (folder / f"{name}.toml").write_text(
-        f'name = "{name}"\ntargets = {json.dumps(list(targets))}\nparam_cap = {param_cap}\n'
-        '[features.x]\ndescription = "scale"\n[split]\nby = "x"\nfraction = 0.2\n'
-        '[data]\ntrain = "train.csv"\ntest = "test.csv"\n')
-    return folder / f"{name}.toml"
+from conftest import write_task
 
 
 @pytest.fixture
 def synthetic_task(tmp_path):
     """y = 3 + 50*x^-0.5 (noise-free) in two groups; test = the largest x."""
-    return _write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    return write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
 
 
 def test_parse_budget():
@@ -357,7 +342,7 @@ def test_fits_use_one_blas_thread_and_the_caller_keeps_its_own(synthetic_task, t
 @pytest.fixture
 def two_target_task(tmp_path):
     """y = 3 + a*x^-0.5 and z = 4 - a*log(x)/200 in two groups; test = the largest x."""
-    return _write_task(tmp_path, "two", {"y": lambda x, a: 3 + a * x ** -0.5,
+    return write_task(tmp_path, "two", {"y": lambda x, a: 3 + a * x ** -0.5,
                                           "z": lambda x, a: 4 - a * np.log(x) / 200}, param_cap=8)
 
 
