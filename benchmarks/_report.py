@@ -1,11 +1,17 @@
-"""What every benchmark script's record shares: the code it ran, and its end (print the markdown,
-write it only with --record)."""
+"""What every benchmark script's record shares: where and on what code it ran (the header lines),
+and its end (print the markdown, write it only with --record)."""
 
 from __future__ import annotations
 
 import functools
+import os
+import platform
 import subprocess
+import time
+from importlib import metadata
 from pathlib import Path
+
+from hybrid_sld.threads import BLAS_VARS  # imports no numpy: callers pin BLAS threads first
 
 
 def emit(lines: list[str], record: str | None) -> int:
@@ -34,3 +40,16 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
     return sha + (" with uncommitted changes" if dirty else "")
+
+
+def header(packages=("numpy", "scipy", "sympy")) -> list[str]:
+    """The date, machine, versions (``packages`` as installed) and BLAS-thread lines that open
+    every record, so records of different scripts compare line by line."""
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("hybrid_sld", *packages))
+    blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS)
+    return [
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}",
+        f"versions: python {platform.python_version()}, {versions}, code {code_version()}",
+        f"BLAS threads: {blas}",
+    ]

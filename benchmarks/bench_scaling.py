@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +30,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 from hybrid_sld.threads import BLAS_VARS  # noqa: E402  (imports no numpy)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import code_version  # noqa: E402
+from _report import code_version, header  # noqa: E402
 
 for _v in BLAS_VARS:
     os.environ[_v] = "1"
@@ -148,13 +146,8 @@ def main(argv=None) -> int:
     lines = [
         "# Bench grid scaling: Dask LocalCluster, 1 vs 2 workers", "",
         "```",
-        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}",
+        *header(("dask", "distributed", "numpy", "scipy")),
         f"load average before: {load_before}",
-        f"versions: python {platform.python_version()}, hybrid_sld {metadata.version('hybrid_sld')}, "
-        f"code {code_version()}, dask {metadata.version('dask')}, "
-        f"distributed {metadata.version('distributed')}, "
-        f"numpy {metadata.version('numpy')}, scipy {metadata.version('scipy')}",
         "command: " + " ".join(["python benchmarks/bench_scaling.py", *argv]),
         f"grid: {len(cells)} cells: " + ", ".join(c.label for c in cells),
         f"per cell: offline search, max_evals {args.max_evals}, budget {args.budget:g} s, "

@@ -36,19 +36,17 @@ import argparse
 import glob
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
-from _report import code_version, emit  # noqa: E402
+import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
+from _report import code_version, emit, header  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -145,12 +143,8 @@ def main(argv=None):
     lines = [
         f"# Fit {args.switch} on search candidates: validation time and R2, off vs on", "",
         "```",
-        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"machine: {platform.platform()}, os.cpu_count()={os.cpu_count()}, load average "
-        f"{os.getloadavg()}",
-        f"versions: python {platform.python_version()}, hybrid_sld {metadata.version('hybrid_sld')}, "
-        f"code {code_version()}, numpy {np.__version__}, scipy {metadata.version('scipy')}",
-        "BLAS threads: " + ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS),
+        *header(("numpy", "scipy")),
+        f"load average before: {os.getloadavg()}",
         "command: " + " ".join(["python benchmarks/fit_screening.py", *argv]),
     ]
     table = ["| task | laws | seconds, off | seconds, on | speedup | valid R2 worse / better "

@@ -28,23 +28,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
-from _report import code_version  # noqa: E402
+import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
+from _report import code_version, header  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy  # noqa: E402
-import sympy  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 import hybrid_sld.fit as hfit  # noqa: E402
@@ -246,13 +242,7 @@ def main(argv=None):
         log(f"{name} ...")
         results.append(run_task(name, max_groups, args.bfgs_max_starts))
 
-    print("machine: " + f"{platform.platform()}, {platform.machine()}, "
-          f"os.cpu_count()={os.cpu_count()}")
-    print(f"versions: python {platform.python_version()}, numpy {np.__version__}, "
-          f"scipy {scipy.__version__}, sympy {sympy.__version__}, "
-          f"hybrid_sld {metadata.version('hybrid_sld')}, code {code_version()}")
-    blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS)
-    print(f"BLAS threads: {blas} (both methods in one process, one fit at a time)")
+    print("\n".join(header()) + " (both methods in one process, one fit at a time)")
     print("command: " + " ".join(["python benchmarks/fit_speed.py",
                                   *(argv if argv is not None else sys.argv[1:])]))
     print(f"BFGS: minimize(method='BFGS', jac=None, maxiter={BFGS_MAXITER}), penalty {PENALTY:g} "

@@ -25,12 +25,10 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,12 +36,8 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 DEFAULT_RECORD = REPO / "benchmarks" / "results" / "offline_search.md"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _blas import VARS as BLAS_VARS  # noqa: E402  (importing it pins BLAS threads, before numpy)
-from _report import code_version  # noqa: E402
-
-import numpy as np  # noqa: E402
-import scipy  # noqa: E402
-import sympy  # noqa: E402
+import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
+import _report  # noqa: E402
 
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
@@ -214,15 +208,9 @@ def summary(rows: list[dict]) -> list[str]:
 
 
 def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[str]:
-    blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_VARS)
     splits = [(n, get_task(n).split) for n in sldbench_task_names()]
     return [
-        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"machine: {platform.platform()}, {platform.machine()}, os.cpu_count()={os.cpu_count()}",
-        f"versions: python {platform.python_version()}, numpy {np.__version__}, "
-        f"scipy {scipy.__version__}, sympy {sympy.__version__}, "
-        f"hybrid_sld {metadata.version('hybrid_sld')}, code {code_version()}",
-        f"BLAS threads: {blas}",
+        *_report.header(),
         f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
         "trend priors: " + ("off (--no-trend)" if "--no-trend" in argv else "; ".join(
             f"{short(n)}: {r.trend} in {r.by}" for n, r in splits if r.trend) or "none declared"),
@@ -273,7 +261,7 @@ def record_text(head: list[str], rows: list[dict], summ: list[str]) -> str:
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    code_version()  # the commit now, before a long run
+    _report.code_version()  # the commit now, before a long run
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+",
                     help="task names (short names work); default: the 8 SLDBench tasks")
