@@ -95,14 +95,17 @@ def start_cli(*args, env=None) -> subprocess.Popen:
                             text=True, env=env or os.environ.copy())
 
 
-def write_task(folder, name: str, targets: dict, param_cap: int, expert: str = "") -> Path:
-    """A task of two groups over x = 1e2..1e6, each target a function of (x, a); test = x >= 2e5.
+def write_task(folder, name: str, targets: dict, param_cap: int, expert: str = "",
+               test_x=None) -> Path:
+    """A task of two groups (a = 50, 20), each target a function of (x, a). By default x =
+    1e2..1e6 and test is x >= 2e5; with ``test_x``, train is x = 1e2..1e5 and test those scales.
     ``expert``: the task's expert law, if any."""
-    x = np.geomspace(1e2, 1e6, 24)
+    x = np.geomspace(1e2, 1e6, 24) if test_x is None else [*np.geomspace(1e2, 1e5, 20), *test_x]
+    cut = 2e5 if test_x is None else min(test_x)
     rows = [(g, xi, *(f(xi, a) for f in targets.values()))
             for g, a in (("g1", 50.0), ("g2", 20.0)) for xi in x]
-    for csv, part in (("train.csv", [r for r in rows if r[1] < 2e5]),
-                      ("test.csv", [r for r in rows if r[1] >= 2e5])):
+    for csv, part in (("train.csv", [r for r in rows if r[1] < cut]),
+                      ("test.csv", [r for r in rows if r[1] >= cut])):
         with open(folder / csv, "w") as fh:
             fh.write(",".join(["group", "x", *targets]) + "\n" + "".join(
                 ",".join([g, *(repr(float(v)) for v in vals)]) + "\n" for g, *vals in part))

@@ -28,6 +28,7 @@ from hybrid_sld.search.run import discover
 from hybrid_sld.tasks import get_task
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import write_task  # noqa: E402
 from openai_server import FakeOpenAI, proposal  # noqa: E402
 
 SECRET = "sk-test-DO-NOT-LEAK-4f1c9e"
@@ -37,16 +38,8 @@ TEST_X = (4.321e6, 9.876e6)  # test-split scales: these numbers must never reach
 @pytest.fixture
 def task_file(tmp_path):
     """y = 3 + A*x^-0.5 in two groups; test rows at recognisable scales beyond train."""
-    x = np.geomspace(1e2, 1e5, 20)
-    law = lambda a, xi: 3 + a * xi ** -0.5  # noqa: E731
-    groups = (("g1", 50.0), ("g2", 20.0))
-    for name, xs in (("train.csv", x), ("test.csv", TEST_X)):
-        (tmp_path / name).write_text("group,x,y\n" + "".join(
-            f"{g},{float(xi)!r},{float(law(a, xi))!r}\n" for g, a in groups for xi in xs))
-    (tmp_path / "synth.toml").write_text(
-        'name = "synth"\ntargets = ["y"]\nparam_cap = 5\n[features.x]\ndescription = "scale"\n'
-        '[split]\nby = "x"\nfraction = 0.2\n[data]\ntrain = "train.csv"\ntest = "test.csv"\n')
-    return tmp_path / "synth.toml"
+    return write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      test_x=TEST_X)
 
 
 @pytest.fixture
