@@ -342,8 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--budget", help="wall-clock budget: 90s, 10m, 1h (default 60s)")
     sp.add_argument("--max-evals", type=int, help="stop after this many evaluations "
                     "(deterministic under --seed)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--islands", type=int, default=4)
+    sp.add_argument("--seed", type=int, default=0,
+                    help="random seed (default 0); with --max-evals the same seed gives the same "
+                         "result")
+    sp.add_argument("--islands", type=int, default=4,
+                    help="separate populations, each a grid over complexity and parameter "
+                         "count (default 4)")
     sp.add_argument("--migrate-every", type=int, default=SearchConfig.migrate_every, metavar="N",
                     help="evaluations between migrations of each island's best law to the next "
                          f"(default {SearchConfig.migrate_every})")
@@ -408,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(deterministic cells)")
     sp.add_argument("--timeout", help="wall clock per cell before it is killed "
                     "(default 1.5 x budget + 2m)")
-    sp.add_argument("--executor", choices=("local", "dask"), default="local")
+    sp.add_argument("--executor", choices=("local", "dask"), default="local",
+                    help="local processes (default) or a Dask cluster (needs the dask extra)")
     sp.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     sp.add_argument("--workers", type=int, default=1, help="cells at once (local processes or "
                     "LocalCluster workers)")
@@ -422,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("eval-program", help="score an EvoSLD-style Python program")
-    sp.add_argument("--task", required=True)
+    sp.add_argument("--task", required=True, help="task name or task .toml")
     sp.add_argument("file", help="Python file defining scaling_law_func and fit_scaling_law")
     sp.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     sp.add_argument("--memory-mb", type=int, default=4096, help="memory limit (default 4096)")
