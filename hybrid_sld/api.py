@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from . import export
-from .compile import compile_law
+from .compile import compile_law, domain_violation
 from .errors import DataError, HybridSLDError, LawError
 from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
@@ -190,6 +190,9 @@ class ScalingLawRegressor:
             raise LawError(f"the law uses none of the features ({', '.join(names)}), so it "
                            f"treats {', '.join(law.param_names)} as constants; name X's "
                            "columns with features=[...] or write the law in x0, x1, ...")
+        hit = domain_violation(law, A)
+        if hit:
+            raise InputError(f"X[{hit[0]}]: {hit[1]}")
         if self.law is not None:
             from .search.operators import redundancy_note
             note = redundancy_note(law, A)

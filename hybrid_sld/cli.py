@@ -15,7 +15,7 @@ import numpy as np
 
 from .data import load_splits
 from .errors import HybridSLDError
-from .evaluate import report
+from .evaluate import check_domain, report
 from .fit import FitterSpec
 from .law import parse_task_law
 from .metrics import score
@@ -64,6 +64,7 @@ def _law_text(args) -> str:
 
 def _evaluate(task, text, spec, train, test):
     law = parse_task_law(text, task)
+    check_domain(law, train, test)
     v, full = report(law, task, train, test, spec)
     return law, v, full
 

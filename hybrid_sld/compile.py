@@ -12,7 +12,7 @@ import numpy as np
 import sympy as sp
 
 from .deadline import interruptible
-from .law import Law
+from .law import Law, expr_to_text
 
 
 class _Step(sp.Function):
@@ -197,3 +197,34 @@ def compile_law(law: Law) -> CompiledLaw:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = CompiledLaw(law)
     return _CACHE[key]
+
+
+def domain_violation(law: Law, X: np.ndarray) -> tuple[int, str] | None:
+    """(row, reason) of the first row of ``X`` (columns: ``law.features``) where the law takes
+    the log of a non-positive quantity of features only, or a fractional or symbolic power of a
+    negative one (or of zero, to a power that may be negative); None when there is none.
+    Such a row makes every fit non-finite; saying which row, and why, is the useful error."""
+    where = {law.symbols[f]: j for j, f in enumerate(law.features) if f in law.symbols}
+    seen = set()
+    for _target, expr in law.equations:
+        for node in sp.preorder_traversal(expr):
+            if isinstance(node, sp.log):
+                arg, what, strict = node.args[0], "the log of", True
+            elif isinstance(node, sp.Pow) and not node.exp.is_integer:
+                arg, what = node.base, f"a power ^{expr_to_text(node.exp)} of"
+                strict = not (node.exp.is_number and node.exp > 0)
+            else:
+                continue
+            syms = sorted(arg.free_symbols, key=str)
+            if not syms or not set(syms) <= where.keys() or (arg, strict) in seen:
+                continue
+            seen.add((arg, strict))
+            with np.errstate(all="ignore"):
+                vals = np.broadcast_to(numpy_function(syms, arg)(*(X[:, where[s]] for s in syms)),
+                                       (len(X),))
+            bad = ~(vals > 0) if strict else ~(vals >= 0)
+            if bad.any():
+                i = int(np.argmax(bad))
+                return i, (f"{expr_to_text(arg)} = {vals[i]:g} here, and the law takes {what} it "
+                           f"(must be {'positive' if strict else 'non-negative'})")
+    return None

@@ -31,6 +31,8 @@ class Dataset:
     Y: np.ndarray
     features: tuple[str, ...]
     targets: tuple[str, ...]
+    source: str = ""  # the file the rows were read from, for errors that point at a row
+    lines: np.ndarray | None = None  # each row's line in that file (a CSV; None otherwise)
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -42,7 +44,14 @@ class Dataset:
         return [str(self.groups[i]) for i in sorted(first)]
 
     def subset(self, mask: np.ndarray) -> "Dataset":
-        return Dataset(self.groups[mask], self.X[mask], self.Y[mask], self.features, self.targets)
+        return Dataset(self.groups[mask], self.X[mask], self.Y[mask], self.features, self.targets,
+                       self.source, None if self.lines is None else self.lines[mask])
+
+    def where(self, i: int) -> str:
+        """Row ``i`` as a person finds it: the file and line when known."""
+        if self.lines is not None:
+            return f"{self.source}, line {self.lines[i]}"
+        return f"{self.source}, row {i + 1}" if self.source else f"row {i + 1}"
 
     def group(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self.groups == name
@@ -106,7 +115,8 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
         groups.append(row[gidx] if gidx is not None else "all")
     nf = len(task.feature_names)
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],
-                   task.feature_names, task.targets)
+                   task.feature_names, task.targets, str(path),
+                   None if path.suffix == ".parquet" else np.arange(2, len(rows) + 2))
 
 
 def _hub_files(task: Task) -> tuple[Path, Path] | None:

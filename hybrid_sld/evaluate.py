@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compile import compile_law
+from .compile import compile_law, domain_violation
 from .data import Dataset, split_train_valid, validation_mask
+from .errors import DataError
 from .fit import Fit, FitterSpec, fit_groups
 from .law import Law
 from .metrics import Score, failed_score, score
@@ -53,6 +54,16 @@ def scale_repeats(X: np.ndarray, weight: int) -> np.ndarray:
         if len(levels) > 1:
             t = np.maximum(t, rank.ravel() / (len(levels) - 1))
     return 1 + np.rint(weight * t).astype(int)
+
+
+def check_domain(law: Law, *datasets: Dataset | None) -> None:
+    """Raise a DataError naming the file and line where the law takes the log (or a fractional
+    power) of features the data makes non-positive: there every fit would only fail as
+    "not finite", with no word of which row or why."""
+    for data in datasets:
+        hit = domain_violation(law, data.X) if data is not None and len(data) else None
+        if hit:
+            raise DataError(f"{data.where(hit[0])}: {hit[1]}")
 
 
 def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec(),

@@ -236,3 +236,9 @@ def test_scale_weight_repeats_rows_along_the_widest_positive_column():
     (g,) = heavy.fits_
     assert heavy.fits_[g].params == pytest.approx(by_hand.fits_[g].params, rel=1e-6)
     assert heavy.fits_[g].params["b"] != pytest.approx(plain.fits_[g].params["b"], rel=1e-3)
+
+
+def test_log_of_a_negative_feature_names_the_row():
+    X = np.array([[1.0], [2.0], [-3.0], [4.0]])
+    with pytest.raises(InputError, match=r"X\[2\]: x0 = -3 here, and the law takes the log"):
+        ScalingLawRegressor(law="y = a + b*log(x0)").fit(X, [1.0, 2.0, 3.0, 4.0])

@@ -54,6 +54,20 @@ def test_expert_on_a_users_task_file(tmp_path, capsys):
     assert out["valid_r2"] > 0.999999 and out["test_r2"] > 0.999999
 
 
+def test_fit_names_the_row_where_a_log_meets_a_negative_value(tmp_path, capsys):
+    toml = write_task(tmp_path, "neg", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(",", ",-", 1)  # line 4 of the file: x negated
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    tex = tmp_path / "law.tex"
+    args = ["fit", "--task", str(toml), "--latex", str(tex), "--law"]
+    assert main(args + ["y = a + b*log(x)"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'train.csv'}, line 4: x = -" in err and "the log of it" in err
+    assert not tex.exists()
+    assert main(args + ["y = a + b*x"]) == 0 and tex.exists()  # the file itself is fine
+
+
 HAS_EXPORT = (REPO / "hybrid_sld" / "export.py").is_file()
 
 

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from hybrid_sld.compile import CompiledLaw, compile_law
+from hybrid_sld.compile import CompiledLaw, compile_law, domain_violation
 from hybrid_sld.law import parse_law
 
 RNG = np.random.default_rng(1234)
@@ -197,3 +197,21 @@ def test_compile_cache():
 def test_predict_accepts_lists():
     c = compile_law(parse_law("y = a*x", ["x"]))
     np.testing.assert_allclose(c.predict([[1.0], [2.0]], (3,)), [[3.0], [6.0]])
+
+
+@pytest.mark.parametrize("text, row, words", [
+    ("y = a*log(x) + b", 2, "x = -3 here, and the law takes the log of it (must be positive)"),
+    ("y = a*sqrt(x) + b", 2, "must be non-negative"),
+    ("y = a*z^(-1/2)", 3, "z = 0 here"),  # zero to a negative power
+    ("y = a*x^p", 2, "a power ^p of it (must be positive)"),
+    ("y = a*log(x*z + 3) + b", 2, "3 + x*z = 0 here"),
+    ("y = a*x^2 + b*log(z + 1)", None, ""),  # an integer power; a positive log argument
+    ("y = a*log(x + c)", None, ""),  # a constant inside: the fitter's bounds' business
+])
+def test_domain_violation_names_the_first_bad_row(text, row, words):
+    X = np.array([[1.0, 2.0], [2.0, 3.0], [-3.0, 1.0], [4.5, 0.0]])  # columns x, z
+    hit = domain_violation(parse_law(text, ["x", "z"]), X)
+    if row is None:
+        assert hit is None
+    else:
+        assert hit[0] == row and words in hit[1], hit

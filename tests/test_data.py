@@ -96,6 +96,13 @@ def test_csv_reads(tmp_path, toy):
     assert d.group_names == ["a", "b"] and len(d) == 3
 
 
+def test_rows_know_their_file_and_line(tmp_path, toy):
+    p = _csv(tmp_path, "group,N,D,loss\na,1,2,3\nb,4,5,6\na,7,8,9\n")
+    d = read_dataset(p, toy)
+    assert d.where(1) == f"{p}, line 3"
+    assert d.subset(d.groups == "a").where(1) == f"{p}, line 4"  # a subset keeps them
+
+
 def test_csv_without_group_column(tmp_path, toy):
     d = read_dataset(_csv(tmp_path, "N,D,loss\n1,2,3\n4,5,6\n"), toy)
     assert d.group_names == ["all"]

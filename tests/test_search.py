@@ -189,6 +189,23 @@ def test_too_few_rows_fails_before_search(tmp_path):
         Search(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=4), tmp_path)
 
 
+@pytest.mark.parametrize("rows, expert, message", [
+    ([(x, 1 + 1 / x) for x in range(1, 9)] + [(9, 2.0), (10, 2.0)], "",
+     "target 'y' takes one value (2) on all 2 validation row(s)"),
+    ([(x, 1 + 1 / x) for x in range(-1, 9) if x], "y = a + b*log(x)",
+     "train.csv, line 2: x = -1 here, and the law takes the log of it"),
+])
+def test_bad_task_fails_before_search_and_leaves_no_run(tmp_path, rows, expert, message):
+    (tmp_path / "train.csv").write_text("group,x,y\n" + "".join(f"a,{x},{y}\n" for x, y in rows))
+    (tmp_path / "t.toml").write_text(
+        'name = "bad"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n'
+        '[data]\ntrain = "train.csv"\n' + (f'[expert]\nlaw = "{expert}"\n' if expert else ""))
+    with pytest.raises(HybridSLDError) as exc:
+        discover(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=4), out=tmp_path / "runs")
+    assert message in str(exc.value)
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task",
                              str(synthetic_task), "--budget", "10m", "--batch-size", "2",

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
-from ..evaluate import against_trend, drift, validate
+from ..evaluate import against_trend, check_domain, drift, validate
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
@@ -224,8 +224,18 @@ class Search:
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict())
     def _check_rows(self, train) -> None:
-        """Fail before searching when a group is too small to fit even the simplest seed."""
+        """Fail before searching when a group is too small to fit even the simplest seed, when
+        validation R2 is undefined (a target constant over the validation rows), or when the
+        task's own expert law cannot be evaluated on its data."""
+        if self.task.expert_law:
+            check_domain(parse_task_law(self.task.expert_law, self.task), train)
         fit_part, valid = split_train_valid(self.task, train)
+        for j, t in enumerate(self.task.targets):
+            if np.ptp(valid.Y[:, j]) == 0:
+                raise HybridSLDError(
+                    f"target {t!r} takes one value ({valid.Y[0, j]:g}) on all {len(valid)} "
+                    "validation row(s), so validation R2 is undefined: add rows or raise the "
+                    "task's [split] fraction")
         k = min(parse_task_law(t, self.task).n_params for t, _f, _o in self.seeds)
         for g in train.group_names:
             n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -296,7 +297,12 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         LLMSettings.from_dict(cfg.llm).check()
     if not resume:
         run_dir = prepare_run_dir(cfg, out)
-    search = Search(cfg, run_dir, progress=progress)
+    try:
+        search = Search(cfg, run_dir, progress=progress)  # checks the task's data and law first
+    except BaseException:
+        if not resume:  # bad input: no run began, so leave no run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if resume:
         search.load()
     search.run()
