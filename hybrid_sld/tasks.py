@@ -7,6 +7,7 @@ parameter cap, and the expert law from the literature.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import tomllib
 from dataclasses import dataclass, field
@@ -98,8 +99,35 @@ def _require(table: dict, key: str, kind, where: str):
     return value
 
 
+# the keys a task file may hold, per table ("" the top level; [features.*] are checked apart,
+# [published] holds figures of any name): a misspelt key is an error, not a silent default
+KNOWN_KEYS = {
+    "": {"name", "description", "targets", "features", "param_cap", "group", "source", "split",
+         "expert", "data", "published"},
+    "split": {"kind", "by", "also_by", "fraction", "seed", "trend"},
+    "expert": {"law", "reference", "fitter", "variants"},
+    "data": {"train", "test"},
+}
+
+
+def _check_keys(raw: dict, where: str) -> None:
+    for table, known in KNOWN_KEYS.items():
+        got = raw if not table else raw.get(table, {})
+        if not isinstance(got, dict):
+            raise TaskError(f"{where}: [{table}] must be a table")
+        for key in got:
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                label = f"[{key}]" if isinstance(got[key], dict) and not table else (
+                    f"[{table}] {key}" if table else f"'{key}'")
+                raise TaskError(f"{where}: unknown key {label}" + (
+                    f"; did you mean {near[0]!r}?" if near else
+                    f" (known: {', '.join(sorted(known))})"))
+
+
 def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -> Task:
     """Validate a parsed TOML table and build a Task; every error names ``where``."""
+    _check_keys(raw, where)
     name = _require(raw, "name", str, where)
     feats_raw = _require(raw, "features", dict, where)
     if not feats_raw:

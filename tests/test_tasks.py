@@ -110,10 +110,16 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = ["N"]'), "other than by"),
     (GOOD.replace("fraction = 0.25", 'fraction = 0.25\nalso_by = "D"'), "list of feature names"),
     (GOOD.replace("[split]", '[split]\nkind = "random"\nalso_by = ["N"]'), "also_by needs"),
+    (GOOD.replace("[split]", "[splitt]"), "unknown key [splitt]; did you mean 'split'?"),
+    (GOOD.replace("fraction = 0.25", "fration = 0.25"),
+     "unknown key [split] fration; did you mean 'fraction'?"),
+    (GOOD.replace("param_cap = 3", "parm_cap = 3"), "unknown key 'parm_cap'; did you mean"),
+    (GOOD + '\n[data]\ntrain = "a.csv"\nvalid = "b.csv"\n', "unknown key [data] valid"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
-        "also-by-not-a-list", "also-by-without-scale"])
+        "also-by-not-a-list", "also-by-without-scale", "misspelt-table", "misspelt-split-key",
+        "misspelt-top-key", "unknown-data-key"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:
