@@ -223,6 +223,7 @@ class Search:
             load_exchanges(own) if own.exists() else {})
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict())
+
     def _check_rows(self, train) -> None:
         """Fail before searching when a group is too small to fit even the simplest seed, when
         validation R2 is undefined (a target constant over the validation rows), or when the
@@ -230,12 +231,6 @@ class Search:
         if self.task.expert_law:
             check_domain(parse_task_law(self.task.expert_law, self.task), train)
         fit_part, valid = split_train_valid(self.task, train)
-        for j, t in enumerate(self.task.targets):
-            if np.ptp(valid.Y[:, j]) == 0:
-                raise HybridSLDError(
-                    f"target {t!r} takes one value ({valid.Y[0, j]:g}) on all {len(valid)} "
-                    "validation row(s), so validation R2 is undefined: add rows or raise the "
-                    "task's [split] fraction")
         k = min(parse_task_law(t, self.task).n_params for t, _f, _o in self.seeds)
         for g in train.group_names:
             n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))
@@ -243,6 +238,12 @@ class Search:
                 raise HybridSLDError(
                     f"group {g!r} has {n_fit} fitting and {n_valid} validation row(s); the "
                     f"simplest seed law has {k} parameters: add rows or merge groups")
+        for j, t in enumerate(self.task.targets):  # every group has a validation row here
+            if np.ptp(valid.Y[:, j]) == 0:
+                raise HybridSLDError(
+                    f"target {t!r} takes one value ({valid.Y[0, j]:g}) on all {len(valid)} "
+                    "validation row(s), so validation R2 is undefined: add rows or raise the "
+                    "task's [split] fraction")
 
     # -- persistence --------------------------------------------------------------------------
     @property
