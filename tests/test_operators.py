@@ -375,3 +375,30 @@ def test_tidy_keeps_constants_that_act_apart(text):
 def test_tidy_keeps_the_per_group_constant_of_a_product_with_a_shared_one():
     law = _tidied("loss = c + a*b*tokens\nshared a")
     assert set(law.param_names) == {"b", "c"} and not any(p.shared for p in law.params)
+
+
+def test_lead_features_pick_each_targets_own_share_and_seed_a_shifted_log():
+    from hybrid_sld.data import Dataset
+    from hybrid_sld.search.motifs import lead_features
+    rng = np.random.default_rng(0)
+    shares = rng.dirichlet(np.ones(3), size=60)
+    shares[::5, 1] = 0.0  # a share that is sometimes 0: a log needs a shift
+    groups = np.repeat(["small", "large"], 30)
+    offset = np.where(groups == "small", 3.0, 2.0)  # groups differ by far more than any share
+    Y = np.column_stack([offset - 0.1 * np.log(shares[:, 1] + 0.01),
+                         offset - 0.3 * shares[:, 0] + 0.01 * shares[:, 2]])
+    data = Dataset(groups, shares, Y, ("share_a", "share_b", "share_c"), ("loss_b", "loss_a"))
+    assert lead_features(data) == {"loss_b": "share_b", "loss_a": "share_a"}
+
+    task = get_task("domain_mixture_scaling_law")
+    feats = task.feature_names
+    lead = {t: feats[(i + 1) % len(feats)] for i, t in enumerate(task.targets)}
+    plain = ops.seed_laws(task, positive_features=set(), include_expert=False)
+    led = ops.seed_laws(task, positive_features=set(), include_expert=False, lead=lead,
+                        nonneg_features=set(feats))
+    assert led[:len(plain)] == plain and len(led) == len(plain) + 1
+    law = parse_task_law(led[-1], task)
+    assert law.n_params <= task.param_cap
+    for t, e in law.equations:  # its lead share sits in a shifted log, the others in lines
+        logs = [a for a in e.atoms(sp.log)]
+        assert len(logs) == 1 and {s.name for s in logs[0].free_symbols} & set(feats) == {lead[t]}

@@ -38,6 +38,7 @@ from ..threads import single_threaded_process
 from .archive import Archive, Entry
 from .select import RULES
 from . import operators
+from .motifs import lead_features
 
 
 PROPOSERS = ("offline", "llm", "hybrid")
@@ -286,8 +287,11 @@ class Search:
         if self.task.expert_law:
             fitter = FitterSpec.from_dict(self.task.expert_fitter).to_dict()
             out.append((self.task.expert_law, fitter, "seed:expert"))
+        fit_part, _ = split_train_valid(self.task, self.train)
+        nonneg = {f for j, f in enumerate(self.train.features) if np.all(self.train.X[:, j] >= 0)}
         for text in operators.seed_laws(self.task, positive_features=self.positive,
-                                          include_expert=False):
+                                          include_expert=False, nonneg_features=nonneg,
+                                          lead=lead_features(fit_part)):
             out.append((text, default, "seed"))
         out += [(text, default, "seed:operon") for text in self._operon_seeds()]
         return out

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import numpy as np
 import sympy as sp
 
 from ..errors import LawError
@@ -209,11 +210,41 @@ def _valid(text: str, task) -> Law | None:
         return None
 
 
-def seed_laws(task, positive_features: set[str] | None = None, *, include_expert: bool = True) -> list[str]:
-    """Starting laws: the expert law, a power law (or a line) in each feature, an additive law.
+def lead_features(data) -> dict[str, str]:
+    """Each target's lead feature: the one whose log (shifted by 1 % of its range where it
+    reaches 0) or value correlates most with the target within groups.
+
+    Why: in a mixture task each domain's loss follows its own domain's share; a seed built
+    around that feature starts where the search would otherwise have to find it by chance.
+    ``data`` should be the fitting part only, so validation stays unseen.
+    """
+    X, Y = np.asarray(data.X, float), np.asarray(data.Y, float)
+    centred = Y.copy()
+    for g in np.unique(data.groups):
+        rows = data.groups == g
+        centred[rows] -= Y[rows].mean(axis=0)
+    views = [X]
+    if np.all(X >= 0):
+        views.append(np.log(X + 0.01 * np.ptp(X, axis=0) + (np.ptp(X, axis=0) == 0)))
+    best: dict[str, tuple[float, str]] = {}
+    for view in views:
+        for j, f in enumerate(data.features):
+            for k, t in enumerate(data.targets):
+                with np.errstate(all="ignore"):
+                    r = abs(np.corrcoef(view[:, j], centred[:, k])[0, 1])
+                if math.isfinite(r) and r > best.get(t, (-1.0, ""))[0]:
+                    best[t] = (r, f)
+    return {t: f for t, (r, f) in best.items()}
+
+
+def seed_laws(task, positive_features: set[str] | None = None, *, include_expert: bool = True,
+              lead: dict[str, str] | None = None, nonneg_features: set[str] = frozenset()) -> list[str]:
+    """Starting laws: the expert law, a power law (or a line) in each feature, an additive law,
+    and, given each target's lead feature, an additive law led by it.
 
     positive_features: features whose values are all positive (power laws and logs apply);
-    None assumes all but log-scaled features. Every law fits the task's parameter cap.
+    None assumes all but log-scaled features. nonneg_features: features never negative (a lead
+    one gets a shifted log, as mixture shares do). Every law fits the task's parameter cap.
     """
     positive = default_positive(task) if positive_features is None else set(positive_features)
     feats = {f: sp.Symbol(f, real=True) for f in task.feature_names}
@@ -254,4 +285,21 @@ def seed_laws(task, positive_features: set[str] | None = None, *, include_expert
             if n_terms > 1:
                 add(law_text(eqs, P.new))
             break
+    if lead:  # per target: its lead feature's term first, then the others' while the cap allows
+        P = ParamFactory(features=task.feature_names)
+        eqs = []
+        for t in task.targets:
+            f = lead.get(t, order[0])
+            x = feats[f]
+            if f in positive:
+                e = P("offset") + P("pos") * x ** -P("exp")
+            elif f in nonneg_features:
+                e = P("offset") + P("amp") * sp.log(x + P("pos"))  # finite where a share is 0
+            else:
+                e = P("offset") + P("amp") * x
+            for g in order:
+                if g != f and len(P.new) + (1 if g not in positive else 2) <= per_target * (len(eqs) + 1):
+                    e = e + term(g, P)
+            eqs.append((t, e))
+        add(law_text(eqs, P.new))
     return out
