@@ -152,6 +152,22 @@ def test_log_only_on_positive_features():
                     assert not ({s.name for s in node.free_symbols} & {"num_params", "tokens"}), text
 
 
+def test_shifted_log_only_on_shares():
+    task = get_task("kaplan_demo")
+    law = parse_task_law("loss = E + A*num_params + B*tokens", task)
+    shifted = 0
+    for seed in range(200):
+        text = ops.apply_operator("add_term", law, task, np.random.default_rng(seed),
+                                  positive_features=set(), nonneg_features={"tokens"})
+        if text:
+            for node in sp.preorder_traversal(parse_task_law(text, task).equations[0][1]):
+                if isinstance(node, sp.log):
+                    assert {s.name for s in node.free_symbols} & {"num_params", "tokens"} == {"tokens"}
+                    assert node.args[0].is_Add, text  # shifted: finite where the share is 0
+                    shifted += 1
+    assert shifted >= 2
+
+
 def test_motifs_parse():
     task = get_task("kaplan_demo")
     x, y = sp.Symbol("num_params", real=True), sp.Symbol("tokens", real=True)

@@ -199,6 +199,7 @@ class Search:
         self._stop = False
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
+        self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
         self.train = train
         self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
         self.seeds = self._seed_candidates()
@@ -288,9 +289,8 @@ class Search:
             fitter = FitterSpec.from_dict(self.task.expert_fitter).to_dict()
             out.append((self.task.expert_law, fitter, "seed:expert"))
         fit_part, _ = split_train_valid(self.task, self.train)
-        nonneg = {f for j, f in enumerate(self.train.features) if np.all(self.train.X[:, j] >= 0)}
         for text in operators.seed_laws(self.task, positive_features=self.positive,
-                                          include_expert=False, nonneg_features=nonneg,
+                                          include_expert=False, nonneg_features=self.nonneg,
                                           lead=lead_features(fit_part)):
             out.append((text, default, "seed"))
         out += [(text, default, "seed:operon") for text in self._operon_seeds()]
@@ -332,8 +332,8 @@ class Search:
             text, fitter, _origin = self.seeds[int(rng.integers(len(self.seeds)))]
             for _ in range(int(rng.integers(1, 5))):
                 law = self._law(text)
-                text = (law and operators.mutate(law, self.task, rng,
-                                                 positive_features=self.positive)) or text
+                text = (law and operators.mutate(law, self.task, rng, positive_features=self.positive,
+                                                 nonneg_features=self.nonneg)) or text
             return text, fitter, "random"
         parent = s.archive.sample(island, rng)
         if parent is None:
@@ -353,7 +353,8 @@ class Search:
             spec = operators.mutate_fitter(FitterSpec.from_dict(fitter), rng,
                                            scaled=bool(self.task.split.scales))
             return parent.law, spec.to_dict(), "fitter"
-        return operators.mutate(law, self.task, rng, positive_features=self.positive), fitter, "mutate"
+        return operators.mutate(law, self.task, rng, positive_features=self.positive,
+                                nonneg_features=self.nonneg), fitter, "mutate"
 
     def _assemble(self, parent: Entry, law, rng, donors: int = 3) -> str | None:
         """The parent with each target's equation replaced by that of the evaluated law that

@@ -124,6 +124,8 @@ class Motif:
     kind: ``law`` (carries its own offset), ``term`` (an additive term) or ``factor`` (a
     multiplicative factor, 1 at the neutral parameter values where possible).
     positive: needs positive features (powers with real exponents, log).
+    share: only for a feature that reaches 0 but never goes below (a mixture share), where the
+    log itself is undefined and positive features have their own motifs.
     """
 
     build: Callable
@@ -131,6 +133,7 @@ class Motif:
     kind: str
     positive: bool = True
     arity: int = 1
+    share: bool = False
 
 
 def _u(x, positive):
@@ -155,6 +158,8 @@ MOTIFS: dict[str, Motif] = {
                           3, "term", positive=False),
     "exp_decay": Motif(lambda x, y, P: P("amp") * sp.exp(-P("pos") * x), 2, "term", positive=False),
     "log_term": Motif(lambda x, y, P: P("amp") * sp.log(x), 1, "term"),
+    "log_shift": Motif(lambda x, y, P: P("amp") * sp.log(x + P("pos")), 2, "term", positive=False,
+                       share=True),
     "log_quadratic": Motif(lambda x, y, P: P("nonneg") * (sp.log(x) - P("offset")) ** 2, 2, "term"),
     "bump_term": Motif(lambda x, y, P: P("amp") * sp.exp(-((sp.log(x) - P("offset")) / P("pos")) ** 2),
                        3, "term"),
@@ -193,11 +198,15 @@ def motif(name: str, x: sp.Expr, y: sp.Expr | None = None, P: ParamFactory | Non
     return m.build(x, y, P if P is not None else ParamFactory())
 
 
-def motif_names(kind: str | None = None, *, positive: bool = True, arity: int | None = None,
-                max_params: int | None = None) -> list[str]:
-    """Motif names of a kind usable on features of the given positivity (sorted: deterministic)."""
+def motif_names(kind: str | None = None, *, positive: bool = True, share: bool = False,
+                arity: int | None = None, max_params: int | None = None) -> list[str]:
+    """Motif names of a kind usable on features of the given positivity (sorted: deterministic).
+
+    share: the feature is a share (reaches 0, never below); share motifs are offered only then.
+    """
     return [n for n, m in MOTIFS.items()
             if (kind is None or m.kind == kind) and (positive or not m.positive)
+            and (share or not m.share)
             and (arity is None or m.arity == arity)
             and (max_params is None or m.n_params <= max_params)]
 
@@ -294,7 +303,7 @@ def seed_laws(task, positive_features: set[str] | None = None, *, include_expert
             if f in positive:
                 e = P("offset") + P("pos") * x ** -P("exp")
             elif f in nonneg_features:
-                e = P("offset") + P("amp") * sp.log(x + P("pos"))  # finite where a share is 0
+                e = P("offset") + motif("log_shift", x, P=P)
             else:
                 e = P("offset") + P("amp") * x
             for g in order:

@@ -48,6 +48,7 @@ class Ctx:
     P: ParamFactory
     params: dict[str, Param]  # existing parameters of the law, by name
     others: set = field(default_factory=set)  # free symbols of the other targets' equations
+    shares: set = field(default_factory=set)  # features that reach 0 but never go below
 
     def choice(self, seq):
         return _choice(self.rng, seq)
@@ -123,7 +124,8 @@ def _random_term(ctx, max_params=None):
             i, j = ctx.rng.choice(len(pos), size=2, replace=False)
             return motif(ctx.choice(names), ctx.features[pos[i]], ctx.features[pos[j]], ctx.P)
     f = ctx.choice(sorted(ctx.features))
-    names = motif_names("term", positive=f in ctx.positive, arity=1, max_params=max_params)
+    names = motif_names("term", positive=f in ctx.positive, share=f in ctx.shares, arity=1,
+                        max_params=max_params)
     if not names:
         raise OutOfBudget
     return motif(ctx.choice(names), ctx.features[f], None, ctx.P)
@@ -695,10 +697,15 @@ def _same(a: Law, b: Law) -> bool:
 
 
 def apply_operator(name: str, law: Law, task, rng: np.random.Generator, *,
-                   positive_features: set[str] | None = None, tries: int = 3) -> str | None:
-    """Apply operator ``name`` to one random target of ``law``: new law text or None."""
+                   positive_features: set[str] | None = None, nonneg_features: set[str] = frozenset(),
+                   tries: int = 3) -> str | None:
+    """Apply operator ``name`` to one random target of ``law``: new law text or None.
+
+    nonneg_features: features never negative; those among them not all positive are shares.
+    """
     op = OPERATORS[name]
     positive = _positive(task, positive_features)
+    shares = set(nonneg_features) - positive
     feats = {f: law.symbols.get(f, sp.Symbol(f, real=True)) for f in task.feature_names}
     params = law_params(law)
     for _ in range(tries):
@@ -706,7 +713,7 @@ def apply_operator(name: str, law: Law, task, rng: np.random.Generator, *,
         others = set().union(*(e.free_symbols for k, (_, e) in enumerate(law.equations) if k != i))
         P = ParamFactory(list(params) + list(task.targets), task.feature_names,
                          budget=task.param_cap - law.n_params)
-        ctx = Ctx(rng, feats, positive, P, params, others)
+        ctx = Ctx(rng, feats, positive, P, params, others, shares)
         try:
             text = _finish(law, task, i, op(law.equations[i][1], ctx), {**params, **P.new})
         except _FAILURES:
@@ -717,13 +724,15 @@ def apply_operator(name: str, law: Law, task, rng: np.random.Generator, *,
 
 
 def mutate(law: Law, task, rng: np.random.Generator, *, positive_features: set[str] | None = None,
-           weights: dict[str, float] | None = None, tries: int = 3) -> str | None:
+           nonneg_features: set[str] = frozenset(), weights: dict[str, float] | None = None,
+           tries: int = 3) -> str | None:
     """One random operator (by ``weights``, default OPERATOR_WEIGHTS) applied to ``law``."""
     weights = OPERATOR_WEIGHTS if weights is None else weights
     names = [n for n in OPERATORS if weights.get(n, 0) > 0]
     w = np.array([weights[n] for n in names], dtype=float)
     name = names[int(rng.choice(len(names), p=w / w.sum()))]
-    return apply_operator(name, law, task, rng, positive_features=positive_features, tries=tries)
+    return apply_operator(name, law, task, rng, positive_features=positive_features,
+                          nonneg_features=nonneg_features, tries=tries)
 
 
 def _renamed_apart(expr, params: dict, P: ParamFactory):
