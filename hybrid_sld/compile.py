@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
+from scipy.special import expit
 
 from .deadline import interruptible
 from .law import Law, expr_to_text
@@ -40,9 +41,41 @@ class _Min2(sp.Function):
         return _Step(b - a) if argindex == 1 else _Step(a - b)
 
 
+class _Sigmoid(sp.Function):
+    """1 / (1 + exp(-z)), the derivative of softplus, evaluated without overflow."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+
+class _Softplus(sp.Function):
+    """log(1 + exp(z)): written out, exp overflows to inf where the value is just about z."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return _Sigmoid(self.args[0])
+
+
 # numpy's elementwise min/max keep inf and huge values exact, unlike |a-b| rewrites.
 _NAMESPACE = {"_Max2": np.maximum, "_Min2": np.minimum,
-              "_Step": lambda x: np.heaviside(x, 0.5)}
+              "_Step": lambda x: np.heaviside(x, 0.5),
+              "_Softplus": lambda z: np.logaddexp(0.0, z), "_Sigmoid": expit}
+
+
+def _is_softplus(e) -> bool:
+    if not (isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2):
+        return False
+    a, b = e.args[0].args
+    return (a == 1 and isinstance(b, sp.exp)) or (b == 1 and isinstance(a, sp.exp))
+
+
+def _stable(expr: sp.Expr) -> sp.Expr:
+    """Forms numpy evaluates without needless overflow: log(1 + exp(z)) as softplus."""
+    return expr.replace(_is_softplus,
+                        lambda e: _Softplus(next(a for a in e.args[0].args if a != 1).args[0]))
 
 
 def _pairwise_minmax(expr: sp.Expr) -> sp.Expr:
@@ -69,7 +102,7 @@ def numpy_function(symbols, expr):
     x0.. (no user name reaches generated code) and max/min made pairwise. For parts of a law
     evaluated outside a fit."""
     xs = [sp.Symbol(f"x{i}", real=True) for i in range(len(symbols))]
-    return _numpy_function(xs, _pairwise_minmax(expr.xreplace(dict(zip(symbols, xs)))))
+    return _numpy_function(xs, _stable(_pairwise_minmax(expr.xreplace(dict(zip(symbols, xs))))))
 
 
 @dataclass(frozen=True)
@@ -121,7 +154,7 @@ class CompiledLaw:
         self.targets: list[_Target] = []
         args = xs + ps
         for _t, expr in law.equations:
-            e = _pairwise_minmax(expr.xreplace(rename))
+            e = _stable(_pairwise_minmax(expr.xreplace(rename)))
             deps = tuple(i for i, s in enumerate(ps) if e.has(s))
             grads = [sp.diff(e, ps[i]) for i in deps]
             f = _numpy_function(args, e)

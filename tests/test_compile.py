@@ -165,6 +165,23 @@ def test_overflow_in_power_is_inf_not_error():
     assert np.isinf(P[0, 0])
 
 
+@pytest.mark.parametrize("text", ["y = c + a*log(1 + exp(k*x))", "y = c + a*log(exp(k*x) + 1)"])
+def test_softplus_stays_finite_where_exp_overflows(text):
+    c = compile_law(parse_law(text, ["x"]))
+    X = np.array([[-2000.0], [-1.0], [0.5], [2000.0]])
+    theta = [0.5, 2.0, 1.0]  # c, a, k in order of appearance
+    P = c.predict(X, theta)[:, 0]
+    assert np.all(np.isfinite(P))
+    np.testing.assert_allclose(P[[0, 3]], [0.5, 0.5 + 2 * 2000.0])
+    np.testing.assert_allclose(P[1:3], 0.5 + 2 * np.log1p(np.exp(X[1:3, 0])))
+    f, J = c.predict_jac(X, theta, 0)
+    assert np.all(np.isfinite(J))
+    h = 1e-6  # dy/dk = a * x * sigmoid(k x), checked by central differences where finite
+    up, down = c.predict(X[1:3], [0.5, 2.0, 1.0 + h]), c.predict(X[1:3], [0.5, 2.0, 1.0 - h])
+    np.testing.assert_allclose(J[1:3, 2], (up - down)[:, 0] / (2 * h), rtol=1e-5)
+    np.testing.assert_allclose(J[3, 2], 2.0 * 2000.0)
+
+
 def test_pickle_round_trip():
     law = parse_law("val = c + k*N^(-e)\ntrain = E + max(a*D, b)\ne > 0", ["N", "D", "E_"],
                     ["train", "val"])
