@@ -232,11 +232,11 @@ def lead_features(data) -> dict[str, str]:
     for g in np.unique(data.groups):
         rows = data.groups == g
         centred[rows] -= Y[rows].mean(axis=0)
-    views = [X]
-    if np.all(X >= 0):
-        views.append(np.log(X + 0.01 * np.ptp(X, axis=0) + (np.ptp(X, axis=0) == 0)))
+    nonneg, span = np.all(X >= 0, axis=0), np.ptp(X, axis=0)
+    with np.errstate(all="ignore"):  # a column with negative values keeps its plain view
+        logged = np.where(nonneg, np.log(np.abs(X) + 0.01 * span + (span == 0)), X)
     best: dict[str, tuple[float, str]] = {}
-    for view in views:
+    for view in (X, logged):
         for j, f in enumerate(data.features):
             for k, t in enumerate(data.targets):
                 with np.errstate(all="ignore"):
