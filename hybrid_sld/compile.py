@@ -72,10 +72,11 @@ def _is_softplus(e) -> bool:
     return (a == 1 and isinstance(b, sp.exp)) or (b == 1 and isinstance(a, sp.exp))
 
 
-def _stable(expr: sp.Expr) -> sp.Expr:
-    """Forms numpy evaluates without needless overflow: log(1 + exp(z)) as softplus."""
-    return expr.replace(_is_softplus,
-                        lambda e: _Softplus(next(a for a in e.args[0].args if a != 1).args[0]))
+def _numpy_forms(expr: sp.Expr) -> sp.Expr:
+    """expr as code generation needs it: max/min pairwise, and log(1 + exp(z)) as softplus, so
+    numpy evaluates it without needless overflow."""
+    return _pairwise_minmax(expr).replace(
+        _is_softplus, lambda e: _Softplus(next(a for a in e.args[0].args if a != 1).args[0]))
 
 
 def _pairwise_minmax(expr: sp.Expr) -> sp.Expr:
@@ -102,7 +103,7 @@ def numpy_function(symbols, expr):
     x0.. (no user name reaches generated code) and max/min made pairwise. For parts of a law
     evaluated outside a fit."""
     xs = [sp.Symbol(f"x{i}", real=True) for i in range(len(symbols))]
-    return _numpy_function(xs, _stable(_pairwise_minmax(expr.xreplace(dict(zip(symbols, xs))))))
+    return _numpy_function(xs, _numpy_forms(expr.xreplace(dict(zip(symbols, xs)))))
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class CompiledLaw:
         self.targets: list[_Target] = []
         args = xs + ps
         for _t, expr in law.equations:
-            e = _stable(_pairwise_minmax(expr.xreplace(rename)))
+            e = _numpy_forms(expr.xreplace(rename))
             deps = tuple(i for i, s in enumerate(ps) if e.has(s))
             grads = [sp.diff(e, ps[i]) for i in deps]
             f = _numpy_function(args, e)

@@ -236,13 +236,13 @@ def lead_features(data) -> dict[str, str]:
     with np.errstate(all="ignore"):  # a column with negative values keeps its plain view
         logged = np.where(nonneg, np.log(np.abs(X) + 0.01 * span + (span == 0)), X)
     best: dict[str, tuple[float, str]] = {}
-    for view in (X, logged):
-        for j, f in enumerate(data.features):
-            for k, t in enumerate(data.targets):
-                with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # a constant column has no correlation (NaN, skipped)
+        for view in (X, logged):
+            for j, f in enumerate(data.features):
+                for k, t in enumerate(data.targets):
                     r = abs(np.corrcoef(view[:, j], centred[:, k])[0, 1])
-                if math.isfinite(r) and r > best.get(t, (-1.0, ""))[0]:
-                    best[t] = (r, f)
+                    if math.isfinite(r) and r > best.get(t, (-1.0, ""))[0]:
+                        best[t] = (r, f)
     return {t: f for t, (r, f) in best.items()}
 
 
@@ -299,13 +299,8 @@ def seed_laws(task, positive_features: set[str] | None = None, *, include_expert
         eqs = []
         for t in task.targets:
             f = lead.get(t, order[0])
-            x = feats[f]
-            if f in positive:
-                e = P("offset") + P("pos") * x ** -P("exp")
-            elif f in nonneg_features:
-                e = P("offset") + motif("log_shift", x, P=P)
-            else:
-                e = P("offset") + P("amp") * x
+            share = f in nonneg_features and f not in positive
+            e = P("offset") + (motif("log_shift", feats[f], P=P) if share else term(f, P))
             for g in order:
                 if g != f and len(P.new) + (1 if g not in positive else 2) <= per_target * (len(eqs) + 1):
                     e = e + term(g, P)
