@@ -27,12 +27,18 @@ def _scale(A):
 
 
 def _solve(A, g, lam, scale):
-    """(A + lam diag(scale)) d = -g for a stack of problems."""
+    """(A + lam diag(scale)) d = -g for a stack of problems; NaN steps for problems whose
+    system is not finite (J'J can overflow where J did not): they are rejected as trials,
+    and never reach LAPACK's SVD, which rejects them with a message on stderr and an error
+    that would end the other problems' descents too."""
     M = A + (lam[:, None] * scale)[:, :, None] * np.eye(A.shape[-1])
+    ok = np.isfinite(M).all(axis=(1, 2)) & np.isfinite(g).all(axis=1)
+    step = np.full(g.shape, np.nan)
     try:
-        return np.linalg.solve(M, -g[:, :, None])[:, :, 0]
+        step[ok] = np.linalg.solve(M[ok], -g[ok][:, :, None])[:, :, 0]
     except np.linalg.LinAlgError:  # one singular problem: solve them one by one
-        return np.stack([np.linalg.lstsq(m, -v, rcond=None)[0] for m, v in zip(M, g)])
+        step[ok] = [np.linalg.lstsq(m, -v, rcond=None)[0] for m, v in zip(M[ok], g[ok])]
+    return step
 
 
 def _rho(loss: str, z):

@@ -418,6 +418,20 @@ def test_lm_batch_solves_each_problem_and_leaves_non_finite_starts():
     assert bounded[1, 0] <= 1.0 and bounded[0, 0] == pytest.approx(0.5, rel=1e-8)
 
 
+def test_lm_batch_step_skips_non_finite_systems_beside_a_singular_one(capfd):
+    # A singular system sends the batch to per-problem lstsq; a non-finite one there made
+    # LAPACK print "DLASCL parameter number 4 had an illegal value" and raise, ending every
+    # problem's descent. Now the non-finite one gets a NaN step (a rejected trial) only.
+    from hybrid_sld.batch_lm import _solve
+    A = np.stack([np.eye(2), np.zeros((2, 2)), np.full((2, 2), np.inf)])
+    g = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 1.0]])
+    step = _solve(A, g, np.zeros(3), np.ones((3, 2)))
+    np.testing.assert_allclose(step[0], [-1.0, -2.0])
+    np.testing.assert_allclose(step[1], [0.0, 0.0])
+    assert np.isnan(step[2]).all()
+    assert "DLASCL" not in capfd.readouterr().err
+
+
 # --- racing: descents that crawl while clearly losing are given up (hybrid_sld.fit.RACE) ---
 
 def _crawl(costs, race, loss="linear"):
