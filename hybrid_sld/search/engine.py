@@ -201,9 +201,10 @@ class Search:
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
         self.train = train
+        self.fit_part, self.valid = split_train_valid(self.task, train)
         self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
         self.seeds = self._seed_candidates()
-        self._check_rows(train)
+        self._check_rows()
         self.llm = None
         if config.proposer != "offline":
             self._setup_llm()
@@ -226,15 +227,15 @@ class Search:
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict())
 
-    def _check_rows(self, train) -> None:
+    def _check_rows(self) -> None:
         """Fail before searching when a group is too small to fit even the simplest seed, when
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data."""
         if self.task.expert_law:
-            check_domain(parse_task_law(self.task.expert_law, self.task), train)
-        fit_part, valid = split_train_valid(self.task, train)
+            check_domain(parse_task_law(self.task.expert_law, self.task), self.train)
+        fit_part, valid = self.fit_part, self.valid
         k = min(parse_task_law(t, self.task).n_params for t, _f, _o in self.seeds)
-        for g in train.group_names:
+        for g in self.train.group_names:
             n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))
             if n_fit < k or n_valid < 1:
                 raise HybridSLDError(
@@ -288,10 +289,9 @@ class Search:
         if self.task.expert_law:
             fitter = FitterSpec.from_dict(self.task.expert_fitter).to_dict()
             out.append((self.task.expert_law, fitter, "seed:expert"))
-        fit_part, _ = split_train_valid(self.task, self.train)
         for text in operators.seed_laws(self.task, positive_features=self.positive,
                                           include_expert=False, nonneg_features=self.nonneg,
-                                          lead=lead_features(fit_part)):
+                                          lead=lead_features(self.fit_part)):
             out.append((text, default, "seed"))
         out += [(text, default, "seed:operon") for text in self._operon_seeds()]
         return out
