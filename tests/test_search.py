@@ -399,3 +399,8 @@ def test_report_of_a_law_of_two_targets_shows_each_target(two_target_task, tmp_p
     assert abs(mean - res["test_r2"]) < 1e-5
     md = (Path(res["run_dir"]) / "report.md").read_text()
     assert "## Per target" in md and "| z |" in md
+    # each new best is recorded whole: every target's equation, not the first line only
+    events = {e["eval_id"]: e["law"] for e in map(
+        json.loads, (Path(res["run_dir"]) / "events.jsonl").read_text().splitlines())}
+    assert res["improvements"] and all(
+        i["law"] == events[i["eval_id"]] and "z =" in i["law"] for i in res["improvements"])

@@ -527,7 +527,7 @@ class Search:
                                      or entry.valid_r2 > s.improvements[-1]["valid_r2"]):
                         s.improvements.append({"eval_id": entry.eval_id, "origin": origin,
                                                "valid_r2": entry.valid_r2,
-                                               "law": text.splitlines()[0]})
+                                               "law": text})
                     elif self.llm is not None and not entry.ok:
                         self._fail(text, res["message"] or "no finite validation R2")
                     lines.append(json.dumps(entry.to_dict() | {"kept": kept}) + "\n")

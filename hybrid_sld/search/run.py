@@ -183,7 +183,8 @@ def _by_proposer(improvements: list) -> dict:
 
 def _llm_markdown(r: dict) -> str:
     imps = "\n".join(f"| {i['eval_id']} | {proposer_of(i['origin'])} ({i['origin']}) | "
-                      f"{i['valid_r2']:.6f} | `{i['law']}` |" for i in r["improvements"])
+                      f"{i['valid_r2']:.6f} | `{'; '.join(i['law'].splitlines())}` |"
+                      for i in r["improvements"])
     out = f"""
 ## Improvements (each new best validation R2, and the proposer that found it)
 
