@@ -14,7 +14,13 @@ fold that fits below the fit part's own largest scales and predicts them, train 
 The best on test among the finalists is shown too: not a rule (it reads
 test), the room any rule has.
 
+``--trail``: instead, each new best of a run (its trail of validation improvements) refitted
+and scored on test, and the law a run would have chosen had it stopped after a quarter or half
+of its evaluations: does a longer search find laws that extrapolate better, or only laws that
+fit the validation rows better?
+
     python benchmarks/selection_rules.py RUN_DIR [RUN_DIR ...] [--laws 8] [--cache DIR]
+    python benchmarks/selection_rules.py --trail RUN_DIR [RUN_DIR ...] [--cache DIR]
 
 Refits are slow on some tasks (minutes per law on lr_bsz); ``--cache DIR`` keeps one JSON per
 run and reuses it on the next call. This is analysis after the fact: it reads the test split,
@@ -36,7 +42,7 @@ os.environ.setdefault("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
-from _report import emit  # noqa: E402
+from _report import emit, header  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hybrid_sld.data import load_splits, split_train_valid  # noqa: E402
@@ -109,6 +115,55 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
     return {"task": task.name, "run": str(run_dir), "rows": rows}
 
 
+def refit_trail(run_dir: Path) -> dict:
+    """{task, run, evals, rows}: each new best validation R2 of the run, in order, refitted on
+    all of train and scored on test (``improvements`` in the checkpoint; a law that record holds
+    only the first line of is looked up whole by its evaluation id)."""
+    search, train, test, entries, _expert = load_run(run_dir)
+    task, by_id = search.task, {e.eval_id: e for e in entries}
+    rows = []
+    for imp in search.state.improvements:
+        e = by_id[imp["eval_id"]]
+        row = {"eval_id": e.eval_id, "valid": e.valid_r2, "n_params": e.n_params, "law": e.law}
+        try:
+            with time_limit(search.config.candidate_seconds * 5):
+                _v, full = report(parse_task_law(e.law, task), task, train, test,
+                                  FitterSpec.from_dict(e.fitter))
+            row["test"] = full.r2("test")
+        except HybridSLDError as exc:
+            row["error"] = str(exc)
+        log(f"{run_dir.name}: eval {e.eval_id}, valid {e.valid_r2:.5f}, test {row.get('test')}")
+        rows.append(row)
+    return {"task": task.name, "run": str(run_dir), "evals": search.state.evals, "rows": rows}
+
+
+def trail_lines(studies: list[dict]) -> list[str]:
+    """Per run, the test R2 (clipped) of the law chosen after a quarter, half and all of the
+    evaluations (by validation R2, as the final report chooses), and the best along the trail;
+    then every run's trail."""
+    def at(s, frac):
+        done = [r for r in s["rows"] if r["eval_id"] < frac * s["evals"]] or s["rows"][:1]
+        return clip(done[-1].get("test", -1.0) if usable(done[-1].get("test")) else -1.0)
+    lines = ["| run | evals | test R2 at 1/4 | at 1/2 | at the end | best on the trail |",
+             "|---|---:|---:|---:|---:|---:|"]
+    total = np.zeros(3)
+    for s in studies:
+        q, h, end = at(s, 0.25), at(s, 0.5), at(s, 1.01)
+        best = max(clip(r["test"]) for r in s["rows"] if usable(r.get("test")))
+        total += (q - end, h - end, best - end)
+        run = Path(s["run"])
+        lines.append(f"| {s['task'].removesuffix('_scaling_law')} ({run.name[-17:]}) | "
+                     f"{s['evals']} | {q:.4f} | {h:.4f} | {end:.4f} | {best:.4f} |")
+    lines.append(f"| sum of changes against the end | | {total[0]:+.3f} | {total[1]:+.3f} | | "
+                 f"{total[2]:+.3f} |")
+    for s in studies:
+        lines += ["", f"{Path(s['run']).name}: eval, validation R2, test R2, parameters", ""]
+        lines += [f"- {r['eval_id']}: {r['valid']:.5f}, "
+                  + (f"{r['test']:.5f}" if usable(r.get("test")) else r.get("error", "n/a"))
+                  + f", {r['n_params']}" for r in s["rows"]]
+    return lines
+
+
 def usable(x) -> bool:
     return x is not None and math.isfinite(x)
 
@@ -158,27 +213,39 @@ def clip(r2: float) -> float:
     return max(-1.0, min(1.0, r2))
 
 
+def cached(folder: str | None, run_dir: Path, kind: str, make) -> dict:
+    """``make(run_dir)``, kept as JSON in ``folder`` (when given) and read back next time."""
+    path = Path(folder) / f"{run_dir.parent.name}__{run_dir.name}__{kind}.json" if folder else None
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    study = make(run_dir)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(study))
+    return study
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished search run directories")
     ap.add_argument("--laws", type=int, default=8, help="finalists per run (default 8)")
     ap.add_argument("--cache", default=None, metavar="DIR", help="keep and reuse refits here")
     ap.add_argument("--record", default=None, metavar="FILE", help="also write the output here")
+    ap.add_argument("--trail", action="store_true",
+                    help="score each run's trail of new bests, not its finalists")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     studies = []
+    if args.trail:
+        studies = [cached(args.cache, rd, "trail", refit_trail) for rd in map(Path, args.runs)]
+        return emit(["# Test R2 along the search: each run's trail of new bests", "",
+                     *header(), f"command: python benchmarks/selection_rules.py {' '.join(argv)}",
+                     "", *trail_lines(studies)], args.record)
     for rd in map(Path, args.runs):
         # v3: rows hold "beyond" (predictions past the training scale) for the consensus rule,
         # and "beyond_valid" (the same from the validation-phase fit) for the stability rule;
         # v4: "fold2" (R2 on the second forward fold) for the folds rule
-        cached = Path(args.cache) / f"{rd.parent.name}__{rd.name}__v4.json" if args.cache else None
-        if cached is not None and cached.exists():
-            study = json.loads(cached.read_text())
-        else:
-            study = refit_finalists(rd, args.laws)
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                cached.write_text(json.dumps(study))
+        study = cached(args.cache, rd, "v4", lambda rd: refit_finalists(rd, args.laws))
         # a cached study may hold more finalists than asked for now
         study["rows"] = [r for r in study["rows"] if r["rank"] < args.laws
                          or r["origin"] == "seed:expert"]
