@@ -140,10 +140,11 @@ def refit_trail(run_dir: Path) -> dict:
 def trail_lines(studies: list[dict]) -> list[str]:
     """Per run, the test R2 (clipped) of the law chosen after a quarter, half and all of the
     evaluations (by validation R2, as the final report chooses), and the best along the trail;
-    then every run's trail."""
+    then every run's trail. A refit that failed here (a time limit on a loaded machine) is left
+    out: the law before it stands in."""
     def at(s, frac):
-        done = [r for r in s["rows"] if r["eval_id"] < frac * s["evals"]] or s["rows"][:1]
-        return clip(done[-1].get("test", -1.0) if usable(done[-1].get("test")) else -1.0)
+        done = [r for r in s["rows"] if r["eval_id"] < frac * s["evals"] and usable(r.get("test"))]
+        return clip(done[-1]["test"]) if done else math.nan
     lines = ["| run | evals | test R2 at 1/4 | at 1/2 | at the end | best on the trail |",
              "|---|---:|---:|---:|---:|---:|"]
     total = np.zeros(3)
