@@ -7,13 +7,12 @@ import pickle
 
 import numpy as np
 import pytest
-import sympy as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hybrid_sld.compile import compile_law
-from hybrid_sld.errors import HybridSLDError, LawError, LawSyntaxError
-from hybrid_sld.law import INF, Law, Param, parse_law
+from hybrid_sld.errors import LawError, LawSyntaxError
+from hybrid_sld.law import Param, parse_law
 
 FEATS = ("num_params", "num_tokens")
 
