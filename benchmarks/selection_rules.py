@@ -150,7 +150,7 @@ def trail_lines(studies: list[dict]) -> list[str]:
     total = np.zeros(3)
     for s in studies:
         q, h, end = at(s, 0.25), at(s, 0.5), at(s, 1.01)
-        best = max(clip(r["test"]) for r in s["rows"] if usable(r.get("test")))
+        best = max((clip(r["test"]) for r in s["rows"] if usable(r.get("test"))), default=math.nan)
         total += (q - end, h - end, best - end)
         run = Path(s["run"])
         lines.append(f"| {s['task'].removesuffix('_scaling_law')} ({run.name[-17:]}) | "
