@@ -77,6 +77,15 @@ def load_run(run_dir: Path):
     return search, train, test, entries, expert
 
 
+def refit(search, e: Entry, train, test):
+    """(law, spec, validation evaluation, full-train evaluation) of an archive entry, refitted
+    as the final report refits the law it chooses (under a generous time limit)."""
+    law, spec = parse_task_law(e.law, search.task), FitterSpec.from_dict(e.fitter)
+    with time_limit(search.config.candidate_seconds * 5):
+        v, full = report(law, search.task, train, test, spec)
+    return law, spec, v, full
+
+
 def refit_finalists(run_dir: Path, k: int) -> dict:
     """{task, run, rows}: each finalist's validation, train and test R2 after the final refit."""
     search, train, test, entries, expert = load_run(run_dir)
@@ -90,10 +99,7 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
         row = {"law": e.law, "n_params": e.n_params, "complexity": e.complexity,
                "origin": e.origin, "rank": i}
         try:
-            law = parse_task_law(e.law, task)
-            with time_limit(search.config.candidate_seconds * 5):
-                spec = FitterSpec.from_dict(e.fitter)
-                v, full = report(law, task, train, test, spec)
+            law, spec, v, full = refit(search, e, train, test)
             row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"))
             if beyond is not None:  # the refitted law past the training scale, in target ranges
                 with np.errstate(all="ignore"):
@@ -126,10 +132,7 @@ def refit_trail(run_dir: Path) -> dict:
         e = by_id[imp["eval_id"]]
         row = {"eval_id": e.eval_id, "valid": e.valid_r2, "n_params": e.n_params, "law": e.law}
         try:
-            with time_limit(search.config.candidate_seconds * 5):
-                _v, full = report(parse_task_law(e.law, task), task, train, test,
-                                  FitterSpec.from_dict(e.fitter))
-            row["test"] = full.r2("test")
+            row["test"] = refit(search, e, train, test)[3].r2("test")
         except HybridSLDError as exc:
             row["error"] = str(exc)
         log(f"{run_dir.name}: eval {e.eval_id}, valid {e.valid_r2:.5f}, test {row.get('test')}")
