@@ -19,8 +19,13 @@ and scored on test, and the law a run would have chosen had it stopped after a q
 of its evaluations: does a longer search find laws that extrapolate better, or only laws that
 fit the validation rows better?
 
+``--range``: the final report's range check (``select.refit_in_range``) replayed: which runs'
+chosen laws, refitted on all of train, leave the targets' range past the training scale, which
+law takes their place, and the test R2 before and after.
+
     python benchmarks/selection_rules.py RUN_DIR [RUN_DIR ...] [--laws 8] [--cache DIR]
     python benchmarks/selection_rules.py --trail RUN_DIR [RUN_DIR ...] [--cache DIR]
+    python benchmarks/selection_rules.py --range RUN_DIR [RUN_DIR ...] [--cache DIR]
 
 Refits are slow on some tasks (minutes per law on lr_bsz); ``--cache DIR`` keeps one JSON per
 run and reuses it on the next call. This is analysis after the fact: it reads the test split,
@@ -48,12 +53,12 @@ import numpy as np  # noqa: E402
 from hybrid_sld.data import load_splits, split_train_valid  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import (beyond_training, predict_dataset, report,  # noqa: E402
-                                 target_range, validate)
+                                 score_dataset, target_range, validate)
 from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
-from hybrid_sld.search.select import finalists  # noqa: E402
+from hybrid_sld.search.select import finalists, refit_in_range, select_final  # noqa: E402
 
 TOLERANCES = (0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
 RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
@@ -138,6 +143,37 @@ def refit_trail(run_dir: Path) -> dict:
         log(f"{run_dir.name}: eval {e.eval_id}, valid {e.valid_r2:.5f}, test {row.get('test')}")
         rows.append(row)
     return {"task": task.name, "run": str(run_dir), "evals": search.state.evals, "rows": rows}
+
+
+def range_check(run_dir: Path) -> dict:
+    """{task, run, rows}: the law the run's final selection picks and the law the range check
+    keeps, each with its runaway and test R2 after the final refit."""
+    search, train, test, _entries, _expert = load_run(run_dir)
+    picked = select_final(search)[0]
+    kept, _v, full, away, passed = refit_in_range(search, picked)
+    law = parse_task_law(kept.law, search.task)
+    row = {"law": kept.law, "runaway": away, "test": score_dataset(law, full.fits, test).r2,
+           "passed_over": passed}
+    if passed:
+        row["picked_test"] = refit(search, picked, train, test)[3].r2("test")
+    log(f"{run_dir.name}: runaway {away:.4g}, {len(passed)} passed over, test {row['test']}")
+    return {"task": search.task.name, "run": str(run_dir), "rows": [row]}
+
+
+def range_lines(studies: list[dict]) -> list[str]:
+    lines = ["| run | runaway of the kept law | laws passed over (runaway) | test R2 picked | "
+             "test R2 kept |", "|---|---:|---|---:|---:|"]
+    total = 0.0
+    for s in studies:
+        r = s["rows"][0]
+        before = r.get("picked_test", r["test"])
+        total += clip(r["test"]) - clip(before)
+        over = ", ".join("inf" if p["runaway"] is None or not math.isfinite(p["runaway"])
+                         else f"{p['runaway']:.3g}" for p in r["passed_over"]) or "none"
+        lines.append(f"| {s['task'].removesuffix('_scaling_law')} ({Path(s['run']).name[-17:]}) "
+                     f"| {r['runaway']:.4f} | {over} | {before:.5g} | {r['test']:.5g} |")
+    lines.append(f"| sum of changes in clipped test R2 | | | | {total:+.3f} |")
+    return lines
 
 
 def trail_lines(studies: list[dict]) -> list[str]:
@@ -237,9 +273,16 @@ def main(argv=None):
     ap.add_argument("--record", default=None, metavar="FILE", help="also write the output here")
     ap.add_argument("--trail", action="store_true",
                     help="score each run's trail of new bests, not its finalists")
+    ap.add_argument("--range", action="store_true",
+                    help="replay the final report's range check on each run's chosen law")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     studies = []
+    if args.range:
+        studies = [cached(args.cache, rd, "range", range_check) for rd in map(Path, args.runs)]
+        return emit(["# The final range check replayed on finished searches", "",
+                     *header(), f"command: python benchmarks/selection_rules.py {' '.join(argv)}",
+                     "", *range_lines(studies)], args.record)
     if args.trail:
         studies = [cached(args.cache, rd, "trail", refit_trail) for rd in map(Path, args.runs)]
         return emit(["# Test R2 along the search: each run's trail of new bests", "",

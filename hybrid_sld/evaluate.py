@@ -180,6 +180,56 @@ def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) ->
     return float(max(move.max(), 0.0))
 
 
+def path_beyond(task: Task, train: Dataset, steps: int = 16) -> Dataset:
+    """Each group's rows at its largest scale of the split feature, moved in ``steps`` even
+    steps (in ratio; in difference for a feature with values <= 0, such as a log) out to the
+    largest scale in train and then as far again as validation reaches past the fitted rows.
+    Groups that stop short of the others are asked about the scales the others reach: where a
+    law meets them first. Inputs only; the targets are copied, not known."""
+    scale = train.column(task.split.by)
+    valid = validation_mask(task, train)
+    ratio = bool(np.all(scale > 0))
+    last = np.zeros(len(train), dtype=bool)
+    for g in train.group_names:
+        in_g = train.groups == g
+        last |= in_g & (scale >= scale[in_g].max())
+    edge = train.subset(last)
+    x0 = edge.column(task.split.by)
+    top = scale.max()
+    if valid.any() and (~valid).any():
+        reach = (scale[valid].max() / scale[~valid].max() if ratio
+                 else scale[valid].max() - scale[~valid].max())
+    else:
+        reach = math.nan
+    if ratio:
+        far = top * (reach if np.isfinite(reach) and reach > 1 else 2.0)
+        xs = [x0 * (far / x0) ** t for t in np.linspace(0, 1, steps + 1)[1:]]
+    else:
+        span = np.ptp(scale)
+        far = top + (reach if np.isfinite(reach) and reach > 0 else 0.5 * span)
+        xs = [x0 + (far - x0) * t for t in np.linspace(0, 1, steps + 1)[1:]]
+    col = train.features.index(task.split.by)
+    X = np.concatenate([edge.X] * len(xs))
+    X[:, col] = np.concatenate(xs)
+    return Dataset(np.concatenate([edge.groups] * len(xs)), X,
+                   np.concatenate([edge.Y] * len(xs)), edge.features, edge.targets)
+
+
+def runaway(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float:
+    """How far the law's predictions leave the training targets' range on :func:`path_beyond`,
+    in target ranges (0 inside it, inf where not finite): a pole or a blow-up between the
+    training edge and the scales a user asks about. Uses no row beyond train."""
+    if task.split.kind != "largest":
+        return 0.0
+    with np.errstate(all="ignore"):
+        pred = predict_dataset(law, fits, path_beyond(task, train))
+    if not np.all(np.isfinite(pred)):
+        return math.inf
+    lo, hi = train.Y.min(axis=0), train.Y.max(axis=0)
+    out = np.maximum(lo - pred, pred - hi) / target_range(train)
+    return float(max(out.max(), 0.0))
+
+
 def report(law: Law, task: Task, train: Dataset, test: Dataset | None,
            spec: FitterSpec = FitterSpec()) -> tuple[Evaluation, Evaluation]:
     """Final figures: (validation evaluation, full-train fit scored on train and test)."""

@@ -278,3 +278,50 @@ def test_validate_weights_by_the_task_scale_and_ignores_a_random_split(parallel)
     heavy_shuffled = ev.validate(law, shuffled, train, replace(spec, scale_weight=3))
     assert np.array_equal(_flat(heavy_shuffled.fits),
                           _flat(ev.validate(law, shuffled, train, spec).fits))
+
+
+@pytest.fixture()
+def synth(tmp_path):
+    from conftest import write_task
+    task = get_task(str(write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, 5)))
+    return task, load_splits(task)[0]
+
+
+def _same_fits(train, **params):
+    return {g: Fit(params=params, cost=0.0, status=1) for g in train.group_names}
+
+
+def test_runaway_finds_a_pole_between_the_training_edge_and_the_scales_past_it(synth):
+    task, train = synth
+    xs = ev.path_beyond(task, train).column("x")
+    assert xs.min() > train.column("x").max()  # the path starts past the training edge
+    law = parse_task_law("y = c + b/(p - log(x))", task)
+    inside = np.log(xs.min() * xs.max()) / 2  # a pole half way out along the path
+    assert ev.runaway(task, train, _same_fits(train, c=4.0, b=1.0, p=inside), law) > 1
+    below = np.log(50.0)  # the same law with its pole under the smallest x: bounded past it
+    assert ev.runaway(task, train, _same_fits(train, c=4.0, b=1.0, p=below), law) < 0.5
+    # predictions that stop being finite (a log of a negative) are as far out as can be
+    torn = parse_task_law("y = c + log(p - x)", task)
+    assert ev.runaway(task, train, _same_fits(train, c=3.0, p=float(np.median(xs))),
+                      torn) == np.inf
+    true = parse_task_law("y = c + a*x^(-1/2)", task)
+    fits = {"g1": Fit(params={"c": 3.0, "a": 50.0}, cost=0.0, status=1),
+            "g2": Fit(params={"c": 3.0, "a": 20.0}, cost=0.0, status=1)}
+    assert ev.runaway(task, train, fits, true) < 0.05  # the law that made the data
+
+
+def test_path_beyond_steps_by_difference_on_a_feature_with_values_under_zero(synth):
+    task, train = synth
+    logged = Dataset(train.groups, np.log10(train.X) - 3, train.Y, train.features, train.targets)
+    scale, valid = logged.column("x"), hybrid_sld.data.validation_mask(task, logged)
+    assert scale.min() < 0
+    path = ev.path_beyond(task, logged, steps=8)
+    far = scale.max() + scale[valid].max() - scale[~valid].max()
+    for g in logged.group_names:
+        xs = path.column("x")[path.groups == g]
+        assert len(xs) == 8 and xs[-1] == pytest.approx(far)
+        assert np.allclose(np.diff(xs), np.diff(xs)[0])  # even steps, not ratios
+    # a positive feature steps in ratio out to its largest scale times validation's reach
+    xs = ev.path_beyond(task, train, steps=8).column("x")
+    scale, valid = train.column("x"), hybrid_sld.data.validation_mask(task, train)
+    assert xs.max() == pytest.approx(scale.max() * scale[valid].max() / scale[~valid].max())

@@ -404,3 +404,25 @@ def test_report_of_a_law_of_two_targets_shows_each_target(two_target_task, tmp_p
         json.loads, (Path(res["run_dir"]) / "events.jsonl").read_text().splitlines())}
     assert res["improvements"] and all(
         i["law"] == events[i["eval_id"]] and "z =" in i["law"] for i in res["improvements"])
+
+
+def test_final_refit_that_runs_away_past_the_training_scale_gives_way(synthetic_task, tmp_path):
+    from hybrid_sld.evaluate import path_beyond
+    from hybrid_sld.search.run import _selection_md
+    from hybrid_sld.search.select import refit_in_range
+    search = Search(SearchConfig(task=str(synthetic_task), max_evals=1), tmp_path)
+    xs = path_beyond(search.task, search.train).column("x")
+    pole = f"y = p1 + p2*x^(-1/2) + 1/({np.log(xs.min() * xs.max()) / 2:.6f} - log(x))"
+    plain = "y = p1 + p2*x^(-1/2)"
+    for i, (law, r2, size) in enumerate([(pole, 0.9999, 9), (plain, 0.999, 5)]):
+        search.state.archive.add(Entry(law, {}, f"k{i}", r2, r2, size, 2, i, "test"), 0)
+    assert search.state.archive.best().law == pole  # the better validation score
+    chosen, _v, full, away, passed = refit_in_range(search, search.state.archive.best())
+    assert chosen.law == plain and away < 0.05
+    assert [p["law"] for p in passed] == [pole] and passed[0]["runaway"] > 1
+    assert full.fits["g1"].params["p2"] == pytest.approx(50.0, rel=1e-4)  # refitted on train
+    md = _selection_md({"range_check": {"tolerance": 0.5, "runaway": away, "passed_over": passed}})
+    assert "Passed over" in md and pole.split(" = ")[1] in md
+    # a law that stays in range is kept, with nothing passed over
+    kept = refit_in_range(search, search.state.archive.entries()[1])
+    assert kept[0].law == plain and kept[4] == []

@@ -11,19 +11,19 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..data import load_splits, validation_mask
 from ..errors import HybridSLDError
-from ..evaluate import report
+from ..evaluate import report, score_dataset
 from ..fit import FitterSpec
 from ..law import parse_task_law
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from . import operators
 from .engine import Search, SearchConfig
-from .select import select_final
+from .select import RUNAWAY_TOLERANCE, refit_in_range, select_final
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -79,10 +79,11 @@ def final_report(search: Search) -> dict:
     """Refit the best candidate on all train rows, score on test, write report files."""
     s, task, run_dir = search.state, search.task, search.run_dir
     best, finalists = select_final(search)  # training rows only
+    best, v, full, away, passed = refit_in_range(search, best)  # training rows only
     train, test = load_splits(task, search.config.data_dir)
     law = parse_task_law(best.law, task)
-    spec = FitterSpec.from_dict(best.fitter)
-    v, full = report(law, task, train, test, spec)
+    if test is not None:  # the final figures, and only they, read the test split
+        full = replace(full, scores={**full.scores, "test": score_dataset(law, full.fits, test)})
     result = {"task": task.name, "law": law.text, "n_params": law.n_params,
               "complexity": law.complexity, "fitter": best.fitter,
               "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
@@ -110,6 +111,8 @@ def final_report(search: Search) -> dict:
         "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
                        "n_params": t["entry"].n_params, "valid_r2": _r(t["valid_r2"]),
                        "horizon_r2": _r(t["horizon_r2"])} for t in finalists]}
+    result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
+                             "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in passed]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
     result["improvements"] = s.improvements
@@ -208,13 +211,30 @@ Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replay
     return out
 
 
+def _why(passed: dict) -> str:
+    if passed.get("reason"):
+        return passed["reason"]
+    if passed["runaway"] is None:
+        return "predictions not finite past the training scale"
+    return f"{passed['runaway']:.3g} of the targets' range out"
+
+
 def _selection_md(r: dict) -> str:
     sel = r.get("final_selection") or {}
+    check = r.get("range_check") or {}
+    if check.get("passed_over"):
+        skipped = "\n".join(f"- `{'; '.join(p['law'].splitlines())}`: {_why(p)}"
+                             for p in check["passed_over"])
+        out = (f"Passed over because their refit on all training rows leaves the targets' range "
+               f"by more than {check['tolerance']} of it past the training scale (a pole or a "
+               f"blow-up):\n\n{skipped}\n\n")
+    else:
+        out = ""
     if not sel.get("finalists"):
-        return "Chosen by validation R2.\n"
+        return out + "Chosen by validation R2.\n"
     rows = "\n".join(f"| {f['valid_r2']} | {f['horizon_r2']} | {f['n_params']} | {f['origin']} "
                      f"| `{f['law'].splitlines()[0]}` |" for f in sel["finalists"])
-    return f"""## Final selection
+    return out + f"""## Final selection
 
 The best laws by validation R2 and the expert law, re-scored on a longer extrapolation (fitted
 on the lower 60 % of each group's scales, scored on the upper 40 %, training rows only); the

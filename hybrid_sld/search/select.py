@@ -17,13 +17,16 @@ import math
 from dataclasses import replace
 
 from ..errors import HybridSLDError
-from ..evaluate import validate
+from ..evaluate import Evaluation, report, runaway, validate
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import Task
 from .archive import Entry
 
 RULES = ("valid", "horizon")  # the first is the default
+# how far past the training targets' range (in ranges) a chosen law may go on its way out to
+# the scales a user asks about (evaluate.path_beyond) before the next candidate replaces it
+RUNAWAY_TOLERANCE = 0.5
 
 
 def horizon_task(task: Task) -> Task:
@@ -69,3 +72,34 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
         table.append({"entry": e, "valid_r2": e.valid_r2, "horizon_r2": r2})
     chosen = max(table, key=lambda t: (t["horizon_r2"], t["entry"].rank()))
     return chosen["entry"], table
+
+
+def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluation, Evaluation,
+                                                                 float, list[dict]]:
+    """(entry, validation evaluation, full-train evaluation, its runaway, passed over).
+
+    The chosen law refitted on all training rows, as the final report gives it; when that refit
+    leaves the targets' range past the training scale (a pole, a blow-up: validation rows stop
+    short of it), the next of the k best distinct laws by validation R2 whose refit stays in
+    range takes its place. Training rows only. When none does, the chosen law stands.
+    """
+    task = search.task
+    order = [chosen] + [e for e in finalists(search.state.archive.entries(), None, k)
+                        if e.law != chosen.law]
+    passed, first = [], None
+    for e in order:
+        law = parse_task_law(e.law, task)
+        try:
+            with time_limit(search.config.candidate_seconds * 5):
+                v, full = report(law, task, search.train, None, FitterSpec.from_dict(e.fitter))
+        except HybridSLDError as exc:
+            if e is chosen:
+                raise
+            passed.append({"law": e.law, "runaway": None, "reason": str(exc)})
+            continue
+        r = runaway(task, search.train, full.fits, law)
+        first = first or (e, v, full, r)
+        if r <= RUNAWAY_TOLERANCE:
+            return e, v, full, r, passed
+        passed.append({"law": e.law, "runaway": r})
+    return *first, passed
