@@ -284,6 +284,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
     from pathlib import Path
 
     from .search.engine import Search, SearchConfig
+    from .search.select import refit_in_range, select_final
 
     bad = [f for f in list(features) + list(targets) if not str(f).isidentifier()]
     if bad:
@@ -303,9 +304,11 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
         (tmp / "run").mkdir()
         search = Search(SearchConfig(task=str(tmp / "task.toml"), max_evals=int(max_evals),
                                      seed=int(seed)), tmp / "run")
-        best = search.run()
-        if best is None:
+        if search.run() is None:
             raise LawError("the search found no valid law for this data")
+        # the law `hybrid-sld discover` would report: by the final selection, in range past
+        # the training scale
+        best = refit_in_range(search, select_final(search)[0])[0]
         front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
                   "n_params": e.n_params} for e in search.state.archive.pareto()]
     return best.law, best.fitter, front
