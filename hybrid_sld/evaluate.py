@@ -137,6 +137,15 @@ def drift(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> tuple:
         return tuple(float(np.nanmean(rel[m])) if m.any() else math.nan for m in bands)
 
 
+def _edge_rows(train: Dataset, scale: np.ndarray) -> Dataset:
+    """Each group's rows at its largest value of ``scale``."""
+    last = np.zeros(len(train), dtype=bool)
+    for g in train.group_names:
+        in_g = train.groups == g
+        last |= in_g & (scale >= scale[in_g].max())
+    return train.subset(last)
+
+
 def beyond_training(task: Task, train: Dataset) -> tuple[Dataset, Dataset]:
     """(edge, beyond): each group's rows at its largest scale of the split feature, and the same
     rows with that feature multiplied by as much again, in ratio, as validation reaches past the
@@ -145,11 +154,7 @@ def beyond_training(task: Task, train: Dataset) -> tuple[Dataset, Dataset]:
     valid = validation_mask(task, train)
     reach = scale[valid].max() / scale[~valid].max() if valid.any() and (~valid).any() else 2.0
     reach = reach if np.isfinite(reach) and reach > 1 else 2.0
-    last = np.zeros(len(train), dtype=bool)
-    for g in train.group_names:
-        in_g = train.groups == g
-        last |= in_g & (scale >= scale[in_g].max())
-    edge = train.subset(last)
+    edge = _edge_rows(train, scale)
     X = edge.X.copy()
     X[:, train.features.index(task.split.by)] *= reach
     return edge, Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
@@ -189,11 +194,7 @@ def path_beyond(task: Task, train: Dataset, steps: int = 16) -> Dataset:
     scale = train.column(task.split.by)
     valid = validation_mask(task, train)
     ratio = bool(np.all(scale > 0))
-    last = np.zeros(len(train), dtype=bool)
-    for g in train.group_names:
-        in_g = train.groups == g
-        last |= in_g & (scale >= scale[in_g].max())
-    edge = train.subset(last)
+    edge = _edge_rows(train, scale)
     x0 = edge.column(task.split.by)
     top = scale.max()
     if valid.any() and (~valid).any():
