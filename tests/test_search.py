@@ -426,19 +426,3 @@ def test_final_refit_that_runs_away_past_the_training_scale_gives_way(synthetic_
     # a law that stays in range is kept, with nothing passed over
     kept = refit_in_range(search, search.state.archive.entries()[1])
     assert kept[0].law == plain and kept[4] == []
-
-
-def test_candidate_leaving_the_targets_range_past_the_training_scale_is_rejected(
-        synthetic_task):
-    import hybrid_sld.search.engine as engine
-    from hybrid_sld.data import load_train
-    from hybrid_sld.evaluate import path_beyond
-    from hybrid_sld.tasks import get_task
-    task = get_task(str(synthetic_task))
-    xs = path_beyond(task, load_train(task)).column("x")
-    pole = f"y = p1 + p2*x^(-1/2) + 1/({np.log(xs.min() * xs.max()) / 2:.6f} - log(x))"
-    res = engine.evaluate_candidate(str(synthetic_task), None, pole, {}, seconds=30.0)
-    assert res["valid_r2"] == -np.inf and "leaves the targets' range" in res["message"]
-    ok = engine.evaluate_candidate(str(synthetic_task), None, "y = p1 + p2*x^(-1/2)", {},
-                                   seconds=30.0)
-    assert ok["message"] == "" and ok["valid_r2"] > 0.99
