@@ -225,8 +225,6 @@ def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[
         f"fit start screening: {'off (--no-screening)' if '--no-screening' in argv else 'on'}",
         "trend priors: " + ("off (--no-trend)" if "--no-trend" in argv else "; ".join(
             f"{short(n)}: {r.trend} in {r.by}" for n, r in splits if r.trend) or "none declared"),
-        "candidates leaving the targets' range past the training scale: " + (
-            "kept (--no-search-range)" if "--no-search-range" in argv else "rejected"),
         "validation rows (fraction): " + "; ".join(
             f"{short(n)}: {r.describe()} ({r.fraction:g})" for n, r in splits),
         "assembly of per-target best equations (tasks of several targets): "
@@ -302,10 +300,6 @@ def main(argv=None):
     ap.add_argument("--no-trend", action="store_true",
                     help="ignore the tasks' declared trends ([split] trend; the search before "
                          "2026-11-29), for an A/B run beside a default one")
-    ap.add_argument("--no-search-range", action="store_true",
-                    help="keep candidates whose fits leave the targets' range past the training "
-                         "scale (the search before 2026-12-01), for an A/B run beside a default "
-                         "one; the final report's range check stays")
     ap.add_argument("--no-assembly", action="store_true",
                     help="laws of several targets do not take each target's best equation (the "
                          "search before 2026-11-29), for an A/B run beside a default one")
@@ -329,11 +323,6 @@ def main(argv=None):
         hybrid_sld.fit.SCREEN_KEEP = 0  # in-process evaluations only: workers would not see it
         if args.workers > 1:
             ap.error("--no-screening needs --workers 1")
-    if args.no_search_range:
-        import hybrid_sld.search.engine
-        hybrid_sld.search.engine.SEARCH_RUNAWAY_TOLERANCE = math.inf  # in-process evaluations only
-        if args.workers > 1:
-            ap.error("--no-search-range needs --workers 1")
     if args.no_trend:
         import hybrid_sld.search.engine
         hybrid_sld.search.engine.TREND_TOLERANCE = math.inf  # in-process evaluations only

@@ -29,14 +29,14 @@ import numpy as np
 
 from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
-from ..evaluate import against_trend, check_domain, drift, runaway, validate
+from ..evaluate import against_trend, check_domain, drift, validate
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
 from ..threads import single_threaded_process
 from .archive import Archive, Entry
-from .select import RULES, RUNAWAY_TOLERANCE
+from .select import RULES
 from . import operators
 from .motifs import lead_features
 
@@ -90,9 +90,6 @@ SEARCH_FITTER = FitterSpec(n_starts=3, max_nfev=200)
 # a candidate may move against the task's declared trend (tasks.SplitRule.trend) past the
 # training scale by this fraction of the targets' range (fit noise on a plateau), no more
 TREND_TOLERANCE = 1e-3
-# a candidate whose fits leave the targets' range past the training scale by more than this
-# (evaluate.runaway: a pole, a blow-up) is rejected, as the final report passes over such a law
-SEARCH_RUNAWAY_TOLERANCE = RUNAWAY_TOLERANCE
 # Wall-clock limit on proposing one law (sympy work in the operators and parsing): a stall
 # here would stop the whole run, not one candidate. Only pathological laws come near it.
 PROPOSE_SECONDS = 30.0
@@ -137,7 +134,6 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
             ev = validate(law, task, train, FitterSpec.from_dict(fitter))
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
             turn = against_trend(task, train, ev.fits, law) if bands else 0.0
-            away = runaway(task, train, ev.fits, law) if bands else 0.0
     except FitTimeout as exc:  # the fit, or compiling the law (see deadline.py)
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
                 "message": f"timed out after {seconds:g} s: {exc}",
@@ -155,10 +151,6 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
                 "message": f"turns against the task's trend ({task.split.trend} in "
                            f"{task.split.by}) past the training scale, by {turn:.3g} of the "
                            "targets' range", "seconds": time.perf_counter() - t0}
-    if away > SEARCH_RUNAWAY_TOLERANCE:
-        return {"valid_r2": -math.inf, "fit_r2": f.r2 if not f.failed else -math.inf,
-                "message": f"leaves the targets' range past the training scale, by {away:.3g} "
-                           "of it", "seconds": time.perf_counter() - t0}
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
             "message": v.message or f.message, "seconds": time.perf_counter() - t0,
