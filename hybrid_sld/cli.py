@@ -69,10 +69,13 @@ def _evaluate(task, text, spec, train, test):
     return law, v, full
 
 
-def _result(task, law, v, full) -> dict:
+def _result(task, law, v, full, train) -> dict:
+    from .evaluate import runaway
     return {"task": task.name, "law": law.text, "n_params": law.n_params,
             "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
             "test_r2": _r(full.r2("test")),
+            # past the training scale, how far the fitted law leaves the targets' range
+            "runaway": _r(runaway(task, train, full.fits, law)),
             "test": full.scores["test"].to_dict() if "test" in full.scores else None,
             "groups": {g: {"params": f.params, "success": f.success, "message": f.message}
                        for g, f in full.fits.items()}}
@@ -102,7 +105,7 @@ def cmd_fit(args):
         from .export import latex_document_fragment
         symbols = {f.name: f.symbol for f in task.features if f.symbol}
         Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
-    out = _result(task, law, v, full)
+    out = _result(task, law, v, full, train)
     from .search.operators import redundancy_note
     out["redundancy"] = redundancy_note(law, train.X)
     if args.plot:
@@ -118,6 +121,12 @@ def cmd_fit(args):
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
     if out["redundancy"]:
         print(f"note: {out['redundancy']}")
+    from .search.select import RUNAWAY_TOLERANCE
+    if out["runaway"] is None or out["runaway"] > RUNAWAY_TOLERANCE:
+        far = "stop being finite" if out["runaway"] is None else \
+            f"leave the training targets' range by {out['runaway']:.3g} of it"
+        print(f"note: past the largest training scale the fitted predictions {far} (a pole or a "
+              "blow-up); discover passes over such a law")
     for g, f in full.fits.items():
         vals = ", ".join(f"{k}={v:.6g}" for k, v in f.params.items())
         print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
@@ -140,7 +149,7 @@ def cmd_expert(args):
         train, test = load_splits(task, args.data_dir)
         for label, text in variants:
             law, v, full = _evaluate(task, text, spec, train, test)
-            res = _result(task, law, v, full)
+            res = _result(task, law, v, full, train)
             res.update(variant=label, human_r2=task.published.get("human_r2"),
                        test_r2_clipped=_r(full.scores["test"].r2_clipped) if "test" in full.scores else None)
             results.append(res)

@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hybrid_sld.cli import main
@@ -219,3 +220,18 @@ def test_fit_names_constants_that_act_only_together():
     res = run_cli("fit", "--task", "kaplan_demo", "--law", law.split("\n")[0].replace("A*B", "A"),
                   "--json")
     assert json.loads(res.stdout)["redundancy"] is None
+
+
+def test_fit_warns_of_a_pole_past_the_training_scale(tmp_path, capsys):
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import path_beyond
+    from hybrid_sld.tasks import get_task
+    toml = write_task(tmp_path, "pole", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    xs = path_beyond(get_task(str(toml)), load_train(get_task(str(toml)))).column("x")
+    pole = f"y = p1 + p2*x^(-1/2) + 1/({np.log(xs.min() * xs.max()) / 2:.6f} - log(x))"
+    assert main(["fit", "--task", str(toml), "--law", pole]) == 0
+    assert "past the largest training scale the fitted predictions leave" in capsys.readouterr().out
+    assert main(["fit", "--task", str(toml), "--law", pole, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runaway"] > 1
+    assert main(["fit", "--task", str(toml), "--law", "y = p1 + p2*x^(-1/2)"]) == 0
+    assert "past the largest" not in capsys.readouterr().out
