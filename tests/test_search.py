@@ -410,7 +410,9 @@ def test_final_refit_that_runs_away_past_the_training_scale_gives_way(synthetic_
     from hybrid_sld.evaluate import path_beyond
     from hybrid_sld.search.run import _selection_md
     from hybrid_sld.search.select import refit_in_range
-    search = Search(SearchConfig(task=str(synthetic_task), max_evals=1), tmp_path)
+    # no time limit on candidates (candidate_seconds=None): the stand-ins' refits run untimed
+    search = Search(SearchConfig(task=str(synthetic_task), max_evals=1, candidate_seconds=None),
+                    tmp_path)
     xs = path_beyond(search.task, search.train).column("x")
     pole = f"y = p1 + p2*x^(-1/2) + 1/({np.log(xs.min() * xs.max()) / 2:.6f} - log(x))"
     plain = "y = p1 + p2*x^(-1/2)"

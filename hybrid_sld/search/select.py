@@ -83,14 +83,14 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
     short of it), the next of the k best distinct laws by validation R2 whose refit stays in
     range takes its place. Training rows only. When none does, the chosen law stands.
     """
-    task = search.task
+    task, seconds = search.task, search.config.candidate_seconds
     order = [chosen] + [e for e in finalists(search.state.archive.entries(), None, k)
                         if e.law != chosen.law]
     passed, first = [], None
     for e in order:
         law = parse_task_law(e.law, task)
-        try:
-            with time_limit(search.config.candidate_seconds * 5):
+        try:  # the chosen law's refit is not timed, as before this check; a stand-in's is
+            with time_limit(None if e is chosen or seconds is None else 5 * seconds):
                 v, full = report(law, task, search.train, None, FitterSpec.from_dict(e.fitter))
         except HybridSLDError as exc:
             if e is chosen:
