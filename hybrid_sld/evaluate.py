@@ -146,14 +146,26 @@ def _edge_rows(train: Dataset, scale: np.ndarray) -> Dataset:
     return train.subset(last)
 
 
+def _reach(scale: np.ndarray, valid: np.ndarray, ratio: bool) -> float:
+    """How far validation reaches past the fitted rows along ``scale``: as a ratio (2 when that
+    is undefined or not above 1), or as a difference (half the scale's span when undefined or
+    not above 0)."""
+    if valid.any() and (~valid).any():
+        top, fitted = scale[valid].max(), scale[~valid].max()
+        reach = top / fitted if ratio else top - fitted
+    else:
+        reach = math.nan
+    if ratio:
+        return reach if np.isfinite(reach) and reach > 1 else 2.0
+    return reach if np.isfinite(reach) and reach > 0 else 0.5 * np.ptp(scale)
+
+
 def beyond_training(task: Task, train: Dataset) -> tuple[Dataset, Dataset]:
     """(edge, beyond): each group's rows at its largest scale of the split feature, and the same
     rows with that feature multiplied by as much again, in ratio, as validation reaches past the
     fitted rows (2 when that is undefined). Targets are copied, not known: inputs only."""
     scale = train.column(task.split.by)
-    valid = validation_mask(task, train)
-    reach = scale[valid].max() / scale[~valid].max() if valid.any() and (~valid).any() else 2.0
-    reach = reach if np.isfinite(reach) and reach > 1 else 2.0
+    reach = _reach(scale, validation_mask(task, train), ratio=True)
     edge = _edge_rows(train, scale)
     X = edge.X.copy()
     X[:, train.features.index(task.split.by)] *= reach
@@ -192,23 +204,17 @@ def path_beyond(task: Task, train: Dataset, steps: int = 16) -> Dataset:
     Groups that stop short of the others are asked about the scales the others reach: where a
     law meets them first. Inputs only; the targets are copied, not known."""
     scale = train.column(task.split.by)
-    valid = validation_mask(task, train)
     ratio = bool(np.all(scale > 0))
+    reach = _reach(scale, validation_mask(task, train), ratio)
     edge = _edge_rows(train, scale)
     x0 = edge.column(task.split.by)
-    top = scale.max()
-    if valid.any() and (~valid).any():
-        reach = (scale[valid].max() / scale[~valid].max() if ratio
-                 else scale[valid].max() - scale[~valid].max())
-    else:
-        reach = math.nan
+    ts = np.linspace(0, 1, steps + 1)[1:]
     if ratio:
-        far = top * (reach if np.isfinite(reach) and reach > 1 else 2.0)
-        xs = [x0 * (far / x0) ** t for t in np.linspace(0, 1, steps + 1)[1:]]
+        far = scale.max() * reach
+        xs = [x0 * (far / x0) ** t for t in ts]
     else:
-        span = np.ptp(scale)
-        far = top + (reach if np.isfinite(reach) and reach > 0 else 0.5 * span)
-        xs = [x0 + (far - x0) * t for t in np.linspace(0, 1, steps + 1)[1:]]
+        far = scale.max() + reach
+        xs = [x0 + (far - x0) * t for t in ts]
     col = train.features.index(task.split.by)
     X = np.concatenate([edge.X] * len(xs))
     X[:, col] = np.concatenate(xs)
