@@ -115,3 +115,14 @@ def write_task(folder, name: str, targets: dict, param_cap: int, expert: str = "
         '[data]\ntrain = "train.csv"\ntest = "test.csv"\n'
         + (f'[expert]\nlaw = "{expert}"\n' if expert else ""))
     return folder / f"{name}.toml"
+
+
+def pole_past_training(toml: Path) -> str:
+    """A law for ``write_task``'s data that fits it but has a pole half way out along the path
+    the range check follows past the largest training scale (evaluate.path_beyond)."""
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import path_beyond
+    from hybrid_sld.tasks import get_task
+    task = get_task(str(toml))
+    xs = path_beyond(task, load_train(task)).column("x")
+    return f"y = p1 + p2*x^(-1/2) + 1/({np.log(xs.min() * xs.max()) / 2:.6f} - log(x))"

@@ -6,7 +6,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hybrid_sld.cli import main
@@ -14,7 +13,8 @@ from hybrid_sld.errors import TaskError
 from hybrid_sld.search.engine import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 
-from conftest import REPO, SEEDS, run_cli, sldbench_dir, start_cli, write_task
+from conftest import (REPO, SEEDS, pole_past_training, run_cli, sldbench_dir, start_cli,
+                      write_task)
 
 LAW = "loss = A*num_params^(-alpha)/(1 + k*log(parallel_size)) + E"
 SEED_FILE = SEEDS / "002_8815f87b902a9021.txt"
@@ -223,12 +223,8 @@ def test_fit_names_constants_that_act_only_together():
 
 
 def test_fit_warns_of_a_pole_past_the_training_scale(tmp_path, capsys):
-    from hybrid_sld.data import load_train
-    from hybrid_sld.evaluate import path_beyond
-    from hybrid_sld.tasks import get_task
     toml = write_task(tmp_path, "pole", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
-    xs = path_beyond(get_task(str(toml)), load_train(get_task(str(toml)))).column("x")
-    pole = f"y = p1 + p2*x^(-1/2) + 1/({np.log(xs.min() * xs.max()) / 2:.6f} - log(x))"
+    pole = pole_past_training(toml)
     assert main(["fit", "--task", str(toml), "--law", pole]) == 0
     assert "past the largest training scale the fitted predictions leave" in capsys.readouterr().out
     assert main(["fit", "--task", str(toml), "--law", pole, "--json"]) == 0

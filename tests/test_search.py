@@ -17,7 +17,7 @@ from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.engine import Search, SearchConfig
 from hybrid_sld.search.run import discover, final_report, parse_budget, prepare_run_dir
 
-from conftest import write_task
+from conftest import pole_past_training, write_task
 
 
 @pytest.fixture
@@ -407,14 +407,12 @@ def test_report_of_a_law_of_two_targets_shows_each_target(two_target_task, tmp_p
 
 
 def test_final_refit_that_runs_away_past_the_training_scale_gives_way(synthetic_task, tmp_path):
-    from hybrid_sld.evaluate import path_beyond
     from hybrid_sld.search.run import _selection_md
     from hybrid_sld.search.select import refit_in_range
     # no time limit on candidates (candidate_seconds=None): the stand-ins' refits run untimed
     search = Search(SearchConfig(task=str(synthetic_task), max_evals=1, candidate_seconds=None),
                     tmp_path)
-    xs = path_beyond(search.task, search.train).column("x")
-    pole = f"y = p1 + p2*x^(-1/2) + 1/({np.log(xs.min() * xs.max()) / 2:.6f} - log(x))"
+    pole = pole_past_training(synthetic_task)
     plain = "y = p1 + p2*x^(-1/2)"
     for i, (law, r2, size) in enumerate([(pole, 0.9999, 9), (plain, 0.999, 5)]):
         search.state.archive.add(Entry(law, {}, f"k{i}", r2, r2, size, 2, i, "test"), 0)
