@@ -111,7 +111,7 @@ def run_one(task: str, seed: int, method: str, budget: float, args, out: Path) -
                        final_selection=args.final_selection,
                        p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,
                        migrate_every=args.migrate_every,
-                       fix_spare_constants=args.fix_spare_constants)
+                       fix_spare_constants=args.fix_spare_constants, units=args.units)
     log(f"{label}: searching ({budget:g} s budget) ...")
     t0 = time.perf_counter()
     try:
@@ -231,6 +231,7 @@ def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[
         + ("off (--no-assembly)" if "--no-assembly" in argv else "on"),
         "spare constants fixed in every law: "
         + ("on (--fix-spare-constants)" if "--fix-spare-constants" in argv else "off"),
+        "operators may add unit faults: " + ("no (--units)" if "--units" in argv else "yes"),
         f"islands: {SearchConfig.islands}, migration every {migrate_every} evaluations",
         "command: " + " ".join(["python benchmarks/offline_search.py", *argv]),
         f"budget per run: {budget:g} s; data: {os.environ.get('HYBRID_SLD_DATA')}; runs: {out}",
@@ -306,6 +307,9 @@ def main(argv=None):
     ap.add_argument("--fix-spare-constants", action="store_true",
                     help="fix constants no data can pin down in every law admitted (the default "
                          "from 33160ab to d0b4dd9), for an A/B run beside a default one")
+    ap.add_argument("--units", action="store_true",
+                    help="operators may not add unit faults (hybrid_sld/units.py), for an A/B "
+                         "run beside a default one")
     ap.add_argument("--migrate-every", type=int, default=SearchConfig.migrate_every, metavar="N",
                     help="evaluations between migrations of each island's best to the next "
                          f"(default {SearchConfig.migrate_every})")

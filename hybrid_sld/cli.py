@@ -214,7 +214,7 @@ def cmd_discover(args):
                            candidate_seconds=args.candidate_timeout or None,
                            operon_seconds=parse_budget(args.operon_seeds) if args.operon_seeds else 0.0,
                            final_selection=args.final_selection,
-                           fix_spare_constants=args.fix_spare_constants)
+                           fix_spare_constants=args.fix_spare_constants, units=args.units)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar)
@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fix-spare-constants", action="store_true",
                     help="fix constants no data can pin down in every law proposed (to 0 or 1 "
                          "where the Jacobian's rank stays)")
+    sp.add_argument("--units", action="store_true",
+                    help="mutation and crossover may not add unit faults: sums of unlike units, "
+                         "exp or powers of quantities with a unit (the features' 'unit' fields)")
     sp.add_argument("--no-assembly", action="store_true",
                     help="ablation: laws of several targets do not take each target's best "
                          "equation from other laws")

@@ -35,6 +35,7 @@ from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import get_task
 from ..threads import single_threaded_process
+from ..units import unit_faults
 from .archive import Archive, Entry
 from .select import RULES
 from . import operators
@@ -67,6 +68,8 @@ class SearchConfig:
     # fix constants no data can pin down in every law admitted (search/identify.py): off by
     # default, as three seeds side by side scored lower on test with it (moe on each)
     fix_spare_constants: bool = False
+    # grammar operators may not add unit faults (units.py) to the law they change
+    units: bool = False
     proposer: str = "offline"  # "offline", "llm" or "hybrid"
     llm: dict | None = None  # LLMSettings fields (hybrid_sld.llm.client)
 
@@ -348,13 +351,25 @@ class Search:
         if cfg.crossover and rng.random() < cfg.p_crossover:
             other = s.archive.sample(island, rng)
             other_law = other and self._law(other.law)
-            return (other_law and operators.crossover(law, other_law, self.task, rng)), fitter, "crossover"
+            child = other_law and operators.crossover(law, other_law, self.task, rng)
+            return self._admit(child, law), fitter, "crossover"
         if cfg.evolve_fitter and rng.random() < cfg.p_fitter:
             spec = operators.mutate_fitter(FitterSpec.from_dict(fitter), rng,
                                            scaled=bool(self.task.split.scales))
             return parent.law, spec.to_dict(), "fitter"
-        return operators.mutate(law, self.task, rng, positive_features=self.positive,
-                                nonneg_features=self.nonneg), fitter, "mutate"
+        child = operators.mutate(law, self.task, rng, positive_features=self.positive,
+                                 nonneg_features=self.nonneg)
+        return self._admit(child, law), fitter, "mutate"
+
+    def _admit(self, text: str | None, parent) -> str | None:
+        """text, or None when ``units`` is on and the child has more unit faults than its parent
+        (a seed's own faults, such as Clark et al.'s E - 1, pass on; new ones do not)."""
+        if not (text and self.config.units):
+            return text
+        child = self._law(text)
+        if child is None or len(unit_faults(child, self.task)) > len(unit_faults(parent, self.task)):
+            return None
+        return text
 
     def _assemble(self, parent: Entry, law, rng, donors: int = 3) -> str | None:
         """The parent with each target's equation replaced by that of the evaluated law that
