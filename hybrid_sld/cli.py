@@ -71,11 +71,14 @@ def _evaluate(task, text, spec, train, test):
 
 def _result(task, law, v, full, train) -> dict:
     from .evaluate import runaway
+    from .units import unit_faults
     return {"task": task.name, "law": law.text, "n_params": law.n_params,
             "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
             "test_r2": _r(full.r2("test")),
             # past the training scale, how far the fitted law leaves the targets' range
             "runaway": _r(runaway(task, train, full.fits, law)),
+            # sums of unlike units, exp or fitted powers of quantities with a unit (units.py)
+            "unit_faults": unit_faults(law, task),
             "test": full.scores["test"].to_dict() if "test" in full.scores else None,
             "groups": {g: {"params": f.params, "success": f.success, "message": f.message}
                        for g, f in full.fits.items()}}
@@ -127,6 +130,8 @@ def cmd_fit(args):
             f"leave the training targets' range by {out['runaway']:.3g} of it"
         print(f"note: past the largest training scale the fitted predictions {far} (a pole or a "
               "blow-up); discover passes over such a law")
+    for fault in out["unit_faults"]:
+        print(f"note: units: {fault}")
     for g, f in full.fits.items():
         vals = ", ".join(f"{k}={v:.6g}" for k, v in f.params.items())
         print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))

@@ -192,11 +192,12 @@ def test_eval_program_that_raises(data_dir, tmp_path):
 
 @pytest.mark.parametrize("flags, want", [
     ((), {"crossover": True, "evolve_fitter": True, "p_assemble": 0.15, "random_search": False,
-          "migrate_every": SearchConfig.migrate_every}),
+          "migrate_every": SearchConfig.migrate_every, "units": False}),
     (("--no-crossover", "--no-fitter-evolution", "--no-assembly", "--random-search",
       "--migrate-every", "7"),
      {"crossover": False, "evolve_fitter": False, "p_assemble": 0.0, "random_search": True,
-      "migrate_every": 7})])
+      "migrate_every": 7}),
+    (("--units",), {"units": True})])
 def test_discover_ablation_flags_reach_the_search(monkeypatch, flags, want):
     import hybrid_sld.search.run as run
     seen = []
@@ -231,3 +232,13 @@ def test_fit_warns_of_a_pole_past_the_training_scale(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["runaway"] > 1
     assert main(["fit", "--task", str(toml), "--law", "y = p1 + p2*x^(-1/2)"]) == 0
     assert "past the largest" not in capsys.readouterr().out
+
+
+def test_fit_names_unit_faults(capsys):
+    """Tokens added to parameters: a law that holds only in the units the data is written in."""
+    assert main(["fit", "--task", "kaplan_demo", "--law",
+                 "loss = E + A/(num_params + tokens)^a", "--json"]) == 0
+    faults = json.loads(capsys.readouterr().out)["unit_faults"]
+    assert len(faults) == 1 and "adds parameters to tokens" in faults[0]
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = E + A/(num_params + B*tokens)^a"]) == 0
+    assert "note: units" not in capsys.readouterr().out

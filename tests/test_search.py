@@ -13,6 +13,7 @@ import pytest
 
 from hybrid_sld import data as data_mod
 from hybrid_sld.errors import HybridSLDError
+from hybrid_sld.law import parse_task_law
 from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.engine import Search, SearchConfig
 from hybrid_sld.search.run import discover, final_report, parse_budget, prepare_run_dir
@@ -92,6 +93,33 @@ def test_search_folds_constants_in_disguise_before_the_cache(tmp_path):
     plain = search._law("loss = E + A/num_params^a\nA, a > 0")
     law = search._law("loss = E + p1*tanh(num_params) + A/num_params^a\nA, a > 0")
     assert law.text == plain.text and law.key == plain.key
+
+
+def test_units_keep_operators_from_adding_unit_faults(tmp_path):
+    """With units on, a child may keep its parent's unit faults but not add one."""
+    search = Search(SearchConfig(task="kaplan_demo", max_evals=4, units=True), tmp_path)
+    clean = search._law("loss = E + A/num_params^a")
+    dirty = search._law("loss = E + A/(num_params + tokens)^a")
+    assert search._admit("loss = E + A/(num_params + tokens)^a", clean) is None
+    assert search._admit("loss = E + sqrt(tokens) + A/(num_params + tokens)^a", dirty) is None
+    assert search._admit("loss = E + B/tokens + A/(num_params + tokens)^a", dirty) is not None
+    assert search._admit("loss = E + B/tokens^b + A/num_params^a", clean) is not None
+    off = Search(SearchConfig(task="kaplan_demo", max_evals=4), tmp_path / "off")
+    assert off._admit("loss = E + A/(num_params + tokens)^a", clean) is not None
+
+
+def test_a_search_with_units_on_evaluates_no_law_with_unit_faults(tmp_path):
+    """kaplan_demo's seeds have none, so neither may any law the operators derive from them;
+    the same search with units off does evaluate such laws."""
+    from hybrid_sld.units import unit_faults
+    faulty = {}
+    for units in (True, False):
+        (tmp_path / str(units)).mkdir()
+        s = Search(SearchConfig(task="kaplan_demo", max_evals=48, units=units), tmp_path / str(units))
+        s.run()
+        laws = [parse_task_law(d["law"], s.task) for d in s.state.cache.values()]
+        faulty[units] = sum(bool(unit_faults(law, s.task)) for law in laws)
+    assert faulty[True] == 0 < faulty[False]
 
 
 def _best(res):
