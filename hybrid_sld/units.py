@@ -115,9 +115,9 @@ class _Checker:
             return FREE if free else out
         if isinstance(expr, sp.Pow):
             base, e = expr.args
-            if e.is_Rational:
+            if e.is_Number:  # a written exponent (0.5 read as a float, too) scales the unit
                 u = self.unit(base)
-                return u if u in (FREE, OPAQUE) else _pow(u, Fraction(int(e.p), int(e.q)))
+                return u if u in (FREE, OPAQUE) else _pow(u, Fraction(str(e)).limit_denominator(10**6))
             self.pure(e, "the exponent")
             u = self.unit(base)
             return u if u in (FREE, ONE) else OPAQUE

@@ -29,6 +29,7 @@ def faults(body: str) -> list[str]:
     "exp(a + b*f) + c*logC^2",  # fractions and logs are pure numbers
     "E + A/(N^alpha + c*D^beta)",  # a free constant takes the unit it meets
     "E + sqrt(A/N)",
+    "E + A*(1 + D^0.3/U^0.3)",  # decimal exponents scale units as fractions do
 ])
 def test_consistent_laws_have_no_faults(body):
     assert faults(body) == []
