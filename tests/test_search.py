@@ -122,6 +122,16 @@ def test_a_search_with_units_on_evaluates_no_law_with_unit_faults(tmp_path):
     assert faulty[True] == 0 < faulty[False]
 
 
+def test_report_names_the_chosen_laws_unit_faults(synthetic_task, tmp_path, monkeypatch):
+    import hybrid_sld.search.run as run
+    fault = "1 + x: adds tokens to a pure number"
+    monkeypatch.setattr(run, "unit_faults", lambda law, task: [fault])
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    assert res["unit_faults"] == [fault]
+    assert f"Units (hybrid_sld/units.py): `{fault}`" in (Path(res["run_dir"]) / "report.md").read_text()
+
+
 def _best(res):
     return res["law"], {g: {k: round(v, 9) for k, v in p.items()} for g, p in res["groups"].items()}
 

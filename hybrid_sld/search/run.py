@@ -21,6 +21,7 @@ from ..fit import FitterSpec
 from ..law import parse_task_law
 from ..metrics import report_value as _r
 from ..tasks import get_task
+from ..units import unit_faults
 from . import operators
 from .engine import Search, SearchConfig
 from .select import RUNAWAY_TOLERANCE, refit_in_range, select_final
@@ -96,6 +97,7 @@ def final_report(search: Search) -> dict:
               "groups": {g: f.params for g, f in full.fits.items()}}
     # constants of the chosen law no data can pin down: named, the law left as chosen
     result["redundancy"] = operators.redundancy_note(law, train.X)
+    result["unit_faults"] = unit_faults(law, task)
     if len(task.targets) > 1:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
@@ -271,6 +273,8 @@ def _markdown(r: dict, search: Search) -> str:
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
                       for x in search.state.archive.pareto()[:15])
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
+    if r.get("unit_faults"):  # holds only in the units the data was written in
+        note += "Units (hybrid_sld/units.py): " + "; ".join(f"`{f}`" for f in r["unit_faults"]) + "\n\n"
     return f"""# {r['task']}: discovered law
 
 ```
