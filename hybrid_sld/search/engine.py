@@ -363,7 +363,8 @@ class Search:
 
     def _admit(self, text: str | None, parent) -> str | None:
         """text, or None when ``units`` is on and the child has more unit faults than its parent
-        (a seed's own faults, such as Clark et al.'s E - 1, pass on; new ones do not)."""
+        (the faults of a seed, say an expert law written with a count in a unit, pass on to its
+        children; new ones do not). With ``units`` off, text as it is: the search is unchanged."""
         if not (text and self.config.units):
             return text
         child = self._law(text)
