@@ -25,7 +25,8 @@ import sympy as sp
 from .law import Law, expr_to_text
 
 # Feature unit names read as pure numbers.
-DIMENSIONLESS = frozenset({"", "1", "fraction", "ratio", "dimensionless", "share", "log"})
+# (and any unit that starts with "log", see feature_units)
+DIMENSIONLESS = frozenset({"", "1", "fraction", "ratio", "dimensionless", "share"})
 FREE = "free"  # takes any unit: carries a fitted constant as a factor
 OPAQUE = "opaque"  # a unit raised to a non-numeric power: only a free term can match it
 ONE: tuple = ()  # the unit of a pure number: no base units
@@ -72,12 +73,11 @@ class _Checker:
             text = text[:_NAME_MAX - 3] + "..."
         self.faults.append(f"{text}: {why}")
 
-    def pure(self, expr, what: str):
-        """The unit of expr, which must be a pure number (an exponent, a function's argument)."""
+    def pure(self, expr, what: str) -> None:
+        """A fault unless expr is a pure number (an exponent, a function's argument)."""
         u = self.unit(expr)
         if u not in (FREE, ONE):
             self.fault(expr, f"{what} is in {_show(u)}, not a pure number")
-        return u
 
     def same(self, expr, args) -> object:
         """The common unit of terms that are added (or compared: min, max)."""
@@ -98,9 +98,7 @@ class _Checker:
             if expr.name in self.params:
                 return FREE
             return self.units.get(expr.name, ONE)
-        if isinstance(expr, sp.Add):
-            return self.same(expr, expr.args)
-        if isinstance(expr, (sp.Min, sp.Max)):
+        if isinstance(expr, (sp.Add, sp.Min, sp.Max)):
             return self.same(expr, expr.args)
         if isinstance(expr, sp.Mul):
             out, free = ONE, False
