@@ -107,7 +107,10 @@ def cmd_fit(args):
     if args.latex:
         from .export import latex_document_fragment
         symbols = {f.name: f.symbol for f in task.features if f.symbol}
-        Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
+        try:
+            Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
+        except OSError as exc:
+            raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     out = _result(task, law, v, full, train)
     from .search.operators import redundancy_note
     out["redundancy"] = redundancy_note(law, train.X)
@@ -470,6 +473,12 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `hybrid-sld ... --json | head`: the reader went away
         sys.stderr.close()
         return 1
+    except OSError as exc:  # a read or write no command foresaw: a full disk while reporting
+        if args.debug:
+            raise
+        name = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {name}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -100,6 +100,17 @@ def test_fit_latex(fit_parallel):
     assert "\\begin{align}" in text and "pile" in text and "stack" in text
 
 
+@pytest.mark.parametrize("where", ["missing/law.tex", "/dev/full"])
+def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
+    if where == "/dev/full" and not Path(where).exists():
+        pytest.skip("needs /dev/full (Linux), which answers every write as a full disk")
+    path = where if where.startswith("/") else str(tmp_path / where)
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = a + b/num_params^c",
+                 "--latex", path]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot write {path}: " in err and "Traceback" not in err
+
+
 def test_bad_law_text():
     res = run_cli("fit", "--task", "kaplan_demo", "--law", "loss = A*num_params^(-alpha")
     assert res.returncode == 2

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -464,3 +465,66 @@ def test_final_refit_that_runs_away_past_the_training_scale_gives_way(synthetic_
     # a law that stays in range is kept, with nothing passed over
     kept = refit_in_range(search, search.state.archive.entries()[1])
     assert kept[0].law == plain and kept[4] == []
+
+
+def test_nearly_full_disk_fails_before_search(synthetic_task, tmp_path, monkeypatch, capsys):
+    from hybrid_sld import cli
+    from hybrid_sld.search import run as run_mod
+    monkeypatch.setattr(run_mod.shutil, "disk_usage",
+                        lambda path: SimpleNamespace(total=2**40, used=2**40 - 2**20, free=2**20))
+    code = cli.main(["discover", "--task", str(synthetic_task), "--max-evals", "4",
+                     "--out", str(tmp_path / "runs")])
+    assert code == 2 and "only 1.0 MB free" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").iterdir())  # no run directory begun
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_disk_full_mid_run_keeps_checkpoint_and_resumes(synthetic_task, tmp_path):
+    # /dev/full answers every write with ENOSPC, as a full disk does
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=16, batch_size=4, seed=2)
+    ref = discover(cfg, out=tmp_path / "ref")
+    kept = {}
+
+    def fill_disk(search):
+        if not kept:
+            events = search.run_dir / "events.jsonl"
+            kept.update(evals=search.state.evals, events=events.read_text())
+            events.unlink()
+            events.symlink_to("/dev/full")
+
+    run_dir = prepare_run_dir(cfg, tmp_path / "runs")
+    search = Search(cfg, run_dir, progress=fill_disk)
+    with pytest.raises(HybridSLDError, match="No space left") as err:
+        search.run()
+    assert (f"the checkpoint after evaluation {kept['evals']} is kept: make room and continue "
+            f"with `hybrid-sld discover --resume {run_dir}`") in str(err.value)
+    assert json.loads(search.checkpoint_path.read_text())["evals"] == kept["evals"] < 16
+    assert not list(run_dir.rglob("*.tmp"))
+    (run_dir / "events.jsonl").unlink()  # room made again
+    (run_dir / "events.jsonl").write_text(kept["events"])
+    res = discover(cfg, resume=run_dir)
+    assert _best(res) == _best(ref) and res["evals"] == 16
+    assert len((run_dir / "events.jsonl").read_text().splitlines()) == 16
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_disk_full_in_first_batch_says_no_checkpoint(synthetic_task, tmp_path):
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4)
+    run_dir = prepare_run_dir(cfg, tmp_path / "runs")
+    (run_dir / "events.jsonl").symlink_to("/dev/full")
+    with pytest.raises(HybridSLDError, match="no checkpoint was written yet"):
+        Search(cfg, run_dir).run()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_disk_full_while_reporting_leaves_no_partial_files(synthetic_task, tmp_path):
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4)
+    run_dir = prepare_run_dir(cfg, tmp_path / "runs")
+    search = Search(cfg, run_dir)
+    search.run()
+    (run_dir / "best.tmp").symlink_to("/dev/full")  # best.json goes through best.tmp
+    with pytest.raises(HybridSLDError, match="cannot write the report .* --resume"):
+        final_report(search)
+    assert not (run_dir / "best.json").exists() and not list(run_dir.glob("*.tmp"))
+    res = discover(cfg, resume=run_dir)
+    assert json.loads((run_dir / "best.json").read_text())["law"] == res["law"]

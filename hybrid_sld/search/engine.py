@@ -102,11 +102,15 @@ def write_atomic(path: Path, text: str) -> None:
     """Write through a synced temporary file and a rename: a kill leaves the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no half-written copy left beside the old file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def candidate_key(law_key: str, fitter: dict) -> str:
@@ -265,6 +269,16 @@ class Search:
                "rng_state": self.rng.bit_generator.state}
         doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
         write_atomic(self.checkpoint_path, json.dumps(doc))
+
+    def _write_failure(self, exc: OSError) -> str:
+        """What a failed write (a full disk, say) leaves and how to go on."""
+        where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
+        try:
+            saved = json.loads(self.checkpoint_path.read_text())["evals"]
+        except (OSError, ValueError, KeyError):
+            return f"{where}; no checkpoint was written yet: start again once there is room"
+        return (f"{where}; the checkpoint after evaluation {saved} is kept: make room and "
+                f"continue with `hybrid-sld discover --resume {self.run_dir}`")
 
     def load(self) -> None:
         try:
@@ -555,12 +569,15 @@ class Search:
                         and s.first_beat_expert is None and best.valid_r2 > s.expert_valid_r2
                         and best.origin != "seed:expert"):
                     s.first_beat_expert = round(s.elapsed, 2)
-                with open(self.run_dir / "events.jsonl", "a") as fh:
-                    fh.writelines(lines)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                s.events += len(lines)
-                self.save()
+                try:
+                    with open(self.run_dir / "events.jsonl", "a") as fh:
+                        fh.writelines(lines)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    s.events += len(lines)
+                    self.save()
+                except OSError as exc:
+                    raise HybridSLDError(self._write_failure(exc)) from None
                 if self.progress:
                     self.progress(self)
         finally:

@@ -23,7 +23,7 @@ from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
-from .engine import Search, SearchConfig
+from .engine import Search, SearchConfig, write_atomic
 from .select import RUNAWAY_TOLERANCE, refit_in_range, select_final
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -56,6 +56,20 @@ def _toml(cfg: SearchConfig) -> str:
     return "\n".join(lines + tables) + "\n"
 
 
+# A 10-minute search on SLDBench writes 1-11 MB (events, checkpoint, plots) and rewrites its
+# checkpoint through a copy; a disk with less room than this fails before the search starts.
+MIN_FREE_MB = 64
+
+
+def check_free_space(directory: Path) -> None:
+    """Fail at the start, not at a checkpoint minutes in, when the disk is (nearly) full."""
+    free_mb = shutil.disk_usage(directory).free / 2**20
+    if free_mb < MIN_FREE_MB:
+        raise HybridSLDError(f"only {free_mb:.1f} MB free on the disk holding {directory}; a "
+                             f"search needs about {MIN_FREE_MB} MB for its events and "
+                             "checkpoints: make room or choose another --out")
+
+
 def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     """A fresh ``<task>-<method>-<seed>-<time>`` directory; runs started in the same second
     (a bench running copies side by side) get ``-2``, ``-3``, ... rather than sharing one."""
@@ -64,6 +78,7 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     run_dir = base
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(base.parent)
         for n in range(2, 1000):
             try:
                 run_dir.mkdir()
@@ -131,20 +146,25 @@ def final_report(search: Search) -> dict:
                          "duplicates": c["duplicates"],
                          "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
                          "replay": st.replay}
-    (run_dir / "best.json").write_text(json.dumps(result, indent=1))
     from ..export import latex_document_fragment
     symbols = {f.name: f.symbol for f in task.features if f.symbol}
-    (run_dir / "law.tex").write_text(latex_document_fragment(law, full.fits, symbols=symbols))
-    try:
-        from ..plots import plot_fit, plot_residuals
-        vmask = validation_mask(task, train)
-        plot_fit(law, full.fits, train, test, run_dir / "plots" / "fit.png",
-                 by=task.split.by or None, valid_mask=vmask)
-        plot_residuals(law, full.fits, train, test, run_dir / "plots" / "residuals.png",
-                       by=task.split.by or None, valid_mask=vmask)
-    except Exception as exc:  # a plot must never lose the run's results
-        print(f"warning: plot failed: {exc}", file=sys.stderr)
-    (run_dir / "report.md").write_text(_markdown(result, search))
+    try:  # each file whole or not at all, so a full disk leaves no truncated best.json
+        write_atomic(run_dir / "best.json", json.dumps(result, indent=1))
+        write_atomic(run_dir / "law.tex", latex_document_fragment(law, full.fits, symbols=symbols))
+        try:
+            from ..plots import plot_fit, plot_residuals
+            vmask = validation_mask(task, train)
+            plot_fit(law, full.fits, train, test, run_dir / "plots" / "fit.png",
+                     by=task.split.by or None, valid_mask=vmask)
+            plot_residuals(law, full.fits, train, test, run_dir / "plots" / "residuals.png",
+                           by=task.split.by or None, valid_mask=vmask)
+        except Exception as exc:  # a plot must never lose the run's results
+            print(f"warning: plot failed: {exc}", file=sys.stderr)
+        write_atomic(run_dir / "report.md", _markdown(result, search))
+    except OSError as exc:
+        raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
+                             "the search's checkpoint is kept: make room and run "
+                             f"`hybrid-sld discover --resume {run_dir}` to write it") from None
     return result
 
 
@@ -317,6 +337,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         except (OSError, ValueError, KeyError) as exc:
             raise HybridSLDError(f"cannot resume {run_dir}: no readable checkpoint ({exc})") from None
         cfg = SearchConfig(**saved)
+        check_free_space(run_dir)
     if cfg.proposer != "offline":  # no key, no replay file: fail before anything runs
         from ..llm.client import LLMSettings
         LLMSettings.from_dict(cfg.llm).check()
