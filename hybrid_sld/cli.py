@@ -29,6 +29,9 @@ def _fmt(x):
     return "   n/a" if x is None else f"{x:8.4f}"
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
 def _fitter(text: str | None, defaults: dict | None = None) -> FitterSpec:
     """A FitterSpec from JSON (``'{"strategy": "de"}'``) or ``key=value,key=value``."""
     fields = dict(defaults or {})
@@ -52,11 +55,15 @@ def _fitter(text: str | None, defaults: dict | None = None) -> FitterSpec:
 
 
 def _law_text(args) -> str:
+    if args.law_file and args.law is not None:
+        raise HybridSLDError("give the law as --law TEXT or --law-file FILE, not both")
     if args.law_file:
         try:
             return Path(args.law_file).read_text()
         except OSError as exc:
             raise HybridSLDError(f"cannot read law file {args.law_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise HybridSLDError(f"{args.law_file}: not a text file (UTF-8)") from None
     if args.law is None:
         raise HybridSLDError("give the law as --law TEXT or --law-file FILE")
     return args.law.replace("\\n", "\n")
@@ -102,6 +109,9 @@ def cmd_tasks(args):
 def cmd_fit(args):
     task = get_task(args.task)
     spec = _fitter(args.fitter)
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:  # before any writing
+        raise HybridSLDError(f"--plot {args.plot}: give a file name ending in "
+                             f"{', '.join(PLOT_SUFFIXES)}")
     train, test = load_splits(task, args.data_dir)
     law, v, full = _evaluate(task, _law_text(args), spec, train, test)
     if args.latex:

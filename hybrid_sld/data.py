@@ -67,17 +67,24 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except FileNotFoundError:
+            raise DataError(f"data file not found: {path}") from None
+        except Exception as exc:  # pyarrow's own errors: not Parquet, truncated, ...
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
         cols = table.column_names
         data = [table.column(c).to_pylist() for c in cols]
         return cols, [[("" if v is None else str(v)) for v in row] for row in zip(*data)]
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is no header
             rows = list(csv.reader(fh))
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a text CSV file ({exc.reason})") from None
+    while rows and not rows[-1]:  # blank lines at the end of the file
+        rows.pop()
     if not rows:
         raise DataError(f"{path}: empty file")
     return [c.strip() for c in rows[0]], rows[1:]
@@ -91,6 +98,12 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     missing = [c for c in wanted if c not in header]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; "
+                        f"the file has: {', '.join(header)}")
+    twice = sorted({c for c in wanted + [task.group] if header.count(c) > 1})
+    if twice:
+        raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
+    if task.group != "group" and task.group not in header:  # named in the TOML, so expected
+        raise DataError(f"{path}: no group column {task.group!r} (the task's 'group'); "
                         f"the file has: {', '.join(header)}")
     if not rows:
         raise DataError(f"{path}: no data rows")

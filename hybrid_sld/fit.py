@@ -63,10 +63,13 @@ class FitterSpec:
         if self.loss not in LOSSES:
             raise FitError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name, lo in (("n_starts", 1), ("max_nfev", 1), ("global_evals", 10),
-                         ("screen_nfev", 0), ("scale_weight", 0)):
+                         ("screen_nfev", 0), ("scale_weight", 0), ("seed", 0)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise FitError(f"{name} must be an integer >= {lo}, got {v!r}")
+        for name in ("log_space", "log_params"):  # "no" must not read as true
+            if not isinstance(getattr(self, name), bool):
+                raise FitError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.f_scale, (int, float)) and self.f_scale > 0):
             raise FitError(f"f_scale must be a positive number, got {self.f_scale!r}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,9 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     """Validate a parsed TOML table and build a Task; every error names ``where``."""
     _check_keys(raw, where)
     name = _require(raw, "name", str, where)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):  # it names run directories
+        raise TaskError(f"{where}: 'name' must be letters, digits and _ . + - (no path), "
+                        f"got {name!r}")
     feats_raw = _require(raw, "features", dict, where)
     if not feats_raw:
         raise TaskError(f"{where}: [features] is empty")
@@ -141,10 +145,16 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
             raise TaskError(f"{where}: [features.{fname}] has unknown keys {sorted(unknown)}")
         if not fname.isidentifier():
             raise TaskError(f"{where}: feature name {fname!r} is not an identifier")
-        features.append(Feature(fname, **{k: str(v) for k, v in spec.items()}))
+        for key, value in spec.items():
+            if not isinstance(value, str):
+                raise TaskError(f"{where}: [features.{fname}] {key} must be a string, "
+                                f"got {type(value).__name__}")
+        features.append(Feature(fname, **spec))
     targets = _require(raw, "targets", list, where)
     if not targets or not all(isinstance(t, str) and t.isidentifier() for t in targets):
         raise TaskError(f"{where}: 'targets' must be a non-empty list of identifiers")
+    if len(set(targets)) < len(targets):
+        raise TaskError(f"{where}: 'targets' names a target twice: {targets}")
     clash = set(targets) & set(feats_raw)
     if clash:
         raise TaskError(f"{where}: {sorted(clash)} is both a feature and a target")
@@ -155,9 +165,13 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     also_by = split_raw.get("also_by", [])
     if not isinstance(also_by, list) or not all(isinstance(f, str) for f in also_by):
         raise TaskError(f"{where}: [split] also_by must be a list of feature names")
+    fraction, seed = split_raw.get("fraction", 0.2), split_raw.get("seed", 0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise TaskError(f"{where}: [split] fraction must be a number, got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TaskError(f"{where}: [split] seed must be a non-negative integer, got {seed!r}")
     split = SplitRule(kind=kind, by=str(split_raw.get("by", "")), also_by=tuple(also_by),
-                      fraction=float(split_raw.get("fraction", 0.2)),
-                      seed=int(split_raw.get("seed", 0)), trend=str(split_raw.get("trend", "")))
+                      fraction=float(fraction), seed=seed, trend=str(split_raw.get("trend", "")))
     if split.trend not in TRENDS:
         raise TaskError(f"{where}: [split] trend must be one of {TRENDS[1:]}, got {split.trend!r}")
     if split.trend and kind != "largest":
@@ -182,7 +196,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
         train_file = str((base / _require(data, "train", str, where + " [data]")).resolve())
         test_file = str((base / data["test"]).resolve()) if "test" in data else ""
     cap = raw.get("param_cap", 20)
-    if not isinstance(cap, int) or cap < 1:
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise TaskError(f"{where}: 'param_cap' must be a positive integer")
     return Task(name=name, features=tuple(features), targets=tuple(targets),
                 group=str(raw.get("group", "group")), description=str(raw.get("description", "")),

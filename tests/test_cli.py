@@ -111,6 +111,21 @@ def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
     assert f"error: cannot write {path}: " in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--law", "loss = a", "--law-file", "x.law"], "not both"),
+    (["--law-file", "binary.law"], "binary.law: not a text file"),
+    (["--law", "loss = a + b/num_params^c", "--plot", "out.txt"], "ending in .png, .pdf, .svg"),
+    (["--law", "loss = a + b/num_params^c", "--plot", "."], "ending in .png"),
+])
+def test_fit_refuses_bad_law_and_output_options(extra, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "binary.law").write_bytes(b"\xff\xfe\x00bad")
+    (tmp_path / "x.law").write_text("loss = a")
+    assert main(["fit", "--task", "kaplan_demo", "--latex", "out.tex", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["binary.law", "x.law"]  # nothing written
+
+
 def test_bad_law_text():
     res = run_cli("fit", "--task", "kaplan_demo", "--law", "loss = A*num_params^(-alpha")
     assert res.returncode == 2

@@ -134,6 +134,34 @@ def test_bad_row_names_file_line_and_problem(tmp_path, toy, row, fragments):
     assert str(p) in msg and "line 3" in msg and all(f in msg for f in fragments), msg
 
 
+def test_bom_and_trailing_blank_lines_read_as_plain_csv(tmp_path, toy):
+    p = tmp_path / "train.csv"
+    p.write_bytes(b"\xef\xbb\xbfgroup,N,D,loss\r\na,1,2,3\r\nb,4,5,6\r\n\r\n\r\n")
+    d = read_dataset(p, toy)  # a spreadsheet's export: BOM, CRLF, blank lines at the end
+    assert d.group_names == ["a", "b"] and len(d) == 2
+
+
+def test_column_twice_in_header(tmp_path, toy):
+    with pytest.raises(DataError, match="column.s. N appear more than once"):
+        read_dataset(_csv(tmp_path, "group,N,N,D,loss\na,1,2,3,4\n"), toy)
+
+
+def test_group_column_named_in_toml_must_exist(tmp_path):
+    (tmp_path / "task.toml").write_text(TOML.replace('targets = ["loss"]',
+                                                     'targets = ["loss"]\ngroup = "grp"'))
+    task = load_task_file(tmp_path / "task.toml")
+    with pytest.raises(DataError, match="no group column 'grp'"):
+        read_dataset(_csv(tmp_path, "group,N,D,loss\na,1,2,3\n"), task)
+
+
+def test_corrupt_parquet_names_file(tmp_path, toy):
+    pytest.importorskip("pyarrow")
+    p = _csv(tmp_path, "group,N,D,loss\na,1,2,3\n", name="train.parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file") as exc:
+        read_dataset(p, toy)
+    assert str(p) in str(exc.value)
+
+
 def test_empty_file(tmp_path, toy):
     p = _csv(tmp_path, "")
     with pytest.raises(DataError, match="empty file") as exc:

@@ -203,6 +203,10 @@ def test_bad_shapes_raise_fit_error():
     ({"screen_nfev": -1}, "screen_nfev must be an integer >= 0"),
     ({"f_scale": 0}, "f_scale must be a positive"),
     ({"f_scale": "1"}, "f_scale must be a positive"),
+    ({"seed": -1}, "seed must be an integer >= 0"),
+    ({"seed": "abc"}, "seed must be an integer"),
+    ({"log_space": "no"}, "log_space must be true or false"),  # not read as true
+    ({"log_params": 1}, "log_params must be true or false"),
 ])
 def test_fitter_spec_validation(kwargs, msg):
     with pytest.raises(FitError, match=msg):

@@ -35,6 +35,17 @@ def test_parse_budget():
         parse_budget("ten minutes")
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(max_evals=0), "--max-evals must be at least 1"),
+    (dict(max_evals=-1), "--max-evals must be at least 1"),
+    (dict(max_evals=4, seed=-1), "--seed must be a non-negative"),
+    (dict(max_evals=4, candidate_seconds=-1), "--candidate-timeout must be positive"),
+])
+def test_bad_search_settings_fail_before_a_run_directory(kwargs, message):
+    with pytest.raises(HybridSLDError, match=message):
+        SearchConfig(task="kaplan_demo", **kwargs)
+
+
 @pytest.mark.parametrize("field", ["islands", "workers", "batch_size", "migrate_every"])
 def test_search_settings_below_one_fail_clearly(field):
     with pytest.raises(HybridSLDError, match="at least 1"):

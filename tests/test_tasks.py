@@ -115,11 +115,20 @@ def test_good_toml_loads(tmp_path):
      "unknown key [split] fration; did you mean 'fraction'?"),
     (GOOD.replace("param_cap = 3", "parm_cap = 3"), "unknown key 'parm_cap'; did you mean"),
     (GOOD + '\n[data]\ntrain = "a.csv"\nvalid = "b.csv"\n', "unknown key [data] valid"),
+    (GOOD.replace("fraction = 0.25", 'fraction = "a"'), "fraction must be a number"),
+    (GOOD.replace("fraction = 0.25", "fraction = 0.25\nseed = -1"), "seed must be a non-negative"),
+    (GOOD.replace("param_cap = 3", "param_cap = true"), "param_cap"),
+    (GOOD.replace('name = "toy"', 'name = "../../escape"'), "no path"),
+    (GOOD.replace('name = "toy"', 'name = ""'), "no path"),
+    (GOOD.replace('symbol = "N"', "unit = 3"), "[features.N] unit must be a string"),
+    (GOOD.replace('targets = ["loss"]', 'targets = ["loss", "loss"]'), "target twice"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
         "also-by-not-a-list", "also-by-without-scale", "misspelt-table", "misspelt-split-key",
-        "misspelt-top-key", "unknown-data-key"])
+        "misspelt-top-key", "unknown-data-key", "fraction-not-a-number", "negative-seed",
+        "param-cap-bool", "name-is-a-path", "empty-name", "unit-not-a-string",
+        "target-twice"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:

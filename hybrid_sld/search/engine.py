@@ -85,6 +85,12 @@ class SearchConfig:
             raise HybridSLDError("give a budget (--budget) or an evaluation cap (--max-evals)")
         if min(self.islands, self.workers, self.batch_size, self.migrate_every) < 1:
             raise HybridSLDError("islands, workers, batch size and migration interval must be at least 1")
+        if self.max_evals is not None and self.max_evals < 1:
+            raise HybridSLDError(f"--max-evals must be at least 1, got {self.max_evals}")
+        if self.seed < 0:
+            raise HybridSLDError(f"--seed must be a non-negative integer, got {self.seed}")
+        if self.candidate_seconds is not None and not self.candidate_seconds > 0:
+            raise HybridSLDError(f"--candidate-timeout must be positive, got {self.candidate_seconds}")
 
 
 # Cheaper than the library default: search evaluates thousands of candidates, and the
