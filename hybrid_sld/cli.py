@@ -150,6 +150,8 @@ def cmd_fit(args):
         print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
     print(f"\ntrain R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
           f"test R2 {_fmt(out['test_r2'])}")
+    if out["test"] and out["test"].get("message"):  # why test failed (e.g. a group not in train)
+        print(f"note: test: {out['test']['message']}")
     if args.latex:
         print(f"LaTeX written to {args.latex}")
     if args.plot:
@@ -184,6 +186,9 @@ def cmd_expert(args):
 
 def cmd_eval_program(args):
     from .programs import run_program
+    if not (args.timeout > 0 and args.memory_mb > 0):
+        raise HybridSLDError(f"--timeout and --memory-mb must be positive, got {args.timeout} "
+                             f"and {args.memory_mb}")
     task = get_task(args.task)
     train, test = load_splits(task, args.data_dir)
     fit_rows = {g: train.group(g) for g in train.group_names}
@@ -215,13 +220,15 @@ def cmd_eval_program(args):
 
 def cmd_discover(args):
     from .search.run import discover, parse_budget
-    budget = parse_budget(args.budget) if args.budget else None
+    budget = parse_budget(args.budget) if args.budget is not None else None
     if budget is None and args.max_evals is None and not args.resume:
         budget = parse_budget("60s")
     cfg = None
     if not args.resume:  # a resumed run keeps the configuration it was started with
         get_task(args.task)  # unknown task: fail before creating anything
-        cfg = SearchConfig(task=args.task, seed=args.seed, max_evals=args.max_evals,
+        # a user's TOML by its absolute path, so that --resume works from any folder
+        where = str(Path(args.task).resolve()) if Path(args.task).is_file() else args.task
+        cfg = SearchConfig(task=where, seed=args.seed, max_evals=args.max_evals,
                            budget_seconds=budget, islands=args.islands, workers=args.workers,
                            migrate_every=args.migrate_every, crossover=not args.no_crossover,
                            p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,

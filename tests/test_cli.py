@@ -268,3 +268,26 @@ def test_fit_names_unit_faults(capsys):
     assert len(faults) == 1 and "adds parameters to tokens" in faults[0]
     assert main(["fit", "--task", "kaplan_demo", "--law", "loss = E + A/(num_params + B*tokens)^a"]) == 0
     assert "note: units" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("limits", [["--timeout", "0"], ["--timeout", "-1"], ["--memory-mb", "-5"]])
+def test_eval_program_limits_must_be_positive(limits, tmp_path, capsys):
+    program = tmp_path / "p.py"
+    program.write_text("def scaling_law_func(X, p): return X[:, 0]\n")
+    assert main(["eval-program", "--task", "kaplan_demo", str(program), *limits]) == 2
+    assert "must be positive" in capsys.readouterr().err
+
+
+def test_empty_budget_is_an_error(capsys):
+    assert main(["discover", "--task", "kaplan_demo", "--budget", ""]) == 2
+    assert "budget must look like" in capsys.readouterr().err
+
+
+def test_fit_says_why_test_failed(tmp_path, capsys):
+    (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
+                                     'by = "x"\n[data]\ntrain = "train.csv"\ntest = "test.csv"\n')
+    (tmp_path / "train.csv").write_text("group,x,y\n" + "".join(
+        f"a,{x},{3 + 50 * x ** -0.5}\n" for x in range(1, 30)))
+    (tmp_path / "test.csv").write_text("group,x,y\nz,100,8\na,100,8\n")  # z: never fitted
+    assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b*x^c"]) == 0
+    assert "note: test: no fitted constants for group 'z'" in capsys.readouterr().out

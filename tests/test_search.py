@@ -539,3 +539,14 @@ def test_disk_full_while_reporting_leaves_no_partial_files(synthetic_task, tmp_p
     assert not (run_dir / "best.json").exists() and not list(run_dir.glob("*.tmp"))
     res = discover(cfg, resume=run_dir)
     assert json.loads((run_dir / "best.json").read_text())["law"] == res["law"]
+
+
+def test_resume_from_another_folder_finds_a_relative_task_file(synthetic_task, tmp_path,
+                                                               monkeypatch):
+    from hybrid_sld import cli
+    monkeypatch.chdir(synthetic_task.parent)
+    assert cli.main(["discover", "--task", synthetic_task.name, "--max-evals", "8",
+                     "--out", str(tmp_path / "runs")]) == 0
+    run_dir, = (tmp_path / "runs").iterdir()
+    monkeypatch.chdir(tmp_path / "runs")  # elsewhere: the relative path no longer resolves
+    assert cli.main(["discover", "--resume", str(run_dir), "--json"]) == 0
