@@ -17,7 +17,7 @@ from .data import load_splits
 from .errors import HybridSLDError
 from .evaluate import check_domain, report
 from .fit import FitterSpec
-from .law import parse_task_law
+from .law import parse_expert_law, parse_task_law
 from .metrics import score
 from .metrics import report_value as _r
 from .search.engine import PROPOSERS, SearchConfig
@@ -163,9 +163,13 @@ def cmd_expert(args):
     tasks = map(get_task, builtin_task_names()) if args.task == "all" else [get_task(args.task)]
     results = []
     for task in tasks:
+        if not task.expert_law:
+            raise HybridSLDError(f"{task.path or task.name}: no [expert] law to score")
         print(f"fitting the expert law of {task.name} ...", file=sys.stderr, flush=True)
         spec = _fitter(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
+        for _label, text in variants:  # every variant parses before any data is read
+            parse_expert_law(task, text)
         train, test = load_splits(task, args.data_dir)
         for label, text in variants:
             law, v, full = _evaluate(task, text, spec, train, test)
@@ -224,6 +228,12 @@ def cmd_discover(args):
     if budget is None and args.max_evals is None and not args.resume:
         budget = parse_budget("60s")
     cfg = None
+    ignored = [flag for flag, given in (("--budget", args.budget is not None),
+                                        ("--max-evals", args.max_evals is not None),
+                                        ("--seed", args.seed != 0)) if given]
+    if args.resume and ignored:
+        print(f"note: a resumed run keeps the settings it was started with; ignored: "
+              f"{', '.join(ignored)}", file=sys.stderr)
     if not args.resume:  # a resumed run keeps the configuration it was started with
         get_task(args.task)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder

@@ -125,6 +125,8 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
                 raise DataError(f"{path}, line {line}, column {c!r}: value is {row[i]!r}; "
                                 "remove or impute non-finite values")
             values[r, j] = v
+        if gidx is not None and not row[gidx].strip():
+            raise DataError(f"{path}, line {line}, column {task.group!r}: empty group name")
         groups.append(row[gidx] if gidx is not None else "all")
     nf = len(task.feature_names)
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],

@@ -343,3 +343,11 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
 
 def parse_task_law(text: str, task) -> Law:
     return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap)
+
+
+def parse_expert_law(task, text: str | None = None) -> Law:
+    """The task's expert law (or ``text``, one of its variants); an error names the task file."""
+    try:
+        return parse_task_law(task.expert_law if text is None else text, task)
+    except LawError as exc:
+        raise LawError(f"{task.path or task.name}, [expert] law: {exc}") from None

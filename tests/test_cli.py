@@ -291,3 +291,30 @@ def test_fit_says_why_test_failed(tmp_path, capsys):
     (tmp_path / "test.csv").write_text("group,x,y\nz,100,8\na,100,8\n")  # z: never fitted
     assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b*x^c"]) == 0
     assert "note: test: no fitted constants for group 'z'" in capsys.readouterr().out
+
+
+def test_expert_law_errors_name_the_task_file(tmp_path, capsys):
+    toml = tmp_path / "t.toml"
+    toml.write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n'
+                    '[data]\ntrain = "train.csv"\n')
+    (tmp_path / "train.csv").write_text("group,x,y\n" + "".join(f"a,{x},{1 / x}\n" for x in range(1, 9)))
+    assert main(["expert", "--task", str(toml)]) == 2
+    assert f"{toml}: no [expert] law to score" in capsys.readouterr().err
+    toml.write_text(toml.read_text() + '[expert]\nlaw = "y = a + ("\n')
+    assert main(["expert", "--task", str(toml)]) == 2
+    assert f"{toml}, [expert] law: line 1, column" in capsys.readouterr().err
+    assert main(["discover", "--task", str(toml), "--max-evals", "4",
+                 "--out", str(tmp_path / "runs")]) == 2
+    assert f"{toml}, [expert] law:" in capsys.readouterr().err
+
+
+def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["discover", "--max-evals", "4", "--out", str(tmp_path / "f")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["discover", "--max-evals", "4", "--batch-size", "4",
+                 "--out", str(tmp_path / "runs")]) == 0
+    run_dir, = (tmp_path / "runs").iterdir()
+    capsys.readouterr()
+    assert main(["discover", "--resume", str(run_dir), "--max-evals", "8"]) == 0
+    assert "ignored: --max-evals" in capsys.readouterr().err

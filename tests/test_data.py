@@ -422,3 +422,8 @@ def test_every_group_keeps_rows_on_both_sides(name):
         rows = train.groups == g
         assert (mask & rows).any() and (~mask & rows).any(), (name, g)
     assert 0.1 <= mask.mean() <= 0.5
+
+
+def test_empty_group_cell(tmp_path, toy):
+    with pytest.raises(DataError, match="line 3, column 'group': empty group name"):
+        read_dataset(_csv(tmp_path, "group,N,D,loss\na,1,2,3\n,4,5,6\n"), toy)

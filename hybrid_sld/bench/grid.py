@@ -121,11 +121,11 @@ def _expert(cell, task, settings) -> dict:
     from ..baselines.common import law_result
     from ..data import load_splits
     from ..fit import FitterSpec
-    from ..law import parse_task_law
+    from ..law import parse_expert_law
     if not task.expert_law:
         raise HybridSLDError(f"task {task.name} has no expert law")
     train, test = load_splits(task, settings.data_dir)
-    law = parse_task_law(task.expert_law, task)
+    law = parse_expert_law(task)
     return law_result(law, task, train, test, "expert", cell.seed, 0.0, {},
                       FitterSpec.from_dict(task.expert_fitter))
 

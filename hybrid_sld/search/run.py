@@ -18,7 +18,7 @@ from ..data import load_splits, validation_mask
 from ..errors import HybridSLDError
 from ..evaluate import report, score_dataset
 from ..fit import FitterSpec
-from ..law import parse_task_law
+from ..law import parse_expert_law, parse_task_law
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
@@ -73,6 +73,8 @@ def check_free_space(directory: Path) -> None:
 def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     """A fresh ``<task>-<method>-<seed>-<time>`` directory; runs started in the same second
     (a bench running copies side by side) get ``-2``, ``-3``, ... rather than sharing one."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise HybridSLDError(f"--out {out} is a file, not a folder for run directories")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(out) / f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-{stamp}"
     run_dir = base
@@ -116,7 +118,7 @@ def final_report(search: Search) -> dict:
     if len(task.targets) > 1:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
-        e_law = parse_task_law(task.expert_law, task)
+        e_law = parse_expert_law(task)
         ev, efull = report(e_law, task, train, test, FitterSpec.from_dict(task.expert_fitter))
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
