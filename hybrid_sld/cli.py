@@ -69,11 +69,9 @@ def _law_text(args) -> str:
     return args.law.replace("\\n", "\n")
 
 
-def _evaluate(task, text, spec, train, test):
-    law = parse_task_law(text, task)
+def _evaluate(law, task, spec, train, test):
     check_domain(law, train, test)
-    v, full = report(law, task, train, test, spec)
-    return law, v, full
+    return report(law, task, train, test, spec)
 
 
 def _result(task, law, v, full, train) -> dict:
@@ -113,7 +111,8 @@ def cmd_fit(args):
         raise HybridSLDError(f"--plot {args.plot}: give a file name ending in "
                              f"{', '.join(PLOT_SUFFIXES)}")
     train, test = load_splits(task, args.data_dir)
-    law, v, full = _evaluate(task, _law_text(args), spec, train, test)
+    law = parse_task_law(_law_text(args), task)
+    v, full = _evaluate(law, task, spec, train, test)
     if args.latex:
         from .export import latex_document_fragment
         symbols = {f.name: f.symbol for f in task.features if f.symbol}
@@ -168,11 +167,11 @@ def cmd_expert(args):
         print(f"fitting the expert law of {task.name} ...", file=sys.stderr, flush=True)
         spec = _fitter(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
-        for _label, text in variants:  # every variant parses before any data is read
-            parse_expert_law(task, text)
+        # every variant parses before any data is read
+        laws = [(label, parse_expert_law(task, text)) for label, text in variants]
         train, test = load_splits(task, args.data_dir)
-        for label, text in variants:
-            law, v, full = _evaluate(task, text, spec, train, test)
+        for label, law in laws:
+            v, full = _evaluate(law, task, spec, train, test)
             res = _result(task, law, v, full, train)
             res.update(variant=label, human_r2=task.published.get("human_r2"),
                        test_r2_clipped=_r(full.scores["test"].r2_clipped) if "test" in full.scores else None)

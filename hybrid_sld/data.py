@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .tasks import Task
+from .tasks import DEFAULT_GROUP, Task
 
 HF_REPO = "pkuHaowei/sldbench"
 DATA_ENV = "HYBRID_SLD_DATA"
@@ -102,7 +102,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     twice = sorted({c for c in wanted + [task.group] if header.count(c) > 1})
     if twice:
         raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
-    if task.group != "group" and task.group not in header:  # named in the TOML, so expected
+    if task.group != DEFAULT_GROUP and task.group not in header:  # named in the TOML
         raise DataError(f"{path}: no group column {task.group!r} (the task's 'group'); "
                         f"the file has: {', '.join(header)}")
     if not rows:

@@ -18,6 +18,8 @@ from .errors import TaskError
 
 SPLIT_KINDS = ("largest", "random")
 TRENDS = ("", "decreasing", "increasing")
+# the group column a CSV may have; a task naming another one ('group = ...') requires it
+DEFAULT_GROUP = "group"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Task:
     name: str
     features: tuple[Feature, ...]
     targets: tuple[str, ...]
-    group: str = "group"
+    group: str = DEFAULT_GROUP
     description: str = ""
     split: SplitRule = SplitRule()
     param_cap: int = 20
@@ -199,7 +201,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise TaskError(f"{where}: 'param_cap' must be a positive integer")
     return Task(name=name, features=tuple(features), targets=tuple(targets),
-                group=str(raw.get("group", "group")), description=str(raw.get("description", "")),
+                group=str(raw.get("group", DEFAULT_GROUP)), description=str(raw.get("description", "")),
                 split=split, param_cap=cap, expert_law=str(expert.get("law", "")).strip(),
                 expert_reference=str(expert.get("reference", "")),
                 expert_fitter=dict(expert.get("fitter", {})),

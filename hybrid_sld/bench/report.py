@@ -83,6 +83,7 @@ def render_run(run_dir, data_dir=None) -> list[str]:
     from ..law import parse_task_law
     from ..plots import plot_fit, plot_residuals
     from ..search.archive import Archive
+    from ..search.engine import write_atomic
     from ..search.run import _markdown
     from ..tasks import get_task
     run_dir = Path(run_dir)
@@ -96,9 +97,9 @@ def render_run(run_dir, data_dir=None) -> list[str]:
     law = parse_task_law(best["law"], task)
     fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in best["groups"].items()}
     symbols = {f.name: f.symbol for f in task.features if f.symbol}
-    (run_dir / "law.tex").write_text(latex_document_fragment(law, fits, symbols=symbols))
+    write_atomic(run_dir / "law.tex", latex_document_fragment(law, fits, symbols=symbols))
     search = SimpleNamespace(state=SimpleNamespace(archive=Archive.from_dict(state["archive"])))
-    (run_dir / "report.md").write_text(_markdown(best, search))
+    write_atomic(run_dir / "report.md", _markdown(best, search))
     files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]
     train, test = load_splits(task, data_dir or cfg.get("data_dir"))
     vmask = validation_mask(task, train)
