@@ -15,7 +15,7 @@ import numpy as np
 
 from .data import load_splits
 from .errors import HybridSLDError
-from .evaluate import check_domain, report
+from .evaluate import check_domain, check_rows, report
 from .fit import FitterSpec
 from .law import parse_expert_law, parse_task_law
 from .metrics import score
@@ -70,6 +70,7 @@ def _law_text(args) -> str:
 
 
 def _evaluate(law, task, spec, train, test):
+    check_rows(law, train)
     check_domain(law, train, test)
     return report(law, task, train, test, spec)
 
@@ -123,21 +124,27 @@ def cmd_fit(args):
     out = _result(task, law, v, full, train)
     from .search.operators import redundancy_note
     out["redundancy"] = redundancy_note(law, train.X)
+    if not law.used_features:  # a misspelt feature (M for N) is read as one more constant
+        out["redundancy"] = (f"the law uses none of the task's features "
+                             f"({', '.join(task.feature_names)}): every name in it is a fitted "
+                             "constant; " + (out["redundancy"] or "")).rstrip("; ")
     if args.plot:
         from .data import validation_mask
         from .plots import plot_fit
         plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
                  valid_mask=validation_mask(task, train))
         out["plot"] = str(args.plot)
+    fitted = sum(f.success for f in full.fits.values())
     if args.json:
         print(json.dumps(out, indent=1))
-        return
+        return 0 if fitted else 1
     print(law.text)
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
     if out["redundancy"]:
         print(f"note: {out['redundancy']}")
     from .search.select import RUNAWAY_TOLERANCE
-    if out["runaway"] is None or out["runaway"] > RUNAWAY_TOLERANCE:
+    if fitted == len(full.fits) and (out["runaway"] is None
+                                     or out["runaway"] > RUNAWAY_TOLERANCE):
         far = "stop being finite" if out["runaway"] is None else \
             f"leave the training targets' range by {out['runaway']:.3g} of it"
         print(f"note: past the largest training scale the fitted predictions {far} (a pole or a "
@@ -155,6 +162,10 @@ def cmd_fit(args):
         print(f"LaTeX written to {args.latex}")
     if args.plot:
         print(f"plot written to {args.plot}")
+    if not fitted:
+        print("error: the fit failed for every group", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_expert(args):
@@ -487,7 +498,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except HybridSLDError as exc:
         if args.debug:
             raise
@@ -505,7 +516,7 @@ def main(argv=None) -> int:
         name = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {name}{exc.strerror or exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .tasks import DEFAULT_GROUP, Task
+from .tasks import Task
 
 HF_REPO = "pkuHaowei/sldbench"
 DATA_ENV = "HYBRID_SLD_DATA"
@@ -102,7 +102,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     twice = sorted({c for c in wanted + [task.group] if header.count(c) > 1})
     if twice:
         raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
-    if task.group != DEFAULT_GROUP and task.group not in header:  # named in the TOML
+    if task.group_named and task.group not in header:
         raise DataError(f"{path}: no group column {task.group!r} (the task's 'group'); "
                         f"the file has: {', '.join(header)}")
     if not rows:
@@ -117,6 +117,8 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
             raise DataError(f"{path}, line {line}: {len(row)} fields, header has {len(header)}")
         for j, (c, i) in enumerate(zip(wanted, idx)):
             try:
+                if "_" in row[i]:  # float() reads 1_000; a spreadsheet or pandas would not
+                    raise ValueError
                 v = float(row[i])
             except ValueError:
                 raise DataError(f"{path}, line {line}, column {c!r}: "

@@ -16,7 +16,7 @@ import numpy as np
 from .compile import compile_law, domain_violation
 from .data import Dataset, split_train_valid, validation_mask
 from .errors import DataError
-from .fit import Fit, FitterSpec, fit_groups
+from .fit import Fit, FitterSpec, fit_groups, target_components
 from .law import Law
 from .metrics import Score, failed_score, score
 from .tasks import Task
@@ -54,6 +54,22 @@ def scale_repeats(X: np.ndarray, weight: int) -> np.ndarray:
         if len(levels) > 1:
             t = np.maximum(t, rank.ravel() / (len(levels) - 1))
     return 1 + np.rint(weight * t).astype(int)
+
+
+def check_rows(law: Law, data: Dataset) -> None:
+    """Raise a DataError when a group has fewer rows than the law has constants of its own
+    there: that group's fit could only fail, after the others had been fitted. Constants shared
+    across groups are fitted on all rows together and are not counted."""
+    compiled = compile_law(law)
+    for targets, params in target_components(compiled):
+        k = sum(not law.params[i].shared for i in params)
+        for g in data.group_names:
+            m = int(np.sum(data.groups == g)) * len(targets)
+            if m < k:
+                what = f"{m} row(s)" if len(targets) == 1 else f"{m} values ({len(targets)} targets)"
+                raise DataError(f"{data.source or 'data'}: group {g!r} has {what}, fewer than the "
+                                f"{k} constants the law fits per group: add rows, merge groups or "
+                                "fix some constants to numbers")
 
 
 def check_domain(law: Law, *datasets: Dataset | None) -> None:

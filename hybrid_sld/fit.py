@@ -413,7 +413,7 @@ def _batched(n_groups: int) -> bool:
     return BATCHED and n_groups > 1
 
 
-def _components(compiled: CompiledLaw):
+def target_components(compiled: CompiledLaw):
     """Groups of targets that share parameters: each is fitted on its own (smaller problems)."""
     comps: list[tuple[set, set]] = []
     for t, tg in enumerate(compiled.targets):
@@ -458,7 +458,7 @@ def _run(compiled, blocks_for, spec, start_for=None, extra_for=None):
     rng = np.random.default_rng(spec.seed)
     out: dict = {}
     total, rows, nfev, status, msgs = 0.0, 0, 0, 1, []
-    for comp_targets, comp_params in _components(compiled):
+    for comp_targets, comp_params in target_components(compiled):
         blocks, free = blocks_for(comp_params)
         if not free:  # nothing to fit: constants are all given in the law
             continue
@@ -660,7 +660,7 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
     rng = np.random.default_rng(spec.seed)
     acc = {g: {"out": {}, "total": 0.0, "rows": 0, "nfev": 0, "status": 1, "msgs": [],
                "fail": None} for g in groups}
-    for comp_targets, comp_params in _components(compiled):
+    for comp_targets, comp_params in target_components(compiled):
         if not comp_params:
             continue
         params = [compiled.law.params[i] for i in comp_params]

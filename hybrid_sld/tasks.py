@@ -18,7 +18,7 @@ from .errors import TaskError
 
 SPLIT_KINDS = ("largest", "random")
 TRENDS = ("", "decreasing", "increasing")
-# the group column a CSV may have; a task naming another one ('group = ...') requires it
+# the group column a CSV may have; a task file that names one ('group = ...') requires it
 DEFAULT_GROUP = "group"
 
 
@@ -68,6 +68,7 @@ class Task:
     features: tuple[Feature, ...]
     targets: tuple[str, ...]
     group: str = DEFAULT_GROUP
+    group_named: bool = False  # the TOML says 'group = ...': the CSV must have that column
     description: str = ""
     split: SplitRule = SplitRule()
     param_cap: int = 20
@@ -197,11 +198,14 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
         base = base or Path.cwd()
         train_file = str((base / _require(data, "train", str, where + " [data]")).resolve())
         test_file = str((base / data["test"]).resolve()) if "test" in data else ""
+    group = raw.get("group", DEFAULT_GROUP)
+    if not isinstance(group, str) or not group:
+        raise TaskError(f"{where}: 'group' must be the name of a column")
     cap = raw.get("param_cap", 20)
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise TaskError(f"{where}: 'param_cap' must be a positive integer")
     return Task(name=name, features=tuple(features), targets=tuple(targets),
-                group=str(raw.get("group", DEFAULT_GROUP)), description=str(raw.get("description", "")),
+                group=group, group_named="group" in raw, description=str(raw.get("description", "")),
                 split=split, param_cap=cap, expert_law=str(expert.get("law", "")).strip(),
                 expert_reference=str(expert.get("reference", "")),
                 expert_fitter=dict(expert.get("fitter", {})),

@@ -318,3 +318,39 @@ def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main(["discover", "--resume", str(run_dir), "--max-evals", "8"]) == 0
     assert "ignored: --max-evals" in capsys.readouterr().err
+
+
+def _one_group_task(tmp_path, xs, f) -> Path:
+    (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
+                                     'by = "x"\n[data]\ntrain = "train.csv"\n')
+    (tmp_path / "train.csv").write_text("group,x,y\n" + "".join(f"a,{x},{f(x)}\n" for x in xs))
+    return tmp_path / "t.toml"
+
+
+def test_fit_refuses_a_group_with_fewer_rows_than_constants(tmp_path, capsys):
+    toml = _one_group_task(tmp_path, range(1, 4), lambda x: 3 + 50 * x ** -0.5)
+    tex = tmp_path / "law.tex"
+    assert main(["fit", "--task", str(toml), "--latex", str(tex), "--law",
+                 "y = a + b*x^c + d*x"]) == 2
+    err = capsys.readouterr().err
+    assert "group 'a' has 3 row(s), fewer than the 4 constants" in err and "train.csv" in err
+    assert not tex.exists()  # refused before anything was fitted or written
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c"]) == 0  # 3 for 3
+
+
+def test_fit_exits_1_when_every_group_fails(tmp_path, capsys):
+    toml = _one_group_task(tmp_path, range(20, 40), lambda x: 3 + 50 * x ** -0.5)
+    assert main(["fit", "--task", str(toml), "--law", "y = a*exp(exp(x))"]) == 1  # overflows
+    res = capsys.readouterr()
+    assert "[failed:" in res.out and "the fit failed for every group" in res.err
+    assert "past the largest training scale" not in res.out  # the failure is the news
+    assert main(["fit", "--task", str(toml), "--law", "y = a*exp(exp(x))", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["groups"]["a"]["success"] is False
+
+
+def test_fit_says_when_a_law_uses_no_feature(tmp_path, capsys):
+    toml = _one_group_task(tmp_path, range(1, 30), lambda x: 3 + 50 * x ** -0.5)
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*z^c"]) == 0  # z for x
+    assert "note: the law uses none of the task's features (x)" in capsys.readouterr().out
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c"]) == 0
+    assert "uses none" not in capsys.readouterr().out

@@ -125,6 +125,7 @@ def test_missing_column(tmp_path, toy):
     ("a,1,2,-inf", ("'loss'", "non-finite")),
     ("a,1,2,NaN", ("'loss'", "non-finite")),
     ("a,1,2", ("3 fields", "4")),  # ragged row
+    ("a,1_000,2,3", ("'N'", "'1_000'")),  # Python's float() reads it; no spreadsheet does
 ])
 def test_bad_row_names_file_line_and_problem(tmp_path, toy, row, fragments):
     p = _csv(tmp_path, f"group,N,D,loss\na,1,2,3\n{row}\n")
@@ -146,12 +147,14 @@ def test_column_twice_in_header(tmp_path, toy):
         read_dataset(_csv(tmp_path, "group,N,N,D,loss\na,1,2,3,4\n"), toy)
 
 
-def test_group_column_named_in_toml_must_exist(tmp_path):
+@pytest.mark.parametrize("name", ["grp", "group"])
+def test_group_column_named_in_toml_must_exist(tmp_path, name):
+    # named in the file, even by its default name: the user expects groups, not one pool
     (tmp_path / "task.toml").write_text(TOML.replace('targets = ["loss"]',
-                                                     'targets = ["loss"]\ngroup = "grp"'))
+                                                     f'targets = ["loss"]\ngroup = "{name}"'))
     task = load_task_file(tmp_path / "task.toml")
-    with pytest.raises(DataError, match="no group column 'grp'"):
-        read_dataset(_csv(tmp_path, "group,N,D,loss\na,1,2,3\n"), task)
+    with pytest.raises(DataError, match=f"no group column '{name}'"):
+        read_dataset(_csv(tmp_path, "grop,N,D,loss\na,1,2,3\n"), task)
 
 
 def test_corrupt_parquet_names_file(tmp_path, toy):
