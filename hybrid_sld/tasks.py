@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TaskError
+from .law import parse_expert_law
 
 SPLIT_KINDS = ("largest", "random")
 TRENDS = ("", "decreasing", "increasing")
@@ -204,7 +205,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     cap = raw.get("param_cap", 20)
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise TaskError(f"{where}: 'param_cap' must be a positive integer")
-    return Task(name=name, features=tuple(features), targets=tuple(targets),
+    task = Task(name=name, features=tuple(features), targets=tuple(targets),
                 group=group, group_named="group" in raw, description=str(raw.get("description", "")),
                 split=split, param_cap=cap, expert_law=str(expert.get("law", "")).strip(),
                 expert_reference=str(expert.get("reference", "")),
@@ -213,6 +214,10 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
                                       for i, v in enumerate(expert.get("variants", []))),
                 published=dict(raw.get("published", {})), source=source,
                 train_file=train_file, test_file=test_file, path=where)
+    for text in (task.expert_law, *(law for _name, law in task.expert_variants)):
+        if text:  # a typo in the file is found as it loads, not when the law is first used
+            parse_expert_law(task, text)
+    return task
 
 
 def load_task_file(path: str | Path) -> Task:

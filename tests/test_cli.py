@@ -306,6 +306,12 @@ def test_expert_law_errors_name_the_task_file(tmp_path, capsys):
     assert main(["discover", "--task", str(toml), "--max-evals", "4",
                  "--out", str(tmp_path / "runs")]) == 2
     assert f"{toml}, [expert] law:" in capsys.readouterr().err
+    assert main(["fit", "--task", str(toml), "--law", "y = a/x"]) == 2  # found as the file loads
+    assert f"{toml}, [expert] law:" in capsys.readouterr().err
+    toml.write_text(toml.read_text().replace("y = a + (", "y = a/x") + '[[expert.variants]]\n'
+                    'name = "published"\nlaw = "y = 1/q^"\n')
+    assert main(["fit", "--task", str(toml), "--law", "y = a/x"]) == 2  # a variant, too
+    assert f"{toml}, [expert] law: line 1, column" in capsys.readouterr().err
 
 
 def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
