@@ -12,6 +12,7 @@ import numpy as np
 
 from . import export
 from .compile import compile_law, domain_violation
+from .data import Dataset
 from .errors import DataError, HybridSLDError, LawError
 from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
@@ -193,18 +194,19 @@ class ScalingLawRegressor:
         hit = domain_violation(law, A)
         if hit:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")
-        if self.law is not None:
-            from .search.operators import redundancy_note
-            note = redundancy_note(law, A)
-            if note:
-                warnings.warn(note, stacklevel=2)
         spec = _fitter_spec(fitter)
         index = _index(keys)
+        j = _scale_column(A)
         if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
-            j = _scale_column(A)
             index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
                      for g, ix in index.items()}
         fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()}, spec)
+        if self.law is not None:
+            from .search.operators import redundancy_note
+            data = Dataset(np.array(keys, dtype=object), A, Y2, tuple(names), targets)
+            note = redundancy_note(law, data, fits, spec, (names[j],))
+            if note:
+                warnings.warn(note, stacklevel=2)
         failed = [g for g, f in fits.items() if not f.success]
         if failed:
             warnings.warn(f"fit failed for {len(failed)} group(s), e.g. {failed[0]!r}: "

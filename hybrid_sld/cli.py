@@ -123,7 +123,7 @@ def cmd_fit(args):
             raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     out = _result(task, law, v, full, train)
     from .search.operators import redundancy_note
-    out["redundancy"] = redundancy_note(law, train.X)
+    out["redundancy"] = redundancy_note(law, train, full.fits, spec, task.split.scales)
     if not law.used_features:  # a misspelt feature (M for N) is read as one more constant
         out["redundancy"] = (f"the law uses none of the task's features "
                              f"({', '.join(task.feature_names)}): every name in it is a fitted "

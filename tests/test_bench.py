@@ -13,7 +13,7 @@ from hybrid_sld.bench.grid import (BenchSettings, Cell, check_methods, make_cell
 from hybrid_sld.bench.leaderboard import aggregate, latex, markdown
 from hybrid_sld.bench.report import render, run_bench
 from hybrid_sld.cli import main
-from hybrid_sld.errors import HybridSLDError
+from hybrid_sld.errors import HybridSLDError, LawError
 
 # max_evals makes the search cells deterministic (and quick); the budget never binds.
 GRID = dict(tasks="kaplan_demo,parallel", methods="expert,random", seeds=[0])
@@ -164,12 +164,16 @@ def test_failed_and_timed_out_cells_are_recorded_and_the_bench_goes_on(tmp_path,
     task = tmp_path / "broken.toml"
     task.write_text('name = "broken"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n'
                     '[expert]\nlaw = "y = A*x^(-a) +"\n[data]\ntrain = "train.csv"\n')
-    (tmp_path / "train.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in range(1, 11)))
+    with pytest.raises(LawError, match="broken.toml, .expert. law: line 1, column"):
+        resolve_tasks(f"{task},kaplan_demo")  # a typo in a task file stops it before any cell
+    task.write_text(task.read_text().replace("(-a) +", "(-a)"))
+    (tmp_path / "train.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in range(1, 11))
+                                        + "12,twelve\n")  # found only when a cell reads it
     cells = make_cells(resolve_tasks(f"{task},kaplan_demo"), ["expert"], [0])
     summary = run_bench(cells, _settings(tmp_path / "out"), LocalExecutor(1), log=_quiet)
     res = _by_cell(summary["results"])
     assert res[("broken", "expert", 0)]["status"] == "failed"
-    assert "line 1, column" in res[("broken", "expert", 0)]["message"]
+    assert "line 12, column 'y': not a number" in res[("broken", "expert", 0)]["message"]
     assert res[("kaplan_demo", "expert", 0)]["status"] == "ok"
     assert "broken / expert / seed 0" in (tmp_path / "out" / "leaderboard.md").read_text()
 

@@ -8,6 +8,7 @@ import pytest
 
 from hybrid_sld.compile import compile_law
 from hybrid_sld.data import load_train
+from hybrid_sld.evaluate import fit_dataset
 from hybrid_sld.fit import FitterSpec, fit_law
 from hybrid_sld.search import operators as ops
 from hybrid_sld.search.identify import spare_constants
@@ -108,9 +109,27 @@ def test_constant_folder_fixes_spare_constants():
     assert plain(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)).n_params == 4
 
 
+def _note(text, task, train):
+    law = ops.parse_cached(text, task)
+    return ops.redundancy_note(law, train, fit_dataset(law, train), scale=task.split.scales)
+
+
 def test_redundancy_note_names_spare_constants():
     task, train = _demo()
-    law = ops.parse_cached("loss = E + A/num_params^a + B/(k*tokens)^b", task)
-    note = ops.redundancy_note(law, train.X)
+    note = _note("loss = E + A/num_params^a + B/(k*tokens)^b", task, train)
     assert note.startswith("k adds no direction of fit") and "with k = 1, 5 constants" in note
-    assert ops.redundancy_note(ops.parse_cached("loss = E + B/tokens^b", task), train.X) is None
+    assert _note("loss = E + B/tokens^b", task, train) is None
+
+
+def test_redundancy_note_offers_no_law_that_fits_worse():
+    """N_c^(a/10) and an exponent p3*a/10: spare at generic points, but with p3 and a held in
+    (0, 1), fixing a at 0 or 1 leaves the power too small to fit (a search's pick, 2026-12-01)."""
+    task, train = _demo()
+    text = ("loss = ((N_c*((9e13/num_params)^p4 + p1/tokens)^p3)^alpha_N)^(1/10)\n"
+            "N_c, p1 > 0\np4, p3, alpha_N in (0, 1)")
+    law = ops.parse_cached(text, task)
+    spare = spare_constants(law, train.X)  # N_c and one of the two powers, by the rank
+    assert len(spare) == 2 and "N_c" in spare
+    note = _note(text, task, train)
+    assert note.startswith(f"{', '.join(spare)} trade off against the other constants")
+    assert "fits the data worse" in note and "instead of" not in note

@@ -586,31 +586,66 @@ def without_spare_constants(law: Law, X=None, parse=None) -> tuple[Law, dict]:
         return law, {}
 
 
-def redundancy_note(law: Law, X=None) -> str | None:
-    """For a law written by hand: which constants act only together with others (see
-    :func:`_tidy`) or cannot be identified from any data (:mod:`.identify`), and the law
-    without them; None if each one counts."""
+def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
+                    scale: tuple[str, ...] = ()) -> str | None:
+    """For a chosen or hand-written law fitted to ``data`` (``fits``, with ``spec`` and
+    ``scale``, see :func:`~hybrid_sld.evaluate.fit_dataset`): which
+    constants act only together with others (see :func:`_tidy`) or are spare at generic points
+    (:mod:`.identify`), and the law without them; None if each one counts.
+
+    A constant spare at generic points may still be needed where the others meet their bounds
+    (``(c*x^p)^a`` with p and a in (0, 1) cannot lose a), so the law without it is refitted on
+    ``data`` and offered only when it fits as well; otherwise the note says so."""
+    from ..evaluate import fit_dataset, score_dataset
     params = law_params(law)
     eqs = tidy_equations(law.equations, params)
     try:
-        new = parse_law(law_text(eqs, params), law.features, law.targets)
+        tidied = parse_law(law_text(eqs, params), law.features, law.targets)
     except LawError:
-        new = law
-    new, values = without_spare_constants(new, X)
-    if new.n_params >= law.n_params:
+        tidied = law
+    reduced, values = without_spare_constants(tidied, data.X)
+    if reduced.n_params >= law.n_params:
         return None
-    gone = [n for n in law.param_names if n not in new.param_names and n not in values]
+    before = score_dataset(law, fits, data)
+
+    def fits_as_well(new: Law) -> tuple[bool, float]:
+        after = score_dataset(new, fit_dataset(new, data, spec, scale=scale), data)
+        ok = not after.failed and (before.failed or after.nmse <= 1.01 * before.nmse + 1e-9)
+        return ok, after.r2
+
+    worse = None
+    if values:
+        ok, r2 = fits_as_well(reduced)
+        if not ok:
+            worse, reduced = r2, tidied
+    # the tidy widens the bounds of the constants it keeps, so it should always pass: checked
+    if reduced is tidied and (tidied.n_params >= law.n_params or not fits_as_well(tidied)[0]):
+        reduced = law
     parts = []
+    gone = [n for n in law.param_names if n not in reduced.param_names and n not in values]
     if gone:
         parts.append(f"{', '.join(gone)} {'acts' if len(gone) == 1 else 'act'} only together "
                      f"with other constants")
-    if values:
-        one = len(values) == 1
-        parts.append(f"{', '.join(values)} {'adds' if one else 'add'} no direction of fit the "
-                     f"other constants lack, so no data can pin {'it' if one else 'them'} down")
-    with_ = "".join(f" with {n} = {v:g}" for n, v in values.items())
-    return (f"{'; '.join(parts)}. The law{with_}, {new.n_params} constants instead of "
-            f"{law.n_params}: " + " | ".join(new.text.splitlines()))
+    one = len(values) == 1
+    names, them = ", ".join(values), "it" if one else "them"
+    fixed = ", ".join(f"{n} = {v:g}" for n, v in values.items())
+    if values and worse is None:
+        parts.append(f"{names} {'adds' if one else 'add'} no direction of fit the other "
+                     f"constants lack, so no data can pin {them} down")
+    elif values:
+        parts.append(f"{names} {'trades' if one else 'trade'} off against the other constants, "
+                     f"so {'its' if one else 'their'} fitted values say little; fixed ({fixed}) "
+                     f"the law fits the data worse (R2 {_r2(worse)} against {_r2(before.r2)}), "
+                     f"so {'it stays' if one else 'they stay'}")
+    if reduced is law:
+        return "; ".join(parts) + "."
+    with_ = "".join(f" with {n} = {v:g}" for n, v in values.items()) if worse is None else ""
+    return (f"{'; '.join(parts)}. The law{with_}, {reduced.n_params} constants instead of "
+            f"{law.n_params}: " + " | ".join(reduced.text.splitlines()))
+
+
+def _r2(x: float) -> str:
+    return f"{x:.5f}" if math.isfinite(x) else "not finite"
 
 
 class ConstantFolder:

@@ -113,7 +113,8 @@ def final_report(search: Search) -> dict:
               "seconds_to_beat_expert_on_valid": s.first_beat_expert, "origin": best.origin,
               "groups": {g: f.params for g, f in full.fits.items()}}
     # constants of the chosen law no data can pin down: named, the law left as chosen
-    result["redundancy"] = operators.redundancy_note(law, train.X)
+    result["redundancy"] = operators.redundancy_note(
+        law, train, full.fits, FitterSpec.from_dict(best.fitter), task.split.scales)
     result["unit_faults"] = unit_faults(law, task)
     if len(task.targets) > 1:
         result["per_target"] = _per_target(task, v, full)
