@@ -126,10 +126,20 @@ def test_redundancy_note_offers_no_law_that_fits_worse():
     (0, 1), fixing a at 0 or 1 leaves the power too small to fit (a search's pick, 2026-12-01)."""
     task, train = _demo()
     text = ("loss = ((N_c*((9e13/num_params)^p4 + p1/tokens)^p3)^alpha_N)^(1/10)\n"
-            "N_c, p1 > 0\np4, p3, alpha_N in (0, 1)")
+            "N_c, p1 > 0\np4, p3, alpha_N in (0, 1)\np1 ~ 5.4e13\np3 ~ 0.095\nalpha_N ~ 0.076")
     law = ops.parse_cached(text, task)
-    spare = spare_constants(law, train.X)  # N_c and one of the two powers, by the rank
-    assert len(spare) == 2 and "N_c" in spare
+    assert spare_constants(law, train.X)  # the rank at generic points says so
     note = _note(text, task, train)
-    assert note.startswith(f"{', '.join(spare)} trade off against the other constants")
-    assert "fits the data worse" in note and "instead of" not in note
+    assert "off against the other constants" in note and "fits the data worse" in note
+    assert "instead of" not in note  # no law is offered
+
+
+def test_spare_constants_probed_at_fitted_values():
+    """Drawn near 1, p1 adds nothing beside (9e13/N)^p4 (p1/tokens ~ 1e-10), so the rank at
+    generic points alone calls N_c and p3 spare; at the fitted constants only one power is."""
+    task, train = _demo()
+    law = ops.parse_cached("loss = ((N_c*((9e13/num_params)^p4 + p1/tokens)^p3)^alpha_N)^(1/10)"
+                           "\nN_c, p1 > 0\np4, p3, alpha_N in (0, 1)", task)
+    assert len(spare_constants(law, train.X)) == 2
+    fitted = [list(f.params.values()) for f in fit_dataset(law, train).values()]
+    assert len(spare_constants(law, train.X, thetas=fitted)) == 1

@@ -11,8 +11,10 @@ of the laws evaluated still had one (domain_mixture 76 %, lr_bsz 49 %, easy_ques
 The Jacobian is evaluated where nothing overflows or underflows: features drawn uniformly from
 moderate ranges (a deficiency that holds for any input is structural) and, when given, rows of
 the data (a law may be written in the data's scale), with constants drawn inside their bounds,
-away from zero. The rank is the largest over all these points, so flatness at some of them (an
-underflow, a scale the law does not use) cannot make a law look deficient. A spare constant is
+away from zero, once more from the law's start values (``p1 ~ 5e13``: drawn near 1, p1/tokens
+vanishes beside the other terms) and, for a fitted law, at its fitted constants. The rank is the
+largest over all these points, so flatness at some of them (an underflow, a scale the law does
+not use) cannot make a law look deficient. A spare constant is
 then fixed to a round number (0 first, then 1) where that keeps the rank: the law loses a
 constant and no direction it could move in. Fixing can narrow a range that bounds held
 (``(x^a)^b`` with a, b in (0, 3) keeps x^a in (0, 3)); the search proposes the wider law too.
@@ -64,7 +66,7 @@ def _draw(p: Param, rng) -> float:
 class _Probe:
     """Points (features, constants) at which a law's Jacobian is finite, and its rank there."""
 
-    def __init__(self, law: Law, seed: int = 0, X=None):
+    def __init__(self, law: Law, seed: int = 0, X=None, thetas=()):
         self.law, self.compiled = law, compile_law(law)
         rng = np.random.default_rng(seed)
         k, n_feat = law.n_params, len(law.features)
@@ -76,11 +78,18 @@ class _Probe:
                 break
         if X is not None and len(X):  # the data's own scale, for laws written in it
             X = np.asarray(X, dtype=float)
-            self._add(X[rng.choice(len(X), size=min(len(X), 2 * rows), replace=False)], rng)
+            X = X[rng.choice(len(X), size=min(len(X), 2 * rows), replace=False)]
+            self._add(X, rng, thetas)
 
-    def _add(self, X, rng):
-        for _ in range(DRAWS):
-            theta = np.array([_draw(p, rng) for p in self.law.params])
+    def _add(self, X, rng, thetas=()):
+        """Points at X: constants drawn inside their bounds, one draw more that starts from the
+        law's start values (``p ~ 5e13``: a constant's scale may matter) and the given
+        ``thetas`` (fitted constants: where the rank matters to the one who fitted them)."""
+        draws = [np.array([_draw(p, rng) for p in self.law.params]) for _ in range(DRAWS)]
+        if any(p.init is not None for p in self.law.params):
+            draws.append(np.array([_draw(p, rng) if p.init is None else p.init
+                                   for p in self.law.params]))
+        for theta in [*draws, *map(np.asarray, thetas)]:
             if self._jac(X, theta) is not None:
                 self.points.append((X, theta))
 
@@ -114,11 +123,12 @@ class _Probe:
         return best, null, cond
 
 
-def spare_constants(law: Law, X=None, seed: int = 0) -> dict[str, float]:
+def spare_constants(law: Law, X=None, seed: int = 0, thetas=()) -> dict[str, float]:
     """{name: round value} for constants of ``law`` that can be fixed without losing a
     direction of the fit (the Jacobian's generic rank): empty when every constant counts or
     the law cannot be evaluated. ``X`` (rows of the law's features), if given, adds points at
     the data's scale: a law written in it (``exp(-tokens/2e10)``) is flat at moderate inputs.
+    ``thetas``: constant vectors (in ``law.param_names`` order) to probe at those rows too.
 
     Of the constants that can go, the one fixed is the one whose fixing leaves the best
     conditioned Jacobian (``p4*(p1 + p2/x^p3)`` loses p4, not p2): a product of constants left
@@ -126,7 +136,7 @@ def spare_constants(law: Law, X=None, seed: int = 0) -> dict[str, float]:
     k = law.n_params
     if k == 0:
         return {}
-    probe = _Probe(law, seed, X)
+    probe = _Probe(law, seed, X, thetas)
     free = list(range(k))
     r, null, _ = probe.rank(free, {})
     fixed: dict[int, float] = {}

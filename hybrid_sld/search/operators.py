@@ -568,13 +568,13 @@ def fix_constants(law: Law, values: dict) -> tuple[list, dict]:
     return [(t, _subs(e, mapping)) for t, e in law.equations], params
 
 
-def without_spare_constants(law: Law, X=None, parse=None) -> tuple[Law, dict]:
+def without_spare_constants(law: Law, X=None, parse=None, thetas=()) -> tuple[Law, dict]:
     """(law with the constants :func:`identify.spare_constants` finds fixed, {name: value});
     the law itself and {} where there are none or the reduced text would not parse. ``X``:
-    rows of the law's features, if at hand; ``parse``: text -> Law (default: parse_law
-    against the law's features and targets)."""
+    rows of the law's features, if at hand, and ``thetas`` constants to probe there; ``parse``:
+    text -> Law (default: parse_law against the law's features and targets)."""
     try:
-        values = spare_constants(law, X)
+        values = spare_constants(law, X, thetas=thetas)
     except (ArithmeticError, ValueError, TypeError, np.linalg.LinAlgError):
         values = {}  # not evaluable at moderate inputs: nothing to say
     if not values:
@@ -603,7 +603,10 @@ def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
         tidied = parse_law(law_text(eqs, params), law.features, law.targets)
     except LawError:
         tidied = law
-    reduced, values = without_spare_constants(tidied, data.X)
+    # probed at the fitted constants too (those the tidy kept; a merged one keeps a value that
+    # is merely another point): a constant that matters there is not spare
+    fitted = [[f.params.get(n, 1.0) for n in tidied.param_names] for f in fits.values() if f.success]
+    reduced, values = without_spare_constants(tidied, data.X, thetas=fitted)
     if reduced.n_params >= law.n_params:
         return None
     before = score_dataset(law, fits, data)
