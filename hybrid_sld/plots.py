@@ -1,8 +1,11 @@
 """Figures a person would rather look at than read: fitted law vs data, per group.
 
 Each panel puts one target against the task's scale axis (the split's ``by`` feature, log
-scale when positive): training rows, validation rows and test rows marked differently, and
-the law's predictions on every row, so extrapolation error at the largest scales is visible.
+scale when positive): training rows, validation rows and test rows marked differently. Where
+the other features take few values in a group (tokens at 6 levels, 10 expert counts), the law
+is drawn as one curve per level, from the smallest scale to the largest test scale, so its
+extrapolation shows between and beyond the points; otherwise its prediction is marked on
+every row.
 """
 
 from __future__ import annotations
@@ -15,50 +18,115 @@ from .data import Dataset
 from .evaluate import predict_dataset
 from .law import Law
 
+MAX_CURVES = 10  # per panel; beyond it the other features count as continuous
+MARKERS = {"train": ("o", 14), "validation": ("s", 22), "test": ("*", 40)}
+
+
+def _levels(X: np.ndarray, xcol: int):
+    """(rows' level index, levels) of the features other than the scale axis; None when there
+    are more than MAX_CURVES levels."""
+    others = np.delete(X, xcol, axis=1)
+    if others.shape[1] == 0:
+        return np.zeros(len(X), int), others[:1]
+    levels, index = np.unique(others, axis=0, return_inverse=True)
+    return (index.ravel(), levels) if len(levels) <= MAX_CURVES else None
+
+
+def _axis(x: np.ndarray, n: int = 120) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    if lo > 0 and hi / lo > 20:
+        return np.geomspace(lo, hi, n)
+    return np.linspace(lo, hi, n)
+
+
+def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:
+    """The law's predictions for group g along xs, the other features held at ``level``."""
+    X = np.empty((len(xs), len(train.features)))
+    X[:, np.arange(X.shape[1]) != xcol] = level
+    X[:, xcol] = xs
+    data = Dataset(np.full(len(xs), g, dtype=object), X, np.zeros((len(xs), len(train.targets))),
+                   train.features, train.targets)
+    with np.errstate(all="ignore"):
+        return predict_dataset(law, fits, data)
+
 
 def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,
              by: str | None = None, valid_mask=None, max_groups: int = 12) -> Path:
-    """Write a PNG grid (groups x targets) of data and fitted predictions; returns the path."""
+    """Write a PNG grid (groups x targets) of data and fitted law; returns the path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     by = by or train.features[0]
     groups = train.group_names[:max_groups]
     nt = len(train.targets)
-    fig, axes = plt.subplots(len(groups), nt, figsize=(4.2 * nt, 3.0 * len(groups)),
+    fig, axes = plt.subplots(len(groups), nt, figsize=(4.6 * nt, 3.4 * len(groups)),
                              squeeze=False)
-    sets = [("train", train, "o", "tab:blue")]
+    vmask = np.zeros(len(train), bool) if valid_mask is None else np.asarray(valid_mask, bool)
+    parts = [("train", train, ~vmask), ("validation", train, vmask)]
     if test is not None:
-        sets.append(("test", test, "*", "tab:red"))
-    preds = {name: predict_dataset(law, fits, d) for name, d, _, _ in sets}
+        parts.append(("test", test, np.ones(len(test), bool)))
+    with np.errstate(all="ignore"):
+        preds = {id(d): predict_dataset(law, fits, d) for _, d, _ in parts}
     xcol = train.features.index(by)
+    others = [f for f in train.features if f != by]
+    cmap = plt.get_cmap("viridis")
+    curves = False
     for i, g in enumerate(groups):
+        rows = [(name, d, m & (d.groups == g)) for name, d, m in parts]
+        X = np.vstack([d.X[m] for _, d, m in rows])
+        found = _levels(X, xcol)
+        curves |= found is not None
         for k, target in enumerate(train.targets):
             ax = axes[i, k]
-            for name, d, marker, color in sets:
-                m = d.groups == g
-                x, y, p = d.X[m, xcol], d.Y[m, k], preds[name][m, k]
-                if name == "train" and valid_mask is not None:
-                    v = valid_mask[m]
-                    ax.scatter(x[v], y[v], marker="s", facecolors="none", edgecolors="tab:green",
-                               label="validation", zorder=3)
-                    x_, y_ = x[~v], y[~v]
-                else:
-                    x_, y_ = x, y
-                ax.scatter(x_, y_, marker=marker, color=color, s=30 if marker == "*" else 14,
-                           label=name, zorder=3)
-                ax.scatter(x, p, marker="x", color="black", s=12, label=f"law ({name})", zorder=4)
-            allx = np.concatenate([d.X[d.groups == g, xcol] for _, d, _, _ in sets])
-            if np.all(allx > 0) and allx.max() / allx.min() > 20:
+            if found is not None:
+                index, levels = found
+                start = 0
+                where = []  # each part's rows' level index
+                for _, d, m in rows:
+                    where.append(index[start:start + int(m.sum())])
+                    start += int(m.sum())
+                for li, level in enumerate(levels):
+                    color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
+                    xs = _axis(X[index == li, xcol])
+                    label = ", ".join(f"{f}={v:.3g}" for f, v in zip(others, level)) or None
+                    ax.plot(xs, _curve(law, fits, g, level, xcol, xs, train)[:, k], color=color,
+                            lw=1.2, label=label, zorder=2)
+                    for (name, d, m), lv in zip(rows, where):
+                        sel = np.flatnonzero(m)[lv == li]
+                        _points(ax, name, d.X[sel, xcol], d.Y[sel, k], color)
+                if len(levels) > 1:
+                    ax.legend(fontsize=6, loc="best", framealpha=0.5)
+            else:  # continuous other features: the law's prediction on each row
+                for name, d, m in rows:
+                    _points(ax, name, d.X[m, xcol], d.Y[m, k], "tab:blue")
+                    ax.scatter(d.X[m, xcol], preds[id(d)][m, k], marker="x", color="black",
+                               s=8, alpha=0.5, zorder=2)
+            if np.all(X[:, xcol] > 0) and X[:, xcol].max() / X[:, xcol].min() > 20:
                 ax.set_xscale("log")
             ax.set_xlabel(by)
             ax.set_ylabel(target)
             ax.set_title(str(g)[:60], fontsize=9)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=8)
+    key = [Line2D([], [], ls="", marker=MARKERS[n][0], color="gray", label=n,
+                  markerfacecolor="none" if n == "validation" else "gray")
+           for n, _, _ in parts]
+    key.append(Line2D([], [], color="black", label="law") if curves else
+               Line2D([], [], ls="", marker="x", color="black", label="law"))
+    fig.legend(handles=key, loc="upper right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.88, 1))
     return save_figure(fig, path)
+
+
+def _points(ax, name, x, y, color) -> None:
+    marker, size = MARKERS[name]
+    if name == "validation":  # hollow: the rows the search held out
+        ax.scatter(x, y, marker=marker, s=size, facecolors="none", edgecolors=color, zorder=3)
+    elif name == "test":
+        ax.scatter(x, y, marker=marker, s=size, color=color, edgecolors="red", linewidths=0.6,
+                   zorder=3)
+    else:
+        ax.scatter(x, y, marker=marker, s=size, color=color, zorder=3)
 
 
 def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,

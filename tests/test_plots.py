@@ -23,3 +23,26 @@ def test_plot_fit_writes_png(tmp_path):
     img = mpimg.imread(out)
     assert img.shape[0] > img.shape[1]  # one row of panels per group (3 groups)
     assert np.std(img[..., :3]) > 0.01  # not a blank canvas
+
+
+def test_fit_plot_curves_follow_the_law_per_level_of_the_other_features():
+    """kaplan_demo: num_params on the axis, one curve per tokens level; each curve, taken at a
+    row's own num_params, is the law's prediction for that row."""
+    from hybrid_sld.evaluate import predict_dataset
+    from hybrid_sld.plots import MAX_CURVES, _curve, _levels
+    task = get_task("kaplan_demo")
+    train, _ = load_splits(task)
+    law = parse_task_law(task.expert_law, task)
+    fits = fit_dataset(law, train)
+    xcol = train.features.index("num_params")
+    g = train.group_names[0]
+    X = train.X[train.groups == g]
+    index, levels = _levels(X, xcol)
+    assert len(levels) == 6 and np.array_equal(levels[index, 0], X[:, 1])  # tokens levels
+    pred = predict_dataset(law, fits, train)[train.groups == g]
+    for li, level in enumerate(levels):
+        rows = index == li
+        curve = _curve(law, fits, g, level, xcol, X[rows, xcol], train)
+        assert np.allclose(curve[:, 0], pred[rows, 0])
+    wide = np.column_stack([np.arange(50.0), np.arange(50.0) ** 2])
+    assert _levels(wide, 0) is None and MAX_CURVES < 50  # continuous: no curves
