@@ -6,6 +6,9 @@ importing it, so ``sklearn.base.clone`` and pipelines work when it is installed.
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 import warnings
 
 import numpy as np
@@ -13,13 +16,15 @@ import numpy as np
 from . import export
 from .compile import compile_law, domain_violation
 from .data import Dataset
-from .errors import DataError, HybridSLDError, LawError
+from .errors import DataError, FitError, HybridSLDError, LawError
 from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
 from .law import Law, parse_law
 from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
+HUGE = 1e150  # larger values overflow once squared
+LAW_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")  # a name law text can use (grammars/)
 _PARAM_NAMES = ("law", "fitter", "features", "targets", "max_evals", "random_state")
 
 
@@ -47,12 +52,21 @@ def _as_matrix(X, what="X") -> np.ndarray:
         raise InputError(f"{what} has no rows")
     if not np.all(np.isfinite(A)):
         raise InputError(f"{what} contains {int(np.sum(~np.isfinite(A)))} NaN or infinite value(s)")
+    if np.max(np.abs(A)) > HUGE:
+        raise InputError(f"{what} holds values beyond {HUGE:g} in magnitude, whose squares "
+                         "overflow in a least-squares fit: rescale it (a unit of 1e9 tokens)")
     return A
 
 
 def _group_keys(groups, n: int):
     """Hashable group keys (rows of a 2-D array become tuples), checked against n rows."""
-    seq = groups.tolist() if hasattr(groups, "tolist") else list(groups)
+    try:
+        seq = groups.tolist() if hasattr(groups, "tolist") else list(groups)
+    except TypeError:
+        raise InputError(f"groups must be a sequence of labels, one per row, got "
+                         f"{type(groups).__name__}") from None
+    if not isinstance(seq, list):  # a 0-d array
+        raise InputError("groups must be a sequence of labels, one per row")
     if len(seq) != n:
         raise InputError(f"groups has {len(seq)} entries but X has {n} rows")
     keys = []
@@ -62,6 +76,8 @@ def _group_keys(groups, n: int):
             hash(g)
         except TypeError:
             raise InputError(f"group labels must be hashable, got {type(g).__name__}") from None
+        if isinstance(g, float) and math.isnan(g):  # NaN != NaN: each row would be a group
+            raise InputError(f"groups[{len(keys)}] is NaN; give every row a label")
         keys.append(g)
     return keys
 
@@ -110,6 +126,14 @@ class ScalingLawRegressor:
         self.random_state = random_state
 
     # -- scikit-learn protocol ---------------------------------------------------------------
+    _estimator_type = "regressor"  # scikit-learn < 1.6 reads this; later versions the tags
+
+    def __sklearn_tags__(self):
+        """Tags scikit-learn >= 1.6 asks every estimator for (cross_val_score, pipelines)."""
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
+                    regressor_tags=RegressorTags())
+
     def get_params(self, deep=True) -> dict:
         return {k: getattr(self, k) for k in _PARAM_NAMES}
 
@@ -131,8 +155,14 @@ class ScalingLawRegressor:
     # -- fitting -----------------------------------------------------------------------------
     def _feature_names(self, X, k: int):
         cols = _columns(X)
+        for what, seq in (("features", self.features), ("X's columns", cols)):
+            if seq is not None and not isinstance(seq, str):
+                twice = sorted({str(f) for f in seq if list(map(str, seq)).count(str(f)) > 1})
+                if twice:
+                    raise InputError(f"{what} name {', '.join(twice)} more than once")
         if self.features is not None:
-            names = [str(f) for f in self.features]
+            names = [self.features] if isinstance(self.features, str) else \
+                [str(f) for f in self.features]
             if len(names) != k and not (cols and set(names) <= set(cols)):
                 raise InputError(f"features names {len(names)} column(s) but X has {k}")
             return names, True
@@ -155,8 +185,18 @@ class ScalingLawRegressor:
             raise InputError(f"X lacks column(s) {missing}; it has {cols}")
         return A[:, [cols.index(n) for n in names]]
 
+    def _checked_params(self) -> tuple[int, int]:
+        """(max_evals, random_state), checked as scikit-learn does: in fit, not __init__."""
+        def whole(name, value, least):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
+            return int(value)
+        seed = 0 if self.random_state is None else self.random_state  # None: deterministic too
+        return whole("max_evals", self.max_evals, 1), whole("random_state", seed, 0)
+
     def fit(self, X, y, groups=None):
         """Parse the law against the column names and fit its constants for every group."""
+        max_evals, seed = self._checked_params()
         A = _as_matrix(X)
         names, given = self._feature_names(X, A.shape[1])
         A = self._select(X, A, names)
@@ -170,7 +210,10 @@ class ScalingLawRegressor:
             raise InputError(f"X has {A.shape[0]} rows but y has {Y.shape[0]}")
         Y2 = _as_matrix(Y.reshape(len(Y), -1), "y")
         if self.targets is not None:
-            targets = tuple(str(t) for t in self.targets)
+            targets = ((self.targets,) if isinstance(self.targets, str)
+                       else tuple(str(t) for t in self.targets))
+            if len(set(targets)) < len(targets):
+                raise InputError(f"targets names a column twice: {list(targets)}")
         elif isinstance(self.law, Law):
             targets = self.law.targets
         else:
@@ -180,17 +223,25 @@ class ScalingLawRegressor:
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
         fitter = self.fitter
         if self.law is None:  # no law given: discover one with the offline search
-            text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, self.max_evals,
-                                                 self.random_state)
+            text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, max_evals, seed)
         else:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
         if not isinstance(text, str):
             raise LawError(f"law must be law text or a Law, got {type(text).__name__}")
         law = parse_law(text, names, targets)
         if not law.used_features:
+            odd = [n for n in names if not LAW_NAME.match(n)]
+            how = (f"X's column name(s) {odd} cannot appear in law text (letters, digits and _, "
+                   "not starting with a digit): name them with features=[...]" if odd else
+                   "write the law in X's column names or pass features=[...]" if given else
+                   f"write the law in {', '.join(names)} or name X's columns with features=[...]")
             raise LawError(f"the law uses none of the features ({', '.join(names)}), so it "
-                           f"treats {', '.join(law.param_names)} as constants; name X's "
-                           "columns with features=[...] or write the law in x0, x1, ...")
+                           f"treats {', '.join(law.param_names)} as constants; {how}")
+        if not given:  # x0, x1, ... by default: x3 in a law for 2 columns is a slip, not a constant
+            beyond = [p for p in law.param_names if re.fullmatch(r"x\d+", p)]
+            if beyond:
+                raise InputError(f"the law uses {', '.join(beyond)}, but X has {len(names)} "
+                                 f"column(s): {', '.join(names)}")
         hit = domain_violation(law, A)
         if hit:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")
@@ -201,6 +252,10 @@ class ScalingLawRegressor:
             index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
                      for g, ix in index.items()}
         fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()}, spec)
+        if not any(f.success for f in fits.values()):
+            first = next(iter(fits.values()))
+            raise FitError(f"the fit failed for every group ({len(fits)}), e.g. "
+                           f"{next(iter(fits))!r}: {first.message}")
         if self.law is not None:
             from .search.operators import redundancy_note
             data = Dataset(np.array(keys, dtype=object), A, Y2, tuple(names), targets)
@@ -255,19 +310,38 @@ class ScalingLawRegressor:
             more = f" (and {len(self.groups_) - 20} more)" if len(self.groups_) > 20 else ""
             raise InputError(f"unknown group(s) {', '.join(map(repr, unknown[:5]))}; "
                              f"known groups: {known}{more}")
+        hit = domain_violation(self.law_, A)
+        if hit:
+            raise InputError(f"X[{hit[0]}]: {hit[1]}")
         compiled = compile_law(self.law_)
         P = np.empty((len(A), len(self.law_.targets)))
         for g, ix in index.items():
             fit = self.fits_[g]
             if fit.success:
-                P[ix] = compiled.predict(A[ix], fit.theta(self.law_.param_names))
+                with np.errstate(all="ignore"):
+                    P[ix] = compiled.predict(A[ix], fit.theta(self.law_.param_names))
             else:
                 P[ix] = np.nan
+        bad = ~np.isfinite(P).all(axis=1)
+        if bad.any():
+            failed = sorted({repr(g) for g in keys if not self.fits_[g].success})
+            why = f"group(s) {', '.join(failed[:5])} could not be fitted" if failed else \
+                "the law overflows or divides by zero there"
+            warnings.warn(f"{int(bad.sum())} of {len(P)} prediction(s) are not finite, e.g. "
+                          f"X[{int(np.flatnonzero(bad)[0])}]: {why}", stacklevel=2)
         return P[:, 0] if P.shape[1] == 1 else P
 
     def score(self, X, y, groups=None) -> float:
-        """SLDBench R2: 1 - mean over targets of MSE / population variance of y."""
-        return sld_score(np.asarray(y, dtype=float), self.predict(X, groups)).r2
+        """SLDBench R2: 1 - mean over targets of MSE / population variance of y. A prediction
+        that is not finite fails the whole score (R2 -1), as in SLDBench."""
+        try:
+            Y = np.asarray(y, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"y must be numeric: {exc}") from None
+        P = self.predict(X, groups)
+        if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
+            raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")
+        return sld_score(Y, P).r2
 
     def latex(self, symbols: dict[str, str] | None = None) -> str:
         """Equations and fitted constants as a LaTeX fragment."""
@@ -288,9 +362,10 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
     from .search.engine import Search, SearchConfig
     from .search.select import refit_in_range, select_final
 
-    bad = [f for f in list(features) + list(targets) if not str(f).isidentifier()]
+    bad = [f for f in list(features) + list(targets) if not LAW_NAME.match(str(f))]
     if bad:
-        raise InputError(f"column names must be identifiers to search for a law: {bad}")
+        raise InputError(f"column names must be names law text can use (letters, digits and _, "
+                         f"not starting with a digit) to search for a law: {bad}")
     by = features[_scale_column(A)]
     with tempfile.TemporaryDirectory(prefix="hybrid-sld-") as tmp:
         tmp = Path(tmp)

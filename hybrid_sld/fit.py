@@ -8,6 +8,7 @@ Residuals are scaled per target by the target's spread, so multi-target laws are
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -65,13 +66,16 @@ class FitterSpec:
         for name, lo in (("n_starts", 1), ("max_nfev", 1), ("global_evals", 10),
                          ("screen_nfev", 0), ("scale_weight", 0), ("seed", 0)):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
                 raise FitError(f"{name} must be an integer >= {lo}, got {v!r}")
+            object.__setattr__(self, name, int(v))  # numpy's int64 too, as a plain int
         for name in ("log_space", "log_params"):  # "no" must not read as true
             if not isinstance(getattr(self, name), bool):
                 raise FitError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not (isinstance(self.f_scale, (int, float)) and self.f_scale > 0):
+        if (not isinstance(self.f_scale, numbers.Real) or isinstance(self.f_scale, bool)
+                or not self.f_scale > 0):
             raise FitError(f"f_scale must be a positive number, got {self.f_scale!r}")
+        object.__setattr__(self, "f_scale", float(self.f_scale))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -63,8 +63,11 @@ def score(y_true, y_pred) -> Score:
         mae = np.mean(np.abs(true - pred), axis=0)
     var = np.var(true, axis=0)
     mad = np.mean(np.abs(true - true.mean(axis=0)), axis=0)
-    nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=var > 1e-9)
-    nmae = np.divide(mae, mad, out=np.full_like(mae, np.inf), where=mad > 1e-9)
+    # a target constant but for rounding has no variance to explain: relative to its size, so
+    # that a target of size 1e-6 is not taken for a constant
+    size = np.mean(np.abs(true), axis=0)
+    nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=var > (1e-12 * size) ** 2)
+    nmae = np.divide(mae, mad, out=np.full_like(mae, np.inf), where=mad > 1e-12 * size)
     return Score(float(1.0 - nmse.mean()), float(nmse.mean()), float(nmae.mean()),
                  tuple(map(float, nmse)), tuple(map(float, nmae)))
 

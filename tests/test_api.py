@@ -208,9 +208,11 @@ def test_failed_group_warns_and_predicts_nan():
     with pytest.warns(UserWarning, match="fit failed for 1 group"):
         est = ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=groups)
     assert est.groups_ == [("run", "a"), ("run", "b")]
-    pred = est.predict(X, groups=groups)
+    with pytest.warns(UserWarning, match=r"2 of 10 .* \('run', 'b'\) could not be fitted"):
+        pred = est.predict(X, groups=groups)
     assert np.all(np.isfinite(pred[:8])) and np.all(np.isnan(pred[8:]))
-    assert est.score(X, y, groups=groups) == -1.0  # SLDBench records a failed score as -1
+    with pytest.warns(UserWarning, match="not finite"):
+        assert est.score(X, y, groups=groups) == -1.0  # SLDBench records a failed score as -1
     assert "run, b & -- & -- & --" in est.latex()
 
 
@@ -242,3 +244,71 @@ def test_log_of_a_negative_feature_names_the_row():
     X = np.array([[1.0], [2.0], [-3.0], [4.0]])
     with pytest.raises(InputError, match=r"X\[2\]: x0 = -3 here, and the law takes the log"):
         ScalingLawRegressor(law="y = a + b*log(x0)").fit(X, [1.0, 2.0, 3.0, 4.0])
+
+
+def _simple():
+    x = np.geomspace(10, 1e4, 20)
+    return x[:, None], 1 + 5 * x ** -0.5
+
+
+def test_sklearn_model_selection_and_pipelines():
+    """scikit-learn >= 1.6 asks an estimator for its tags before cross-validating it."""
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    X, y = _simple()
+    scores = cross_val_score(ScalingLawRegressor("y = E + A*x0^(-a)"), X, y, cv=2)
+    assert scores.shape == (2,) and np.all(np.isfinite(scores))
+    assert make_pipeline(ScalingLawRegressor("y = E + A*x0^(-a)")).fit(X, y).score(X, y) > 0.999
+    grid = GridSearchCV(ScalingLawRegressor(), {"law": ["y = E + A*x0^(-a)", "y = E + A*x0"]},
+                        cv=2).fit(X, y)
+    assert grid.best_params_["law"] == "y = E + A*x0^(-a)"
+
+
+@pytest.mark.parametrize("kwargs, fit_kwargs, message", [
+    ({"features": ["N", "N"]}, {}, "features name N more than once"),
+    ({"targets": ["y", "y"]}, {}, "targets names a column twice"),
+    ({"max_evals": "5"}, {}, "max_evals must be an integer"),
+    ({"max_evals": True}, {}, "max_evals must be an integer"),
+    ({"random_state": -1}, {}, "random_state must be an integer >= 0"),
+    ({"random_state": 1.7}, {}, "random_state must be an integer >= 0"),
+    ({}, {"groups": 5}, "groups must be a sequence"),
+    ({}, {"groups": np.array([np.nan] * 10 + [1.0] * 10)}, r"groups\[0\] is NaN"),
+], ids=["duplicate-features", "duplicate-targets", "max-evals-str", "max-evals-bool",
+        "negative-seed", "float-seed", "groups-scalar", "nan-group"])
+def test_bad_parameters_and_labels_are_clear_errors(kwargs, fit_kwargs, message):
+    X, y = _simple()
+    law = "y = E + A*N^(-a)" if "features" in kwargs else "y = E + A*x0^(-a)"
+    X = np.hstack([X, 1000 * X]) if "features" in kwargs else X
+    with pytest.raises(InputError, match=message):
+        ScalingLawRegressor(law, **kwargs).fit(X, y, **fit_kwargs)
+
+
+def test_names_past_the_columns_and_huge_values_are_errors():
+    X, y = _simple()
+    with pytest.raises(InputError, match="uses x1, but X has 1 column"):
+        ScalingLawRegressor("y = E + A*x0^(-a) + B*x1").fit(X, y)
+    with pytest.raises(InputError, match="beyond 1e.150 in magnitude"):
+        ScalingLawRegressor("y = E + A*x0^(-a)").fit(X * 1e300, y * 1e300)
+    with pytest.raises(InputError, match="names law text can use"):  # TOML took it badly
+        ScalingLawRegressor(features=["größe"], max_evals=5).fit(X, y)
+    est = ScalingLawRegressor("y = E + A*x0^(-a)", targets="y", random_state=None).fit(X, y)
+    assert est.targets_ == ("y",)  # a single name, not its letters
+
+
+def test_fit_failing_for_every_group_raises():
+    X, y = _simple()
+    with pytest.raises(FitError, match="the fit failed for every group"):
+        ScalingLawRegressor("y = E + A*x0^(-a)").fit(X[:2], y[:2])
+
+
+def test_predict_checks_the_domain_and_score_the_shape():
+    X, y = _simple()
+    est = ScalingLawRegressor("y = E + A*x0^(-a)").fit(X, y)
+    with pytest.raises(InputError, match=r"X\[0\]"):
+        est.predict(-X[:2])  # a fractional power of a negative number
+    with pytest.raises(InputError, match="y has shape"):
+        est.score(X, y[:-2])
+    est = ScalingLawRegressor("y = E + A*exp(-x0/c)\nc > 0").fit(X, y)
+    with pytest.warns(UserWarning, match="1 of 1 prediction.s. are not finite.*overflows"):
+        assert np.isinf(est.predict([[-1e6]])).all()

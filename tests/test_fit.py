@@ -471,3 +471,12 @@ def test_racing_keeps_the_optimum_and_saves_evaluations(monkeypatch):
     full = fit_law(c, X, y, spec)
     assert _rel_err(full.params, truth) < 1e-6 and _rel_err(raced.params, truth) < 1e-6
     assert raced.nfev < full.nfev
+
+
+def test_fitter_spec_takes_numpy_numbers():
+    """Settings from a numpy array or a grid (np.int64, np.float32) are whole numbers and reals."""
+    spec = FitterSpec(n_starts=np.int64(3), seed=np.int32(2), f_scale=np.float32(0.5))
+    assert (spec.n_starts, spec.seed, spec.f_scale) == (3, 2, 0.5)
+    assert type(spec.n_starts) is int and type(spec.f_scale) is float
+    with pytest.raises(FitError, match="n_starts must be an integer"):
+        FitterSpec(n_starts=np.float64(3.0))

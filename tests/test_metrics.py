@@ -117,3 +117,12 @@ def test_huge_finite_predictions_score_minus_infinity_without_warnings():
         warnings.simplefilter("error")
         s = score([1.0, 2.0, 3.0], [1e200, 2.0, 3.0])
     assert s.r2 == -np.inf and s.r2_clipped == -1.0
+
+
+def test_small_targets_are_scored_like_large_ones():
+    """A target of size 1e-6 has variance ~1e-14: not a constant (once taken for one: -inf)."""
+    rng = np.random.default_rng(0)
+    y = 1 + rng.random(20)
+    p = y + 0.01 * rng.standard_normal(20)
+    assert math.isclose(score(y * 1e-6, p * 1e-6).r2, score(y, p).r2, rel_tol=1e-9)
+    assert score(np.full(5, 3e-6), np.full(5, 3e-6)).r2 == -math.inf  # still: constant
