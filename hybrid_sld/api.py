@@ -15,7 +15,7 @@ import numpy as np
 
 from . import export
 from .compile import compile_law, domain_violation
-from .data import Dataset
+from .data import HUGE, Dataset
 from .errors import DataError, FitError, HybridSLDError, LawError
 from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
@@ -23,7 +23,6 @@ from .law import Law, parse_law
 from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
-HUGE = 1e150  # larger values overflow once squared
 LAW_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")  # a name law text can use (grammars/)
 _PARAM_NAMES = ("law", "fitter", "features", "targets", "max_evals", "random_state")
 

@@ -20,6 +20,7 @@ from .tasks import Task
 
 HF_REPO = "pkuHaowei/sldbench"
 DATA_ENV = "HYBRID_SLD_DATA"
+HUGE = 1e150  # larger values overflow once squared
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +127,10 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
             if not math.isfinite(v):
                 raise DataError(f"{path}, line {line}, column {c!r}: value is {row[i]!r}; "
                                 "remove or impute non-finite values")
+            if abs(v) > HUGE:
+                raise DataError(f"{path}, line {line}, column {c!r}: {row[i]} is beyond "
+                                f"{HUGE:g} in magnitude, whose square overflows in a "
+                                "least-squares fit: rescale the column")
             values[r, j] = v
         if gidx is not None and not row[gidx].strip():
             raise DataError(f"{path}, line {line}, column {task.group!r}: empty group name")

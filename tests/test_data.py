@@ -126,6 +126,7 @@ def test_missing_column(tmp_path, toy):
     ("a,1,2,NaN", ("'loss'", "non-finite")),
     ("a,1,2", ("3 fields", "4")),  # ragged row
     ("a,1_000,2,3", ("'N'", "'1_000'")),  # Python's float() reads it; no spreadsheet does
+    ("a,1,2,-1e200", ("'loss'", "rescale")),  # its square overflows
 ])
 def test_bad_row_names_file_line_and_problem(tmp_path, toy, row, fragments):
     p = _csv(tmp_path, f"group,N,D,loss\na,1,2,3\n{row}\n")
