@@ -343,8 +343,12 @@ class ScalingLawRegressor:
         return sld_score(Y, P).r2
 
     def latex(self, symbols: dict[str, str] | None = None) -> str:
-        """Equations and fitted constants as a LaTeX fragment."""
+        """Equations and fitted constants as a LaTeX fragment; ``symbols`` maps a feature's name
+        to its LaTeX (``{"N": "N_{\\mathrm{params}}"}``)."""
         self._check_fitted()
+        if symbols is not None and not (isinstance(symbols, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in symbols.items())):
+            raise InputError("symbols must map feature names to LaTeX strings")
         return export.latex_document_fragment(self.law_, self.fits_, symbols=symbols)
 
 

@@ -309,6 +309,8 @@ def test_predict_checks_the_domain_and_score_the_shape():
         est.predict(-X[:2])  # a fractional power of a negative number
     with pytest.raises(InputError, match="y has shape"):
         est.score(X, y[:-2])
+    with pytest.raises(InputError, match="symbols must map"):
+        est.latex(symbols={"x0": 3})
     est = ScalingLawRegressor("y = E + A*exp(-x0/c)\nc > 0").fit(X, y)
     with pytest.warns(UserWarning, match="1 of 1 prediction.s. are not finite.*overflows"):
         assert np.isinf(est.predict([[-1e6]])).all()
