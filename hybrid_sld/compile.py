@@ -236,7 +236,8 @@ def compile_law(law: Law) -> CompiledLaw:
 def domain_violation(law: Law, X: np.ndarray) -> tuple[int, str] | None:
     """(row, reason) of the first row of ``X`` (columns: ``law.features``) where the law takes
     the log of a non-positive quantity of features only, or a fractional or symbolic power of a
-    negative one (or of zero, to a power that may be negative); None when there is none.
+    negative one (or of zero, to a power that may be negative), or divides by zero; None when
+    there is none.
     Such a row makes every fit non-finite; saying which row, and why, is the useful error."""
     where = {law.symbols[f]: j for j, f in enumerate(law.features) if f in law.symbols}
     seen = set()
@@ -247,6 +248,8 @@ def domain_violation(law: Law, X: np.ndarray) -> tuple[int, str] | None:
             elif isinstance(node, sp.Pow) and not node.exp.is_integer:
                 arg, what = node.base, f"a power ^{expr_to_text(node.exp)} of"
                 strict = not (node.exp.is_number and node.exp > 0)
+            elif isinstance(node, sp.Pow) and node.exp.is_negative:  # 1/x, x^-2
+                arg, what, strict = node.base, "divides by", None
             else:
                 continue
             syms = sorted(arg.free_symbols, key=str)
@@ -256,9 +259,11 @@ def domain_violation(law: Law, X: np.ndarray) -> tuple[int, str] | None:
             with np.errstate(all="ignore"):
                 vals = np.broadcast_to(numpy_function(syms, arg)(*(X[:, where[s]] for s in syms)),
                                        (len(X),))
-            bad = ~(vals > 0) if strict else ~(vals >= 0)
+            bad = ~(vals != 0) if strict is None else ~(vals > 0) if strict else ~(vals >= 0)
             if bad.any():
                 i = int(np.argmax(bad))
-                return i, (f"{expr_to_text(arg)} = {vals[i]:g} here, and the law takes {what} it "
-                           f"(must be {'positive' if strict else 'non-negative'})")
+                must = "non-zero" if strict is None else "positive" if strict else "non-negative"
+                takes = what if strict is None else f"takes {what}"
+                return i, (f"{expr_to_text(arg)} = {vals[i]:g} here, and the law {takes} it "
+                           f"(must be {must})")
     return None

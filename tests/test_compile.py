@@ -222,6 +222,9 @@ def test_predict_accepts_lists():
     ("y = a*z^(-1/2)", 3, "z = 0 here"),  # zero to a negative power
     ("y = a*x^p", 2, "a power ^p of it (must be positive)"),
     ("y = a*log(x*z + 3) + b", 2, "3 + x*z = 0 here"),
+    ("y = a/z + b", 3, "z = 0 here, and the law divides by it (must be non-zero)"),
+    ("y = a*(x*z - 6)^(-2)", 1, "-6 + x*z = 0 here, and the law divides by it"),
+    ("y = a/x + b/(z + 1)", None, ""),  # x is never 0; z + 1 never is
     ("y = a*x^2 + b*log(z + 1)", None, ""),  # an integer power; a positive log argument
     ("y = a*log(x + c)", None, ""),  # a constant inside: the fitter's bounds' business
 ])
