@@ -374,9 +374,9 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
         tmp = Path(tmp)
         with open(tmp / "train.csv", "w") as fh:
             fh.write(",".join(["group", *features, *targets]) + "\n")
+            ids = {k: f"g{i}" for i, k in enumerate(dict.fromkeys(keys))}  # 1 and "1" stay two
             for k, x, y in zip(keys, A, Y):
-                label = str(k).replace('"', "'")
-                fh.write(f'"{label}",' + ",".join(repr(float(v)) for v in (*x, *y)) + "\n")
+                fh.write(f"{ids[k]}," + ",".join(repr(float(v)) for v in (*x, *y)) + "\n")
         feats = "".join(f"[features.{f}]\n" for f in features)
         (tmp / "task.toml").write_text(
             f'name = "in_memory"\ntargets = {list(targets)!r}\nparam_cap = 8\n'.replace("'", '"')
