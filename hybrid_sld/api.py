@@ -369,6 +369,11 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
     if bad:
         raise InputError(f"column names must be names law text can use (letters, digits and _, "
                          f"not starting with a digit) to search for a law: {bad}")
+    if not np.ptp(A, axis=0).any():
+        raise InputError("every column of X takes one value: a search needs a scale that varies")
+    flat = [t for t, span in zip(targets, np.ptp(Y, axis=0)) if span == 0]
+    if flat:
+        raise InputError(f"y ({', '.join(flat)}) takes one value on every row: nothing to fit")
     by = features[_scale_column(A)]
     with tempfile.TemporaryDirectory(prefix="hybrid-sld-") as tmp:
         tmp = Path(tmp)

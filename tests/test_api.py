@@ -290,6 +290,10 @@ def test_names_past_the_columns_and_huge_values_are_errors():
         ScalingLawRegressor("y = E + A*x0^(-a) + B*x1").fit(X, y)
     with pytest.raises(InputError, match="beyond 1e.150 in magnitude"):
         ScalingLawRegressor("y = E + A*x0^(-a)").fit(X * 1e300, y * 1e300)
+    with pytest.raises(InputError, match="every column of X takes one value"):
+        ScalingLawRegressor(max_evals=5).fit(np.ones((5, 1)), np.arange(5.0))
+    with pytest.raises(InputError, match="takes one value on every row"):
+        ScalingLawRegressor(max_evals=5).fit(X, np.full(len(y), 2.0))
     with pytest.raises(InputError, match="names law text can use"):  # TOML took it badly
         ScalingLawRegressor(features=["größe"], max_evals=5).fit(X, y)
     est = ScalingLawRegressor("y = E + A*x0^(-a)", targets="y", random_state=None).fit(X, y)
