@@ -106,7 +106,7 @@ class _Builder(Transformer):
             raise _Raise(f"{name}() takes {arity} argument(s), got {len(args)}", fname)
         if not arity and len(args) < 2:
             raise _Raise(f"{name}() takes two or more arguments", fname)
-        return build(*args)
+        return _real(build(*args), fname, f"{name}() of these numbers")
 
     def add(self, a, b):
         return a + b
@@ -126,7 +126,7 @@ class _Builder(Transformer):
     def pow(self, a, op, b):
         if a.is_Number and b.is_Number and abs(float(b)) * math.log(abs(float(a)) + 2) > 690:
             raise _Raise("constant power is out of range", op)
-        return a ** b
+        return _real(a ** b, op, "this power of numbers")
 
     def signed(self, tok):
         return float(tok)
@@ -159,6 +159,17 @@ class _Builder(Transformer):
 
     def start(self, *stmts):
         return list(stmts)
+
+
+def _real(value, tok, what: str):
+    """A part of a law made of numbers alone must be a finite real number: log(-2) is complex
+    and log(0) infinite, and sympy would carry them on (abs(log(log(0.5))) prints as
+    sqrt(pi^2 + log(log(2))^2), which reads back as another tree)."""
+    if value.is_number and (value.is_finite is False or value.has(sp.zoo, sp.nan)):
+        raise _Raise(f"{what} is undefined (division by zero?)", tok)
+    if value.is_number and value.is_extended_real is False:
+        raise _Raise(f"{what} is a complex number (root or log of a negative number?)", tok)
+    return value
 
 
 def _expected(exc: UnexpectedInput) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ import difflib
 import functools
 import hashlib
 import math
-import re
 from dataclasses import dataclass, replace
 
 import sympy as sp
@@ -21,7 +20,6 @@ from .errors import LawError, LawSyntaxError
 from .grammar import parse_statements
 
 INF = math.inf
-_SYMBOL = re.compile(r"Symbol\('([^']*)'")
 
 
 @dataclass(frozen=True)
@@ -122,11 +120,25 @@ class Law:
         order: the basis of the canonical form.
         """
         psyms = {self.symbols[p.name] for p in self.params}
-        names = {str(s) for s in psyms}
-        # The shape is the srepr with every parameter's name blanked. Substituting a
-        # placeholder symbol instead would make sympy re-evaluate (max(a - b, c) -> nan).
-        blank = functools.partial(_SYMBOL.sub, lambda m: "Symbol('#'" if m.group(1) in names
-                                  else m.group(0))
+        shapes: dict = {}
+
+        def shape(e) -> str:
+            """The tree with every parameter written '#' and the arguments of sums, products,
+            min and max sorted: sympy orders those by name, so N/E + x/F and N/b + x/a would
+            otherwise differ. (Substituting a placeholder symbol instead would make sympy
+            re-evaluate: max(a - b, c) -> nan.)"""
+            if e not in shapes:
+                if e in psyms:
+                    shapes[e] = "#"
+                elif not e.args:
+                    shapes[e] = sp.srepr(e)
+                else:
+                    parts = [shape(a) for a in e.args]
+                    if isinstance(e, (sp.Add, sp.Mul, sp.Min, sp.Max)):
+                        parts.sort()
+                    shapes[e] = f"{type(e).__name__}({','.join(parts)})"
+            return shapes[e]
+
         order: list[sp.Symbol] = []
 
         def visit(e):
@@ -134,7 +146,7 @@ class Law:
                 if e not in order:
                     order.append(e)
                 return
-            for a in sorted(e.args, key=lambda a: blank(sp.srepr(a))):
+            for a in sorted(e.args, key=shape):
                 visit(a)
 
         for _t, expr in self.equations:

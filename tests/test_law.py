@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -482,3 +483,24 @@ def test_abs_rewrites_print_back_as_law_text(text):
     th2[order] = theta
     np.testing.assert_allclose(compile_law(law).predict(X, theta),
                                compile_law(again).predict(X, th2), rtol=1e-10)
+
+
+def test_key_does_not_depend_on_how_sympy_orders_parameter_names():
+    """sympy sorts the factors of N/E by name, so a shape taken from srepr told N/E + x/F from
+    N/b + x/a (a fuzz find, 2026-12-02)."""
+    keys = {parse_law(t, FEATURES).key for t in
+            ("y = N/a + x/b", "y = N/E + x/N_", "y = x/N_ + N/E", "y = N/N_ + x/E")}
+    assert len(keys) == 1
+    assert parse_law("y = N/a + x/a", FEATURES).key not in keys  # one constant is another law
+
+
+@pytest.mark.parametrize("text, words", [
+    ("y = abs(log(log(0.5)))*x", "log() of these numbers is a complex number"),
+    ("y = x*abs((-8)^(1/3))", "this power of numbers is a complex number"),
+    ("y = x*abs(log(0))", "undefined"),
+])
+def test_constant_parts_must_be_finite_reals_even_where_abs_hides_it(text, words):
+    """abs(log(log(0.5))) is real, but sympy writes it sqrt(pi^2 + log(log(2))^2): a law that
+    reads back as another tree (a fuzz find, 2026-12-02)."""
+    with pytest.raises(LawSyntaxError, match=re.escape(words)):
+        parse_law(text, FEATURES)
