@@ -10,6 +10,7 @@ import math
 import numbers
 import re
 import warnings
+from collections import Counter
 
 import numpy as np
 
@@ -19,11 +20,11 @@ from .data import HUGE, Dataset
 from .errors import DataError, FitError, HybridSLDError, LawError
 from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
+from .grammar import is_name
 from .law import Law, parse_law
 from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
-LAW_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")  # a name law text can use (grammars/)
 _PARAM_NAMES = ("law", "fitter", "features", "targets", "max_evals", "random_state")
 
 
@@ -156,7 +157,7 @@ class ScalingLawRegressor:
         cols = _columns(X)
         for what, seq in (("features", self.features), ("X's columns", cols)):
             if seq is not None and not isinstance(seq, str):
-                twice = sorted({str(f) for f in seq if list(map(str, seq)).count(str(f)) > 1})
+                twice = sorted(n for n, c in Counter(map(str, seq)).items() if c > 1)
                 if twice:
                     raise InputError(f"{what} name {', '.join(twice)} more than once")
         if self.features is not None:
@@ -229,7 +230,7 @@ class ScalingLawRegressor:
             raise LawError(f"law must be law text or a Law, got {type(text).__name__}")
         law = parse_law(text, names, targets)
         if not law.used_features:
-            odd = [n for n in names if not LAW_NAME.match(n)]
+            odd = [n for n in names if not is_name(n)]
             how = (f"X's column name(s) {odd} cannot appear in law text (letters, digits and _, "
                    "not starting with a digit): name them with features=[...]" if odd else
                    "write the law in X's column names or pass features=[...]" if given else
@@ -323,7 +324,7 @@ class ScalingLawRegressor:
                 P[ix] = np.nan
         bad = ~np.isfinite(P).all(axis=1)
         if bad.any():
-            failed = sorted({repr(g) for g in keys if not self.fits_[g].success})
+            failed = sorted(repr(g) for g in index if not self.fits_[g].success)
             why = f"group(s) {', '.join(failed[:5])} could not be fitted" if failed else \
                 "the law overflows or divides by zero there"
             warnings.warn(f"{int(bad.sum())} of {len(P)} prediction(s) are not finite, e.g. "
@@ -365,7 +366,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
     from .search.engine import Search, SearchConfig
     from .search.select import refit_in_range, select_final
 
-    bad = [f for f in list(features) + list(targets) if not LAW_NAME.match(str(f))]
+    bad = [f for f in list(features) + list(targets) if not is_name(str(f))]
     if bad:
         raise InputError(f"column names must be names law text can use (letters, digits and _, "
                          f"not starting with a digit) to search for a law: {bad}")

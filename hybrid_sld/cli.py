@@ -123,11 +123,11 @@ def cmd_fit(args):
             raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     out = _result(task, law, v, full, train)
     from .search.operators import redundancy_note
-    out["redundancy"] = redundancy_note(law, train, full.fits, spec, task.split.scales)
+    notes = [redundancy_note(law, train, full.fits, spec, task.split.scales)]
     if not law.used_features:  # a misspelt feature (M for N) is read as one more constant
-        out["redundancy"] = (f"the law uses none of the task's features "
-                             f"({', '.join(task.feature_names)}): every name in it is a fitted "
-                             "constant; " + (out["redundancy"] or "")).rstrip("; ")
+        notes.insert(0, f"the law uses none of the task's features "
+                        f"({', '.join(task.feature_names)}): every name in it is a fitted constant")
+    out["redundancy"] = "; ".join(filter(None, notes)) or None
     if args.plot:
         from .data import validation_mask
         from .plots import plot_fit
@@ -178,7 +178,6 @@ def cmd_expert(args):
         print(f"fitting the expert law of {task.name} ...", file=sys.stderr, flush=True)
         spec = _fitter(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
-        # every variant parses before any data is read
         laws = [(label, parse_expert_law(task, text)) for label, text in variants]
         train, test = load_splits(task, args.data_dir)
         for label, law in laws:

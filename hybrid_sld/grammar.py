@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -159,6 +160,17 @@ class _Builder(Transformer):
 
     def start(self, *stmts):
         return list(stmts)
+
+
+@functools.cache
+def _name_pattern() -> re.Pattern:
+    return re.compile(parser().get_terminal("NAME").pattern.to_regexp())
+
+
+def is_name(text: str) -> bool:
+    """Whether law text can use ``text`` as a name (the grammar's NAME: ASCII letters, digits
+    and _, not starting with a digit; ``größe`` is a Python identifier but not a name)."""
+    return _name_pattern().fullmatch(text) is not None
 
 
 def _real(value, tok, what: str):

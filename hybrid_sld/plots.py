@@ -78,15 +78,13 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
         X = np.vstack([d.X[m] for _, d, m in rows])
         found = _levels(X, xcol)
         curves |= found is not None
+        if found is not None:
+            index, levels = found
+            # each part's rows' level index (X stacks the parts in order)
+            where = np.split(index, np.cumsum([int(m.sum()) for _, _, m in rows])[:-1])
         for k, target in enumerate(train.targets):
             ax = axes[i, k]
             if found is not None:
-                index, levels = found
-                start = 0
-                where = []  # each part's rows' level index
-                for _, d, m in rows:
-                    where.append(index[start:start + int(m.sum())])
-                    start += int(m.sum())
                 for li, level in enumerate(levels):
                     color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
                     xs = _axis(X[index == li, xcol])
