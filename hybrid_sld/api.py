@@ -20,7 +20,7 @@ from .data import HUGE, Dataset
 from .errors import DataError, FitError, HybridSLDError, LawError
 from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
-from .grammar import is_name
+from .grammar import NAME_RULE, is_name
 from .law import Law, parse_law
 from .metrics import score as sld_score
 
@@ -231,8 +231,8 @@ class ScalingLawRegressor:
         law = parse_law(text, names, targets)
         if not law.used_features:
             odd = [n for n in names if not is_name(n)]
-            how = (f"X's column name(s) {odd} cannot appear in law text (letters, digits and _, "
-                   "not starting with a digit): name them with features=[...]" if odd else
+            how = (f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "
+                   "name them with features=[...]" if odd else
                    "write the law in X's column names or pass features=[...]" if given else
                    f"write the law in {', '.join(names)} or name X's columns with features=[...]")
             raise LawError(f"the law uses none of the features ({', '.join(names)}), so it "
@@ -368,8 +368,8 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
 
     bad = [f for f in list(features) + list(targets) if not is_name(str(f))]
     if bad:
-        raise InputError(f"column names must be names law text can use (letters, digits and _, "
-                         f"not starting with a digit) to search for a law: {bad}")
+        raise InputError(f"column names must be names law text can use ({NAME_RULE}) "
+                         f"to search for a law: {bad}")
     if not np.ptp(A, axis=0).any():
         raise InputError("every column of X takes one value: a search needs a scale that varies")
     flat = [t for t, span in zip(targets, np.ptp(Y, axis=0)) if span == 0]

@@ -167,10 +167,14 @@ def _name_pattern() -> re.Pattern:
     return re.compile(parser().get_terminal("NAME").pattern.to_regexp())
 
 
+NAME_RULE = "ASCII letters, digits and _, not starting with a digit, not a function or keyword"
+
+
 def is_name(text: str) -> bool:
-    """Whether law text can use ``text`` as a name (the grammar's NAME: ASCII letters, digits
-    and _, not starting with a digit; ``größe`` is a Python identifier but not a name)."""
-    return _name_pattern().fullmatch(text) is not None
+    """Whether law text can use ``text`` as a feature or target name (``NAME_RULE``: ``größe``
+    is a Python identifier but not a name, and a feature called ``exp`` could not be written)."""
+    return (_name_pattern().fullmatch(text) is not None
+            and text not in FUNCTIONS and text not in KEYWORDS)
 
 
 def _real(value, tok, what: str):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TaskError
+from .grammar import NAME_RULE, is_name
 from .law import parse_expert_law
 
 SPLIT_KINDS = ("largest", "random")
@@ -147,16 +148,18 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
         unknown = set(spec) - {"description", "unit", "symbol"}
         if unknown:
             raise TaskError(f"{where}: [features.{fname}] has unknown keys {sorted(unknown)}")
-        if not fname.isidentifier():
-            raise TaskError(f"{where}: feature name {fname!r} is not an identifier")
+        if not is_name(fname):
+            raise TaskError(f"{where}: feature name {fname!r} cannot be used in law text "
+                            f"({NAME_RULE})")
         for key, value in spec.items():
             if not isinstance(value, str):
                 raise TaskError(f"{where}: [features.{fname}] {key} must be a string, "
                                 f"got {type(value).__name__}")
         features.append(Feature(fname, **spec))
     targets = _require(raw, "targets", list, where)
-    if not targets or not all(isinstance(t, str) and t.isidentifier() for t in targets):
-        raise TaskError(f"{where}: 'targets' must be a non-empty list of identifiers")
+    if not targets or not all(isinstance(t, str) and is_name(t) for t in targets):
+        raise TaskError(f"{where}: 'targets' must be a non-empty list of names law text can use "
+                        f"({NAME_RULE})")
     if len(set(targets)) < len(targets):
         raise TaskError(f"{where}: 'targets' names a target twice: {targets}")
     clash = set(targets) & set(feats_raw)

@@ -123,13 +123,19 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace('symbol = "N"', "unit = 3"), "[features.N] unit must be a string"),
     (GOOD.replace('targets = ["loss"]', 'targets = ["loss", "loss"]'), "target twice"),
     (GOOD.replace('targets = ["loss"]', 'targets = ["loss"]\ngroup = 3'), "'group' must be"),
+    (GOOD.replace("[features.N]", '[features."größe"]').replace('by = "N"', 'by = "größe"'),
+     "feature name 'größe' cannot be used in law text"),
+    (GOOD.replace("[features.N]", "[features.exp]").replace('by = "N"', 'by = "exp"'),
+     "feature name 'exp' cannot be used in law text"),
+    (GOOD.replace('targets = ["loss"]', 'targets = ["log"]'), "names law text can use"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
         "also-by-not-a-list", "also-by-without-scale", "misspelt-table", "misspelt-split-key",
         "misspelt-top-key", "unknown-data-key", "fraction-not-a-number", "negative-seed",
         "param-cap-bool", "name-is-a-path", "empty-name", "unit-not-a-string",
-        "target-twice", "group-not-a-string"])
+        "target-twice", "group-not-a-string", "feature-non-ascii", "feature-is-a-function",
+        "target-is-a-function"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:
