@@ -396,5 +396,5 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
         # the training scale
         best = refit_in_range(search, select_final(search)[0])[0]
         front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
-                  "n_params": e.n_params} for e in search.state.archive.pareto()]
+                  "n_params": e.n_params} for e in search.state.pareto()]
     return best.law, best.fitter, front

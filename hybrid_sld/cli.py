@@ -237,13 +237,15 @@ def cmd_discover(args):
     if budget is None and args.max_evals is None and not args.resume:
         budget = parse_budget("60s")
     cfg = None
-    ignored = [flag for flag, given in (("--budget", args.budget is not None),
-                                        ("--max-evals", args.max_evals is not None),
-                                        ("--seed", args.seed != 0)) if given]
-    if args.resume and ignored:
-        print(f"note: a resumed run keeps the settings it was started with; ignored: "
-              f"{', '.join(ignored)}", file=sys.stderr)
-    if not args.resume:  # a resumed run keeps the configuration it was started with
+    if args.resume:  # a resumed run keeps the configuration it was started with
+        defaults = vars(build_parser().parse_args(["discover"]))
+        ignored = ["--" + k.replace("_", "-") for k, v in vars(args).items()
+                   if k not in ("resume", "json", "debug", "func") and v != defaults.get(k)]
+        if ignored:
+            print(f"note: a resumed run keeps the settings it was started with; ignored: "
+                  f"{', '.join(ignored)}", file=sys.stderr)
+    else:
+        args.task = args.task or "kaplan_demo"
         get_task(args.task)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder
         where = str(Path(args.task).resolve()) if Path(args.task).is_file() else args.task
@@ -252,7 +254,8 @@ def cmd_discover(args):
                            migrate_every=args.migrate_every, crossover=not args.no_crossover,
                            p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,
                            evolve_fitter=not args.no_fitter_evolution,
-                           random_search=args.random_search, data_dir=args.data_dir,
+                           random_search=args.random_search,
+                           data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                            batch_size=args.batch_size, proposer=args.proposer,
                            llm=_llm_settings(args) if args.proposer != "offline" else None,
                            candidate_seconds=args.candidate_timeout or None,
@@ -264,9 +267,11 @@ def cmd_discover(args):
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar)
     finally:
         bar.close()
+    # interrupted: 130, as a shell reports Ctrl-C; the LLM endpoint failed: 1
+    status = 130 if result.get("interrupted") else 1 if result.get("stop_error") else 0
     if args.json:
         print(json.dumps(result, indent=1))
-        return
+        return status
     print(result["law"])
     e = result.get("expert") or {}
     print(f"\nparameters {result['n_params']}   train R2 {_fmt(result['train_r2'])}   "
@@ -280,8 +285,7 @@ def cmd_discover(args):
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.0%}"
         print(f"LLM: {llm['calls']} calls, {llm['prompt_tokens'] + llm['completion_tokens']} "
               f"tokens, {usd}; {llm['proposals']} proposals, {rate} valid")
-    if result.get("stop_reason"):
-        print(f"stopped early: {result['stop_reason']}")
+    return status  # a stop_reason went to stderr
 
 
 def _llm_settings(args) -> dict:
@@ -366,9 +370,18 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("hybrid-sld")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hybrid-sld", description="Scaling-law discovery toolkit.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp, data=True):
@@ -392,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_fit)
 
     sp = sub.add_parser("discover", help="search for a law (grammar-guided evolution, optionally with an LLM)")
-    sp.add_argument("--task", default="kaplan_demo", help="task name or task .toml")
+    sp.add_argument("--task", help="task name or task .toml (default kaplan_demo, the "
+                    "built-in demo)")
     sp.add_argument("--budget", help="wall-clock budget: 90s, 10m, 1h (default 60s)")
     sp.add_argument("--max-evals", type=int, help="stop after this many evaluations "
                     "(deterministic under --seed)")

@@ -8,6 +8,8 @@ dataset ``pkuHaowei/sldbench`` (downloaded once, cached). Built-in demo tasks ar
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -60,6 +62,14 @@ class Dataset:
 
     def column(self, name: str) -> np.ndarray:
         return self.X[:, self.features.index(name)]
+
+    def fingerprint(self) -> str:
+        """A digest of the rows' values, so a resumed run can tell its data changed."""
+        h = hashlib.sha256(json.dumps([self.features, self.targets,
+                                       [str(g) for g in self.groups]]).encode())
+        for a in (self.X, self.Y):
+            h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+        return h.hexdigest()[:24]
 
 
 def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:

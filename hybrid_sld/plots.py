@@ -10,6 +10,7 @@ every row.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -164,10 +165,16 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
 
 
 def save_figure(fig, path) -> Path:
-    """Write a PNG (creating its folder) and free the figure."""
+    """Write a PNG (creating its folder) whole or not at all, and free the figure: a kill or a
+    full disk mid-write leaves the old file or none, never an unreadable one."""
     import matplotlib.pyplot as plt
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
     return path

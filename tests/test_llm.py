@@ -98,6 +98,7 @@ def test_run_stops_at_call_budget_then_replays_identically(task_file, server, tm
     llm = res["llm"]
     # clean stop at the budget, with the report written
     assert "call budget" in res["stop_reason"] and llm["calls"] == 7
+    assert res["stop_error"] is False  # a spent budget is how an LLM run ends: exit 0
     assert (run / "report.md").is_file() and "LLM proposer" in (run / "report.md").read_text()
     # token accounting = what the server reported; every exchange recorded, no secret anywhere
     assert (llm["prompt_tokens"], llm["completion_tokens"]) == server.tokens
@@ -217,6 +218,7 @@ def test_server_dying_mid_run_stops_cleanly(task_file, server, tmp_path):
     res = discover(cfg, out=tmp_path)
     run = Path(res["run_dir"])
     assert "endpoint failed" in res["stop_reason"] and (run / "best.json").is_file()
+    assert res["stop_error"] is True  # the command exits 1 (test_cli_exits_1_when_...)
     assert res["llm"]["calls"] == 3 == len(server.served)
     assert (res["llm"]["prompt_tokens"], res["llm"]["completion_tokens"]) == server.tokens
     kinds = [l["kind"] for l in _lines(run)]
@@ -305,3 +307,16 @@ def test_prompt_residuals_come_from_the_evaluation_without_refitting(task_file, 
     assert re.search(r"#1 valid R2 1\.00000, 3 constants.*residuals [+-]0\.00% / [+-]0\.00% / [+-]0\.00%",
                      text)
     assert "residuals " + " / ".join(f"{100 * v:+.2f}%" for v in loglin) in text
+
+
+@pytest.mark.slow  # ~20 s of retries with backoff before the run gives up
+def test_cli_exits_1_when_the_endpoint_fails(task_file, tmp_path):
+    # nothing listens on port 9: every call fails, the run stops, the command says so
+    env = os.environ | {"MY_KEY": SECRET}
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
+                        "--proposer", "llm", "--base-url", "http://127.0.0.1:9/v1",
+                        "--api-key-env", "MY_KEY", "--max-evals", "10", "--llm-timeout", "2",
+                        "--out", str(tmp_path)], capture_output=True, text=True, env=env,
+                       timeout=180)
+    assert r.returncode == 1, r.stderr
+    assert "stopped early: the endpoint failed" in r.stderr and "Traceback" not in r.stderr

@@ -266,12 +266,59 @@ def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err  # as a shell reports Ctrl-C: the run did not finish
     res = json.loads(out)
     run = Path(res["run_dir"])
     assert (run / "best.json").is_file() and (run / "report.md").is_file()
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert state["evals"] == res["evals"] < 1000
+    hint = f"interrupted by Ctrl-C after {res['evals']} evaluations; continue with"
+    assert res["interrupted"] == "SIGINT" and res["stop_reason"].startswith(hint)
+    assert hint in err and hint in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
+                         ids=["sigterm-finishes-the-batch", "second-ctrl-c-stops-at-once"])
+def test_stop_signals_with_workers(synthetic_task, tmp_path, signals):
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task",
+                             str(synthetic_task), "--budget", "10m", "--workers", "2",
+                             "--out", str(tmp_path), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint/state.json")):
+        time.sleep(0.05)
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    if len(signals) == 1:  # like the first Ctrl-C: the batch in hand, a checkpoint, a report
+        res = json.loads(out)
+        assert res["interrupted"] == "SIGTERM" and (Path(res["run_dir"]) / "report.md").is_file()
+    else:
+        assert "stopped at once: the checkpoint after evaluation" in err and not out
+    assert "Traceback" not in err
+
+
+def test_workers_end_with_a_run_killed_by_sigkill(synthetic_task, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task",
+                             str(synthetic_task), "--budget", "10m", "--workers", "2",
+                             "--out", str(tmp_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint/state.json")):
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+    proc.kill()
+    proc.wait()
+    assert children, "no worker processes seen"
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.1)
+    alive = [c for c in children if Path(f"/proc/{c}/status").exists()
+             and "zombie" not in Path(f"/proc/{c}/status").read_text()]
+    assert not alive, f"workers outlived their run: {alive}"
 
 
 def test_candidate_past_its_time_limit_is_recorded_as_failed(synthetic_task):
@@ -550,3 +597,79 @@ def test_resume_from_another_folder_finds_a_relative_task_file(synthetic_task, t
     run_dir, = (tmp_path / "runs").iterdir()
     monkeypatch.chdir(tmp_path / "runs")  # elsewhere: the relative path no longer resolves
     assert cli.main(["discover", "--resume", str(run_dir), "--json"]) == 0
+
+
+def test_pareto_front_keeps_a_simpler_law_that_lost_its_cell():
+    # complexities 16 and 18 share a cell of the archive (14-19), so the simpler law, a hair
+    # worse, is not an elite; the front over every evaluated law must still list it
+    from hybrid_sld.search.archive import Archive
+    from hybrid_sld.search.engine import State
+    simple = Entry("simple", {}, "k1", 0.99819, 0.99, 16, 5, 1, "test")
+    odd = Entry("odd", {}, "k2", 0.99824, 0.99, 18, 5, 2, "test")
+    worse = Entry("worse", {}, "k3", 0.99000, 0.99, 17, 5, 3, "test")
+    failed = Entry("failed", {}, "k4", 0.99999, 0.99, 10, 5, 4, "test", message="not finite")
+    state = State(Archive(1))
+    for e in (simple, odd, worse, failed):
+        state.archive.add(e, 0)
+        state.cache[e.key] = e.to_dict()
+    assert [e.law for e in state.archive.pareto()] == ["odd"]
+    assert [e.law for e in state.pareto()] == ["simple", "odd"]
+
+
+@pytest.fixture
+def finished_run(synthetic_task, tmp_path):
+    """A short run's directory, finished and checkpointed."""
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4),
+                   out=tmp_path / "runs")
+    return Path(res["run_dir"])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: "[1, 2]", "is damaged (no config)"),
+    (lambda d: json.dumps({**d, "config": {**d["config"], "colour": 1}}),
+     "settings this version of hybrid-sld does not know (colour)"),
+    (lambda d: json.dumps({**d, "config": {**d["config"], "seed": "one"}}), "is damaged"),
+    (lambda d: json.dumps({k: v for k, v in d.items() if k != "archive"}),
+     "is damaged (no 'archive')"),
+    (lambda d: json.dumps({**d, "rng_state": 3}), "is damaged"),
+    (lambda d: json.dumps(d)[:-40], "no readable checkpoint"),
+], ids=["not-an-object", "newer-version", "bad-seed", "no-archive", "bad-rng", "truncated"])
+def test_a_damaged_checkpoint_is_a_clear_error_naming_it(finished_run, damage, message):
+    path = finished_run / "checkpoint" / "state.json"
+    path.write_text(damage(json.loads(path.read_text())))
+    with pytest.raises(HybridSLDError) as exc:
+        discover(None, resume=finished_run)
+    assert message in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_resume_refuses_data_that_changed(finished_run, synthetic_task):
+    train = synthetic_task.parent / "train.csv"
+    train.write_text(train.read_text().replace("g2,", "g3,"))
+    with pytest.raises(HybridSLDError, match="not the data the run began with"):
+        discover(None, resume=finished_run)
+
+
+def test_resume_keeps_whole_events_and_says_when_some_are_missing(finished_run, capsys):
+    events = finished_run / "events.jsonl"
+    lines = events.read_text().splitlines(keepends=True)
+    events.write_text("".join(lines[:5]) + lines[5][:20])  # cut short mid-line, as a kill can
+    discover(None, resume=finished_run)
+    assert "holds 5 of the 8 evaluations" in capsys.readouterr().err
+    kept = events.read_text().splitlines()
+    assert [json.loads(x)["eval_id"] for x in kept] == [0, 1, 2, 3, 4]
+
+
+def test_two_processes_cannot_share_a_run_directory(finished_run):
+    from hybrid_sld.search.run import lock_run_dir
+    with lock_run_dir(finished_run):
+        r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--resume",
+                            str(finished_run)], capture_output=True, text=True)
+    assert r.returncode == 2 and "is in use by another hybrid-sld process" in r.stderr
+
+
+def test_resume_names_every_flag_it_ignores(finished_run):
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--resume",
+                        str(finished_run), "--task", "vocab", "--workers", "2", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ignored: --task, --workers" in r.stderr

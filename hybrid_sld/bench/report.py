@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from ..errors import HybridSLDError
 from .grid import append_result, latest_results, prepare_out, read_results
@@ -83,7 +82,7 @@ def render_run(run_dir, data_dir=None) -> list[str]:
     from ..law import parse_task_law
     from ..plots import plot_fit, plot_residuals
     from ..search.archive import Archive
-    from ..search.engine import write_atomic
+    from ..search.engine import State, write_atomic
     from ..search.run import _markdown
     from ..tasks import get_task
     run_dir = Path(run_dir)
@@ -98,8 +97,8 @@ def render_run(run_dir, data_dir=None) -> list[str]:
     fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in best["groups"].items()}
     symbols = {f.name: f.symbol for f in task.features if f.symbol}
     write_atomic(run_dir / "law.tex", latex_document_fragment(law, fits, symbols=symbols))
-    search = SimpleNamespace(state=SimpleNamespace(archive=Archive.from_dict(state["archive"])))
-    write_atomic(run_dir / "report.md", _markdown(best, search))
+    front = State(Archive(1), state.get("cache", {})).pareto()
+    write_atomic(run_dir / "report.md", _markdown(best, front))
     files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]
     train, test = load_splits(task, data_dir or cfg.get("data_dir"))
     vmask = validation_mask(task, train)

@@ -63,6 +63,19 @@ def cell_of(entry: Entry) -> tuple[int, int]:
     return bisect.bisect(COMPLEXITY_EDGES, entry.complexity), entry.n_params
 
 
+def pareto(entries) -> list[Entry]:
+    """Entries not beaten by a simpler-or-equal one: the complexity / accuracy front. Over
+    every evaluated entry, not only the archive's elites: a cell spans several complexities,
+    so a simpler law nearly as good may have lost its cell to a better one."""
+    front, best = [], -math.inf
+    for e in sorted({e.key: e for e in entries if e.ok}.values(),
+                    key=lambda e: (e.complexity, -e.valid_r2, e.eval_id)):
+        if e.valid_r2 > best:
+            front.append(e)
+            best = e.valid_r2
+    return front
+
+
 class Archive:
     def __init__(self, n_islands: int = 4):
         if n_islands < 1:
@@ -104,14 +117,8 @@ class Archive:
                 self.add(b[0], (i + 1) % len(self.islands))
 
     def pareto(self) -> list[Entry]:
-        """Entries not beaten by a simpler-or-equal one: the complexity / accuracy front."""
-        front, best = [], -math.inf
-        for e in sorted({e.key: e for e in self.entries()}.values(),
-                        key=lambda e: (e.complexity, -e.valid_r2)):
-            if e.valid_r2 > best:
-                front.append(e)
-                best = e.valid_r2
-        return front
+        """The archive's elites on the complexity / accuracy front (see :func:`pareto`)."""
+        return pareto(self.entries())
 
     def to_dict(self) -> dict:
         return {"islands": [[e.to_dict() for e in cells.values()] for cells in self.islands]}

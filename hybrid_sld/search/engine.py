@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -36,7 +37,7 @@ from ..law import parse_expert_law, parse_task_law
 from ..tasks import get_task
 from ..threads import single_threaded_process
 from ..units import unit_faults
-from .archive import Archive, Entry
+from .archive import Archive, Entry, pareto
 from .select import RULES
 from . import operators
 from .motifs import lead_features
@@ -102,6 +103,8 @@ TREND_TOLERANCE = 1e-3
 # Wall-clock limit on proposing one law (sympy work in the operators and parsing): a stall
 # here would stop the whole run, not one candidate. Only pathological laws come near it.
 PROPOSE_SECONDS = 30.0
+# Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the batch, checkpoint, report
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -174,6 +177,20 @@ def _eval_star(args):
     return evaluate_candidate(*args)
 
 
+def _worker_init(parent: int) -> None:
+    """An evaluation process: one BLAS thread; Ctrl-C is the parent's to handle (it finishes
+    the batch or, the second time, ends the workers); and it dies with its parent, where Linux
+    allows, since a run killed with SIGKILL left its workers waiting on their queue forever."""
+    single_threaded_process()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
 # -- the engine -------------------------------------------------------------------------------
 @dataclass
 class State:
@@ -193,10 +210,16 @@ class State:
     llm_slots: int = 0  # batch slots considered for the LLM so far (hybrid ratio)
     failures: list = field(default_factory=list)  # recent [law, message], fed back to the LLM
     stop_reason: str = ""
+    stop_error: bool = False  # the stop was a failure (the endpoint), not a spent budget
+
+    def pareto(self) -> list[Entry]:
+        """The complexity / accuracy front over every law evaluated (archive.pareto)."""
+        return pareto(Entry.from_dict(d) for d in self.cache.values())
 
 
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
-_EXTRA_STATE = ("improvements", "llm", "llm_seq", "llm_slots", "failures", "stop_reason")
+_EXTRA_STATE = ("improvements", "llm", "llm_seq", "llm_slots", "failures", "stop_reason",
+                "stop_error")
 
 
 class Search:
@@ -210,6 +233,7 @@ class Search:
         self.rng = np.random.default_rng(config.seed)
         self.state = State(Archive(config.islands))
         self._stop = False
+        self.interrupted = ""  # the signal (SIGINT, SIGTERM) that stopped the run early, if any
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
@@ -272,38 +296,69 @@ class Search:
                "evals": s.evals, "proposals": s.proposals, "cache_hits": s.cache_hits,
                "elapsed": s.elapsed, "events": s.events, "first_beat_expert": s.first_beat_expert,
                "expert_valid_r2": s.expert_valid_r2, "seed_cursor": s.seed_cursor,
-               "rng_state": self.rng.bit_generator.state}
+               "rng_state": self.rng.bit_generator.state, "train": self.train.fingerprint()}
         doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
         write_atomic(self.checkpoint_path, json.dumps(doc))
 
     def _write_failure(self, exc: OSError) -> str:
         """What a failed write (a full disk, say) leaves and how to go on."""
         where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
+        return f"{where}; {self.what_is_kept('make room and continue', 'once there is room')}"
+
+    def what_is_kept(self, go_on: str = "continue", again: str = "") -> str:
+        """After a run stopped short (a full disk, a second Ctrl-C): its checkpoint, if any."""
         try:
             saved = json.loads(self.checkpoint_path.read_text())["evals"]
-        except (OSError, ValueError, KeyError):
-            return f"{where}; no checkpoint was written yet: start again once there is room"
-        return (f"{where}; the checkpoint after evaluation {saved} is kept: make room and "
-                f"continue with `hybrid-sld discover --resume {self.run_dir}`")
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"no checkpoint was written yet: start again {again}".rstrip()
+        return (f"the checkpoint after evaluation {saved} is kept: {go_on} with "
+                f"`hybrid-sld discover --resume {self.run_dir}`")
 
     def load(self) -> None:
+        path = self.checkpoint_path
         try:
-            doc = json.loads(self.checkpoint_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            doc = json.loads(path.read_text())
+            self.state = State(Archive.from_dict(doc["archive"]), doc["cache"], int(doc["evals"]),
+                               doc["proposals"], doc["cache_hits"], doc["elapsed"],
+                               doc["events"], doc["first_beat_expert"], doc["expert_valid_r2"],
+                               doc["seed_cursor"])
+            for k in _EXTRA_STATE:
+                if k in doc:
+                    setattr(self.state, k, doc[k])
+            self.rng.bit_generator.state = doc["rng_state"]
+        except OSError as exc:
             raise HybridSLDError(f"cannot resume from {self.run_dir}: {exc}") from None
-        self.state = State(Archive.from_dict(doc["archive"]), doc["cache"], doc["evals"],
-                           doc["proposals"], doc["cache_hits"], doc["elapsed"], doc["events"],
-                           doc["first_beat_expert"], doc["expert_valid_r2"], doc["seed_cursor"])
-        for k in _EXTRA_STATE:
-            if k in doc:
-                setattr(self.state, k, doc[k])
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise HybridSLDError(f"cannot resume from {self.run_dir}: {path} is damaged ({what})"
+                                 ) from None
+        if doc.get("train", self.train.fingerprint()) != self.train.fingerprint():
+            raise HybridSLDError(
+                f"cannot resume {self.run_dir}: the task's training data ({self.train.source or 'its data'}) "
+                "is not the data the run began with, so its scores would not compare: start a new run")
         if self.llm is not None:  # the budget counts on from the restored spend
             self.budget.spend = self.state.llm
-        self.rng.bit_generator.state = doc["rng_state"]
+        self._trim_events()
+
+    def _trim_events(self) -> None:
+        """Keep the events of the evaluations the checkpoint holds (later ones are redone), each
+        a whole line, and rewrite the log whole or not at all; say so when some are missing."""
         events = self.run_dir / "events.jsonl"
-        if events.exists():  # drop events written after the checkpoint: they are redone
-            lines = events.read_text().splitlines(keepends=True)[: self.state.events]
-            events.write_text("".join(lines))
+        lines = events.read_text().splitlines(keepends=True) if events.exists() else []
+        kept = []
+        for line in lines:
+            try:
+                if line.endswith("\n") and json.loads(line)["eval_id"] < self.state.evals:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass
+        if len(kept) < self.state.evals:
+            print(f"note: {events} holds {len(kept)} of the {self.state.evals} evaluations the "
+                  "checkpoint has (cut short or deleted); the run goes on from the checkpoint",
+                  file=sys.stderr)
+        if kept != lines:
+            write_atomic(events, "".join(kept))
+        self.state.events = len(kept)
 
     # -- proposals ----------------------------------------------------------------------------
     def _seed_candidates(self) -> list[tuple[str, dict, str]]:
@@ -449,9 +504,13 @@ class Search:
         s.llm_slots += 1
         return math.floor((i + 1) * r) > math.floor(i * r)
 
-    def _halt(self, reason: str) -> None:
+    def _halt(self, exc) -> None:
+        """Stop after the batch in hand: the LLM budget is spent, or the endpoint failed (an
+        error: the command then exits non-zero)."""
+        from ..llm.budget import BudgetExhausted
         self._stop = True
-        self.state.stop_reason = reason
+        self.state.stop_reason = str(exc)
+        self.state.stop_error = not isinstance(exc, BudgetExhausted)
 
     def _fail(self, law: str, message: str) -> None:
         f = self.state.failures
@@ -465,7 +524,7 @@ class Search:
         try:
             allot = self.budget.allot(len(slots), 1 + self.llm_settings.repairs)
         except LLMStop as exc:
-            self._halt(str(exc))
+            self._halt(exc)
             return []
         user = self.llm.user_message(s.archive, s.failures)
         seqs = range(s.llm_seq, s.llm_seq + len(allot))
@@ -476,7 +535,7 @@ class Search:
             try:
                 p = fut.result()
             except LLMStop as exc:
-                self._halt(str(exc))
+                self._halt(exc)
                 continue
             c["proposals"] += 1
             c["repairs"] += p.calls - 1
@@ -510,14 +569,17 @@ class Search:
         # Ctrl-C reaches only the main thread; a run in another thread (a notebook's or a
         # server's worker) keeps the caller's handlers and is stopped as the caller sees fit
         main = threading.current_thread() is threading.main_thread()
-        old = signal.getsignal(signal.SIGINT) if main else None
+        old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main else {}
 
-        def on_sigint(signum, frame):
+        def on_signal(signum, frame):
+            if self.interrupted:  # a second Ctrl-C: stop now; the last checkpoint stands
+                raise KeyboardInterrupt
             self._stop = True  # finish the batch in hand, then checkpoint and report
+            self.interrupted = signal.Signals(signum).name
 
-        if main:
-            signal.signal(signal.SIGINT, on_sigint)
-        pool = (ProcessPoolExecutor(cfg.workers, initializer=single_threaded_process)
+        for sig in old:
+            signal.signal(sig, on_signal)
+        pool = (ProcessPoolExecutor(cfg.workers, initializer=_worker_init, initargs=(os.getpid(),))
                 if cfg.workers > 1 else None)
         threads = ThreadPoolExecutor(self.llm_settings.concurrency) if self.llm else None
         try:
@@ -586,11 +648,15 @@ class Search:
                     raise HybridSLDError(self._write_failure(exc)) from None
                 if self.progress:
                     self.progress(self)
+        except BaseException:  # a second Ctrl-C, an error: do not wait for the batch in hand
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            raise
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
             if threads:
                 threads.shutdown(cancel_futures=True)
-            if main:
-                signal.signal(signal.SIGINT, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
         return s.archive.best()

@@ -11,7 +11,8 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, replace
+from contextlib import contextmanager
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from ..data import load_splits, validation_mask
@@ -53,7 +54,9 @@ def _toml(cfg: SearchConfig) -> str:
                                         if vv is not None]
         elif v is not None:
             lines.append(f"{k} = {json.dumps(v)}")
-    return "\n".join(lines + tables) + "\n"
+    head = ["# The settings this run began with, for reading: --resume takes them from",
+            "# checkpoint/state.json, so editing this file changes nothing."]
+    return "\n".join(head + lines + tables) + "\n"
 
 
 # A 10-minute search on SLDBench writes 1-11 MB (events, checkpoint, plots) and rewrites its
@@ -138,6 +141,12 @@ def final_report(search: Search) -> dict:
     result["improvements"] = s.improvements
     result["improvements_by_proposer"] = _by_proposer(s.improvements)
     result["stop_reason"] = s.stop_reason or None
+    result["stop_error"] = bool(s.stop_reason) and s.stop_error
+    result["interrupted"] = search.interrupted or None
+    if search.interrupted:
+        why = "Ctrl-C" if search.interrupted == "SIGINT" else search.interrupted
+        result["stop_reason"] = (f"interrupted by {why} after {s.evals} evaluations; continue "
+                                 f"with `hybrid-sld discover --resume {run_dir}`")
     if search.llm is not None:
         st, c = search.llm_settings, s.llm
         result["llm"] = {"model": st.model, "mode": st.mode, "proposer": search.config.proposer,
@@ -163,7 +172,7 @@ def final_report(search: Search) -> dict:
                            by=task.split.by or None, valid_mask=vmask)
         except Exception as exc:  # a plot must never lose the run's results
             print(f"warning: plot failed: {exc}", file=sys.stderr)
-        write_atomic(run_dir / "report.md", _markdown(result, search))
+        write_atomic(run_dir / "report.md", _markdown(result, search.state.pareto()))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
                              "the search's checkpoint is kept: make room and run "
@@ -231,8 +240,6 @@ Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replay
 {llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}.
 {llm['proposals']} proposals, {llm['valid']} valid ({rate}) after {llm['repairs']} repair calls; {llm['duplicates']} duplicates skipped.
 """
-    if r.get("stop_reason"):
-        out += f"\nStopped early: {r['stop_reason']}\n"
     return out
 
 
@@ -278,7 +285,8 @@ def _or_na(x) -> str:
     return "n/a" if x is None else str(x)
 
 
-def _markdown(r: dict, search: Search) -> str:
+def _markdown(r: dict, front: list) -> str:
+    """report.md; ``front``: the complexity / accuracy front of the laws evaluated."""
     e = r.get("expert", {})
     rows = [("discovered", r), ("expert law", e)] if e else [("discovered", r)]
     table = "\n".join(f"| {name} | {d.get('n_params')} | {d.get('train_r2')} | {d.get('valid_r2')} "
@@ -294,7 +302,8 @@ def _markdown(r: dict, search: Search) -> str:
     groups = "\n".join(f"- `{g}`: " + ", ".join(f"{k} = {v:.6g}" for k, v in p.items())
                        for g, p in r["groups"].items())
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
-                      for x in search.state.archive.pareto()[:15])
+                      for x in front[-15:])
+    stopped = f"\n\n**Stopped early:** {r['stop_reason']}." if r.get("stop_reason") else ""
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     if r.get("unit_faults"):  # holds only in the units the data was written in
         note += "Units (hybrid_sld/units.py): " + "; ".join(f"`{f}`" for f in r["unit_faults"]) + "\n\n"
@@ -312,8 +321,8 @@ def _markdown(r: dict, search: Search) -> str:
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
 
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
-duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}best candidate came from:
-{r['origin']}.
+duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}best candidate came from
+{r['origin']}.{stopped}
 Fitter: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
@@ -331,33 +340,76 @@ Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.pn
 """ + _llm_markdown(r)
 
 
+def saved_config(run_dir: Path) -> SearchConfig:
+    """The settings a run began with, from its checkpoint (config.toml is for reading)."""
+    path = run_dir / "checkpoint" / "state.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        start = (" (only its config.toml was written: start the run again)"
+                 if (run_dir / "config.toml").exists() else "")
+        raise HybridSLDError(f"cannot resume {run_dir}: no readable checkpoint {path}{start} "
+                             f"({exc})") from None
+    saved = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(saved, dict):
+        raise HybridSLDError(f"cannot resume {run_dir}: {path} is damaged (no config)")
+    unknown = sorted(set(saved) - {f.name for f in fields(SearchConfig)})
+    if unknown:
+        raise HybridSLDError(f"cannot resume {run_dir}: {path} has settings this version of "
+                             f"hybrid-sld does not know ({', '.join(unknown)}); resume it with the "
+                             "version that began it")
+    try:
+        return SearchConfig(**saved)
+    except (TypeError, ValueError) as exc:
+        raise HybridSLDError(f"cannot resume {run_dir}: {path} is damaged ({exc})") from None
+
+
+@contextmanager
+def lock_run_dir(run_dir: Path):
+    """Hold an exclusive lock on the run directory: two processes resuming one run would write
+    the same checkpoint and log. No lock where there is no fcntl (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(run_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise HybridSLDError(f"{run_dir} is in use by another hybrid-sld process; wait for "
+                                 "it to end (or stop it) before resuming") from None
+        yield
+
+
 def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | None = None,
              progress=None) -> dict:
     if resume:
         run_dir = Path(resume)
-        try:
-            saved = json.loads((run_dir / "checkpoint" / "state.json").read_text())["config"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise HybridSLDError(f"cannot resume {run_dir}: no readable checkpoint ({exc})") from None
-        cfg = SearchConfig(**saved)
+        cfg = saved_config(run_dir)
         check_free_space(run_dir)
     if cfg.proposer != "offline":  # no key, no replay file: fail before anything runs
         from ..llm.client import LLMSettings
         LLMSettings.from_dict(cfg.llm).check()
     if not resume:
         run_dir = prepare_run_dir(cfg, out)
-    try:
-        search = Search(cfg, run_dir, progress=progress)  # checks the task's data and law first
-    except BaseException:
-        if not resume:  # bad input: no run began, so leave no run directory behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    if resume:
-        search.load()
-    search.run()
-    result = final_report(search)
-    if search.llm is not None:
-        print(f"LLM spend: {search.budget.summary()}", file=sys.stderr)
-    if search.state.stop_reason:
-        print(f"stopped early: {search.state.stop_reason}", file=sys.stderr)
-    return result
+    with lock_run_dir(run_dir):
+        try:
+            search = Search(cfg, run_dir, progress=progress)  # checks the task's data and law first
+        except BaseException:
+            if not resume:  # bad input: no run began, so leave no run directory behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if resume:
+            search.load()
+        try:
+            search.run()
+            result = final_report(search)
+        except KeyboardInterrupt:  # a second Ctrl-C: no report; the last checkpoint stands
+            print(f"stopped at once: {search.what_is_kept()}", file=sys.stderr)
+            raise
+        if search.llm is not None:
+            print(f"LLM spend: {search.budget.summary()}", file=sys.stderr)
+        if result["stop_reason"]:
+            print(f"stopped early: {result['stop_reason']}", file=sys.stderr)
+        return result
