@@ -244,8 +244,9 @@ NOTES = ("columns: test R2 = the chosen candidate refitted on all train rows, sc
          "extrapolation within train); clipped R2 = test R2 clipped to [-1, 1] as SLDBench reports it; human / "
          "SLDAgent R2 = published SLDBench figures; >= human / >= SLDAgent compare clipped R2 "
          "with them; evals/s and cache hits (duplicate proposals skipped) over the search; s to "
-         "beat expert (valid) = search seconds until a non-expert candidate's validation R2 beat "
-         "the expert law's ('never': not within the budget); expert test R2 = the task's expert "
+         "beat expert (valid) = search seconds until a non-expert candidate's validation NMSE was "
+         "1 % below the expert law's (before 2026-12-02: any amount; 'never': not within the "
+         "budget); expert test R2 = the task's expert "
          "law refitted on train, scored on test")
 
 

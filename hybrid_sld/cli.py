@@ -127,6 +127,10 @@ def cmd_fit(args):
     if not law.used_features:  # a misspelt feature (M for N) is read as one more constant
         notes.insert(0, f"the law uses none of the task's features "
                         f"({', '.join(task.feature_names)}): every name in it is a fitted constant")
+    symbols = {f.symbol: f.name for f in task.features if f.symbol and f.symbol != f.name}
+    notes[:0] = [f"{p} is a fitted constant here, though law.tex writes the feature {symbols[p]} as "
+              f"{p}; if you meant that feature, write {symbols[p]}"
+              for p in law.param_names if p in symbols]
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     if args.plot:
         from .data import validation_mask
@@ -444,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-fitter-evolution", action="store_true",
                     help="ablation: keep each law's fitter fixed")
     sp.add_argument("--random-search", action="store_true",
-                    help="baseline: random laws, no selection (best-of-N, same budget)")
+                    help="baseline: seed laws mutated at random, no selection (best-of-N, same budget)")
     g = sp.add_argument_group("LLM proposer (any OpenAI-compatible endpoint)")
     g.add_argument("--proposer", choices=PROPOSERS, default=PROPOSERS[0],
                    help="offline grammar operators (default), the LLM, or both at --llm-ratio")

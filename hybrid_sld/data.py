@@ -145,10 +145,34 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
         if gidx is not None and not row[gidx].strip():
             raise DataError(f"{path}, line {line}, column {task.group!r}: empty group name")
         groups.append(row[gidx] if gidx is not None else "all")
+    if gidx is None:
+        _refuse_unnamed_groups(path, header, rows, wanted)
     nf = len(task.feature_names)
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],
                    task.feature_names, task.targets, str(path),
                    None if path.suffix == ".parquet" else np.arange(2, len(rows) + 2))
+
+
+def _refuse_unnamed_groups(path: Path, header: list[str], rows: list, used: list[str]) -> None:
+    """With no group column every row is fitted as one group; a column of text labels the task
+    does not use is then most likely the grouping, left unnamed, and pooling would be wrong."""
+    for i, c in enumerate(header):
+        if c in used:
+            continue
+        labels = {row[i] for row in rows}
+        if 1 < len(labels) <= len(rows) // 2 and not all(_is_number(x) for x in labels):
+            raise DataError(f"{path}: column {c!r} holds {len(labels)} labels and the task names "
+                            "no group column, so all rows would be fitted as one group: if it "
+                            f"names the groups, write group = \"{c}\" at the top of the task "
+                            "file; if not, drop the column")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _hub_files(task: Task) -> tuple[Path, Path] | None:

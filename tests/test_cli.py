@@ -360,3 +360,13 @@ def test_fit_says_when_a_law_uses_no_feature(tmp_path, capsys):
     assert "note: the law uses none of the task's features (x)" in capsys.readouterr().out
     assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c"]) == 0
     assert "uses none" not in capsys.readouterr().out
+
+
+def test_fit_says_when_a_constant_is_named_as_a_features_symbol(capsys):
+    # kaplan_demo writes num_params as N in law.tex; in law text N is one more constant
+    law = "loss = E + A*N^(-a) + B/tokens^b"
+    assert main(["fit", "--task", "kaplan_demo", "--law", law]) == 0
+    out = capsys.readouterr().out
+    assert "N is a fitted constant here, though law.tex writes the feature num_params as N" in out
+    assert main(["fit", "--task", "kaplan_demo", "--law", law.replace("N^", "num_params^")]) == 0
+    assert "law.tex writes" not in capsys.readouterr().out

@@ -108,6 +108,15 @@ def test_csv_without_group_column(tmp_path, toy):
     assert d.group_names == ["all"]
 
 
+def test_unnamed_group_column_is_not_pooled_silently(tmp_path, toy):
+    text = "dataset,N,D,loss\n" + "".join(f"{g},{n},2,{n}\n" for g in "ab" for n in range(1, 4))
+    with pytest.raises(DataError, match='column \'dataset\' holds 2 labels .* group = "dataset"'):
+        read_dataset(_csv(tmp_path, text), toy)
+    # numbers, or a label per row (notes, run ids), are not a grouping
+    ids = "run,N,D,loss\n" + "".join(f"r{n},{n},2,{n}\n" for n in range(1, 5))
+    assert read_dataset(_csv(tmp_path, ids), toy).group_names == ["all"]
+
+
 def test_missing_column(tmp_path, toy):
     p = _csv(tmp_path, "group,N,lossy\na,1,2\n")
     with pytest.raises(DataError) as exc:

@@ -138,6 +138,8 @@ def final_report(search: Search) -> dict:
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in passed]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
+    result["rows"] = {"train": len(search.train), "valid": len(search.valid),
+                      "test": len(test) if test is not None else 0}
     result["improvements"] = s.improvements
     result["improvements_by_proposer"] = _by_proposer(s.improvements)
     result["stop_reason"] = s.stop_reason or None
@@ -285,6 +287,17 @@ def _or_na(x) -> str:
     return "n/a" if x is None else str(x)
 
 
+def _rows_md(r: dict) -> str:
+    """What each R2 column is fitted on and scored on (a reader cannot guess the refit)."""
+    n = r.get("rows")
+    if not n:  # a run reported by an older version
+        return ""
+    return (f"valid R2: fitted on the other {n['train'] - n['valid']} training rows, scored on "
+            f"the {n['valid']} validation rows (what the search ranks by). train R2 and the "
+            f"constants below: refitted on all {n['train']} training rows. test R2: that refit "
+            f"on the {n['test']} test rows.\n")
+
+
 def _markdown(r: dict, front: list) -> str:
     """report.md; ``front``: the complexity / accuracy front of the laws evaluated."""
     e = r.get("expert", {})
@@ -297,8 +310,8 @@ def _markdown(r: dict, front: list) -> str:
     test = ("the test split was read only for this report" if r["test_r2"] is not None
             else "this task has no test split")
     beat = r["seconds_to_beat_expert_on_valid"]
-    beat = ("" if not e else "never beat the expert law's validation R2; " if beat is None
-            else f"beat the expert law's validation R2 after {beat} s; ")
+    beat = ("" if not e else "never beat the expert law's validation NMSE by 1 %; " if beat is None
+            else f"beat the expert law's validation NMSE by 1 % after {beat} s; ")
     groups = "\n".join(f"- `{g}`: " + ", ".join(f"{k} = {v:.6g}" for k, v in p.items())
                        for g, p in r["groups"].items())
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
@@ -319,10 +332,10 @@ def _markdown(r: dict, front: list) -> str:
 
 {_per_target_md(r)}{published}\
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
-
+{_rows_md(r)}
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
-duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}best candidate came from
-{r['origin']}.{stopped}
+duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}
+the law chosen came from {r['origin']}.{stopped}
 Fitter: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
