@@ -176,15 +176,19 @@ def _reach(scale: np.ndarray, valid: np.ndarray, ratio: bool) -> float:
     return reach if np.isfinite(reach) and reach > 0 else 0.5 * np.ptp(scale)
 
 
-def beyond_training(task: Task, train: Dataset) -> tuple[Dataset, Dataset]:
-    """(edge, beyond): each group's rows at its largest scale of the split feature, and the same
-    rows with that feature multiplied by as much again, in ratio, as validation reaches past the
-    fitted rows (2 when that is undefined). Targets are copied, not known: inputs only."""
-    scale = train.column(task.split.by)
-    reach = _reach(scale, validation_mask(task, train), ratio=True)
+def beyond_training(task: Task, train: Dataset, feature: str | None = None
+                    ) -> tuple[Dataset, Dataset]:
+    """(edge, beyond): each group's rows at its largest value of ``feature`` (the split's scale
+    by default), and the same rows with that feature multiplied by as much again, in ratio, as
+    validation reaches past the fitted rows (2 when that is undefined, or for another feature).
+    Targets are copied, not known: inputs only."""
+    feature = feature or task.split.by
+    scale = train.column(feature)
+    reach = (_reach(scale, validation_mask(task, train), ratio=True)
+             if feature == task.split.by else 2.0)
     edge = _edge_rows(train, scale)
     X = edge.X.copy()
-    X[:, train.features.index(task.split.by)] *= reach
+    X[:, train.features.index(feature)] *= reach
     return edge, Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
 
 
@@ -194,23 +198,27 @@ def target_range(data: Dataset) -> np.ndarray:
     return np.where(span > 0, span, 1.0)
 
 
-def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float:
-    """How far the law turns against the task's declared trend past the training scale.
+def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law
+                  ) -> tuple[float, str]:
+    """How far the law turns against the task's declared trends (:attr:`Task.trends`) past
+    the training scale, and along which feature.
 
-    From each :func:`beyond_training` edge row to its extension, the largest move against the
-    trend, as a fraction of the targets' range in train (0 when the law follows the trend, inf
-    when the extension is not finite). Uses no row beyond train: a prior, not a score.
+    For each trend, from each :func:`beyond_training` edge row to its extension, the largest
+    move against the trend, as a fraction of the targets' range in train (0 when the law follows
+    the trend, inf when the extension is not finite); the largest over the trends. Uses no row
+    beyond train: a prior, not a score.
     """
-    if not task.split.trend:
-        return 0.0
-    edge, beyond = beyond_training(task, train)
-    sign = 1.0 if task.split.trend == "decreasing" else -1.0
-    with np.errstate(all="ignore"):
-        move = sign * (predict_dataset(law, fits, beyond) - predict_dataset(law, fits, edge))
-        move = move / target_range(train)
-    if not np.all(np.isfinite(move)):
-        return math.inf
-    return float(max(move.max(), 0.0))
+    worst = (0.0, "")
+    for feature, trend in task.trends:
+        edge, beyond = beyond_training(task, train, feature)
+        sign = 1.0 if trend == "decreasing" else -1.0
+        with np.errstate(all="ignore"):
+            move = sign * (predict_dataset(law, fits, beyond) - predict_dataset(law, fits, edge))
+            move = move / target_range(train)
+        turn = float(max(move.max(), 0.0)) if np.all(np.isfinite(move)) else math.inf
+        if turn > worst[0]:
+            worst = (turn, feature)
+    return worst
 
 
 def path_beyond(task: Task, train: Dataset, steps: int = 16) -> Dataset:

@@ -30,6 +30,7 @@ class Feature:
     description: str = ""
     unit: str = ""
     symbol: str = ""  # LaTeX symbol, e.g. "N" or "\\eta"
+    trend: str = ""  # known: the targets fall ("decreasing") or rise as this feature grows
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,16 @@ class Task:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
+    @property
+    def trends(self) -> tuple[tuple[str, str], ...]:
+        """(feature, "decreasing" or "increasing"): what the targets do as it grows past train,
+        the split's scale first ([split] trend), then each feature's own ``trend``."""
+        out = {self.split.by: self.split.trend} if self.split.trend else {}
+        for f in self.features:
+            if f.trend:
+                out.setdefault(f.name, f.trend)
+        return tuple(out.items())
+
     def feature(self, name: str) -> Feature:
         for f in self.features:
             if f.name == name:
@@ -145,7 +156,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     for fname, spec in feats_raw.items():
         if not isinstance(spec, dict):
             raise TaskError(f"{where}: [features.{fname}] must be a table")
-        unknown = set(spec) - {"description", "unit", "symbol"}
+        unknown = set(spec) - {"description", "unit", "symbol", "trend"}
         if unknown:
             raise TaskError(f"{where}: [features.{fname}] has unknown keys {sorted(unknown)}")
         if not is_name(fname):
@@ -155,6 +166,9 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
             if not isinstance(value, str):
                 raise TaskError(f"{where}: [features.{fname}] {key} must be a string, "
                                 f"got {type(value).__name__}")
+        if spec.get("trend", "") not in TRENDS:
+            raise TaskError(f"{where}: [features.{fname}] trend must be one of {TRENDS[1:]}, "
+                            f"got {spec['trend']!r}")
         features.append(Feature(fname, **spec))
     targets = _require(raw, "targets", list, where)
     if not targets or not all(isinstance(t, str) and is_name(t) for t in targets):

@@ -410,6 +410,19 @@ def test_final_selection_takes_the_best_longer_horizon_finalist(synthetic_task, 
         SearchConfig(task="kaplan_demo", max_evals=1, final_selection="test")
 
 
+def test_a_features_own_trend_rejects_laws_rising_along_it():
+    from hybrid_sld.search.engine import evaluate_candidate
+    # kaplan_demo declares loss decreasing in tokens as well as in num_params
+    rising = ("loss = ((N_c/num_params)^(alpha_N/alpha_D) + D_c/tokens)^alpha_D + p2*tokens\n"
+              "N_c, D_c, p2 > 0\nalpha_N, alpha_D in (0, 1)\nN_c ~ 8.8e13\nD_c ~ 5.4e13\n"
+              "alpha_N ~ 0.076\nalpha_D ~ 0.095\np2 ~ 1e-12")
+    res = evaluate_candidate("kaplan_demo", None, rising, {}, seconds=60.0)
+    assert res["valid_r2"] == -np.inf, res
+    assert "turns against the task's trend (decreasing in tokens)" in res["message"]
+    falling = rising.replace("+ p2*tokens", "+ p2/tokens")
+    assert np.isfinite(evaluate_candidate("kaplan_demo", None, falling, {}, seconds=60.0)["valid_r2"])
+
+
 def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task):
     from hybrid_sld.search.engine import evaluate_candidate
     toml = synthetic_task.read_text().replace('fraction = 0.2\n', 'fraction = 0.2\ntrend = "decreasing"\n')

@@ -128,6 +128,7 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace("[features.N]", "[features.exp]").replace('by = "N"', 'by = "exp"'),
      "feature name 'exp' cannot be used in law text"),
     (GOOD.replace('targets = ["loss"]', 'targets = ["log"]'), "names law text can use"),
+    (GOOD.replace('symbol = "N"', 'trend = "down"'), "[features.N] trend must be one of"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
@@ -135,7 +136,7 @@ def test_good_toml_loads(tmp_path):
         "misspelt-top-key", "unknown-data-key", "fraction-not-a-number", "negative-seed",
         "param-cap-bool", "name-is-a-path", "empty-name", "unit-not-a-string",
         "target-twice", "group-not-a-string", "feature-non-ascii", "feature-is-a-function",
-        "target-is-a-function"])
+        "target-is-a-function", "feature-trend-unknown"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:

@@ -158,7 +158,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
         with time_limit(seconds):
             ev = validate(law, task, train, FitterSpec.from_dict(fitter))
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
-            turn = against_trend(task, train, ev.fits, law) if bands else 0.0
+            turn, along = against_trend(task, train, ev.fits, law) if bands else (0.0, "")
     except FitTimeout as exc:  # the fit, or compiling the law (see deadline.py)
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
                 "message": f"timed out after {seconds:g} s: {exc}",
@@ -173,8 +173,8 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
     v, f = ev.scores["valid"], ev.scores["fit"]
     if turn > TREND_TOLERANCE:
         return {"valid_r2": -math.inf, "fit_r2": f.r2 if not f.failed else -math.inf,
-                "message": f"turns against the task's trend ({task.split.trend} in "
-                           f"{task.split.by}) past the training scale, by {turn:.3g} of the "
+                "message": f"turns against the task's trend ({dict(task.trends)[along]} in "
+                           f"{along}) past the training scale, by {turn:.3g} of the "
                            "targets' range", "seconds": time.perf_counter() - t0}
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
