@@ -60,7 +60,7 @@ from hybrid_sld.search.archive import Entry  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.search.select import finalists, refit_in_range, select_final  # noqa: E402
 
-TOLERANCES = (0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
+TOLERANCES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
 RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
     (r, t) for r in ("params", "complexity", "consensus", "stability", "folds")
     for t in TOLERANCES]

@@ -26,7 +26,8 @@ from .tasks import builtin_task_names, get_task
 
 
 def _fmt(x):
-    return "   n/a" if x is None else f"{x:8.4f}"
+    # R2 far below -1 (a law that fails to extrapolate) in a form a person can read
+    return "   n/a" if x is None else f"{x:8.4f}" if abs(x) < 1e4 else f"{x:8.3g}"
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")

@@ -193,6 +193,12 @@ def _expected(exc: UnexpectedInput) -> tuple[str, ...]:
     return tuple(sorted({_TOKEN_NAMES.get(t, t) for t in raw}))
 
 
+# characters that word processors and PDFs put where law text wants ASCII
+_ASCII = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "*", "\u22c5": "*",
+          "\u00b7": "*", "\u2217": "*", "\u00f7": "/", "\u2215": "/", "\u2264": "<=",
+          "\u2265": ">=", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+
+
 def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> Statements:
     """Parse law text into statements; raise LawSyntaxError with line, column and expectations."""
     if not isinstance(text, str):
@@ -202,7 +208,10 @@ def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> S
     try:
         tree = parser().parse(text)
     except UnexpectedCharacters as exc:
-        raise LawSyntaxError(f"unexpected character {text[exc.pos_in_stream]!r}", text=text,
+        char = text[exc.pos_in_stream]
+        hint = _ASCII.get(char)
+        hint = f" (write {hint!r})" if hint else ""
+        raise LawSyntaxError(f"unexpected character {char!r}{hint}", text=text,
                              line=exc.line, column=exc.column, expected=_expected(exc),
                              features=features) from None
     except UnexpectedEOF as exc:

@@ -106,14 +106,16 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                 ax.set_xscale("log")
             ax.set_xlabel(by)
             ax.set_ylabel(target)
-            ax.set_title(str(g)[:60], fontsize=9)
+            ax.set_title(str(g)[:60].replace("$", r"\$"), fontsize=9)  # no mathtext
     key = [Line2D([], [], ls="", marker=MARKERS[n][0], color="gray", label=n,
                   markerfacecolor="none" if n == "validation" else "gray")
            for n, _, _ in parts]
     key.append(Line2D([], [], color="black", label="law") if curves else
                Line2D([], [], ls="", marker="x", color="black", label="law"))
-    fig.legend(handles=key, loc="upper right", fontsize=8)
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    # the key in a band of its own above the panels, so it never covers a panel or its legend
+    height = fig.get_size_inches()[1]
+    fig.legend(handles=key, loc="upper center", ncol=len(key), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
     return save_figure(fig, path)
 
 

@@ -313,3 +313,10 @@ def test_fuzz_near_valid(tokens, pos):
         assert isinstance(err.expected, tuple)
     except HybridSLDError:
         pass
+
+
+def test_a_unicode_minus_says_which_ascii_to_write():
+    from hybrid_sld.errors import LawSyntaxError
+    from hybrid_sld.grammar import parse_statements
+    with pytest.raises(LawSyntaxError, match="unexpected character '\u2212' \\(write '-'\\)"):
+        parse_statements("y = a \u2212 b*x", {})

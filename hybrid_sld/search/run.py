@@ -33,8 +33,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600}
 def parse_budget(text: str) -> float:
     """'90s', '10m', '1h' or plain seconds -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
-    if not m or float(m.group(1)) <= 0:
+    if not m:
         raise HybridSLDError(f"budget must look like 90s, 10m or 1h, got {text!r}")
+    if float(m.group(1)) <= 0:
+        raise HybridSLDError(f"budget must be more than zero, got {text!r}")
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
@@ -43,7 +45,12 @@ def _method(cfg: SearchConfig) -> str:
         return f"{cfg.proposer}-{(cfg.llm or {}).get('mode', 'coevolve')}"
     if cfg.random_search:
         return "random"
-    return "offline" + ("" if cfg.crossover else "-nocx") + ("" if cfg.evolve_fitter else "-nofit")
+    # each setting that changes the search shows in the name, so arms of an A/B tell apart
+    return "offline" + "".join(tag for tag, on in (
+        ("-nocx", not cfg.crossover), ("-nofit", not cfg.evolve_fitter),
+        ("-noasm", cfg.p_assemble == 0), ("-units", cfg.units),
+        ("-fixspare", cfg.fix_spare_constants), ("-horizon", cfg.final_selection != "valid"),
+        ("-operon", cfg.operon_seconds > 0)) if on)
 
 
 def _toml(cfg: SearchConfig) -> str:
