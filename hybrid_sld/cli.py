@@ -200,6 +200,11 @@ def cmd_expert(args):
         print(f"{r['task']:30s} {r['variant']:20s} {r['n_params']:3d} {_fmt(r['train_r2'])} "
               f"{_fmt(r['valid_r2'])} {_fmt(r['test_r2'])} {_fmt(r['test_r2_clipped'])} "
               f"{_fmt(r['human_r2'])}")
+    print("\nvariant: refitted (constants fitted per group) or the task file's other forms; "
+          "k: constants fitted per group;\ntrain: refit on all train rows; valid: fitted "
+          "without the validation rows, scored on them; test: the refit on test;\nclipped: "
+          "test R2 clipped to [-1, 1], as SLDBench reports it; published: SLDBench's figure "
+          "for this law")
 
 
 def cmd_eval_program(args):

@@ -140,7 +140,8 @@ def final_report(search: Search) -> dict:
         "rule": search.config.final_selection,
         "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
                        "n_params": t["entry"].n_params, "valid_r2": _r(t["valid_r2"]),
-                       "horizon_r2": _r(t["horizon_r2"])} for t in finalists]}
+                       "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key}
+                      for t in finalists]}
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in passed]}
     result["published"] = dict(task.published)
@@ -273,7 +274,8 @@ def _selection_md(r: dict) -> str:
         out = ""
     if not sel.get("finalists"):
         return out + "Chosen by validation R2.\n"
-    rows = "\n".join(f"| {f['valid_r2']} | {f['horizon_r2']} | {f['n_params']} | {f['origin']} "
+    rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} "
+                     f"| {f['valid_r2']} | {f['horizon_r2']} | {f['n_params']} | {f['origin']} "
                      f"| `{f['law'].splitlines()[0]}` |" for f in sel["finalists"])
     return out + f"""## Final selection
 
@@ -281,8 +283,8 @@ The best laws by validation R2 and the expert law, re-scored on a longer extrapo
 on the lower 60 % of each group's scales, scored on the upper 40 %, training rows only); the
 best there was chosen.
 
-| valid R2 | longer-horizon R2 | parameters | origin | law |
-|---|---|---|---|---|
+| | valid R2 | longer-horizon R2 | parameters | origin | law |
+|---|---|---|---|---|---|
 {rows}
 """
 
