@@ -209,6 +209,12 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
             tried.append(f"{label}: no {d}/train.csv and test.csv")
         else:
             tried.append(f"{label}: not set")
+    from .tasks import builtin_task_names
+    if task.path and task.name not in builtin_task_names():  # not on the Hub: ask for [data]
+        raise DataError(f"{task.path}: no [data] table naming the task's files: add [data] "
+                        "with train = \"train.csv\" (and, optionally, test = \"test.csv\"), "
+                        "relative to the TOML (or pass --data-dir, a folder holding "
+                        f"{task.name}/train.csv and test.csv)")
     hub = _hub_files(task)
     if hub:
         return hub

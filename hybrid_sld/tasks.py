@@ -191,7 +191,13 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
         raise TaskError(f"{where}: [split] fraction must be a number, got {fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise TaskError(f"{where}: [split] seed must be a non-negative integer, got {seed!r}")
-    split = SplitRule(kind=kind, by=str(split_raw.get("by", "")), also_by=tuple(also_by),
+    by = split_raw.get("by", next(iter(feats_raw)) if len(feats_raw) == 1 else "")
+    if kind == "largest" and not by:
+        raise TaskError(f"{where}: no [split] by: name the feature the task extrapolates in, "
+                        "whose largest values of train are held out for validation (e.g. "
+                        f"[split] by = \"{next(iter(feats_raw))}\"), or write [split] kind = "
+                        "\"random\"")
+    split = SplitRule(kind=kind, by=str(by), also_by=tuple(also_by),
                       fraction=float(fraction), seed=seed, trend=str(split_raw.get("trend", "")))
     if split.trend not in TRENDS:
         raise TaskError(f"{where}: [split] trend must be one of {TRENDS[1:]}, got {split.trend!r}")

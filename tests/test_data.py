@@ -440,3 +440,10 @@ def test_every_group_keeps_rows_on_both_sides(name):
 def test_empty_group_cell(tmp_path, toy):
     with pytest.raises(DataError, match="line 3, column 'group': empty group name"):
         read_dataset(_csv(tmp_path, "group,N,D,loss\na,1,2,3\n,4,5,6\n"), toy)
+
+
+def test_user_task_without_data_table_asks_for_one(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    (tmp_path / "mine.toml").write_text('name = "mine"\ntargets = ["y"]\n[features.N]\n')
+    with pytest.raises(DataError, match=r"mine.toml: no \[data\] table naming the task's files"):
+        load_splits(load_task_file(tmp_path / "mine.toml"))

@@ -82,6 +82,11 @@ def _write(tmp_path, text, name="task.toml"):
     return p
 
 
+def test_split_by_defaults_to_the_only_feature(tmp_path):
+    task = load_task_file(_write(tmp_path, GOOD.replace('by = "N"\n', "")))
+    assert task.split.by == "N" and task.split.kind == "largest"
+
+
 def test_good_toml_loads(tmp_path):
     p = _write(tmp_path, GOOD)
     task = load_task_file(p)
@@ -129,6 +134,8 @@ def test_good_toml_loads(tmp_path):
      "feature name 'exp' cannot be used in law text"),
     (GOOD.replace('targets = ["loss"]', 'targets = ["log"]'), "names law text can use"),
     (GOOD.replace('symbol = "N"', 'trend = "down"'), "[features.N] trend must be one of"),
+    (GOOD.replace('by = "N"\n', "").replace("[split]", "[features.D]\n[split]"),
+     "no [split] by: name the feature the task extrapolates in"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
@@ -136,7 +143,7 @@ def test_good_toml_loads(tmp_path):
         "misspelt-top-key", "unknown-data-key", "fraction-not-a-number", "negative-seed",
         "param-cap-bool", "name-is-a-path", "empty-name", "unit-not-a-string",
         "target-twice", "group-not-a-string", "feature-non-ascii", "feature-is-a-function",
-        "target-is-a-function", "feature-trend-unknown"])
+        "target-is-a-function", "feature-trend-unknown", "split-by-missing"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:
