@@ -182,6 +182,7 @@ def final_report(search: Search) -> dict:
                            by=task.split.by or None, valid_mask=vmask)
         except Exception as exc:  # a plot must never lose the run's results
             print(f"warning: plot failed: {exc}", file=sys.stderr)
+            result["plot_error"] = str(exc)
         write_atomic(run_dir / "report.md", _markdown(result, search.state.pareto()))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
@@ -326,6 +327,9 @@ def _markdown(r: dict, front: list) -> str:
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
                       for x in front[-15:])
     stopped = f"\n\n**Stopped early:** {r['stop_reason']}." if r.get("stop_reason") else ""
+    plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
+             "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
+             "(by scale).")
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     if r.get("unit_faults"):  # holds only in the units the data was written in
         note += "Units (hybrid_sld/units.py): " + "; ".join(f"`{f}`" for f in r["unit_faults"]) + "\n\n"
@@ -358,7 +362,7 @@ Fitter: `{json.dumps(r['fitter'])}`.
 |---|---|---|---|
 {front}
 
-Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` (by scale).
+{plots}
 """ + _llm_markdown(r)
 
 
