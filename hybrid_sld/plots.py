@@ -33,11 +33,13 @@ def _levels(X: np.ndarray, xcol: int):
     return (index.ravel(), levels) if len(levels) <= MAX_CURVES else None
 
 
-def _axis(x: np.ndarray, n: int = 120) -> np.ndarray:
+def _axis(x: np.ndarray, n: int = 120, beyond: bool = False) -> np.ndarray:
+    """Points from the smallest to the largest x; ``beyond``: on past it (to twice it, or half
+    the span again), so that data without a test split still shows the law's extrapolation."""
     lo, hi = float(x.min()), float(x.max())
     if lo > 0 and hi / lo > 20:
-        return np.geomspace(lo, hi, n)
-    return np.linspace(lo, hi, n)
+        return np.geomspace(lo, hi * (2 if beyond else 1), n)
+    return np.linspace(lo, hi + (0.5 * (hi - lo) if beyond else 0), n)
 
 
 def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:
@@ -88,7 +90,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
             if found is not None:
                 for li, level in enumerate(levels):
                     color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
-                    xs = _axis(X[index == li, xcol])
+                    xs = _axis(X[index == li, xcol], beyond=test is None)
                     label = ", ".join(f"{f}={v:.3g}" for f, v in zip(others, level)) or None
                     ax.plot(xs, _curve(law, fits, g, level, xcol, xs, train)[:, k], color=color,
                             lw=1.2, label=label, zorder=2)

@@ -46,3 +46,11 @@ def test_fit_plot_curves_follow_the_law_per_level_of_the_other_features():
         assert np.allclose(curve[:, 0], pred[rows, 0])
     wide = np.column_stack([np.arange(50.0), np.arange(50.0) ** 2])
     assert _levels(wide, 0) is None and MAX_CURVES < 50  # continuous: no curves
+
+
+def test_curves_reach_past_the_data_when_there_is_no_test_split():
+    from hybrid_sld.plots import _axis
+    x = np.array([1e6, 1e7, 1e8])
+    assert _axis(x)[-1] == 1e8 and np.isclose(_axis(x, beyond=True)[-1], 2e8)
+    lin = np.array([1.0, 2.0, 3.0])  # a narrow range is drawn on a linear axis
+    assert np.isclose(_axis(lin, beyond=True)[-1], 4.0) and _axis(lin)[0] == 1.0
