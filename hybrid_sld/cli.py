@@ -438,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "the search with its models (needs the operon extra)")
     sp.add_argument("--final-selection", choices=RULES, default=RULES[0],
                     help="valid (default): the best validation R2; horizon: re-rank the 10 best "
-                         "and the expert law on a longer extrapolation within train")
+                         "and the expert law on a longer extrapolation within train; simplest: "
+                         "the lowest complexity of the 8 best and the expert law within 5 %% "
+                         "of the best validation NMSE")
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")

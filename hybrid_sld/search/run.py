@@ -25,7 +25,7 @@ from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
 from .engine import Search, SearchConfig, write_atomic
-from .select import RUNAWAY_TOLERANCE, refit_in_range, select_final
+from .select import RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, refit_in_range, select_final
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -49,7 +49,7 @@ def _method(cfg: SearchConfig) -> str:
     return "offline" + "".join(tag for tag, on in (
         ("-nocx", not cfg.crossover), ("-nofit", not cfg.evolve_fitter),
         ("-noasm", cfg.p_assemble == 0), ("-units", cfg.units),
-        ("-fixspare", cfg.fix_spare_constants), ("-horizon", cfg.final_selection != "valid"),
+        ("-fixspare", cfg.fix_spare_constants), (f"-{cfg.final_selection}", cfg.final_selection != "valid"),
         ("-operon", cfg.operon_seconds > 0)) if on)
 
 
@@ -139,7 +139,8 @@ def final_report(search: Search) -> dict:
     result["final_selection"] = {
         "rule": search.config.final_selection,
         "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
-                       "n_params": t["entry"].n_params, "valid_r2": _r(t["valid_r2"]),
+                       "n_params": t["entry"].n_params, "complexity": t["entry"].complexity,
+                       "valid_r2": _r(t["valid_r2"]),
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key}
                       for t in finalists]}
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
@@ -275,16 +276,20 @@ def _selection_md(r: dict) -> str:
         out = ""
     if not sel.get("finalists"):
         return out + "Chosen by validation R2.\n"
-    rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} "
-                     f"| {f['valid_r2']} | {f['horizon_r2']} | {f['n_params']} | {f['origin']} "
-                     f"| `{f['law'].splitlines()[0]}` |" for f in sel["finalists"])
+    horizon = sel["rule"] == "horizon"
+    rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} | {f['valid_r2']} | "
+                     + (f"{f['horizon_r2']} | " if horizon else f"{f['complexity']} | ")
+                     + f"{f['n_params']} | {f['origin']} | `{f['law'].splitlines()[0]}` |"
+                     for f in sel["finalists"])
+    how = ("each re-scored on a longer extrapolation (fitted on the lower 60 % of each "
+           "group's scales, scored on the upper 40 %, training rows only), and the best there "
+           "chosen" if horizon else "of those whose validation NMSE is within "
+           f"{SIMPLEST_TOLERANCE:.0%} of the best's, the simplest (lowest complexity) chosen")
     return out + f"""## Final selection
 
-The best laws by validation R2 and the expert law, re-scored on a longer extrapolation (fitted
-on the lower 60 % of each group's scales, scored on the upper 40 %, training rows only); the
-best there was chosen.
+The best laws by validation R2 and the expert law; {how}.
 
-| | valid R2 | longer-horizon R2 | parameters | origin | law |
+| | valid R2 | {'longer-horizon R2' if horizon else 'complexity'} | parameters | origin | law |
 |---|---|---|---|---|---|
 {rows}
 """

@@ -9,6 +9,10 @@ is chosen. Training rows only; the test split is still read by the final report 
 
 Opt-in (``final_selection="horizon"``): re-reporting four 10-minute SLDBench runs with it did not
 raise test R2 (benchmarks/results/), so the plain validation ranking stays the default.
+
+``final_selection="simplest"``: among the same finalists, the lowest complexity whose
+validation NMSE is within 5 % of the best's; laws that validate alike are told apart by the
+one thing validation cannot see, how much they assume.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from ..law import parse_task_law
 from ..tasks import Task
 from .archive import Entry
 
-RULES = ("valid", "horizon")  # the first is the default
+RULES = ("valid", "horizon", "simplest")  # the first is the default
+# "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
+# share above the best's (benchmarks/results/selection_rules_simplest.md)
+SIMPLEST_TOLERANCE = 0.05
 # how far past the training targets' range (in ranges) a chosen law may go on its way out to
 # the scales a user asks about (evaluate.path_beyond) before the next candidate replaces it
 RUNAWAY_TOLERANCE = 0.5
@@ -58,6 +65,13 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
         return best, []
     expert = next((Entry.from_dict(d) for d in s.cache.values() if d["origin"] == "seed:expert"),
                   None)
+    if cfg.final_selection == "simplest":
+        table = [{"entry": e, "valid_r2": e.valid_r2, "horizon_r2": None}
+                 for e in finalists(s.archive.entries(), expert, 8)]
+        close = [t for t in table
+                 if 1 - t["valid_r2"] <= (1 + SIMPLEST_TOLERANCE) * (1 - best.valid_r2)]
+        chosen = min(close, key=lambda t: (t["entry"].complexity, -t["valid_r2"]))
+        return chosen["entry"], table
     longer = horizon_task(task)
     table = []
     for e in finalists(s.archive.entries(), expert, k):
