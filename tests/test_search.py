@@ -256,14 +256,20 @@ def test_bad_task_fails_before_search_and_leaves_no_run(tmp_path, rows, expert, 
     assert list((tmp_path / "runs").iterdir()) == []
 
 
-def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
+def _discover_until_checkpoint(task, out, *flags, capture=True) -> subprocess.Popen:
+    """A 10-minute discover in a subprocess, returned once its first checkpoint is written."""
+    pipe = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task",
-                             str(synthetic_task), "--budget", "10m", "--batch-size", "2",
-                             "--out", str(tmp_path), "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             str(task), "--budget", "10m", "--out", str(out), *flags],
+                            stdout=pipe, stderr=pipe, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint/state.json")):
+    while time.time() < deadline and not list(out.glob("*/checkpoint/state.json")):
         time.sleep(0.05)
+    return proc
+
+
+def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
+    proc = _discover_until_checkpoint(synthetic_task, tmp_path, "--batch-size", "2", "--json")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err  # as a shell reports Ctrl-C: the run did not finish
@@ -280,13 +286,7 @@ def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
 @pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
                          ids=["sigterm-finishes-the-batch", "second-ctrl-c-stops-at-once"])
 def test_stop_signals_with_workers(synthetic_task, tmp_path, signals):
-    proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task",
-                             str(synthetic_task), "--budget", "10m", "--workers", "2",
-                             "--out", str(tmp_path), "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint/state.json")):
-        time.sleep(0.05)
+    proc = _discover_until_checkpoint(synthetic_task, tmp_path, "--workers", "2", "--json")
     for sig in signals:
         proc.send_signal(sig)
         time.sleep(0.2)
@@ -301,13 +301,7 @@ def test_stop_signals_with_workers(synthetic_task, tmp_path, signals):
 
 
 def test_workers_end_with_a_run_killed_by_sigkill(synthetic_task, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task",
-                             str(synthetic_task), "--budget", "10m", "--workers", "2",
-                             "--out", str(tmp_path)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint/state.json")):
-        time.sleep(0.05)
+    proc = _discover_until_checkpoint(synthetic_task, tmp_path, "--workers", "2", capture=False)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                               text=True).stdout.split()
     proc.kill()
