@@ -239,7 +239,9 @@ def header(argv, budget, out, migrate_every=SearchConfig.migrate_every) -> list[
 
 
 NOTES = ("columns: test R2 = the chosen candidate refitted on all train rows, scored on test "
-         "(chosen by the final-selection rule: 'valid', the default, takes the best validation R2; "
+         "(chosen by the final-selection rule: 'simplest', the default since 2026-12-02, takes the "
+         "lowest complexity among the 8 best and the expert law within 5 % of the best "
+         "validation NMSE; 'valid', the default before, takes the best validation R2; "
          "'horizon' re-ranks the 10 best by validation R2 and the expert law on a longer "
          "extrapolation within train); clipped R2 = test R2 clipped to [-1, 1] as SLDBench reports it; human / "
          "SLDAgent R2 = published SLDBench figures; >= human / >= SLDAgent compare clipped R2 "
@@ -295,7 +297,7 @@ def main(argv=None):
     ap.add_argument("--rereport", nargs="+", metavar="RUN_DIR",
                     help="no search: redo the final report of these finished run directories")
     ap.add_argument("--final-selection", choices=RULES, default=RULES[0],
-                    help="the final-selection rule (default valid; see --rereport)")
+                    help="the final-selection rule (default simplest; see --rereport)")
     ap.add_argument("--no-screening", action="store_true",
                     help="run every fit start to convergence (hybrid_sld.fit.SCREEN_KEEP = 0, the "
                          "fitter before 2026-11-29), for an A/B run beside a default one")

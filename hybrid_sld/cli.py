@@ -437,10 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first run pyoperon on the fit part for this long (e.g. 30s) and seed "
                          "the search with its models (needs the operon extra)")
     sp.add_argument("--final-selection", choices=RULES, default=RULES[0],
-                    help="valid (default): the best validation R2; horizon: re-rank the 10 best "
-                         "and the expert law on a longer extrapolation within train; simplest: "
-                         "the lowest complexity of the 8 best and the expert law within 5 %% "
-                         "of the best validation NMSE")
+                    help="simplest (default): the lowest complexity of the 8 best laws and "
+                         "the expert law within 5 %% of the best validation NMSE; valid: the "
+                         "best validation R2; horizon: re-rank the 10 best and the expert law on "
+                         "a longer extrapolation within train")
     sp.add_argument("--resume", help="continue the run in this run directory")
     sp.add_argument("--out", default="runs", help="parent folder of run directories")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")

@@ -684,12 +684,11 @@ def test_resume_names_every_flag_it_ignores(finished_run):
 
 def test_simplest_rule_takes_the_lowest_complexity_within_five_percent(synthetic_task, tmp_path):
     from hybrid_sld.search.select import select_final
-    s = Search(SearchConfig(task=str(synthetic_task), max_evals=8,
-                            final_selection="simplest"), tmp_path)
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=8), tmp_path)  # the default
     # validation NMSE 0.0100 (best), 0.0104 (within 5 %), 0.0110 (not); complexity 30, 12, 5
     for i, (r2, size) in enumerate([(0.99, 30), (0.9896, 12), (0.989, 5)]):
         s.state.archive.add(Entry(f"y = law{i}", {}, f"k{i}", r2, r2, size, 2, i, "test"), 0)
     chosen, table = select_final(s)
     assert chosen.law == "y = law1" and len(table) == 3
-    s.config = SearchConfig(task=str(synthetic_task), max_evals=8)  # the default: best valid
+    s.config = SearchConfig(task=str(synthetic_task), max_evals=8, final_selection="valid")
     assert select_final(s)[0].law == "y = law0"

@@ -25,7 +25,7 @@ from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
 from .engine import Search, SearchConfig, write_atomic
-from .select import RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, refit_in_range, select_final
+from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, refit_in_range, select_final
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -49,7 +49,7 @@ def _method(cfg: SearchConfig) -> str:
     return "offline" + "".join(tag for tag, on in (
         ("-nocx", not cfg.crossover), ("-nofit", not cfg.evolve_fitter),
         ("-noasm", cfg.p_assemble == 0), ("-units", cfg.units),
-        ("-fixspare", cfg.fix_spare_constants), (f"-{cfg.final_selection}", cfg.final_selection != "valid"),
+        ("-fixspare", cfg.fix_spare_constants), (f"-{cfg.final_selection}", cfg.final_selection != RULES[0]),
         ("-operon", cfg.operon_seconds > 0)) if on)
 
 
@@ -287,7 +287,7 @@ def _selection_md(r: dict) -> str:
            f"{SIMPLEST_TOLERANCE:.0%} of the best's, the simplest (lowest complexity) chosen")
     return out + f"""## Final selection
 
-The best laws by validation R2 and the expert law; {how}.
+The best laws by validation R2{" and the expert law" if r.get("expert") else ""}; {how}.
 
 | | valid R2 | {'longer-horizon R2' if horizon else 'complexity'} | parameters | origin | law |
 |---|---|---|---|---|---|
