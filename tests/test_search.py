@@ -692,3 +692,13 @@ def test_simplest_rule_takes_the_lowest_complexity_within_five_percent(synthetic
     assert chosen.law == "y = law1" and len(table) == 3
     s.config = SearchConfig(task=str(synthetic_task), max_evals=8, final_selection="valid")
     assert select_final(s)[0].law == "y = law0"
+
+
+def test_a_write_refused_by_permission_advises_making_it_writable(synthetic_task, tmp_path):
+    import errno
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=4), tmp_path)
+    s.save()
+    denied = s._write_failure(OSError(errno.EROFS, "Read-only file system"))
+    assert "make it writable and continue with" in denied and "make room" not in denied
+    full = s._write_failure(OSError(errno.ENOSPC, "No space left on device"))
+    assert "make room and continue with" in full

@@ -14,6 +14,7 @@ the same duplicate check and evaluation as every other candidate, with origin ``
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -314,6 +315,8 @@ class Search:
     def _write_failure(self, exc: OSError) -> str:
         """What a failed write (a full disk, say) leaves and how to go on."""
         where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # not a full disk
+            return f"{where}; {self.what_is_kept('make it writable and continue', 'then')}"
         return f"{where}; {self.what_is_kept('make room and continue', 'once there is room')}"
 
     def what_is_kept(self, go_on: str = "continue", again: str = "") -> str:
