@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .tasks import Task
+from .tasks import Task, builtin_task_names
 
 HF_REPO = "pkuHaowei/sldbench"
 DATA_ENV = "HYBRID_SLD_DATA"
@@ -209,7 +209,6 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
             tried.append(f"{label}: no {d}/train.csv and test.csv")
         else:
             tried.append(f"{label}: not set")
-    from .tasks import builtin_task_names
     if task.path and task.name not in builtin_task_names():  # not on the Hub: ask for [data]
         raise DataError(f"{task.path}: no [data] table naming the task's files: add [data] "
                         "with train = \"train.csv\" (and, optionally, test = \"test.csv\"), "

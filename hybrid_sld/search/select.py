@@ -8,7 +8,7 @@ validation fraction doubled (fit on the lower 60 %, predict the upper 40 %), and
 is chosen. Training rows only; the test split is still read by the final report alone.
 
 Opt-in (``final_selection="horizon"``): re-reporting four 10-minute SLDBench runs with it did not
-raise test R2 (benchmarks/results/), so the plain validation ranking stays the default.
+raise test R2 (benchmarks/results/).
 
 ``final_selection="simplest"`` (the default since 2026-12-02): among the 8 best laws and the
 expert law, the lowest complexity whose validation NMSE is within 5 % of the best's; laws that
@@ -31,7 +31,7 @@ from .archive import Entry
 
 RULES = ("simplest", "valid", "horizon")  # the first is the default
 # "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
-# share above the best's (benchmarks/results/selection_rules_simplest.md)
+# share above the best's (benchmarks/results/selection_rules_stops28_33_*.md, _seed7_8_*.md)
 SIMPLEST_TOLERANCE = 0.05
 # how far past the training targets' range (in ranges) a chosen law may go on its way out to
 # the scales a user asks about (evaluate.path_beyond) before the next candidate replaces it
