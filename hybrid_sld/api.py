@@ -25,7 +25,8 @@ from .law import Law, parse_law
 from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
-_PARAM_NAMES = ("law", "fitter", "features", "targets", "max_evals", "random_state")
+_PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "max_evals",
+                "random_state")
 
 
 class NotFittedError(HybridSLDError, ValueError, AttributeError):
@@ -98,6 +99,37 @@ def _scale_column(A: np.ndarray) -> int:
     return int(np.argmax(spans))
 
 
+def _split_group_column(X, column, groups):
+    """(X without the group column, that column's labels): groups carried inside X reach
+    ``fit`` and ``predict`` through scikit-learn's splitters, which pass ``groups=`` to
+    neither."""
+    if groups is not None:
+        raise InputError(f"group_column={column!r} takes each row's group from X; "
+                         "do not pass groups= as well")
+    cols = _columns(X)
+    if isinstance(column, str):
+        if cols is None:
+            raise InputError(f"group_column={column!r} names a column, but X has no column "
+                             "names: give its index (group_column=0) or pass a DataFrame")
+        if column not in cols:
+            raise InputError(f"X has no column {column!r} (group_column); it has {cols}")
+        j = cols.index(column)
+    elif isinstance(column, numbers.Integral) and not isinstance(column, bool):
+        j = int(column)
+    else:
+        raise InputError(f"group_column must be a column name or index, got {column!r}")
+    if cols is not None and hasattr(X, "iloc") and hasattr(X, "drop"):  # a pandas DataFrame
+        if not -len(cols) <= j < len(cols):
+            raise InputError(f"group_column={j} but X has {len(cols)} column(s)")
+        return X.drop(columns=X.columns[j]), X.iloc[:, j].to_numpy()
+    A = np.asarray(X, dtype=object)
+    if A.ndim != 2:
+        raise InputError(f"X must be 2-D (n_samples, n_features), got shape {A.shape}")
+    if not -A.shape[1] <= j < A.shape[1]:
+        raise InputError(f"group_column={j} but X has {A.shape[1]} column(s)")
+    return np.delete(A, j, axis=1), A[:, j]
+
+
 def _fitter_spec(fitter) -> FitterSpec:
     if fitter is None:
         return FitterSpec()
@@ -113,15 +145,18 @@ class ScalingLawRegressor:
     """Fit the constants of a scaling law, separately per group, and predict with them.
 
     ``law`` is law text (or a parsed Law); ``fitter`` a FitterSpec, a dict of its fields or
-    None; ``features`` / ``targets`` name X's columns and y's columns as the law uses them.
+    None; ``features`` / ``targets`` name X's columns and y's columns as the law uses them;
+    ``group_column`` (a name or an index) is a column of X holding each row's group, in place
+    of ``groups=``, so that cross-validation and grid search work with several groups.
     """
 
-    def __init__(self, law=None, *, fitter=None, features=None, targets=None, max_evals=200,
-                 random_state=0):
+    def __init__(self, law=None, *, fitter=None, features=None, targets=None,
+                 group_column=None, max_evals=200, random_state=0):
         self.law = law
         self.fitter = fitter
         self.features = features
         self.targets = targets
+        self.group_column = group_column
         self.max_evals = max_evals
         self.random_state = random_state
 
@@ -197,6 +232,8 @@ class ScalingLawRegressor:
     def fit(self, X, y, groups=None):
         """Parse the law against the column names and fit its constants for every group."""
         max_evals, seed = self._checked_params()
+        if self.group_column is not None:
+            X, groups = _split_group_column(X, self.group_column, groups)
         A = _as_matrix(X)
         names, given = self._feature_names(X, A.shape[1])
         A = self._select(X, A, names)
@@ -216,8 +253,15 @@ class ScalingLawRegressor:
                 raise InputError(f"targets names a column twice: {list(targets)}")
         elif isinstance(self.law, Law):
             targets = self.law.targets
+        elif _columns(y) is not None:  # a DataFrame of targets: its column names
+            targets = tuple(_columns(y))
+        elif Y.ndim == 1 and isinstance(self.law, str):  # one target: the name the law gives it
+            targets = parse_law(self.law, names).targets[:1] or ("y",)
+        elif Y.ndim == 1:
+            name = getattr(y, "name", None)  # a pandas Series
+            targets = (name,) if isinstance(name, str) and is_name(name) else ("y",)
         else:
-            targets = ("y",) if Y.ndim == 1 else tuple(f"y{j}" for j in range(Y2.shape[1]))
+            targets = tuple(f"y{j}" for j in range(Y2.shape[1]))
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
@@ -269,7 +313,7 @@ class ScalingLawRegressor:
         self.law_, self.fitter_, self.fits_ = law, spec, fits
         self.groups_ = list(fits)
         self.targets_ = targets
-        self.n_features_in_ = A.shape[1]
+        self.n_features_in_ = A.shape[1] + (self.group_column is not None)  # as X came in
         if given:
             self.feature_names_in_ = np.array(names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
@@ -291,12 +335,14 @@ class ScalingLawRegressor:
     def predict(self, X, groups=None) -> np.ndarray:
         """Predictions with each row's group constants: (n,) for one target, else (n, t)."""
         self._check_fitted()
+        if self.group_column is not None:
+            X, groups = _split_group_column(X, self.group_column, groups)
         A = _as_matrix(X)
         if hasattr(self, "feature_names_in_"):  # fitted on named columns: match them by name
             A = self._select(X, A, list(self.law_.features))
-        elif A.shape[1] != self.n_features_in_:
-            raise InputError(f"X has {A.shape[1]} column(s); the law was fitted on "
-                             f"{self.n_features_in_}")
+        elif A.shape[1] + (self.group_column is not None) != self.n_features_in_:
+            raise InputError(f"X has {A.shape[1]} feature column(s); the law was fitted on "
+                             f"{self.n_features_in_ - (self.group_column is not None)}")
         if groups is None:
             if len(self.fits_) != 1:
                 raise InputError(f"fitted on {len(self.fits_)} groups; pass groups= to predict")

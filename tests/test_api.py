@@ -166,7 +166,7 @@ def test_get_set_params_and_repr():
     spec = FitterSpec(n_starts=2)
     est = ScalingLawRegressor(LAW, fitter=spec)
     assert est.get_params() == {"law": LAW, "fitter": spec, "features": None, "targets": None,
-                                "max_evals": 200, "random_state": 0}
+                                "group_column": None, "max_evals": 200, "random_state": 0}
     assert est.set_params(features=["x"], targets=["y"]) is est
     assert est.features == ["x"] and est.targets == ["y"]
     with pytest.raises(ValueError, match="invalid parameter"):
@@ -318,3 +318,44 @@ def test_predict_checks_the_domain_and_score_the_shape():
     est = ScalingLawRegressor("y = E + A*exp(-x0/c)\nc > 0").fit(X, y)
     with pytest.warns(UserWarning, match="1 of 1 prediction.s. are not finite.*overflows"):
         assert np.isinf(est.predict([[-1e6]])).all()
+
+
+def _two_runs():
+    rows = [(g, x, E + A * x ** -a) for g, (E, A, a) in {"s": (1.0, 20.0, 0.3),
+                                                        "m": (2.0, 50.0, 0.5)}.items()
+            for x in np.geomspace(10, 1e5, 15)]
+    return rows
+
+
+def test_group_column_carries_groups_through_cross_validation():
+    """scikit-learn passes groups= to splitters only: a group column in X reaches fit and
+    predict in every fold."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+    df = pd.DataFrame(_two_runs(), columns=["run", "N", "loss"])
+    cv = KFold(3, shuffle=True, random_state=0)
+    est = ScalingLawRegressor("loss = E + A*N^(-a)", group_column="run")
+    assert np.all(cross_val_score(est, df[["run", "N"]], df.loss, cv=cv) > 1 - 1e-9)
+    grid = GridSearchCV(est, {"law": ["loss = E + A*N^(-a)", "loss = E + A*log(N)"]}, cv=cv)
+    assert grid.fit(df[["N", "run"]], df.loss).best_params_["law"] == "loss = E + A*N^(-a)"
+    fitted = grid.best_estimator_
+    assert fitted.groups_ == ["s", "m"] and fitted.n_features_in_ == 2
+    assert fitted.params_["m"]["a"] == pytest.approx(0.5)
+    # without the column, one law for both runs cannot fit: the group column did the work
+    pooled = cross_val_score(ScalingLawRegressor("loss = E + A*N^(-a)"), df[["N"]], df.loss, cv=cv)
+    assert pooled.max() < 0.99
+
+
+def test_group_column_by_index_and_its_errors():
+    rows = _two_runs()
+    X = np.array([(g, x) for g, x, _ in rows], dtype=object)
+    y = np.array([v for *_, v in rows])
+    est = ScalingLawRegressor("y = E + A*x^(-a)", features=["x"], group_column=0).fit(X, y)
+    assert est.groups_ == ["s", "m"] and est.score(X, y) > 1 - 1e-9
+    with pytest.raises(InputError, match="do not pass groups= as well"):
+        est.fit(X, y, groups=X[:, 0])
+    with pytest.raises(InputError, match="group_column=2 but X has 2 column"):
+        est.set_params(group_column=2).fit(X, y)
+    with pytest.raises(InputError, match="X has no column names"):
+        est.set_params(group_column="run").fit(X, y)
