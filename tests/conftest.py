@@ -79,7 +79,7 @@ def cli_command(*args) -> list[str]:
     script = Path(sys.executable).with_name("hybrid-sld")
     if not script.is_file():
         script = shutil.which("hybrid-sld")
-    head = [str(script)] if script else [sys.executable, "-m", "hybrid_sld.cli"]
+    head = [str(script)] if script else [sys.executable, "-m", "hybrid_sld"]
     return [*head, *map(str, args)]
 
 

@@ -370,3 +370,17 @@ def test_fit_says_when_a_constant_is_named_as_a_features_symbol(capsys):
     assert "N is a fitted constant here, though law.tex writes the feature num_params as N" in out
     assert main(["fit", "--task", "kaplan_demo", "--law", law.replace("N^", "num_params^")]) == 0
     assert "law.tex writes" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5])
+def test_ctrl_c_while_importing_is_a_clean_interrupt(delay):
+    """numpy, scipy and sympy take a while to import: a Ctrl-C then ends with "interrupted"
+    and status 130, as later, and no traceback."""
+    import signal
+    import time
+    proc = start_cli("expert", "--task", "kaplan_demo")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    assert proc.returncode in (0, 130, -signal.SIGINT), err
