@@ -144,6 +144,15 @@ def test_report_names_the_chosen_laws_unit_faults(synthetic_task, tmp_path, monk
     assert f"Units (hybrid_sld/units.py): `{fault}`" in (Path(res["run_dir"]) / "report.md").read_text()
 
 
+def test_report_says_a_start_value_is_not_the_value_found(synthetic_task, tmp_path):
+    from hybrid_sld.search.run import _markdown
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    assert "`~` gives" not in (Path(res["run_dir"]) / "report.md").read_text()
+    md = _markdown(res | {"law": res["law"] + "\np2 ~ 1\nA ~ 30"}, [])
+    assert "`~` gives where the fit of p2, A starts, not the value found" in md
+
+
 def _best(res):
     return res["law"], {g: {k: round(v, 9) for k, v in p.items()} for g, p in res["groups"].items()}
 

@@ -336,6 +336,10 @@ def _markdown(r: dict, front: list) -> str:
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
+    starts = [ln.split("~")[0].strip() for ln in r["law"].splitlines() if "~" in ln]
+    if starts:  # a reader takes `p2 ~ 1` for the value found
+        note += (f"`~` gives where the fit of {', '.join(starts)} starts, not the value found; "
+                 "the fitted constants are listed per group below.\n\n")
     if r.get("unit_faults"):  # holds only in the units the data was written in
         note += "Units (hybrid_sld/units.py): " + "; ".join(f"`{f}`" for f in r["unit_faults"]) + "\n\n"
     return f"""# {r['task']}: discovered law
