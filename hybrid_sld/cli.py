@@ -311,8 +311,8 @@ def _llm_settings(args) -> dict:
     fields = {"model": args.model, "base_url": args.base_url, "api_key_env": args.api_key_env,
               "mode": args.llm_mode, "max_calls": args.max_calls, "max_tokens": args.max_tokens,
               "max_usd": args.max_usd, "price": price, "concurrency": args.concurrency,
-              "llm_ratio": args.llm_ratio, "timeout": args.llm_timeout,
-              "replay": str(Path(args.replay).resolve()) if args.replay else None}
+              "llm_ratio": getattr(args, "llm_ratio", None), "timeout": args.llm_timeout,
+              "replay": str(Path(args.replay).resolve()) if getattr(args, "replay", None) else None}
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -325,11 +325,12 @@ def cmd_bench(args):
     tasks = resolve_tasks(args.tasks)
     methods = resolve_methods(args.methods)
     seeds = resolve_seeds(args.seeds)
-    check_methods(methods)
+    llm = _llm_settings(args) if "llm" in methods else None
+    check_methods(methods, llm)
     if args.max_evals is not None and args.max_evals < 1:
         raise HybridSLDError("--max-evals must be at least 1")
     settings = BenchSettings(budget_seconds=parse_budget(args.budget), out=str(Path(args.out).resolve()),
-                             max_evals=args.max_evals, data_dir=args.data_dir,
+                             max_evals=args.max_evals, data_dir=args.data_dir, llm=llm,
                              timeout=parse_budget(args.timeout) if args.timeout else None)
     executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
     try:
@@ -386,6 +387,28 @@ def _version() -> str:
         return version("hybrid-sld")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "(not installed)"
+
+
+def _llm_flags(g, hybrid: bool = True) -> None:
+    """The LLM flags of `discover` (and of `bench`, whose llm cells have no hybrid share)."""
+    g.add_argument("--model", default="gpt-4o-mini", help="model name (default gpt-4o-mini)")
+    g.add_argument("--base-url", help="endpoint, e.g. http://localhost:8000/v1 (vLLM) or "
+                   "http://localhost:11434/v1 (Ollama); default: OpenAI")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the key (default OPENAI_API_KEY)")
+    g.add_argument("--llm-mode", choices=("coevolve", "expression", "best-of-n"),
+                   default="coevolve", help="law + fitter (default), law only (ablation), or "
+                   "independent samples without archive feedback (baseline)")
+    if hybrid:
+        g.add_argument("--llm-ratio", type=float, help="hybrid: share of slots given to the LLM (default 0.5)")
+    g.add_argument("--max-calls", type=int, help="LLM call budget (default 100)")
+    g.add_argument("--max-tokens", type=int, help="LLM token budget, prompt + completion")
+    g.add_argument("--max-usd", type=float, help="LLM spending budget in USD")
+    g.add_argument("--price", help="PROMPT,COMPLETION USD per million tokens (overrides the table)")
+    g.add_argument("--concurrency", type=int, help="LLM calls at once (default 4)")
+    g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")
+    if hybrid:  # a recording is of one run: a bench's cells each need their own
+        g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -460,22 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sp.add_argument_group("LLM proposer (any OpenAI-compatible endpoint)")
     g.add_argument("--proposer", choices=PROPOSERS, default=PROPOSERS[0],
                    help="offline grammar operators (default), the LLM, or both at --llm-ratio")
-    g.add_argument("--model", default="gpt-4o-mini", help="model name (default gpt-4o-mini)")
-    g.add_argument("--base-url", help="endpoint, e.g. http://localhost:8000/v1 (vLLM) or "
-                   "http://localhost:11434/v1 (Ollama); default: OpenAI")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding the key (default OPENAI_API_KEY)")
-    g.add_argument("--llm-mode", choices=("coevolve", "expression", "best-of-n"),
-                   default="coevolve", help="law + fitter (default), law only (ablation), or "
-                   "independent samples without archive feedback (baseline)")
-    g.add_argument("--llm-ratio", type=float, help="hybrid: share of slots given to the LLM (default 0.5)")
-    g.add_argument("--max-calls", type=int, help="LLM call budget (default 100)")
-    g.add_argument("--max-tokens", type=int, help="LLM token budget, prompt + completion")
-    g.add_argument("--max-usd", type=float, help="LLM spending budget in USD")
-    g.add_argument("--price", help="PROMPT,COMPLETION USD per million tokens (overrides the table)")
-    g.add_argument("--concurrency", type=int, help="LLM calls at once (default 4)")
-    g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")
-    g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network)")
+    _llm_flags(g)
     common(sp)
     sp.set_defaults(func=cmd_discover)
 
@@ -501,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=1, help="cells at once (local processes or "
                     "LocalCluster workers)")
     sp.add_argument("--out", required=True, help="bench directory (re-run to resume)")
+    _llm_flags(sp.add_argument_group("the llm method (any OpenAI-compatible endpoint)"),
+               hybrid=False)
     common(sp)
     sp.set_defaults(func=cmd_bench)
 

@@ -276,3 +276,35 @@ def test_dask_cell_of_a_killed_worker_is_run_again(tmp_path):
     alone = run_isolated(cell, BenchSettings(budget_seconds=300.0, out=str(tmp_path / "a"),
                                              max_evals=60))
     assert (r["law"], r["test_r2"]) == (alone["law"], alone["test_r2"])
+
+
+def test_llm_cells_use_the_model_endpoint_and_call_budget_given(tmp_path):
+    """Through the command line, in a fresh process: cells run in processes that take the
+    API key from the environment the bench started in."""
+    import json
+    import os
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import run_cli
+    from openai_server import FakeOpenAI
+    server = FakeOpenAI()
+    url = server.start()
+    out = tmp_path / "b"
+    args = ["bench", "--tasks", "kaplan_demo", "--methods", "llm", "--max-evals", "40",
+            "--budget", "2m", "--out", str(out), "--base-url", url, "--api-key-env",
+            "BENCH_TEST_KEY", "--max-calls", "2"]
+    env = os.environ | {"BENCH_TEST_KEY": "sk-local"}
+    try:
+        r = run_cli(*args, "--model", "tiny-local", env=env)
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr
+    row, = read_results(out / "results.jsonl")
+    assert row["status"] == "ok", row["message"]
+    assert 1 <= len(server.requests) <= 2
+    assert {r["model"] for r in server.requests} == {"tiny-local"}
+    run_llm = json.loads((Path(row["run_dir"]) / "best.json").read_text())["llm"]
+    assert run_llm["calls"] == len(server.requests)
+    # a resumed bench must keep its LLM settings, as it keeps its budget
+    r = run_cli(*args, "--model", "other-model", env=env)
+    assert r.returncode == 2 and "holds a bench run with llm" in r.stderr

@@ -49,6 +49,7 @@ class BenchSettings:
     max_evals: int | None = None  # cap on search evaluations: deterministic cells (tests)
     data_dir: str | None = None
     timeout: float | None = None  # wall clock per cell; default from the budget
+    llm: dict | None = None  # LLMSettings fields of the llm cells (model, endpoint, budget)
 
     @property
     def cell_timeout(self) -> float:
@@ -56,7 +57,8 @@ class BenchSettings:
         return self.timeout or self.budget_seconds * 1.5 + 120.0
 
     def comparable(self) -> dict:
-        return {"budget_seconds": self.budget_seconds, "max_evals": self.max_evals}
+        return {"budget_seconds": self.budget_seconds, "max_evals": self.max_evals,
+                "llm": self.llm}
 
 
 # -- the grid ---------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def resolve_seeds(spec: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def check_methods(methods) -> None:
+def check_methods(methods, llm: dict | None = None) -> None:
     """Fail before anything runs when a method's optional extra is missing."""
     for m in methods:
         if m == "operon":
@@ -109,7 +111,7 @@ def check_methods(methods) -> None:
             require_pysr()
         elif m == "llm":
             from ..search.engine import SearchConfig
-            SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm")  # its own checks
+            SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm", llm=llm)  # its checks
 
 
 def make_cells(tasks, methods, seeds) -> list[Cell]:
@@ -161,7 +163,7 @@ def _run_method(cell, task, settings) -> dict:
     if cell.method in ("offline", "random"):
         return _search(cell, task, settings)
     if cell.method == "llm":
-        return _search(cell, task, settings, proposer="llm")
+        return _search(cell, task, settings, proposer="llm", llm=settings.llm)
     if cell.method in ("operon", "pysr"):
         return _baseline(cell, task, settings)
     raise HybridSLDError(f"unknown method {cell.method!r}")
