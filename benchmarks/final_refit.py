@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import selection_rules as sr  # noqa: E402  (pins BLAS threads and finds the data)
 from _report import emit, header  # noqa: E402
 
-from hybrid_sld.evaluate import evaluate, report  # noqa: E402
-from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
-from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.evaluate import evaluate  # noqa: E402
+from hybrid_sld.fit import time_limit  # noqa: E402
 
 CHANGED = 1e-4  # a clipped test R2 moving less than this counts as unchanged
 
@@ -49,15 +48,14 @@ def polish(source: Path, starts: int, nfev: int) -> dict:
     run_dir, chosen = chosen_law(source)
     search, train, test, entries, _ = sr.load_run(run_dir)
     e = next(x for x in entries if x.law == chosen["law"])
-    task, law = search.task, parse_task_law(e.law, search.task)
-    spec = FitterSpec.from_dict(e.fitter)
-    thorough = dataclasses.replace(spec, n_starts=max(spec.n_starts, starts),
-                                   max_nfev=max(spec.max_nfev, nfev))
+    task = search.task
     out = {"task": task.name, "run": str(run_dir), "law": e.law, "recorded_test": chosen["test"]}
     try:
-        with time_limit(search.config.candidate_seconds * 10):
-            _, full = report(law, task, train, test, spec)
-            t0 = time.perf_counter()
+        law, spec, _, full = sr.refit(search, e, train, test)  # as the final report refits it
+        thorough = dataclasses.replace(spec, n_starts=max(spec.n_starts, starts),
+                                       max_nfev=max(spec.max_nfev, nfev))
+        t0 = time.perf_counter()
+        with time_limit(search.config.candidate_seconds * 5):
             again = evaluate(law, thorough, train, {"train": train, "test": test},
                              warm=full.fits, scale=task.split.scales)
     except sr.HybridSLDError as exc:

@@ -232,6 +232,7 @@ class ScalingLawRegressor:
     def fit(self, X, y, groups=None):
         """Parse the law against the column names and fit its constants for every group."""
         max_evals, seed = self._checked_params()
+        parsed = None  # the law text, when parsed to name y
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         A = _as_matrix(X)
@@ -256,7 +257,8 @@ class ScalingLawRegressor:
         elif _columns(y) is not None:  # a DataFrame of targets: its column names
             targets = tuple(_columns(y))
         elif Y.ndim == 1 and isinstance(self.law, str):  # one target: the name the law gives it
-            targets = parse_law(self.law, names).targets[:1] or ("y",)
+            parsed = parse_law(self.law, names)
+            targets = parsed.targets[:1] or ("y",)
         elif Y.ndim == 1:
             name = getattr(y, "name", None)  # a pandas Series
             targets = (name,) if isinstance(name, str) and is_name(name) else ("y",)
@@ -272,7 +274,9 @@ class ScalingLawRegressor:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
         if not isinstance(text, str):
             raise LawError(f"law must be law text or a Law, got {type(text).__name__}")
-        law = parse_law(text, names, targets)
+        # parsed above for its target's name: the same law unless it has further equations
+        law = parsed if parsed is not None and parsed.targets == targets else \
+            parse_law(text, names, targets)
         if not law.used_features:
             odd = [n for n in names if not is_name(n)]
             how = (f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "

@@ -67,8 +67,8 @@ class SearchConfig:
     candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
     operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
     # the final choice among the best laws (search/select.py): "simplest" (within 5 % of the
-    # best validation NMSE), "valid" (the best validation R2) or "horizon"
-    final_selection: str = "simplest"
+    # best validation NMSE; RULES[0], the default), "valid" (the best validation R2) or "horizon"
+    final_selection: str = RULES[0]
     # fix constants no data can pin down in every law admitted (search/identify.py): off by
     # default, as three seeds side by side scored lower on test with it (moe on each)
     fix_spare_constants: bool = False
