@@ -308,3 +308,24 @@ def test_llm_cells_use_the_model_endpoint_and_call_budget_given(tmp_path):
     # a resumed bench must keep its LLM settings, as it keeps its budget
     r = run_cli(*args, "--model", "other-model", env=env)
     assert r.returncode == 2 and "holds a bench run with llm" in r.stderr
+
+
+def test_a_cell_sees_the_environment_when_it_starts_not_when_the_fork_server_did(
+        tmp_path, monkeypatch, local_bench):
+    """A Python caller may set the API key after a first bench (here the module's) started
+    the fork server that later cells come from."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from openai_server import FakeOpenAI
+    server = FakeOpenAI()
+    url = server.start()
+    monkeypatch.setenv("LATE_BENCH_KEY", "sk-late")
+    settings = BenchSettings(budget_seconds=60.0, out=str(tmp_path / "b"), max_evals=20,
+                             llm=dict(model="tiny-local", base_url=url,
+                                      api_key_env="LATE_BENCH_KEY", max_calls=1))
+    try:
+        row, = LocalExecutor(1).run([Cell("kaplan_demo", "llm", 0)], settings)
+    finally:
+        server.stop()
+    assert row["status"] == "ok", row["message"]
+    assert len(server.requests) == 1

@@ -28,7 +28,11 @@ _LOCK = threading.Lock()
 _STOP = threading.Event()  # set on interrupt: a cell starting now is killed at once
 
 
-def _child(conn, cell, settings):
+def _child(conn, cell, settings, environ):
+    # the fork server holds the environment of the moment it started; a cell sees today's
+    # (an API key set after a first bench, say), as a fresh subprocess would
+    os.environ.clear()
+    os.environ.update(environ)
     conn.send(run_cell(cell, settings))
     conn.close()
 
@@ -45,7 +49,8 @@ def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float) -> dic
     t0 = time.perf_counter()
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, cell, settings), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, cell, settings, dict(os.environ)),
+                       daemon=True)
     proc.start()
     child.close()
     with _LOCK:
