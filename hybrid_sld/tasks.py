@@ -131,7 +131,10 @@ def _check_keys(raw: dict, where: str) -> None:
     for table, known in KNOWN_KEYS.items():
         got = raw if not table else raw.get(table, {})
         if not isinstance(got, dict):
-            raise TaskError(f"{where}: [{table}] must be a table")
+            hint = (f'[data] then train = "{got}"' if table == "data" and isinstance(got, str)
+                    else f"[{table}] then its keys ({', '.join(sorted(known))})")
+            raise TaskError(f"{where}: '{table}' must be a table, not {got!r}: write {hint} "
+                            "on lines of their own")
         for key in got:
             if key not in known:
                 near = difflib.get_close_matches(key, known, n=1)

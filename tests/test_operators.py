@@ -355,6 +355,8 @@ def _tidied(text, task=None):
     ("loss = p1 + tanh(p10)/p12*tokens\np12 > 0", 2),
     ("loss = p1*tokens^p2*tokens^(-p3)", 2),  # one power of tokens
     ("loss = p1*tokens^p2*tokens^(-p3)\np2, p3 in (0, 1)", 2),  # its exponent may be < 0
+    ("loss = p1 + p8*log(tokens^p7)\np7 in (-3, 3)", 2),  # an exponent inside a log
+    ("loss = p1 + num_params^(p3 + p8*log(tokens^p7))", 3),
 ])
 def test_tidy_drops_parameters_that_only_act_together(text, n_params):
     from hybrid_sld.compile import compile_law
@@ -386,6 +388,11 @@ def test_tidy_drops_parameters_that_only_act_together(text, n_params):
 ])
 def test_tidy_keeps_constants_that_act_apart(text):
     assert _tidied(text).text == ops.parse_cached(text, get_task("kaplan_demo")).text
+
+
+def test_tidy_takes_an_exponent_out_of_a_log_but_keeps_it_where_it_acts_elsewhere():
+    law = _tidied("loss = p1*log(tokens^p2)/(1 + tanh(tokens^p2))")
+    assert law.n_params == 2 and "log(tokens)" in law.text
 
 
 def test_tidy_keeps_the_per_group_constant_of_a_product_with_a_shared_one():

@@ -433,13 +433,20 @@ def _tidy(expr, counts, params):
     """Drop parameters made redundant by an edit, bottom-up, where they occur nowhere else:
     parameter-only factors of a product or terms of a sum (``p1*p2*x``, ``x*tanh(p3)/p4``,
     ``c + a/(1 + b)``: one parameter does) and terms that differ only in a parameter
-    coefficient (``p7*x + p8*x``). Such a law fits no better than the reduced one, but its
+    coefficient (``p7*x + p8*x``); a parameter exponent inside a log is taken out as a
+    coefficient first (``p8*log(x^p7)``). Such a law fits no better than the reduced one, but its
     Jacobian is singular, so its fit crawls and its extra constants count against the cap.
     ``counts`` (see :func:`_param_counts`) and ``params`` are updated as parameters go."""
     if not expr.args:
         return expr
     args = [_tidy(a, counts, params) for a in expr.args]
-    if expr.is_Mul:
+    if expr.func is sp.log and args[0].is_Pow and args[0].exp.free_symbols & counts.keys():
+        # log(x^p) is p*log(x) (where either is real): p becomes a coefficient that the
+        # enclosing product may merge with another (p8*log(N^p7) holds one constant, not two)
+        base, ex = args[0].as_base_exp()
+        return _tidy(ex * sp.log(base), counts, params)
+    if expr.is_Mul:  # a factor just rewritten as a product (above) joins this one
+        args = [f for a in args for f in (a.args if a.is_Mul else (a,))]
         args = _merge_powers(args, counts, params)
     if expr.is_Add or expr.is_Mul:
         args = _merge_constants(args, counts, params, expr.func)
