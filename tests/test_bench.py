@@ -329,3 +329,9 @@ def test_a_cell_sees_the_environment_when_it_starts_not_when_the_fork_server_did
         server.stop()
     assert row["status"] == "ok", row["message"]
     assert len(server.requests) == 1
+
+
+def test_a_cell_run_alone_after_a_bench_is_not_killed(local_bench, tmp_path):
+    from hybrid_sld.bench.executors import run_isolated
+    row = run_isolated(Cell("kaplan_demo", "expert", 0), _settings(tmp_path / "x"))
+    assert row["status"] == "ok", row["message"]

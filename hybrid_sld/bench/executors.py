@@ -132,6 +132,7 @@ class LocalExecutor:
         finally:
             kill_live()
             pool.shutdown(wait=True, cancel_futures=True)
+            _STOP.clear()  # every cell of this run is over; a later run_isolated may start
 
     def close(self):
         pass
