@@ -136,6 +136,10 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace('symbol = "N"', 'trend = "down"'), "[features.N] trend must be one of"),
     (GOOD.replace('by = "N"\n', "").replace("[split]", "[features.D]\n[split]"),
      "no [split] by: name the feature the task extrapolates in"),
+    ('data = "runs.csv"\n' + GOOD,
+     "'data' must be a table, not 'runs.csv': write [data] then train = \"runs.csv\""),
+    (GOOD.replace('targets = ["loss"]', 'targets = ["loss"]\nsplit = "N"').replace(
+        '[split]\nby = "N"\nfraction = 0.25\n', ""), "'split' must be a table, not 'N'"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
@@ -143,7 +147,8 @@ def test_good_toml_loads(tmp_path):
         "misspelt-top-key", "unknown-data-key", "fraction-not-a-number", "negative-seed",
         "param-cap-bool", "name-is-a-path", "empty-name", "unit-not-a-string",
         "target-twice", "group-not-a-string", "feature-non-ascii", "feature-is-a-function",
-        "target-is-a-function", "feature-trend-unknown", "split-by-missing"])
+        "target-is-a-function", "feature-trend-unknown", "split-by-missing",
+        "data-not-a-table", "split-not-a-table"])
 def test_malformed_toml_names_file(tmp_path, text, needle):
     p = _write(tmp_path, text, "bad_task.toml")
     with pytest.raises(TaskError) as exc:
