@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from hybrid_sld.bench.leaderboard import aggregate, latex, markdown
 from hybrid_sld.bench.report import render, run_bench
 from hybrid_sld.cli import main
 from hybrid_sld.errors import HybridSLDError, LawError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from openai_server import FakeOpenAI  # noqa: E402
 
 # max_evals makes the search cells deterministic (and quick); the budget never binds.
 GRID = dict(tasks="kaplan_demo,parallel", methods="expert,random", seeds=[0])
@@ -283,10 +287,7 @@ def test_llm_cells_use_the_model_endpoint_and_call_budget_given(tmp_path):
     API key from the environment the bench started in."""
     import json
     import os
-    import sys
-    sys.path.insert(0, str(Path(__file__).parent))
     from conftest import run_cli
-    from openai_server import FakeOpenAI
     server = FakeOpenAI()
     url = server.start()
     out = tmp_path / "b"
@@ -314,9 +315,6 @@ def test_a_cell_sees_the_environment_when_it_starts_not_when_the_fork_server_did
         tmp_path, monkeypatch, local_bench):
     """A Python caller may set the API key after a first bench (here the module's) started
     the fork server that later cells come from."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).parent))
-    from openai_server import FakeOpenAI
     server = FakeOpenAI()
     url = server.start()
     monkeypatch.setenv("LATE_BENCH_KEY", "sk-late")
