@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -711,3 +712,38 @@ def test_a_write_refused_by_permission_advises_making_it_writable(synthetic_task
     assert "make it writable and continue with" in denied and "make room" not in denied
     full = s._write_failure(OSError(errno.ENOSPC, "No space left on device"))
     assert "make room and continue with" in full
+
+
+def test_parting_spans_the_laws_that_validate_alike_past_the_training_scale(synthetic_task,
+                                                                            tmp_path):
+    from hybrid_sld.evaluate import beyond_training, fit_dataset, predict_dataset
+    from hybrid_sld.search.select import parting
+    s = Search(SearchConfig(task=str(synthetic_task), max_evals=8), tmp_path)
+    # the true form, a log-linear law that bends otherwise, one validating far worse
+    laws = {"y = a + b*x^(-c)": (0.99, 7, 3), "y = a + b*log(x)": (0.9896, 6, 2),
+            "y = a": (0.2, 1, 1)}  # validation R2, complexity, parameters
+    for i, (text, (r2, size, k)) in enumerate(laws.items()):
+        s.state.archive.add(Entry(text, {}, f"k{i}", r2, r2, size, k, i, "test"), 0)
+    chosen = s.state.archive.best()
+    law = parse_task_law(chosen.law, s.task)
+    fits = fit_dataset(law, s.train)
+    p = parting(s, chosen, fits)
+    assert p["laws"] == 2 and p["feature"] == "x" and p["spread"] > 0
+    edge, beyond = beyond_training(s.task, s.train)
+    preds = predict_dataset(law, fits, beyond)
+    for g, d in p["groups"].items():
+        v = d["targets"]["y"]
+        assert d["at"] == beyond.column("x")[beyond.groups == g].max() > s.train.column("x").max()
+        assert v["chosen"] == pytest.approx(preds[beyond.groups == g].mean())
+        assert v["low"] < v["high"] and v["low"] <= v["chosen"] <= v["high"]
+    # a random split does not extrapolate: nothing to part on
+    s.task = replace(s.task, split=replace(s.task.split, kind="random"))
+    assert parting(s, chosen, fits) is None
+
+
+def test_report_shows_where_the_laws_that_validate_alike_part(finished_run):
+    best = json.loads((finished_run / "best.json").read_text())
+    p = best["parting"]
+    assert p["laws"] >= 1 and p["feature"] == "x"
+    text = (finished_run / "report.md").read_text()
+    assert "## Past the training scale" in text

@@ -25,7 +25,8 @@ from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
 from .engine import Search, SearchConfig, write_atomic
-from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, refit_in_range, select_final
+from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, parting, refit_in_range,
+                     select_final)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -143,6 +144,7 @@ def final_report(search: Search) -> dict:
                        "valid_r2": _r(t["valid_r2"]),
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key}
                       for t in finalists]}
+    result["parting"] = parting(search, best, full.fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in passed]}
     result["published"] = dict(task.published)
@@ -295,6 +297,37 @@ The best laws by validation R2{" and the expert law" if r.get("expert") else ""}
 """
 
 
+def _parting_md(r: dict) -> str:
+    """Where the laws that validate alike part: the extrapolation's spread among them."""
+    p = r.get("parting")
+    if not p:
+        return ""
+    if p["laws"] < 2:
+        return (f"## Past the training scale\n\nNo other law validated within "
+                f"{SIMPLEST_TOLERANCE:.0%} of the best's NMSE.\n\n")
+    rows = "\n".join(f"| {g} | {d['at']:.4g} | {t} | {v['chosen']:.5g} | {v['low']:.5g} | "
+                     f"{v['high']:.5g} |"
+                     for g, d in list(p["groups"].items())[:12] for t, v in d["targets"].items())
+    more = len(p["groups"]) - 12
+    more = f"\n\n({more} more groups in best.json.)" if more > 0 else ""
+    return f"""## Past the training scale
+
+The {p['laws']} laws whose validation NMSE is within {SIMPLEST_TOLERANCE:.0%} of the best's \
+(validation cannot tell them apart), each refitted on all training rows, predict at each \
+group's largest {p['feature']} multiplied by as much again as validation reaches past the \
+fitted rows (mean over the group's rows there):
+
+| group | {p['feature']} | target | chosen law | lowest | highest |
+|---|---|---|---|---|---|
+{rows}{more}
+
+They part by up to {p['spread']:.3g} of a target's range in train: how much the choice among \
+laws that validate alike moves the extrapolation, which no training row can settle. The \
+uncertainty is larger still: laws outside this set and the noise in the rows add to it.
+
+"""
+
+
 LABELS = {"human_r2": "human law", "sldagent_r2": "SLDAgent's best"}
 
 
@@ -361,7 +394,7 @@ the law chosen came from {r['origin']}.{stopped}
 Fitter: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
-## Constants per group
+{_parting_md(r)}## Constants per group
 
 {groups}
 

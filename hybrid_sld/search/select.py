@@ -23,7 +23,10 @@ import math
 from dataclasses import replace
 
 from ..errors import HybridSLDError
-from ..evaluate import Evaluation, report, runaway, validate
+import numpy as np
+
+from ..evaluate import (Evaluation, beyond_training, predict_dataset, report, runaway,
+                        target_range, validate)
 from ..fit import FitterSpec, time_limit
 from ..law import parse_task_law
 from ..tasks import Task
@@ -57,6 +60,13 @@ def finalists(entries: list[Entry], expert: Entry | None, k: int) -> list[Entry]
     return out
 
 
+def alike(table: list[dict], tolerance: float = SIMPLEST_TOLERANCE) -> list[dict]:
+    """The rows of a finalists table whose validation NMSE is at most ``tolerance`` above the
+    best's: laws the validation rows cannot tell apart."""
+    top = max(t["valid_r2"] for t in table)
+    return [t for t in table if 1 - t["valid_r2"] <= (1 + tolerance) * (1 - top)]
+
+
 def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     """(chosen entry, table of finalists with both R2s) by the run's ``final_selection`` rule."""
     s, cfg, task = search.state, search.config, search.task
@@ -70,9 +80,7 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     if cfg.final_selection == "simplest":
         table = [{"entry": e, "valid_r2": e.valid_r2, "horizon_r2": None}
                  for e in finalists(s.archive.entries(), expert, 8)]
-        close = [t for t in table
-                 if 1 - t["valid_r2"] <= (1 + SIMPLEST_TOLERANCE) * (1 - best.valid_r2)]
-        chosen = min(close, key=lambda t: (t["entry"].complexity, -t["valid_r2"]))
+        chosen = min(alike(table), key=lambda t: (t["entry"].complexity, -t["valid_r2"]))
         return chosen["entry"], table
     longer = horizon_task(task)
     table = []
@@ -119,3 +127,54 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
             return e, v, full, r, passed
         passed.append({"law": e.law, "runaway": r})
     return *first, passed
+
+
+def parting(search, chosen: Entry, fits: dict, k: int = 8) -> dict | None:
+    """Where the laws that validate alike part past the training scale.
+
+    Validation cannot tell apart the finalists within the simplest rule's tolerance, yet one
+    may bend where another runs straight: how far their predictions differ one step past the
+    training scale (:func:`evaluate.beyond_training`: each group's rows at its largest scale,
+    that scale multiplied by as much again as validation reaches) says how much the choice
+    among them decides the extrapolation: a lower bound on its uncertainty, as laws outside the
+    set and the noise in the rows add to it. Each is refitted on all training rows as the final
+    report refits the chosen law (``fits``: the chosen law's); per group and target, the mean
+    prediction over those rows. Training rows only; None for a task whose validation does not
+    extrapolate (a random split).
+    """
+    task, train = search.task, search.train
+    if task.split.kind != "largest":
+        return None
+    expert = next((Entry.from_dict(d) for d in search.state.cache.values()
+                   if d["origin"] == "seed:expert"), None)
+    table = [{"entry": e, "valid_r2": e.valid_r2}
+             for e in finalists(search.state.archive.entries(), expert, k)]
+    others = [t["entry"] for t in alike(table) if t["entry"].key != chosen.key] if table else []
+    edge, beyond = beyond_training(task, train)
+    means = []  # per law: (groups, targets) mean predictions; the chosen law's first
+    for e in [chosen] + others:
+        law = parse_task_law(e.law, task)
+        try:
+            with time_limit(search.config.candidate_seconds):  # as the final report refits
+                f = fits if e is chosen else report(law, task, train, None,
+                                                    FitterSpec.from_dict(e.fitter))[1].fits
+            with np.errstate(all="ignore"):
+                pred = predict_dataset(law, f, beyond)
+        except HybridSLDError:
+            pred = None
+        mean = (None if pred is None else
+                np.array([pred[beyond.groups == g].mean(axis=0) for g in edge.group_names]))
+        if mean is not None and np.all(np.isfinite(mean)):
+            means.append(mean)
+        elif e is chosen:  # nothing to set the others against
+            return None
+    m = np.array(means)
+    lo, hi = m.min(axis=0), m.max(axis=0)
+    col = train.features.index(task.split.by)
+    return {"feature": task.split.by, "laws": len(means),
+            "spread": float(np.max((hi - lo) / target_range(train))),
+            "groups": {g: {"at": float(beyond.X[beyond.groups == g, col].max()),
+                           "targets": {t: {"chosen": float(m[0, i, j]), "low": float(lo[i, j]),
+                                           "high": float(hi[i, j])}
+                                       for j, t in enumerate(task.targets)}}
+                       for i, g in enumerate(edge.group_names)}}
