@@ -179,16 +179,20 @@ def _reach(scale: np.ndarray, valid: np.ndarray, ratio: bool) -> float:
 def beyond_training(task: Task, train: Dataset, feature: str | None = None
                     ) -> tuple[Dataset, Dataset]:
     """(edge, beyond): each group's rows at its largest value of ``feature`` (the split's scale
-    by default), and the same rows with that feature multiplied by as much again, in ratio, as
-    validation reaches past the fitted rows (2 when that is undefined, or for another feature).
+    by default), and the same rows with that feature moved as far again as validation reaches
+    past the fitted rows: in ratio (2 when that is undefined, or for another feature), or in
+    difference for a feature with values <= 0, such as a log (half its span when undefined).
     Targets are copied, not known: inputs only."""
     feature = feature or task.split.by
     scale = train.column(feature)
-    reach = (_reach(scale, validation_mask(task, train), ratio=True)
-             if feature == task.split.by else 2.0)
+    ratio = bool(np.all(scale > 0))
+    valid = (validation_mask(task, train) if feature == task.split.by
+             else np.zeros(len(train), dtype=bool))
+    reach = _reach(scale, valid, ratio)
     edge = _edge_rows(train, scale)
     X = edge.X.copy()
-    X[:, train.features.index(feature)] *= reach
+    col = train.features.index(feature)
+    X[:, col] = X[:, col] * reach if ratio else X[:, col] + reach
     return edge, Dataset(edge.groups, X, edge.Y, edge.features, edge.targets)
 
 

@@ -310,6 +310,23 @@ def test_runaway_finds_a_pole_between_the_training_edge_and_the_scales_past_it(s
     assert ev.runaway(task, train, fits, true) < 0.05  # the law that made the data
 
 
+def test_beyond_training_moves_a_feature_under_zero_up_by_difference(synth):
+    task, train = synth
+    logged = Dataset(train.groups, np.log10(train.X) - 6, train.Y, train.features, train.targets)
+    scale, valid = logged.column("x"), hybrid_sld.data.validation_mask(task, logged)
+    assert scale.max() < 0  # a ratio would move these down
+    edge, beyond = ev.beyond_training(task, logged)
+    step = scale[valid].max() - scale[~valid].max()
+    assert step > 0 and np.allclose(beyond.column("x"), edge.column("x") + step)
+    for g in logged.group_names:
+        assert edge.column("x")[edge.groups == g].min() == scale[logged.groups == g].max()
+    # a positive feature moves in ratio, as far again as validation reaches
+    edge, beyond = ev.beyond_training(task, train)
+    scale, valid = train.column("x"), hybrid_sld.data.validation_mask(task, train)
+    assert np.allclose(beyond.column("x"),
+                       edge.column("x") * scale[valid].max() / scale[~valid].max())
+
+
 def test_path_beyond_steps_by_difference_on_a_feature_with_values_under_zero(synth):
     task, train = synth
     logged = Dataset(train.groups, np.log10(train.X) - 3, train.Y, train.features, train.targets)
