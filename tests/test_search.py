@@ -736,6 +736,10 @@ def test_parting_spans_the_laws_that_validate_alike_past_the_training_scale(synt
         assert d["at"] == beyond.column("x")[beyond.groups == g].max() > s.train.column("x").max()
         assert v["chosen"] == pytest.approx(preds[beyond.groups == g].mean())
         assert v["low"] < v["high"] and v["low"] <= v["chosen"] <= v["high"]
+    # the refits share one time limit: past it, the laws not yet refitted are left out
+    s.config = replace(s.config, candidate_seconds=1e-6)
+    short = parting(s, chosen, fits)
+    assert (short["laws"], short["alike"], short["spread"]) == (1, 2, 0.0)
     # a random split does not extrapolate: nothing to part on
     s.task = replace(s.task, split=replace(s.task.split, kind="random"))
     assert parting(s, chosen, fits) is None

@@ -302,9 +302,12 @@ def _parting_md(r: dict) -> str:
     p = r.get("parting")
     if not p:
         return ""
+    alike = p.get("alike", p["laws"])
+    left = alike - p["laws"]
+    left = f"; {left} more failed their refit or ran past the time allowed" if left else ""
     if p["laws"] < 2:
         return (f"## Past the training scale\n\nNo other law validated within "
-                f"{SIMPLEST_TOLERANCE:.0%} of the best's NMSE.\n\n")
+                f"{SIMPLEST_TOLERANCE:.0%} of the best's NMSE{left}.\n\n")
     rows = "\n".join(f"| {g} | {d['at']:.4g} | {t} | {v['chosen']:.5g} | {v['low']:.5g} | "
                      f"{v['high']:.5g} |"
                      for g, d in list(p["groups"].items())[:12] for t, v in d["targets"].items())
@@ -313,9 +316,9 @@ def _parting_md(r: dict) -> str:
     return f"""## Past the training scale
 
 The {p['laws']} laws whose validation NMSE is within {SIMPLEST_TOLERANCE:.0%} of the best's \
-(validation cannot tell them apart), each refitted on all training rows, predict at each \
-group's largest {p['feature']} multiplied by as much again as validation reaches past the \
-fitted rows (mean over the group's rows there):
+(validation cannot tell them apart{left}), each refitted on all training rows, predict at \
+each group's largest {p['feature']} moved as far again as validation reaches past the fitted \
+rows (mean over the group's rows there):
 
 | group | {p['feature']} | target | chosen law | lowest | highest |
 |---|---|---|---|---|---|

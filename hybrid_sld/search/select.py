@@ -152,29 +152,37 @@ def parting(search, chosen: Entry, fits: dict, k: int = 8) -> dict | None:
     others = [t["entry"] for t in alike(table) if t["entry"].key != chosen.key] if table else []
     edge, beyond = beyond_training(task, train)
     means = []  # per law: (groups, targets) mean predictions; the chosen law's first
-    for e in [chosen] + others:
-        law = parse_task_law(e.law, task)
-        try:
-            with time_limit(search.config.candidate_seconds):  # as the final report refits
-                f = fits if e is chosen else report(law, task, train, None,
-                                                    FitterSpec.from_dict(e.fitter))[1].fits
-            with np.errstate(all="ignore"):
-                pred = predict_dataset(law, f, beyond)
-        except HybridSLDError:
-            pred = None
-        mean = (None if pred is None else
-                np.array([pred[beyond.groups == g].mean(axis=0) for g in edge.group_names]))
-        if mean is not None and np.all(np.isfinite(mean)):
-            means.append(mean)
-        elif e is chosen:  # nothing to set the others against
-            return None
+    with time_limit(search.config.candidate_seconds):  # all the refits together, at most this
+        for e in [chosen] + others:
+            mean = _mean_beyond(search, e, fits if e is chosen else None, edge, beyond)
+            if mean is not None:
+                means.append(mean)
+            elif e is chosen:  # nothing to set the others against
+                return None
     m = np.array(means)
     lo, hi = m.min(axis=0), m.max(axis=0)
     col = train.features.index(task.split.by)
-    return {"feature": task.split.by, "laws": len(means),
+    return {"feature": task.split.by, "laws": len(means), "alike": 1 + len(others),
             "spread": float(np.max((hi - lo) / target_range(train))),
             "groups": {g: {"at": float(beyond.X[beyond.groups == g, col].max()),
                            "targets": {t: {"chosen": float(m[0, i, j]), "low": float(lo[i, j]),
                                            "high": float(hi[i, j])}
                                        for j, t in enumerate(task.targets)}}
                        for i, g in enumerate(edge.group_names)}}
+
+
+def _mean_beyond(search, e: Entry, fits: dict | None, edge, beyond) -> np.ndarray | None:
+    """(groups, targets) mean prediction over each group's ``beyond`` rows of an entry's law,
+    refitted on all training rows as the final report refits (unless ``fits`` are given); None
+    when the refit fails or runs out of time, or a prediction is not finite."""
+    task = search.task
+    law = parse_task_law(e.law, task)
+    try:
+        if fits is None:
+            fits = report(law, task, search.train, None, FitterSpec.from_dict(e.fitter))[1].fits
+        with np.errstate(all="ignore"):
+            pred = predict_dataset(law, fits, beyond)
+    except HybridSLDError:
+        return None
+    mean = np.array([pred[beyond.groups == g].mean(axis=0) for g in edge.group_names])
+    return mean if np.all(np.isfinite(mean)) else None
