@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..errors import HybridSLDError
 import numpy as np
 
+from ..errors import HybridSLDError
 from ..evaluate import (Evaluation, beyond_training, predict_dataset, report, runaway,
                         target_range, validate)
 from ..fit import FitterSpec, time_limit
@@ -60,6 +60,12 @@ def finalists(entries: list[Entry], expert: Entry | None, k: int) -> list[Entry]
     return out
 
 
+def expert_entry(search) -> Entry | None:
+    """The run's evaluation of the task's expert law, if it made one."""
+    return next((Entry.from_dict(d) for d in search.state.cache.values()
+                 if d["origin"] == "seed:expert"), None)
+
+
 def alike(table: list[dict], tolerance: float = SIMPLEST_TOLERANCE) -> list[dict]:
     """The rows of a finalists table whose validation NMSE is at most ``tolerance`` above the
     best's: laws the validation rows cannot tell apart."""
@@ -75,8 +81,7 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
         raise HybridSLDError("the search evaluated no valid candidate")
     if cfg.final_selection == "valid":
         return best, []
-    expert = next((Entry.from_dict(d) for d in s.cache.values() if d["origin"] == "seed:expert"),
-                  None)
+    expert = expert_entry(search)
     if cfg.final_selection == "simplest":
         table = [{"entry": e, "valid_r2": e.valid_r2, "horizon_r2": None}
                  for e in finalists(s.archive.entries(), expert, 8)]
@@ -135,7 +140,7 @@ def parting(search, chosen: Entry, fits: dict, k: int = 8) -> dict | None:
     Validation cannot tell apart the finalists within the simplest rule's tolerance, yet one
     may bend where another runs straight: how far their predictions differ one step past the
     training scale (:func:`evaluate.beyond_training`: each group's rows at its largest scale,
-    that scale multiplied by as much again as validation reaches) says how much the choice
+    that scale moved as far again as validation reaches) says how much the choice
     among them decides the extrapolation: a lower bound on its uncertainty, as laws outside the
     set and the noise in the rows add to it. Each is refitted on all training rows as the final
     report refits the chosen law (``fits``: the chosen law's); per group and target, the mean
@@ -145,10 +150,8 @@ def parting(search, chosen: Entry, fits: dict, k: int = 8) -> dict | None:
     task, train = search.task, search.train
     if task.split.kind != "largest":
         return None
-    expert = next((Entry.from_dict(d) for d in search.state.cache.values()
-                   if d["origin"] == "seed:expert"), None)
     table = [{"entry": e, "valid_r2": e.valid_r2}
-             for e in finalists(search.state.archive.entries(), expert, k)]
+             for e in finalists(search.state.archive.entries(), expert_entry(search), k)]
     others = [t["entry"] for t in alike(table) if t["entry"].key != chosen.key] if table else []
     edge, beyond = beyond_training(task, train)
     means = []  # per law: (groups, targets) mean predictions; the chosen law's first
