@@ -26,11 +26,12 @@ import selection_rules as sr  # noqa: E402  (pins BLAS threads and finds the dat
 from _report import emit, header  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hybrid_sld.data import split_train_valid  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import predict_dataset, validate  # noqa: E402
 from hybrid_sld.fit import Fit, FitterSpec  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
-from hybrid_sld.search.select import SIMPLEST_TOLERANCE  # noqa: E402
+from hybrid_sld.search.select import SIMPLEST_TOLERANCE, alike  # noqa: E402
 
 
 def level_split(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -51,13 +52,11 @@ def study(run_dir: Path) -> list[dict]:
     fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in best["groups"].items()}
     pred = predict_dataset(law, fits, test)
     v = validate(law, task, train, FitterSpec.from_dict(best["fitter"]))
-    valid = sr.split_train_valid(task, train)[1]
+    valid = split_train_valid(task, train)[1]
     pred_v = predict_dataset(law, v.fits, valid)
     with np.errstate(all="ignore"):
         pred_fp = predict_dataset(law, v.fits, test)  # the fit that never saw the validation rows
-    finals = best["final_selection"]["finalists"]
-    top = max(f["valid_r2"] for f in finals)
-    close = [f for f in finals if 1 - f["valid_r2"] <= (1 + SIMPLEST_TOLERANCE) * (1 - top)]
+    close = alike(best["final_selection"]["finalists"])
     by_law = {e.law: e for e in entries}
     levels = []  # per close finalist: mean test residual / test SD, per target
     for f in close:
