@@ -176,6 +176,17 @@ def _reach(scale: np.ndarray, valid: np.ndarray, ratio: bool) -> float:
     return reach if np.isfinite(reach) and reach > 0 else 0.5 * np.ptp(scale)
 
 
+def _extent(task: Task, train: Dataset, feature: str) -> tuple[np.ndarray, bool, float]:
+    """(the feature's column, whether it steps in ratio (all values > 0) or in difference, how
+    far validation reaches past the fitted rows along it (see :func:`_reach`; validation
+    reaches along the split's feature only))."""
+    scale = train.column(feature)
+    ratio = bool(np.all(scale > 0))
+    valid = (validation_mask(task, train) if feature == task.split.by
+             else np.zeros(len(train), dtype=bool))
+    return scale, ratio, _reach(scale, valid, ratio)
+
+
 def beyond_training(task: Task, train: Dataset, feature: str | None = None
                     ) -> tuple[Dataset, Dataset]:
     """(edge, beyond): each group's rows at its largest value of ``feature`` (the split's scale
@@ -184,11 +195,7 @@ def beyond_training(task: Task, train: Dataset, feature: str | None = None
     difference for a feature with values <= 0, such as a log (half its span when undefined).
     Targets are copied, not known: inputs only."""
     feature = feature or task.split.by
-    scale = train.column(feature)
-    ratio = bool(np.all(scale > 0))
-    valid = (validation_mask(task, train) if feature == task.split.by
-             else np.zeros(len(train), dtype=bool))
-    reach = _reach(scale, valid, ratio)
+    scale, ratio, reach = _extent(task, train, feature)
     edge = _edge_rows(train, scale)
     X = edge.X.copy()
     col = train.features.index(feature)
@@ -231,9 +238,7 @@ def path_beyond(task: Task, train: Dataset, steps: int = 16) -> Dataset:
     largest scale in train and then as far again as validation reaches past the fitted rows.
     Groups that stop short of the others are asked about the scales the others reach: where a
     law meets them first. Inputs only; the targets are copied, not known."""
-    scale = train.column(task.split.by)
-    ratio = bool(np.all(scale > 0))
-    reach = _reach(scale, validation_mask(task, train), ratio)
+    scale, ratio, reach = _extent(task, train, task.split.by)
     edge = _edge_rows(train, scale)
     x0 = edge.column(task.split.by)
     ts = np.linspace(0, 1, steps + 1)[1:]
