@@ -82,7 +82,8 @@ def _result(task, law, v, full, train) -> dict:
     return {"task": task.name, "law": law.text, "n_params": law.n_params,
             "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
             "test_r2": _r(full.r2("test")),
-            # past the training scale, how far the fitted law leaves the targets' range
+            # past the training scale (random splits: among its levels), how far the fitted
+            # law leaves the targets' range
             "runaway": _r(runaway(task, train, full.fits, law)),
             # sums of unlike units, exp or fitted powers of quantities with a unit (units.py)
             "unit_faults": unit_faults(law, task),
@@ -147,12 +148,13 @@ def cmd_fit(args):
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
     if out["redundancy"]:
         print(f"note: {out['redundancy']}")
+    from .evaluate import runaway_where
     from .search.select import RUNAWAY_TOLERANCE
     if fitted == len(full.fits) and (out["runaway"] is None
                                      or out["runaway"] > RUNAWAY_TOLERANCE):
         far = "stop being finite" if out["runaway"] is None else \
             f"leave the training targets' range by {out['runaway']:.3g} of it"
-        print(f"note: past the largest training scale the fitted predictions {far} (a pole or a "
+        print(f"note: {runaway_where(task)} the fitted predictions {far} (a pole or a "
               "blow-up); discover passes over such a law")
     for fault in out["unit_faults"]:
         print(f"note: units: {fault}")

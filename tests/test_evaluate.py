@@ -310,6 +310,34 @@ def test_runaway_finds_a_pole_between_the_training_edge_and_the_scales_past_it(s
     assert ev.runaway(task, train, fits, true) < 0.05  # the law that made the data
 
 
+def test_runaway_of_a_random_split_finds_a_log_of_a_negative_among_the_training_levels(
+        tmp_path):
+    # a two-domain mixture: domain b is left out only where a's share is small, so a law with
+    # log(p + b - q*a) fits every training row yet is not finite where a is large and b is 0:
+    # the recombination a random split's test rows are drawn from (seed 6 of domain_mixture)
+    rows = [(g, a, b) for g in ("g1", "g2") for a, b in
+            [(0.0, 0.0), (0.25, 0.0), (0.0, 0.5), (0.25, 0.25), (0.5, 0.125), (0.5, 0.5)]]
+    (tmp_path / "train.csv").write_text("group,a,b,y\n" + "".join(
+        f"{g},{a},{b},{1 + a - b}\n" for g, a, b in rows))
+    (tmp_path / "mix.toml").write_text(
+        'name = "mix"\ntargets = ["y"]\nparam_cap = 4\n[features.a]\n[features.b]\n'
+        '[split]\nkind = "random"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n')
+    task = get_task(str(tmp_path / "mix.toml"))
+    train = load_splits(task)[0]
+    probes = ev.recombined(train)
+    assert len(probes) == 4 * len(train)  # each row, each feature, to each end of its range
+    assert ((probes.column("a") == 0.5) & (probes.column("b") == 0.0)).any()
+    law = parse_task_law("y = c + log(p + b - q*a)", task)
+    fits = _same_fits(train, c=1.0, p=0.06, q=0.2)
+    with np.errstate(all="ignore"):
+        assert np.isfinite(ev.predict_dataset(law, fits, train)).all()  # fits every row
+    assert ev.runaway(task, train, fits, law) == np.inf
+    assert ev.runaway(task, train, _same_fits(train, c=1.0, p=0.2, q=0.2), law) == 0.0
+    # off the training targets' range is not held against a random split's law: only finiteness
+    assert ev.runaway(task, train, _same_fits(train, c=1e6, p=0.2, q=0.2), law) == 0.0
+    assert "recombined" in ev.runaway_where(task)
+
+
 def test_beyond_training_moves_a_feature_under_zero_up_by_difference(synth):
     task, train = synth
     logged = Dataset(train.groups, np.log10(train.X) - 6, train.Y, train.features, train.targets)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data import load_splits, validation_mask
 from ..errors import HybridSLDError
-from ..evaluate import report, score_dataset
+from ..evaluate import report, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..law import parse_expert_law, parse_task_law
 from ..metrics import report_value as _r
@@ -146,6 +146,7 @@ def final_report(search: Search) -> dict:
                       for t in finalists]}
     result["parting"] = parting(search, best, full.fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
+                             "where": runaway_where(task),
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in passed]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
@@ -261,7 +262,7 @@ def _why(passed: dict) -> str:
     if passed.get("reason"):
         return passed["reason"]
     if passed["runaway"] is None:
-        return "predictions not finite past the training scale"
+        return "predictions not finite"
     return f"{passed['runaway']:.3g} of the targets' range out"
 
 
@@ -271,9 +272,10 @@ def _selection_md(r: dict) -> str:
     if check.get("passed_over"):
         skipped = "\n".join(f"- `{'; '.join(p['law'].splitlines())}`: {_why(p)}"
                              for p in check["passed_over"])
-        out = (f"Passed over because their refit on all training rows leaves the targets' range "
-               f"by more than {check['tolerance']} of it past the training scale (a pole or a "
-               f"blow-up):\n\n{skipped}\n\n")
+        where = check.get("where", "past the largest training scale")
+        out = (f"Passed over because their refit on all training rows, {where}, stops being "
+               f"finite or leaves the targets' range by more than {check['tolerance']} of it (a "
+               f"pole or a blow-up):\n\n{skipped}\n\n")
     else:
         out = ""
     if not sel.get("finalists"):

@@ -109,8 +109,9 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
 
     The chosen law refitted on all training rows, as the final report gives it; when that refit
     leaves the targets' range past the training scale (a pole, a blow-up: validation rows stop
-    short of it), the next of the k best distinct laws by validation R2 whose refit stays in
-    range takes its place. Training rows only. When none does, the chosen law stands.
+    short of it), or, on a random split, stops being finite at recombined training levels
+    (:func:`evaluate.recombined`), the next of the k best distinct laws by validation R2 whose
+    refit passes takes its place. Training rows only. When none does, the chosen law stands.
     """
     task, seconds = search.task, search.config.candidate_seconds
     order = [chosen] + [e for e in finalists(search.state.archive.entries(), None, k)
