@@ -10,9 +10,11 @@ predictions past the training scale, at the points of ``evaluate.beyond_training
 only, no test row), or the steadiest extrapolation ("stability": the least drift of those
 predictions between the validation-phase fit and the refit that adds the validation rows), or
 the best over two forward folds ("folds": the mean of the validation R2 and the R2 of a second
-fold that fits below the fit part's own largest scales and predicts them, train rows only).
-The best on test among the finalists is shown too: not a rule (it reads
-test), the room any rule has.
+fold that fits below the fit part's own largest scales and predicts them, train rows only),
+or the task's expert law when it is among them ("expert"; else the lowest complexity). The
+best on test among the finalists is shown too: not a rule (it reads test), the room any rule
+has. Below the table: which finalists the final range check flags, beside those whose test
+predictions are not finite.
 
 ``--trail``: instead, each new best of a run (its trail of validation improvements) refitted
 and scored on test, and the law a run would have chosen had it stopped after a quarter or half
@@ -52,17 +54,18 @@ import numpy as np  # noqa: E402
 
 from hybrid_sld.data import load_splits, split_train_valid  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
-from hybrid_sld.evaluate import (beyond_training, predict_dataset, report,  # noqa: E402
+from hybrid_sld.evaluate import (beyond_training, predict_dataset, report, runaway,  # noqa: E402
                                  score_dataset, target_range, validate)
 from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
-from hybrid_sld.search.select import finalists, refit_in_range, select_final  # noqa: E402
+from hybrid_sld.search.select import (RUNAWAY_TOLERANCE, finalists, refit_in_range,  # noqa: E402
+                                      select_final)
 
 TOLERANCES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
 RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
-    (r, t) for r in ("params", "complexity", "consensus", "stability", "folds")
+    (r, t) for r in ("params", "complexity", "expert", "consensus", "stability", "folds")
     for t in TOLERANCES]
 
 
@@ -105,7 +108,9 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
                "origin": e.origin, "rank": i}
         try:
             law, spec, v, full = refit(search, e, train, test)
-            row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"))
+            row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"),
+                       runaway=runaway(task, train, full.fits, law),  # the final range check
+                       torn="non-finite" in (full.scores["test"].message or ""))
             if beyond is not None:  # the refitted law past the training scale, in target ranges
                 with np.errstate(all="ignore"):
                     row["beyond"] = (predict_dataset(law, full.fits, beyond)
@@ -236,6 +241,10 @@ def pick(rows: list[dict], rule: str, tol: float) -> dict:
             return best
         return max(close, key=lambda r: ((r["valid"] + r["fold2"]) / 2 if usable(r.get("fold2"))
                                          else -math.inf, r["valid"]))
+    if rule == "expert":  # the published law when validation cannot tell it from the best
+        expert = [r for r in close if r["origin"] == "seed:expert"]
+        if expert:
+            return expert[0]
     size = "n_params" if rule == "params" else "complexity"
     return min(close, key=lambda r: (r[size], -r["valid"]))
 
@@ -291,8 +300,8 @@ def main(argv=None):
     for rd in map(Path, args.runs):
         # v3: rows hold "beyond" (predictions past the training scale) for the consensus rule,
         # and "beyond_valid" (the same from the validation-phase fit) for the stability rule;
-        # v4: "fold2" (R2 on the second forward fold) for the folds rule
-        study = cached(args.cache, rd, "v4", lambda rd: refit_finalists(rd, args.laws))
+        # v4: "fold2" (R2 on the second forward fold) for the folds rule; v5: "runaway"
+        study = cached(args.cache, rd, "v5", lambda rd: refit_finalists(rd, args.laws))
         # a cached study may hold more finalists than asked for now
         study["rows"] = [r for r in study["rows"] if r["rank"] < args.laws
                          or r["origin"] == "seed:expert"]
@@ -313,7 +322,21 @@ def main(argv=None):
                      f"{run.name[-15:]}) | " + " | ".join(f"{p:.4f}" for p in picks) + " |")
     lines.append("| sum of changes against 'valid' | "
                  + " | ".join(f"{t:+.3f}" for t in total) + " |")
-    return emit(lines, args.record)
+    return emit(lines + ["", *check_lines(studies)], args.record)
+
+
+def check_lines(studies: list[dict]) -> list[str]:
+    """How the final range check sorts all finalists: those it flags against those whose test
+    predictions are not finite (scored -1)."""
+    rows = [r for s in studies for r in s["rows"] if "runaway" in r]
+    flagged = [r for r in rows if not r["runaway"] <= RUNAWAY_TOLERANCE]
+    torn = [r for r in rows if r["torn"]]
+    both = [r for r in flagged if r["torn"]]
+    return [f"The final range check over all {len(rows)} refitted finalists: it flags "
+            f"{len(flagged)} (runaway over {RUNAWAY_TOLERANCE} or not finite); {len(torn)} have "
+            f"test predictions that are not finite, {len(both)} of them flagged. Flagged laws' "
+            "clipped test R2: " + (", ".join(f"{clip(r['test']):.4f}" for r in flagged) or "none")
+            + "."]
 
 
 if __name__ == "__main__":
