@@ -11,7 +11,9 @@ only, no test row), or the steadiest extrapolation ("stability": the least drift
 predictions between the validation-phase fit and the refit that adds the validation rows), or
 the best over two forward folds ("folds": the mean of the validation R2 and the R2 of a second
 fold that fits below the fit part's own largest scales and predicts them, train rows only),
-or the task's expert law when it is among them ("expert"; else the lowest complexity). The
+or the task's expert law when it is among them ("expert"; else the lowest complexity), or
+the lowest complexity among the archive's elites ("elites": as the run itself applies the
+default rule, one law per grid cell, where "complexity" takes every evaluation). The
 best on test among the finalists is shown too: not a rule (it reads test), the room any rule
 has. Below the table: which finalists the final range check flags, beside those whose test
 predictions are not finite.
@@ -65,7 +67,8 @@ from hybrid_sld.search.select import (RUNAWAY_TOLERANCE, finalists, refit_in_ran
 
 TOLERANCES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
 RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
-    (r, t) for r in ("params", "complexity", "expert", "consensus", "stability", "folds")
+    (r, t) for r in ("params", "complexity", "elites", "expert", "consensus", "stability",
+                     "folds")
     for t in TOLERANCES]
 
 
@@ -102,10 +105,16 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
     span = target_range(train)
     fit_part = split_train_valid(task, train)[0]
     rows = []
-    for i, e in enumerate(finalists(entries, expert, k)):
+    # the run itself chooses among the archive's elites (one per grid cell), not among every
+    # evaluation: its finalists join as rows of their own ("elite"; ranked from k up when not
+    # among the k best evaluations)
+    elites = finalists(search.state.archive.entries(), expert, k)
+    best = finalists(entries, expert, k)
+    extra = [e for e in elites if e.law not in {b.law for b in best}]
+    for i, e in enumerate(best + extra):
         t0 = time.perf_counter()
         row = {"law": e.law, "n_params": e.n_params, "complexity": e.complexity,
-               "origin": e.origin, "rank": i}
+               "origin": e.origin, "rank": i, "elite": e.law in {x.law for x in elites}}
         try:
             law, spec, v, full = refit(search, e, train, test)
             row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"),
@@ -213,7 +222,11 @@ def usable(x) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def pick(rows: list[dict], rule: str, tol: float) -> dict:
+def pick(rows: list[dict], rule: str, tol: float, laws: int = 8) -> dict:
+    if rule == "elites":  # the default rule as the run applies it: the archive's finalists
+        rows, rule = [r for r in rows if r.get("elite")], "complexity"
+    else:  # the k best evaluations and the expert law
+        rows = [r for r in rows if r["rank"] < laws or r["origin"] == "seed:expert"]
     ok = [r for r in rows if usable(r.get("valid")) and usable(r.get("test"))]
     best = max(ok, key=lambda r: r["valid"])
     if rule == "valid":
@@ -300,11 +313,12 @@ def main(argv=None):
     for rd in map(Path, args.runs):
         # v3: rows hold "beyond" (predictions past the training scale) for the consensus rule,
         # and "beyond_valid" (the same from the validation-phase fit) for the stability rule;
-        # v4: "fold2" (R2 on the second forward fold) for the folds rule; v5: "runaway"
-        study = cached(args.cache, rd, "v5", lambda rd: refit_finalists(rd, args.laws))
+        # v4: "fold2" (R2 on the second forward fold) for the folds rule; v5: "runaway";
+        # v6: "elite" (among the archive's finalists, which the run chose from)
+        study = cached(args.cache, rd, "v6", lambda rd: refit_finalists(rd, args.laws))
         # a cached study may hold more finalists than asked for now
         study["rows"] = [r for r in study["rows"] if r["rank"] < args.laws
-                         or r["origin"] == "seed:expert"]
+                         or r["origin"] == "seed:expert" or r.get("elite")]
         studies.append(study)
     names = [f"{r} {t:g}" if t else r for r, t in RULES]
     lines = ["# Final-selection rules replayed on finished searches", "",
@@ -315,7 +329,7 @@ def main(argv=None):
              "| run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(RULES)]
     total = [0.0] * len(RULES)
     for s in studies:
-        picks = [clip(pick(s["rows"], *rule)["test"]) for rule in RULES]
+        picks = [clip(pick(s["rows"], *rule, args.laws)["test"]) for rule in RULES]
         total = [t + p - picks[0] for t, p in zip(total, picks)]
         run = Path(s["run"])
         lines.append(f"| {s['task'].removesuffix('_scaling_law')} ({run.parent.name}/"
