@@ -13,7 +13,8 @@ the best over two forward folds ("folds": the mean of the validation R2 and the 
 fold that fits below the fit part's own largest scales and predicts them, train rows only),
 or the task's expert law when it is among them ("expert"; else the lowest complexity), or
 the lowest complexity among the archive's elites ("elites": as the run itself applies the
-default rule, one law per grid cell, where "complexity" takes every evaluation). The
+default rule, one law per grid cell, by the validation R2 it stored, where "complexity" takes
+every evaluation and its refitted validation R2). The
 best on test among the finalists is shown too: not a rule (it reads test), the room any rule
 has. Below the table: which finalists the final range check flags, beside those whose test
 predictions are not finite.
@@ -110,11 +111,13 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
     # among the k best evaluations)
     elites = finalists(search.state.archive.entries(), expert, k)
     best = finalists(entries, expert, k)
-    extra = [e for e in elites if e.law not in {b.law for b in best}]
+    # by key: an elite may share its law text with a better-scored evaluation (a fitter edit)
+    extra = [e for e in elites if e.key not in {b.key for b in best}]
     for i, e in enumerate(best + extra):
         t0 = time.perf_counter()
         row = {"law": e.law, "n_params": e.n_params, "complexity": e.complexity,
-               "origin": e.origin, "rank": i, "elite": e.law in {x.law for x in elites}}
+               "origin": e.origin, "rank": i, "elite": e.key in {x.key for x in elites},
+               "valid_run": e.valid_r2}  # as the run scored it, before any refit
         try:
             law, spec, v, full = refit(search, e, train, test)
             row.update(valid=v.r2("valid"), train=full.r2("train"), test=full.r2("test"),
@@ -223,8 +226,12 @@ def usable(x) -> bool:
 
 
 def pick(rows: list[dict], rule: str, tol: float, laws: int = 8) -> dict:
-    if rule == "elites":  # the default rule as the run applies it: the archive's finalists
-        rows, rule = [r for r in rows if r.get("elite")], "complexity"
+    if rule == "elites":  # the default rule as the run applies it: the archive's finalists,
+        # ranked by the validation R2 the run stored (a refit moves it in the last digits)
+        rows = [r for r in rows if r.get("elite") and usable(r.get("test"))]
+        top = max(r["valid_run"] for r in rows)
+        close = [r for r in rows if 1 - r["valid_run"] <= (1 + tol) * (1 - top)]
+        return min(close, key=lambda r: (r["complexity"], -r["valid_run"]))
     else:  # the k best evaluations and the expert law
         rows = [r for r in rows if r["rank"] < laws or r["origin"] == "seed:expert"]
     ok = [r for r in rows if usable(r.get("valid")) and usable(r.get("test"))]
@@ -314,8 +321,9 @@ def main(argv=None):
         # v3: rows hold "beyond" (predictions past the training scale) for the consensus rule,
         # and "beyond_valid" (the same from the validation-phase fit) for the stability rule;
         # v4: "fold2" (R2 on the second forward fold) for the folds rule; v5: "runaway";
-        # v6: "elite" (among the archive's finalists, which the run chose from)
-        study = cached(args.cache, rd, "v6", lambda rd: refit_finalists(rd, args.laws))
+        # v6: "elite" (among the archive's finalists, which the run chose from); v7:
+        # "valid_run" (the validation R2 the run ranked by); v8: elites told apart by key
+        study = cached(args.cache, rd, "v8", lambda rd: refit_finalists(rd, args.laws))
         # a cached study may hold more finalists than asked for now
         study["rows"] = [r for r in study["rows"] if r["rank"] < args.laws
                          or r["origin"] == "seed:expert" or r.get("elite")]
