@@ -112,11 +112,12 @@ def refit_finalists(run_dir: Path, k: int) -> dict:
     elites = finalists(search.state.archive.entries(), expert, k)
     best = finalists(entries, expert, k)
     # by key: an elite may share its law text with a better-scored evaluation (a fitter edit)
-    extra = [e for e in elites if e.key not in {b.key for b in best}]
+    best_keys, elite_keys = {e.key for e in best}, {e.key for e in elites}
+    extra = [e for e in elites if e.key not in best_keys]
     for i, e in enumerate(best + extra):
         t0 = time.perf_counter()
         row = {"law": e.law, "n_params": e.n_params, "complexity": e.complexity,
-               "origin": e.origin, "rank": i, "elite": e.key in {x.key for x in elites},
+               "origin": e.origin, "rank": i, "elite": e.key in elite_keys,
                "valid_run": e.valid_r2}  # as the run scored it, before any refit
         try:
             law, spec, v, full = refit(search, e, train, test)
@@ -228,10 +229,8 @@ def usable(x) -> bool:
 def pick(rows: list[dict], rule: str, tol: float, laws: int = 8) -> dict:
     if rule == "elites":  # the default rule as the run applies it: the archive's finalists,
         # ranked by the validation R2 the run stored (a refit moves it in the last digits)
-        rows = [r for r in rows if r.get("elite") and usable(r.get("test"))]
-        top = max(r["valid_run"] for r in rows)
-        close = [r for r in rows if 1 - r["valid_run"] <= (1 + tol) * (1 - top)]
-        return min(close, key=lambda r: (r["complexity"], -r["valid_run"]))
+        rows = [{**r, "valid": r["valid_run"]} for r in rows if r.get("elite")]
+        rule = "complexity"
     else:  # the k best evaluations and the expert law
         rows = [r for r in rows if r["rank"] < laws or r["origin"] == "seed:expert"]
     ok = [r for r in rows if usable(r.get("valid")) and usable(r.get("test"))]

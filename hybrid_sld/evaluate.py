@@ -290,14 +290,14 @@ def runaway(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float
     training edge and the scales a user asks about. For a random split, whose test rows sit
     among the training levels, inf where not finite on :func:`recombined`, else 0. Uses no row
     beyond train."""
-    if task.split.kind != "largest":
-        with np.errstate(all="ignore"):
-            pred = predict_dataset(law, fits, recombined(train))
-        return 0.0 if np.all(np.isfinite(pred)) else math.inf
+    by_scale = task.split.kind == "largest"
+    probes = path_beyond(task, train) if by_scale else recombined(train)
     with np.errstate(all="ignore"):
-        pred = predict_dataset(law, fits, path_beyond(task, train))
+        pred = predict_dataset(law, fits, probes)
     if not np.all(np.isfinite(pred)):
         return math.inf
+    if not by_scale:
+        return 0.0
     lo, hi = train.Y.min(axis=0), train.Y.max(axis=0)
     out = np.maximum(lo - pred, pred - hi) / target_range(train)
     return float(max(out.max(), 0.0))
