@@ -276,10 +276,13 @@ def recombined(train: Dataset) -> Dataset:
                    train.features, train.targets)
 
 
+PAST_TRAINING = "past the largest training scale"
+
+
 def runaway_where(task: Task) -> str:
     """Where :func:`runaway` looks, in words for reports and notes."""
     if task.split.kind == "largest":
-        return "past the largest training scale"
+        return PAST_TRAINING
     return "at recombined training levels (one feature of a training row moved to the end of " \
         "its group's range)"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data import load_splits, validation_mask
 from ..errors import HybridSLDError
-from ..evaluate import report, runaway_where, score_dataset
+from ..evaluate import PAST_TRAINING, report, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..law import parse_expert_law, parse_task_law
 from ..metrics import report_value as _r
@@ -272,7 +272,7 @@ def _selection_md(r: dict) -> str:
     if check.get("passed_over"):
         skipped = "\n".join(f"- `{'; '.join(p['law'].splitlines())}`: {_why(p)}"
                              for p in check["passed_over"])
-        where = check.get("where", "past the largest training scale")
+        where = check.get("where", PAST_TRAINING)  # best.json written before the key
         out = (f"Passed over because their refit on all training rows, {where}, stops being "
                f"finite or leaves the targets' range by more than {check['tolerance']} of it (a "
                f"pole or a blow-up):\n\n{skipped}\n\n")
