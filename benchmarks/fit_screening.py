@@ -9,6 +9,10 @@ fit are given up (``hybrid_sld.fit.RACE``, since 2026-11-30).
 ``--switch converge``: in fits of several groups, the kept drawn starts go on in the batch to
 convergence and only the lowest of each group descends with scipy, against both descending
 with scipy from where the screening left them (``hybrid_sld.fit.CONVERGE_KEPT``).
+``--switch polish_one``: in fits of many groups with a plain loss, the informed starts
+converge in the batch too, scipy descends from the lowest end point, and the informed starts'
+scipy runs are given up when they have not beaten it after 20 iterations
+(``hybrid_sld.fit.POLISH_ONE``; off: all informed starts descend with scipy to the end).
 
 Since 2026-11-29 a fit with more than two random start points first gives each of them
 ``FitterSpec.screen_nfev`` (30) evaluations and carries only the two lowest in cost on to
@@ -63,7 +67,8 @@ MOVED = 1e-4  # an R2 change counted as worse / better
 SWITCHES = {"screening": ("SCREEN_KEEP", 0, 2, ("BATCHED", False)),
             "batched": ("BATCHED", False, True, ("SCREEN_KEEP", 2)),
             "racing": ("RACE", False, True, ("SCREEN_KEEP", 2)),
-            "converge": ("CONVERGE_KEPT", False, True, ("BATCHED", True))}
+            "converge": ("CONVERGE_KEPT", False, True, ("BATCHED", True)),
+            "polish_one": ("POLISH_ONE", False, True, ("BATCHED", True))}
 
 
 def log(msg: str) -> None:

@@ -372,6 +372,43 @@ def test_batched_kept_starts_converge_in_the_batch_so_scipy_polishes_one(monkeyp
         assert fits[g].status == 1 and fits[g].cost == pytest.approx(before[g].cost, rel=1e-8)
 
 
+def test_batched_many_groups_polish_the_batch_best_and_race_the_informed_start(monkeypatch):
+    import hybrid_sld.fit as fit_mod
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
+    groups, spec = _three_groups(noise=0.01), FitterSpec(n_starts=6, seed=4)
+    monkeypatch.setattr(fit_mod, "POLISH_ONE_GROUPS", len(groups))  # three count as many
+    calls, descend = [], fit_mod._descend
+    monkeypatch.setattr(fit_mod, "_descend",
+                        lambda *a, **k: calls.append(k.get("strict")) or descend(*a, **k))
+    fits = fit_groups(c, groups, spec)
+    # per group: scipy from the batch's lowest end point, then the informed start, raced
+    assert calls == [False, True] * len(groups)
+    monkeypatch.setattr(fit_mod, "POLISH_ONE", False)
+    before = fit_groups(c, groups, spec)
+    for g in groups:
+        assert fits[g].status == 1 and fits[g].cost == pytest.approx(before[g].cost, rel=1e-8)
+    calls.clear()
+    fit_groups(c, groups, FitterSpec(n_starts=6, seed=4, loss="huber"))
+    assert True not in calls  # a robust loss keeps the full descents
+
+
+def test_strict_racer_gives_up_a_descent_not_below_the_best_after_its_minimum_iterations():
+    from types import SimpleNamespace
+
+    import hybrid_sld.fit as fit_mod
+    prob = SimpleNamespace(spec=FitterSpec())
+    step = SimpleNamespace(fun=np.array([1.0]))  # cost 1, falling fast: the old rule waits
+    for strict, stops in ((False, False), (True, True)):
+        cb, n = fit_mod._racer(prob, 0.5, strict), 0
+        try:
+            for n in range(1, 100):
+                step.fun = np.array([1.0 + 1.0 / n])
+                cb(step)
+        except StopIteration:
+            pass
+        assert (n == fit_mod.RACE_MIN_IT + 1) == stops
+
+
 def test_batched_robust_loss_downweights_outlier():
     c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
     groups = _three_groups(outlier=True)
