@@ -415,7 +415,7 @@ RACE = True  # give up descents that crawl while clearly losing to another start
 # _fit_batched with many groups: the informed starts converge in the batch too, scipy polishes
 # the lowest end point per group, and the informed starts' own scipy runs are given up once
 # they have not beaten it after RACE_MIN_IT iterations (fit_polish_one.md: sft, 42 groups,
-# 1.66x; with 2-9 groups the extra batched iterations cost more than they save)
+# 1.68x; with 2-9 groups the extra batched iterations cost more than they save)
 POLISH_ONE, POLISH_ONE_GROUPS = True, 16
 RACE_RATIO, RACE_GAIN, RACE_WINDOW, RACE_MIN_IT = 1.1, 0.01, 10, 20
 
@@ -668,8 +668,9 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
     of them descends with scipy from there; the lowest cost wins (with a plain loss, the batch's
     best end point competes too). With many groups and a plain loss (POLISH_ONE), the informed
     starts converge in the batch as well, scipy starts from the lowest end point, and the
-    informed starts' own scipy runs are raced against it. What it saves is the per-call overhead of the screening and
-    global stages, paid per group on that path, and of scipy runs from converged points."""
+    informed starts' own scipy runs are raced against it. What it saves is the per-call
+    overhead of the screening and global stages, paid per group on that path, and of scipy runs
+    from converged points."""
     t0 = time.perf_counter()
     names = compiled.law.param_names
     rng = np.random.default_rng(spec.seed)
@@ -738,28 +739,27 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
                                                 hi_in, log, spec.max_nfev - iters)
                 nfev[on] += more
                 kept = {k: d[np.argsort(cost[d], kind="stable")][:1] for k, d in kept.items()}
-            mine_informed = np.flatnonzero(informed)
             # a plain loss only: on a robust one the costs compared by the racer are not the
             # ones minimised
             polish_one = POLISH_ONE and spec.loss == "linear" and len(live) >= POLISH_ONE_GROUPS
-            if polish_one and iters < spec.max_nfev and len(mine_informed):
-                U[mine_informed], cost[mine_informed], more = _screen(
-                    padded, U[mine_informed], group[mine_informed], spec, lin, lo_in, hi_in, log,
+            rows_in = np.flatnonzero(informed)
+            if polish_one and iters < spec.max_nfev and len(rows_in):
+                U[rows_in], cost[rows_in], more = _screen(
+                    padded, U[rows_in], group[rows_in], spec, lin, lo_in, hi_in, log,
                     spec.max_nfev - iters)
-                nfev[mine_informed] += more
+                nfev[rows_in] += more
             for k, g in enumerate(live):
                 a, prob, mine, drawn = acc[g], probs[k], rows[k], kept[k]
                 a["nfev"] += int(nfev[mine].sum())
                 # informed starts (declared hints, warm starts) descend from where they are,
                 # as on the one-run-per-start path: batched steps can slide off a good basin
                 # that scipy's trust region keeps; drawn ones from where the batch left them.
-                runs = [raw[b] for b in mine[informed[mine]]] + [U[b] for b in drawn]
-                finite = mine[np.isfinite(cost[mine])]
-                if polish_one and len(finite):  # the batch's best first; the others raced
-                    runs = [U[finite[np.argmin(cost[finite])]]] + [raw[b] for b in
-                                                                   mine[informed[mine]]]
+                informed_starts = [raw[b] for b in mine[informed[mine]]]
+                runs = informed_starts + [U[b] for b in drawn]
                 u, c, status, error = None, math.inf, -1, None
                 end = mine[np.argmin(cost[mine])]
+                if polish_one and np.isfinite(cost[end]):
+                    runs = [U[end], *informed_starts]  # the batch's best, then these raced
                 if spec.loss == "linear" and np.isfinite(cost[end]):  # a batch end point too
                     u, c, status = U[end], prob.cost(U[end]), 0
                 for n_run, start in enumerate(runs):
