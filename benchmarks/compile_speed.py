@@ -67,7 +67,7 @@ def main(argv=None):
     lines = ["# Compile time of search candidates", "", "```", *header(("sympy", "numpy")),
              "command: " + " ".join(["python benchmarks/compile_speed.py", *argv]), "```", "",
              "| task | laws | ms per law (mean) | slowest law, ms | total, s |",
-             "|---|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|"]
     for name in names:
         laws = laws_of(get_task(name), runs, args.laws)
         ms = [1000 * t for t in seconds_to_compile(laws)]

@@ -182,7 +182,9 @@ def _racer(prob: _Problem, race: float, strict: bool = False):
     iterations, its cost still above RACE_RATIO times the best another start reached
     (``race``) and down by less than RACE_GAIN over the last RACE_WINDOW iterations. Descents
     that end above another start's cost took about half of the full descents' time on
-    lr_bsz and data_constrained search candidates, many of them crawling to ``max_nfev``."""
+    lr_bsz and data_constrained search candidates, many of them crawling to ``max_nfev``.
+    ``strict``: also give up, after RACE_MIN_IT iterations, any descent still above ``race``,
+    however fast it falls (an informed start raced against a converged point, POLISH_ONE)."""
     if not (RACE and math.isfinite(race)) or prob.spec.loss != "linear":
         return None  # a robust loss's descent may raise the plain cost compared here
     history = []
