@@ -738,11 +738,38 @@ def test_parting_spans_the_laws_that_validate_alike_past_the_training_scale(synt
         assert v["low"] < v["high"] and v["low"] <= v["chosen"] <= v["high"]
     # the refits share one time limit: past it, the laws not yet refitted are left out
     s.config = replace(s.config, candidate_seconds=1e-6)
+    assert parting(s, chosen, fits) == p  # refitted once already: no time needed
+    s.refits.clear()
     short = parting(s, chosen, fits)
     assert (short["laws"], short["alike"], short["spread"]) == (1, 2, 0.0)
     # a random split does not extrapolate: nothing to part on
     s.task = replace(s.task, split=replace(s.task.split, kind="random"))
     assert parting(s, chosen, fits) is None
+
+
+def test_the_final_report_refits_each_law_once(tmp_path, monkeypatch):
+    # kaplan_demo's expert law wins a short run: the range check refits it as the chosen law,
+    # and the report's expert row would refit it again
+    import collections
+
+    from hybrid_sld import evaluate
+    res = discover(SearchConfig(task="kaplan_demo", max_evals=8), out=tmp_path)
+    run = Path(res["run_dir"])
+    search = Search(SearchConfig(**json.loads((run / "checkpoint" / "state.json").read_text())
+                                 ["config"]), run)
+    search.load()
+    calls = collections.Counter()
+    real = evaluate.validate  # what every final refit (evaluate.report) starts with
+
+    def counting(law, task, train, spec):
+        calls[law.text, spec] += 1
+        return real(law, task, train, spec)
+    monkeypatch.setattr(evaluate, "validate", counting)
+    again = final_report(search)
+    assert again["law"] == again["expert"]["law"] == res["law"]  # the case this test is about
+    assert calls and max(calls.values()) == 1
+    assert {k: again[k] for k in ("test_r2", "expert", "parting")} == \
+        {k: res[k] for k in ("test_r2", "expert", "parting")}
 
 
 def test_report_shows_where_the_laws_that_validate_alike_part(finished_run):

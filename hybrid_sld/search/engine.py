@@ -246,6 +246,7 @@ class Search:
         self.state = State(Archive(config.islands))
         self._stop = False
         self.interrupted = ""  # the signal (SIGINT, SIGTERM) that stopped the run early, if any
+        self.refits: dict = {}  # (law text, FitterSpec) -> select.refit's training-row report
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}

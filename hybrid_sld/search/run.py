@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data import load_splits, validation_mask
 from ..errors import HybridSLDError
-from ..evaluate import PAST_TRAINING, report, runaway_where, score_dataset
+from ..evaluate import PAST_TRAINING, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..law import parse_expert_law, parse_task_law
 from ..metrics import report_value as _r
@@ -25,7 +25,7 @@ from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
 from .engine import Search, SearchConfig, write_atomic
-from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, parting, refit_in_range,
+from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, parting, refit, refit_in_range,
                      select_final)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -131,7 +131,9 @@ def final_report(search: Search) -> dict:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
         e_law = parse_expert_law(task)
-        ev, efull = report(e_law, task, train, test, FitterSpec.from_dict(task.expert_fitter))
+        ev, efull = refit(search, e_law, FitterSpec.from_dict(task.expert_fitter))
+        if test is not None:
+            efull = replace(efull, scores={**efull.scores, "test": score_dataset(e_law, efull.fits, test)})
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test"))}

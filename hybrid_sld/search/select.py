@@ -28,7 +28,7 @@ from ..errors import HybridSLDError
 from ..evaluate import (Evaluation, beyond_training, predict_dataset, report, runaway,
                         target_range, validate)
 from ..fit import FitterSpec, time_limit
-from ..law import parse_task_law
+from ..law import Law, parse_task_law
 from ..tasks import Task
 from .archive import Entry
 
@@ -103,6 +103,16 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     return chosen["entry"], table
 
 
+def refit(search, law: Law, spec: FitterSpec) -> tuple[Evaluation, Evaluation]:
+    """:func:`evaluate.report` on the training rows, made once per law and fitter in a run: the
+    range check, the parting table and the expert law's row of the final report refit some of
+    the same laws."""
+    key = (law.text, spec)
+    if key not in search.refits:
+        search.refits[key] = report(law, search.task, search.train, None, spec)
+    return search.refits[key]
+
+
 def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluation, Evaluation,
                                                                  float, list[dict]]:
     """(entry, validation evaluation, full-train evaluation, its runaway, passed over).
@@ -121,7 +131,7 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
         law = parse_task_law(e.law, task)
         try:  # the chosen law's refit is not timed, as before this check; a stand-in's is
             with time_limit(None if e is chosen or seconds is None else 5 * seconds):
-                v, full = report(law, task, search.train, None, FitterSpec.from_dict(e.fitter))
+                v, full = refit(search, law, FitterSpec.from_dict(e.fitter))
         except HybridSLDError as exc:
             if e is chosen:
                 raise
@@ -183,7 +193,7 @@ def _mean_beyond(search, e: Entry, fits: dict | None, edge, beyond) -> np.ndarra
     law = parse_task_law(e.law, task)
     try:
         if fits is None:
-            fits = report(law, task, search.train, None, FitterSpec.from_dict(e.fitter))[1].fits
+            fits = refit(search, law, FitterSpec.from_dict(e.fitter))[1].fits
         with np.errstate(all="ignore"):
             pred = predict_dataset(law, fits, beyond)
     except HybridSLDError:
