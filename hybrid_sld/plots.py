@@ -10,6 +10,7 @@ every row.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -64,8 +65,10 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     by = by or train.features[0]
     groups = train.group_names[:max_groups]
     nt = len(train.targets)
-    fig, axes = plt.subplots(len(groups), nt, figsize=(4.6 * nt, 3.4 * len(groups)),
-                             squeeze=False)
+    nrows, ncols = _grid(len(groups), nt)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups) * nt:]:
+        ax.set_axis_off()
     vmask = np.zeros(len(train), bool) if valid_mask is None else np.asarray(valid_mask, bool)
     parts = [("train", train, ~vmask), ("validation", train, vmask)]
     if test is not None:
@@ -86,7 +89,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
             # each part's rows' level index (X stacks the parts in order)
             where = np.split(index, np.cumsum([int(m.sum()) for _, _, m in rows])[:-1])
         for k, target in enumerate(train.targets):
-            ax = axes[i, k]
+            ax = axes.flat[i * nt + k]
             if found is not None:
                 for li, level in enumerate(levels):
                     color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
@@ -117,8 +120,22 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     # the key in a band of its own above the panels, so it never covers a panel or its legend
     height = fig.get_size_inches()[1]
     fig.legend(handles=key, loc="upper center", ncol=len(key), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
+    below = 0.0
+    if len(train.group_names) > len(groups):  # say so, or a reader takes them for all
+        fig.text(0.5, 0.01, f"the first {len(groups)} of {len(train.group_names)} groups",
+                 ha="center", va="bottom", fontsize=8)
+        below = 0.3 / height
+    fig.tight_layout(rect=(0, below, 1, 1 - 0.35 / height))
     return save_figure(fig, path)
+
+
+def _grid(n_groups: int, n_targets: int) -> tuple[int, int]:
+    """(rows, columns) of panels: a row per group and a column per target; a law of one target
+    has its groups wrapped into a near-square grid, not a column a dozen panels tall."""
+    if n_targets > 1:
+        return n_groups, n_targets
+    ncols = n_groups if n_groups <= 4 else math.ceil(math.sqrt(n_groups))
+    return math.ceil(n_groups / ncols), ncols
 
 
 def _points(ax, name, x, y, color) -> None:

@@ -21,8 +21,25 @@ def test_plot_fit_writes_png(tmp_path):
     assert len(data) > 10_000
     import matplotlib.image as mpimg
     img = mpimg.imread(out)
-    assert img.shape[0] > img.shape[1]  # one row of panels per group (3 groups)
+    assert img.shape[1] > 2 * img.shape[0]  # one target: its 3 groups side by side
     assert np.std(img[..., :3]) > 0.01  # not a blank canvas
+
+
+def test_panels_wrap_into_a_grid_and_a_cut_is_said(tmp_path, monkeypatch):
+    import hybrid_sld.plots as plots
+    assert [plots._grid(n, 1) for n in (1, 2, 4, 5, 9, 12)] == \
+        [(1, 1), (1, 2), (1, 4), (2, 3), (3, 3), (3, 4)]
+    assert plots._grid(4, 5) == (4, 5)  # several targets: a row per group, a column per target
+    task = get_task("kaplan_demo")
+    train, test = load_splits(task)
+    law = parse_task_law(task.expert_law, task)
+    fits = fit_dataset(law, train)
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    plot_fit(law, fits, train, test, tmp_path / "fit.png", max_groups=2)
+    fig = saved["fig"]
+    assert sum(ax.axison for ax in fig.axes) == 2
+    assert [t.get_text() for t in fig.texts] == ["the first 2 of 3 groups"]
 
 
 def test_fit_plot_curves_follow_the_law_per_level_of_the_other_features():
