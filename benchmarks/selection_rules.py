@@ -11,7 +11,10 @@ only, no test row), or the steadiest extrapolation ("stability": the least drift
 predictions between the validation-phase fit and the refit that adds the validation rows), or
 the best over two forward folds ("folds": the mean of the validation R2 and the R2 of a second
 fold that fits below the fit part's own largest scales and predicts them, train rows only),
-or the task's expert law when it is among them ("expert"; else the lowest complexity), or
+or the best fit to all training rows after the final refit ("train": the fitness SLDAgent
+evolves by, as linhaowei1/SLD's evaluator.py fits and scores on the training split unless asked
+for the test split), or the task's expert law when it is among them ("expert"; else the lowest
+complexity), or
 the lowest complexity among the archive's elites ("elites": as the run itself applies the
 default rule, one law per grid cell, by the validation R2 it stored, where "complexity" takes
 every evaluation and its refitted validation R2). The
@@ -69,7 +72,7 @@ from hybrid_sld.search.select import (RUNAWAY_TOLERANCE, finalists, refit_in_ran
 TOLERANCES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # relative excess of validation NMSE over the best's
 RULES = [("valid", 0.0), ("test (bound)", 0.0)] + [
     (r, t) for r in ("params", "complexity", "elites", "expert", "consensus", "stability",
-                     "folds")
+                     "folds", "train")
     for t in TOLERANCES]
 
 
@@ -260,6 +263,9 @@ def pick(rows: list[dict], rule: str, tol: float, laws: int = 8) -> dict:
             return best
         return max(close, key=lambda r: ((r["valid"] + r["fold2"]) / 2 if usable(r.get("fold2"))
                                          else -math.inf, r["valid"]))
+    if rule == "train":  # SLDAgent's fitness (SLD's evaluator.py scores the fit on train)
+        return max(close, key=lambda r: (r["train"] if usable(r.get("train")) else -math.inf,
+                                         r["valid"]))
     if rule == "expert":  # the published law when validation cannot tell it from the best
         expert = [r for r in close if r["origin"] == "seed:expert"]
         if expert:

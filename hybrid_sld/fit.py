@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from scipy.optimize import differential_evolution, least_squares, lsq_linear
-from scipy.stats import qmc
 
 from .batch_lm import lm_batch
 from .compile import CompiledLaw
@@ -331,6 +330,7 @@ def _de_sizes(spec: FitterSpec, n_free: int) -> tuple[int, int]:
 
 def _grid_points(spec: FitterSpec, n_free: int, blo, bhi, rng) -> np.ndarray:
     """``global_evals`` Latin hypercube points in the search box."""
+    from scipy.stats import qmc  # here: scipy.stats takes half a second to import
     return qmc.scale(qmc.LatinHypercube(d=n_free, seed=rng).random(spec.global_evals),
                      blo, np.maximum(bhi, blo + 1e-12))
 
