@@ -133,7 +133,8 @@ def final_report(search: Search) -> dict:
         e_law = parse_expert_law(task)
         ev, efull = refit(search, e_law, FitterSpec.from_dict(task.expert_fitter))
         if test is not None:
-            efull = replace(efull, scores={**efull.scores, "test": score_dataset(e_law, efull.fits, test)})
+            efull = replace(efull, scores={**efull.scores,
+                                           "test": score_dataset(e_law, efull.fits, test)})
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test"))}
