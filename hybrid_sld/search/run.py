@@ -111,8 +111,7 @@ def final_report(search: Search) -> dict:
     best, v, full, away, passed = refit_in_range(search, best)  # training rows only
     train, test = load_splits(task, search.config.data_dir)
     law = parse_task_law(best.law, task)
-    if test is not None:  # the final figures, and only they, read the test split
-        full = replace(full, scores={**full.scores, "test": score_dataset(law, full.fits, test)})
+    full = _scored_on_test(full, law, test)
     result = {"task": task.name, "law": law.text, "n_params": law.n_params,
               "complexity": law.complexity, "fitter": best.fitter,
               "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
@@ -132,9 +131,7 @@ def final_report(search: Search) -> dict:
     if task.expert_law:
         e_law = parse_expert_law(task)
         ev, efull = refit(search, e_law, FitterSpec.from_dict(task.expert_fitter))
-        if test is not None:
-            efull = replace(efull, scores={**efull.scores,
-                                           "test": score_dataset(e_law, efull.fits, test)})
+        efull = _scored_on_test(efull, e_law, test)
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test"))}
@@ -196,6 +193,14 @@ def final_report(search: Search) -> dict:
                              "the search's checkpoint is kept: make room and run "
                              f"`hybrid-sld discover --resume {run_dir}` to write it") from None
     return result
+
+
+def _scored_on_test(full, law, test):
+    """A training-row refit with its test score added: the final figures, and only they, read
+    the test split (None when the task has none)."""
+    if test is None:
+        return full
+    return replace(full, scores={**full.scores, "test": score_dataset(law, full.fits, test)})
 
 
 def _per_target(task, v, full) -> dict:
