@@ -1,11 +1,11 @@
 """Wall-time limits on one candidate's evaluation.
 
-Fits check the deadline at each residual evaluation: cooperative, no signal, no thread. Compiling
-a law is sympy work with no such hook, and a few laws send sympy's automatic simplification into
-minutes (seen 2026-11-29 on moe: ``tanh`` of a rational function of real symbols spent minutes in
-``cse``), so that work runs :func:`interruptible`: past the deadline it is interrupted, by
-SIGALRM in the main thread (no cost until it fires) and by a trace function in other threads
-(Dask runs tasks in threads), where signals cannot be delivered.
+Fits check the deadline at each residual evaluation: cooperative, no signal, no thread. Parsing
+and rewriting laws is sympy work with no such hook, and a few laws send sympy into minutes (seen
+2026-11-29 on moe: ``cse`` of a ``tanh`` of a rational function, when laws were still compiled
+by sympy), so the search runs that work :func:`interruptible`: past the deadline it is
+interrupted, by SIGALRM in the main thread (no cost until it fires) and by a trace function in
+other threads (Dask runs tasks in threads), where signals cannot be delivered.
 """
 
 from __future__ import annotations

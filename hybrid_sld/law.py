@@ -273,7 +273,7 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
             raise err(f"target {target!r} has two equations", line, col)
         seen.add(target)
         for stage in range(2):  # as written, then in its printed (normal) form
-            if _depth(expr) > MAX_DEPTH:  # printing, diff and lambdify recurse on the tree
+            if _depth(expr) > MAX_DEPTH:  # printing and compiling recurse on the tree
                 raise err(f"the expression for {target!r} is nested too deeply "
                           f"(depth {_depth(expr)} > {MAX_DEPTH})", line, col)
             if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):

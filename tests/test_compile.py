@@ -113,6 +113,62 @@ def test_linear_parameters_detected():
     assert compile_law(law).targets[0].linear == ()
 
 
+def test_linear_parameters_are_jointly_linear():
+    def linear(text):
+        law = parse_law(text, ["x"])
+        return {law.param_names[i] for i in compile_law(law).targets[0].linear}
+
+    assert linear("y = a*x + b*x^2 + c") == {"a", "b", "c"}
+    assert linear("y = a*(x + b)") == {"a"}  # b multiplies a: chosen greedily, a first
+    assert linear("y = (a + b*x)^2") == set()
+    assert linear("y = a*x^3 + log(b)*x") == {"a"}
+    assert linear("y = max(a, x) + b") == {"b"}
+
+
+def _central_differences(c, X, th, t=0, h=1e-6):
+    cols = []
+    for k in range(len(th)):
+        up, dn = th.copy(), th.copy()
+        step = h * max(1.0, abs(th[k]))
+        up[k] += step
+        dn[k] -= step
+        cols.append((c.predict_one(X, up, t) - c.predict_one(X, dn, t)) / (2 * step))
+    return np.column_stack(cols)
+
+
+def test_a_law_sympy_took_minutes_to_compile_compiles_and_differentiates():
+    # a 10-minute moe search met this law (2026-11-29): sympy's cse of its tanh of a rational
+    # function ran for minutes, and the law had to fail as timed out
+    law = parse_law("y = p2*N^(N^(-p5*tanh(1/(1/p1 + 1/(-1 + E + 1/(1/p3 - 1/p1))))))",
+                    ["N", "E"])
+    c = compile_law(law)
+    X = np.column_stack([np.geomspace(2, 50, 7), np.geomspace(2, 64, 7)])
+    th = np.array([{"p1": 3.0, "p2": 2.0, "p3": 40.0, "p5": 0.3}[n] for n in law.param_names])
+    p = dict(zip(law.param_names, th))
+    N, E = X[:, 0], X[:, 1]
+    inner = np.tanh(1 / (1 / p["p1"] + 1 / (-1 + E + 1 / (1 / p["p3"] - 1 / p["p1"]))))
+    expected = p["p2"] * N ** (N ** (-p["p5"] * inner))
+    f, J = c.predict_jac(X, th, 0)
+    np.testing.assert_allclose(f, expected, rtol=1e-12)
+    np.testing.assert_allclose(J, _central_differences(c, X, th), rtol=1e-5, atol=1e-9)
+
+
+def test_many_parameter_vectors_at_once_match_one_at_a_time():
+    # shared subtrees (x^b twice), a parameter-only factor (a*b) and a max, over 3 problems
+    law = parse_law("y = a*b*x^b + c/(1 + x^b) + max(c*x, a)", ["x"])
+    c = compile_law(law)
+    Theta = RNG.uniform(0.5, 2.0, (3, law.n_params))
+    X = RNG.uniform(0.5, 3.0, (3, 5))
+    f, J = c.jac_many([X], Theta, 0)
+    assert f.shape == (3, 5) and J.shape == (3, 5, 3)
+    for b in range(3):
+        f1, J1 = c.predict_jac(X[b][:, None], Theta[b], 0)
+        np.testing.assert_allclose(f[b], f1, rtol=1e-14)
+        np.testing.assert_allclose(J[b], J1[:, list(c.targets[0].deps)], rtol=1e-14)
+        np.testing.assert_allclose(J1, _central_differences(c, X[b][:, None], Theta[b]),
+                                   rtol=1e-6)
+
+
 @pytest.mark.parametrize("text,params", [("y = 3", []), ("y = a", [2.5]), ("y = a + 0*x", [2.5]),
                                          ("y = a^2 - 1", [2.5]), ("y = log(2)", [])])
 def test_constant_expressions_broadcast(text, params):

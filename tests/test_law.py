@@ -159,7 +159,7 @@ def test_error_positions_point_at_offending_name():
     lambda d: "tanh(a - " * d + "x" + ")" * d,
 ])
 def test_deep_expressions_are_law_errors(depth, shape):
-    # printing, sympy.diff and lambdify recurse on the tree: deep laws must be rejected
+    # printing and compiling recurse on the tree: deep laws must be rejected
     # cleanly by parse_law instead of crashing later with RecursionError
     with pytest.raises(LawError):
         law = parse_law("y = " + shape(depth), ["x"])

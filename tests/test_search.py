@@ -296,7 +296,9 @@ def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
 @pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
                          ids=["sigterm-finishes-the-batch", "second-ctrl-c-stops-at-once"])
 def test_stop_signals_with_workers(synthetic_task, tmp_path, signals):
-    proc = _discover_until_checkpoint(synthetic_task, tmp_path, "--workers", "2", "--json")
+    # batches of 32: the batch in hand outlasts the 0.2 s between the two Ctrl-Cs
+    proc = _discover_until_checkpoint(synthetic_task, tmp_path, "--workers", "2",
+                                      "--batch-size", "32", "--json")
     for sig in signals:
         proc.send_signal(sig)
         time.sleep(0.2)
@@ -331,16 +333,6 @@ def test_candidate_past_its_time_limit_is_recorded_as_failed(synthetic_task):
     assert res["valid_r2"] == -np.inf and "timed out" in res["message"]
     ok = evaluate_candidate(str(synthetic_task), None, "y = A*x^(-a) + c", {}, seconds=30.0)
     assert ok["valid_r2"] > 0.99
-
-
-def test_candidate_whose_law_stalls_sympy_is_recorded_as_timed_out(synthetic_task):
-    from hybrid_sld.search.engine import evaluate_candidate
-    # met in a moe search: compiling it took sympy minutes and stalled the run (test_deadline.py)
-    text = "y = p2*x^(x^(-p5*tanh(1/(1/p1 + 1/(-1 + x + 1/(1/p3 - 1/p1))))))"
-    t0 = time.perf_counter()
-    res = evaluate_candidate(str(synthetic_task), None, text, {}, seconds=1.0)
-    assert res["message"].startswith("timed out after 1 s: compiling the law"), res["message"]
-    assert time.perf_counter() - t0 < 20
 
 
 def test_a_proposal_that_stalls_is_dropped_and_the_run_goes_on(synthetic_task, tmp_path,

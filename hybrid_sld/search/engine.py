@@ -162,7 +162,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
             ev = validate(law, task, train, FitterSpec.from_dict(fitter))
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
             turn, along = against_trend(task, train, ev.fits, law) if bands else (0.0, "")
-    except FitTimeout as exc:  # the fit, or compiling the law (see deadline.py)
+    except FitTimeout as exc:  # the fit ran past its time limit
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
                 "message": f"timed out after {seconds:g} s: {exc}",
                 "seconds": time.perf_counter() - t0}
