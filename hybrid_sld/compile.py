@@ -93,7 +93,7 @@ class CompiledLaw:
         the target's ``deps``, or None where evaluation raised."""
         t = self.targets[target]
         shape = np.broadcast_shapes(*(c.shape for c in cols)) if cols else (len(Theta), 1)
-        out = _call(t.value_and_grad, cols, [Theta[:, [k]] for k in range(Theta.shape[1])])
+        out = _call(t.value_and_grad, cols, [Theta[:, k:k + 1] for k in range(Theta.shape[1])])
         if out is None:
             return None
         f = np.broadcast_to(out[0], shape).astype(float)

@@ -83,7 +83,9 @@ class Tape:
             for arg in e.args[1:]:
                 slot = self._push(kind, slot, self._emit(arg))
         elif isinstance(e, sp.Pow) and not e.exp.free_symbols:
-            slot = self._push("powc", self._emit(e.base), aux=_number(e.exp))
+            c = _number(e.exp)
+            kind = {-1.0: "recip", 2.0: "square", 0.5: "sqrt"}.get(c, "powc")
+            slot = self._push(kind, self._emit(e.base), aux=c)
         elif isinstance(e, sp.Pow):
             slot = self._push("pow", self._emit(e.base), self._emit(e.exp))
         elif isinstance(e, (sp.exp, sp.log, sp.tanh, sp.Abs)):
@@ -149,7 +151,7 @@ class Tape:
                 deg[i] = max(deg[a], deg[b])
             elif kind == "mul":
                 deg[i] = deg[a] + deg[b]
-            elif kind == "powc" and float(aux).is_integer() and aux >= 0:
+            elif kind in ("powc", "square") and float(aux).is_integer() and aux >= 0:
                 deg[i] = deg[a] * aux
             else:
                 deg[i] = math.inf if deg[a] or deg[b] else 0.0
@@ -167,6 +169,9 @@ _FORWARD = {
     "add": lambda a, b, _: a + b,
     "mul": lambda a, b, _: a * b,
     "powc": lambda a, _, c: a ** c,
+    "recip": lambda a, _b, _: 1.0 / a,
+    "square": lambda a, _b, _: a * a,
+    "sqrt": lambda a, _b, _: np.sqrt(a),
     "pow": lambda a, b, _: a ** b,
     "exp": lambda a, _b, _: np.exp(a),
     "log": lambda a, _b, _: np.log(a),
@@ -180,6 +185,9 @@ _BACK = {
     "add": lambda g, a, b, v, _: g,
     "mul": lambda g, a, b, v, _: g * b,
     "powc": lambda g, a, b, v, c: g * (c * a ** (c - 1)),
+    "recip": lambda g, a, b, v, _: -g * (v * v),
+    "square": lambda g, a, b, v, _: g * (2.0 * a),
+    "sqrt": lambda g, a, b, v, _: g * (0.5 / v),
     "pow": lambda g, a, b, v, _: g * (v * b / a),
     "exp": lambda g, a, b, v, _: g * v,
     "log": lambda g, a, b, v, _: g / a,
