@@ -99,6 +99,24 @@ def _bound_lines(params: tuple[Param, ...]) -> list[str]:
     return lines
 
 
+
+def _tree_string(e, labels: dict, memo: dict) -> str:
+    """The tree as text, with the symbols in ``labels`` written as their labels and the
+    arguments of sums, products, min and max sorted: sympy orders those by name, so N/E + x/F
+    and N/b + x/a would otherwise differ. (Substituting other symbols and letting sympy
+    re-evaluate instead is slower, and can change the law: max(a - b, c) -> nan.)"""
+    if e not in memo:
+        if e in labels:
+            memo[e] = labels[e]
+        elif not e.args:
+            memo[e] = sp.srepr(e)
+        else:
+            parts = [_tree_string(a, labels, memo) for a in e.args]
+            if isinstance(e, (sp.Add, sp.Mul, sp.Min, sp.Max)):
+                parts.sort()
+            memo[e] = f"{type(e).__name__}({','.join(parts)})"
+    return memo[e]
+
 class Law:
     """A parsed, validated law. Build with :func:`parse_law`."""
 
@@ -116,29 +134,12 @@ class Law:
         """Parameter symbols in order of a traversal that ignores their names.
 
         Arguments are visited sorted by their shape with every parameter replaced by one
-        placeholder, so renaming parameters or reordering commutative terms gives the same
-        order: the basis of the canonical form.
+        placeholder (:func:`_tree_string`), so renaming parameters or reordering commutative
+        terms gives the same order: the basis of the canonical form.
         """
         psyms = {self.symbols[p.name] for p in self.params}
+        placeholder = dict.fromkeys(psyms, "#")
         shapes: dict = {}
-
-        def shape(e) -> str:
-            """The tree with every parameter written '#' and the arguments of sums, products,
-            min and max sorted: sympy orders those by name, so N/E + x/F and N/b + x/a would
-            otherwise differ. (Substituting a placeholder symbol instead would make sympy
-            re-evaluate: max(a - b, c) -> nan.)"""
-            if e not in shapes:
-                if e in psyms:
-                    shapes[e] = "#"
-                elif not e.args:
-                    shapes[e] = sp.srepr(e)
-                else:
-                    parts = [shape(a) for a in e.args]
-                    if isinstance(e, (sp.Add, sp.Mul, sp.Min, sp.Max)):
-                        parts.sort()
-                    shapes[e] = f"{type(e).__name__}({','.join(parts)})"
-            return shapes[e]
-
         order: list[sp.Symbol] = []
 
         def visit(e):
@@ -146,7 +147,7 @@ class Law:
                 if e not in order:
                     order.append(e)
                 return
-            for a in sorted(e.args, key=shape):
+            for a in sorted(e.args, key=lambda a: _tree_string(a, placeholder, shapes)):
                 visit(a)
 
         for _t, expr in self.equations:
@@ -155,12 +156,14 @@ class Law:
 
     @functools.cached_property
     def canonical(self) -> str:
-        """srepr of the law with parameters renamed by structure (#p0, #p1, ...)."""
+        """The law's tree with parameters named by structure (#p0, #p1, ...) and commutative
+        arguments sorted, with its declarations: equal for laws that differ only in names."""
         order = self.structural_order()
-        rename = {s: sp.Symbol(f"#p{i}", real=True) for i, s in enumerate(order)}
-        exprs = tuple((t, sp.srepr(e.xreplace(rename))) for t, e in self.equations)
+        labels = {s: f"#p{i}" for i, s in enumerate(order)}
+        memo: dict = {}
+        exprs = tuple((t, _tree_string(e, labels, memo)) for t, e in self.equations)
         byname = {p.name: p for p in self.params}
-        decls = tuple(sorted((str(rename[s]), replace(byname[s.name], name="")) for s in order))
+        decls = tuple(sorted((labels[s], replace(byname[s.name], name="")) for s in order))
         return repr((exprs, decls))
 
     @functools.cached_property
