@@ -99,7 +99,6 @@ def _bound_lines(params: tuple[Param, ...]) -> list[str]:
     return lines
 
 
-
 def _tree_string(e, labels: dict, memo: dict) -> str:
     """The tree as text, with the symbols in ``labels`` written as their labels and the
     arguments of sums, products, min and max sorted: sympy orders those by name, so N/E + x/F
@@ -116,6 +115,7 @@ def _tree_string(e, labels: dict, memo: dict) -> str:
                 parts.sort()
             memo[e] = f"{type(e).__name__}({','.join(parts)})"
     return memo[e]
+
 
 class Law:
     """A parsed, validated law. Build with :func:`parse_law`."""
