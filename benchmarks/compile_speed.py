@@ -2,9 +2,10 @@
 
 Every candidate a search evaluates is compiled once (``hybrid_sld.compile.CompiledLaw``: a
 tape of numpy operations since 2026-12-03; sympy's symbolic derivatives and code generation
-before), so on tasks whose fits are quick this is a share of each evaluation. The laws come from search run directories (``events.jsonl``), distinct law
-texts in the order met, and are compiled once each in that order, as a search compiles them:
-sympy's cache is cleared once per task, so it holds what the task's earlier laws left in it.
+before), so on tasks whose fits are quick this is a share of each evaluation. The laws come
+from search run directories (``events.jsonl``), distinct law texts in the order met, and are
+compiled once each in that order, as a search compiles them: sympy's cache is cleared once per
+task, so it holds what the task's earlier laws left in it.
 
     python benchmarks/compile_speed.py --runs DIR [--tasks moe sft] [--laws 100]
 
