@@ -157,7 +157,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
         _TRAIN[key] = (task, load_train(task, data_dir))
     task, train = _TRAIN[key]
     try:
-        law = parse_task_law(text, task)
+        law = operators.parse_cached(text, task)  # in this process, parsed when proposed
         with time_limit(seconds):
             ev = validate(law, task, train, FitterSpec.from_dict(fitter))
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
