@@ -83,13 +83,15 @@ def check_domain(law: Law, *datasets: Dataset | None) -> None:
 
 
 def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec(),
-                warm: dict[str, Fit] | None = None, scale: tuple[str, ...] = ()) -> dict[str, Fit]:
+                warm: dict[str, Fit] | None = None, scale: tuple[str, ...] = (),
+                on_group=None) -> dict[str, Fit]:
     """Constants per group (shared parameters jointly), fitted on ``data`` only.
 
     ``warm``: fits of the same law on a subset (the validation phase's); their constants are
     one more start point, so a refit on more rows cannot end in a worse basin than they were.
     ``scale``: the features the task extrapolates in; with ``spec.scale_weight`` rows along them
     are repeated (:func:`scale_repeats`), which is least squares weighted by whole numbers.
+    ``on_group``: see :func:`~hybrid_sld.fit.fit_groups`.
     """
     starts = {g: f.params for g, f in (warm or {}).items() if f.success}
     cols = [data.features.index(f) for f in scale]
@@ -100,7 +102,7 @@ def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec(),
             reps = scale_repeats(X[:, cols], spec.scale_weight)
             X, Y = np.repeat(X, reps, axis=0), np.repeat(Y, reps, axis=0)
         groups[g] = (X, Y)
-    return fit_groups(compile_law(law), groups, spec, starts)
+    return fit_groups(compile_law(law), groups, spec, starts, on_group)
 
 
 def predict_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> np.ndarray:
@@ -124,17 +126,20 @@ def score_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> Score:
 
 
 def evaluate(law: Law, spec: FitterSpec, fit_on: Dataset, score_on: dict[str, Dataset],
-             warm: dict[str, Fit] | None = None, scale: tuple[str, ...] = ()) -> Evaluation:
+             warm: dict[str, Fit] | None = None, scale: tuple[str, ...] = (),
+             on_group=None) -> Evaluation:
     t0 = time.perf_counter()
-    fits = fit_dataset(law, fit_on, spec, warm, scale)
+    fits = fit_dataset(law, fit_on, spec, warm, scale, on_group)
     scores = {name: score_dataset(law, fits, d) for name, d in score_on.items()}
     return Evaluation(law, spec, fits, scores, time.perf_counter() - t0)
 
 
-def validate(law: Law, task: Task, train: Dataset, spec: FitterSpec = FitterSpec()) -> Evaluation:
+def validate(law: Law, task: Task, train: Dataset, spec: FitterSpec = FitterSpec(),
+             on_group=None) -> Evaluation:
     """Fit on train minus validation, score on both: what search and selection may use."""
     fit_part, valid = split_train_valid(task, train)
-    return evaluate(law, spec, fit_part, {"fit": fit_part, "valid": valid}, scale=task.split.scales)
+    return evaluate(law, spec, fit_part, {"fit": fit_part, "valid": valid},
+                    scale=task.split.scales, on_group=on_group)
 
 
 def drift(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> tuple:
@@ -209,7 +214,16 @@ def target_range(data: Dataset) -> np.ndarray:
     return np.where(span > 0, span, 1.0)
 
 
-def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law
+def trend_probes(task: Task, train: Dataset) -> list[tuple]:
+    """(feature, sign, edge, beyond) for each of the task's declared trends
+    (:func:`beyond_training` along the feature; sign 1 for decreasing): the rows
+    :func:`against_trend` predicts, made once for many laws."""
+    return [(feature, 1.0 if trend == "decreasing" else -1.0,
+             *beyond_training(task, train, feature)) for feature, trend in task.trends]
+
+
+def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law,
+                  probes: list[tuple] | None = None, group: str | None = None
                   ) -> tuple[float, str]:
     """How far the law turns against the task's declared trends (:attr:`Task.trends`) past
     the training scale, and along which feature.
@@ -217,12 +231,13 @@ def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law
     For each trend, from each :func:`beyond_training` edge row to its extension, the largest
     move against the trend, as a fraction of the targets' range in train (0 when the law follows
     the trend, inf when the extension is not finite); the largest over the trends. Uses no row
-    beyond train: a prior, not a score.
+    beyond train: a prior, not a score. ``probes``: :func:`trend_probes` of this task and train;
+    ``group``: that group's rows only (``fits`` needs only its fit).
     """
     worst = (0.0, "")
-    for feature, trend in task.trends:
-        edge, beyond = beyond_training(task, train, feature)
-        sign = 1.0 if trend == "decreasing" else -1.0
+    for feature, sign, edge, beyond in probes if probes is not None else trend_probes(task, train):
+        if group is not None:
+            edge, beyond = edge.subset(edge.groups == group), beyond.subset(beyond.groups == group)
         with np.errstate(all="ignore"):
             move = sign * (predict_dataset(law, fits, beyond) - predict_dataset(law, fits, edge))
             move = move / target_range(train)

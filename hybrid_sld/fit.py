@@ -658,7 +658,7 @@ def _screen(padded, U, group, spec, lin, lo, hi, log, iters):
     return proj.full(V, np.arange(len(V)))[0], cost, nfev
 
 
-def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict:
+def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict, on_group=None) -> dict:
     """Fits of several groups with their start-point screening batched across the groups.
 
     The start points are the one-run-per-start path's (the declared or default values,
@@ -672,15 +672,15 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
     starts converge in the batch as well, scipy starts from the lowest end point, and the
     informed starts' own scipy runs are raced against it. What it saves is the per-call
     overhead of the screening and global stages, paid per group on that path, and of scipy runs
-    from converged points."""
+    from converged points. ``on_group`` as in :func:`fit_groups`."""
     t0 = time.perf_counter()
     names = compiled.law.param_names
     rng = np.random.default_rng(spec.seed)
     acc = {g: {"out": {}, "total": 0.0, "rows": 0, "nfev": 0, "status": 1, "msgs": [],
                "fail": None} for g in groups}
-    for comp_targets, comp_params in target_components(compiled):
-        if not comp_params:
-            continue
+    components = [c for c in target_components(compiled) if c[1]]
+    for n_comp, (comp_targets, comp_params) in enumerate(components):
+        last = n_comp == len(components) - 1  # each group's fit is whole once this one is
         params = [compiled.law.params[i] for i in comp_params]
         lin_law, kinds = _kinds(compiled, comp_targets, comp_params, spec)
         lin = [k for k, i in enumerate(comp_params) if i in lin_law]
@@ -785,16 +785,19 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict) -> dict
                 a["rows"] += m
                 a["status"] = min(a["status"], status)
                 a["msgs"].append("converged" if status else "evaluation cap reached")
+                if on_group is not None and last:
+                    on_group(g, _group_fit(a, names, time.perf_counter() - t0))
     seconds = (time.perf_counter() - t0) / max(len(groups), 1)
-    fits = {}
-    for g, a in acc.items():
-        if a["fail"] is not None:
-            fits[g] = Fit(status=-1, message=a["fail"], nfev=a["nfev"], seconds=seconds)
-        else:
-            fits[g] = Fit({names[i]: v for i, v in sorted(a["out"].items())},
-                          a["total"] / max(a["rows"], 1), a["nfev"], a["status"],
-                          "; ".join(sorted(set(a["msgs"]))), seconds)
-    return fits
+    return {g: _group_fit(a, names, seconds) for g, a in acc.items()}
+
+
+def _group_fit(a: dict, names, seconds: float) -> Fit:
+    """A group's Fit from what :func:`_fit_batched` gathered for it over the components."""
+    if a["fail"] is not None:
+        return Fit(status=-1, message=a["fail"], nfev=a["nfev"], seconds=seconds)
+    return Fit({names[i]: v for i, v in sorted(a["out"].items())},
+               a["total"] / max(a["rows"], 1), a["nfev"], a["status"],
+               "; ".join(sorted(set(a["msgs"]))), seconds)
 
 
 def _with_init(p, value):
@@ -834,22 +837,30 @@ def fit_law(compiled: CompiledLaw, X, Y, spec: FitterSpec = FitterSpec(),
 
 @fits_with_one_blas_thread
 def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpec(),
-               starts: dict | None = None) -> dict:
+               starts: dict | None = None, on_group=None) -> dict:
     """Fit per group; parameters declared ``shared`` are fitted once, jointly over all groups.
 
     ``groups`` maps a group name to (X, Y); ``starts`` optionally a group name to start
     constants (see :func:`fit_law`). Returns group -> Fit. Joint fits start from the
     independent per-group fits, warm-started ones included (shared values start at their
-    median).
+    median). ``on_group(group, fit)`` is called with each group's final fit as soon as it is
+    made (not for a law with shared parameters, whose fits are final only together); what it
+    raises ends the fit, so a candidate that one group already rules out costs no more fits.
     """
     groups = {g: _as_2d(X, Y, compiled) for g, (X, Y) in groups.items()}
     starts = starts or {}
-    if _batched(len(groups)):
-        fits = _fit_batched(compiled, groups, spec, starts)
-    else:
-        fits = {g: fit_law(compiled, X, Y, spec, starts.get(g)) for g, (X, Y) in groups.items()}
     law = compiled.law
     shared = [i for i, p in enumerate(law.params) if p.shared]
+    if shared and len(groups) >= 2:
+        on_group = None
+    if _batched(len(groups)):
+        fits = _fit_batched(compiled, groups, spec, starts, on_group)
+    else:
+        fits = {}
+        for g, (X, Y) in groups.items():
+            fits[g] = fit_law(compiled, X, Y, spec, starts.get(g))
+            if on_group is not None:
+                on_group(g, fits[g])
     if not shared or len(groups) < 2:
         return fits
     names = law.param_names

@@ -165,8 +165,8 @@ def test_report_touches_test_only_for_scoring(parallel, monkeypatch):
     task, train, test, law, spec = parallel
     fitted_on, scored_on = [], []
     real_fit, real_score = ev.fit_dataset, ev.score_dataset
-    monkeypatch.setattr(ev, "fit_dataset", lambda l, d, s=FitterSpec(), w=None, sc=(): (
-        fitted_on.append(d), real_fit(l, d, s, w, sc))[1])
+    monkeypatch.setattr(ev, "fit_dataset", lambda l, d, *rest: (
+        fitted_on.append(d), real_fit(l, d, *rest))[1])
     monkeypatch.setattr(ev, "score_dataset", lambda l, f, d: (scored_on.append(d),
                                                               real_score(l, f, d))[1])
     ev.validate(law, task, train, spec)

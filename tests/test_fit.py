@@ -356,6 +356,36 @@ def test_batched_and_per_start_paths_agree_and_batching_is_deterministic(monkeyp
         assert batched[g].cost == pytest.approx(single[g].cost, rel=1e-8)
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_on_group_sees_each_final_fit_and_can_end_the_fit_early(monkeypatch, batched):
+    import hybrid_sld.fit as fit_mod
+    monkeypatch.setattr(fit_mod, "BATCHED", batched)
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
+    groups, spec = _three_groups(noise=0.01), FitterSpec(n_starts=4, seed=1)
+    seen = {}
+    fits = fit_groups(c, groups, spec, on_group=lambda g, f: seen.setdefault(g, f))
+    assert list(seen) == list(groups)  # each group once, in order, as its fit is made
+    assert all(seen[g].params == fits[g].params and seen[g].cost == fits[g].cost for g in groups)
+    descents = []
+    real = fit_mod._descend
+    monkeypatch.setattr(fit_mod, "_descend", lambda *a, **k: descents.append(1) or real(*a, **k))
+    fit_groups(c, groups, spec)
+    all_groups = len(descents)
+
+    class Enough(Exception):
+        pass
+
+    def veto(g, f):
+        raise Enough(g)
+
+    descents.clear()
+    with pytest.raises(Enough, match=next(iter(groups))):
+        fit_groups(c, groups, spec, on_group=veto)
+    assert 0 < len(descents) < all_groups  # the other groups' descents never ran
+    shared = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0\nshared a", ["x"]))
+    assert fit_groups(shared, groups, spec, on_group=veto)  # joint fits: final only together
+
+
 def test_batched_kept_starts_converge_in_the_batch_so_scipy_polishes_one(monkeypatch):
     import hybrid_sld.fit as fit_mod
     c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))

@@ -419,8 +419,12 @@ def test_a_features_own_trend_rejects_laws_rising_along_it():
     assert np.isfinite(evaluate_candidate("kaplan_demo", None, falling, {}, seconds=60.0)["valid_r2"])
 
 
-def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task):
+def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task, monkeypatch):
+    import hybrid_sld.fit as fit_mod
     from hybrid_sld.search.engine import evaluate_candidate
+    descents = []
+    real = fit_mod._descend
+    monkeypatch.setattr(fit_mod, "_descend", lambda *a, **k: descents.append(1) or real(*a, **k))
     toml = synthetic_task.read_text().replace('fraction = 0.2\n', 'fraction = 0.2\ntrend = "decreasing"\n')
     with_trend = synthetic_task.with_name("synth_trend.toml")
     with_trend.write_text(toml)
@@ -428,9 +432,11 @@ def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task
     bowl = "y = p1 + p2*log(x) + p3*log(x)^2"
     res = evaluate_candidate(str(with_trend), None, bowl, {}, seconds=30.0)
     assert res["valid_r2"] == -np.inf and "turns against the task's trend" in res["message"]
-    assert res["fit_r2"] > 0.9  # a good fit: only the prior rejects it
+    rejected, descents[:] = len(descents), []
     plain = evaluate_candidate(str(synthetic_task), None, bowl, {}, seconds=30.0)
     assert plain["message"] == "" and np.isfinite(plain["valid_r2"])  # no trend, no prior
+    assert plain["fit_r2"] > 0.9  # a good fit: only the prior rejects it
+    assert 0 < rejected < len(descents)  # rejected at the first group: the second not fitted
     ok = evaluate_candidate(str(with_trend), None, "y = A*x^(-a) + c", {}, seconds=30.0)
     assert ok["message"] == "" and ok["valid_r2"] > 0.99
 

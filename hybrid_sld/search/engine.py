@@ -31,7 +31,7 @@ import numpy as np
 
 from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
-from ..evaluate import against_trend, check_domain, drift, validate
+from ..evaluate import against_trend, check_domain, drift, trend_probes, validate
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import parse_expert_law, parse_task_law
@@ -154,14 +154,23 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
     key = (task_ref, data_dir)
     if key not in _TRAIN:
         task = get_task(task_ref)
-        _TRAIN[key] = (task, load_train(task, data_dir))
-    task, train = _TRAIN[key]
+        train = load_train(task, data_dir)
+        _TRAIN[key] = (task, train, trend_probes(task, train))
+    task, train, probes = _TRAIN[key]
+
+    def one_group(g, fit):  # a group that turns already rules the candidate out
+        if fit.success:
+            turn, along = against_trend(task, train, {g: fit}, law, probes, g)
+            if turn > TREND_TOLERANCE:
+                raise _TurnsAgainstTrend(task, turn, along)
+
     try:
         law = operators.parse_cached(text, task)  # in this process, parsed when proposed
         with time_limit(seconds):
-            ev = validate(law, task, train, FitterSpec.from_dict(fitter))
+            ev = validate(law, task, train, FitterSpec.from_dict(fitter),
+                          on_group=one_group if probes else None)
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
-            turn, along = against_trend(task, train, ev.fits, law) if bands else (0.0, "")
+            turn, along = against_trend(task, train, ev.fits, law, probes) if bands else (0.0, "")
     except FitTimeout as exc:  # the fit ran past its time limit
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
                 "message": f"timed out after {seconds:g} s: {exc}",
@@ -176,13 +185,22 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
     v, f = ev.scores["valid"], ev.scores["fit"]
     if turn > TREND_TOLERANCE:
         return {"valid_r2": -math.inf, "fit_r2": f.r2 if not f.failed else -math.inf,
-                "message": f"turns against the task's trend ({dict(task.trends)[along]} in "
-                           f"{along}) past the training scale, by {turn:.3g} of the "
-                           "targets' range", "seconds": time.perf_counter() - t0}
+                "message": str(_TurnsAgainstTrend(task, turn, along)),
+                "seconds": time.perf_counter() - t0}
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
             "message": v.message or f.message, "seconds": time.perf_counter() - t0,
             "drift": bands, "valid_nmse": v.nmse_per_target if not v.failed else ()}
+
+
+class _TurnsAgainstTrend(HybridSLDError):
+    """A candidate ruled out by the task's declared trend (:func:`against_trend`); raised from
+    the fit as soon as one group shows it, so the other groups are not fitted."""
+
+    def __init__(self, task, turn: float, along: str):
+        super().__init__(f"turns against the task's trend ({dict(task.trends)[along]} in "
+                         f"{along}) past the training scale, by {turn:.3g} of the targets' "
+                         "range")
 
 
 def _eval_star(args):
