@@ -312,6 +312,42 @@ def test_stop_signals_with_workers(synthetic_task, tmp_path, signals):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("signals", [1, 2], ids=["one-lets-the-report-finish",
+                                                  "two-stop-at-once"])
+def test_a_signal_while_the_report_is_written(synthetic_task, tmp_path, monkeypatch, capsys,
+                                              signals):
+    from hybrid_sld.search import run as run_mod
+    select_final = run_mod.select_final
+
+    def signalled(search, *args, **kwargs):  # the report's first step, after the search
+        for sig in (signal.SIGTERM, signal.SIGINT)[:signals]:
+            os.kill(os.getpid(), sig)  # handled before the next line runs
+        return select_final(search, *args, **kwargs)
+
+    def callers(signum, frame):  # the caller's own: reached only if discover let go too early
+        raise RuntimeError(f"the caller's handler got {signal.Signals(signum).name}")
+
+    monkeypatch.setattr(run_mod, "select_final", signalled)
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4)
+    pytests = {sig: signal.signal(sig, callers) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if signals == 1:
+            res = discover(cfg, out=tmp_path)
+            run = Path(res["run_dir"])
+            assert (run / "report.md").is_file() and (run / "best.json").is_file()
+            assert res["evals"] == 8 and res["interrupted"] is None  # the search had finished
+            assert "press Ctrl-C again to stop at once" in capsys.readouterr().err
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                discover(cfg, out=tmp_path)
+            assert not list(tmp_path.glob("*/report.md"))
+            assert "stopped at once: the checkpoint after evaluation 8" in capsys.readouterr().err
+        assert all(signal.getsignal(sig) is callers for sig in pytests)  # the caller's again
+    finally:
+        for sig, handler in pytests.items():
+            signal.signal(sig, handler)
+
+
 def test_workers_end_with_a_run_killed_by_sigkill(synthetic_task, tmp_path):
     proc = _discover_until_checkpoint(synthetic_task, tmp_path, "--workers", "2", capture=False)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,

@@ -14,6 +14,7 @@ the same duplicate check and evaluation as every other candidate, with origin ``
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -264,6 +265,9 @@ class Search:
         self.state = State(Archive(config.islands))
         self._stop = False
         self.interrupted = ""  # the signal (SIGINT, SIGTERM) that stopped the run early, if any
+        self._signals_held = False  # inside stop_signals()
+        self._searching = False  # inside run()'s loop: a first signal ends it after the batch
+        self._asked_again = False  # a first signal after the loop: the next stops at once
         self.refits: dict = {}  # (law text, FitterSpec) -> select.refit's training-row report
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
@@ -598,21 +602,48 @@ class Search:
             return True
         return cfg.budget_seconds is not None and s.elapsed >= cfg.budget_seconds
 
-    def run(self) -> Entry | None:
-        cfg, s = self.config, self.state
-        # Ctrl-C reaches only the main thread; a run in another thread (a notebook's or a
-        # server's worker) keeps the caller's handlers and is stopped as the caller sees fit
-        main = threading.current_thread() is threading.main_thread()
-        old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main else {}
+    @contextlib.contextmanager
+    def stop_signals(self):
+        """Within it, a first Ctrl-C (or SIGTERM) ends the search after the batch in hand, and
+        the report is still written; one after the search, while the report is written, lets it
+        finish; the next stops at once, the last checkpoint kept. Re-entrant. Ctrl-C reaches
+        only the main thread: a run in another thread (a notebook's or a server's worker) keeps
+        the caller's handlers and is stopped as the caller sees fit."""
+        if self._signals_held or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
         def on_signal(signum, frame):
-            if self.interrupted:  # a second Ctrl-C: stop now; the last checkpoint stands
+            if self.interrupted or self._asked_again:  # stop now; the checkpoint stands
                 raise KeyboardInterrupt
+            if not self._searching:
+                self._asked_again = True
+                print("writing the report; press Ctrl-C again to stop at once", file=sys.stderr)
+                return
             self._stop = True  # finish the batch in hand, then checkpoint and report
             self.interrupted = signal.Signals(signum).name
 
         for sig in old:
             signal.signal(sig, on_signal)
+        self._signals_held = True
+        try:
+            yield
+        finally:
+            self._signals_held = False
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def run(self) -> Entry | None:
+        with self.stop_signals():
+            self._searching = True
+            try:
+                return self._run()
+            finally:
+                self._searching = False
+
+    def _run(self) -> Entry | None:
+        cfg, s = self.config, self.state
         pool = (ProcessPoolExecutor(cfg.workers, initializer=_worker_init, initargs=(os.getpid(),))
                 if cfg.workers > 1 else None)
         threads = ThreadPoolExecutor(self.llm_settings.concurrency) if self.llm else None
@@ -691,6 +722,4 @@ class Search:
                 pool.shutdown(cancel_futures=True)
             if threads:
                 threads.shutdown(cancel_futures=True)
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
         return s.archive.best()

@@ -484,8 +484,9 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         if resume:
             search.load()
         try:
-            search.run()
-            result = final_report(search)
+            with search.stop_signals():  # held through the report: a first Ctrl-C there waits
+                search.run()
+                result = final_report(search)
         except KeyboardInterrupt:  # a second Ctrl-C: no report; the last checkpoint stands
             print(f"stopped at once: {search.what_is_kept()}", file=sys.stderr)
             raise
