@@ -252,7 +252,8 @@ def cmd_discover(args):
     if args.resume:  # a resumed run keeps the configuration it was started with
         defaults = vars(build_parser().parse_args(["discover"]))
         ignored = ["--" + k.replace("_", "-") for k, v in vars(args).items()
-                   if k not in ("resume", "json", "debug", "func") and v != defaults.get(k)]
+                   if k not in ("resume", "json", "debug", "func", "data_dir")
+                   and v != defaults.get(k)]
         if ignored:
             print(f"note: a resumed run keeps the settings it was started with; ignored: "
                   f"{', '.join(ignored)}", file=sys.stderr)
@@ -276,7 +277,8 @@ def cmd_discover(args):
                            fix_spare_constants=args.fix_spare_constants, units=args.units)
     bar = _ProgressBar()
     try:
-        result = discover(cfg, out=args.out, resume=args.resume, progress=bar)
+        result = discover(cfg, out=args.out, resume=args.resume, progress=bar,
+                          data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None)
     finally:
         bar.close()
     # interrupted: 130, as a shell reports Ctrl-C; the LLM endpoint failed: 1

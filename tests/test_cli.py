@@ -326,6 +326,24 @@ def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
     assert "ignored: --max-evals" in capsys.readouterr().err
 
 
+def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, monkeypatch,
+                                                         capsys):
+    import shutil
+    monkeypatch.delenv("HYBRID_SLD_DATA", raising=False)
+    shutil.copytree(data_dir / "parallel_scaling_law", tmp_path / "a" / "parallel_scaling_law")
+    assert main(["discover", "--task", "parallel", "--data-dir", str(tmp_path / "a"),
+                 "--max-evals", "4", "--batch-size", "4", "--out", str(tmp_path / "runs")]) == 0
+    run_dir, = (tmp_path / "runs").iterdir()
+    (tmp_path / "a").rename(tmp_path / "b")  # the data moved, as between machines
+    capsys.readouterr()
+    assert main(["discover", "--resume", str(run_dir)]) == 2
+    assert "no data found" in capsys.readouterr().err
+    assert main(["discover", "--resume", str(run_dir), "--data-dir", str(tmp_path / "b"),
+                 "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["evals"] == 4 and "ignored" not in err
+
+
 def _one_group_task(tmp_path, xs, f) -> Path:
     (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
                                      'by = "x"\n[data]\ntrain = "train.csv"\n')

@@ -464,10 +464,16 @@ def lock_run_dir(run_dir: Path):
 
 
 def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | None = None,
-             progress=None) -> dict:
+             progress=None, data_dir: str | None = None) -> dict:
+    """Run a search (or go on with the one in ``resume``) and write its report.
+
+    ``data_dir``, when resuming: where the task's data is now, if not where the run found it
+    (a resumed run refuses data other than what it began with)."""
     if resume:
         run_dir = Path(resume)
         cfg = saved_config(run_dir)
+        if data_dir is not None:
+            cfg = replace(cfg, data_dir=data_dir)
         check_free_space(run_dir)
     if cfg.proposer != "offline":  # no key, no replay file: fail before anything runs
         from ..llm.client import LLMSettings
