@@ -266,6 +266,17 @@ def test_bad_task_fails_before_search_and_leaves_no_run(tmp_path, rows, expert, 
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+def test_a_stray_negative_value_is_named_with_its_line(tmp_path, capsys):
+    xs = np.geomspace(1e6, 1e9, 30)
+    rows = "".join(f"a,{-3 if i == 2 else x:g},{2 + 50 * x ** -0.3}\n" for i, x in enumerate(xs))
+    (tmp_path / "train.csv").write_text("group,N,loss\n" + rows)
+    (tmp_path / "t.toml").write_text('name = "neg"\ntargets = ["loss"]\n[features.N]\n'
+                                     '[split]\nby = "N"\n[data]\ntrain = "train.csv"\n')
+    discover(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=4), out=tmp_path / "runs")
+    assert (f"note: {tmp_path / 'train.csv'}, line 4: N = -3, one of 1 negative value(s) of N"
+            in capsys.readouterr().err)
+
+
 def _discover_until_checkpoint(task, out, *flags, capture=True) -> subprocess.Popen:
     """A 10-minute discover in a subprocess, returned once its first checkpoint is written."""
     pipe = subprocess.PIPE if capture else subprocess.DEVNULL

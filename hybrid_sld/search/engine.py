@@ -204,6 +204,17 @@ class _TurnsAgainstTrend(HybridSLDError):
                          "range")
 
 
+def _note_stray_negatives(train) -> None:
+    """A feature negative on a few rows only (under 5 %) is more likely a typo than a quantity
+    that changes sign; either way no power or log of it is proposed, so say so, with the row."""
+    for j, f in enumerate(train.features):
+        neg = np.flatnonzero(train.X[:, j] < 0)
+        if 0 < len(neg) < 0.05 * len(train):
+            print(f"note: {train.where(neg[0])}: {f} = {train.X[neg[0], j]:g}, one of "
+                  f"{len(neg)} negative value(s) of {f} in {len(train)} rows; the search "
+                  f"proposes no power or log of {f}", file=sys.stderr)
+
+
 def _eval_star(args):
     return evaluate_candidate(*args)
 
@@ -273,6 +284,7 @@ class Search:
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
         self.train = train
+        _note_stray_negatives(train)
         self.fit_part, self.valid = split_train_valid(self.task, train)
         self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
         self.seeds = self._seed_candidates()
