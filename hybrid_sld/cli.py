@@ -15,7 +15,7 @@ import numpy as np
 
 from .data import load_splits
 from .errors import HybridSLDError
-from .evaluate import check_domain, check_rows, report
+from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
 from .law import parse_expert_law, parse_task_law
 from .metrics import score
@@ -71,6 +71,7 @@ def _law_text(args) -> str:
 
 
 def _evaluate(law, task, spec, train, test):
+    check_columns(law, train)
     check_rows(law, train)
     check_domain(law, train, test)
     return report(law, task, train, test, spec)

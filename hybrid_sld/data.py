@@ -36,6 +36,7 @@ class Dataset:
     targets: tuple[str, ...]
     source: str = ""  # the file the rows were read from, for errors that point at a row
     lines: np.ndarray | None = None  # each row's line in that file (a CSV; None otherwise)
+    unused: tuple[str, ...] = ()  # the file's columns the task does not read
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -48,7 +49,8 @@ class Dataset:
 
     def subset(self, mask: np.ndarray) -> "Dataset":
         return Dataset(self.groups[mask], self.X[mask], self.Y[mask], self.features, self.targets,
-                       self.source, None if self.lines is None else self.lines[mask])
+                       self.source, None if self.lines is None else self.lines[mask],
+                       self.unused)
 
     def where(self, i: int) -> str:
         """Row ``i`` as a person finds it: the file and line when known."""
@@ -150,7 +152,8 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     nf = len(task.feature_names)
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],
                    task.feature_names, task.targets, str(path),
-                   None if path.suffix == ".parquet" else np.arange(2, len(rows) + 2))
+                   None if path.suffix == ".parquet" else np.arange(2, len(rows) + 2),
+                   tuple(c for c in header if c not in wanted and c != task.group))
 
 
 def _refuse_unnamed_groups(path: Path, header: list[str], rows: list, used: list[str]) -> None:

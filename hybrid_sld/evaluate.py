@@ -72,6 +72,17 @@ def check_rows(law: Law, data: Dataset) -> None:
                                 "fix some constants to numbers")
 
 
+def check_columns(law: Law, data: Dataset) -> None:
+    """Raise a DataError when a constant of the law is named like a column of the data file
+    that the task does not declare as a feature: the law's author meant the column, and it
+    would be fitted as a number instead."""
+    for name in law.param_names:
+        if name in data.unused:
+            raise DataError(f"{data.source or 'data'}: {name} is a column of this file but not a "
+                            f"feature of the task, so the law would fit it as a constant; "
+                            f"declare it ([features.{name}]) or rename the constant")
+
+
 def check_domain(law: Law, *datasets: Dataset | None) -> None:
     """Raise a DataError naming the file and line where the law takes the log (or a fractional
     power) of features the data makes non-positive: there every fit would only fail as

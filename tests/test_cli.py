@@ -344,6 +344,17 @@ def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, mon
     assert json.loads(out)["evals"] == 4 and "ignored" not in err
 
 
+def test_a_constant_named_like_an_undeclared_column_is_refused(tmp_path, capsys):
+    rows = "".join(f"{x},{d},{1 + 5 / x + 9 / d}\n" for x in (1, 2, 4, 8) for d in (10, 100))
+    (tmp_path / "train.csv").write_text("x,D,y\n" + rows)
+    (tmp_path / "t.toml").write_text('name = "t"\ntargets = ["y"]\n[features.x]\n[split]\n'
+                                     'by = "x"\n[data]\ntrain = "train.csv"\n')
+    assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b/x + c/D"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'train.csv'}: D is a column of this file but not a feature" in err
+    assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b/x"]) == 0
+
+
 def _one_group_task(tmp_path, xs, f) -> Path:
     (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
                                      'by = "x"\n[data]\ntrain = "train.csv"\n')

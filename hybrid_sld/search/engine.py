@@ -32,7 +32,7 @@ import numpy as np
 
 from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
-from ..evaluate import against_trend, check_domain, drift, trend_probes, validate
+from ..evaluate import against_trend, check_columns, check_domain, drift, trend_probes, validate
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import parse_expert_law, parse_task_law
@@ -316,6 +316,7 @@ class Search:
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data."""
         if self.task.expert_law:
+            check_columns(parse_expert_law(self.task), self.train)
             check_domain(parse_expert_law(self.task), self.train)
         fit_part, valid = self.fit_part, self.valid
         k = min(parse_task_law(t, self.task).n_params for t, _f, _o in self.seeds)
