@@ -1,7 +1,9 @@
 """Figures a person would rather look at than read: fitted law vs data, per group.
 
-Each panel puts one target against the task's scale axis (the split's ``by`` feature, log
-scale when positive): training rows, validation rows and test rows marked differently. Where
+Each panel puts one target against the task's scale axis (the split's ``by`` feature; with
+none, as on a random split, each target's lead feature, the one it follows most; log scale
+when positive and spanning a factor of LOG_SPAN): training rows, validation rows and test rows
+marked differently. Where
 the other features take few values in a group (tokens at 6 levels, 10 expert counts), the law
 is drawn as one curve per level, from the smallest scale to the largest test scale, so its
 extrapolation shows between and beyond the points; otherwise its prediction is marked on
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from .evaluate import predict_dataset
 from .law import Law
 
 MAX_CURVES = 10  # per panel; beyond it the other features count as continuous
+LOG_SPAN = 4  # an axis of positive values spanning this factor or more is drawn in log scale
 MARKERS = {"train": ("o", 14), "validation": ("s", 22), "test": ("*", 40)}
 
 
@@ -38,9 +42,31 @@ def _axis(x: np.ndarray, n: int = 120, beyond: bool = False) -> np.ndarray:
     """Points from the smallest to the largest x; ``beyond``: on past it (to twice it, or half
     the span again), so that data without a test split still shows the law's extrapolation."""
     lo, hi = float(x.min()), float(x.max())
-    if lo > 0 and hi / lo > 20:
+    if _log_scale(x):
         return np.geomspace(lo, hi * (2 if beyond else 1), n)
     return np.linspace(lo, hi + (0.5 * (hi - lo) if beyond else 0), n)
+
+
+def _log_scale(x: np.ndarray) -> bool:
+    return bool(np.all(x > 0) and x.max() / x.min() >= LOG_SPAN)
+
+
+def _axes_features(train: Dataset, by: str | None) -> list[str]:
+    """Each target's x axis: ``by``, or with none the target's lead feature."""
+    if by:
+        return [by] * len(train.targets)
+    from .search.motifs import lead_features
+    lead = lead_features(train)
+    return [lead.get(t, train.features[0]) for t in train.targets]
+
+
+def _title(group) -> str:
+    """A group's name for a panel title: ('a', 'b') as a, b; never mathtext."""
+    text = str(group)
+    parts = re.fullmatch(r"\(('[^']*'(?:, '[^']*')*),?\)", text)
+    if parts:
+        text = ", ".join(re.findall(r"'([^']*)'", parts.group(1)))
+    return text[:60].replace("$", r"\$")
 
 
 def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:
@@ -62,7 +88,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    by = by or train.features[0]
+    xfeats = _axes_features(train, by)
     groups = train.group_names[:max_groups]
     nt = len(train.targets)
     nrows, ncols = _grid(len(groups), nt)
@@ -75,21 +101,21 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
         parts.append(("test", test, np.ones(len(test), bool)))
     with np.errstate(all="ignore"):
         preds = {id(d): predict_dataset(law, fits, d) for _, d, _ in parts}
-    xcol = train.features.index(by)
-    others = [f for f in train.features if f != by]
     cmap = plt.get_cmap("viridis")
     curves = False
     for i, g in enumerate(groups):
         rows = [(name, d, m & (d.groups == g)) for name, d, m in parts]
         X = np.vstack([d.X[m] for _, d, m in rows])
-        found = _levels(X, xcol)
-        curves |= found is not None
-        if found is not None:
-            index, levels = found
-            # each part's rows' level index (X stacks the parts in order)
-            where = np.split(index, np.cumsum([int(m.sum()) for _, _, m in rows])[:-1])
         for k, target in enumerate(train.targets):
             ax = axes.flat[i * nt + k]
+            xcol = train.features.index(xfeats[k])
+            others = [f for f in train.features if f != xfeats[k]]
+            found = _levels(X, xcol)
+            curves |= found is not None
+            if found is not None:
+                index, levels = found
+                # each part's rows' level index (X stacks the parts in order)
+                where = np.split(index, np.cumsum([int(m.sum()) for _, _, m in rows])[:-1])
             if found is not None:
                 for li, level in enumerate(levels):
                     color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
@@ -106,12 +132,12 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                 for name, d, m in rows:
                     _points(ax, name, d.X[m, xcol], d.Y[m, k], "tab:blue")
                     ax.scatter(d.X[m, xcol], preds[id(d)][m, k], marker="x", color="black",
-                               s=8, alpha=0.5, zorder=2)
-            if np.all(X[:, xcol] > 0) and X[:, xcol].max() / X[:, xcol].min() > 20:
+                               s=16, linewidths=0.8, alpha=0.8, zorder=4)  # above the data
+            if _log_scale(X[:, xcol]):
                 ax.set_xscale("log")
-            ax.set_xlabel(by)
+            ax.set_xlabel(xfeats[k])
             ax.set_ylabel(target)
-            ax.set_title(str(g)[:60].replace("$", r"\$"), fontsize=9)  # no mathtext
+            ax.set_title(_title(g), fontsize=9)
     key = [Line2D([], [], ls="", marker=MARKERS[n][0], color="gray", label=n,
                   markerfacecolor="none" if n == "validation" else "gray")
            for n, _, _ in parts]
@@ -143,7 +169,7 @@ def _points(ax, name, x, y, color) -> None:
     if name == "validation":  # hollow: the rows the search held out
         ax.scatter(x, y, marker=marker, s=size, facecolors="none", edgecolors=color, zorder=3)
     elif name == "test":
-        ax.scatter(x, y, marker=marker, s=size, color=color, edgecolors="red", linewidths=0.6,
+        ax.scatter(x, y, marker=marker, s=size, color=color, edgecolors="black", linewidths=0.5,
                    zorder=3)
     else:
         ax.scatter(x, y, marker=marker, s=size, color=color, zorder=3)
@@ -159,8 +185,7 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by = by or train.features[0]
-    xcol = train.features.index(by)
+    xfeats = _axes_features(train, by)
     nt = len(train.targets)
     fig, axes = plt.subplots(1, nt, figsize=(4.5 * nt, 3.4), squeeze=False)
     vmask = np.zeros(len(train), bool) if valid_mask is None else np.asarray(valid_mask)
@@ -170,15 +195,15 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
     preds = {id(d): predict_dataset(law, fits, d) for _, d, *_ in parts}
     for k, target in enumerate(train.targets):
         ax = axes[0, k]
+        xcol = train.features.index(xfeats[k])
         for name, d, m, marker, color in parts:
             if m.any():
                 ax.scatter(d.X[m, xcol], preds[id(d)][m, k] - d.Y[m, k], marker=marker, s=14,
                            color=color, label=name)
         ax.axhline(0.0, color="black", lw=0.8)
-        allx = np.concatenate([d.X[:, xcol] for _, d, *_ in parts])
-        if np.all(allx > 0) and allx.max() / allx.min() > 20:
+        if _log_scale(np.concatenate([d.X[:, xcol] for _, d, *_ in parts])):
             ax.set_xscale("log")
-        ax.set_xlabel(by)
+        ax.set_xlabel(xfeats[k])
         ax.set_ylabel(f"residual of {target}")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()

@@ -71,3 +71,24 @@ def test_curves_reach_past_the_data_when_there_is_no_test_split():
     assert _axis(x)[-1] == 1e8 and np.isclose(_axis(x, beyond=True)[-1], 2e8)
     lin = np.array([1.0, 2.0, 3.0])  # a narrow range is drawn on a linear axis
     assert np.isclose(_axis(lin, beyond=True)[-1], 4.0) and _axis(lin)[0] == 1.0
+
+
+def test_without_a_scale_axis_each_target_is_drawn_against_the_feature_it_follows(
+        tmp_path, monkeypatch):
+    import hybrid_sld.plots as plots
+    from hybrid_sld.data import Dataset
+    from hybrid_sld.law import parse_law
+    rng = np.random.default_rng(0)
+    share = rng.uniform(0.05, 1.0, (40, 2))
+    Y = np.column_stack([2 - np.log(share[:, 0]), 3 - 0.5 * np.log(share[:, 1])])
+    groups = np.array(["('org/model-1B', 'flan')"] * 40, dtype=object)
+    train = Dataset(groups, share, Y, ("s1", "s2"), ("l1", "l2"))
+    law = parse_law("l1 = a - b*log(s1)\nl2 = c - d*log(s2)", ["s1", "s2"], ["l1", "l2"])
+    fits = fit_dataset(law, train)
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    plot_fit(law, fits, train, None, tmp_path / "fit.png")  # by=None: a random split
+    panels = [ax for ax in saved["fig"].axes if ax.axison]
+    assert [ax.get_xlabel() for ax in panels] == ["s1", "s2"]
+    assert [ax.get_title() for ax in panels] == ["org/model-1B, flan"] * 2
+    assert all(ax.get_xscale() == "log" for ax in panels)  # positive, spanning 20x
