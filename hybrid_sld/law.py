@@ -75,7 +75,14 @@ def expr_to_text(expr: sp.Expr) -> str:
 
 
 def _fmt(v: float) -> str:
-    return repr(float(v)) if not float(v).is_integer() or abs(v) >= 1e16 else str(int(v))
+    """A number as law text, exactly (it parses back to the same float) and short: 8.8e13 and
+    1e-05, not 88000000000000 and 1e-05; 1000 and 0.076 as they are."""
+    v = float(v)
+    if math.isfinite(v) and v != 0 and not 1e-4 <= abs(v) < 1e6:
+        text = next(t for t in (f"{v:.{d}e}" for d in range(17)) if float(t) == v)
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return str(int(v)) if v.is_integer() else repr(v)
 
 
 def _bound_lines(params: tuple[Param, ...]) -> list[str]:

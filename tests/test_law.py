@@ -504,3 +504,12 @@ def test_constant_parts_must_be_finite_reals_even_where_abs_hides_it(text, words
     reads back as another tree (a fuzz find, 2026-12-02)."""
     with pytest.raises(LawSyntaxError, match=re.escape(words)):
         parse_law(text, FEATURES)
+
+
+def test_numbers_in_law_text_are_short_and_exact():
+    law = parse_law("y = A*x^(-a) + c\nA in [1000, 100000000000000]\nA ~ 88000000000000\n"
+                    "a ~ 0.076\nc ~ 0.00001", ["x"])
+    assert "A in [1000, 1e14]" in law.text and "A ~ 8.8e13" in law.text
+    assert "a ~ 0.076" in law.text and "c ~ 1e-5" in law.text
+    again = parse_law(law.text, ["x"])  # the same numbers, exactly
+    assert sorted(again.params, key=lambda p: p.name) == sorted(law.params, key=lambda p: p.name)

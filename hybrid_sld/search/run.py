@@ -353,10 +353,10 @@ def _rows_md(r: dict) -> str:
     n = r.get("rows")
     if not n:  # a run reported by an older version
         return ""
+    test = f" test R2: that refit on the {n['test']} test rows." if n["test"] else ""
     return (f"valid R2: fitted on the other {n['train'] - n['valid']} training rows, scored on "
             f"the {n['valid']} validation rows (what the search ranks by). train R2 and the "
-            f"constants below: refitted on all {n['train']} training rows. test R2: that refit "
-            f"on the {n['test']} test rows.\n")
+            f"constants below: refitted on all {n['train']} training rows.{test}\n")
 
 
 def _markdown(r: dict, front: list) -> str:
