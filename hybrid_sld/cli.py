@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import load_splits
-from .errors import HybridSLDError
+from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
 from .law import parse_expert_law, parse_task_law
@@ -27,7 +27,9 @@ from .tasks import builtin_task_names, get_task
 
 def _fmt(x):
     # R2 far below -1 (a law that fails to extrapolate) in a form a person can read
-    return "   n/a" if x is None else f"{x:8.4f}" if abs(x) < 1e4 else f"{x:8.3g}"
+    if x is None:
+        return "   n/a"
+    return f"{x:8.4f}" if abs(x) < 100 else f"{x:8.5g}" if abs(x) < 1e5 else f"{x:8.1e}"
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -115,7 +117,12 @@ def cmd_fit(args):
         raise HybridSLDError(f"--plot {args.plot}: give a file name ending in "
                              f"{', '.join(PLOT_SUFFIXES)}")
     train, test = load_splits(task, args.data_dir)
-    law = parse_task_law(_law_text(args), task)
+    try:
+        law = parse_task_law(_law_text(args), task)
+    except LawError as exc:  # "line 3, column 7: ..." of which file
+        if args.law_file:
+            raise LawError(f"{args.law_file}, {exc}") from None
+        raise
     v, full = _evaluate(law, task, spec, train, test)
     if args.latex:
         from .export import latex_document_fragment
@@ -128,8 +135,10 @@ def cmd_fit(args):
     from .search.operators import redundancy_note
     notes = [redundancy_note(law, train, full.fits, spec, task.split.scales)]
     if not law.used_features:  # a misspelt feature (M for N) is read as one more constant
+        what = ("every name in it is a fitted constant" if law.n_params
+                else "it predicts one number everywhere")
         notes.insert(0, f"the law uses none of the task's features "
-                        f"({', '.join(task.feature_names)}): every name in it is a fitted constant")
+                        f"({', '.join(task.feature_names)}): {what}")
     symbols = {f.symbol: f.name for f in task.features if f.symbol and f.symbol != f.name}
     notes[:0] = [f"{p} is a fitted constant here, though law.tex writes the feature {symbols[p]} as "
               f"{p}; if you meant that feature, write {symbols[p]}"
@@ -159,7 +168,7 @@ def cmd_fit(args):
               "blow-up); discover passes over such a law")
     for fault in out["unit_faults"]:
         print(f"note: units: {fault}")
-    for g, f in full.fits.items():
+    for g, f in full.fits.items() if law.n_params else ():  # no constants: nothing per group
         vals = ", ".join(f"{k}={v:.6g}" for k, v in f.params.items())
         print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
     print(f"\ntrain R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
@@ -457,8 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--migrate-every", type=int, default=SearchConfig.migrate_every, metavar="N",
                     help="evaluations between migrations of each island's best law to the next "
                          f"(default {SearchConfig.migrate_every})")
-    sp.add_argument("--workers", type=int, default=1, help="evaluation processes")
-    sp.add_argument("--batch-size", type=int, default=8, help="candidates per batch")
+    sp.add_argument("--workers", type=int, default=1, help="evaluation processes (default 1)")
+    sp.add_argument("--batch-size", type=int, default=8,
+                    help="candidates per batch (default 8)")
     sp.add_argument("--candidate-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="a candidate whose fit takes longer fails as timed out (default 60; 0: none)")
     sp.add_argument("--operon-seeds", metavar="BUDGET",
@@ -470,11 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "best validation R2; horizon: re-rank the 10 best and the expert law on "
                          "a longer extrapolation within train")
     sp.add_argument("--resume", help="continue the run in this run directory")
-    sp.add_argument("--out", default="runs", help="parent folder of run directories")
+    sp.add_argument("--out", default="runs",
+                    help="parent folder of run directories (default runs)")
     sp.add_argument("--no-crossover", action="store_true", help="ablation: no crossover")
     sp.add_argument("--fix-spare-constants", action="store_true",
-                    help="fix constants no data can pin down in every law proposed (to 0 or 1 "
-                         "where the Jacobian's rank stays)")
+                    help="fix constants no data can pin down in every law proposed (to the "
+                         "first of 0, 1, -1, 0.5, 2 within bounds where the Jacobian's rank "
+                         "stays)")
     sp.add_argument("--units", action="store_true",
                     help="mutation and crossover may not add unit faults: sums of unlike units, "
                          "exp or powers of quantities with a unit (the features' 'unit' fields)")
@@ -503,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--methods", default="expert,offline,random",
                     help="comma-separated: expert, offline, random, operon, pysr, llm")
     sp.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    sp.add_argument("--budget", default="10m", help="search time per cell: 90s, 10m, 1h")
+    sp.add_argument("--budget", default="10m",
+                    help="search time per cell: 90s, 10m, 1h (default 10m)")
     sp.add_argument("--max-evals", type=int, help="also cap search evaluations per cell "
                     "(deterministic cells)")
     sp.add_argument("--timeout", help="wall clock per cell before it is killed "
@@ -512,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local processes (default) or a Dask cluster (needs the dask extra)")
     sp.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     sp.add_argument("--workers", type=int, default=1, help="cells at once (local processes or "
-                    "LocalCluster workers)")
+                    "LocalCluster workers; default 1)")
     sp.add_argument("--out", required=True, help="bench directory (re-run to resume)")
     _llm_flags(sp.add_argument_group("the llm method (any OpenAI-compatible endpoint)"),
                hybrid=False)

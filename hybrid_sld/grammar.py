@@ -214,18 +214,15 @@ def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> S
         raise LawSyntaxError(f"unexpected character {char!r}{hint}", text=text,
                              line=exc.line, column=exc.column, expected=_expected(exc),
                              features=features) from None
-    except UnexpectedEOF as exc:
+    except (UnexpectedEOF, UnexpectedToken) as exc:
         lines = text.splitlines() or [""]
-        raise LawSyntaxError("unexpected end of text", text=text, line=len(lines),
-                             column=len(lines[-1]) + 1, expected=_expected(exc),
-                             features=features) from None
-    except UnexpectedToken as exc:
-        tok = exc.token
-        what = "end of text" if tok.type == "$END" else f"{str(tok)!r}"
-        line = exc.line if exc.line > 0 else max(1, text.count("\n") + 1)
-        raise LawSyntaxError(f"unexpected {what}", text=text, line=line,
-                             column=max(exc.column, 1), expected=_expected(exc),
-                             features=features) from None
+        if isinstance(exc, UnexpectedEOF) or exc.token.type == "$END":  # just past the text
+            line, column, what = len(lines), len(lines[-1]) + 1, "end of text"
+        else:
+            line = exc.line if exc.line > 0 else len(lines)
+            column, what = max(exc.column, 1), repr(str(exc.token))
+        raise LawSyntaxError(f"unexpected {what}", text=text, line=line, column=column,
+                             expected=_expected(exc), features=features) from None
     builder = _Builder(symbols)
     try:
         stmts = builder.transform(tree)

@@ -114,6 +114,7 @@ def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--law", "loss = a", "--law-file", "x.law"], "not both"),
     (["--law-file", "binary.law"], "binary.law: not a text file"),
+    (["--law-file", "cut.law"], "cut.law, line 2, column 14: unexpected end of text"),
     (["--law", "loss = a + b/num_params^c", "--plot", "out.txt"], "ending in .png, .pdf, .svg"),
     (["--law", "loss = a + b/num_params^c", "--plot", "."], "ending in .png"),
 ])
@@ -121,9 +122,11 @@ def test_fit_refuses_bad_law_and_output_options(extra, message, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "binary.law").write_bytes(b"\xff\xfe\x00bad")
     (tmp_path / "x.law").write_text("loss = a")
+    (tmp_path / "cut.law").write_text("# cut short\nloss = a + b/")
     assert main(["fit", "--task", "kaplan_demo", "--latex", "out.tex", *extra]) == 2
     assert message in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["binary.law", "x.law"]  # nothing written
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["binary.law", "cut.law", "x.law"]  # nothing written
 
 
 def test_bad_law_text():

@@ -185,6 +185,13 @@ def test_syntax_errors_are_law_syntax_errors(text):
     assert str(err).startswith(f"line {err.line}, column {err.column}:")
 
 
+@pytest.mark.parametrize("text, line", [("loss = E +", 1), ("loss = E\nalpha in [0,", 2)])
+def test_a_law_cut_short_is_marked_just_past_its_end(text, line):
+    with pytest.raises(LawSyntaxError, match="unexpected end of text") as info:
+        parse_law(text, ["N"])
+    assert (info.value.line, info.value.column) == (line, len(text.splitlines()[-1]) + 1)
+
+
 def test_error_on_second_line_draws_caret_under_column():
     text = "loss = A*N^(-alpha) + E\nalpha in [0, 3] ]"
     with pytest.raises(LawSyntaxError) as info:

@@ -39,7 +39,8 @@ def run_bench(cells, settings, executor, *, log=_log) -> dict:
         executed += 1
         r2 = res.get("test_r2")
         log(f"[{executed}/{len(todo)}] {cell.label}: " + (
-            f"test R2 {r2}, {res['seconds']} s" if res["status"] == "ok"
+            f"test R2 {r2 if r2 is None else f'{r2:.5g}'}, {res['seconds']} s"
+            if res["status"] == "ok"
             else f"FAILED: {(res.get('message') or '').splitlines()[0] if res.get('message') else ''}"))
     files = render_bench(out)
     keys = {c.key for c in cells}

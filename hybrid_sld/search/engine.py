@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import load_train, split_train_valid
-from ..errors import FitTimeout, HybridSLDError, LawError
+from ..errors import DataError, FitTimeout, HybridSLDError, LawError
 from ..evaluate import against_trend, check_columns, check_domain, drift, trend_probes, validate
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
@@ -316,15 +316,19 @@ class Search:
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data."""
         if self.task.expert_law:
-            check_columns(parse_expert_law(self.task), self.train)
-            check_domain(parse_expert_law(self.task), self.train)
+            try:
+                check_columns(parse_expert_law(self.task), self.train)
+                check_domain(parse_expert_law(self.task), self.train)
+            except DataError as exc:  # a user's own law was not in question: say which it was
+                raise DataError(f"{exc} (the task's [expert] law)") from None
         fit_part, valid = self.fit_part, self.valid
         k = min(parse_task_law(t, self.task).n_params for t, _f, _o in self.seeds)
         for g in self.train.group_names:
             n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))
             if n_fit < k or n_valid < 1:
                 raise HybridSLDError(
-                    f"group {g!r} has {n_fit} fitting and {n_valid} validation row(s); the "
+                    f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
+                    f"{n_valid} validation row(s); the "
                     f"simplest seed law has {k} parameters: add rows or merge groups")
         for j, t in enumerate(self.task.targets):  # every group has a validation row here
             if np.ptp(valid.Y[:, j]) == 0:
