@@ -750,7 +750,8 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict, on_grou
                     padded, U[rows_in], group[rows_in], spec, lin, lo_in, hi_in, log,
                     spec.max_nfev - iters)
                 nfev[rows_in] += more
-            for k, g in enumerate(live):
+            for k in _finishing_order(live, on_group):
+                g = live[k]
                 a, prob, mine, drawn = acc[g], probs[k], rows[k], kept[k]
                 a["nfev"] += int(nfev[mine].sum())
                 # informed starts (declared hints, warm starts) descend from where they are,
@@ -789,6 +790,14 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict, on_grou
                     on_group(g, _group_fit(a, names, time.perf_counter() - t0))
     seconds = (time.perf_counter() - t0) / max(len(groups), 1)
     return {g: _group_fit(a, names, seconds) for g, a in acc.items()}
+
+
+def _finishing_order(groups: list, on_group) -> list[int]:
+    """Indices of ``groups`` in the order their fits are finished: those named in
+    ``on_group.first`` (if it has that) before the rest, each group's fit being its own."""
+    first = list(getattr(on_group, "first", ()))
+    rank = {g: i for i, g in enumerate(first)}
+    return sorted(range(len(groups)), key=lambda k: rank.get(groups[k], len(first)))
 
 
 def _group_fit(a: dict, names, seconds: float) -> Fit:
@@ -846,6 +855,8 @@ def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpe
     median). ``on_group(group, fit)`` is called with each group's final fit as soon as it is
     made (not for a law with shared parameters, whose fits are final only together); what it
     raises ends the fit, so a candidate that one group already rules out costs no more fits.
+    Groups named in ``on_group.first``, if it has that attribute, are fitted first (each
+    group's fit is its own, so the order changes no result).
     """
     groups = {g: _as_2d(X, Y, compiled) for g, (X, Y) in groups.items()}
     starts = starts or {}
@@ -856,11 +867,12 @@ def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpe
     if _batched(len(groups)):
         fits = _fit_batched(compiled, groups, spec, starts, on_group)
     else:
-        fits = {}
-        for g, (X, Y) in groups.items():
-            fits[g] = fit_law(compiled, X, Y, spec, starts.get(g))
+        names, fits = list(groups), {}
+        for k in _finishing_order(names, on_group):
+            fits[names[k]] = fit_law(compiled, *groups[names[k]], spec, starts.get(names[k]))
             if on_group is not None:
-                on_group(g, fits[g])
+                on_group(names[k], fits[names[k]])
+        fits = {g: fits[g] for g in groups}  # in the groups' own order
     if not shared or len(groups) < 2:
         return fits
     names = law.param_names

@@ -385,6 +385,18 @@ def test_on_group_sees_each_final_fit_and_can_end_the_fit_early(monkeypatch, bat
     shared = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0\nshared a", ["x"]))
     assert fit_groups(shared, groups, spec, on_group=veto)  # joint fits: final only together
 
+    class LastFirst(dict):  # an on_group asking for one group's fit before the others'
+        first = (list(groups)[-1],)
+
+        def __call__(self, g, f):
+            self[g] = f
+
+    seen = LastFirst()
+    again = fit_groups(c, groups, spec, on_group=seen)
+    assert list(seen)[0] == list(groups)[-1] and list(again) == list(groups)
+    assert all(again[g].params == fits[g].params and again[g].nfev == fits[g].nfev
+               for g in groups)  # each group's fit is its own: the order changes nothing
+
 
 def test_batched_kept_starts_converge_in_the_batch_so_scipy_polishes_one(monkeypatch):
     import hybrid_sld.fit as fit_mod

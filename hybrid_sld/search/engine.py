@@ -156,20 +156,13 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
     if key not in _TRAIN:
         task = get_task(task_ref)
         train = load_train(task, data_dir)
-        _TRAIN[key] = (task, train, trend_probes(task, train))
-    task, train, probes = _TRAIN[key]
-
-    def one_group(g, fit):  # a group that turns already rules the candidate out
-        if fit.success:
-            turn, along = against_trend(task, train, {g: fit}, law, probes, g)
-            if turn > TREND_TOLERANCE:
-                raise _TurnsAgainstTrend(task, turn, along)
-
+        _TRAIN[key] = (task, train, trend_probes(task, train), [])
+    task, train, probes, turned = _TRAIN[key]
     try:
         law = operators.parse_cached(text, task)  # in this process, parsed when proposed
         with time_limit(seconds):
-            ev = validate(law, task, train, FitterSpec.from_dict(fitter),
-                          on_group=one_group if probes else None)
+            watch = _TrendWatch(task, train, probes, law, turned) if probes else None
+            ev = validate(law, task, train, FitterSpec.from_dict(fitter), on_group=watch)
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
             turn, along = against_trend(task, train, ev.fits, law, probes) if bands else (0.0, "")
     except FitTimeout as exc:  # the fit ran past its time limit
@@ -192,6 +185,29 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
             "fit_r2": f.r2 if not f.failed else -math.inf,
             "message": v.message or f.message, "seconds": time.perf_counter() - t0,
             "drift": bands, "valid_nmse": v.nmse_per_target if not v.failed else ()}
+
+
+class _TrendWatch:
+    """``on_group`` of a search evaluation (fit.fit_groups): ends the fit as soon as one group's
+    fit turns against the task's declared trend, which rules the candidate out. The groups that
+    turned in this process's earlier candidates are fitted first (``first``): the same few
+    groups tend to turn (on sft one of 42 groups often did), and the order changes no fit."""
+
+    def __init__(self, task, train, probes, law, turned: list):
+        self.task, self.train, self.probes, self.law, self.turned = task, train, probes, law, turned
+        self.first = tuple(turned)
+
+    def __call__(self, group, fit):
+        if not fit.success:
+            return
+        turn, along = against_trend(self.task, self.train, {group: fit}, self.law, self.probes,
+                                    group)
+        if turn > TREND_TOLERANCE:
+            if group in self.turned:
+                self.turned.remove(group)
+            self.turned.insert(0, group)
+            del self.turned[8:]
+            raise _TurnsAgainstTrend(self.task, turn, along)
 
 
 class _TurnsAgainstTrend(HybridSLDError):
