@@ -81,8 +81,10 @@ def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:
 
 
 def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,
-             by: str | None = None, valid_mask=None, max_groups: int = 12) -> Path:
-    """Write a PNG grid (groups x targets) of data and fitted law; returns the path."""
+             by: str | None = None, valid_mask=None, max_groups: int = 12,
+             title: str | None = None) -> Path:
+    """Write a PNG grid (groups x targets) of data and fitted law, under ``title`` if given;
+    returns the path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -145,13 +147,18 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                Line2D([], [], ls="", marker="x", color="black", label="law"))
     # the key in a band of its own above the panels, so it never covers a panel or its legend
     height = fig.get_size_inches()[1]
-    fig.legend(handles=key, loc="upper center", ncol=len(key), fontsize=8, frameon=False)
+    top = 0.0
+    if title:  # a line of its own above the key
+        fig.suptitle(title, y=1 - 0.05 / height, va="top", fontsize=10)
+        top = 0.3 / height
+    fig.legend(handles=key, loc="upper center", ncol=len(key), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1 - top))
     below = 0.0
     if len(train.group_names) > len(groups):  # say so, or a reader takes them for all
         fig.text(0.5, 0.01, f"the first {len(groups)} of {len(train.group_names)} groups",
                  ha="center", va="bottom", fontsize=8)
         below = 0.3 / height
-    fig.tight_layout(rect=(0, below, 1, 1 - 0.35 / height))
+    fig.tight_layout(rect=(0, below, 1, 1 - 0.35 / height - top))
     return save_figure(fig, path)
 
 

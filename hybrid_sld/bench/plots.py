@@ -76,8 +76,12 @@ def plot_winners(results, out_dir, data_dir=None) -> list[Path]:
             law = parse_task_law(w["law"], task)
             fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in groups.items()}
             train, test = load_splits(task, data_dir)
+            r2 = w.get("test_r2")
+            title = (f"{task.name}: {w.get('method')}, seed {w.get('seed')}, {law.n_params} "
+                     f"constants, test R2 {'n/a' if r2 is None else f'{r2:.4f}'}")
             written.append(plot_fit(law, fits, train, test, Path(out_dir) / f"{task.name}_fit.png",
-                                    by=task.split.by or None, valid_mask=validation_mask(task, train)))
+                                    by=task.split.by or None, valid_mask=validation_mask(task, train),
+                                    title=title))
         except Exception as exc:  # one task's plot must not lose the others
             print(f"warning: fit plot for {task_name} failed: {exc}", file=sys.stderr)
     return written
