@@ -25,6 +25,11 @@ from .threads import fits_with_one_blas_thread
 STRATEGIES = ("auto", "trf", "lm", "varpro", "de", "grid")
 LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
 TOL = 1e-10  # pinned: scipy defaults change between releases
+# FitterSpec's integer fields: (least, most). The most keep one fit's time and memory bounded
+# whatever a spec asks (an LLM's reply, a typo): start points, evaluations and repeated rows
+# are all made before any deadline check could stop them.
+LIMITS = {"n_starts": (1, 256), "max_nfev": (1, 100_000), "global_evals": (10, 100_000),
+          "screen_nfev": (0, 100_000), "scale_weight": (0, 100), "seed": (0, 2**32 - 1)}
 
 
 @dataclass(frozen=True)
@@ -62,11 +67,10 @@ class FitterSpec:
             raise FitError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.loss not in LOSSES:
             raise FitError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name, lo in (("n_starts", 1), ("max_nfev", 1), ("global_evals", 10),
-                         ("screen_nfev", 0), ("scale_weight", 0), ("seed", 0)):
+        for name, (lo, hi) in LIMITS.items():
             v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
-                raise FitError(f"{name} must be an integer >= {lo}, got {v!r}")
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or not lo <= v <= hi:
+                raise FitError(f"{name} must be an integer from {lo} to {hi}, got {v!r}")
             object.__setattr__(self, name, int(v))  # numpy's int64 too, as a plain int
         for name in ("log_space", "log_params"):  # "no" must not read as true
             if not isinstance(getattr(self, name), bool):

@@ -195,15 +195,18 @@ def test_bad_shapes_raise_fit_error():
 @pytest.mark.parametrize("kwargs,msg", [
     ({"strategy": "newton"}, "strategy must be one of"),
     ({"loss": "l1"}, "loss must be one of"),
-    ({"n_starts": 0}, "n_starts must be an integer >= 1"),
+    ({"n_starts": 0}, "n_starts must be an integer from 1 to 256"),
+    ({"n_starts": 10**9}, "n_starts must be an integer from 1 to 256"),  # an LLM asked it
+    ({"global_evals": 10**9}, "global_evals must be an integer from 10 to 100000"),
+    ({"scale_weight": 10**6}, "scale_weight must be an integer from 0 to 100"),
     ({"n_starts": 2.0}, "n_starts must be an integer"),
     ({"n_starts": True}, "n_starts must be an integer"),
     ({"max_nfev": 0}, "max_nfev"),
     ({"global_evals": 5}, "global_evals"),
-    ({"screen_nfev": -1}, "screen_nfev must be an integer >= 0"),
+    ({"screen_nfev": -1}, "screen_nfev must be an integer from 0"),
     ({"f_scale": 0}, "f_scale must be a positive"),
     ({"f_scale": "1"}, "f_scale must be a positive"),
-    ({"seed": -1}, "seed must be an integer >= 0"),
+    ({"seed": -1}, "seed must be an integer from 0"),
     ({"seed": "abc"}, "seed must be an integer"),
     ({"log_space": "no"}, "log_space must be true or false"),  # not read as true
     ({"log_params": 1}, "log_params must be true or false"),
