@@ -224,8 +224,12 @@ def test_bad_input_fails_before_anything_runs(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_methods_missing_their_extra_fail_up_front():
+def test_methods_missing_their_extra_fail_up_front(monkeypatch):
     import importlib.util
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(HybridSLDError, match="needs an API key"):  # before any cell runs
+        check_methods(["expert", "llm"])
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     check_methods(["expert", "llm"])  # the LLM proposer is part of this install
     if importlib.util.find_spec("pysr") is None:
         with pytest.raises(HybridSLDError, match="pysr|PySR|Julia"):
@@ -327,6 +331,22 @@ def test_a_cell_sees_the_environment_when_it_starts_not_when_the_fork_server_did
         server.stop()
     assert row["status"] == "ok", row["message"]
     assert len(server.requests) == 1
+
+
+def test_an_llm_cell_whose_endpoint_failed_is_a_failed_cell(tmp_path, monkeypatch, local_bench):
+    server = FakeOpenAI()
+    server.faults = [{"status": 401, "message": "invalid key"}] * 20
+    url = server.start()
+    monkeypatch.setenv("FAILING_BENCH_KEY", "sk-bad")
+    settings = BenchSettings(budget_seconds=60.0, out=str(tmp_path / "b"), max_evals=20,
+                             llm=dict(model="tiny-local", base_url=url,
+                                      api_key_env="FAILING_BENCH_KEY", max_calls=3))
+    try:
+        row, = LocalExecutor(1).run([Cell("kaplan_demo", "llm", 0)], settings)
+    finally:
+        server.stop()
+    assert row["status"] == "failed" and "run directory" in row["message"], row
+    assert row["test_r2"] is None  # the seed laws' score is not the LLM's
 
 
 def test_a_cell_run_alone_after_a_bench_is_not_killed(local_bench, tmp_path):

@@ -110,8 +110,10 @@ def check_methods(methods, llm: dict | None = None) -> None:
             from ..baselines.pysr import require_pysr
             require_pysr()
         elif m == "llm":
+            from ..llm.client import LLMSettings
             from ..search.engine import SearchConfig
             SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm", llm=llm)  # its checks
+            LLMSettings.from_dict(llm or {}).check()  # a key, or a replay file, as discover asks
 
 
 def make_cells(tasks, methods, seeds) -> list[Cell]:
@@ -139,10 +141,15 @@ def _search(cell, task, settings, **extra) -> dict:
                        budget_seconds=settings.budget_seconds, max_evals=settings.max_evals,
                        random_search=cell.method == "random", data_dir=settings.data_dir, **extra)
     res = discover(cfg, out=Path(settings.out) / "runs")
+    if res.get("stop_error"):  # e.g. the LLM endpoint failed: not the method's result
+        raise HybridSLDError(f"{res['stop_reason']} (run directory {res['run_dir']})")
     out = {k: res.get(k) for k in ("law", "n_params", "train_r2", "valid_r2", "test_r2",
                                    "test_nmse", "run_dir")}
     out["groups"] = res["groups"]
     out["settings"] = {"evals": res.get("evals"), "fitter": res.get("fitter")}
+    if res.get("llm"):  # what the LLM cost
+        out["settings"]["llm"] = {k: res["llm"].get(k) for k in (
+            "model", "calls", "prompt_tokens", "completion_tokens", "usd", "validity_rate")}
     return out
 
 
