@@ -140,9 +140,9 @@ def cmd_fit(args):
         notes.insert(0, f"the law uses none of the task's features "
                         f"({', '.join(task.feature_names)}): {what}")
     symbols = {f.symbol: f.name for f in task.features if f.symbol and f.symbol != f.name}
-    notes[:0] = [f"{p} is a fitted constant here, though law.tex writes the feature {symbols[p]} as "
-              f"{p}; if you meant that feature, write {symbols[p]}"
-              for p in law.param_names if p in symbols]
+    notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
+                 f"{symbols[p]} is {p} (law.tex then writes that feature by its name); if you "
+                 f"meant the feature, write {symbols[p]}" for p in law.param_names if p in symbols]
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     if args.plot:
         from .data import validation_mask

@@ -43,15 +43,23 @@ def task_symbols(task) -> dict[str, str]:
     return {f.name: f.symbol for f in task.features if f.symbol}
 
 
-def _symbol_names(law: Law, symbols: dict[str, str] | None) -> dict[sp.Symbol, str]:
+def _unclashed(law: Law, symbols: dict[str, str] | None) -> dict[str, str]:
+    """``symbols`` without those a constant of the law is also written as (lr_bsz writes bsz as
+    B, and its laws have a constant B): such a feature is written by its name instead."""
     symbols = symbols or {}
+    taken = {name_to_latex(p) for p in law.param_names} | {p for p in law.param_names}
+    return {f: s for f, s in symbols.items() if s not in taken}
+
+
+def _symbol_names(law: Law, symbols: dict[str, str]) -> dict[sp.Symbol, str]:
     return {sym: symbols.get(name) or name_to_latex(name) for name, sym in law.symbols.items()}
 
 
 def to_latex(law: Law, *, symbols: dict[str, str] | None = None) -> str:
     """The law's equations with symbolic constants, as one align block."""
+    symbols = _unclashed(law, symbols)
     names = _symbol_names(law, symbols)
-    rows = [f"{(symbols or {}).get(t) or name_to_latex(t)} &= {sp.latex(e, symbol_names=names)}"
+    rows = [f"{symbols.get(t) or name_to_latex(t)} &= {sp.latex(e, symbol_names=names)}"
             for t, e in law.equations]
     return "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}"
 
@@ -83,7 +91,7 @@ def _group_label(group) -> str:
 def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
                  caption: str | None = None) -> str:
     """Booktabs table of fitted constants: one row per group, one column per parameter."""
-    symbols = symbols or {}
+    symbols = _unclashed(law, symbols)
     heads = ["Group"] + [f"${symbols.get(n) or name_to_latex(n)}$" for n in law.param_names]
     lines = ["\\begin{table}[ht]", "\\centering"]
     if caption:

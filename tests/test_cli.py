@@ -399,9 +399,10 @@ def test_fit_says_when_a_constant_is_named_as_a_features_symbol(capsys):
     law = "loss = E + A*N^(-a) + B/tokens^b"
     assert main(["fit", "--task", "kaplan_demo", "--law", law]) == 0
     out = capsys.readouterr().out
-    assert "N is a fitted constant here, though law.tex writes the feature num_params as N" in out
+    assert ("N is a fitted constant here, though the task's LaTeX symbol for the feature "
+            "num_params is N") in out
     assert main(["fit", "--task", "kaplan_demo", "--law", law.replace("N^", "num_params^")]) == 0
-    assert "law.tex writes" not in capsys.readouterr().out
+    assert "LaTeX symbol" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("delay", [0.2, 0.5])

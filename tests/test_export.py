@@ -142,3 +142,13 @@ def test_to_python_constant_expression_broadcasts():
     law = parse_law("y = c", ["x"])
     f = _load(to_python(law, {"c": 2.0}), "scaling_law")
     assert f(np.ones((4, 1))).tolist() == [2.0] * 4
+
+
+def test_a_feature_whose_symbol_a_constant_also_has_is_written_by_name():
+    from hybrid_sld.export import params_table, to_latex
+    law = parse_law("y = E + B/D^b + c*log(bsz)", ["D", "bsz"])
+    symbols = {"bsz": "B", "D": "D"}  # lr_bsz writes batch size as B; its laws have a constant B
+    tex = to_latex(law, symbols=symbols)
+    assert r"\mathrm{bsz}" in tex and "B D^{- b}" in tex
+    assert r"\log{\left(B \right)}" not in tex
+    assert "$B$" in params_table({}, law, symbols=symbols)  # the constant keeps its letter
