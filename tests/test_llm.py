@@ -279,6 +279,19 @@ def test_cli_hybrid_run(task_file, server, tmp_path):
     _no_secret(res["run_dir"])
 
 
+def test_a_hybrid_run_goes_on_with_the_grammar_when_the_llm_budget_is_spent(task_file, server,
+                                                                          tmp_path):
+    cfg = SearchConfig(task=str(task_file), max_evals=40, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=3, concurrency=1, llm_ratio=0.5))
+    res = discover(cfg, out=tmp_path)
+    assert res["evals"] == 40 and res["stop_reason"] is None  # the run's own budget ended it
+    assert res["llm"]["calls"] == 3 and "call budget" in res["llm_ended"]
+    events = [json.loads(line) for line in open(Path(res["run_dir"]) / "events.jsonl")]
+    assert [e["origin"] for e in events].count("llm") <= 3
+    assert "the grammar proposer went on" in (Path(res["run_dir"]) / "report.md").read_text()
+    assert 0 <= res["cache_hit_rate"] <= 1
+
+
 def test_prompt_residuals_come_from_the_evaluation_without_refitting(task_file, monkeypatch):
     """Each archive entry carries its drift by scale band; the prompt shows it, fitting nothing."""
     from hybrid_sld import fit as fit_module

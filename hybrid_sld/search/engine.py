@@ -269,6 +269,7 @@ class State:
     failures: list = field(default_factory=list)  # recent [law, message], fed back to the LLM
     stop_reason: str = ""
     stop_error: bool = False  # the stop was a failure (the endpoint), not a spent budget
+    llm_ended: str = ""  # a hybrid run's LLM budget spent: the grammar proposer went on alone
 
     def pareto(self) -> list[Entry]:
         """The complexity / accuracy front over every law evaluated (archive.pareto)."""
@@ -277,7 +278,7 @@ class State:
 
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
 _EXTRA_STATE = ("improvements", "llm", "llm_seq", "llm_slots", "failures", "stop_reason",
-                "stop_error")
+                "stop_error", "llm_ended")
 
 
 class Search:
@@ -567,7 +568,7 @@ class Search:
     def _llm_slot(self) -> bool:
         """Whether the next non-seed slot goes to the LLM: an exact share, no random draw."""
         s = self.state
-        if self.llm is None or s.seed_cursor < len(self.seeds):
+        if self.llm is None or s.seed_cursor < len(self.seeds) or s.llm_ended:
             return False
         if self.config.proposer == "llm":
             return True
@@ -579,6 +580,10 @@ class Search:
         """Stop after the batch in hand: the LLM budget is spent, or the endpoint failed (an
         error: the command then exits non-zero)."""
         from ..llm.budget import BudgetExhausted
+        if self.config.proposer == "hybrid" and isinstance(exc, BudgetExhausted):
+            if not self.state.llm_ended:  # the grammar proposer goes on with the rest
+                self.state.llm_ended = f"{exc} after {self.state.evals} evaluations"
+            return
         self._stop = True
         self.state.stop_reason = str(exc)
         self.state.stop_error = not isinstance(exc, BudgetExhausted)
@@ -615,6 +620,7 @@ class Search:
                 self._fail(p.tried, p.error.splitlines()[0] if p.error else "invalid")
                 continue
             c["valid"] += 1
+            s.proposals += 1  # as the grammar's proposals count: the cache hit rate's base
             law = self._law(p.text)
             key = law and candidate_key(law.key, p.fitter)
             if not law or key in s.cache or key in pending:

@@ -156,6 +156,7 @@ def final_report(search: Search) -> dict:
     result["improvements_by_proposer"] = _by_proposer(s.improvements)
     result["stop_reason"] = s.stop_reason or None
     result["stop_error"] = bool(s.stop_reason) and s.stop_error
+    result["llm_ended"] = s.llm_ended or None  # hybrid: the grammar proposer went on alone
     result["interrupted"] = search.interrupted or None
     if search.interrupted:
         why = "Ctrl-C" if search.interrupted == "SIGINT" else search.interrupted
@@ -378,6 +379,8 @@ def _markdown(r: dict, front: list) -> str:
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
                       for x in front[-15:])
     stopped = f"\n\n**Stopped early:** {r['stop_reason']}." if r.get("stop_reason") else ""
+    if r.get("llm_ended"):
+        stopped += f"\n\nLLM proposals ended ({r['llm_ended']}); the grammar proposer went on."
     plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
@@ -500,4 +503,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
             print(f"LLM spend: {search.budget.summary()}", file=sys.stderr)
         if result["stop_reason"]:
             print(f"stopped early: {result['stop_reason']}", file=sys.stderr)
+        if result["llm_ended"]:
+            print(f"LLM proposals ended ({result['llm_ended']}); the grammar proposer went on",
+                  file=sys.stderr)
         return result
