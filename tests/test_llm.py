@@ -181,6 +181,19 @@ def test_repair_loop_sends_the_exact_error_back(task_file, server, tmp_path):
     assert q.propose(user, seq=2, allowed_calls=1).fitter == SEARCH_FITTER.to_dict()
 
 
+def test_a_reply_the_client_cannot_read_is_retried_then_stops_cleanly(task_file, server,
+                                                                      tmp_path):
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, retries=1)
+    server.faults = [{"status": 200, "body": {"choices": 5}}]  # a 200 with a broken body
+    user = p.user_message(None, [])
+    assert p.propose(user, seq=0, allowed_calls=1).valid  # read on the second attempt
+    server.faults = [{"status": 200, "body": {"choices": 5}}] * 2
+    with pytest.raises(LLMStop, match="could not be read 2 times in a row, last: TypeError"):
+        p.propose(user, seq=1, allowed_calls=1)
+    errors = [line for line in _lines(tmp_path) if line["kind"] == "error"]
+    assert len(errors) == 3 and all(e["error"].startswith("TypeError") for e in errors)
+
+
 def test_429_retry_after_500_and_timeout_are_retried(task_file, server, tmp_path):
     # a 2 s client timeout: a loaded machine must not time out the healthy requests too
     p, spend = _proposer(task_file, server, tmp_path, max_calls=10, timeout=2.0)

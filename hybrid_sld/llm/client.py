@@ -199,6 +199,7 @@ class LLMClient:
             t0 = time.perf_counter()
             try:
                 r = self._api().chat.completions.create(model=s.model, messages=messages, **params)
+                resp = self._read(r, attempt, t0)
             except openai.BadRequestError as exc:
                 bad = self._unsupported(exc, params)
                 self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=400,
@@ -227,12 +228,28 @@ class LLMClient:
                 time.sleep(self._delay(attempt, exc))
                 attempt += 1
                 continue
-            if not r.choices:
-                raise LLMStop("the endpoint answered with no choices")
-            u = r.usage
-            usage = ({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
-                     if u is not None else None)
-            resp = {"content": r.choices[0].message.content or "", "usage": usage,
-                    "finish_reason": r.choices[0].finish_reason, "model": r.model,
-                    "attempts": attempt + 1, "seconds": round(time.perf_counter() - t0, 3)}
+            except LLMStop:
+                raise
+            except Exception as exc:  # a reply the client could not read (a malformed body)
+                self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=None,
+                                    error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                                    seconds=round(time.perf_counter() - t0, 3))
+                if attempt >= s.retries:
+                    raise LLMStop(f"the endpoint's reply could not be read {attempt + 1} times "
+                                  f"in a row, last: {type(exc).__name__}: {exc}") from None
+                time.sleep(self._delay(attempt, exc))
+                attempt += 1
+                continue
             return resp, params
+
+    @staticmethod
+    def _read(r, attempt: int, t0: float) -> dict:
+        """The parts of a chat completion the proposer and the record use."""
+        if not r.choices:
+            raise LLMStop("the endpoint answered with no choices")
+        u = r.usage
+        usage = ({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
+                 if u is not None else None)
+        return {"content": r.choices[0].message.content or "", "usage": usage,
+                "finish_reason": r.choices[0].finish_reason, "model": r.model,
+                "attempts": attempt + 1, "seconds": round(time.perf_counter() - t0, 3)}
