@@ -259,6 +259,9 @@ def cmd_discover(args):
     if budget is None and args.max_evals is None and not args.resume:
         budget = parse_budget("60s")
     cfg = None
+    if args.replay and args.proposer == "offline" and not args.resume:
+        raise HybridSLDError("--replay serves recorded LLM replies: give --proposer llm or "
+                             "hybrid with it")
     if args.resume:  # a resumed run keeps the configuration it was started with
         defaults = vars(build_parser().parse_args(["discover"]))
         ignored = ["--" + k.replace("_", "-") for k, v in vars(args).items()

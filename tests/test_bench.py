@@ -147,6 +147,9 @@ def test_latex_is_compile_ready(local_bench):
         if line.endswith(r"\\"):
             assert line.count("&") == 6, line  # 7 columns in every row
     assert _balanced(r"\begin{a}\begin{b}\end{b}\end{a}") and not _balanced(r"\begin{a}\end{b}")
+    assert not re.search(r"\$[^$]*\de[-+]?\d", tex)  # 8.6e-05 would typeset as "8.6e - 05"
+    from hybrid_sld.bench.leaderboard import _tex_num
+    assert _tex_num("8.6e-05 ± 1e+03", False) == r"$8.6\times10^{-5} \pm 1\times10^{3}$"
 
 
 def test_leaderboard_escapes_and_aggregates_seeds():

@@ -276,6 +276,18 @@ def test_cli_missing_key_fails_before_anything(task_file, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--proposer", "llm", "--base-url", "not a url"], "--base-url must be an http:// or"),
+    (["--replay", "llm.jsonl"], "--replay serves recorded LLM replies"),
+])
+def test_cli_bad_llm_flags_fail_before_anything(task_file, tmp_path, flags, message):
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
+                        *flags, "--max-evals", "4", "--out", str(tmp_path / "runs")],
+                       capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"})
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_cli_hybrid_run(task_file, server, tmp_path):
     env = os.environ | {"MY_KEY": SECRET}
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),

@@ -8,6 +8,7 @@ Under each task, the published figures (SLDBench human law, SLDAgent best) as re
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,7 +158,9 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
 def _tex_num(text: str | None, bold: bool) -> str:
     if text is None:
         return "--"
-    body = text.replace(" ± ", r" \pm ")
+    body = re.sub(r"(\d)e([-+]?)0*(\d+)",  # 8.6e-05 as 8.6\times10^{-5}, not "8.6e - 05"
+                  lambda m: f"{m[1]}\\times10^{{{m[2].lstrip('+')}{m[3]}}}",
+                  text.replace(" ± ", r" \pm "))
     return f"$\\mathbf{{{body}}}$" if bold else f"${body}$"
 
 

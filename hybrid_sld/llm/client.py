@@ -11,6 +11,7 @@ JSON-schema output is asked for; a server rejecting it gets plain text, parsed b
 from __future__ import annotations
 
 import os
+import re
 import random
 import time
 from dataclasses import asdict, dataclass, fields
@@ -71,6 +72,9 @@ class LLMSettings:
             raise HybridSLDError("the LLM proposer needs a budget: --max-calls, --max-tokens or --max-usd")
         if self.timeout <= 0 or self.retries < 0 or self.repairs < 0 or self.base_delay < 0:
             raise HybridSLDError("LLM timeout must be positive; retries, repairs, delay >= 0")
+        if self.base_url is not None and not re.match(r"https?://[^/\s]+", self.base_url):
+            raise HybridSLDError(f"--base-url must be an http:// or https:// address, such as "
+                                 f"http://localhost:8000/v1; got {self.base_url!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "LLMSettings":
