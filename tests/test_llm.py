@@ -317,6 +317,24 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_llm_budget_is_spent(task
     assert 0 <= res["cache_hit_rate"] <= 1
 
 
+@pytest.mark.parametrize("proposer", ["llm", "hybrid"])
+def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tmp_path,
+                                                          monkeypatch, proposer):
+    from hybrid_sld.search import engine
+    monkeypatch.setattr(engine, "LLM_IDLE_LIMIT", 5)
+    server.responder = lambda body, n: {"content": "I cannot help with that."}
+    cfg = SearchConfig(task=str(task_file), max_evals=30, batch_size=4, proposer=proposer,
+                       llm=_settings(server, max_calls=100, concurrency=1, repairs=0))
+    res = discover(cfg, out=tmp_path)
+    llm = res["llm"]  # the fifth in a row ends it after the batch in hand, not the 100 allowed
+    assert 5 <= llm["calls"] == llm["invalid"] < 5 + cfg.batch_size
+    reason = "the model's last 5 proposals gave no new law"
+    if proposer == "llm":  # nothing else proposes: the run stops, as at a spent budget
+        assert reason in res["stop_reason"] and res["stop_error"] is False
+    else:  # the grammar goes on to the run's own end
+        assert reason in res["llm_ended"] and res["evals"] == 30 and res["stop_reason"] is None
+
+
 def test_prompt_residuals_come_from_the_evaluation_without_refitting(task_file, monkeypatch):
     """Each archive entry carries its drift by scale band; the prompt shows it, fitting nothing."""
     from hybrid_sld import fit as fit_module

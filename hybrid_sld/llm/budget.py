@@ -37,6 +37,11 @@ class BudgetExhausted(LLMStop):
     pass
 
 
+class Unproductive(BudgetExhausted):
+    """The model's recent replies gave no new law (all invalid or already evaluated): further
+    calls would be spent the same way, so it ends as a spent budget does."""
+
+
 def price_of(model: str, override=None) -> tuple[float, float] | None:
     if override:
         return float(override[0]), float(override[1])

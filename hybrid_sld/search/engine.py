@@ -107,6 +107,9 @@ TREND_TOLERANCE = 1e-3
 # Wall-clock limit on proposing one law (sympy work in the operators and parsing): a stall
 # here would stop the whole run, not one candidate. Only pathological laws come near it.
 PROPOSE_SECONDS = 30.0
+# LLM proposals in a row with no new law (invalid after repairs, or duplicates) after which the
+# LLM is given up as a spent budget: an llm run stops, a hybrid run goes on with the grammar
+LLM_IDLE_LIMIT = 20
 # Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the batch, checkpoint, report
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -270,6 +273,7 @@ class State:
     stop_reason: str = ""
     stop_error: bool = False  # the stop was a failure (the endpoint), not a spent budget
     llm_ended: str = ""  # a hybrid run's LLM budget spent: the grammar proposer went on alone
+    llm_idle: int = 0  # LLM proposals in a row that gave no new candidate
 
     def pareto(self) -> list[Entry]:
         """The complexity / accuracy front over every law evaluated (archive.pareto)."""
@@ -278,7 +282,7 @@ class State:
 
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
 _EXTRA_STATE = ("improvements", "llm", "llm_seq", "llm_slots", "failures", "stop_reason",
-                "stop_error", "llm_ended")
+                "stop_error", "llm_ended", "llm_idle")
 
 
 class Search:
@@ -588,6 +592,15 @@ class Search:
         self.state.stop_reason = str(exc)
         self.state.stop_error = not isinstance(exc, BudgetExhausted)
 
+    def _idle(self) -> None:
+        """One more LLM proposal with no new law; LLM_IDLE_LIMIT in a row end the LLM's part."""
+        from ..llm.budget import Unproductive
+        s = self.state
+        s.llm_idle += 1
+        if s.llm_idle == LLM_IDLE_LIMIT:
+            self._halt(Unproductive(f"the model's last {s.llm_idle} proposals gave no new law "
+                                    "(invalid or already evaluated)"))
+
     def _fail(self, law: str, message: str) -> None:
         f = self.state.failures
         f.append([(law or "").strip().splitlines()[0] if (law or "").strip() else "", message])
@@ -618,6 +631,7 @@ class Search:
             if not p.valid:
                 c["invalid"] += 1
                 self._fail(p.tried, p.error.splitlines()[0] if p.error else "invalid")
+                self._idle()
                 continue
             c["valid"] += 1
             s.proposals += 1  # as the grammar's proposals count: the cache hit rate's base
@@ -627,8 +641,10 @@ class Search:
                 c["duplicates"] += 1
                 s.cache_hits += 1
                 self._fail(p.text, "already evaluated")
+                self._idle()
                 continue
             pending.add(key)
+            s.llm_idle = 0
             out.append((slot, (law.text, p.fitter, "llm", law, key)))
         return out
 
