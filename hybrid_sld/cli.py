@@ -253,6 +253,11 @@ def cmd_eval_program(args):
         sys.exit(1)
 
 
+# discover flags a resumed LLM run takes anew -> their LLMSettings field
+RESUMABLE_LLM = {"base_url": "base_url", "api_key_env": "api_key_env", "max_calls": "max_calls",
+                 "max_tokens": "max_tokens", "max_usd": "max_usd", "llm_timeout": "timeout"}
+
+
 def cmd_discover(args):
     from .search.run import discover, parse_budget
     budget = parse_budget(args.budget) if args.budget is not None else None
@@ -262,11 +267,14 @@ def cmd_discover(args):
     if args.replay and args.proposer == "offline" and not args.resume:
         raise HybridSLDError("--replay serves recorded LLM replies: give --proposer llm or "
                              "hybrid with it")
+    llm_now = None
     if args.resume:  # a resumed run keeps the configuration it was started with
         defaults = vars(build_parser().parse_args(["discover"]))
-        ignored = ["--" + k.replace("_", "-") for k, v in vars(args).items()
-                   if k not in ("resume", "json", "debug", "func", "data_dir")
-                   and v != defaults.get(k)]
+        changed = {k for k, v in vars(args).items() if v != defaults.get(k)}
+        # but where the endpoint is now, and budgets to go on with, may change
+        llm_now = {RESUMABLE_LLM[k]: getattr(args, k) for k in changed & set(RESUMABLE_LLM)}
+        ignored = ["--" + k.replace("_", "-") for k in sorted(changed - set(RESUMABLE_LLM))
+                   if k not in ("resume", "json", "debug", "func", "data_dir")]
         if ignored:
             print(f"note: a resumed run keeps the settings it was started with; ignored: "
                   f"{', '.join(ignored)}", file=sys.stderr)
@@ -291,7 +299,8 @@ def cmd_discover(args):
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar,
-                          data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None)
+                          data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+                          llm=llm_now or None)
     finally:
         bar.close()
     # interrupted: 130, as a shell reports Ctrl-C; the LLM endpoint failed: 1

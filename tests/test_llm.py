@@ -335,6 +335,20 @@ def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tm
         assert reason in res["llm_ended"] and res["evals"] == 30 and res["stop_reason"] is None
 
 
+def test_a_run_stopped_by_its_call_budget_resumes_with_a_larger_one(task_file, server, tmp_path):
+    cfg = SearchConfig(task=str(task_file), max_evals=60, batch_size=4, proposer="llm",
+                       llm=_settings(server, max_calls=3, concurrency=1))
+    first = discover(cfg, out=tmp_path)
+    assert "call budget" in first["stop_reason"] and first["llm"]["calls"] == 3
+    again = discover(cfg, resume=first["run_dir"], llm={"max_calls": 6})
+    assert again["llm"]["calls"] == 6 and again["evals"] > first["evals"]
+    assert "6 of 6 calls" in again["stop_reason"]  # the new budget's stop, not the old one
+    assert len(server.served) == 6
+    offline = discover(SearchConfig(task=str(task_file), max_evals=4), out=tmp_path / "off")
+    with pytest.raises(HybridSLDError, match="an offline run: it has no LLM settings"):
+        discover(cfg, resume=offline["run_dir"], llm={"base_url": server.url})
+
+
 def test_prompt_residuals_come_from_the_evaluation_without_refitting(task_file, monkeypatch):
     """Each archive entry carries its drift by scale band; the prompt shows it, fitting nothing."""
     from hybrid_sld import fit as fit_module

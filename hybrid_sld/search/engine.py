@@ -400,6 +400,8 @@ class Search:
             for k in _EXTRA_STATE:
                 if k in doc:
                     setattr(self.state, k, doc[k])
+            # the run goes on: a stop met before is met again if its cause remains
+            self.state.stop_reason, self.state.stop_error = "", False
             self.rng.bit_generator.state = doc["rng_state"]
         except OSError as exc:
             raise HybridSLDError(f"cannot resume from {self.run_dir}: {exc}") from None

@@ -467,16 +467,23 @@ def lock_run_dir(run_dir: Path):
 
 
 def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | None = None,
-             progress=None, data_dir: str | None = None) -> dict:
+             progress=None, data_dir: str | None = None, llm: dict | None = None) -> dict:
     """Run a search (or go on with the one in ``resume``) and write its report.
 
-    ``data_dir``, when resuming: where the task's data is now, if not where the run found it
-    (a resumed run refuses data other than what it began with)."""
+    When resuming: ``data_dir``, where the task's data is now, if not where the run found it
+    (a resumed run refuses data other than what it began with); ``llm``, LLM settings to go on
+    with (an endpoint that moved, a larger budget: LLMSettings fields), which give the LLM's
+    part a fresh start if it had ended."""
     if resume:
         run_dir = Path(resume)
         cfg = saved_config(run_dir)
         if data_dir is not None:
             cfg = replace(cfg, data_dir=data_dir)
+        if llm:
+            if cfg.proposer == "offline":
+                raise HybridSLDError(f"{run_dir} is an offline run: it has no LLM settings to "
+                                     f"change ({', '.join(sorted(llm))})")
+            cfg = replace(cfg, llm={**cfg.llm, **llm})
         check_free_space(run_dir)
     if cfg.proposer != "offline":  # no key, no replay file: fail before anything runs
         from ..llm.client import LLMSettings
@@ -492,6 +499,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
             raise
         if resume:
             search.load()
+            if llm:  # new settings: the LLM's part, ended or idle, starts afresh
+                search.state.llm_ended, search.state.llm_idle = "", 0
         try:
             with search.stop_signals():  # held through the report: a first Ctrl-C there waits
                 search.run()
