@@ -322,32 +322,31 @@ def test_a_cell_sees_the_environment_when_it_starts_not_when_the_fork_server_did
         tmp_path, monkeypatch, local_bench):
     """A Python caller may set the API key after a first bench (here the module's) started
     the fork server that later cells come from."""
-    server = FakeOpenAI()
-    url = server.start()
     monkeypatch.setenv("LATE_BENCH_KEY", "sk-late")
-    settings = BenchSettings(budget_seconds=60.0, out=str(tmp_path / "b"), max_evals=20,
-                             llm=dict(model="tiny-local", base_url=url,
-                                      api_key_env="LATE_BENCH_KEY", max_calls=1))
-    try:
-        row, = LocalExecutor(1).run([Cell("kaplan_demo", "llm", 0)], settings)
-    finally:
-        server.stop()
+    row, server = _llm_cell(tmp_path, "LATE_BENCH_KEY", max_calls=1)
     assert row["status"] == "ok", row["message"]
     assert len(server.requests) == 1
 
 
-def test_an_llm_cell_whose_endpoint_failed_is_a_failed_cell(tmp_path, monkeypatch, local_bench):
+def _llm_cell(tmp_path, key_env: str, max_calls: int, faults=()):
+    """One kaplan_demo llm cell against a local server: (its result row, the server)."""
     server = FakeOpenAI()
-    server.faults = [{"status": 401, "message": "invalid key"}] * 20
+    server.faults = list(faults)
     url = server.start()
-    monkeypatch.setenv("FAILING_BENCH_KEY", "sk-bad")
     settings = BenchSettings(budget_seconds=60.0, out=str(tmp_path / "b"), max_evals=20,
-                             llm=dict(model="tiny-local", base_url=url,
-                                      api_key_env="FAILING_BENCH_KEY", max_calls=3))
+                             llm=dict(model="tiny-local", base_url=url, api_key_env=key_env,
+                                      max_calls=max_calls))
     try:
         row, = LocalExecutor(1).run([Cell("kaplan_demo", "llm", 0)], settings)
     finally:
         server.stop()
+    return row, server
+
+
+def test_an_llm_cell_whose_endpoint_failed_is_a_failed_cell(tmp_path, monkeypatch, local_bench):
+    monkeypatch.setenv("FAILING_BENCH_KEY", "sk-bad")
+    row, _ = _llm_cell(tmp_path, "FAILING_BENCH_KEY", max_calls=3,
+                       faults=[{"status": 401, "message": "invalid key"}] * 20)
     assert row["status"] == "failed" and "run directory" in row["message"], row
     assert row["test_r2"] is None  # the seed laws' score is not the LLM's
 

@@ -219,32 +219,30 @@ class LLMClient:
                 continue  # the changed request is retried once per parameter
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
                     openai.APIStatusError) as exc:
-                status = getattr(exc, "status_code", None)
-                self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=status,
-                                    error=f"{type(exc).__name__}: {str(exc)[:300]}",
-                                    seconds=round(time.perf_counter() - t0, 3))
-                retryable = status is None or status in (408, 409, 429) or status >= 500
-                if not retryable:
-                    raise LLMStop(f"the endpoint refused the request ({status}): {exc}") from None
-                if attempt >= s.retries:
-                    raise LLMStop(f"the endpoint failed {attempt + 1} times in a row, last: "
-                                  f"{type(exc).__name__}: {exc}") from None
-                time.sleep(self._delay(attempt, exc))
+                self._failed(exc, key, seq, attempt, t0, "the endpoint failed",
+                             getattr(exc, "status_code", None))
                 attempt += 1
                 continue
             except LLMStop:
                 raise
             except Exception as exc:  # a reply the client could not read (a malformed body)
-                self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=None,
-                                    error=f"{type(exc).__name__}: {str(exc)[:300]}",
-                                    seconds=round(time.perf_counter() - t0, 3))
-                if attempt >= s.retries:
-                    raise LLMStop(f"the endpoint's reply could not be read {attempt + 1} times "
-                                  f"in a row, last: {type(exc).__name__}: {exc}") from None
-                time.sleep(self._delay(attempt, exc))
+                self._failed(exc, key, seq, attempt, t0, "the endpoint's reply could not be read")
                 attempt += 1
                 continue
             return resp, params
+
+    def _failed(self, exc, key, seq, attempt: int, t0: float, what: str, status=None) -> None:
+        """Record a failed attempt; raise LLMStop when it is not worth retrying or was the
+        last retry, else wait before the next (backing off, honouring Retry-After)."""
+        self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=status,
+                            error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                            seconds=round(time.perf_counter() - t0, 3))
+        if status is not None and status not in (408, 409, 429) and status < 500:
+            raise LLMStop(f"the endpoint refused the request ({status}): {exc}") from None
+        if attempt >= self.settings.retries:
+            raise LLMStop(f"{what} {attempt + 1} times in a row, last: {type(exc).__name__}: "
+                          f"{exc}") from None
+        time.sleep(self._delay(attempt, exc))
 
     @staticmethod
     def _read(r, attempt: int, t0: float) -> dict:
