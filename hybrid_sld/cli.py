@@ -248,7 +248,8 @@ def cmd_eval_program(args):
     else:
         status = "ok" if res.success else f"FAILED: {res.message}"
         print(f"{args.file}: {status} ({res.seconds:.1f} s)")
-        print(f"train R2 {_fmt(out['train_r2'])}   test R2 {_fmt(out['test_r2'])}")
+        if res.success:  # a failed program has no R2 to show
+            print(f"train R2 {_fmt(out['train_r2'])}   test R2 {_fmt(out['test_r2'])}")
     if not res.success:
         sys.exit(1)
 

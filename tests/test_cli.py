@@ -217,6 +217,8 @@ def test_eval_program_that_raises(data_dir, tmp_path):
     assert not out["success"]
     assert "boom from the program" in out["message"] and "ValueError" in out["message"]
     assert out["test_r2"] is None
+    res = run_cli("eval-program", "--task", "parallel", p)  # as a person reads it
+    assert res.returncode == 1 and "FAILED: " in res.stdout and "R2" not in res.stdout
 
 
 @pytest.mark.parametrize("flags, want", [

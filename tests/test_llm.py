@@ -279,8 +279,15 @@ def test_cli_missing_key_fails_before_anything(task_file, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--proposer", "llm", "--base-url", "not a url"], "--base-url must be an http:// or"),
     (["--replay", "llm.jsonl"], "--replay serves recorded LLM replies"),
+    (["--proposer", "llm", "--replay", "missing.jsonl"], "replay file not found"),
+    (["--proposer", "llm", "--replay", "garbage.jsonl"], "garbage.jsonl, line 1: not JSON"),
+    (["--proposer", "llm", "--replay", "empty.jsonl"], "no recorded LLM exchange to replay"),
 ])
-def test_cli_bad_llm_flags_fail_before_anything(task_file, tmp_path, flags, message):
+def test_cli_bad_llm_flags_fail_before_anything(task_file, tmp_path, flags, message,
+                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.jsonl").write_text("not json at all\nnor this\n")
+    (tmp_path / "empty.jsonl").write_text("")
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
                         *flags, "--max-evals", "4", "--out", str(tmp_path / "runs")],
                        capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"})

@@ -95,8 +95,10 @@ class LLMSettings:
     def check(self) -> None:
         """Fail before anything runs: no key, no replay file, or a USD limit without a price."""
         if self.replay:
-            if not os.path.isfile(self.replay):
-                raise HybridSLDError(f"replay file not found: {self.replay}")
+            from .record import load_exchanges
+            if not load_exchanges(self.replay):  # not found or not JSON lines: it says so
+                raise HybridSLDError(f"{self.replay}: no recorded LLM exchange to replay (an "
+                                     "llm.jsonl from a run directory)")
         elif not os.environ.get(self.api_key_env):
             raise HybridSLDError(
                 f"the LLM proposer needs an API key in ${self.api_key_env} (or --api-key-env "
