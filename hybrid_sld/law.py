@@ -76,7 +76,7 @@ def expr_to_text(expr: sp.Expr) -> str:
 
 def _fmt(v: float) -> str:
     """A number as law text, exactly (it parses back to the same float) and short: 8.8e13 and
-    1e-05, not 88000000000000 and 1e-05; 1000 and 0.076 as they are."""
+    1e-5, not 88000000000000 and 1e-05; 1000 and 0.076 as they are."""
     v = float(v)
     if math.isfinite(v) and v != 0 and not 1e-4 <= abs(v) < 1e6:
         text = next(t for t in (f"{v:.{d}e}" for d in range(17)) if float(t) == v)

@@ -3,11 +3,10 @@
 Each panel puts one target against the task's scale axis (the split's ``by`` feature; with
 none, as on a random split, each target's lead feature, the one it follows most; log scale
 when positive and spanning a factor of LOG_SPAN): training rows, validation rows and test rows
-marked differently. Where
-the other features take few values in a group (tokens at 6 levels, 10 expert counts), the law
-is drawn as one curve per level, from the smallest scale to the largest test scale, so its
-extrapolation shows between and beyond the points; otherwise its prediction is marked on
-every row.
+marked differently. Where the other features take few values in a group (tokens at 6 levels,
+10 expert counts), the law is drawn as one curve per level, from the smallest scale to the
+largest test scale, so its extrapolation shows between and beyond the points; otherwise its
+prediction is marked on every row.
 """
 
 from __future__ import annotations
@@ -108,17 +107,19 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     for i, g in enumerate(groups):
         rows = [(name, d, m & (d.groups == g)) for name, d, m in parts]
         X = np.vstack([d.X[m] for _, d, m in rows])
+        levels_along: dict = {}  # x column -> _levels (targets mostly share their axis)
         for k, target in enumerate(train.targets):
             ax = axes.flat[i * nt + k]
             xcol = train.features.index(xfeats[k])
             others = [f for f in train.features if f != xfeats[k]]
-            found = _levels(X, xcol)
+            if xcol not in levels_along:
+                levels_along[xcol] = _levels(X, xcol)
+            found = levels_along[xcol]
             curves |= found is not None
             if found is not None:
                 index, levels = found
                 # each part's rows' level index (X stacks the parts in order)
                 where = np.split(index, np.cumsum([int(m.sum()) for _, _, m in rows])[:-1])
-            if found is not None:
                 for li, level in enumerate(levels):
                     color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
                     xs = _axis(X[index == li, xcol], beyond=test is None)
