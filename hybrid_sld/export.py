@@ -32,8 +32,10 @@ def escape_latex(text) -> str:
 
 
 def name_to_latex(name: str) -> str:
-    """``alpha`` -> ``\\alpha``, ``E_c`` -> ``E_{c}``, ``num_params`` -> ``\\mathrm{num\\_params}``."""
-    if _MATHY.match(name):
+    """``alpha`` -> ``\\alpha``, ``E_c`` -> ``E_{c}``, ``num_params`` -> ``\\mathrm{num\\_params}``.
+
+    A constant named pi is written as a name: a reader takes \\pi for 3.14159."""
+    if _MATHY.match(name) and not re.match(r"pi(?![a-z])", name, re.IGNORECASE):
         return sp.latex(sp.Symbol(name))
     return r"\mathrm{%s}" % escape_latex(name)
 

@@ -152,3 +152,10 @@ def test_a_feature_whose_symbol_a_constant_also_has_is_written_by_name():
     assert r"\mathrm{bsz}" in tex and "B D^{- b}" in tex
     assert r"\log{\left(B \right)}" not in tex
     assert "$B$" in params_table({}, law, symbols=symbols)  # the constant keeps its letter
+
+
+def test_a_constant_named_pi_is_not_typeset_as_the_number():
+    law = parse_law("y = pi*x^(-pi_1) + phi", ["x"])
+    tex = to_latex(law)
+    assert r"\mathrm{pi}" in tex and r"\mathrm{pi\_1}" in tex and r"\phi" in tex
+    assert r"\pi" not in tex
