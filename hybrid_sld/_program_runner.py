@@ -2,8 +2,10 @@
 
 Only stdlib and numpy are imported, and the file is run by path, so the (possibly heavy)
 `hybrid_sld` package is never imported here. Usage: ``python -P _program_runner.py WORKDIR``.
-WORKDIR holds ``job.json``, ``data.npz`` and ``program.py``; the runner writes ``result.npz``
-(predictions, keyed ``pred_<i>``) and then ``result.json`` (``{"ok": bool, "message": str}``).
+WORKDIR holds ``job.json``, ``data.npz`` and ``program.py``; the runner writes ``progress``
+(the index of the group begun, -1 while loading) as each group begins, so the parent can time each
+group, then ``result.npz`` (predictions, keyed ``pred_<group>_<row set>``) and then
+``result.json`` (``{"ok": bool, "message": str}``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def _write(workdir: str, ok: bool, message: str, preds: dict | None = None) -> N
     os.replace(tmp, os.path.join(workdir, "result.json"))
 
 
+def _progress(workdir: str, i: int) -> None:
+    tmp = os.path.join(workdir, "progress.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(str(i))
+    os.replace(tmp, os.path.join(workdir, "progress"))
+
+
 def _run(workdir: str) -> tuple[bool, str, dict | None]:
     with open(os.path.join(workdir, "job.json"), encoding="utf-8") as fh:
         job = json.load(fh)
@@ -55,6 +64,7 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
         source = fh.read()
     program = job["program"]
     memory_mb = int(job["memory_mb"])
+    _progress(workdir, -1)
     _limit_memory(memory_mb, int(job["file_mb"]))
 
     try:
@@ -75,15 +85,17 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
 
     preds = {}
     for i, group in enumerate(job["groups"]):
-        x, y, x_new = data[f"x_train_{i}"], data[f"y_train_{i}"], data[f"x_pred_{i}"]
+        x, y = data[f"x_train_{i}"], data[f"y_train_{i}"]
         y = y[:, 0] if y.shape[1] == 1 else y
         stage = "fit_scaling_law"
+        _progress(workdir, i)
         try:
             params = namespace["fit_scaling_law"](x.copy(), y.copy())
-            stage = "scaling_law_func"
-            pred = namespace["scaling_law_func"](x_new.copy(), params)
-            stage = "converting predictions"
-            preds[f"pred_{i}"] = np.asarray(pred, dtype=float)
+            for j in range(job["asks"][i]):  # each row set in its own call, as SLDBench asks
+                stage = "scaling_law_func"
+                pred = namespace["scaling_law_func"](data[f"x_pred_{i}_{j}"].copy(), params)
+                stage = "converting predictions"
+                preds[f"pred_{i}_{j}"] = np.asarray(pred, dtype=float)
         except MemoryError:
             return False, (f"group {group!r}: ran out of memory in {stage} "
                            f"(memory limit {memory_mb} MB)"), None
@@ -104,4 +116,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # not sys.exit: that waits for any thread the program left running (a fit abandoned to a
+    # ThreadPoolExecutor), past the verdict already written
+    os._exit(code)

@@ -18,7 +18,7 @@ from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
 from .law import parse_expert_law, parse_task_law
-from .metrics import score
+from .metrics import failed_score, score
 from .metrics import report_value as _r
 from .search.engine import PROPOSERS, SearchConfig
 from .search.select import RULES
@@ -227,21 +227,23 @@ def cmd_eval_program(args):
     task = get_task(args.task)
     train, test = load_splits(task, args.data_dir)
     fit_rows = {g: train.group(g) for g in train.group_names}
-    ask = {g: np.vstack([train.group(g)[0]] + ([test.group(g)[0]] if test is not None else []))
+    tested = set(test.group_names) if test is not None else set()
+    # train rows and test rows each in their own call, as SLDBench asks for the test rows
+    ask = {g: [train.group(g)[0]] + ([test.group(g)[0]] if g in tested else [])
            for g in train.group_names}
     res = run_program(args.file, fit_rows, ask, timeout=args.timeout, memory_mb=args.memory_mb)
     out = {"task": task.name, "law": None, "n_params": None, "program": str(args.file),
            "success": res.success, "message": res.message, "seconds": round(res.seconds, 3),
            "train_r2": None, "valid_r2": None, "test_r2": None}
     if res.success:
-        n_train = {g: len(train.group(g)[0]) for g in train.group_names}
-        tr = np.vstack([res.predictions[g][: n_train[g]] for g in train.group_names])
+        tr = np.vstack([res.predictions[g][0] for g in train.group_names])
         out["train_r2"] = _r(score(np.vstack([train.group(g)[1] for g in train.group_names]), tr).r2)
         if test is not None:
-            groups = [g for g in test.group_names]
-            pred = np.vstack([res.predictions[g][n_train[g]:] for g in groups])
-            true = np.vstack([test.group(g)[1] for g in groups])
-            s = score(true, pred)
+            untrained = [g for g in test.group_names if g not in fit_rows]
+            s = failed_score(f"no fitted constants for group {untrained[0]!r}: not in the "
+                             "training rows") if untrained else score(
+                np.vstack([test.group(g)[1] for g in test.group_names]),
+                np.vstack([res.predictions[g][1] for g in test.group_names]))
             out.update(test_r2=_r(s.r2), test=s.to_dict())
     if args.json:
         print(json.dumps(out, indent=1))
@@ -250,6 +252,8 @@ def cmd_eval_program(args):
         print(f"{args.file}: {status} ({res.seconds:.1f} s)")
         if res.success:  # a failed program has no R2 to show
             print(f"train R2 {_fmt(out['train_r2'])}   test R2 {_fmt(out['test_r2'])}")
+            if out.get("test", {}).get("message"):  # e.g. non-finite predictions, which fail
+                print(f"note: test: {out['test']['message']}")
     if not res.success:
         sys.exit(1)
 
@@ -553,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("eval-program", help="score an EvoSLD-style Python program")
     sp.add_argument("--task", required=True, help="task name or task .toml")
     sp.add_argument("file", help="Python file defining scaling_law_func and fit_scaling_law")
-    sp.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    sp.add_argument("--timeout", type=float, default=300.0,
+                    help="seconds for loading the program and for each group (default 300)")
     sp.add_argument("--memory-mb", type=int, default=4096, help="memory limit (default 4096)")
     common(sp)
     sp.set_defaults(func=cmd_eval_program)

@@ -419,3 +419,39 @@ def test_ctrl_c_while_importing_is_a_clean_interrupt(delay):
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err
     assert proc.returncode in (0, 130, -signal.SIGINT), err
+
+
+def test_eval_program_predicts_test_rows_apart_and_notes_a_failed_test_score(tmp_path, capsys):
+    import numpy as np
+    toml = write_task(tmp_path, "prog", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    prog = tmp_path / "p.py"
+    prog.write_text("import numpy as np\n"
+                    "def fit_scaling_law(data_points, loss_values):\n"
+                    "    return np.array([3.0, np.median(loss_values) - 3.0])\n"
+                    "def scaling_law_func(data_points, params):\n"
+                    "    x = np.asarray(data_points)[:, 0]\n"
+                    "    return params[0] + params[1] * (x / x.min()) ** -0.5\n")
+    assert main(["eval-program", "--task", str(toml), str(prog), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # the test rows' own minimum scale: the first test row of each group is predicted as 3 + c
+    test = [line.split(",") for line in (tmp_path / "test.csv").read_text().splitlines()[1:]]
+    train = [line.split(",") for line in (tmp_path / "train.csv").read_text().splitlines()[1:]]
+    true, pred = [], []
+    for g in ("g1", "g2"):
+        c = np.median([float(r[2]) for r in train if r[0] == g]) - 3.0
+        xs = np.array([float(r[1]) for r in test if r[0] == g])
+        true += [float(r[2]) for r in test if r[0] == g]
+        pred += list(3.0 + c * (xs / xs.min()) ** -0.5)
+    true, pred = np.array(true), np.array(pred)
+    assert out["test_r2"] == pytest.approx(1 - np.mean((true - pred) ** 2) / np.var(true), abs=1e-6)
+
+    with open(tmp_path / "test.csv", "a") as fh:  # a group the program was never fitted on
+        fh.write("g3,300000.0,3.1\n")
+    assert main(["eval-program", "--task", str(toml), str(prog)]) == 0
+    text = capsys.readouterr().out
+    assert "note: test: no fitted constants for group 'g3': not in the training rows" in text
+    prog.write_text(prog.read_text().replace("return params[0]", "return np.nan + params[0]"))
+    (tmp_path / "test.csv").write_text("\n".join(
+        (tmp_path / "test.csv").read_text().splitlines()[:-1]) + "\n")
+    assert main(["eval-program", "--task", str(toml), str(prog)]) == 0
+    assert "note: test: 10 non-finite prediction(s)" in capsys.readouterr().out

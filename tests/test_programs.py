@@ -206,3 +206,75 @@ def test_leaderboard_parallel_program(tmp_path):
     pred = res.predictions["g"][:, 0]
     assert np.isfinite(pred).all()
     np.testing.assert_allclose(pred, law(x_new), rtol=0.02)
+
+
+NORMALISING = """
+import numpy as np
+def fit_scaling_law(data_points, loss_values):
+    return np.array([1.0])
+def scaling_law_func(data_points, params):
+    x = np.asarray(data_points)[:, 0]
+    return x - x.min()  # depends on the rows it is given, as some leaderboard programs do
+"""
+
+
+def test_each_row_set_is_predicted_in_its_own_call(tmp_path):
+    train, _ = _data(groups=("g",))
+    sets = [np.array([[1.0], [2.0]]), np.array([[60.0], [100.0], [80.0]])]
+    res = run_program(_write(tmp_path, NORMALISING), train, {"g": sets})
+    assert res.success, res.message
+    got = res.predictions["g"]
+    assert isinstance(got, list) and [p.shape for p in got] == [(2, 1), (3, 1)]
+    np.testing.assert_allclose(got[1][:, 0], [0.0, 40.0, 20.0])  # its own minimum, not 1.0
+
+
+def test_a_thread_left_running_does_not_hold_the_verdict(tmp_path):
+    body = """
+    import threading, time
+    import numpy as np
+    def fit_scaling_law(data_points, loss_values):
+        threading.Thread(target=time.sleep, args=(60,)).start()  # not a daemon
+        return np.array([1.0])
+    def scaling_law_func(data_points, params):
+        return np.asarray(data_points)[:, 0]
+    """
+    res = _run_body(tmp_path, body, timeout=20)
+    assert res.success, res.message
+    assert res.seconds < 15
+
+
+def test_the_time_limit_is_per_group_and_a_timeout_names_the_group(tmp_path):
+    slow = """
+    import time
+    import numpy as np
+    def fit_scaling_law(data_points, loss_values):
+        time.sleep({})
+        return np.array([1.0])
+    def scaling_law_func(data_points, params):
+        return np.asarray(data_points)[:, 0]
+    """
+    train, predict = _data(groups=("a", "b", "c"))
+    res = run_program(_write(tmp_path, slow.format("1.0")), train, predict, timeout=2.5)
+    assert res.success, res.message  # 3 s in all, under 2.5 s per group
+    hang = slow.format("60 if len(loss_values) and loss_values[0] < 0 else 0.1")
+    train["b"] = (train["b"][0], -train["b"][1])
+    res = run_program(_write(tmp_path, hang), train, predict, timeout=2)
+    assert not res.success
+    assert "timed out after 2 s in group 'b' (1 of 3 groups done)" in res.message
+
+
+def test_the_data_folder_and_api_keys_are_kept_from_a_program(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYBRID_SLD_DATA", str(tmp_path))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    body = """
+    import os
+    import numpy as np
+    def fit_scaling_law(data_points, loss_values):
+        seen = [k for k in ("HYBRID_SLD_DATA", "OPENAI_API_KEY") if k in os.environ]
+        assert not seen, seen
+        return np.array([1.0])
+    def scaling_law_func(data_points, params):
+        return np.asarray(data_points)[:, 0]
+    """
+    res = _run_body(tmp_path, body)
+    assert res.success, res.message
