@@ -103,10 +103,8 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     return [c.strip() for c in rows[0]], rows[1:]
 
 
-def read_dataset(path: str | Path, task: Task) -> Dataset:
-    """Read a CSV or Parquet file into a Dataset, checking columns and values cell by cell."""
-    path = Path(path)
-    header, rows = _read_table(path)
+def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
+    """The task's feature and target columns, checked present once each in ``header``."""
     wanted = list(task.feature_names) + list(task.targets)
     missing = [c for c in wanted if c not in header]
     if missing:
@@ -118,6 +116,45 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     if task.group_named and task.group not in header:
         raise DataError(f"{path}: no group column {task.group!r} (the task's 'group'); "
                         f"the file has: {', '.join(header)}")
+    return wanted
+
+
+def check_test_columns(task: Task, data_dir: str | Path | None = None) -> None:
+    """Before a search: the test file is there and has the task's columns, so a search is not
+    lost to it at the end. Its header only: no test value is read before the final report."""
+    if task.source == "builtin":
+        return
+    path = locate_files(task, data_dir)[1]
+    if path is None:
+        return
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+            header = pq.read_schema(path).names
+        except ImportError:
+            raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+        except FileNotFoundError:
+            raise DataError(f"data file not found: {path}") from None
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    else:
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                header = [c.strip() for c in next(csv.reader(fh), [])]
+        except FileNotFoundError:
+            raise DataError(f"data file not found: {path}") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not a text CSV file ({exc.reason})") from None
+        if not header:
+            raise DataError(f"{path}: empty file")
+    _check_header(path, header, task)
+
+
+def read_dataset(path: str | Path, task: Task) -> Dataset:
+    """Read a CSV or Parquet file into a Dataset, checking columns and values cell by cell."""
+    path = Path(path)
+    header, rows = _read_table(path)
+    wanted = _check_header(path, header, task)
     if not rows:
         raise DataError(f"{path}: no data rows")
     idx = [header.index(c) for c in wanted]

@@ -823,3 +823,42 @@ def test_report_shows_where_the_laws_that_validate_alike_part(finished_run):
     assert p["laws"] >= 1 and p["feature"] == "x"
     text = (finished_run / "report.md").read_text()
     assert "## Past the training scale" in text
+
+
+def test_a_test_file_without_the_task_columns_fails_before_the_search(synthetic_task, tmp_path):
+    test_csv = tmp_path / "test.csv"
+    lines = test_csv.read_text().splitlines()
+    test_csv.write_text("\n".join([lines[0].replace(",y", ",loss")] + lines[1:]) + "\n")
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4)
+    with pytest.raises(HybridSLDError, match=f"{test_csv}: missing column"):
+        discover(cfg, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_bad_test_value_found_at_the_end_says_the_search_is_kept(synthetic_task, tmp_path):
+    test_csv = tmp_path / "test.csv"
+    lines = test_csv.read_text().splitlines()
+    test_csv.write_text("\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0] + ",nan"] + lines[3:])
+                        + "\n")
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4)
+    with pytest.raises(HybridSLDError, match=r"(?s)line 3.*the search is saved.*--resume"):
+        discover(cfg, out=tmp_path / "runs")
+    test_csv.write_text("\n".join(lines) + "\n")
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert discover(cfg, resume=run_dir)["test_r2"] is not None
+
+
+def test_a_failed_test_score_says_why_in_the_report(synthetic_task, tmp_path):
+    with open(tmp_path / "test.csv", "a") as fh:  # a group the law was never fitted on
+        fh.write("g9,300000.0,3.1\n")
+    r = discover(SearchConfig(task=str(synthetic_task), max_evals=4), out=tmp_path / "runs")
+    assert r["test_r2"] == -1.0
+    assert r["test_message"].startswith("no fitted constants for group 'g9'")
+    md = (Path(r["run_dir"]) / "report.md").read_text()
+    assert "Test score failed (discovered: no fitted constants for group 'g9'" in md
+
+
+def test_report_tables_give_every_equation_of_a_law_of_several_targets():
+    from hybrid_sld.search.run import _equations
+    law = "a = p1 + p2*x\nb = p3*x^p4\np2 >= 0\np4 in [0, 3]\np1 ~ 1"
+    assert _equations(law) == "a = p1 + p2*x; b = p3*x^p4"

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from ..data import load_splits, validation_mask
-from ..errors import HybridSLDError
+from ..data import check_test_columns, load_splits, validation_mask
+from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..law import parse_expert_law, parse_task_law
@@ -109,7 +109,11 @@ def final_report(search: Search) -> dict:
     s, task, run_dir = search.state, search.task, search.run_dir
     best, finalists = select_final(search)  # training rows only
     best, v, full, away, passed = refit_in_range(search, best)  # training rows only
-    train, test = load_splits(task, search.config.data_dir)
+    try:
+        train, test = load_splits(task, search.config.data_dir)
+    except DataError as exc:  # a test file broken since the start: the search is not lost
+        raise DataError(f"{exc}\nthe search is saved: fix the file and run `hybrid-sld "
+                        f"discover --resume {run_dir}` to write the report") from None
     law = parse_task_law(best.law, task)
     full = _scored_on_test(full, law, test)
     result = {"task": task.name, "law": law.text, "n_params": law.n_params,
@@ -117,6 +121,7 @@ def final_report(search: Search) -> dict:
               "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
               "test_r2": _r(full.r2("test")),
               "test_nmse": _r(full.scores["test"].nmse) if "test" in full.scores else None,
+              "test_message": _test_message(full),
               "run_dir": str(run_dir), "evals": s.evals,
               "seconds": round(s.elapsed, 2), "evals_per_second": round(s.evals / max(s.elapsed, 1e-9), 3),
               "cache_hit_rate": round(s.cache_hits / max(s.proposals, 1), 4),
@@ -134,7 +139,7 @@ def final_report(search: Search) -> dict:
         efull = _scored_on_test(efull, e_law, test)
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
-                            "test_r2": _r(efull.r2("test"))}
+                            "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull)}
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
@@ -202,6 +207,12 @@ def _scored_on_test(full, law, test):
     if test is None:
         return full
     return replace(full, scores={**full.scores, "test": score_dataset(law, full.fits, test)})
+
+
+def _test_message(full) -> str | None:
+    """Why the test score failed (a group with no training rows, a non-finite prediction)."""
+    sc = full.scores.get("test")
+    return sc.message if sc is not None and sc.failed and sc.message else None
 
 
 def _per_target(task, v, full) -> dict:
@@ -292,7 +303,7 @@ def _selection_md(r: dict) -> str:
     horizon = sel["rule"] == "horizon"
     rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} | {f['valid_r2']} | "
                      + (f"{f['horizon_r2']} | " if horizon else f"{f['complexity']} | ")
-                     + f"{f['n_params']} | {f['origin']} | `{f['law'].splitlines()[0]}` |"
+                     + f"{f['n_params']} | {f['origin']} | `{_equations(f['law'])}` |"
                      for f in sel["finalists"])
     how = ("each re-scored on a longer extrapolation (fitted on the lower 60 % of each "
            "group's scales, scored on the upper 40 %, training rows only), and the best there "
@@ -360,6 +371,15 @@ def _rows_md(r: dict) -> str:
             f"constants below: refitted on all {n['train']} training rows.{test}\n")
 
 
+_EQUATION = re.compile(r"^\s*[A-Za-z_]\w*\s*=[^=]")
+
+
+def _equations(law: str) -> str:
+    """A law's equations on one line (a law of several targets has one per target), without its
+    bound lines: a table row."""
+    return "; ".join(ln.strip() for ln in law.splitlines() if _EQUATION.match(ln))
+
+
 def _markdown(r: dict, front: list) -> str:
     """report.md; ``front``: the complexity / accuracy front of the laws evaluated."""
     e = r.get("expert", {})
@@ -376,7 +396,7 @@ def _markdown(r: dict, front: list) -> str:
             else f"beat the expert law's validation NMSE by 1 % after {beat} s; ")
     groups = "\n".join(f"- `{g}`: " + ", ".join(f"{k} = {v:.6g}" for k, v in p.items())
                        for g, p in r["groups"].items())
-    front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{x.law.splitlines()[0]}` |"
+    front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{_equations(x.law)}` |"
                       for x in front[-15:])
     stopped = f"\n\n**Stopped early:** {r['stop_reason']}." if r.get("stop_reason") else ""
     if r.get("llm_ended"):
@@ -385,6 +405,9 @@ def _markdown(r: dict, front: list) -> str:
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
+    failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]
+    if failed:  # a test R2 of -1 says nothing of why
+        note += "Test score failed (" + "; ".join(failed) + ").\n\n"
     starts = [ln.split("~")[0].strip() for ln in r["law"].splitlines() if "~" in ln]
     if starts:  # a reader takes `p2 ~ 1` for the value found
         note += (f"`~` gives where the fit of {', '.join(starts)} starts, not the value found; "
@@ -489,6 +512,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         from ..llm.client import LLMSettings
         LLMSettings.from_dict(cfg.llm).check()
     if not resume:
+        check_test_columns(get_task(cfg.task), cfg.data_dir)
         run_dir = prepare_run_dir(cfg, out)
     with lock_run_dir(run_dir):
         try:
