@@ -73,6 +73,10 @@ def _law_text(args) -> str:
 
 
 def _evaluate(law, task, spec, train, test):
+    for j, t in enumerate(task.targets):  # R2 would be undefined on every split
+        if np.ptp(train.Y[:, j]) == 0:
+            raise HybridSLDError(f"{train.source or 'data'}: target {t!r} takes one value "
+                                 f"({train.Y[0, j]:g}) on every training row: nothing to fit")
     check_columns(law, train)
     check_rows(law, train)
     check_domain(law, train, test)
@@ -90,9 +94,17 @@ def _result(task, law, v, full, train) -> dict:
             "runaway": _r(runaway(task, train, full.fits, law)),
             # sums of unlike units, exp or fitted powers of quantities with a unit (units.py)
             "unit_faults": unit_faults(law, task),
+            "valid": v.scores["valid"].to_dict() if "valid" in v.scores else None,
             "test": full.scores["test"].to_dict() if "test" in full.scores else None,
             "groups": {g: {"params": f.params, "success": f.success, "message": f.message}
                        for g, f in full.fits.items()}}
+
+
+def _score_notes(res: dict) -> list[str]:
+    """Why a validation or test score failed (a group too small for its validation fit, a
+    group not in train, a non-finite prediction): an R2 of -1 says nothing of why."""
+    return [f"{split}: {res[split]['message']}" for split in ("valid", "test")
+            if res.get(split) and res[split].get("message")]
 
 
 def cmd_tasks(args):
@@ -173,8 +185,8 @@ def cmd_fit(args):
         print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
     print(f"\ntrain R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
           f"test R2 {_fmt(out['test_r2'])}")
-    if out["test"] and out["test"].get("message"):  # why test failed (e.g. a group not in train)
-        print(f"note: test: {out['test']['message']}")
+    for note in _score_notes(out):
+        print(f"note: {note}")
     if args.latex:
         print(f"LaTeX written to {args.latex}")
     if args.plot:
@@ -212,6 +224,9 @@ def cmd_expert(args):
         print(f"{r['task']:30s} {r['variant']:20s} {r['n_params']:3d} {_fmt(r['train_r2'])} "
               f"{_fmt(r['valid_r2'])} {_fmt(r['test_r2'])} {_fmt(r['test_r2_clipped'])} "
               f"{_fmt(r['human_r2'])}")
+    for r in results:
+        for note in _score_notes(r):
+            print(f"note: {r['task']} {r['variant']}: {note}")
     print("\nvariant: refitted (constants fitted per group) or the task file's other forms; "
           "k: constants fitted per group;\ntrain: refit on all train rows; valid: fitted "
           "without the validation rows, scored on them; test: the refit on test;\nclipped: "
@@ -252,8 +267,8 @@ def cmd_eval_program(args):
         print(f"{args.file}: {status} ({res.seconds:.1f} s)")
         if res.success:  # a failed program has no R2 to show
             print(f"train R2 {_fmt(out['train_r2'])}   test R2 {_fmt(out['test_r2'])}")
-            if out.get("test", {}).get("message"):  # e.g. non-finite predictions, which fail
-                print(f"note: test: {out['test']['message']}")
+            for note in _score_notes(out):  # e.g. non-finite predictions, which fail
+                print(f"note: {note}")
     if not res.success:
         sys.exit(1)
 

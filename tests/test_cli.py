@@ -455,3 +455,18 @@ def test_eval_program_predicts_test_rows_apart_and_notes_a_failed_test_score(tmp
         (tmp_path / "test.csv").read_text().splitlines()[:-1]) + "\n")
     assert main(["eval-program", "--task", str(toml), str(prog)]) == 0
     assert "note: test: 10 non-finite prediction(s)" in capsys.readouterr().out
+
+
+def test_fit_refuses_a_constant_target_and_says_why_validation_failed(tmp_path, capsys):
+    toml = write_task(tmp_path, "few", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    g2 = [ln for ln in lines[1:] if ln.startswith("g2,")]
+    keep = [lines[0]] + [ln for ln in lines[1:] if ln.startswith("g1,")] + g2[:3]
+    (tmp_path / "train.csv").write_text("\n".join(keep) + "\n")  # g2: 2 fitting rows, 1 valid
+    assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)"]) == 0
+    assert ("note: valid: no fitted constants for group 'g2': too few rows (2) for 3 parameters"
+            in capsys.readouterr().out)
+    flat = [lines[0]] + [",".join(ln.split(",")[:2] + ["3.0"]) for ln in lines[1:]]
+    (tmp_path / "train.csv").write_text("\n".join(flat) + "\n")
+    assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)"]) == 2
+    assert "target 'y' takes one value (3) on every training row" in capsys.readouterr().err
