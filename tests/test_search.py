@@ -862,3 +862,20 @@ def test_report_tables_give_every_equation_of_a_law_of_several_targets():
     from hybrid_sld.search.run import _equations
     law = "a = p1 + p2*x\nb = p3*x^p4\np2 >= 0\np4 in [0, 3]\np1 ~ 1"
     assert _equations(law) == "a = p1 + p2*x; b = p3*x^p4"
+
+
+def test_report_of_a_run_refuses_data_other_than_the_runs(synthetic_task, tmp_path):
+    from hybrid_sld.bench.report import render
+    r = discover(SearchConfig(task=str(synthetic_task), max_evals=4), out=tmp_path / "runs")
+    run_dir = Path(r["run_dir"])
+    assert render(run_dir)["kind"] == "run"
+    before = (run_dir / "report.md").read_text()
+    train = tmp_path / "train.csv"
+    lines = train.read_text().splitlines()
+    train.write_text("\n".join(lines[:-1]) + "\n")  # one row fewer
+    with pytest.raises(HybridSLDError, match="not the data the run was made on"):
+        render(run_dir)
+    assert (run_dir / "report.md").read_text() == before
+    (run_dir / "best.json").unlink()  # a run that never reached its report
+    with pytest.raises(HybridSLDError, match="discover --resume"):
+        render(run_dir)

@@ -94,6 +94,11 @@ def render_run(run_dir, data_dir=None) -> list[str]:
         raise HybridSLDError(f"cannot read the run in {run_dir}: {exc}") from None
     cfg = state.get("config", {})
     task = get_task(cfg.get("task", best["task"]))
+    train, test = load_splits(task, data_dir or cfg.get("data_dir"))
+    if state.get("train", train.fingerprint()) != train.fingerprint():
+        raise HybridSLDError(f"{run_dir}: the task's training data ({train.source or 'its data'}) "
+                             "is not the data the run was made on; its plots would set the "
+                             "run's constants against other rows (nothing rewritten)")
     law = parse_task_law(best["law"], task)
     fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in best["groups"].items()}
     symbols = {f.name: f.symbol for f in task.features if f.symbol}
@@ -101,7 +106,6 @@ def render_run(run_dir, data_dir=None) -> list[str]:
     front = State(Archive(1), state.get("cache", {})).pareto()
     write_atomic(run_dir / "report.md", _markdown(best, front))
     files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]
-    train, test = load_splits(task, data_dir or cfg.get("data_dir"))
     vmask = validation_mask(task, train)
     by = task.split.by or None
     files.append(str(plot_fit(law, fits, train, test, run_dir / "plots" / "fit.png", by=by,
@@ -118,5 +122,8 @@ def render(path, data_dir=None) -> dict:
         return {"kind": "bench", "dir": str(path), "files": render_bench(path, data_dir)}
     if (path / "best.json").exists():
         return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir)}
+    if (path / "checkpoint" / "state.json").exists():
+        raise HybridSLDError(f"{path} is a run with no report yet: `hybrid-sld discover --resume "
+                             f"{path}` finishes it and writes the report")
     raise HybridSLDError(f"{path} is neither a bench directory (results.jsonl) nor a run "
                          "directory (best.json)")
