@@ -139,7 +139,8 @@ def cmd_fit(args):
     if args.latex:
         from .export import latex_document_fragment
         symbols = {f.name: f.symbol for f in task.features if f.symbol}
-        try:
+        try:  # its folder made as --plot's is
+            Path(args.latex).parent.mkdir(parents=True, exist_ok=True)
             Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
         except OSError as exc:
             raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None

@@ -162,27 +162,28 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     values = np.empty((len(rows), len(wanted)))
     groups = []
     for r, row in enumerate(rows):
-        line = r + 2
+        # a CSV's line number (after its header); a Parquet file has rows, not lines
+        line = f"line {r + 2}" if path.suffix != ".parquet" else f"row {r + 1}"
         if len(row) != len(header):
-            raise DataError(f"{path}, line {line}: {len(row)} fields, header has {len(header)}")
+            raise DataError(f"{path}, {line}: {len(row)} fields, header has {len(header)}")
         for j, (c, i) in enumerate(zip(wanted, idx)):
             try:
                 if "_" in row[i]:  # float() reads 1_000; a spreadsheet or pandas would not
                     raise ValueError
                 v = float(row[i])
             except ValueError:
-                raise DataError(f"{path}, line {line}, column {c!r}: "
+                raise DataError(f"{path}, {line}, column {c!r}: "
                                 f"not a number: {row[i]!r}") from None
             if not math.isfinite(v):
-                raise DataError(f"{path}, line {line}, column {c!r}: value is {row[i]!r}; "
+                raise DataError(f"{path}, {line}, column {c!r}: value is {row[i]!r}; "
                                 "remove or impute non-finite values")
             if abs(v) > HUGE:
-                raise DataError(f"{path}, line {line}, column {c!r}: {row[i]} is beyond "
+                raise DataError(f"{path}, {line}, column {c!r}: {row[i]} is beyond "
                                 f"{HUGE:g} in magnitude, whose square overflows in a "
                                 "least-squares fit: rescale the column")
             values[r, j] = v
         if gidx is not None and not row[gidx].strip():
-            raise DataError(f"{path}, line {line}, column {task.group!r}: empty group name")
+            raise DataError(f"{path}, {line}, column {task.group!r}: empty group name")
         groups.append(row[gidx] if gidx is not None else "all")
     if gidx is None:
         _refuse_unnamed_groups(path, header, rows, wanted)
@@ -241,19 +242,23 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
     if task.source == "files":
         return Path(task.train_file), (Path(task.test_file) if task.test_file else None)
     tried = []
+    own = bool(task.path) and task.name not in builtin_task_names()  # a user's: test optional
     for label, base in (("--data-dir", data_dir), (DATA_ENV, os.environ.get(DATA_ENV))):
         if base:
             d = Path(base) / task.name
-            if (d / "train.csv").is_file() and (d / "test.csv").is_file():
-                return d / "train.csv", d / "test.csv"
-            tried.append(f"{label}: no {d}/train.csv and test.csv")
+            train, test = d / "train.csv", d / "test.csv"
+            if train.is_file() and (test.is_file() or own):
+                return train, (test if test.is_file() else None)
+            tried.append(f"{label}: no {train}" if not train.is_file() else f"{label}: no {test}")
         else:
             tried.append(f"{label}: not set")
-    if task.path and task.name not in builtin_task_names():  # not on the Hub: ask for [data]
+    if own:  # not on the Hub: ask for [data]
+        looked = "; ".join(t for t in tried if not t.endswith("not set"))
         raise DataError(f"{task.path}: no [data] table naming the task's files: add [data] "
                         "with train = \"train.csv\" (and, optionally, test = \"test.csv\"), "
-                        "relative to the TOML (or pass --data-dir, a folder holding "
-                        f"{task.name}/train.csv and test.csv)")
+                        "relative to the TOML" + (f" ({looked})" if looked else
+                                                  " (or pass --data-dir, a folder holding "
+                                                  f"{task.name}/train.csv and test.csv)"))
     hub = _hub_files(task)
     if hub:
         return hub

@@ -35,7 +35,8 @@ class LawSyntaxError(LawError):
         parts = [f"line {self.line}, column {self.column}: {message}"]
         lines = self.text.splitlines()
         if 1 <= self.line <= len(lines):
-            parts.append("    " + lines[self.line - 1])
+            # a tab shown as one space: the caret below counts it as one column
+            parts.append("    " + lines[self.line - 1].replace("\t", " "))
             parts.append("    " + " " * max(self.column - 1, 0) + "^")
         if self.expected:
             parts.append("expected one of: " + ", ".join(sorted(self.expected)))

@@ -67,6 +67,9 @@ def test_fit_names_the_row_where_a_log_meets_a_negative_value(tmp_path, capsys):
     assert f"{tmp_path / 'train.csv'}, line 4: x = -" in err and "the log of it" in err
     assert not tex.exists()
     assert main(args + ["y = a + b*x"]) == 0 and tex.exists()  # the file itself is fine
+    deep = tmp_path / "new" / "folder" / "law.tex"  # made, as --plot's folder is
+    assert main(["fit", "--task", str(toml), "--latex", str(deep), "--law", "y = a + b*x"]) == 0
+    assert deep.exists()
 
 
 HAS_EXPORT = (REPO / "hybrid_sld" / "export.py").is_file()

@@ -210,6 +210,11 @@ def test_parquet_matches_csv(tmp_path, toy):
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.Y, b.Y)
     assert (a.features, a.targets) == (b.features, b.targets)
+    table = pa.table({"group": ["a", "a"], "N": [100.0, float("nan")], "D": [10.0, 20.0],
+                      "loss": [3.0, 2.0]})
+    pq.write_table(table, tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match=r"bad.parquet, row 2, column 'N'"):  # no lines there
+        read_dataset(tmp_path / "bad.parquet", toy)
 
 
 def test_user_task_without_test_file(tmp_path):
@@ -311,6 +316,14 @@ def test_user_task_without_data_table_is_told_about_it(tmp_path, monkeypatch):
         load_splits(load_task_file(tmp_path / "task.toml"))
     msg = str(exc.value)
     assert str(tmp_path / "task.toml") in msg and "[data]" in msg and 'train = "train.csv"' in msg
+    task = load_task_file(tmp_path / "task.toml")
+    folder = tmp_path / "dd" / task.name
+    folder.mkdir(parents=True)
+    with pytest.raises(DataError, match=f"--data-dir: no {folder / 'train.csv'}"):
+        load_splits(task, tmp_path / "dd")  # says where it looked, not "pass --data-dir"
+    (folder / "train.csv").write_text("group,N,D,loss\na,100,10,3.25\na,200,20,2.5\n")
+    train, test = load_splits(task, tmp_path / "dd")  # a user's task: test is optional there too
+    assert len(train) == 2 and test is None
 
 
 def test_hugging_face_offline_cache(tmp_path):

@@ -210,6 +210,14 @@ def test_error_on_second_line_draws_caret_under_column():
     assert "features of this task: N" in str(err)
 
 
+def test_caret_sits_under_the_error_in_a_line_with_a_tab():
+    with pytest.raises(LawSyntaxError) as info:
+        parse_law("loss =\tE + A*N^(-a) +* 3", ["N"])
+    src, caret = str(info.value).splitlines()[1:3]
+    assert "\t" not in src  # a terminal draws a tab up to 8 columns wide: the caret would miss
+    assert src[caret.index("^")] == "*"
+
+
 def test_unexpected_character_position_and_expected():
     text = "y = a*x\nz = a $ x"
     with pytest.raises(LawSyntaxError) as info:
