@@ -879,3 +879,12 @@ def test_report_of_a_run_refuses_data_other_than_the_runs(synthetic_task, tmp_pa
     (run_dir / "best.json").unlink()  # a run that never reached its report
     with pytest.raises(HybridSLDError, match="discover --resume"):
         render(run_dir)
+
+
+def test_a_validation_split_of_most_rows_is_noted(tmp_path, capsys):
+    toml = write_task(tmp_path, "wide", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    Search(SearchConfig(task=str(toml), max_evals=2), tmp_path)
+    assert "note: validation" not in capsys.readouterr().err  # a fifth: nothing to say
+    toml.write_text(toml.read_text().replace("fraction = 0.2", "fraction = 0.6"))
+    Search(SearchConfig(task=str(toml), max_evals=2), tmp_path)
+    assert "note: validation holds" in capsys.readouterr().err
