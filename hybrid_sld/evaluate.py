@@ -233,6 +233,27 @@ def trend_probes(task: Task, train: Dataset) -> list[tuple]:
              *beyond_training(task, train, feature)) for feature, trend in task.trends]
 
 
+def data_against_trend(task: Task, train: Dataset) -> str | None:
+    """Why the training rows contradict a declared trend, or None: in every group with two or
+    more values of the feature, a target's mean at the largest value runs against the trend
+    from its mean at the smallest. Every law that fits such rows turns against the trend, so a
+    search would reject them all and end with a constant."""
+    for feature, trend in task.trends:
+        col = train.features.index(feature)
+        sign = 1.0 if trend == "decreasing" else -1.0
+        for j, target in enumerate(task.targets):
+            moves = []
+            for g in train.group_names:
+                x, y = train.X[train.groups == g, col], train.Y[train.groups == g, j]
+                if x.min() < x.max():
+                    moves.append(sign * (y[x == x.max()].mean() - y[x == x.min()].mean()))
+            if moves and min(moves) > 0:
+                return (f"{target} is {'higher' if sign > 0 else 'lower'} at the largest "
+                        f"{feature} than at the smallest in every group, against the declared "
+                        f"trend ({feature}: {trend})")
+    return None
+
+
 def against_trend(task: Task, train: Dataset, fits: dict[str, Fit], law: Law,
                   probes: list[tuple] | None = None, group: str | None = None
                   ) -> tuple[float, str]:

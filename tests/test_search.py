@@ -888,3 +888,14 @@ def test_a_validation_split_of_most_rows_is_noted(tmp_path, capsys):
     toml.write_text(toml.read_text().replace("fraction = 0.2", "fraction = 0.6"))
     Search(SearchConfig(task=str(toml), max_evals=2), tmp_path)
     assert "note: validation holds" in capsys.readouterr().err
+
+
+def test_rows_that_contradict_a_declared_trend_fail_before_the_search(synthetic_task, tmp_path):
+    Search(SearchConfig(task=str(synthetic_task), max_evals=2), tmp_path)  # no trend: fine
+    text = synthetic_task.read_text().replace('fraction = 0.2', 'fraction = 0.2\ntrend = "{}"')
+    synthetic_task.write_text(text.format("decreasing"))  # y = 3 + a*x^-0.5 falls: fine
+    Search(SearchConfig(task=str(synthetic_task), max_evals=2), tmp_path)
+    synthetic_task.write_text(text.format("increasing"))
+    with pytest.raises(HybridSLDError, match=r"y is lower at the largest x than at the smallest "
+                                             r"in every group, against the declared trend"):
+        Search(SearchConfig(task=str(synthetic_task), max_evals=2), tmp_path)

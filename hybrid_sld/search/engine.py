@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data import load_train, split_train_valid
-from ..errors import DataError, FitTimeout, HybridSLDError, LawError
-from ..evaluate import against_trend, check_columns, check_domain, drift, trend_probes, validate
+from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
+from ..evaluate import (against_trend, check_columns, check_domain, data_against_trend, drift,
+                        trend_probes, validate)
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import parse_expert_law, parse_task_law
@@ -349,7 +350,12 @@ class Search:
     def _check_rows(self) -> None:
         """Fail before searching when a group is too small to fit even the simplest seed, when
         validation R2 is undefined (a target constant over the validation rows), or when the
-        task's own expert law cannot be evaluated on its data."""
+        task's own expert law cannot be evaluated on its data, or when the rows contradict a
+        declared trend (every law would be rejected)."""
+        contrary = data_against_trend(self.task, self.train)
+        if contrary:
+            raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
+                            "trend, or every law that fits the rows is rejected")
         if self.task.expert_law:
             try:
                 check_columns(parse_expert_law(self.task), self.train)
