@@ -14,7 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TaskError
+from .errors import FitError, TaskError
+from .fit import FitterSpec
 from .grammar import NAME_RULE, is_name
 from .law import parse_expert_law
 
@@ -106,14 +107,35 @@ class Task:
         raise KeyError(name)
 
 
-def _require(table: dict, key: str, kind, where: str):
+_NUMBER = (int, float)
+_REQUIRED = object()  # _get's default for a key the file must have
+# what a TOML value is, in the file's own terms, for "must be ..., got ..."
+_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+          list: "a list", dict: "a table", _NUMBER: "a number"}
+
+
+def _check(value, kind, label: str, where: str, hint: str = ""):
+    """``value`` if it is a ``kind`` (a boolean is no number), else a TaskError naming the file,
+    the key (``label``), what was expected and what was found."""
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    found = _WORDS.get(type(value), f"a {type(value).__name__}")
+    raise TaskError(f"{where}: {label} must be {_WORDS.get(kind, kind)}, got {found} {shown}"
+                    + (f": {hint}" if hint else ""))
+
+
+def _get(table: dict, key: str, kind, where: str, section: str = "", default=_REQUIRED,
+         hint: str = ""):
+    """``table[key]`` checked to be a ``kind``, or ``default`` when the key is absent; ``section``
+    names the table in errors ("split" for [split] by), none for the top level."""
+    label = f"[{section}] {key}" if section else repr(key)
     if key not in table:
-        raise TaskError(f"{where}: missing required key {key!r}")
-    value = table[key]
-    if not isinstance(value, kind):
-        raise TaskError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, "
-                        f"got {type(value).__name__}")
-    return value
+        if default is _REQUIRED:
+            raise TaskError(f"{where}: missing required key {label}")
+        return default
+    return _check(table[key], kind, label, where, hint)
 
 
 # the keys a task file may hold, per table ("" the top level; [features.*] are checked apart,
@@ -148,11 +170,11 @@ def _check_keys(raw: dict, where: str) -> None:
 def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -> Task:
     """Validate a parsed TOML table and build a Task; every error names ``where``."""
     _check_keys(raw, where)
-    name = _require(raw, "name", str, where)
+    name = _get(raw, "name", str, where)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):  # it names run directories
         raise TaskError(f"{where}: 'name' must be letters, digits and _ . + - (no path), "
                         f"got {name!r}")
-    feats_raw = _require(raw, "features", dict, where)
+    feats_raw = _get(raw, "features", dict, where)
     if not feats_raw:
         raise TaskError(f"{where}: [features] is empty")
     features = []
@@ -166,14 +188,12 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
             raise TaskError(f"{where}: feature name {fname!r} cannot be used in law text "
                             f"({NAME_RULE})")
         for key, value in spec.items():
-            if not isinstance(value, str):
-                raise TaskError(f"{where}: [features.{fname}] {key} must be a string, "
-                                f"got {type(value).__name__}")
+            _check(value, str, f"[features.{fname}] {key}", where)
         if spec.get("trend", "") not in TRENDS:
             raise TaskError(f"{where}: [features.{fname}] trend must be one of {TRENDS[1:]}, "
                             f"got {spec['trend']!r}")
         features.append(Feature(fname, **spec))
-    targets = _require(raw, "targets", list, where)
+    targets = _get(raw, "targets", list, where)
     if not targets or not all(isinstance(t, str) and is_name(t) for t in targets):
         raise TaskError(f"{where}: 'targets' must be a non-empty list of names law text can use "
                         f"({NAME_RULE})")
@@ -194,14 +214,15 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
         raise TaskError(f"{where}: [split] fraction must be a number, got {fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise TaskError(f"{where}: [split] seed must be a non-negative integer, got {seed!r}")
-    by = split_raw.get("by", next(iter(feats_raw)) if len(feats_raw) == 1 else "")
+    by = _get(split_raw, "by", str, where, "split",
+              next(iter(feats_raw)) if len(feats_raw) == 1 else "")
     if kind == "largest" and not by:
         raise TaskError(f"{where}: no [split] by: name the feature the task extrapolates in, "
                         "whose largest values of train are held out for validation (e.g. "
                         f"[split] by = \"{next(iter(feats_raw))}\"), or write [split] kind = "
                         "\"random\"")
-    split = SplitRule(kind=kind, by=str(by), also_by=tuple(also_by),
-                      fraction=float(fraction), seed=seed, trend=str(split_raw.get("trend", "")))
+    split = SplitRule(kind=kind, by=by, also_by=tuple(also_by), fraction=float(fraction),
+                      seed=seed, trend=_get(split_raw, "trend", str, where, "split", ""))
     if split.trend not in TRENDS:
         raise TaskError(f"{where}: [split] trend must be one of {TRENDS[1:]}, got {split.trend!r}")
     if split.trend and kind != "largest":
@@ -218,27 +239,57 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     if not 0 < split.fraction < 1:
         raise TaskError(f"{where}: [split] fraction must be in (0, 1), got {split.fraction}")
     expert = raw.get("expert", {})
+    expert_law = _get(expert, "law", str, where, "expert", "", hint=(
+        "write the equations as one string, one to a line in \"\"\"...\"\"\" or separated "
+        "by ';'" if isinstance(expert.get("law"), list) else "")).strip()
+    fitter = _get(expert, "fitter", dict, where, "expert", {},
+                  hint="write a table, e.g. fitter = { strategy = \"de\" }")
+    try:  # a bad field is found as the file loads, named with it, not when the law is fitted
+        FitterSpec.from_dict(fitter)
+    except FitError as exc:
+        raise TaskError(f"{where}: [expert] fitter: {exc}") from None
+    variants = []
+    for i, v in enumerate(_get(expert, "variants", list, where, "expert", [], hint=(
+            "write [[expert.variants]] then name = \"...\" and law = \"...\" on lines of "
+            "their own"))):
+        label = f"[expert] variant {i + 1}"
+        _check(v, dict, label, where, hint="write { name = \"...\", law = \"...\" }")
+        for key in v:
+            if key not in ("name", "law"):
+                near = difflib.get_close_matches(key, ("name", "law"), n=1)
+                raise TaskError(f"{where}: unknown key {label} {key}" + (
+                    f"; did you mean {near[0]!r}?" if near else " (known: law, name)"))
+        if "law" not in v:
+            raise TaskError(f"{where}: {label} has no law: write law = \"...\" beside its name")
+        variants.append((_check(v.get("name", f"variant {i + 1}"), str, f"{label} name", where),
+                         _check(v["law"], str, f"{label} law", where).strip()))
     data = raw.get("data", {})
-    source = "files" if data else str(raw.get("source", "sldbench"))
+    source = "files" if data else _get(raw, "source", str, where, default="sldbench")
     train_file = test_file = ""
     if data:
         base = base or Path.cwd()
-        train_file = str((base / _require(data, "train", str, where + " [data]")).resolve())
-        test_file = str((base / data["test"]).resolve()) if "test" in data else ""
+        train_file = str((base / _get(data, "train", str, where, "data")).resolve())
+        test = _get(data, "test", str, where, "data", None)
+        test_file = str((base / test).resolve()) if test is not None else ""
     group = raw.get("group", DEFAULT_GROUP)
     if not isinstance(group, str) or not group:
         raise TaskError(f"{where}: 'group' must be the name of a column")
     cap = raw.get("param_cap", 20)
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise TaskError(f"{where}: 'param_cap' must be a positive integer")
+    published = _get(raw, "published", dict, where, default={},
+                     hint="write [published] then its figures (human_r2 = 0.9) on lines of "
+                          "their own")
+    for key, value in published.items():
+        if key.endswith("_r2"):  # reports and leaderboards format it as a number
+            _check(value, _NUMBER, f"[published] {key}", where)
     task = Task(name=name, features=tuple(features), targets=tuple(targets),
-                group=group, group_named="group" in raw, description=str(raw.get("description", "")),
-                split=split, param_cap=cap, expert_law=str(expert.get("law", "")).strip(),
-                expert_reference=str(expert.get("reference", "")),
-                expert_fitter=dict(expert.get("fitter", {})),
-                expert_variants=tuple((str(v.get("name", f"variant {i + 1}")), str(v["law"]).strip())
-                                      for i, v in enumerate(expert.get("variants", []))),
-                published=dict(raw.get("published", {})), source=source,
+                group=group, group_named="group" in raw,
+                description=_get(raw, "description", str, where, default=""),
+                split=split, param_cap=cap, expert_law=expert_law,
+                expert_reference=_get(expert, "reference", str, where, "expert", ""),
+                expert_fitter=dict(fitter), expert_variants=tuple(variants),
+                published=dict(published), source=source,
                 train_file=train_file, test_file=test_file, path=where)
     for text in (task.expert_law, *(law for _name, law in task.expert_variants)):
         if text:  # a typo in the file is found as it loads, not when the law is first used

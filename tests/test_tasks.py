@@ -158,6 +158,84 @@ def test_malformed_toml_names_file(tmp_path, text, needle):
     assert needle in msg, msg
 
 
+EXPERT = GOOD + '[expert]\nlaw = "loss = E + A*N^(-a)"\n'
+
+
+@pytest.mark.parametrize("text, needle", [
+    (EXPERT + 'variants = [{name = "v1"}]\n', "[expert] variant 1 has no law"),
+    (EXPERT + 'variants = "loss = E"\n', "[expert] variants must be a list, got a string"),
+    (EXPERT + 'variants = ["loss = E"]\n', "[expert] variant 1 must be a table, got a string"),
+    (EXPERT + 'variants = [{name = "v1", law = 3}]\n',
+     "[expert] variant 1 law must be a string, got an integer 3"),
+    (EXPERT + 'variants = [{name = 3, law = "loss = E"}]\n',
+     "[expert] variant 1 name must be a string"),
+    (EXPERT + 'variants = [{name = "v1", lw = "loss = E"}]\n',
+     "unknown key [expert] variant 1 lw; did you mean 'law'?"),
+    (EXPERT + 'fitter = "de"\n', "[expert] fitter must be a table, got a string 'de'"),
+    (EXPERT + 'fitter = { strategy = "fast" }\n', "[expert] fitter: strategy must be one of"),
+    (EXPERT + 'fitter = { strat = "de" }\n', "[expert] fitter: unknown FitterSpec field"),
+    (GOOD + '[data]\ntrain = "a.csv"\ntest = 5\n', "[data] test must be a string, got an integer 5"),
+    ('published = "x"\n' + GOOD, "'published' must be a table, got a string 'x'"),
+    (GOOD + '[published]\nhuman_r2 = "high"\n',
+     "[published] human_r2 must be a number, got a string 'high'"),
+    (GOOD + "[published]\nhuman_r2 = true\n", "[published] human_r2 must be a number"),
+    (GOOD + '[expert]\nlaw = ["loss = E + A*N^(-a)"]\n',
+     "[expert] law must be a string, got a list"),
+    (GOOD + "[expert]\nlaw = 3\n", "[expert] law must be a string, got an integer 3"),
+    (EXPERT + "reference = 2020\n", "[expert] reference must be a string"),
+    (GOOD.replace('by = "N"', "by = 3"), "[split] by must be a string, got an integer 3"),
+    (GOOD.replace('by = "N"', 'by = ["N"]'), "[split] by must be a string, got a list"),
+    (GOOD + "trend = 3\n", "[split] trend must be a string, got an integer 3"),
+    ('description = ["a"]\n' + GOOD, "'description' must be a string, got a list"),
+    ("source = 3\n" + GOOD, "'source' must be a string"),
+], ids=["variant-without-law", "variants-a-string", "variant-a-string", "variant-law-a-number",
+        "variant-name-a-number", "variant-misspelt-key", "fitter-a-string", "fitter-bad-strategy",
+        "fitter-unknown-field", "data-test-a-number", "published-a-string",
+        "published-r2-a-string", "published-r2-a-bool", "law-a-list", "law-a-number",
+        "reference-a-number", "split-by-a-number", "split-by-a-list", "split-trend-a-number",
+        "description-a-list", "source-a-number"])
+def test_wrongly_typed_value_names_file_and_key(tmp_path, text, needle):
+    """A value of the wrong type is a TaskError naming the file and the key, not a traceback,
+    a confusing law-syntax error, or a value quietly turned into a string."""
+    p = _write(tmp_path, text, "bad_task.toml")
+    with pytest.raises(TaskError) as exc:
+        load_task_file(p)
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}: "), msg
+    assert needle in msg, msg
+    assert "\n" not in msg, msg
+
+
+def test_expert_table_loads(tmp_path):
+    task = load_task_file(_write(tmp_path, EXPERT + textwrap.dedent("""\
+        reference = "a paper"
+        fitter = { strategy = "de", log_space = true }
+        [[expert.variants]]
+        name = "fixed"
+        law = "loss = 1 + A*N^(-a)"
+        [[expert.variants]]
+        law = "loss = E + 2*N^(-a)"
+        [published]
+        human_r2 = 0.9
+        sldagent_r2 = 1
+        true_law = "E 1, A 2"
+        """)))
+    assert task.expert_law == "loss = E + A*N^(-a)" and task.expert_reference == "a paper"
+    assert task.expert_fitter == {"strategy": "de", "log_space": True}
+    assert task.expert_variants == (("fixed", "loss = 1 + A*N^(-a)"),
+                                    ("variant 2", "loss = E + 2*N^(-a)"))
+    assert task.published == {"human_r2": 0.9, "sldagent_r2": 1, "true_law": "E 1, A 2"}
+
+
+def test_expert_cli_refuses_a_published_word(tmp_path):
+    """`expert` on a task whose published figure is a word: one line naming the file, status 2."""
+    p = _write(tmp_path, EXPERT + '[published]\nhuman_r2 = "high"\n', "my_task.toml")
+    res = run_cli("expert", "--task", p)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert f"{p}: [published] human_r2 must be a number" in res.stderr
+
+
 def test_missing_toml_file(tmp_path):
     with pytest.raises(TaskError, match="not found"):
         get_task(str(tmp_path / "absent.toml"))
