@@ -29,8 +29,16 @@ _PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "max_eva
                 "random_state")
 
 
-class NotFittedError(HybridSLDError, ValueError, AttributeError):
-    """predict/score/latex called before fit (ValueError and AttributeError, as sklearn's)."""
+try:  # scikit-learn is optional; when installed, its checks must recognise ours
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+    _NOT_FITTED_BASES: tuple = (_SklearnNotFittedError,)
+except ImportError:
+    _NOT_FITTED_BASES = (ValueError, AttributeError)  # the bases of scikit-learn's
+
+
+class NotFittedError(HybridSLDError, *_NOT_FITTED_BASES):
+    """predict/score/latex called before fit: scikit-learn's NotFittedError when it is
+    installed, else a ValueError and AttributeError as that is."""
 
 
 class InputError(DataError, ValueError):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +110,22 @@ def test_not_fitted_error():
     with pytest.raises(NotFittedError):
         est.latex()
     assert not hasattr(est, "params_")  # AttributeError subclass: hasattr is False
+
+
+def test_not_fitted_error_is_sklearns():
+    """scikit-learn's own checks (and users) catch sklearn.exceptions.NotFittedError."""
+    exceptions = pytest.importorskip("sklearn.exceptions")
+    assert issubclass(NotFittedError, exceptions.NotFittedError)
+
+
+def test_not_fitted_error_without_sklearn():
+    """The package imports without scikit-learn; the error then has sklearn's bases."""
+    code = ("import sys; sys.modules['sklearn'] = None\n"
+            "from hybrid_sld.api import NotFittedError as E\n"
+            "assert issubclass(E, ValueError) and issubclass(E, AttributeError)\n"
+            "assert 'sklearn' not in str(E.__mro__)")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})
 
 
 def test_unknown_group_names_known_groups(fitted):
