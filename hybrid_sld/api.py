@@ -61,10 +61,15 @@ def _as_matrix(X, what="X") -> np.ndarray:
         raise InputError(f"{what} has no rows")
     if not np.all(np.isfinite(A)):
         raise InputError(f"{what} contains {int(np.sum(~np.isfinite(A)))} NaN or infinite value(s)")
+    return A
+
+
+def _check_fittable(A: np.ndarray, what: str) -> None:
+    """Fit only: least squares squares the values. predict takes any finite X, as
+    scikit-learn's regressors do, and warns of predictions that overflow."""
     if np.max(np.abs(A)) > HUGE:
         raise InputError(f"{what} holds values beyond {HUGE:g} in magnitude, whose squares "
                          "overflow in a least-squares fit: rescale it (a unit of 1e9 tokens)")
-    return A
 
 
 def _group_keys(groups, n: int):
@@ -255,6 +260,8 @@ class ScalingLawRegressor:
         if Y.shape[0] != A.shape[0]:
             raise InputError(f"X has {A.shape[0]} rows but y has {Y.shape[0]}")
         Y2 = _as_matrix(Y.reshape(len(Y), -1), "y")
+        _check_fittable(A, "X")
+        _check_fittable(Y2, "y")
         if self.targets is not None:
             targets = ((self.targets,) if isinstance(self.targets, str)
                        else tuple(str(t) for t in self.targets))

@@ -340,6 +340,16 @@ def test_predict_checks_the_domain_and_score_the_shape():
         assert np.isinf(est.predict([[-1e6]])).all()
 
 
+def test_predict_takes_values_too_large_to_fit_on():
+    """The magnitude check guards the least-squares fit; predict far out is a forecast."""
+    X, y = _simple()
+    est = ScalingLawRegressor("y = E + A*x0^(-a)").fit(X, y)
+    assert est.predict([[1e200]]) == pytest.approx(est.params_["all"]["E"])
+    est = ScalingLawRegressor("y = E + A*x0^2").fit(X, y)
+    with pytest.warns(UserWarning, match="not finite.*overflows"):
+        assert np.isinf(est.predict([[1e200]])).all()
+
+
 def _two_runs():
     rows = [(g, x, E + A * x ** -a) for g, (E, A, a) in {"s": (1.0, 20.0, 0.3),
                                                         "m": (2.0, 50.0, 0.5)}.items()
