@@ -244,6 +244,8 @@ class ScalingLawRegressor:
 
     def fit(self, X, y, groups=None):
         """Parse the law against the column names and fit its constants for every group."""
+        for fitted in [k for k in vars(self) if k.endswith("_")]:  # no state of an earlier fit
+            delattr(self, fitted)
         max_evals, seed = self._checked_params()
         parsed = None  # the law text, when parsed to name y
         if self.group_column is not None:
@@ -335,8 +337,6 @@ class ScalingLawRegressor:
         self.n_features_in_ = A.shape[1] + (self.group_column is not None)  # as X came in
         if given:
             self.feature_names_in_ = np.array(names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
         return self
 
     # -- using the fit -----------------------------------------------------------------------

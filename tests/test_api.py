@@ -162,6 +162,15 @@ def test_no_law_runs_the_search_and_recovers_a_power_law():
     assert est.get_params()["max_evals"] == 12
 
 
+def test_refit_starts_clean():
+    """A fit keeps nothing of the one before: no search's Pareto front after a law's fit."""
+    X, y = _simple()
+    est = ScalingLawRegressor(max_evals=8).fit(X, y)
+    assert est.pareto_
+    est.set_params(law="y = E + A*x0^(-a)").fit(X, y)
+    assert not hasattr(est, "pareto_") and est.law_.text.startswith("y = ")
+
+
 def test_law_errors():
     with pytest.raises(LawError, match="uses none of the features"):  # N is not x0
         ScalingLawRegressor("y = c + A*N^(-a)").fit(np.ones((3, 1)), np.ones(3))
