@@ -157,10 +157,13 @@ def _fitter_spec(fitter) -> FitterSpec:
 class ScalingLawRegressor:
     """Fit the constants of a scaling law, separately per group, and predict with them.
 
-    ``law`` is law text (or a parsed Law); ``fitter`` a FitterSpec, a dict of its fields or
-    None; ``features`` / ``targets`` name X's columns and y's columns as the law uses them;
-    ``group_column`` (a name or an index) is a column of X holding each row's group, in place
-    of ``groups=``, so that cross-validation and grid search work with several groups.
+    ``law`` is law text (or a parsed Law), or None to discover one with the offline search
+    (``max_evals`` evaluations, seeded by ``random_state``: None is seed 0 too, so the search
+    is deterministic by default, as the package's runs are); ``fitter`` a FitterSpec, a dict of
+    its fields or None, for a given law only: the search evolves a fitter of its own, kept in
+    ``fitter_``; ``features`` / ``targets`` name X's columns and y's columns as the law uses
+    them; ``group_column`` (a name or an index) is a column of X holding each row's group, in
+    place of ``groups=``, so that cross-validation and grid search work with several groups.
     """
 
     def __init__(self, law=None, *, fitter=None, features=None, targets=None,

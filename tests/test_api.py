@@ -171,6 +171,14 @@ def test_refit_starts_clean():
     assert not hasattr(est, "pareto_") and est.law_.text.startswith("y = ")
 
 
+def test_random_state_none_is_seed_0():
+    """As the class docstring says: the search is deterministic by default."""
+    X, y = _simple()
+    laws = [ScalingLawRegressor(max_evals=6, random_state=seed).fit(X, y).law_
+            for seed in (None, 0)]
+    assert laws[0] == laws[1]
+
+
 def test_law_errors():
     with pytest.raises(LawError, match="uses none of the features"):  # N is not x0
         ScalingLawRegressor("y = c + A*N^(-a)").fit(np.ones((3, 1)), np.ones(3))
