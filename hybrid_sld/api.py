@@ -444,16 +444,20 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
     if flat:
         raise InputError(f"y ({', '.join(flat)}) takes one value on every row: nothing to fit")
     by = features[_scale_column(A)]
+    group = "group"  # the CSV's group column: a name no feature or target has
+    while group in (*features, *targets):
+        group += "_"
     with tempfile.TemporaryDirectory(prefix="hybrid-sld-") as tmp:
         tmp = Path(tmp)
         with open(tmp / "train.csv", "w") as fh:
-            fh.write(",".join(["group", *features, *targets]) + "\n")
+            fh.write(",".join([group, *features, *targets]) + "\n")
             ids = {k: f"g{i}" for i, k in enumerate(dict.fromkeys(keys))}  # 1 and "1" stay two
             for k, x, y in zip(keys, A, Y):
                 fh.write(f"{ids[k]}," + ",".join(repr(float(v)) for v in (*x, *y)) + "\n")
         feats = "".join(f"[features.{f}]\n" for f in features)
         (tmp / "task.toml").write_text(
-            f'name = "in_memory"\ntargets = {list(targets)!r}\nparam_cap = 8\n'.replace("'", '"')
+            f'name = "in_memory"\ngroup = "{group}"\ntargets = {list(targets)!r}\nparam_cap = 8\n'
+            .replace("'", '"')
             + feats + f'[split]\nby = "{by}"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n')
         (tmp / "run").mkdir()
         search = Search(SearchConfig(task=str(tmp / "task.toml"), max_evals=int(max_evals),

@@ -162,6 +162,15 @@ def test_no_law_runs_the_search_and_recovers_a_power_law():
     assert est.get_params()["max_evals"] == 12
 
 
+def test_search_with_a_feature_named_group():
+    """The search's own group column takes a name no column of X or y has."""
+    pd = pytest.importorskip("pandas")
+    X, y = _simple()
+    X = pd.DataFrame({"group": X[:, 0]})
+    est = ScalingLawRegressor(max_evals=8).fit(X, y)
+    assert est.law_.used_features == ("group",) and est.score(X, y) > 0.999
+
+
 def test_refit_starts_clean():
     """A fit keeps nothing of the one before: no search's Pareto front after a law's fit."""
     X, y = _simple()
