@@ -17,7 +17,7 @@ import numpy as np
 from . import export
 from .compile import compile_law, domain_violation
 from .data import HUGE, Dataset
-from .errors import DataError, FitError, HybridSLDError, LawError
+from .errors import DataError, FitError, HybridSLDError, LawError, LawSyntaxError
 from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
 from .grammar import NAME_RULE, is_name
@@ -141,6 +141,15 @@ def _split_group_column(X, column, groups):
     if not -A.shape[1] <= j < A.shape[1]:
         raise InputError(f"group_column={j} but X has {A.shape[1]} column(s)")
     return np.delete(A, j, axis=1), A[:, j]
+
+
+def _parse(text: str, names, targets=None) -> Law:
+    """parse_law, its errors naming X's columns: the API has no task to speak of."""
+    try:
+        return parse_law(text, names, targets)
+    except LawSyntaxError as exc:
+        exc.args = (str(exc).replace("features of this task:", "features (X's columns):"),)
+        raise
 
 
 def _fitter_spec(fitter) -> FitterSpec:
@@ -274,12 +283,13 @@ class ScalingLawRegressor:
                 raise InputError(f"targets names a column twice: {list(targets)}")
         elif isinstance(self.law, Law):
             targets = self.law.targets
+        elif Y2.shape[1] == 1 and isinstance(self.law, str):
+            # one target, whatever y calls it (a column y0, a DataFrame's): the law's name for it
+            parsed = _parse(self.law, names)
+            targets = parsed.targets[:1] or ("y",)
         elif _columns(y) is not None:  # a DataFrame of targets: its column names
             targets = tuple(_columns(y))
-        elif Y.ndim == 1 and isinstance(self.law, str):  # one target: the name the law gives it
-            parsed = parse_law(self.law, names)
-            targets = parsed.targets[:1] or ("y",)
-        elif Y.ndim == 1:
+        elif Y2.shape[1] == 1:
             name = getattr(y, "name", None)  # a pandas Series
             targets = (name,) if isinstance(name, str) and is_name(name) else ("y",)
         else:
@@ -296,7 +306,7 @@ class ScalingLawRegressor:
             raise LawError(f"law must be law text or a Law, got {type(text).__name__}")
         # parsed above for its target's name: the same law unless it has further equations
         law = parsed if parsed is not None and parsed.targets == targets else \
-            parse_law(text, names, targets)
+            _parse(text, names, targets)
         if not law.used_features:
             odd = [n for n in names if not is_name(n)]
             how = (f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "

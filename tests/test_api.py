@@ -101,6 +101,19 @@ def test_two_targets_predict_shape():
     assert est.score(x[:, None], Y) == pytest.approx(1.0, abs=1e-8)
 
 
+def test_one_column_y_fits_a_one_target_law_whatever_its_name():
+    """A column of y, as 1-D y, is the law's one target; errors speak of X, not of a task."""
+    pd = pytest.importorskip("pandas")
+    X, y = _simple()
+    law = "loss = E + A*x0^(-a)"
+    for column in (y[:, None], pd.DataFrame({"loss": y}), pd.DataFrame({"y": y})):
+        est = ScalingLawRegressor(law).fit(X, column)
+        assert est.targets_ == ("loss",) and est.score(X, y) > 0.999
+    with pytest.raises(LawError, match="unknown target 'loss'") as info:
+        ScalingLawRegressor(law, targets=["y"]).fit(X, y)
+    assert "task" not in str(info.value) and "features (X's columns): x0" in str(info.value)
+
+
 def test_not_fitted_error():
     est = ScalingLawRegressor(LAW)
     with pytest.raises(NotFittedError, match="not fitted"):
