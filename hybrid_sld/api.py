@@ -214,6 +214,8 @@ class ScalingLawRegressor:
 
     # -- fitting -----------------------------------------------------------------------------
     def _feature_names(self, X, k: int):
+        """(the law's name for each feature, the names of X's columns they are taken from;
+        None: X's columns in order, unnamed)."""
         cols = _columns(X)
         for what, seq in (("features", self.features), ("X's columns", cols)):
             if seq is not None and not isinstance(seq, str):
@@ -223,14 +225,26 @@ class ScalingLawRegressor:
         if self.features is not None:
             names = [self.features] if isinstance(self.features, str) else \
                 [str(f) for f in self.features]
-            if len(names) != k and not (cols and set(names) <= set(cols)):
-                raise InputError(f"features names {len(names)} column(s) but X has {k}")
-            return names, True
+            if cols is None or set(names) <= set(cols):  # an array's, or a DataFrame's by name
+                if len(names) != k and cols is None:
+                    raise InputError(f"features names {len(names)} column(s) but X has {k}")
+                return names, names
+            # not all X's column names: features rename X's columns, in order
+            how = "give X's column names, or one new name per column"
+            if len(names) != k:
+                raise InputError(f"features {names} are not all X's columns {cols}, nor one "
+                                 f"name per column: {how}")
+            moved = [n for n, c in zip(names, cols) if n != c and n in cols]
+            if moved:
+                raise InputError(f"features {names} are not all X's columns {cols}, so they "
+                                 f"rename them in order, giving {', '.join(moved)} to another "
+                                 f"column: {how}")
+            return names, cols
         if cols is not None:
-            return cols, True
+            return cols, cols
         if isinstance(self.law, Law):
-            return list(self.law.features), False
-        return [f"x{i}" for i in range(k)], False
+            return list(self.law.features), None
+        return [f"x{i}" for i in range(k)], None
 
     def _select(self, X, A: np.ndarray, names) -> np.ndarray:
         """Reorder DataFrame-like columns to ``names``; plain arrays are taken as they are."""
@@ -263,8 +277,9 @@ class ScalingLawRegressor:
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         A = _as_matrix(X)
-        names, given = self._feature_names(X, A.shape[1])
-        A = self._select(X, A, names)
+        names, columns = self._feature_names(X, A.shape[1])
+        given = columns is not None
+        A = self._select(X, A, columns or names)
         try:
             Y = np.asarray(y, dtype=float)
         except (TypeError, ValueError) as exc:
@@ -347,6 +362,7 @@ class ScalingLawRegressor:
         self.law_, self.fitter_, self.fits_ = law, spec, fits
         self.groups_ = list(fits)
         self.targets_ = targets
+        self._x_columns = columns  # those predict takes, by name
         self.n_features_in_ = A.shape[1] + (self.group_column is not None)  # as X came in
         if given:
             self.feature_names_in_ = np.array(names, dtype=object)
@@ -370,8 +386,8 @@ class ScalingLawRegressor:
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         A = _as_matrix(X)
-        if hasattr(self, "feature_names_in_"):  # fitted on named columns: match them by name
-            A = self._select(X, A, list(self.law_.features))
+        if self._x_columns is not None:  # fitted on named columns: match them by name
+            A = self._select(X, A, self._x_columns)
         elif A.shape[1] + (self.group_column is not None) != self.n_features_in_:
             raise InputError(f"X has {A.shape[1]} feature column(s); the law was fitted on "
                              f"{self.n_features_in_ - (self.group_column is not None)}")

@@ -91,6 +91,31 @@ def test_dataframe_like_columns_are_used_and_reordered():
         est.predict(Frame(np.column_stack([x, d]), ["N", "Q"]))
 
 
+@pytest.mark.parametrize("columns", [["params (M)", "data"], [0, 1]], ids=["odd", "int"])
+def test_features_rename_dataframe_columns_that_are_not_law_names(columns):
+    """The LawError says "name them with features=[...]": that names X's columns in order."""
+    pd = pytest.importorskip("pandas")
+    x = np.geomspace(1e6, 1e9, 10)
+    d = np.linspace(1.0, 2.0, 10)
+    y = 1.0 + 30.0 * x ** -0.25 + 0.5 * d
+    X = pd.DataFrame(np.column_stack([x, d]), columns=columns)
+    law = "y = c + A*N^(-a) + b*D\nA, a > 0"
+    with pytest.raises(LawError, match=r"name them with features=\[\.\.\.\]"):
+        ScalingLawRegressor(law).fit(X, y)
+    est = ScalingLawRegressor(law, features=["N", "D"]).fit(X, y)
+    assert est.law_.features == ("N", "D") and est.score(X, y) > 1 - 1e-9
+    np.testing.assert_allclose(est.predict(X[X.columns[::-1]]), y, rtol=1e-6)  # by X's names
+    with pytest.raises(InputError, match=r"not all X's columns .* nor one name per column"):
+        ScalingLawRegressor(law, features=["N"]).fit(X, y)
+
+
+def test_features_that_would_move_a_column_are_an_error():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"D": [1.0, 2.0, 3.0], "N": [4.0, 5.0, 6.0]})
+    with pytest.raises(InputError, match="giving N to another column"):
+        ScalingLawRegressor("y = a*N + b*M", features=["N", "M"]).fit(X, [1.0, 2.0, 3.0])
+
+
 def test_two_targets_predict_shape():
     x = np.geomspace(1e6, 1e9, 10)
     Y = np.column_stack([2.0 + 10.0 * x ** -0.3, 0.5 * np.log(x)])
