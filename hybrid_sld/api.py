@@ -274,9 +274,11 @@ class ScalingLawRegressor:
             delattr(self, fitted)
         max_evals, seed = self._checked_params()
         parsed = None  # the law text, when parsed to name y
+        names_in = _columns(X)  # as X came in, group column and all
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         A = _as_matrix(X)
+        n_in = A.shape[1] + (self.group_column is not None)
         names, columns = self._feature_names(X, A.shape[1])
         given = columns is not None
         A = self._select(X, A, columns or names)
@@ -363,9 +365,12 @@ class ScalingLawRegressor:
         self.groups_ = list(fits)
         self.targets_ = targets
         self._x_columns = columns  # those predict takes, by name
-        self.n_features_in_ = A.shape[1] + (self.group_column is not None)  # as X came in
-        if given:
-            self.feature_names_in_ = np.array(names, dtype=object)
+        # as scikit-learn's: X's columns as passed, so an array's group column has no name
+        self.n_features_in_ = n_in
+        if names_in is None and given and self.group_column is None:
+            names_in = names  # an array's columns, named by features
+        if names_in is not None:
+            self.feature_names_in_ = np.array(names_in, dtype=object)
         return self
 
     # -- using the fit -----------------------------------------------------------------------

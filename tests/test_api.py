@@ -441,6 +441,22 @@ def test_group_column_carries_groups_through_cross_validation():
     assert pooled.max() < 0.99
 
 
+def test_feature_names_in_are_the_columns_fit_was_given():
+    """As scikit-learn's: n_features_in_ == len(feature_names_in_) == X's columns, the group
+    column and columns the law does not use included."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(_two_runs(), columns=["run", "N", "loss"])
+    est = ScalingLawRegressor("loss = E + A*N^(-a)", group_column="run")
+    est.fit(df[["N", "run"]], df.loss)
+    assert est.n_features_in_ == 2 and list(est.feature_names_in_) == ["N", "run"]
+    est = ScalingLawRegressor("loss = E + A*N^(-a)", features=["N"])
+    est.fit(df.assign(note=1.0)[["note", "N"]], df.loss)
+    assert est.n_features_in_ == 2 and list(est.feature_names_in_) == ["note", "N"]
+    est = ScalingLawRegressor("loss = E + A*x^(-a)", features=["x"], group_column=0)
+    est.fit(df[["run", "N"]].to_numpy(), df.loss)
+    assert est.n_features_in_ == 2 and not hasattr(est, "feature_names_in_")  # run: no name
+
+
 def test_group_column_by_index_and_its_errors():
     rows = _two_runs()
     X = np.array([(g, x) for g, x, _ in rows], dtype=object)
