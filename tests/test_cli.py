@@ -103,10 +103,11 @@ def test_fit_latex(fit_parallel):
     assert "\\begin{align}" in text and "pile" in text and "stack" in text
 
 
-@pytest.mark.parametrize("where", ["missing/law.tex", "/dev/full"])
+@pytest.mark.parametrize("where", ["a_file/law.tex", "/dev/full"])
 def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
     if where == "/dev/full" and not Path(where).exists():
         pytest.skip("needs /dev/full (Linux), which answers every write as a full disk")
+    (tmp_path / "a_file").write_text("")  # a folder that cannot be made: a file has its name
     path = where if where.startswith("/") else str(tmp_path / where)
     assert main(["fit", "--task", "kaplan_demo", "--law", "loss = a + b/num_params^c",
                  "--latex", path]) == 2
