@@ -10,7 +10,7 @@ import math
 import re
 
 import sympy as sp
-from sympy.printing.latex import greek_letters_set
+from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import LawError
@@ -24,6 +24,11 @@ _LATEX_RE = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIAL))
 _GREEK = "|".join(sorted(greek_letters_set, key=len, reverse=True))
 # Names sympy already typesets well: one letter or a Greek name, digits, one short subscript.
 _MATHY = re.compile(rf"^(?:[A-Za-z]|(?:{_GREEK})|(?:{_GREEK.title()}))\d*(?:_[A-Za-z0-9]+)?$")
+# Greek letters that sympy prints as Latin ones (Alpha as an upright A, omicron as o): Alpha
+# Beta Chi Epsilon Eta Iota Kappa Mu Nu Omicron Rho Tau Zeta omicron. Written by name instead.
+_LATIN_LOOKING_GREEK = frozenset(
+    g for g in greek_letters_set | {g.title() for g in greek_letters_set}
+    if not re.fullmatch(r"\\[A-Za-z]+", sp.latex(sp.Symbol(g))))
 
 
 def escape_latex(text) -> str:
@@ -31,13 +36,19 @@ def escape_latex(text) -> str:
     return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group()], str(text))
 
 
+def _by_name(name: str) -> str:
+    return r"\mathrm{%s}" % escape_latex(name)
+
+
 def name_to_latex(name: str) -> str:
     """``alpha`` -> ``\\alpha``, ``E_c`` -> ``E_{c}``, ``num_params`` -> ``\\mathrm{num\\_params}``.
 
-    A constant named pi is written as a name: a reader takes \\pi for 3.14159."""
-    if _MATHY.match(name) and not re.match(r"pi(?![a-z])", name, re.IGNORECASE):
+    A constant named pi is written as a name: a reader takes \\pi for 3.14159. So are Greek
+    letters that would print as Latin ones (``Alpha`` as A, ``omicron`` as o), in any part."""
+    if (_MATHY.match(name) and not re.match(r"pi(?![a-z])", name, re.IGNORECASE)
+            and _LATIN_LOOKING_GREEK.isdisjoint(re.split(r"[_\d]+", name))):
         return sp.latex(sp.Symbol(name))
-    return r"\mathrm{%s}" % escape_latex(name)
+    return _by_name(name)
 
 
 def task_symbols(task) -> dict[str, str]:
@@ -45,24 +56,76 @@ def task_symbols(task) -> dict[str, str]:
     return {f.name: f.symbol for f in task.features if f.symbol}
 
 
-def _unclashed(law: Law, symbols: dict[str, str] | None) -> dict[str, str]:
-    """``symbols`` without those a constant of the law is also written as (lr_bsz writes bsz as
-    B, and its laws have a constant B): such a feature is written by its name instead."""
+def _shape(tex: str) -> str:
+    """What a reader sees, for comparing symbols: ``r_1`` and ``r_{1}`` are the same."""
+    return re.sub(r"[{}\s]", "", tex)
+
+
+def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, str]:
+    """Each target, constant and used feature of the law -> its LaTeX symbol, no two alike.
+
+    A name takes its entry in ``symbols`` (a task's feature symbols) or ``name_to_latex``.
+    Where two names would look the same (``a1`` and ``a_1`` both as a_{1}; a constant ``r1``
+    beside a feature whose symbol is ``r_1``), one keeps the symbol and the others are written
+    by name (``\\mathrm{a1}``). The keeper is, in turn: a name without an entry in ``symbols``
+    (so a constant B keeps its letter and a feature whose task symbol is B is written by its
+    name), a name spelt as it is typeset (``a_1`` before ``a1``), the earlier name (targets,
+    then constants in order of appearance, then features). to_latex and params_table both
+    use this map, so the equations and the table agree.
+    """
     symbols = symbols or {}
-    taken = {name_to_latex(p) for p in law.param_names} | {p for p in law.param_names}
-    return {f: s for f, s in symbols.items() if s not in taken}
+    names = list(dict.fromkeys([*law.targets, *law.param_names, *law.used_features]))
+    wanted = {n: symbols.get(n) or name_to_latex(n) for n in names}
+    by_name = {n: _by_name(n) for n in names}
+
+    def rank(i_n):
+        i, n = i_n
+        return (bool(symbols.get(n)), _shape(wanted[n]).replace("\\", "") != n, i)
+
+    # each name's by-name form is kept for it; a given symbol spelt as another name (lr
+    # beside a constant lr, itself written by name) is a clash too
+    reserved = {_shape(t) for t in by_name.values()}
+    out, taken = {}, set()
+    for _i, n in sorted(enumerate(names), key=rank):
+        tex = wanted[n]
+        shape = _shape(tex)
+        if tex != by_name[n] and (shape in taken or shape in reserved
+                                  or (symbols.get(n) and shape in names and shape != n)):
+            tex = by_name[n]
+        taken.add(_shape(tex))
+        out[n] = tex
+    return {n: out[n] for n in names}
 
 
-def _symbol_names(law: Law, symbols: dict[str, str]) -> dict[sp.Symbol, str]:
-    return {sym: symbols.get(name) or name_to_latex(name) for name, sym in law.symbols.items()}
+class _LatexPrinter(LatexPrinter):
+    """sympy's LaTeX printer; with ``exp_as_function`` the exponential is ``\\exp(x)``, not e^{x}."""
+
+    def __init__(self, settings=None, exp_as_function=False):
+        super().__init__(settings)
+        self._exp_as_function = exp_as_function
+
+    def _print_ExpBase(self, expr, exp=None):
+        if not self._exp_as_function:
+            return super()._print_ExpBase(expr, exp)
+        return self._do_exponent(r"\exp{\left(" + self._print(expr.args[0]) + r" \right)}", exp)
+
+    def _print(self, expr, **kwargs):
+        if self._exp_as_function and expr is sp.E:  # sp.E prints itself as e (E._latex)
+            return r"\exp{\left(1 \right)}"
+        return super()._print(expr, **kwargs)
 
 
 def to_latex(law: Law, *, symbols: dict[str, str] | None = None) -> str:
-    """The law's equations with symbolic constants, as one align block."""
-    symbols = _unclashed(law, symbols)
-    names = _symbol_names(law, symbols)
-    rows = [f"{symbols.get(t) or name_to_latex(t)} &= {sp.latex(e, symbol_names=names)}"
-            for t, e in law.equations]
+    """The law's equations with symbolic constants, as one align block.
+
+    When a name is typeset e (a constant named e), the exponential is written \\exp(x) rather
+    than e^{x}, so e means that name only. (Writing the constant as \\mathrm{e} would not do:
+    an upright e is the usual typeface for Euler's number itself.)"""
+    tex = latex_names(law, symbols)
+    printer = _LatexPrinter({"symbol_names": {law.symbols[n]: tex[n] for n in law.symbols
+                                              if n in tex}},
+                            exp_as_function=any(_shape(t) == "e" for t in tex.values()))
+    rows = [f"{tex[t]} &= {printer.doprint(e)}" for t, e in law.equations]
     return "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}"
 
 
@@ -93,8 +156,8 @@ def _group_label(group) -> str:
 def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
                  caption: str | None = None) -> str:
     """Booktabs table of fitted constants: one row per group, one column per parameter."""
-    symbols = _unclashed(law, symbols)
-    heads = ["Group"] + [f"${symbols.get(n) or name_to_latex(n)}$" for n in law.param_names]
+    tex = latex_names(law, symbols)
+    heads = ["Group"] + [f"${tex[n]}$" for n in law.param_names]
     lines = ["\\begin{table}[ht]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{escape_latex(caption)}}}")
@@ -109,7 +172,9 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
 
 
 def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | None = None) -> str:
-    """Equations plus the constants table: what ``--latex out.tex`` writes."""
+    """Equations plus the constants table: what ``--latex out.tex`` writes.
+
+    The document needs ``\\usepackage{amsmath,booktabs}`` (align and the table's rules)."""
     parts = [to_latex(law, symbols=symbols)]
     if fits:
         parts.append(params_table(fits, law, symbols=symbols,

@@ -159,3 +159,78 @@ def test_a_constant_named_pi_is_not_typeset_as_the_number():
     tex = to_latex(law)
     assert r"\mathrm{pi}" in tex and r"\mathrm{pi\_1}" in tex and r"\phi" in tex
     assert r"\pi" not in tex
+
+
+def _shapes(heads):
+    """What a reader sees of each symbol: braces and spaces do not tell r_1 from r_{1}."""
+    return [re.sub(r"[{}\s]", "", h) for h in heads]
+
+
+def _heads(law, symbols=None):
+    tex = params_table({}, law, symbols=symbols)
+    return tex.splitlines()[tex.splitlines().index("\\toprule") + 1][:-3].split(" & ")[1:]
+
+
+@pytest.mark.parametrize("text", [
+    "y = a1*x + a_1*x^2 + c",
+    "y = a12 + a_12*x + a1_2*x^2",
+    "y = alpha1*x + alpha_1*x^2 + Alpha + A*x^3",
+])
+def test_no_two_constants_share_a_typeset_symbol(text):
+    law = parse_law(text, ["x"])
+    heads = _heads(law)
+    assert len(set(_shapes(heads))) == len(heads), heads
+    tex = to_latex(law)
+    for h in heads:  # the table and the equations write each constant alike
+        assert h.strip("$") in tex
+    _balanced(tex)
+
+
+def test_a1_and_a_1_the_one_spelt_as_typeset_keeps_the_subscript():
+    law = parse_law("y = a1*x + a_1*x^2", ["x"])
+    tex = to_latex(law)
+    assert r"\mathrm{a1} x" in tex and "a_{1} x^{2}" in tex
+    assert _heads(law) == [r"$\mathrm{a1}$", "$a_{1}$"]
+    law = parse_law("y = a_1*x + a1*x^2", ["x"])  # the same whichever comes first
+    assert r"\mathrm{a1} x^{2}" in to_latex(law) and "a_{1} x" in to_latex(law)
+    assert "a_{1} x" in to_latex(parse_law("y = a1*x", ["x", "a_1"]))  # an unused feature
+
+
+@pytest.mark.parametrize("name", ["Alpha", "Beta", "Epsilon", "Zeta", "Eta", "Iota", "Kappa",
+                                  "Mu", "Nu", "Omicron", "Rho", "Tau", "Chi", "omicron"])
+def test_greek_letters_that_print_as_latin_ones_are_written_by_name(name):
+    law = parse_law(f"y = {name}*x + {name}1 + b_{name}*x^2", ["x"])
+    tex = to_latex(law)
+    assert rf"\mathrm{{{name}}} x" in tex and rf"\mathrm{{{name}1}}" in tex
+    assert rf"\mathrm{{b\_{name}}}" in tex
+    assert r"\mathrm{" + name[0] + "}" not in tex  # not sympy's upright Latin letter
+    assert "$" + rf"\mathrm{{{name}}}" + "$" in _heads(law)
+
+
+def test_a_constant_named_e_beside_the_exponential():
+    law = parse_law("y = e*exp(x) + sigmoid(k*x) + exp(1)*x", ["x"])
+    tex = to_latex(law)
+    assert "e^{" not in tex and r"e \exp{\left(x \right)}" in tex
+    assert r"\frac{1}{1 + \exp{\left(- k x \right)}}" in tex
+    assert r"\exp{\left(1 \right)} x" in tex  # Euler's number itself is not a bare e either
+    assert "$e$" in _heads(law)
+    # without a name typeset e the exponential keeps its usual form, E included
+    assert "A e^{- x} + E" in to_latex(parse_law("y = E + A*exp(-x)", ["x"]))
+
+
+def test_a_constant_typeset_like_a_task_symbol_after_braces_are_normalised():
+    from hybrid_sld.export import task_symbols
+    from hybrid_sld.tasks import get_task
+    task = get_task("domain_mixture")
+    symbols = task_symbols(task)
+    assert symbols["proportion_domain_1"] == "r_1"  # the task writes r_1, sympy writes r_{1}
+    law = parse_law("loss_domain_1 = c + r1*proportion_domain_1 + t*proportion_domain_2",
+                    task.feature_names)
+    tex = to_latex(law, symbols=symbols)
+    assert r"\mathrm{proportion\_domain\_1} r_{1}" in tex and "r_2 t" in tex
+    assert "$r_{1}$" in _heads(law, symbols)  # the constant keeps its symbol, as B does
+    assert _shapes(tex.split()).count("r_1") == 1
+
+
+def test_document_fragment_says_which_packages_it_needs():
+    assert r"\usepackage{amsmath,booktabs}" in latex_document_fragment.__doc__
