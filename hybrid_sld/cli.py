@@ -152,10 +152,13 @@ def cmd_fit(args):
                 else "it predicts one number everywhere")
         notes.insert(0, f"the law uses none of the task's features "
                         f"({', '.join(task.feature_names)}): {what}")
-    symbols = {f.symbol: f.name for f in task.features if f.symbol and f.symbol != f.name}
+    from .export import name_to_latex, typeset_shape
+    # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
+    symbols = {typeset_shape(f.symbol): f for f in task.features if f.symbol and f.symbol != f.name}
     notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
-                 f"{symbols[p]} is {p} (law.tex then writes that feature by its name); if you "
-                 f"meant the feature, write {symbols[p]}" for p in law.param_names if p in symbols]
+                 f"{f.name} is {f.symbol} (law.tex then writes that feature by its name); if you "
+                 f"meant the feature, write {f.name}" for p in law.param_names
+                 if (f := symbols.get(typeset_shape(name_to_latex(p)))) is not None]
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     if args.plot:
         from .data import validation_mask

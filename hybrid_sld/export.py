@@ -56,7 +56,7 @@ def task_symbols(task) -> dict[str, str]:
     return {f.name: f.symbol for f in task.features if f.symbol}
 
 
-def _shape(tex: str) -> str:
+def typeset_shape(tex: str) -> str:
     """What a reader sees, for comparing symbols: ``r_1`` and ``r_{1}`` are the same."""
     return re.sub(r"[{}\s]", "", tex)
 
@@ -80,19 +80,19 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
 
     def rank(i_n):
         i, n = i_n
-        return (bool(symbols.get(n)), _shape(wanted[n]).replace("\\", "") != n, i)
+        return (bool(symbols.get(n)), typeset_shape(wanted[n]).replace("\\", "") != n, i)
 
     # each name's by-name form is kept for it; a given symbol spelt as another name (lr
     # beside a constant lr, itself written by name) is a clash too
-    reserved = {_shape(t) for t in by_name.values()}
+    reserved = {typeset_shape(t) for t in by_name.values()}
     out, taken = {}, set()
     for _i, n in sorted(enumerate(names), key=rank):
         tex = wanted[n]
-        shape = _shape(tex)
+        shape = typeset_shape(tex)
         if tex != by_name[n] and (shape in taken or shape in reserved
                                   or (symbols.get(n) and shape in names and shape != n)):
             tex = by_name[n]
-        taken.add(_shape(tex))
+        taken.add(typeset_shape(tex))
         out[n] = tex
     return {n: out[n] for n in names}
 
@@ -124,7 +124,7 @@ def to_latex(law: Law, *, symbols: dict[str, str] | None = None) -> str:
     tex = latex_names(law, symbols)
     printer = _LatexPrinter({"symbol_names": {law.symbols[n]: tex[n] for n in law.symbols
                                               if n in tex}},
-                            exp_as_function=any(_shape(t) == "e" for t in tex.values()))
+                            exp_as_function=any(typeset_shape(t) == "e" for t in tex.values()))
     rows = [f"{tex[t]} &= {printer.doprint(e)}" for t, e in law.equations]
     return "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}"
 

@@ -411,6 +411,16 @@ def test_fit_says_when_a_constant_is_named_as_a_features_symbol(capsys):
     assert "LaTeX symbol" not in capsys.readouterr().out
 
 
+def test_the_note_compares_symbols_as_typeset(tmp_path, capsys):
+    toml = _one_group_task(tmp_path, range(1, 30), lambda x: 3 + 50 * x ** -0.5)
+    toml.write_text(toml.read_text().replace("[features.x]\n", '[features.x]\nsymbol = "r_1"\n'))
+    tex = tmp_path / "law.tex"
+    assert main(["fit", "--task", str(toml), "--law", "y = r1 + b*x^c", "--latex", str(tex)]) == 0
+    assert "r1 is a fitted constant here, though the task's LaTeX symbol for the feature x is r_1" \
+        in capsys.readouterr().out  # r1 is typeset r_{1}
+    assert r"\mathrm{x}" in tex.read_text()  # and the feature by its name
+
+
 @pytest.mark.parametrize("delay", [0.2, 0.5])
 def test_ctrl_c_while_importing_is_a_clean_interrupt(delay):
     """numpy, scipy and sympy take a while to import: a Ctrl-C then ends with "interrupted"
