@@ -363,6 +363,36 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
     return Law(equations, params, features, symbols, source=text)
 
 
+# What a task's [grammar] functions may name, as laws hold them: sqrt is a power (always
+# allowed), log10 and log2 are logs, sigmoid is built of exp and softplus of exp and log.
+FUNCTION_KINDS = {"exp": sp.exp, "log": sp.log, "tanh": sp.tanh, "abs": sp.Abs, "min": sp.Min,
+                  "max": sp.Max}
+FUNCTION_ALIASES = {"log10": ("log",), "log2": ("log",), "sigmoid": ("exp",),
+                    "softplus": ("exp", "log"), "sqrt": ()}
+
+
+def law_functions(law: Law) -> set[str]:
+    """The functions (FUNCTION_KINDS' names) a law applies to something that varies: log(2),
+    a number, does not count."""
+    used = set()
+    for _t, expr in law.equations:
+        for node in sp.preorder_traversal(expr):
+            for name, kind in FUNCTION_KINDS.items():
+                if isinstance(node, kind) and node.free_symbols:
+                    used.add(name)
+    return used
+
+
+def check_functions(law: Law, allowed) -> None:
+    """Raise a LawError when the law uses a function outside ``allowed`` (None: any)."""
+    if allowed is None:
+        return
+    extra = sorted(law_functions(law) - set(allowed))
+    if extra:
+        raise LawError(f"the law uses {', '.join(extra)}, which the task's [grammar] functions "
+                       f"({', '.join(allowed) or 'none'}) leave out")
+
+
 def parse_task_law(text: str, task) -> Law:
     return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import FitError, TaskError
 from .fit import FitterSpec
 from .grammar import NAME_RULE, is_name
-from .law import parse_expert_law
+from .law import FUNCTION_ALIASES, FUNCTION_KINDS, parse_expert_law
 
 SPLIT_KINDS = ("largest", "random")
 TRENDS = ("", "decreasing", "increasing")
@@ -85,6 +85,8 @@ class Task:
     train_file: str = ""
     test_file: str = ""
     path: str = ""  # the TOML this task came from
+    # [grammar] functions: those a searched law may use (law.FUNCTION_KINDS' names); None: all
+    functions: tuple[str, ...] | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -142,10 +144,11 @@ def _get(table: dict, key: str, kind, where: str, section: str = "", default=_RE
 # [published] holds figures of any name): a misspelt key is an error, not a silent default
 KNOWN_KEYS = {
     "": {"name", "description", "targets", "features", "param_cap", "group", "source", "split",
-         "expert", "data", "published"},
+         "expert", "data", "published", "grammar"},
     "split": {"kind", "by", "also_by", "fraction", "seed", "trend"},
     "expert": {"law", "reference", "fitter", "variants"},
     "data": {"train", "test"},
+    "grammar": {"functions"},
 }
 
 
@@ -283,6 +286,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     for key, value in published.items():
         if key.endswith("_r2"):  # reports and leaderboards format it as a number
             _check(value, _NUMBER, f"[published] {key}", where)
+    functions = _functions(raw.get("grammar", {}), where)
     task = Task(name=name, features=tuple(features), targets=tuple(targets),
                 group=group, group_named="group" in raw,
                 description=_get(raw, "description", str, where, default=""),
@@ -290,11 +294,29 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
                 expert_reference=_get(expert, "reference", str, where, "expert", ""),
                 expert_fitter=dict(fitter), expert_variants=tuple(variants),
                 published=dict(published), source=source,
-                train_file=train_file, test_file=test_file, path=where)
+                train_file=train_file, test_file=test_file, path=where, functions=functions)
     for text in (task.expert_law, *(law for _name, law in task.expert_variants)):
         if text:  # a typo in the file is found as it loads, not when the law is first used
             parse_expert_law(task, text)
     return task
+
+
+def _functions(grammar: dict, where: str) -> tuple[str, ...] | None:
+    """[grammar] functions as law.FUNCTION_KINDS' names (sigmoid is exp, log10 is log, ...);
+    None when the table does not narrow them."""
+    if "functions" not in grammar:
+        return None
+    names = _get(grammar, "functions", list, where, "grammar")
+    out = []
+    for name in names:
+        _check(name, str, "[grammar] functions", where)
+        if name not in FUNCTION_KINDS and name not in FUNCTION_ALIASES:
+            near = difflib.get_close_matches(name, [*FUNCTION_KINDS, *FUNCTION_ALIASES], n=1)
+            raise TaskError(f"{where}: [grammar] functions: unknown function {name!r}"
+                            + (f"; did you mean {near[0]!r}?" if near else
+                               f" (known: {', '.join([*FUNCTION_KINDS, *FUNCTION_ALIASES])})"))
+        out += FUNCTION_ALIASES.get(name, (name,))
+    return tuple(dict.fromkeys(out))
 
 
 def load_task_file(path: str | Path) -> Task:

@@ -513,3 +513,14 @@ def test_numbers_in_law_text_are_short_and_exact():
     assert "a ~ 0.076" in law.text and "c ~ 1e-5" in law.text
     again = parse_law(law.text, ["x"])  # the same numbers, exactly
     assert sorted(again.params, key=lambda p: p.name) == sorted(law.params, key=lambda p: p.name)
+
+
+def test_law_functions_as_the_law_holds_them():
+    from hybrid_sld.law import check_functions, law_functions
+    law = parse_law("y = a*sqrt(x) + b*log2(x) + sigmoid(c*x) + d*log(2)", ["x"])
+    assert law_functions(law) == {"log", "exp"}  # log(2) is a number; sqrt a power
+    check_functions(law, ("exp", "log"))
+    check_functions(law, None)
+    with pytest.raises(LawError, match=r"uses exp, which the task's \[grammar\] functions "
+                                       r"\(log\) leave out"):
+        check_functions(law, ("log",))

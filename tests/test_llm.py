@@ -397,3 +397,14 @@ def test_cli_exits_1_when_the_endpoint_fails(task_file, tmp_path):
                        timeout=180)
     assert r.returncode == 1, r.stderr
     assert "stopped early: the endpoint failed" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_law_outside_the_tasks_functions_is_sent_back(task_file, server, tmp_path):
+    task_file.write_text(task_file.read_text() + '[grammar]\nfunctions = ["log"]\n')
+    p, _spend = _proposer(task_file, server, tmp_path, max_calls=10)
+    assert "functions log log10 log2 sqrt (this task allows no others)" in p.system
+    server.script = [proposal("y = E + A*tanh(x)"), proposal("y = E + A*x^(-a)")]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=2)
+    assert ok.valid and ok.calls == 2
+    assert "uses tanh, which the task's [grammar] functions (log) leave out" in \
+        server.requests[1]["messages"][-1]["content"]

@@ -899,3 +899,15 @@ def test_rows_that_contradict_a_declared_trend_fail_before_the_search(synthetic_
     with pytest.raises(HybridSLDError, match=r"y is lower at the largest x than at the smallest "
                                              r"in every group, against the declared trend"):
         Search(SearchConfig(task=str(synthetic_task), max_evals=2), tmp_path)
+
+
+def test_a_search_keeps_to_the_tasks_grammar_functions(synthetic_task, tmp_path):
+    from hybrid_sld.law import law_functions
+    from hybrid_sld.tasks import get_task
+    synthetic_task.write_text(synthetic_task.read_text() + '[grammar]\nfunctions = ["log"]\n')
+    r = discover(SearchConfig(task=str(synthetic_task), max_evals=60), out=tmp_path / "runs")
+    laws = [json.loads(line)["law"] for line in open(Path(r["run_dir"]) / "events.jsonl")]
+    used = set().union(*(law_functions(parse_task_law(t, get_task(str(synthetic_task))))
+                         for t in laws))
+    assert len(laws) == 60 and used <= {"log"}
+    assert r["valid_r2"] > 0.999  # y = 3 + 50*x^-0.5 needs no function

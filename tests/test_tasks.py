@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -273,3 +274,28 @@ def test_user_task_end_to_end(tmp_path):
     assert set(out["groups"]) == {"a", "b"}
     assert out["train_r2"] > 0.9999 and out["test_r2"] > 0.999
     assert out["groups"]["a"]["params"]["E"] == pytest.approx(1.5, rel=1e-3)
+
+
+@pytest.mark.parametrize("functions, expect", [
+    ('["log", "sqrt"]', ("log",)),                    # sqrt is a power: nothing to narrow
+    ('["sigmoid", "log10"]', ("exp", "log")),         # spelt as the law holds them
+    ("[]", ()),
+])
+def test_grammar_functions_narrow_the_search(tmp_path, functions, expect):
+    (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
+                                     f'by = "x"\n[grammar]\nfunctions = {functions}\n')
+    assert load_task_file(tmp_path / "t.toml").functions == expect
+
+
+@pytest.mark.parametrize("functions, message", [
+    ('["tahn"]', "unknown function 'tahn'; did you mean 'tanh'?"),
+    ('"log"', "[grammar] functions must be a list"),
+    ("[3]", "[grammar] functions must be a string"),
+])
+def test_bad_grammar_functions_name_the_file(tmp_path, functions, message):
+    (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
+                                     f'by = "x"\n[grammar]\nfunctions = {functions}\n')
+    with pytest.raises(TaskError, match=re.escape(f"{tmp_path / 't.toml'}: ") + ".*"
+                       + re.escape(message)):
+        load_task_file(tmp_path / "t.toml")
+    assert get_task("vocab").functions is None  # a task without [grammar]: every function

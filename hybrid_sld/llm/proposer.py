@@ -20,7 +20,7 @@ from ..data import Dataset, validation_mask
 from ..errors import HybridSLDError
 from ..fit import FitterSpec
 from ..grammar import FUNCTIONS
-from ..law import parse_task_law
+from ..law import FUNCTION_ALIASES, FUNCTION_KINDS, check_functions, parse_task_law
 from .budget import LLMStop
 from .client import LLMClient, LLMSettings
 
@@ -72,6 +72,17 @@ def _g(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _functions_help(task) -> str:
+    """The functions a law may call: all the grammar's, or those the task's [grammar] keeps
+    (with the other spellings of each: sigmoid needs exp)."""
+    if task.functions is None:
+        return "exp log log10 log2 sqrt tanh abs sigmoid softplus min max"
+    spelt = [*task.functions, "sqrt"] + [a for a, needs in FUNCTION_ALIASES.items()
+                                         if needs and set(needs) <= set(task.functions)]
+    return " ".join(f for f in [*FUNCTION_KINDS, *FUNCTION_ALIASES] if f in spelt) + \
+        " (this task allows no others)"
+
+
 class LLMProposer:
     """Builds prompts and turns replies into validated (law text, fitter) proposals."""
 
@@ -85,7 +96,7 @@ class LLMProposer:
         shape = ('{"params": ["<declaration>", ...], "law": "<target> = <expression>", '
                  + ('"fitter": {<fields>}, ' if coevolve else "") + '"rationale": "<one sentence>"}')
         self.system = template("system").substitute(
-            reply_shape=shape, param_cap=task.param_cap,
+            reply_shape=shape, param_cap=task.param_cap, functions=_functions_help(task),
             fitter_help=template("fitter").template.strip() if coevolve else "").strip()
         self.mode_text = template("mode_" + settings.mode.replace("-", "_")).template.strip()
 
@@ -187,6 +198,7 @@ class LLMProposer:
         decls = [str(p) for p in params if not str(p).strip().isidentifier()]
         text = "\n".join([law.strip(), *decls])
         parsed = parse_task_law(text, self.task)
+        check_functions(parsed, self.task.functions)  # the reply is repaired like a syntax error
         fitter = self.default_fitter
         if self.settings.mode == "coevolve" and obj.get("fitter") is not None:
             if not isinstance(obj["fitter"], dict):

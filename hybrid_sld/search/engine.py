@@ -36,7 +36,7 @@ from ..evaluate import (against_trend, check_columns, check_domain, data_against
                         trend_probes, validate)
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
-from ..law import parse_expert_law, parse_task_law
+from ..law import check_functions, parse_expert_law, parse_task_law
 from ..tasks import get_task
 from ..threads import single_threaded_process
 from ..units import unit_faults
@@ -489,11 +489,13 @@ class Search:
     def _law(self, text):
         """The parsed law with its constants in disguise folded (operators.ConstantFolder), or
         None; also None when its printed text would not parse back (the archive, checkpoints
-        and the final report all hold the printed text)."""
+        and the final report all hold the printed text), or when it uses a function the task's
+        [grammar] leaves out."""
         try:
             with time_limit(PROPOSE_SECONDS), interruptible("parsing a law"):
                 law = self.fold(operators.parse_cached(text, self.task))
                 operators.parse_cached(law.text, self.task)
+                check_functions(law, self.task.functions)
             return law
         except (LawError, FitTimeout):
             return None
