@@ -6,6 +6,7 @@ importing it, so ``sklearn.base.clone`` and pipelines work when it is installed.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
@@ -26,7 +27,7 @@ from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
 _PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "max_evals",
-                "random_state")
+                "random_state", "functions")
 
 
 try:  # scikit-learn is optional; when installed, its checks must recognise ours
@@ -172,11 +173,13 @@ class ScalingLawRegressor:
     its fields or None, for a given law only: the search evolves a fitter of its own, kept in
     ``fitter_``; ``features`` / ``targets`` name X's columns and y's columns as the law uses
     them; ``group_column`` (a name or an index) is a column of X holding each row's group, in
-    place of ``groups=``, so that cross-validation and grid search work with several groups.
+    place of ``groups=``, so that cross-validation and grid search work with several groups;
+    ``functions`` narrows the search as a task's ``[grammar] functions`` does (["log"]: laws
+    that use no function but log; None: all), and does not apply to a given law.
     """
 
     def __init__(self, law=None, *, fitter=None, features=None, targets=None,
-                 group_column=None, max_evals=200, random_state=0):
+                 group_column=None, max_evals=200, random_state=0, functions=None):
         self.law = law
         self.fitter = fitter
         self.features = features
@@ -184,6 +187,7 @@ class ScalingLawRegressor:
         self.group_column = group_column
         self.max_evals = max_evals
         self.random_state = random_state
+        self.functions = functions
 
     # -- scikit-learn protocol ---------------------------------------------------------------
     _estimator_type = "regressor"  # scikit-learn < 1.6 reads this; later versions the tags
@@ -259,6 +263,19 @@ class ScalingLawRegressor:
             raise InputError(f"X lacks column(s) {missing}; it has {cols}")
         return A[:, [cols.index(n) for n in names]]
 
+    def _checked_functions(self) -> list[str] | None:
+        """``functions`` as a task file's [grammar] functions, checked (in fit, not __init__)."""
+        from .errors import TaskError
+        from .tasks import _functions
+        if self.functions is None:
+            return None
+        names = [self.functions] if isinstance(self.functions, str) else self.functions
+        try:
+            return list(_functions({"functions": list(names)}, "functions"))
+        except (TaskError, TypeError) as exc:
+            raise InputError(str(exc).removeprefix("functions: ")
+                             .replace("[grammar] functions", "functions")) from None
+
     def _checked_params(self) -> tuple[int, int]:
         """(max_evals, random_state), checked as scikit-learn does: in fit, not __init__."""
         def whole(name, value, least):
@@ -316,7 +333,8 @@ class ScalingLawRegressor:
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
         fitter = self.fitter
         if self.law is None:  # no law given: discover one with the offline search
-            text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, max_evals, seed)
+            text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, max_evals, seed,
+                                                 self._checked_functions())
         else:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
         if not isinstance(text, str):
@@ -452,7 +470,7 @@ class ScalingLawRegressor:
         return export.latex_document_fragment(self.law_, self.fits_, symbols=symbols)
 
 
-def _search(A, Y, keys, features, targets, max_evals, seed):
+def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
     """Run the offline search on in-memory data: (best law text, its fitter, Pareto front).
 
     The data is written as a task (TOML + CSV) in a temporary folder, so the search runs
@@ -489,7 +507,8 @@ def _search(A, Y, keys, features, targets, max_evals, seed):
         (tmp / "task.toml").write_text(
             f'name = "in_memory"\ngroup = "{group}"\ntargets = {list(targets)!r}\nparam_cap = 8\n'
             .replace("'", '"')
-            + feats + f'[split]\nby = "{by}"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n')
+            + feats + f'[split]\nby = "{by}"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n'
+            + ("" if functions is None else f"[grammar]\nfunctions = {json.dumps(functions)}\n"))
         (tmp / "run").mkdir()
         search = Search(SearchConfig(task=str(tmp / "task.toml"), max_evals=int(max_evals),
                                      seed=int(seed)), tmp / "run")

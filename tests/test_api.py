@@ -250,7 +250,8 @@ def test_get_set_params_and_repr():
     spec = FitterSpec(n_starts=2)
     est = ScalingLawRegressor(LAW, fitter=spec)
     assert est.get_params() == {"law": LAW, "fitter": spec, "features": None, "targets": None,
-                                "group_column": None, "max_evals": 200, "random_state": 0}
+                                "group_column": None, "max_evals": 200, "random_state": 0,
+                                "functions": None}
     assert est.set_params(features=["x"], targets=["y"]) is est
     assert est.features == ["x"] and est.targets == ["y"]
     with pytest.raises(ValueError, match="invalid parameter"):
@@ -469,3 +470,15 @@ def test_group_column_by_index_and_its_errors():
         est.set_params(group_column=2).fit(X, y)
     with pytest.raises(InputError, match="X has no column names"):
         est.set_params(group_column="run").fit(X, y)
+
+
+def test_functions_narrow_the_search_as_a_tasks_grammar_does():
+    from hybrid_sld.law import law_functions, parse_law
+    x = np.geomspace(1e6, 1e9, 24)
+    y = 2 + 300 * x ** -0.3
+    r = ScalingLawRegressor(max_evals=40, functions=["log"]).fit(x[:, None], y)
+    laws = [r.law_] + [parse_law(p["law"], ["x0"], ["y"]) for p in r.pareto_]
+    assert set().union(*map(law_functions, laws)) <= {"log"}
+    assert r.get_params()["functions"] == ["log"]
+    with pytest.raises(InputError, match="functions: unknown function 'tahn'; did you mean"):
+        ScalingLawRegressor(max_evals=10, functions=["tahn"]).fit(x[:, None], y)
