@@ -266,12 +266,12 @@ class ScalingLawRegressor:
     def _checked_functions(self) -> list[str] | None:
         """``functions`` as a task file's [grammar] functions, checked (in fit, not __init__)."""
         from .errors import TaskError
-        from .tasks import _functions
+        from .tasks import grammar_functions
         if self.functions is None:
             return None
         names = [self.functions] if isinstance(self.functions, str) else self.functions
         try:
-            return list(_functions({"functions": list(names)}, "functions"))
+            return list(grammar_functions({"functions": list(names)}, "functions"))
         except (TaskError, TypeError) as exc:
             raise InputError(str(exc).removeprefix("functions: ")
                              .replace("[grammar] functions", "functions")) from None

@@ -286,7 +286,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     for key, value in published.items():
         if key.endswith("_r2"):  # reports and leaderboards format it as a number
             _check(value, _NUMBER, f"[published] {key}", where)
-    functions = _functions(raw.get("grammar", {}), where)
+    functions = grammar_functions(raw.get("grammar", {}), where)
     task = Task(name=name, features=tuple(features), targets=tuple(targets),
                 group=group, group_named="group" in raw,
                 description=_get(raw, "description", str, where, default=""),
@@ -301,7 +301,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
     return task
 
 
-def _functions(grammar: dict, where: str) -> tuple[str, ...] | None:
+def grammar_functions(grammar: dict, where: str) -> tuple[str, ...] | None:
     """[grammar] functions as law.FUNCTION_KINDS' names (sigmoid is exp, log10 is log, ...);
     None when the table does not narrow them."""
     if "functions" not in grammar:
