@@ -372,14 +372,22 @@ FUNCTION_ALIASES = {"log10": ("log",), "log2": ("log",), "sigmoid": ("exp",),
 
 
 def law_functions(law: Law) -> set[str]:
-    """The functions (FUNCTION_KINDS' names) a law applies to something that varies: log(2),
-    a number, does not count."""
+    """The functions (FUNCTION_KINDS' names) a law applies to the features: exp(e) of a
+    constant or log(2) does not count. A power with a feature in its exponent is an exp
+    (2^x is exp(x log 2)), and x^x an exp and a log."""
+    features = {law.symbols[f] for f in law.features}
     used = set()
     for _t, expr in law.equations:
         for node in sp.preorder_traversal(expr):
+            if not node.free_symbols & features:
+                continue
             for name, kind in FUNCTION_KINDS.items():
-                if isinstance(node, kind) and node.free_symbols:
+                if isinstance(node, kind):
                     used.add(name)
+            if isinstance(node, sp.Pow) and node.exp.free_symbols & features:
+                used.add("exp")
+                if node.base.free_symbols & features:
+                    used.add("log")
     return used
 
 
@@ -389,8 +397,9 @@ def check_functions(law: Law, allowed) -> None:
         return
     extra = sorted(law_functions(law) - set(allowed))
     if extra:
-        raise LawError(f"the law uses {', '.join(extra)}, which the task's [grammar] functions "
-                       f"({', '.join(allowed) or 'none'}) leave out")
+        raise LawError(f"the law uses {', '.join(extra)} of a feature, which the task's [grammar] "
+                       f"functions leave out (they allow {', '.join(allowed) or 'none'}; "
+                       "sigmoid and softplus are made of exp, a feature in an exponent is an exp)")
 
 
 def parse_task_law(text: str, task) -> Law:

@@ -173,6 +173,20 @@ def test_operon_seeds_are_deterministic_laws(kaplan):
         assert parse_task_law(text, task).n_params <= task.param_cap
 
 
+def test_operon_keeps_to_a_tasks_grammar_functions(kaplan):
+    from hybrid_sld.baselines.operon import operon_settings
+    from hybrid_sld.law import law_functions
+    task, train, _test = kaplan
+    narrow = replace(task, functions=())
+    st = operon_settings({}, narrow)
+    assert st["allowed_symbols"] == "add,sub,mul,div,constant,variable,sqrt"
+    assert st["log_features"] is False
+    assert operon_settings({"allowed_symbols": "add,mul,variable,constant,exp"}, narrow)[
+        "allowed_symbols"].endswith("exp")  # the user's own choice stands
+    texts = operon_seeds(narrow, train, seed=5, budget_seconds=1, **FAST)
+    assert texts and not set().union(*(law_functions(parse_task_law(t, task)) for t in texts))
+
+
 def test_operon_bad_options_fail_before_running(kaplan):
     task, train, test = kaplan
     with pytest.raises(HybridSLDError, match="no counterpart in the law grammar"):

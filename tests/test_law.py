@@ -521,6 +521,9 @@ def test_law_functions_as_the_law_holds_them():
     assert law_functions(law) == {"log", "exp"}  # log(2) is a number; sqrt a power
     check_functions(law, ("exp", "log"))
     check_functions(law, None)
-    with pytest.raises(LawError, match=r"uses exp, which the task's \[grammar\] functions "
-                                       r"\(log\) leave out"):
+    with pytest.raises(LawError, match=r"uses exp of a feature, which the task's \[grammar\] "
+                                       r"functions leave out \(they allow log;"):
         check_functions(law, ("log",))
+    # a feature in an exponent is an exp (and x^x a log too); a constant's exp is a number
+    assert law_functions(parse_law("y = c*(1 - 2^(-k*x)) + d*x^x", ["x"])) == {"exp", "log"}
+    assert law_functions(parse_law("y = exp(e) + exp(a)*x^(-b)", ["x"])) == set()

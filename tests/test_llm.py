@@ -406,5 +406,5 @@ def test_a_law_outside_the_tasks_functions_is_sent_back(task_file, server, tmp_p
     server.script = [proposal("y = E + A*tanh(x)"), proposal("y = E + A*x^(-a)")]
     ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=2)
     assert ok.valid and ok.calls == 2
-    assert "uses tanh, which the task's [grammar] functions (log) leave out" in \
+    assert "uses tanh of a feature, which the task's [grammar] functions leave out" in \
         server.requests[1]["messages"][-1]["content"]

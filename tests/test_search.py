@@ -911,3 +911,24 @@ def test_a_search_keeps_to_the_tasks_grammar_functions(synthetic_task, tmp_path)
                          for t in laws))
     assert len(laws) == 60 and used <= {"log"}
     assert r["valid_r2"] > 0.999  # y = 3 + 50*x^-0.5 needs no function
+
+
+def test_grammar_functions_on_resume_in_the_report_and_against_the_seeds(synthetic_task, tmp_path,
+                                                                          capsys):
+    text = synthetic_task.read_text()
+    synthetic_task.write_text(text.replace('[data]', '[expert]\nlaw = "y = a + b*tanh(c*x)"\n[data]')
+                              + '[grammar]\nfunctions = ["log"]\n')
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=6)
+    r = discover(cfg, out=tmp_path / "runs")
+    assert "the [expert] law does not seed the search: the law uses tanh" in capsys.readouterr().err
+    md = (Path(r["run_dir"]) / "report.md").read_text()
+    assert r["functions"] == ["log"] and not r["expert"]["searched"]
+    assert "Only laws whose functions of the features are among log were searched" in md
+    assert "the expert law, outside the task's [grammar] functions, did not seed it" in md
+    synthetic_task.write_text(synthetic_task.read_text().replace('["log"]', '["log", "exp"]'))
+    with pytest.raises(HybridSLDError, match=r"\[grammar\] functions \(log, exp\) are not those "
+                                             r"the run began with \(log\)"):
+        discover(cfg, resume=r["run_dir"])
+    synthetic_task.write_text(text.replace("param_cap = 5", "param_cap = 1"))
+    with pytest.raises(HybridSLDError, match="no seed law .* fits the param_cap of 1"):
+        Search(cfg, tmp_path)

@@ -58,9 +58,23 @@ def require_operon():
     return SymbolicRegressor
 
 
-def operon_settings(options: dict | None = None) -> dict:
-    """Defaults updated by ``options``, checked against operon's and our option names."""
+# operon symbols that make a function of the features outside a task's [grammar] functions:
+# pow has any exponent, so a feature's too (an exp and a log)
+NEEDS = {"exp": {"exp"}, "log": {"log"}, "abs": {"abs"}, "tanh": {"tanh"}, "pow": {"exp", "log"}}
+
+
+def operon_settings(options: dict | None = None, task: Task | None = None) -> dict:
+    """Defaults updated by ``options``, checked against operon's and our option names. A task
+    whose [grammar] narrows the functions narrows operon's symbols and feature logs to match,
+    unless ``options`` set them."""
     settings = DEFAULTS | OURS | dict(options or {})
+    if task is not None and task.functions is not None:
+        allowed = set(task.functions)
+        if "allowed_symbols" not in (options or {}):
+            settings["allowed_symbols"] = ",".join(
+                s for s in DEFAULTS["allowed_symbols"].split(",") if NEEDS.get(s, set()) <= allowed)
+        if "log_features" not in (options or {}):
+            settings["log_features"] = "log" in allowed
     known = set(require_operon()().get_params()) | set(OURS)
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -289,7 +303,7 @@ def run_operon(task: Task, train: Dataset, test: Dataset | None, *, seed: int = 
     or an option is unknown; a run that fails returns status "failed" with the reason.
     """
     t0 = time.perf_counter()
-    settings = operon_settings(options) | {"seed": int(seed), "budget_seconds": float(budget_seconds),
+    settings = operon_settings(options, task) | {"seed": int(seed), "budget_seconds": float(budget_seconds),
                                            "shared_form": bool(shared_form)}
     method = "operon-shared" if shared_form else "operon"
     transform, variables, logged = _inputs(task, train, settings["log_features"])
@@ -305,7 +319,7 @@ def run_operon(task: Task, train: Dataset, test: Dataset | None, *, seed: int = 
 def operon_seeds(task: Task, train: Dataset, seed: int = 0, budget_seconds: float = 30.0,
                  **options) -> list[str]:
     """Law texts from operon's front on the fit part of train, to seed the search."""
-    settings = operon_settings(options)
+    settings = operon_settings(options, task)
     transform, variables, _ = _inputs(task, train, settings["log_features"])
     fit_part, _valid = split_train_valid(task, train)
     per_target = []

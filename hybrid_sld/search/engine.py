@@ -36,7 +36,7 @@ from ..evaluate import (against_trend, check_columns, check_domain, data_against
                         trend_probes, validate)
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
-from ..law import check_functions, parse_expert_law, parse_task_law
+from ..law import check_functions, parse_expert_law
 from ..tasks import get_task
 from ..threads import single_threaded_process
 from ..units import unit_faults
@@ -324,6 +324,7 @@ class Search:
         _note_large_validation(self.task, train, self.valid)
         self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
         self.seeds = self._seed_candidates()
+        self._check_seeds()
         self._check_rows()
         self.llm = None
         if config.proposer != "offline":
@@ -347,6 +348,28 @@ class Search:
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict())
 
+    def _check_seeds(self) -> None:
+        """Fail before searching when no seed law is within the task's parameter cap and
+        [grammar] functions (the search grows from them); say when the expert law is outside
+        the functions, as it then does not seed the search."""
+        where, fns = self.task.path or self.task.name, self.task.functions
+        if self.task.expert_law and fns is not None:
+            try:  # as the search would hold it (tanh(N) of large N folded to 1)
+                check_functions(self.fold(parse_expert_law(self.task)), fns)
+            except LawError as exc:
+                print(f"note: {where}: the [expert] law does not seed the search: {exc} (the "
+                      "report still scores it)", file=sys.stderr)
+        operon = [text for text, _f, origin in self.seeds if origin == "seed:operon"]
+        skipped = sum(self._law(text) is None for text in operon)
+        if skipped:
+            print(f"note: {skipped} of {len(operon)} operon seed(s) are outside the task's "
+                  "param_cap or [grammar] functions and are skipped", file=sys.stderr)
+        if not any(self._law(text) for text, _f, _o in self.seeds):
+            raise TaskError(f"{where}: no seed law (the expert law, a power law or a line in "
+                            f"each feature) fits the param_cap of {self.task.param_cap}"
+                            + ("" if fns is None else " and the [grammar] functions "
+                               f"({', '.join(fns) or 'none'})") + ": the search grows from them")
+
     def _check_rows(self) -> None:
         """Fail before searching when a group is too small to fit even the simplest seed, when
         validation R2 is undefined (a target constant over the validation rows), or when the
@@ -363,7 +386,7 @@ class Search:
             except DataError as exc:  # a user's own law was not in question: say which it was
                 raise DataError(f"{exc} (the task's [expert] law)") from None
         fit_part, valid = self.fit_part, self.valid
-        k = min(parse_task_law(t, self.task).n_params for t, _f, _o in self.seeds)
+        k = min(law.n_params for t, _f, _o in self.seeds if (law := self._law(t)))
         for g in self.train.group_names:
             n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))
             if n_fit < k or n_valid < 1:
@@ -389,7 +412,8 @@ class Search:
                "evals": s.evals, "proposals": s.proposals, "cache_hits": s.cache_hits,
                "elapsed": s.elapsed, "events": s.events, "first_beat_expert": s.first_beat_expert,
                "expert_valid_r2": s.expert_valid_r2, "seed_cursor": s.seed_cursor,
-               "rng_state": self.rng.bit_generator.state, "train": self.train.fingerprint()}
+               "rng_state": self.rng.bit_generator.state, "train": self.train.fingerprint(),
+               "functions": self.task.functions}
         doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
         write_atomic(self.checkpoint_path, json.dumps(doc))
 
@@ -434,6 +458,15 @@ class Search:
             raise HybridSLDError(
                 f"cannot resume {self.run_dir}: the task's training data ({self.train.source or 'its data'}) "
                 "is not the data the run began with, so its scores would not compare: start a new run")
+        then = doc.get("functions", self.task.functions)  # none before 2026-12-03
+        if then is not None:
+            then = tuple(then)
+        if then != self.task.functions:
+            def said(f):
+                return "all" if f is None else ", ".join(f) or "none"
+            raise HybridSLDError(
+                f"cannot resume {self.run_dir}: the task's [grammar] functions ({said(self.task.functions)}) "
+                f"are not those the run began with ({said(then)}): start a new run")
         if self.llm is not None:  # the budget counts on from the restored spend
             self.budget.spend = self.state.llm
         self._trim_events()

@@ -126,7 +126,8 @@ def final_report(search: Search) -> dict:
               "seconds": round(s.elapsed, 2), "evals_per_second": round(s.evals / max(s.elapsed, 1e-9), 3),
               "cache_hit_rate": round(s.cache_hits / max(s.proposals, 1), 4),
               "seconds_to_beat_expert_on_valid": s.first_beat_expert, "origin": best.origin,
-              "groups": {g: f.params for g, f in full.fits.items()}}
+              "groups": {g: f.params for g, f in full.fits.items()},
+              "functions": list(task.functions) if task.functions is not None else None}
     # constants of the chosen law no data can pin down: named, the law left as chosen
     result["redundancy"] = operators.redundancy_note(
         law, train, full.fits, FitterSpec.from_dict(best.fitter), task.split.scales)
@@ -139,7 +140,10 @@ def final_report(search: Search) -> dict:
         efull = _scored_on_test(efull, e_law, test)
         result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
-                            "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull)}
+                            "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull),
+                            # False when outside the task's [grammar] functions: not a seed
+                            "searched": any(d["origin"] == "seed:expert"
+                                            for d in s.cache.values())}
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
@@ -309,9 +313,11 @@ def _selection_md(r: dict) -> str:
            "group's scales, scored on the upper 40 %, training rows only), and the best there "
            "chosen" if horizon else "of those whose validation NMSE is within "
            f"{SIMPLEST_TOLERANCE:.0%} of the best's, the simplest (lowest complexity) chosen")
+    expert = (" and the expert law" if any(f["origin"] == "seed:expert" for f in sel["finalists"])
+              else "")
     return out + f"""## Final selection
 
-The best laws by validation R2{" and the expert law" if r.get("expert") else ""}; {how}.
+The best laws by validation R2{expert}; {how}.
 
 | | valid R2 | {'longer-horizon R2' if horizon else 'complexity'} | parameters | origin | law |
 |---|---|---|---|---|---|
@@ -392,8 +398,15 @@ def _markdown(r: dict, front: list) -> str:
     test = ("the test split was read only for this report" if r["test_r2"] is not None
             else "this task has no test split")
     beat = r["seconds_to_beat_expert_on_valid"]
-    beat = ("" if not e else "never beat the expert law's validation NMSE by 1 %; " if beat is None
+    beat = ("" if not e else
+            "the expert law, outside the task's [grammar] functions, did not seed it; "
+            if not e.get("searched", True) else
+            "never beat the expert law's validation NMSE by 1 %; " if beat is None
             else f"beat the expert law's validation NMSE by 1 % after {beat} s; ")
+    narrowed = ("" if r.get("functions") is None else
+                "Only laws whose functions of the features are among "
+                f"{', '.join(r['functions']) or 'none (powers and arithmetic)'} were searched "
+                "(the task's [grammar] functions).\n")
     groups = "\n".join(f"- `{g}`: " + ", ".join(f"{k} = {v:.6g}" for k, v in p.items())
                        for g, p in r["groups"].items())
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{_equations(x.law)}` |"
@@ -430,7 +443,7 @@ Validation rows: {r.get("validation_rows", "the task's split")}, carved from tra
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
 duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}
 the law chosen came from {r['origin']}.{stopped}
-Fitter: `{json.dumps(r['fitter'])}`.
+{narrowed}Fitter: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
 {_parting_md(r)}## Constants per group
