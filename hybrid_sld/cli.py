@@ -413,10 +413,13 @@ class _ProgressBar:
     def __call__(self, search):
         from tqdm import tqdm
         cfg, s = search.config, search.state
-        if self.bar is None:
+        if self.bar is None:  # from the evaluations already made (the seeds, a resumed run's)
             total = cfg.max_evals if cfg.max_evals else None
-            self.bar = tqdm(total=total, file=sys.stderr, unit="eval", dynamic_ncols=True,
-                            disable=None)
+            # one rate, ours (evaluations over search time), not tqdm's as well
+            fmt = ("{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if total
+                   else "{n_fmt} evals [{elapsed}{postfix}]")
+            self.bar = tqdm(total=total, initial=s.evals, file=sys.stderr, unit="eval",
+                            dynamic_ncols=True, disable=None, bar_format=fmt)
         self.bar.n = s.evals
         best = s.archive.best()
         post = {"best_valid_r2": f"{best.valid_r2:.5f}" if best else "n/a",
@@ -426,9 +429,15 @@ class _ProgressBar:
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
 
-    def close(self):
+    def close(self, then: str = ""):
+        """End the bar before anything else is printed, then say ``then`` where it was shown
+        (the report takes a while to write)."""
         if self.bar is not None:
+            shown = not self.bar.disable
             self.bar.close()
+            self.bar = None
+            if shown and then:
+                print(then, file=sys.stderr)
 
 
 def _version() -> str:

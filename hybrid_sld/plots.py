@@ -50,6 +50,19 @@ def _log_scale(x: np.ndarray) -> bool:
     return bool(np.all(x > 0) and x.max() / x.min() >= LOG_SPAN)
 
 
+def _log_x(ax, x: np.ndarray) -> None:
+    """A log x axis; under two decades its labels are plain numbers (matplotlib's minor labels
+    there, 3x10^0 4x10^0, run into each other), at the data's own levels when few."""
+    ax.set_xscale("log")
+    if x.max() / x.min() < 100:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+        levels = np.unique(x)
+        if len(levels) <= 8:
+            ax.set_xticks(levels)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _axes_features(train: Dataset, by: str | None) -> list[str]:
     """Each target's x axis: ``by``, or with none the target's lead feature."""
     if by:
@@ -137,7 +150,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                     ax.scatter(d.X[m, xcol], preds[id(d)][m, k], marker="x", color="black",
                                s=16, linewidths=0.8, alpha=0.8, zorder=4)  # above the data
             if _log_scale(X[:, xcol]):
-                ax.set_xscale("log")
+                _log_x(ax, X[:, xcol])
             ax.set_xlabel(xfeats[k])
             ax.set_ylabel(target)
             ax.set_title(_title(g), fontsize=9)
@@ -209,10 +222,11 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
                 ax.scatter(d.X[m, xcol], preds[id(d)][m, k] - d.Y[m, k], marker=marker, s=14,
                            color=color, label=name)
         ax.axhline(0.0, color="black", lw=0.8)
-        if _log_scale(np.concatenate([d.X[:, xcol] for _, d, *_ in parts])):
-            ax.set_xscale("log")
+        xs = np.concatenate([d.X[:, xcol] for _, d, *_ in parts])
+        if _log_scale(xs):
+            _log_x(ax, xs)
         ax.set_xlabel(xfeats[k])
-        ax.set_ylabel(f"residual of {target}")
+        ax.set_ylabel(f"residual of {target} (law - data)")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

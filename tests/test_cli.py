@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -484,3 +485,29 @@ def test_fit_refuses_a_constant_target_and_says_why_validation_failed(tmp_path, 
     (tmp_path / "train.csv").write_text("\n".join(flat) + "\n")
     assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)"]) == 2
     assert "target 'y' takes one value (3) on every training row" in capsys.readouterr().err
+
+
+def test_the_progress_bar_counts_from_the_evaluations_made_and_ends_before_the_report(
+        monkeypatch):
+    import io
+    from types import SimpleNamespace
+
+    from hybrid_sld.cli import _ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    state = SimpleNamespace(evals=40, elapsed=10.0, archive=SimpleNamespace(best=lambda: None))
+    search = SimpleNamespace(config=SimpleNamespace(max_evals=100, budget_seconds=None),
+                             state=state)
+    bar = _ProgressBar()
+    bar(search)
+    assert bar.bar.n == bar.bar.initial == 40  # a resumed run's or the seeds': no rate from them
+    assert "40/100" in term.getvalue() and "eval/s" not in term.getvalue()  # one rate: ours
+    bar.close("writing the report ...")
+    assert bar.bar is None and term.getvalue().endswith("writing the report ...\n")
+    bar.close()  # again (the command's own close): nothing more
+    assert term.getvalue().count("writing the report") == 1

@@ -92,3 +92,19 @@ def test_without_a_scale_axis_each_target_is_drawn_against_the_feature_it_follow
     assert [ax.get_xlabel() for ax in panels] == ["s1", "s2"]
     assert [ax.get_title() for ax in panels] == ["org/model-1B, flan"] * 2
     assert all(ax.get_xscale() == "log" for ax in panels)  # positive, spanning 20x
+
+
+def test_a_log_axis_under_two_decades_is_labelled_with_plain_numbers():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from hybrid_sld.plots import _log_x
+    fig, ax = plt.subplots()
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    ax.scatter(x, x)
+    _log_x(ax, x)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_visible()]
+    assert labels == ["1", "2", "4", "8"]
+    assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    plt.close(fig)

@@ -302,6 +302,8 @@ def test_ctrl_c_stops_cleanly_with_a_report(synthetic_task, tmp_path):
     hint = f"interrupted by Ctrl-C after {res['evals']} evaluations; continue with"
     assert res["interrupted"] == "SIGINT" and res["stop_reason"].startswith(hint)
     assert hint in err and hint in (run / "report.md").read_text()
+    assert "stopping after the evaluations in hand, then writing the report; press Ctrl-C " \
+        "again to stop at once" in err  # said at once, not after the batch
 
 
 @pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],

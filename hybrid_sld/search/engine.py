@@ -735,6 +735,8 @@ class Search:
                 return
             self._stop = True  # finish the batch in hand, then checkpoint and report
             self.interrupted = signal.Signals(signum).name
+            print("\nstopping after the evaluations in hand, then writing the report; press "
+                  "Ctrl-C again to stop at once (the last checkpoint is kept)", file=sys.stderr)
 
         for sig in old:
             signal.signal(sig, on_signal)

@@ -511,7 +511,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
     with (an endpoint that moved, a larger budget: LLMSettings fields), which give the LLM's
     part a fresh start if it had ended."""
     if resume:
-        run_dir = Path(resume)
+        run_dir = Path(resume).resolve()  # best.json's run_dir reads as on a fresh run
         cfg = saved_config(run_dir)
         if data_dir is not None:
             cfg = replace(cfg, data_dir=data_dir)
@@ -541,6 +541,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         try:
             with search.stop_signals():  # held through the report: a first Ctrl-C there waits
                 search.run()
+                if hasattr(progress, "close"):  # the bar ends before the report's messages
+                    progress.close("writing the report ...")
                 result = final_report(search)
         except KeyboardInterrupt:  # a second Ctrl-C: no report; the last checkpoint stands
             print(f"stopped at once: {search.what_is_kept()}", file=sys.stderr)
