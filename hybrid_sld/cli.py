@@ -159,6 +159,8 @@ def cmd_fit(args):
                  f"{f.name} is {f.symbol} (law.tex then writes that feature by its name); if you "
                  f"meant the feature, write {f.name}" for p in law.param_names
                  if (f := symbols.get(typeset_shape(name_to_latex(p)))) is not None]
+    from .evaluate import at_bounds
+    out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     if args.plot:
         from .data import validation_mask
@@ -174,6 +176,8 @@ def cmd_fit(args):
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
     if out["redundancy"]:
         print(f"note: {out['redundancy']}")
+    if out["at_bounds"]:
+        print(f"note: {out['at_bounds']}")
     from .evaluate import runaway_where
     from .search.select import RUNAWAY_TOLERANCE
     if fitted == len(full.fits) and (out["runaway"] is None

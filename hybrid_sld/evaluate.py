@@ -233,6 +233,26 @@ def trend_probes(task: Task, train: Dataset) -> list[tuple]:
              *beyond_training(task, train, feature)) for feature, trend in task.trends]
 
 
+def at_bounds(law: Law, fits: dict[str, Fit]) -> str | None:
+    """Which fitted constants sit on a declared bound, and in which groups, or None: the fit
+    would go past it, so the bound (or the law's form) decides the value there. A bound of 0
+    counts only when the value is 0 to the last digits (1e-305 on p > 0)."""
+    found = []
+    for p in law.params:
+        for side, b in (("lower", p.lower), ("upper", p.upper)):
+            if not math.isfinite(b):
+                continue
+            groups = [g for g, f in fits.items() if f.success and p.name in f.params
+                      and abs(f.params[p.name] - b) <= (1e-6 * abs(b) if b else 1e-100)]
+            if groups:
+                where = groups[0] if len(groups) == 1 else f"{len(groups)} of {len(fits)} groups"
+                found.append(f"{p.name} at its {side} bound {b:g} ({where})")
+    if not found:
+        return None
+    return ("; ".join(found) + ": the fit would go past it, so the bound, not the data, sets "
+            "the value there")
+
+
 def data_against_trend(task: Task, train: Dataset) -> str | None:
     """Why the training rows contradict a declared trend, or None: in every group with two or
     more values of the feature, a target's mean at the largest value runs against the trend

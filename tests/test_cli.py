@@ -511,3 +511,11 @@ def test_the_progress_bar_counts_from_the_evaluations_made_and_ends_before_the_r
     assert bar.bar is None and term.getvalue().endswith("writing the report ...\n")
     bar.close()  # again (the command's own close): nothing more
     assert term.getvalue().count("writing the report") == 1
+
+
+def test_fit_notes_a_constant_the_bounds_set(tmp_path, capsys):
+    toml = _one_group_task(tmp_path, range(1, 30), lambda x: 3 + 50 * x ** -0.5)
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^(-c)\nc in [1, 3]"]) == 0
+    assert "note: c at its lower bound 1 (a): the fit would go past it" in capsys.readouterr().out
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^(-c)\nc in [0.1, 3]"]) == 0
+    assert "bound" not in capsys.readouterr().out  # 0.5 is inside

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data import check_test_columns, load_splits, validation_mask
 from ..errors import DataError, HybridSLDError
-from ..evaluate import PAST_TRAINING, runaway_where, score_dataset
+from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..law import parse_expert_law, parse_task_law
 from ..metrics import report_value as _r
@@ -132,6 +132,7 @@ def final_report(search: Search) -> dict:
     result["redundancy"] = operators.redundancy_note(
         law, train, full.fits, FitterSpec.from_dict(best.fitter), task.split.scales)
     result["unit_faults"] = unit_faults(law, task)
+    result["at_bounds"] = at_bounds(law, full.fits)  # constants the bounds, not the data, set
     if len(task.targets) > 1:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
@@ -328,6 +329,11 @@ The best laws by validation R2{expert}; {how}.
 def _parting_md(r: dict) -> str:
     """Where the laws that validate alike part: the extrapolation's spread among them."""
     p = r.get("parting")
+    if not p and str(r.get("validation_rows", "")).startswith("a random"):
+        return ("## Past the training scale\n\nNot compared: validation is "
+                f"{r['validation_rows']}, so it does not extrapolate, and the test rows "
+                "recombine the training levels (the range check asks that the law stay finite "
+                "there).\n\n")
     if not p:
         return ""
     alike = p.get("alike", p["laws"])
@@ -418,6 +424,8 @@ def _markdown(r: dict, front: list) -> str:
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
+    if r.get("at_bounds"):
+        note += f"Note: {r['at_bounds']}.\n\n"
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]
     if failed:  # a test R2 of -1 says nothing of why
         note += "Test score failed (" + "; ".join(failed) + ").\n\n"
