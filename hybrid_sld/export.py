@@ -155,18 +155,25 @@ def _group_label(group) -> str:
 
 def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
                  caption: str | None = None) -> str:
-    """Booktabs table of fitted constants: one row per group, one column per parameter."""
+    """Booktabs table of fitted constants: one row per group, one column per parameter; the
+    other way round when the constants outnumber the groups and 8 (domain_mixture's 34 would
+    not fit a page's width)."""
     tex = latex_names(law, symbols)
-    heads = ["Group"] + [f"${tex[n]}$" for n in law.param_names]
+    names, groups = law.param_names, list(fits)
+    cell = {(g, n): format_number(fits[g].params.get(n))
+            if getattr(fits[g], "success", False) else "--" for g in groups for n in names}
+    if len(names) > max(8, len(groups)):
+        heads = ["Constant"] + [_group_label(g) for g in groups]
+        rows = [[f"${tex[n]}$"] + [cell[g, n] for g in groups] for n in names]
+    else:
+        heads = ["Group"] + [f"${tex[n]}$" for n in names]
+        rows = [[_group_label(g)] + [cell[g, n] for n in names] for g in groups]
     lines = ["\\begin{table}[ht]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{escape_latex(caption)}}}")
-    lines += [f"\\begin{{tabular}}{{l{'r' * len(law.param_names)}}}", "\\toprule",
+    lines += [f"\\begin{{tabular}}{{l{'r' * (len(heads) - 1)}}}", "\\toprule",
               " & ".join(heads) + " \\\\", "\\midrule"]
-    for group, fit in fits.items():
-        ok = getattr(fit, "success", False)
-        cells = [format_number(fit.params.get(n)) if ok else "--" for n in law.param_names]
-        lines.append(" & ".join([_group_label(group)] + cells) + " \\\\")
+    lines += [" & ".join(r) + " \\\\" for r in rows]
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines)
 

@@ -234,3 +234,14 @@ def test_a_constant_typeset_like_a_task_symbol_after_braces_are_normalised():
 
 def test_document_fragment_says_which_packages_it_needs():
     assert r"\usepackage{amsmath,booktabs}" in latex_document_fragment.__doc__
+
+
+def test_a_table_of_more_constants_than_groups_is_turned_to_fit_a_page():
+    from hybrid_sld.export import params_table
+    law = parse_law("y = " + " + ".join(f"p{i}*x^{i}" for i in range(10)), ["x"])
+    fits = {"a": Fit({f"p{i}": float(i) for i in range(10)}, 0.0, 1, 1), "b": Fit(status=-1)}
+    tex = params_table(fits, law)
+    assert "\\begin{tabular}{lrr}" in tex and "Constant & a & b" in tex
+    assert "$p_{9}$ & $9$ & --" in tex
+    few = parse_law("y = a + b*x", ["x"])
+    assert "Group & $a$ & $b$" in params_table({"g": Fit({"a": 1.0, "b": 2.0}, 0.0, 1, 1)}, few)
