@@ -7,6 +7,7 @@ prints one JSON document to stdout; tables and progress go to stderr / stdout as
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import sys
 from pathlib import Path
@@ -409,10 +410,15 @@ def cmd_report(args):
 
 
 class _ProgressBar:
-    """tqdm on stderr: evaluations, best validation R2, evaluations per second, time left."""
+    """tqdm on stderr: evaluations, best validation R2, evaluations per second, time left.
+    When stderr is not a terminal (a run logged to a file), one plain line every LOG_EVERY
+    seconds of search instead."""
+
+    LOG_EVERY = 30.0
 
     def __init__(self):
         self.bar = None
+        self.logged = -math.inf  # search time of the last plain line
 
     def __call__(self, search):
         from tqdm import tqdm
@@ -432,6 +438,11 @@ class _ProgressBar:
             post["left"] = f"{max(cfg.budget_seconds - s.elapsed, 0):.0f}s"
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
+        if self.bar.disable and s.elapsed - self.logged >= self.LOG_EVERY:
+            self.logged = s.elapsed
+            total = f"/{cfg.max_evals}" if cfg.max_evals else ""
+            print(f"{s.evals}{total} evaluations in {s.elapsed:.0f} s: "
+                  + ", ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr, flush=True)
 
     def close(self, then: str = ""):
         """End the bar before anything else is printed, then say ``then`` where it was shown

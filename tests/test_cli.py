@@ -519,3 +519,20 @@ def test_fit_notes_a_constant_the_bounds_set(tmp_path, capsys):
     assert "note: c at its lower bound 1 (a): the fit would go past it" in capsys.readouterr().out
     assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^(-c)\nc in [0.1, 3]"]) == 0
     assert "bound" not in capsys.readouterr().out  # 0.5 is inside
+
+
+def test_without_a_terminal_progress_is_a_plain_line_now_and_then(capsys):
+    from types import SimpleNamespace
+
+    from hybrid_sld.cli import _ProgressBar
+    state = SimpleNamespace(evals=10, elapsed=5.0, archive=SimpleNamespace(best=lambda: None))
+    search = SimpleNamespace(config=SimpleNamespace(max_evals=100, budget_seconds=None),
+                             state=state)
+    bar = _ProgressBar()
+    for evals, elapsed in ((10, 5.0), (20, 20.0), (30, 36.0)):  # lines at 5 s and 36 s
+        state.evals, state.elapsed = evals, elapsed
+        bar(search)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["10/100 evaluations in 5 s: best_valid_r2 n/a, evals/s 2.0",
+                     "30/100 evaluations in 36 s: best_valid_r2 n/a, evals/s 0.8"]
