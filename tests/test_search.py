@@ -934,3 +934,17 @@ def test_grammar_functions_on_resume_in_the_report_and_against_the_seeds(synthet
     synthetic_task.write_text(text.replace("param_cap = 5", "param_cap = 1"))
     with pytest.raises(HybridSLDError, match="no seed law .* fits the param_cap of 1"):
         Search(cfg, tmp_path)
+
+
+def test_finalists_that_share_a_law_text_are_told_apart_by_their_fitter():
+    from hybrid_sld.search.engine import SEARCH_FITTER
+    from hybrid_sld.search.run import _selection_md
+    law = "y = C + A/(B + x^a)"
+    row = {"law": law, "origin": "fitter", "n_params": 4, "complexity": 11, "valid_r2": 0.96,
+           "horizon_r2": None, "chosen": True,
+           "fitter": SEARCH_FITTER.to_dict() | {"log_space": True}}
+    md = _selection_md({"final_selection": {"rule": "simplest", "finalists": [
+        row, row | {"origin": "seed", "valid_r2": 0.95, "chosen": False,
+                    "fitter": SEARCH_FITTER.to_dict()}]}})
+    lines = [ln for ln in md.splitlines() if law in ln]
+    assert lines[0].endswith("| log_space=True |") and lines[1].endswith("|  |")

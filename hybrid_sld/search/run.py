@@ -24,7 +24,7 @@ from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
-from .engine import Search, SearchConfig, write_atomic
+from .engine import SEARCH_FITTER, Search, SearchConfig, write_atomic
 from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, parting, refit, refit_in_range,
                      select_final)
 
@@ -152,7 +152,8 @@ def final_report(search: Search) -> dict:
         "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
                        "n_params": t["entry"].n_params, "complexity": t["entry"].complexity,
                        "valid_r2": _r(t["valid_r2"]),
-                       "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key}
+                       "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key,
+                       "fitter": t["entry"].fitter}
                       for t in finalists]}
     result["parting"] = parting(search, best, full.fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
@@ -308,7 +309,8 @@ def _selection_md(r: dict) -> str:
     horizon = sel["rule"] == "horizon"
     rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} | {f['valid_r2']} | "
                      + (f"{f['horizon_r2']} | " if horizon else f"{f['complexity']} | ")
-                     + f"{f['n_params']} | {f['origin']} | `{_equations(f['law'])}` |"
+                     + f"{f['n_params']} | {f['origin']} | `{_equations(f['law'])}` | "
+                     + f"{_fitter_edits(f.get('fitter'))} |"
                      for f in sel["finalists"])
     how = ("each re-scored on a longer extrapolation (fitted on the lower 60 % of each "
            "group's scales, scored on the upper 40 %, training rows only), and the best there "
@@ -320,10 +322,21 @@ def _selection_md(r: dict) -> str:
 
 The best laws by validation R2{expert}; {how}.
 
-| | valid R2 | {'longer-horizon R2' if horizon else 'complexity'} | parameters | origin | law |
-|---|---|---|---|---|---|
+| | valid R2 | {'longer-horizon R2' if horizon else 'complexity'} | parameters | origin | law | fitter |
+|---|---|---|---|---|---|---|
 {rows}
+
+fitter: the settings that differ from the search's own (the same law text can be fitted
+several ways; blank: the search's).
 """
+
+
+def _fitter_edits(fitter: dict | None) -> str:
+    """The FitterSpec fields that differ from the search's default, as ``name=value``."""
+    if not fitter:
+        return ""
+    base = SEARCH_FITTER.to_dict()
+    return ", ".join(f"{k}={v}" for k, v in fitter.items() if base.get(k) != v)
 
 
 def _parting_md(r: dict) -> str:
