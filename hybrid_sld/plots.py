@@ -33,8 +33,25 @@ def _levels(X: np.ndarray, xcol: int):
     others = np.delete(X, xcol, axis=1)
     if others.shape[1] == 0:
         return np.zeros(len(X), int), others[:1]
+    others = np.column_stack([_merge_close(c) for c in others.T])
     levels, index = np.unique(others, axis=0, return_inverse=True)
     return (index.ravel(), levels) if len(levels) <= MAX_CURVES else None
+
+
+def _merge_close(col: np.ndarray, rtol: float = 0.05) -> np.ndarray:
+    """A column with values within ``rtol`` of the smallest of their run set to that run's
+    median: one level of a design whose recorded values drift a little (parallel's num_params
+    grows by up to 1.8 % with parallel_size), not a level per value; the curve is drawn at
+    that median."""
+    values = np.unique(col)
+    runs, start = [[values[0]]], values[0]
+    for v in values[1:]:
+        if v - start > rtol * abs(start):
+            runs.append([])
+            start = v
+        runs[-1].append(v)
+    merged = {v: float(np.median(run)) for run in runs for v in run}
+    return np.array([merged[v] for v in col])
 
 
 def _axis(x: np.ndarray, n: int = 120, beyond: bool = False) -> np.ndarray:

@@ -108,3 +108,13 @@ def test_a_log_axis_under_two_decades_is_labelled_with_plain_numbers():
     assert labels == ["1", "2", "4", "8"]
     assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
     plt.close(fig)
+
+
+def test_levels_whose_values_drift_a_little_are_one_curve():
+    from hybrid_sld.plots import _levels
+    n = np.array([535813376, 538195842, 545340552, 693753856, 696738818, 705690632], float)
+    X = np.column_stack([n, [1, 2, 8, 1, 2, 8]])  # parallel: num_params grows with P
+    index, levels = _levels(X, 1)
+    assert len(levels) == 2 and list(index) == [0, 0, 0, 1, 1, 1]
+    shares = np.array([[0.0, 1], [0.05, 1], [0.1, 1]])  # exact small levels stay apart
+    assert len(_levels(shares, 1)[1]) == 3
