@@ -74,13 +74,16 @@ class Dataset:
         return h.hexdigest()[:24]
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_table(path: Path, header_only: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a CSV or Parquet file; ``header_only``: no row is read."""
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
         try:
+            if header_only:
+                return pq.read_schema(path).names, []
             table = pq.read_table(path)
         except FileNotFoundError:
             raise DataError(f"data file not found: {path}") from None
@@ -91,7 +94,8 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
         return cols, [[("" if v is None else str(v)) for v in row] for row in zip(*data)]
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is no header
-            rows = list(csv.reader(fh))
+            reader = csv.reader(fh)
+            rows = [next(reader, [])] if header_only else list(reader)
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except UnicodeDecodeError as exc:
@@ -127,26 +131,7 @@ def check_test_columns(task: Task, data_dir: str | Path | None = None) -> None:
     path = locate_files(task, data_dir)[1]
     if path is None:
         return
-    if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-            header = pq.read_schema(path).names
-        except ImportError:
-            raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-        except FileNotFoundError:
-            raise DataError(f"data file not found: {path}") from None
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    else:
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                header = [c.strip() for c in next(csv.reader(fh), [])]
-        except FileNotFoundError:
-            raise DataError(f"data file not found: {path}") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not a text CSV file ({exc.reason})") from None
-        if not header:
-            raise DataError(f"{path}: empty file")
+    header = _read_table(path, header_only=True)[0]
     _check_header(path, header, task)
 
 
