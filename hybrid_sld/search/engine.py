@@ -324,8 +324,9 @@ class Search:
         _note_large_validation(self.task, train, self.valid)
         self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
         self.seeds = self._seed_candidates()
-        self._check_seeds()
-        self._check_rows()
+        seed_laws = [self._law(text) for text, _f, _o in self.seeds]  # None: outside the task
+        self._check_seeds(seed_laws)
+        self._check_rows(seed_laws)
         self.llm = None
         if config.proposer != "offline":
             self._setup_llm()
@@ -348,10 +349,11 @@ class Search:
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict())
 
-    def _check_seeds(self) -> None:
+    def _check_seeds(self, laws: list) -> None:
         """Fail before searching when no seed law is within the task's parameter cap and
-        [grammar] functions (the search grows from them); say when the expert law is outside
-        the functions, as it then does not seed the search."""
+        [grammar] functions (the search grows from them; ``laws``: the seeds' parsed laws,
+        None where outside); say when the expert law is outside the functions, as it then does
+        not seed the search."""
         where, fns = self.task.path or self.task.name, self.task.functions
         if self.task.expert_law and fns is not None:
             try:  # as the search would hold it (tanh(N) of large N folded to 1)
@@ -359,18 +361,18 @@ class Search:
             except LawError as exc:
                 print(f"note: {where}: the [expert] law does not seed the search: {exc} (the "
                       "report still scores it)", file=sys.stderr)
-        operon = [text for text, _f, origin in self.seeds if origin == "seed:operon"]
-        skipped = sum(self._law(text) is None for text in operon)
+        operon = [law for law, (_t, _f, origin) in zip(laws, self.seeds) if origin == "seed:operon"]
+        skipped = operon.count(None)
         if skipped:
             print(f"note: {skipped} of {len(operon)} operon seed(s) are outside the task's "
                   "param_cap or [grammar] functions and are skipped", file=sys.stderr)
-        if not any(self._law(text) for text, _f, _o in self.seeds):
+        if not any(laws):
             raise TaskError(f"{where}: no seed law (the expert law, a power law or a line in "
                             f"each feature) fits the param_cap of {self.task.param_cap}"
                             + ("" if fns is None else " and the [grammar] functions "
                                f"({', '.join(fns) or 'none'})") + ": the search grows from them")
 
-    def _check_rows(self) -> None:
+    def _check_rows(self, seed_laws: list) -> None:
         """Fail before searching when a group is too small to fit even the simplest seed, when
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data, or when the rows contradict a
@@ -386,7 +388,7 @@ class Search:
             except DataError as exc:  # a user's own law was not in question: say which it was
                 raise DataError(f"{exc} (the task's [expert] law)") from None
         fit_part, valid = self.fit_part, self.valid
-        k = min(law.n_params for t, _f, _o in self.seeds if (law := self._law(t)))
+        k = min(law.n_params for law in seed_laws if law)
         for g in self.train.group_names:
             n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))
             if n_fit < k or n_valid < 1:
