@@ -7,8 +7,8 @@ prints one JSON document to stdout; tables and progress go to stderr / stdout as
 from __future__ import annotations
 
 import argparse
-import math
 import json
+import math
 import sys
 from pathlib import Path
 

@@ -20,7 +20,7 @@ from ..data import Dataset, validation_mask
 from ..errors import HybridSLDError
 from ..fit import FitterSpec
 from ..grammar import FUNCTIONS
-from ..law import FUNCTION_ALIASES, FUNCTION_KINDS, check_functions, parse_task_law
+from ..law import FUNCTION_ALIASES, check_functions, parse_task_law
 from .budget import LLMStop
 from .client import LLMClient, LLMSettings
 
@@ -73,13 +73,12 @@ def _g(x: float) -> str:
 
 
 def _functions_help(task) -> str:
-    """The functions a law may call: all the grammar's, or those the task's [grammar] keeps
-    (with the other spellings of each: sigmoid needs exp)."""
+    """The grammar's functions a law may call: all, or those the task's [grammar] keeps (an
+    alias where what it is made of is kept: sigmoid needs exp; sqrt, a power, always)."""
     if task.functions is None:
-        return "exp log log10 log2 sqrt tanh abs sigmoid softplus min max"
-    spelt = [*task.functions, "sqrt"] + [a for a, needs in FUNCTION_ALIASES.items()
-                                         if needs and set(needs) <= set(task.functions)]
-    return " ".join(f for f in [*FUNCTION_KINDS, *FUNCTION_ALIASES] if f in spelt) + \
+        return " ".join(FUNCTIONS)
+    allowed = set(task.functions)
+    return " ".join(f for f in FUNCTIONS if set(FUNCTION_ALIASES.get(f, (f,))) <= allowed) + \
         " (this task allows no others)"
 
 
