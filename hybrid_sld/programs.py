@@ -83,14 +83,15 @@ def _pack(train, predict) -> tuple[list[str], dict[str, np.ndarray], list[int], 
         if len(x) != len(y):
             raise ProgramError(f"group {g!r}: X has {len(x)} rows but Y has {len(y)}")
         arrays.update({f"x_train_{i}": x, f"y_train_{i}": y})
-        for j, rows in enumerate(_asks(predict[g])):
+        sets = _asks(predict[g])
+        for j, rows in enumerate(sets):
             x_new = _as_2d(rows, f"predict[{g!r}]")
             if x_new.shape[1] != x.shape[1]:
                 raise ProgramError(f"group {g!r}: predict X has {x_new.shape[1]} features, "
                                    f"train X has {x.shape[1]}")
             arrays[f"x_pred_{i}_{j}"] = x_new
         targets.append(y.shape[1])
-        asks.append(len(_asks(predict[g])))
+        asks.append(len(sets))
     return groups, arrays, targets, asks
 
 
