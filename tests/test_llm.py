@@ -408,3 +408,18 @@ def test_a_law_outside_the_tasks_functions_is_sent_back(task_file, server, tmp_p
     assert ok.valid and ok.calls == 2
     assert "uses tanh of a feature, which the task's [grammar] functions leave out" in \
         server.requests[1]["messages"][-1]["content"]
+
+
+def test_a_function_of_a_feature_that_is_constant_on_the_rows_is_folded_first(task_file, server,
+                                                                                 tmp_path):
+    # x >= 100 on every training row, so tanh(x) is 1.0 there: the search folds it to a number
+    # and would accept the law, so the reply is not sent back
+    from hybrid_sld.search.operators import ConstantFolder
+    task_file.write_text(task_file.read_text() + '[grammar]\nfunctions = ["log"]\n')
+    p, _spend = _proposer(task_file, server, tmp_path, max_calls=10)
+    p.fold = ConstantFolder(p.task, p.train)
+    server.script = [proposal("y = E + A*x^(-a) + B*tanh(x)"), proposal("y = E + A*tanh(x/1e9)")]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=1)
+    assert ok.valid and ok.calls == 1
+    bad = p.propose(p.user_message(None, []), seq=1, allowed_calls=1)
+    assert not bad.valid and "uses tanh of a feature" in bad.error

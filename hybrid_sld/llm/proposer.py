@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import threading
 from dataclasses import dataclass
 from string import Template
 
 import numpy as np
 
 from ..data import Dataset, validation_mask
-from ..errors import HybridSLDError
+from ..errors import HybridSLDError, LawError
 from ..fit import FitterSpec
 from ..grammar import FUNCTIONS
 from ..law import FUNCTION_ALIASES, check_functions, parse_task_law
@@ -86,8 +87,10 @@ class LLMProposer:
     """Builds prompts and turns replies into validated (law text, fitter) proposals."""
 
     def __init__(self, task, train: Dataset, client: LLMClient, settings: LLMSettings,
-                 default_fitter: dict):
+                 default_fitter: dict, fold=None):
         self.task, self.train, self.client, self.settings = task, train, client, settings
+        # the search's ConstantFolder: [grammar] is checked on the law the search would see
+        self.fold, self._fold_lock = fold, threading.Lock()
         self.default_fitter = dict(default_fitter)
         self.by = task.split.by or task.feature_names[0]
         self.vmask = validation_mask(task, train)
@@ -197,7 +200,13 @@ class LLMProposer:
         decls = [str(p) for p in params if not str(p).strip().isidentifier()]
         text = "\n".join([law.strip(), *decls])
         parsed = parse_task_law(text, self.task)
-        check_functions(parsed, self.task.functions)  # the reply is repaired like a syntax error
+        try:  # the reply is repaired like a syntax error
+            check_functions(parsed, self.task.functions)
+        except LawError:
+            if self.fold is None:
+                raise
+            with self._fold_lock:  # tanh(N) of N >= 1e6 is 1 on every row: folded, it is allowed
+                check_functions(self.fold(parsed), self.task.functions)
         fitter = self.default_fitter
         if self.settings.mode == "coevolve" and obj.get("fitter") is not None:
             if not isinstance(obj["fitter"], dict):

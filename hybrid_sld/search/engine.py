@@ -347,7 +347,8 @@ class Search:
         recorded = load_exchanges(st.replay) if st.replay else (
             load_exchanges(own) if own.exists() else {})
         client = LLMClient(st, self.budget, Recorder(own), recorded)
-        self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict())
+        self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict(),
+                               fold=self.fold)
 
     def _check_seeds(self, laws: list) -> None:
         """Fail before searching when no seed law is within the task's parameter cap and

@@ -702,7 +702,7 @@ class ConstantFolder:
             if out is law:
                 self._kept.add(law.key)
             if len(self._spare) >= 20_000:
-                self._spare.pop(next(iter(self._spare)))
+                self._spare.pop(next(iter(self._spare), None), None)
             self._spare[law.text] = out
         return out
 
@@ -717,7 +717,9 @@ class ConstantFolder:
         return e if all(a is b for a, b in zip(args, e.args)) else _rebuild(e, args)
 
     def _value(self, e) -> float | None:
-        if e not in self._values:
+        # read once: an LLM thread may fold too (LLMProposer.check), and clear the cache
+        v = self._values.get(e, self)
+        if v is self:
             if len(self._values) > 10_000:
                 self._values.clear()
             syms = sorted(e.free_symbols, key=lambda s: s.name)
@@ -733,7 +735,7 @@ class ConstantFolder:
                 except Exception:  # a function numpy cannot evaluate: not folded
                     v = None
             self._values[e] = v
-        return self._values[e]
+        return v
 
 
 def _same(a: Law, b: Law) -> bool:
