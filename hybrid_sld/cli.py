@@ -108,6 +108,16 @@ def _score_notes(res: dict) -> list[str]:
             if res.get(split) and res[split].get("message")]
 
 
+def _task(name: str, data_dir: str | None):
+    """The task named on the command line; a note when --data-dir will not be read (the
+    task file's [data] names its files, and those are what every command reads)."""
+    task = get_task(name)
+    if data_dir and task.source == "files":
+        print(f"note: --data-dir {data_dir} is not used: {task.path} names its data files in "
+              f"[data] ({task.train_file})", file=sys.stderr)
+    return task
+
+
 def cmd_tasks(args):
     rows = []
     for name in builtin_task_names():
@@ -124,7 +134,7 @@ def cmd_tasks(args):
 
 
 def cmd_fit(args):
-    task = get_task(args.task)
+    task = _task(args.task, args.data_dir)
     spec = _fitter(args.fitter)
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:  # before any writing
         raise HybridSLDError(f"--plot {args.plot}: give a file name ending in "
@@ -208,7 +218,8 @@ def cmd_fit(args):
 
 def cmd_expert(args):
     # the Task itself, not its name: a user's TOML may not be built in, or share a built-in's name
-    tasks = map(get_task, builtin_task_names()) if args.task == "all" else [get_task(args.task)]
+    tasks = (map(get_task, builtin_task_names()) if args.task == "all"
+             else [_task(args.task, args.data_dir)])
     results = []
     for task in tasks:
         if not task.expert_law:
@@ -248,7 +259,7 @@ def cmd_eval_program(args):
     if not (args.timeout > 0 and args.memory_mb > 0):
         raise HybridSLDError(f"--timeout and --memory-mb must be positive, got {args.timeout} "
                              f"and {args.memory_mb}")
-    task = get_task(args.task)
+    task = _task(args.task, args.data_dir)
     train, test = load_splits(task, args.data_dir)
     fit_rows = {g: train.group(g) for g in train.group_names}
     tested = set(test.group_names) if test is not None else set()
@@ -309,7 +320,7 @@ def cmd_discover(args):
                   f"{', '.join(ignored)}", file=sys.stderr)
     else:
         args.task = args.task or "kaplan_demo"
-        get_task(args.task)  # unknown task: fail before creating anything
+        _task(args.task, args.data_dir)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder
         where = str(Path(args.task).resolve()) if Path(args.task).is_file() else args.task
         cfg = SearchConfig(task=where, seed=args.seed, max_evals=args.max_evals,

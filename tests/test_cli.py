@@ -56,6 +56,18 @@ def test_expert_on_a_users_task_file(tmp_path, capsys):
     assert out["valid_r2"] > 0.999999 and out["test_r2"] > 0.999999
 
 
+def test_data_dir_beside_a_task_file_with_its_own_data_is_noted(tmp_path, capsys):
+    # [data] names the files every command reads: a --data-dir given as well is not silently
+    # dropped
+    toml = write_task(tmp_path, "my_task", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)",
+                 "--data-dir", str(tmp_path / "elsewhere")]) == 0
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "is not used" in err and "[data]" in err
+    assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)"]) == 0
+    assert "--data-dir" not in capsys.readouterr().err
+
+
 def test_fit_names_the_row_where_a_log_meets_a_negative_value(tmp_path, capsys):
     toml = write_task(tmp_path, "neg", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
     lines = (tmp_path / "train.csv").read_text().splitlines()
