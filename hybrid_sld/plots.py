@@ -5,8 +5,10 @@ none, as on a random split, each target's lead feature, the one it follows most;
 when positive and spanning a factor of LOG_SPAN): training rows, validation rows and test rows
 marked differently. Where the other features take few values in a group (tokens at 6 levels,
 10 expert counts), the law is drawn as one curve per level, from the smallest scale to the
-largest test scale, so its extrapolation shows between and beyond the points; otherwise its
-prediction is marked on every row.
+largest test scale, so its extrapolation shows between and beyond the points. Otherwise (vocab:
+1044 character counts) no curve can be drawn and the law's prediction beside the data at each
+scale is a cloud; the panel then puts the law against the data, row by row, on the line
+law = data (the residual plot still shows them against the scale).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .law import Law
 MAX_CURVES = 10  # per panel; beyond it the other features count as continuous
 LOG_SPAN = 4  # an axis of positive values spanning this factor or more is drawn in log scale
 MARKERS = {"train": ("o", 14), "validation": ("s", 22), "test": ("*", 40)}
+PART_COLORS = {"train": "tab:blue", "validation": "tab:green", "test": "tab:red"}
 
 
 def _levels(X: np.ndarray, xcol: int):
@@ -161,11 +164,12 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                         _points(ax, name, d.X[sel, xcol], d.Y[sel, k], color)
                 if len(levels) > 1:
                     ax.legend(fontsize=6, loc="best", framealpha=0.5)
-            else:  # continuous other features: the law's prediction on each row
-                for name, d, m in rows:
-                    _points(ax, name, d.X[m, xcol], d.Y[m, k], "tab:blue")
-                    ax.scatter(d.X[m, xcol], preds[id(d)][m, k], marker="x", color="black",
-                               s=16, linewidths=0.8, alpha=0.8, zorder=4)  # above the data
+            else:  # continuous other features: the law against the data, row by row
+                _parity(ax, [(name, d.Y[m, k], preds[id(d)][m, k]) for name, d, m in rows])
+                ax.set_xlabel(f"{target} (data)")
+                ax.set_ylabel(f"{target} (law)")
+                ax.set_title(_title(g), fontsize=9)
+                continue
             if _log_scale(X[:, xcol]):
                 _log_x(ax, X[:, xcol])
             ax.set_xlabel(xfeats[k])
@@ -174,8 +178,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     key = [Line2D([], [], ls="", marker=MARKERS[n][0], color="gray", label=n,
                   markerfacecolor="none" if n == "validation" else "gray")
            for n, _, _ in parts]
-    key.append(Line2D([], [], color="black", label="law") if curves else
-               Line2D([], [], ls="", marker="x", color="black", label="law"))
+    key.append(Line2D([], [], color="black", label="law" if curves else "law = data"))
     # the key in a band of its own above the panels, so it never covers a panel or its legend
     height = fig.get_size_inches()[1]
     top = 0.0
@@ -191,6 +194,15 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
         below = 0.3 / height
     fig.tight_layout(rect=(0, below, 1, 1 - 0.35 / height - top))
     return save_figure(fig, path)
+
+
+def _parity(ax, parts) -> None:
+    """Each part's (name, data, prediction) as points about the line law = data."""
+    finite = [v for _n, y, p in parts for v in (y, p[np.isfinite(p)])]
+    lo, hi = min(v.min() for v in finite if v.size), max(v.max() for v in finite if v.size)
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1.0, zorder=2)
+    for name, y, p in parts:  # colours as in the residual plot
+        _points(ax, name, y, p, PART_COLORS[name])
 
 
 def _grid(n_groups: int, n_targets: int) -> tuple[int, int]:
@@ -227,9 +239,10 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
     nt = len(train.targets)
     fig, axes = plt.subplots(1, nt, figsize=(4.5 * nt, 3.4), squeeze=False)
     vmask = np.zeros(len(train), bool) if valid_mask is None else np.asarray(valid_mask)
-    parts = [("train", train, ~vmask, "o", "tab:blue"), ("validation", train, vmask, "s", "tab:green")]
+    parts = [("train", train, ~vmask, "o", PART_COLORS["train"]),
+             ("validation", train, vmask, "s", PART_COLORS["validation"])]
     if test is not None:
-        parts.append(("test", test, np.ones(len(test), bool), "*", "tab:red"))
+        parts.append(("test", test, np.ones(len(test), bool), "*", PART_COLORS["test"]))
     preds = {id(d): predict_dataset(law, fits, d) for _, d, *_ in parts}
     for k, target in enumerate(train.targets):
         ax = axes[0, k]

@@ -86,11 +86,13 @@ def test_without_a_scale_axis_each_target_is_drawn_against_the_feature_it_follow
     law = parse_law("l1 = a - b*log(s1)\nl2 = c - d*log(s2)", ["s1", "s2"], ["l1", "l2"])
     fits = fit_dataset(law, train)
     saved = {}
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault(path.name, fig))
     plot_fit(law, fits, train, None, tmp_path / "fit.png")  # by=None: a random split
-    panels = [ax for ax in saved["fig"].axes if ax.axison]
-    assert [ax.get_xlabel() for ax in panels] == ["s1", "s2"]
+    panels = [ax for ax in saved["fit.png"].axes if ax.axison]
     assert [ax.get_title() for ax in panels] == ["org/model-1B, flan"] * 2
+    plots.plot_residuals(law, fits, train, None, tmp_path / "residuals.png")
+    panels = saved["residuals.png"].axes
+    assert [ax.get_xlabel() for ax in panels] == ["s1", "s2"]
     assert all(ax.get_xscale() == "log" for ax in panels)  # positive, spanning 20x
 
 
@@ -118,3 +120,26 @@ def test_levels_whose_values_drift_a_little_are_one_curve():
     assert len(levels) == 2 and list(index) == [0, 0, 0, 1, 1, 1]
     shares = np.array([[0.0, 1], [0.05, 1], [0.1, 1]])  # exact small levels stay apart
     assert len(_levels(shares, 1)[1]) == 3
+
+
+def test_with_too_many_levels_for_curves_the_panel_puts_law_against_data(tmp_path, monkeypatch):
+    # vocab: 1044 character counts, no curve can be drawn; the panel is law vs data, row by row
+    import hybrid_sld.plots as plots
+    from hybrid_sld.data import Dataset
+    from hybrid_sld.law import parse_law
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.choice([1e6, 1e7, 1e8], 60), rng.uniform(1e9, 1e11, 60)])
+    Y = (2 + 40 * X[:, :1] ** -0.3 + 300 * X[:, 1:] ** -0.25) * rng.normal(1, 0.01, (60, 1))
+    train = Dataset(np.array(["g"] * 60, dtype=object), X, Y, ("N", "D"), ("L",))
+    law = parse_law("L = E + A*N^(-a) + B*D^(-b)", ["N", "D"], ["L"])
+    fits = fit_dataset(law, train)
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    plot_fit(law, fits, train, None, tmp_path / "fit.png", by="N")
+    (ax,) = [ax for ax in saved["fig"].axes if ax.axison]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("L (data)", "L (law)")
+    x, y = np.vstack([c.get_offsets() for c in ax.collections]).T
+    assert np.allclose(np.sort(x), np.sort(Y[:, 0]))
+    assert np.corrcoef(x, y)[0, 1] > 0.99  # about the line law = data, drawn from end to end
+    (line,) = ax.lines
+    assert np.allclose(line.get_xdata(), line.get_ydata())
