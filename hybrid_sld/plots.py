@@ -71,16 +71,30 @@ def _log_scale(x: np.ndarray) -> bool:
 
 
 def _log_x(ax, x: np.ndarray) -> None:
-    """A log x axis; under two decades its labels are plain numbers (matplotlib's minor labels
-    there, 3x10^0 4x10^0, run into each other), at the data's own levels when few."""
+    """A log x axis; under two decades its labels are short plain numbers (matplotlib's minor
+    labels there, 3x10^0 4x10^0, run into each other), at the data's own levels when few, each
+    at least a sixth of the axis from the last (moe's 16.5M and 27.3M would touch)."""
     ax.set_xscale("log")
     if x.max() / x.min() < 100:
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
+        from matplotlib.ticker import FuncFormatter, NullFormatter
         levels = np.unique(x)
         if len(levels) <= 8:
-            ax.set_xticks(levels)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
+            room = np.log(x.max() / x.min()) / 6
+            kept = [levels[0]]
+            for v in levels[1:]:
+                if np.log(v / kept[-1]) >= room:
+                    kept.append(v)
+            ax.set_xticks(kept)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _short(v: float) -> str:
+    """3 significant digits with an SI suffix: 16.5M, 1.31G, 0.5, 8."""
+    for power, suffix in ((12, "T"), (9, "G"), (6, "M"), (3, "k")):
+        if abs(v) >= 10 ** power:
+            return f"{v / 10 ** power:.3g}{suffix}"
+    return f"{v:.3g}"
 
 
 def _axes_features(train: Dataset, by: str | None) -> list[str]:
@@ -136,7 +150,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     with np.errstate(all="ignore"):
         preds = {id(d): predict_dataset(law, fits, d) for _, d, _ in parts}
     cmap = plt.get_cmap("viridis")
-    curves = False
+    curves = legends = False
     for i, g in enumerate(groups):
         rows = [(name, d, m & (d.groups == g)) for name, d, m in parts]
         X = np.vstack([d.X[m] for _, d, m in rows])
@@ -156,14 +170,16 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                 for li, level in enumerate(levels):
                     color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
                     xs = _axis(X[index == li, xcol], beyond=test is None)
-                    label = ", ".join(f"{f}={v:.3g}" for f, v in zip(others, level)) or None
+                    label = ", ".join(f"{f}={_short(v)}" for f, v in zip(others, level)) or None
                     ax.plot(xs, _curve(law, fits, g, level, xcol, xs, train)[:, k], color=color,
                             lw=1.2, label=label, zorder=2)
                     for (name, d, m), lv in zip(rows, where):
                         sel = np.flatnonzero(m)[lv == li]
                         _points(ax, name, d.X[sel, xcol], d.Y[sel, k], color)
-                if len(levels) > 1:
-                    ax.legend(fontsize=6, loc="best", framealpha=0.5)
+                if len(levels) > 1:  # beside the panel: inside, it covered the largest scales
+                    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                              frameon=False)
+                    legends = True
             else:  # continuous other features: the law against the data, row by row
                 _parity(ax, [(name, d.Y[m, k], preds[id(d)][m, k]) for name, d, m in rows])
                 ax.set_xlabel(f"{target} (data)")
@@ -179,6 +195,8 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                   markerfacecolor="none" if n == "validation" else "gray")
            for n, _, _ in parts]
     key.append(Line2D([], [], color="black", label="law" if curves else "law = data"))
+    if legends:  # room for the legends beside the panels
+        fig.set_size_inches(fig.get_size_inches() + (1.3 * ncols, 0))
     # the key in a band of its own above the panels, so it never covers a panel or its legend
     height = fig.get_size_inches()[1]
     top = 0.0

@@ -143,3 +143,38 @@ def test_with_too_many_levels_for_curves_the_panel_puts_law_against_data(tmp_pat
     assert np.corrcoef(x, y)[0, 1] > 0.99  # about the line law = data, drawn from end to end
     (line,) = ax.lines
     assert np.allclose(line.get_xdata(), line.get_ydata())
+
+
+def test_close_levels_are_not_all_labelled_and_labels_are_short():
+    # moe: 16.5M and 27.3M on an axis spanning 80x ran into each other ("0.0170.027", "1e9")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from hybrid_sld.plots import _log_x, _short
+    assert [_short(v) for v in (16527360, 1.308819456e9, 0.5, 8, 2e3)] == \
+        ["16.5M", "1.31G", "0.5", "8", "2k"]
+    x = np.array([16527360, 27279360, 57369600, 132163584, 368123904, 1308819456], float)
+    fig, ax = plt.subplots()
+    ax.scatter(x, x)
+    _log_x(ax, x)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_visible()]
+    assert labels == ["16.5M", "57.4M", "132M", "368M", "1.31G"]
+    plt.close(fig)
+
+
+def test_the_levels_legend_is_beside_the_panel_not_over_the_data(tmp_path, monkeypatch):
+    import hybrid_sld.plots as plots
+    task = get_task("kaplan_demo")
+    train, test = load_splits(task)
+    law = parse_task_law(task.expert_law, task)
+    fits = fit_dataset(law, train)
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    plot_fit(law, fits, train, test, tmp_path / "fit.png", by="num_params")
+    fig = saved["fig"]
+    fig.canvas.draw()
+    for ax in [a for a in fig.axes if a.axison]:
+        legend = ax.get_legend()
+        assert legend is not None and "tokens=20M" in [t.get_text() for t in legend.get_texts()]
+        assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
