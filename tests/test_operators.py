@@ -425,3 +425,20 @@ def test_lead_features_pick_each_targets_own_share_and_seed_a_shifted_log():
     for t, e in law.equations:  # its lead share sits in a shifted log, the others in lines
         logs = [a for a in e.atoms(sp.log)]
         assert len(logs) == 1 and {s.name for s in logs[0].free_symbols} & set(feats) == {lead[t]}
+
+
+def test_a_bare_constant_crossed_over_leaves_its_bounds_behind():
+    # moe: E_max in [100, 1e5] donated in place of a power of N kept that range (review, stop 44)
+    task = get_task("kaplan_demo")
+    a = parse_task_law("loss = E + A*num_params^(-a)\nA > 0\na in (0, 3)", task)
+    b = parse_task_law("loss = E_max*tokens^(-b)\nE_max in [100, 100000]\nE_max ~ 300\n"
+                       "b in (0.1, 2.5)", task)
+    bare = 0
+    for seed in range(100):
+        text = ops.crossover(a, b, task, np.random.default_rng(seed))
+        if text is None or "tokens" in text:  # a subtree of b's keeps b's bounds
+            continue
+        bare += 1  # b gave a bare constant, E_max or b
+        for p in parse_task_law(text, task).params:
+            assert (p.lower, p.upper) not in ((100, 100000), (0.1, 2.5)), text
+    assert bare >= 3

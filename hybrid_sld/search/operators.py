@@ -795,7 +795,8 @@ def _renamed_apart(expr, params: dict, P: ParamFactory):
 def crossover(a: Law, b: Law, task, rng: np.random.Generator, *, tries: int = 4) -> str | None:
     """a with a subtree (or additive term) of one target replaced by one from b's same target.
 
-    b's parameters are renamed to fresh names; both laws' bounds are kept.
+    b's parameters are renamed to fresh names; both laws' bounds are kept, except a bare
+    constant's put in place of a subtree (its bounds belonged to its role in b).
     """
     common = [k for k, t in enumerate(a.targets) if t in b.targets]
     if not common:
@@ -824,6 +825,10 @@ def crossover(a: Law, b: Law, task, rng: np.random.Generator, *, tries: int = 4)
             path, _, _ = _pick_site(rng, sites_a)
             _, donor, _ = _pick_site(rng, sites_b)
             new = _replace(ea, path, donor)
+            if donor.is_Symbol and donor.name in renamed:
+                # a bare constant takes a new role: its bounds and start value were b's for
+                # another (E_max in [100, 1e5] standing in for a power of N)
+                renamed = {**renamed, donor.name: Param(donor.name, shared=renamed[donor.name].shared)}
         try:
             text = _finish(a, task, i, new, {**params, **renamed}, parents=(b,))
         except _FAILURES:
