@@ -759,6 +759,16 @@ def test_a_write_refused_by_permission_advises_making_it_writable(synthetic_task
     assert "make it writable and continue with" in denied and "make room" not in denied
     full = s._write_failure(OSError(errno.ENOSPC, "No space left on device"))
     assert "make room and continue with" in full
+    import shutil
+    shutil.rmtree(s.run_dir)  # removed while the search ran: no room or checkpoint to speak of
+    gone = s._write_failure(OSError(errno.ENOENT, "No such file or directory"))
+    assert "no longer exists" in gone and "room" not in gone
+
+
+def test_a_run_directory_is_absolute_when_out_is_relative(synthetic_task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4), out="runs")
+    assert Path(res["run_dir"]).is_absolute() and Path(res["run_dir"]).parent == tmp_path / "runs"
 
 
 def test_parting_spans_the_laws_that_validate_alike_past_the_training_scale(synthetic_task,
@@ -948,3 +958,16 @@ def test_finalists_that_share_a_law_text_are_told_apart_by_their_fitter():
                     "fitter": SEARCH_FITTER.to_dict()}]}})
     lines = [ln for ln in md.splitlines() if law in ln]
     assert lines[0].endswith("| log_space=True |") and lines[1].endswith("|  |")
+
+
+def test_a_failed_plot_is_recorded_in_best_json_too(synthetic_task, tmp_path, monkeypatch):
+    import hybrid_sld.plots as plots
+
+    def broken(*a, **k):
+        raise ValueError("no canvas")
+    monkeypatch.setattr(plots, "plot_fit", broken)
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    run = Path(res["run_dir"])
+    assert json.loads((run / "best.json").read_text())["plot_error"] == "no canvas"
+    assert res["plot_error"] == "no canvas" and "no canvas" in (run / "report.md").read_text()

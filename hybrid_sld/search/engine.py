@@ -423,6 +423,8 @@ class Search:
     def _write_failure(self, exc: OSError) -> str:
         """What a failed write (a full disk, say) leaves and how to go on."""
         where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
+        if not self.run_dir.is_dir():  # deleted or moved while the search ran: nothing is kept
+            return f"{where}; it no longer exists, and its checkpoint with it: start again"
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # not a full disk
             return f"{where}; {self.what_is_kept('make it writable and continue', 'then')}"
         return f"{where}; {self.what_is_kept('make room and continue', 'once there is room')}"

@@ -87,7 +87,8 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     if Path(out).exists() and not Path(out).is_dir():
         raise HybridSLDError(f"--out {out} is a file, not a folder for run directories")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(out) / f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-{stamp}"
+    # absolute, as a resumed run's: best.json's run_dir and the --resume hint work from anywhere
+    base = Path(out).resolve() / f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-{stamp}"
     run_dir = base
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -199,6 +200,7 @@ def final_report(search: Search) -> dict:
         except Exception as exc:  # a plot must never lose the run's results
             print(f"warning: plot failed: {exc}", file=sys.stderr)
             result["plot_error"] = str(exc)
+            write_atomic(run_dir / "best.json", json.dumps(result, indent=1))
         write_atomic(run_dir / "report.md", _markdown(result, search.state.pareto()))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
