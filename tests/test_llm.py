@@ -25,10 +25,10 @@ from hybrid_sld.llm.proposer import LLMProposer, parse_reply
 from hybrid_sld.llm.record import Recorder
 from hybrid_sld.search.engine import SEARCH_FITTER, Search, SearchConfig
 from hybrid_sld.search.run import discover
-from hybrid_sld.tasks import get_task
+from hybrid_sld.tasks import builtin_task_names, get_task
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import write_task  # noqa: E402
+from conftest import no_data_reason, sldbench_dir, write_task  # noqa: E402
 from openai_server import FakeOpenAI, proposal  # noqa: E402
 
 SECRET = "sk-test-DO-NOT-LEAK-4f1c9e"
@@ -423,3 +423,22 @@ def test_a_function_of_a_feature_that_is_constant_on_the_rows_is_folded_first(ta
     assert ok.valid and ok.calls == 1
     bad = p.propose(p.user_message(None, []), seq=1, allowed_calls=1)
     assert not bad.valid and "uses tanh of a feature" in bad.error
+
+
+@pytest.mark.parametrize("name", builtin_task_names())
+def test_no_built_in_task_tells_the_model_about_its_test_split(name):
+    """Task texts are quoted in every prompt: they must not say where the test rows lie (the
+    feature descriptions once said "(test: the largest, 1.3e9)")."""
+    from hybrid_sld.data import load_splits
+    task = get_task(name)
+    if task.source == "sldbench" and sldbench_dir() is None:
+        pytest.skip(no_data_reason())
+    train, test = load_splits(task)
+    p = LLMProposer(task, train, None, LLMSettings(max_calls=1), SEARCH_FITTER.to_dict())
+    text = p.system + "\n" + p.user_message(None, [])
+    assert not re.search(r"\btest\b", text, re.I)
+    j = train.features.index(task.split.by or train.features[0])
+    unseen = set(test.X[:, j]) - set(train.X[:, j])  # scales only the test split has
+    shown = {s for v in unseen for s in (f"{v:.2g}", f"{v:.3g}", f"{v:.5g}", f"{v:g}", repr(v))
+             if len(s) >= 3}
+    assert not [s for s in shown if s in text]
