@@ -298,6 +298,10 @@ RESUMABLE_LLM = {"base_url": "base_url", "api_key_env": "api_key_env", "max_call
                  "max_tokens": "max_tokens", "max_usd": "max_usd", "llm_timeout": "timeout"}
 
 
+LLM_FLAGS = ("model", "base_url", "api_key_env", "llm_mode", "llm_ratio", "max_calls",
+             "max_tokens", "max_usd", "price", "concurrency", "llm_timeout")
+
+
 def cmd_discover(args):
     from .search.run import discover, parse_budget
     budget = parse_budget(args.budget) if args.budget is not None else None
@@ -307,6 +311,12 @@ def cmd_discover(args):
     if args.replay and args.proposer == "offline" and not args.resume:
         raise HybridSLDError("--replay serves recorded LLM replies: give --proposer llm or "
                              "hybrid with it")
+    if args.proposer == "offline" and not args.resume:
+        defaults = vars(build_parser().parse_args(["discover"]))
+        unused = ["--" + k.replace("_", "-") for k in LLM_FLAGS if getattr(args, k) != defaults[k]]
+        if unused:  # an offline run makes no call: say so rather than drop them silently
+            print(f"note: {', '.join(unused)} not used: the search is offline (give --proposer "
+                  "llm or hybrid)", file=sys.stderr)
     llm_now = None
     if args.resume:  # a resumed run keeps the configuration it was started with
         defaults = vars(build_parser().parse_args(["discover"]))

@@ -548,3 +548,13 @@ def test_without_a_terminal_progress_is_a_plain_line_now_and_then(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["10/100 evaluations in 5 s: best_valid_r2 n/a, evals/s 2.0",
                      "30/100 evaluations in 36 s: best_valid_r2 n/a, evals/s 0.8"]
+
+
+def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
+    import hybrid_sld.search.run as run
+    monkeypatch.setattr(run, "discover", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        main(["discover", "--task", "kaplan_demo", "--max-evals", "4", "--max-calls", "5",
+              "--llm-mode", "expression"])
+    err = capsys.readouterr().err
+    assert "note: --llm-mode, --max-calls not used: the search is offline" in err

@@ -265,6 +265,22 @@ def test_settings_errors():
     b.spend["calls"] = 5
     with pytest.raises(LLMStop, match="call budget"):
         b.allot(1, 3)
+    # under a token or USD limit the first batch gets one call (whose cost is then known): a
+    # batch of 16 under $0.0002 once spent 8 times that (review, stop 45)
+    for limit in ({"max_tokens": 1000}, {"max_usd": 0.0002, "price": (0.15, 0.6)}):
+        b = Budget({}, max_calls=100, **limit)
+        assert b.allot(16, 3) == [1]
+        b.charge({"prompt_tokens": 300, "completion_tokens": 20}, (0, 0))
+        assert len(b.allot(16, 1)) == 3  # ceil of what is left over the cost of one
+
+
+def test_tokens_estimated_for_replies_without_usage_are_said_to_be_estimates():
+    b = Budget({}, max_calls=5)
+    b.charge({"prompt_tokens": 100, "completion_tokens": 10}, (0, 0))
+    assert "estimated" not in b.summary()
+    b.charge(None, (250, 30))  # a server that reports no usage: characters / 4
+    assert b.spend["usage_missing"] == 1 and b.tokens == 390
+    assert "1 of the calls reported no usage: their tokens are estimated" in b.summary()
 
 
 def test_cli_missing_key_fails_before_anything(task_file, tmp_path):
@@ -324,6 +340,28 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_llm_budget_is_spent(task
     assert 0 <= res["cache_hit_rate"] <= 1
 
 
+def test_a_hybrid_run_goes_on_with_the_grammar_when_the_endpoint_dies(task_file, server,
+                                                                       tmp_path, capsys):
+    server.faults = [{}, {}, {"die": True}]  # two replies, then the server is gone
+    cfg = SearchConfig(task=str(task_file), max_evals=30, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=50, concurrency=1, llm_ratio=0.5,
+                                     retries=1))
+    res = discover(cfg, out=tmp_path)
+    assert res["evals"] == 30 and res["stop_reason"] is None and not res["stop_error"]
+    assert res["llm"]["calls"] == 2 and "the endpoint failed" in res["llm_ended"]
+    assert "the grammar proposer goes on alone" in capsys.readouterr().err
+
+
+def test_a_reply_with_no_choices_is_retried_not_the_end(task_file, server, tmp_path):
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10)
+    server.faults = [{"status": 200, "body": {"error": "upstream overloaded"}}]
+    server.script = [proposal("y = E + A*x^(-a)")]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=1)
+    assert ok.valid and spend["calls"] == 1
+    errors = [l for l in _lines(tmp_path) if l["kind"] == "error"]
+    assert len(errors) == 1 and "no choices" in errors[0]["error"]
+
+
 @pytest.mark.parametrize("proposer", ["llm", "hybrid"])
 def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tmp_path,
                                                           monkeypatch, proposer):
@@ -338,6 +376,9 @@ def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tm
     reason = "the model's last 5 proposals gave no new law"
     if proposer == "llm":  # nothing else proposes: the run stops, as at a spent budget
         assert reason in res["stop_reason"] and res["stop_error"] is False
+        # the last batch gave no candidate; its calls are in the checkpoint all the same
+        state = json.loads((Path(res["run_dir"]) / "checkpoint" / "state.json").read_text())
+        assert state["llm"]["calls"] == llm["calls"]
     else:  # the grammar goes on to the run's own end
         assert reason in res["llm_ended"] and res["evals"] == 30 and res["stop_reason"] is None
 

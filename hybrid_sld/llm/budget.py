@@ -4,7 +4,8 @@ Spend is counted from completed responses only (a retried request counts once), 
 server's own ``usage``. Calls are allotted per batch in the engine's thread, before any call is
 made, so which proposals get a call never depends on thread timing and a replay stops exactly
 where the recorded run stopped. Token and USD limits are checked at the same point, from the
-spend so far and the mean cost of a call; the last batch may overshoot them by about one call.
+spend so far and the mean cost of a call (the first batch under such a limit gets one call, to
+measure it); the last batch may overshoot them by about one call.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ class Budget:
         left = math.inf if self.max_calls is None else self.max_calls - s["calls"]
         if left <= 0:
             raise BudgetExhausted(f"call budget spent: {s['calls']} of {self.max_calls} calls")
-        if s["calls"]:  # expected calls left under the token / USD limits, from the mean so far
+        if not s["calls"] and (self.max_tokens is not None or self.max_usd is not None):
+            left = 1  # no call's cost is known yet: one call measures it before a batch is sent
+        elif s["calls"]:  # expected calls left under the token / USD limits, from the mean so far
             if self.max_tokens is not None:
                 left = min(left, math.ceil((self.max_tokens - self.tokens) * s["calls"] / self.tokens))
             if self.max_usd is not None and s["usd"] > 0:
@@ -109,4 +112,7 @@ class Budget:
     def summary(self) -> str:
         s = self.spend
         usd = f"${s['usd']:.4f}" if self.price else "USD n/a (no price for this model)"
-        return f"{s['calls']} LLM calls, {self.tokens} tokens ({s['prompt_tokens']} prompt + {s['completion_tokens']} completion), {usd}"
+        guessed = (f"; {s['usage_missing']} of the calls reported no usage: their tokens are "
+                   "estimated as characters / 4") if s["usage_missing"] else ""
+        return (f"{s['calls']} LLM calls, {self.tokens} tokens ({s['prompt_tokens']} prompt + "
+                f"{s['completion_tokens']} completion), {usd}{guessed}")

@@ -249,8 +249,8 @@ class LLMClient:
     @staticmethod
     def _read(r, attempt: int, t0: float) -> dict:
         """The parts of a chat completion the proposer and the record use."""
-        if not r.choices:
-            raise LLMStop("the endpoint answered with no choices")
+        if not r.choices:  # some proxies answer 200 with an error body: retried as unreadable
+            raise ValueError("the endpoint answered with no choices")
         u = r.usage
         usage = ({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
                  if u is not None else None)

@@ -644,11 +644,15 @@ class Search:
 
     def _halt(self, exc) -> None:
         """Stop after the batch in hand: the LLM budget is spent, or the endpoint failed (an
-        error: the command then exits non-zero)."""
+        error: the command then exits non-zero). A hybrid run goes on with the grammar proposer
+        alone either way."""
         from ..llm.budget import BudgetExhausted
-        if self.config.proposer == "hybrid" and isinstance(exc, BudgetExhausted):
+        if self.config.proposer == "hybrid":
             if not self.state.llm_ended:  # the grammar proposer goes on with the rest
                 self.state.llm_ended = f"{exc} after {self.state.evals} evaluations"
+                if not isinstance(exc, BudgetExhausted):
+                    print(f"warning: the LLM proposer stopped ({exc}); the grammar proposer "
+                          "goes on alone", file=sys.stderr)
             return
         self._stop = True
         self.state.stop_reason = str(exc)
@@ -786,9 +790,9 @@ class Search:
                                    key=lambda sc: sc[0])
                 batch = [c for _slot, c in batch]
                 if not batch:
+                    s.elapsed += time.perf_counter() - t0
+                    self.save()  # the calls of this batch are spent: the checkpoint says so
                     if llm_slots and not self._stop:  # every LLM proposal failed: ask again
-                        s.elapsed += time.perf_counter() - t0
-                        self.save()
                         continue
                     break
                 args = [(cfg.task, cfg.data_dir, text, fitter, cfg.candidate_seconds)

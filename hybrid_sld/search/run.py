@@ -276,11 +276,13 @@ def _llm_markdown(r: dict) -> str:
     if llm:
         usd = "n/a (no price for this model)" if llm["usd"] is None else f"${llm['usd']:.4f}"
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.1%}"
+        guessed = (f" ({llm['usage_missing']} calls reported no usage: their tokens are estimated "
+                   "as characters / 4)") if llm.get("usage_missing") else ""
         out += f"""
 ## LLM proposer
 
 Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replayed from ' + llm['replay'] + ')' if llm['replay'] else ''}:
-{llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}.
+{llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}{guessed}.
 {llm['proposals']} proposals, {llm['valid']} valid ({rate}) after {llm['repairs']} repair calls; {llm['duplicates']} duplicates skipped.
 """
     return out
