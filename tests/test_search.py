@@ -888,6 +888,13 @@ def test_report_of_a_run_refuses_data_other_than_the_runs(synthetic_task, tmp_pa
     with pytest.raises(HybridSLDError, match="not the data the run was made on"):
         render(run_dir)
     assert (run_dir / "report.md").read_text() == before
+    train.write_text("\n".join(lines) + "\n")
+    state_path = run_dir / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps(state | {"evals": state["evals"] + 3}))  # resumed, killed
+    with pytest.raises(HybridSLDError, match="the search went on after its report"):
+        render(run_dir)
+    assert (run_dir / "report.md").read_text() == before
     (run_dir / "best.json").unlink()  # a run that never reached its report
     with pytest.raises(HybridSLDError, match="discover --resume"):
         render(run_dir)

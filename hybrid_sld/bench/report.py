@@ -92,6 +92,11 @@ def render_run(run_dir, data_dir=None) -> list[str]:
         state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
     except (OSError, ValueError) as exc:
         raise HybridSLDError(f"cannot read the run in {run_dir}: {exc}") from None
+    if state.get("evals", 0) > best.get("evals", 0):  # resumed after its report, then stopped
+        raise HybridSLDError(f"{run_dir}: the search went on after its report (the checkpoint "
+                             f"holds {state['evals']} evaluations, best.json {best.get('evals')}):"
+                             f" `hybrid-sld discover --resume {run_dir}` finishes it and writes "
+                             "a report of them all (nothing rewritten)")
     cfg = state.get("config", {})
     task = get_task(cfg.get("task", best["task"]))
     train, test = load_splits(task, data_dir or cfg.get("data_dir"))
