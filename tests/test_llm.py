@@ -210,6 +210,27 @@ def test_429_retry_after_500_and_timeout_are_retried(task_file, server, tmp_path
     time.sleep(1.1)  # let the late reply finish before the server stops
 
 
+def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file, server,
+                                                                      tmp_path):
+    # Retry-After: 60 once held a Ctrl-C'd run for two minutes, and a 15 s run for 109 s
+    import threading
+    from hybrid_sld.llm.budget import BudgetExhausted
+    p, _spend = _proposer(task_file, server, tmp_path, max_calls=10)
+    server.faults = [{"status": 429, "headers": {"Retry-After": "60"}}] * 2
+    threading.Timer(0.5, p.client.cancel).start()
+    t0 = time.perf_counter()
+    with pytest.raises(LLMStop, match="interrupted while waiting to retry"):
+        p.client.complete(p.messages("hello"), seq=0)
+    assert time.perf_counter() - t0 < 10
+    (tmp_path / "q").mkdir()
+    q, _spend = _proposer(task_file, server, tmp_path / "q", max_calls=10)
+    q.client.deadline = time.perf_counter() + 5.0
+    t0 = time.perf_counter()
+    with pytest.raises(BudgetExhausted, match="--budget ends before the endpoint can be asked"):
+        q.client.complete(q.messages("hello"), seq=1)
+    assert time.perf_counter() - t0 < 10
+
+
 def test_unsupported_parameters_are_dropped_and_reasoning_models(task_file, server, tmp_path):
     p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 400, "param": "temperature", "message": "Unsupported value: 'temperature'"},

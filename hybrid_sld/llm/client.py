@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import re
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import HybridSLDError
-from .budget import Budget, LLMStop, price_of
+from .budget import Budget, BudgetExhausted, LLMStop, price_of
 from .record import Recorder, request_key
 
 MODES = ("coevolve", "expression", "best-of-n")
@@ -128,6 +129,12 @@ class LLMClient:
         self._dead = ""
         self._jitter = random.Random()  # delays only; never touches results
         self._openai = None
+        self._cancel = threading.Event()  # set on Ctrl-C: calls backing off give up at once
+        self.deadline: float | None = None  # time.perf_counter() at which the run's budget ends
+
+    def cancel(self) -> None:
+        """Stop every call now waiting to retry (the run was interrupted)."""
+        self._cancel.set()
 
     def _api(self):
         if self._openai is None:
@@ -203,8 +210,12 @@ class LLMClient:
         while True:
             params = self._params()
             t0 = time.perf_counter()
+            timeout = s.timeout  # an attempt never outlasts the run's own budget
+            if self.deadline is not None:
+                timeout = min(timeout, max(self.deadline - t0, 1.0))
             try:
-                r = self._api().chat.completions.create(model=s.model, messages=messages, **params)
+                r = self._api().chat.completions.create(model=s.model, messages=messages,
+                                                        timeout=timeout, **params)
                 resp = self._read(r, attempt, t0)
             except openai.BadRequestError as exc:
                 bad = self._unsupported(exc, params)
@@ -244,7 +255,12 @@ class LLMClient:
         if attempt >= self.settings.retries:
             raise LLMStop(f"{what} {attempt + 1} times in a row, last: {type(exc).__name__}: "
                           f"{exc}") from None
-        time.sleep(self._delay(attempt, exc))
+        delay = self._delay(attempt, exc)
+        if self.deadline is not None and time.perf_counter() + delay > self.deadline:
+            raise BudgetExhausted(f"the run's --budget ends before the endpoint can be asked "
+                                  f"again ({what}: {type(exc).__name__})") from None
+        if self._cancel.wait(delay):
+            raise LLMStop("interrupted while waiting to retry") from None
 
     @staticmethod
     def _read(r, attempt: int, t0: float) -> dict:

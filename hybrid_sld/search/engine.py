@@ -690,7 +690,8 @@ class Search:
             try:
                 p = fut.result()
             except LLMStop as exc:
-                self._halt(exc)
+                if not self.interrupted:  # a call cut short by Ctrl-C is no endpoint failure
+                    self._halt(exc)
                 continue
             c["proposals"] += 1
             c["repairs"] += p.calls - 1
@@ -744,6 +745,8 @@ class Search:
                 return
             self._stop = True  # finish the batch in hand, then checkpoint and report
             self.interrupted = signal.Signals(signum).name
+            if self.llm is not None:  # LLM calls waiting to retry are no evaluation in hand
+                self.llm.client.cancel()
             print("\nstopping after the evaluations in hand, then writing the report; press "
                   "Ctrl-C again to stop at once (the last checkpoint is kept)", file=sys.stderr)
 
@@ -786,6 +789,8 @@ class Search:
                     if c is not None:
                         batch.append((slot, c))
                 if llm_slots:
+                    if cfg.budget_seconds is not None:  # calls wait no longer than the run may
+                        self.llm.client.deadline = t0 + cfg.budget_seconds - s.elapsed
                     batch = sorted(batch + self._llm_proposals(llm_slots, pending, threads),
                                    key=lambda sc: sc[0])
                 batch = [c for _slot, c in batch]
@@ -839,6 +844,8 @@ class Search:
         except BaseException:  # a second Ctrl-C, an error: do not wait for the batch in hand
             for proc in list((getattr(pool, "_processes", None) or {}).values()):
                 proc.terminate()
+            if self.llm is not None:  # nor for LLM calls waiting to retry
+                self.llm.client.cancel()
             raise
         finally:
             if pool:
