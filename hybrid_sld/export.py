@@ -14,7 +14,7 @@ from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import LawError
-from .law import Law
+from .law import Law, decimal_text
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "&": r"\&", "%": r"\%",
@@ -97,6 +97,12 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
     return {n: out[n] for n in names}
 
 
+def _float(r) -> sp.Float:
+    """The exact decimal of ``decimal_text(r)`` as a Float with as many digits, for printing."""
+    text = decimal_text(r)
+    return sp.Float(text, max(15, len(text)))
+
+
 class _LatexPrinter(LatexPrinter):
     """sympy's LaTeX printer; with ``exp_as_function`` the exponential is ``\\exp(x)``, not e^{x}."""
 
@@ -108,6 +114,25 @@ class _LatexPrinter(LatexPrinter):
         if not self._exp_as_function:
             return super()._print_ExpBase(expr, exp)
         return self._do_exponent(r"\exp{\left(" + self._print(expr.args[0]) + r" \right)}", exp)
+
+    # rationals such as 152741/1000000 as the decimals written in the law (decimal_text)
+    def _print_Rational(self, expr):
+        if decimal_text(expr):
+            return self._print_Float(_float(expr))
+        return super()._print_Rational(expr)
+
+    def _print_Mul(self, expr):
+        c, rest = expr.as_coeff_Mul()
+        if decimal_text(c):  # 1.00001 A N^{-\alpha}, not \frac{100001 A N^{-\alpha}}{100000}
+            expr = sp.Mul._from_args((_float(c), *sp.Mul.make_args(rest)))
+        return super()._print_Mul(expr)
+
+    def _print_Pow(self, expr):
+        if decimal_text(expr.exp):  # x^{0.001}, not \sqrt[1000]{x}
+            if expr.exp < 0:
+                return self._print_Mul(expr)  # \frac{1}{x^{0.001}}
+            expr = sp.Pow(expr.base, _float(expr.exp), evaluate=False)
+        return super()._print_Pow(expr)
 
     def _print(self, expr, **kwargs):
         if self._exp_as_function and expr is sp.E:  # sp.E prints itself as e (E._latex)

@@ -43,8 +43,49 @@ class Param:
         return math.isfinite(self.lower) or math.isfinite(self.upper)
 
 
+def decimal_text(r) -> str | None:
+    """A rational whose denominator is over 100 and made of 2s and 5s as its exact decimal
+    (152741/1000000 -> 0.152741, 1/2000000 -> 5e-7), or None: law text reads 0.152741 as that
+    rational, and writes it back this way. 1/2, 3/8 and 2/25 stay fractions, as exponents are
+    written."""
+    if not isinstance(r, sp.Rational) or r.q <= 100:
+        return None
+    twos, fives = sp.multiplicity(2, r.q), sp.multiplicity(5, r.q)
+    if 2**twos * 5**fives != r.q:
+        return None
+    n = max(twos, fives)
+    digits = str(abs(r.p) * 10**n // r.q).rjust(n + 1, "0")
+    exact = ("-" if r.p < 0 else "") + f"{digits[:-n]}.{digits[-n:]}"
+    short = _fmt(float(r)) if abs(r) < 1e300 else exact  # 1e-5, not 0.00001
+    return short if sp.Rational(short) == r else exact
+
+
 class _LawPrinter(StrPrinter):
-    """sympy's str printer speaking our grammar: '^' for power, lower-case min/max/abs."""
+    """sympy's str printer speaking our grammar: '^' for power, lower-case min/max/abs;
+    with ``decimals``, rationals such as 152741/1000000 as 0.152741 (``decimal_text``)."""
+
+    _default_settings = {**StrPrinter._default_settings, "decimals": True}
+
+    def _print_Rational(self, expr):
+        text = self._settings["decimals"] and decimal_text(expr)
+        return text or super()._print_Rational(expr)
+
+    def parenthesize(self, item, level, strict=False):
+        text = (self._settings["decimals"] and getattr(item, "is_Rational", False) and item > 0
+                and decimal_text(item))
+        return text or super().parenthesize(item, level, strict)  # x^0.15, not x^(0.15)
+
+    def _print_Mul(self, expr):
+        c, rest = expr.as_coeff_Mul()
+        text = self._settings["decimals"] and decimal_text(c)
+        # sums last: 0.001*(N + x) would read back as 0.001*N + 0.001*x, another tree
+        factors = sorted(sp.Mul.make_args(rest), key=lambda f: f.is_Add)
+        above = [f for f in factors if not (f.is_Pow and f.exp.as_coeff_Mul()[0] < 0)]
+        if not text or (above and above[0].is_Add):
+            return super()._print_Mul(expr)
+        # the decimal as a name in front, so 1.00001*A/x rather than 100001*A/(100000*x)
+        head = sp.Symbol(text.lstrip("-"))
+        return ("-" if c < 0 else "") + super()._print_Mul(sp.Mul._from_args((head, *factors)))
 
     def _print_Pow(self, expr, rational=False):
         return super()._print_Pow(expr, rational).replace("**", "^")
@@ -70,8 +111,8 @@ class _LawPrinter(StrPrinter):
         return "exp(1)"  # 'E' would read back as a parameter named E
 
 
-def expr_to_text(expr: sp.Expr) -> str:
-    return _LawPrinter({"order": "none"}).doprint(expr).replace("**", "^")
+def expr_to_text(expr: sp.Expr, *, decimals: bool = True) -> str:
+    return _LawPrinter({"order": "none", "decimals": decimals}).doprint(expr).replace("**", "^")
 
 
 def _fmt(v: float) -> str:
@@ -247,10 +288,13 @@ def _normalize(target: str, expr: sp.Expr, symbols: dict) -> sp.Expr:
 
     sympy's automatic evaluation is not idempotent under printing: 0.5/(x + N) prints as
     1/(2*(N + x)), which reads back as 1/(2*N + 2*x) (a different tree, hence another key).
+    Printed with fractions, as before decimals were printed: the normal form, hence every
+    law's key, stays what caches and checkpoints hold (0.001/(x + N) as 1/(1000*N + 1000*x)).
     """
     for _ in range(3):
         try:
-            new = parse_statements(f"{target} = {expr_to_text(expr)}", symbols).equations[0][1]
+            text = expr_to_text(expr, decimals=False)
+            new = parse_statements(f"{target} = {text}", symbols).equations[0][1]
         except (LawError, RecursionError):
             return expr
         if new == expr:

@@ -245,3 +245,15 @@ def test_a_table_of_more_constants_than_groups_is_turned_to_fit_a_page():
     assert "$p_{9}$ & $9$ & --" in tex
     few = parse_law("y = a + b*x", ["x"])
     assert "Group & $a$ & $b$" in params_table({"g": Fit({"a": 1.0, "b": 2.0}, 0.0, 1, 1)}, few)
+
+
+def test_decimals_are_typeset_as_written():
+    """0.152741 is the rational 152741/1000000 in the law; typeset as the decimal, not as
+    \\frac{152741}{1000000} (a review find, 2026-12-03). Small fractions stay."""
+    law = parse_law("loss = 0.152741 + 1.00001*A*N^(-alpha) + 0.0685524*log(P) + B*N^0.001"
+                    " - 38934.023544*P^(-0.001) + N^(3/8)/2", ["N", "P"])
+    tex = to_latex(law)
+    for part in ("0.152741", r"1.00001 A N^{- \alpha}", r"0.0685524 \log", "B N^{0.001}",
+                 r"\frac{38934.023544}{P^{0.001}}", r"\frac{N^{\frac{3}{8}}}{2}"):
+        assert part in tex, tex
+    assert "1000" not in tex and r"\sqrt" not in tex

@@ -8,12 +8,13 @@ import re
 
 import numpy as np
 import pytest
+import sympy as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import LawError, LawSyntaxError
-from hybrid_sld.law import Param, parse_law
+from hybrid_sld.law import Param, decimal_text, expr_to_text, parse_law
 
 FEATS = ("num_params", "num_tokens")
 
@@ -513,6 +514,40 @@ def test_numbers_in_law_text_are_short_and_exact():
     assert "a ~ 0.076" in law.text and "c ~ 1e-5" in law.text
     again = parse_law(law.text, ["x"])  # the same numbers, exactly
     assert sorted(again.params, key=lambda p: p.name) == sorted(law.params, key=lambda p: p.name)
+
+
+def test_decimals_are_written_as_decimals():
+    """Law text reads 0.152741 as 152741/1000000 (exactly); it is written back as 0.152741,
+    not as the fraction (a review find, 2026-12-03). Small fractions stay, as exponents are
+    written: 1/2, 3/8, 2/25."""
+    law = parse_law("loss = 0.152741 + 1.00001*A*num_params^(-alpha) + 0.0685524*log(num_tokens)",
+                    FEATS)
+    assert law.text == ("loss = 0.152741 + 0.0685524*log(num_tokens) "
+                        "+ 1.00001*A/num_params^alpha")
+    law = parse_law("y = -38934.023544*x + c*x^(-1/2) + 3/8 + 2/25*x^0.001 + 0.00000123", ["x"])
+    assert law.text == "y = 0.37500123 - 38934.023544*x + 2*x^0.001/25 + c/sqrt(x)"
+    assert parse_law("y = a*x + 1.5e-7*x^2", ["x"]).text == "y = 1.5e-7*x^2 + a*x"
+    # 0.001*(x + N)/x would read back as (0.001*x + 0.001*N)/x: another tree, another key
+    assert parse_law("y = (x + N)*(0.001*a/x)", ["x", "N"]).text == "y = 0.001*a*(N + x)/x"
+    assert parse_law("y = (x + N)*(0.001/x)", ["x", "N"]).text == "y = (N + x)/(1000*x)"
+
+
+DECIMAL = st.builds(lambda m, k: ("num", f"{m}e-{k}"), st.integers(1, 10**13), st.integers(3, 16))
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(_trees(st.one_of(LEAF, DECIMAL)))
+def test_fuzz_decimals_round_trip(tree):
+    law = _parse_or_skip("y = " + _text(tree, PARAM_NAMES))
+    again = parse_law(law.text, FEATURES)
+    assert again.key == law.key and again.text == law.text
+    # the key is the one the law had when it was written with fractions (checkpoints hold it)
+    fractions = parse_law(f"y = {expr_to_text(law.equations[0][1], decimals=False)}", FEATURES)
+    assert fractions.key == law.key
+    for r in law.equations[0][1].atoms(sp.Rational):
+        if decimal_text(r):
+            assert not re.search(rf"/\(?{r.q}(?!\d)", law.text), law.text
 
 
 def test_law_functions_as_the_law_holds_them():
