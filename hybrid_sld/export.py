@@ -10,7 +10,9 @@ import math
 import re
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter, greek_letters_set
+from sympy.printing.conventions import split_super_sub
+from sympy.printing.latex import (LatexPrinter, greek_letters_set, other_symbols,
+                                  tex_greek_dictionary, translate)
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import LawError
@@ -31,6 +33,18 @@ _LATIN_LOOKING_GREEK = frozenset(
     if not re.fullmatch(r"\\[A-Za-z]+", sp.latex(sp.Symbol(g))))
 
 
+class _NamePrinter(LatexPrinter):
+    """sympy's typesetting of a name, but each part as written or as a whole Greek letter:
+    sympy reads a modifier into a part's end (E_chat as E_{\\hat{c}}, A_xbar as A_{\\bar{x}},
+    k_Dbm as k_{\\boldsymbol{D}}) while it leaves x_bar as x_{bar}."""
+
+    def _split_super_sub(self, name):
+        name, supers, subs = split_super_sub(name)
+        whole = [translate(w) if w in tex_greek_dictionary or w.lower() in greek_letters_set
+                 or w in other_symbols else w for w in (name, *supers, *subs)]
+        return whole[0], whole[1:1 + len(supers)], whole[1 + len(supers):]
+
+
 def escape_latex(text) -> str:
     """Escape text for LaTeX text mode in one pass (so a backslash is not escaped twice)."""
     return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group()], str(text))
@@ -47,7 +61,7 @@ def name_to_latex(name: str) -> str:
     letters that would print as Latin ones (``Alpha`` as A, ``omicron`` as o), in any part."""
     if (_MATHY.match(name) and not re.match(r"pi(?![a-z])", name, re.IGNORECASE)
             and _LATIN_LOOKING_GREEK.isdisjoint(re.split(r"[_\d]+", name))):
-        return sp.latex(sp.Symbol(name))
+        return _NamePrinter().doprint(sp.Symbol(name))
     return _by_name(name)
 
 

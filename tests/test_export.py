@@ -10,7 +10,7 @@ import pytest
 from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import LawError
 from hybrid_sld.export import (escape_latex, format_number, latex_document_fragment,
-                               params_table, to_latex, to_python, to_sympy)
+                               name_to_latex, params_table, to_latex, to_python, to_sympy)
 from hybrid_sld.fit import Fit
 from hybrid_sld.law import parse_law
 
@@ -257,3 +257,20 @@ def test_decimals_are_typeset_as_written():
                  r"\frac{38934.023544}{P^{0.001}}", r"\frac{N^{\frac{3}{8}}}{2}"):
         assert part in tex, tex
     assert "1000" not in tex and r"\sqrt" not in tex
+
+
+@pytest.mark.parametrize("name, tex", [
+    ("E_chat", "E_{chat}"), ("A_xbar", "A_{xbar}"), ("c_tabs", "c_{tabs}"), ("k_Dbm", "k_{Dbm}"),
+    ("a_ddot", "a_{ddot}"), ("b_xvec", "b_{xvec}"), ("d_xprime", "d_{xprime}"),
+    ("E_alphahat", "E_{alphahat}"), ("x_bar", "x_{bar}"), ("N_hat", "N_{hat}"),
+    ("E_alpha", r"E_{\alpha}"), ("lambda", r"\lambda"), ("alpha2", r"\alpha_{2}"),
+])
+def test_names_are_typeset_as_written_without_sympy_modifiers(name, tex):
+    """sympy reads a modifier into a name's end: E_chat as E_{\\hat{c}}, A_xbar as
+    A_{\\bar{x}}, k_Dbm as k_{\\boldsymbol{D}}, though x_bar stays x_{bar} (a review find,
+    2026-12-03). A name is typeset as written; whole Greek names are still Greek."""
+    assert name_to_latex(name) == tex
+    law = parse_law(f"y = e + {name}*x^(-q)/(1 + k*log(x))", ["x"])
+    assert tex in to_latex(law)
+    assert f"${tex}$" in _heads(law)
+
