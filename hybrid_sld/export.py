@@ -196,16 +196,18 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
                  caption: str | None = None) -> str:
     """Booktabs table of fitted constants: one row per group, one column per parameter; the
     other way round when the constants outnumber the groups and 8 (domain_mixture's 34 would
-    not fit a page's width)."""
+    not fit a page's width). Shared constants are marked with a dagger and a note."""
     tex = latex_names(law, symbols)
     names, groups = law.param_names, list(fits)
+    shared = [p.name for p in law.params if p.shared]
+    label = {n: f"${tex[n]}$" + (r"\textsuperscript{\dag}" if n in shared else "") for n in names}
     cell = {(g, n): format_number(fits[g].params.get(n))
             if getattr(fits[g], "success", False) else "--" for g in groups for n in names}
     if len(names) > max(8, len(groups)):
         heads = ["Constant"] + [_group_label(g) for g in groups]
-        rows = [[f"${tex[n]}$"] + [cell[g, n] for g in groups] for n in names]
+        rows = [[label[n]] + [cell[g, n] for g in groups] for n in names]
     else:
-        heads = ["Group"] + [f"${tex[n]}$" for n in names]
+        heads = ["Group"] + [label[n] for n in names]
         rows = [[_group_label(g)] + [cell[g, n] for n in names] for g in groups]
     lines = ["\\begin{table}[ht]", "\\centering"]
     if caption:
@@ -213,7 +215,11 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
     lines += [f"\\begin{{tabular}}{{l{'r' * (len(heads) - 1)}}}", "\\toprule",
               " & ".join(heads) + " \\\\", "\\midrule"]
     lines += [" & ".join(r) + " \\\\" for r in rows]
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    lines.append("\\bottomrule")
+    if shared:
+        note = r"\footnotesize\textsuperscript{\dag} shared: fitted once for all groups"
+        lines.append(f"\\multicolumn{{{len(heads)}}}{{l}}{{{note}}} \\\\")
+    lines += ["\\end{tabular}", "\\end{table}"]
     return "\n".join(lines)
 
 

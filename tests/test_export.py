@@ -274,3 +274,16 @@ def test_names_are_typeset_as_written_without_sympy_modifiers(name, tex):
     assert tex in to_latex(law)
     assert f"${tex}$" in _heads(law)
 
+
+def test_shared_constants_are_marked_in_the_table():
+    law = parse_law("y = a + b*x^(-c)\nshared c", ["x"])
+    fits = {g: Fit({"a": 1.0, "b": 2.0, "c": 0.5}, 0.0, 1, 1) for g in ("g1", "g2")}
+    tex = params_table(fits, law)
+    assert r"Group & $a$ & $b$ & $c$\textsuperscript{\dag} \\" in tex
+    assert r"\multicolumn{4}{l}{\footnotesize\textsuperscript{\dag} shared: fitted once" in tex
+    _balanced(tex)
+    turned = parse_law("y = " + " + ".join(f"p{i}*x^{i}" for i in range(10)) + "\nshared p3",
+                       ["x"])
+    tex = params_table({"g": Fit({f"p{i}": 1.0 for i in range(10)}, 0.0, 1, 1)}, turned)
+    assert r"$p_{3}$\textsuperscript{\dag} & $1$ \\" in tex and r"\multicolumn{2}{l}" in tex
+    assert r"\dag" not in params_table(fits, parse_law("y = a + b*x^(-c)", ["x"]))
