@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import sys
 
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
@@ -48,3 +50,14 @@ def single_threaded_process() -> None:
     for v in BLAS_VARS:
         os.environ[v] = "1"
     threadpool_limits(limits=1)
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """A child process gets ``sig`` when its parent dies, where Linux allows (PR_SET_PDEATHSIG),
+    so a parent killed with SIGKILL leaves no orphan working on; it exits now if the parent
+    (pid ``parent``) is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None).prctl(1, int(sig))  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)

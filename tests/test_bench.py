@@ -355,3 +355,55 @@ def test_a_cell_run_alone_after_a_bench_is_not_killed(local_bench, tmp_path):
     from hybrid_sld.bench.executors import run_isolated
     row = run_isolated(Cell("kaplan_demo", "expert", 0), _settings(tmp_path / "x"))
     assert row["status"] == "ok", row["message"]
+
+
+
+def _descendants(pid: int) -> list[str]:
+    import subprocess
+    out, todo = [], [str(pid)]
+    while todo:
+        kids = subprocess.run(["pgrep", "-P", todo.pop()], capture_output=True,
+                              text=True).stdout.split()
+        out += kids
+        todo += kids
+    return out
+
+
+def _running(pid: str) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_cells_die_with_a_bench_killed_by_sigkill(tmp_path):
+    """A killed bench used to leave its cell searching on (the fork server, the cell's parent,
+    waited for the cell), re-parented to init and recorded nowhere."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from conftest import cli_command
+    out = tmp_path / "b"
+    proc = subprocess.Popen(cli_command("bench", "--tasks", "kaplan_demo", "--methods", "offline",
+                                        "--budget", "5m", "--out", str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cells = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(out.glob("runs/*/")) and proc.poll() is None:
+            time.sleep(0.2)
+        cells = _descendants(proc.pid)
+        assert list(out.glob("runs/*/")) and cells, proc.poll()  # the search cell is running
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and any(map(_running, cells)):
+            time.sleep(0.1)
+        assert not [c for c in cells if _running(c)], "processes outlived their bench"
+    finally:
+        proc.kill()
+        for c in cells:  # on failure, leave nothing behind
+            if _running(c):
+                os.kill(int(c), signal.SIGKILL)

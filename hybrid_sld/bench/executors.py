@@ -5,7 +5,7 @@ pyoperon, Julia) is killed at its wall-clock limit and one that crashes the inte
 recorded as failed; either way the other cells go on. Children come from a fork server that
 has imported the package once, so starting one costs milliseconds, not a fresh import.
 On Dask, the same isolation runs inside each worker; a worker lost mid-cell has its cell
-re-run by the scheduler (``retries=1``).
+re-run by the scheduler (``retries=1``). A cell dies with the process that started it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from ..errors import HybridSLDError
-from ..threads import BLAS_VARS
+from ..threads import BLAS_VARS, die_with_parent
 from .grid import BenchSettings, Cell, blank_result, run_cell
 
 _LIVE: set = set()  # child processes running a cell, killed on interrupt
@@ -28,7 +29,25 @@ _LOCK = threading.Lock()
 _STOP = threading.Event()  # set on interrupt: a cell starting now is killed at once
 
 
-def _child(conn, cell, settings, environ):
+def _die_with_the_bench(bench: int) -> None:
+    """A killed bench (even by SIGKILL) leaves no cell running on, unrecorded: the fork server
+    exits once no process holds its "alive" pipe, and the cell, its child, dies with it. Each
+    child inherits a copy of that pipe (multiprocessing's, to start processes of its own), so
+    the fork server outlived the bench while a cell ran, and the cell outlived both."""
+    from multiprocessing import forkserver
+    server = forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+    die_with_parent(os.getppid(), signal.SIGKILL)
+    try:
+        os.kill(bench, 0)
+    except ProcessLookupError:  # the bench died before this cell could tie itself to it
+        os._exit(1)
+
+
+def _child(conn, cell, settings, environ, bench):
+    _die_with_the_bench(bench)
     # the fork server holds the environment of the moment it started; a cell sees today's
     # (an API key set after a first bench, say), as a fresh subprocess would
     os.environ.clear()
@@ -49,7 +68,7 @@ def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float) -> dic
     t0 = time.perf_counter()
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, cell, settings, dict(os.environ)),
+    proc = ctx.Process(target=_child, args=(child, cell, settings, dict(os.environ), os.getpid()),
                        daemon=True)
     proc.start()
     child.close()
@@ -81,6 +100,8 @@ def _via_subprocess(cell: Cell, settings: BenchSettings, timeout: float) -> dict
     t0 = time.perf_counter()
     env = dict(os.environ, **{v: "1" for v in BLAS_VARS})
     code = ("import pickle, sys; from hybrid_sld.bench.grid import run_cell; "
+            "from hybrid_sld.threads import die_with_parent; "
+            f"die_with_parent({os.getpid()}, {int(signal.SIGKILL)}); "
             "c, s = pickle.load(sys.stdin.buffer); "
             "sys.stdout.buffer.write(pickle.dumps(run_cell(c, s)))")
     try:

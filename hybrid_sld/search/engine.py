@@ -38,7 +38,7 @@ from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import check_functions, parse_expert_law
 from ..tasks import get_task
-from ..threads import single_threaded_process
+from ..threads import die_with_parent, single_threaded_process
 from ..units import unit_faults
 from .archive import Archive, Entry, pareto
 from .select import RULES
@@ -259,11 +259,7 @@ def _worker_init(parent: int) -> None:
     single_threaded_process()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)
+    die_with_parent(parent)
 
 
 # -- the engine -------------------------------------------------------------------------------
