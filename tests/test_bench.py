@@ -407,3 +407,41 @@ def test_cells_die_with_a_bench_killed_by_sigkill(tmp_path):
         for c in cells:  # on failure, leave nothing behind
             if _running(c):
                 os.kill(int(c), signal.SIGKILL)
+
+
+class _InProcess:
+    """Cells in this process's main thread, where the search handles signals as a cell does."""
+
+    name = "in-process"
+
+    def run(self, cells, settings):
+        from hybrid_sld.bench.grid import run_cell
+        for c in cells:
+            yield run_cell(c, settings)
+
+
+def test_a_search_cell_stopped_by_a_signal_is_not_a_finished_cell(tmp_path, monkeypatch):
+    """SIGINT reaching a cell (not the bench, started with & or setsid) stops its search early;
+    that cell was recorded "ok" and skipped on resume, a truncated search on the leaderboard."""
+    import os
+    import signal
+    from hybrid_sld.search import engine
+    evaluate = engine._eval_star
+
+    def interrupted(args, sent=[]):
+        if not sent:  # one Ctrl-C: the search ends after the batch in hand
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+        return evaluate(args)
+
+    cells = [Cell("kaplan_demo", "offline", 0)]
+    settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=20)
+    monkeypatch.setattr(engine, "_eval_star", interrupted)
+    first = run_bench(cells, settings, _InProcess(), log=_quiet)
+    (row,) = first["results"]
+    assert row["status"] == "failed" and first["failed"] == 1
+    assert row["message"].startswith("interrupted by SIGINT after ")
+    assert "run again when the bench is resumed" in row["message"]
+    monkeypatch.setattr(engine, "_eval_star", evaluate)
+    again = run_bench(cells, settings, _InProcess(), log=_quiet)
+    assert (again["executed"], again["skipped"]) == (1, 0)
+    assert again["results"][0]["status"] == "ok"

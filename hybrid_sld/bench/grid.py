@@ -143,6 +143,11 @@ def _search(cell, task, settings, **extra) -> dict:
     res = discover(cfg, out=Path(settings.out) / "runs")
     if res.get("stop_error"):  # e.g. the LLM endpoint failed: not the method's result
         raise HybridSLDError(f"{res['stop_reason']} (run directory {res['run_dir']})")
+    if res.get("interrupted"):  # a signal reached the cell (the bench itself ignores SIGINT
+        # when started with & or setsid): a cut-short search is not the method's result
+        raise HybridSLDError(f"interrupted by {res['interrupted']} after {res.get('evals')} "
+                             f"evaluations (run directory {res['run_dir']}): not a finished "
+                             "cell, run again when the bench is resumed")
     out = {k: res.get(k) for k in ("law", "n_params", "train_r2", "valid_r2", "test_r2",
                                    "test_nmse", "run_dir")}
     out["groups"] = res["groups"]
