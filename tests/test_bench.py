@@ -162,9 +162,32 @@ def test_leaderboard_escapes_and_aggregates_seeds():
     assert r"my\_task\&50\%" in tex and "my_task&" not in tex and _balanced(tex)
     assert r"$\mathbf{0.70000 \pm 0.10000}$" in tex
     agg = {r.method: r for r in aggregate(rows)}
-    assert (agg["expert"].ok, agg["random"].ok, agg["random"].r2.mean) == (2, 0, None)
+    assert (agg["expert"].ok, agg["random"].ok, agg["random"].r2.mean) == (2, 0, -1.0)
     md = markdown(rows)
     assert "**0.70000 ± 0.10000**" in md and "random / seed 0: timed out after 9 s" in md
+
+
+def test_a_failed_cell_counts_as_r2_minus_one_as_in_sldbench():
+    """A method that finished 1 of 2 seeds was bolded over one that finished both, on the mean
+    of its one good seed."""
+    def row(method, seed, r2):
+        if r2 is None:
+            return {"task": "t", "method": method, "seed": seed, "status": "failed",
+                    "message": "timed out after 9 s", "seconds": 9.0}
+        return {"task": "t", "method": method, "seed": seed, "status": "ok", "test_r2": r2,
+                "test_r2_clipped": r2, "test_nmse": 1 - r2, "n_params": 3, "seconds": 2.0}
+    rows = [row("offline", 0, 0.8), row("offline", 1, 0.7), row("random", 0, 0.95),
+            row("random", 1, None), row("operon", 0, None)]
+    agg = {r.method: r for r in aggregate(rows)}
+    assert agg["random"].r2.mean == pytest.approx((0.95 - 1.0) / 2)
+    assert agg["random"].nmse.mean == pytest.approx((0.05 + 1e5) / 2)
+    assert agg["random"].params.mean == 3  # of the finished cell only
+    assert agg["operon"].r2.mean == -1.0
+    md = markdown(rows)
+    assert "| t | offline | 2/2 | **0.75000 ± 0.05000** |" in md
+    assert "failed cell counted as R2 -1" in md and "counts as $R^2 = -1$" in latex(rows)
+    only_failures = [row("offline", 0, None), row("random", 0, None)]
+    assert "**" not in markdown(only_failures).split("## Failed cells")[0]
 
 
 def test_failed_and_timed_out_cells_are_recorded_and_the_bench_goes_on(tmp_path, data_dir):

@@ -2,6 +2,8 @@
 
 One row per task x method: mean +- std over seeds of test R2 (clipped to [-1, 1] as SLDBench
 reports it), test NMSE, parameter count and wall time; the best mean R2 of each task in bold.
+A failed cell counts as SLDBench records a failure (R2 -1, NMSE 1e5), so a method that fails
+on its hard seeds does not outrank one that finished them all.
 Under each task, the published figures (SLDBench human law, SLDAgent best) as reference rows.
 """
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..export import escape_latex
-from ..metrics import report_value
+from ..metrics import FAILED_NMSE, report_value
 from .grid import METHODS
 
 PUBLISHED = (("human_r2", "human law (published)"), ("sldagent_r2", "SLDAgent best (published)"))
@@ -60,10 +62,11 @@ def aggregate(results) -> list[Row]:
     rows = []
     for (task, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))):
         ok = [r for r in rs if r.get("status") == "ok"]
+        failed = len(rs) - len(ok)
         pub = next((r["published"] for r in rs if r.get("published")), {})
         rows.append(Row(task, method, len(rs), len(ok),
-                        Stat.of(r.get("test_r2_clipped") for r in ok),
-                        Stat.of(r.get("test_nmse") for r in ok),
+                        Stat.of([r.get("test_r2_clipped") for r in ok] + [-1.0] * failed),
+                        Stat.of([r.get("test_nmse") for r in ok] + [FAILED_NMSE] * failed),
                         Stat.of(r.get("n_params") for r in ok),
                         Stat.of(r.get("seconds") for r in rs),
                         pub, tuple((r["seed"], r.get("message", "")) for r in rs
@@ -72,10 +75,11 @@ def aggregate(results) -> list[Row]:
 
 
 def best_methods(rows) -> dict:
-    """task -> method with the highest mean test R2 (ties: the first in METHODS order)."""
+    """task -> method with the highest mean test R2 (ties: the first in METHODS order), among
+    methods with a finished cell: failures alone (R2 -1 each) are no best method."""
     best = {}
     for r in rows:
-        if r.r2.mean is not None and (r.task not in best or r.r2.mean > best[r.task][1]):
+        if r.ok and r.r2.mean is not None and (r.task not in best or r.r2.mean > best[r.task][1]):
             best[r.task] = (r.method, r.r2.mean)
     return {t: m for t, (m, _) in best.items()}
 
@@ -127,8 +131,10 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
     rows = aggregate(results)
     best = best_methods(rows)
     lines = [f"# {title}", "",
-             "Test R2 is clipped to [-1, 1] as SLDBench reports it; mean ± std over seeds. "
-             "Bold: best method per task. Published rows: SLDBench's figures (R2 only).", "",
+             "Test R2 is clipped to [-1, 1] as SLDBench reports it; mean ± std over seeds, a "
+             "failed cell counted as R2 -1 and NMSE 1e5, as SLDBench records failures (runs ok: "
+             "cells that finished). Bold: best method per task. Published rows: SLDBench's "
+             "figures (R2 only).", "",
              "| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(rows):
         cells = [c if c is not None else "—" for c in _cells(r)]
@@ -165,7 +171,8 @@ def _tex_num(text: str | None, bold: bool) -> str:
 
 
 def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to $[-1, 1]$), "
-          "NMSE, parameter count and wall time, mean $\\pm$ std over seeds.",
+          "NMSE, parameter count and wall time, mean $\\pm$ std over seeds; a failed cell "
+          "counts as $R^2 = -1$ and NMSE $10^5$, as SLDBench records failures.",
           label: str = "tab:leaderboard") -> str:
     """A booktabs table (needs ``\\usepackage{booktabs}``); every name is escaped."""
     rows = aggregate(results)
