@@ -142,7 +142,9 @@ def test_latex_is_compile_ready(local_bench):
     assert tex.count(r"\toprule") == 1 and tex.count(r"\bottomrule") == 1 and r"\midrule" in tex
     assert re.search(r"(?<!\\)_", tex.replace(r"$R^2$", "")) is None  # every _ escaped
     assert tex.count(r"\mathbf") == 2  # one best method per task
-    assert r"parallel & \textit{human law (published)} & -- & $1.00000$" in tex
+    # at the places SLDBench published it: 1.00000 looked as if it beat every method
+    assert r"parallel & \textit{human law (published)} & -- & $1.000$" in tex
+    assert r"parallel & \textit{SLDAgent best (published)} & -- & $0.99997$" in tex
     for line in tex.splitlines():
         if line.endswith(r"\\"):
             assert line.count("&") == 6, line  # 7 columns in every row
@@ -165,6 +167,10 @@ def test_leaderboard_escapes_and_aggregates_seeds():
     assert (agg["expert"].ok, agg["random"].ok, agg["random"].r2.mean) == (2, 0, -1.0)
     md = markdown(rows)
     assert "**0.70000 ± 0.10000**" in md and "random / seed 0: timed out after 9 s" in md
+    assert "| *human law (published)* | — | 0.500 |" in md and "at the places it published" in md
+    from hybrid_sld.bench.leaderboard import _published
+    assert [_published("human_r2", x) for x in (1.0, -0.076, 0.9512)] == ["1.000", "-0.076", "0.9512"]
+    assert _published("sldagent_r2", 0.99) == "0.99000"
 
 
 def test_a_failed_cell_counts_as_r2_minus_one_as_in_sldbench():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from ..metrics import FAILED_NMSE, report_value
 from .grid import METHODS
 
 PUBLISHED = (("human_r2", "human law (published)"), ("sldagent_r2", "SLDAgent best (published)"))
+# decimal places SLDBench published each figure to: parallel's human law is 1.000, a rounded
+# figure that 1.00000 would show as beating every method
+PUBLISHED_PLACES = {"human_r2": 3, "sldagent_r2": 5}
 
 
 @dataclass(frozen=True)
@@ -57,20 +61,25 @@ def _method_order(m: str) -> tuple:
 def aggregate(results) -> list[Row]:
     """Rows ordered by task, then method (in METHODS order)."""
     groups: dict = {}
+    # the task's figures, on every row: a failed cell carries none, and the published rows are
+    # printed after the task's last method, which may have failed on every seed
+    published: dict = {}
     for r in results:
         groups.setdefault((r["task"], r["method"]), []).append(r)
+        if r.get("published"):
+            published.setdefault(r["task"], r["published"])
     rows = []
     for (task, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))):
         ok = [r for r in rs if r.get("status") == "ok"]
         failed = len(rs) - len(ok)
-        pub = next((r["published"] for r in rs if r.get("published")), {})
         rows.append(Row(task, method, len(rs), len(ok),
                         Stat.of([r.get("test_r2_clipped") for r in ok] + [-1.0] * failed),
                         Stat.of([r.get("test_nmse") for r in ok] + [FAILED_NMSE] * failed),
                         Stat.of(r.get("n_params") for r in ok),
                         Stat.of(r.get("seconds") for r in rs),
-                        pub, tuple((r["seed"], r.get("message", "")) for r in rs
-                                   if r.get("status") != "ok")))
+                        published.get(task, {}),
+                        tuple((r["seed"], r.get("message", "")) for r in rs
+                              if r.get("status") != "ok")))
     return rows
 
 
@@ -114,6 +123,12 @@ def _pm(s: Stat, digits) -> str | None:
     return _num(s.mean, digits)
 
 
+def _published(key: str, x) -> str:
+    """A published figure at the places it was published to (more if the task file gives more)."""
+    places = max(PUBLISHED_PLACES.get(key, 0), -Decimal(repr(float(x))).as_tuple().exponent)
+    return f"{float(x):.{places}f}"
+
+
 def _short(task: str) -> str:
     return task.removesuffix("_scaling_law")
 
@@ -134,7 +149,8 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
              "Test R2 is clipped to [-1, 1] as SLDBench reports it; mean ± std over seeds, a "
              "failed cell counted as R2 -1 and NMSE 1e5, as SLDBench records failures (runs ok: "
              "cells that finished). Bold: best method per task. Published rows: SLDBench's "
-             "figures (R2 only).", "",
+             "figures (R2 only) at the places it published them (human laws 3, SLDAgent 5): a "
+             "human law's 1.000 is met by any R2 that rounds to it.", "",
              "| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(rows):
         cells = [c if c is not None else "—" for c in _cells(r)]
@@ -144,7 +160,8 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
         if i + 1 == len(rows) or rows[i + 1].task != r.task:
             for key, label in PUBLISHED:
                 if r.published.get(key) is not None:
-                    lines.append(f"| {_short(r.task)} | *{label}* | — | {r.published[key]:.5f} "
+                    lines.append(f"| {_short(r.task)} | *{label}* | — | "
+                                 f"{_published(key, r.published[key])} "
                                  "| — | — | — |")
     win = winners(results)
     if win:
@@ -172,7 +189,8 @@ def _tex_num(text: str | None, bold: bool) -> str:
 
 def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to $[-1, 1]$), "
           "NMSE, parameter count and wall time, mean $\\pm$ std over seeds; a failed cell "
-          "counts as $R^2 = -1$ and NMSE $10^5$, as SLDBench records failures.",
+          "counts as $R^2 = -1$ and NMSE $10^5$, as SLDBench records failures. Published rows: "
+          "SLDBench's figures at the places it published them.",
           label: str = "tab:leaderboard") -> str:
     """A booktabs table (needs ``\\usepackage{booktabs}``); every name is escaped."""
     rows = aggregate(results)
@@ -189,7 +207,7 @@ def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to
             for key, label_ in PUBLISHED:
                 if r.published.get(key) is not None:
                     out.append(f"{escape_latex(_short(r.task))} & \\textit{{{escape_latex(label_)}}} "
-                               f"& -- & ${r.published[key]:.5f}$ & -- & -- & -- \\\\")
+                               f"& -- & ${_published(key, r.published[key])}$ & -- & -- & -- \\\\")
             if i + 1 < len(rows):
                 out.append(r"\midrule")
     out += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
