@@ -406,7 +406,8 @@ def cmd_bench(args):
     if args.max_evals is not None and args.max_evals < 1:
         raise HybridSLDError("--max-evals must be at least 1")
     settings = BenchSettings(budget_seconds=parse_budget(args.budget), out=str(Path(args.out).resolve()),
-                             max_evals=args.max_evals, data_dir=args.data_dir, llm=llm,
+                             max_evals=args.max_evals, llm=llm,
+                             data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                              timeout=parse_budget(args.timeout) if args.timeout else None)
     executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
     try:

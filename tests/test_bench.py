@@ -239,6 +239,33 @@ def test_report_rerenders_bench_and_run(local_bench, tmp_path):
         render(tmp_path)
 
 
+def test_relative_task_and_data_paths_are_stored_absolute(tmp_path, monkeypatch, capsys):
+    """`--tasks ut/my.toml` and `--data-dir` were stored as given: `report` of the bench and
+    `discover --resume` of its runs failed from any other folder."""
+    import json
+    ut = tmp_path / "ut"
+    ut.mkdir()
+    (ut / "my.toml").write_text('name = "my"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n'
+                                '[expert]\nlaw = "y = A*x^(-a)"\n[data]\ntrain = "train.csv"\n'
+                                'test = "test.csv"\n')
+    for name, xs in (("train", range(1, 11)), ("test", range(11, 15))):
+        (ut / f"{name}.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in xs))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tasks("ut/my.toml,kaplan_demo") == [("my", str(ut / "my.toml")),
+                                                        ("kaplan_demo", "kaplan_demo")]
+    assert main(["bench", "--tasks", "ut/my.toml", "--methods", "expert", "--data-dir", "ut",
+                 "--out", "b", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert row["status"] == "ok", row["message"]
+    assert row["task_ref"] == str(ut / "my.toml")
+    settings = json.loads((tmp_path / "b" / "bench.json").read_text())["settings"]
+    assert settings["data_dir"] == str(ut)
+    monkeypatch.chdir(ut)
+    (tmp_path / "b" / "plots" / "my_fit.png").unlink()
+    assert main(["report", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "plots" / "my_fit.png").is_file()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "expert,magic"], "unknown method 'magic'"),
     (["--tasks", "kaplan_demo,nope"], "unknown task 'nope'"),

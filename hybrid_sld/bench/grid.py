@@ -75,7 +75,10 @@ def resolve_tasks(spec: str) -> list[tuple[str, str]]:
     out = {}
     for ref in refs:
         task = get_task(ref)  # unknown task: TaskError naming the built-in tasks
-        out.setdefault(task.name, ref if task.source == "files" else task.name)
+        # a user's TOML by its absolute path, as discover stores it: cells, `report` and
+        # `discover --resume` of the bench's runs read it from any folder
+        own = task.path == str(Path(ref))  # not a built-in task's name
+        out.setdefault(task.name, str(Path(ref).resolve()) if own else task.name)
     return list(out.items())
 
 
