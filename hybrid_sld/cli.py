@@ -596,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tasks", default="all", help="'all' (the SLDBench tasks) or T,T,... ")
     sp.add_argument("--methods", default="expert,offline,random",
                     help="comma-separated: expert, offline, random, operon, pysr, llm")
-    sp.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    sp.add_argument("--seeds", default="0", help="comma-separated seeds from 0 up (default 0)")
     sp.add_argument("--budget", default="10m",
                     help="search time per cell: 90s, 10m, 1h (default 10m)")
     sp.add_argument("--max-evals", type=int, help="also cap search evaluations per cell "

@@ -270,6 +270,7 @@ def test_relative_task_and_data_paths_are_stored_absolute(tmp_path, monkeypatch,
     (["--methods", "expert,magic"], "unknown method 'magic'"),
     (["--tasks", "kaplan_demo,nope"], "unknown task 'nope'"),
     (["--seeds", "0,x"], "--seeds"),
+    (["--seeds=0,-1"], "--seeds: seeds are integers from 0 up, got -1"),
     (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
 ])
 def test_bad_input_fails_before_anything_runs(argv, message, tmp_path, capsys):

@@ -100,6 +100,8 @@ def resolve_seeds(spec: str) -> list[int]:
         raise HybridSLDError(f"--seeds: expected integers such as 0,1,2, got {spec!r}") from None
     if not seeds:
         raise HybridSLDError("--seeds: give at least one seed")
+    if min(seeds) < 0:  # numpy's generators take none: every cell would fail as it started
+        raise HybridSLDError(f"--seeds: seeds are integers from 0 up, got {min(seeds)}")
     return list(dict.fromkeys(seeds))
 
 
