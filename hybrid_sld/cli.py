@@ -599,8 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", default="0", help="comma-separated seeds from 0 up (default 0)")
     sp.add_argument("--budget", default="10m",
                     help="search time per cell: 90s, 10m, 1h (default 10m)")
-    sp.add_argument("--max-evals", type=int, help="also cap search evaluations per cell "
-                    "(deterministic cells)")
+    sp.add_argument("--max-evals", type=int, help="also cap evaluations per search cell: offline "
+                    "and random cells are then deterministic; operon cells (and pysr cells cut "
+                    "by the budget) stop at the wall clock and are not reproducible")
     sp.add_argument("--timeout", help="wall clock per cell before it is killed "
                     "(default 1.5 x budget + 2m)")
     sp.add_argument("--executor", choices=("local", "dask"), default="local",
