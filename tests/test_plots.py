@@ -25,19 +25,24 @@ def test_plot_fit_writes_png(tmp_path):
     assert np.std(img[..., :3]) > 0.01  # not a blank canvas
 
 
+def _kaplan_figure(tmp_path, monkeypatch, **kw):
+    """kaplan_demo's expert law, fitted, drawn by plot_fit: the figure, not a file."""
+    import hybrid_sld.plots as plots
+    task = get_task("kaplan_demo")
+    train, test = load_splits(task)
+    law = parse_task_law(task.expert_law, task)
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    plot_fit(law, fit_dataset(law, train), train, test, tmp_path / "fit.png", **kw)
+    return saved["fig"]
+
+
 def test_panels_wrap_into_a_grid_and_a_cut_is_said(tmp_path, monkeypatch):
     import hybrid_sld.plots as plots
     assert [plots._grid(n, 1) for n in (1, 2, 4, 5, 9, 12)] == \
         [(1, 1), (1, 2), (1, 4), (2, 3), (3, 3), (3, 4)]
     assert plots._grid(4, 5) == (4, 5)  # several targets: a row per group, a column per target
-    task = get_task("kaplan_demo")
-    train, test = load_splits(task)
-    law = parse_task_law(task.expert_law, task)
-    fits = fit_dataset(law, train)
-    saved = {}
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
-    plot_fit(law, fits, train, test, tmp_path / "fit.png", max_groups=2)
-    fig = saved["fig"]
+    fig = _kaplan_figure(tmp_path, monkeypatch, max_groups=2)
     assert sum(ax.axison for ax in fig.axes) == 2
     assert [t.get_text() for t in fig.texts] == ["the first 2 of 3 groups"]
 
@@ -164,15 +169,7 @@ def test_close_levels_are_not_all_labelled_and_labels_are_short():
 
 
 def test_the_levels_legend_is_beside_the_panel_not_over_the_data(tmp_path, monkeypatch):
-    import hybrid_sld.plots as plots
-    task = get_task("kaplan_demo")
-    train, test = load_splits(task)
-    law = parse_task_law(task.expert_law, task)
-    fits = fit_dataset(law, train)
-    saved = {}
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
-    plot_fit(law, fits, train, test, tmp_path / "fit.png", by="num_params")
-    fig = saved["fig"]
+    fig = _kaplan_figure(tmp_path, monkeypatch, by="num_params")
     fig.canvas.draw()
     for ax in [a for a in fig.axes if a.axison]:
         legend = ax.get_legend()
