@@ -43,6 +43,11 @@ class Unproductive(BudgetExhausted):
     calls would be spent the same way, so it ends as a spent budget does."""
 
 
+def usage_note(missing: int) -> str:
+    """Why token counts are not all measured: said wherever they are printed."""
+    return f"{missing} of the calls reported no usage: their tokens are estimated as characters / 4"
+
+
 def price_of(model: str, override=None) -> tuple[float, float] | None:
     if override:
         return float(override[0]), float(override[1])
@@ -112,7 +117,6 @@ class Budget:
     def summary(self) -> str:
         s = self.spend
         usd = f"${s['usd']:.4f}" if self.price else "USD n/a (no price for this model)"
-        guessed = (f"; {s['usage_missing']} of the calls reported no usage: their tokens are "
-                   "estimated as characters / 4") if s["usage_missing"] else ""
+        guessed = f"; {usage_note(s['usage_missing'])}" if s["usage_missing"] else ""
         return (f"{s['calls']} LLM calls, {self.tokens} tokens ({s['prompt_tokens']} prompt + "
                 f"{s['completion_tokens']} completion), {usd}{guessed}")

@@ -20,6 +20,7 @@ from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..law import parse_expert_law, parse_task_law
+from ..llm.budget import usage_note
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
@@ -276,8 +277,7 @@ def _llm_markdown(r: dict) -> str:
     if llm:
         usd = "n/a (no price for this model)" if llm["usd"] is None else f"${llm['usd']:.4f}"
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.1%}"
-        guessed = (f" ({llm['usage_missing']} calls reported no usage: their tokens are estimated "
-                   "as characters / 4)") if llm.get("usage_missing") else ""
+        guessed = f" ({usage_note(llm['usage_missing'])})" if llm.get("usage_missing") else ""
         out += f"""
 ## LLM proposer
 
