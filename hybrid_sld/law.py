@@ -171,7 +171,7 @@ class Law:
     __slots__ = ("equations", "params", "features", "symbols", "source", "__dict__")
 
     def __init__(self, equations, params, features, symbols, source=""):
-        self.source = source  # the text it was parsed from: fixes the parameter order
+        self.source = source  # the text it was parsed from
         self.equations: tuple[tuple[str, sp.Expr], ...] = tuple(equations)
         self.params: tuple[Param, ...] = tuple(params)
         self.features: tuple[str, ...] = tuple(features)
@@ -404,7 +404,13 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
     if targets is not None:
         order = {t: i for i, t in enumerate(targets)}
         equations.sort(key=lambda te: order[te[0]])
-    return Law(equations, params, features, symbols, source=text)
+    law = Law(equations, params, features, symbols, source=text)
+    # Parameters in structural order, not the order they were written in: a fit's start points
+    # are drawn per position, so the same law written another way (as a printer re-writes it)
+    # would otherwise fit differently and score differently under one key.
+    pos = {s.name: i for i, s in enumerate(law.structural_order())}
+    law.params = tuple(sorted(law.params, key=lambda p: pos[p.name]))
+    return law
 
 
 # What a task's [grammar] functions may name, as laws hold them: sqrt is a power (always

@@ -61,7 +61,7 @@ def test_negative_zero_bound_is_zero():
 
 def test_open_and_closed_intervals():
     law = parse_law("y = a*x + b\na in (0, 1)\nb in [-1, 2]", ["x"])
-    a, b = law.params
+    a, b = sorted(law.params, key=lambda p: p.name)
     assert (a.lower, a.upper, a.lower_strict, a.upper_strict) == (0, 1, True, True)
     assert (b.lower, b.upper, b.lower_strict, b.upper_strict) == (-1, 2, False, False)
 
@@ -199,15 +199,15 @@ SYMPY_NAMES = ["E", "N", "I", "S", "Q", "O", "beta", "gamma", "lambda", "pi", "z
 @pytest.mark.parametrize("name", SYMPY_NAMES)
 def test_sympy_and_python_names_as_parameters(name):
     law = parse_law(f"y = {name}*x + c\n{name} > 0\n{name} ~ 2", ["x"])
-    assert law.param_names == (name, "c")
-    assert law.params[0].positive and law.params[0].init == 2
+    assert law.param_names == ("c", name)  # structural order: the bare constant first
+    assert law.params[1].positive and law.params[1].init == 2
     again = parse_law(law.text, ["x"])
     assert again == law
     c = compile_law(law)
     X = np.array([[1.0], [2.0], [3.0]])
-    np.testing.assert_allclose(c.predict(X, [2.0, 0.5])[:, 0], 2 * X[:, 0] + 0.5)
-    f, J = c.predict_jac(X, [2.0, 0.5], 0)
-    np.testing.assert_allclose(J, np.c_[X[:, 0], np.ones(3)])
+    np.testing.assert_allclose(c.predict(X, [0.5, 2.0])[:, 0], 2 * X[:, 0] + 0.5)
+    f, J = c.predict_jac(X, [0.5, 2.0], 0)
+    np.testing.assert_allclose(J, np.c_[np.ones(3), X[:, 0]])
 
 
 def test_keywords_in_and_shared_as_names():
@@ -221,11 +221,12 @@ def test_sympy_names_as_features(feats):
     terms = " + ".join(f"k{i}*{f}" for i, f in enumerate(feats))
     law = parse_law(f"y = c + {terms}", feats)
     assert law.used_features == feats
-    assert law.param_names == ("c",) + tuple(f"k{i}" for i in range(len(feats)))
+    assert set(law.param_names) == {"c", *(f"k{i}" for i in range(len(feats)))}
     assert parse_law(law.text, feats) == law
     X = np.arange(1.0, 1.0 + 2 * len(feats)).reshape(2, len(feats))
-    th = np.arange(1.0, 2.0 + len(feats))
-    expected = th[0] + X @ th[1:]
+    value = {"c": 1.0, **{f"k{i}": 2.0 + i for i in range(len(feats))}}
+    expected = 1.0 + X @ np.arange(2.0, 2.0 + len(feats))
+    th = [value[n] for n in law.param_names]
     np.testing.assert_allclose(compile_law(law).predict(X, th)[:, 0], expected)
 
 
@@ -547,7 +548,8 @@ def test_fuzz_decimals_round_trip(tree):
     assert fractions.key == law.key
     for r in law.equations[0][1].atoms(sp.Rational):
         if decimal_text(r):
-            assert not re.search(rf"/\(?{r.q}(?!\d)", law.text), law.text
+            # x/(1000*y) would be the fraction; 1/(1000 + 1000*exp(-x)) is a sum, not one
+            assert not re.search(rf"/(\({r.q}(?!\d| [+-])|{r.q}(?!\d))", law.text), law.text
 
 
 def test_law_functions_as_the_law_holds_them():
