@@ -69,9 +69,10 @@ def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum(monkeypa
     full, screened = (fit_law(c, X, y, FitterSpec(strategy="trf", n_starts=12, screen_nfev=s))
                       for s in (0, 30))
     assert _rel_err(full.params, truth) < 1e-6 and _rel_err(screened.params, truth) < 1e-6
-    # 10 of 11 drawn starts stop after 30 evaluations: about 0.6x (980 -> 581 with numpy 2.4.6;
-    # the count moves a little with numpy's rounding, hence the margin); no screening: about 1x
-    assert screened.nfev < 0.7 * full.nfev
+    # 10 of 11 drawn starts stop after 30 evaluations: 714 -> 520 with numpy 2.4.6 (980 -> 581
+    # before parameters were put in structural order, which moves the drawn starts; the count
+    # moves a little with numpy's rounding too, hence the margin); no screening: about 1x
+    assert screened.nfev < 0.8 * full.nfev
 
 
 def test_features_named_like_sympy_builtins_end_to_end():
@@ -80,7 +81,7 @@ def test_features_named_like_sympy_builtins_end_to_end():
     y = 0.5 + 4 * X[:, 0] ** -0.7 + 2 * X[:, 1] ** -0.3 + 1.5 * X[:, 2]
     law = parse_law("y = c + A*N^(-lambda) + B*D^(-gamma) + k*E\nA, B, lambda, gamma > 0",
                     ["N", "D", "E"])
-    assert law.param_names == ("c", "A", "lambda", "B", "gamma", "k")
+    assert set(law.param_names) == {"c", "A", "lambda", "B", "gamma", "k"}
     c = compile_law(law)
     fit = fit_law(c, X, y)
     assert fit.success, fit.message
