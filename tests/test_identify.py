@@ -53,7 +53,9 @@ def test_exp_of_a_quadratic_written_with_four_constants():
     # coefficients of a quadratic in x with four constants
     law = ops.parse_cached("loss = p3 + p4*exp(p1*log(tokens))*exp(-(log(tokens) - p5)^2/p6^2)"
                            "\np6 > 0", get_task("kaplan_demo"))
-    assert spare_constants(law) == {"p5": 0.0}
+    # either drop leaves a quadratic's three coefficients: p5 = 0 (a power times a Gaussian
+    # around 1) or p1 = 0 (a Gaussian bump around p5); the same linear constants, p3 and p4
+    assert spare_constants(law) in ({"p5": 0.0}, {"p1": 0.0})
 
 
 @pytest.mark.parametrize("text", [
@@ -136,10 +138,12 @@ def test_redundancy_note_offers_no_law_that_fits_worse():
 
 def test_spare_constants_probed_at_fitted_values():
     """Drawn near 1, p1 adds nothing beside (9e13/N)^p4 (p1/tokens ~ 1e-10), so the rank at
-    generic points alone calls N_c and p3 spare; at the fitted constants only one power is."""
+    generic points alone can call two constants spare (it does with these draws, seeds 1-3;
+    a draw of p4 near 0 shows p1 at the moderate points); at the fitted constants only one
+    power is."""
     task, train = _demo()
     law = ops.parse_cached("loss = ((N_c*((9e13/num_params)^p4 + p1/tokens)^p3)^alpha_N)^(1/10)"
                            "\nN_c, p1 > 0\np4, p3, alpha_N in (0, 1)", task)
-    assert len(spare_constants(law, train.X)) == 2
+    assert len(spare_constants(law, train.X, seed=1)) == 2
     fitted = [list(f.params.values()) for f in fit_dataset(law, train).values()]
-    assert len(spare_constants(law, train.X, thetas=fitted)) == 1
+    assert len(spare_constants(law, train.X, seed=1, thetas=fitted)) == 1

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..compile import compile_law
 from ..law import Law, Param
+from ..tape import Tape
 
 FEATURE_RANGES = ((1.5, 4.0), (0.2, 0.9), (-2.0, -0.5))  # tried in turn until one evaluates
 DRAWS = 3  # parameter draws; the rank is the largest over them
@@ -123,6 +124,15 @@ class _Probe:
         return best, null, cond
 
 
+def _n_linear(law: Law, fixed: dict[int, float]) -> int:
+    """How many constants the law is linear in (summed over its equations) with ``fixed``
+    {index: value} substituted."""
+    subs = {law.symbols[law.params[j].name]: v for j, v in fixed.items()}
+    ps = [law.symbols[p.name] for i, p in enumerate(law.params) if i not in fixed]
+    xs = [law.symbols[f] for f in law.features]
+    return sum(len(Tape(e.subs(subs), xs, ps).linear) for _t, e in law.equations)
+
+
 def spare_constants(law: Law, X=None, seed: int = 0, thetas=()) -> dict[str, float]:
     """{name: round value} for constants of ``law`` that can be fixed without losing a
     direction of the fit (the Jacobian's generic rank): empty when every constant counts or
@@ -130,9 +140,11 @@ def spare_constants(law: Law, X=None, seed: int = 0, thetas=()) -> dict[str, flo
     the data's scale: a law written in it (``exp(-tokens/2e10)``) is flat at moderate inputs.
     ``thetas``: constant vectors (in ``law.param_names`` order) to probe at those rows too.
 
-    Of the constants that can go, the one fixed is the one whose fixing leaves the best
-    conditioned Jacobian (``p4*(p1 + p2/x^p3)`` loses p4, not p2): a product of constants left
-    in place fits from fewer start points. 0 goes before 1 (it drops a term)."""
+    Of the constants that can go, the one fixed is the one that leaves the most constants the
+    law is linear in (``p4*(p1 + p2/x^p3)`` loses p4, not p2; ``B/(k*x)^b`` loses k, not B):
+    variable projection solves those exactly and a product of constants left in place fits
+    from more start points. Ties go to the best conditioned Jacobian after fixing. 0 goes
+    before 1 (it drops a term)."""
     k = law.n_params
     if k == 0:
         return {}
@@ -143,14 +155,15 @@ def spare_constants(law: Law, X=None, seed: int = 0, thetas=()) -> dict[str, flo
     while 0 <= r < len(free) and null is not None:
         support = [free[i] for i in np.flatnonzero(np.max(np.abs(null), axis=0) > 1e-6)]
         shared = [j for j in support if law.params[j].shared]
-        best = None  # (conditioning, index, null space after)
+        best = None  # ((linear constants left, conditioning), index, null space after)
         for v in FIX_VALUES:
             for j in shared or support:
                 if not inside(law.params[j], v):
                     continue
                 r2, null2, cond = probe.rank([i for i in free if i != j], {**fixed, j: v})
-                if r2 == r and (best is None or cond > best[0]):
-                    best = (cond, j, null2)
+                merit = (_n_linear(law, {**fixed, j: v}), cond)
+                if r2 == r and (best is None or merit > best[0]):
+                    best = (merit, j, null2)
             if best is not None:
                 break
         if best is None:
