@@ -209,7 +209,8 @@ def test_non_finite_values_are_returned_not_raised():
     np.testing.assert_array_equal(P, one)
     np.testing.assert_array_equal(f, P)
     assert not np.all(np.isfinite(J))
-    P = c.predict(np.array([[2.0]]), [-1.0, 1.0])  # log of a negative number
+    th = [{"a": -1.0, "b": 1.0}[n] for n in law.param_names]
+    P = c.predict(np.array([[2.0]]), th)  # log of a negative number
     assert np.isnan(P[0, 0])
 
 
@@ -225,7 +226,8 @@ def test_overflow_in_power_is_inf_not_error():
 def test_softplus_stays_finite_where_exp_overflows(text):
     c = compile_law(parse_law(text, ["x"]))
     X = np.array([[-2000.0], [-1.0], [0.5], [2000.0]])
-    theta = [0.5, 2.0, 1.0]  # c, a, k in order of appearance
+    theta = [{"c": 0.5, "a": 2.0, "k": 1.0}[n] for n in ("c", "a", "k")]
+    assert compile_law(parse_law(text, ["x"])).law.param_names == ("c", "a", "k")
     P = c.predict(X, theta)[:, 0]
     assert np.all(np.isfinite(P))
     np.testing.assert_allclose(P[[0, 3]], [0.5, 0.5 + 2 * 2000.0])
@@ -259,8 +261,8 @@ def test_compile_cache():
     a = parse_law("y = k*x + m", ["x"])
     b = parse_law("y = k*x + m", ["x"])
     assert compile_law(a) is compile_law(b)
-    c = parse_law("y = m + k*x", ["x"])  # same text after printing but other parameter order
-    assert c.param_names != a.param_names
+    c = parse_law("y = m + k*x", ["x"])  # written in another order: the same parameter order
+    assert c.param_names == a.param_names and compile_law(c) is compile_law(a)
     X = np.array([[1.0], [2.0]])
     th_a = [{"k": 2.0, "m": 1.0}[n] for n in a.param_names]
     th_c = [{"k": 2.0, "m": 1.0}[n] for n in c.param_names]

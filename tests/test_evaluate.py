@@ -210,28 +210,30 @@ def test_load_train_never_opens_test_file(data_dir, monkeypatch):
 
 # A law the 10-minute grid found for parallel (benchmarks/results/offline_grid): fitted on the
 # fit part it validates at R2 0.99998, but refitted cold on all of train the 'stack' group fell
-# into a degenerate basin (a constant at its bound, train R2 0.98, test R2 -4e5).
+# into a degenerate basin (a constant at its bound, train R2 0.98, test R2 -4e5). Since the
+# parameters are in structural order, one scipy run per start with fitter seeds 1-11 falls into
+# it cold and on the fit part alike, and the batched path does not.
 DRIFTING = """loss = p1*log(num_params) + num_params^(num_params^(-p8) + p4/sqrt(parallel_size))/p2
 p8 in (0, 3)
 p4 in (-3, 3)
 p2 > 0"""
 DRIFTING_FITTER = {"loss": "linear", "f_scale": 0.1, "n_starts": 3, "log_space": True,
-                   "log_params": True, "max_nfev": 200, "global_evals": 400, "seed": 0}
+                   "log_params": True, "max_nfev": 200, "global_evals": 400, "seed": 1}
 
 
-@pytest.mark.parametrize("batched", [False, True])
-def test_final_refit_starts_from_the_validation_constants(parallel, batched, monkeypatch):
-    monkeypatch.setattr("hybrid_sld.fit.BATCHED", batched)
+def test_final_refit_starts_from_the_validation_constants(parallel, monkeypatch):
     task, train, test, _law, _spec = parallel
     law = parse_task_law(DRIFTING, task)
     spec = FitterSpec.from_dict(DRIFTING_FITTER)
-    _v, full = ev.report(law, task, train, test, spec)
+    v, full = ev.report(law, task, train, test, spec)  # batched: validates well
+    assert v.r2("valid") > 0.9999 and full.r2("train") > 0.9999 and full.r2("test") > 0.999
+    monkeypatch.setattr("hybrid_sld.fit.BATCHED", False)
     cold = ev.evaluate(law, spec, train, {"train": train})
-    if not batched:  # one scipy run per start: the failure this guards against, still there cold
-        assert cold.r2("train") < 0.99
-    for g, f in full.fits.items():  # warm-started: never worse than cold, per group
+    assert cold.r2("train") < 0.99  # the failure this guards against
+    warm = ev.evaluate(law, spec, train, {"train": train}, warm=v.fits)
+    for g, f in warm.fits.items():  # warm-started: never worse than cold, per group
         assert f.cost <= cold.fits[g].cost * (1 + 1e-9)  # same basin: last digits may differ
-    assert full.r2("train") > 0.9999 and full.r2("test") > 0.999
+    assert warm.r2("train") > 0.9999
 
 
 def test_scale_repeats_count_rows_by_rank_on_the_largest_scale_column():

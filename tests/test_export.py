@@ -190,7 +190,7 @@ def test_a1_and_a_1_the_one_spelt_as_typeset_keeps_the_subscript():
     law = parse_law("y = a1*x + a_1*x^2", ["x"])
     tex = to_latex(law)
     assert r"\mathrm{a1} x" in tex and "a_{1} x^{2}" in tex
-    assert _heads(law) == [r"$\mathrm{a1}$", "$a_{1}$"]
+    assert set(_heads(law)) == {"$a_{1}$", r"$\mathrm{a1}$"}
     law = parse_law("y = a_1*x + a1*x^2", ["x"])  # the same whichever comes first
     assert r"\mathrm{a1} x^{2}" in to_latex(law) and "a_{1} x" in to_latex(law)
     assert "a_{1} x" in to_latex(parse_law("y = a1*x", ["x", "a_1"]))  # an unused feature
