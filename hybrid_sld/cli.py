@@ -302,6 +302,16 @@ LLM_FLAGS = ("model", "base_url", "api_key_env", "llm_mode", "llm_ratio", "max_c
              "max_tokens", "max_usd", "price", "concurrency", "llm_timeout")
 
 
+def _task_identity(name_or_path: str):
+    """What names one task: a built-in's full name, a task file's resolved path."""
+    if Path(name_or_path).is_file():
+        return str(Path(name_or_path).resolve())
+    try:
+        return get_task(name_or_path).name
+    except HybridSLDError:
+        return name_or_path
+
+
 def cmd_discover(args):
     from .search.run import discover, parse_budget
     budget = parse_budget(args.budget) if args.budget is not None else None
@@ -321,6 +331,13 @@ def cmd_discover(args):
     if args.resume:  # a resumed run keeps the configuration it was started with
         defaults = vars(build_parser().parse_args(["discover"]))
         changed = {k for k, v in vars(args).items() if v != defaults.get(k)}
+        if "task" in changed:  # the same task is fine; another would mix two searches
+            from .search.run import saved_config
+            began = saved_config(Path(args.resume).resolve()).task
+            if _task_identity(args.task) != _task_identity(began):
+                raise HybridSLDError(f"cannot resume {args.resume}: it searched task {began!r}, "
+                                     f"not {args.task!r}; leave out --task, or start a new run")
+            changed.discard("task")
         # but where the endpoint is now, and budgets to go on with, may change
         llm_now = {RESUMABLE_LLM[k]: getattr(args, k) for k in changed & set(RESUMABLE_LLM)}
         ignored = ["--" + k.replace("_", "-") for k in sorted(changed - set(RESUMABLE_LLM))

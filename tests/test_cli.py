@@ -346,6 +346,10 @@ def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main(["discover", "--resume", str(run_dir), "--max-evals", "8"]) == 0
     assert "ignored: --max-evals" in capsys.readouterr().err
+    assert main(["discover", "--resume", str(run_dir), "--task", "parallel"]) == 2
+    assert "it searched task 'kaplan_demo', not 'parallel'" in capsys.readouterr().err
+    assert main(["discover", "--resume", str(run_dir), "--task", "kaplan_demo"]) == 0
+    assert "ignored" not in capsys.readouterr().err  # the task it searched: nothing to say
 
 
 def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, monkeypatch,
