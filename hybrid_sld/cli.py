@@ -295,11 +295,12 @@ def cmd_eval_program(args):
 
 # discover flags a resumed LLM run takes anew -> their LLMSettings field
 RESUMABLE_LLM = {"base_url": "base_url", "api_key_env": "api_key_env", "max_calls": "max_calls",
-                 "max_tokens": "max_tokens", "max_usd": "max_usd", "llm_timeout": "timeout"}
+                 "max_tokens": "max_tokens", "max_usd": "max_usd", "llm_timeout": "timeout",
+                 "call_tokens": "call_tokens"}
 
 
 LLM_FLAGS = ("model", "base_url", "api_key_env", "llm_mode", "llm_ratio", "max_calls",
-             "max_tokens", "max_usd", "price", "concurrency", "llm_timeout")
+             "max_tokens", "max_usd", "price", "concurrency", "llm_timeout", "call_tokens")
 
 
 def _task_identity(name_or_path: str):
@@ -404,6 +405,7 @@ def _llm_settings(args) -> dict:
     fields = {"model": args.model, "base_url": args.base_url, "api_key_env": args.api_key_env,
               "mode": args.llm_mode, "max_calls": args.max_calls, "max_tokens": args.max_tokens,
               "max_usd": args.max_usd, "price": price, "concurrency": args.concurrency,
+              "call_tokens": args.call_tokens,
               "llm_ratio": getattr(args, "llm_ratio", None), "timeout": args.llm_timeout,
               "replay": str(Path(args.replay).resolve()) if getattr(args, "replay", None) else None}
     return {k: v for k, v in fields.items() if v is not None}
@@ -517,6 +519,8 @@ def _llm_flags(g, hybrid: bool = True) -> None:
     g.add_argument("--max-calls", type=int, help="LLM call budget (default 100)")
     g.add_argument("--max-tokens", type=int, help="LLM token budget, prompt + completion")
     g.add_argument("--max-usd", type=float, help="LLM spending budget in USD")
+    g.add_argument("--call-tokens", type=int, help="completion tokens allowed per LLM reply "
+                   "(default 2048; reasoning models may need more)")
     g.add_argument("--price", help="PROMPT,COMPLETION USD per million tokens (overrides the table)")
     g.add_argument("--concurrency", type=int, help="LLM calls at once (default 4)")
     g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")

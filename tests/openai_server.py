@@ -4,7 +4,8 @@ It speaks ``POST /v1/chat/completions`` over a socket, so the code under test go
 real ``openai`` client. ``faults`` are applied to the next requests in arrival order (429 with
 Retry-After, 500, 400 naming a parameter, a slow reply, dying); ``script`` holds reply texts
 served in order; otherwise ``responder(body, n)`` answers (by default: valid laws for a task with
-feature ``x`` and target ``y``). Usage is reported per reply and tallied in ``served``.
+feature ``x`` and target ``y``). A reply longer than the request's completion cap (4 characters
+a token) is cut there, with finish_reason "length", as a real endpoint does. Usage is reported per reply and tallied in ``served``.
 """
 
 from __future__ import annotations
@@ -126,14 +127,17 @@ class FakeOpenAI:
         if self.latency:
             time.sleep(self.latency)
         answer = {"content": scripted} if scripted is not None else self.responder(body, n)
-        content = answer["content"]
+        content, finish = answer["content"], "stop"
+        cap = body.get("max_tokens") or body.get("max_completion_tokens")
+        if cap is not None and len(content) > 4 * cap:  # a token is about 4 characters
+            content, finish = content[:4 * cap], "length"
         usage = {"prompt_tokens": len(json.dumps(body["messages"])) // 4 + 7,
                  "completion_tokens": len(content) // 4 + 3}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         reply = {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
                  "created": int(time.time()), "model": body["model"],
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                              "finish_reason": "stop"}], "usage": usage}
+                              "finish_reason": finish}], "usage": usage}
         record = usage | {"late": bool(fault and fault.get("delay"))}
         with self._lock:  # counted before sending: the client may check as soon as it reads
             self.served.append(record)

@@ -332,14 +332,27 @@ def test_cli_bad_llm_flags_fail_before_anything(task_file, tmp_path, flags, mess
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_reply_cut_off_at_the_call_cap_is_told_so(task_file, server, tmp_path):
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, call_tokens=40)
+    long = proposal("y = E + A*x^(-a)", ["A > 0"], rationale="because " * 30)
+    server.script = [long, proposal("y = E + A*x^(-a)", ["A > 0"])]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=2)
+    assert ok.valid and ok.calls == 2
+    assert server.requests[0]["max_tokens"] == 40
+    repair = server.requests[1]["messages"][-1]["content"]
+    assert "cut off at the limit of 40 tokens per reply" in repair and "shorter" in repair
+
+
 def test_cli_hybrid_run(task_file, server, tmp_path):
     env = os.environ | {"MY_KEY": SECRET}
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
                         "--proposer", "hybrid", "--llm-ratio", "0.5", "--base-url", server.url,
                         "--api-key-env", "MY_KEY", "--max-evals", "10", "--batch-size", "4",
-                        "--max-calls", "20", "--concurrency", "2", "--json", "--out", str(tmp_path)],
+                        "--max-calls", "20", "--concurrency", "2", "--call-tokens", "3000",
+                        "--json", "--out", str(tmp_path)],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
+    assert {q["max_tokens"] for q in server.requests} == {3000}
     res = json.loads(r.stdout)
     origins = {json.loads(l)["origin"] for l in open(Path(res["run_dir"]) / "events.jsonl")}
     assert "llm" in origins and origins & {"mutate", "crossover", "fitter"}

@@ -114,6 +114,7 @@ class Reply:
     content: str
     usage: dict | None
     replayed: bool
+    finish_reason: str | None = None  # "length": cut off at the per-call completion cap
 
 
 class LLMClient:
@@ -161,7 +162,7 @@ class LLMClient:
                                 request={"model": self.settings.model, "messages": messages},
                                 response=resp)
             self._charge(resp, messages)
-            return Reply(resp["content"], resp.get("usage"), True)
+            return Reply(resp["content"], resp.get("usage"), True, resp.get("finish_reason"))
         if self.settings.replay:
             raise LLMStop(f"replay: {self.settings.replay} holds no response for call {seq} "
                           "(the replayed run asked for more, or its settings differ)")
@@ -176,7 +177,7 @@ class LLMClient:
                             request={"model": self.settings.model, "messages": messages,
                                      "params": params}, response=resp)
         self._charge(resp, messages)
-        return Reply(resp["content"], resp.get("usage"), False)
+        return Reply(resp["content"], resp.get("usage"), False, resp.get("finish_reason"))
 
     def _charge(self, resp, messages):
         chars = sum(len(m["content"]) for m in messages)

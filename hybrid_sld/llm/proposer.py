@@ -219,7 +219,8 @@ class LLMProposer:
         messages = self.messages(user)
         error, calls, tried, content = "", 0, "", ""
         while calls < min(allowed_calls, 1 + self.settings.repairs):
-            content = self.client.complete(messages, seq).content
+            reply = self.client.complete(messages, seq)
+            content = reply.content
             calls += 1
             try:
                 obj = parse_reply(content)
@@ -230,6 +231,10 @@ class LLMProposer:
                 raise
             except HybridSLDError as exc:
                 error = str(exc)
+                if reply.finish_reason == "length":  # the model is told why, not just what
+                    error = (f"the reply was cut off at the limit of {self.settings.call_tokens} "
+                             f"tokens per reply, so it is incomplete ({error}); give the same "
+                             "JSON object, shorter (a one-sentence rationale)")
             messages = messages + [{"role": "assistant", "content": content},
                                    {"role": "user", "content": template("repair").substitute(error=error)}]
         return Proposal(None, None, calls, error=error, tried=tried or content[:80])
