@@ -117,6 +117,10 @@ def test_converter_respects_the_parameter_cap():
     law = parse_task_law(operon_to_law(model, task, X=X), task)
     assert law.n_params == 2
     assert sorted(p.init for p in law.params) == [0.001, 5.0]  # 0.0001 moves predictions least
+    from hybrid_sld.baselines.operon import _equation
+    variables = {"X1": task.feature_names[0], "X2": task.feature_names[1]}
+    *_, n, frozen = _equation(model, task, task.targets[0], variables, X, 2, 1)
+    assert (n, frozen) == (2, 1)  # the shared form's settings report the frozen one
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +145,7 @@ def test_run_operon_shared_form_on_kaplan_demo(kaplan):
         assert math.isfinite(r[k]), k
     assert r["settings"]["generations"] == 10 and r["settings"]["seed"] == 1
     assert r["settings"]["fitter"]["strategy"]
+    assert r["settings"]["frozen_numbers"] >= 0  # coefficients left as numbers over the cap
     # per-group constants travel with the result, so the bench can plot the winning law
     assert set(r["groups"]) == set(train.group_names)
     assert all(set(p) == set(law.param_names) for p in r["groups"].values())

@@ -148,7 +148,8 @@ def _most_important(tree, vals, task: Task, target: str, X, cap: int) -> list[in
 
 
 def _equation(model_string: str, task: Task, target: str, variables: dict, X, cap, first: int):
-    """(equation line, declaration lines, number of parameters) of one operon model."""
+    """(equation line, declaration lines, number of parameters, number of coefficients left
+    as numbers) of one operon model."""
     tree = parse_infix(model_string, variables)
     vals = coefficients(tree)
     keep = list(range(len(vals)))
@@ -159,7 +160,7 @@ def _equation(model_string: str, task: Task, target: str, variables: dict, X, ca
         keep = _most_important(tree, vals, task, target, X, cap)
     names = dict(zip(keep, _param_names(task, first, len(keep))))
     line = f"{target} = {emit(tree, names, digits=FROZEN_DIGITS)}"
-    return line, [f"{names[i]} ~ {float(vals[i])!r}" for i in keep], len(keep)
+    return line, [f"{names[i]} ~ {float(vals[i])!r}" for i in keep], len(keep), len(vals) - len(keep)
 
 
 def operon_to_law(model_string, task: Task, *, variables: dict | None = None, X=None,
@@ -187,7 +188,7 @@ def operon_to_law(model_string, task: Task, *, variables: dict | None = None, X=
     for t in task.targets:
         if t not in strings:
             raise LawError(f"no operon model for target {t!r}")
-        line, d, n = _equation(strings[t], task, t, variables, X, caps[t], first)
+        line, d, n, _frozen = _equation(strings[t], task, t, variables, X, caps[t], first)
         lines.append(line)
         decls += d
         first += n
@@ -195,14 +196,14 @@ def operon_to_law(model_string, task: Task, *, variables: dict | None = None, X=
 
 
 def _choose(cands, task, train, fit_part, target, variables, cap, first, deadline, spec):
-    """Best (valid R2, line, decls, n) among operon's structures for one target."""
+    """Best (valid R2, line, decls, n, frozen) among operon's structures for one target."""
     sub_task, sub_train = target_view(task, train, target, cap)
     best, errors = None, []
     for s in cands:
         if best is not None and time.perf_counter() > deadline:
             break
         try:
-            line, decls, n = _equation(s, task, target, variables, fit_part.X, cap, first)
+            line, decls, n, frozen = _equation(s, task, target, variables, fit_part.X, cap, first)
             law = parse_task_law("\n".join([line] + decls), sub_task)
         except LawError as exc:
             errors.append(str(exc).splitlines()[0])
@@ -210,7 +211,7 @@ def _choose(cands, task, train, fit_part, target, variables, cap, first, deadlin
         r2 = validate(law, sub_task, sub_train, spec).r2("valid")
         r2 = r2 if r2 is not None and math.isfinite(r2) else -math.inf
         if best is None or (r2, -n) > (best[0], -best[3]):
-            best = (r2, line, decls, n)
+            best = (r2, line, decls, n, frozen)
     if best is None:
         raise HybridSLDError(f"no operon structure for {target!r} could be read as a law: "
                              + "; ".join(errors[:3]))
@@ -226,7 +227,7 @@ def _shared(task, train, test, seed, budget, settings, transform, variables, t0)
         sources.append(fit_part.subset(fit_part.groups == max(counts, key=counts.get)))
     per_run = 0.6 * budget / (len(sources) * len(task.targets))
     caps = caps_per_target(task)
-    lines, decls, first, fronts = [], [], 1, {}
+    lines, decls, first, fronts, frozen = [], [], 1, {}, 0
     for j, t in enumerate(task.targets):
         cands = []
         for d in sources:
@@ -234,13 +235,17 @@ def _shared(task, train, test, seed, budget, settings, transform, variables, t0)
         cands = list(dict.fromkeys(cands))[: settings["max_candidates"]]
         fronts[t] = len(cands)
         deadline = t0 + budget * (0.6 + 0.3 * (j + 1) / len(task.targets))
-        _r2, line, d, n = _choose(cands, task, train, fit_part, t, variables, caps[t], first,
-                                  deadline, spec)
+        _r2, line, d, n, f = _choose(cands, task, train, fit_part, t, variables, caps[t], first,
+                                     deadline, spec)
         lines.append(line)
         decls += d
         first += n
+        frozen += f
     law = parse_task_law("\n".join(lines + decls), task)
+    # n_params counts the constants fitted per group; these were fitted once, by operon on the
+    # pooled rows, and stay in the law as numbers: not free, but not the law's form either
     settings = settings | {"seconds_per_operon_run": per_run, "candidates": fronts,
+                           "frozen_numbers": frozen,
                            "structure_sources": ["fit part pooled", "largest group"][: len(sources)]}
     return law_result(law, task, train, test, "operon-shared", seed,
                       time.perf_counter() - t0, settings, spec)
