@@ -733,10 +733,10 @@ def test_two_processes_cannot_share_a_run_directory(finished_run):
 
 def test_resume_names_every_flag_it_ignores(finished_run):
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--resume",
-                        str(finished_run), "--task", "vocab", "--workers", "2", "--json"],
+                        str(finished_run), "--islands", "3", "--workers", "2", "--json"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "ignored: --task, --workers" in r.stderr
+    assert "ignored: --islands, --workers" in r.stderr  # another --task: refused (test_cli)
 
 
 def test_simplest_rule_takes_the_lowest_complexity_within_five_percent(synthetic_task, tmp_path):
