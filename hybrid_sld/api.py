@@ -371,7 +371,9 @@ class ScalingLawRegressor:
                            f"{next(iter(fits))!r}: {first.message}")
         if self.law is not None:
             from .search.operators import redundancy_note
-            data = Dataset(np.array(keys, dtype=object), A, Y2, tuple(names), targets)
+            labels = np.empty(len(keys), dtype=object)  # one label per row, tuples kept whole
+            labels[:] = keys
+            data = Dataset(labels, A, Y2, tuple(names), targets)
             note = redundancy_note(law, data, fits, spec, (names[j],))
             if note:
                 warnings.warn(note, stacklevel=2)

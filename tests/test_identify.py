@@ -147,3 +147,22 @@ def test_spare_constants_probed_at_fitted_values():
     assert len(spare_constants(law, train.X, seed=1)) == 2
     fitted = [list(f.params.values()) for f in fit_dataset(law, train).values()]
     assert len(spare_constants(law, train.X, seed=1, thetas=fitted)) == 1
+
+
+def test_constants_the_data_tie_are_noted():
+    """Shares that sum to one: a*x1 + b*x2 + c has full rank at generic points, but on these
+    rows c trades off against a and b in every group."""
+    from hybrid_sld.data import Dataset
+    rng = np.random.default_rng(0)
+    x1 = rng.uniform(0, 1, 40)
+    X, groups = np.c_[x1, 1 - x1], np.repeat(["g1", "g2"], 20)
+    Y = (1 + 2 * x1 + 3 * (1 - x1))[:, None]
+    data = Dataset(groups, X, Y, ("x1", "x2"), ("y",))
+    law = ops.parse_law("y = a*x1 + b*x2 + c", ["x1", "x2"], ["y"])
+    assert spare_constants(law) == {}
+    note = ops.redundancy_note(law, data, fit_dataset(law, data))
+    assert note.startswith("On the training rows of 2 of its 2 groups, 1 of its 3 constants "
+                           "cannot be told apart") and "move together: " in note
+    assert ops.redundancy_note(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]), data,
+                               fit_dataset(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]),
+                                           data)) is None

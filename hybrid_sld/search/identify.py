@@ -113,15 +113,36 @@ class _Probe:
             J = self._jac(X, theta)
             if J is None:
                 continue
-            J = J[:, free]
-            J = J / np.maximum(np.max(np.abs(J), axis=0), 1e-300)  # norms could overflow
-            J = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
-            _u, s, vt = np.linalg.svd(J, full_matrices=True)
-            r = int(np.sum(s > TOL * s[0])) if s.size and s[0] > 0 else 0
-            c = s[r - 1] / s[0] if r else 0.0
+            r, vt_null, c = _svd_rank(J[:, free])
             if r > best or (r == best and c > cond):
-                best, null, cond = r, vt[r:], c
+                best, null, cond = r, vt_null, c
         return best, null, cond
+
+
+def _svd_rank(J) -> tuple[int, np.ndarray, float]:
+    """(rank, null space basis, smallest nonzero over largest singular value) of J with its
+    columns scaled to norm 1."""
+    J = J / np.maximum(np.max(np.abs(J), axis=0), 1e-300)  # norms could overflow
+    J = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
+    _u, s, vt = np.linalg.svd(J, full_matrices=True)
+    r = int(np.sum(s > TOL * s[0])) if s.size and s[0] > 0 else 0
+    return r, vt[r:], (s[r - 1] / s[0] if r else 0.0)
+
+
+def rank_at(law: Law, X, theta) -> tuple[int, list[str]]:
+    """(rank of the law's Jacobian on the rows ``X`` at the constants ``theta``, the constants
+    its null space moves): what one group's rows can pin down of its fit. Below the generic
+    rank where the data tie the features (shares that sum to one) or a fitted constant sits
+    where a term vanishes (an exponent at 0). Full rank, [] where the Jacobian is not finite."""
+    compiled = compile_law(law)
+    X = np.asarray(X, dtype=float)
+    with np.errstate(all="ignore"):
+        J = np.vstack([compiled.predict_jac(X, theta, t)[1] for t in range(len(law.targets))])
+    if not np.all(np.isfinite(J)) or not J.size:
+        return law.n_params, []
+    r, null, _ = _svd_rank(J)
+    moved = np.flatnonzero(np.max(np.abs(null), axis=0) > 1e-6) if len(null) else []
+    return r, [law.param_names[i] for i in moved]
 
 
 def _n_linear(law: Law, fixed: dict[int, float]) -> int:

@@ -614,8 +614,9 @@ def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
     # is merely another point): a constant that matters there is not spare
     fitted = [[f.params.get(n, 1.0) for n in tidied.param_names] for f in fits.values() if f.success]
     reduced, values = without_spare_constants(tidied, data.X, thetas=fitted)
+    tied = _tied_on_rows(law, data, fits, law.n_params - reduced.n_params)
     if reduced.n_params >= law.n_params:
-        return None
+        return tied and tied[0].upper() + tied[1:] + "."
     before = score_dataset(law, fits, data)
 
     def fits_as_well(new: Law) -> tuple[bool, float]:
@@ -647,11 +648,35 @@ def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
                      f"so {'its' if one else 'their'} fitted values say little; fixed ({fixed}) "
                      f"the law fits the data worse (R2 {_r2(worse)} against {_r2(before.r2)}), "
                      f"so {'it stays' if one else 'they stay'}")
+    parts += [tied] if tied else []
     if reduced is law:
         return "; ".join(parts) + "."
     with_ = "".join(f" with {n} = {v:g}" for n, v in values.items()) if worse is None else ""
     return (f"{'; '.join(parts)}. The law{with_}, {reduced.n_params} constants instead of "
             f"{law.n_params}: " + " | ".join(reduced.text.splitlines()))
+
+
+def _tied_on_rows(law: Law, data, fits: dict, spare: int) -> str | None:
+    """Where a group's own rows pin down fewer of its constants than the ``spare`` ones found
+    for any data: which constants move together there, or None."""
+    from .identify import rank_at
+    lost, moved, groups = 0, set(), []
+    for g, f in fits.items():
+        if not f.success:
+            continue
+        rows = np.fromiter((k == g for k in data.groups), bool, len(data))  # keys may be tuples
+        r, names = rank_at(law, data.X[rows], f.theta(law.param_names))
+        if law.n_params - r > spare:
+            lost, groups = max(lost, law.n_params - r), groups + [g]
+            moved.update(names)
+    if not groups:
+        return None
+    names = [n for n in law.param_names if n in moved]
+    where = "its training rows" if len(fits) == 1 else (
+        f"the training rows of {len(groups)} of its {len(fits)} groups")
+    return (f"on {where}, {lost} of its {law.n_params} constants cannot be told apart at the "
+            f"fitted values (they move together: {', '.join(names[:8])}"
+            f"{', ...' if len(names) > 8 else ''}), so their fitted values say little")
 
 
 def _r2(x: float) -> str:
