@@ -161,8 +161,8 @@ def test_constants_the_data_tie_are_noted():
     law = ops.parse_law("y = a*x1 + b*x2 + c", ["x1", "x2"], ["y"])
     assert spare_constants(law) == {}
     note = ops.redundancy_note(law, data, fit_dataset(law, data))
-    assert note.startswith("On the training rows of 2 of its 2 groups, 1 of its 3 constants "
-                           "cannot be told apart") and "move together: " in note
+    assert note.startswith("On the training rows of 2 of its 2 groups, the fitted constants "
+                           "leave 1 of 3 directions unpinned: ") and "move together" in note
     assert ops.redundancy_note(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]), data,
                                fit_dataset(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]),
                                            data)) is None

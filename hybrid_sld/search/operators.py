@@ -674,9 +674,9 @@ def _tied_on_rows(law: Law, data, fits: dict, spare: int) -> str | None:
     names = [n for n in law.param_names if n in moved]
     where = "its training rows" if len(fits) == 1 else (
         f"the training rows of {len(groups)} of its {len(fits)} groups")
-    return (f"on {where}, {lost} of its {law.n_params} constants cannot be told apart at the "
-            f"fitted values (they move together: {', '.join(names[:8])}"
-            f"{', ...' if len(names) > 8 else ''}), so their fitted values say little")
+    return (f"on {where}, the fitted constants leave {lost} of {law.n_params} directions "
+            f"unpinned: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''} move together "
+            f"along {'it' if lost == 1 else 'them'}, so their fitted values say little")
 
 
 def _r2(x: float) -> str:
