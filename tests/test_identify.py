@@ -162,7 +162,10 @@ def test_constants_the_data_tie_are_noted():
     assert spare_constants(law) == {}
     note = ops.redundancy_note(law, data, fit_dataset(law, data))
     assert note.startswith("On the training rows of 2 of its 2 groups, the fitted constants "
-                           "leave 1 of 3 directions unpinned: ") and "move together" in note
+                           "leave 1 of their 3 directions unpinned: ") and "move together" in note
+    shared = ops.parse_law("y = a*x1 + b*x2 + c\nshared a, b", ["x1", "x2"], ["y"])
+    assert "of their 1 directions" not in (ops.redundancy_note(shared, data, fit_dataset(
+        shared, data)) or "")  # a and b are pinned by both groups' rows together; c alone is
     assert ops.redundancy_note(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]), data,
                                fit_dataset(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]),
                                            data)) is None

@@ -129,20 +129,23 @@ def _svd_rank(J) -> tuple[int, np.ndarray, float]:
     return r, vt[r:], (s[r - 1] / s[0] if r else 0.0)
 
 
-def rank_at(law: Law, X, theta) -> tuple[int, list[str]]:
-    """(rank of the law's Jacobian on the rows ``X`` at the constants ``theta``, the constants
-    its null space moves): what one group's rows can pin down of its fit. Below the generic
-    rank where the data tie the features (shares that sum to one) or a fitted constant sits
-    where a term vanishes (an exponent at 0). Full rank, [] where the Jacobian is not finite."""
+def rank_at(law: Law, X, theta, columns=None) -> tuple[int, list[str]]:
+    """(rank of the law's Jacobian on the rows ``X`` at the constants ``theta``, over the
+    constants ``columns`` (indices; default all), and the constants its null space moves):
+    what one group's rows can pin down of its fit. Below the generic rank where the data tie
+    the features (shares that sum to one) or a fitted constant sits where a term vanishes (an
+    exponent at 0). Full rank, [] where the Jacobian is not finite."""
+    columns = list(range(law.n_params)) if columns is None else list(columns)
     compiled = compile_law(law)
     X = np.asarray(X, dtype=float)
     with np.errstate(all="ignore"):
         J = np.vstack([compiled.predict_jac(X, theta, t)[1] for t in range(len(law.targets))])
+    J = J[:, columns]
     if not np.all(np.isfinite(J)) or not J.size:
-        return law.n_params, []
+        return len(columns), []
     r, null, _ = _svd_rank(J)
     moved = np.flatnonzero(np.max(np.abs(null), axis=0) > 1e-6) if len(null) else []
-    return r, [law.param_names[i] for i in moved]
+    return r, [law.param_names[columns[i]] for i in moved]
 
 
 def _n_linear(law: Law, fixed: dict[int, float]) -> int:

@@ -658,23 +658,25 @@ def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
 
 def _tied_on_rows(law: Law, data, fits: dict, spare: int) -> str | None:
     """Where a group's own rows pin down fewer of its constants than the ``spare`` ones found
-    for any data: which constants move together there, or None."""
+    for any data: which constants move together there, or None. Shared constants are left
+    out: all the groups' rows pin them down together."""
     from .identify import rank_at
+    own = [i for i, p in enumerate(law.params) if not p.shared]
     lost, moved, groups = 0, set(), []
     for g, f in fits.items():
         if not f.success:
             continue
         rows = np.fromiter((k == g for k in data.groups), bool, len(data))  # keys may be tuples
-        r, names = rank_at(law, data.X[rows], f.theta(law.param_names))
-        if law.n_params - r > spare:
-            lost, groups = max(lost, law.n_params - r), groups + [g]
+        r, names = rank_at(law, data.X[rows], f.theta(law.param_names), own)
+        if len(own) - r > spare:
+            lost, groups = max(lost, len(own) - r), groups + [g]
             moved.update(names)
     if not groups:
         return None
     names = [n for n in law.param_names if n in moved]
     where = "its training rows" if len(fits) == 1 else (
         f"the training rows of {len(groups)} of its {len(fits)} groups")
-    return (f"on {where}, the fitted constants leave {lost} of {law.n_params} directions "
+    return (f"on {where}, the fitted constants leave {lost} of their {len(own)} directions "
             f"unpinned: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''} move together "
             f"along {'it' if lost == 1 else 'them'}, so their fitted values say little")
 
