@@ -42,6 +42,15 @@ class Proposal:
         return self.text is not None
 
 
+def _feature_like(name: str, features) -> bool:
+    """Whether a constant's name reads like one of the features (a word of 3 or more letters
+    in common: n_experts, dense_params), as an LLM that misremembers one writes it. Law text
+    a person writes is only checked for near-misspellings (``law._close_feature``)."""
+    words = {w.lower() for w in re.split(r"_|\d+", name) if len(w) >= 3}
+    return bool(words) and any(
+        words & {w.lower() for w in re.split(r"_|\d+", f) if len(w) >= 3} for f in features)
+
+
 def template(name: str) -> Template:
     res = importlib.resources.files("hybrid_sld.llm") / "prompts" / f"{name}.txt"
     return Template(res.read_text())
@@ -200,6 +209,12 @@ class LLMProposer:
         decls = [str(p) for p in params if not str(p).strip().isidentifier()]
         text = "\n".join([law.strip(), *decls])
         parsed = parse_task_law(text, self.task)
+        odd = [p for p in parsed.param_names if _feature_like(p, self.task.feature_names)]
+        if odd:  # n_experts for num_experts: a free constant where a feature was meant
+            raise HybridSLDError(
+                f"{odd[0]!r} is not a feature of this task, so it would be a fitted constant; "
+                f"the features are {', '.join(self.task.feature_names)}, written exactly so; "
+                "give constants short names (A, alpha, p1)")
         try:  # the reply is repaired like a syntax error
             check_functions(parsed, self.task.functions)
         except LawError:
