@@ -43,9 +43,10 @@ class Proposal:
 
 
 def _feature_like(name: str, features) -> bool:
-    """Whether a constant's name reads like one of the features (a word of 3 or more letters
-    in common: n_experts, dense_params), as an LLM that misremembers one writes it. Law text
-    a person writes is only checked for near-misspellings (``law._close_feature``)."""
+    """Whether a constant's name reads like one of ``features`` (a word of 3 or more letters
+    in common: n_experts, dense_params), as an LLM that misremembers one writes it; checked
+    against the features a law leaves out (B_tokens beside tokens is a coefficient's name).
+    Law text a person writes is only checked for near-misspellings (``law._close_feature``)."""
     words = {w.lower() for w in re.split(r"_|\d+", name) if len(w) >= 3}
     return bool(words) and any(
         words & {w.lower() for w in re.split(r"_|\d+", f) if len(w) >= 3} for f in features)
@@ -209,7 +210,8 @@ class LLMProposer:
         decls = [str(p) for p in params if not str(p).strip().isidentifier()]
         text = "\n".join([law.strip(), *decls])
         parsed = parse_task_law(text, self.task)
-        odd = [p for p in parsed.param_names if _feature_like(p, self.task.feature_names)]
+        unused = [f for f in self.task.feature_names if f not in parsed.used_features]
+        odd = [p for p in parsed.param_names if _feature_like(p, unused)]
         if odd:  # n_experts for num_experts: a free constant where a feature was meant
             raise HybridSLDError(
                 f"{odd[0]!r} is not a feature of this task, so it would be a fitted constant; "
