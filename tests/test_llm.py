@@ -346,11 +346,11 @@ def test_a_reply_cut_off_at_the_call_cap_is_told_so(task_file, server, tmp_path)
 def test_a_constant_named_like_a_feature_is_sent_back(server, tmp_path):
     p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10)
     server.script = [proposal("loss = E + A*num_tokens^(-a)", ["A > 0"]),
-                     proposal("loss = E + A_tokens*tokens^(-a) + B/num_params", ["A_tokens > 0"])]
+                     proposal("loss = E + coef_tokens*tokens^(-a) + B/num_params", ["coef_tokens > 0"])]
     ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=2)
     repair = server.requests[1]["messages"][-1]["content"]
     assert "'num_tokens' is not a feature of this task" in repair and "num_params, tokens" in repair
-    assert ok.valid and "A_tokens" in ok.text  # beside the feature it names: a coefficient
+    assert ok.valid and "coef_tokens" in ok.text  # beside the feature it names: a coefficient
 
 
 def test_cli_hybrid_run(task_file, server, tmp_path):

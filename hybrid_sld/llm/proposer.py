@@ -45,7 +45,7 @@ class Proposal:
 def _feature_like(name: str, features) -> bool:
     """Whether a constant's name reads like one of ``features`` (a word of 3 or more letters
     in common: n_experts, dense_params), as an LLM that misremembers one writes it; checked
-    against the features a law leaves out (B_tokens beside tokens is a coefficient's name).
+    against the features a law leaves out (coef_tokens beside tokens names a coefficient).
     Law text a person writes is only checked for near-misspellings (``law._close_feature``)."""
     words = {w.lower() for w in re.split(r"_|\d+", name) if len(w) >= 3}
     return bool(words) and any(
