@@ -185,8 +185,10 @@ def spare_constants(law: Law, X=None, seed: int = 0, thetas=()) -> dict[str, flo
                 if not inside(law.params[j], v):
                     continue
                 r2, null2, cond = probe.rank([i for i in free if i != j], {**fixed, j: v})
+                if r2 != r:
+                    continue
                 merit = (_n_linear(law, {**fixed, j: v}), cond)
-                if r2 == r and (best is None or merit > best[0]):
+                if best is None or merit > best[0]:
                     best = (merit, j, null2)
             if best is not None:
                 break
