@@ -84,7 +84,7 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
     by name (``\\mathrm{a1}``). The keeper is, in turn: a name without an entry in ``symbols``
     (so a constant B keeps its letter and a feature whose task symbol is B is written by its
     name), a name spelt as it is typeset (``a_1`` before ``a1``), the earlier name (targets,
-    then constants in order of appearance, then features). to_latex and params_table both
+    then constants in the law's structural order, then features). to_latex and params_table both
     use this map, so the equations and the table agree.
     """
     symbols = symbols or {}
