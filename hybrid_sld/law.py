@@ -259,10 +259,14 @@ class Law:
         return "\n".join(lines + _bound_lines(self.params))
 
 
-def _close_feature(name: str, features) -> str | None:
+def _close_feature(name: str, features, used=()) -> str | None:
+    """The feature ``name`` looks like a misspelling of, or None. A name that holds a used
+    feature as a whole word (``A_tokens`` beside ``tokens``) names a coefficient, not a slip."""
     for f in features:
         if name.lower() == f.lower():
             return f
+    if any(f in used and f in name.split("_") for f in features):
+        return None
     if len(name) >= 4:
         hits = difflib.get_close_matches(name, features, n=1, cutoff=0.8)
         if hits:
@@ -348,12 +352,13 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
     eq_targets = {t for t, *_ in st.equations}
     free = set().union(*(e.free_symbols for _t, e in exprs))
     pnames = []
+    used = {f for f in features if symbols.get(f) in free}
     for name, (line, col) in sorted(st.names.items(), key=lambda kv: kv[1]):
         if name in features:
             continue
         if name in eq_targets or (targets and name in targets):
             raise err(f"target {name!r} cannot appear on the right side", line, col)
-        close = _close_feature(name, features)
+        close = _close_feature(name, features, used)
         if close:
             raise err(f"{name!r} looks like a misspelt feature {close!r}; "
                       "rename the parameter if it is meant to be one", line, col)

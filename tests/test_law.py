@@ -564,3 +564,10 @@ def test_law_functions_as_the_law_holds_them():
     # a feature in an exponent is an exp (and x^x a log too); a constant's exp is a number
     assert law_functions(parse_law("y = c*(1 - 2^(-k*x)) + d*x^x", ["x"])) == {"exp", "log"}
     assert law_functions(parse_law("y = exp(e) + exp(a)*x^(-b)", ["x"])) == set()
+
+
+def test_a_coefficient_named_after_the_feature_it_multiplies():
+    law = parse_law("y = E + A_tokens*tokens^(-a)", ["num_params", "tokens"])
+    assert "A_tokens" in law.param_names
+    with pytest.raises(LawError, match="'n_tokens' looks like a misspelt feature 'tokens'"):
+        parse_law("y = E + A*n_tokens^(-a)", ["num_params", "tokens"])  # tokens unused: a slip
