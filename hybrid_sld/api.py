@@ -371,10 +371,12 @@ class ScalingLawRegressor:
                            f"{next(iter(fits))!r}: {first.message}")
         if self.law is not None:
             from .search.operators import redundancy_note
-            labels = np.empty(len(keys), dtype=object)  # one label per row, tuples kept whole
-            labels[:] = keys
-            data = Dataset(labels, A, Y2, tuple(names), targets)
-            note = redundancy_note(law, data, fits, spec, (names[j],))
+            # groups labelled by position, as strings: a Dataset names its groups with str()
+            # and finds their rows with ==, which tuple keys (2-D labels) would both defeat
+            label = {g: str(i) for i, g in enumerate(fits)}
+            data = Dataset(np.array([label[k] for k in keys]), A, Y2, tuple(names), targets)
+            note = redundancy_note(law, data, {label[g]: f for g, f in fits.items()}, spec,
+                                   (names[j],))
             if note:
                 warnings.warn(note, stacklevel=2)
         failed = [g for g, f in fits.items() if not f.success]

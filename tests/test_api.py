@@ -309,6 +309,19 @@ def test_law_with_constants_that_act_only_together_warns():
     assert est.score(x[:, None], y) > 0.999  # still fitted: the warning only tells
 
 
+def test_a_spare_constant_is_judged_alike_with_tuple_group_keys():
+    # 2-D group labels become tuple keys; the note's refit and scores must find their rows
+    x = np.geomspace(1e6, 1e9, 8)
+    X = np.concatenate([x, x])[:, None]
+    y = 1.0 + 30.0 * X[:, 0] ** -0.25
+    for groups in (np.array([["run", "a"]] * 8 + [["run", "b"]] * 8),
+                   np.array(["a"] * 8 + ["b"] * 8)):
+        with pytest.warns(UserWarning, match=r"c2 adds no direction of fit .* "
+                                             r"y = c \+ k\*exp\(-a\*log\(x\)\)"):
+            ScalingLawRegressor("y = c + k*exp(c2 - a*log(x))", features=["x"]).fit(
+                X, y, groups=groups)
+
+
 def test_scale_weight_repeats_rows_along_the_widest_positive_column():
     # d spans 1..16, the scale; z is one value on every row, no scale at all
     x = np.repeat([1.0, 2.0, 4.0, 8.0, 16.0], 2)

@@ -666,8 +666,7 @@ def _tied_on_rows(law: Law, data, fits: dict, spare: int) -> str | None:
     for g, f in fits.items():
         if not f.success:
             continue
-        rows = np.fromiter((k == g for k in data.groups), bool, len(data))  # keys may be tuples
-        r, names = rank_at(law, data.X[rows], f.theta(law.param_names), own)
+        r, names = rank_at(law, data.X[data.groups == g], f.theta(law.param_names), own)
         if len(own) - r > spare:
             lost, groups = max(lost, len(own) - r), groups + [g]
             moved.update(names)
