@@ -47,9 +47,11 @@ def _feature_like(name: str, features) -> bool:
     in common: n_experts, dense_params), as an LLM that misremembers one writes it; checked
     against the features a law leaves out (coef_tokens beside tokens names a coefficient).
     Law text a person writes is only checked for near-misspellings (``law._close_feature``)."""
-    words = {w.lower() for w in re.split(r"_|\d+", name) if len(w) >= 3}
-    return bool(words) and any(
-        words & {w.lower() for w in re.split(r"_|\d+", f) if len(w) >= 3} for f in features)
+    def words(text):
+        return {w.lower() for w in re.split(r"_|\d+", text) if len(w) >= 3}
+
+    mine = words(name)
+    return any(mine & words(f) for f in features)
 
 
 def template(name: str) -> Template:
