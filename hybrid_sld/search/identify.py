@@ -95,9 +95,7 @@ class _Probe:
                 self.points.append((X, theta))
 
     def _jac(self, X, theta):
-        with np.errstate(all="ignore"):
-            J = np.vstack([self.compiled.predict_jac(X, theta, t)[1]
-                           for t in range(len(self.law.targets))])
+        J = _jacobian(self.compiled, X, theta)
         return J if np.all(np.isfinite(J)) else None
 
     def rank(self, free, fixed: dict) -> tuple[int, np.ndarray | None, float]:
@@ -119,6 +117,13 @@ class _Probe:
         return best, null, cond
 
 
+def _jacobian(compiled, X, theta) -> np.ndarray:
+    """d(predictions)/d(constants) of every target stacked, at rows X (overflow gives inf)."""
+    with np.errstate(all="ignore"):
+        return np.vstack([compiled.predict_jac(X, theta, t)[1]
+                          for t in range(len(compiled.targets))])
+
+
 def _svd_rank(J) -> tuple[int, np.ndarray, float]:
     """(rank, null space basis, smallest nonzero over largest singular value) of J with its
     columns scaled to norm 1."""
@@ -136,11 +141,7 @@ def rank_at(law: Law, X, theta, columns=None) -> tuple[int, list[str]]:
     the features (shares that sum to one) or a fitted constant sits where a term vanishes (an
     exponent at 0). Full rank, [] where the Jacobian is not finite."""
     columns = list(range(law.n_params)) if columns is None else list(columns)
-    compiled = compile_law(law)
-    X = np.asarray(X, dtype=float)
-    with np.errstate(all="ignore"):
-        J = np.vstack([compiled.predict_jac(X, theta, t)[1] for t in range(len(law.targets))])
-    J = J[:, columns]
+    J = _jacobian(compile_law(law), np.asarray(X, dtype=float), theta)[:, columns]
     if not np.all(np.isfinite(J)) or not J.size:
         return len(columns), []
     r, null, _ = _svd_rank(J)
