@@ -178,8 +178,10 @@ class Law:
         self.symbols: dict[str, sp.Symbol] = dict(symbols)
 
     # -- identity -------------------------------------------------------------------------
-    def structural_order(self) -> list[sp.Symbol]:
-        """Parameter symbols in order of a traversal that ignores their names.
+    @functools.cached_property
+    def structural_order(self) -> tuple[sp.Symbol, ...]:
+        """Parameter symbols in order of a traversal that ignores their names (kept: the
+        parser orders the parameters by it and the canonical key is built on it).
 
         Arguments are visited sorted by their shape with every parameter replaced by one
         placeholder (:func:`_tree_string`), so renaming parameters or reordering commutative
@@ -200,13 +202,13 @@ class Law:
 
         for _t, expr in self.equations:
             visit(expr)
-        return order
+        return tuple(order)
 
     @functools.cached_property
     def canonical(self) -> str:
         """The law's tree with parameters named by structure (#p0, #p1, ...) and commutative
         arguments sorted, with its declarations: equal for laws that differ only in names."""
-        order = self.structural_order()
+        order = self.structural_order
         labels = {s: f"#p{i}" for i, s in enumerate(order)}
         memo: dict = {}
         exprs = tuple((t, _tree_string(e, labels, memo)) for t, e in self.equations)
@@ -413,7 +415,7 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
     # Parameters in structural order, not the order they were written in: a fit's start points
     # are drawn per position, so the same law written another way (as a printer re-writes it)
     # would otherwise fit differently and score differently under one key.
-    pos = {s.name: i for i, s in enumerate(law.structural_order())}
+    pos = {s.name: i for i, s in enumerate(law.structural_order)}
     law.params = tuple(sorted(law.params, key=lambda p: pos[p.name]))
     return law
 
