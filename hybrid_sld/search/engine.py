@@ -262,6 +262,13 @@ def _worker_init(parent: int) -> None:
     die_with_parent(parent)
 
 
+class StopAtOnce(KeyboardInterrupt):
+    """A second Ctrl-C: stop now, the last checkpoint kept. A subclass because CPython marks a
+    bare KeyboardInterrupt that passes through exec or eval of a string (as an import building
+    a dataclass does) and, under ``python -m``, then ends the process by SIGINT though it was
+    caught and main returned 130; it marks KeyboardInterrupt itself only."""
+
+
 # -- the engine -------------------------------------------------------------------------------
 @dataclass
 class State:
@@ -734,7 +741,7 @@ class Search:
 
         def on_signal(signum, frame):
             if self.interrupted or self._asked_again:  # stop now; the checkpoint stands
-                raise KeyboardInterrupt
+                raise StopAtOnce
             if not self._searching:
                 self._asked_again = True
                 print("writing the report; press Ctrl-C again to stop at once", file=sys.stderr)
