@@ -383,8 +383,8 @@ sys.exit(cli.main(sys.argv[1:]))
 def test_a_second_ctrl_c_in_code_run_by_exec_still_ends_with_status_130(synthetic_task, tmp_path):
     """CPython marks a bare KeyboardInterrupt that passes through exec or eval of a string and,
     under `python -m`, ends the process by SIGINT (-2) though main caught it and returned 130:
-    once in ~150 runs of the test above, when the second Ctrl-C came while matplotlib was being
-    imported for the report's plots."""
+    once in 333 runs of a loop like the test above, when the second Ctrl-C came while
+    matplotlib was being imported for the report's plots."""
     (tmp_path / "stop_in_exec.py").write_text(_STOP_IN_EXEC)
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     proc = subprocess.run([sys.executable, "-m", "stop_in_exec", "discover", "--task",
