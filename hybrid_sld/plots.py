@@ -16,6 +16,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +134,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
              title: str | None = None) -> Path:
     """Write a PNG grid (groups x targets) of data and fitted law, under ``title`` if given;
     returns the path."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     xfeats = _axes_features(train, by)
@@ -249,9 +250,7 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
 
     A law that extrapolates shows no trend in the residuals toward the largest scales.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     xfeats = _axes_features(train, by)
     nt = len(train.targets)
@@ -280,10 +279,34 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
     return save_figure(fig, path)
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported with Ctrl-C and SIGTERM held back until
+    it is in: a signal handled inside a C extension's initialisation comes out as
+    ImportError("initialization failed") (pybind11), which hid a second Ctrl-C as a failed
+    plot, and the half-made module then crashed the interpreter at exit (SIGABRT). Held by
+    Python's handlers, not the thread's signal mask: BLAS threads would take the signal."""
+    held, caught = {}, []
+    if ("matplotlib.pyplot" not in sys.modules
+            and threading.current_thread() is threading.main_thread()):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not None:  # None: a handler not set from Python
+                held[sig] = signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+        for sig in caught:  # now, to the handler it was meant for
+            signal.raise_signal(sig)
+    return plt
+
+
 def save_figure(fig, path) -> Path:
     """Write a PNG (creating its folder) whole or not at all, and free the figure: a kill or a
     full disk mid-write leaves the old file or none, never an unreadable one."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -175,3 +175,34 @@ def test_the_levels_legend_is_beside_the_panel_not_over_the_data(tmp_path, monke
         legend = ax.get_legend()
         assert legend is not None and "tokens=20M" in [t.get_text() for t in legend.get_texts()]
         assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
+
+
+_CTRL_C_IN_IMPORT = """
+import os, signal, sys
+seen = []  # for each Ctrl-C handled: was pyplot in by then?
+signal.signal(signal.SIGINT, lambda *_: seen.append("matplotlib.pyplot" in sys.modules))
+
+
+class CtrlCOnImport:  # a Ctrl-C as matplotlib's C extension ft2font is being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib.ft2font":
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+sys.meta_path.insert(0, CtrlCOnImport())
+from hybrid_sld.plots import pyplot
+pyplot()
+print(seen)
+"""
+
+
+def test_a_ctrl_c_while_pyplot_is_imported_is_handled_once_it_is_in():
+    """A signal handled inside a C extension's initialisation comes out as ImportError
+    (pybind11), which hid a second Ctrl-C during the report as a failed plot, and then
+    crashed the interpreter at exit (SIGABRT); a fresh process, so matplotlib is not in yet."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_IN_IMPORT], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[True]"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..plots import save_figure
+from ..plots import pyplot, save_figure
 from .leaderboard import aggregate, winners
 
 
@@ -17,9 +17,7 @@ def plot_r2(results, path) -> Path:
     std over seeds as error bars), the published human-law and SLDAgent figures as segments
     across each task's slot. Points, not bars: most figures sit near 1, and the y axis zooms to
     the range they span."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = aggregate(results)
     tasks = list(dict.fromkeys(r.task for r in rows))
