@@ -306,7 +306,7 @@ def pyplot():
 def save_figure(fig, path) -> Path:
     """Write a PNG (creating its folder) whole or not at all, and free the figure: a kill or a
     full disk mid-write leaves the old file or none, never an unreadable one."""
-    plt = pyplot()
+    import matplotlib.pyplot as plt  # in already: its callers drew the figure with pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
