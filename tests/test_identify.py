@@ -169,3 +169,13 @@ def test_constants_the_data_tie_are_noted():
     assert ops.redundancy_note(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]), data,
                                fit_dataset(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]),
                                            data)) is None
+
+
+def test_one_constant_the_rows_do_not_feel_is_named_alone():
+    # tanh((p1 + tokens)^2) is 1 on every row whatever p1: p1 trades off with nothing
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    law = ops.parse_task_law("loss = A/num_params^a + B*tanh((p1 + tokens)^2)\nA, a > 0", task)
+    note = ops.redundancy_note(law, train, fit_dataset(law, train))
+    assert "unpinned: p1 can move along it without changing the fit there, so its fitted value " \
+           "says little" in note

@@ -382,12 +382,47 @@ def test_tidy_drops_parameters_that_only_act_together(text, n_params):
 
 @pytest.mark.parametrize("text", [
     "loss = p2 + p1*tokens*exp(p1)",  # p1 also outside the product of constants
-    "loss = (1 + p2)*(p1 + tokens^p3)",
+    "loss = (tokens + p2)*(p1 + tokens^p3)",
     "loss = E + A/num_params^a + B/tokens^b",
     "loss = p1*num_params^(p2*log(tokens))*tokens^p2",
 ])
 def test_tidy_keeps_constants_that_act_apart(text):
     assert _tidied(text).text == ops.parse_cached(text, get_task("kaplan_demo")).text
+
+
+@pytest.mark.parametrize("text, tidied", [
+    ("loss = ((N_c/num_params)^(4/5) + D_c/tokens)^(1/10) + p1/2\nD_c, N_c > 0",
+     "loss = p1 + ((N_c/num_params)^(4/5) + D_c/tokens)^(1/10)\nD_c, N_c > 0"),
+    ("loss = (1 + p2)*(p1 + tokens^p3)", "loss = p2*(p1 + tokens^p3)"),
+    ("loss = p1 - 2*p2*log(tokens)\np2 in (0, 3]", "loss = p1 - p2*log(tokens)\np2 in (0, 6]"),
+    ("loss = p1*tokens^(p3/4)\np3 in [-1, 1)\np3 ~ 0.2", "loss = p1*tokens^p3\np3 in [-0.25, 0.25)\np3 ~ 0.05"),
+    ("loss = 3 + p1 + tokens\np1 > 0", "loss = p1 + tokens\np1 > 3"),
+    ("loss = (9e13/num_params)^0.8 + 5e13/tokens + D_c/tokens\nD_c > 0",  # like terms
+     "loss = (9e13/num_params)^0.8 + D_c/tokens\nD_c > 5e13"),
+    ("loss = p1 + tokens - p2*tokens\np2 in (0, 1)", "loss = p1 - p2*tokens\np2 in (-1, 0)"),
+    ("loss = p1 - p2*log(tokens)", None),  # -1 stays: a scaling law writes it so
+    ("loss = p1 + 2*p2*log(tokens) + p2/tokens", None),  # p2 acts elsewhere too
+])
+def test_tidy_folds_a_number_into_a_constant_found_nowhere_else(text, tidied):
+    """One law written two ways was fitted twice, and ``+ p1/2`` reads oddly (the README demo's
+    law had it); the constant's bounds and start value move with the number."""
+    task = get_task("kaplan_demo")
+    before, after = ops.parse_cached(text, task), _tidied(text)
+    assert after.text == (ops.parse_cached(tidied, task).text if tidied else before.text)
+    assert after.n_params == before.n_params
+
+
+def test_a_folded_number_leaves_the_fit_as_it_was():
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import fit_dataset, score_dataset
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    text = "loss = p1/2 + 3*A/num_params^(a/4) + B/tokens^b\nA, B > 0\na, b in (0, 1)"
+    before, after = ops.parse_cached(text, task), _tidied(text)
+    assert after.text.startswith("loss = p1 + A/num_params^a + B/tokens^b")
+    r2 = [score_dataset(law, fit_dataset(law, train, FitterSpec(n_starts=8)), train).r2
+          for law in (before, after)]
+    assert r2[1] == pytest.approx(r2[0], abs=1e-6) and r2[0] > 0.8
 
 
 def test_tidy_takes_an_exponent_out_of_a_log_but_keeps_it_where_it_acts_elsewhere():
@@ -442,3 +477,4 @@ def test_a_bare_constant_crossed_over_leaves_its_bounds_behind():
         for p in parse_task_law(text, task).params:
             assert (p.lower, p.upper) not in ((100, 100000), (0.1, 2.5)), text
     assert bare >= 3
+

@@ -450,8 +450,9 @@ def _tidy(expr, counts, params):
         args = _merge_powers(args, counts, params)
     if expr.is_Add or expr.is_Mul:
         args = _merge_constants(args, counts, params, expr.func)
+        args = _absorb_number(args, counts, params, expr.func)
         if expr.is_Add:
-            args = _merge_like_terms(args, counts, params)
+            args = _absorb_like_numbers(_merge_like_terms(args, counts, params), counts, params)
     if tuple(args) == expr.args:
         return expr
     return _rebuild(expr, args)
@@ -550,6 +551,26 @@ def _merge_constants(args: list, counts, params, op) -> list:
     return [a for a in args if a not in parts] + [keep]
 
 
+def _absorb_number(args: list, counts, params, op) -> list:
+    """Arguments of a sum or product without its number, where a parameter found nowhere else
+    can take it in (``p1/2 + x`` is ``p1 + x``, ``(1 + p2)*x`` is ``p2*x``); its bounds and
+    start value move with it. A product keeps the number's sign (``-p1*x`` reads as a scaling
+    law writes it). Such laws are one law written two ways: fitted twice, and odd to read."""
+    number = next((a for a in args if a.is_Number), None)
+    lone = [a for a in args if a.is_Symbol and counts.get(a) == 1 and a.name in params]
+    if number is None or not lone or (op is sp.Mul and abs(number) == 1) or number == 0:
+        return args
+    keep, p = lone[0], params[lone[0].name]
+    c = float(abs(number)) if op is sp.Mul else float(number)
+    move = (lambda v: v * c) if op is sp.Mul else (lambda v: v + c)
+    params[keep.name] = replace(p, lower=move(p.lower), upper=move(p.upper),
+                                init=None if p.init is None else move(p.init))
+    rest = [a for a in args if a is not number]
+    if op is sp.Mul and number < 0:
+        rest.append(sp.Integer(-1))
+    return rest
+
+
 def _merge_like_terms(args: list, counts, params) -> list:
     """Terms of a sum that differ only in a parameter-only coefficient, as one term."""
     psyms = list(counts)
@@ -565,6 +586,32 @@ def _merge_like_terms(args: list, counts, params) -> list:
         keep = _keeper(coeffs, counts, params, sp.Add)
         gone = [(a, r) for a, c, r in terms if c in coeffs]
         args = [a for a in args if a not in {a for a, _r in gone}] + [keep * gone[0][1]]
+    return args
+
+
+def _absorb_like_numbers(args: list, counts, params) -> list:
+    """Terms of a sum with a number for coefficient taken into a like term whose coefficient
+    is a parameter found nowhere else (``5e13/tokens + D_c/tokens`` is ``D_c/tokens``); its
+    bounds and start value shift by the number."""
+    psyms = list(counts)
+    lone, numbers = {}, {}
+    for a in args:
+        rest, coeff = a.as_independent(*psyms, as_Add=False)
+        k, base = rest.as_coeff_Mul()
+        if not base.free_symbols:
+            continue
+        if coeff.is_Symbol and counts.get(coeff) == 1 and coeff.name in params:
+            lone.setdefault(base, (coeff, k))
+        elif coeff == 1:
+            numbers.setdefault(base, []).append((a, k))
+    for base, (sym, k) in lone.items():
+        if base in numbers:
+            shift = float(sum(n for _a, n in numbers[base]) / k)
+            p = params[sym.name]
+            params[sym.name] = replace(p, lower=p.lower + shift, upper=p.upper + shift,
+                                       init=None if p.init is None else p.init + shift)
+            gone = {a for a, _n in numbers[base]}
+            args = [a for a in args if a not in gone]
     return args
 
 
@@ -675,6 +722,10 @@ def _tied_on_rows(law: Law, data, fits: dict, spare: int) -> str | None:
     names = [n for n in law.param_names if n in moved]
     where = "its training rows" if len(fits) == 1 else (
         f"the training rows of {len(groups)} of its {len(fits)} groups")
+    if len(names) == 1:  # one constant the rows do not feel, not a pair that trade off
+        return (f"on {where}, the fitted constants leave {lost} of their {len(own)} directions "
+                f"unpinned: {names[0]} can move along it without changing the fit there, so its "
+                f"fitted value says little")
     return (f"on {where}, the fitted constants leave {lost} of their {len(own)} directions "
             f"unpinned: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''} move together "
             f"along {'it' if lost == 1 else 'them'}, so their fitted values say little")
