@@ -485,7 +485,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
     from pathlib import Path
 
     from .search.engine import Search, SearchConfig
-    from .search.select import refit_in_range, select_final
+    from .search.select import refit_in_range, select_final, without_saturated
 
     bad = [f for f in list(features) + list(targets) if not is_name(str(f))]
     if bad:
@@ -520,7 +520,9 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
             raise LawError("the search found no valid law for this data")
         # the law `hybrid-sld discover` would report: by the final selection, in range past
         # the training scale
-        best = refit_in_range(search, select_final(search)[0])[0]
+        best, v, full, away, _passed = refit_in_range(search, select_final(search)[0])
+        saturated = without_saturated(search, best, v, full, away)
+        law = saturated[0].text if saturated else best.law
         front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
                   "n_params": e.n_params} for e in search.state.pareto()]
-    return best.law, best.fitter, front
+    return law, best.fitter, front

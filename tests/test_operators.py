@@ -478,3 +478,45 @@ def test_a_bare_constant_crossed_over_leaves_its_bounds_behind():
             assert (p.lower, p.upper) not in ((100, 100000), (0.1, 2.5)), text
     assert bare >= 3
 
+
+def _fitted(text, task, data, **spec):
+    from hybrid_sld.evaluate import fit_dataset
+    law = ops.parse_cached(text, task)
+    return law, fit_dataset(law, data, FitterSpec(**spec))
+
+
+@pytest.mark.parametrize("text, folded, note", [
+    ("loss = ((N_c/num_params)^(4/5) + D_c/tokens)^(1/10) - p1*tanh((p2 + tokens)^2)\n"
+     "D_c, N_c > 0\nD_c ~ 5.4e13\nN_c ~ 8.8e13",
+     "loss = ((N_c/num_params)^(4/5) + D_c/tokens)^(1/10) - p1\nD_c, N_c > 0\nD_c ~ 5.4e13\n"
+     "N_c ~ 8.8e13", "tanh((p2 + tokens)^2) = 1"),
+    ("loss = E + A/num_params^a + B/(1 + exp(-(p1 + tokens)^2))\nA, a > 0",
+     "loss = B + A/num_params^a\nA, a > 0", "exp(-(p1 + tokens)^2) = 0"),
+])
+def test_functions_saturated_at_the_fitted_constants_fold_to_their_value(text, folded, note):
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import fit_dataset, score_dataset
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    law, fits = _fitted(text, task, train, log_space=True)
+    new, notes = ops.fold_saturated(law, task, train, fits)
+    assert new.text == ops.parse_cached(folded, task).text and notes == [note]
+    # the same predictions on these rows with the same constants, so a refit fits as well
+    before = score_dataset(law, fits, train)
+    after = score_dataset(new, fit_dataset(new, train, FitterSpec(log_space=True)), train)
+    assert after.nmse <= before.nmse * (1 + 1e-6)
+
+
+def test_a_function_that_varies_over_the_rows_or_whose_features_do_not_stays():
+    from hybrid_sld.data import load_train
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    varies = "loss = E + A/num_params^a + B*tanh(p1*log(tokens))\nA, a > 0"
+    law, fits = _fitted(varies, task, train)
+    assert ops.fold_saturated(law, task, train, fits) is None
+    # one value of tokens in the rows: tanh(p1*tokens) need not be 1 at other scales
+    one_d = train.subset(train.column("tokens") == train.column("tokens")[0])
+    flat = "loss = E + A/num_params^a + B*tanh(p1*tokens)\nA, a > 0"
+    law, fits = _fitted(flat, task, one_d)
+    assert ops.fold_saturated(law, task, one_d, fits) is None
+    assert ops.fold_saturated(law, task, train, _fitted(flat, task, train)[1]) is not None

@@ -20,7 +20,7 @@ from ..compile import numpy_function
 from ..errors import LawError
 from ..fit import LOSSES, STRATEGIES, FitterSpec
 from ..grammar import FUNCTIONS
-from ..law import Law, Param, parse_law, parse_task_law
+from ..law import Law, Param, expr_to_text, parse_law, parse_task_law
 from .identify import round_values, spare_constants
 from .motifs import (MOTIFS, ParamFactory, OutOfBudget, default_positive, law_params, law_text,
                      motif, motif_names, seed_laws)
@@ -813,6 +813,71 @@ class ConstantFolder:
                     v = None
             self._values[e] = v
         return v
+
+
+def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str]] | None:
+    """(law, notes) with each function of features and constants that takes one value on every
+    row of ``data`` at the fitted constants replaced by that value, or None where there is none.
+
+    Operators build saturated functions (``tanh((p2 + tokens)^2)`` is 1 where tokens are 1e9):
+    :class:`ConstantFolder` cannot see them, for the value depends on a fitted constant. On
+    these rows the folded law with the same constants predicts exactly as the law does, with
+    fewer constants and nothing that reads as a mechanism. The features in a node must vary over
+    the rows (as for ConstantFolder). ``fits``: per group, fitted on ``data``'s rows."""
+    groups = [(data.groups == g, f.theta(law.param_names)) for g, f in fits.items() if f.success]
+    if not groups:
+        return None
+    names = list(law.features) + list(law.param_names)
+    syms = [law.symbols.get(n, sp.Symbol(n, real=True)) for n in names]
+    columns = [data.column(f) for f in law.features]
+    features = {law.symbols[f] for f in law.features if f in law.symbols}
+    mapping, notes = {}, []
+
+    def value(node) -> float | None:
+        used = [i for i, f in enumerate(law.features) if syms[i] in node.free_symbols]
+        if not any(np.ptp(columns[i]) > 0 for i in used):
+            return None
+        f = numpy_function(syms, node)
+        seen = None
+        with np.errstate(all="ignore"):
+            for mask, theta in groups:
+                y = np.asarray(f(*[c[mask] for c in columns], *theta), dtype=float)
+                if y.size == 0:
+                    continue
+                if not np.all(np.isfinite(y)) or np.any(y != y.flat[0]):
+                    return None
+                if seen is not None and y.flat[0] != seen:
+                    return None
+                seen = float(y.flat[0])
+        return seen
+
+    def visit(node):
+        if node in mapping or not node.args:
+            return
+        free = node.free_symbols
+        if node.is_Function and free & features and free - features:
+            try:
+                v = value(node)
+            except Exception:  # a function numpy cannot evaluate: left as it is
+                v = None
+            if v is not None:
+                mapping[node] = sp.Integer(int(v)) if v.is_integer() and abs(v) < 1e16 else sp.Float(v)
+                notes.append(f"{expr_to_text(node)} = {v:g}")
+                return
+        for a in node.args:
+            visit(a)
+
+    for _t, e in law.equations:
+        visit(e)
+    if not mapping:
+        return None
+    params = law_params(law)
+    eqs = tidy_equations([(t, _subs(e, mapping)) for t, e in law.equations], params)
+    try:
+        folded = parse_cached(law_text(eqs, params), task)
+    except LawError:  # e.g. no constant left to fit
+        return None
+    return (folded, notes) if folded.key != law.key else None
 
 
 def _same(a: Law, b: Law) -> bool:

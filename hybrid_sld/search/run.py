@@ -27,7 +27,7 @@ from ..units import unit_faults
 from . import operators
 from .engine import SEARCH_FITTER, Search, SearchConfig, write_atomic
 from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, parting, refit, refit_in_range,
-                     select_final)
+                     select_final, without_saturated)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -116,7 +116,10 @@ def final_report(search: Search) -> dict:
     except DataError as exc:  # a test file broken since the start: the search is not lost
         raise DataError(f"{exc}\nthe search is saved: fix the file and run `hybrid-sld "
                         f"discover --resume {run_dir}` to write the report") from None
-    law = parse_task_law(best.law, task)
+    chosen_fits = full.fits  # the chosen entry's own, for the parting table
+    law, saturated = parse_task_law(best.law, task), without_saturated(search, best, v, full, away)
+    if saturated is not None:  # the same predictions on the training rows, read plainly
+        law, v, full, away, folded = saturated
     full = _scored_on_test(full, law, test)
     result = {"task": task.name, "law": law.text, "n_params": law.n_params,
               "complexity": law.complexity, "fitter": best.fitter,
@@ -157,7 +160,8 @@ def final_report(search: Search) -> dict:
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key,
                        "fitter": t["entry"].fitter}
                       for t in finalists]}
-    result["parting"] = parting(search, best, full.fits)  # training rows only
+    result["saturated"] = {"law": best.law, "folded": folded} if saturated else None
+    result["parting"] = parting(search, best, chosen_fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
                              "where": runaway_where(task),
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in passed]}
@@ -441,6 +445,11 @@ def _markdown(r: dict, front: list) -> str:
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
+    if r.get("saturated"):  # the search's own text, and why the report shows another
+        sat = r["saturated"]
+        note += (f"Found as `{_equations(sat['law'])}`: at its fitted constants "
+                 f"{', '.join(f'`{x}`' for x in sat['folded'])} on every training row, so the "
+                 "law above, refitted, predicts those rows as well (and validates as well).\n\n")
     if r.get("at_bounds"):
         note += f"Note: {r['at_bounds']}.\n\n"
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]

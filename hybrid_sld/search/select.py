@@ -145,6 +145,39 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
     return *first, passed
 
 
+def without_saturated(search, chosen: Entry, v: Evaluation, full: Evaluation, away: float
+                      ) -> tuple[Law, Evaluation, Evaluation, float, list[str]] | None:
+    """(law, validation evaluation, full-train evaluation, runaway, notes) of the chosen law
+    with the functions that its constants saturate on every training row folded to their value
+    (:func:`operators.fold_saturated`), or None. The folded law is refitted and taken only
+    where it validates and fits the training rows as well (within 1e-6 of their NMSE) and
+    stays in range as far past the training scale: the same predictions, read plainly. Training
+    rows only."""
+    from .operators import fold_saturated
+    task = search.task
+    folded = fold_saturated(parse_task_law(chosen.law, task), task, search.train, full.fits)
+    if folded is None:
+        return None
+    law, notes = folded
+    seconds = search.config.candidate_seconds
+    try:
+        with time_limit(None if seconds is None else 5 * seconds):
+            nv, nfull = refit(search, law, FitterSpec.from_dict(chosen.fitter))
+    except HybridSLDError:
+        return None
+
+    def as_good(new, old) -> bool:
+        return (new is not None and old is not None and math.isfinite(new)
+                and 1 - new <= (1 + 1e-6) * (1 - old) + 1e-12)
+
+    if not (as_good(nv.r2("valid"), v.r2("valid")) and as_good(nfull.r2("train"), full.r2("train"))):
+        return None
+    r = runaway(task, search.train, nfull.fits, law)
+    if not r <= max(away, RUNAWAY_TOLERANCE):
+        return None
+    return law, nv, nfull, r, notes
+
+
 def parting(search, chosen: Entry, fits: dict, k: int = 8) -> dict | None:
     """Where the laws that validate alike part past the training scale.
 
