@@ -520,3 +520,16 @@ def test_a_function_that_varies_over_the_rows_or_whose_features_do_not_stays():
     law, fits = _fitted(flat, task, one_d)
     assert ops.fold_saturated(law, task, one_d, fits) is None
     assert ops.fold_saturated(law, task, train, _fitted(flat, task, train)[1]) is not None
+
+
+def test_lead_features_of_one_row_are_none_and_warn_of_nothing():
+    # a task whose groups leave one fitting row fails with a clear error later; numpy's
+    # "Degrees of freedom <= 0" warning used to print before it
+    import warnings
+
+    from hybrid_sld.data import Dataset
+    from hybrid_sld.search.motifs import lead_features
+    data = Dataset(np.array(["g"]), np.array([[1.0, 2.0]]), np.array([[3.0]]), ("a", "b"), ("y",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lead_features(data) == {}

@@ -228,6 +228,8 @@ def lead_features(data) -> dict[str, str]:
     ``data`` should be the fitting part only, so validation stays unseen.
     """
     X, Y = np.asarray(data.X, float), np.asarray(data.Y, float)
+    if len(X) < 2:  # no correlation to measure (numpy would warn of its degrees of freedom)
+        return {}
     centred = Y.copy()
     for g in np.unique(data.groups):
         rows = data.groups == g
