@@ -225,11 +225,12 @@ class _TurnsAgainstTrend(HybridSLDError):
 
 
 def _note_stray_negatives(train) -> None:
-    """A feature negative on a few rows only (under 5 %) is more likely a typo than a quantity
-    that changes sign; either way no power or log of it is proposed, so say so, with the row."""
+    """A feature negative on a few rows only (under 5 %, or one row of a small file) is more
+    likely a typo than a quantity that changes sign; either way no power or log of it is
+    proposed, so say so, with the row."""
     for j, f in enumerate(train.features):
         neg = np.flatnonzero(train.X[:, j] < 0)
-        if 0 < len(neg) < 0.05 * len(train):
+        if 0 < len(neg) < 0.05 * len(train) or len(neg) == 1 < len(train):
             print(f"note: {train.where(neg[0])}: {f} = {train.X[neg[0], j]:g}, one of "
                   f"{len(neg)} negative value(s) of {f} in {len(train)} rows; the search "
                   f"proposes no power or log of {f}", file=sys.stderr)
