@@ -31,6 +31,7 @@ from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
 from .archive import Entry
+from .operators import fold_saturated
 
 RULES = ("simplest", "valid", "horizon")  # the first is the default
 # "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
@@ -153,7 +154,6 @@ def without_saturated(search, chosen: Entry, v: Evaluation, full: Evaluation, aw
     where it validates and fits the training rows as well (within 1e-6 of their NMSE) and
     stays in range as far past the training scale: the same predictions, read plainly. Training
     rows only."""
-    from .operators import fold_saturated
     task = search.task
     folded = fold_saturated(parse_task_law(chosen.law, task), task, search.train, full.fits)
     if folded is None:
