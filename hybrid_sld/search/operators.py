@@ -560,15 +560,21 @@ def _absorb_number(args: list, counts, params, op) -> list:
     lone = [a for a in args if a.is_Symbol and counts.get(a) == 1 and a.name in params]
     if number is None or not lone or (op is sp.Mul and abs(number) == 1) or number == 0:
         return args
-    keep, p = lone[0], params[lone[0].name]
+    keep = lone[0]
     c = float(abs(number)) if op is sp.Mul else float(number)
-    move = (lambda v: v * c) if op is sp.Mul else (lambda v: v + c)
-    params[keep.name] = replace(p, lower=move(p.lower), upper=move(p.upper),
-                                init=None if p.init is None else move(p.init))
+    _move(params, keep.name, (lambda v: v * c) if op is sp.Mul else (lambda v: v + c))
     rest = [a for a in args if a is not number]
     if op is sp.Mul and number < 0:
         rest.append(sp.Integer(-1))
     return rest
+
+
+def _move(params, name: str, move) -> None:
+    """Parameter ``name``'s bounds and start value mapped by ``move`` (an increasing map: a
+    number it took in)."""
+    p = params[name]
+    params[name] = replace(p, lower=move(p.lower), upper=move(p.upper),
+                           init=None if p.init is None else move(p.init))
 
 
 def _merge_like_terms(args: list, counts, params) -> list:
@@ -607,9 +613,7 @@ def _absorb_like_numbers(args: list, counts, params) -> list:
     for base, (sym, k) in lone.items():
         if base in numbers:
             shift = float(sum(n for _a, n in numbers[base]) / k)
-            p = params[sym.name]
-            params[sym.name] = replace(p, lower=p.lower + shift, upper=p.upper + shift,
-                                       init=None if p.init is None else p.init + shift)
+            _move(params, sym.name, lambda v: v + shift)
             gone = {a for a, _n in numbers[base]}
             args = [a for a in args if a not in gone]
     return args
