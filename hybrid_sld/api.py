@@ -485,7 +485,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
     from pathlib import Path
 
     from .search.engine import Search, SearchConfig
-    from .search.select import refit_in_range, select_final, without_saturated
+    from .search.select import final_choice
 
     bad = [f for f in list(features) + list(targets) if not is_name(str(f))]
     if bad:
@@ -519,10 +519,9 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
         if search.run() is None:
             raise LawError("the search found no valid law for this data")
         # the law `hybrid-sld discover` would report: by the final selection, in range past
-        # the training scale
-        best, v, full, away, _passed = refit_in_range(search, select_final(search)[0])
-        saturated = without_saturated(search, best, v, full, away)
-        law = saturated[0].text if saturated else best.law
+        # the training scale, saturated functions folded
+        choice = final_choice(search)
+        law, best = choice.law.text, choice.entry
         front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
                   "n_params": e.n_params} for e in search.state.pareto()]
     return law, best.fitter, front

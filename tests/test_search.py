@@ -331,8 +331,8 @@ def test_stop_signals_with_workers(synthetic_task, tmp_path, signals):
                                                   "two-stop-at-once"])
 def test_a_signal_while_the_report_is_written(synthetic_task, tmp_path, monkeypatch, capsys,
                                               signals):
-    from hybrid_sld.search import run as run_mod
-    select_final = run_mod.select_final
+    from hybrid_sld.search import select as select_mod
+    select_final = select_mod.select_final
 
     def signalled(search, *args, **kwargs):  # the report's first step, after the search
         for sig in (signal.SIGTERM, signal.SIGINT)[:signals]:
@@ -342,7 +342,7 @@ def test_a_signal_while_the_report_is_written(synthetic_task, tmp_path, monkeypa
     def callers(signum, frame):  # the caller's own: reached only if discover let go too early
         raise RuntimeError(f"the caller's handler got {signal.Signals(signum).name}")
 
-    monkeypatch.setattr(run_mod, "select_final", signalled)
+    monkeypatch.setattr(select_mod, "select_final", signalled)
     cfg = SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4)
     pytests = {sig: signal.signal(sig, callers) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -1017,14 +1017,14 @@ def test_a_failed_plot_is_recorded_in_best_json_too(synthetic_task, tmp_path, mo
 
 def test_a_chosen_law_with_a_saturated_function_is_reported_without_it(finished_run, monkeypatch):
     # the search's own text goes on record; the report gives the law as its rows see it
-    from hybrid_sld.search import run as run_mod
+    from hybrid_sld.search import select as select_mod
     search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
                                               .read_text())["config"]), finished_run)
     search.load()
     text = "y = p1 + p2*x^(-1/2) + p3*tanh((p4 + x)^2)\np4 > 0"
     law = parse_task_law(text, search.task)
     chosen = Entry(law.text, {}, "saturated", 1.0, 1.0, law.complexity, law.n_params, 99, "mutate")
-    monkeypatch.setattr(run_mod, "select_final", lambda s: (chosen, []))
+    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
     res = final_report(search)
     plain = parse_task_law("y = p1 + p2*x^(-1/2)", search.task)
     assert res["law"] == plain.text and res["n_params"] == 2

@@ -739,6 +739,18 @@ def _r2(x: float) -> str:
     return f"{x:.5f}" if math.isfinite(x) else "not finite"
 
 
+def _one_value(y) -> float | None:
+    """The one finite value every entry of ``y`` takes (a function of features over the rows),
+    or None."""
+    y = np.asarray(y, dtype=float).ravel()
+    return float(y[0]) if y.size and np.all(np.isfinite(y)) and np.all(y == y[0]) else None
+
+
+def _number(v: float) -> sp.Expr:
+    """``v`` as a sympy number, an Integer where it is one: the law text reads 1, not 1.0."""
+    return sp.Integer(int(v)) if v.is_integer() and abs(v) < 1e16 else sp.Float(v)
+
+
 class ConstantFolder:
     """Replaces each subexpression of features alone that takes one finite value on every row
     of ``data`` by that value, then drops parameters that act only together with others
@@ -793,7 +805,7 @@ class ConstantFolder:
         if e.free_symbols and {s.name for s in e.free_symbols} <= self.columns.keys():
             v = self._value(e)
             if v is not None:
-                return sp.Integer(int(v)) if v.is_integer() and abs(v) < 1e16 else sp.Float(v)
+                return _number(v)
         args = [self._fold(a) for a in e.args]
         return e if all(a is b for a, b in zip(args, e.args)) else _rebuild(e, args)
 
@@ -809,10 +821,7 @@ class ConstantFolder:
             if any(np.ptp(c) > 0 for c in cols):
                 try:
                     with np.errstate(all="ignore"):
-                        y = numpy_function(syms, e)(*cols)
-                        y = np.broadcast_to(np.asarray(y, dtype=float), cols[0].shape)
-                    if np.all(np.isfinite(y)) and np.all(y == y[0]):
-                        v = float(y[0])
+                        v = _one_value(numpy_function(syms, e)(*cols))
                 except Exception:  # a function numpy cannot evaluate: not folded
                     v = None
             self._values[e] = v
@@ -845,14 +854,12 @@ def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str]] | 
         seen = None
         with np.errstate(all="ignore"):
             for mask, theta in groups:
-                y = np.asarray(f(*[c[mask] for c in columns], *theta), dtype=float)
-                if y.size == 0:
+                if not mask.any():
                     continue
-                if not np.all(np.isfinite(y)) or np.any(y != y.flat[0]):
+                one = _one_value(f(*[c[mask] for c in columns], *theta))
+                if one is None or seen not in (None, one):
                     return None
-                if seen is not None and y.flat[0] != seen:
-                    return None
-                seen = float(y.flat[0])
+                seen = one
         return seen
 
     def visit(node):
@@ -865,7 +872,7 @@ def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str]] | 
             except Exception:  # a function numpy cannot evaluate: left as it is
                 v = None
             if v is not None:
-                mapping[node] = sp.Integer(int(v)) if v.is_integer() and abs(v) < 1e16 else sp.Float(v)
+                mapping[node] = _number(v)
                 notes.append(f"{expr_to_text(node)} = {v:g}")
                 return
         for a in node.args:

@@ -19,15 +19,14 @@ from ..data import check_test_columns, load_splits, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
-from ..law import parse_expert_law, parse_task_law
+from ..law import parse_expert_law
 from ..llm.budget import usage_note
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
 from .engine import SEARCH_FITTER, Search, SearchConfig, write_atomic
-from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, parting, refit, refit_in_range,
-                     select_final, without_saturated)
+from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, parting, refit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -109,17 +108,13 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
 def final_report(search: Search) -> dict:
     """Refit the best candidate on all train rows, score on test, write report files."""
     s, task, run_dir = search.state, search.task, search.run_dir
-    best, finalists = select_final(search)  # training rows only
-    best, v, full, away, passed = refit_in_range(search, best)  # training rows only
+    c = final_choice(search)  # training rows only
+    best, law, v, full, away = c.entry, c.law, c.valid, c.full, c.runaway
     try:
         train, test = load_splits(task, search.config.data_dir)
     except DataError as exc:  # a test file broken since the start: the search is not lost
         raise DataError(f"{exc}\nthe search is saved: fix the file and run `hybrid-sld "
                         f"discover --resume {run_dir}` to write the report") from None
-    chosen_fits = full.fits  # the chosen entry's own, for the parting table
-    law, saturated = parse_task_law(best.law, task), without_saturated(search, best, v, full, away)
-    if saturated is not None:  # the same predictions on the training rows, read plainly
-        law, v, full, away, folded = saturated
     full = _scored_on_test(full, law, test)
     result = {"task": task.name, "law": law.text, "n_params": law.n_params,
               "complexity": law.complexity, "fitter": best.fitter,
@@ -159,12 +154,12 @@ def final_report(search: Search) -> dict:
                        "valid_r2": _r(t["valid_r2"]),
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key,
                        "fitter": t["entry"].fitter}
-                      for t in finalists]}
-    result["saturated"] = {"law": best.law, "folded": folded} if saturated else None
-    result["parting"] = parting(search, best, chosen_fits)  # training rows only
+                      for t in c.finalists]}
+    result["saturated"] = {"law": best.law, "folded": c.folded} if c.folded else None
+    result["parting"] = parting(search, best, c.entry_fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
                              "where": runaway_where(task),
-                             "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in passed]}
+                             "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in c.passed_over]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
     result["rows"] = {"train": len(search.train), "valid": len(search.valid),

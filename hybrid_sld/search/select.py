@@ -20,7 +20,7 @@ data_constrained), and then on 9 fresh runs by 0.09 (benchmarks/results/offline_
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -146,8 +146,8 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
     return *first, passed
 
 
-def without_saturated(search, chosen: Entry, v: Evaluation, full: Evaluation, away: float
-                      ) -> tuple[Law, Evaluation, Evaluation, float, list[str]] | None:
+def without_saturated(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluation,
+                      away: float) -> tuple[Law, Evaluation, Evaluation, float, list[str]] | None:
     """(law, validation evaluation, full-train evaluation, runaway, notes) of the chosen law
     with the functions that its constants saturate on every training row folded to their value
     (:func:`operators.fold_saturated`), or None. The folded law is refitted and taken only
@@ -155,7 +155,7 @@ def without_saturated(search, chosen: Entry, v: Evaluation, full: Evaluation, aw
     stays in range as far past the training scale: the same predictions, read plainly. Training
     rows only."""
     task = search.task
-    folded = fold_saturated(parse_task_law(chosen.law, task), task, search.train, full.fits)
+    folded = fold_saturated(law, task, search.train, full.fits)
     if folded is None:
         return None
     law, notes = folded
@@ -176,6 +176,35 @@ def without_saturated(search, chosen: Entry, v: Evaluation, full: Evaluation, aw
     if not r <= max(away, RUNAWAY_TOLERANCE):
         return None
     return law, nv, nfull, r, notes
+
+
+@dataclass
+class FinalChoice:
+    """The law a finished search reports, and the steps that led to it: chosen by the final
+    selection rule, replaced when its refit runs out of range, its saturated functions folded.
+    One place for the final report and the Python API, so both give the same law."""
+    entry: Entry  # the archive's entry (its text is the search's own)
+    finalists: list[dict]  # select_final's table
+    law: Law  # the entry's law, or with saturated functions folded
+    valid: Evaluation  # of ``law``, fitted on the training rows before validation
+    full: Evaluation  # of ``law``, fitted on all training rows
+    runaway: float
+    passed_over: list[dict]  # laws refit_in_range passed over
+    entry_fits: dict  # the entry's own full-train fits (before any folding)
+    folded: list[str] | None  # the functions folded and their values, if any
+
+
+def final_choice(search) -> FinalChoice:
+    """The final selection, the range check and the saturation fold, in turn. Training rows
+    only."""
+    entry, table = select_final(search)
+    entry, v, full, away, passed = refit_in_range(search, entry)
+    law, entry_fits = parse_task_law(entry.law, search.task), full.fits
+    saturated = without_saturated(search, entry, law, v, full, away)
+    folded = None
+    if saturated is not None:  # the same predictions on the training rows, read plainly
+        law, v, full, away, folded = saturated
+    return FinalChoice(entry, table, law, v, full, away, passed, entry_fits, folded)
 
 
 def parting(search, chosen: Entry, fits: dict, k: int = 8) -> dict | None:
