@@ -519,7 +519,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
         if search.run() is None:
             raise LawError("the search found no valid law for this data")
         # the law `hybrid-sld discover` would report: by the final selection, in range past
-        # the training scale, saturated functions folded
+        # the training scale, read plainly
         choice = final_choice(search)
         law, best = choice.law.text, choice.entry
         front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,

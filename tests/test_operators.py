@@ -533,3 +533,31 @@ def test_lead_features_of_one_row_are_none_and_warn_of_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert lead_features(data) == {}
+
+
+def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
+    from hybrid_sld.fit import Fit
+    task = get_task("kaplan_demo")
+    law = ops.parse_cached("loss = E + A/num_params^a + B/tokens^b + p1/sqrt(tokens)\n"
+                           "A, B, a, b > 0", task)
+
+    def fits(**p1):
+        return {g: Fit({"E": 1.7, "A": 400.0, "a": 0.34, "B": 410.0, "b": 0.28, **p1}, 0.1,
+                       status=1) for g in ("s", "m")}
+
+    new, notes = ops.fold_vanishing(law, task, fits(p1=6e-32))
+    assert new.text == ops.parse_cached("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0",
+                                        task).text and notes == ["p1 = 6e-32"]
+    # an exponent at 0 leaves a constant that joins another: one constant, not two
+    new, notes = ops.fold_vanishing(law, task, {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1)
+                                                for g, f in fits(p1=2.0).items()})
+    assert new.n_params == law.n_params - 2 and "tokens^b" not in new.text and notes == ["b = 1e-13"]
+    # small in one group only, or not small: kept
+    one = fits(p1=6e-32)
+    one["m"] = Fit({**one["m"].params, "p1": 0.5}, 0.1, status=1)
+    assert ops.fold_vanishing(law, task, one) is None
+    assert ops.fold_vanishing(law, task, fits(p1=1e-3)) is None
+    # a constant at 0 that divides: kept (the law would not be finite)
+    div = ops.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)
+    assert ops.fold_vanishing(div, task, {"s": Fit({"E": 1.7, "A": 400.0, "a": 0.34,
+                                                    "p1": 1e-30}, 0.1, status=1)}) is None

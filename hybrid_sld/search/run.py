@@ -19,6 +19,7 @@ from ..data import check_test_columns, load_splits, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
+from ..grammar import is_name
 from ..law import parse_expert_law
 from ..llm.budget import usage_note
 from ..metrics import report_value as _r
@@ -155,7 +156,7 @@ def final_report(search: Search) -> dict:
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key,
                        "fitter": t["entry"].fitter}
                       for t in c.finalists]}
-    result["saturated"] = {"law": best.law, "folded": c.folded} if c.folded else None
+    result["found_as"] = {"law": best.law, "folded": c.folded} if c.folded else None
     result["parting"] = parting(search, best, c.entry_fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
                              "where": runaway_where(task),
@@ -402,6 +403,10 @@ def _rows_md(r: dict) -> str:
 _EQUATION = re.compile(r"^\s*[A-Za-z_]\w*\s*=[^=]")
 
 
+def _ticked(items) -> str:
+    return ", ".join(f"`{x}`" for x in items)
+
+
 def _equations(law: str) -> str:
     """A law's equations on one line (a law of several targets has one per target), without its
     bound lines: a table row."""
@@ -440,11 +445,16 @@ def _markdown(r: dict, front: list) -> str:
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
     note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
-    if r.get("saturated"):  # the search's own text, and why the report shows another
-        sat = r["saturated"]
-        note += (f"Found as `{_equations(sat['law'])}`: at its fitted constants "
-                 f"{', '.join(f'`{x}`' for x in sat['folded'])} on every training row, so the "
-                 "law above, refitted, predicts those rows as well (and validates as well).\n\n")
+    if r.get("found_as"):  # the search's own text, and why the report shows another
+        was = r["found_as"]
+        consts = [x for x in was["folded"] if is_name(x.split(" = ")[0])]
+        funcs = [x for x in was["folded"] if x not in consts]
+        said = ([f"{_ticked(funcs)} on every training row"] if funcs else []) + \
+            ([f"{_ticked(consts)} (switching a term off)"] if consts else [])
+        note += (f"Found as `{_equations(was['law'])}`; its fitted constants give "
+                 f"{' and '.join(said)}. The law above has these folded"
+                 f"{' (a constant that small set to 0)' if consts else ''} and, refitted, fits "
+                 "and validates as well.\n\n")
     if r.get("at_bounds"):
         note += f"Note: {r['at_bounds']}.\n\n"
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]

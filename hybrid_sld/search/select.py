@@ -31,7 +31,7 @@ from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
 from .archive import Entry
-from .operators import fold_saturated
+from .operators import fold_saturated, fold_vanishing
 
 RULES = ("simplest", "valid", "horizon")  # the first is the default
 # "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
@@ -146,64 +146,70 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
     return *first, passed
 
 
-def without_saturated(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluation,
-                      away: float) -> tuple[Law, Evaluation, Evaluation, float, list[str]] | None:
+def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluation, away: float
+                 ) -> tuple[Law, Evaluation, Evaluation, float, list[str]] | None:
     """(law, validation evaluation, full-train evaluation, runaway, notes) of the chosen law
-    with the functions that its constants saturate on every training row folded to their value
-    (:func:`operators.fold_saturated`), or None. The folded law is refitted and taken only
-    where it validates and fits the training rows as well (within 1e-6 of their NMSE) and
-    stays in range as far past the training scale: the same predictions, read plainly. Training
-    rows only."""
-    task = search.task
-    folded = fold_saturated(law, task, search.train, full.fits)
-    if folded is None:
-        return None
-    law, notes = folded
-    seconds = search.config.candidate_seconds
-    try:
-        with time_limit(None if seconds is None else 5 * seconds):
-            nv, nfull = refit(search, law, FitterSpec.from_dict(chosen.fitter))
-    except HybridSLDError:
-        return None
+    with the functions its constants saturate on every training row folded to their value
+    (:func:`operators.fold_saturated`), then the constants its fit drives to 0 fixed there
+    (:func:`operators.fold_vanishing`); None where neither applies. Each is refitted and taken
+    only where it validates and fits the training rows as well (within 1e-6 of their NMSE) and
+    stays in range as far past the training scale: the same predictions, read plainly.
+    Training rows only."""
+    task, seconds = search.task, search.config.candidate_seconds
 
     def as_good(new, old) -> bool:
         return (new is not None and old is not None and math.isfinite(new)
                 and 1 - new <= (1 + 1e-6) * (1 - old) + 1e-12)
 
-    if not (as_good(nv.r2("valid"), v.r2("valid")) and as_good(nfull.r2("train"), full.r2("train"))):
-        return None
-    r = runaway(task, search.train, nfull.fits, law)
-    if not r <= max(away, RUNAWAY_TOLERANCE):
-        return None
-    return law, nv, nfull, r, notes
+    folds = (lambda law, fits: fold_saturated(law, task, search.train, fits),
+             lambda law, fits: fold_vanishing(law, task, fits))
+    notes = []
+    for fold in folds:
+        folded = fold(law, full.fits)
+        if folded is None:
+            continue
+        try:
+            with time_limit(None if seconds is None else 5 * seconds):
+                nv, nfull = refit(search, folded[0], FitterSpec.from_dict(chosen.fitter))
+        except HybridSLDError:
+            continue
+        if not (as_good(nv.r2("valid"), v.r2("valid"))
+                and as_good(nfull.r2("train"), full.r2("train"))):
+            continue
+        r = runaway(task, search.train, nfull.fits, folded[0])
+        if r <= max(away, RUNAWAY_TOLERANCE):
+            law, v, full, away = folded[0], nv, nfull, r
+            notes += folded[1]
+    return (law, v, full, away, notes) if notes else None
 
 
 @dataclass
 class FinalChoice:
     """The law a finished search reports, and the steps that led to it: chosen by the final
-    selection rule, replaced when its refit runs out of range, its saturated functions folded.
+    selection rule, replaced when its refit runs out of range, read plainly (saturated
+    functions and vanishing constants folded).
     One place for the final report and the Python API, so both give the same law."""
     entry: Entry  # the archive's entry (its text is the search's own)
     finalists: list[dict]  # select_final's table
-    law: Law  # the entry's law, or with saturated functions folded
+    law: Law  # the entry's law, or read plainly (:func:`read_plainly`)
     valid: Evaluation  # of ``law``, fitted on the training rows before validation
     full: Evaluation  # of ``law``, fitted on all training rows
     runaway: float
     passed_over: list[dict]  # laws refit_in_range passed over
     entry_fits: dict  # the entry's own full-train fits (before any folding)
-    folded: list[str] | None  # the functions folded and their values, if any
+    folded: list[str] | None  # what read_plainly folded (function or constant = value), if any
 
 
 def final_choice(search) -> FinalChoice:
-    """The final selection, the range check and the saturation fold, in turn. Training rows
+    """The final selection, the range check and the plain reading, in turn. Training rows
     only."""
     entry, table = select_final(search)
     entry, v, full, away, passed = refit_in_range(search, entry)
     law, entry_fits = parse_task_law(entry.law, search.task), full.fits
-    saturated = without_saturated(search, entry, law, v, full, away)
+    plain = read_plainly(search, entry, law, v, full, away)
     folded = None
-    if saturated is not None:  # the same predictions on the training rows, read plainly
-        law, v, full, away, folded = saturated
+    if plain is not None:  # the same predictions on the training rows
+        law, v, full, away, folded = plain
     return FinalChoice(entry, table, law, v, full, away, passed, entry_fits, folded)
 
 
