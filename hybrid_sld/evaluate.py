@@ -146,10 +146,11 @@ def evaluate(law: Law, spec: FitterSpec, fit_on: Dataset, score_on: dict[str, Da
 
 
 def validate(law: Law, task: Task, train: Dataset, spec: FitterSpec = FitterSpec(),
-             on_group=None) -> Evaluation:
-    """Fit on train minus validation, score on both: what search and selection may use."""
+             on_group=None, warm: dict[str, Fit] | None = None) -> Evaluation:
+    """Fit on train minus validation, score on both: what search and selection may use.
+    ``warm``: constants per group to start from as well (:func:`fit_dataset`)."""
     fit_part, valid = split_train_valid(task, train)
-    return evaluate(law, spec, fit_part, {"fit": fit_part, "valid": valid},
+    return evaluate(law, spec, fit_part, {"fit": fit_part, "valid": valid}, warm=warm,
                     scale=task.split.scales, on_group=on_group)
 
 
@@ -374,8 +375,11 @@ def runaway(task: Task, train: Dataset, fits: dict[str, Fit], law: Law) -> float
 
 
 def report(law: Law, task: Task, train: Dataset, test: Dataset | None,
-           spec: FitterSpec = FitterSpec()) -> tuple[Evaluation, Evaluation]:
-    """Final figures: (validation evaluation, full-train fit scored on train and test)."""
-    v = validate(law, task, train, spec)
+           spec: FitterSpec = FitterSpec(), warm: tuple = (None, None)
+           ) -> tuple[Evaluation, Evaluation]:
+    """Final figures: (validation evaluation, full-train fit scored on train and test).
+    ``warm``: (validation-phase, full-train) constants per group to start from as well; the
+    full-train fit starts from the validation phase's by default."""
+    v = validate(law, task, train, spec, warm=warm[0])
     sets = {"train": train} | ({"test": test} if test is not None else {})
-    return v, evaluate(law, spec, train, sets, warm=v.fits, scale=task.split.scales)
+    return v, evaluate(law, spec, train, sets, warm=warm[1] or v.fits, scale=task.split.scales)

@@ -372,3 +372,18 @@ def test_path_beyond_steps_by_difference_on_a_feature_with_values_under_zero(syn
     xs = ev.path_beyond(task, train, steps=8).column("x")
     scale, valid = train.column("x"), hybrid_sld.data.validation_mask(task, train)
     assert xs.max() == pytest.approx(scale.max() * scale[valid].max() / scale[~valid].max())
+
+
+def test_a_report_can_start_from_constants_at_hand():
+    # a fit allowed one step ends where it starts: from the law's own constants, near them;
+    # from the default starts alone, short of them (read_plainly refits a folded law this way)
+    from hybrid_sld.data import load_train
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    law = parse_task_law("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0", task)
+    v, full = ev.report(law, task, train, None, FitterSpec())
+    short = FitterSpec(n_starts=1, max_nfev=1, global_evals=10, screen_nfev=1)
+    cold = ev.report(law, task, train, None, short)
+    warm = ev.report(law, task, train, None, short, warm=(v.fits, full.fits))
+    assert warm[1].r2("train") > full.r2("train") - 1e-9 > cold[1].r2("train") + 1e-5
+    assert warm[0].r2("valid") > v.r2("valid") - 1e-6 > cold[0].r2("valid") + 1e-2

@@ -853,9 +853,9 @@ def test_the_final_report_refits_each_law_once(tmp_path, monkeypatch):
     calls = collections.Counter()
     real = evaluate.validate  # what every final refit (evaluate.report) starts with
 
-    def counting(law, task, train, spec):
+    def counting(law, task, train, spec, **kwargs):
         calls[law.text, spec] += 1
-        return real(law, task, train, spec)
+        return real(law, task, train, spec, **kwargs)
     monkeypatch.setattr(evaluate, "validate", counting)
     again = final_report(search)
     assert again["law"] == again["expert"]["law"] == res["law"]  # the case this test is about

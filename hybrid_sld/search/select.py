@@ -104,13 +104,14 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     return chosen["entry"], table
 
 
-def refit(search, law: Law, spec: FitterSpec) -> tuple[Evaluation, Evaluation]:
+def refit(search, law: Law, spec: FitterSpec, warm: tuple = (None, None)
+          ) -> tuple[Evaluation, Evaluation]:
     """:func:`evaluate.report` on the training rows, made once per law and fitter in a run: the
     range check, the parting table and the expert law's row of the final report refit some of
-    the same laws."""
+    the same laws. ``warm``: see :func:`evaluate.report` (the first refit of a law decides)."""
     key = (law.text, spec)
     if key not in search.refits:
-        search.refits[key] = report(law, search.task, search.train, None, spec)
+        search.refits[key] = report(law, search.task, search.train, None, spec, warm)
     return search.refits[key]
 
 
@@ -152,14 +153,15 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
     with the functions its constants saturate on every training row folded to their value
     (:func:`operators.fold_saturated`), then the constants its fit drives to 0 fixed there
     (:func:`operators.fold_vanishing`); None where neither applies. Each is refitted and taken
-    only where it validates and fits the training rows as well (within 1e-6 of their NMSE) and
-    stays in range as far past the training scale: the same predictions, read plainly.
-    Training rows only."""
+    only where it validates and fits the training rows as well and stays in range as far past
+    the training scale: the same predictions, read plainly. "As well": NMSE within 1e-5 of the
+    law's own, since a fit of 17 constants that starts at the optimum can stop 4e-6 short of it
+    (lr_bsz). The refits start from the law's own constants too. Training rows only."""
     task, seconds = search.task, search.config.candidate_seconds
 
     def as_good(new, old) -> bool:
         return (new is not None and old is not None and math.isfinite(new)
-                and 1 - new <= (1 + 1e-6) * (1 - old) + 1e-12)
+                and 1 - new <= (1 + 1e-5) * (1 - old) + 1e-12)
 
     folds = (lambda law, fits: fold_saturated(law, task, search.train, fits),
              lambda law, fits: fold_vanishing(law, task, fits))
@@ -170,7 +172,10 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
             continue
         try:
             with time_limit(None if seconds is None else 5 * seconds):
-                nv, nfull = refit(search, folded[0], FitterSpec.from_dict(chosen.fitter))
+                # from the law's own constants too: default starts alone can end in another
+                # basin (lr_bsz seed 0: validation 0.819 from them, 0.899 with these)
+                nv, nfull = refit(search, folded[0], FitterSpec.from_dict(chosen.fitter),
+                                  warm=(v.fits, full.fits))
         except HybridSLDError:
             continue
         if not (as_good(nv.r2("valid"), v.r2("valid"))
