@@ -556,6 +556,11 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
     one = fits(p1=6e-32)
     one["m"] = Fit({**one["m"].params, "p1": 0.5}, 0.1, status=1)
     assert ops.fold_vanishing(law, task, one) is None
+    # one of two at a time (read_plainly tries each alone when both together fit worse)
+    both = {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1) for g, f in fits(p1=6e-32).items()}
+    assert sorted(ops.fold_vanishing(law, task, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
+    new, notes = ops.fold_vanishing(law, task, both, only="p1")
+    assert notes == ["p1 = 6e-32"] and "tokens^b" in new.text and "sqrt" not in new.text
     assert ops.fold_vanishing(law, task, fits(p1=1e-3)) is None
     # a constant at 0 that divides: kept (the law would not be finite)
     div = ops.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)

@@ -887,9 +887,10 @@ def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str]] | 
     return (folded, notes) if folded is not None else None
 
 
-def fold_vanishing(law: Law, task, fits: dict, tol: float = 1e-10) -> tuple[Law, list[str]] | None:
+def fold_vanishing(law: Law, task, fits: dict, tol: float = 1e-10, only: str | None = None
+                   ) -> tuple[Law, list[str]] | None:
     """(law, notes) with each constant fitted within ``tol`` of 0 in every group fixed at 0
-    (the law tidied after), or None where there is none.
+    (the law tidied after), or None where there is none. ``only``: that constant alone.
 
     A fit switches a term off by driving its constant to 0 (``p12/sqrt(N)`` with p12 at 6e-32,
     ``A/N^alpha`` with alpha at 1e-13, a constant in disguise): in 5 of 6 ten-minute lr_bsz
@@ -899,7 +900,8 @@ def fold_vanishing(law: Law, task, fits: dict, tol: float = 1e-10) -> tuple[Law,
     thetas = [f.params for f in fits.values() if f.success]
     if not thetas:
         return None
-    zero = [n for n in law.param_names if all(abs(t.get(n, 1.0)) < tol for t in thetas)]
+    zero = [n for n in law.param_names if all(abs(t.get(n, 1.0)) < tol for t in thetas)
+            and only in (None, n)]
     if not zero:
         return None
     eqs, params = fix_constants(law, dict.fromkeys(zero, 0.0))

@@ -152,7 +152,8 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
     """(law, validation evaluation, full-train evaluation, runaway, notes) of the chosen law
     with the functions its constants saturate on every training row folded to their value
     (:func:`operators.fold_saturated`), then the constants its fit drives to 0 fixed there
-    (:func:`operators.fold_vanishing`); None where neither applies. Each is refitted and taken
+    (:func:`operators.fold_vanishing`: all at once, else each alone); None where neither
+    applies. Each is refitted and taken
     only where it validates and fits the training rows as well and stays in range as far past
     the training scale: the same predictions, read plainly. "As well": NMSE within 1e-5 of the
     law's own, since a fit of 17 constants that starts at the optimum can stop 4e-6 short of it
@@ -163,13 +164,12 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
         return (new is not None and old is not None and math.isfinite(new)
                 and 1 - new <= (1 + 1e-5) * (1 - old) + 1e-12)
 
-    folds = (lambda law, fits: fold_saturated(law, task, search.train, fits),
-             lambda law, fits: fold_vanishing(law, task, fits))
     notes = []
-    for fold in folds:
-        folded = fold(law, full.fits)
+
+    def attempt(folded) -> bool:
+        nonlocal law, v, full, away
         if folded is None:
-            continue
+            return False
         try:
             with time_limit(None if seconds is None else 5 * seconds):
                 # from the law's own constants too: default starts alone can end in another
@@ -177,14 +177,24 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
                 nv, nfull = refit(search, folded[0], FitterSpec.from_dict(chosen.fitter),
                                   warm=(v.fits, full.fits))
         except HybridSLDError:
-            continue
+            return False
         if not (as_good(nv.r2("valid"), v.r2("valid"))
                 and as_good(nfull.r2("train"), full.r2("train"))):
-            continue
+            return False
         r = runaway(task, search.train, nfull.fits, folded[0])
-        if r <= max(away, RUNAWAY_TOLERANCE):
-            law, v, full, away = folded[0], nv, nfull, r
-            notes += folded[1]
+        if not r <= max(away, RUNAWAY_TOLERANCE):
+            return False
+        law, v, full, away = folded[0], nv, nfull, r
+        notes.extend(folded[1])
+        return True
+
+    attempt(fold_saturated(law, task, search.train, full.fits))
+    every = fold_vanishing(law, task, full.fits)
+    if every is not None and not attempt(every) and len(every[1]) > 1:
+        # one small constant may matter (c_lr = 6e-11 before a large square) where the others
+        # do not: each alone, at most 4 (each is a refit)
+        for name in [n.split(" = ")[0] for n in every[1]][:4]:
+            attempt(fold_vanishing(law, task, full.fits, only=name))
     return (law, v, full, away, notes) if notes else None
 
 
