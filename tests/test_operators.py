@@ -559,7 +559,7 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
     # one of two at a time (read_plainly tries each alone when both together fit worse)
     both = {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1) for g, f in fits(p1=6e-32).items()}
     assert sorted(ops.fold_vanishing(law, task, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
-    new, notes = ops.fold_vanishing(law, task, both, only="p1")
+    new, notes = ops.fold_vanishing(law, task, both, ["p1"])
     assert notes == ["p1 = 6e-32"] and "tokens^b" in new.text and "sqrt" not in new.text
     assert ops.fold_vanishing(law, task, fits(p1=1e-3)) is None
     # a constant at 0 that divides: kept (the law would not be finite)

@@ -31,7 +31,7 @@ from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
 from .archive import Entry
-from .operators import fold_saturated, fold_vanishing
+from .operators import fold_saturated, fold_vanishing, vanishing_constants
 
 RULES = ("simplest", "valid", "horizon")  # the first is the default
 # "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
@@ -153,9 +153,8 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
     with the functions its constants saturate on every training row folded to their value
     (:func:`operators.fold_saturated`), then the constants its fit drives to 0 fixed there
     (:func:`operators.fold_vanishing`: all at once, else each alone); None where neither
-    applies. Each is refitted and taken
-    only where it validates and fits the training rows as well and stays in range as far past
-    the training scale: the same predictions, read plainly. "As well": NMSE within 1e-5 of the
+    applies. Each is refitted and taken only where it validates and fits the training rows as
+    well and stays in range as far past the training scale: the same predictions, read plainly. "As well": NMSE within 1e-5 of the
     law's own, since a fit of 17 constants that starts at the optimum can stop 4e-6 short of it
     (lr_bsz). The refits start from the law's own constants too. Training rows only."""
     task, seconds = search.task, search.config.candidate_seconds
@@ -189,12 +188,13 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
         return True
 
     attempt(fold_saturated(law, task, search.train, full.fits))
-    every = fold_vanishing(law, task, full.fits)
-    if every is not None and not attempt(every) and len(every[1]) > 1:
+    small = vanishing_constants(law, full.fits)
+    if small and not attempt(fold_vanishing(law, task, full.fits, small)) and len(small) > 1:
         # one small constant may matter (c_lr = 6e-11 before a large square) where the others
         # do not: each alone, at most 4 (each is a refit)
-        for name in [n.split(" = ")[0] for n in every[1]][:4]:
-            attempt(fold_vanishing(law, task, full.fits, only=name))
+        for name in small[:4]:
+            if name in vanishing_constants(law, full.fits):  # still there and small
+                attempt(fold_vanishing(law, task, full.fits, [name]))
     return (law, v, full, away, notes) if notes else None
 
 
