@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -37,7 +38,8 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _fitter(text: str | None, defaults: dict | None = None) -> FitterSpec:
-    """A FitterSpec from JSON (``'{"strategy": "de"}'``) or ``key=value,key=value``."""
+    """A FitterSpec from JSON (``'{"strategy": "de"}'``) or ``key=value`` pairs separated by
+    commas or spaces (no value holds either)."""
     fields = dict(defaults or {})
     if text:
         text = text.strip()
@@ -47,7 +49,7 @@ def _fitter(text: str | None, defaults: dict | None = None) -> FitterSpec:
             except json.JSONDecodeError as exc:
                 raise HybridSLDError(f"--fitter: invalid JSON: {exc}") from None
         else:
-            for item in filter(None, text.split(",")):
+            for item in filter(None, re.split(r"[,\s]+", text)):
                 key, sep, value = item.partition("=")
                 if not sep:
                     raise HybridSLDError(f"--fitter: expected key=value, got {item!r}")

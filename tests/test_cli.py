@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hybrid_sld.cli import main
-from hybrid_sld.errors import TaskError
+from hybrid_sld.errors import HybridSLDError, TaskError
 from hybrid_sld.search.engine import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 
@@ -144,6 +145,26 @@ def test_fit_refuses_bad_law_and_output_options(extra, message, tmp_path, monkey
     assert message in capsys.readouterr().err
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["binary.law", "cut.law", "x.law"]  # nothing written
+
+
+@pytest.mark.parametrize("text", ['{"n_starts": 3, "log_space": true}', "n_starts=3,log_space=true",
+                                  "n_starts=3 log_space=true", " n_starts=3, log_space=true "])
+def test_fitter_pairs_are_read_with_commas_or_spaces(text):
+    from hybrid_sld.cli import _fitter
+    spec = _fitter(text)
+    assert (spec.n_starts, spec.log_space, spec.strategy) == (3, True, "auto")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("n_starts=3 strategy", "expected key=value, got 'strategy'"),
+    ("n_starts=x", "n_starts must be an integer from 1 to 256, got 'x'"),
+    ("restarts=3", "unknown FitterSpec field(s) ['restarts']"),
+    ('{"n_starts": 3,}', "--fitter: invalid JSON"),
+])
+def test_bad_fitter_text_says_what_is_wrong(text, message):
+    from hybrid_sld.cli import _fitter
+    with pytest.raises(HybridSLDError, match=re.escape(message)):
+        _fitter(text)
 
 
 def test_bad_law_text():
