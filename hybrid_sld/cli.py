@@ -37,6 +37,15 @@ def _fmt(x):
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
+def _pairs(pairs: list) -> dict:
+    """A JSON object that names a key twice is refused (json.loads keeps the last, unseen)."""
+    keys = [k for k, _v in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise HybridSLDError(f"--fitter: {', '.join(twice)} given more than once")
+    return dict(pairs)
+
+
 def _fitter(text: str | None, defaults: dict | None = None) -> FitterSpec:
     """A FitterSpec from JSON (``'{"strategy": "de"}'``) or ``key=value`` pairs separated by
     commas or spaces (no value holds either)."""
@@ -45,18 +54,21 @@ def _fitter(text: str | None, defaults: dict | None = None) -> FitterSpec:
         text = text.strip()
         if text.startswith("{"):
             try:
-                fields.update(json.loads(text))
+                pairs = list(json.loads(text, object_pairs_hook=_pairs).items())
             except json.JSONDecodeError as exc:
                 raise HybridSLDError(f"--fitter: invalid JSON: {exc}") from None
         else:
+            pairs = []
             for item in filter(None, re.split(r"[,\s]+", text)):
                 key, sep, value = item.partition("=")
                 if not sep:
                     raise HybridSLDError(f"--fitter: expected key=value, got {item!r}")
                 try:
-                    fields[key.strip()] = json.loads(value)
+                    pairs.append((key, json.loads(value)))
                 except json.JSONDecodeError:
-                    fields[key.strip()] = value.strip()
+                    pairs.append((key, value))
+            _pairs(pairs)
+        fields.update(pairs)
     return FitterSpec.from_dict(fields)
 
 
@@ -550,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--task", required=True, help="task name or path to a task .toml")
     sp.add_argument("--law", help="law text (one 'target = expression' line per target)")
     sp.add_argument("--law-file", help="file holding the law text")
-    sp.add_argument("--fitter", help='FitterSpec as JSON or key=value pairs, e.g. "strategy=de"')
+    sp.add_argument("--fitter", help='FitterSpec as JSON or key=value pairs, e.g. '
+                    '"strategy=de,n_starts=12"')
     sp.add_argument("--latex", help="write the law and fitted constants as LaTeX to this file")
     sp.add_argument("--plot", help="write a PNG of data, fitted law and extrapolation per group")
     common(sp)
@@ -611,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("expert", help="score the literature's expert law beside published R2")
     sp.add_argument("--task", required=True, help="task name, or 'all'")
-    sp.add_argument("--fitter", help="override the task's expert fitter settings")
+    sp.add_argument("--fitter", help="override the task's expert fitter settings (JSON or "
+                    "key=value pairs, as for fit)")
     common(sp)
     sp.set_defaults(func=cmd_expert)
 

@@ -160,6 +160,8 @@ def test_fitter_pairs_are_read_with_commas_or_spaces(text):
     ("n_starts=x", "n_starts must be an integer from 1 to 256, got 'x'"),
     ("restarts=3", "unknown FitterSpec field(s) ['restarts']"),
     ('{"n_starts": 3,}', "--fitter: invalid JSON"),
+    ("strategy=de,strategy=lm", "--fitter: strategy given more than once"),
+    ('{"n_starts": 3, "n_starts": 4}', "--fitter: n_starts given more than once"),
 ])
 def test_bad_fitter_text_says_what_is_wrong(text, message):
     from hybrid_sld.cli import _fitter
