@@ -161,7 +161,8 @@ def cmd_fit(args):
             raise LawError(f"{args.law_file}, {exc}") from None
         raise
     v, full = _evaluate(law, task, spec, train, test)
-    if args.latex:
+    fitted = sum(f.success for f in full.fits.values())  # none: nothing worth writing
+    if args.latex and fitted:
         from .export import latex_document_fragment
         symbols = {f.name: f.symbol for f in task.features if f.symbol}
         try:  # its folder made as --plot's is
@@ -187,13 +188,12 @@ def cmd_fit(args):
     from .evaluate import at_bounds
     out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
-    if args.plot:
+    if args.plot and fitted:
         from .data import validation_mask
         from .plots import plot_fit
         plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
                  valid_mask=validation_mask(task, train))
         out["plot"] = str(args.plot)
-    fitted = sum(f.success for f in full.fits.values())
     if args.json:
         print(json.dumps(out, indent=1))
         return 0 if fitted else 1
@@ -220,12 +220,14 @@ def cmd_fit(args):
           f"test R2 {_fmt(out['test_r2'])}")
     for note in _score_notes(out):
         print(f"note: {note}")
-    if args.latex:
+    if args.latex and fitted:
         print(f"LaTeX written to {args.latex}")
-    if args.plot:
+    if args.plot and fitted:
         print(f"plot written to {args.plot}")
     if not fitted:
-        print("error: the fit failed for every group", file=sys.stderr)
+        unwritten = " and ".join(filter(None, (args.latex, args.plot)))
+        print("error: the fit failed for every group"
+              + (f"; {unwritten} not written" if unwritten else ""), file=sys.stderr)
         return 1
     return 0
 

@@ -430,6 +430,14 @@ def test_fit_exits_1_when_every_group_fails(tmp_path, capsys):
     assert "past the largest training scale" not in res.out  # the failure is the news
     assert main(["fit", "--task", str(toml), "--law", "y = a*exp(exp(x))", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["groups"]["a"]["success"] is False
+    # nothing written from a failed fit, and an earlier good file is kept
+    tex, png = tmp_path / "law.tex", tmp_path / "fit.png"
+    tex.write_text("a good law")
+    assert main(["fit", "--task", str(toml), "--law", "y = a*exp(exp(x))", "--latex", str(tex),
+                 "--plot", str(png)]) == 1
+    res = capsys.readouterr()
+    assert f"{tex} and {png} not written" in res.err and "written to" not in res.out
+    assert tex.read_text() == "a good law" and not png.exists()
 
 
 def test_fit_says_when_a_law_uses_no_feature(tmp_path, capsys):
