@@ -272,9 +272,10 @@ def cmd_expert(args):
 
 def cmd_eval_program(args):
     from .programs import run_program
-    if not (args.timeout > 0 and args.memory_mb > 0):
-        raise HybridSLDError(f"--timeout and --memory-mb must be positive, got {args.timeout} "
-                             f"and {args.memory_mb}")
+    from .search.run import parse_budget
+    timeout = parse_budget(args.timeout, "--timeout")
+    if not args.memory_mb > 0:
+        raise HybridSLDError(f"--memory-mb must be positive, got {args.memory_mb}")
     task = _task(args.task, args.data_dir)
     train, test = load_splits(task, args.data_dir)
     fit_rows = {g: train.group(g) for g in train.group_names}
@@ -282,7 +283,7 @@ def cmd_eval_program(args):
     # train rows and test rows each in their own call, as SLDBench asks for the test rows
     ask = {g: [train.group(g)[0]] + ([test.group(g)[0]] if g in tested else [])
            for g in train.group_names}
-    res = run_program(args.file, fit_rows, ask, timeout=args.timeout, memory_mb=args.memory_mb)
+    res = run_program(args.file, fit_rows, ask, timeout=timeout, memory_mb=args.memory_mb)
     out = {"task": task.name, "law": None, "n_params": None, "program": str(args.file),
            "success": res.success, "message": res.message, "seconds": round(res.seconds, 3),
            "train_r2": None, "valid_r2": None, "test_r2": None}
@@ -331,7 +332,7 @@ def _task_identity(name_or_path: str):
 
 def cmd_discover(args):
     from .search.run import discover, parse_budget
-    budget = parse_budget(args.budget) if args.budget is not None else None
+    budget = parse_budget(args.budget, "--budget") if args.budget is not None else None
     if budget is None and args.max_evals is None and not args.resume:
         budget = parse_budget("60s")
     cfg = None
@@ -376,8 +377,10 @@ def cmd_discover(args):
                            data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                            batch_size=args.batch_size, proposer=args.proposer,
                            llm=_llm_settings(args) if args.proposer != "offline" else None,
-                           candidate_seconds=args.candidate_timeout or None,
-                           operon_seconds=parse_budget(args.operon_seeds) if args.operon_seeds else 0.0,
+                           candidate_seconds=parse_budget(args.candidate_timeout,
+                                                          "--candidate-timeout", zero=True) or None,
+                           operon_seconds=(parse_budget(args.operon_seeds, "--operon-seeds")
+                                           if args.operon_seeds else 0.0),
                            final_selection=args.final_selection,
                            fix_spare_constants=args.fix_spare_constants, units=args.units)
     bar = _ProgressBar()
@@ -440,10 +443,10 @@ def cmd_bench(args):
     check_methods(methods, llm)
     if args.max_evals is not None and args.max_evals < 1:
         raise HybridSLDError("--max-evals must be at least 1")
-    settings = BenchSettings(budget_seconds=parse_budget(args.budget), out=str(Path(args.out).resolve()),
-                             max_evals=args.max_evals, llm=llm,
+    settings = BenchSettings(budget_seconds=parse_budget(args.budget, "--budget"),
+                             out=str(Path(args.out).resolve()), max_evals=args.max_evals, llm=llm,
                              data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
-                             timeout=parse_budget(args.timeout) if args.timeout else None)
+                             timeout=parse_budget(args.timeout, "--timeout") if args.timeout else None)
     executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
     try:
         summary = run_bench(make_cells(tasks, methods, seeds), settings, executor)
@@ -589,8 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=1, help="evaluation processes (default 1)")
     sp.add_argument("--batch-size", type=int, default=8,
                     help="candidates per batch (default 8)")
-    sp.add_argument("--candidate-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="a candidate whose fit takes longer fails as timed out (default 60; 0: none)")
+    sp.add_argument("--candidate-timeout", default="60s", metavar="TIME",
+                    help="a candidate whose fit takes longer fails as timed out: 10s, 2m "
+                         "(default 60s; 0: none)")
     sp.add_argument("--operon-seeds", metavar="BUDGET",
                     help="first run pyoperon on the fit part for this long (e.g. 30s) and seed "
                          "the search with its models (needs the operon extra)")
@@ -662,8 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("eval-program", help="score an EvoSLD-style Python program")
     sp.add_argument("--task", required=True, help="task name or task .toml")
     sp.add_argument("file", help="Python file defining scaling_law_func and fit_scaling_law")
-    sp.add_argument("--timeout", type=float, default=300.0,
-                    help="seconds for loading the program and for each group (default 300)")
+    sp.add_argument("--timeout", default="300s",
+                    help="time for loading the program and for each group: 90s, 5m "
+                         "(default 300s)")
     sp.add_argument("--memory-mb", type=int, default=4096, help="memory limit (default 4096)")
     common(sp)
     sp.set_defaults(func=cmd_eval_program)

@@ -315,17 +315,55 @@ def test_fit_names_unit_faults(capsys):
     assert "note: units" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("limits", [["--timeout", "0"], ["--timeout", "-1"], ["--memory-mb", "-5"]])
-def test_eval_program_limits_must_be_positive(limits, tmp_path, capsys):
+@pytest.mark.parametrize("limits, message", [
+    (["--timeout", "0"], "--timeout must be more than zero, got '0'"),
+    (["--timeout", "-1"], "--timeout must be more than zero, got '-1'"),
+    (["--timeout", "5x"], "--timeout must look like 90s, 10m or 1h (or plain seconds), got '5x'"),
+    (["--memory-mb", "-5"], "--memory-mb must be positive, got -5"),
+])
+def test_eval_program_limits_must_be_positive(limits, message, tmp_path, capsys):
     program = tmp_path / "p.py"
     program.write_text("def scaling_law_func(X, p): return X[:, 0]\n")
     assert main(["eval-program", "--task", "kaplan_demo", str(program), *limits]) == 2
-    assert "must be positive" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
-def test_empty_budget_is_an_error(capsys):
-    assert main(["discover", "--task", "kaplan_demo", "--budget", ""]) == 2
-    assert "budget must look like" in capsys.readouterr().err
+@pytest.mark.parametrize("flags, message", [
+    (["--budget", ""], "--budget must look like 90s, 10m or 1h"),
+    (["--budget", "0s"], "--budget must be more than zero"),
+    (["--max-evals", "5", "--operon-seeds", "5x"], "--operon-seeds must look like 90s"),
+    (["--max-evals", "5", "--candidate-timeout", "-3"], "--candidate-timeout must be more than"),
+])
+def test_bad_durations_name_their_flag(flags, message, capsys):
+    assert main(["discover", "--task", "kaplan_demo", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_durations_read_alike_in_every_flag(monkeypatch, tmp_path):
+    """--candidate-timeout and eval-program's --timeout take 10s / 2m as --budget does."""
+    import hybrid_sld.programs as programs
+    import hybrid_sld.search.run as run_mod
+    seen = {}
+
+    def stop(*args, **kwargs):  # what the command would run with, then no further
+        seen.update(kwargs, args=args)
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(run_mod, "discover", stop)
+    with pytest.raises(ZeroDivisionError):
+        main(["discover", "--task", "kaplan_demo", "--max-evals", "5", "--candidate-timeout", "2m",
+              "--out", str(tmp_path / "runs")])
+    assert seen["args"][0].candidate_seconds == 120
+    with pytest.raises(ZeroDivisionError):
+        main(["discover", "--task", "kaplan_demo", "--max-evals", "5", "--candidate-timeout", "0",
+              "--out", str(tmp_path / "runs")])
+    assert seen["args"][0].candidate_seconds is None
+    monkeypatch.setattr(programs, "run_program", stop)
+    program = tmp_path / "p.py"
+    program.write_text("def scaling_law_func(X, p): return X[:, 0]\n")
+    with pytest.raises(ZeroDivisionError):
+        main(["eval-program", "--task", "kaplan_demo", str(program), "--timeout", "5m"])
+    assert seen["timeout"] == 300
 
 
 def test_fit_says_why_test_failed(tmp_path, capsys):

@@ -32,13 +32,15 @@ from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
-def parse_budget(text: str) -> float:
-    """'90s', '10m', '1h' or plain seconds -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+def parse_budget(text: str, what: str = "budget", zero: bool = False) -> float:
+    """'90s', '10m', '1h' or plain seconds -> seconds. ``what`` names the setting in errors;
+    ``zero``: 0 is allowed (a limit switched off)."""
+    m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not m:
-        raise HybridSLDError(f"budget must look like 90s, 10m or 1h, got {text!r}")
-    if float(m.group(1)) <= 0:
-        raise HybridSLDError(f"budget must be more than zero, got {text!r}")
+        raise HybridSLDError(f"{what} must look like 90s, 10m or 1h (or plain seconds), "
+                             f"got {text!r}")
+    if float(m.group(1)) < 0 or float(m.group(1)) == 0 and not zero:
+        raise HybridSLDError(f"{what} must be more than zero, got {text!r}")
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
