@@ -432,8 +432,8 @@ def _llm_settings(args) -> dict:
 
 def cmd_bench(args):
     from .bench.executors import make_executor
-    from .bench.grid import (BenchSettings, check_methods, make_cells, resolve_methods,
-                             resolve_seeds, resolve_tasks)
+    from .bench.grid import (BenchSettings, check_data, check_methods, make_cells,
+                             resolve_methods, resolve_seeds, resolve_tasks)
     from .bench.report import run_bench
     from .search.run import parse_budget
     tasks = resolve_tasks(args.tasks)
@@ -447,6 +447,7 @@ def cmd_bench(args):
                              out=str(Path(args.out).resolve()), max_evals=args.max_evals, llm=llm,
                              data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                              timeout=parse_budget(args.timeout, "--timeout") if args.timeout else None)
+    check_data(tasks, settings.data_dir)
     executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
     try:
         summary = run_bench(make_cells(tasks, methods, seeds), settings, executor)
@@ -454,10 +455,15 @@ def cmd_bench(args):
         executor.close()
     if args.json:
         print(json.dumps(summary, indent=1))
-        return
-    print(Path(summary["out"], "leaderboard.md").read_text())
-    print(f"{summary['executed']} cell(s) run, {summary['skipped']} already finished, "
-          f"{summary['failed']} failed; written: {', '.join(summary['files'])}")
+    else:
+        print(Path(summary["out"], "leaderboard.md").read_text())
+        print(f"{summary['executed']} cell(s) run, {summary['skipped']} already finished, "
+              f"{summary['failed']} failed; written: {', '.join(summary['files'])}")
+    if summary["failed"] == summary["cells"]:  # a leaderboard of failures is no result
+        print(f"error: every cell failed ({summary['cells']}); see {summary['out']}/"
+              "leaderboard.md for why", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_report(args):

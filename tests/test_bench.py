@@ -284,6 +284,35 @@ def test_bad_input_fails_before_anything_runs(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_bad_data_and_a_folder_of_other_files_stop_the_command_before_any_cell(tmp_path, capsys):
+    task = tmp_path / "t.toml"
+    task.write_text('name = "t"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n'
+                    '[expert]\nlaw = "y = A*x^(-a)"\n[data]\ntrain = "train.csv"\n')
+    (tmp_path / "train.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in range(1, 11))
+                                        + "12,nan\n")
+    out = tmp_path / "out"
+    args = ["bench", "--methods", "expert", "--out", str(out)]
+    assert main(args + ["--tasks", f"kaplan_demo,{task}"]) == 2
+    assert "train.csv, line 12, column 'y'" in capsys.readouterr().err
+    assert not out.exists()
+    (out / "mine").mkdir(parents=True)  # a folder of someone's files, not a bench
+    assert main(args + ["--tasks", "kaplan_demo"]) == 2
+    assert "holds files and is not a bench directory" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["mine"]
+
+
+def test_a_bench_whose_every_cell_failed_exits_1(monkeypatch, tmp_path, capsys):
+    import hybrid_sld.bench.report as report
+    failed = {"out": str(tmp_path), "cells": 2, "executed": 2, "skipped": 0, "files": [],
+              "results": []}
+    (tmp_path / "leaderboard.md").write_text("| table |")
+    for n_failed, status in ((2, 1), (1, 0)):
+        monkeypatch.setattr(report, "run_bench", lambda *a, **k: {**failed, "failed": n_failed})
+        assert main(["bench", "--tasks", "kaplan_demo", "--methods", "expert,random", "--out",
+                     str(tmp_path / "b")]) == status
+        assert ("every cell failed (2)" in capsys.readouterr().err) == (status == 1)
+
+
 def test_methods_missing_their_extra_fail_up_front(monkeypatch):
     import importlib.util
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

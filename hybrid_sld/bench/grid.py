@@ -82,6 +82,16 @@ def resolve_tasks(spec: str) -> list[tuple[str, str]]:
     return list(out.items())
 
 
+def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> None:
+    """Read each task's training rows and its test file's header, so that a bad value or
+    column stops the bench before any cell runs (a cell would find it only when it starts)."""
+    from ..data import check_test_columns, load_train
+    for _name, ref in tasks:
+        task = get_task(ref)
+        load_train(task, data_dir)
+        check_test_columns(task, data_dir)
+
+
 def resolve_methods(spec: str) -> list[str]:
     methods = list(dict.fromkeys(m.strip() for m in spec.split(",") if m.strip()))
     unknown = [m for m in methods if m not in METHODS]
@@ -252,6 +262,9 @@ def prepare_out(settings: BenchSettings) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
         meta = out / "bench.json"
+        if not meta.exists() and any(out.iterdir()):  # not a bench: its files are someone's
+            raise HybridSLDError(f"{out} holds files and is not a bench directory (no "
+                                 "bench.json): give a new or empty folder as --out")
         if meta.exists():
             try:
                 old = json.loads(meta.read_text()).get("settings", {})
