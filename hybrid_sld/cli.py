@@ -689,8 +689,7 @@ def main(argv=None) -> int:
     except HybridSLDError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _error(args, str(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -701,9 +700,16 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         name = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {name}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return _error(args, f"{name}{exc.strerror or exc}")
     return status or 0
+
+
+def _error(args, message: str) -> int:
+    """Status 2, the message on stderr; with --json, stdout still holds one JSON document."""
+    print(f"error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    return 2
 
 
 if __name__ == "__main__":

@@ -178,6 +178,17 @@ def test_bad_law_text():
     assert res.stdout == ""
 
 
+@pytest.mark.parametrize("argv", [["fit", "--task", "kaplan_demo", "--law", "loss = A*foo(num_params)"],
+                                  ["expert", "--task", "no_such_task"],
+                                  ["discover", "--task", "kaplan_demo", "--budget", "5x"]])
+def test_an_error_under_json_is_still_one_json_document(argv, capsys):
+    assert main(argv + ["--json"]) == 2
+    res = capsys.readouterr()
+    message = res.err.removeprefix("error: ").strip()
+    assert message and json.loads(res.out) == {"error": message}
+    assert main(argv) == 2 and capsys.readouterr().out == ""  # without --json, stderr alone
+
+
 def test_unknown_task(capsys):
     # in-process main() (same code path as the console script, minus interpreter start-up)
     assert main(["fit", "--task", "no_such_task", "--law", "loss = A"]) == 2
