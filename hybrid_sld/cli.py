@@ -320,16 +320,6 @@ LLM_FLAGS = ("model", "base_url", "api_key_env", "llm_mode", "llm_ratio", "max_c
              "max_tokens", "max_usd", "price", "concurrency", "llm_timeout", "call_tokens")
 
 
-def _task_identity(name_or_path: str):
-    """What names one task: a built-in's full name, a task file's resolved path."""
-    if Path(name_or_path).is_file():
-        return str(Path(name_or_path).resolve())
-    try:
-        return get_task(name_or_path).name
-    except HybridSLDError:
-        return name_or_path
-
-
 def cmd_discover(args):
     from .search.run import discover, parse_budget
     budget = parse_budget(args.budget, "--budget") if args.budget is not None else None
@@ -349,12 +339,7 @@ def cmd_discover(args):
     if args.resume:  # a resumed run keeps the configuration it was started with
         defaults = vars(build_parser().parse_args(["discover"]))
         changed = {k for k, v in vars(args).items() if v != defaults.get(k)}
-        if "task" in changed:  # the same task is fine; another would mix two searches
-            from .search.run import saved_config
-            began = saved_config(Path(args.resume).resolve()).task
-            if _task_identity(args.task) != _task_identity(began):
-                raise HybridSLDError(f"cannot resume {args.resume}: it searched task {began!r}, "
-                                     f"not {args.task!r}; leave out --task, or start a new run")
+        if "task" in changed:  # the same task, or where its moved file is now (task_of_run)
             changed.discard("task")
         # but where the endpoint is now, and budgets to go on with, may change
         llm_now = {RESUMABLE_LLM[k]: getattr(args, k) for k in changed & set(RESUMABLE_LLM)}
@@ -387,7 +372,7 @@ def cmd_discover(args):
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar,
                           data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
-                          llm=llm_now or None)
+                          llm=llm_now or None, task=args.task if args.resume else None)
     finally:
         bar.close()
     # interrupted: 130, as a shell reports Ctrl-C; the LLM endpoint failed: 1
@@ -468,7 +453,7 @@ def cmd_bench(args):
 
 def cmd_report(args):
     from .bench.report import render
-    out = render(args.dir, args.data_dir)
+    out = render(args.dir, args.data_dir, task=args.task)
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -666,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("report", help="re-render a bench's or a run's tables and plots")
     sp.add_argument("dir", help="bench directory (results.jsonl) or run directory (best.json)")
+    sp.add_argument("--task", help="a run's task file, where it is now if it moved")
     common(sp)
     sp.set_defaults(func=cmd_report)
 

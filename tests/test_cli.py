@@ -419,9 +419,32 @@ def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
     assert main(["discover", "--resume", str(run_dir), "--max-evals", "8"]) == 0
     assert "ignored: --max-evals" in capsys.readouterr().err
     assert main(["discover", "--resume", str(run_dir), "--task", "parallel"]) == 2
-    assert "it searched task 'kaplan_demo', not 'parallel'" in capsys.readouterr().err
+    assert "searched task 'kaplan_demo', not 'parallel': leave out --task" in capsys.readouterr().err
     assert main(["discover", "--resume", str(run_dir), "--task", "kaplan_demo"]) == 0
     assert "ignored" not in capsys.readouterr().err  # the task it searched: nothing to say
+
+
+def test_a_run_whose_task_folder_moved_is_resumed_and_reported_with_task(tmp_path, capsys):
+    (tmp_path / "t").mkdir()
+    write_task(tmp_path / "t", "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, 3, "y = c + b*x^e")
+    assert main(["discover", "--task", str(tmp_path / "t" / "mine.toml"), "--max-evals", "4",
+                 "--batch-size", "4", "--out", str(tmp_path / "runs")]) == 0
+    run_dir, = (tmp_path / "runs").iterdir()
+    (tmp_path / "t").rename(tmp_path / "moved")
+    moved = tmp_path / "moved" / "mine.toml"
+    capsys.readouterr()
+    for argv in (["report", str(run_dir)], ["discover", "--resume", str(run_dir)]):
+        assert main(argv) == 2
+        assert f"its task file {tmp_path / 't' / 'mine.toml'} is gone; if it moved, give where " \
+            "it is now with --task" in capsys.readouterr().err
+    assert main(["report", str(run_dir), "--task", str(moved)]) == 0
+    assert main(["discover", "--resume", str(run_dir), "--task", str(moved)]) == 0
+    assert "ignored" not in capsys.readouterr().err
+    assert main(["report", str(run_dir)]) == 0  # the resumed run keeps where the task is now
+    write_task(tmp_path / "moved", "mine", {"y": lambda x, a: 5 + a * x ** -0.5}, 3)
+    (tmp_path / "moved").rename(tmp_path / "t")  # back where it was, with other rows
+    assert main(["report", str(run_dir), "--task", str(tmp_path / "t" / "mine.toml")]) == 2
+    assert "is not the data the run was made on" in capsys.readouterr().err
 
 
 def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, monkeypatch,

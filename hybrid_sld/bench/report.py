@@ -75,8 +75,9 @@ def render_bench(out, data_dir=None) -> list[str]:
     return files
 
 
-def render_run(run_dir, data_dir=None) -> list[str]:
-    """A discover run's report.md, law.tex and plots/ from best.json and its checkpoint."""
+def render_run(run_dir, data_dir=None, task=None) -> list[str]:
+    """A discover run's report.md, law.tex and plots/ from best.json and its checkpoint
+    (``task``: where its task file is now, if that moved)."""
     from ..data import load_splits, validation_mask
     from ..export import latex_document_fragment
     from ..fit import Fit
@@ -84,7 +85,7 @@ def render_run(run_dir, data_dir=None) -> list[str]:
     from ..plots import plot_fit, plot_residuals
     from ..search.archive import Archive
     from ..search.engine import State, write_atomic
-    from ..search.run import _markdown
+    from ..search.run import _markdown, task_of_run
     from ..tasks import get_task
     run_dir = Path(run_dir)
     try:
@@ -98,7 +99,7 @@ def render_run(run_dir, data_dir=None) -> list[str]:
                              f" `hybrid-sld discover --resume {run_dir}` finishes it and writes "
                              "a report of them all (nothing rewritten)")
     cfg = state.get("config", {})
-    task = get_task(cfg.get("task", best["task"]))
+    task = get_task(task_of_run(run_dir, cfg.get("task", best["task"]), task))
     train, test = load_splits(task, data_dir or cfg.get("data_dir"))
     if state.get("train", train.fingerprint()) != train.fingerprint():
         raise HybridSLDError(f"{run_dir}: the task's training data ({train.source or 'its data'}) "
@@ -120,13 +121,15 @@ def render_run(run_dir, data_dir=None) -> list[str]:
     return files
 
 
-def render(path, data_dir=None) -> dict:
+def render(path, data_dir=None, task=None) -> dict:
     """``hybrid-sld report``: a bench directory (results.jsonl) or a run directory (best.json)."""
     path = Path(path)
     if (path / "results.jsonl").exists():
+        if task is not None:
+            raise HybridSLDError(f"{path} is a bench directory: --task is for a run's")
         return {"kind": "bench", "dir": str(path), "files": render_bench(path, data_dir)}
     if (path / "best.json").exists():
-        return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir)}
+        return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir, task)}
     if (path / "checkpoint" / "state.json").exists():
         raise HybridSLDError(f"{path} is a run with no report yet: `hybrid-sld discover --resume "
                              f"{path}` finishes it and writes the report")

@@ -501,6 +501,25 @@ the law chosen came from {r['origin']}.{stopped}
 """ + _llm_markdown(r)
 
 
+def task_of_run(run_dir, saved: str, task: str | None = None) -> str:
+    """Where a run's task is now: its own (a built-in's name, a task file's path), or ``task``,
+    a task file, where the run's is gone (its folder moved). The caller checks that the
+    training data is the run's own (the checkpoint's fingerprint)."""
+    gone = Path(saved).suffix == ".toml" and not Path(saved).is_file()
+    if not gone:
+        if task is not None and get_task(task).name != get_task(saved).name:
+            raise HybridSLDError(f"{run_dir} searched task {saved!r}, not {task!r}: leave out "
+                                 "--task, or start a new run")
+        return saved
+    if task is None:
+        raise HybridSLDError(f"{run_dir}: its task file {saved} is gone; if it moved, give "
+                             "where it is now with --task")
+    if not Path(task).is_file():
+        raise HybridSLDError(f"{run_dir}: its task file {saved} is gone, and --task {task} is "
+                             "not a task file")
+    return str(Path(task).resolve())
+
+
 def saved_config(run_dir: Path) -> SearchConfig:
     """The settings a run began with, from its checkpoint (config.toml is for reading)."""
     path = run_dir / "checkpoint" / "state.json"
@@ -544,16 +563,19 @@ def lock_run_dir(run_dir: Path):
 
 
 def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | None = None,
-             progress=None, data_dir: str | None = None, llm: dict | None = None) -> dict:
+             progress=None, data_dir: str | None = None, llm: dict | None = None,
+             task: str | None = None) -> dict:
     """Run a search (or go on with the one in ``resume``) and write its report.
 
     When resuming: ``data_dir``, where the task's data is now, if not where the run found it
-    (a resumed run refuses data other than what it began with); ``llm``, LLM settings to go on
+    (a resumed run refuses data other than what it began with); ``task``, where its task file
+    is now, if that moved (:func:`task_of_run`); ``llm``, LLM settings to go on
     with (an endpoint that moved, a larger budget: LLMSettings fields), which give the LLM's
     part a fresh start if it had ended."""
     if resume:
         run_dir = Path(resume).resolve()  # best.json's run_dir reads as on a fresh run
         cfg = saved_config(run_dir)
+        cfg = replace(cfg, task=task_of_run(run_dir, cfg.task, task))
         if data_dir is not None:
             cfg = replace(cfg, data_dir=data_dir)
         if llm:
@@ -577,6 +599,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
             raise
         if resume:
             search.load()
+            if task is not None or data_dir is not None:  # where they are now, for report too
+                search.save()
             if llm:  # new settings: the LLM's part, ended or idle, starts afresh
                 search.state.llm_ended, search.state.llm_idle = "", 0
         try:
