@@ -1,8 +1,9 @@
 """Datasets: reading task data, groups, and the train / valid / test splits.
 
-Where SLDBench data comes from, in order: ``data_dir`` (``--data-dir``), the
-``HYBRID_SLD_DATA`` environment variable (``<task>/{train,test}.csv``), then the Hugging Face
-dataset ``pkuHaowei/sldbench`` (downloaded once, cached). Built-in demo tasks are generated.
+Where SLDBench data comes from: ``data_dir`` (``--data-dir``) when given, and only there;
+otherwise the ``HYBRID_SLD_DATA`` environment variable (``<task>/{train,test}.csv``), then the
+Hugging Face dataset ``pkuHaowei/sldbench`` (downloaded once, cached). Built-in demo tasks are
+generated.
 """
 
 from __future__ import annotations
@@ -234,6 +235,13 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
             train, test = d / "train.csv", d / "test.csv"
             if train.is_file() and (test.is_file() or own):
                 return train, (test if test.is_file() else None)
+            if label == "--data-dir":  # a folder the user names is read or refused, never
+                # passed over for another source
+                lacks = (test if train.is_file() else train).relative_to(base)
+                raise DataError(f"no data found for task {task.name!r} in --data-dir {base}: "
+                                + (f"no {lacks} in it" if Path(base).is_dir() else "no such folder")
+                                + (f" (or name the files in a [data] table of {task.path})"
+                                   if own else ""))
             tried.append(f"{label}: no {train}" if not train.is_file() else f"{label}: no {test}")
         else:
             tried.append(f"{label}: not set")
