@@ -124,11 +124,15 @@ def _score_notes(res: dict) -> list[str]:
 
 def _task(name: str, data_dir: str | None):
     """The task named on the command line; a note when --data-dir will not be read (the
-    task file's [data] names its files, and those are what every command reads)."""
+    task file's [data] names its files, and those are what every command reads; a demo's
+    rows are generated)."""
     task = get_task(name)
     if data_dir and task.source == "files":
         print(f"note: --data-dir {data_dir} is not used: {task.path} names its data files in "
               f"[data] ({task.train_file})", file=sys.stderr)
+    elif data_dir and task.source == "builtin":
+        print(f"note: --data-dir {data_dir} is not used: {task.name} is a built-in demo, its "
+              "rows generated", file=sys.stderr)
     return task
 
 
@@ -234,17 +238,17 @@ def cmd_fit(args):
 
 def cmd_expert(args):
     # the Task itself, not its name: a user's TOML may not be built in, or share a built-in's name
-    tasks = (map(get_task, builtin_task_names()) if args.task == "all"
+    tasks = (list(map(get_task, builtin_task_names())) if args.task == "all"
              else [_task(args.task, args.data_dir)])
+    splits = [load_splits(task, args.data_dir) for task in tasks]  # all found before any fit
     results = []
-    for task in tasks:
+    for task, (train, test) in zip(tasks, splits):
         if not task.expert_law:
             raise HybridSLDError(f"{task.path or task.name}: no [expert] law to score")
         print(f"fitting the expert law of {task.name} ...", file=sys.stderr, flush=True)
         spec = _fitter(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
         laws = [(label, parse_expert_law(task, text)) for label, text in variants]
-        train, test = load_splits(task, args.data_dir)
         for label, law in laws:
             v, full = _evaluate(law, task, spec, train, test)
             res = _result(task, law, v, full, train)

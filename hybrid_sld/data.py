@@ -1,8 +1,9 @@
 """Datasets: reading task data, groups, and the train / valid / test splits.
 
-Where SLDBench data comes from, in order: ``data_dir`` (``--data-dir``), the
-``HYBRID_SLD_DATA`` environment variable (``<task>/{train,test}.csv``), then the Hugging Face
-dataset ``pkuHaowei/sldbench`` (downloaded once, cached). Built-in demo tasks are generated.
+Where SLDBench data comes from: ``data_dir`` (``--data-dir``) when given, and only there;
+otherwise the ``HYBRID_SLD_DATA`` environment variable (``<task>/{train,test}.csv``), then the
+Hugging Face dataset ``pkuHaowei/sldbench`` (downloaded once, cached). Built-in demo tasks are
+generated.
 """
 
 from __future__ import annotations
@@ -74,16 +75,14 @@ class Dataset:
         return h.hexdigest()[:24]
 
 
-def _read_table(path: Path, header_only: bool = False) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of a CSV or Parquet file; ``header_only``: no row is read."""
+def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a CSV or Parquet file."""
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
         try:
-            if header_only:
-                return pq.read_schema(path).names, []
             table = pq.read_table(path)
         except FileNotFoundError:
             raise DataError(f"data file not found: {path}") from None
@@ -95,7 +94,7 @@ def _read_table(path: Path, header_only: bool = False) -> tuple[list[str], list[
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is no header
             reader = csv.reader(fh)
-            rows = [next(reader, [])] if header_only else list(reader)
+            rows = list(reader)
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except UnicodeDecodeError as exc:
@@ -123,16 +122,15 @@ def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
     return wanted
 
 
-def check_test_columns(task: Task, data_dir: str | Path | None = None) -> None:
-    """Before a search: the test file is there and has the task's columns, so a search is not
-    lost to it at the end. Its header only: no test value is read before the final report."""
+def check_test_file(task: Task, data_dir: str | Path | None = None) -> None:
+    """Before a search: the test file reads as the final report will read it (columns, every
+    value a finite number), so a search is not lost to it at the end. The rows are dropped
+    unseen: nothing of them reaches the search, which reads train only."""
     if task.source == "builtin":
         return
     path = locate_files(task, data_dir)[1]
-    if path is None:
-        return
-    header = _read_table(path, header_only=True)[0]
-    _check_header(path, header, task)
+    if path is not None:
+        read_dataset(path, task)
 
 
 def read_dataset(path: str | Path, task: Task) -> Dataset:
@@ -234,6 +232,13 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
             train, test = d / "train.csv", d / "test.csv"
             if train.is_file() and (test.is_file() or own):
                 return train, (test if test.is_file() else None)
+            if label == "--data-dir":  # a folder the user names is read or refused, never
+                # passed over for another source
+                lacks = (test if train.is_file() else train).relative_to(base)
+                raise DataError(f"no data found for task {task.name!r} in --data-dir {base}: "
+                                + (f"no {lacks} in it" if Path(base).is_dir() else "no such folder")
+                                + (f" (or name the files in a [data] table of {task.path})"
+                                   if own else ""))
             tried.append(f"{label}: no {train}" if not train.is_file() else f"{label}: no {test}")
         else:
             tried.append(f"{label}: not set")

@@ -67,6 +67,8 @@ def test_data_dir_beside_a_task_file_with_its_own_data_is_noted(tmp_path, capsys
     assert "--data-dir" in err and "is not used" in err and "[data]" in err
     assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)"]) == 0
     assert "--data-dir" not in capsys.readouterr().err
+    assert main(["expert", "--task", "kaplan_demo", "--data-dir", str(tmp_path)]) == 0
+    assert "is not used: kaplan_demo is a built-in demo" in capsys.readouterr().err  # generated
 
 
 def test_fit_names_the_row_where_a_log_meets_a_negative_value(tmp_path, capsys):
@@ -463,6 +465,52 @@ def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, mon
                  "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["evals"] == 4 and "ignored" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "--task", "parallel", "--law", LAW],
+    ["expert", "--task", "parallel"],
+    ["eval-program", "--task", "parallel", "program.py"],
+    ["discover", "--task", "parallel", "--max-evals", "4"],
+    ["bench", "--tasks", "parallel", "--methods", "expert,offline", "--max-evals", "4"],
+], ids=lambda argv: argv[0])
+def test_a_data_dir_that_lacks_the_task_is_refused(argv, data_dir, tmp_path, capsys):
+    # it was passed over for $HYBRID_SLD_DATA (the real data here) without a word
+    import shutil
+    folder, out = tmp_path / "dd", tmp_path / "out"
+    argv = argv + ["--data-dir", str(folder)] + (["--out", str(out)] if argv[0] in (
+        "discover", "bench") else [])
+    assert main(argv) == 2
+    assert f"in --data-dir {folder}: no such folder" in capsys.readouterr().err
+    (folder / "parallel_scaling_law").mkdir(parents=True)
+    shutil.copy(data_dir / "parallel_scaling_law" / "train.csv", folder / "parallel_scaling_law")
+    assert main(argv) == 2
+    assert (f"in --data-dir {folder}: no parallel_scaling_law/test.csv in it"
+            in capsys.readouterr().err)
+    assert not out.exists()  # refused before a run or bench directory is made
+
+
+def test_resume_and_report_read_the_data_dir_named_or_refuse_it(data_dir, tmp_path, capsys):
+    import shutil
+    shutil.copytree(data_dir / "parallel_scaling_law", tmp_path / "a" / "parallel_scaling_law")
+    runs, bench = tmp_path / "runs", tmp_path / "bench"
+    assert main(["discover", "--task", "parallel", "--data-dir", str(tmp_path / "a"),
+                 "--max-evals", "4", "--batch-size", "4", "--out", str(runs)]) == 0
+    assert main(["bench", "--tasks", "parallel", "--methods", "expert", "--data-dir",
+                 str(tmp_path / "a"), "--out", str(bench)]) == 0
+    run_dir, = runs.iterdir()
+    (tmp_path / "b" / "parallel_scaling_law").mkdir(parents=True)  # train only: not enough
+    shutil.copy(data_dir / "parallel_scaling_law" / "train.csv",
+                tmp_path / "b" / "parallel_scaling_law")
+    written = {p: p.stat().st_mtime_ns for p in (run_dir / "report.md", bench / "leaderboard.md")}
+    capsys.readouterr()
+    for argv in (["discover", "--resume", str(run_dir)], ["report", str(run_dir)],
+                 ["report", str(bench)]):
+        assert main(argv + ["--data-dir", str(tmp_path / "b")]) == 2, argv
+        err = capsys.readouterr().err
+        assert f"in --data-dir {tmp_path / 'b'}: no parallel_scaling_law/test.csv in it" in err
+    assert written == {p: p.stat().st_mtime_ns for p in written}  # nothing rewritten
+    assert main(["report", str(bench), "--data-dir", str(tmp_path / "a")]) == 0
 
 
 def test_a_constant_named_like_an_undeclared_column_is_refused(tmp_path, capsys):

@@ -248,13 +248,21 @@ def test_data_dir_beats_env(tmp_path, monkeypatch):
     assert locate_files(task)[0] == tmp_path / "env" / task.name / "train.csv"
 
 
-def test_data_dir_without_task_falls_back_to_env(tmp_path, monkeypatch):
+def test_data_dir_without_the_task_is_refused_not_passed_over(tmp_path, monkeypatch):
+    """A folder named by --data-dir is read or refused: the error names it and what it lacks,
+    rather than $HYBRID_SLD_DATA's rows standing in for it."""
     task = get_task("parallel")
-    (tmp_path / "flag").mkdir()
     _task_dir(tmp_path / "env", task.name, 2.0)
     monkeypatch.setenv(DATA_ENV, str(tmp_path / "env"))
-    train, _ = load_splits(task, tmp_path / "flag")
-    assert np.all(train.Y == 2.0)
+    flag = tmp_path / "flag"
+    with pytest.raises(DataError, match=f"in --data-dir {flag}: no such folder"):
+        load_splits(task, flag)
+    flag.mkdir()
+    with pytest.raises(DataError, match=f"in --data-dir {flag}: no {task.name}/train.csv in it"):
+        load_splits(task, flag)
+    (_task_dir(flag, task.name, 1.0) / "test.csv").unlink()  # a built-in task needs its test
+    with pytest.raises(DataError, match=f"in --data-dir {flag}: no {task.name}/test.csv in it"):
+        locate_files(task, flag)
 
 
 _LOAD = textwrap.dedent("""
@@ -283,10 +291,9 @@ def _load_in_subprocess(env, task, data_dir=""):
 def test_nothing_found_names_all_sources(tmp_path):
     pytest.importorskip("huggingface_hub")
     env = hub_offline_env(tmp_path)
-    out = _load_in_subprocess(env, "parallel", tmp_path / "empty_dir")
-    msg = out["error"]
+    msg = _load_in_subprocess(env, "parallel")["error"]  # (a --data-dir is the only source)
     assert "parallel_scaling_law" in msg
-    assert "--data-dir" in msg and str(tmp_path / "empty_dir") in msg
+    assert "--data-dir: not set" in msg
     assert f"{DATA_ENV}: not set" in msg
     assert HF_REPO in msg
 
@@ -319,7 +326,8 @@ def test_user_task_without_data_table_is_told_about_it(tmp_path, monkeypatch):
     task = load_task_file(tmp_path / "task.toml")
     folder = tmp_path / "dd" / task.name
     folder.mkdir(parents=True)
-    with pytest.raises(DataError, match=f"--data-dir: no {folder / 'train.csv'}"):
+    with pytest.raises(DataError, match=f"in --data-dir {tmp_path / 'dd'}: no {task.name}/"
+                                        "train.csv in it"):
         load_splits(task, tmp_path / "dd")  # says where it looked, not "pass --data-dir"
     (folder / "train.csv").write_text("group,N,D,loss\na,100,10,3.25\na,200,20,2.5\n")
     train, test = load_splits(task, tmp_path / "dd")  # a user's task: test is optional there too

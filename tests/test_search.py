@@ -882,16 +882,65 @@ def test_a_test_file_without_the_task_columns_fails_before_the_search(synthetic_
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_a_bad_test_value_found_at_the_end_says_the_search_is_kept(synthetic_task, tmp_path):
+@pytest.mark.parametrize("value", ["nan", "3.1x", ""])
+def test_a_bad_test_value_fails_before_the_search(synthetic_task, tmp_path, value):
+    # it was found by the final report, after the whole search; the message is the report's
     test_csv = tmp_path / "test.csv"
     lines = test_csv.read_text().splitlines()
-    test_csv.write_text("\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0] + ",nan"] + lines[3:])
-                        + "\n")
+    test_csv.write_text("\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0] + "," + value]
+                                  + lines[3:]) + "\n")
+    from hybrid_sld.tasks import get_task
+    with pytest.raises(HybridSLDError) as report:  # as the final report reads it
+        data_mod.read_dataset(test_csv, get_task(str(synthetic_task)))
+    assert str(report.value).startswith(f"{test_csv}, line 3, column 'y': ")
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4)
+    with pytest.raises(HybridSLDError) as start:
+        discover(cfg, out=tmp_path / "runs")
+    assert str(start.value) == str(report.value)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_discover_reads_test_rows_before_and_after_the_search_never_in_it(synthetic_task,
+                                                                        tmp_path, monkeypatch):
+    """The start-up check reads test.csv whole before the search begins (Search is made); from
+    then to the end of its run no test row is read; the final report reads them again."""
+    read, init, run, log = data_mod.read_dataset, Search.__init__, Search.run, []
+    monkeypatch.setattr(data_mod, "read_dataset",
+                        lambda path, task: (log.append(Path(path).name), read(path, task))[1])
+    monkeypatch.setattr(Search, "__init__",
+                        lambda self, *a, **k: (log.append("search"), init(self, *a, **k))[1])
+    monkeypatch.setattr(Search, "run",
+                        lambda self, *a, **k: (run(self, *a, **k), log.append("searched"))[0])
+    discover(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4),
+             out=tmp_path / "runs")
+    begin, end = log.index("search"), log.index("searched")
+    assert "test.csv" in log[:begin]  # the check, its rows dropped
+    assert "test.csv" not in log[begin:end] and "train.csv" in log[begin:end]
+    assert "test.csv" in log[end:]  # the final report
+
+
+def test_a_bad_test_value_found_at_the_end_says_the_search_is_kept(synthetic_task, tmp_path,
+                                                                 monkeypatch):
+    # the file checked at the start, then broken during the search (edited, synced over)
+    test_csv = tmp_path / "test.csv"
+    lines = test_csv.read_text().splitlines()
+    run = Search.run
+
+    def run_then_break(self, *a, **k):
+        test_csv.write_text("\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0] + ",nan"]
+                                      + lines[3:]) + "\n")
+        return run(self, *a, **k)
+
+    monkeypatch.setattr(Search, "run", run_then_break)
     cfg = SearchConfig(task=str(synthetic_task), max_evals=4)
     with pytest.raises(HybridSLDError, match=r"(?s)line 3.*the search is saved.*--resume"):
         discover(cfg, out=tmp_path / "runs")
-    test_csv.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(Search, "run", run)
     run_dir = next((tmp_path / "runs").iterdir())
+    with pytest.raises(HybridSLDError) as exc:  # still broken: a resume, too, checks at its start
+        discover(cfg, resume=run_dir)
+    assert "line 3" in str(exc.value) and "the search is saved" not in str(exc.value)
+    test_csv.write_text("\n".join(lines) + "\n")
     assert discover(cfg, resume=run_dir)["test_r2"] is not None
 
 

@@ -83,13 +83,13 @@ def resolve_tasks(spec: str) -> list[tuple[str, str]]:
 
 
 def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> None:
-    """Read each task's training rows and its test file's header, so that a bad value or
-    column stops the bench before any cell runs (a cell would find it only when it starts)."""
-    from ..data import check_test_columns, load_train
+    """Read each task's data files, so that a folder that lacks them or a bad value stops the
+    bench before any cell runs (a cell would find it only when it starts)."""
+    from ..data import check_test_file, load_train
     for _name, ref in tasks:
         task = get_task(ref)
         load_train(task, data_dir)
-        check_test_columns(task, data_dir)
+        check_test_file(task, data_dir)
 
 
 def resolve_methods(spec: str) -> list[str]:

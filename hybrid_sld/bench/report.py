@@ -63,6 +63,17 @@ def render_bench(out, data_dir=None) -> list[str]:
             data_dir = json.loads((out / "bench.json").read_text())["settings"].get("data_dir")
         except (OSError, ValueError, KeyError):
             pass
+    else:  # named by the user: a plotted task it lacks is refused before anything is rewritten
+        from ..data import locate_files
+        from ..tasks import get_task
+        from .leaderboard import winners
+        for name, w in winners(results).items():
+            try:
+                task = get_task(w.get("task_ref") or name)
+            except HybridSLDError:  # a task file since moved: its plot is skipped with a warning
+                continue
+            if task.source != "builtin" and w.get("groups"):
+                locate_files(task, data_dir)
     (out / "leaderboard.md").write_text(markdown(results))
     (out / "leaderboard.tex").write_text(latex(results))
     files = [str(out / "leaderboard.md"), str(out / "leaderboard.tex")]

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from ..data import check_test_columns, load_splits, validation_mask
+from ..data import check_test_file, load_splits, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
@@ -115,7 +115,7 @@ def final_report(search: Search) -> dict:
     best, law, v, full, away = c.entry, c.law, c.valid, c.full, c.runaway
     try:
         train, test = load_splits(task, search.config.data_dir)
-    except DataError as exc:  # a test file broken since the start: the search is not lost
+    except DataError as exc:  # a data file changed during the search: the search is not lost
         raise DataError(f"{exc}\nthe search is saved: fix the file and run `hybrid-sld "
                         f"discover --resume {run_dir}` to write the report") from None
     full = _scored_on_test(full, law, test)
@@ -587,8 +587,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
     if cfg.proposer != "offline":  # no key, no replay file: fail before anything runs
         from ..llm.client import LLMSettings
         LLMSettings.from_dict(cfg.llm).check()
+    check_test_file(get_task(cfg.task), cfg.data_dir)  # a resumed search, too, ends in a report
     if not resume:
-        check_test_columns(get_task(cfg.task), cfg.data_dir)
         run_dir = prepare_run_dir(cfg, out)
     with lock_run_dir(run_dir):
         try:
