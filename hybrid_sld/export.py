@@ -88,6 +88,11 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
     use this map, so the equations and the table agree.
     """
     symbols = symbols or {}
+    known = {*law.targets, *law.param_names, *law.features}
+    unknown = [k for k in symbols if k not in known]
+    if unknown:  # a misspelt name would otherwise be passed over without a word
+        raise LawError(f"symbols for names the law does not have: {', '.join(map(repr, unknown))}"
+                       f"; its names: {', '.join(sorted(known))}")
     names = list(dict.fromkeys([*law.targets, *law.param_names, *law.used_features]))
     wanted = {n: symbols.get(n) or name_to_latex(n) for n in names}
     by_name = {n: _by_name(n) for n in names}
@@ -192,13 +197,22 @@ def _group_label(group) -> str:
     return escape_latex(group)
 
 
+def as_written(law: Law) -> list[str]:
+    """The law's constants in the order its text first names them: the order a reader meets
+    them in the equations (``law.param_names`` is the structural order the search uses)."""
+    eqs = law.text.splitlines()[:len(law.equations)]
+    seen = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(e.partition("=")[2] for e in eqs))
+    first = {n: i for i, n in reversed(list(enumerate(seen)))}
+    return sorted(law.param_names, key=lambda n: first.get(n, len(seen)))
+
+
 def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
                  caption: str | None = None) -> str:
     """Booktabs table of fitted constants: one row per group, one column per parameter; the
     other way round when the constants outnumber the groups and 8 (domain_mixture's 34 would
     not fit a page's width). Shared constants are marked with a dagger and a note."""
     tex = latex_names(law, symbols)
-    names, groups = law.param_names, list(fits)
+    names, groups = as_written(law), list(fits)
     shared = [p.name for p in law.params if p.shared]
     label = {n: f"${tex[n]}$" + (r"\textsuperscript{\dag}" if n in shared else "") for n in names}
     cell = {(g, n): format_number(fits[g].params.get(n))

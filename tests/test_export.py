@@ -287,3 +287,17 @@ def test_shared_constants_are_marked_in_the_table():
     tex = params_table({"g": Fit({f"p{i}": 1.0 for i in range(10)}, 0.0, 1, 1)}, turned)
     assert r"$p_{3}$\textsuperscript{\dag} & $1$ \\" in tex and r"\multicolumn{2}{l}" in tex
     assert r"\dag" not in params_table(fits, parse_law("y = a + b*x^(-c)", ["x"]))
+
+
+def test_the_table_lists_constants_as_the_equations_name_them():
+    law = parse_law("y = C*x^(-alpha)/(1 + beta*log(x)) + gamma", ["x"])
+    assert law.param_names != ("gamma", "C", "alpha", "beta")  # the structural order differs
+    assert _heads(law) == ["$\\gamma$", "$C$", "$\\alpha$", "$\\beta$"]  # as law.text reads
+
+
+def test_a_symbol_for_a_name_the_law_lacks_is_refused():
+    law = parse_law("y = C*x^(-alpha)", ["x"])
+    assert _heads(law, {"x": "N"}) == ["$C$", "$\\alpha$"]  # a feature's symbol is fine
+    with pytest.raises(LawError, match="symbols for names the law does not have: 'xx'; its "
+                                       "names: C, alpha, x, y"):
+        to_latex(law, symbols={"xx": "N"})
