@@ -182,7 +182,7 @@ def cmd_fit(args):
                 else "it predicts one number everywhere")
         notes.insert(0, f"the law uses none of the task's features "
                         f"({', '.join(task.feature_names)}): {what}")
-    from .export import name_to_latex, typeset_shape
+    from .export import as_written, name_to_latex, typeset_shape
     # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
     symbols = {typeset_shape(f.symbol): f for f in task.features if f.symbol and f.symbol != f.name}
     notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
@@ -217,8 +217,9 @@ def cmd_fit(args):
               "blow-up); discover passes over such a law")
     for fault in out["unit_faults"]:
         print(f"note: units: {fault}")
+    order = as_written(law)  # as the law above reads
     for g, f in full.fits.items() if law.n_params else ():  # no constants: nothing per group
-        vals = ", ".join(f"{k}={v:.6g}" for k, v in f.params.items())
+        vals = ", ".join(f"{k}={f.params[k]:.6g}" for k in order if k in f.params)
         print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
     print(f"\ntrain R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
           f"test R2 {_fmt(out['test_r2'])}")

@@ -171,6 +171,14 @@ def test_bad_fitter_text_says_what_is_wrong(text, message):
         _fitter(text)
 
 
+def test_fit_lists_each_groups_constants_as_the_law_reads(capsys):
+    assert main(["fit", "--task", "parallel", "--law", LAW]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "loss = E + A/(num_params^alpha*(1 + k*log(parallel_size)))"
+    pile = next(line for line in out if line.strip().startswith("pile:"))
+    assert [kv.split("=")[0] for kv in pile.split(": ")[1].split(", ")] == ["E", "A", "alpha", "k"]
+
+
 def test_bad_law_text():
     res = run_cli("fit", "--task", "kaplan_demo", "--law", "loss = A*num_params^(-alpha")
     assert res.returncode == 2

@@ -110,6 +110,7 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
 
 def final_report(search: Search) -> dict:
     """Refit the best candidate on all train rows, score on test, write report files."""
+    from ..export import as_written
     s, task, run_dir = search.state, search.task, search.run_dir
     c = final_choice(search)  # training rows only
     best, law, v, full, away = c.entry, c.law, c.valid, c.full, c.runaway
@@ -129,7 +130,8 @@ def final_report(search: Search) -> dict:
               "seconds": round(s.elapsed, 2), "evals_per_second": round(s.evals / max(s.elapsed, 1e-9), 3),
               "cache_hit_rate": round(s.cache_hits / max(s.proposals, 1), 4),
               "seconds_to_beat_expert_on_valid": s.first_beat_expert, "origin": best.origin,
-              "groups": {g: f.params for g, f in full.fits.items()},
+              "groups": {g: {n: f.params[n] for n in as_written(law) if n in f.params}
+                         for g, f in full.fits.items()},
               "functions": list(task.functions) if task.functions is not None else None}
     # constants of the chosen law no data can pin down: named, the law left as chosen
     result["redundancy"] = operators.redundancy_note(
