@@ -263,10 +263,16 @@ class Law:
 
 def _close_feature(name: str, features, used=()) -> str | None:
     """The feature ``name`` looks like a misspelling of, or None. A name that holds a used
-    feature as a whole word (``A_tokens`` beside ``tokens``) names a coefficient, not a slip."""
+    feature as a whole word (``A_tokens`` beside ``tokens``) names a coefficient, not a slip;
+    a feature's name then digits (``bsz0``, ``bsz_0``) is the usual name of a reference value
+    of it (after a name ending in a digit only ``_0`` is: ``x10`` beside ``x1`` is an index)."""
     for f in features:
         if name.lower() == f.lower():
             return f
+    for f in features:
+        tail = name[len(f):] if name.startswith(f) else ""
+        if (tail[:1] == "_" and tail[1:].isdigit()) or (tail.isdigit() and not f[-1].isdigit()):
+            return None
     if any(f in used and f in name.split("_") for f in features):
         return None
     if len(name) >= 4:
