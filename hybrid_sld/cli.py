@@ -165,13 +165,13 @@ def cmd_fit(args):
                 else "it predicts one number everywhere")
         notes.insert(0, f"the law uses none of the task's features "
                         f"({', '.join(task.feature_names)}): {what}")
-    from .export import name_to_latex, typeset_shape
+    from .export import symbol_lookalikes, task_symbols
     # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
-    symbols = {typeset_shape(f.symbol): f for f in task.features if f.symbol and f.symbol != f.name}
+    symbols = task_symbols(task)
     notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
-                 f"{f.name} is {f.symbol} (law.tex then writes that feature by its name); if you "
-                 f"meant the feature, write {f.name}" for p in law.param_names
-                 if (f := symbols.get(typeset_shape(name_to_latex(p)))) is not None]
+                 f"{f} is {symbols[f]} (law.tex then writes that feature by its name); if you "
+                 f"meant the feature, write {f}"
+                 for p, f in symbol_lookalikes(law.param_names, symbols)]
     from .evaluate import at_bounds
     out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None

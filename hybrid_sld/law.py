@@ -315,8 +315,11 @@ def _normalize(target: str, expr: sp.Expr, symbols: dict) -> sp.Expr:
     return expr
 
 
-def parse_law(text: str, features, targets=None, *, param_cap: int | None = None) -> Law:
-    """Parse and validate law text against the features (and targets) of a task."""
+def parse_law(text: str, features, targets=None, *, param_cap: int | None = None,
+              feature_symbols: dict[str, str] | None = None) -> Law:
+    """Parse and validate law text against the features (and targets) of a task.
+    ``feature_symbols``: feature -> LaTeX symbol, to name in the parameter-cap error a
+    constant written as a feature's symbol (N for num_params), the likely cause of it."""
     features = tuple(features)
     symbols = {f: sp.Symbol(f, real=True) for f in features}
     st = parse_statements(text, symbols, features)
@@ -374,8 +377,18 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
             raise err(f"parameter {name!r} cancels out of the law; remove it", line, col)
         pnames.append(name)
     if param_cap is not None and len(pnames) > param_cap:
+        from .export import symbol_lookalikes  # export imports this module
+        like = symbol_lookalikes(pnames, feature_symbols) if feature_symbols else []
+        hint = ""
+        if like:
+            ps, fs = (" and ".join(names) for names in zip(*like))
+            hint = (f"; {ps} is the task's LaTeX symbol for the feature {fs}, but law text names "
+                    f"a feature in full, so it counts as a constant here: write {fs}"
+                    if len(like) == 1 else
+                    f"; {ps} are the task's LaTeX symbols for the features {fs}, but law text "
+                    f"names a feature in full, so they count as constants here: write {fs}")
         raise LawError(f"law has {len(pnames)} parameters ({', '.join(pnames)}); "
-                       f"this task allows at most {param_cap}")
+                       f"this task allows at most {param_cap}{hint}")
     decl = {n: dict(name=n) for n in pnames}
 
     def target_param(name, line, col):
@@ -466,7 +479,8 @@ def check_functions(law: Law, allowed) -> None:
 
 
 def parse_task_law(text: str, task) -> Law:
-    return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap)
+    return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap,
+                     feature_symbols={f.name: f.symbol for f in task.features if f.symbol})
 
 
 def parse_expert_law(task, text: str | None = None) -> Law:

@@ -449,6 +449,24 @@ def test_fit_says_when_a_constant_is_named_as_a_features_symbol(capsys):
     assert "LaTeX symbol" not in capsys.readouterr().out
 
 
+def test_the_parameter_cap_error_names_a_features_symbol(capsys):
+    # N and D are what law.tex prints for num_params and tokens; the cap error came first and
+    # named them only as parameters
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = E + A*N^(-a) + B*D^(-b)"]) == 2
+    err = capsys.readouterr().err
+    assert "this task allows at most 6; N and D are the task's LaTeX symbols for the features " \
+           "num_params and tokens, but law text names a feature in full" in err
+    assert err.rstrip().endswith("write num_params and tokens")
+    assert main(["fit", "--task", "kaplan_demo", "--law",
+                 "loss = E + A*N^(-a) + B*tokens^(-b) + c*d"]) == 2
+    assert "at most 6; N is the task's LaTeX symbol for the feature num_params, but law text " \
+           "names a feature in full, so it counts as a constant here: write num_params" \
+           in capsys.readouterr().err
+    assert main(["fit", "--task", "kaplan_demo", "--law",
+                 "loss = E + A*num_params^(-a) + B*tokens^(-b) + c*d"]) == 2
+    assert "LaTeX" not in capsys.readouterr().err
+
+
 def test_the_note_compares_symbols_as_typeset(tmp_path, capsys):
     toml = _one_group_task(tmp_path, range(1, 30), lambda x: 3 + 50 * x ** -0.5)
     toml.write_text(toml.read_text().replace("[features.x]\n", '[features.x]\nsymbol = "r_1"\n'))
