@@ -484,8 +484,17 @@ def parse_task_law(text: str, task) -> Law:
 
 
 def parse_expert_law(task, text: str | None = None) -> Law:
-    """The task's expert law (or ``text``, one of its variants); an error names the task file."""
+    """The task's expert law (or ``text``, one of its variants); an error names the task file.
+    A law of no feature is refused: a misspelt feature (M for N) reads as one more constant,
+    and the law would be scored and seeded from without a word."""
     try:
-        return parse_task_law(task.expert_law if text is None else text, task)
+        law = parse_task_law(task.expert_law if text is None else text, task)
+        if not law.used_features:
+            raise LawError(f"the law uses none of the task's features "
+                           f"({', '.join(task.feature_names)}): " + (
+                               f"every name in it ({', '.join(law.param_names)}) is a fitted "
+                               "constant" if law.n_params else "it predicts one number "
+                               "everywhere") + "; write at least one of them by its name")
+        return law
     except LawError as exc:
         raise LawError(f"{task.path or task.name}, [expert] law: {exc}") from None
