@@ -87,6 +87,7 @@ def _evaluate(law, task, spec, train, test):
 
 
 def _result(task, law, v, full, train) -> dict:
+    from .data import unvalidated_groups
     from .evaluate import runaway
     from .units import unit_faults
     return {"task": task.name, "law": law.text, "n_params": law.n_params,
@@ -98,6 +99,8 @@ def _result(task, law, v, full, train) -> dict:
             # sums of unlike units, exp or fitted powers of quantities with a unit (units.py)
             "unit_faults": unit_faults(law, task),
             "valid": v.scores["valid"].to_dict() if "valid" in v.scores else None,
+            # groups with nothing held out (a split feature of one value): not in valid R2
+            "valid_unscored": unvalidated_groups(task, train) or None,
             "test": full.scores["test"].to_dict() if "test" in full.scores else None,
             "groups": {g: {"params": f.params, "success": f.success, "message": f.message}
                        for g, f in full.fits.items()}}
@@ -105,9 +108,12 @@ def _result(task, law, v, full, train) -> dict:
 
 def _score_notes(res: dict) -> list[str]:
     """Why a validation or test score failed (a group too small for its validation fit, a
-    group not in train, a non-finite prediction): an R2 of -1 says nothing of why."""
+    group not in train, a non-finite prediction): an R2 of -1 says nothing of why. And which
+    groups valid R2 leaves out: it is a figure for the others only."""
     return [f"{split}: {res[split]['message']}" for split in ("valid", "test")
-            if res.get(split) and res[split].get("message")]
+            if res.get(split) and res[split].get("message")] + [
+        f"valid: group {g!r} is not scored: {why}"
+        for g, why in (res.get("valid_unscored") or {}).items()]
 
 
 def _task(name: str, data_dir: str | None):

@@ -409,6 +409,19 @@ def _one_group_task(tmp_path, xs, f) -> Path:
     return tmp_path / "t.toml"
 
 
+def test_fit_notes_a_group_that_holds_out_no_validation_row(tmp_path, capsys):
+    # group b has one x: nothing larger to hold out, so valid R2 is group a's alone
+    toml = _one_group_task(tmp_path, range(1, 30), lambda x: 3 + 50 * x ** -0.5)
+    with open(tmp_path / "train.csv", "a") as fh:
+        fh.write("".join(f"b,5,{3 + 0.01 * i}\n" for i in range(30)))
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c"]) == 0
+    assert ("note: valid: group 'b' is not scored: the split feature x takes one value (5) in "
+            "group 'b', on all 30 of its rows, so no row is larger to hold out for validation"
+            ) in capsys.readouterr().out
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["valid_unscored"]) == ["b"]
+
+
 def test_fit_refuses_a_group_with_fewer_rows_than_constants(tmp_path, capsys):
     toml = _one_group_task(tmp_path, range(1, 4), lambda x: 3 + 50 * x ** -0.5)
     tex = tmp_path / "law.tex"
