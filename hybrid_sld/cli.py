@@ -99,6 +99,7 @@ def _evaluate(law, task, spec, train, test):
 
 
 def _result(task, law, v, full, train) -> dict:
+    from .data import unvalidated_groups
     from .evaluate import runaway
     from .units import unit_faults
     return {"task": task.name, "law": law.text, "n_params": law.n_params,
@@ -110,6 +111,8 @@ def _result(task, law, v, full, train) -> dict:
             # sums of unlike units, exp or fitted powers of quantities with a unit (units.py)
             "unit_faults": unit_faults(law, task),
             "valid": v.scores["valid"].to_dict() if "valid" in v.scores else None,
+            # groups with nothing held out (a split feature of one value): not in valid R2
+            "valid_unscored": unvalidated_groups(task, train) or None,
             "test": full.scores["test"].to_dict() if "test" in full.scores else None,
             "groups": {g: {"params": f.params, "success": f.success, "message": f.message}
                        for g, f in full.fits.items()}}
@@ -117,9 +120,12 @@ def _result(task, law, v, full, train) -> dict:
 
 def _score_notes(res: dict) -> list[str]:
     """Why a validation or test score failed (a group too small for its validation fit, a
-    group not in train, a non-finite prediction): an R2 of -1 says nothing of why."""
+    group not in train, a non-finite prediction): an R2 of -1 says nothing of why. And which
+    groups valid R2 leaves out: it is a figure for the others only."""
     return [f"{split}: {res[split]['message']}" for split in ("valid", "test")
-            if res.get(split) and res[split].get("message")]
+            if res.get(split) and res[split].get("message")] + [
+        f"valid: group {g!r} is not scored: {why}"
+        for g, why in (res.get("valid_unscored") or {}).items()]
 
 
 def _task(name: str, data_dir: str | None):
@@ -182,13 +188,13 @@ def cmd_fit(args):
                 else "it predicts one number everywhere")
         notes.insert(0, f"the law uses none of the task's features "
                         f"({', '.join(task.feature_names)}): {what}")
-    from .export import as_written, name_to_latex, typeset_shape
+    from .export import as_written, symbol_lookalikes, task_symbols
     # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
-    symbols = {typeset_shape(f.symbol): f for f in task.features if f.symbol and f.symbol != f.name}
+    symbols = task_symbols(task)
     notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
-                 f"{f.name} is {f.symbol} (law.tex then writes that feature by its name); if you "
-                 f"meant the feature, write {f.name}" for p in law.param_names
-                 if (f := symbols.get(typeset_shape(name_to_latex(p)))) is not None]
+                 f"{f} is {symbols[f]} (law.tex then writes that feature by its name); if you "
+                 f"meant the feature, write {f}"
+                 for p, f in symbol_lookalikes(law.param_names, symbols)]
     from .evaluate import at_bounds
     out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None

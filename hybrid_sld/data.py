@@ -299,6 +299,27 @@ def validation_mask(task: Task, train: Dataset) -> np.ndarray:
     return mask
 
 
+def unvalidated_groups(task: Task, train: Dataset) -> dict[str, str]:
+    """Groups that hold out no validation row -> why, in words. Under kind = "largest" a group
+    whose split feature(s) take one value has no larger rows to hold out; adding rows at that
+    value does not change it."""
+    if task.split.kind != "largest":
+        return {}  # random: every group holds out at least one row
+    mask, feats = validation_mask(task, train), (task.split.by, *task.split.also_by)
+    out = {}
+    for g in train.group_names:
+        rows = train.groups == g
+        if mask[rows].any():
+            continue
+        values = [f"{train.column(f)[rows][0]:g}" for f in feats]
+        what = (f"the split feature {feats[0]} takes one value ({values[0]})" if len(feats) == 1
+                else f"the split features {' and '.join(feats)} each take one value ("
+                     + ", ".join(f"{f} = {v}" for f, v in zip(feats, values)) + ")")
+        out[g] = (f"{what} in group {g!r}, on all {int(rows.sum())} of its rows, so no row is "
+                  "larger to hold out for validation")
+    return out
+
+
 def _largest(scale: np.ndarray, fraction: float) -> np.ndarray:
     """The values at or above the (1 - fraction) quantile; above it when that is all of them
     (a single scale level leaves nothing to extrapolate to)."""

@@ -75,6 +75,14 @@ def typeset_shape(tex: str) -> str:
     return re.sub(r"[{}\s]", "", tex)
 
 
+def symbol_lookalikes(names, symbols: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, feature) for each name typeset as a feature's LaTeX symbol in ``symbols``
+    (:func:`task_symbols`): N as num_params' N, r1 as r_1. In law text such a name is one more
+    fitted constant, though its author may have meant the feature."""
+    shapes = {typeset_shape(s): f for f, s in symbols.items() if s and s != f}
+    return [(n, shapes[t]) for n in names if (t := typeset_shape(name_to_latex(n))) in shapes]
+
+
 def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, str]:
     """Each target, constant and used feature of the law -> its LaTeX symbol, no two alike.
 

@@ -263,10 +263,16 @@ class Law:
 
 def _close_feature(name: str, features, used=()) -> str | None:
     """The feature ``name`` looks like a misspelling of, or None. A name that holds a used
-    feature as a whole word (``A_tokens`` beside ``tokens``) names a coefficient, not a slip."""
+    feature as a whole word (``A_tokens`` beside ``tokens``) names a coefficient, not a slip;
+    a feature's name then digits (``bsz0``, ``bsz_0``) is the usual name of a reference value
+    of it (after a name ending in a digit only ``_0`` is: ``x10`` beside ``x1`` is an index)."""
     for f in features:
         if name.lower() == f.lower():
             return f
+    for f in features:
+        tail = name[len(f):] if name.startswith(f) else ""
+        if (tail[:1] == "_" and tail[1:].isdigit()) or (tail.isdigit() and not f[-1].isdigit()):
+            return None
     if any(f in used and f in name.split("_") for f in features):
         return None
     if len(name) >= 4:
@@ -309,8 +315,11 @@ def _normalize(target: str, expr: sp.Expr, symbols: dict) -> sp.Expr:
     return expr
 
 
-def parse_law(text: str, features, targets=None, *, param_cap: int | None = None) -> Law:
-    """Parse and validate law text against the features (and targets) of a task."""
+def parse_law(text: str, features, targets=None, *, param_cap: int | None = None,
+              feature_symbols: dict[str, str] | None = None) -> Law:
+    """Parse and validate law text against the features (and targets) of a task.
+    ``feature_symbols``: feature -> LaTeX symbol, to name in the parameter-cap error a
+    constant written as a feature's symbol (N for num_params), the likely cause of it."""
     features = tuple(features)
     symbols = {f: sp.Symbol(f, real=True) for f in features}
     st = parse_statements(text, symbols, features)
@@ -368,8 +377,18 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
             raise err(f"parameter {name!r} cancels out of the law; remove it", line, col)
         pnames.append(name)
     if param_cap is not None and len(pnames) > param_cap:
+        from .export import symbol_lookalikes  # export imports this module
+        like = symbol_lookalikes(pnames, feature_symbols) if feature_symbols else []
+        hint = ""
+        if like:
+            ps, fs = (" and ".join(names) for names in zip(*like))
+            hint = (f"; {ps} is the task's LaTeX symbol for the feature {fs}, but law text names "
+                    f"a feature in full, so it counts as a constant here: write {fs}"
+                    if len(like) == 1 else
+                    f"; {ps} are the task's LaTeX symbols for the features {fs}, but law text "
+                    f"names a feature in full, so they count as constants here: write {fs}")
         raise LawError(f"law has {len(pnames)} parameters ({', '.join(pnames)}); "
-                       f"this task allows at most {param_cap}")
+                       f"this task allows at most {param_cap}{hint}")
     decl = {n: dict(name=n) for n in pnames}
 
     def target_param(name, line, col):
@@ -460,12 +479,22 @@ def check_functions(law: Law, allowed) -> None:
 
 
 def parse_task_law(text: str, task) -> Law:
-    return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap)
+    return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap,
+                     feature_symbols={f.name: f.symbol for f in task.features if f.symbol})
 
 
 def parse_expert_law(task, text: str | None = None) -> Law:
-    """The task's expert law (or ``text``, one of its variants); an error names the task file."""
+    """The task's expert law (or ``text``, one of its variants); an error names the task file.
+    A law of no feature is refused: a misspelt feature (M for N) reads as one more constant,
+    and the law would be scored and seeded from without a word."""
     try:
-        return parse_task_law(task.expert_law if text is None else text, task)
+        law = parse_task_law(task.expert_law if text is None else text, task)
+        if not law.used_features:
+            raise LawError(f"the law uses none of the task's features "
+                           f"({', '.join(task.feature_names)}): " + (
+                               f"every name in it ({', '.join(law.param_names)}) is a fitted "
+                               "constant" if law.n_params else "it predicts one number "
+                               "everywhere") + "; write at least one of them by its name")
+        return law
     except LawError as exc:
         raise LawError(f"{task.path or task.name}, [expert] law: {exc}") from None

@@ -539,6 +539,19 @@ def _one_group_task(tmp_path, xs, f) -> Path:
     return tmp_path / "t.toml"
 
 
+def test_fit_notes_a_group_that_holds_out_no_validation_row(tmp_path, capsys):
+    # group b has one x: nothing larger to hold out, so valid R2 is group a's alone
+    toml = _one_group_task(tmp_path, range(1, 30), lambda x: 3 + 50 * x ** -0.5)
+    with open(tmp_path / "train.csv", "a") as fh:
+        fh.write("".join(f"b,5,{3 + 0.01 * i}\n" for i in range(30)))
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c"]) == 0
+    assert ("note: valid: group 'b' is not scored: the split feature x takes one value (5) in "
+            "group 'b', on all 30 of its rows, so no row is larger to hold out for validation"
+            ) in capsys.readouterr().out
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["valid_unscored"]) == ["b"]
+
+
 def test_fit_refuses_a_group_with_fewer_rows_than_constants(tmp_path, capsys):
     toml = _one_group_task(tmp_path, range(1, 4), lambda x: 3 + 50 * x ** -0.5)
     tex = tmp_path / "law.tex"
@@ -585,6 +598,24 @@ def test_fit_says_when_a_constant_is_named_as_a_features_symbol(capsys):
             "num_params is N") in out
     assert main(["fit", "--task", "kaplan_demo", "--law", law.replace("N^", "num_params^")]) == 0
     assert "LaTeX symbol" not in capsys.readouterr().out
+
+
+def test_the_parameter_cap_error_names_a_features_symbol(capsys):
+    # N and D are what law.tex prints for num_params and tokens; the cap error came first and
+    # named them only as parameters
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = E + A*N^(-a) + B*D^(-b)"]) == 2
+    err = capsys.readouterr().err
+    assert "this task allows at most 6; N and D are the task's LaTeX symbols for the features " \
+           "num_params and tokens, but law text names a feature in full" in err
+    assert err.rstrip().endswith("write num_params and tokens")
+    assert main(["fit", "--task", "kaplan_demo", "--law",
+                 "loss = E + A*N^(-a) + B*tokens^(-b) + c*d"]) == 2
+    assert "at most 6; N is the task's LaTeX symbol for the feature num_params, but law text " \
+           "names a feature in full, so it counts as a constant here: write num_params" \
+           in capsys.readouterr().err
+    assert main(["fit", "--task", "kaplan_demo", "--law",
+                 "loss = E + A*num_params^(-a) + B*tokens^(-b) + c*d"]) == 2
+    assert "LaTeX" not in capsys.readouterr().err
 
 
 def test_the_note_compares_symbols_as_typeset(tmp_path, capsys):

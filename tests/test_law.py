@@ -191,6 +191,24 @@ def test_misspelt_feature():
     assert parse_law("loss = A*num_params^(-alpha)", feats).param_names == ("A", "alpha")
 
 
+
+def test_a_feature_name_then_digits_is_a_reference_value():
+    feats = ["lr", "bsz", "data_size", "non_embedding_param_size"]
+    law = parse_law("lm_loss = E + A/non_embedding_param_size^a + c*(log(bsz) - bsz0)^2", feats)
+    assert "bsz0" in law.param_names
+    for name in ("bsz_0", "data_size0", "data_size_12"):  # used or not
+        assert name in parse_law(f"y = E + c*(log(bsz) - {name})^2", feats).param_names
+    for slip in ("bszz", "bsz_", "data_sise"):  # the typos the check is for are still refused
+        with pytest.raises(LawSyntaxError, match=f"{slip!r} looks like a misspelt feature"):
+            parse_law(f"y = E + c*log({slip})", feats)
+    # after a name that ends in a digit, x10 reads as another index, not x1's reference value
+    domains = [f"proportion_domain_{i}" for i in range(1, 6)]
+    with pytest.raises(LawSyntaxError, match="'proportion_domain_10' looks like a misspelt"):
+        parse_law("y = a*proportion_domain_10", domains)
+    assert "proportion_domain_1_0" in parse_law(
+        "y = a*(proportion_domain_1 - proportion_domain_1_0)", domains).param_names
+
+
 SYMPY_NAMES = ["E", "N", "I", "S", "Q", "O", "beta", "gamma", "lambda", "pi", "zeta", "Symbol",
                "Integer", "oo", "nan", "zoo", "C", "Function", "sqrt2", "_", "__import__", "In",
                "Shared", "exp1", "true", "None", "print"]

@@ -249,6 +249,23 @@ def test_too_few_rows_fails_before_search(tmp_path):
         Search(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=4), tmp_path)
 
 
+
+def test_a_group_with_one_value_of_the_split_feature_fails_before_search(tmp_path):
+    # "0 validation row(s) ... add rows" was the old word: rows at x = 5 would not help
+    (tmp_path / "train.csv").write_text(
+        "group,x,z,y\n" + "".join(f"a,{x},{x % 5 + 1},{1 + 1 / x}\n" for x in range(1, 31))
+        + "".join(f"b,5,{z},{1.2 + 0.01 * z}\n" for z in range(1, 31)))
+    (tmp_path / "t.toml").write_text('name = "one"\ntargets = ["y"]\n[features.x]\n[features.z]\n'
+                                     '[split]\nby = "x"\n[data]\ntrain = "train.csv"\n')
+    with pytest.raises(HybridSLDError) as exc:
+        Search(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=4), tmp_path)
+    assert str(exc.value) == (
+        f"{tmp_path / 'train.csv'}: the split feature x takes one value (5) in group 'b', on all "
+        "30 of its rows, so no row is larger to hold out for validation: give the group rows at "
+        "other values of x, merge it into another group, or hold out rows at random ([split] "
+        'kind = "random")')
+
+
 @pytest.mark.parametrize("rows, expert, message", [
     ([(x, 1 + 1 / x) for x in range(1, 9)] + [(9, 2.0), (10, 2.0)], "",
      "target 'y' takes one value (2) on all 2 validation row(s)"),

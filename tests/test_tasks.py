@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from hybrid_sld.errors import TaskError
+from hybrid_sld.errors import LawError, TaskError
 from hybrid_sld.law import parse_task_law
 from hybrid_sld.tasks import SPLIT_KINDS, builtin_task_names, get_task, load_task_file
 
@@ -226,6 +226,21 @@ def test_expert_table_loads(tmp_path):
     assert task.expert_variants == (("fixed", "loss = 1 + A*N^(-a)"),
                                     ("variant 2", "loss = E + 2*N^(-a)"))
     assert task.published == {"human_r2": 0.9, "sldagent_r2": 1, "true_law": "E 1, A 2"}
+
+
+def test_an_expert_law_of_no_feature_is_refused_as_the_file_loads(tmp_path):
+    """M for N reads as one more constant: expert scored it (train R2 0) and discover seeded
+    from it without a word."""
+    p = _write(tmp_path, GOOD + '[expert]\nlaw = "loss = A*M^(-a)"\n')
+    with pytest.raises(LawError) as exc:
+        load_task_file(p)
+    assert str(exc.value) == (
+        f"{p}, [expert] law: the law uses none of the task's features (N): every name in it "
+        "(A, M, a) is a fitted constant; write at least one of them by its name")
+    p = _write(tmp_path, EXPERT + '[[expert.variants]]\nname = "v"\nlaw = "loss = 2.5"\n')
+    with pytest.raises(LawError, match=r"\[expert\] law: the law uses none of the task's "
+                                       "features \\(N\\): it predicts one number everywhere"):
+        get_task(str(p))
 
 
 def test_expert_cli_refuses_a_published_word(tmp_path):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_train, split_train_valid
+from ..data import load_train, split_train_valid, unvalidated_groups
 from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
 from ..evaluate import (against_trend, check_columns, check_domain, data_against_trend, drift,
                         trend_probes, validate)
@@ -378,7 +378,8 @@ class Search:
                                f"({', '.join(fns) or 'none'})") + ": the search grows from them")
 
     def _check_rows(self, seed_laws: list) -> None:
-        """Fail before searching when a group is too small to fit even the simplest seed, when
+        """Fail before searching when a group is too small to fit even the simplest seed or
+        holds out no row (its split feature takes one value), when
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data, or when the rows contradict a
         declared trend (every law would be rejected)."""
@@ -394,6 +395,13 @@ class Search:
                 raise DataError(f"{exc} (the task's [expert] law)") from None
         fit_part, valid = self.fit_part, self.valid
         k = min(law.n_params for law in seed_laws if law)
+        unvalidated = list(unvalidated_groups(self.task, self.train).values())
+        if unvalidated:  # more rows at the same value would not help
+            feats = " or ".join((self.task.split.by, *self.task.split.also_by))
+            raise HybridSLDError(
+                f"{self.train.source or 'data'}: {unvalidated[0]}: give the group rows at other "
+                f"values of {feats}, merge it into another group, or hold out rows at random "
+                "([split] kind = \"random\")")
         for g in self.train.group_names:
             n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))
             if n_fit < k or n_valid < 1:
