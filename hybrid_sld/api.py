@@ -51,18 +51,54 @@ def _columns(obj):
     return None if cols is None else [str(c) for c in cols]
 
 
-def _as_matrix(X, what="X") -> np.ndarray:
+def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
+    """``X`` as floats, 2-D. With ``columns``, a DataFrame's columns of those names only: the
+    others may hold anything (text, NaN) when the law does not use them. A value that is not a
+    number is named by its row and column; ``hint(column)`` says what to do about it."""
+    cols = _columns(X)
+    if columns is not None and cols is not None:
+        missing = [c for c in columns if c not in cols]
+        if missing:
+            raise InputError(f"{what} lacks column(s) {missing}; it has {cols}")
+        ix = [cols.index(c) for c in columns]
+        if hasattr(X, "iloc"):  # a pandas DataFrame: its own conversion (pd.NA is NaN)
+            X = X.iloc[:, ix]
+        else:
+            O = np.asarray(X, dtype=object)
+            X = O[:, ix] if O.ndim == 2 else O
+        cols = list(columns)
     try:
         A = np.asarray(X, dtype=float)
     except (TypeError, ValueError) as exc:
+        O = np.asarray(X, dtype=object)
+        for j in range(O.shape[1] if O.ndim == 2 else 0):  # the first cell that is no number
+            for i, v in enumerate(O[:, j]):
+                try:
+                    float(v)
+                except (TypeError, ValueError):
+                    label = cols[j] if cols is not None else j
+                    how = hint(label) if hint else ""
+                    raise InputError(f"{what}[{i}], column {label!r}: not a number: {v!r}"
+                                     + (f"; {how}" if how else "")) from None
         raise InputError(f"{what} must be numeric: {exc}") from None
     if A.ndim != 2:
         raise InputError(f"{what} must be 2-D (n_samples, n_features), got shape {A.shape}")
     if A.shape[0] == 0:
         raise InputError(f"{what} has no rows")
-    if not np.all(np.isfinite(A)):
-        raise InputError(f"{what} contains {int(np.sum(~np.isfinite(A)))} NaN or infinite value(s)")
     return A
+
+
+def _check_finite(A: np.ndarray, what: str, labels=None) -> None:
+    """Refuse NaN and inf, naming the first such value's row and column (``labels``: the
+    columns' names, else their indices), as ``hybrid-sld`` names a file's line and column."""
+    bad = ~np.isfinite(A)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        where = f"{what}[{i}]" if A.shape[1] == 1 and labels is None else \
+            f"{what}[{i}], column {labels[j] if labels is not None else j!r}"
+        value = "NaN" if np.isnan(A[i, j]) else A[i, j]  # as scikit-learn's checks spell it
+        raise InputError(f"{where}: value is {value}; remove or impute non-finite values "
+                         f"({int(bad.sum())} in all)")
 
 
 def _check_fittable(A: np.ndarray, what: str) -> None:
@@ -250,18 +286,18 @@ class ScalingLawRegressor:
             return list(self.law.features), None
         return [f"x{i}" for i in range(k)], None
 
-    def _select(self, X, A: np.ndarray, names) -> np.ndarray:
-        """Reorder DataFrame-like columns to ``names``; plain arrays are taken as they are."""
-        cols = _columns(X)
-        if cols is None or cols == list(names):
-            if A.shape[1] != len(names):
-                raise InputError(f"X has {A.shape[1]} column(s); expected {len(names)} "
-                                 f"({', '.join(names)})")
-            return A
-        missing = [n for n in names if n not in cols]
-        if missing:
-            raise InputError(f"X lacks column(s) {missing}; it has {cols}")
-        return A[:, [cols.index(n) for n in names]]
+    def _hint(self, named: bool):
+        """What to do about a column of X that is not numbers (its name or index given)."""
+        def hint(column):
+            how = [f"if it names each row's group, pass group_column={column!r}"] \
+                if self.group_column is None else []
+            if not named:
+                how.append("if the law does not use it, drop it from X")
+            elif self.features is None:
+                how.append("if the law does not use it, name the columns it uses with "
+                           "features=[...]")
+            return "; ".join(how)
+        return hint
 
     def _checked_functions(self) -> list[str] | None:
         """``functions`` as a task file's [grammar] functions, checked (in fit, not __init__)."""
@@ -294,11 +330,19 @@ class ScalingLawRegressor:
         names_in = _columns(X)  # as X came in, group column and all
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
-        A = _as_matrix(X)
-        n_in = A.shape[1] + (self.group_column is not None)
-        names, columns = self._feature_names(X, A.shape[1])
+        cols = _columns(X)
+        if cols is None:  # an array: every column a feature
+            A = _as_matrix(X, hint=self._hint(False))
+            names, columns = self._feature_names(X, A.shape[1])
+            if A.shape[1] != len(names):  # a Law's features
+                raise InputError(f"X has {A.shape[1]} column(s); expected {len(names)} "
+                                 f"({', '.join(names)})")
+        else:  # a DataFrame: the columns features names, the others unread
+            names, columns = self._feature_names(X, len(cols))
+            A = _as_matrix(X, columns=columns, hint=self._hint(True))
+        _check_finite(A, "X", columns)
+        n_in = (A.shape[1] if cols is None else len(cols)) + (self.group_column is not None)
         given = columns is not None
-        A = self._select(X, A, columns or names)
         try:
             Y = np.asarray(y, dtype=float)
         except (TypeError, ValueError) as exc:
@@ -308,6 +352,7 @@ class ScalingLawRegressor:
         if Y.shape[0] != A.shape[0]:
             raise InputError(f"X has {A.shape[0]} rows but y has {Y.shape[0]}")
         Y2 = _as_matrix(Y.reshape(len(Y), -1), "y")
+        _check_finite(Y2, "y", _columns(y))
         _check_fittable(A, "X")
         _check_fittable(Y2, "y")
         if self.targets is not None:
@@ -342,6 +387,12 @@ class ScalingLawRegressor:
         # parsed above for its target's name: the same law unless it has further equations
         law = parsed if parsed is not None and parsed.targets == targets else \
             _parse(text, names, targets)
+        unread = [c for c in cols or () if c not in columns]  # X's columns features leaves out
+        alike = [p for p in law.param_names if p in unread]
+        if alike and self.law is not None:  # as hybrid-sld fit refuses it (check_columns)
+            raise InputError(f"{alike[0]} is a column of X but not among features={names}, so "
+                             f"the law would fit it as a constant; add it to features= (or "
+                             "rename the constant)")
         if not law.used_features:
             odd = [n for n in names if not is_name(n)]
             how = (f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "
@@ -412,9 +463,13 @@ class ScalingLawRegressor:
         self._check_fitted()
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
-        A = _as_matrix(X)
-        if self._x_columns is not None:  # fitted on named columns: match them by name
-            A = self._select(X, A, self._x_columns)
+        # fitted on named columns: match them by name, the others unread
+        A = _as_matrix(X, columns=self._x_columns)
+        _check_finite(A, "X", self._x_columns if _columns(X) is not None else None)
+        if self._x_columns is not None:
+            if _columns(X) is None and A.shape[1] != len(self._x_columns):
+                raise InputError(f"X has {A.shape[1]} column(s); expected "
+                                 f"{len(self._x_columns)} ({', '.join(self._x_columns)})")
         elif A.shape[1] + (self.group_column is not None) != self.n_features_in_:
             raise InputError(f"X has {A.shape[1]} feature column(s); the law was fitted on "
                              f"{self.n_features_in_ - (self.group_column is not None)}")

@@ -175,17 +175,53 @@ def test_unknown_group_names_known_groups(fitted):
 
 
 @pytest.mark.parametrize("X, y, groups, match", [
-    (np.array([[1.0], [np.nan], [3.0]]), np.ones(3), None, "NaN"),
+    (np.array([[1.0], [np.nan], [3.0]]), np.ones(3), None, r"X\[1\], column 'x': value is NaN"),
     (np.ones((3, 1)), np.ones(4), None, "3 rows but y has 4"),
     (np.ones(3), np.ones(3), None, "2-D"),
     (np.ones((3, 1)), np.ones(3), ["a", "b"], "groups has 2 entries"),
-    (np.array([["a"], ["b"]]), np.ones(2), None, "numeric"),
-    (np.ones((3, 1)), np.array([1.0, np.inf, 2.0]), None, "y contains"),
+    (np.array([["a"], ["b"]]), np.ones(2), None, r"X\[0\], column 0: not a number: 'a'"),
+    (np.ones((3, 1)), np.array([1.0, np.inf, 2.0]), None, r"y\[1\]: value is inf"),
 ])
 def test_bad_inputs(X, y, groups, match):
     with pytest.raises(InputError, match=match) as info:
         ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=groups)
     assert isinstance(info.value, DataError) and isinstance(info.value, ValueError)
+
+
+def test_a_column_features_leaves_out_is_not_fitted_as_a_constant():
+    """As hybrid-sld fit refuses a constant named like a column the task does not declare."""
+    pd = pytest.importorskip("pandas")
+    x = np.geomspace(1e6, 1e9, 20)
+    df = pd.DataFrame({"N": x, "D": 20 * x})
+    y = 2 + 300 * x ** -0.3 + 400 * (20 * x) ** -0.28
+    law = "loss = E + A*N^(-a) + B*D^(-b)"
+    with pytest.raises(InputError, match=r"D is a column of X but not among features=\['N'\], "
+                       r"so the law would fit it as a constant; add it to features="):
+        ScalingLawRegressor(law, features=["N"]).fit(df, y)
+    est = ScalingLawRegressor(law, features=["N", "D"]).fit(df, y)
+    assert est.law_.used_features == ("N", "D")
+
+
+def test_only_the_columns_features_names_are_read():
+    """A column the law leaves out may hold text or NaN; a bad value names its row and column,
+    and a column of group labels says group_column=."""
+    pd = pytest.importorskip("pandas")
+    x = np.geomspace(1e6, 1e9, 20)
+    y = 2 + 300 * x ** -0.3
+    df = pd.DataFrame({"group": ["pile"] * 20, "N": x, "note": np.nan, "D": 20 * x})
+    est = ScalingLawRegressor("y = E + A*N^(-a)", features=["N"]).fit(df, y)
+    assert est.score(df, y) > 1 - 1e-9 and est.n_features_in_ == 4
+    with pytest.raises(InputError, match=r"X\[0\], column 'group': not a number: 'pile'; if "
+                       r"it names each row's group, pass group_column='group'"):
+        ScalingLawRegressor("y = E + A*N^(-a)").fit(df, y)
+    assert ScalingLawRegressor("y = E + A*N^(-a)", group_column="group").fit(
+        df[["group", "N"]], y).groups_ == ["pile"]
+    df.loc[7, "D"] = np.inf
+    with pytest.raises(InputError, match=r"X\[7\], column 'D': value is inf; remove or impute"):
+        ScalingLawRegressor("y = E + A*N^(-a) + B*D", features=["N", "D"]).fit(df, y)
+    with pytest.raises(InputError, match=r"X\[7\], column 'D': value is inf"):
+        ScalingLawRegressor("y = E + A*N^(-a) + B*D", features=["N", "D"]).fit(
+            df.drop(index=7), np.delete(y, 7)).predict(df)
 
 
 def test_no_law_runs_the_search_and_recovers_a_power_law():
