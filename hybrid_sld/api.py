@@ -23,6 +23,7 @@ from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
 from .grammar import NAME_RULE, is_name
 from .law import Law, parse_law
+from .metrics import constant_targets
 from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
@@ -32,14 +33,22 @@ _PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "max_eva
 
 try:  # scikit-learn is optional; when installed, its checks must recognise ours
     from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+    from sklearn.exceptions import UndefinedMetricWarning as _SklearnUndefinedMetricWarning
     _NOT_FITTED_BASES: tuple = (_SklearnNotFittedError,)
+    _UNDEFINED_BASES: tuple = (_SklearnUndefinedMetricWarning,)
 except ImportError:
     _NOT_FITTED_BASES = (ValueError, AttributeError)  # the bases of scikit-learn's
+    _UNDEFINED_BASES = (UserWarning,)
 
 
 class NotFittedError(HybridSLDError, *_NOT_FITTED_BASES):
     """predict/score/latex called before fit: scikit-learn's NotFittedError when it is
     installed, else a ValueError and AttributeError as that is."""
+
+
+class UndefinedMetricWarning(*_UNDEFINED_BASES):
+    """score on targets that do not vary (one row, say), whose R2 is NaN: scikit-learn's
+    UndefinedMetricWarning when it is installed, else a UserWarning as that is."""
 
 
 class InputError(DataError, ValueError):
@@ -110,14 +119,16 @@ def _check_fittable(A: np.ndarray, what: str) -> None:
 
 
 def _group_keys(groups, n: int):
-    """Hashable group keys (rows of a 2-D array become tuples), checked against n rows."""
+    """Hashable group keys (rows of a 2-D array become tuples), checked against n rows. One
+    label (a string, a number) is every row's: a string is not split into characters."""
+    if isinstance(groups, (str, bytes, numbers.Number, np.generic)) or \
+            isinstance(groups, np.ndarray) and groups.ndim == 0:
+        groups = [groups.tolist() if hasattr(groups, "tolist") else groups] * n
     try:
         seq = groups.tolist() if hasattr(groups, "tolist") else list(groups)
     except TypeError:
-        raise InputError(f"groups must be a sequence of labels, one per row, got "
+        raise InputError(f"groups must be a sequence of labels, one per row, or one label, got "
                          f"{type(groups).__name__}") from None
-    if not isinstance(seq, list):  # a 0-d array
-        raise InputError("groups must be a sequence of labels, one per row")
     if len(seq) != n:
         raise InputError(f"groups has {len(seq)} entries but X has {n} rows")
     keys = []
@@ -180,12 +191,23 @@ def _split_group_column(X, column, groups):
     return np.delete(A, j, axis=1), A[:, j]
 
 
-def _parse(text: str, names, targets=None) -> Law:
-    """parse_law, its errors naming X's columns: the API has no task to speak of."""
+def _parse(text: str, names, targets=None, unnamed=False) -> Law:
+    """parse_law, its errors naming X's columns: the API has no task to speak of. ``unnamed``:
+    ``targets`` are y0, y1, ... for an array y's columns, which the law may name otherwise."""
     try:
         return parse_law(text, names, targets)
     except LawSyntaxError as exc:
-        exc.args = (str(exc).replace("features of this task:", "features (X's columns):"),)
+        message = str(exc).replace("features of this task:", "features (X's columns):")
+        if unnamed and "unknown target" in message:
+            try:  # the law's own names for its targets, as a hint
+                own = list(parse_law(text, names).targets)
+            except LawError:
+                own = []
+            how = f"targets={own!r}" if len(own) == len(targets) else "targets=[...]"
+            listed = f"targets: {', '.join(targets)}"
+            message = message.replace(listed, f"{listed} (y's columns have no names: name them "
+                                              f"in order with {how})", 1)
+        exc.args = (message,)
         raise
 
 
@@ -327,6 +349,7 @@ class ScalingLawRegressor:
             delattr(self, fitted)
         max_evals, seed = self._checked_params()
         parsed = None  # the law text, when parsed to name y
+        unnamed = False  # targets named y0, y1, ... for lack of names
         names_in = _columns(X)  # as X came in, group column and all
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
@@ -371,8 +394,9 @@ class ScalingLawRegressor:
         elif Y2.shape[1] == 1:
             name = getattr(y, "name", None)  # a pandas Series
             targets = (name,) if isinstance(name, str) and is_name(name) else ("y",)
-        else:
+        else:  # an array's columns: named y0, y1, ... unless targets= names them
             targets = tuple(f"y{j}" for j in range(Y2.shape[1]))
+            unnamed = True
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
@@ -386,7 +410,7 @@ class ScalingLawRegressor:
             raise LawError(f"law must be law text or a Law, got {type(text).__name__}")
         # parsed above for its target's name: the same law unless it has further equations
         law = parsed if parsed is not None and parsed.targets == targets else \
-            _parse(text, names, targets)
+            _parse(text, names, targets, unnamed)
         unread = [c for c in cols or () if c not in columns]  # X's columns features leaves out
         alike = [p for p in law.param_names if p in unread]
         if alike and self.law is not None:  # as hybrid-sld fit refuses it (check_columns)
@@ -509,7 +533,10 @@ class ScalingLawRegressor:
 
     def score(self, X, y, groups=None) -> float:
         """SLDBench R2: 1 - mean over targets of MSE / population variance of y. A prediction
-        that is not finite fails the whole score (R2 -1), as in SLDBench."""
+        that is not finite fails the whole score (R2 -1), as in SLDBench. When a target takes
+        one value on every row (a single row, say) there is no variance to explain: R2 is
+        undefined, NaN with an UndefinedMetricWarning, as scikit-learn's r2_score of one sample
+        (not -inf, which would read as the worst of fits)."""
         try:
             Y = np.asarray(y, dtype=float)
         except (TypeError, ValueError) as exc:
@@ -517,6 +544,15 @@ class ScalingLawRegressor:
         P = self.predict(X, groups)
         if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
             raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")
+        _check_finite(Y.reshape(len(Y), -1), "y", _columns(y))
+        flat = constant_targets(Y.reshape(len(Y), -1))
+        if flat.any():
+            what = "y" if len(flat) == 1 else \
+                f"target(s) {', '.join(t for t, f in zip(self.targets_, flat) if f)} of y"
+            warnings.warn(f"R2 is undefined since the targets do not vary: {what} takes one "
+                          f"value on all {len(Y)} row(s); score returns NaN",
+                          UndefinedMetricWarning, stacklevel=2)
+            return math.nan
         return sld_score(Y, P).r2
 
     def latex(self, symbols: dict[str, str] | None = None) -> str:

@@ -174,6 +174,40 @@ def test_unknown_group_names_known_groups(fitted):
         est.predict(X[:2])
 
 
+def test_one_group_label_is_every_rows_group(fitted):
+    """groups="pile" is one label for every row, in fit, predict and score, not four groups
+    'p', 'i', 'l', 'e'."""
+    est, X, y, g = fitted
+    g1 = slice(0, 12)  # the rows of group "g1"
+    np.testing.assert_allclose(est.predict(X[g1], groups="g1"), y[g1], rtol=1e-6)
+    assert est.score(X[g1], y[g1], groups="g1") == pytest.approx(1.0, abs=1e-8)
+    one = ScalingLawRegressor(LAW, features=["x"]).fit(X[g1], y[g1], groups="pile")
+    assert one.groups_ == ["pile"] and one.predict(X[:2], groups=np.str_("pile")).shape == (2,)
+    assert ScalingLawRegressor(LAW, features=["x"]).fit(X[g1], y[g1], groups=7).groups_ == [7]
+
+
+def test_score_of_targets_that_do_not_vary_is_nan_with_a_warning(fitted):
+    """As scikit-learn's r2_score of one sample: undefined, not -inf."""
+    from hybrid_sld.api import UndefinedMetricWarning
+    est, X, y, g = fitted
+    for rows in ([0], [0, 0, 0]):
+        with pytest.warns(UndefinedMetricWarning, match="R2 is undefined since the targets do "
+                          "not vary"):
+            assert np.isnan(est.score(X[rows], y[rows], groups=[g[i] for i in rows]))
+    assert issubclass(UndefinedMetricWarning, UserWarning)
+    assert "undefined" in ScalingLawRegressor.score.__doc__
+
+
+def test_unnamed_targets_of_an_array_y_hint_at_targets():
+    x = np.geomspace(1e6, 1e9, 10)
+    Y = np.column_stack([2.0 + 10.0 * x ** -0.3, 4.0 + 20.0 * x ** -0.3])
+    law = "a = A*x0^(-p)\nb = B*x0^(-q)"
+    with pytest.raises(LawError, match=r"unknown target 'a'; targets: y0, y1 \(y's columns have "
+                       r"no names: name them in order with targets=\['a', 'b'\]\)"):
+        ScalingLawRegressor(law).fit(x[:, None], Y)
+    assert ScalingLawRegressor(law, targets=["a", "b"]).fit(x[:, None], Y).targets_ == ("a", "b")
+
+
 @pytest.mark.parametrize("X, y, groups, match", [
     (np.array([[1.0], [np.nan], [3.0]]), np.ones(3), None, r"X\[1\], column 'x': value is NaN"),
     (np.ones((3, 1)), np.ones(4), None, "3 rows but y has 4"),
@@ -406,10 +440,10 @@ def test_sklearn_model_selection_and_pipelines():
     ({"max_evals": True}, {}, "max_evals must be an integer"),
     ({"random_state": -1}, {}, "random_state must be an integer >= 0"),
     ({"random_state": 1.7}, {}, "random_state must be an integer >= 0"),
-    ({}, {"groups": 5}, "groups must be a sequence"),
+    ({}, {"groups": object()}, "groups must be a sequence of labels, one per row, or one"),
     ({}, {"groups": np.array([np.nan] * 10 + [1.0] * 10)}, r"groups\[0\] is NaN"),
 ], ids=["duplicate-features", "duplicate-targets", "max-evals-str", "max-evals-bool",
-        "negative-seed", "float-seed", "groups-scalar", "nan-group"])
+        "negative-seed", "float-seed", "groups-object", "nan-group"])
 def test_bad_parameters_and_labels_are_clear_errors(kwargs, fit_kwargs, message):
     X, y = _simple()
     law = "y = E + A*N^(-a)" if "features" in kwargs else "y = E + A*x0^(-a)"
