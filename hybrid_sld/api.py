@@ -212,14 +212,24 @@ def _parse(text: str, names, targets=None, unnamed=False) -> Law:
 
 
 def _fitter_spec(fitter) -> FitterSpec:
+    """``fitter`` as a FitterSpec: one, a dict of its fields, the text ``hybrid-sld --fitter``
+    takes (JSON or key=value pairs, read by the same parser) or None; a bad field or value is
+    an InputError, a ValueError as scikit-learn's checks expect."""
     if fitter is None:
         return FitterSpec()
     if isinstance(fitter, FitterSpec):
         return fitter
-    if isinstance(fitter, dict):
-        return FitterSpec.from_dict(fitter)
-    raise InputError(f"fitter must be a FitterSpec, a dict of its fields or None, "
-                     f"got {type(fitter).__name__}")
+    try:
+        if isinstance(fitter, dict):
+            return FitterSpec.from_dict(fitter)
+        if isinstance(fitter, str):
+            return FitterSpec.parse(fitter, option="fitter")
+    except FitError as exc:
+        message = str(exc)
+        raise InputError(message if message.startswith("fitter:") else f"fitter: {message}") \
+            from None
+    raise InputError(f"fitter must be a FitterSpec, a dict of its fields, their text as "
+                     f"hybrid-sld's --fitter takes it, or None; got {type(fitter).__name__}")
 
 
 class ScalingLawRegressor:
@@ -228,8 +238,9 @@ class ScalingLawRegressor:
     ``law`` is law text (or a parsed Law), or None to discover one with the offline search
     (``max_evals`` evaluations, seeded by ``random_state``: None is seed 0 too, so the search
     is deterministic by default, as the package's runs are); ``fitter`` a FitterSpec, a dict of
-    its fields or None, for a given law only: the search evolves a fitter of its own, kept in
-    ``fitter_``; ``features`` / ``targets`` name X's columns and y's columns as the law uses
+    its fields, their text as ``hybrid-sld --fitter`` takes it (``"scale_weight=3"``, JSON) or
+    None, for a given law only: the search evolves a fitter of its own, kept in ``fitter_``
+    (fit warns that ``fitter`` is not used); ``features`` / ``targets`` name X's columns and y's columns as the law uses
     them; ``group_column`` (a name or an index) is a column of X holding each row's group, in
     place of ``groups=``, so that cross-validation and grid search work with several groups;
     ``functions`` narrows the search as a task's ``[grammar] functions`` does (["log"]: laws
@@ -401,6 +412,13 @@ class ScalingLawRegressor:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
         fitter = self.fitter
+        if self.law is None and fitter is not None:
+            _fitter_spec(fitter)  # a misspelt field is still an error
+            # the search's seeds and mutations start from its own cheap fitter (there is no
+            # starting FitterSpec to give it); each law's evolved fitter is kept in fitter_
+            warnings.warn("fitter= is not used when no law is given: the search evolves a "
+                          "fitter with each law (fitter_ holds the chosen law's); pass a law to "
+                          "fit it with this fitter", UserWarning, stacklevel=2)
         if self.law is None:  # no law given: discover one with the offline search
             text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, max_evals, seed,
                                                  self._checked_functions())

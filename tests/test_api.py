@@ -304,9 +304,29 @@ def test_law_errors():
     assert est.n_features_in_ == 1 and not hasattr(est, "feature_names_in_")
     with pytest.raises(InputError, match="fitted on 1"):
         est.predict(np.ones((2, 2)))
-    with pytest.raises(FitError, match="unknown FitterSpec"):
+    with pytest.raises(InputError, match=r"fitter: unknown FitterSpec field\(s\) \['bogus'\]"):
         ScalingLawRegressor(LAW, fitter={"bogus": 1}, features=["x"]).fit(np.ones((3, 1)),
                                                                            np.ones(3))
+
+
+@pytest.mark.parametrize("text", ["n_starts=2, scale_weight=3", '{"n_starts": 2, "scale_weight": 3}'])
+def test_fitter_text_is_read_as_hybrid_sld_fitter_reads_it(text):
+    X, y = _simple()
+    est = ScalingLawRegressor("y = E + A*x0^(-a)", fitter=text).fit(X, y)
+    assert est.fitter_ == FitterSpec(n_starts=2, scale_weight=3) and est.fitter == text
+    with pytest.raises(InputError, match=r"fitter: unknown FitterSpec field\(s\) \['losss'\]"):
+        ScalingLawRegressor("y = E + A*x0^(-a)", fitter="losss=huber").fit(X, y)
+    with pytest.raises(ValueError, match="fitter: expected key=value, got 'huber'"):
+        ScalingLawRegressor("y = E + A*x0^(-a)", fitter="huber").fit(X, y)
+
+
+def test_fitter_without_a_law_warns_that_the_search_does_not_use_it():
+    X, y = _simple()
+    with pytest.warns(UserWarning, match="fitter= is not used when no law is given"):
+        est = ScalingLawRegressor(max_evals=6, fitter={"loss": "soft_l1"}).fit(X, y)
+    assert est.fitter_ != FitterSpec(loss="soft_l1")
+    with pytest.raises(InputError, match=r"\['losss'\]"):  # checked all the same
+        ScalingLawRegressor(max_evals=6, fitter={"losss": "soft_l1"}).fit(X, y)
 
 
 def test_law_object_is_accepted():
