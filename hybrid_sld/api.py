@@ -27,7 +27,7 @@ from .metrics import constant_targets
 from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
-_PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "max_evals",
+_PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "scale", "max_evals",
                 "random_state", "functions")
 
 
@@ -240,20 +240,25 @@ class ScalingLawRegressor:
     is deterministic by default, as the package's runs are); ``fitter`` a FitterSpec, a dict of
     its fields, their text as ``hybrid-sld --fitter`` takes it (``"scale_weight=3"``, JSON) or
     None, for a given law only: the search evolves a fitter of its own, kept in ``fitter_``
-    (fit warns that ``fitter`` is not used); ``features`` / ``targets`` name X's columns and y's columns as the law uses
-    them; ``group_column`` (a name or an index) is a column of X holding each row's group, in
-    place of ``groups=``, so that cross-validation and grid search work with several groups;
+    (fit warns that ``fitter`` is not used); ``features`` / ``targets`` name X's columns and
+    y's columns as the law uses them; ``group_column`` (a name or an index) is a column of X
+    holding each row's group, in place of ``groups=``, so that cross-validation and grid search
+    work with several groups; ``scale`` names the feature the law is to extrapolate in, as a
+    task's ``[split] by`` does: the search validates on each group's largest values of it, and
+    ``FitterSpec.scale_weight`` weights rows by it (None: the feature with the widest positive
+    range, which need not be the one that grows, such as a batch size beside model size);
     ``functions`` narrows the search as a task's ``[grammar] functions`` does (["log"]: laws
     that use no function but log; None: all), and does not apply to a given law.
     """
 
     def __init__(self, law=None, *, fitter=None, features=None, targets=None,
-                 group_column=None, max_evals=200, random_state=0, functions=None):
+                 group_column=None, scale=None, max_evals=200, random_state=0, functions=None):
         self.law = law
         self.fitter = fitter
         self.features = features
         self.targets = targets
         self.group_column = group_column
+        self.scale = scale
         self.max_evals = max_evals
         self.random_state = random_state
         self.functions = functions
@@ -345,6 +350,19 @@ class ScalingLawRegressor:
             raise InputError(str(exc).removeprefix("functions: ")
                              .replace("[grammar] functions", "functions")) from None
 
+    def _scale_index(self, A: np.ndarray, names) -> int:
+        """The column of ``scale``, checked (in fit, not __init__); None: the widest range."""
+        if self.scale is None:
+            return _scale_column(A)
+        if not isinstance(self.scale, str) or self.scale not in names:
+            raise InputError(f"scale={self.scale!r} is not a feature; give one of "
+                             f"{', '.join(map(repr, names))}")
+        j = list(names).index(self.scale)
+        if not np.ptp(A[:, j]):
+            raise InputError(f"scale={self.scale!r} takes one value on every row: there are no "
+                             "larger values to extrapolate to; name a feature that grows")
+        return j
+
     def _checked_params(self) -> tuple[int, int]:
         """(max_evals, random_state), checked as scikit-learn does: in fit, not __init__."""
         def whole(name, value, least):
@@ -411,6 +429,7 @@ class ScalingLawRegressor:
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
+        j = self._scale_index(A, names)  # the feature extrapolated in
         fitter = self.fitter
         if self.law is None and fitter is not None:
             _fitter_spec(fitter)  # a misspelt field is still an error
@@ -421,7 +440,7 @@ class ScalingLawRegressor:
                           "fit it with this fitter", UserWarning, stacklevel=2)
         if self.law is None:  # no law given: discover one with the offline search
             text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, max_evals, seed,
-                                                 self._checked_functions())
+                                                 self._checked_functions(), j)
         else:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
         if not isinstance(text, str):
@@ -453,7 +472,6 @@ class ScalingLawRegressor:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")
         spec = _fitter_spec(fitter)
         index = _index(keys)
-        j = _scale_column(A)
         if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
             index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
                      for g, ix in index.items()}
@@ -583,12 +601,12 @@ class ScalingLawRegressor:
         return export.latex_document_fragment(self.law_, self.fits_, symbols=symbols)
 
 
-def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
+def _search(A, Y, keys, features, targets, max_evals, seed, functions=None, scale=None):
     """Run the offline search on in-memory data: (best law text, its fitter, Pareto front).
 
     The data is written as a task (TOML + CSV) in a temporary folder, so the search runs
-    exactly as ``hybrid-sld discover`` does; validation is the largest values of the feature
-    with the widest positive range.
+    exactly as ``hybrid-sld discover`` does; validation is each group's largest values of
+    column ``scale`` (None: the feature with the widest positive range).
     """
     import tempfile
     from pathlib import Path
@@ -605,7 +623,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
     flat = [t for t, span in zip(targets, np.ptp(Y, axis=0)) if span == 0]
     if flat:
         raise InputError(f"y ({', '.join(flat)}) takes one value on every row: nothing to fit")
-    by = features[_scale_column(A)]
+    by = features[_scale_column(A) if scale is None else scale]
     group = "group"  # the CSV's group column: a name no feature or target has
     while group in (*features, *targets):
         group += "_"

@@ -340,8 +340,8 @@ def test_get_set_params_and_repr():
     spec = FitterSpec(n_starts=2)
     est = ScalingLawRegressor(LAW, fitter=spec)
     assert est.get_params() == {"law": LAW, "fitter": spec, "features": None, "targets": None,
-                                "group_column": None, "max_evals": 200, "random_state": 0,
-                                "functions": None}
+                                "group_column": None, "scale": None, "max_evals": 200,
+                                "random_state": 0, "functions": None}
     assert est.set_params(features=["x"], targets=["y"]) is est
     assert est.features == ["x"] and est.targets == ["y"]
     with pytest.raises(ValueError, match="invalid parameter"):
@@ -426,6 +426,57 @@ def test_scale_weight_repeats_rows_along_the_widest_positive_column():
     (g,) = heavy.fits_
     assert heavy.fits_[g].params == pytest.approx(by_hand.fits_[g].params, rel=1e-6)
     assert heavy.fits_[g].params["b"] != pytest.approx(plain.fits_[g].params["b"], rel=1e-3)
+
+
+def test_scale_names_the_column_scale_weight_weights():
+    """Not the widest column (d) but the one scale= names (z), by its rank as the CLI's."""
+    x = np.repeat([1.0, 2.0, 4.0, 8.0, 16.0], 2)
+    z = np.tile([3.0, 2.0, 1.5, 1.2, 1.1], 2)
+    X = np.column_stack([x, z])
+    y = 3 + 5 / np.sqrt(x) + 0.2 * z
+    law = "y = a + b*d + c*z"
+    heavy = ScalingLawRegressor(law, features=["d", "z"], fitter={"scale_weight": 3},
+                                scale="z").fit(X, y)
+    widest = ScalingLawRegressor(law, features=["d", "z"], fitter={"scale_weight": 3}).fit(X, y)
+    reps = np.tile([4, 3, 3, 2, 1], 2)  # 1 + rint(3 * rank / 4) of z's five levels
+    by_hand = ScalingLawRegressor(law, features=["d", "z"]).fit(np.repeat(X, reps, axis=0),
+                                                                np.repeat(y, reps))
+    (g,) = heavy.fits_
+    assert heavy.fits_[g].params == pytest.approx(by_hand.fits_[g].params, rel=1e-6)
+    assert heavy.fits_[g].params["b"] != pytest.approx(widest.fits_[g].params["b"], rel=1e-3)
+    assert heavy.get_params()["scale"] == "z"
+    with pytest.raises(InputError, match="scale='D' is not a feature; give one of 'd', 'z'"):
+        heavy.set_params(scale="D").fit(X, y)
+    with pytest.raises(InputError, match="scale='z' takes one value on every row"):
+        heavy.set_params(scale="z").fit(np.column_stack([x, np.ones(10)]), y)
+
+
+def test_the_search_validates_on_the_largest_values_of_scale(monkeypatch):
+    """The in-memory task's [split] by is scale= (default: the widest positive range, bsz
+    here, where a user extrapolates in model size N)."""
+    import tomllib
+
+    import hybrid_sld.search.engine as engine
+    split = []
+
+    class Stop(Exception):
+        pass
+
+    class Probe:  # stands in for the search: reads the task written for it, runs nothing
+        def __init__(self, config, run_dir):
+            split.append(tomllib.loads(Path(config.task).read_text())["split"]["by"])
+
+        def run(self):
+            raise Stop
+
+    monkeypatch.setattr(engine, "Search", Probe)
+    n = np.repeat(np.geomspace(1e6, 1e9, 4), 4)
+    bsz = np.tile(np.geomspace(1.0, 1e6, 4), 4)
+    X, y = np.column_stack([n, bsz]), 2 + 300 * n ** -0.3 + 0.01 * np.log(bsz)
+    for scale in (None, "N"):
+        with pytest.raises(Stop):
+            ScalingLawRegressor(features=["N", "bsz"], scale=scale, max_evals=5).fit(X, y)
+    assert split == ["bsz", "N"]
 
 
 def test_log_of_a_negative_feature_names_the_row():
