@@ -23,23 +23,32 @@ from .evaluate import scale_repeats
 from .fit import FitterSpec, fit_groups
 from .grammar import NAME_RULE, is_name
 from .law import Law, parse_law
+from .metrics import constant_targets
 from .metrics import score as sld_score
 
 DEFAULT_GROUP = "all"  # the group name used when fit() is called without groups
-_PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "max_evals",
+_PARAM_NAMES = ("law", "fitter", "features", "targets", "group_column", "scale", "max_evals",
                 "random_state", "functions")
 
 
 try:  # scikit-learn is optional; when installed, its checks must recognise ours
     from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+    from sklearn.exceptions import UndefinedMetricWarning as _SklearnUndefinedMetricWarning
     _NOT_FITTED_BASES: tuple = (_SklearnNotFittedError,)
+    _UNDEFINED_BASES: tuple = (_SklearnUndefinedMetricWarning,)
 except ImportError:
     _NOT_FITTED_BASES = (ValueError, AttributeError)  # the bases of scikit-learn's
+    _UNDEFINED_BASES = (UserWarning,)
 
 
 class NotFittedError(HybridSLDError, *_NOT_FITTED_BASES):
     """predict/score/latex called before fit: scikit-learn's NotFittedError when it is
     installed, else a ValueError and AttributeError as that is."""
+
+
+class UndefinedMetricWarning(*_UNDEFINED_BASES):
+    """score on targets that do not vary (one row, say), whose R2 is NaN: scikit-learn's
+    UndefinedMetricWarning when it is installed, else a UserWarning as that is."""
 
 
 class InputError(DataError, ValueError):
@@ -51,18 +60,54 @@ def _columns(obj):
     return None if cols is None else [str(c) for c in cols]
 
 
-def _as_matrix(X, what="X") -> np.ndarray:
+def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
+    """``X`` as floats, 2-D. With ``columns``, a DataFrame's columns of those names only: the
+    others may hold anything (text, NaN) when the law does not use them. A value that is not a
+    number is named by its row and column; ``hint(column)`` says what to do about it."""
+    cols = _columns(X)
+    if columns is not None and cols is not None:
+        missing = [c for c in columns if c not in cols]
+        if missing:
+            raise InputError(f"{what} lacks column(s) {missing}; it has {cols}")
+        ix = [cols.index(c) for c in columns]
+        if hasattr(X, "iloc"):  # a pandas DataFrame: its own conversion (pd.NA is NaN)
+            X = X.iloc[:, ix]
+        else:
+            O = np.asarray(X, dtype=object)
+            X = O[:, ix] if O.ndim == 2 else O
+        cols = list(columns)
     try:
         A = np.asarray(X, dtype=float)
     except (TypeError, ValueError) as exc:
+        O = np.asarray(X, dtype=object)
+        for j in range(O.shape[1] if O.ndim == 2 else 0):  # the first cell that is no number
+            for i, v in enumerate(O[:, j]):
+                try:
+                    float(v)
+                except (TypeError, ValueError):
+                    label = cols[j] if cols is not None else j
+                    how = hint(label) if hint else ""
+                    raise InputError(f"{what}[{i}], column {label!r}: not a number: {v!r}"
+                                     + (f"; {how}" if how else "")) from None
         raise InputError(f"{what} must be numeric: {exc}") from None
     if A.ndim != 2:
         raise InputError(f"{what} must be 2-D (n_samples, n_features), got shape {A.shape}")
     if A.shape[0] == 0:
         raise InputError(f"{what} has no rows")
-    if not np.all(np.isfinite(A)):
-        raise InputError(f"{what} contains {int(np.sum(~np.isfinite(A)))} NaN or infinite value(s)")
     return A
+
+
+def _check_finite(A: np.ndarray, what: str, labels=None) -> None:
+    """Refuse NaN and inf, naming the first such value's row and column (``labels``: the
+    columns' names, else their indices), as ``hybrid-sld`` names a file's line and column."""
+    bad = ~np.isfinite(A)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        where = f"{what}[{i}]" if A.shape[1] == 1 and labels is None else \
+            f"{what}[{i}], column {labels[j] if labels is not None else j!r}"
+        value = "NaN" if np.isnan(A[i, j]) else A[i, j]  # as scikit-learn's checks spell it
+        raise InputError(f"{where}: value is {value}; remove or impute non-finite values "
+                         f"({int(bad.sum())} in all)")
 
 
 def _check_fittable(A: np.ndarray, what: str) -> None:
@@ -74,14 +119,16 @@ def _check_fittable(A: np.ndarray, what: str) -> None:
 
 
 def _group_keys(groups, n: int):
-    """Hashable group keys (rows of a 2-D array become tuples), checked against n rows."""
+    """Hashable group keys (rows of a 2-D array become tuples), checked against n rows. One
+    label (a string, a number) is every row's: a string is not split into characters."""
+    if isinstance(groups, (str, bytes, numbers.Number, np.generic)) or \
+            isinstance(groups, np.ndarray) and groups.ndim == 0:
+        groups = [groups.tolist() if hasattr(groups, "tolist") else groups] * n
     try:
         seq = groups.tolist() if hasattr(groups, "tolist") else list(groups)
     except TypeError:
-        raise InputError(f"groups must be a sequence of labels, one per row, got "
+        raise InputError(f"groups must be a sequence of labels, one per row, or one label, got "
                          f"{type(groups).__name__}") from None
-    if not isinstance(seq, list):  # a 0-d array
-        raise InputError("groups must be a sequence of labels, one per row")
     if len(seq) != n:
         raise InputError(f"groups has {len(seq)} entries but X has {n} rows")
     keys = []
@@ -144,24 +191,45 @@ def _split_group_column(X, column, groups):
     return np.delete(A, j, axis=1), A[:, j]
 
 
-def _parse(text: str, names, targets=None) -> Law:
-    """parse_law, its errors naming X's columns: the API has no task to speak of."""
+def _parse(text: str, names, targets=None, unnamed=False) -> Law:
+    """parse_law, its errors naming X's columns: the API has no task to speak of. ``unnamed``:
+    ``targets`` are y0, y1, ... for an array y's columns, which the law may name otherwise."""
     try:
         return parse_law(text, names, targets)
     except LawSyntaxError as exc:
-        exc.args = (str(exc).replace("features of this task:", "features (X's columns):"),)
+        message = str(exc).replace("features of this task:", "features (X's columns):")
+        if unnamed and "unknown target" in message:
+            try:  # the law's own names for its targets, as a hint
+                own = list(parse_law(text, names).targets)
+            except LawError:
+                own = []
+            how = f"targets={own!r}" if len(own) == len(targets) else "targets=[...]"
+            listed = f"targets: {', '.join(targets)}"
+            message = message.replace(listed, f"{listed} (y's columns have no names: name them "
+                                              f"in order with {how})", 1)
+        exc.args = (message,)
         raise
 
 
 def _fitter_spec(fitter) -> FitterSpec:
+    """``fitter`` as a FitterSpec: one, a dict of its fields, the text ``hybrid-sld --fitter``
+    takes (JSON or key=value pairs, read by the same parser) or None; a bad field or value is
+    an InputError, a ValueError as scikit-learn's checks expect."""
     if fitter is None:
         return FitterSpec()
     if isinstance(fitter, FitterSpec):
         return fitter
-    if isinstance(fitter, dict):
-        return FitterSpec.from_dict(fitter)
-    raise InputError(f"fitter must be a FitterSpec, a dict of its fields or None, "
-                     f"got {type(fitter).__name__}")
+    try:
+        if isinstance(fitter, dict):
+            return FitterSpec.from_dict(fitter)
+        if isinstance(fitter, str):
+            return FitterSpec.parse(fitter, option="fitter")
+    except FitError as exc:
+        message = str(exc)
+        raise InputError(message if message.startswith("fitter:") else f"fitter: {message}") \
+            from None
+    raise InputError(f"fitter must be a FitterSpec, a dict of its fields, their text as "
+                     f"hybrid-sld's --fitter takes it, or None; got {type(fitter).__name__}")
 
 
 class ScalingLawRegressor:
@@ -170,21 +238,27 @@ class ScalingLawRegressor:
     ``law`` is law text (or a parsed Law), or None to discover one with the offline search
     (``max_evals`` evaluations, seeded by ``random_state``: None is seed 0 too, so the search
     is deterministic by default, as the package's runs are); ``fitter`` a FitterSpec, a dict of
-    its fields or None, for a given law only: the search evolves a fitter of its own, kept in
-    ``fitter_``; ``features`` / ``targets`` name X's columns and y's columns as the law uses
-    them; ``group_column`` (a name or an index) is a column of X holding each row's group, in
-    place of ``groups=``, so that cross-validation and grid search work with several groups;
+    its fields, their text as ``hybrid-sld --fitter`` takes it (``"scale_weight=3"``, JSON) or
+    None, for a given law only: the search evolves a fitter of its own, kept in ``fitter_``
+    (fit warns that ``fitter`` is not used); ``features`` / ``targets`` name X's columns and
+    y's columns as the law uses them; ``group_column`` (a name or an index) is a column of X
+    holding each row's group, in place of ``groups=``, so that cross-validation and grid search
+    work with several groups; ``scale`` names the feature the law is to extrapolate in, as a
+    task's ``[split] by`` does: the search validates on each group's largest values of it, and
+    ``FitterSpec.scale_weight`` weights rows by it (None: the feature with the widest positive
+    range, which need not be the one that grows, such as a batch size beside model size);
     ``functions`` narrows the search as a task's ``[grammar] functions`` does (["log"]: laws
     that use no function but log; None: all), and does not apply to a given law.
     """
 
     def __init__(self, law=None, *, fitter=None, features=None, targets=None,
-                 group_column=None, max_evals=200, random_state=0, functions=None):
+                 group_column=None, scale=None, max_evals=200, random_state=0, functions=None):
         self.law = law
         self.fitter = fitter
         self.features = features
         self.targets = targets
         self.group_column = group_column
+        self.scale = scale
         self.max_evals = max_evals
         self.random_state = random_state
         self.functions = functions
@@ -250,18 +324,18 @@ class ScalingLawRegressor:
             return list(self.law.features), None
         return [f"x{i}" for i in range(k)], None
 
-    def _select(self, X, A: np.ndarray, names) -> np.ndarray:
-        """Reorder DataFrame-like columns to ``names``; plain arrays are taken as they are."""
-        cols = _columns(X)
-        if cols is None or cols == list(names):
-            if A.shape[1] != len(names):
-                raise InputError(f"X has {A.shape[1]} column(s); expected {len(names)} "
-                                 f"({', '.join(names)})")
-            return A
-        missing = [n for n in names if n not in cols]
-        if missing:
-            raise InputError(f"X lacks column(s) {missing}; it has {cols}")
-        return A[:, [cols.index(n) for n in names]]
+    def _hint(self, named: bool):
+        """What to do about a column of X that is not numbers (its name or index given)."""
+        def hint(column):
+            how = [f"if it names each row's group, pass group_column={column!r}"] \
+                if self.group_column is None else []
+            if not named:
+                how.append("if the law does not use it, drop it from X")
+            elif self.features is None:
+                how.append("if the law does not use it, name the columns it uses with "
+                           "features=[...]")
+            return "; ".join(how)
+        return hint
 
     def _checked_functions(self) -> list[str] | None:
         """``functions`` as a task file's [grammar] functions, checked (in fit, not __init__)."""
@@ -275,6 +349,19 @@ class ScalingLawRegressor:
         except (TaskError, TypeError) as exc:
             raise InputError(str(exc).removeprefix("functions: ")
                              .replace("[grammar] functions", "functions")) from None
+
+    def _scale_index(self, A: np.ndarray, names) -> int:
+        """The column of ``scale``, checked (in fit, not __init__); None: the widest range."""
+        if self.scale is None:
+            return _scale_column(A)
+        if not isinstance(self.scale, str) or self.scale not in names:
+            raise InputError(f"scale={self.scale!r} is not a feature; give one of "
+                             f"{', '.join(map(repr, names))}")
+        j = list(names).index(self.scale)
+        if not np.ptp(A[:, j]):
+            raise InputError(f"scale={self.scale!r} takes one value on every row: there are no "
+                             "larger values to extrapolate to; name a feature that grows")
+        return j
 
     def _checked_params(self) -> tuple[int, int]:
         """(max_evals, random_state), checked as scikit-learn does: in fit, not __init__."""
@@ -291,14 +378,23 @@ class ScalingLawRegressor:
             delattr(self, fitted)
         max_evals, seed = self._checked_params()
         parsed = None  # the law text, when parsed to name y
+        unnamed = False  # targets named y0, y1, ... for lack of names
         names_in = _columns(X)  # as X came in, group column and all
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
-        A = _as_matrix(X)
-        n_in = A.shape[1] + (self.group_column is not None)
-        names, columns = self._feature_names(X, A.shape[1])
+        cols = _columns(X)
+        if cols is None:  # an array: every column a feature
+            A = _as_matrix(X, hint=self._hint(False))
+            names, columns = self._feature_names(X, A.shape[1])
+            if A.shape[1] != len(names):  # a Law's features
+                raise InputError(f"X has {A.shape[1]} column(s); expected {len(names)} "
+                                 f"({', '.join(names)})")
+        else:  # a DataFrame: the columns features names, the others unread
+            names, columns = self._feature_names(X, len(cols))
+            A = _as_matrix(X, columns=columns, hint=self._hint(True))
+        _check_finite(A, "X", columns)
+        n_in = (A.shape[1] if cols is None else len(cols)) + (self.group_column is not None)
         given = columns is not None
-        A = self._select(X, A, columns or names)
         try:
             Y = np.asarray(y, dtype=float)
         except (TypeError, ValueError) as exc:
@@ -308,6 +404,7 @@ class ScalingLawRegressor:
         if Y.shape[0] != A.shape[0]:
             raise InputError(f"X has {A.shape[0]} rows but y has {Y.shape[0]}")
         Y2 = _as_matrix(Y.reshape(len(Y), -1), "y")
+        _check_finite(Y2, "y", _columns(y))
         _check_fittable(A, "X")
         _check_fittable(Y2, "y")
         if self.targets is not None:
@@ -326,22 +423,37 @@ class ScalingLawRegressor:
         elif Y2.shape[1] == 1:
             name = getattr(y, "name", None)  # a pandas Series
             targets = (name,) if isinstance(name, str) and is_name(name) else ("y",)
-        else:
+        else:  # an array's columns: named y0, y1, ... unless targets= names them
             targets = tuple(f"y{j}" for j in range(Y2.shape[1]))
+            unnamed = True
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
+        j = self._scale_index(A, names)  # the feature extrapolated in
         fitter = self.fitter
+        if self.law is None and fitter is not None:
+            _fitter_spec(fitter)  # a misspelt field is still an error
+            # the search's seeds and mutations start from its own cheap fitter (there is no
+            # starting FitterSpec to give it); each law's evolved fitter is kept in fitter_
+            warnings.warn("fitter= is not used when no law is given: the search evolves a "
+                          "fitter with each law (fitter_ holds the chosen law's); pass a law to "
+                          "fit it with this fitter", UserWarning, stacklevel=2)
         if self.law is None:  # no law given: discover one with the offline search
             text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, max_evals, seed,
-                                                 self._checked_functions())
+                                                 self._checked_functions(), j)
         else:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
         if not isinstance(text, str):
             raise LawError(f"law must be law text or a Law, got {type(text).__name__}")
         # parsed above for its target's name: the same law unless it has further equations
         law = parsed if parsed is not None and parsed.targets == targets else \
-            _parse(text, names, targets)
+            _parse(text, names, targets, unnamed)
+        unread = [c for c in cols or () if c not in columns]  # X's columns features leaves out
+        alike = [p for p in law.param_names if p in unread]
+        if alike and self.law is not None:  # as hybrid-sld fit refuses it (check_columns)
+            raise InputError(f"{alike[0]} is a column of X but not among features={names}, so "
+                             f"the law would fit it as a constant; add it to features= (or "
+                             "rename the constant)")
         if not law.used_features:
             odd = [n for n in names if not is_name(n)]
             how = (f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "
@@ -360,7 +472,6 @@ class ScalingLawRegressor:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")
         spec = _fitter_spec(fitter)
         index = _index(keys)
-        j = _scale_column(A)
         if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
             index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
                      for g, ix in index.items()}
@@ -412,9 +523,13 @@ class ScalingLawRegressor:
         self._check_fitted()
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
-        A = _as_matrix(X)
-        if self._x_columns is not None:  # fitted on named columns: match them by name
-            A = self._select(X, A, self._x_columns)
+        # fitted on named columns: match them by name, the others unread
+        A = _as_matrix(X, columns=self._x_columns)
+        _check_finite(A, "X", self._x_columns if _columns(X) is not None else None)
+        if self._x_columns is not None:
+            if _columns(X) is None and A.shape[1] != len(self._x_columns):
+                raise InputError(f"X has {A.shape[1]} column(s); expected "
+                                 f"{len(self._x_columns)} ({', '.join(self._x_columns)})")
         elif A.shape[1] + (self.group_column is not None) != self.n_features_in_:
             raise InputError(f"X has {A.shape[1]} feature column(s); the law was fitted on "
                              f"{self.n_features_in_ - (self.group_column is not None)}")
@@ -454,7 +569,10 @@ class ScalingLawRegressor:
 
     def score(self, X, y, groups=None) -> float:
         """SLDBench R2: 1 - mean over targets of MSE / population variance of y. A prediction
-        that is not finite fails the whole score (R2 -1), as in SLDBench."""
+        that is not finite fails the whole score (R2 -1), as in SLDBench. When a target takes
+        one value on every row (a single row, say) there is no variance to explain: R2 is
+        undefined, NaN with an UndefinedMetricWarning, as scikit-learn's r2_score of one sample
+        (not -inf, which would read as the worst of fits)."""
         try:
             Y = np.asarray(y, dtype=float)
         except (TypeError, ValueError) as exc:
@@ -462,6 +580,15 @@ class ScalingLawRegressor:
         P = self.predict(X, groups)
         if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
             raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")
+        _check_finite(Y.reshape(len(Y), -1), "y", _columns(y))
+        flat = constant_targets(Y.reshape(len(Y), -1))
+        if flat.any():
+            what = "y" if len(flat) == 1 else \
+                f"target(s) {', '.join(t for t, f in zip(self.targets_, flat) if f)} of y"
+            warnings.warn(f"R2 is undefined since the targets do not vary: {what} takes one "
+                          f"value on all {len(Y)} row(s); score returns NaN",
+                          UndefinedMetricWarning, stacklevel=2)
+            return math.nan
         return sld_score(Y, P).r2
 
     def latex(self, symbols: dict[str, str] | None = None) -> str:
@@ -474,12 +601,12 @@ class ScalingLawRegressor:
         return export.latex_document_fragment(self.law_, self.fits_, symbols=symbols)
 
 
-def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
+def _search(A, Y, keys, features, targets, max_evals, seed, functions=None, scale=None):
     """Run the offline search on in-memory data: (best law text, its fitter, Pareto front).
 
     The data is written as a task (TOML + CSV) in a temporary folder, so the search runs
-    exactly as ``hybrid-sld discover`` does; validation is the largest values of the feature
-    with the widest positive range.
+    exactly as ``hybrid-sld discover`` does; validation is each group's largest values of
+    column ``scale`` (None: the feature with the widest positive range).
     """
     import tempfile
     from pathlib import Path
@@ -496,7 +623,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None):
     flat = [t for t, span in zip(targets, np.ptp(Y, axis=0)) if span == 0]
     if flat:
         raise InputError(f"y ({', '.join(flat)}) takes one value on every row: nothing to fit")
-    by = features[_scale_column(A)]
+    by = features[_scale_column(A) if scale is None else scale]
     group = "group"  # the CSV's group column: a name no feature or target has
     while group in (*features, *targets):
         group += "_"

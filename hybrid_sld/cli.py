@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -35,41 +34,6 @@ def _fmt(x):
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def _pairs(pairs: list) -> dict:
-    """A JSON object that names a key twice is refused (json.loads keeps the last, unseen)."""
-    keys = [k for k, _v in pairs]
-    twice = sorted({k for k in keys if keys.count(k) > 1})
-    if twice:
-        raise HybridSLDError(f"--fitter: {', '.join(twice)} given more than once")
-    return dict(pairs)
-
-
-def _fitter(text: str | None, defaults: dict | None = None) -> FitterSpec:
-    """A FitterSpec from JSON (``'{"strategy": "de"}'``) or ``key=value`` pairs separated by
-    commas or spaces (no value holds either)."""
-    fields = dict(defaults or {})
-    if text:
-        text = text.strip()
-        if text.startswith("{"):
-            try:
-                pairs = list(json.loads(text, object_pairs_hook=_pairs).items())
-            except json.JSONDecodeError as exc:
-                raise HybridSLDError(f"--fitter: invalid JSON: {exc}") from None
-        else:
-            pairs = []
-            for item in filter(None, re.split(r"[,\s]+", text)):
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise HybridSLDError(f"--fitter: expected key=value, got {item!r}")
-                try:
-                    pairs.append((key, json.loads(value)))
-                except json.JSONDecodeError:
-                    pairs.append((key, value))
-            _pairs(pairs)
-        fields.update(pairs)
-    return FitterSpec.from_dict(fields)
 
 
 def _law_text(args) -> str:
@@ -159,7 +123,7 @@ def cmd_tasks(args):
 
 def cmd_fit(args):
     task = _task(args.task, args.data_dir)
-    spec = _fitter(args.fitter)
+    spec = FitterSpec.parse(args.fitter)
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:  # before any writing
         raise HybridSLDError(f"--plot {args.plot}: give a file name ending in "
                              f"{', '.join(PLOT_SUFFIXES)}")
@@ -253,7 +217,7 @@ def cmd_expert(args):
         if not task.expert_law:
             raise HybridSLDError(f"{task.path or task.name}: no [expert] law to score")
         print(f"fitting the expert law of {task.name} ...", file=sys.stderr, flush=True)
-        spec = _fitter(args.fitter, task.expert_fitter)
+        spec = FitterSpec.parse(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
         laws = [(label, parse_expert_law(task, text)) for label, text in variants]
         for label, law in laws:

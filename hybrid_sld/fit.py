@@ -7,8 +7,10 @@ Residuals are scaled per target by the target's spread, so multi-target laws are
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -90,6 +92,42 @@ class FitterSpec:
         if unknown:
             raise FitError(f"unknown FitterSpec field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
         return cls(**d)
+
+    @classmethod
+    def parse(cls, text: str | None, defaults: dict | None = None,
+              option: str = "--fitter") -> "FitterSpec":
+        """A FitterSpec from JSON (``'{"strategy": "de"}'``) or ``key=value`` pairs separated by
+        commas or spaces (no value holds either), over ``defaults``: ``hybrid-sld --fitter``'s
+        text, and the Python API's ``fitter=`` string. ``option`` names it in errors."""
+        def once(pairs: list) -> dict:
+            """A key given twice is refused (json.loads keeps the last, unseen)."""
+            keys = [k for k, _v in pairs]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise FitError(f"{option}: {', '.join(twice)} given more than once")
+            return dict(pairs)
+
+        values = dict(defaults or {})
+        if text:
+            text = text.strip()
+            if text.startswith("{"):
+                try:
+                    pairs = list(json.loads(text, object_pairs_hook=once).items())
+                except json.JSONDecodeError as exc:
+                    raise FitError(f"{option}: invalid JSON: {exc}") from None
+            else:
+                pairs = []
+                for item in filter(None, re.split(r"[,\s]+", text)):
+                    key, sep, value = item.partition("=")
+                    if not sep:
+                        raise FitError(f"{option}: expected key=value, got {item!r}")
+                    try:
+                        pairs.append((key, json.loads(value)))
+                    except json.JSONDecodeError:
+                        pairs.append((key, value))
+                once(pairs)
+            values.update(pairs)
+        return cls.from_dict(values)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,14 @@ def failed_score(message: str) -> Score:
     return Score(-1.0, FAILED_NMSE, FAILED_NMSE, message=message)
 
 
+def constant_targets(true: np.ndarray) -> np.ndarray:
+    """Per column of ``true`` (n, t): no variance to explain, so R2 is undefined there. Constant
+    but for rounding counts, relative to the values' size, so that a target of size 1e-6 is not
+    taken for a constant."""
+    size = np.mean(np.abs(true), axis=0)
+    return ~(np.var(true, axis=0) > (1e-12 * size) ** 2)
+
+
 def score(y_true, y_pred) -> Score:
     """Score pooled predictions (all groups concatenated) against the true values."""
     true = np.asarray(y_true, dtype=float)
@@ -63,10 +71,8 @@ def score(y_true, y_pred) -> Score:
         mae = np.mean(np.abs(true - pred), axis=0)
     var = np.var(true, axis=0)
     mad = np.mean(np.abs(true - true.mean(axis=0)), axis=0)
-    # a target constant but for rounding has no variance to explain: relative to its size, so
-    # that a target of size 1e-6 is not taken for a constant
     size = np.mean(np.abs(true), axis=0)
-    nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=var > (1e-12 * size) ** 2)
+    nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=~constant_targets(true))
     nmae = np.divide(mae, mad, out=np.full_like(mae, np.inf), where=mad > 1e-12 * size)
     return Score(float(1.0 - nmse.mean()), float(nmse.mean()), float(nmae.mean()),
                  tuple(map(float, nmse)), tuple(map(float, nmae)))

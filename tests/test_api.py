@@ -174,18 +174,88 @@ def test_unknown_group_names_known_groups(fitted):
         est.predict(X[:2])
 
 
+def test_one_group_label_is_every_rows_group(fitted):
+    """groups="pile" is one label for every row, in fit, predict and score, not four groups
+    'p', 'i', 'l', 'e'."""
+    est, X, y, g = fitted
+    g1 = slice(0, 12)  # the rows of group "g1"
+    np.testing.assert_allclose(est.predict(X[g1], groups="g1"), y[g1], rtol=1e-6)
+    assert est.score(X[g1], y[g1], groups="g1") == pytest.approx(1.0, abs=1e-8)
+    one = ScalingLawRegressor(LAW, features=["x"]).fit(X[g1], y[g1], groups="pile")
+    assert one.groups_ == ["pile"] and one.predict(X[:2], groups=np.str_("pile")).shape == (2,)
+    assert ScalingLawRegressor(LAW, features=["x"]).fit(X[g1], y[g1], groups=7).groups_ == [7]
+
+
+def test_score_of_targets_that_do_not_vary_is_nan_with_a_warning(fitted):
+    """As scikit-learn's r2_score of one sample: undefined, not -inf."""
+    from hybrid_sld.api import UndefinedMetricWarning
+    est, X, y, g = fitted
+    for rows in ([0], [0, 0, 0]):
+        with pytest.warns(UndefinedMetricWarning, match="R2 is undefined since the targets do "
+                          "not vary"):
+            assert np.isnan(est.score(X[rows], y[rows], groups=[g[i] for i in rows]))
+    assert issubclass(UndefinedMetricWarning, UserWarning)
+    assert "undefined" in ScalingLawRegressor.score.__doc__
+
+
+def test_unnamed_targets_of_an_array_y_hint_at_targets():
+    x = np.geomspace(1e6, 1e9, 10)
+    Y = np.column_stack([2.0 + 10.0 * x ** -0.3, 4.0 + 20.0 * x ** -0.3])
+    law = "a = A*x0^(-p)\nb = B*x0^(-q)"
+    with pytest.raises(LawError, match=r"unknown target 'a'; targets: y0, y1 \(y's columns have "
+                       r"no names: name them in order with targets=\['a', 'b'\]\)"):
+        ScalingLawRegressor(law).fit(x[:, None], Y)
+    assert ScalingLawRegressor(law, targets=["a", "b"]).fit(x[:, None], Y).targets_ == ("a", "b")
+
+
 @pytest.mark.parametrize("X, y, groups, match", [
-    (np.array([[1.0], [np.nan], [3.0]]), np.ones(3), None, "NaN"),
+    (np.array([[1.0], [np.nan], [3.0]]), np.ones(3), None, r"X\[1\], column 'x': value is NaN"),
     (np.ones((3, 1)), np.ones(4), None, "3 rows but y has 4"),
     (np.ones(3), np.ones(3), None, "2-D"),
     (np.ones((3, 1)), np.ones(3), ["a", "b"], "groups has 2 entries"),
-    (np.array([["a"], ["b"]]), np.ones(2), None, "numeric"),
-    (np.ones((3, 1)), np.array([1.0, np.inf, 2.0]), None, "y contains"),
+    (np.array([["a"], ["b"]]), np.ones(2), None, r"X\[0\], column 0: not a number: 'a'"),
+    (np.ones((3, 1)), np.array([1.0, np.inf, 2.0]), None, r"y\[1\]: value is inf"),
 ])
 def test_bad_inputs(X, y, groups, match):
     with pytest.raises(InputError, match=match) as info:
         ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=groups)
     assert isinstance(info.value, DataError) and isinstance(info.value, ValueError)
+
+
+def test_a_column_features_leaves_out_is_not_fitted_as_a_constant():
+    """As hybrid-sld fit refuses a constant named like a column the task does not declare."""
+    pd = pytest.importorskip("pandas")
+    x = np.geomspace(1e6, 1e9, 20)
+    df = pd.DataFrame({"N": x, "D": 20 * x})
+    y = 2 + 300 * x ** -0.3 + 400 * (20 * x) ** -0.28
+    law = "loss = E + A*N^(-a) + B*D^(-b)"
+    with pytest.raises(InputError, match=r"D is a column of X but not among features=\['N'\], "
+                       r"so the law would fit it as a constant; add it to features="):
+        ScalingLawRegressor(law, features=["N"]).fit(df, y)
+    est = ScalingLawRegressor(law, features=["N", "D"]).fit(df, y)
+    assert est.law_.used_features == ("N", "D")
+
+
+def test_only_the_columns_features_names_are_read():
+    """A column the law leaves out may hold text or NaN; a bad value names its row and column,
+    and a column of group labels says group_column=."""
+    pd = pytest.importorskip("pandas")
+    x = np.geomspace(1e6, 1e9, 20)
+    y = 2 + 300 * x ** -0.3
+    df = pd.DataFrame({"group": ["pile"] * 20, "N": x, "note": np.nan, "D": 20 * x})
+    est = ScalingLawRegressor("y = E + A*N^(-a)", features=["N"]).fit(df, y)
+    assert est.score(df, y) > 1 - 1e-9 and est.n_features_in_ == 4
+    with pytest.raises(InputError, match=r"X\[0\], column 'group': not a number: 'pile'; if "
+                       r"it names each row's group, pass group_column='group'"):
+        ScalingLawRegressor("y = E + A*N^(-a)").fit(df, y)
+    assert ScalingLawRegressor("y = E + A*N^(-a)", group_column="group").fit(
+        df[["group", "N"]], y).groups_ == ["pile"]
+    df.loc[7, "D"] = np.inf
+    with pytest.raises(InputError, match=r"X\[7\], column 'D': value is inf; remove or impute"):
+        ScalingLawRegressor("y = E + A*N^(-a) + B*D", features=["N", "D"]).fit(df, y)
+    with pytest.raises(InputError, match=r"X\[7\], column 'D': value is inf"):
+        ScalingLawRegressor("y = E + A*N^(-a) + B*D", features=["N", "D"]).fit(
+            df.drop(index=7), np.delete(y, 7)).predict(df)
 
 
 def test_no_law_runs_the_search_and_recovers_a_power_law():
@@ -234,9 +304,29 @@ def test_law_errors():
     assert est.n_features_in_ == 1 and not hasattr(est, "feature_names_in_")
     with pytest.raises(InputError, match="fitted on 1"):
         est.predict(np.ones((2, 2)))
-    with pytest.raises(FitError, match="unknown FitterSpec"):
+    with pytest.raises(InputError, match=r"fitter: unknown FitterSpec field\(s\) \['bogus'\]"):
         ScalingLawRegressor(LAW, fitter={"bogus": 1}, features=["x"]).fit(np.ones((3, 1)),
                                                                            np.ones(3))
+
+
+@pytest.mark.parametrize("text", ["n_starts=2, scale_weight=3", '{"n_starts": 2, "scale_weight": 3}'])
+def test_fitter_text_is_read_as_hybrid_sld_fitter_reads_it(text):
+    X, y = _simple()
+    est = ScalingLawRegressor("y = E + A*x0^(-a)", fitter=text).fit(X, y)
+    assert est.fitter_ == FitterSpec(n_starts=2, scale_weight=3) and est.fitter == text
+    with pytest.raises(InputError, match=r"fitter: unknown FitterSpec field\(s\) \['losss'\]"):
+        ScalingLawRegressor("y = E + A*x0^(-a)", fitter="losss=huber").fit(X, y)
+    with pytest.raises(ValueError, match="fitter: expected key=value, got 'huber'"):
+        ScalingLawRegressor("y = E + A*x0^(-a)", fitter="huber").fit(X, y)
+
+
+def test_fitter_without_a_law_warns_that_the_search_does_not_use_it():
+    X, y = _simple()
+    with pytest.warns(UserWarning, match="fitter= is not used when no law is given"):
+        est = ScalingLawRegressor(max_evals=6, fitter={"loss": "soft_l1"}).fit(X, y)
+    assert est.fitter_ != FitterSpec(loss="soft_l1")
+    with pytest.raises(InputError, match=r"\['losss'\]"):  # checked all the same
+        ScalingLawRegressor(max_evals=6, fitter={"losss": "soft_l1"}).fit(X, y)
 
 
 def test_law_object_is_accepted():
@@ -250,8 +340,8 @@ def test_get_set_params_and_repr():
     spec = FitterSpec(n_starts=2)
     est = ScalingLawRegressor(LAW, fitter=spec)
     assert est.get_params() == {"law": LAW, "fitter": spec, "features": None, "targets": None,
-                                "group_column": None, "max_evals": 200, "random_state": 0,
-                                "functions": None}
+                                "group_column": None, "scale": None, "max_evals": 200,
+                                "random_state": 0, "functions": None}
     assert est.set_params(features=["x"], targets=["y"]) is est
     assert est.features == ["x"] and est.targets == ["y"]
     with pytest.raises(ValueError, match="invalid parameter"):
@@ -338,6 +428,57 @@ def test_scale_weight_repeats_rows_along_the_widest_positive_column():
     assert heavy.fits_[g].params["b"] != pytest.approx(plain.fits_[g].params["b"], rel=1e-3)
 
 
+def test_scale_names_the_column_scale_weight_weights():
+    """Not the widest column (d) but the one scale= names (z), by its rank as the CLI's."""
+    x = np.repeat([1.0, 2.0, 4.0, 8.0, 16.0], 2)
+    z = np.tile([3.0, 2.0, 1.5, 1.2, 1.1], 2)
+    X = np.column_stack([x, z])
+    y = 3 + 5 / np.sqrt(x) + 0.2 * z
+    law = "y = a + b*d + c*z"
+    heavy = ScalingLawRegressor(law, features=["d", "z"], fitter={"scale_weight": 3},
+                                scale="z").fit(X, y)
+    widest = ScalingLawRegressor(law, features=["d", "z"], fitter={"scale_weight": 3}).fit(X, y)
+    reps = np.tile([4, 3, 3, 2, 1], 2)  # 1 + rint(3 * rank / 4) of z's five levels
+    by_hand = ScalingLawRegressor(law, features=["d", "z"]).fit(np.repeat(X, reps, axis=0),
+                                                                np.repeat(y, reps))
+    (g,) = heavy.fits_
+    assert heavy.fits_[g].params == pytest.approx(by_hand.fits_[g].params, rel=1e-6)
+    assert heavy.fits_[g].params["b"] != pytest.approx(widest.fits_[g].params["b"], rel=1e-3)
+    assert heavy.get_params()["scale"] == "z"
+    with pytest.raises(InputError, match="scale='D' is not a feature; give one of 'd', 'z'"):
+        heavy.set_params(scale="D").fit(X, y)
+    with pytest.raises(InputError, match="scale='z' takes one value on every row"):
+        heavy.set_params(scale="z").fit(np.column_stack([x, np.ones(10)]), y)
+
+
+def test_the_search_validates_on_the_largest_values_of_scale(monkeypatch):
+    """The in-memory task's [split] by is scale= (default: the widest positive range, bsz
+    here, where a user extrapolates in model size N)."""
+    import tomllib
+
+    import hybrid_sld.search.engine as engine
+    split = []
+
+    class Stop(Exception):
+        pass
+
+    class Probe:  # stands in for the search: reads the task written for it, runs nothing
+        def __init__(self, config, run_dir):
+            split.append(tomllib.loads(Path(config.task).read_text())["split"]["by"])
+
+        def run(self):
+            raise Stop
+
+    monkeypatch.setattr(engine, "Search", Probe)
+    n = np.repeat(np.geomspace(1e6, 1e9, 4), 4)
+    bsz = np.tile(np.geomspace(1.0, 1e6, 4), 4)
+    X, y = np.column_stack([n, bsz]), 2 + 300 * n ** -0.3 + 0.01 * np.log(bsz)
+    for scale in (None, "N"):
+        with pytest.raises(Stop):
+            ScalingLawRegressor(features=["N", "bsz"], scale=scale, max_evals=5).fit(X, y)
+    assert split == ["bsz", "N"]
+
+
 def test_log_of_a_negative_feature_names_the_row():
     X = np.array([[1.0], [2.0], [-3.0], [4.0]])
     with pytest.raises(InputError, match=r"X\[2\]: x0 = -3 here, and the law takes the log"):
@@ -370,10 +511,10 @@ def test_sklearn_model_selection_and_pipelines():
     ({"max_evals": True}, {}, "max_evals must be an integer"),
     ({"random_state": -1}, {}, "random_state must be an integer >= 0"),
     ({"random_state": 1.7}, {}, "random_state must be an integer >= 0"),
-    ({}, {"groups": 5}, "groups must be a sequence"),
+    ({}, {"groups": object()}, "groups must be a sequence of labels, one per row, or one"),
     ({}, {"groups": np.array([np.nan] * 10 + [1.0] * 10)}, r"groups\[0\] is NaN"),
 ], ids=["duplicate-features", "duplicate-targets", "max-evals-str", "max-evals-bool",
-        "negative-seed", "float-seed", "groups-scalar", "nan-group"])
+        "negative-seed", "float-seed", "groups-object", "nan-group"])
 def test_bad_parameters_and_labels_are_clear_errors(kwargs, fit_kwargs, message):
     X, y = _simple()
     law = "y = E + A*N^(-a)" if "features" in kwargs else "y = E + A*x0^(-a)"

@@ -12,6 +12,7 @@ import pytest
 
 from hybrid_sld.cli import main
 from hybrid_sld.errors import HybridSLDError, TaskError
+from hybrid_sld.fit import FitterSpec
 from hybrid_sld.search.engine import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 
@@ -152,8 +153,7 @@ def test_fit_refuses_bad_law_and_output_options(extra, message, tmp_path, monkey
 @pytest.mark.parametrize("text", ['{"n_starts": 3, "log_space": true}', "n_starts=3,log_space=true",
                                   "n_starts=3 log_space=true", " n_starts=3, log_space=true "])
 def test_fitter_pairs_are_read_with_commas_or_spaces(text):
-    from hybrid_sld.cli import _fitter
-    spec = _fitter(text)
+    spec = FitterSpec.parse(text)
     assert (spec.n_starts, spec.log_space, spec.strategy) == (3, True, "auto")
 
 
@@ -166,9 +166,8 @@ def test_fitter_pairs_are_read_with_commas_or_spaces(text):
     ('{"n_starts": 3, "n_starts": 4}', "--fitter: n_starts given more than once"),
 ])
 def test_bad_fitter_text_says_what_is_wrong(text, message):
-    from hybrid_sld.cli import _fitter
     with pytest.raises(HybridSLDError, match=re.escape(message)):
-        _fitter(text)
+        FitterSpec.parse(text)
 
 
 def test_fit_lists_each_groups_constants_as_the_law_reads(capsys):
