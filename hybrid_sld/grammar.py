@@ -125,8 +125,16 @@ class _Builder(Transformer):
         return -a
 
     def pow(self, a, op, b):
-        if a.is_Number and b.is_Number and abs(float(b)) * math.log(abs(float(a)) + 2) > 690:
-            raise _Raise("constant power is out of range", op)
+        if a.is_Number and b.is_Number:
+            if abs(float(b)) * math.log(abs(float(a)) + 2) > 690:
+                raise _Raise("constant power is out of range", op)
+            if b.is_Rational and not b.is_Integer and max(abs(b.p), b.q) > EXACT_ROOT:
+                # sympy takes (p/q)^(m/n) exactly, through p^m and n-th roots: 1308e-11 ^
+                # 1308e-11 held 9 GB for minutes. Such a number is read as its value.
+                if a < 0:
+                    raise _Raise("this power of numbers is a complex number (root of a "
+                                 "negative number?)", op)
+                return sp.Rational(repr(float(a) ** float(b)))  # as the number is read
         return _real(a ** b, op, "this power of numbers")
 
     def signed(self, tok):
@@ -175,6 +183,9 @@ def is_name(text: str) -> bool:
     is a Python identifier but not a name, and a feature called ``exp`` could not be written)."""
     return (_name_pattern().fullmatch(text) is not None
             and text not in FUNCTIONS and text not in KEYWORDS)
+
+
+EXACT_ROOT = 100  # constant powers whose exponent is p/q with p and q at most this stay exact
 
 
 def _real(value, tok, what: str):

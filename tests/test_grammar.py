@@ -267,6 +267,24 @@ def test_semantic_errors(text, msg):
         parse_law(text, ["x"])
 
 
+def test_a_power_of_two_decimals_is_read_as_its_value_at_once():
+    """sympy takes (p/q)^(m/n) exactly: 1308e-11^1308e-11 held 9 GB for minutes (a fuzz draw)."""
+    import resource
+    import subprocess
+    import sys
+    code = ("from hybrid_sld.law import parse_law; "
+            "law = parse_law('y = a*x + 1308e-11^1308e-11', ['x']); print(law.text)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30,) * 2))
+    assert res.returncode == 0, res.stderr[-300:]
+    assert res.stdout.strip() == "y = 0.9999997625694943 + a*x"
+    law = parse_law("y = a*x^(0.5^(1309/1000))", ["x"])
+    assert parse_law(law.text, ["x"]).key == law.key  # the value reads back as the same law
+    assert parse_law("y = a*x*2^(1/2)", ["x"]).text == "y = a*x*sqrt(2)"  # small roots exact
+    with pytest.raises(LawSyntaxError, match="complex number"):
+        parse_law("y = a*x + (-2)^(1309/1000)", ["x"])
+
+
 def test_non_string_and_too_long_text():
     with pytest.raises(LawError, match="string"):
         parse_law(b"y = x", ["x"])
