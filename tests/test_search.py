@@ -1101,3 +1101,31 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
     assert res["found_as"]["folded"][0].startswith(folded)
     assert res["test_r2"] > 1 - 1e-9 and set(res["groups"]["g1"]) == {"p1", "p2"}
     assert f"Found as `{law.text.splitlines()[0]}`" in (finished_run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("text, same", [
+    ("y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
+    ("y = p1 + p2*x^(-1/3)", False),
+], ids=["expert-form", "other-form"])
+def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, text,
+                                                                same):
+    from hybrid_sld.fit import FitterSpec
+    from hybrid_sld.search import select as select_mod
+    toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = c + k*x^(-1/2)")
+    res = discover(SearchConfig(task=str(toml), max_evals=4, batch_size=4), out=tmp_path / "runs")
+    run_dir = Path(res["run_dir"])
+    search = Search(SearchConfig(**json.loads((run_dir / "checkpoint" / "state.json")
+                                              .read_text())["config"]), run_dir)
+    search.load()
+    law = parse_task_law(text, search.task)
+    fitter = FitterSpec().to_dict() | {"log_space": True}
+    chosen = Entry(law.text, fitter, "chosen", 1.0, 1.0, law.complexity, law.n_params, 9, "fitter")
+    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
+    res = final_report(search)
+    md = (run_dir / "report.md").read_text()
+    assert res["is_expert_form"] is same
+    assert json.loads((run_dir / "best.json").read_text())["is_expert_form"] is same
+    assert ("This is the task's expert law" in md) is same
+    if same:
+        assert "no better form" in md and "`log_space=True`" in md

@@ -132,7 +132,8 @@ def final_report(search: Search) -> dict:
               "seconds_to_beat_expert_on_valid": s.first_beat_expert, "origin": best.origin,
               "groups": {g: {n: f.params[n] for n in as_written(law) if n in f.params}
                          for g, f in full.fits.items()},
-              "functions": list(task.functions) if task.functions is not None else None}
+              "functions": list(task.functions) if task.functions is not None else None,
+              "is_expert_form": False}
     # constants of the chosen law no data can pin down: named, the law left as chosen
     result["redundancy"] = operators.redundancy_note(
         law, train, full.fits, FitterSpec.from_dict(best.fitter), task.split.scales)
@@ -144,12 +145,16 @@ def final_report(search: Search) -> dict:
         e_law = parse_expert_law(task)
         ev, efull = refit(search, e_law, FitterSpec.from_dict(task.expert_fitter))
         efull = _scored_on_test(efull, e_law, test)
-        result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
+        e_fitter = FitterSpec.from_dict(task.expert_fitter).to_dict()
+        result["expert"] = {"law": e_law.text, "n_params": e_law.n_params, "fitter": e_fitter,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull),
                             # False when outside the task's [grammar] functions: not a seed
                             "searched": any(d["origin"] == "seed:expert"
                                             for d in s.cache.values())}
+        # the search found no other form: only its fitter can differ (keys, so names and
+        # order do not hide it)
+        result["is_expert_form"] = law.key == e_law.key
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
@@ -339,11 +344,12 @@ several ways; blank: the search's).
 """
 
 
-def _fitter_edits(fitter: dict | None) -> str:
-    """The FitterSpec fields that differ from the search's default, as ``name=value``."""
+def _fitter_edits(fitter: dict | None, base: dict | None = None) -> str:
+    """The FitterSpec fields that differ from ``base`` (the search's default), as
+    ``name=value``."""
     if not fitter:
         return ""
-    base = SEARCH_FITTER.to_dict()
+    base = base or SEARCH_FITTER.to_dict()
     return ", ".join(f"{k}={v}" for k, v in fitter.items() if base.get(k) != v)
 
 
@@ -417,6 +423,18 @@ def _equations(law: str) -> str:
     return "; ".join(ln.strip() for ln in law.splitlines() if _EQUATION.match(ln))
 
 
+def _expert_form_md(r: dict) -> str:
+    """A law found with the expert law's own form reads as a discovery unless said plainly."""
+    if not r.get("is_expert_form"):
+        return ""
+    edits = _fitter_edits(r["fitter"], r["expert"].get("fitter"))
+    how = (f"the fitter: `{edits}` where the expert law row is fitted with "
+           f"`{_fitter_edits(r['expert'].get('fitter'), r['fitter'])}`" if edits else
+           "nothing: the two rows below are the same law fitted the same way")
+    return ("**This is the task's expert law.** The search found no better form than it; "
+            f"what differs is {how}.\n\n")
+
+
 def _markdown(r: dict, front: list) -> str:
     """report.md; ``front``: the complexity / accuracy front of the laws evaluated."""
     e = r.get("expert", {})
@@ -448,7 +466,8 @@ def _markdown(r: dict, front: list) -> str:
     plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
-    note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
+    note = _expert_form_md(r)
+    note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     if r.get("found_as"):  # the search's own text, and why the report shows another
         was = r["found_as"]
         consts = [x for x in was["folded"] if is_name(x.split(" = ")[0])]
