@@ -1129,3 +1129,16 @@ def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeyp
     assert ("This is the task's expert law" in md) is same
     if same:
         assert "no better form" in md and "`log_space=True`" in md
+
+
+def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_path,
+                                                            monkeypatch):
+    from hybrid_sld.search import engine
+    r2 = iter([0.99, 0.99 + 5e-11, 0.995, 0.99501])  # NMSE 0.01, same, 0.005, 0.2 % less
+    monkeypatch.setattr(engine, "_eval_star", lambda a: {
+        "valid_r2": next(r2), "fit_r2": 0.99, "message": "", "seconds": 0.0})
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    assert [i["valid_r2"] for i in res["improvements"]] == [0.99, 0.995]
+    assert sum(res["improvements_by_proposer"].values()) == 2
+    assert "at least 1% below the last one listed" in (Path(res["run_dir"]) / "report.md").read_text()

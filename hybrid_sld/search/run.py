@@ -26,7 +26,7 @@ from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
-from .engine import SEARCH_FITTER, Search, SearchConfig, write_atomic
+from .engine import BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig, write_atomic
 from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, parting, refit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -276,7 +276,8 @@ def _llm_markdown(r: dict) -> str:
                       f"{i['valid_r2']:.6f} | `{'; '.join(i['law'].splitlines())}` |"
                       for i in r["improvements"])
     out = f"""
-## Improvements (each new best validation R2, and the proposer that found it)
+## Improvements (each new best whose validation NMSE is at least {BEAT_MARGIN:.0%} below the \
+last one listed, and the proposer that found it)
 
 | eval | proposer | valid R2 | law |
 |---|---|---|---|
