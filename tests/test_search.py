@@ -1142,3 +1142,18 @@ def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_
     assert [i["valid_r2"] for i in res["improvements"]] == [0.99, 0.995]
     assert sum(res["improvements_by_proposer"].values()) == 2
     assert "at least 1% below the last one listed" in (Path(res["run_dir"]) / "report.md").read_text()
+
+
+def test_the_fitter_column_shows_what_it_differs_from():
+    from hybrid_sld.search.engine import SEARCH_FITTER
+    from hybrid_sld.search.run import _selection_md
+    base = SEARCH_FITTER.to_dict() | {"n_starts": 5}  # as a run's best.json recorded it
+    row = {"law": "y = p1 + p2*x^p3", "origin": "fitter", "n_params": 3, "complexity": 7,
+           "valid_r2": 0.96, "horizon_r2": None, "chosen": True, "fitter": base}
+    md = _selection_md({"final_selection": {"rule": "simplest", "fitter_baseline": base,
+                                            "finalists": [row, row | {
+                                                "chosen": False, "valid_r2": 0.95,
+                                                "fitter": base | {"max_nfev": 300}}]}})
+    lines = [ln for ln in md.splitlines() if "p2*x^p3" in ln]
+    assert lines[0].endswith("|  |") and lines[1].endswith("| max_nfev=300 |")
+    assert f"search's default fitter, `{json.dumps(base)}`" in md

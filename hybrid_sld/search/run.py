@@ -159,6 +159,7 @@ def final_report(search: Search) -> dict:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
         "rule": search.config.final_selection,
+        "fitter_baseline": SEARCH_FITTER.to_dict(),  # what the fitter column differs from
         "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
                        "n_params": t["entry"].n_params, "complexity": t["entry"].complexity,
                        "valid_r2": _r(t["valid_r2"]),
@@ -321,10 +322,11 @@ def _selection_md(r: dict) -> str:
     if not sel.get("finalists"):
         return out + "Chosen by validation R2.\n"
     horizon = sel["rule"] == "horizon"
+    base = sel.get("fitter_baseline") or SEARCH_FITTER.to_dict()  # best.json before the key
     rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} | {f['valid_r2']} | "
                      + (f"{f['horizon_r2']} | " if horizon else f"{f['complexity']} | ")
                      + f"{f['n_params']} | {f['origin']} | `{_equations(f['law'])}` | "
-                     + f"{_fitter_edits(f.get('fitter'))} |"
+                     + f"{_fitter_edits(f.get('fitter'), base)} |"
                      for f in sel["finalists"])
     how = ("each re-scored on a longer extrapolation (fitted on the lower 60 % of each "
            "group's scales, scored on the upper 40 %, training rows only), and the best there "
@@ -340,8 +342,8 @@ The best laws by validation R2{expert}; {how}.
 |---|---|---|---|---|---|---|
 {rows}
 
-fitter: the settings that differ from the search's own (the same law text can be fitted
-several ways; blank: the search's).
+fitter: the settings that differ from the search's default fitter, \
+`{json.dumps(base)}` (the same law text can be fitted several ways; blank: none differ).
 """
 
 
@@ -506,7 +508,7 @@ Validation rows: {r.get("validation_rows", "the task's split")}, carved from tra
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
 duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}
 the law chosen came from {r['origin']}.{stopped}
-{narrowed}Fitter: `{json.dumps(r['fitter'])}`.
+{narrowed}Fitter of the law chosen: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
 {_parting_md(r)}## Constants per group
