@@ -1157,3 +1157,14 @@ def test_the_fitter_column_shows_what_it_differs_from():
     lines = [ln for ln in md.splitlines() if "p2*x^p3" in ln]
     assert lines[0].endswith("|  |") and lines[1].endswith("| max_nfev=300 |")
     assert f"search's default fitter, `{json.dumps(base)}`" in md
+
+
+def test_resuming_a_finished_run_says_nothing_was_searched(finished_run, capsys):
+    res = discover(None, resume=finished_run)
+    err = capsys.readouterr().err
+    assert res["evals"] == 8 and "had already finished (8 evaluations of its --max-evals 8)" in err
+    assert "nothing was searched" in err and "start a new run" in err
+    from hybrid_sld.search.run import _finished_note
+    timed = SimpleNamespace(config=SimpleNamespace(max_evals=None, budget_seconds=20.0),
+                            state=SimpleNamespace(evals=31, elapsed=20.41), run_dir="r")
+    assert "(20.4 s of search of its --budget 20 s)" in _finished_note(timed)

@@ -568,6 +568,17 @@ def saved_config(run_dir: Path) -> SearchConfig:
         raise HybridSLDError(f"cannot resume {run_dir}: {path} is damaged ({exc})") from None
 
 
+def _finished_note(search: Search) -> str:
+    """What resuming a finished run did, and how to search further (resume keeps the cap)."""
+    cfg, s = search.config, search.state
+    spent = (f"{s.evals} evaluations of its --max-evals {cfg.max_evals}"
+             if cfg.max_evals is not None and s.evals >= cfg.max_evals else
+             f"{s.elapsed:.1f} s of search of its --budget {cfg.budget_seconds:g} s")
+    return (f"note: {search.run_dir} had already finished ({spent}): nothing was searched, its "
+            "report was written again from the same results. To search further, start a new "
+            "run: --resume keeps a run's settings, its --max-evals and --budget among them")
+
+
 @contextmanager
 def lock_run_dir(run_dir: Path):
     """Hold an exclusive lock on the run directory: two processes resuming one run would write
@@ -627,6 +638,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
                 search.save()
             if llm:  # new settings: the LLM's part, ended or idle, starts afresh
                 search.state.llm_ended, search.state.llm_idle = "", 0
+            if search._done():  # else a user who asked for more reads the old result as new
+                print(_finished_note(search), file=sys.stderr)
         try:
             with search.stop_signals():  # held through the report: a first Ctrl-C there waits
                 search.run()
