@@ -1168,3 +1168,20 @@ def test_resuming_a_finished_run_says_nothing_was_searched(finished_run, capsys)
     timed = SimpleNamespace(config=SimpleNamespace(max_evals=None, budget_seconds=20.0),
                             state=SimpleNamespace(evals=31, elapsed=20.41), run_dir="r")
     assert "(20.4 s of search of its --budget 20 s)" in _finished_note(timed)
+
+
+def test_run_files_are_documented_and_count_rows_apart(finished_run):
+    from hybrid_sld.search.run import _rows_md
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n### The run directory\n", 1)[1].split("\n### ", 1)[0]
+    best = json.loads((finished_run / "best.json").read_text())
+    event = json.loads((finished_run / "events.jsonl").read_text().splitlines()[0])
+    assert [k for k in [*best, *event] if f"`{k}`" not in section] == []
+    assert set(best["rows"]) == {"fit", "valid", "test"}  # apart: fit + valid = train
+    md = (finished_run / "report.md").read_text()
+    n = best["rows"]
+    assert f"refitted on all {n['fit'] + n['valid']} training rows" in md
+    assert not [ln for ln in md.splitlines() if ln.endswith("; ")]
+    # a best.json written before: rows of train (validation among them) and valid
+    assert _rows_md({"rows": {"train": 30, "valid": 6, "test": 4}}) == _rows_md(
+        {"rows": {"fit": 24, "valid": 6, "test": 4}})

@@ -173,7 +173,8 @@ def final_report(search: Search) -> dict:
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in c.passed_over]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
-    result["rows"] = {"train": len(search.train), "valid": len(search.valid),
+    # counts that do not overlap: fit + valid are all training rows
+    result["rows"] = {"fit": len(search.train) - len(search.valid), "valid": len(search.valid),
                       "test": len(test) if test is not None else 0}
     result["improvements"] = s.improvements
     result["improvements_by_proposer"] = _by_proposer(s.improvements)
@@ -408,9 +409,10 @@ def _rows_md(r: dict) -> str:
     if not n:  # a run reported by an older version
         return ""
     test = f" test R2: that refit on the {n['test']} test rows." if n["test"] else ""
-    return (f"valid R2: fitted on the other {n['train'] - n['valid']} training rows, scored on "
+    fit = n["fit"] if "fit" in n else n["train"] - n["valid"]  # older best.json: train, valid
+    return (f"valid R2: fitted on the other {fit} training rows, scored on "
             f"the {n['valid']} validation rows (what the search ranks by). train R2 and the "
-            f"constants below: refitted on all {n['train']} training rows.{test}\n")
+            f"constants below: refitted on all {fit + n['valid']} training rows.{test}\n")
 
 
 _EQUATION = re.compile(r"^\s*[A-Za-z_]\w*\s*=[^=]")
@@ -451,10 +453,10 @@ def _markdown(r: dict, front: list) -> str:
             else "this task has no test split")
     beat = r["seconds_to_beat_expert_on_valid"]
     beat = ("" if not e else
-            "the expert law, outside the task's [grammar] functions, did not seed it; "
+            "; the expert law, outside the task's [grammar] functions, did not seed it"
             if not e.get("searched", True) else
-            "never beat the expert law's validation NMSE by 1 %; " if beat is None
-            else f"beat the expert law's validation NMSE by 1 % after {beat} s; ")
+            "; never beat the expert law's validation NMSE by 1 %" if beat is None
+            else f"; beat the expert law's validation NMSE by 1 % after {beat} s")
     narrowed = ("" if r.get("functions") is None else
                 "Only laws whose functions of the features are among "
                 f"{', '.join(r['functions']) or 'none (powers and arithmetic)'} were searched "
@@ -506,8 +508,8 @@ def _markdown(r: dict, front: list) -> str:
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
 {_rows_md(r)}
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
-duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}
-the law chosen came from {r['origin']}.{stopped}
+duplicate proposals skipped {r['cache_hit_rate']:.1%}{beat}.
+The law chosen came from {r['origin']}.{stopped}
 {narrowed}Fitter of the law chosen: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
