@@ -360,7 +360,9 @@ def cmd_discover(args):
     print(f"\nparameters {result['n_params']}   train R2 {_fmt(result['train_r2'])}   "
           f"valid R2 {_fmt(result['valid_r2'])}   test R2 {_fmt(result['test_r2'])}")
     if e:
-        print(f"expert law: parameters {e['n_params']}   test R2 {_fmt(e['test_r2'])}")
+        same = "   (the law above has its form: the search found no better)"
+        print(f"expert law: parameters {e['n_params']}   test R2 {_fmt(e['test_r2'])}"
+              + (same if result.get("is_expert_form") else ""))
     print(f"{result['evals']} evaluations in {result['seconds']} s; run directory {result['run_dir']}")
     llm = result.get("llm")
     if llm:

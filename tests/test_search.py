@@ -1101,3 +1101,87 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
     assert res["found_as"]["folded"][0].startswith(folded)
     assert res["test_r2"] > 1 - 1e-9 and set(res["groups"]["g1"]) == {"p1", "p2"}
     assert f"Found as `{law.text.splitlines()[0]}`" in (finished_run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("text, same", [
+    ("y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
+    ("y = p1 + p2*x^(-1/3)", False),
+], ids=["expert-form", "other-form"])
+def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, text,
+                                                                same):
+    from hybrid_sld.fit import FitterSpec
+    from hybrid_sld.search import select as select_mod
+    toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = c + k*x^(-1/2)")
+    res = discover(SearchConfig(task=str(toml), max_evals=4, batch_size=4), out=tmp_path / "runs")
+    run_dir = Path(res["run_dir"])
+    search = Search(SearchConfig(**json.loads((run_dir / "checkpoint" / "state.json")
+                                              .read_text())["config"]), run_dir)
+    search.load()
+    law = parse_task_law(text, search.task)
+    fitter = FitterSpec().to_dict() | {"log_space": True}
+    chosen = Entry(law.text, fitter, "chosen", 1.0, 1.0, law.complexity, law.n_params, 9, "fitter")
+    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
+    res = final_report(search)
+    md = (run_dir / "report.md").read_text()
+    assert res["is_expert_form"] is same
+    assert json.loads((run_dir / "best.json").read_text())["is_expert_form"] is same
+    assert ("This is the task's expert law" in md) is same
+    if same:
+        assert "no better form" in md and "`log_space=True`" in md
+
+
+def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_path,
+                                                            monkeypatch):
+    from hybrid_sld.search import engine
+    r2 = iter([0.99, 0.99 + 5e-11, 0.995, 0.99501])  # NMSE 0.01, same, 0.005, 0.2 % less
+    monkeypatch.setattr(engine, "_eval_star", lambda a: {
+        "valid_r2": next(r2), "fit_r2": 0.99, "message": "", "seconds": 0.0})
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    assert [i["valid_r2"] for i in res["improvements"]] == [0.99, 0.995]
+    assert sum(res["improvements_by_proposer"].values()) == 2
+    assert "at least 1% below the last one listed" in (Path(res["run_dir"]) / "report.md").read_text()
+
+
+def test_the_fitter_column_shows_what_it_differs_from():
+    from hybrid_sld.search.engine import SEARCH_FITTER
+    from hybrid_sld.search.run import _selection_md
+    base = SEARCH_FITTER.to_dict() | {"n_starts": 5}  # as a run's best.json recorded it
+    row = {"law": "y = p1 + p2*x^p3", "origin": "fitter", "n_params": 3, "complexity": 7,
+           "valid_r2": 0.96, "horizon_r2": None, "chosen": True, "fitter": base}
+    md = _selection_md({"final_selection": {"rule": "simplest", "fitter_baseline": base,
+                                            "finalists": [row, row | {
+                                                "chosen": False, "valid_r2": 0.95,
+                                                "fitter": base | {"max_nfev": 300}}]}})
+    lines = [ln for ln in md.splitlines() if "p2*x^p3" in ln]
+    assert lines[0].endswith("|  |") and lines[1].endswith("| max_nfev=300 |")
+    assert f"search's default fitter, `{json.dumps(base)}`" in md
+
+
+def test_resuming_a_finished_run_says_nothing_was_searched(finished_run, capsys):
+    res = discover(None, resume=finished_run)
+    err = capsys.readouterr().err
+    assert res["evals"] == 8 and "had already finished (8 evaluations of its --max-evals 8)" in err
+    assert "nothing was searched" in err and "start a new run" in err
+    from hybrid_sld.search.run import _finished_note
+    timed = SimpleNamespace(config=SimpleNamespace(max_evals=None, budget_seconds=20.0),
+                            state=SimpleNamespace(evals=31, elapsed=20.41), run_dir="r")
+    assert "(20.4 s of search of its --budget 20 s)" in _finished_note(timed)
+
+
+def test_run_files_are_documented_and_count_rows_apart(finished_run):
+    from hybrid_sld.search.run import _rows_md
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n### The run directory\n", 1)[1].split("\n### ", 1)[0]
+    best = json.loads((finished_run / "best.json").read_text())
+    event = json.loads((finished_run / "events.jsonl").read_text().splitlines()[0])
+    assert [k for k in [*best, *event] if f"`{k}`" not in section] == []
+    assert set(best["rows"]) == {"fit", "valid", "test"}  # apart: fit + valid = train
+    md = (finished_run / "report.md").read_text()
+    n = best["rows"]
+    assert f"refitted on all {n['fit'] + n['valid']} training rows" in md
+    assert not [ln for ln in md.splitlines() if ln.endswith("; ")]
+    # a best.json written before: rows of train (validation among them) and valid
+    assert _rows_md({"rows": {"train": 30, "valid": 6, "test": 4}}) == _rows_md(
+        {"rows": {"fit": 24, "valid": 6, "test": 4}})

@@ -826,8 +826,10 @@ class Search:
                     if origin == "seed:expert" and entry.ok:
                         s.expert_valid_r2 = entry.valid_r2
                     kept = s.archive.add(entry, (entry.eval_id) % cfg.islands)
+                    # an improvement beats the last one as a law beats the expert's: a rise
+                    # of 5e-11 in R2 (a refit's rounding) is credited to no proposer
                     if entry.ok and (not s.improvements
-                                     or entry.valid_r2 > s.improvements[-1]["valid_r2"]):
+                                     or beats(entry.valid_r2, s.improvements[-1]["valid_r2"])):
                         s.improvements.append({"eval_id": entry.eval_id, "origin": origin,
                                                "valid_r2": entry.valid_r2,
                                                "law": text})

@@ -26,7 +26,7 @@ from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
-from .engine import SEARCH_FITTER, Search, SearchConfig, write_atomic
+from .engine import BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig, write_atomic
 from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, parting, refit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -132,7 +132,8 @@ def final_report(search: Search) -> dict:
               "seconds_to_beat_expert_on_valid": s.first_beat_expert, "origin": best.origin,
               "groups": {g: {n: f.params[n] for n in as_written(law) if n in f.params}
                          for g, f in full.fits.items()},
-              "functions": list(task.functions) if task.functions is not None else None}
+              "functions": list(task.functions) if task.functions is not None else None,
+              "is_expert_form": False}
     # constants of the chosen law no data can pin down: named, the law left as chosen
     result["redundancy"] = operators.redundancy_note(
         law, train, full.fits, FitterSpec.from_dict(best.fitter), task.split.scales)
@@ -144,16 +145,21 @@ def final_report(search: Search) -> dict:
         e_law = parse_expert_law(task)
         ev, efull = refit(search, e_law, FitterSpec.from_dict(task.expert_fitter))
         efull = _scored_on_test(efull, e_law, test)
-        result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
+        e_fitter = FitterSpec.from_dict(task.expert_fitter).to_dict()
+        result["expert"] = {"law": e_law.text, "n_params": e_law.n_params, "fitter": e_fitter,
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull),
                             # False when outside the task's [grammar] functions: not a seed
                             "searched": any(d["origin"] == "seed:expert"
                                             for d in s.cache.values())}
+        # the search found no other form: only its fitter can differ (keys, so names and
+        # order do not hide it)
+        result["is_expert_form"] = law.key == e_law.key
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
         "rule": search.config.final_selection,
+        "fitter_baseline": SEARCH_FITTER.to_dict(),  # what the fitter column differs from
         "finalists": [{"law": t["entry"].law, "origin": t["entry"].origin,
                        "n_params": t["entry"].n_params, "complexity": t["entry"].complexity,
                        "valid_r2": _r(t["valid_r2"]),
@@ -167,7 +173,8 @@ def final_report(search: Search) -> dict:
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in c.passed_over]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
-    result["rows"] = {"train": len(search.train), "valid": len(search.valid),
+    # counts that do not overlap: fit + valid are all training rows
+    result["rows"] = {"fit": len(search.train) - len(search.valid), "valid": len(search.valid),
                       "test": len(test) if test is not None else 0}
     result["improvements"] = s.improvements
     result["improvements_by_proposer"] = _by_proposer(s.improvements)
@@ -271,7 +278,8 @@ def _llm_markdown(r: dict) -> str:
                       f"{i['valid_r2']:.6f} | `{'; '.join(i['law'].splitlines())}` |"
                       for i in r["improvements"])
     out = f"""
-## Improvements (each new best validation R2, and the proposer that found it)
+## Improvements (each new best whose validation NMSE is at least {BEAT_MARGIN:.0%} below the \
+last one listed, and the proposer that found it)
 
 | eval | proposer | valid R2 | law |
 |---|---|---|---|
@@ -315,10 +323,11 @@ def _selection_md(r: dict) -> str:
     if not sel.get("finalists"):
         return out + "Chosen by validation R2.\n"
     horizon = sel["rule"] == "horizon"
+    base = sel.get("fitter_baseline") or SEARCH_FITTER.to_dict()  # best.json before the key
     rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} | {f['valid_r2']} | "
                      + (f"{f['horizon_r2']} | " if horizon else f"{f['complexity']} | ")
                      + f"{f['n_params']} | {f['origin']} | `{_equations(f['law'])}` | "
-                     + f"{_fitter_edits(f.get('fitter'))} |"
+                     + f"{_fitter_edits(f.get('fitter'), base)} |"
                      for f in sel["finalists"])
     how = ("each re-scored on a longer extrapolation (fitted on the lower 60 % of each "
            "group's scales, scored on the upper 40 %, training rows only), and the best there "
@@ -334,16 +343,17 @@ The best laws by validation R2{expert}; {how}.
 |---|---|---|---|---|---|---|
 {rows}
 
-fitter: the settings that differ from the search's own (the same law text can be fitted
-several ways; blank: the search's).
+fitter: the settings that differ from the search's default fitter, \
+`{json.dumps(base)}` (the same law text can be fitted several ways; blank: none differ).
 """
 
 
-def _fitter_edits(fitter: dict | None) -> str:
-    """The FitterSpec fields that differ from the search's default, as ``name=value``."""
+def _fitter_edits(fitter: dict | None, base: dict | None = None) -> str:
+    """The FitterSpec fields that differ from ``base`` (the search's default), as
+    ``name=value``."""
     if not fitter:
         return ""
-    base = SEARCH_FITTER.to_dict()
+    base = base or SEARCH_FITTER.to_dict()
     return ", ".join(f"{k}={v}" for k, v in fitter.items() if base.get(k) != v)
 
 
@@ -399,9 +409,10 @@ def _rows_md(r: dict) -> str:
     if not n:  # a run reported by an older version
         return ""
     test = f" test R2: that refit on the {n['test']} test rows." if n["test"] else ""
-    return (f"valid R2: fitted on the other {n['train'] - n['valid']} training rows, scored on "
+    fit = n["fit"] if "fit" in n else n["train"] - n["valid"]  # older best.json: train, valid
+    return (f"valid R2: fitted on the other {fit} training rows, scored on "
             f"the {n['valid']} validation rows (what the search ranks by). train R2 and the "
-            f"constants below: refitted on all {n['train']} training rows.{test}\n")
+            f"constants below: refitted on all {fit + n['valid']} training rows.{test}\n")
 
 
 _EQUATION = re.compile(r"^\s*[A-Za-z_]\w*\s*=[^=]")
@@ -417,6 +428,18 @@ def _equations(law: str) -> str:
     return "; ".join(ln.strip() for ln in law.splitlines() if _EQUATION.match(ln))
 
 
+def _expert_form_md(r: dict) -> str:
+    """A law found with the expert law's own form reads as a discovery unless said plainly."""
+    if not r.get("is_expert_form"):
+        return ""
+    edits = _fitter_edits(r["fitter"], r["expert"].get("fitter"))
+    how = (f"the fitter: `{edits}` where the expert law row is fitted with "
+           f"`{_fitter_edits(r['expert'].get('fitter'), r['fitter'])}`" if edits else
+           "nothing: the two rows below are the same law fitted the same way")
+    return ("**This is the task's expert law.** The search found no better form than it; "
+            f"what differs is {how}.\n\n")
+
+
 def _markdown(r: dict, front: list) -> str:
     """report.md; ``front``: the complexity / accuracy front of the laws evaluated."""
     e = r.get("expert", {})
@@ -430,10 +453,10 @@ def _markdown(r: dict, front: list) -> str:
             else "this task has no test split")
     beat = r["seconds_to_beat_expert_on_valid"]
     beat = ("" if not e else
-            "the expert law, outside the task's [grammar] functions, did not seed it; "
+            "; the expert law, outside the task's [grammar] functions, did not seed it"
             if not e.get("searched", True) else
-            "never beat the expert law's validation NMSE by 1 %; " if beat is None
-            else f"beat the expert law's validation NMSE by 1 % after {beat} s; ")
+            "; never beat the expert law's validation NMSE by 1 %" if beat is None
+            else f"; beat the expert law's validation NMSE by 1 % after {beat} s")
     narrowed = ("" if r.get("functions") is None else
                 "Only laws whose functions of the features are among "
                 f"{', '.join(r['functions']) or 'none (powers and arithmetic)'} were searched "
@@ -448,7 +471,8 @@ def _markdown(r: dict, front: list) -> str:
     plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
              "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
              "(by scale).")
-    note = f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
+    note = _expert_form_md(r)
+    note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     if r.get("found_as"):  # the search's own text, and why the report shows another
         was = r["found_as"]
         consts = [x for x in was["folded"] if is_name(x.split(" = ")[0])]
@@ -484,9 +508,9 @@ def _markdown(r: dict, front: list) -> str:
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
 {_rows_md(r)}
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
-duplicate proposals skipped {r['cache_hit_rate']:.1%}; {beat}
-the law chosen came from {r['origin']}.{stopped}
-{narrowed}Fitter: `{json.dumps(r['fitter'])}`.
+duplicate proposals skipped {r['cache_hit_rate']:.1%}{beat}.
+The law chosen came from {r['origin']}.{stopped}
+{narrowed}Fitter of the law chosen: `{json.dumps(r['fitter'])}`.
 
 {_selection_md(r)}
 {_parting_md(r)}## Constants per group
@@ -544,6 +568,17 @@ def saved_config(run_dir: Path) -> SearchConfig:
         return SearchConfig(**saved)
     except (TypeError, ValueError) as exc:
         raise HybridSLDError(f"cannot resume {run_dir}: {path} is damaged ({exc})") from None
+
+
+def _finished_note(search: Search) -> str:
+    """What resuming a finished run did, and how to search further (resume keeps the cap)."""
+    cfg, s = search.config, search.state
+    spent = (f"{s.evals} evaluations of its --max-evals {cfg.max_evals}"
+             if cfg.max_evals is not None and s.evals >= cfg.max_evals else
+             f"{s.elapsed:.1f} s of search of its --budget {cfg.budget_seconds:g} s")
+    return (f"note: {search.run_dir} had already finished ({spent}): nothing was searched, its "
+            "report was written again from the same results. To search further, start a new "
+            "run: --resume keeps a run's settings, its --max-evals and --budget among them")
 
 
 @contextmanager
@@ -605,6 +640,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
                 search.save()
             if llm:  # new settings: the LLM's part, ended or idle, starts afresh
                 search.state.llm_ended, search.state.llm_idle = "", 0
+            if search._done():  # else a user who asked for more reads the old result as new
+                print(_finished_note(search), file=sys.stderr)
         try:
             with search.stop_signals():  # held through the report: a first Ctrl-C there waits
                 search.run()
