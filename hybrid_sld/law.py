@@ -311,8 +311,14 @@ def _normalize(target: str, expr: sp.Expr, symbols: dict) -> sp.Expr:
             return expr
         if new == expr:
             break
+        if new.free_symbols - expr.free_symbols:  # a name the printer made: I for i, as in
+            raise _NotReal  # sqrt(x/3 - x), printed I*sqrt(6*x)/3, a law of no real value
         expr = new
     return expr
+
+
+class _NotReal(Exception):
+    """The law's printed form holds sympy's imaginary unit."""
 
 
 def parse_law(text: str, features, targets=None, *, param_cap: int | None = None,
@@ -355,7 +361,11 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
             if any(n >= 10**300 or float(n) >= 1e300 for n in big):
                 raise err(f"the expression for {target!r} has a constant out of range", line, col)
             if stage == 0:
-                expr = _normalize(target, expr, symbols)
+                try:
+                    expr = _normalize(target, expr, symbols)
+                except _NotReal:
+                    raise err(f"the expression for {target!r} is a complex number (root or "
+                              "log of a negative expression?)", line, col) from None
         exprs.append((target, expr))
     if targets is not None and set(targets) - seen:
         missing = [t for t in targets if t not in seen]

@@ -590,3 +590,25 @@ def test_a_coefficient_named_after_the_feature_it_multiplies():
     assert "A_tokens" in law.param_names
     with pytest.raises(LawError, match="'n_tokens' looks like a misspelt feature 'tokens'"):
         parse_law("y = E + A*n_tokens^(-a)", ["num_params", "tokens"])  # tokens unused: a slip
+
+
+def test_a_law_whose_printed_form_is_imaginary_is_refused():
+    """sqrt(x/3 - x) prints as I*sqrt(6)*sqrt(x)/3, whose I read back as a stray name (a fresh
+    hypothesis draw: the key changed on the round trip)."""
+    with pytest.raises(LawSyntaxError, match="the expression for 'y' is a complex number"):
+        parse_law("y = sqrt((10000000000000e-15)^N/3 - (10000000000000e-15)^N)", FEATURES)
+    assert parse_law("y = a*sqrt(-x) + b", FEATURES).text == "y = b + a*sqrt(-x)"  # may be real
+
+
+# Edge cases fresh hypothesis draws found (HYPOTHESIS_PROFILE=explore), not yet mended.
+KNOWN_DRAWS = [
+    # tanh(b - a) is held as -tanh(a - b): which way depends on the names' order, so renaming
+    # the constants of tanh(q0 - q1) changes its key (a law the search would tidy to tanh(a))
+    ("y = tanh(q0 - q1)", "y = tanh(N_ - E)"),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="known: sympy's sign convention for odd functions")
+@pytest.mark.parametrize("text, renamed", KNOWN_DRAWS)
+def test_known_draws_rename_to_the_same_key(text, renamed):
+    assert parse_law(text, FEATURES).key == parse_law(renamed, FEATURES).key
