@@ -353,6 +353,28 @@ def test_a_constant_named_like_a_feature_is_sent_back(server, tmp_path):
     assert ok.valid and "coef_tokens" in ok.text  # beside the feature it names: a coefficient
 
 
+def test_a_features_symbol_or_an_unlisted_name_is_sent_back_not_fitted(server, tmp_path):
+    # N (num_params' symbol) was fitted as a constant: loss = E + A*N^(-a) collapsed to E, valid
+    p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10, repairs=3)
+    server.script = [proposal("loss = E + A*N^(-a)", ["A > 0"]),
+                     proposal("loss = E + A*model_size^(-a)", ["A > 0"]),
+                     proposal("loss = E + A*num_params^(-a) + B*Dtok^(-b)", ["A", "a", "B", "b", "E"]),
+                     proposal("loss = E + A*num_params^(-a) + B*tokens^(-b)", ["A", "a", "B", "b", "E"])]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=4)
+    repairs = [r["messages"][-1]["content"] for r in server.requests[1:4]]
+    assert "'N' is this task's symbol for the feature num_params" in repairs[0]
+    assert "'model_size' is neither a feature of this task nor in \"params\"" in repairs[1]
+    assert "'Dtok' is neither a feature" in repairs[2] and "num_params, tokens" in repairs[2]
+    assert ok.valid and ok.calls == 4
+    # in a run, such a reply is an invalid proposal and its reason is in the next prompt
+    server.responder = lambda body, n: {"content": proposal("loss = E + A*N^(-a)", ["A > 0"])}
+    cfg = SearchConfig(task="kaplan_demo", max_evals=40, batch_size=2, proposer="llm",
+                       llm=_settings(server, max_calls=4, concurrency=1, repairs=0))
+    res = discover(cfg, out=tmp_path)
+    assert res["llm"]["valid"] == 0 and res["llm"]["invalid"] == 4
+    assert "N' is this task's symbol" in server.requests[-1]["messages"][-1]["content"]
+
+
 def test_cli_hybrid_run(task_file, server, tmp_path):
     env = os.environ | {"MY_KEY": SECRET}
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),

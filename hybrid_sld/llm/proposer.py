@@ -54,6 +54,39 @@ def _feature_like(name: str, features) -> bool:
     return any(mine & words(f) for f in features)
 
 
+def _reads_like_data(name: str) -> bool:
+    """Whether a constant's name is two or more words (model_size, num_tokens): the name of a
+    quantity, as an LLM writes a feature it assumes, not a constant's (alpha_N, N_c, coef)."""
+    from sympy.printing.latex import greek_letters_set
+    words = [w for w in re.split(r"_|\d+", name) if w]
+    return len(words) >= 2 and all(len(w) >= 3 and w.lower() not in greek_letters_set
+                                   for w in words)
+
+
+def _invented(parsed, task, params: list) -> str:
+    """Why a constant of the law is a name the LLM meant as data, or "": a feature's LaTeX
+    symbol (N for num_params), or, where "params" names the constants (a bare name in the
+    list) or the name reads like a quantity, one that "params" does not mention. Such a name
+    would be fitted per group: the law would quietly drop what the model meant it to vary with."""
+    from ..export import symbol_lookalikes, task_symbols
+    feats = ", ".join(task.feature_names)
+    like = symbol_lookalikes(parsed.param_names, task_symbols(task))
+    if like:
+        name, feat = like[0]
+        return (f"{name!r} is this task's symbol for the feature {feat}, but law text names a "
+                f"feature in full, so {name} would be a fitted constant; write {feat} (the "
+                f"features are {feats}), or give the constant another name")
+    listed = {w for p in params for w in re.findall(r"(?<![\w.])[A-Za-z_]\w*", str(p))}
+    named = any(str(p).strip().isidentifier() for p in params)
+    odd = [n for n in parsed.param_names
+           if n not in listed and (named or _reads_like_data(n))]
+    if odd:
+        return (f"{odd[0]!r} is neither a feature of this task nor in \"params\", so it would be "
+                f"a fitted constant; the features are {feats}, written exactly so; list every "
+                "constant of the law in \"params\"")
+    return ""
+
+
 def template(name: str) -> Template:
     res = importlib.resources.files("hybrid_sld.llm") / "prompts" / f"{name}.txt"
     return Template(res.read_text())
@@ -219,6 +252,9 @@ class LLMProposer:
                 f"{odd[0]!r} is not a feature of this task, so it would be a fitted constant; "
                 f"the features are {', '.join(self.task.feature_names)}, written exactly so; "
                 "give constants short names (A, alpha, p1)")
+        invented = _invented(parsed, self.task, params)
+        if invented:
+            raise HybridSLDError(invented)
         try:  # the reply is repaired like a syntax error
             check_functions(parsed, self.task.functions)
         except LawError:
