@@ -231,6 +231,31 @@ def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file,
     assert time.perf_counter() - t0 < 10
 
 
+def test_calls_cut_short_by_the_runs_budget_end_it_as_a_budget_not_an_endpoint_failure(
+        task_file, server, tmp_path):
+    # they read "stopped early: ... (the endpoint failed: APITimeoutError)", exit 1, uncounted
+    server.latency = 6.0  # a healthy but slow endpoint: every call outlasts the run's budget
+    cfg = SearchConfig(task=str(task_file), budget_seconds=2.0, batch_size=4, proposer="llm",
+                       llm=_settings(server, max_calls=20, concurrency=2))
+    res = discover(cfg, out=tmp_path)
+    assert "--budget ended while LLM calls were waiting" in res["stop_reason"]
+    assert res["stop_error"] is False and "endpoint failed" not in res["stop_reason"]
+    assert res["llm"]["calls"] == 0 and res["llm"]["cut_short"] >= 1
+    report = (Path(res["run_dir"]) / "report.md").read_text()
+    assert "cut short when the run's --budget ended, not counted" in report
+    time.sleep(4.5)  # let the late replies finish before the server stops
+
+
+def test_a_real_timeout_names_llm_timeout_and_no_doubled_full_stop(task_file, server, tmp_path):
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, timeout=1.0, retries=0)
+    server.faults = [{"delay": 2.0}]
+    with pytest.raises(LLMStop) as info:
+        p.client.complete(p.messages("hello"), seq=0)
+    msg = str(info.value)
+    assert "no reply within --llm-timeout 1 s" in msg and ".." not in msg
+    time.sleep(1.1)  # let the late reply finish before the server stops
+
+
 def test_unsupported_parameters_are_dropped_and_reasoning_models(task_file, server, tmp_path):
     p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 400, "param": "temperature", "message": "Unsupported value: 'temperature'"},

@@ -21,7 +21,7 @@ from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..grammar import is_name
 from ..law import parse_expert_law
-from ..llm.budget import usage_note
+from ..llm.budget import cut_short_note, usage_note
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
@@ -185,7 +185,8 @@ def final_report(search: Search) -> dict:
                          "calls": c["calls"], "prompt_tokens": c["prompt_tokens"],
                          "completion_tokens": c["completion_tokens"],
                          "usd": c["usd"] if search.budget.price else None,
-                         "usage_missing": c["usage_missing"], "proposals": c["proposals"],
+                         "usage_missing": c["usage_missing"], "cut_short": c.get("cut_short", 0),
+                         "proposals": c["proposals"],
                          "valid": c["valid"], "invalid": c["invalid"], "repairs": c["repairs"],
                          "duplicates": c["duplicates"],
                          "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
@@ -282,6 +283,8 @@ def _llm_markdown(r: dict) -> str:
         usd = "n/a (no price for this model)" if llm["usd"] is None else f"${llm['usd']:.4f}"
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.1%}"
         guessed = f" ({usage_note(llm['usage_missing'])})" if llm.get("usage_missing") else ""
+        if llm.get("cut_short"):
+            guessed += f" ({cut_short_note(llm['cut_short'])})"
         out += f"""
 ## LLM proposer
 
@@ -442,7 +445,8 @@ def _markdown(r: dict, front: list) -> str:
                        for g, p in r["groups"].items())
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{_equations(x.law)}` |"
                       for x in front[-15:])
-    stopped = f"\n\n**Stopped early:** {r['stop_reason']}." if r.get("stop_reason") else ""
+    stopped = (f"\n\n**Stopped early:** {r['stop_reason'].rstrip('.')}."
+               if r.get("stop_reason") else "")
     if r.get("llm_ended"):
         stopped += f"\n\nLLM proposals ended ({r['llm_ended']}); the grammar proposer went on."
     plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
