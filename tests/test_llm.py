@@ -474,6 +474,29 @@ def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tm
         assert reason in res["llm_ended"] and res["evals"] == 30 and res["stop_reason"] is None
 
 
+def test_a_run_with_no_usable_reply_says_why_and_that_the_law_is_a_seed(server, tmp_path):
+    # it said only "0% valid" and "gave no new law"; the reasons were in llm.jsonl alone
+    import itertools
+    over_cap = proposal("loss = A + B*num_params^a + C*tokens^b + D/num_params + F/tokens + G")
+    turn = itertools.count()
+    server.responder = lambda body, n: {"content": over_cap if next(turn) % 3 else "no idea"}
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", "kaplan_demo",
+                        "--proposer", "llm", "--base-url", server.url, "--max-evals", "20",
+                        "--batch-size", "4", "--max-calls", "9", "--concurrency", "1",
+                        "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"},
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("LLM:")][0]
+    assert "rejected: over the parameter cap (" in line  # the commonest first
+    assert 'no JSON object with a "law" field (' in line
+    assert "the law reported is the expert law: nothing the LLM proposed validated better" in line
+    run = re.search(r"run directory (\S+)", r.stdout).group(1)
+    report = (Path(run) / "report.md").read_text()
+    assert 'Rejected: over the parameter cap (3), no JSON object with a "law" field (1)' in report
+    assert "The law reported is the expert law" in report
+
+
 def test_a_run_stopped_by_its_call_budget_resumes_with_a_larger_one(task_file, server, tmp_path):
     cfg = SearchConfig(task=str(task_file), max_evals=60, batch_size=4, proposer="llm",
                        llm=_settings(server, max_calls=3, concurrency=1))

@@ -114,6 +114,26 @@ def parse_reply(text: str) -> dict:
     raise HybridSLDError("the reply holds no JSON object with a \"law\" field")
 
 
+REJECTIONS = (  # (what a reason says, its short name in the report's tally)
+    ("no JSON object", 'no JSON object with a "law" field'),
+    ("cut off at the limit", "cut off at --call-tokens"),
+    ("this task allows at most", "over the parameter cap"),
+    ("not a feature of this task", "a feature misnamed as a constant"),
+    ("neither a feature of this task", "a feature misnamed as a constant"),
+    ("symbol for the feature", "a feature misnamed as a constant"),
+    ("[grammar]", "a function the task leaves out"),
+    (", column ", "law text that does not parse"),
+)
+
+
+def rejection_kind(error: str) -> str:
+    """A rejection reason without its particulars, so that like reasons are counted together."""
+    for said, kind in REJECTIONS:
+        if said in error:
+            return kind
+    return error.splitlines()[0][:60] if error else "invalid"
+
+
 def _g(x: float) -> str:
     return f"{x:.4g}"
 

@@ -189,6 +189,9 @@ def final_report(search: Search) -> dict:
                          "proposals": c["proposals"],
                          "valid": c["valid"], "invalid": c["invalid"], "repairs": c["repairs"],
                          "duplicates": c["duplicates"],
+                         "rejected": dict(sorted((c.get("rejected") or {}).items(),
+                                                 key=lambda kv: -kv[1])),
+                         "seed_reported": best.origin if best.origin.startswith("seed") else None,
                          "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
                          "replay": st.replay}
     from ..export import latex_document_fragment
@@ -292,6 +295,24 @@ Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replay
 {llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}{guessed}.
 {llm['proposals']} proposals, {llm['valid']} valid ({rate}) after {llm['repairs']} repair calls; {llm['duplicates']} duplicates skipped.
 """
+        notes = llm_notes(llm)
+        if notes:
+            out += "\n" + "\n".join(n[0].upper() + n[1:] + "." for n in notes) + "\n"
+    return out
+
+
+def llm_notes(llm: dict) -> list[str]:
+    """Why the LLM's proposals gave no new law (the commonest reasons, from llm.jsonl's
+    replies), and that the law reported is a seed when nothing the LLM proposed beat it."""
+    out = []
+    top = list((llm.get("rejected") or {}).items())[:3]
+    if top:
+        out.append("rejected: " + ", ".join(f"{k} ({n})" for k, n in top))
+    seed = llm.get("seed_reported")
+    if seed:
+        what = ("the expert law" if seed == "seed:expert" else
+                f"one of the search's starting laws ({seed})")
+        out.append(f"the law reported is {what}: nothing the LLM proposed validated better")
     return out
 
 
