@@ -498,6 +498,10 @@ def test_a_run_with_no_usable_reply_says_why_and_that_the_law_is_a_seed(server, 
 
 
 def test_a_run_stopped_by_its_call_budget_resumes_with_a_larger_one(task_file, server, tmp_path):
+    import itertools
+    from openai_server import LAWS
+    turn = itertools.count()  # each call a new law, whatever the prompt's wording
+    server.responder = lambda body, n: {"content": proposal(*LAWS[next(turn) % len(LAWS)])}
     cfg = SearchConfig(task=str(task_file), max_evals=60, batch_size=4, proposer="llm",
                        llm=_settings(server, max_calls=3, concurrency=1))
     first = discover(cfg, out=tmp_path)
@@ -578,6 +582,20 @@ def test_a_function_of_a_feature_that_is_constant_on_the_rows_is_folded_first(ta
     assert ok.valid and ok.calls == 1
     bad = p.propose(p.user_message(None, []), seq=1, allowed_calls=1)
     assert not bad.valid and "uses tanh of a feature" in bad.error
+
+
+def test_the_demo_prompt_does_not_hand_the_model_its_generating_law(server, tmp_path):
+    # the description, which prompts quote, held L(N, D) = ((N_c/N)^(alpha_N/alpha_D) + ...
+    from hybrid_sld.law import parse_expert_law
+    p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10)
+    user = p.user_message(None, [])
+    for name in parse_expert_law(p.task).param_names:
+        assert not re.search(rf"(?<!\w){name}(?!\w)", user), name
+    assert "Kaplan et al. 2020" in p.task.description  # where the data come from, still said
+    # the first batch has no law listed: nothing "above" to beat
+    assert "beat the best valid R2 above" not in user
+    assert user.endswith("No law has been evaluated yet: propose the law and fitter you "
+                         "consider most likely to extrapolate well to larger scales.")
 
 
 @pytest.mark.parametrize("name", builtin_task_names())

@@ -166,6 +166,9 @@ class LLMProposer:
             reply_shape=shape, param_cap=task.param_cap, functions=_functions_help(task),
             fitter_help=template("fitter").template.strip() if coevolve else "").strip()
         self.mode_text = template("mode_" + settings.mode.replace("-", "_")).template.strip()
+        # before any law is evaluated there is no best R2 above to beat
+        self.first_text = template("mode_first").substitute(
+            fitter=" and fitter" if coevolve else "").strip()
 
     # -- prompt -------------------------------------------------------------------------------
     def _stats(self) -> str:
@@ -246,7 +249,8 @@ class LLMProposer:
             name=task.name, description=task.description.strip(), features=feats,
             targets=", ".join(task.targets), groups=len(self.train.group_names),
             n_rows=len(self.train), validation=task.split.describe(), stats=self._stats(),
-            archive=arch, failures=fail, instruction=self.mode_text).strip()
+            archive=arch, failures=fail, instruction=self.mode_text if arch or
+            self.settings.mode == "best-of-n" else self.first_text).strip()
 
     def messages(self, user: str) -> list[dict]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
