@@ -368,8 +368,10 @@ def cmd_discover(args):
     if llm:
         usd = "USD n/a" if llm["usd"] is None else f"${llm['usd']:.4f}"
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.0%}"
+        from .search.run import llm_notes
+        notes = "".join(f"; {n}" for n in llm_notes(llm))
         print(f"LLM: {llm['calls']} calls, {llm['prompt_tokens'] + llm['completion_tokens']} "
-              f"tokens, {usd}; {llm['proposals']} proposals, {rate} valid")
+              f"tokens, {usd}; {llm['proposals']} proposals, {rate} valid{notes}")
     return status  # a stop_reason went to stderr
 
 

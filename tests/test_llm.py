@@ -231,6 +231,31 @@ def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file,
     assert time.perf_counter() - t0 < 10
 
 
+def test_calls_cut_short_by_the_runs_budget_end_it_as_a_budget_not_an_endpoint_failure(
+        task_file, server, tmp_path):
+    # they read "stopped early: ... (the endpoint failed: APITimeoutError)", exit 1, uncounted
+    server.latency = 6.0  # a healthy but slow endpoint: every call outlasts the run's budget
+    cfg = SearchConfig(task=str(task_file), budget_seconds=2.0, batch_size=4, proposer="llm",
+                       llm=_settings(server, max_calls=20, concurrency=2))
+    res = discover(cfg, out=tmp_path)
+    assert "--budget ended while LLM calls were waiting" in res["stop_reason"]
+    assert res["stop_error"] is False and "endpoint failed" not in res["stop_reason"]
+    assert res["llm"]["calls"] == 0 and res["llm"]["cut_short"] >= 1
+    report = (Path(res["run_dir"]) / "report.md").read_text()
+    assert "cut short when the run's --budget ended, not counted" in report
+    time.sleep(4.5)  # let the late replies finish before the server stops
+
+
+def test_a_real_timeout_names_llm_timeout_and_no_doubled_full_stop(task_file, server, tmp_path):
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, timeout=1.0, retries=0)
+    server.faults = [{"delay": 2.0}]
+    with pytest.raises(LLMStop) as info:
+        p.client.complete(p.messages("hello"), seq=0)
+    msg = str(info.value)
+    assert "no reply within --llm-timeout 1 s" in msg and ".." not in msg
+    time.sleep(1.1)  # let the late reply finish before the server stops
+
+
 def test_unsupported_parameters_are_dropped_and_reasoning_models(task_file, server, tmp_path):
     p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 400, "param": "temperature", "message": "Unsupported value: 'temperature'"},
@@ -353,6 +378,28 @@ def test_a_constant_named_like_a_feature_is_sent_back(server, tmp_path):
     assert ok.valid and "coef_tokens" in ok.text  # beside the feature it names: a coefficient
 
 
+def test_a_features_symbol_or_an_unlisted_name_is_sent_back_not_fitted(server, tmp_path):
+    # N (num_params' symbol) was fitted as a constant: loss = E + A*N^(-a) collapsed to E, valid
+    p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10, repairs=3)
+    server.script = [proposal("loss = E + A*N^(-a)", ["A > 0"]),
+                     proposal("loss = E + A*model_size^(-a)", ["A > 0"]),
+                     proposal("loss = E + A*num_params^(-a) + B*Dtok^(-b)", ["A", "a", "B", "b", "E"]),
+                     proposal("loss = E + A*num_params^(-a) + B*tokens^(-b)", ["A", "a", "B", "b", "E"])]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=4)
+    repairs = [r["messages"][-1]["content"] for r in server.requests[1:4]]
+    assert "'N' is this task's symbol for the feature num_params" in repairs[0]
+    assert "'model_size' is neither a feature of this task nor in \"params\"" in repairs[1]
+    assert "'Dtok' is neither a feature" in repairs[2] and "num_params, tokens" in repairs[2]
+    assert ok.valid and ok.calls == 4
+    # in a run, such a reply is an invalid proposal and its reason is in the next prompt
+    server.responder = lambda body, n: {"content": proposal("loss = E + A*N^(-a)", ["A > 0"])}
+    cfg = SearchConfig(task="kaplan_demo", max_evals=40, batch_size=2, proposer="llm",
+                       llm=_settings(server, max_calls=4, concurrency=1, repairs=0))
+    res = discover(cfg, out=tmp_path)
+    assert res["llm"]["valid"] == 0 and res["llm"]["invalid"] == 4
+    assert "N' is this task's symbol" in server.requests[-1]["messages"][-1]["content"]
+
+
 def test_cli_hybrid_run(task_file, server, tmp_path):
     env = os.environ | {"MY_KEY": SECRET}
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
@@ -427,7 +474,34 @@ def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tm
         assert reason in res["llm_ended"] and res["evals"] == 30 and res["stop_reason"] is None
 
 
+def test_a_run_with_no_usable_reply_says_why_and_that_the_law_is_a_seed(server, tmp_path):
+    # it said only "0% valid" and "gave no new law"; the reasons were in llm.jsonl alone
+    import itertools
+    over_cap = proposal("loss = A + B*num_params^a + C*tokens^b + D/num_params + F/tokens + G")
+    turn = itertools.count()
+    server.responder = lambda body, n: {"content": over_cap if next(turn) % 3 else "no idea"}
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", "kaplan_demo",
+                        "--proposer", "llm", "--base-url", server.url, "--max-evals", "20",
+                        "--batch-size", "4", "--max-calls", "9", "--concurrency", "1",
+                        "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"},
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("LLM:")][0]
+    assert "rejected: over the parameter cap (" in line  # the commonest first
+    assert 'no JSON object with a "law" field (' in line
+    assert "the law reported is the expert law: nothing the LLM proposed validated better" in line
+    run = re.search(r"run directory (\S+)", r.stdout).group(1)
+    report = (Path(run) / "report.md").read_text()
+    assert 'Rejected: over the parameter cap (3), no JSON object with a "law" field (1)' in report
+    assert "The law reported is the expert law" in report
+
+
 def test_a_run_stopped_by_its_call_budget_resumes_with_a_larger_one(task_file, server, tmp_path):
+    import itertools
+    from openai_server import LAWS
+    turn = itertools.count()  # each call a new law, whatever the prompt's wording
+    server.responder = lambda body, n: {"content": proposal(*LAWS[next(turn) % len(LAWS)])}
     cfg = SearchConfig(task=str(task_file), max_evals=60, batch_size=4, proposer="llm",
                        llm=_settings(server, max_calls=3, concurrency=1))
     first = discover(cfg, out=tmp_path)
@@ -508,6 +582,20 @@ def test_a_function_of_a_feature_that_is_constant_on_the_rows_is_folded_first(ta
     assert ok.valid and ok.calls == 1
     bad = p.propose(p.user_message(None, []), seq=1, allowed_calls=1)
     assert not bad.valid and "uses tanh of a feature" in bad.error
+
+
+def test_the_demo_prompt_does_not_hand_the_model_its_generating_law(server, tmp_path):
+    # the description, which prompts quote, held L(N, D) = ((N_c/N)^(alpha_N/alpha_D) + ...
+    from hybrid_sld.law import parse_expert_law
+    p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10)
+    user = p.user_message(None, [])
+    for name in parse_expert_law(p.task).param_names:
+        assert not re.search(rf"(?<!\w){name}(?!\w)", user), name
+    assert "Kaplan et al. 2020" in p.task.description  # where the data come from, still said
+    # the first batch has no law listed: nothing "above" to beat
+    assert "beat the best valid R2 above" not in user
+    assert user.endswith("No law has been evaluated yet: propose the law and fitter you "
+                         "consider most likely to extrapolate well to larger scales.")
 
 
 @pytest.mark.parametrize("name", builtin_task_names())

@@ -24,7 +24,7 @@ PRICES = {
     "gpt-5": (1.25, 10.00), "gpt-5-mini": (0.25, 2.00), "gpt-5-nano": (0.05, 0.40),
 }
 
-SPEND_KEYS = ("calls", "prompt_tokens", "completion_tokens", "usd", "usage_missing")
+SPEND_KEYS = ("calls", "prompt_tokens", "completion_tokens", "usd", "usage_missing", "cut_short")
 
 
 class LLMStop(HybridSLDError):
@@ -46,6 +46,12 @@ class Unproductive(BudgetExhausted):
 def usage_note(missing: int) -> str:
     """Why token counts are not all measured: said wherever they are printed."""
     return f"{missing} of the calls reported no usage: their tokens are estimated as characters / 4"
+
+
+def cut_short_note(n: int) -> str:
+    """Calls the run's --budget ended in flight: said beside the spend, which leaves them out."""
+    return (f"{n} call{'s' * (n != 1)} cut short when the run's --budget ended, not counted "
+            "(no reply, so no usage; the endpoint may still bill their prompts)")
 
 
 def price_of(model: str, override=None) -> tuple[float, float] | None:
@@ -86,6 +92,11 @@ class Budget:
             if self.price:
                 s["usd"] = round(s["usd"] + (p * self.price[0] + c * self.price[1]) / 1e6, 8)
 
+    def cut_short(self) -> None:
+        """One call the run's --budget ended before its reply: no usage, so not in the spend."""
+        with self._lock:
+            self.spend["cut_short"] = self.spend.get("cut_short", 0) + 1  # older checkpoints
+
     def allot(self, n: int, per_proposal: int) -> list[int]:
         """Calls allowed for each of up to ``n`` proposals; raises BudgetExhausted when none."""
         s = self.spend
@@ -118,5 +129,7 @@ class Budget:
         s = self.spend
         usd = f"${s['usd']:.4f}" if self.price else "USD n/a (no price for this model)"
         guessed = f"; {usage_note(s['usage_missing'])}" if s["usage_missing"] else ""
+        if s.get("cut_short"):
+            guessed += f"; {cut_short_note(s['cut_short'])}"
         return (f"{s['calls']} LLM calls, {self.tokens} tokens ({s['prompt_tokens']} prompt + "
                 f"{s['completion_tokens']} completion), {usd}{guessed}")

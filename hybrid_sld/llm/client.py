@@ -127,7 +127,7 @@ class LLMClient:
         self.dropped: set[str] = set()
         self.completion_param = "max_completion_tokens" if settings.reasoning else "max_tokens"
         self._swapped = False
-        self._dead = ""
+        self._dead: LLMStop | None = None
         self._jitter = random.Random()  # delays only; never touches results
         self._openai = None
         self._cancel = threading.Event()  # set on Ctrl-C: calls backing off give up at once
@@ -167,11 +167,11 @@ class LLMClient:
             raise LLMStop(f"replay: {self.settings.replay} holds no response for call {seq} "
                           "(the replayed run asked for more, or its settings differ)")
         if self._dead:  # another call already found the endpoint gone: do not retry again
-            raise LLMStop(self._dead)
+            raise type(self._dead)(str(self._dead))
         try:
             resp, params = self._call(messages, key, seq)
-        except LLMStop as exc:
-            self._dead = str(exc)
+        except LLMStop as exc:  # kept as it is: a spent budget is no endpoint failure
+            self._dead = exc
             raise
         self.recorder.write("exchange", key=key, seq=seq, replayed=False,
                             request={"model": self.settings.model, "messages": messages,
@@ -231,6 +231,17 @@ class LLMClient:
                 else:
                     self.dropped.add(bad)
                 continue  # the changed request is retried once per parameter
+            except openai.APITimeoutError as exc:
+                if timeout < s.timeout:  # cut at the run's --budget: the budget ended, not the endpoint
+                    self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=None,
+                                        error="cut short: the run's --budget ended",
+                                        seconds=round(time.perf_counter() - t0, 3))
+                    self.budget.cut_short()
+                    raise BudgetExhausted("the run's --budget ended while LLM calls were waiting "
+                                          "for replies") from None
+                self._failed(exc, key, seq, attempt, t0, "the endpoint failed")
+                attempt += 1
+                continue
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
                     openai.APIStatusError) as exc:
                 self._failed(exc, key, seq, attempt, t0, "the endpoint failed",
@@ -254,8 +265,12 @@ class LLMClient:
         if status is not None and status not in (408, 409, 429) and status < 500:
             raise LLMStop(f"the endpoint refused the request ({status}): {exc}") from None
         if attempt >= self.settings.retries:
+            import openai
+            hint = (f" (no reply within --llm-timeout {self.settings.timeout:g} s; a slow model "
+                    "or server may need a larger one)"
+                    if isinstance(exc, openai.APITimeoutError) else "")
             raise LLMStop(f"{what} {attempt + 1} times in a row, last: {type(exc).__name__}: "
-                          f"{exc}") from None
+                          f"{str(exc).rstrip('.')}{hint}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
             raise BudgetExhausted(f"the run's --budget ends before the endpoint can be asked "

@@ -54,6 +54,39 @@ def _feature_like(name: str, features) -> bool:
     return any(mine & words(f) for f in features)
 
 
+def _reads_like_data(name: str) -> bool:
+    """Whether a constant's name is two or more words (model_size, num_tokens): the name of a
+    quantity, as an LLM writes a feature it assumes, not a constant's (alpha_N, N_c, coef)."""
+    from sympy.printing.latex import greek_letters_set
+    words = [w for w in re.split(r"_|\d+", name) if w]
+    return len(words) >= 2 and all(len(w) >= 3 and w.lower() not in greek_letters_set
+                                   for w in words)
+
+
+def _invented(parsed, task, params: list) -> str:
+    """Why a constant of the law is a name the LLM meant as data, or "": a feature's LaTeX
+    symbol (N for num_params), or, where "params" names the constants (a bare name in the
+    list) or the name reads like a quantity, one that "params" does not mention. Such a name
+    would be fitted per group: the law would quietly drop what the model meant it to vary with."""
+    from ..export import symbol_lookalikes, task_symbols
+    feats = ", ".join(task.feature_names)
+    like = symbol_lookalikes(parsed.param_names, task_symbols(task))
+    if like:
+        name, feat = like[0]
+        return (f"{name!r} is this task's symbol for the feature {feat}, but law text names a "
+                f"feature in full, so {name} would be a fitted constant; write {feat} (the "
+                f"features are {feats}), or give the constant another name")
+    listed = {w for p in params for w in re.findall(r"(?<![\w.])[A-Za-z_]\w*", str(p))}
+    named = any(str(p).strip().isidentifier() for p in params)
+    odd = [n for n in parsed.param_names
+           if n not in listed and (named or _reads_like_data(n))]
+    if odd:
+        return (f"{odd[0]!r} is neither a feature of this task nor in \"params\", so it would be "
+                f"a fitted constant; the features are {feats}, written exactly so; list every "
+                "constant of the law in \"params\"")
+    return ""
+
+
 def template(name: str) -> Template:
     res = importlib.resources.files("hybrid_sld.llm") / "prompts" / f"{name}.txt"
     return Template(res.read_text())
@@ -79,6 +112,26 @@ def parse_reply(text: str) -> dict:
         if isinstance(obj, dict) and "law" in obj:
             return obj
     raise HybridSLDError("the reply holds no JSON object with a \"law\" field")
+
+
+REJECTIONS = (  # (what a reason says, its short name in the report's tally)
+    ("no JSON object", 'no JSON object with a "law" field'),
+    ("cut off at the limit", "cut off at --call-tokens"),
+    ("this task allows at most", "over the parameter cap"),
+    ("not a feature of this task", "a feature misnamed as a constant"),
+    ("neither a feature of this task", "a feature misnamed as a constant"),
+    ("symbol for the feature", "a feature misnamed as a constant"),
+    ("[grammar]", "a function the task leaves out"),
+    (", column ", "law text that does not parse"),
+)
+
+
+def rejection_kind(error: str) -> str:
+    """A rejection reason without its particulars, so that like reasons are counted together."""
+    for said, kind in REJECTIONS:
+        if said in error:
+            return kind
+    return error.splitlines()[0][:60] if error else "invalid"
 
 
 def _g(x: float) -> str:
@@ -113,6 +166,9 @@ class LLMProposer:
             reply_shape=shape, param_cap=task.param_cap, functions=_functions_help(task),
             fitter_help=template("fitter").template.strip() if coevolve else "").strip()
         self.mode_text = template("mode_" + settings.mode.replace("-", "_")).template.strip()
+        # before any law is evaluated there is no best R2 above to beat
+        self.first_text = template("mode_first").substitute(
+            fitter=" and fitter" if coevolve else "").strip()
 
     # -- prompt -------------------------------------------------------------------------------
     def _stats(self) -> str:
@@ -193,7 +249,8 @@ class LLMProposer:
             name=task.name, description=task.description.strip(), features=feats,
             targets=", ".join(task.targets), groups=len(self.train.group_names),
             n_rows=len(self.train), validation=task.split.describe(), stats=self._stats(),
-            archive=arch, failures=fail, instruction=self.mode_text).strip()
+            archive=arch, failures=fail, instruction=self.mode_text if arch or
+            self.settings.mode == "best-of-n" else self.first_text).strip()
 
     def messages(self, user: str) -> list[dict]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
@@ -219,6 +276,9 @@ class LLMProposer:
                 f"{odd[0]!r} is not a feature of this task, so it would be a fitted constant; "
                 f"the features are {', '.join(self.task.feature_names)}, written exactly so; "
                 "give constants short names (A, alpha, p1)")
+        invented = _invented(parsed, self.task, params)
+        if invented:
+            raise HybridSLDError(invented)
         try:  # the reply is repaired like a syntax error
             check_functions(parsed, self.task.functions)
         except LawError:

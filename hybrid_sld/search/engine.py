@@ -684,9 +684,15 @@ class Search:
         f.append([(law or "").strip().splitlines()[0] if (law or "").strip() else "", message])
         del f[:-10]
 
+    def _reject(self, kind: str) -> None:
+        """Count an LLM proposal that gave no new law by why, for the report's tally."""
+        tally = self.state.llm.setdefault("rejected", {})
+        tally[kind] = tally.get(kind, 0) + 1
+
     def _llm_proposals(self, slots: list[int], pending: set, threads) -> list:
         """(slot, candidate) pairs for a batch's LLM slots, asked for all at once."""
         from ..llm.budget import LLMStop
+        from ..llm.proposer import rejection_kind
         s, c = self.state, self.state.llm
         try:
             allot = self.budget.allot(len(slots), 1 + self.llm_settings.repairs)
@@ -709,6 +715,7 @@ class Search:
             c["repairs"] += p.calls - 1
             if not p.valid:
                 c["invalid"] += 1
+                self._reject(rejection_kind(p.error))
                 self._fail(p.tried, p.error.splitlines()[0] if p.error else "invalid")
                 self._idle()
                 continue
@@ -718,6 +725,7 @@ class Search:
             key = law and candidate_key(law.key, p.fitter)
             if not law or key in s.cache or key in pending:
                 c["duplicates"] += 1
+                self._reject("already evaluated")
                 s.cache_hits += 1
                 self._fail(p.text, "already evaluated")
                 self._idle()

@@ -21,7 +21,7 @@ from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..grammar import is_name
 from ..law import parse_expert_law
-from ..llm.budget import usage_note
+from ..llm.budget import cut_short_note, usage_note
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
@@ -192,9 +192,13 @@ def final_report(search: Search) -> dict:
                          "calls": c["calls"], "prompt_tokens": c["prompt_tokens"],
                          "completion_tokens": c["completion_tokens"],
                          "usd": c["usd"] if search.budget.price else None,
-                         "usage_missing": c["usage_missing"], "proposals": c["proposals"],
+                         "usage_missing": c["usage_missing"], "cut_short": c.get("cut_short", 0),
+                         "proposals": c["proposals"],
                          "valid": c["valid"], "invalid": c["invalid"], "repairs": c["repairs"],
                          "duplicates": c["duplicates"],
+                         "rejected": dict(sorted((c.get("rejected") or {}).items(),
+                                                 key=lambda kv: -kv[1])),
+                         "seed_reported": best.origin if best.origin.startswith("seed") else None,
                          "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
                          "replay": st.replay}
     from ..export import latex_document_fragment
@@ -290,6 +294,8 @@ last one listed, and the proposer that found it)
         usd = "n/a (no price for this model)" if llm["usd"] is None else f"${llm['usd']:.4f}"
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.1%}"
         guessed = f" ({usage_note(llm['usage_missing'])})" if llm.get("usage_missing") else ""
+        if llm.get("cut_short"):
+            guessed += f" ({cut_short_note(llm['cut_short'])})"
         out += f"""
 ## LLM proposer
 
@@ -297,6 +303,24 @@ Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replay
 {llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}{guessed}.
 {llm['proposals']} proposals, {llm['valid']} valid ({rate}) after {llm['repairs']} repair calls; {llm['duplicates']} duplicates skipped.
 """
+        notes = llm_notes(llm)
+        if notes:
+            out += "\n" + "\n".join(n[0].upper() + n[1:] + "." for n in notes) + "\n"
+    return out
+
+
+def llm_notes(llm: dict) -> list[str]:
+    """Why the LLM's proposals gave no new law (the commonest reasons, from llm.jsonl's
+    replies), and that the law reported is a seed when nothing the LLM proposed beat it."""
+    out = []
+    top = list((llm.get("rejected") or {}).items())[:3]
+    if top:
+        out.append("rejected: " + ", ".join(f"{k} ({n})" for k, n in top))
+    seed = llm.get("seed_reported")
+    if seed:
+        what = ("the expert law" if seed == "seed:expert" else
+                f"one of the search's starting laws ({seed})")
+        out.append(f"the law reported is {what}: nothing the LLM proposed validated better")
     return out
 
 
@@ -465,7 +489,8 @@ def _markdown(r: dict, front: list) -> str:
                        for g, p in r["groups"].items())
     front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{_equations(x.law)}` |"
                       for x in front[-15:])
-    stopped = f"\n\n**Stopped early:** {r['stop_reason']}." if r.get("stop_reason") else ""
+    stopped = (f"\n\n**Stopped early:** {r['stop_reason'].rstrip('.')}."
+               if r.get("stop_reason") else "")
     if r.get("llm_ended"):
         stopped += f"\n\nLLM proposals ended ({r['llm_ended']}); the grammar proposer went on."
     plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
