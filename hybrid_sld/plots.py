@@ -129,8 +129,11 @@ def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:
         return predict_dataset(law, fits, data)
 
 
+FIT_GROUPS = 12  # groups plot_fit draws, the first in the data's order (sft has 42)
+
+
 def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,
-             by: str | None = None, valid_mask=None, max_groups: int = 12,
+             by: str | None = None, valid_mask=None, max_groups: int = FIT_GROUPS,
              title: str | None = None) -> Path:
     """Write a PNG grid (groups x targets) of data and fitted law, under ``title`` if given;
     returns the path."""

@@ -154,6 +154,17 @@ def test_report_says_a_start_value_is_not_the_value_found(synthetic_task, tmp_pa
     assert "`~` gives where the fit of p2, A starts, not the value found" in md
 
 
+def test_report_says_which_groups_the_fit_plot_draws(synthetic_task, tmp_path):
+    from hybrid_sld.plots import FIT_GROUPS
+    from hybrid_sld.search.run import _markdown
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    assert "extrapolation per group)" in (Path(res["run_dir"]) / "report.md").read_text()
+    many = {f"g{i}": p for i, p in enumerate(list(res["groups"].values()) * 21)}  # as sft's 42
+    md = _markdown(res | {"groups": many}, [])
+    assert f"extrapolation of the first {FIT_GROUPS} of 42 groups)" in md
+
+
 def _best(res):
     return res["law"], {g: {k: round(v, 9) for k, v in p.items()} for g, p in res["groups"].items()}
 

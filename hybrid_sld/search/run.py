@@ -493,8 +493,12 @@ def _markdown(r: dict, front: list) -> str:
                if r.get("stop_reason") else "")
     if r.get("llm_ended"):
         stopped += f"\n\nLLM proposals ended ({r['llm_ended']}); the grammar proposer went on."
+    from ..plots import FIT_GROUPS  # matplotlib itself is imported only to draw
+    n_groups = len(r.get("groups") or {})
+    which = f" of the first {FIT_GROUPS} of {n_groups} groups" if n_groups > FIT_GROUPS else \
+        " per group"
     plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
-             "Plots: `plots/fit.png` (data, law, extrapolation per group), `plots/residuals.png` "
+             f"Plots: `plots/fit.png` (data, law, extrapolation{which}), `plots/residuals.png` "
              "(by scale).")
     note = _expert_form_md(r)
     note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
