@@ -601,12 +601,12 @@ class ScalingLawRegressor:
         return export.latex_document_fragment(self.law_, self.fits_, symbols=symbols)
 
 
-def _search(A, Y, keys, features, targets, max_evals, seed, functions=None, scale=None):
+def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
     """Run the offline search on in-memory data: (best law text, its fitter, Pareto front).
 
     The data is written as a task (TOML + CSV) in a temporary folder, so the search runs
     exactly as ``hybrid-sld discover`` does; validation is each group's largest values of
-    column ``scale`` (None: the feature with the widest positive range).
+    column ``scale`` (an index into ``features``).
     """
     import tempfile
     from pathlib import Path
@@ -623,7 +623,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions=None, scal
     flat = [t for t, span in zip(targets, np.ptp(Y, axis=0)) if span == 0]
     if flat:
         raise InputError(f"y ({', '.join(flat)}) takes one value on every row: nothing to fit")
-    by = features[_scale_column(A) if scale is None else scale]
+    by = features[scale]
     group = "group"  # the CSV's group column: a name no feature or target has
     while group in (*features, *targets):
         group += "_"

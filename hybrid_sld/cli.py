@@ -136,9 +136,10 @@ def cmd_fit(args):
         raise
     v, full = _evaluate(law, task, spec, train, test)
     fitted = sum(f.success for f in full.fits.values())  # none: nothing worth writing
+    from .export import as_written, symbol_lookalikes, task_symbols
+    symbols = task_symbols(task)
     if args.latex and fitted:
         from .export import latex_document_fragment
-        symbols = {f.name: f.symbol for f in task.features if f.symbol}
         try:  # its folder made as --plot's is
             Path(args.latex).parent.mkdir(parents=True, exist_ok=True)
             Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
@@ -152,9 +153,7 @@ def cmd_fit(args):
                 else "it predicts one number everywhere")
         notes.insert(0, f"the law uses none of the task's features "
                         f"({', '.join(task.feature_names)}): {what}")
-    from .export import as_written, symbol_lookalikes, task_symbols
     # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
-    symbols = task_symbols(task)
     notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
                  f"{f} is {symbols[f]} (law.tex then writes that feature by its name); if you "
                  f"meant the feature, write {f}"

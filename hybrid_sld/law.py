@@ -489,8 +489,9 @@ def check_functions(law: Law, allowed) -> None:
 
 
 def parse_task_law(text: str, task) -> Law:
+    from .export import task_symbols  # export imports this module
     return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap,
-                     feature_symbols={f.name: f.symbol for f in task.features if f.symbol})
+                     feature_symbols=task_symbols(task))
 
 
 def parse_expert_law(task, text: str | None = None) -> Law:

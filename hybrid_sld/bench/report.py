@@ -90,7 +90,7 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     """A discover run's report.md, law.tex and plots/ from best.json and its checkpoint
     (``task``: where its task file is now, if that moved)."""
     from ..data import load_splits, validation_mask
-    from ..export import latex_document_fragment
+    from ..export import latex_document_fragment, task_symbols
     from ..fit import Fit
     from ..law import parse_task_law
     from ..plots import plot_fit, plot_residuals
@@ -118,8 +118,8 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
                              "run's constants against other rows (nothing rewritten)")
     law = parse_task_law(best["law"], task)
     fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in best["groups"].items()}
-    symbols = {f.name: f.symbol for f in task.features if f.symbol}
-    write_atomic(run_dir / "law.tex", latex_document_fragment(law, fits, symbols=symbols))
+    write_atomic(run_dir / "law.tex",
+                 latex_document_fragment(law, fits, symbols=task_symbols(task)))
     front = State(Archive(1), state.get("cache", {})).pareto()
     write_atomic(run_dir / "report.md", _markdown(best, front))
     files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]

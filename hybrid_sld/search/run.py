@@ -143,10 +143,11 @@ def final_report(search: Search) -> dict:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
         e_law = parse_expert_law(task)
-        ev, efull = refit(search, e_law, FitterSpec.from_dict(task.expert_fitter))
+        e_spec = FitterSpec.from_dict(task.expert_fitter)
+        ev, efull = refit(search, e_law, e_spec)
         efull = _scored_on_test(efull, e_law, test)
-        e_fitter = FitterSpec.from_dict(task.expert_fitter).to_dict()
-        result["expert"] = {"law": e_law.text, "n_params": e_law.n_params, "fitter": e_fitter,
+        result["expert"] = {"law": e_law.text, "n_params": e_law.n_params,
+                            "fitter": e_spec.to_dict(),
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull),
                             # False when outside the task's [grammar] functions: not a seed
@@ -201,8 +202,8 @@ def final_report(search: Search) -> dict:
                          "seed_reported": best.origin if best.origin.startswith("seed") else None,
                          "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
                          "replay": st.replay}
-    from ..export import latex_document_fragment
-    symbols = {f.name: f.symbol for f in task.features if f.symbol}
+    from ..export import latex_document_fragment, task_symbols
+    symbols = task_symbols(task)
     try:  # each file whole or not at all, so a full disk leaves no truncated best.json
         write_atomic(run_dir / "best.json", json.dumps(result, indent=1))
         write_atomic(run_dir / "law.tex", latex_document_fragment(law, full.fits, symbols=symbols))

@@ -154,9 +154,10 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
     (:func:`operators.fold_saturated`), then the constants its fit drives to 0 fixed there
     (:func:`operators.fold_vanishing`: all at once, else each alone); None where neither
     applies. Each is refitted and taken only where it validates and fits the training rows as
-    well and stays in range as far past the training scale: the same predictions, read plainly. "As well": NMSE within 1e-5 of the
-    law's own, since a fit of 17 constants that starts at the optimum can stop 4e-6 short of it
-    (lr_bsz). The refits start from the law's own constants too. Training rows only."""
+    well and stays in range as far past the training scale: the same predictions, read
+    plainly. "As well": NMSE within 1e-5 of the law's own, since a fit of 17 constants that
+    starts at the optimum can stop 4e-6 short of it (lr_bsz). The refits start from the law's
+    own constants too. Training rows only."""
     task, seconds = search.task, search.config.candidate_seconds
 
     def as_good(new, old) -> bool:
