@@ -503,7 +503,9 @@ def _llm_flags(g, hybrid: bool = True) -> None:
                    default="coevolve", help="law + fitter (default), law only (ablation), or "
                    "independent samples without archive feedback (baseline)")
     if hybrid:
-        g.add_argument("--llm-ratio", type=float, help="hybrid: share of slots given to the LLM (default 0.5)")
+        g.add_argument("--llm-ratio", type=float, help="hybrid: the largest share of evaluations "
+                       "the LLM may propose (default 0.5); the grammar proposes the rest while "
+                       "the LLM's calls run")
     g.add_argument("--max-calls", type=int, help="LLM call budget (default 100)")
     g.add_argument("--max-tokens", type=int, help="LLM token budget, prompt + completion")
     g.add_argument("--max-usd", type=float, help="LLM spending budget in USD")

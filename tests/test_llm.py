@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from hybrid_sld.tasks import builtin_task_names, get_task
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import no_data_reason, sldbench_dir, write_task  # noqa: E402
-from openai_server import FakeOpenAI, proposal  # noqa: E402
+from openai_server import FakeOpenAI, default_responder, proposal  # noqa: E402
 
 SECRET = "sk-test-DO-NOT-LEAK-4f1c9e"
 TEST_X = (4.321e6, 9.876e6)  # test-split scales: these numbers must never reach a prompt
@@ -441,6 +442,77 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_endpoint_dies(task_file,
     assert res["evals"] == 30 and res["stop_reason"] is None and not res["stop_error"]
     assert res["llm"]["calls"] == 2 and "the endpoint failed" in res["llm_ended"]
     assert "the grammar proposer goes on alone" in capsys.readouterr().err
+
+
+def _events(run_dir) -> list[dict]:
+    return [json.loads(line) for line in open(Path(run_dir) / "events.jsonl")]
+
+
+def test_a_hybrid_run_goes_on_with_the_grammar_while_the_llm_thinks(task_file, server, tmp_path):
+    """The first replies are held until the grammar has evaluated 12 more laws: a run waiting
+    for them would never see that (stop 50's audit: with a 10 s endpoint, 18 evaluations in
+    30 s where the grammar alone made 324)."""
+    grew = threading.Event()
+
+    def respond(body, n):
+        def lines():
+            return sum(1 for f in tmp_path.glob("*/events.jsonl") for _ in open(f))
+        start, t0 = lines(), time.monotonic()
+        while not grew.is_set() and time.monotonic() - t0 < 10:
+            if lines() >= start + 12:
+                grew.set()
+            time.sleep(0.02)
+        return default_responder(body, n)
+
+    server.responder = respond
+    cfg = SearchConfig(task=str(task_file), max_evals=60, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=4, concurrency=2))
+    res = discover(cfg, out=tmp_path)
+    assert grew.is_set()
+    assert [e["origin"] for e in _events(res["run_dir"])].count("llm") >= 1
+
+
+def _replay_of(run_dir, server, **kw):
+    return _settings(server, replay=str(Path(run_dir) / "llm.jsonl"), **kw)
+
+
+def test_a_hybrid_run_replays_and_resumes_as_it_ran(task_file, server, tmp_path):
+    """Live, a round's proposals join the search when the replies are in; llm.jsonl records
+    when, so a replay, and a replay stopped with a round in flight and resumed, end alike."""
+    server.latency = 0.15
+    settings = dict(max_calls=12, concurrency=2, llm_ratio=0.3)
+    cfg = SearchConfig(task=str(task_file), max_evals=70, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, **settings))
+    live = discover(cfg, out=tmp_path / "live")
+    joined = [e["eval_id"] for e in _events(live["run_dir"]) if e["origin"] == "llm"]
+    assert joined and live["llm"]["calls"] == 12
+    server.stop()
+    cfg2 = SearchConfig(**{**cfg.__dict__, "llm": _replay_of(live["run_dir"], server, **settings)})
+    rep = discover(cfg2, out=tmp_path / "replay")
+    assert [e["eval_id"] for e in _events(rep["run_dir"]) if e["origin"] == "llm"] == joined
+    assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
+
+    stopped, seen = [], []
+
+    def stop_in_flight(search):
+        """As Ctrl-C after a batch, a checkpoint after the one that asked the round in flight:
+        its replies (replayed at once) are counted in the checkpoint's spend."""
+        r = search.state.llm_round
+        if not stopped and r is not None and search.state.evals > 20:
+            if r["first_seq"] in seen:
+                stopped.append(search.state.evals)
+                search._stop = True
+            seen.append(r["first_seq"])
+
+    run = tmp_path / "stopped"
+    run.mkdir()
+    Search(cfg2, run, progress=stop_in_flight).run()
+    assert stopped and json.loads((run / "checkpoint" / "state.json").read_text())["llm_round"]
+    resumed = Search(cfg2, run)
+    resumed.load()
+    resumed.run()
+    assert _archive(run) == _archive(live["run_dir"])
+    assert resumed.state.llm["calls"] == 12  # the round's calls, replayed, are not counted twice
 
 
 def test_a_reply_with_no_choices_is_retried_not_the_end(task_file, server, tmp_path):

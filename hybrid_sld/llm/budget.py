@@ -10,6 +10,7 @@ measure it); the last batch may overshoot them by about one call.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 
@@ -91,6 +92,13 @@ class Budget:
             s["completion_tokens"] += c
             if self.price:
                 s["usd"] = round(s["usd"] + (p * self.price[0] + c * self.price[1]) / 1e6, 8)
+
+    def copy(self, keys=None) -> dict:
+        """The spend dict (or ``keys`` of it), copied while no call is charging it: a hybrid
+        run's calls charge it from their threads while the engine checkpoints."""
+        with self._lock:
+            return json.loads(json.dumps({k: v for k, v in self.spend.items()
+                                          if keys is None or k in keys}))
 
     def cut_short(self) -> None:
         """One call the run's --budget ended before its reply: no usage, so not in the spend."""

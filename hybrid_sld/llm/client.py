@@ -49,7 +49,7 @@ class LLMSettings:
     price: tuple | list | None = None  # USD per million (prompt, completion) tokens
     call_tokens: int = 2048  # completion tokens allowed per call
     concurrency: int = 4
-    llm_ratio: float = 0.5  # share of batch slots given to the LLM in the hybrid proposer
+    llm_ratio: float = 0.5  # hybrid: the LLM proposes at most this share of the evaluations
     replay: str | None = None
     timeout: float = 60.0
     temperature: float = 0.8

@@ -21,25 +21,34 @@ def request_key(seq: int, messages: list[dict]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def load_exchanges(path: str | Path) -> dict[str, dict]:
-    """key -> recorded response, from every completed exchange in an llm.jsonl file."""
-    out = {}
+def _records(path: str | Path):
+    """The JSON lines of an llm.jsonl file; a torn last line (a kill mid-write) ends it."""
     try:
         with open(path) as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    d = json.loads(line)
+                    yield json.loads(line)
                 except json.JSONDecodeError:
                     if fh.read(1) == "":  # a torn last line after a kill
-                        break
+                        return
                     raise HybridSLDError(f"{path}, line {n}: not JSON") from None
-                if d.get("kind") == "exchange":
-                    out[d["key"]] = d["response"]
     except FileNotFoundError:
         raise HybridSLDError(f"replay file not found: {path}") from None
-    return out
+
+
+def load_exchanges(path: str | Path) -> dict[str, dict]:
+    """key -> recorded response, from every completed exchange in an llm.jsonl file."""
+    return {d["key"]: d["response"] for d in _records(path) if d.get("kind") == "exchange"}
+
+
+def load_rounds(path: str | Path) -> dict[int, int]:
+    """A hybrid run's schedule: first call number of a round -> the evaluation count at which
+    its proposals joined the search. Live, a round joins when its replies are in, which no
+    seed fixes; a replay or a resumed run follows the schedule, so it ends as the run did."""
+    return {int(d["first_seq"]): int(d["used_at"]) for d in _records(path)
+            if d.get("kind") == "round"}
 
 
 class Recorder:

@@ -6,10 +6,14 @@ in order, so the same seed gives the same result with or without workers. After 
 the state is checkpointed atomically: a run killed at any point resumes from its last batch
 and ends as an uninterrupted run would. Only training rows are loaded here.
 
-With the LLM proposer (``proposer="llm"``, or ``"hybrid"`` for a share of the slots), a batch's
-LLM slots are filled by concurrent calls built from the archive as it was before the batch and
-numbered in slot order, so results never depend on which call returns first; they go through
-the same duplicate check and evaluation as every other candidate, with origin ``llm``.
+With the LLM proposer (``proposer="llm"``), a batch's slots are filled by concurrent calls
+built from the archive as it was before the batch and numbered in slot order, so results never
+depend on which call returns first; they go through the same duplicate check and evaluation as
+every other candidate, with origin ``llm``. With ``"hybrid"``, the grammar proposer does not
+wait for the endpoint: a round of calls runs in the background while grammar batches go on, and
+its proposals join the first batch after the replies are in. When that is depends on the
+endpoint's speed, so llm.jsonl records it (record.load_rounds) and a replay or a resumed run
+follows the record.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -286,12 +290,14 @@ class State:
     improvements: list = field(default_factory=list)  # each new best: eval_id, origin, valid R2
     llm: dict = field(default_factory=dict)  # LLM spend (budget.SPEND_KEYS) and _LLM_COUNTS
     llm_seq: int = 0  # LLM proposals are numbered in slot order (part of the replay key)
-    llm_slots: int = 0  # batch slots considered for the LLM so far (hybrid ratio)
     failures: list = field(default_factory=list)  # recent [law, message], fed back to the LLM
     stop_reason: str = ""
     stop_error: bool = False  # the stop was a failure (the endpoint), not a spent budget
     llm_ended: str = ""  # a hybrid run's LLM budget spent: the grammar proposer went on alone
     llm_idle: int = 0  # LLM proposals in a row that gave no new candidate
+    # a hybrid run's round of calls in flight: first_seq, allot, user (the prompt), spend (the
+    # LLM spend before it, restored on resume as the round's calls are made again or replayed)
+    llm_round: dict | None = None
 
     def pareto(self) -> list[Entry]:
         """The complexity / accuracy front over every law evaluated (archive.pareto)."""
@@ -299,8 +305,8 @@ class State:
 
 
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
-_EXTRA_STATE = ("improvements", "llm", "llm_seq", "llm_slots", "failures", "stop_reason",
-                "stop_error", "llm_ended", "llm_idle")
+_EXTRA_STATE = ("improvements", "llm", "llm_seq", "failures", "stop_reason",
+                "stop_error", "llm_ended", "llm_idle", "llm_round")
 
 
 class Search:
@@ -332,6 +338,7 @@ class Search:
         self._check_seeds(seed_laws)
         self._check_rows(seed_laws)
         self.llm = None
+        self._round: list = []  # futures of the hybrid round in flight (state.llm_round)
         if config.proposer != "offline":
             self._setup_llm()
 
@@ -339,7 +346,7 @@ class Search:
         from ..llm.budget import Budget, price_of
         from ..llm.client import LLMClient, LLMSettings
         from ..llm.proposer import LLMProposer
-        from ..llm.record import Recorder, load_exchanges
+        from ..llm.record import Recorder, load_exchanges, load_rounds
         st = LLMSettings.from_dict(self.config.llm)
         self.llm_settings = st
         for k in _LLM_COUNTS:
@@ -350,6 +357,8 @@ class Search:
         own = self.run_dir / "llm.jsonl"
         recorded = load_exchanges(st.replay) if st.replay else (
             load_exchanges(own) if own.exists() else {})
+        self.schedule = load_rounds(st.replay) if st.replay else (
+            load_rounds(own) if own.exists() else {})
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict(),
                                fold=self.fold)
@@ -430,6 +439,8 @@ class Search:
                "rng_state": self.rng.bit_generator.state, "train": self.train.fingerprint(),
                "functions": self.task.functions}
         doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
+        if self.llm is not None:  # a hybrid round's calls charge it from their threads
+            doc["llm"] = self.budget.copy()
         write_atomic(self.checkpoint_path, json.dumps(doc))
 
     def _write_failure(self, exc: OSError) -> str:
@@ -644,15 +655,11 @@ class Search:
 
     # -- LLM slots ----------------------------------------------------------------------------
     def _llm_slot(self) -> bool:
-        """Whether the next non-seed slot goes to the LLM: an exact share, no random draw."""
+        """Whether the next non-seed slot goes to the LLM: all of them in an llm run."""
         s = self.state
         if self.llm is None or s.seed_cursor < len(self.seeds) or s.llm_ended:
             return False
-        if self.config.proposer == "llm":
-            return True
-        r, i = self.llm_settings.llm_ratio, s.llm_slots
-        s.llm_slots += 1
-        return math.floor((i + 1) * r) > math.floor(i * r)
+        return self.config.proposer == "llm"  # a hybrid run's calls go in rounds (_ask_round)
 
     def _halt(self, exc) -> None:
         """Stop after the batch in hand: the LLM budget is spent, or the endpoint failed (an
@@ -692,17 +699,26 @@ class Search:
     def _llm_proposals(self, slots: list[int], pending: set, threads) -> list:
         """(slot, candidate) pairs for a batch's LLM slots, asked for all at once."""
         from ..llm.budget import LLMStop
-        from ..llm.proposer import rejection_kind
-        s, c = self.state, self.state.llm
         try:
             allot = self.budget.allot(len(slots), 1 + self.llm_settings.repairs)
         except LLMStop as exc:
             self._halt(exc)
             return []
-        user = self.llm.user_message(s.archive, s.failures)
-        seqs = range(s.llm_seq, s.llm_seq + len(allot))
-        s.llm_seq += len(allot)
-        futures = [threads.submit(self.llm.propose, user, q, a) for q, a in zip(seqs, allot)]
+        user = self.llm.user_message(self.state.archive, self.state.failures)
+        futures = self._ask(user, self.state.llm_seq, allot, threads)
+        self.state.llm_seq += len(allot)
+        return self._take(slots, futures, pending)
+
+    def _ask(self, user: str, first_seq: int, allot: list[int], threads) -> list:
+        """Start the calls of one prompt, numbered from ``first_seq``; their futures."""
+        return [threads.submit(self.llm.propose, user, first_seq + i, a)
+                for i, a in enumerate(allot)]
+
+    def _take(self, slots, futures, pending: set) -> list:
+        """(slot, candidate) pairs from finished calls: counted, checked, new laws only."""
+        from ..llm.budget import LLMStop
+        from ..llm.proposer import rejection_kind
+        s, c = self.state, self.state.llm
         out = []
         for slot, fut in zip(slots, futures):
             try:
@@ -734,6 +750,73 @@ class Search:
             s.llm_idle = 0
             out.append((slot, (law.text, p.fitter, "llm", law, key)))
         return out
+
+    # -- a hybrid run's rounds ----------------------------------------------------------------
+    def _ask_round(self, threads) -> None:
+        """After a batch, start a round of calls if none is in flight and the LLM's share of
+        evaluations (--llm-ratio) allows: at most that share of the evaluations so far come
+        from the LLM, counting the round's. The grammar proposer goes on meanwhile."""
+        from ..llm.budget import SPEND_KEYS, LLMStop
+        s, st = self.state, self.llm_settings
+        if s.llm_round is not None or s.llm_ended or self._stop or s.seed_cursor < len(self.seeds):
+            return
+        n = st.concurrency
+        if self.config.max_evals is not None:  # a round must fit in what is left
+            n = min(n, self.config.max_evals - s.evals)
+        if st.llm_ratio < 1:  # k such that (llm_seq + k) <= ratio * (evals + k)
+            n = min(n, math.floor((st.llm_ratio * s.evals - s.llm_seq) / (1 - st.llm_ratio)))
+        if n < 1:
+            return
+        try:
+            allot = self.budget.allot(n, 1 + st.repairs)
+        except LLMStop as exc:
+            self._halt(exc)
+            return
+        s.llm_round = {"first_seq": s.llm_seq, "allot": allot,
+                       "spend": self.budget.copy(SPEND_KEYS),
+                       "user": self.llm.user_message(s.archive, s.failures)}
+        s.llm_seq += len(allot)
+        self._start_round(threads)
+
+    def _start_round(self, threads) -> None:
+        r = self.state.llm_round
+        if self.config.budget_seconds is not None:  # calls wait no longer than the run may
+            self.llm.client.deadline = (time.perf_counter() + self.config.budget_seconds
+                                        - self.state.elapsed)
+        self._round = self._ask(r["user"], r["first_seq"], r["allot"], threads)
+
+    def _round_due(self, block: bool) -> bool:
+        """Whether the round in flight joins the batch about to be made: as its replies are
+        in, or at the evaluation count the record gives. ``block``: wait for it (the grammar
+        has nothing to propose); so does a run whose --max-evals would leave no room for it
+        after this batch (calls spent are not thrown away). A stop (Ctrl-C, the budget) ends
+        the wait."""
+        r, cap = self.state.llm_round, self.config.max_evals
+        if r is None:
+            return False
+        if cap is not None and cap - self.state.evals - self.config.batch_size < len(self._round):
+            block = True
+        at = self.schedule.get(r["first_seq"])
+        if at is not None and self.state.evals < at and not block:
+            return False
+        while not self._stop:
+            if all(f.done() for f in self._round):
+                return True
+            if at is None and not block:
+                return False
+            wait(self._round, timeout=0.25)
+            if self._done():
+                return False
+        return False
+
+    def _take_round(self, n: int, pending: set) -> list:
+        """The round's new laws as the first of a batch of ``n`` slots; the record notes when."""
+        s = self.state
+        r, futures, self._round = s.llm_round, self._round, []
+        s.llm_round = None
+        self.llm.client.recorder.write("round", first_seq=r["first_seq"], used_at=s.evals)
+        took = self._take(range(len(futures)), futures, pending)[:n]
+        return [(slot, c) for slot, (_i, c) in enumerate(took)]
 
     # -- the loop -----------------------------------------------------------------------------
     def _done(self) -> bool:
@@ -793,6 +876,10 @@ class Search:
         pool = (ProcessPoolExecutor(cfg.workers, initializer=_worker_init, initargs=(os.getpid(),))
                 if cfg.workers > 1 else None)
         threads = ThreadPoolExecutor(self.llm_settings.concurrency) if self.llm else None
+        hybrid = self.llm is not None and cfg.proposer == "hybrid"
+        if hybrid and s.llm_round is not None:  # resumed: the round is asked again (or replayed)
+            s.llm.update(s.llm_round["spend"])
+            self._start_round(threads)
         try:
             while not self._done():
                 t0 = time.perf_counter()
@@ -800,14 +887,19 @@ class Search:
                 if cfg.max_evals is not None:
                     n = min(n, cfg.max_evals - s.evals)
                 pending: set = set()
-                batch, llm_slots = [], []
-                for slot in range(n):
+                batch = self._take_round(n, pending) if self._round_due(block=False) else []
+                llm_slots = []
+                for slot in range(len(batch), n):
                     if self._llm_slot():
                         llm_slots.append(slot)
                         continue
                     c = self._propose_one((s.evals + slot) % cfg.islands, pending)
                     if c is not None:
                         batch.append((slot, c))
+                if hybrid and not batch:  # the grammar has nothing new: wait for the LLM
+                    self._ask_round(threads)
+                    if self._round_due(block=True):
+                        batch = self._take_round(n, pending)
                 if llm_slots:
                     if cfg.budget_seconds is not None:  # calls wait no longer than the run may
                         self.llm.client.deadline = t0 + cfg.budget_seconds - s.elapsed
@@ -847,6 +939,8 @@ class Search:
                     if s.evals % cfg.migrate_every == 0:
                         s.archive.migrate()
                 s.elapsed += time.perf_counter() - t0
+                if hybrid:
+                    self._ask_round(threads)
                 best = s.archive.best()
                 if (s.expert_valid_r2 is not None and best is not None
                         and s.first_beat_expert is None and beats(best.valid_r2, s.expert_valid_r2)
