@@ -649,6 +649,9 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
         # the training scale, read plainly
         choice = final_choice(search)
         law, best = choice.law.text, choice.entry
+        # the front spans every law evaluated, the final selection the archive's elites only
+        compared = {t["entry"].key for t in choice.finalists}
         front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
-                  "n_params": e.n_params} for e in search.state.pareto()]
+                  "n_params": e.n_params, "finalist": e.key in compared,
+                  "chosen": e.key == best.key} for e in search.state.pareto()]
     return law, best.fitter, front

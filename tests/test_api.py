@@ -267,6 +267,9 @@ def test_no_law_runs_the_search_and_recovers_a_power_law():
     assert est.score(X, y, groups=groups) > 1 - 1e-9
     assert est.pareto_ and all("law" in row and "valid_r2" in row for row in est.pareto_)
     assert max(row["valid_r2"] for row in est.pareto_) > 1 - 1e-9
+    # the front spans every law evaluated: which of them the final selection compared, and chose
+    assert [row["law"] for row in est.pareto_ if row["chosen"]] == [est.law_.text]
+    assert all(row["finalist"] in (True, False) for row in est.pareto_)
     assert est.get_params()["max_evals"] == 12
 
 

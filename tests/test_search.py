@@ -900,6 +900,29 @@ def test_report_shows_where_the_laws_that_validate_alike_part(finished_run):
     assert "## Past the training scale" in text
 
 
+def test_report_front_marks_the_laws_the_final_selection_compared(finished_run):
+    # the front spans every law evaluated, the final selection the archive's elites only: a
+    # reader must see which laws on it were compared, and which one chosen
+    from hybrid_sld import cli
+    from hybrid_sld.search.run import _equations
+    best = json.loads((finished_run / "best.json").read_text())
+    chosen = (best["found_as"] or best)["law"]
+    finalists = {f["law"] for f in best["final_selection"]["finalists"]}
+    text = (finished_run / "report.md").read_text()
+    front = text.split("## Pareto front (complexity vs validation R2)\n", 1)[1].split("Plots:")[0]
+    assert "Every law the search evaluated; the final selection chose among the archive's " \
+        "elites only" in front
+    assert "| | complexity | parameters | valid R2 | law |" in front
+    rows = [ln.split(" | ") for ln in front.splitlines() if ln.startswith("| ") and "`" in ln]
+    marks = {r[-1].strip(" |`"): r[0].strip("| ") for r in rows}
+    assert "**chosen**" in marks.values() and "finalist" in marks.values()  # this run has both
+    for law, mark in marks.items():
+        assert mark == ("**chosen**" if law == _equations(chosen) else
+                        "finalist" if law in {_equations(f) for f in finalists} else ""), law
+    assert cli.main(["report", str(finished_run)]) == 0  # `hybrid-sld report` writes it again
+    assert (finished_run / "report.md").read_text() == text
+
+
 def test_a_test_file_without_the_task_columns_fails_before_the_search(synthetic_task, tmp_path):
     test_csv = tmp_path / "test.csv"
     lines = test_csv.read_text().splitlines()

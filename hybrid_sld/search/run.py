@@ -465,6 +465,32 @@ def _expert_form_md(r: dict) -> str:
             f"what differs is {how}.\n\n")
 
 
+def _front_md(r: dict, front: list) -> str:
+    """The front's table, each law marked as the final selection saw it: the front spans every
+    law evaluated, the selection only the archive's elites, so a simpler law on the front,
+    nearly as good, may never have been compared."""
+    sel = (r.get("final_selection") or {}).get("finalists") or []
+    chosen = ((r.get("found_as") or {}).get("law", r["law"]), r["fitter"])  # as evaluated
+
+    def mark(x) -> str:
+        if (x.law, x.fitter) == chosen:
+            return "**chosen**"
+        # finalists of a best.json written before their fitter was kept: by law text alone
+        return "finalist" if any(f["law"] == x.law and f.get("fitter", x.fitter) == x.fitter
+                                 for f in sel) else ""
+    rows = "\n".join(f"| {mark(x)} | {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | "
+                     f"`{_equations(x.law)}` |" for x in front[-15:])
+    which = ("**chosen** marks the law chosen, finalist the others it compared; an unmarked "
+             "law was not among them" if sel else "**chosen** marks the law chosen")
+    return f"""Every law the search evaluated; the final selection chose among the archive's elites \
+only (each cell of complexity and parameter count keeps its best by validation R2): {which}.
+
+| | complexity | parameters | valid R2 | law |
+|---|---|---|---|---|
+{rows}
+"""
+
+
 def _markdown(r: dict, front: list) -> str:
     """report.md; ``front``: the complexity / accuracy front of the laws evaluated."""
     e = r.get("expert", {})
@@ -488,8 +514,6 @@ def _markdown(r: dict, front: list) -> str:
                 "(the task's [grammar] functions).\n")
     groups = "\n".join(f"- `{g}`: " + ", ".join(f"{k} = {v:.6g}" for k, v in p.items())
                        for g, p in r["groups"].items())
-    front = "\n".join(f"| {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | `{_equations(x.law)}` |"
-                      for x in front[-15:])
     stopped = (f"\n\n**Stopped early:** {r['stop_reason'].rstrip('.')}."
                if r.get("stop_reason") else "")
     if r.get("llm_ended"):
@@ -549,10 +573,7 @@ The law chosen came from {r['origin']}.{stopped}
 
 ## Pareto front (complexity vs validation R2)
 
-| complexity | parameters | valid R2 | law |
-|---|---|---|---|
-{front}
-
+{_front_md(r, front)}
 {plots}
 """ + _llm_markdown(r)
 
