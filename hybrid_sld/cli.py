@@ -136,7 +136,7 @@ def cmd_fit(args):
         raise
     v, full = _evaluate(law, task, spec, train, test)
     fitted = sum(f.success for f in full.fits.values())  # none: nothing worth writing
-    from .export import as_written, symbol_lookalikes, task_symbols
+    from .export import as_written, group_label, symbol_lookalikes, task_symbols
     symbols = task_symbols(task)
     if args.latex and fitted:
         from .export import latex_document_fragment
@@ -189,7 +189,7 @@ def cmd_fit(args):
     order = as_written(law)  # as the law above reads
     for g, f in full.fits.items() if law.n_params else ():  # no constants: nothing per group
         vals = ", ".join(f"{k}={f.params[k]:.6g}" for k in order if k in f.params)
-        print(f"  {g}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
+        print(f"  {group_label(g)}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
     print(f"\ntrain R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
           f"test R2 {_fmt(out['test_r2'])}")
     for note in _score_notes(out):

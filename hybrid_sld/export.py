@@ -199,10 +199,22 @@ def format_number(v) -> str:
     return f"${s}$"
 
 
-def _group_label(group) -> str:
+_TUPLE_TEXT = re.compile(r"\(('[^']*'(?:, '[^']*')*),?\)")
+
+
+def group_label(group) -> str:
+    """A group's name for people: a tuple, or text shaped like one (SLDBench's sft stores
+    ``('MBZUAI/LaMini-GPT-124M', 'flan')``), as ``MBZUAI/LaMini-GPT-124M, flan``; any other
+    name as it is. For display only: best.json and fitted constants keep the name as stored."""
     if isinstance(group, tuple):
-        return escape_latex(", ".join(str(g) for g in group))
-    return escape_latex(group)
+        return ", ".join(str(g) for g in group)
+    text = str(group)
+    parts = _TUPLE_TEXT.fullmatch(text)
+    return ", ".join(re.findall(r"'([^']*)'", parts.group(1))) if parts else text
+
+
+def _group_label(group) -> str:
+    return escape_latex(group_label(group))
 
 
 def as_written(law: Law) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ import numpy as np
 
 from .data import Dataset
 from .evaluate import predict_dataset
+from .export import group_label
 from .law import Law
 
 MAX_CURVES = 10  # per panel; beyond it the other features count as continuous
@@ -111,11 +111,7 @@ def _axes_features(train: Dataset, by: str | None) -> list[str]:
 
 def _title(group) -> str:
     """A group's name for a panel title: ('a', 'b') as a, b; never mathtext."""
-    text = str(group)
-    parts = re.fullmatch(r"\(('[^']*'(?:, '[^']*')*),?\)", text)
-    if parts:
-        text = ", ".join(re.findall(r"'([^']*)'", parts.group(1)))
-    return text[:60].replace("$", r"\$")
+    return group_label(group)[:60].replace("$", r"\$")
 
 
 def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:

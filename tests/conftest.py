@@ -104,20 +104,26 @@ def start_cli(*args, env=None) -> subprocess.Popen:
                             text=True, env=env or os.environ.copy())
 
 
+def _csv_field(text: str) -> str:
+    return '"%s"' % text.replace('"', '""') if any(c in text for c in ',"') else text
+
+
 def write_task(folder, name: str, targets: dict, param_cap: int, expert: str = "",
-               test_x=None) -> Path:
+               test_x=None, groups=("g1", "g2")) -> Path:
     """A task of two groups (a = 50, 20), each target a function of (x, a). By default x =
     1e2..1e6 and test is x >= 2e5; with ``test_x``, train is x = 1e2..1e5 and test those scales.
-    ``expert``: the task's expert law, if any."""
+    ``expert``: the task's expert law, if any. ``groups``: the two groups' names, quoted in the
+    CSV when they hold a comma or a double quote."""
     x = np.geomspace(1e2, 1e6, 24) if test_x is None else [*np.geomspace(1e2, 1e5, 20), *test_x]
     cut = 2e5 if test_x is None else min(test_x)
     rows = [(g, xi, *(f(xi, a) for f in targets.values()))
-            for g, a in (("g1", 50.0), ("g2", 20.0)) for xi in x]
+            for g, a in zip(groups, (50.0, 20.0)) for xi in x]
     for csv, part in (("train.csv", [r for r in rows if r[1] < cut]),
                       ("test.csv", [r for r in rows if r[1] >= cut])):
         with open(folder / csv, "w") as fh:
             fh.write(",".join(["group", "x", *targets]) + "\n" + "".join(
-                ",".join([g, *(repr(float(v)) for v in vals)]) + "\n" for g, *vals in part))
+                ",".join([_csv_field(g), *(repr(float(v)) for v in vals)]) + "\n"
+                for g, *vals in part))
     (folder / f"{name}.toml").write_text(
         f'name = "{name}"\ntargets = {json.dumps(list(targets))}\nparam_cap = {param_cap}\n'
         '[features.x]\ndescription = "scale"\n[split]\nby = "x"\nfraction = 0.2\n'

@@ -170,6 +170,18 @@ def test_bad_fitter_text_says_what_is_wrong(text, message):
         FitterSpec.parse(text)
 
 
+def test_fit_reads_tuple_shaped_group_names_plainly(tmp_path, capsys):
+    toml = write_task(tmp_path, "sft_like", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      groups=("('A/b-1', 'flan')", "('A/b-2', 'flan')"))
+    assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in out if "A/b" in line] == \
+        ["  A/b-1, flan", "  A/b-2, flan"]
+    assert main(["fit", "--task", str(toml), "--law", "y = E + A*x^(-a)", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["groups"]) == \
+        ["('A/b-1', 'flan')", "('A/b-2', 'flan')"]  # the stored names, as before
+
+
 def test_fit_lists_each_groups_constants_as_the_law_reads(capsys):
     assert main(["fit", "--task", "parallel", "--law", LAW]) == 0
     out = capsys.readouterr().out.splitlines()

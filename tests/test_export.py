@@ -58,6 +58,21 @@ def test_escape_latex_one_pass():
     assert escape_latex("~^") == r"\textasciitilde{}\textasciicircum{}"
 
 
+def test_tuple_shaped_group_names_read_plainly_in_the_constants_table():
+    # SLDBench's sft stores each group as text shaped like a Python tuple
+    law = parse_law("y = a + b*x", ["x"])
+    good = Fit({"a": 1.0, "b": 2.0}, 0.0, 1, 1)
+    fits = {"('A/b-1', 'flan')": good, "('A/b_2',)": good, ("pile", 7): good, "(a, b)": good}
+    rows = params_table(fits, law).splitlines()
+    assert [r.split(" & ")[0] for r in rows if r.endswith("$2$ \\\\")] == \
+        ["A/b-1, flan", r"A/b\_2", "pile, 7", "(a, b)"]
+    assert "A/b-1, flan & $1$" in latex_document_fragment(law, {"('A/b-1', 'flan')": good})
+    from hybrid_sld.export import group_label
+    assert group_label("('MBZUAI/LaMini-GPT-124M', 'flan')") == "MBZUAI/LaMini-GPT-124M, flan"
+    for plain in ("pile", "a_b&c", "(a, b)", "('a', b)", "x ('a', 'b')", "()"):
+        assert group_label(plain) == plain  # no tuple shape: as before
+
+
 def test_format_number():
     assert format_number(1.23456e8) == r"$1.235\times10^{8}$"
     assert format_number(-2.5e-7) == r"$-2.5\times10^{-7}$"

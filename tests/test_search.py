@@ -165,6 +165,25 @@ def test_report_says_which_groups_the_fit_plot_draws(synthetic_task, tmp_path):
     assert f"extrapolation of the first {FIT_GROUPS} of 42 groups)" in md
 
 
+def test_report_and_law_tex_read_tuple_shaped_group_names_plainly(tmp_path):
+    # sft's groups are text like ('MBZUAI/LaMini-GPT-124M', 'flan'): read for people, kept
+    # as stored in best.json (constants are read back by group name)
+    names = ("('A/b-1', 'flan')", "('A/b-2', 'flan')")
+    toml = write_task(tmp_path, "sft_like", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      groups=names)
+    res = discover(SearchConfig(task=str(toml), max_evals=8, batch_size=4), out=tmp_path / "runs")
+    run = Path(res["run_dir"])
+    md = (run / "report.md").read_text()
+    assert res["parting"]["laws"] >= 2  # the past-the-training-scale table is written
+    assert [line.split(" | ")[0] for line in md.splitlines() if "A/b" in line] == \
+        ["| A/b-1, flan", "| A/b-2, flan", "- `A/b-1, flan`: p1 = 3, p2 = 50, p6 = -0.5",
+         "- `A/b-2, flan`: p1 = 3, p2 = 20, p6 = -0.5"]
+    tex = (run / "law.tex").read_text()
+    assert "A/b-1, flan & " in tex and "A/b-2, flan & " in tex and "'" not in tex
+    best = json.loads((run / "best.json").read_text())
+    assert list(best["groups"]) == list(best["parting"]["groups"]) == list(names)
+
+
 def _best(res):
     return res["law"], {g: {k: round(v, 9) for k, v in p.items()} for g, p in res["groups"].items()}
 
