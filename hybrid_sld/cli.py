@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_splits
+from .data import check_test_groups, load_splits
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
@@ -128,6 +128,7 @@ def cmd_fit(args):
         raise HybridSLDError(f"--plot {args.plot}: give a file name ending in "
                              f"{', '.join(PLOT_SUFFIXES)}")
     train, test = load_splits(task, args.data_dir)
+    check_test_groups(task, train, test)  # as discover does: a test R2 of -1 says not why
     try:
         law = parse_task_law(_law_text(args), task)
     except LawError as exc:  # "line 3, column 7: ..." of which file
@@ -211,6 +212,8 @@ def cmd_expert(args):
     tasks = (list(map(get_task, builtin_task_names())) if args.task == "all"
              else [_task(args.task, args.data_dir)])
     splits = [load_splits(task, args.data_dir) for task in tasks]  # all found before any fit
+    for task, (train, test) in zip(tasks, splits):
+        check_test_groups(task, train, test)
     results = []
     for task, (train, test) in zip(tasks, splits):
         if not task.expert_law:

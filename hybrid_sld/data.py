@@ -38,6 +38,7 @@ class Dataset:
     source: str = ""  # the file the rows were read from, for errors that point at a row
     lines: np.ndarray | None = None  # each row's line in that file (a CSV; None otherwise)
     unused: tuple[str, ...] = ()  # the file's columns the task does not read
+    group_column: bool = True  # False: the file has no group column, its rows one group "all"
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -51,7 +52,7 @@ class Dataset:
     def subset(self, mask: np.ndarray) -> "Dataset":
         return Dataset(self.groups[mask], self.X[mask], self.Y[mask], self.features, self.targets,
                        self.source, None if self.lines is None else self.lines[mask],
-                       self.unused)
+                       self.unused, self.group_column)
 
     def where(self, i: int) -> str:
         """Row ``i`` as a person finds it: the file and line when known."""
@@ -124,13 +125,47 @@ def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
 
 def check_test_file(task: Task, data_dir: str | Path | None = None) -> None:
     """Before a search: the test file reads as the final report will read it (columns, every
-    value a finite number), so a search is not lost to it at the end. The rows are dropped
-    unseen: nothing of them reaches the search, which reads train only."""
+    value a finite number, groups that train has), so a search is not lost to it at the end.
+    The rows are dropped unseen: nothing of them reaches the search, which reads train only."""
     if task.source == "builtin":
         return
-    path = locate_files(task, data_dir)[1]
-    if path is not None:
-        read_dataset(path, task)
+    train, test = locate_files(task, data_dir)
+    if test is not None:
+        check_test_groups(task, read_dataset(train, task), read_dataset(test, task))
+
+
+def _few(names: list[str], k: int = 5) -> str:
+    """Up to ``k`` names, quoted, then how many in all."""
+    shown = ", ".join(repr(n) for n in names[:k])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > k else "")
+
+
+def check_test_groups(task: Task, train: Dataset, test: Dataset | None) -> None:
+    """Every test group is one of train's: constants are fitted per group on train, so a test
+    group train lacks has none, and its test R2 can only fail (-1), found at the end."""
+    if test is None:
+        return
+    known = set(train.group_names)
+    missing = [g for g in test.group_names if g not in known]
+    if not missing:
+        return
+    where = f"{test.source}: the test file's group(s) {_few(missing)} are not in train"
+    if not train.group_column and test.group_column:
+        raise DataError(f"{where}: the training file {train.source} has no group column "
+                        f"{task.group!r}, so its rows are fitted as one group, 'all'; give "
+                        "train the column, or drop it from the test file")
+    if train.group_column and not test.group_column:
+        raise DataError(f"{test.source}: no group column {task.group!r}, so its rows are one "
+                        f"group, 'all', which train ({train.source}) does not have; train's "
+                        f"groups: {_few(train.group_names)}; give the test file the column")
+    # the same number written apart (1 and 1.0): group names are matched as text
+    alike = [(g, t) for g in missing if _is_number(g)
+             for t in train.group_names if _is_number(t) and float(t) == float(g)]
+    raise DataError(f"{where} ({train.source}), so no constants are fitted for them; train's "
+                    f"groups: {_few(train.group_names)}" + (
+                        f"; group names are matched as text, and the test file's {alike[0][0]!r} "
+                        f"is train's {alike[0][1]!r} written another way: write the labels alike "
+                        "in both files" if alike else ""))
 
 
 def read_dataset(path: str | Path, task: Task) -> Dataset:
@@ -174,7 +209,8 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],
                    task.feature_names, task.targets, str(path),
                    None if path.suffix == ".parquet" else np.arange(2, len(rows) + 2),
-                   tuple(c for c in header if c not in wanted and c != task.group))
+                   tuple(c for c in header if c not in wanted and c != task.group),
+                   gidx is not None)
 
 
 def _refuse_unnamed_groups(path: Path, header: list[str], rows: list, used: list[str]) -> None:

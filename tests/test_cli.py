@@ -398,14 +398,21 @@ def test_durations_read_alike_in_every_flag(monkeypatch, tmp_path):
     assert seen["timeout"] == 300
 
 
-def test_fit_says_why_test_failed(tmp_path, capsys):
+def test_fit_and_expert_refuse_test_groups_train_lacks(tmp_path, capsys):
+    # as discover does before its search; they printed test R2 -1 with a note
     (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
-                                     'by = "x"\n[data]\ntrain = "train.csv"\ntest = "test.csv"\n')
+                                     'by = "x"\n[data]\ntrain = "train.csv"\ntest = "test.csv"\n'
+                                     '[expert]\nlaw = "y = a + b*x^c"\n')
     (tmp_path / "train.csv").write_text("group,x,y\n" + "".join(
         f"a,{x},{3 + 50 * x ** -0.5}\n" for x in range(1, 30)))
     (tmp_path / "test.csv").write_text("group,x,y\nz,100,8\na,100,8\n")  # z: never fitted
-    assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b*x^c"]) == 0
-    assert "note: test: no fitted constants for group 'z'" in capsys.readouterr().out
+    said = (f"error: {tmp_path / 'test.csv'}: the test file's group(s) 'z' are not in train "
+            f"({tmp_path / 'train.csv'}), so no constants are fitted for them; train's groups: "
+            "'a'\n")
+    assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b*x^c"]) == 2
+    assert capsys.readouterr().err == said
+    assert main(["expert", "--task", str(tmp_path / "t.toml")]) == 2
+    assert capsys.readouterr().err == said
 
 
 def test_expert_law_errors_name_the_task_file(tmp_path, capsys):

@@ -12,8 +12,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hybrid_sld.data import (DATA_ENV, HF_REPO, load_splits, locate_files, read_dataset,
-                             split_train_valid, validation_mask)
+from hybrid_sld.data import (DATA_ENV, HF_REPO, check_test_file, load_splits, locate_files,
+                             read_dataset, split_train_valid, validation_mask)
 from hybrid_sld.errors import DataError
 from hybrid_sld.tasks import builtin_task_names, get_task, load_task_file
 
@@ -106,6 +106,31 @@ def test_rows_know_their_file_and_line(tmp_path, toy):
 def test_csv_without_group_column(tmp_path, toy):
     d = read_dataset(_csv(tmp_path, "N,D,loss\n1,2,3\n4,5,6\n"), toy)
     assert d.group_names == ["all"]
+
+
+@pytest.mark.parametrize("train, test, fragments", [
+    ("group,N,D,loss\n" + "".join(f"g{i},1,2,{i}\n" for i in range(7)),
+     "group,N,D,loss\ng1,9,2,3\nz,9,2,3\n",
+     ("test.csv: the test file's group(s) 'z' are not in train", "train.csv",
+      "train's groups: 'g0', 'g1', 'g2', 'g3', 'g4', ... (7 in all)")),
+    # integer labels in train, the same written as floats in test (a pandas float column)
+    ("group,N,D,loss\n1,1,2,3\n2,1,2,3\n", "group,N,D,loss\n1.0,9,2,3\n2.0,9,2,3\n",
+     ("group(s) '1.0', '2.0' are not in train", "train's groups: '1', '2'",
+      "matched as text, and the test file's '1.0' is train's '1' written another way")),
+    ("N,D,loss\n1,2,3\n", "group,N,D,loss\na,9,2,3\n",
+     ("group(s) 'a' are not in train", "train.csv has no group column 'group'",
+      "fitted as one group, 'all'")),
+    ("group,N,D,loss\na,1,2,3\n", "N,D,loss\n9,2,3\n",
+     ("test.csv: no group column 'group'", "one group, 'all'", "train's groups: 'a'")),
+], ids=["unknown", "1 and 1.0", "train ungrouped", "test ungrouped"])
+def test_test_groups_train_lacks_are_refused_before_a_search(tmp_path, toy, train, test,
+                                                             fragments):
+    # they were scored -1 in the final report, after the whole search
+    _csv(tmp_path, train)
+    _csv(tmp_path, test, name="test.csv")
+    with pytest.raises(DataError) as exc:
+        check_test_file(toy)
+    assert all(f in str(exc.value) for f in fragments), str(exc.value)
 
 
 def test_unnamed_group_column_is_not_pooled_silently(tmp_path, toy):

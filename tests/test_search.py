@@ -789,8 +789,9 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_it(finished_run, damage, m
 
 
 def test_resume_refuses_data_that_changed(finished_run, synthetic_task):
-    train = synthetic_task.parent / "train.csv"
-    train.write_text(train.read_text().replace("g2,", "g3,"))
+    for name in ("train.csv", "test.csv"):  # test alike: a test group train lacks is refused
+        f = synthetic_task.parent / name
+        f.write_text(f.read_text().replace("g2,", "g3,"))
     with pytest.raises(HybridSLDError, match="not the data the run began with"):
         discover(None, resume=finished_run)
 
@@ -1014,9 +1015,26 @@ def test_a_bad_test_value_found_at_the_end_says_the_search_is_kept(synthetic_tas
     assert discover(cfg, resume=run_dir)["test_r2"] is not None
 
 
-def test_a_failed_test_score_says_why_in_the_report(synthetic_task, tmp_path):
-    with open(tmp_path / "test.csv", "a") as fh:  # a group the law was never fitted on
+def test_a_test_group_train_lacks_fails_before_the_search(synthetic_task, tmp_path):
+    # it was scored -1 by the final report, its reason in report.md only
+    with open(tmp_path / "test.csv", "a") as fh:
         fh.write("g9,300000.0,3.1\n")
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4)
+    with pytest.raises(HybridSLDError, match=rf"{tmp_path / 'test.csv'}: the test file's "
+                       r"group\(s\) 'g9' are not in train .*; train's groups: 'g1', 'g2'$"):
+        discover(cfg, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_failed_test_score_says_why_in_the_report(synthetic_task, tmp_path, monkeypatch):
+    run = Search.run
+
+    def run_then_add(self, *a, **k):  # a group the law was never fitted on, after the check
+        with open(tmp_path / "test.csv", "a") as fh:
+            fh.write("g9,300000.0,3.1\n")
+        return run(self, *a, **k)
+
+    monkeypatch.setattr(Search, "run", run_then_add)
     r = discover(SearchConfig(task=str(synthetic_task), max_evals=4), out=tmp_path / "runs")
     assert r["test_r2"] == -1.0
     assert r["test_message"].startswith("no fitted constants for group 'g9'")
