@@ -24,6 +24,7 @@ from .tasks import Task, builtin_task_names
 HF_REPO = "pkuHaowei/sldbench"
 DATA_ENV = "HYBRID_SLD_DATA"
 HUGE = 1e150  # larger values overflow once squared
+FORMATS = "only comma-separated CSV (.csv) and Parquet (.parquet) files are read"
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +100,7 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a text CSV file ({exc.reason})") from None
+        raise DataError(f"{path}: not a text CSV file ({exc.reason}); {FORMATS}") from None
     while rows and not rows[-1]:  # blank lines at the end of the file
         rows.pop()
     if not rows:
@@ -107,19 +108,42 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     return [c.strip() for c in rows[0]], rows[1:]
 
 
+def _shown(header: list[str], limit: int = 200) -> str:
+    """The header for an error, cut short: a JSON file read as CSV is one long header line."""
+    text = ", ".join(header).replace("\t", "\\t")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _not_csv(header: list[str]) -> str:
+    """What the file is, when its header shows it is no comma-separated CSV (every file but
+    a .parquet is read as one): JSON, or a header of one field split by tabs or semicolons."""
+    first = header[0] if header else ""  # as written: it is not quoted
+    if first.lstrip().startswith(("{", "[")):
+        return f"it holds JSON ({first[:60]}...)"
+    for sep, name in (("\t", "tab"), (";", "semicolon")):
+        if len(header) == 1 and sep in header[0]:
+            return f"its header is {name}-separated ({_shown(header)})"
+    return ""
+
+
 def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
     """The task's feature and target columns, checked present once each in ``header``."""
     wanted = list(task.feature_names) + list(task.targets)
     missing = [c for c in wanted if c not in header]
+    what = _not_csv(header) if missing else ""
+    if what:
+        raise DataError(f"{path}: not comma-separated CSV: {what}; {FORMATS}")
     if missing:
+        other = (f" ({FORMATS}; a {path.suffix} file is read as CSV)"
+                 if path.suffix and path.suffix.lower() not in (".csv", ".parquet") else "")
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; "
-                        f"the file has: {', '.join(header)}")
+                        f"the file has: {_shown(header)}{other}")
     twice = sorted({c for c in wanted + [task.group] if header.count(c) > 1})
     if twice:
         raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
     if task.group_named and task.group not in header:
         raise DataError(f"{path}: no group column {task.group!r} (the task's 'group'); "
-                        f"the file has: {', '.join(header)}")
+                        f"the file has: {_shown(header)}")
     return wanted
 
 

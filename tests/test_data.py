@@ -152,6 +152,47 @@ def test_missing_column(tmp_path, toy):
     assert "group, N, lossy" in msg  # lists the columns that are present
 
 
+ONLY = "only comma-separated CSV (.csv) and Parquet (.parquet) files are read"
+
+
+@pytest.mark.parametrize("name, text, said", [
+    ("train.json", json.dumps({"group": {str(i): "a" for i in range(300)},
+                               "N": {str(i): 1.0 for i in range(300)}},
+                              separators=(",", ":")),  # as pandas' to_json writes it
+     'not comma-separated CSV: it holds JSON ({"group":{"0":"a"...); ' + ONLY),
+    ("train.tsv", "group\tN\tD\tloss\na\t1\t2\t3\n",
+     "not comma-separated CSV: its header is tab-separated (group\\tN\\tD\\tloss); " + ONLY),
+    ("train.csv", "group;N;D;loss\na;1;2,5;3\n",
+     "not comma-separated CSV: its header is semicolon-separated (group;N;D;loss); " + ONLY),
+    ("train.txt", "group,N,D,Loss\na,1,2,3\n",
+     f"missing column(s) loss; the file has: group, N, D, Loss ({ONLY}; a .txt file is read "
+     "as CSV)"),
+], ids=["json", "tsv", "semicolon", "txt"])
+def test_a_file_not_comma_separated_is_named_so(tmp_path, toy, name, text, said):
+    # it was read as CSV, and the error echoed its whole first line (5 KB of JSON)
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(DataError) as exc:
+        read_dataset(p, toy)
+    assert str(exc.value) == f"{p}: {said}"
+
+
+def test_a_binary_file_names_the_formats_read(tmp_path, toy):
+    p = tmp_path / "train.xlsx"
+    p.write_bytes(b"PK\x03\x04\xff\xfe\x00")
+    with pytest.raises(DataError) as exc:
+        read_dataset(p, toy)
+    assert str(exc.value) == f"{p}: not a text CSV file (invalid start byte); {ONLY}"
+
+
+def test_a_long_header_is_cut_short(tmp_path, toy):
+    p = _csv(tmp_path, ",".join(f"column{i}" for i in range(100)) + "\n" + "1," * 99 + "1\n")
+    with pytest.raises(DataError) as exc:
+        read_dataset(p, toy)
+    shown = str(exc.value).split("the file has: ")[1]
+    assert shown.endswith("...") and len(shown) == 203 and shown.startswith("column0, column1")
+
+
 @pytest.mark.parametrize("row, fragments", [
     ("a,1,two,3", ("'D'", "'two'")),  # non-numeric cell
     ("a,1,2,nan", ("'loss'", "non-finite")),
