@@ -39,7 +39,10 @@ class SplitRule:
     """How validation rows are carved from train, per group.
 
     ``largest``: rows whose ``by`` value is at or above the group's (1 - fraction) quantile,
-    so validation holds the largest scales, as test does. ``random``: a seeded fraction.
+    so validation holds the largest scales, as test does. ``fraction`` is thus a quantile over
+    scale levels, not a share of rows: whole levels are held out, so with few of them more
+    (6 levels and 0.2: the top 2, a third of the rows; 2 levels: half). ``random``: a seeded
+    ``fraction`` of each group's rows.
     ``trend``: what the targets are known to do as ``by`` grows past train ("decreasing" for a
     loss against a resource); a candidate law that turns against it there is rejected.
     ``also_by``: further scale features; a row at or above the quantile in any of them is a
