@@ -475,6 +475,16 @@ def test_a_run_whose_task_folder_moved_is_resumed_and_reported_with_task(tmp_pat
     assert "is not the data the run was made on" in capsys.readouterr().err
 
 
+def test_report_of_a_path_that_does_not_exist_says_so(tmp_path, capsys):
+    # it said the path was "neither a bench directory ... nor a run directory"
+    assert main(["report", str(tmp_path / "nonexist")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'nonexist'} does not exist: give a "
+                                       "bench directory (results.jsonl) or a run directory "
+                                       "(best.json)\n")
+    assert main(["report", str(tmp_path)]) == 2  # a folder of neither kind: as before
+    assert "is neither a bench directory" in capsys.readouterr().err
+
+
 def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, monkeypatch,
                                                          capsys):
     import shutil

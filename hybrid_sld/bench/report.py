@@ -141,6 +141,9 @@ def render(path, data_dir=None, task=None) -> dict:
         return {"kind": "bench", "dir": str(path), "files": render_bench(path, data_dir)}
     if (path / "best.json").exists():
         return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir, task)}
+    if not path.exists():  # a typo is not a folder of the wrong kind
+        raise HybridSLDError(f"{path} does not exist: give a bench directory (results.jsonl) "
+                             "or a run directory (best.json)")
     if (path / "checkpoint" / "state.json").exists():
         raise HybridSLDError(f"{path} is a run with no report yet: `hybrid-sld discover --resume "
                              f"{path}` finishes it and writes the report")
