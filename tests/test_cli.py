@@ -468,6 +468,26 @@ def test_a_run_whose_task_folder_moved_is_resumed_and_reported_with_task(tmp_pat
     assert "is not the data the run was made on" in capsys.readouterr().err
 
 
+def test_a_suggested_resume_command_quotes_its_path_and_works_pasted(tmp_path, capsys):
+    """--out with a space: the `discover --resume ...` a message suggests must run as pasted
+    into a shell; a path without one is written as it is."""
+    write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, 3)
+    out = tmp_path / "runs dir"
+    assert main(["discover", "--task", str(tmp_path / "mine.toml"), "--max-evals", "4",
+                 "--batch-size", "4", "--out", str(out)]) == 0
+    run_dir, = out.iterdir()
+    (run_dir / "best.json").unlink()
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 2
+    command = re.search(r"`(hybrid-sld discover --resume [^`]*)`", capsys.readouterr().err)[1]
+    import shlex
+    argv = shlex.split(command)
+    assert argv[-1] == str(run_dir)  # one word, the path whole
+    assert main(argv[1:]) == 0 and (run_dir / "best.json").is_file()
+    from hybrid_sld.search.engine import resume_command
+    assert resume_command("runs/t-0") == "hybrid-sld discover --resume runs/t-0"
+
+
 def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, monkeypatch,
                                                          capsys):
     import shutil
