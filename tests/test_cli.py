@@ -416,8 +416,8 @@ def test_expert_law_errors_name_the_task_file(tmp_path, capsys):
     assert main(["expert", "--task", str(toml)]) == 2
     assert f"{toml}: no [expert] law to score" in capsys.readouterr().err
     toml.write_text(toml.read_text() + '[expert]\nlaw = "y = a + ("\n')
-    assert main(["expert", "--task", str(toml)]) == 2
-    assert f"{toml}, [expert] law: line 1, column" in capsys.readouterr().err
+    assert main(["expert", "--task", str(toml)]) == 2  # the file's line and column
+    assert f"{toml}, [expert] law: line 9, column 17: unexpected end" in capsys.readouterr().err
     assert main(["discover", "--task", str(toml), "--max-evals", "4",
                  "--out", str(tmp_path / "runs")]) == 2
     assert f"{toml}, [expert] law:" in capsys.readouterr().err
@@ -426,7 +426,7 @@ def test_expert_law_errors_name_the_task_file(tmp_path, capsys):
     toml.write_text(toml.read_text().replace("y = a + (", "y = a/x") + '[[expert.variants]]\n'
                     'name = "published"\nlaw = "y = 1/q^"\n')
     assert main(["fit", "--task", str(toml), "--law", "y = a/x"]) == 2  # a variant, too
-    assert f"{toml}, [expert] law: line 1, column" in capsys.readouterr().err
+    assert f"{toml}, [expert] law: line 12, column 16: unexpected end" in capsys.readouterr().err
 
 
 def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
