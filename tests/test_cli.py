@@ -120,6 +120,20 @@ def test_fit_latex(fit_parallel):
     assert "\\begin{align}" in text and "pile" in text and "stack" in text
 
 
+def test_fit_writes_bounds_naming_the_constants_as_the_law_reads(capsys):
+    """a, b in (0, 1) came back as b, a (the structural order law.text keeps for the search);
+    the printed text still reads as the same law."""
+    from hybrid_sld.law import parse_task_law
+    from hybrid_sld.tasks import get_task
+    law = "loss = E + A*tokens^-a + B*num_params^-b\na, b in (0, 1)\nA, B > 0\nB ~ 3\nshared b"
+    assert main(["fit", "--task", "kaplan_demo", "--law", law]) == 0
+    printed = capsys.readouterr().out.split("\n\n")[0]
+    assert printed == ("loss = E + A/tokens^a + B/num_params^b\nA, B > 0\na, b in (0, 1)\n"
+                       "B ~ 3\nshared b")
+    task = get_task("kaplan_demo")
+    assert parse_task_law(printed, task).key == parse_task_law(law, task).key
+
+
 @pytest.mark.parametrize("where", ["a_file/law.tex", "/dev/full"])
 def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
     if where == "/dev/full" and not Path(where).exists():
