@@ -303,12 +303,20 @@ class ScalingLawRegressor:
         if self.features is not None:
             names = [self.features] if isinstance(self.features, str) else \
                 [str(f) for f in self.features]
+            # X's columns counted without the group column, which features does not name
+            besides = ("" if self.group_column is None else
+                       f" besides its group column (group_column={self.group_column!r}), which "
+                       "is not a feature: features names the other columns")
             if cols is None or set(names) <= set(cols):  # an array's, or a DataFrame's by name
                 if len(names) != k and cols is None:
-                    raise InputError(f"features names {len(names)} column(s) but X has {k}")
+                    raise InputError(f"features names {len(names)} column(s) but X has "
+                                     f"{k}{besides}")
                 return names, names
             # not all X's column names: features rename X's columns, in order
             how = "give X's column names, or one new name per column"
+            if len(names) != k and besides:
+                raise InputError(f"features {names} name {len(names)} column(s), but X has {k}"
+                                 f"{besides} ({', '.join(map(str, cols))})")
             if len(names) != k:
                 raise InputError(f"features {names} are not all X's columns {cols}, nor one "
                                  f"name per column: {how}")
@@ -560,11 +568,16 @@ class ScalingLawRegressor:
                 P[ix] = np.nan
         bad = ~np.isfinite(P).all(axis=1)
         if bad.any():
+            i = int(np.flatnonzero(bad)[0])
             failed = sorted(repr(g) for g in index if not self.fits_[g].success)
+            # a log or root of a quantity the fitted constants make negative (log(x - c) at
+            # x < c) is no overflow: say which quantity
+            hit = None if failed else domain_violation(self.law_, A[i:i + 1],
+                                                       self.fits_[keys[i]].params)
             why = f"group(s) {', '.join(failed[:5])} could not be fitted" if failed else \
-                "the law overflows or divides by zero there"
+                hit[1] if hit else "the law overflows or divides by zero there"
             warnings.warn(f"{int(bad.sum())} of {len(P)} prediction(s) are not finite, e.g. "
-                          f"X[{int(np.flatnonzero(bad)[0])}]: {why}", stacklevel=2)
+                          f"X[{i}]: {why}", stacklevel=2)
         return P[:, 0] if P.shape[1] == 1 else P
 
     def score(self, X, y, groups=None) -> float:

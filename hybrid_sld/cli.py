@@ -137,7 +137,8 @@ def cmd_fit(args):
         raise
     v, full = _evaluate(law, task, spec, train, test)
     fitted = sum(f.success for f in full.fits.values())  # none: nothing worth writing
-    from .export import as_written, group_label, symbol_lookalikes, task_symbols
+    from .export import (as_written, group_label, symbol_lookalikes, task_symbols,
+                         text_as_written)
     symbols = task_symbols(task)
     if args.latex and fitted:
         from .export import latex_document_fragment
@@ -171,7 +172,7 @@ def cmd_fit(args):
     if args.json:
         print(json.dumps(out, indent=1))
         return 0 if fitted else 1
-    print(law.text)
+    print(text_as_written(law))  # its bounds naming the constants as the law reads
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
     if out["redundancy"]:
         print(f"note: {out['redundancy']}")

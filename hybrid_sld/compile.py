@@ -124,13 +124,17 @@ def compile_law(law: Law) -> CompiledLaw:
     return _CACHE[key]
 
 
-def domain_violation(law: Law, X: np.ndarray) -> tuple[int, str] | None:
+def domain_violation(law: Law, X: np.ndarray, params: dict | None = None
+                     ) -> tuple[int, str] | None:
     """(row, reason) of the first row of ``X`` (columns: ``law.features``) where the law takes
     the log of a non-positive quantity of features only, or a fractional or symbolic power of a
     negative one (or of zero, to a power that may be negative), or divides by zero; None when
     there is none.
-    Such a row makes every fit non-finite; saying which row, and why, is the useful error."""
+    Such a row makes every fit non-finite; saying which row, and why, is the useful error.
+    ``params``: fitted constants (name -> value), so that quantities of features and constants
+    (log(x - c)) are checked too: why a fitted law's prediction is not finite."""
     where = {law.symbols[f]: j for j, f in enumerate(law.features) if f in law.symbols}
+    known = dict(params or {})
     seen = set()
     for _target, expr in law.equations:
         for node in sp.preorder_traversal(expr):
@@ -144,17 +148,21 @@ def domain_violation(law: Law, X: np.ndarray) -> tuple[int, str] | None:
             else:
                 continue
             syms = sorted(arg.free_symbols, key=str)
-            if not syms or not set(syms) <= where.keys() or (arg, strict) in seen:
+            consts = [s for s in syms if s not in where]
+            if not syms or any(s.name not in known for s in consts) or (arg, strict) in seen:
                 continue
             seen.add((arg, strict))
             with np.errstate(all="ignore"):
-                vals = np.broadcast_to(numpy_function(syms, arg)(*(X[:, where[s]] for s in syms)),
-                                       (len(X),))
+                vals = np.broadcast_to(numpy_function(syms, arg)(
+                    *(X[:, where[s]] if s in where else float(known[s.name]) for s in syms)),
+                    (len(X),))
             bad = ~(vals != 0) if strict is None else ~(vals > 0) if strict else ~(vals >= 0)
             if bad.any():
                 i = int(np.argmax(bad))
                 must = "non-zero" if strict is None else "positive" if strict else "non-negative"
                 takes = what if strict is None else f"takes {what}"
-                return i, (f"{expr_to_text(arg)} = {vals[i]:g} here, and the law {takes} it "
-                           f"(must be {must})")
+                fitted = (" (fitted " + ", ".join(f"{s} = {known[s.name]:g}" for s in consts)
+                          + ")") if consts else ""
+                return i, (f"{expr_to_text(arg)} = {vals[i]:g} here{fitted}, and the law "
+                           f"{takes} it (must be {must})")
     return None

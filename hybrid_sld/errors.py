@@ -24,6 +24,7 @@ class LawSyntaxError(LawError):
 
     def __init__(self, message: str, *, text: str = "", line: int = 0, column: int = 0,
                  expected: tuple[str, ...] = (), features: tuple[str, ...] = ()):
+        self.message = message  # without its position: to place it in a task file, say
         self.text = text
         self.line = line
         self.column = column

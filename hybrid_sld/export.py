@@ -16,7 +16,7 @@ from sympy.printing.latex import (LatexPrinter, greek_letters_set, other_symbols
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import LawError
-from .law import Law, decimal_text
+from .law import Law, _bound_lines, decimal_text
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "&": r"\&", "%": r"\%",
@@ -224,6 +224,15 @@ def as_written(law: Law) -> list[str]:
     seen = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", "\n".join(e.partition("=")[2] for e in eqs))
     first = {n: i for i, n in reversed(list(enumerate(seen)))}
     return sorted(law.param_names, key=lambda n: first.get(n, len(seen)))
+
+
+def text_as_written(law: Law) -> str:
+    """``law.text`` with its declarations naming the constants in :func:`as_written` order
+    (``a, b in (0, 1)``, not ``b, a``): for people. ``law.text`` keeps the structural order:
+    the archive, checkpoints and LLM prompts (whose replay keys hash them) hold it."""
+    order = {n: i for i, n in enumerate(as_written(law))}
+    eqs = law.text.splitlines()[:len(law.equations)]
+    return "\n".join(eqs + _bound_lines(tuple(sorted(law.params, key=lambda p: order[p.name]))))
 
 
 def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,

@@ -494,10 +494,11 @@ def parse_task_law(text: str, task) -> Law:
                      feature_symbols=task_symbols(task))
 
 
-def parse_expert_law(task, text: str | None = None) -> Law:
+def parse_expert_law(task, text: str | None = None, place=None) -> Law:
     """The task's expert law (or ``text``, one of its variants); an error names the task file.
     A law of no feature is refused: a misspelt feature (M for N) reads as one more constant,
-    and the law would be scored and seeded from without a word."""
+    and the law would be scored and seeded from without a word. ``place``: a LawSyntaxError ->
+    its text with the position in the task file (None: the law's own), as the file loads."""
     try:
         law = parse_task_law(task.expert_law if text is None else text, task)
         if not law.used_features:
@@ -508,4 +509,5 @@ def parse_expert_law(task, text: str | None = None) -> Law:
                                "everywhere") + "; write at least one of them by its name")
         return law
     except LawError as exc:
-        raise LawError(f"{task.path or task.name}, [expert] law: {exc}") from None
+        placed = place(exc) if place is not None and isinstance(exc, LawSyntaxError) else None
+        raise LawError(f"{task.path or task.name}, [expert] law: {placed or exc}") from None

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import FitError, TaskError
+from .errors import FitError, LawSyntaxError, TaskError
 from .fit import FitterSpec
 from .grammar import NAME_RULE, is_name
 from .law import FUNCTION_ALIASES, FUNCTION_KINDS, parse_expert_law
@@ -173,8 +173,52 @@ def _check_keys(raw: dict, where: str) -> None:
                     f" (known: {', '.join(sorted(known))})"))
 
 
-def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -> Task:
-    """Validate a parsed TOML table and build a Task; every error names ``where``."""
+def _law_placer(source: str, value: str):
+    """A LawSyntaxError of the law ``value`` (a ``law = ...`` string of the task file text
+    ``source``, stripped) -> its text at the file's line and column: tomllib gives no
+    positions. Written with escapes (``\\n``), the law's line and where it starts in the file;
+    None (the law's own position) where the string is not found once."""
+    found = set()
+    for m in re.finditer(r"\blaw\s*=\s*(\"\"\"|'''|\"|')", source):
+        quote, start = m.group(1), m.end()
+        if len(quote) == 3 and source.startswith("\n", start):  # TOML drops that newline
+            start += 1
+        end = source.find(quote, start)
+        while end != -1:  # the string's end: the first closing quote it reads as TOML up to
+            try:
+                got = tomllib.loads("v = " + source[m.start(1):end + len(quote)])["v"]
+                break
+            except tomllib.TOMLDecodeError:
+                end = source.find(quote, end + 1)
+        if end != -1 and got.strip() == value:
+            found.add((start, got, source[start:end] == got))
+    if len(found) != 1:
+        return None
+    (start, got, literal), = found
+    lead = len(got) - len(got.lstrip())
+    if source[start:start + lead] == got[:lead]:
+        start += lead
+    first = source.count("\n", 0, start) + 1
+
+    def place(exc: LawSyntaxError) -> str | None:
+        lines = exc.text.split("\n")
+        if not 1 <= exc.line <= len(lines):
+            return None
+        if not literal:
+            return (f"line {exc.line} of the law (the law starts on line {first} of the file), "
+                    + str(exc).removeprefix(f"line {exc.line}, "))
+        at = start + sum(len(s) + 1 for s in lines[:exc.line - 1]) + exc.column - 1
+        line = source.count("\n", 0, at) + 1
+        return str(LawSyntaxError(exc.message, text=source, line=line,
+                                  column=at - source.rfind("\n", 0, at), expected=exc.expected,
+                                  features=exc.features))
+    return place
+
+
+def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
+                   toml_text: str | None = None) -> Task:
+    """Validate a parsed TOML table and build a Task; every error names ``where``.
+    ``toml_text``: the file's text, so that a law's syntax error gives its line in the file."""
     _check_keys(raw, where)
     name = _get(raw, "name", str, where)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):  # it names run directories
@@ -300,7 +344,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None) -
                 train_file=train_file, test_file=test_file, path=where, functions=functions)
     for text in (task.expert_law, *(law for _name, law in task.expert_variants)):
         if text:  # a typo in the file is found as it loads, not when the law is first used
-            parse_expert_law(task, text)
+            parse_expert_law(task, text, toml_text and _law_placer(toml_text, text))
     return task
 
 
@@ -325,12 +369,13 @@ def grammar_functions(grammar: dict, where: str) -> tuple[str, ...] | None:
 def load_task_file(path: str | Path) -> Task:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise TaskError(f"task file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TaskError(f"{path}: invalid TOML: {exc}") from None
-    return task_from_dict(raw, where=str(path), base=path.parent)
+    return task_from_dict(raw, where=str(path), base=path.parent, toml_text=text)
 
 
 def builtin_task_names() -> list[str]:
@@ -349,5 +394,6 @@ def get_task(name_or_path: str | Path) -> Task:
         raise TaskError(f"unknown task {text!r}; built-in tasks: {', '.join(names)} "
                         "(or give a path to a task .toml)")
     resource = importlib.resources.files("hybrid_sld._tasks") / f"{matches[0]}.toml"
-    raw = tomllib.loads(resource.read_text())
-    return task_from_dict(raw, where=f"{matches[0]}.toml")
+    toml_text = resource.read_text()
+    return task_from_dict(tomllib.loads(toml_text), where=f"{matches[0]}.toml",
+                          toml_text=toml_text)

@@ -562,6 +562,18 @@ def test_predict_checks_the_domain_and_score_the_shape():
         assert np.isinf(est.predict([[-1e6]])).all()
 
 
+def test_a_prediction_the_fitted_constants_put_out_of_the_logs_domain_says_so():
+    """log(x - c) at x < c is the log of a negative number, not an overflow."""
+    x = np.geomspace(1e6, 1e9, 20)
+    est = ScalingLawRegressor("y = E + A*log(x - c)\nc < 5e5", features=["x"]).fit(
+        x[:, None], 2 + 300 * x ** -0.3)
+    with pytest.warns(UserWarning) as caught:
+        assert np.isnan(est.predict([[1e6], [1.0]])[1])
+    msg = str(caught[0].message)
+    assert msg.startswith("1 of 2 prediction(s) are not finite, e.g. X[1]: x - c = ") and \
+        "(fitted c = 500000), and the law takes the log of it (must be positive)" in msg, msg
+
+
 def test_predict_takes_values_too_large_to_fit_on():
     """The magnitude check guards the least-squares fit; predict far out is a forecast."""
     X, y = _simple()
@@ -627,6 +639,24 @@ def test_group_column_by_index_and_its_errors():
         est.set_params(group_column=2).fit(X, y)
     with pytest.raises(InputError, match="X has no column names"):
         est.set_params(group_column="run").fit(X, y)
+
+def test_features_naming_the_group_column_says_it_is_not_a_feature():
+    """X of 3 columns, the last the group: features names the 2 others, not 3 of 2."""
+    rows = _two_runs()
+    X = np.array([(x, 2 * x, g) for g, x, _ in rows], dtype=object)
+    y = np.array([v for *_, v in rows])
+    est = ScalingLawRegressor("y = E + A*N^(-a)", features=["N", "D", "g"],
+                              group_column=2)
+    with pytest.raises(InputError) as exc:
+        est.fit(X, y)
+    assert str(exc.value) == (
+        "features names 3 column(s) but X has 2 besides its group column (group_column=2), "
+        "which is not a feature: features names the other columns")
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=["N", "D", "g"]).astype({"N": float, "D": float})
+    with pytest.raises(InputError, match=r"X has 2 besides its group column \(group_column='g'"
+                                         r"\), which is not a feature: .* \(N, D\)"):
+        est.set_params(group_column="g").fit(df, y)
 
 
 def test_functions_narrow_the_search_as_a_tasks_grammar_does():

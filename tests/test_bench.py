@@ -200,7 +200,7 @@ def test_failed_and_timed_out_cells_are_recorded_and_the_bench_goes_on(tmp_path,
     task = tmp_path / "broken.toml"
     task.write_text('name = "broken"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n'
                     '[expert]\nlaw = "y = A*x^(-a) +"\n[data]\ntrain = "train.csv"\n')
-    with pytest.raises(LawError, match="broken.toml, .expert. law: line 1, column"):
+    with pytest.raises(LawError, match="broken.toml, .expert. law: line 7, column 22"):
         resolve_tasks(f"{task},kaplan_demo")  # a typo in a task file stops it before any cell
     task.write_text(task.read_text().replace("(-a) +", "(-a)"))
     (tmp_path / "train.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in range(1, 11))

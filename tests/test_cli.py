@@ -120,6 +120,20 @@ def test_fit_latex(fit_parallel):
     assert "\\begin{align}" in text and "pile" in text and "stack" in text
 
 
+def test_fit_writes_bounds_naming_the_constants_as_the_law_reads(capsys):
+    """a, b in (0, 1) came back as b, a (the structural order law.text keeps for the search);
+    the printed text still reads as the same law."""
+    from hybrid_sld.law import parse_task_law
+    from hybrid_sld.tasks import get_task
+    law = "loss = E + A*tokens^-a + B*num_params^-b\na, b in (0, 1)\nA, B > 0\nB ~ 3\nshared b"
+    assert main(["fit", "--task", "kaplan_demo", "--law", law]) == 0
+    printed = capsys.readouterr().out.split("\n\n")[0]
+    assert printed == ("loss = E + A/tokens^a + B/num_params^b\nA, B > 0\na, b in (0, 1)\n"
+                       "B ~ 3\nshared b")
+    task = get_task("kaplan_demo")
+    assert parse_task_law(printed, task).key == parse_task_law(law, task).key
+
+
 @pytest.mark.parametrize("where", ["a_file/law.tex", "/dev/full"])
 def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
     if where == "/dev/full" and not Path(where).exists():
@@ -423,8 +437,8 @@ def test_expert_law_errors_name_the_task_file(tmp_path, capsys):
     assert main(["expert", "--task", str(toml)]) == 2
     assert f"{toml}: no [expert] law to score" in capsys.readouterr().err
     toml.write_text(toml.read_text() + '[expert]\nlaw = "y = a + ("\n')
-    assert main(["expert", "--task", str(toml)]) == 2
-    assert f"{toml}, [expert] law: line 1, column" in capsys.readouterr().err
+    assert main(["expert", "--task", str(toml)]) == 2  # the file's line and column
+    assert f"{toml}, [expert] law: line 9, column 17: unexpected end" in capsys.readouterr().err
     assert main(["discover", "--task", str(toml), "--max-evals", "4",
                  "--out", str(tmp_path / "runs")]) == 2
     assert f"{toml}, [expert] law:" in capsys.readouterr().err
@@ -433,7 +447,7 @@ def test_expert_law_errors_name_the_task_file(tmp_path, capsys):
     toml.write_text(toml.read_text().replace("y = a + (", "y = a/x") + '[[expert.variants]]\n'
                     'name = "published"\nlaw = "y = 1/q^"\n')
     assert main(["fit", "--task", str(toml), "--law", "y = a/x"]) == 2  # a variant, too
-    assert f"{toml}, [expert] law: line 1, column" in capsys.readouterr().err
+    assert f"{toml}, [expert] law: line 12, column 16: unexpected end" in capsys.readouterr().err
 
 
 def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
@@ -483,6 +497,26 @@ def test_report_of_a_path_that_does_not_exist_says_so(tmp_path, capsys):
                                        "(best.json)\n")
     assert main(["report", str(tmp_path)]) == 2  # a folder of neither kind: as before
     assert "is neither a bench directory" in capsys.readouterr().err
+
+
+def test_a_suggested_resume_command_quotes_its_path_and_works_pasted(tmp_path, capsys):
+    """--out with a space: the `discover --resume ...` a message suggests must run as pasted
+    into a shell; a path without one is written as it is."""
+    write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, 3)
+    out = tmp_path / "runs dir"
+    assert main(["discover", "--task", str(tmp_path / "mine.toml"), "--max-evals", "4",
+                 "--batch-size", "4", "--out", str(out)]) == 0
+    run_dir, = out.iterdir()
+    (run_dir / "best.json").unlink()
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 2
+    command = re.search(r"`(hybrid-sld discover --resume [^`]*)`", capsys.readouterr().err)[1]
+    import shlex
+    argv = shlex.split(command)
+    assert argv[-1] == str(run_dir)  # one word, the path whole
+    assert main(argv[1:]) == 0 and (run_dir / "best.json").is_file()
+    from hybrid_sld.search.engine import resume_command
+    assert resume_command("runs/t-0") == "hybrid-sld discover --resume runs/t-0"
 
 
 def test_resume_takes_the_data_dir_where_the_data_is_now(data_dir, tmp_path, monkeypatch,

@@ -243,6 +243,26 @@ def test_an_expert_law_of_no_feature_is_refused_as_the_file_loads(tmp_path):
         get_task(str(p))
 
 
+def test_an_expert_law_syntax_error_gives_its_line_and_column_in_the_file(tmp_path):
+    """tomllib gives no positions: the law's string is found in the file's text, a \"\"\" string
+    over lines, an inline variant's; written with escapes, the law's line and where it starts."""
+    p = tmp_path / "badlaw.toml"
+
+    def error(text):
+        with pytest.raises(LawError) as exc:
+            load_task_file(_write(tmp_path, text, p.name))
+        return str(exc.value)
+    # GOOD's 10 lines, then [expert] on line 11
+    msg = error(GOOD + '[expert]\nreference = "x"\nlaw = """\n  loss = E + A/N\n  A <> 3\n"""\n')
+    assert msg.startswith(f"{p}, [expert] law: line 15, column 6: unexpected '>'\n"
+                          "      A <> 3\n         ^\n"), msg
+    msg = error(EXPERT + 'variants = [{name = "v", law = "loss = E + (A"}]\n')
+    assert msg.startswith(f"{p}, [expert] law: line 13, column 46: unexpected end of text\n"), msg
+    msg = error(GOOD + '[expert]\nlaw = "loss = E + A/N\\nA <> 3"\n')
+    assert msg.startswith(f"{p}, [expert] law: line 2 of the law (the law starts on line 12 of "
+                          "the file), column 4: unexpected '>'\n    A <> 3\n"), msg
+
+
 def test_expert_cli_refuses_a_published_word(tmp_path):
     """`expert` on a task whose published figure is a word: one line naming the file, status 2."""
     p = _write(tmp_path, EXPERT + '[published]\nhuman_r2 = "high"\n', "my_task.toml")

@@ -95,7 +95,7 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     from ..law import parse_task_law
     from ..plots import plot_fit, plot_residuals
     from ..search.archive import Archive
-    from ..search.engine import State, write_atomic
+    from ..search.engine import State, resume_command, write_atomic
     from ..search.run import _markdown, task_of_run
     from ..tasks import get_task
     run_dir = Path(run_dir)
@@ -107,7 +107,7 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     if state.get("evals", 0) > best.get("evals", 0):  # resumed after its report, then stopped
         raise HybridSLDError(f"{run_dir}: the search went on after its report (the checkpoint "
                              f"holds {state['evals']} evaluations, best.json {best.get('evals')}):"
-                             f" `hybrid-sld discover --resume {run_dir}` finishes it and writes "
+                             f" `{resume_command(run_dir)}` finishes it and writes "
                              "a report of them all (nothing rewritten)")
     cfg = state.get("config", {})
     task = get_task(task_of_run(run_dir, cfg.get("task", best["task"]), task))
@@ -145,7 +145,8 @@ def render(path, data_dir=None, task=None) -> dict:
         raise HybridSLDError(f"{path} does not exist: give a bench directory (results.jsonl) "
                              "or a run directory (best.json)")
     if (path / "checkpoint" / "state.json").exists():
-        raise HybridSLDError(f"{path} is a run with no report yet: `hybrid-sld discover --resume "
-                             f"{path}` finishes it and writes the report")
+        from ..search.engine import resume_command
+        raise HybridSLDError(f"{path} is a run with no report yet: `{resume_command(path)}` "
+                             "finishes it and writes the report")
     raise HybridSLDError(f"{path} is neither a bench directory (results.jsonl) nor a run "
                          "directory (best.json)")

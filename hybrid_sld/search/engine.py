@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -141,6 +142,12 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:  # e.g. a full disk: no half-written copy left beside the old file
         tmp.unlink(missing_ok=True)
         raise
+
+
+def resume_command(run_dir) -> str:
+    """The command that goes on with a run, as pasted into a shell: its path quoted (--out may
+    hold a space)."""
+    return f"hybrid-sld discover --resume {shlex.quote(str(run_dir))}"
 
 
 def candidate_key(law_key: str, fitter: dict) -> str:
@@ -459,7 +466,7 @@ class Search:
         except (OSError, ValueError, KeyError, TypeError):
             return f"no checkpoint was written yet: start again {again}".rstrip()
         return (f"the checkpoint after evaluation {saved} is kept: {go_on} with "
-                f"`hybrid-sld discover --resume {self.run_dir}`")
+                f"`{resume_command(self.run_dir)}`")
 
     def load(self) -> None:
         path = self.checkpoint_path

@@ -26,7 +26,8 @@ from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
-from .engine import BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig, write_atomic
+from .engine import (BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig, resume_command,
+                     write_atomic)
 from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, parting, refit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -117,8 +118,8 @@ def final_report(search: Search) -> dict:
     try:
         train, test = load_splits(task, search.config.data_dir)
     except DataError as exc:  # a data file changed during the search: the search is not lost
-        raise DataError(f"{exc}\nthe search is saved: fix the file and run `hybrid-sld "
-                        f"discover --resume {run_dir}` to write the report") from None
+        raise DataError(f"{exc}\nthe search is saved: fix the file and run "
+                        f"`{resume_command(run_dir)}` to write the report") from None
     full = _scored_on_test(full, law, test)
     result = {"task": task.name, "law": law.text, "n_params": law.n_params,
               "complexity": law.complexity, "fitter": best.fitter,
@@ -186,7 +187,7 @@ def final_report(search: Search) -> dict:
     if search.interrupted:
         why = "Ctrl-C" if search.interrupted == "SIGINT" else search.interrupted
         result["stop_reason"] = (f"interrupted by {why} after {s.evals} evaluations; continue "
-                                 f"with `hybrid-sld discover --resume {run_dir}`")
+                                 f"with `{resume_command(run_dir)}`")
     if search.llm is not None:
         st, c = search.llm_settings, s.llm
         result["llm"] = {"model": st.model, "mode": st.mode, "proposer": search.config.proposer,
@@ -222,7 +223,7 @@ def final_report(search: Search) -> dict:
     except OSError as exc:
         raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
                              "the search's checkpoint is kept: make room and run "
-                             f"`hybrid-sld discover --resume {run_dir}` to write it") from None
+                             f"`{resume_command(run_dir)}` to write it") from None
     return result
 
 
