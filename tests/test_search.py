@@ -1024,6 +1024,21 @@ def test_a_failed_test_score_says_why_in_the_report(synthetic_task, tmp_path):
     assert "Test score failed (discovered: no fitted constants for group 'g9'" in md
 
 
+def test_a_test_file_of_one_row_says_why_test_r2_is_undefined(synthetic_task, tmp_path):
+    lines = (tmp_path / "test.csv").read_text().splitlines()
+    (tmp_path / "test.csv").write_text("\n".join(lines[:2]) + "\n")
+    r = discover(SearchConfig(task=str(synthetic_task), max_evals=4), out=tmp_path / "runs")
+    why = "takes one value"
+    assert r["test_r2"] is None and why in r["test_message"] and "R2 is undefined" in r["test_message"]
+
+    def refuse(c):
+        raise ValueError(f"not JSON: {c}")
+    best = json.loads((Path(r["run_dir"]) / "best.json").read_text(), parse_constant=refuse)
+    assert best["test_message"] == r["test_message"]
+    md = (Path(r["run_dir"]) / "report.md").read_text()
+    assert f"Test score failed (discovered: target 'y' {why}" in md
+
+
 def test_report_tables_give_every_equation_of_a_law_of_several_targets():
     from hybrid_sld.search.run import _equations
     law = "a = p1 + p2*x\nb = p3*x^p4\np2 >= 0\np4 in [0, 3]\np1 ~ 1"

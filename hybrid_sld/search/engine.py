@@ -41,6 +41,7 @@ from ..evaluate import (against_trend, check_columns, check_domain, data_against
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import check_functions, parse_expert_law
+from ..metrics import undefined_r2
 from ..tasks import get_task
 from ..threads import die_with_parent, single_threaded_process
 from ..units import unit_faults
@@ -418,12 +419,9 @@ class Search:
                     f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
                     f"{n_valid} validation row(s); the "
                     f"simplest seed law has {k} parameters: add rows or merge groups")
-        for j, t in enumerate(self.task.targets):  # every group has a validation row here
-            if np.ptp(valid.Y[:, j]) == 0:
-                raise HybridSLDError(
-                    f"target {t!r} takes one value ({valid.Y[0, j]:g}) on all {len(valid)} "
-                    "validation row(s), so validation R2 is undefined: add rows or raise the "
-                    "task's [split] fraction")
+        undefined = undefined_r2(valid.Y, self.task.targets, "validation row(s)")
+        if undefined:  # every group has a validation row here
+            raise HybridSLDError(f"{undefined}: add rows or raise the task's [split] fraction")
 
     # -- persistence --------------------------------------------------------------------------
     @property
