@@ -151,6 +151,8 @@ def final_report(search: Search) -> dict:
                             "fitter": e_spec.to_dict(),
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull),
+                            # why it has no validation NMSE for the search to beat, if so
+                            "valid_message": ev.scores["valid"].message or None,
                             # False when outside the task's [grammar] functions: not a seed
                             "searched": any(d["origin"] == "seed:expert"
                                             for d in s.cache.values())}
@@ -509,6 +511,8 @@ def _markdown(r: dict, front: list) -> str:
     beat = ("" if not e else
             "; the expert law, outside the task's [grammar] functions, did not seed it"
             if not e.get("searched", True) else
+            f"; the expert law failed validation ({e['valid_message']}), so it set no "
+            "validation NMSE to beat" if e.get("valid_message") else
             "; never beat the expert law's validation NMSE by 1 %" if beat is None
             else f"; beat the expert law's validation NMSE by 1 % after {beat} s")
     narrowed = ("" if r.get("functions") is None else
