@@ -7,7 +7,6 @@ prints one JSON document to stdout; tables and progress go to stderr / stdout as
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
 from .law import parse_expert_law, parse_task_law
-from .metrics import failed_score, score
+from .metrics import failed_score, json_text, score
 from .metrics import report_value as _r
 from .search.engine import PROPOSERS, SearchConfig
 from .search.select import RULES
@@ -84,7 +83,8 @@ def _result(task, law, v, full, train) -> dict:
 
 def _score_notes(res: dict) -> list[str]:
     """Why a validation or test score failed (a group too small for its validation fit, a
-    group not in train, a non-finite prediction): an R2 of -1 says nothing of why. And which
+    group not in train, a non-finite prediction) or its R2 is undefined (a target of one value
+    there): an R2 of -1 or n/a says nothing of why. And which
     groups valid R2 leaves out: it is a figure for the others only."""
     return [f"{split}: {res[split]['message']}" for split in ("valid", "test")
             if res.get(split) and res[split].get("message")] + [
@@ -114,7 +114,7 @@ def cmd_tasks(args):
                      "param_cap": t.param_cap, "human_r2": t.published.get("human_r2"),
                      "description": t.description})
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json_text(rows, indent=1))
         return
     for r in rows:
         print(f"{r['task']:30s} cap {r['param_cap']:>2}  {', '.join(r['features'])} -> "
@@ -170,7 +170,7 @@ def cmd_fit(args):
                  valid_mask=validation_mask(task, train))
         out["plot"] = str(args.plot)
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json_text(out, indent=1))
         return 0 if fitted else 1
     print(text_as_written(law))  # its bounds naming the constants as the law reads
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
@@ -230,7 +230,7 @@ def cmd_expert(args):
                        test_r2_clipped=_r(full.scores["test"].r2_clipped) if "test" in full.scores else None)
             results.append(res)
     if args.json:
-        print(json.dumps(results if args.task == "all" else results[0], indent=1))
+        print(json_text(results if args.task == "all" else results[0], indent=1))
         return
     print(f"{'task':30s} {'variant':20s} {'k':>3s} {'train':>8s} {'valid':>8s} {'test':>8s} "
           f"{'clipped':>8s} {'published':>9s}")
@@ -276,7 +276,7 @@ def cmd_eval_program(args):
                 np.vstack([res.predictions[g][1] for g in test.group_names]))
             out.update(test_r2=_r(s.r2), test=s.to_dict())
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json_text(out, indent=1))
     else:
         status = "ok" if res.success else f"FAILED: {res.message}"
         print(f"{args.file}: {status} ({res.seconds:.1f} s)")
@@ -356,7 +356,7 @@ def cmd_discover(args):
     # interrupted: 130, as a shell reports Ctrl-C; the LLM endpoint failed: 1
     status = 130 if result.get("interrupted") else 1 if result.get("stop_error") else 0
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(json_text(result, indent=1))
         return status
     print(result["law"])
     e = result.get("expert") or {}
@@ -366,6 +366,9 @@ def cmd_discover(args):
         same = "   (the law above has its form: the search found no better)"
         print(f"expert law: parameters {e['n_params']}   test R2 {_fmt(e['test_r2'])}"
               + (same if result.get("is_expert_form") else ""))
+    for who, d in (("", result), ("expert law: ", e)):  # a test R2 of -1 or n/a: why
+        if d.get("test_message"):
+            print(f"note: {who}test: {d['test_message']}")
     print(f"{result['evals']} evaluations in {result['seconds']} s; run directory {result['run_dir']}")
     llm = result.get("llm")
     if llm:
@@ -421,7 +424,7 @@ def cmd_bench(args):
     finally:
         executor.close()
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(json_text(summary, indent=1))
     else:
         print(Path(summary["out"], "leaderboard.md").read_text())
         print(f"{summary['executed']} cell(s) run, {summary['skipped']} already finished, "
@@ -437,7 +440,7 @@ def cmd_report(args):
     from .bench.report import render
     out = render(args.dir, args.data_dir, task=args.task)
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json_text(out, indent=1))
         return
     print(f"re-rendered the {out['kind']} in {out['dir']}: {', '.join(out['files'])}")
 
@@ -678,7 +681,7 @@ def _error(args, message: str) -> int:
     """Status 2, the message on stderr; with --json, stdout still holds one JSON document."""
     print(f"error: {message}", file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps({"error": message}))
+        print(json_text({"error": message}))
     return 2
 
 

@@ -133,7 +133,7 @@ def score_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> Score:
     if missing:
         reason = fits[missing[0]].message if missing[0] in fits else "not in the fitted rows"
         return failed_score(f"no fitted constants for group {missing[0]!r}: {reason}")
-    return score(data.Y, predict_dataset(law, fits, data))
+    return score(data.Y, predict_dataset(law, fits, data), data.targets)
 
 
 def evaluate(law: Law, spec: FitterSpec, fit_on: Dataset, score_on: dict[str, Dataset],

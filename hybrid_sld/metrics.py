@@ -2,11 +2,13 @@
 
 Per target: NMSE = MSE / population variance of the pooled true values, NMAE = MAE / mean
 absolute deviation; R2 = 1 - mean NMSE over targets. Non-finite predictions fail the whole
-score (R2 = -1, NMSE = NMAE = 1e5, as SLDBench records failures).
+score (R2 = -1, NMSE = NMAE = 1e5, as SLDBench records failures). A target that takes one value
+on the rows scored leaves R2 undefined: the score says so in its message.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -22,15 +24,18 @@ class Score:
     nmae: float
     nmse_per_target: tuple[float, ...] = ()
     nmae_per_target: tuple[float, ...] = ()
-    message: str = ""  # why the score failed, "" when it did not
+    message: str = ""  # why the score failed or R2 is undefined, "" when neither
+    # a target takes one value on the rows scored: R2 stays -inf (below every law in a ranking)
+    undefined: bool = False
 
     @property
     def failed(self) -> bool:
-        return bool(self.message)
+        return bool(self.message) and not self.undefined
 
     @property
     def r2_clipped(self) -> float:
-        return float(np.clip(self.r2, -1.0, 1.0))
+        """R2 in [-1, 1], as SLDBench averages it; NaN where R2 is undefined (no figure)."""
+        return math.nan if self.undefined else float(np.clip(self.r2, -1.0, 1.0))
 
     @property
     def r2_per_target(self) -> tuple[float, ...]:
@@ -54,8 +59,24 @@ def constant_targets(true: np.ndarray) -> np.ndarray:
     return ~(np.var(true, axis=0) > (1e-12 * size) ** 2)
 
 
-def score(y_true, y_pred) -> Score:
-    """Score pooled predictions (all groups concatenated) against the true values."""
+def undefined_r2(true, targets=(), rows: str = "row(s)") -> str:
+    """Why R2 is undefined on these rows, "" when it is not: a target (named from ``targets``)
+    takes one value on all of them. A score's message, and why discover refuses such a
+    validation split."""
+    true = np.asarray(true, dtype=float)
+    true = true.reshape(len(true), -1)
+    flat = np.flatnonzero(constant_targets(true)) if len(true) else ()
+    if not len(flat):
+        return ""
+    j = int(flat[0])
+    name = (f"target {targets[j]!r}" if j < len(targets) else
+            "the target" if true.shape[1] == 1 else f"target {j + 1}")
+    return f"{name} takes one value ({true[0, j]:g}) on all {len(true)} {rows}, so R2 is undefined"
+
+
+def score(y_true, y_pred, targets=()) -> Score:
+    """Score pooled predictions (all groups concatenated) against the true values;
+    ``targets``: their names, for the message when R2 is undefined."""
     true = np.asarray(y_true, dtype=float)
     pred = np.asarray(y_pred, dtype=float)
     true = true.reshape(-1, 1) if true.ndim == 1 else true
@@ -74,10 +95,27 @@ def score(y_true, y_pred) -> Score:
     size = np.mean(np.abs(true), axis=0)
     nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=~constant_targets(true))
     nmae = np.divide(mae, mad, out=np.full_like(mae, np.inf), where=mad > 1e-12 * size)
+    why = undefined_r2(true, targets)
     return Score(float(1.0 - nmse.mean()), float(nmse.mean()), float(nmae.mean()),
-                 tuple(map(float, nmse)), tuple(map(float, nmae)))
+                 tuple(map(float, nmse)), tuple(map(float, nmae)), why, bool(why))
 
 
 def report_value(x) -> float | None:
     """A figure as JSON reports carry it: rounded to 6 places, None when missing or not finite."""
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def _finite(x):
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def json_text(doc, indent: int | None = None) -> str:
+    """``doc`` as JSON every reader takes: json.dumps writes NaN and infinities as NaN and
+    -Infinity, which JSON has not (JSON.parse, jq refuse them), so they become null."""
+    return json.dumps(_finite(doc), indent=indent, allow_nan=False)

@@ -118,6 +118,19 @@ def test_resume_skips_finished_cells(local_bench, tmp_path):
         run_bench(_cells(), BenchSettings(120.0, str(copy), max_evals=4), LocalExecutor(1))
 
 
+def test_results_lines_are_json_any_reader_takes(tmp_path):
+    """A law that fails to extrapolate has test R2 -inf: written as null, not -Infinity."""
+    import json
+    from hybrid_sld.bench.grid import append_result
+    append_result(tmp_path / "results.jsonl", {"task": "t", "method": "expert", "seed": 0,
+                                               "status": "ok", "test_r2": float("-inf")})
+
+    def refuse(c):
+        raise ValueError(f"not JSON: {c}")
+    row = json.loads((tmp_path / "results.jsonl").read_text(), parse_constant=refuse)
+    assert row["test_r2"] is None and read_results(tmp_path / "results.jsonl") == [row]
+
+
 def test_png_written(local_bench):
     out, summary = local_bench
     for name in ("r2.png", "kaplan_demo_fit.png", "parallel_scaling_law_fit.png"):

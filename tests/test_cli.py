@@ -755,6 +755,36 @@ def test_fit_refuses_a_constant_target_and_says_why_validation_failed(tmp_path, 
     assert "target 'y' takes one value (3) on every training row" in capsys.readouterr().err
 
 
+def _strict_json(text: str):
+    """JSON as JSON.parse reads it: no NaN, Infinity or -Infinity."""
+    def refuse(c):
+        raise ValueError(f"not JSON: {c}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_fit_and_expert_say_why_r2_is_undefined_and_print_valid_json(tmp_path, capsys):
+    # the target levels off at 3 before the validation (and the test) rows: R2 undefined there
+    toml = write_task(tmp_path, "flat", {"y": lambda x, a: max(3.0, 4 + a * x ** -0.5 - 1.5)},
+                      param_cap=5, expert="y = E + A*x^(-a)")
+    law = ["--law", "y = E + A*x^(-a)"]
+    assert main(["fit", "--task", str(toml), *law]) == 0
+    out = capsys.readouterr().out
+    assert "valid R2    n/a" in out
+    assert "note: valid: target 'y' takes one value (3) on all 8 row(s), so R2 is undefined" in out
+    assert "note: test: target 'y' takes one value (3)" in out
+    for argv in (["fit", "--task", str(toml), *law, "--json"],
+                 ["expert", "--task", str(toml), "--json"]):
+        main(argv)
+        res = _strict_json(capsys.readouterr().out)
+        assert res["valid_r2"] is None and res["valid"]["r2"] is None
+        assert res["valid"]["r2_clipped"] is None and res["valid"]["nmse"] is None
+        assert res["valid"]["message"].endswith("so R2 is undefined")
+        assert res["test"]["message"].endswith("so R2 is undefined")
+    assert res["test_r2_clipped"] is None  # expert: no clipped figure for an undefined R2
+    main(["expert", "--task", str(toml)])
+    assert "note: flat refitted: valid: target 'y' takes one value" in capsys.readouterr().out
+
+
 def test_the_progress_bar_counts_from_the_evaluations_made_and_ends_before_the_report(
         monkeypatch):
     import io

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from hybrid_sld.metrics import FAILED_NMSE, Score, failed_score, score
+from hybrid_sld.metrics import FAILED_NMSE, Score, failed_score, json_text, score
 
 
 def test_hand_computed_single_target():
@@ -84,7 +85,11 @@ def test_zero_variance_target_gives_infinite_nmse():
     assert math.isinf(s.nmse) and math.isinf(s.nmae)
     assert s.r2 == -math.inf
     assert not s.failed  # a degenerate target is not a failed prediction
-    assert s.r2_clipped == -1.0
+    # but R2 is undefined: no clipped figure, and the message says why
+    assert math.isnan(s.r2_clipped)
+    assert s.message == "the target takes one value (2) on all 3 row(s), so R2 is undefined"
+    assert score([[1.0, 5.0], [2.0, 5.0]], [[1.0, 5.0], [2.0, 5.0]], ("a", "b")).message == \
+        "target 'b' takes one value (5) on all 2 row(s), so R2 is undefined"
 
 
 def test_zero_variance_in_one_of_two_targets():
@@ -109,6 +114,19 @@ def test_failed_score_and_to_dict():
     assert set(d) == {"r2", "r2_clipped", "nmse", "nmae", "nmse_per_target", "nmae_per_target",
                       "message"}
     assert d["r2"] == pytest.approx(0.7) and d["message"] == ""
+
+
+def test_json_text_writes_what_json_has_no_word_for_as_null():
+    """json.dumps writes -Infinity and NaN, which JSON.parse and jq refuse."""
+    d = score([2.0, 2.0], [2.0, 2.1]).to_dict()
+    text = json_text({"valid": d, "x": [np.nan, 1.5, np.float64(np.inf)]}, indent=1)
+
+    def refuse(c):
+        raise ValueError(c)
+    back = json.loads(text, parse_constant=refuse)
+    assert back["valid"]["r2"] is None and back["valid"]["r2_clipped"] is None
+    assert back["valid"]["nmse"] is None and "R2 is undefined" in back["valid"]["message"]
+    assert back["x"] == [None, 1.5, None]
 
 
 def test_huge_finite_predictions_score_minus_infinity_without_warnings():

@@ -1042,6 +1042,40 @@ def test_a_failed_test_score_says_why_in_the_report(synthetic_task, tmp_path, mo
     assert "Test score failed (discovered: no fitted constants for group 'g9'" in md
 
 
+def test_a_test_file_of_one_row_says_why_test_r2_is_undefined(synthetic_task, tmp_path):
+    lines = (tmp_path / "test.csv").read_text().splitlines()
+    (tmp_path / "test.csv").write_text("\n".join(lines[:2]) + "\n")
+    r = discover(SearchConfig(task=str(synthetic_task), max_evals=4), out=tmp_path / "runs")
+    why = "takes one value"
+    assert r["test_r2"] is None and why in r["test_message"] and "R2 is undefined" in r["test_message"]
+
+    def refuse(c):
+        raise ValueError(f"not JSON: {c}")
+    best = json.loads((Path(r["run_dir"]) / "best.json").read_text(), parse_constant=refuse)
+    assert best["test_message"] == r["test_message"]
+    md = (Path(r["run_dir"]) / "report.md").read_text()
+    assert f"Test score failed (discovered: target 'y' {why}" in md
+
+
+def test_a_small_group_is_noted_and_a_failed_expert_law_is_not_said_to_be_unbeaten(
+        tmp_path, capsys):
+    toml = write_task(tmp_path, "small", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = E + A*x^(-a) + B/x")
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    g2 = [ln for ln in lines[1:] if ln.startswith("g2,")]
+    keep = [lines[0]] + [ln for ln in lines[1:] if ln.startswith("g1,")] + g2[:4]
+    (tmp_path / "train.csv").write_text("\n".join(keep) + "\n")  # g2: 3 fitting rows, 1 valid
+    r = discover(SearchConfig(task=str(toml), max_evals=8), out=tmp_path / "runs")
+    assert ("group 'g2' has 3 fitting row(s) (and 1 held out for validation), which caps laws "
+            "at 3 constants per group, below the param_cap of 5: larger laws fail there (the "
+            "[expert] law, with 4, among them)") in capsys.readouterr().err
+    why = "no fitted constants for group 'g2': too few rows (3) for 4 parameters"
+    assert r["expert"]["valid_message"] == why and r["seconds_to_beat_expert_on_valid"] is None
+    md = (Path(r["run_dir"]) / "report.md").read_text()
+    assert "never beat" not in md
+    assert f"the expert law failed validation ({why}), so it set no validation NMSE to beat" in md
+
+
 def test_report_tables_give_every_equation_of_a_law_of_several_targets():
     from hybrid_sld.search.run import _equations
     law = "a = p1 + p2*x\nb = p3*x^p4\np2 >= 0\np4 in [0, 3]\np1 ~ 1"

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import HybridSLDError
+from ..metrics import json_text
 from ..tasks import builtin_task_names, get_task
 from ..threads import single_threaded_process
 
@@ -251,7 +252,7 @@ def append_result(path, row: dict) -> None:
     path = Path(path)
     cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
     with open(path, "a") as fh:
-        fh.write(("\n" if cut else "") + json.dumps(row) + "\n")  # after a line cut by a kill
+        fh.write(("\n" if cut else "") + json_text(row) + "\n")  # after a line cut by a kill
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -37,11 +37,12 @@ import numpy as np
 
 from ..data import load_train, split_train_valid, unvalidated_groups
 from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
-from ..evaluate import (against_trend, check_columns, check_domain, data_against_trend, drift,
-                        trend_probes, validate)
+from ..evaluate import (against_trend, check_columns, check_domain, check_rows,
+                        data_against_trend, drift, trend_probes, validate)
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import check_functions, parse_expert_law
+from ..metrics import undefined_r2
 from ..tasks import get_task
 from ..threads import die_with_parent, single_threaded_process
 from ..units import unit_faults
@@ -398,7 +399,9 @@ class Search:
         holds out no row (its split feature takes one value), when
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data, or when the rows contradict a
-        declared trend (every law would be rejected)."""
+        declared trend (every law would be rejected). Say so when a group's fitting rows cap
+        laws below the param_cap: every larger law, the expert law among them perhaps, would
+        fail there, one evaluation after another."""
         contrary = data_against_trend(self.task, self.train)
         if contrary:
             raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
@@ -425,12 +428,27 @@ class Search:
                     f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
                     f"{n_valid} validation row(s); the "
                     f"simplest seed law has {k} parameters: add rows or merge groups")
-        for j, t in enumerate(self.task.targets):  # every group has a validation row here
-            if np.ptp(valid.Y[:, j]) == 0:
-                raise HybridSLDError(
-                    f"target {t!r} takes one value ({valid.Y[0, j]:g}) on all {len(valid)} "
-                    "validation row(s), so validation R2 is undefined: add rows or raise the "
-                    "task's [split] fraction")
+        least = min(self.train.group_names, key=lambda g: int(np.sum(fit_part.groups == g)))
+        n = int(np.sum(fit_part.groups == least))
+        n_targets = len(self.task.targets)
+        if n * n_targets < self.task.param_cap:
+            expert = ""
+            if self.task.expert_law:
+                e_law = parse_expert_law(self.task)
+                try:
+                    check_rows(e_law, fit_part)
+                except DataError:
+                    expert = (f" (the [expert] law, with "
+                              f"{sum(not p.shared for p in e_law.params)}, among them)")
+            per = f" in each target's equation ({n * n_targets} in all)" if n_targets > 1 else ""
+            print(f"note: {self.train.source or 'data'}: group {least!r} has {n} fitting row(s) "
+                  f"(and {int(np.sum(valid.groups == least))} held out for validation), which "
+                  f"caps laws at {n} constants per group{per}, below the param_cap of "
+                  f"{self.task.param_cap}: larger laws fail there{expert}; add rows or merge "
+                  "groups to search them", file=sys.stderr)
+        undefined = undefined_r2(valid.Y, self.task.targets, "validation row(s)")
+        if undefined:  # every group has a validation row here
+            raise HybridSLDError(f"{undefined}: add rows or raise the task's [split] fraction")
 
     # -- persistence --------------------------------------------------------------------------
     @property

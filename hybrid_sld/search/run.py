@@ -22,6 +22,7 @@ from ..fit import FitterSpec
 from ..grammar import is_name
 from ..law import parse_expert_law
 from ..llm.budget import cut_short_note, usage_note
+from ..metrics import json_text
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
@@ -151,6 +152,8 @@ def final_report(search: Search) -> dict:
                             "fitter": e_spec.to_dict(),
                             "train_r2": _r(efull.r2("train")), "valid_r2": _r(ev.r2("valid")),
                             "test_r2": _r(efull.r2("test")), "test_message": _test_message(efull),
+                            # why it has no validation NMSE for the search to beat, if so
+                            "valid_message": ev.scores["valid"].message or None,
                             # False when outside the task's [grammar] functions: not a seed
                             "searched": any(d["origin"] == "seed:expert"
                                             for d in s.cache.values())}
@@ -206,7 +209,7 @@ def final_report(search: Search) -> dict:
     from ..export import latex_document_fragment, task_symbols
     symbols = task_symbols(task)
     try:  # each file whole or not at all, so a full disk leaves no truncated best.json
-        write_atomic(run_dir / "best.json", json.dumps(result, indent=1))
+        write_atomic(run_dir / "best.json", json_text(result, indent=1))
         write_atomic(run_dir / "law.tex", latex_document_fragment(law, full.fits, symbols=symbols))
         try:
             from ..plots import plot_fit, plot_residuals
@@ -218,7 +221,7 @@ def final_report(search: Search) -> dict:
         except Exception as exc:  # a plot must never lose the run's results
             print(f"warning: plot failed: {exc}", file=sys.stderr)
             result["plot_error"] = str(exc)
-            write_atomic(run_dir / "best.json", json.dumps(result, indent=1))
+            write_atomic(run_dir / "best.json", json_text(result, indent=1))
         write_atomic(run_dir / "report.md", _markdown(result, search.state.pareto()))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
@@ -236,9 +239,10 @@ def _scored_on_test(full, law, test):
 
 
 def _test_message(full) -> str | None:
-    """Why the test score failed (a group with no training rows, a non-finite prediction)."""
+    """Why the test score failed (a group with no training rows, a non-finite prediction) or
+    its R2 is undefined (a target of one value: a test file of one row)."""
     sc = full.scores.get("test")
-    return sc.message if sc is not None and sc.failed and sc.message else None
+    return sc.message if sc is not None and sc.message else None
 
 
 def _per_target(task, v, full) -> dict:
@@ -508,6 +512,8 @@ def _markdown(r: dict, front: list) -> str:
     beat = ("" if not e else
             "; the expert law, outside the task's [grammar] functions, did not seed it"
             if not e.get("searched", True) else
+            f"; the expert law failed validation ({e['valid_message']}), so it set no "
+            "validation NMSE to beat" if e.get("valid_message") else
             "; never beat the expert law's validation NMSE by 1 %" if beat is None
             else f"; beat the expert law's validation NMSE by 1 % after {beat} s")
     narrowed = ("" if r.get("functions") is None else
@@ -543,7 +549,7 @@ def _markdown(r: dict, front: list) -> str:
     if r.get("at_bounds"):
         note += f"Note: {r['at_bounds']}.\n\n"
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]
-    if failed:  # a test R2 of -1 says nothing of why
+    if failed:  # a test R2 of -1 or n/a says nothing of why
         note += "Test score failed (" + "; ".join(failed) + ").\n\n"
     starts = [ln.split("~")[0].strip() for ln in r["law"].splitlines() if "~" in ln]
     if starts:  # a reader takes `p2 ~ 1` for the value found
