@@ -531,3 +531,70 @@ def test_a_search_cell_stopped_by_a_signal_is_not_a_finished_cell(tmp_path, monk
     again = run_bench(cells, settings, _InProcess(), log=_quiet)
     assert (again["executed"], again["skipped"]) == (1, 0)
     assert again["results"][0]["status"] == "ok"
+
+
+def _parallel_copy(folder: Path, data_dir: Path, noise: float = 0.0) -> Path:
+    """A --data-dir holding parallel's splits, each loss times (1 + noise) on odd rows."""
+    d = folder / "parallel_scaling_law"
+    d.mkdir(parents=True)
+    for split in ("train", "test"):
+        head, *rows = (data_dir / "parallel_scaling_law" / f"{split}.csv").read_text().splitlines()
+        rows = [r if i % 2 == 0 else ",".join([*r.split(",")[:-1],
+                                               repr(float(r.split(",")[-1]) * (1 + noise))])
+                for i, r in enumerate(rows)]
+        (d / f"{split}.csv").write_text("\n".join([head, *rows]) + "\n")
+    return folder
+
+
+def test_a_resume_on_other_data_is_refused_and_the_same_data_by_another_route_is_not(
+        tmp_path, data_dir, monkeypatch, capsys):
+    """A resume with --data-dir of a noisy copy averaged both datasets' seeds in one row, and
+    bench.json kept the first folder; a bench begun with $HYBRID_SLD_DATA and resumed with
+    --data-dir (the variable unset) drew its fit plot from the stale setting and failed."""
+    import json
+    d1 = _parallel_copy(tmp_path / "d1", data_dir)
+    d2 = _parallel_copy(tmp_path / "d2", data_dir, noise=0.01)
+    args = ["bench", "--tasks", "parallel", "--methods", "expert", "--budget", "10s"]
+    out = tmp_path / "bd"
+    assert main(args + ["--seeds", "0", "--out", str(out), "--data-dir", str(d1)]) == 0
+    capsys.readouterr()
+    assert main(args + ["--seeds", "0,1", "--out", str(out), "--data-dir", str(d2)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a bench run on other data: task parallel_scaling_law's train rows" in err
+    assert str(d2) in err and len(read_results(out / "results.jsonl")) == 1
+    fps = json.loads((out / "bench.json").read_text())["data"]["parallel_scaling_law"]
+    assert fps["train_file"] == str(d1 / "parallel_scaling_law" / "train.csv")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub is no source here
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HYBRID_SLD_DATA", str(d1))
+    out = tmp_path / "be"
+    assert main(args + ["--seeds", "0", "--out", str(out)]) == 0
+    monkeypatch.delenv("HYBRID_SLD_DATA")
+    (out / "plots" / "parallel_scaling_law_fit.png").unlink()
+    capsys.readouterr()
+    assert main(args + ["--seeds", "0,1", "--out", str(out), "--data-dir", str(d1)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert (out / "plots" / "parallel_scaling_law_fit.png").is_file()
+    assert json.loads((out / "bench.json").read_text())["settings"]["data_dir"] == str(d1)
+    # `report` with other data: the stored constants are not drawn against its rows
+    (out / "plots" / "parallel_scaling_law_fit.png").unlink()
+    assert main(["report", str(out), "--data-dir", str(d2)]) == 0
+    assert "are not those the bench ran on" in capsys.readouterr().err
+    assert not (out / "plots" / "parallel_scaling_law_fit.png").exists()
+
+
+def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):
+    out, _ = local_bench
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("bench.json", "results.jsonl"):
+        (copy / name).write_text((out / name).read_text())
+    said = []
+    run_bench(_cells(), _settings(copy, timeout=400.0), LocalExecutor(1), log=said.append)
+    assert any("wall clock of 400 s; the bench began with 300 s" in m for m in said), said
+    import json
+    assert json.loads((copy / "bench.json").read_text())["settings"]["timeout"] == 400.0
+    said.clear()
+    run_bench(_cells(), _settings(copy, timeout=400.0), LocalExecutor(1), log=said.append)
+    assert not any("wall clock" in m for m in said)

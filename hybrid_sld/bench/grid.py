@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import HybridSLDError
@@ -90,6 +90,23 @@ def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> Non
         task = get_task(ref)
         load_train(task, data_dir)
         check_test_file(task, data_dir)
+
+
+def data_fingerprints(tasks, data_dir: str | None = None) -> dict:
+    """task -> fingerprints of its train and test rows, kept in bench.json: a resumed bench must
+    run on the same data, however it is found (--data-dir or $HYBRID_SLD_DATA). A task whose
+    data cannot be read is left out: its cells fail and say why."""
+    from ..data import load_splits
+    out = {}
+    for name, ref in tasks:
+        try:
+            train, test = load_splits(get_task(ref), data_dir)
+        except HybridSLDError:
+            continue
+        out[name] = {"train": train.fingerprint(), "train_file": train.source,
+                     "test": test.fingerprint() if test is not None else None,
+                     "test_file": test.source if test is not None else None}
+    return out
 
 
 def resolve_methods(spec: str) -> list[str]:
@@ -256,18 +273,23 @@ def append_result(path, row: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def prepare_out(settings: BenchSettings) -> Path:
-    """Create the bench directory; a resumed bench must keep its budget and evaluation cap."""
+def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> Path:
+    """Create the bench directory; a resumed bench must keep its budget and evaluation cap, and
+    the data of its tasks (``data``: :func:`data_fingerprints`). A new ``--timeout`` is taken,
+    with a note: it decides only whether a cell finishes, and failed cells run again."""
     out = Path(settings.out)
+    data = data or {}
     try:
         out.mkdir(parents=True, exist_ok=True)
         meta = out / "bench.json"
         if not meta.exists() and any(out.iterdir()):  # not a bench: its files are someone's
             raise HybridSLDError(f"{out} holds files and is not a bench directory (no "
                                  "bench.json): give a new or empty folder as --out")
+        doc = {}
         if meta.exists():
             try:
-                old = json.loads(meta.read_text()).get("settings", {})
+                doc = json.loads(meta.read_text())
+                old = doc.get("settings", {})
             except ValueError:
                 raise HybridSLDError(f"{meta} is not valid JSON") from None
             now = settings.comparable()
@@ -276,8 +298,30 @@ def prepare_out(settings: BenchSettings) -> Path:
                 k, (a, b) = next(iter(diff.items()))
                 raise HybridSLDError(f"{out} holds a bench run with {k} = {a}, not {b}: "
                                      "use the same settings to resume, or another --out")
-        else:
-            meta.write_text(json.dumps({"settings": asdict(settings)}, indent=1))
+            _check_same_data(out, doc.get("data", {}), data)
+            then = replace(settings, timeout=old.get("timeout")).cell_timeout
+            if then != settings.cell_timeout and log is not None:
+                log(f"note: cells run now get a wall clock of {settings.cell_timeout:g} s; the "
+                    f"bench began with {then:g} s (cells that finished keep their results; "
+                    "bench.json records the new value)")
+        doc["settings"] = asdict(settings)  # the data_dir and timeout of the latest run
+        doc["data"] = {**doc.get("data", {}), **data}
+        meta.write_text(json.dumps(doc, indent=1))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the bench directory {out}: {exc.strerror}") from None
     return out
+
+
+def _check_same_data(out: Path, then: dict, now: dict) -> None:
+    """Refuse a resume whose rows differ from the bench's (seeds of two datasets would be
+    averaged in one row); where the rows are found does not matter."""
+    for task, fps in now.items():
+        for split in ("train", "test"):
+            old = then.get(task, {}).get(split, fps[split])
+            if old != fps[split]:
+                where = fps.get(f"{split}_file") or "generated"
+                raise HybridSLDError(
+                    f"{out} holds a bench run on other data: task {task}'s {split} rows ({where}) "
+                    f"are not those its results were made on ({then[task].get(f'{split}_file')}),"
+                    " so their seeds would not compare: resume with the same data, or give "
+                    "another --out")
