@@ -16,12 +16,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import HybridSLDError
+from ..metrics import report_value
 from ..tasks import builtin_task_names, get_task
 from ..threads import single_threaded_process
 
 METHODS = ("expert", "offline", "random", "operon", "pysr", "llm")
 RESULT_KEYS = ("task", "method", "seed", "status", "message", "law", "n_params", "train_r2",
                "valid_r2", "test_r2", "test_r2_clipped", "test_nmse", "seconds", "run_dir")
+SCORE_KEYS = ("train_r2", "valid_r2", "test_r2", "test_nmse")  # at metrics.report_value's digits
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,8 @@ def run_cell(cell: Cell, settings: BenchSettings) -> dict:
     out = blank_result(cell, "ok", "", time.perf_counter() - t0)
     out.update({k: v for k, v in res.items() if k not in ("task", "method", "seed", "status",
                                                            "message", "seconds")})
+    for k in SCORE_KEYS:  # as best.json carries the search cells', so that ties tie
+        out[k] = report_value(out.get(k))
     t = out.get("test_r2")
     out["test_r2_clipped"] = None if t is None else max(-1.0, min(1.0, float(t)))
     out["published"] = dict(task.published)
