@@ -604,3 +604,18 @@ def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):
     said.clear()
     run_bench(_cells(), _settings(copy, timeout=400.0), LocalExecutor(1), log=said.append)
     assert not any("wall clock" in m for m in said)
+
+
+def test_winning_laws_list_every_target_equation():
+    """Only the first of a multi-target law's equations was shown (domain_mixture has 5)."""
+    law = "y1 = A*x^(-a)\ny2 = B*x^(-b) + c\ny3 = C"
+    rows = [{"task": "mix", "method": "expert", "seed": 0, "status": "ok", "law": law,
+             "test_r2": 0.9, "test_r2_clipped": 0.9, "test_nmse": 0.1, "n_params": 6,
+             "seconds": 1.0},
+            {"task": "one", "method": "expert", "seed": 0, "status": "ok", "law": "y = A*x",
+             "test_r2": 0.8, "test_r2_clipped": 0.8, "test_nmse": 0.2, "n_params": 1,
+             "seconds": 1.0}]
+    md = markdown(rows).split("## Winning laws")[1]
+    assert ("- **mix** (expert, seed 0, test R2 0.9):\n  - `y1 = A*x^(-a)`\n"
+            "  - `y2 = B*x^(-b) + c`\n  - `y3 = C`\n") in md
+    assert "- **one** (expert, seed 0, test R2 0.8): `y = A*x`\n" in md

@@ -167,9 +167,15 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
     if win:
         lines += ["", "## Winning laws", ""]
         for task, w in win.items():
-            law = (w.get("law") or "").replace("`", "'")
-            lines += [f"- **{_short(task)}** ({w['method']}, seed {w['seed']}, test R2 "
-                      f"{report_value(w.get('test_r2'))}): `{law.splitlines()[0] if law else ''}`"]
+            # one equation per target: domain_mixture's law has 5, each listed under its task
+            eqs = [e.strip() for e in (w.get("law") or "").replace("`", "'").splitlines()
+                   if e.strip()]
+            head = (f"- **{_short(task)}** ({w['method']}, seed {w['seed']}, test R2 "
+                    f"{report_value(w.get('test_r2'))}):")
+            if len(eqs) > 1:
+                lines += [head] + [f"  - `{e}`" for e in eqs]
+            else:
+                lines += [f"{head} `{eqs[0] if eqs else ''}`"]
     failed = [(r.task, r.method, seed, msg) for r in rows for seed, msg in r.failures]
     if failed:
         lines += ["", "## Failed cells", ""]
