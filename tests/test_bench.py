@@ -334,6 +334,16 @@ def test_methods_missing_their_extra_fail_up_front(monkeypatch):
         make_executor("local", scheduler="tcp://127.0.0.1:9")
 
 
+def test_a_missing_api_key_suggests_only_what_bench_takes(monkeypatch, tmp_path, capsys):
+    """The message offered `--replay llm.jsonl`, a flag of discover that bench does not have."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["bench", "--tasks", "kaplan_demo", "--methods", "llm", "--out",
+                 str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "needs an API key in $OPENAI_API_KEY (or --api-key-env NAME" in err
+    assert "--replay" not in err and not (tmp_path / "b").exists()
+
+
 def test_daemonic_workers_run_cells_in_a_subprocess(local_bench):
     """A Dask worker under a nanny may not fork: the cell runs in a fresh interpreter instead."""
     from hybrid_sld.bench.executors import _via_subprocess

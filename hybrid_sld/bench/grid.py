@@ -147,7 +147,7 @@ def check_methods(methods, llm: dict | None = None) -> None:
             from ..llm.client import LLMSettings
             from ..search.engine import SearchConfig
             SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm", llm=llm)  # its checks
-            LLMSettings.from_dict(llm or {}).check()  # a key, or a replay file, as discover asks
+            LLMSettings.from_dict(llm or {}).check(replay_flag=False)  # bench has no --replay
 
 
 def make_cells(tasks, methods, seeds) -> list[Cell]:
