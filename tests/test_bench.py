@@ -168,11 +168,13 @@ def test_leaderboard_escapes_and_aggregates_seeds():
                  "message": "timed out after 9 s", "seconds": 9.0, "published": {}})
     tex = latex(rows)
     assert r"my\_task\&50\%" in tex and "my_task&" not in tex and _balanced(tex)
-    assert r"$\mathbf{0.70000 \pm 0.10000}$" in tex
+    assert r"$\mathbf{0.70000 \pm 0.14142}$" in tex  # the sample std (ddof=1), said in the caption
+    assert r"mean $\pm$ sample std over seeds" in tex
     agg = {r.method: r for r in aggregate(rows)}
     assert (agg["expert"].ok, agg["random"].ok, agg["random"].r2.mean) == (2, 0, -1.0)
     md = markdown(rows)
-    assert "**0.70000 ± 0.10000**" in md and "random / seed 0: timed out after 9 s" in md
+    assert "**0.70000 ± 0.14142**" in md and "mean ± sample std (ddof=1) over seeds" in md
+    assert "random / seed 0: timed out after 9 s" in md
     assert "| *human law (published)* | — | 0.500 |" in md and "at the places it published" in md
     from hybrid_sld.bench.leaderboard import _published
     assert [_published("human_r2", x) for x in (1.0, -0.076, 0.9512)] == ["1.000", "-0.076", "0.9512"]
@@ -196,7 +198,7 @@ def test_a_failed_cell_counts_as_r2_minus_one_as_in_sldbench():
     assert agg["random"].params.mean == 3  # of the finished cell only
     assert agg["operon"].r2.mean == -1.0
     md = markdown(rows)
-    assert "| t | offline | 2/2 | **0.75000 ± 0.05000** |" in md
+    assert "| t | offline | 2/2 | **0.75000 ± 0.07071** |" in md
     assert "failed cell counted as R2 -1" in md and "counts as $R^2 = -1$" in latex(rows)
     only_failures = [row("offline", 0, None), row("random", 0, None)]
     assert "**" not in markdown(only_failures).split("## Failed cells")[0]

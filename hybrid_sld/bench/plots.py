@@ -15,7 +15,7 @@ from .leaderboard import aggregate, winners
 
 def plot_r2(results, path) -> Path:
     """Mean clipped test R2 per task and method as in the tables, a failed cell as -1 (points,
-    std over seeds as error bars), the published human-law and SLDAgent figures as segments
+    sample std over seeds as error bars), the published human-law and SLDAgent figures as segments
     across each task's slot. Points, not bars: most figures sit near 1, and the y axis zooms to
     the range they span."""
     plt = pyplot()
