@@ -106,7 +106,7 @@ def test_dask_local_cluster_gives_the_same_table(local_bench, tmp_path):
             == _table_without_seconds((out / "leaderboard.md").read_text()))
 
 
-def test_resume_skips_finished_cells(local_bench, tmp_path):
+def test_resume_skips_finished_cells(local_bench, tmp_path, capsys):
     out, _ = local_bench
     # a copy of the finished bench, minus one result and with a line cut short by a kill
     copy = tmp_path / "copy"
@@ -120,6 +120,10 @@ def test_resume_skips_finished_cells(local_bench, tmp_path):
     assert (summary["executed"], summary["skipped"]) == (1, 3)
     again = run_bench(_cells(), _settings(copy), LocalExecutor(1), log=_quiet)
     assert (again["executed"], again["skipped"]) == (0, 4)
+    # the cut line was skipped in silence: one warning names it, however often it is read
+    warned = [l for l in capsys.readouterr().err.splitlines() if "warning" in l]
+    assert warned == [f"warning: {copy / 'results.jsonl'}, line 4: not a complete result (cut "
+                      "short by a kill?); skipped"], warned
     with pytest.raises(HybridSLDError, match="max_evals"):
         run_bench(_cells(), BenchSettings(120.0, str(copy), max_evals=4), LocalExecutor(1))
 

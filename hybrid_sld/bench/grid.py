@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -244,19 +245,31 @@ def run_cell(cell: Cell, settings: BenchSettings) -> dict:
 
 
 # -- results.jsonl ----------------------------------------------------------------------------
+_SKIPPED: set = set()  # (file, lines) already warned of: a bench reads its file 3 times
+
+
 def read_results(path) -> list[dict]:
-    """Every readable line (a line cut short by a kill is skipped)."""
+    """Every readable line; lines that hold no result (cut short by a kill, say) are skipped
+    with one warning naming them, so a cell that vanished from the table is explained."""
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
+    rows, bad = [], []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            row = None
         if isinstance(row, dict) and {"task", "method", "seed", "status"} <= set(row):
             rows.append(row)
+        else:
+            bad.append(i)
+    if bad and (str(path), tuple(bad)) not in _SKIPPED:
+        _SKIPPED.add((str(path), tuple(bad)))
+        print(f"warning: {path}, line{'s' * (len(bad) > 1)} {', '.join(map(str, bad))}: not a "
+              "complete result (cut short by a kill?); skipped", file=sys.stderr, flush=True)
     return rows
 
 
