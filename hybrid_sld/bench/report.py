@@ -25,6 +25,11 @@ def run_bench(cells, settings, executor, *, log=_log) -> dict:
     results.jsonl; then render the leaderboard and plots. Returns a summary."""
     tasks = dict.fromkeys((c.task, c.task_ref or c.task) for c in cells)
     out = prepare_out(settings, data_fingerprints(tasks, settings.data_dir), log=log)
+    searching = list(dict.fromkeys(c.method for c in cells if c.method != "expert"))
+    if searching and settings.cell_timeout <= settings.budget_seconds:
+        log(f"warning: --timeout {settings.cell_timeout:g} s is not longer than --budget "
+            f"{settings.budget_seconds:g} s: a {', '.join(searching)} cell that uses its budget "
+            "is killed before it reports (default timeout: 1.5 x budget + 2m)")
     path = out / "results.jsonl"
     done = {(r["task"], r["method"], int(r["seed"])) for r in latest_results(read_results(path))
             if r["status"] == "ok"}
