@@ -311,6 +311,11 @@ def test_bad_data_and_a_folder_of_other_files_stop_the_command_before_any_cell(t
     assert main(args + ["--tasks", "kaplan_demo"]) == 2
     assert "holds files and is not a bench directory" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["mine"]
+    (tmp_path / "afile.txt").write_text("notes")  # said only "File exists"
+    assert main(["bench", "--methods", "expert", "--tasks", "kaplan_demo", "--out",
+                 str(tmp_path / "afile.txt")]) == 2
+    assert f"--out {tmp_path / 'afile.txt'} is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile.txt").read_text() == "notes"
 
 
 def test_a_bench_whose_every_cell_failed_exits_1(monkeypatch, tmp_path, capsys):

@@ -295,6 +295,9 @@ def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> 
     the data of its tasks (``data``: :func:`data_fingerprints`). A new ``--timeout`` is taken,
     with a note: it decides only whether a cell finishes, and failed cells run again."""
     out = Path(settings.out)
+    if out.exists() and not out.is_dir():  # mkdir would say only "File exists"
+        raise HybridSLDError(f"--out {out} is a file, not a folder: give a new or empty folder "
+                             "(or a bench directory) as --out")
     data = data or {}
     try:
         out.mkdir(parents=True, exist_ok=True)
