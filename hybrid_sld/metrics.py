@@ -101,8 +101,13 @@ def score(y_true, y_pred, targets=()) -> Score:
 
 
 def report_value(x) -> float | None:
-    """A figure as JSON reports carry it: rounded to 6 places, None when missing or not finite."""
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+    """A figure as JSON reports carry it: to 6 decimal places, and to 6 significant digits
+    where that is more (6 places alone cut an NMSE of 8.7678e-05 to 8.8e-05); None when
+    missing or not finite."""
+    if x is None or not math.isfinite(x):
+        return None
+    x = float(x)
+    return round(x, max(6, 5 - math.floor(math.log10(abs(x))))) if x else 0.0
 
 
 def _finite(x):

@@ -63,6 +63,12 @@ def test_local_grid_runs_every_cell(local_bench):
         assert r["n_params"] >= 1 and r["law"]
     random = [r for r in rows if r["method"] == "random"]
     assert all(Path(r["run_dir"]).parent == out / "runs" for r in random)
+    # every method's figures at best.json's digits: expert 0.9971224652103431 outranked the
+    # same law and constants found by random search, 0.997122
+    from hybrid_sld.metrics import report_value
+    for r in rows:
+        for k in ("train_r2", "valid_r2", "test_r2", "test_nmse"):
+            assert r[k] == report_value(r[k]), (r["method"], k, r[k])
     assert all((Path(r["run_dir"]) / "best.json").exists() for r in random)
 
 
@@ -100,7 +106,7 @@ def test_dask_local_cluster_gives_the_same_table(local_bench, tmp_path):
             == _table_without_seconds((out / "leaderboard.md").read_text()))
 
 
-def test_resume_skips_finished_cells(local_bench, tmp_path):
+def test_resume_skips_finished_cells(local_bench, tmp_path, capsys):
     out, _ = local_bench
     # a copy of the finished bench, minus one result and with a line cut short by a kill
     copy = tmp_path / "copy"
@@ -114,6 +120,10 @@ def test_resume_skips_finished_cells(local_bench, tmp_path):
     assert (summary["executed"], summary["skipped"]) == (1, 3)
     again = run_bench(_cells(), _settings(copy), LocalExecutor(1), log=_quiet)
     assert (again["executed"], again["skipped"]) == (0, 4)
+    # the cut line was skipped in silence: one warning names it, however often it is read
+    warned = [l for l in capsys.readouterr().err.splitlines() if "warning" in l]
+    assert warned == [f"warning: {copy / 'results.jsonl'}, line 4: not a complete result (cut "
+                      "short by a kill?); skipped"], warned
     with pytest.raises(HybridSLDError, match="max_evals"):
         run_bench(_cells(), BenchSettings(120.0, str(copy), max_evals=4), LocalExecutor(1))
 
@@ -175,11 +185,13 @@ def test_leaderboard_escapes_and_aggregates_seeds():
                  "message": "timed out after 9 s", "seconds": 9.0, "published": {}})
     tex = latex(rows)
     assert r"my\_task\&50\%" in tex and "my_task&" not in tex and _balanced(tex)
-    assert r"$\mathbf{0.70000 \pm 0.10000}$" in tex
+    assert r"$\mathbf{0.70000 \pm 0.14142}$" in tex  # the sample std (ddof=1), said in the caption
+    assert r"mean $\pm$ sample std over seeds" in tex
     agg = {r.method: r for r in aggregate(rows)}
     assert (agg["expert"].ok, agg["random"].ok, agg["random"].r2.mean) == (2, 0, -1.0)
     md = markdown(rows)
-    assert "**0.70000 ± 0.10000**" in md and "random / seed 0: timed out after 9 s" in md
+    assert "**0.70000 ± 0.14142**" in md and "mean ± sample std (ddof=1) over seeds" in md
+    assert "random / seed 0: timed out after 9 s" in md
     assert "| *human law (published)* | — | 0.500 |" in md and "at the places it published" in md
     from hybrid_sld.bench.leaderboard import _published
     assert [_published("human_r2", x) for x in (1.0, -0.076, 0.9512)] == ["1.000", "-0.076", "0.9512"]
@@ -203,7 +215,7 @@ def test_a_failed_cell_counts_as_r2_minus_one_as_in_sldbench():
     assert agg["random"].params.mean == 3  # of the finished cell only
     assert agg["operon"].r2.mean == -1.0
     md = markdown(rows)
-    assert "| t | offline | 2/2 | **0.75000 ± 0.05000** |" in md
+    assert "| t | offline | 2/2 | **0.75000 ± 0.07071** |" in md
     assert "failed cell counted as R2 -1" in md and "counts as $R^2 = -1$" in latex(rows)
     only_failures = [row("offline", 0, None), row("random", 0, None)]
     assert "**" not in markdown(only_failures).split("## Failed cells")[0]
@@ -312,6 +324,11 @@ def test_bad_data_and_a_folder_of_other_files_stop_the_command_before_any_cell(t
     assert main(args + ["--tasks", "kaplan_demo"]) == 2
     assert "holds files and is not a bench directory" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["mine"]
+    (tmp_path / "afile.txt").write_text("notes")  # said only "File exists"
+    assert main(["bench", "--methods", "expert", "--tasks", "kaplan_demo", "--out",
+                 str(tmp_path / "afile.txt")]) == 2
+    assert f"--out {tmp_path / 'afile.txt'} is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile.txt").read_text() == "notes"
 
 
 def test_a_bench_whose_every_cell_failed_exits_1(monkeypatch, tmp_path, capsys):
@@ -339,6 +356,16 @@ def test_methods_missing_their_extra_fail_up_front(monkeypatch):
     check_methods(["expert", "offline", "random"])
     with pytest.raises(HybridSLDError, match="--scheduler needs --executor dask"):
         make_executor("local", scheduler="tcp://127.0.0.1:9")
+
+
+def test_a_missing_api_key_suggests_only_what_bench_takes(monkeypatch, tmp_path, capsys):
+    """The message offered `--replay llm.jsonl`, a flag of discover that bench does not have."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["bench", "--tasks", "kaplan_demo", "--methods", "llm", "--out",
+                 str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "needs an API key in $OPENAI_API_KEY (or --api-key-env NAME" in err
+    assert "--replay" not in err and not (tmp_path / "b").exists()
 
 
 def test_daemonic_workers_run_cells_in_a_subprocess(local_bench):
@@ -544,3 +571,97 @@ def test_a_search_cell_stopped_by_a_signal_is_not_a_finished_cell(tmp_path, monk
     again = run_bench(cells, settings, _InProcess(), log=_quiet)
     assert (again["executed"], again["skipped"]) == (1, 0)
     assert again["results"][0]["status"] == "ok"
+
+
+def _parallel_copy(folder: Path, data_dir: Path, noise: float = 0.0) -> Path:
+    """A --data-dir holding parallel's splits, each loss times (1 + noise) on odd rows."""
+    d = folder / "parallel_scaling_law"
+    d.mkdir(parents=True)
+    for split in ("train", "test"):
+        head, *rows = (data_dir / "parallel_scaling_law" / f"{split}.csv").read_text().splitlines()
+        rows = [r if i % 2 == 0 else ",".join([*r.split(",")[:-1],
+                                               repr(float(r.split(",")[-1]) * (1 + noise))])
+                for i, r in enumerate(rows)]
+        (d / f"{split}.csv").write_text("\n".join([head, *rows]) + "\n")
+    return folder
+
+
+def test_a_resume_on_other_data_is_refused_and_the_same_data_by_another_route_is_not(
+        tmp_path, data_dir, monkeypatch, capsys):
+    """A resume with --data-dir of a noisy copy averaged both datasets' seeds in one row, and
+    bench.json kept the first folder; a bench begun with $HYBRID_SLD_DATA and resumed with
+    --data-dir (the variable unset) drew its fit plot from the stale setting and failed."""
+    import json
+    d1 = _parallel_copy(tmp_path / "d1", data_dir)
+    d2 = _parallel_copy(tmp_path / "d2", data_dir, noise=0.01)
+    args = ["bench", "--tasks", "parallel", "--methods", "expert", "--budget", "10s"]
+    out = tmp_path / "bd"
+    assert main(args + ["--seeds", "0", "--out", str(out), "--data-dir", str(d1)]) == 0
+    capsys.readouterr()
+    assert main(args + ["--seeds", "0,1", "--out", str(out), "--data-dir", str(d2)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a bench run on other data: task parallel_scaling_law's train rows" in err
+    assert str(d2) in err and len(read_results(out / "results.jsonl")) == 1
+    fps = json.loads((out / "bench.json").read_text())["data"]["parallel_scaling_law"]
+    assert fps["train_file"] == str(d1 / "parallel_scaling_law" / "train.csv")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub is no source here
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HYBRID_SLD_DATA", str(d1))
+    out = tmp_path / "be"
+    assert main(args + ["--seeds", "0", "--out", str(out)]) == 0
+    monkeypatch.delenv("HYBRID_SLD_DATA")
+    (out / "plots" / "parallel_scaling_law_fit.png").unlink()
+    capsys.readouterr()
+    assert main(args + ["--seeds", "0,1", "--out", str(out), "--data-dir", str(d1)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert (out / "plots" / "parallel_scaling_law_fit.png").is_file()
+    assert json.loads((out / "bench.json").read_text())["settings"]["data_dir"] == str(d1)
+    # `report` with other data: the stored constants are not drawn against its rows
+    (out / "plots" / "parallel_scaling_law_fit.png").unlink()
+    assert main(["report", str(out), "--data-dir", str(d2)]) == 0
+    assert "are not those the bench ran on" in capsys.readouterr().err
+    assert not (out / "plots" / "parallel_scaling_law_fit.png").exists()
+
+
+def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):
+    out, _ = local_bench
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("bench.json", "results.jsonl"):
+        (copy / name).write_text((out / name).read_text())
+    said = []
+    run_bench(_cells(), _settings(copy, timeout=400.0), LocalExecutor(1), log=said.append)
+    assert any("wall clock of 400 s; the bench began with 300 s" in m for m in said), said
+    import json
+    assert json.loads((copy / "bench.json").read_text())["settings"]["timeout"] == 400.0
+    said.clear()
+    run_bench(_cells(), _settings(copy, timeout=400.0), LocalExecutor(1), log=said.append)
+    assert not any("wall clock" in m for m in said)
+
+
+def test_winning_laws_list_every_target_equation():
+    """Only the first of a multi-target law's equations was shown (domain_mixture has 5)."""
+    law = "y1 = A*x^(-a)\ny2 = B*x^(-b) + c\ny3 = C"
+    rows = [{"task": "mix", "method": "expert", "seed": 0, "status": "ok", "law": law,
+             "test_r2": 0.9, "test_r2_clipped": 0.9, "test_nmse": 0.1, "n_params": 6,
+             "seconds": 1.0},
+            {"task": "one", "method": "expert", "seed": 0, "status": "ok", "law": "y = A*x",
+             "test_r2": 0.8, "test_r2_clipped": 0.8, "test_nmse": 0.2, "n_params": 1,
+             "seconds": 1.0}]
+    md = markdown(rows).split("## Winning laws")[1]
+    assert ("- **mix** (expert, seed 0, test R2 0.9):\n  - `y1 = A*x^(-a)`\n"
+            "  - `y2 = B*x^(-b) + c`\n  - `y3 = C`\n") in md
+    assert "- **one** (expert, seed 0, test R2 0.8): `y = A*x`\n" in md
+
+
+def test_a_timeout_within_the_budget_is_warned_of(tmp_path):
+    """--timeout shorter than --budget killed every search cell that used its budget, unsaid."""
+    said = []
+    cells = [Cell("kaplan_demo", "expert", 0), Cell("kaplan_demo", "random", 0)]
+    run_bench(cells, _settings(tmp_path / "b", timeout=60.0), _InProcess(), log=said.append)
+    assert ("warning: --timeout 60 s is not longer than --budget 120 s: a random cell that uses "
+            "its budget is killed before it reports") in said[0], said
+    said.clear()
+    run_bench(cells[:1], _settings(tmp_path / "c", timeout=60.0), _InProcess(), log=said.append)
+    assert not [m for m in said if "warning" in m]  # an expert cell has no budget to use

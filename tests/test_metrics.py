@@ -144,3 +144,13 @@ def test_small_targets_are_scored_like_large_ones():
     p = y + 0.01 * rng.standard_normal(20)
     assert math.isclose(score(y * 1e-6, p * 1e-6).r2, score(y, p).r2, rel_tol=1e-9)
     assert score(np.full(5, 3e-6), np.full(5, 3e-6)).r2 == -math.inf  # still: constant
+
+
+def test_report_value_keeps_six_significant_digits():
+    """Rounded to 6 places, an NMSE of 8.7678e-05 was reported as 8.8e-05."""
+    from hybrid_sld.metrics import report_value
+    assert report_value(8.7678e-05) == 8.7678e-05 and report_value(1.23456789e-7) == 1.23457e-07
+    assert [report_value(x) for x in (0.999254, 0.9971224652103431, -1.0, FAILED_NMSE)] == [
+        0.999254, 0.997122, -1.0, FAILED_NMSE]
+    assert report_value(-188.34790990402834) == -188.34791 and report_value(0) == 0.0
+    assert report_value(None) is None and report_value(math.inf) is None

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import HybridSLDError
-from ..metrics import json_text
+from ..metrics import json_text, report_value
 from ..tasks import builtin_task_names, get_task
 from ..threads import single_threaded_process
 
 METHODS = ("expert", "offline", "random", "operon", "pysr", "llm")
 RESULT_KEYS = ("task", "method", "seed", "status", "message", "law", "n_params", "train_r2",
                "valid_r2", "test_r2", "test_r2_clipped", "test_nmse", "seconds", "run_dir")
+SCORE_KEYS = ("train_r2", "valid_r2", "test_r2", "test_nmse")  # at metrics.report_value's digits
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,23 @@ def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> Non
         check_test_file(task, data_dir)
 
 
+def data_fingerprints(tasks, data_dir: str | None = None) -> dict:
+    """task -> fingerprints of its train and test rows, kept in bench.json: a resumed bench must
+    run on the same data, however it is found (--data-dir or $HYBRID_SLD_DATA). A task whose
+    data cannot be read is left out: its cells fail and say why."""
+    from ..data import load_splits
+    out = {}
+    for name, ref in tasks:
+        try:
+            train, test = load_splits(get_task(ref), data_dir)
+        except HybridSLDError:
+            continue
+        out[name] = {"train": train.fingerprint(), "train_file": train.source,
+                     "test": test.fingerprint() if test is not None else None,
+                     "test_file": test.source if test is not None else None}
+    return out
+
+
 def resolve_methods(spec: str) -> list[str]:
     methods = list(dict.fromkeys(m.strip() for m in spec.split(",") if m.strip()))
     unknown = [m for m in methods if m not in METHODS]
@@ -129,7 +148,7 @@ def check_methods(methods, llm: dict | None = None) -> None:
             from ..llm.client import LLMSettings
             from ..search.engine import SearchConfig
             SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm", llm=llm)  # its checks
-            LLMSettings.from_dict(llm or {}).check()  # a key, or a replay file, as discover asks
+            LLMSettings.from_dict(llm or {}).check(replay_flag=False)  # bench has no --replay
 
 
 def make_cells(tasks, methods, seeds) -> list[Cell]:
@@ -217,6 +236,8 @@ def run_cell(cell: Cell, settings: BenchSettings) -> dict:
     out = blank_result(cell, "ok", "", time.perf_counter() - t0)
     out.update({k: v for k, v in res.items() if k not in ("task", "method", "seed", "status",
                                                            "message", "seconds")})
+    for k in SCORE_KEYS:  # as best.json carries the search cells', so that ties tie
+        out[k] = report_value(out.get(k))
     t = out.get("test_r2")
     out["test_r2_clipped"] = None if t is None else max(-1.0, min(1.0, float(t)))
     out["published"] = dict(task.published)
@@ -224,19 +245,31 @@ def run_cell(cell: Cell, settings: BenchSettings) -> dict:
 
 
 # -- results.jsonl ----------------------------------------------------------------------------
+_SKIPPED: set = set()  # (file, lines) already warned of: a bench reads its file 3 times
+
+
 def read_results(path) -> list[dict]:
-    """Every readable line (a line cut short by a kill is skipped)."""
+    """Every readable line; lines that hold no result (cut short by a kill, say) are skipped
+    with one warning naming them, so a cell that vanished from the table is explained."""
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
+    rows, bad = [], []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            row = None
         if isinstance(row, dict) and {"task", "method", "seed", "status"} <= set(row):
             rows.append(row)
+        else:
+            bad.append(i)
+    if bad and (str(path), tuple(bad)) not in _SKIPPED:
+        _SKIPPED.add((str(path), tuple(bad)))
+        print(f"warning: {path}, line{'s' * (len(bad) > 1)} {', '.join(map(str, bad))}: not a "
+              "complete result (cut short by a kill?); skipped", file=sys.stderr, flush=True)
     return rows
 
 
@@ -257,18 +290,26 @@ def append_result(path, row: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def prepare_out(settings: BenchSettings) -> Path:
-    """Create the bench directory; a resumed bench must keep its budget and evaluation cap."""
+def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> Path:
+    """Create the bench directory; a resumed bench must keep its budget and evaluation cap, and
+    the data of its tasks (``data``: :func:`data_fingerprints`). A new ``--timeout`` is taken,
+    with a note: it decides only whether a cell finishes, and failed cells run again."""
     out = Path(settings.out)
+    if out.exists() and not out.is_dir():  # mkdir would say only "File exists"
+        raise HybridSLDError(f"--out {out} is a file, not a folder: give a new or empty folder "
+                             "(or a bench directory) as --out")
+    data = data or {}
     try:
         out.mkdir(parents=True, exist_ok=True)
         meta = out / "bench.json"
         if not meta.exists() and any(out.iterdir()):  # not a bench: its files are someone's
             raise HybridSLDError(f"{out} holds files and is not a bench directory (no "
                                  "bench.json): give a new or empty folder as --out")
+        doc = {}
         if meta.exists():
             try:
-                old = json.loads(meta.read_text()).get("settings", {})
+                doc = json.loads(meta.read_text())
+                old = doc.get("settings", {})
             except ValueError:
                 raise HybridSLDError(f"{meta} is not valid JSON") from None
             now = settings.comparable()
@@ -277,8 +318,30 @@ def prepare_out(settings: BenchSettings) -> Path:
                 k, (a, b) = next(iter(diff.items()))
                 raise HybridSLDError(f"{out} holds a bench run with {k} = {a}, not {b}: "
                                      "use the same settings to resume, or another --out")
-        else:
-            meta.write_text(json.dumps({"settings": asdict(settings)}, indent=1))
+            _check_same_data(out, doc.get("data", {}), data)
+            then = replace(settings, timeout=old.get("timeout")).cell_timeout
+            if then != settings.cell_timeout and log is not None:
+                log(f"note: cells run now get a wall clock of {settings.cell_timeout:g} s; the "
+                    f"bench began with {then:g} s (cells that finished keep their results; "
+                    "bench.json records the new value)")
+        doc["settings"] = asdict(settings)  # the data_dir and timeout of the latest run
+        doc["data"] = {**doc.get("data", {}), **data}
+        meta.write_text(json.dumps(doc, indent=1))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the bench directory {out}: {exc.strerror}") from None
     return out
+
+
+def _check_same_data(out: Path, then: dict, now: dict) -> None:
+    """Refuse a resume whose rows differ from the bench's (seeds of two datasets would be
+    averaged in one row); where the rows are found does not matter."""
+    for task, fps in now.items():
+        for split in ("train", "test"):
+            old = then.get(task, {}).get(split, fps[split])
+            if old != fps[split]:
+                where = fps.get(f"{split}_file") or "generated"
+                raise HybridSLDError(
+                    f"{out} holds a bench run on other data: task {task}'s {split} rows ({where}) "
+                    f"are not those its results were made on ({then[task].get(f'{split}_file')}),"
+                    " so their seeds would not compare: resume with the same data, or give "
+                    "another --out")

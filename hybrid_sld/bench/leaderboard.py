@@ -1,6 +1,6 @@
 """Leaderboard tables from bench results: Markdown for reading, LaTeX (booktabs) for papers.
 
-One row per task x method: mean +- std over seeds of test R2 (clipped to [-1, 1] as SLDBench
+One row per task x method: mean +- sample std (ddof=1) over seeds of test R2 (clipped to [-1, 1] as SLDBench
 reports it), test NMSE, parameter count and wall time; the best mean R2 of each task in bold.
 A failed cell counts as SLDBench records a failure (R2 -1, NMSE 1e5), so a method that fails
 on its hard seeds does not outrank one that finished them all.
@@ -34,10 +34,11 @@ class Stat:
 
     @classmethod
     def of(cls, values) -> "Stat":
+        """Mean and sample std (ddof=1): seeds are a sample of the runs a method could make."""
         v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
         if not v:
             return cls(None, None, 0)
-        return cls(float(np.mean(v)), float(np.std(v)) if len(v) > 1 else 0.0, len(v))
+        return cls(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,11 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
     rows = aggregate(results)
     best = best_methods(rows)
     lines = [f"# {title}", "",
-             "Test R2 is clipped to [-1, 1] as SLDBench reports it; mean ± std over seeds, a "
-             "failed cell counted as R2 -1 and NMSE 1e5, as SLDBench records failures (runs ok: "
-             "cells that finished). Bold: best method per task. Published rows: SLDBench's "
-             "figures (R2 only) at the places it published them (human laws 3, SLDAgent 5): a "
-             "human law's 1.000 is met by any R2 that rounds to it.", "",
+             "Test R2 is clipped to [-1, 1] as SLDBench reports it; mean ± sample std (ddof=1) "
+             "over seeds, a failed cell counted as R2 -1 and NMSE 1e5, as SLDBench records "
+             "failures (runs ok: cells that finished). Bold: best method per task. Published "
+             "rows: SLDBench's figures (R2 only) at the places it published them (human laws 3, "
+             "SLDAgent 5): a human law's 1.000 is met by any R2 that rounds to it.", "",
              "| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(rows):
         cells = [c if c is not None else "—" for c in _cells(r)]
@@ -167,9 +168,15 @@ def markdown(results, title: str = "Benchmark leaderboard") -> str:
     if win:
         lines += ["", "## Winning laws", ""]
         for task, w in win.items():
-            law = (w.get("law") or "").replace("`", "'")
-            lines += [f"- **{_short(task)}** ({w['method']}, seed {w['seed']}, test R2 "
-                      f"{report_value(w.get('test_r2'))}): `{law.splitlines()[0] if law else ''}`"]
+            # one equation per target: domain_mixture's law has 5, each listed under its task
+            eqs = [e.strip() for e in (w.get("law") or "").replace("`", "'").splitlines()
+                   if e.strip()]
+            head = (f"- **{_short(task)}** ({w['method']}, seed {w['seed']}, test R2 "
+                    f"{report_value(w.get('test_r2'))}):")
+            if len(eqs) > 1:
+                lines += [head] + [f"  - `{e}`" for e in eqs]
+            else:
+                lines += [f"{head} `{eqs[0] if eqs else ''}`"]
     failed = [(r.task, r.method, seed, msg) for r in rows for seed, msg in r.failures]
     if failed:
         lines += ["", "## Failed cells", ""]
@@ -188,7 +195,7 @@ def _tex_num(text: str | None, bold: bool) -> str:
 
 
 def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to $[-1, 1]$), "
-          "NMSE, parameter count and wall time, mean $\\pm$ std over seeds; a failed cell "
+          "NMSE, parameter count and wall time, mean $\\pm$ sample std over seeds; a failed cell "
           "counts as $R^2 = -1$ and NMSE $10^5$, as SLDBench records failures. Published rows: "
           "SLDBench's figures at the places it published them.",
           label: str = "tab:leaderboard") -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..errors import HybridSLDError
 from ..plots import pyplot, save_figure
 from .leaderboard import aggregate, winners
 
 
 def plot_r2(results, path) -> Path:
     """Mean clipped test R2 per task and method as in the tables, a failed cell as -1 (points,
-    std over seeds as error bars), the published human-law and SLDAgent figures as segments
+    sample std over seeds as error bars), the published human-law and SLDAgent figures as segments
     across each task's slot. Points, not bars: most figures sit near 1, and the y axis zooms to
     the range they span."""
     plt = pyplot()
@@ -58,8 +59,10 @@ def plot_r2(results, path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_winners(results, out_dir, data_dir=None) -> list[Path]:
-    """``<task>_fit.png`` per task: data, the winning law and its extrapolation to test."""
+def plot_winners(results, out_dir, data_dir=None, data=None) -> list[Path]:
+    """``<task>_fit.png`` per task: data, the winning law and its extrapolation to test.
+    ``data``: bench.json's fingerprints; a task whose rows are not those is skipped, as its
+    stored constants would be drawn against other points."""
     from ..data import load_splits, validation_mask
     from ..fit import Fit
     from ..law import parse_task_law
@@ -75,6 +78,10 @@ def plot_winners(results, out_dir, data_dir=None) -> list[Path]:
             law = parse_task_law(w["law"], task)
             fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in groups.items()}
             train, test = load_splits(task, data_dir)
+            then = (data or {}).get(task_name, {}).get("train")
+            if then is not None and then != train.fingerprint():
+                raise HybridSLDError(f"its training rows ({train.source or 'generated'}) are not "
+                                     "those the bench ran on; not plotted")
             r2 = w.get("test_r2")
             title = (f"{task.name}: {w.get('method')}, seed {w.get('seed')}, {law.n_params} "
                      f"constants, test R2 {'n/a' if r2 is None else f'{r2:.4f}'}")

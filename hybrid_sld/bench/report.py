@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import HybridSLDError
-from .grid import append_result, latest_results, prepare_out, read_results
+from .grid import append_result, data_fingerprints, latest_results, prepare_out, read_results
 from .leaderboard import latex, markdown
 
 
@@ -23,7 +23,13 @@ def _log(msg: str) -> None:
 def run_bench(cells, settings, executor, *, log=_log) -> dict:
     """Run the cells not yet finished in ``settings.out``, streaming each result to
     results.jsonl; then render the leaderboard and plots. Returns a summary."""
-    out = prepare_out(settings)
+    tasks = dict.fromkeys((c.task, c.task_ref or c.task) for c in cells)
+    out = prepare_out(settings, data_fingerprints(tasks, settings.data_dir), log=log)
+    searching = list(dict.fromkeys(c.method for c in cells if c.method != "expert"))
+    if searching and settings.cell_timeout <= settings.budget_seconds:
+        log(f"warning: --timeout {settings.cell_timeout:g} s is not longer than --budget "
+            f"{settings.budget_seconds:g} s: a {', '.join(searching)} cell that uses its budget "
+            "is killed before it reports (default timeout: 1.5 x budget + 2m)")
     path = out / "results.jsonl"
     done = {(r["task"], r["method"], int(r["seed"])) for r in latest_results(read_results(path))
             if r["status"] == "ok"}
@@ -42,7 +48,7 @@ def run_bench(cells, settings, executor, *, log=_log) -> dict:
             f"test R2 {r2 if r2 is None else f'{r2:.5g}'}, {res['seconds']} s"
             if res["status"] == "ok"
             else f"FAILED: {(res.get('message') or '').splitlines()[0] if res.get('message') else ''}"))
-    files = render_bench(out)
+    files = _render(out, latest_results(read_results(path)), settings.data_dir)  # this run's data
     keys = {c.key for c in cells}
     rows = [r for r in latest_results(read_results(path))
             if (r["task"], r["method"], int(r["seed"])) in keys]
@@ -59,10 +65,7 @@ def render_bench(out, data_dir=None) -> list[str]:
     if not results:
         raise HybridSLDError(f"{out}/results.jsonl holds no results")
     if data_dir is None:
-        try:
-            data_dir = json.loads((out / "bench.json").read_text())["settings"].get("data_dir")
-        except (OSError, ValueError, KeyError):
-            pass
+        data_dir = _bench_json(out).get("settings", {}).get("data_dir")
     else:  # named by the user: a plotted task it lacks is refused before anything is rewritten
         from ..data import locate_files
         from ..tasks import get_task
@@ -74,13 +77,28 @@ def render_bench(out, data_dir=None) -> list[str]:
                 continue
             if task.source != "builtin" and w.get("groups"):
                 locate_files(task, data_dir)
+    return _render(out, results, data_dir)
+
+
+def _bench_json(out: Path) -> dict:
+    try:
+        doc = json.loads((out / "bench.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _render(out: Path, results, data_dir) -> list[str]:
+    """Write the tables and plots; the fit plots read ``data_dir`` (None: $HYBRID_SLD_DATA,
+    then the Hub), and skip a task whose rows are not those the bench ran on."""
     (out / "leaderboard.md").write_text(markdown(results))
     (out / "leaderboard.tex").write_text(latex(results))
     files = [str(out / "leaderboard.md"), str(out / "leaderboard.tex")]
     try:
         from .plots import plot_r2, plot_winners
         files.append(str(plot_r2(results, out / "plots" / "r2.png")))
-        files += [str(p) for p in plot_winners(results, out / "plots", data_dir)]
+        files += [str(p) for p in plot_winners(results, out / "plots", data_dir,
+                                               _bench_json(out).get("data", {}))]
     except Exception as exc:  # plots must never lose the tables
         _log(f"warning: plot failed: {exc}")
     return files

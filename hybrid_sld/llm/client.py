@@ -93,8 +93,9 @@ class LLMSettings:
         name = self.model.rsplit("/", 1)[-1]
         return name.startswith(REASONING_PREFIXES)
 
-    def check(self) -> None:
-        """Fail before anything runs: no key, no replay file, or a USD limit without a price."""
+    def check(self, replay_flag: bool = True) -> None:
+        """Fail before anything runs: no key, no replay file, or a USD limit without a price.
+        ``replay_flag``: whether the command has --replay to suggest (bench has none)."""
         if self.replay:
             from .record import load_exchanges
             if not load_exchanges(self.replay):  # not found or not JSON lines: it says so
@@ -103,7 +104,8 @@ class LLMSettings:
         elif not os.environ.get(self.api_key_env):
             raise HybridSLDError(
                 f"the LLM proposer needs an API key in ${self.api_key_env} (or --api-key-env "
-                "NAME; any non-empty value for a local server), or --replay llm.jsonl")
+                "NAME; any non-empty value for a local server)"
+                + (", or --replay llm.jsonl" if replay_flag else ""))
         if self.max_usd is not None and price_of(self.model, self.price) is None:
             raise HybridSLDError(f"no price known for model {self.model!r}: give --price "
                                  "PROMPT,COMPLETION (USD per million tokens) to use --max-usd")
