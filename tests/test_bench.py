@@ -665,3 +665,69 @@ def test_a_timeout_within_the_budget_is_warned_of(tmp_path):
     said.clear()
     run_bench(cells[:1], _settings(tmp_path / "c", timeout=60.0), _InProcess(), log=said.append)
     assert not [m for m in said if "warning" in m]  # an expert cell has no budget to use
+
+
+def _bench_process(*args):
+    """A bench in a process group of its own (as a terminal's foreground job), running this
+    source tree's code."""
+    import os
+    import subprocess
+    import hybrid_sld
+    env = dict(os.environ, PYTHONPATH=str(Path(hybrid_sld.__file__).parents[1]))
+    return subprocess.Popen([sys.executable, "-m", "hybrid_sld", "bench", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+
+
+def _parent(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return ""
+
+
+def _ctrl_c_when(proc, ready, seconds: float = 120.0) -> tuple[str, str]:
+    """Ctrl-C (SIGINT to the bench's process group) once ``ready()``; (stdout, stderr)."""
+    import os
+    import signal
+    import time
+    deadline = time.time() + seconds
+    while time.time() < deadline and not ready() and proc.poll() is None:
+        time.sleep(0.1)
+    try:
+        assert ready(), proc.poll()
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_ctrl_c_on_a_bench_says_what_is_saved_renders_it_and_gives_json(tmp_path):
+    """A Ctrl-C used to end a bench with only "interrupted": no JSON on stdout for --json, no
+    table of the cells that finished, nothing on how many were kept or how to go on."""
+    import json
+    out = tmp_path / "b"
+    proc = _bench_process("--tasks", "kaplan_demo", "--methods", "expert,offline", "--budget",
+                          "5m", "--out", out, "--json")
+    cells = []
+
+    def searching():  # the expert cell finished, the search cell is running
+        if not (out / "results.jsonl").exists() or not list(out.glob("runs/*/")):
+            return False
+        kids = set(_descendants(proc.pid))  # the cell: a child of the bench's fork server
+        cells[:] = [p for p in kids if _parent(p) in kids]
+        return bool(cells)
+
+    stdout, stderr = _ctrl_c_when(proc, searching)
+    assert proc.returncode == 130, stderr
+    assert not [c for c in cells if _running(c)], "a cell outlived its bench"
+    doc = json.loads(stdout)
+    assert doc["interrupted"] == "SIGINT" and doc["cells"] == 2
+    assert [r["method"] for r in doc["results"] if r["status"] == "ok"] == ["expert"]
+    line = (f"interrupted: 1 of 2 cells are saved in {out / 'results.jsonl'}; run the same "
+            "command again to resume")
+    assert doc["stop_reason"] == line and stderr.rstrip().endswith(line), stderr
+    assert "expert" in (out / "leaderboard.md").read_text()
+    assert str(out / "leaderboard.md") in doc["files"]

@@ -22,7 +22,9 @@ def _log(msg: str) -> None:
 
 def run_bench(cells, settings, executor, *, log=_log) -> dict:
     """Run the cells not yet finished in ``settings.out``, streaming each result to
-    results.jsonl; then render the leaderboard and plots. Returns a summary."""
+    results.jsonl; then render the leaderboard and plots. Returns a summary; after a Ctrl-C,
+    one of the cells that finished, with ``interrupted`` and a ``stop_reason`` saying how many
+    are saved (the caller prints it)."""
     tasks = dict.fromkeys((c.task, c.task_ref or c.task) for c in cells)
     out = prepare_out(settings, data_fingerprints(tasks, settings.data_dir), log=log)
     searching = list(dict.fromkeys(c.method for c in cells if c.method != "expert"))
@@ -36,25 +38,37 @@ def run_bench(cells, settings, executor, *, log=_log) -> dict:
     todo = [c for c in cells if c.key not in done]
     log(f"{len(cells)} cell(s), {len(cells) - len(todo)} already finished, {len(todo)} to run "
         f"on {executor.name}; results in {path}")
-    executed = 0
-    for res in executor.run(todo, settings):
-        cell = next(c for c in todo if c.key == (res["task"], res["method"], int(res["seed"])))
-        if cell.task_ref and cell.task_ref != cell.task:
-            res["task_ref"] = cell.task_ref
-        append_result(path, res)
-        executed += 1
-        r2 = res.get("test_r2")
-        log(f"[{executed}/{len(todo)}] {cell.label}: " + (
-            f"test R2 {r2 if r2 is None else f'{r2:.5g}'}, {res['seconds']} s"
-            if res["status"] == "ok"
-            else f"FAILED: {(res.get('message') or '').splitlines()[0] if res.get('message') else ''}"))
-    files = _render(out, latest_results(read_results(path)), settings.data_dir)  # this run's data
+    executed, interrupted = 0, None
+    results = executor.run(todo, settings)
+    try:
+        for res in results:
+            cell = next(c for c in todo if c.key == (res["task"], res["method"], int(res["seed"])))
+            if cell.task_ref and cell.task_ref != cell.task:
+                res["task_ref"] = cell.task_ref
+            append_result(path, res)
+            executed += 1
+            r2 = res.get("test_r2")
+            log(f"[{executed}/{len(todo)}] {cell.label}: " + (
+                f"test R2 {r2 if r2 is None else f'{r2:.5g}'}, {res['seconds']} s"
+                if res["status"] == "ok"
+                else f"FAILED: {(res.get('message') or '').splitlines()[0] if res.get('message') else ''}"))
+    except KeyboardInterrupt:  # Ctrl-C: the finished cells are kept and rendered, as at an end
+        interrupted = "SIGINT"
+    finally:  # stop the cells in flight, and wait for them, before anything else: no cell
+        results.close()  # may write on into its run directory once the bench has gone
+    everything = latest_results(read_results(path))
+    # this run's data; an interrupted bench that finished no cell has no table to show
+    files = _render(out, everything, settings.data_dir) if everything or not interrupted else []
     keys = {c.key for c in cells}
-    rows = [r for r in latest_results(read_results(path))
-            if (r["task"], r["method"], int(r["seed"])) in keys]
-    return {"out": str(out), "cells": len(cells), "executed": executed,
-            "skipped": len(cells) - len(todo), "failed": sum(r["status"] != "ok" for r in rows),
-            "files": files, "results": rows}
+    rows = [r for r in everything if (r["task"], r["method"], int(r["seed"])) in keys]
+    summary = {"out": str(out), "cells": len(cells), "executed": executed,
+               "skipped": len(cells) - len(todo), "failed": sum(r["status"] != "ok" for r in rows),
+               "files": files, "results": rows, "interrupted": interrupted, "stop_reason": None}
+    if interrupted:
+        saved = sum(r["status"] == "ok" for r in rows)
+        summary["stop_reason"] = (f"interrupted: {saved} of {len(cells)} cells are saved in "
+                                  f"{path}; run the same command again to resume")
+    return summary
 
 
 def render_bench(out, data_dir=None) -> list[str]:
