@@ -731,3 +731,39 @@ def test_ctrl_c_on_a_bench_says_what_is_saved_renders_it_and_gives_json(tmp_path
     assert doc["stop_reason"] == line and stderr.rstrip().endswith(line), stderr
     assert "expert" in (out / "leaderboard.md").read_text()
     assert str(out / "leaderboard.md") in doc["files"]
+
+
+def test_a_resumed_bench_goes_on_with_its_cut_short_run_directory(tmp_path, monkeypatch, capsys):
+    """A cell a signal cut short told to `discover --resume` its run while the bench said to
+    re-run the bench; re-running it then began a new run directory beside the old one, and
+    one killed before its first checkpoint (config.toml only) stayed beside both."""
+    import json
+    import os
+    import signal
+    from hybrid_sld.search import engine
+    from hybrid_sld.tasks import get_task
+    evaluate = engine._eval_star
+
+    def interrupted(args, sent=[]):
+        if not sent:  # one Ctrl-C: the search ends after the batch in hand
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+        return evaluate(args)
+
+    cells = [Cell("kaplan_demo", "offline", 0)]
+    settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=20)
+    monkeypatch.setattr(engine, "_eval_star", interrupted)
+    first = run_bench(cells, settings, _InProcess(), log=_quiet)
+    assert first["results"][0]["status"] == "failed"
+    err = capsys.readouterr().err
+    assert "discover --resume" not in err and "run again" in err, err
+    (run,) = (tmp_path / "b" / "runs").iterdir()
+    assert "discover --resume" not in json.loads((run / "best.json").read_text())["stop_reason"]
+    killed = run.parent / f"{get_task('kaplan_demo').name}-offline-0-20200101-000000"
+    killed.mkdir()
+    (killed / "config.toml").write_text("")
+    monkeypatch.setattr(engine, "_eval_star", evaluate)
+    again = run_bench(cells, settings, _InProcess(), log=_quiet)
+    assert again["results"][0]["status"] == "ok", again["results"][0]["message"]
+    assert list(run.parent.iterdir()) == [run]
+    best = json.loads((run / "best.json").read_text())
+    assert best["evals"] == 20 and not best["interrupted"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -175,7 +177,10 @@ def _search(cell, task, settings, **extra) -> dict:
     cfg = SearchConfig(task=cell.task_ref or cell.task, seed=cell.seed, workers=1,
                        budget_seconds=settings.budget_seconds, max_evals=settings.max_evals,
                        random_search=cell.method == "random", data_dir=settings.data_dir, **extra)
-    res = discover(cfg, out=Path(settings.out) / "runs")
+    runs = Path(settings.out) / "runs"
+    again = _cut_short_run(cfg, runs)
+    res = discover(cfg, out=runs, resume=again, data_dir=settings.data_dir if again else None,
+                   go_on="the bench resumes it when its command is run again")
     if res.get("stop_error"):  # e.g. the LLM endpoint failed: not the method's result
         raise HybridSLDError(f"{res['stop_reason']} (run directory {res['run_dir']})")
     if res.get("interrupted"):  # a signal reached the cell (the bench itself ignores SIGINT
@@ -191,6 +196,32 @@ def _search(cell, task, settings, **extra) -> dict:
         out["settings"]["llm"] = {k: res["llm"].get(k) for k in (
             "model", "calls", "prompt_tokens", "completion_tokens", "usd", "validity_rate")}
     return out
+
+
+def _cut_short_run(cfg, runs: Path) -> Path | None:
+    """The run directory an interrupted try of this cell left, to go on with: a resumed bench
+    started a new one beside it, and the leftovers piled up. One with no checkpoint (killed
+    before its first) holds nothing to go on with, and is removed."""
+    from ..search.run import _method
+    name = re.compile(re.escape(f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-")
+                      + r"\d{8}-\d{6}(-\d+)?")
+    found = None
+    for run in sorted(runs.iterdir() if runs.is_dir() else []):  # oldest first
+        if not name.fullmatch(run.name) or not run.is_dir():
+            continue
+        if not (run / "checkpoint" / "state.json").exists():
+            if not (run / "best.json").exists():
+                shutil.rmtree(run, ignore_errors=True)
+            continue
+        try:  # no report (killed), or the report of a search a signal cut short
+            best = json.loads((run / "best.json").read_text())
+        except FileNotFoundError:
+            best = {"interrupted": True}
+        except (OSError, ValueError):
+            continue
+        if isinstance(best, dict) and best.get("interrupted"):
+            found = run
+    return found
 
 
 def _baseline(cell, task, settings) -> dict:

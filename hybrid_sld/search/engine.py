@@ -329,6 +329,7 @@ class Search:
         self.state = State(Archive(config.islands))
         self._stop = False
         self.interrupted = ""  # the signal (SIGINT, SIGTERM) that stopped the run early, if any
+        self.go_on = ""  # how to go on after one, if not --resume: a bench re-runs its command
         self._signals_held = False  # inside stop_signals()
         self._searching = False  # inside run()'s loop: a first signal ends it after the batch
         self._asked_again = False  # a first signal after the loop: the next stops at once
@@ -483,6 +484,8 @@ class Search:
             saved = json.loads(self.checkpoint_path.read_text())["evals"]
         except (OSError, ValueError, KeyError, TypeError):
             return f"no checkpoint was written yet: start again {again}".rstrip()
+        if self.go_on:
+            return f"the checkpoint after evaluation {saved} is kept: {self.go_on}"
         return (f"the checkpoint after evaluation {saved} is kept: {go_on} with "
                 f"`{resume_command(self.run_dir)}`")
 

@@ -189,8 +189,8 @@ def final_report(search: Search) -> dict:
     result["interrupted"] = search.interrupted or None
     if search.interrupted:
         why = "Ctrl-C" if search.interrupted == "SIGINT" else search.interrupted
-        result["stop_reason"] = (f"interrupted by {why} after {s.evals} evaluations; continue "
-                                 f"with `{resume_command(run_dir)}`")
+        go_on = search.go_on or f"continue with `{resume_command(run_dir)}`"
+        result["stop_reason"] = f"interrupted by {why} after {s.evals} evaluations; {go_on}"
     if search.llm is not None:
         st, c = search.llm_settings, s.llm
         result["llm"] = {"model": st.model, "mode": st.mode, "proposer": search.config.proposer,
@@ -661,14 +661,15 @@ def lock_run_dir(run_dir: Path):
 
 def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | None = None,
              progress=None, data_dir: str | None = None, llm: dict | None = None,
-             task: str | None = None) -> dict:
+             task: str | None = None, go_on: str = "") -> dict:
     """Run a search (or go on with the one in ``resume``) and write its report.
 
     When resuming: ``data_dir``, where the task's data is now, if not where the run found it
     (a resumed run refuses data other than what it began with); ``task``, where its task file
     is now, if that moved (:func:`task_of_run`); ``llm``, LLM settings to go on
     with (an endpoint that moved, a larger budget: LLMSettings fields), which give the LLM's
-    part a fresh start if it had ended."""
+    part a fresh start if it had ended. ``go_on``: how to go on after an interruption, for a
+    caller that resumes the run itself (a bench), in place of the --resume command."""
     if resume:
         run_dir = Path(resume).resolve()  # best.json's run_dir reads as on a fresh run
         cfg = saved_config(run_dir)
@@ -694,6 +695,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
             if not resume:  # bad input: no run began, so leave no run directory behind
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+        search.go_on = go_on
         if resume:
             search.load()
             if task is not None or data_dir is not None:  # where they are now, for report too
