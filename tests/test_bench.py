@@ -767,3 +767,16 @@ def test_a_resumed_bench_goes_on_with_its_cut_short_run_directory(tmp_path, monk
     assert list(run.parent.iterdir()) == [run]
     best = json.loads((run / "best.json").read_text())
     assert best["evals"] == 20 and not best["interrupted"]
+
+
+def test_ctrl_c_on_a_dask_bench_stops_it_cleanly(tmp_path):
+    """Each Dask worker took the Ctrl-C too, and printed a 40-line traceback before the bench
+    said it was interrupted."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "b"
+    proc = _bench_process("--tasks", "kaplan_demo", "--methods", "offline", "--budget", "5m",
+                          "--out", out, "--executor", "dask", "--workers", "1")
+    stdout, stderr = _ctrl_c_when(proc, lambda: bool(list(out.glob("runs/*/checkpoint"))))
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.rstrip().endswith("run the same command again to resume"), stderr

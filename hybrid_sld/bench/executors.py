@@ -185,8 +185,10 @@ class DaskExecutor:
                 os.environ[v] = "1"
             # non-daemonic workers may start the fork server that isolates each cell; no
             # dashboard, so the workers' statistical profiler (every 10 ms) would feed nothing
+            # and each worker ignores Ctrl-C (dask_setup): the bench stops and closes them
             with dask.config.set({"distributed.worker.daemon": False,
-                                  "distributed.worker.profile.enabled": False}):
+                                  "distributed.worker.profile.enabled": False,
+                                  "distributed.worker.preload": [__name__]}):
                 self.cluster = LocalCluster(n_workers=workers, processes=True,
                                             threads_per_worker=1, dashboard_address=None,
                                             silence_logs=40)
@@ -211,6 +213,14 @@ class DaskExecutor:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def dask_setup(worker) -> None:
+    """Run by each worker of the bench's LocalCluster as it starts (a preload). A Ctrl-C
+    reaches every process of the terminal's group: a worker that took it printed a 40-line
+    traceback; the bench, which took it too, stops its cells and closes the cluster."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def make_executor(kind: str = "local", *, workers: int = 1, scheduler: str | None = None):
