@@ -425,11 +425,11 @@ def cmd_bench(args):
         executor.close()
     if args.json:
         print(json_text(summary, indent=1))
-    elif summary["files"]:  # none when interrupted before any cell finished
+    elif summary["files"] or not summary.get("interrupted"):  # none: stopped before any cell
         print(Path(summary["out"], "leaderboard.md").read_text())
         print(f"{summary['executed']} cell(s) run, {summary['skipped']} already finished, "
               f"{summary['failed']} failed; written: {', '.join(summary['files'])}")
-    if summary["interrupted"]:  # last, under the table; 130, as a shell reports Ctrl-C
+    if summary.get("interrupted"):  # last, under the table; 130, as a shell reports Ctrl-C
         print(summary["stop_reason"], file=sys.stderr)
         return 130
     if summary["failed"] == summary["cells"]:  # a leaderboard of failures is no result
