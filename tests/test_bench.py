@@ -769,6 +769,22 @@ def test_a_resumed_bench_goes_on_with_its_cut_short_run_directory(tmp_path, monk
     assert best["evals"] == 20 and not best["interrupted"]
 
 
+def test_a_leftover_run_directory_in_use_is_not_removed(tmp_path):
+    """A run directory with no checkpoint yet may be a cell another process has only just
+    begun (its lock held): only one no process holds is removed as a leftover."""
+    from hybrid_sld.bench.grid import _cut_short_run
+    from hybrid_sld.search.engine import SearchConfig
+    from hybrid_sld.search.run import lock_run_dir
+    from hybrid_sld.tasks import get_task
+    runs = tmp_path / "runs"
+    young = runs / f"{get_task('kaplan_demo').name}-offline-0-20200101-000000"
+    young.mkdir(parents=True)
+    cfg = SearchConfig(task="kaplan_demo", max_evals=4)
+    with lock_run_dir(young):
+        assert _cut_short_run(cfg, runs) is None and young.is_dir()
+    assert _cut_short_run(cfg, runs) is None and not young.exists()
+
+
 def test_ctrl_c_on_a_dask_bench_stops_it_cleanly(tmp_path):
     """Each Dask worker took the Ctrl-C too, and printed a 40-line traceback before the bench
     said it was interrupted."""

@@ -202,7 +202,7 @@ def _cut_short_run(cfg, runs: Path) -> Path | None:
     """The run directory an interrupted try of this cell left, to go on with: a resumed bench
     started a new one beside it, and the leftovers piled up. One with no checkpoint (killed
     before its first) holds nothing to go on with, and is removed."""
-    from ..search.run import _method
+    from ..search.run import _method, lock_run_dir
     name = re.compile(re.escape(f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-")
                       + r"\d{8}-\d{6}(-\d+)?")
     found = None
@@ -211,7 +211,11 @@ def _cut_short_run(cfg, runs: Path) -> Path | None:
             continue
         if not (run / "checkpoint" / "state.json").exists():
             if not (run / "best.json").exists():
-                shutil.rmtree(run, ignore_errors=True)
+                try:  # not one another bench on this --out has only just begun
+                    with lock_run_dir(run):
+                        shutil.rmtree(run, ignore_errors=True)
+                except HybridSLDError:
+                    pass
             continue
         try:  # no report (killed), or the report of a search a signal cut short
             best = json.loads((run / "best.json").read_text())
