@@ -546,9 +546,9 @@ class _InProcess:
             yield run_cell(c, settings)
 
 
-def test_a_search_cell_stopped_by_a_signal_is_not_a_finished_cell(tmp_path, monkeypatch):
-    """SIGINT reaching a cell (not the bench, started with & or setsid) stops its search early;
-    that cell was recorded "ok" and skipped on resume, a truncated search on the leaderboard."""
+def _bench_given_one_ctrl_c(tmp_path, monkeypatch):
+    """A one-cell bench whose search gets one SIGINT, as a cell of a bench started with & or
+    setsid does: (its summary, cells, settings), the evaluation put back for a resume."""
     import os
     import signal
     from hybrid_sld.search import engine
@@ -563,11 +563,18 @@ def test_a_search_cell_stopped_by_a_signal_is_not_a_finished_cell(tmp_path, monk
     settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=20)
     monkeypatch.setattr(engine, "_eval_star", interrupted)
     first = run_bench(cells, settings, _InProcess(), log=_quiet)
+    monkeypatch.setattr(engine, "_eval_star", evaluate)
+    return first, cells, settings
+
+
+def test_a_search_cell_stopped_by_a_signal_is_not_a_finished_cell(tmp_path, monkeypatch):
+    """SIGINT reaching a cell (not the bench, started with & or setsid) stops its search early;
+    that cell was recorded "ok" and skipped on resume, a truncated search on the leaderboard."""
+    first, cells, settings = _bench_given_one_ctrl_c(tmp_path, monkeypatch)
     (row,) = first["results"]
     assert row["status"] == "failed" and first["failed"] == 1
     assert row["message"].startswith("interrupted by SIGINT after ")
     assert "run again when the bench is resumed" in row["message"]
-    monkeypatch.setattr(engine, "_eval_star", evaluate)
     again = run_bench(cells, settings, _InProcess(), log=_quiet)
     assert (again["executed"], again["skipped"]) == (1, 0)
     assert again["results"][0]["status"] == "ok"
@@ -738,21 +745,8 @@ def test_a_resumed_bench_goes_on_with_its_cut_short_run_directory(tmp_path, monk
     re-run the bench; re-running it then began a new run directory beside the old one, and
     one killed before its first checkpoint (config.toml only) stayed beside both."""
     import json
-    import os
-    import signal
-    from hybrid_sld.search import engine
     from hybrid_sld.tasks import get_task
-    evaluate = engine._eval_star
-
-    def interrupted(args, sent=[]):
-        if not sent:  # one Ctrl-C: the search ends after the batch in hand
-            sent.append(os.kill(os.getpid(), signal.SIGINT))
-        return evaluate(args)
-
-    cells = [Cell("kaplan_demo", "offline", 0)]
-    settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=20)
-    monkeypatch.setattr(engine, "_eval_star", interrupted)
-    first = run_bench(cells, settings, _InProcess(), log=_quiet)
+    first, cells, settings = _bench_given_one_ctrl_c(tmp_path, monkeypatch)
     assert first["results"][0]["status"] == "failed"
     err = capsys.readouterr().err
     assert "discover --resume" not in err and "run again" in err, err
@@ -761,7 +755,6 @@ def test_a_resumed_bench_goes_on_with_its_cut_short_run_directory(tmp_path, monk
     killed = run.parent / f"{get_task('kaplan_demo').name}-offline-0-20200101-000000"
     killed.mkdir()
     (killed / "config.toml").write_text("")
-    monkeypatch.setattr(engine, "_eval_star", evaluate)
     again = run_bench(cells, settings, _InProcess(), log=_quiet)
     assert again["results"][0]["status"] == "ok", again["results"][0]["message"]
     assert list(run.parent.iterdir()) == [run]
