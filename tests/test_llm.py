@@ -472,6 +472,17 @@ def test_a_hybrid_run_goes_on_with_the_grammar_while_the_llm_thinks(task_file, s
     assert [e["origin"] for e in _events(res["run_dir"])].count("llm") >= 1
 
 
+def test_a_hybrid_round_larger_than_a_batch_is_evaluated_whole(task_file, server, tmp_path):
+    """--concurrency 4 with --batch-size 2: a round's new laws all join one batch (it cut them
+    to the batch size, so calls were paid for and their laws never evaluated)."""
+    cfg = SearchConfig(task=str(task_file), max_evals=40, batch_size=2, proposer="hybrid",
+                       llm=_settings(server, max_calls=8, concurrency=4, llm_ratio=1.0))
+    res = discover(cfg, out=tmp_path)
+    llm = res["llm"]
+    new = llm["valid"] - llm["duplicates"]
+    assert new > 2 and [e["origin"] for e in _events(res["run_dir"])].count("llm") == new
+
+
 def _replay_of(run_dir, server, **kw):
     return _settings(server, replay=str(Path(run_dir) / "llm.jsonl"), **kw)
 

@@ -837,13 +837,15 @@ class Search:
                 return False
         return False
 
-    def _take_round(self, n: int, pending: set) -> list:
-        """The round's new laws as the first of a batch of ``n`` slots; the record notes when."""
+    def _take_round(self, pending: set) -> list:
+        """The round's new laws, the first of a batch that holds them all (it may pass the
+        batch size) but for what --max-evals leaves; the record notes when they joined."""
         s = self.state
         r, futures, self._round = s.llm_round, self._round, []
         s.llm_round = None
         self.llm.client.recorder.write("round", first_seq=r["first_seq"], used_at=s.evals)
-        took = self._take(range(len(futures)), futures, pending)[:n]
+        room = None if self.config.max_evals is None else self.config.max_evals - s.evals
+        took = self._take(range(len(futures)), futures, pending)[:room]
         return [(slot, c) for slot, (_i, c) in enumerate(took)]
 
     # -- the loop -----------------------------------------------------------------------------
@@ -915,7 +917,7 @@ class Search:
                 if cfg.max_evals is not None:
                     n = min(n, cfg.max_evals - s.evals)
                 pending: set = set()
-                batch = self._take_round(n, pending) if self._round_due(block=False) else []
+                batch = self._take_round(pending) if self._round_due(block=False) else []
                 llm_slots = []
                 for slot in range(len(batch), n):
                     if self._llm_slot():
@@ -927,7 +929,7 @@ class Search:
                 if hybrid and not batch:  # the grammar has nothing new: wait for the LLM
                     self._ask_round(threads)
                     if self._round_due(block=True):
-                        batch = self._take_round(n, pending)
+                        batch = self._take_round(pending)
                 if llm_slots:
                     if cfg.budget_seconds is not None:  # calls wait no longer than the run may
                         self.llm.client.deadline = t0 + cfg.budget_seconds - s.elapsed
