@@ -546,6 +546,10 @@ def test_a_features_own_trend_rejects_laws_rising_along_it():
     res = evaluate_candidate("kaplan_demo", None, rising, {}, seconds=60.0)
     assert res["valid_r2"] == -np.inf, res
     assert "turns against the task's trend (decreasing in tokens)" in res["message"]
+    # the LLM is told without the figure: it depends on which group a process fitted first,
+    # and a prompt that does cannot be replayed (an audit's replay with --workers 2 diverged)
+    assert res["feedback"] == ("turns against the task's trend (decreasing in tokens) past "
+                               "the training scale") and "by " in res["message"]
     falling = rising.replace("+ p2*tokens", "+ p2/tokens")
     assert np.isfinite(evaluate_candidate("kaplan_demo", None, falling, {}, seconds=60.0)["valid_r2"])
 

@@ -181,6 +181,9 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
             ev = validate(law, task, train, FitterSpec.from_dict(fitter), on_group=watch)
             bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
             turn, along = against_trend(task, train, ev.fits, law, probes) if bands else (0.0, "")
+    except _TurnsAgainstTrend as exc:  # one group showed it: the others were not fitted
+        return {"valid_r2": -math.inf, "fit_r2": -math.inf, "message": str(exc),
+                "feedback": exc.plain, "seconds": time.perf_counter() - t0}
     except FitTimeout as exc:  # the fit ran past its time limit
         return {"valid_r2": -math.inf, "fit_r2": -math.inf,
                 "message": f"timed out after {seconds:g} s: {exc}",
@@ -194,8 +197,9 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
                 "seconds": time.perf_counter() - t0}
     v, f = ev.scores["valid"], ev.scores["fit"]
     if turn > TREND_TOLERANCE:
+        exc = _TurnsAgainstTrend(task, turn, along)
         return {"valid_r2": -math.inf, "fit_r2": f.r2 if not f.failed else -math.inf,
-                "message": str(_TurnsAgainstTrend(task, turn, along)),
+                "message": str(exc), "feedback": exc.plain,
                 "seconds": time.perf_counter() - t0}
     return {"valid_r2": v.r2 if not v.failed else -math.inf,
             "fit_r2": f.r2 if not f.failed else -math.inf,
@@ -231,9 +235,12 @@ class _TurnsAgainstTrend(HybridSLDError):
     the fit as soon as one group shows it, so the other groups are not fitted."""
 
     def __init__(self, task, turn: float, along: str):
-        super().__init__(f"turns against the task's trend ({dict(task.trends)[along]} in "
-                         f"{along}) past the training scale, by {turn:.3g} of the targets' "
-                         "range")
+        # without the figure, for the LLM's prompt: it depends on which group a process fits
+        # first (_TrendWatch moves those that turned ahead), and a prompt must not, or a
+        # replay or resume with workers asks what was never recorded
+        self.plain = (f"turns against the task's trend ({dict(task.trends)[along]} in {along}) "
+                      "past the training scale")
+        super().__init__(f"{self.plain}, by {turn:.3g} of the targets' range")
 
 
 def _note_stray_negatives(train) -> None:
@@ -964,7 +971,8 @@ class Search:
                                                "valid_r2": entry.valid_r2,
                                                "law": text})
                     elif self.llm is not None and not entry.ok:
-                        self._fail(text, res["message"] or "no finite validation R2")
+                        self._fail(text, res.get("feedback") or res["message"]
+                                   or "no finite validation R2")
                     lines.append(json.dumps(entry.to_dict() | {"kept": kept}) + "\n")
                     if s.evals % cfg.migrate_every == 0:
                         s.archive.migrate()
