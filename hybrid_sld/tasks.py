@@ -12,6 +12,7 @@ import importlib.resources
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from .errors import FitError, LawSyntaxError, TaskError
@@ -173,11 +174,12 @@ def _check_keys(raw: dict, where: str) -> None:
                     f" (known: {', '.join(sorted(known))})"))
 
 
-def _law_placer(source: str, value: str):
-    """A LawSyntaxError of the law ``value`` (a ``law = ...`` string of the task file text
-    ``source``, stripped) -> its text at the file's line and column: tomllib gives no
-    positions. Written with escapes (``\\n``), the law's line and where it starts in the file;
-    None (the law's own position) where the string is not found once."""
+def _law_place(source: str, value: str, exc: LawSyntaxError) -> str | None:
+    """``exc``, a syntax error of the law ``value`` (a ``law = ...`` string of the task file
+    text ``source``, stripped), at the file's line and column: tomllib gives no positions.
+    Written with escapes (``\\n``), the law's line and where it starts in the file; None (the
+    law's own position) where the string is not found once. Searched for only on an error:
+    every task load parses its laws."""
     found = set()
     for m in re.finditer(r"\blaw\s*=\s*(\"\"\"|'''|\"|')", source):
         quote, start = m.group(1), m.end()
@@ -199,20 +201,17 @@ def _law_placer(source: str, value: str):
     if source[start:start + lead] == got[:lead]:
         start += lead
     first = source.count("\n", 0, start) + 1
-
-    def place(exc: LawSyntaxError) -> str | None:
-        lines = exc.text.split("\n")
-        if not 1 <= exc.line <= len(lines):
-            return None
-        if not literal:
-            return (f"line {exc.line} of the law (the law starts on line {first} of the file), "
-                    + str(exc).removeprefix(f"line {exc.line}, "))
-        at = start + sum(len(s) + 1 for s in lines[:exc.line - 1]) + exc.column - 1
-        line = source.count("\n", 0, at) + 1
-        return str(LawSyntaxError(exc.message, text=source, line=line,
-                                  column=at - source.rfind("\n", 0, at), expected=exc.expected,
-                                  features=exc.features))
-    return place
+    lines = exc.text.split("\n")
+    if not 1 <= exc.line <= len(lines):
+        return None
+    if not literal:
+        return (f"line {exc.line} of the law (the law starts on line {first} of the file), "
+                + str(exc).removeprefix(f"line {exc.line}, "))
+    at = start + sum(len(s) + 1 for s in lines[:exc.line - 1]) + exc.column - 1
+    line = source.count("\n", 0, at) + 1
+    return str(LawSyntaxError(exc.message, text=source, line=line,
+                              column=at - source.rfind("\n", 0, at), expected=exc.expected,
+                              features=exc.features))
 
 
 def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
@@ -344,7 +343,8 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
                 train_file=train_file, test_file=test_file, path=where, functions=functions)
     for text in (task.expert_law, *(law for _name, law in task.expert_variants)):
         if text:  # a typo in the file is found as it loads, not when the law is first used
-            parse_expert_law(task, text, toml_text and _law_placer(toml_text, text))
+            place = partial(_law_place, toml_text, text) if toml_text else None
+            parse_expert_law(task, text, place)
     return task
 
 
