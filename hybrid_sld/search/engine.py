@@ -414,10 +414,11 @@ class Search:
         if contrary:
             raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
                             "trend, or every law that fits the rows is rejected")
-        if self.task.expert_law:
+        e_law = parse_expert_law(self.task) if self.task.expert_law else None
+        if e_law is not None:
             try:
-                check_columns(parse_expert_law(self.task), self.train)
-                check_domain(parse_expert_law(self.task), self.train)
+                check_columns(e_law, self.train)
+                check_domain(e_law, self.train)
             except DataError as exc:  # a user's own law was not in question: say which it was
                 raise DataError(f"{exc} (the task's [expert] law)") from None
         fit_part, valid = self.fit_part, self.valid
@@ -429,20 +430,20 @@ class Search:
                 f"{self.train.source or 'data'}: {unvalidated[0]}: give the group rows at other "
                 f"values of {feats}, merge it into another group, or hold out rows at random "
                 "([split] kind = \"random\")")
-        for g in self.train.group_names:
-            n_fit, n_valid = int(np.sum(fit_part.groups == g)), int(np.sum(valid.groups == g))
+        fitting = {g: int(np.sum(fit_part.groups == g)) for g in self.train.group_names}
+        for g, n_fit in fitting.items():
+            n_valid = int(np.sum(valid.groups == g))
             if n_fit < k or n_valid < 1:
                 raise HybridSLDError(
                     f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
                     f"{n_valid} validation row(s); the "
                     f"simplest seed law has {k} parameters: add rows or merge groups")
-        least = min(self.train.group_names, key=lambda g: int(np.sum(fit_part.groups == g)))
-        n = int(np.sum(fit_part.groups == least))
+        least = min(fitting, key=fitting.get)
+        n = fitting[least]
         n_targets = len(self.task.targets)
         if n * n_targets < self.task.param_cap:
             expert = ""
-            if self.task.expert_law:
-                e_law = parse_expert_law(self.task)
+            if e_law is not None:
                 try:
                     check_rows(e_law, fit_part)
                 except DataError:
