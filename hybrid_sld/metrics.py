@@ -93,9 +93,10 @@ def score(y_true, y_pred, targets=()) -> Score:
     var = np.var(true, axis=0)
     mad = np.mean(np.abs(true - true.mean(axis=0)), axis=0)
     size = np.mean(np.abs(true), axis=0)
-    nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=~constant_targets(true))
+    constant = constant_targets(true)
+    nmse = np.divide(mse, var, out=np.full_like(mse, np.inf), where=~constant)
     nmae = np.divide(mae, mad, out=np.full_like(mae, np.inf), where=mad > 1e-12 * size)
-    why = undefined_r2(true, targets)
+    why = undefined_r2(true, targets) if constant.any() else ""  # named only where there is one
     return Score(float(1.0 - nmse.mean()), float(nmse.mean()), float(nmae.mean()),
                  tuple(map(float, nmse)), tuple(map(float, nmae)), why, bool(why))
 
