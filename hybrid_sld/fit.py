@@ -172,8 +172,7 @@ class _Problem:
             if np.any(Ys[:, targets] <= 0):
                 raise _Fail("log_space needs positive targets")
             Ys = np.log(Ys)
-        spread = Ys[:, targets].std(axis=0)
-        self.w = 1.0 / np.where(spread > 1e-12, spread, 1.0)
+        self.w = 1.0 / _spread(Ys[:, targets])
         self.nfev = 0
 
     def theta(self, u):
@@ -961,13 +960,22 @@ def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpe
     return result
 
 
+def _spread(Y) -> np.ndarray:
+    """Each column's std, the unit residuals are measured in; relative to the column's size, so
+    targets of order 1e-15 are fitted as closely as those of order 1 (an absolute floor left
+    their residuals below every tolerance: the fit stopped at its start). A constant column
+    (std within rounding of its size) is measured in its size, or 1 if all zeros."""
+    spread = Y.std(axis=0)
+    size = np.abs(Y).max(axis=0, initial=0.0)
+    return np.where(spread > 1e-12 * size, spread, np.where(size > 0, size, 1.0))
+
+
 def _group_cost(compiled, X, Y, theta, spec) -> float:
     P = compiled.predict(X, theta)
     if spec.log_space:
         with np.errstate(all="ignore"):
             P, Y = np.log(P), np.log(Y)
-    spread = Y.std(axis=0)
     with np.errstate(all="ignore"):
-        r = (P - Y) / np.where(spread > 1e-12, spread, 1.0)
+        r = (P - Y) / _spread(Y)
         c = float(np.mean(r * r))
     return c if math.isfinite(c) else math.inf

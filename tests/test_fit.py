@@ -52,6 +52,16 @@ def _two_feature_law():
     return c, X, y, dict(E=1.7, A=400, alpha=0.34, B=410, beta=0.28)
 
 
+@pytest.mark.parametrize("size", [1e-15, 1e-20, 1e20])
+def test_targets_far_from_order_one_are_fitted_alike(size):
+    """Residuals are measured in the targets' own spread: y of order 1e-15 stopped at the start
+    point (an absolute floor on the spread left every residual below the tolerances)."""
+    c = compile_law(parse_law("y = E + A*x^(-a)", ["x"]))
+    fit = fit_law(c, X1[:, None], size * (2 + 300 * X1 ** -0.3), FitterSpec())  # a starts at 0.5
+    assert fit.success, fit.message
+    assert _rel_err(fit.params, {"E": 2.0 * size, "A": 300.0 * size, "a": 0.3}) < 1e-6
+
+
 @pytest.mark.parametrize("strategy", ["auto", "trf", "de"])
 def test_kaplan_two_feature_recovery(strategy):
     c, X, y, truth = _two_feature_law()
