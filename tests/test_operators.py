@@ -545,24 +545,27 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
         return {g: Fit({"E": 1.7, "A": 400.0, "a": 0.34, "B": 410.0, "b": 0.28, **p1}, 0.1,
                        status=1) for g in ("s", "m")}
 
-    new, notes = ops.fold_vanishing(law, task, fits(p1=6e-32))
+    def fold(law, fits):
+        return ops.fold_vanishing(law, task, ops.vanishing_constants(law, fits))
+
+    new, notes = fold(law, fits(p1=6e-32))
     assert new.text == ops.parse_cached("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0",
                                         task).text and notes == ["p1 = 6e-32"]
     # an exponent at 0 leaves a constant that joins another: one constant, not two
-    new, notes = ops.fold_vanishing(law, task, {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1)
-                                                for g, f in fits(p1=2.0).items()})
+    new, notes = fold(law, {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1)
+                            for g, f in fits(p1=2.0).items()})
     assert new.n_params == law.n_params - 2 and "tokens^b" not in new.text and notes == ["b = 1e-13"]
     # small in one group only, or not small: kept
     one = fits(p1=6e-32)
     one["m"] = Fit({**one["m"].params, "p1": 0.5}, 0.1, status=1)
-    assert ops.fold_vanishing(law, task, one) is None
+    assert fold(law, one) is None
     # one of two at a time (read_plainly tries each alone when both together fit worse)
     both = {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1) for g, f in fits(p1=6e-32).items()}
-    assert sorted(ops.fold_vanishing(law, task, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
-    new, notes = ops.fold_vanishing(law, task, both, ["p1"])
+    assert sorted(fold(law, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
+    new, notes = ops.fold_vanishing(law, task, {"p1": ops.vanishing_constants(law, both)["p1"]})
     assert notes == ["p1 = 6e-32"] and "tokens^b" in new.text and "sqrt" not in new.text
-    assert ops.fold_vanishing(law, task, fits(p1=1e-3)) is None
+    assert fold(law, fits(p1=1e-3)) is None
     # a constant at 0 that divides: kept (the law would not be finite)
     div = ops.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)
-    assert ops.fold_vanishing(div, task, {"s": Fit({"E": 1.7, "A": 400.0, "a": 0.34,
-                                                    "p1": 1e-30}, 0.1, status=1)}) is None
+    assert fold(div, {"s": Fit({"E": 1.7, "A": 400.0, "a": 0.34, "p1": 1e-30}, 0.1,
+                               status=1)}) is None

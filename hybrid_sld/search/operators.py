@@ -887,32 +887,31 @@ def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str]] | 
     return (folded, notes) if folded is not None else None
 
 
-def vanishing_constants(law: Law, fits: dict, tol: float = 1e-10) -> list[str]:
-    """Names of the constants of ``law`` fitted within ``tol`` of 0 in every group of ``fits``."""
+def vanishing_constants(law: Law, fits: dict, tol: float = 1e-10) -> dict[str, float]:
+    """The constants of ``law`` fitted within ``tol`` of 0 in every group of ``fits``: name ->
+    its fitted value farthest from 0 (what :func:`fold_vanishing` notes)."""
     thetas = [f.params for f in fits.values() if f.success]
-    return [n for n in law.param_names
-            if thetas and all(abs(t.get(n, 1.0)) < tol for t in thetas)]
+    return {n: max((t[n] for t in thetas), key=abs) for n in law.param_names
+            if thetas and all(abs(t.get(n, 1.0)) < tol for t in thetas)}
 
 
-def fold_vanishing(law: Law, task, fits: dict, names: list[str] | None = None
-                   ) -> tuple[Law, list[str]] | None:
-    """(law, notes) with the constants ``names`` (default: :func:`vanishing_constants`) fixed
-    at 0 (the law tidied after), or None where there is none.
+def fold_vanishing(law: Law, task, small: dict[str, float]) -> tuple[Law, list[str]] | None:
+    """(law, notes) with the constants ``small`` (name -> fitted value, as
+    :func:`vanishing_constants` gives them) fixed at 0 (the law tidied after), or None where
+    there is none.
 
     A fit switches a term off by driving its constant to 0 (``p12/sqrt(N)`` with p12 at 6e-32,
     ``A/N^alpha`` with alpha at 1e-13, a constant in disguise): in 5 of 6 ten-minute lr_bsz
     searches the chosen law held one. The law without it says what the fit found; whether it
     fits as well is for the caller to check with a refit (a small constant can matter beside a
     large feature)."""
-    zero = vanishing_constants(law, fits) if names is None else list(names)
-    if not zero:
+    if not small:
         return None
-    eqs, params = fix_constants(law, dict.fromkeys(zero, 0.0))
+    eqs, params = fix_constants(law, dict.fromkeys(small, 0.0))
     if any(e.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for _t, e in eqs):  # 0 as a divisor: kept
         return None
     folded = _reparsed(law, eqs, params, task)
-    thetas = [f.params for f in fits.values() if f.success]
-    notes = [f"{n} = {max((t[n] for t in thetas), key=abs):.3g}" for n in zero]
+    notes = [f"{n} = {v:.3g}" for n, v in small.items()]
     return (folded, notes) if folded is not None else None
 
 

@@ -190,12 +190,13 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
 
     attempt(fold_saturated(law, task, search.train, full.fits))
     small = vanishing_constants(law, full.fits)
-    if small and not attempt(fold_vanishing(law, task, full.fits, small)) and len(small) > 1:
+    if small and not attempt(fold_vanishing(law, task, small)) and len(small) > 1:
         # one small constant may matter (c_lr = 6e-11 before a large square) where the others
         # do not: each alone, at most 4 (each is a refit)
-        for name in small[:4]:
-            if name in vanishing_constants(law, full.fits):  # still there and small
-                attempt(fold_vanishing(law, task, full.fits, [name]))
+        for name in list(small)[:4]:
+            now = vanishing_constants(law, full.fits)
+            if name in now:  # still there and small
+                attempt(fold_vanishing(law, task, {name: now[name]}))
     return (law, v, full, away, notes) if notes else None
 
 
