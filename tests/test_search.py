@@ -1190,13 +1190,17 @@ def test_a_failed_plot_is_recorded_in_best_json_too(synthetic_task, tmp_path, mo
     assert res["plot_error"] == "no canvas" and "no canvas" in (run / "report.md").read_text()
 
 
-@pytest.mark.parametrize("text, folded", [
-    ("y = p1 + p2*x^(-1/2) + p3*tanh((p4 + x)^2)\np4 > 0", "tanh((p4 + x)^2) = 1"),
-    ("y = p1 + p2*x^(-1/2) + p3*x", "p3 = "),  # fitted at about 1e-21: the term is off
+@pytest.mark.parametrize("text, folded, kind, said", [
+    ("y = p1 + p2*x^(-1/2) + p3*tanh((p4 + x)^2)\np4 > 0", "tanh((p4 + x)^2) = 1", "function",
+     "on every training row"),
+    # fitted at about 1e-21: the term is off
+    ("y = p1 + p2*x^(-1/2) + p3*x", "p3 = ", "constant", "(switching a term off)"),
 ], ids=["saturated-function", "vanishing-constant"])
-def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, text, folded):
+def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, text, folded, kind,
+                                                    said):
     # the search's own text goes on record; the report gives the law as its rows see it
     from hybrid_sld.search import select as select_mod
+    from hybrid_sld.search.run import _markdown
     search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
                                               .read_text())["config"]), finished_run)
     search.load()
@@ -1208,8 +1212,14 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
     assert res["law"] == plain.text and res["n_params"] == 2
     assert res["found_as"]["law"] == law.text and len(res["found_as"]["folded"]) == 1
     assert res["found_as"]["folded"][0].startswith(folded)
+    assert res["found_as"]["kinds"] == [kind]  # said, not read from the note's text
     assert res["test_r2"] > 1 - 1e-9 and set(res["groups"]["g1"]) == {"p1", "p2"}
-    assert f"Found as `{law.text.splitlines()[0]}`" in (finished_run / "report.md").read_text()
+    md = (finished_run / "report.md").read_text()
+    assert f"Found as `{law.text.splitlines()[0]}`" in md and said in md
+    # a best.json written before "kinds" is re-rendered (hybrid-sld report) as before
+    old = {**res, "found_as": {k: v for k, v in res["found_as"].items() if k != "kinds"}}
+    front = search.state.pareto()
+    assert _markdown(old, front) == _markdown(res, front)
 
 
 @pytest.mark.parametrize("text, same", [
