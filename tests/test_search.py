@@ -1222,6 +1222,40 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
     assert _markdown(old, front) == _markdown(res, front)
 
 
+def test_a_folded_laws_refit_starts_its_merged_constants_at_what_they_stand_for(monkeypatch):
+    # b at 0 leaves B/tokens^0 = B beside E: the tidy keeps one constant for E + B, so the
+    # folded law's refit starts it at E + B of each group's fit (the old B alone is no optimum)
+    from hybrid_sld.data import load_train
+    from hybrid_sld.fit import Fit
+    from hybrid_sld.search import select as select_mod
+    from hybrid_sld.tasks import get_task
+    task = get_task("kaplan_demo")
+    law = parse_task_law("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0", task)
+
+    def fits(shift):
+        return {g: Fit({"E": 1.5 + k + shift, "A": 400.0 + k, "a": 0.34, "B": 410.0 - k,
+                        "b": 1e-13}, 0.1, status=1) for k, g in enumerate(("s", "m"))}
+
+    seen = []
+
+    def refit(search, law, spec, warm=(None, None)):
+        seen.append((law, warm))
+        raise HybridSLDError("the starts are all this test needs")
+    monkeypatch.setattr(select_mod, "refit", refit)
+    search = SimpleNamespace(task=task, train=load_train(task),
+                             config=SimpleNamespace(candidate_seconds=None))
+    entry = Entry(law.text, {}, "k", 1.0, 1.0, law.complexity, law.n_params, 1, "mutate")
+    v, full = SimpleNamespace(fits=fits(0.25)), SimpleNamespace(fits=fits(0.0))
+    assert select_mod.read_plainly(search, entry, law, v, full, 0.0) is None
+    [(folded, warm)] = seen
+    kept = next(n for n in ("B", "E") if n in folded.param_names)  # whichever the tidy keeps
+    assert set(folded.param_names) == {"A", "a", kept}
+    for starts, given in zip(warm, (v.fits, full.fits)):
+        for g, f in given.items():
+            assert starts[g].params[kept] == pytest.approx(f.params["E"] + f.params["B"])
+            assert starts[g].params["A"] == f.params["A"]
+
+
 @pytest.mark.parametrize("text, same", [
     ("y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
     ("y = p1 + p2*x^(-1/3)", False),
