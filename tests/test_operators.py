@@ -499,7 +499,7 @@ def test_functions_saturated_at_the_fitted_constants_fold_to_their_value(text, f
     task = get_task("kaplan_demo")
     train = load_train(task)
     law, fits = _fitted(text, task, train, log_space=True)
-    new, notes = ops.fold_saturated(law, task, train, fits)
+    new, notes, _ = ops.fold_saturated(law, task, train, fits)
     assert new.text == ops.parse_cached(folded, task).text and notes == [note]
     # the same predictions on these rows with the same constants, so a refit fits as well
     before = score_dataset(law, fits, train)
@@ -520,6 +520,34 @@ def test_a_function_that_varies_over_the_rows_or_whose_features_do_not_stays():
     law, fits = _fitted(flat, task, one_d)
     assert ops.fold_saturated(law, task, one_d, fits) is None
     assert ops.fold_saturated(law, task, train, _fitted(flat, task, train)[1]) is not None
+
+
+@pytest.mark.parametrize("text", [
+    "loss = E + B + A/num_params^a",  # one constant for E + B
+    "loss = p1*num_params/tokens - p2*num_params/tokens + p3",  # p1 - p2, not p1 + p2
+    "loss = p1/2 + p2*exp(p3)/tokens + 3 + p4",  # numbers moved in, then merged
+    "loss = p8*log(num_params^p7) + p1",
+    "loss = p1*tokens^p2*tokens^(-p3)/num_params",
+])
+def test_the_tidy_records_what_each_constant_it_changed_stands_for(text):
+    # a folded law's refit starts from the law's fitted constants: those the tidy merged or
+    # moved a number into start at what they stand for, so the start predicts as the fit did
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import predict_dataset
+    from hybrid_sld.fit import Fit
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    law = ops.parse_cached(text, task)
+    params, merged = ops.law_params(law), {}
+    tidied = ops.parse_cached(ops.law_text(ops.tidy_equations(law.equations, params, merged),
+                                           params), task)
+    assert tidied.n_params < law.n_params and merged
+    rng = np.random.default_rng(0)
+    fits = {g: Fit({n: rng.uniform(0.5, 1.5) for n in law.param_names}, 0.1, status=1)
+            for g in train.group_names}
+    starts = ops.carry_fits(fits, tidied, merged)
+    np.testing.assert_allclose(predict_dataset(tidied, starts, train),
+                               predict_dataset(law, fits, train), rtol=1e-12)
 
 
 def test_lead_features_of_one_row_are_none_and_warn_of_nothing():
@@ -545,24 +573,27 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
         return {g: Fit({"E": 1.7, "A": 400.0, "a": 0.34, "B": 410.0, "b": 0.28, **p1}, 0.1,
                        status=1) for g in ("s", "m")}
 
-    new, notes = ops.fold_vanishing(law, task, fits(p1=6e-32))
+    def fold(law, fits):
+        return ops.fold_vanishing(law, task, ops.vanishing_constants(law, fits))
+
+    new, notes, _ = fold(law, fits(p1=6e-32))
     assert new.text == ops.parse_cached("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0",
                                         task).text and notes == ["p1 = 6e-32"]
     # an exponent at 0 leaves a constant that joins another: one constant, not two
-    new, notes = ops.fold_vanishing(law, task, {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1)
-                                                for g, f in fits(p1=2.0).items()})
+    new, notes, _ = fold(law, {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1)
+                            for g, f in fits(p1=2.0).items()})
     assert new.n_params == law.n_params - 2 and "tokens^b" not in new.text and notes == ["b = 1e-13"]
     # small in one group only, or not small: kept
     one = fits(p1=6e-32)
     one["m"] = Fit({**one["m"].params, "p1": 0.5}, 0.1, status=1)
-    assert ops.fold_vanishing(law, task, one) is None
+    assert fold(law, one) is None
     # one of two at a time (read_plainly tries each alone when both together fit worse)
     both = {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1) for g, f in fits(p1=6e-32).items()}
-    assert sorted(ops.fold_vanishing(law, task, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
-    new, notes = ops.fold_vanishing(law, task, both, ["p1"])
+    assert sorted(fold(law, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
+    new, notes, _ = ops.fold_vanishing(law, task, {"p1": ops.vanishing_constants(law, both)["p1"]})
     assert notes == ["p1 = 6e-32"] and "tokens^b" in new.text and "sqrt" not in new.text
-    assert ops.fold_vanishing(law, task, fits(p1=1e-3)) is None
+    assert fold(law, fits(p1=1e-3)) is None
     # a constant at 0 that divides: kept (the law would not be finite)
     div = ops.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)
-    assert ops.fold_vanishing(div, task, {"s": Fit({"E": 1.7, "A": 400.0, "a": 0.34,
-                                                    "p1": 1e-30}, 0.1, status=1)}) is None
+    assert fold(div, {"s": Fit({"E": 1.7, "A": 400.0, "a": 0.34, "p1": 1e-30}, 0.1,
+                               status=1)}) is None

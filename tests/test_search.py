@@ -1190,13 +1190,17 @@ def test_a_failed_plot_is_recorded_in_best_json_too(synthetic_task, tmp_path, mo
     assert res["plot_error"] == "no canvas" and "no canvas" in (run / "report.md").read_text()
 
 
-@pytest.mark.parametrize("text, folded", [
-    ("y = p1 + p2*x^(-1/2) + p3*tanh((p4 + x)^2)\np4 > 0", "tanh((p4 + x)^2) = 1"),
-    ("y = p1 + p2*x^(-1/2) + p3*x", "p3 = "),  # fitted at about 1e-21: the term is off
+@pytest.mark.parametrize("text, folded, kind, said", [
+    ("y = p1 + p2*x^(-1/2) + p3*tanh((p4 + x)^2)\np4 > 0", "tanh((p4 + x)^2) = 1", "function",
+     "on every training row"),
+    # fitted at about 1e-21: the term is off
+    ("y = p1 + p2*x^(-1/2) + p3*x", "p3 = ", "constant", "(switching a term off)"),
 ], ids=["saturated-function", "vanishing-constant"])
-def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, text, folded):
+def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, text, folded, kind,
+                                                    said):
     # the search's own text goes on record; the report gives the law as its rows see it
     from hybrid_sld.search import select as select_mod
+    from hybrid_sld.search.run import _markdown
     search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
                                               .read_text())["config"]), finished_run)
     search.load()
@@ -1208,8 +1212,48 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
     assert res["law"] == plain.text and res["n_params"] == 2
     assert res["found_as"]["law"] == law.text and len(res["found_as"]["folded"]) == 1
     assert res["found_as"]["folded"][0].startswith(folded)
+    assert res["found_as"]["kinds"] == [kind]  # said, not read from the note's text
     assert res["test_r2"] > 1 - 1e-9 and set(res["groups"]["g1"]) == {"p1", "p2"}
-    assert f"Found as `{law.text.splitlines()[0]}`" in (finished_run / "report.md").read_text()
+    md = (finished_run / "report.md").read_text()
+    assert f"Found as `{law.text.splitlines()[0]}`" in md and said in md
+    # a best.json written before "kinds" is re-rendered (hybrid-sld report) as before
+    old = {**res, "found_as": {k: v for k, v in res["found_as"].items() if k != "kinds"}}
+    front = search.state.pareto()
+    assert _markdown(old, front) == _markdown(res, front)
+
+
+def test_a_folded_laws_refit_starts_its_merged_constants_at_what_they_stand_for(monkeypatch):
+    # b at 0 leaves B/tokens^0 = B beside E: the tidy keeps one constant for E + B, so the
+    # folded law's refit starts it at E + B of each group's fit (the old B alone is no optimum)
+    from hybrid_sld.data import load_train
+    from hybrid_sld.fit import Fit
+    from hybrid_sld.search import select as select_mod
+    from hybrid_sld.tasks import get_task
+    task = get_task("kaplan_demo")
+    law = parse_task_law("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0", task)
+
+    def fits(shift):
+        return {g: Fit({"E": 1.5 + k + shift, "A": 400.0 + k, "a": 0.34, "B": 410.0 - k,
+                        "b": 1e-13}, 0.1, status=1) for k, g in enumerate(("s", "m"))}
+
+    seen = []
+
+    def refit(search, law, spec, warm=(None, None)):
+        seen.append((law, warm))
+        raise HybridSLDError("the starts are all this test needs")
+    monkeypatch.setattr(select_mod, "refit", refit)
+    search = SimpleNamespace(task=task, train=load_train(task),
+                             config=SimpleNamespace(candidate_seconds=None))
+    entry = Entry(law.text, {}, "k", 1.0, 1.0, law.complexity, law.n_params, 1, "mutate")
+    v, full = SimpleNamespace(fits=fits(0.25)), SimpleNamespace(fits=fits(0.0))
+    assert select_mod.read_plainly(search, entry, law, v, full, 0.0) is None
+    [(folded, warm)] = seen
+    kept = next(n for n in ("B", "E") if n in folded.param_names)  # whichever the tidy keeps
+    assert set(folded.param_names) == {"A", "a", kept}
+    for starts, given in zip(warm, (v.fits, full.fits)):
+        for g, f in given.items():
+            assert starts[g].params[kept] == pytest.approx(f.params["E"] + f.params["B"])
+            assert starts[g].params["A"] == f.params["A"]
 
 
 @pytest.mark.parametrize("text, same", [

@@ -423,36 +423,48 @@ def _param_counts(eqs, params) -> dict:
     return _occurrences(exprs, {s for e in exprs for s in e.free_symbols if s.name in params})
 
 
-def tidy_equations(eqs, params) -> list:
-    """Every equation of a law tidied (:func:`_tidy`); ``params`` is updated to match."""
+def tidy_equations(eqs, params, merged: dict | None = None) -> list:
+    """Every equation of a law tidied (:func:`_tidy`); ``params`` is updated to match, and
+    ``merged``, if given, records what each constant the tidy kept in place of others or moved
+    a number into stands for (:func:`_record`)."""
     counts = _param_counts(eqs, params)
-    return [(t, _tidy(e, counts, params)) for t, e in eqs]
+    return [(t, _tidy(e, counts, params, merged)) for t, e in eqs]
 
 
-def _tidy(expr, counts, params):
+def _record(merged: dict | None, name: str, value) -> None:
+    """Parameter ``name`` now stands for ``value``: in ``merged`` (if kept), as an expression of
+    the parameters before the tidy, so their fitted values give its own (:func:`carry_fits`)."""
+    if merged is not None:
+        merged[name] = value.xreplace({s: merged[s.name] for s in value.free_symbols
+                                       if s.name in merged})
+
+
+def _tidy(expr, counts, params, merged=None):
     """Drop parameters made redundant by an edit, bottom-up, where they occur nowhere else:
     parameter-only factors of a product or terms of a sum (``p1*p2*x``, ``x*tanh(p3)/p4``,
     ``c + a/(1 + b)``: one parameter does) and terms that differ only in a parameter
     coefficient (``p7*x + p8*x``); a parameter exponent inside a log is taken out as a
     coefficient first (``p8*log(x^p7)``). Such a law fits no better than the reduced one, but its
     Jacobian is singular, so its fit crawls and its extra constants count against the cap.
-    ``counts`` (see :func:`_param_counts`) and ``params`` are updated as parameters go."""
+    ``counts`` (see :func:`_param_counts`) and ``params`` are updated as parameters go, and
+    ``merged`` (if given) as they change (:func:`_record`)."""
     if not expr.args:
         return expr
-    args = [_tidy(a, counts, params) for a in expr.args]
+    args = [_tidy(a, counts, params, merged) for a in expr.args]
     if expr.func is sp.log and args[0].is_Pow and args[0].exp.free_symbols & counts.keys():
         # log(x^p) is p*log(x) (where either is real): p becomes a coefficient that the
         # enclosing product may merge with another (p8*log(N^p7) holds one constant, not two)
         base, ex = args[0].as_base_exp()
-        return _tidy(ex * sp.log(base), counts, params)
+        return _tidy(ex * sp.log(base), counts, params, merged)
     if expr.is_Mul:  # a factor just rewritten as a product (above) joins this one
         args = [f for a in args for f in (a.args if a.is_Mul else (a,))]
-        args = _merge_powers(args, counts, params)
+        args = _merge_powers(args, counts, params, merged)
     if expr.is_Add or expr.is_Mul:
-        args = _merge_constants(args, counts, params, expr.func)
-        args = _absorb_number(args, counts, params, expr.func)
+        args = _merge_constants(args, counts, params, expr.func, merged)
+        args = _absorb_number(args, counts, params, expr.func, merged)
         if expr.is_Add:
-            args = _absorb_like_numbers(_merge_like_terms(args, counts, params), counts, params)
+            args = _absorb_like_numbers(_merge_like_terms(args, counts, params, merged), counts,
+                                        params, merged)
     if tuple(args) == expr.args:
         return expr
     return _rebuild(expr, args)
@@ -480,9 +492,10 @@ def _exclusive(parts: list, counts) -> list:
     return parts
 
 
-def _keeper(parts: list, counts, params, op):
+def _keeper(parts: list, counts, params, op, merged=None, value=None):
     """The one parameter that replaces the parameter-only ``parts`` (combined by ``op``, Add or
-    Mul); the others are dropped.
+    Mul); the others are dropped. It stands for ``value`` (default: the parts combined), as
+    ``merged`` records (:func:`_record`).
 
     Per-group wins over shared: a shared factor of a per-group one is the redundant one. The
     keeper's bounds widen to hold every value the parts could take together (interval
@@ -500,6 +513,7 @@ def _keeper(parts: list, counts, params, op):
     params[keep.name] = Param(keep.name, lo, hi, old.lower_strict and lo == old.lower,
                               old.upper_strict and hi == old.upper, old.init if bare else None,
                               shared=not per_group)
+    _record(merged, keep.name, op(*parts) if value is None else value)
     for s in syms:
         counts[s] = 0
     counts[keep] = 1
@@ -525,7 +539,7 @@ def _sym(v: float):
     return sp.oo if v == math.inf else -sp.oo if v == -math.inf else sp.Float(v)
 
 
-def _merge_powers(args: list, counts, params) -> list:
+def _merge_powers(args: list, counts, params, merged=None) -> list:
     """Factors of a product that are powers of one base with parameters in their exponents,
     as one power (``x^p2*x^(-p3)`` is ``x^(p2 - p3)``, where p3 is then dropped)."""
     by_base: dict = {}
@@ -535,23 +549,23 @@ def _merge_powers(args: list, counts, params) -> list:
             by_base.setdefault(base, []).append(a)
     for base, same in by_base.items():
         if len(same) > 1:
-            ex = _tidy(sp.Add(*(a.as_base_exp()[1] for a in same)), counts, params)
+            ex = _tidy(sp.Add(*(a.as_base_exp()[1] for a in same)), counts, params, merged)
             args = [a for a in args if a not in same] + [base ** ex]
     return args
 
 
-def _merge_constants(args: list, counts, params, op) -> list:
+def _merge_constants(args: list, counts, params, op, merged=None) -> list:
     """Arguments of a sum or product: its parameter-only ones, if they hold two or more
     parameters found nowhere else, as one parameter."""
     parts = _exclusive([a for a in args if a.free_symbols and a.free_symbols <= counts.keys()],
                        counts)
     if len(set().union(*(a.free_symbols for a in parts))) < 2:
         return args
-    keep = _keeper(parts, counts, params, op)
+    keep = _keeper(parts, counts, params, op, merged)
     return [a for a in args if a not in parts] + [keep]
 
 
-def _absorb_number(args: list, counts, params, op) -> list:
+def _absorb_number(args: list, counts, params, op, merged=None) -> list:
     """Arguments of a sum or product without its number, where a parameter found nowhere else
     can take it in (``p1/2 + x`` is ``p1 + x``, ``(1 + p2)*x`` is ``p2*x``); its bounds and
     start value move with it. A product keeps the number's sign (``-p1*x`` reads as a scaling
@@ -562,22 +576,23 @@ def _absorb_number(args: list, counts, params, op) -> list:
         return args
     keep = lone[0]
     c = float(abs(number)) if op is sp.Mul else float(number)
-    _move(params, keep.name, (lambda v: v * c) if op is sp.Mul else (lambda v: v + c))
+    _move(params, keep.name, (lambda v: v * c) if op is sp.Mul else (lambda v: v + c), merged)
     rest = [a for a in args if a is not number]
     if op is sp.Mul and number < 0:
         rest.append(sp.Integer(-1))
     return rest
 
 
-def _move(params, name: str, move) -> None:
+def _move(params, name: str, move, merged=None) -> None:
     """Parameter ``name``'s bounds and start value mapped by ``move`` (an increasing map: a
-    number it took in)."""
+    number it took in), and what it stands for (:func:`_record`)."""
+    _record(merged, name, move(sp.Symbol(name)))
     p = params[name]
     params[name] = replace(p, lower=move(p.lower), upper=move(p.upper),
                            init=None if p.init is None else move(p.init))
 
 
-def _merge_like_terms(args: list, counts, params) -> list:
+def _merge_like_terms(args: list, counts, params, merged=None) -> list:
     """Terms of a sum that differ only in a parameter-only coefficient, as one term."""
     psyms = list(counts)
     by_rest: dict = {}
@@ -589,13 +604,15 @@ def _merge_like_terms(args: list, counts, params) -> list:
         coeffs = _exclusive([c for _a, c, _r in terms], counts)
         if len(coeffs) < 2:
             continue
-        keep = _keeper(coeffs, counts, params, sp.Add)
-        gone = [(a, r) for a, c, r in terms if c in coeffs]
-        args = [a for a in args if a not in {a for a, _r in gone}] + [keep * gone[0][1]]
+        gone = [(a, c, r) for a, c, r in terms if c in coeffs]
+        # keep*r stands for the terms, whose rests r differ at most by a number (p1*x - p2*x)
+        value = sp.Add(*(c * r / gone[0][2] for _a, c, r in gone))
+        keep = _keeper(coeffs, counts, params, sp.Add, merged, value)
+        args = [a for a in args if a not in {a for a, _c, _r in gone}] + [keep * gone[0][2]]
     return args
 
 
-def _absorb_like_numbers(args: list, counts, params) -> list:
+def _absorb_like_numbers(args: list, counts, params, merged=None) -> list:
     """Terms of a sum with a number for coefficient taken into a like term whose coefficient
     is a parameter found nowhere else (``5e13/tokens + D_c/tokens`` is ``D_c/tokens``); its
     bounds and start value shift by the number."""
@@ -613,7 +630,7 @@ def _absorb_like_numbers(args: list, counts, params) -> list:
     for base, (sym, k) in lone.items():
         if base in numbers:
             shift = float(sum(n for _a, n in numbers[base]) / k)
-            _move(params, sym.name, lambda v: v + shift)
+            _move(params, sym.name, lambda v: v + shift, merged)
             gone = {a for a, _n in numbers[base]}
             args = [a for a in args if a not in gone]
     return args
@@ -828,9 +845,10 @@ class ConstantFolder:
         return v
 
 
-def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str]] | None:
-    """(law, notes) with each function of features and constants that takes one value on every
-    row of ``data`` at the fitted constants replaced by that value, or None where there is none.
+def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str], dict] | None:
+    """(law, notes, merged: see :func:`tidy_equations`) with each function of features and
+    constants that takes one value on every row of ``data`` at the fitted constants replaced by
+    that value, or None where there is none.
 
     Operators build saturated functions (``tanh((p2 + tokens)^2)`` is 1 where tokens are 1e9):
     :class:`ConstantFolder` cannot see them, for the value depends on a fitted constant. On
@@ -882,49 +900,76 @@ def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str]] | 
         visit(e)
     if not mapping:
         return None
-    params = law_params(law)
-    folded = _reparsed(law, [(t, _subs(e, mapping)) for t, e in law.equations], params, task)
-    return (folded, notes) if folded is not None else None
+    params, merged = law_params(law), {}
+    folded = _reparsed(law, [(t, _subs(e, mapping)) for t, e in law.equations], params, task,
+                       merged)
+    return (folded, notes, merged) if folded is not None else None
 
 
-def vanishing_constants(law: Law, fits: dict, tol: float = 1e-10) -> list[str]:
-    """Names of the constants of ``law`` fitted within ``tol`` of 0 in every group of ``fits``."""
+def vanishing_constants(law: Law, fits: dict, tol: float = 1e-10) -> dict[str, float]:
+    """The constants of ``law`` fitted within ``tol`` of 0 in every group of ``fits``: name ->
+    its fitted value farthest from 0 (what :func:`fold_vanishing` notes)."""
     thetas = [f.params for f in fits.values() if f.success]
-    return [n for n in law.param_names
-            if thetas and all(abs(t.get(n, 1.0)) < tol for t in thetas)]
+    return {n: max((t[n] for t in thetas), key=abs) for n in law.param_names
+            if thetas and all(abs(t.get(n, 1.0)) < tol for t in thetas)}
 
 
-def fold_vanishing(law: Law, task, fits: dict, names: list[str] | None = None
-                   ) -> tuple[Law, list[str]] | None:
-    """(law, notes) with the constants ``names`` (default: :func:`vanishing_constants`) fixed
-    at 0 (the law tidied after), or None where there is none.
+def fold_vanishing(law: Law, task, small: dict[str, float]
+                   ) -> tuple[Law, list[str], dict] | None:
+    """(law, notes, merged: see :func:`tidy_equations`) with the constants ``small`` (name ->
+    fitted value, as :func:`vanishing_constants` gives them) fixed at 0 (the law tidied after),
+    or None where there is none.
 
     A fit switches a term off by driving its constant to 0 (``p12/sqrt(N)`` with p12 at 6e-32,
     ``A/N^alpha`` with alpha at 1e-13, a constant in disguise): in 5 of 6 ten-minute lr_bsz
     searches the chosen law held one. The law without it says what the fit found; whether it
     fits as well is for the caller to check with a refit (a small constant can matter beside a
     large feature)."""
-    zero = vanishing_constants(law, fits) if names is None else list(names)
-    if not zero:
+    if not small:
         return None
-    eqs, params = fix_constants(law, dict.fromkeys(zero, 0.0))
+    eqs, params = fix_constants(law, dict.fromkeys(small, 0.0))
     if any(e.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for _t, e in eqs):  # 0 as a divisor: kept
         return None
-    folded = _reparsed(law, eqs, params, task)
-    thetas = [f.params for f in fits.values() if f.success]
-    notes = [f"{n} = {max((t[n] for t in thetas), key=abs):.3g}" for n in zero]
-    return (folded, notes) if folded is not None else None
+    merged = {}
+    folded = _reparsed(law, eqs, params, task, merged)
+    notes = [f"{n} = {v:.3g}" for n, v in small.items()]
+    return (folded, notes, merged) if folded is not None else None
 
 
-def _reparsed(law: Law, eqs, params: dict, task) -> Law | None:
-    """The law of equations ``eqs`` (of ``law``, edited) tidied, or None where it does not
-    parse (no constant left to fit) or is ``law`` itself."""
-    eqs = tidy_equations(eqs, params)
+def _reparsed(law: Law, eqs, params: dict, task, merged: dict | None = None) -> Law | None:
+    """The law of equations ``eqs`` (of ``law``, edited) tidied (``merged``: see
+    :func:`tidy_equations`), or None where it does not parse (no constant left to fit) or is
+    ``law`` itself."""
+    eqs = tidy_equations(eqs, params, merged)
     try:
         new = parse_cached(law_text(eqs, params), task)
     except LawError:
         return None
     return new if new.key != law.key else None
+
+
+def carry_fits(fits: dict, law: Law, merged: dict) -> dict:
+    """Fits (per group) of a law before a fold and tidy, as start values for the folded ``law``:
+    each constant at its own fitted value or, where the tidy merged or moved it (``merged``, see
+    :func:`tidy_equations`), at the value of what it stands for; the same predictions."""
+    out = {}
+    for g, f in fits.items():
+        if not f.success:
+            continue
+        values = {}
+        for n in law.param_names:
+            if n not in merged:
+                if n in f.params:
+                    values[n] = f.params[n]
+                continue
+            value = merged[n]
+            try:
+                values[n] = float(value.xreplace({s: sp.Float(f.params[s.name])
+                                                  for s in value.free_symbols}))
+            except (KeyError, TypeError, ValueError):  # not a real number: a cold start
+                pass
+        out[g] = replace(f, params=values)
+    return out
 
 
 def _same(a: Law, b: Law) -> bool:

@@ -171,7 +171,8 @@ def final_report(search: Search) -> dict:
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key,
                        "fitter": t["entry"].fitter}
                       for t in c.finalists]}
-    result["found_as"] = {"law": best.law, "folded": c.folded} if c.folded else None
+    result["found_as"] = ({"law": best.law, "folded": [n.text for n in c.folded],
+                           "kinds": [n.kind for n in c.folded]} if c.folded else None)
     result["parting"] = parting(search, best, c.entry_fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
                              "where": runaway_where(task),
@@ -538,8 +539,11 @@ def _markdown(r: dict, front: list) -> str:
     note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     if r.get("found_as"):  # the search's own text, and why the report shows another
         was = r["found_as"]
-        consts = [x for x in was["folded"] if is_name(x.split(" = ")[0])]
-        funcs = [x for x in was["folded"] if x not in consts]
+        # a best.json written before "kinds" tells them apart only by the note's text
+        kinds = was.get("kinds") or ["constant" if is_name(x.split(" = ")[0]) else "function"
+                                     for x in was["folded"]]
+        consts = [x for x, k in zip(was["folded"], kinds) if k == "constant"]
+        funcs = [x for x, k in zip(was["folded"], kinds) if k == "function"]
         said = ([f"{_ticked(funcs)} on every training row"] if funcs else []) + \
             ([f"{_ticked(consts)} (switching a term off)"] if consts else [])
         note += (f"Found as `{_equations(was['law'])}`; its fitted constants give "
