@@ -631,6 +631,46 @@ def test_a_resume_on_other_data_is_refused_and_the_same_data_by_another_route_is
     assert not (out / "plots" / "parallel_scaling_law_fit.png").exists()
 
 
+def test_report_of_a_bench_whose_data_changed_names_the_task_and_split(tmp_path, capsys):
+    """`report` re-rendered with the rows it found then, and checked only train: a test file
+    changed since the bench was drawn under the test R2 recorded on the old one, unsaid."""
+    import json
+    from conftest import write_task
+    toml = write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = E + A*x^(-a)")
+    out = tmp_path / "b"
+    run_bench(make_cells(resolve_tasks(str(toml)), ["expert"], [0]), _settings(out),
+              _InProcess(), log=_quiet)
+    table, png = (out / "leaderboard.md").read_text(), out / "plots" / "mine_fit.png"
+    files = {s: (tmp_path / f"{s}.csv", (tmp_path / f"{s}.csv").read_text())
+             for s in ("train", "test")}
+
+    def report(*changed) -> str:
+        for split, (path, text) in files.items():  # the last row's y 1% higher
+            head, last = text.rstrip("\n").rsplit("\n", 1)
+            *row, y = last.split(",")
+            path.write_text(f"{head}\n{','.join([*row, repr(float(y) * 1.01)])}\n"
+                            if split in changed else text)
+        png.unlink(missing_ok=True)
+        capsys.readouterr()
+        assert main(["report", str(out)]) == 0
+        assert (out / "leaderboard.md").read_text() == table
+        return capsys.readouterr().err
+
+    assert "warning" not in report() and png.is_file()  # the same rows: drawn, nothing said
+    for changed in (["test"], ["train", "test"]):
+        err = report(*changed)
+        assert (f"warning: task mine's {' and '.join(changed)} rows "
+                f"({', '.join(str(files[s][0]) for s in changed)}) are not those the bench ran "
+                "on") in err, err
+        assert "the tables show the figures the bench recorded" in err
+        assert not png.exists()
+    bench = json.loads((out / "bench.json").read_text())
+    del bench["data"]  # a bench from before fingerprints: rendered, unchecked
+    (out / "bench.json").write_text(json.dumps(bench))
+    assert "warning" not in report("test") and png.is_file()
+
+
 def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):
     out, _ = local_bench
     copy = tmp_path / "copy"

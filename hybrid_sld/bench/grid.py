@@ -108,10 +108,21 @@ def data_fingerprints(tasks, data_dir: str | None = None) -> dict:
             train, test = load_splits(get_task(ref), data_dir)
         except HybridSLDError:
             continue
-        out[name] = {"train": train.fingerprint(), "train_file": train.source,
-                     "test": test.fingerprint() if test is not None else None,
-                     "test_file": test.source if test is not None else None}
+        out[name] = fingerprints(train, test)
     return out
+
+
+def fingerprints(train, test) -> dict:
+    """One task's entry in bench.json's ``data``: its rows' digests and where they were read."""
+    return {"train": train.fingerprint(), "train_file": train.source,
+            "test": test.fingerprint() if test is not None else None,
+            "test_file": test.source if test is not None else None}
+
+
+def changed_splits(then: dict, now: dict) -> list[str]:
+    """The splits ("train", "test") whose rows ``now`` are not those recorded ``then`` (one
+    task's :func:`fingerprints`); a split with no record is taken as unchanged."""
+    return [s for s in ("train", "test") if s in then and then[s] != now[s]]
 
 
 def resolve_methods(spec: str) -> list[str]:
@@ -371,12 +382,10 @@ def _check_same_data(out: Path, then: dict, now: dict) -> None:
     """Refuse a resume whose rows differ from the bench's (seeds of two datasets would be
     averaged in one row); where the rows are found does not matter."""
     for task, fps in now.items():
-        for split in ("train", "test"):
-            old = then.get(task, {}).get(split, fps[split])
-            if old != fps[split]:
-                where = fps.get(f"{split}_file") or "generated"
-                raise HybridSLDError(
-                    f"{out} holds a bench run on other data: task {task}'s {split} rows ({where}) "
-                    f"are not those its results were made on ({then[task].get(f'{split}_file')}),"
-                    " so their seeds would not compare: resume with the same data, or give "
-                    "another --out")
+        for split in changed_splits(then.get(task, {}), fps)[:1]:
+            where = fps.get(f"{split}_file") or "generated"
+            raise HybridSLDError(
+                f"{out} holds a bench run on other data: task {task}'s {split} rows ({where}) "
+                f"are not those its results were made on ({then[task].get(f'{split}_file')}),"
+                " so their seeds would not compare: resume with the same data, or give "
+                "another --out")
