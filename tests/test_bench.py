@@ -331,6 +331,41 @@ def test_bad_data_and_a_folder_of_other_files_stop_the_command_before_any_cell(t
     assert (tmp_path / "afile.txt").read_text() == "notes"
 
 
+def test_bench_reads_each_data_file_once_before_its_cells(tmp_path, monkeypatch, capsys):
+    """check_data and the fingerprints for bench.json each read the task's files (train 3
+    times, test twice) before any cell ran; bench.json holds the same fingerprints as before."""
+    import json
+    from collections import Counter
+    import hybrid_sld.bench.executors as executors
+    import hybrid_sld.data as data
+    from conftest import write_task
+    from hybrid_sld.bench.grid import data_fingerprints
+    toml = write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = E + A*x^(-a)")
+    reads, at_start = Counter(), []
+    read_dataset = data.read_dataset
+
+    def counted(path, task):
+        reads[Path(path).name] += 1
+        return read_dataset(path, task)
+
+    class Counting(_InProcess):  # notes the reads so far as the cells start
+        def run(self, cells, settings):
+            at_start.append(dict(reads))
+            yield from super().run(cells, settings)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(data, "read_dataset", counted)
+    monkeypatch.setattr(executors, "make_executor", lambda *a, **k: Counting())
+    out = tmp_path / "b"
+    assert main(["bench", "--tasks", str(toml), "--methods", "expert", "--out", str(out)]) == 0
+    assert at_start == [{"train.csv": 1, "test.csv": 1}]
+    assert (json.loads((out / "bench.json").read_text())["data"]
+            == data_fingerprints(resolve_tasks(str(toml))))
+
+
 def test_a_bench_whose_every_cell_failed_exits_1(monkeypatch, tmp_path, capsys):
     import hybrid_sld.bench.report as report
     failed = {"out": str(tmp_path), "cells": 2, "executed": 2, "skipped": 0, "files": [],

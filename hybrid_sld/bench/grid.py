@@ -87,14 +87,18 @@ def resolve_tasks(spec: str) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> None:
+def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> dict:
     """Read each task's data files, so that a folder that lacks them or a bad value stops the
-    bench before any cell runs (a cell would find it only when it starts)."""
-    from ..data import check_test_file, load_train
-    for _name, ref in tasks:
+    bench before any cell runs (a cell would find it only when it starts). Returns what
+    :func:`data_fingerprints` would, from the same read: each file is read once."""
+    from ..data import check_test_groups, load_splits
+    out = {}
+    for name, ref in tasks:
         task = get_task(ref)
-        load_train(task, data_dir)
-        check_test_file(task, data_dir)
+        train, test = load_splits(task, data_dir)
+        check_test_groups(task, train, test)  # as data.check_test_file, which reads again
+        out[name] = fingerprints(train, test)
+    return out
 
 
 def data_fingerprints(tasks, data_dir: str | None = None) -> dict:
