@@ -864,3 +864,57 @@ def test_ctrl_c_on_a_dask_bench_stops_it_cleanly(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.rstrip().endswith("run the same command again to resume"), stderr
+
+
+def _cell_processes(pid: int) -> list[str]:
+    """The processes under ``pid`` that run a bench cell (the subprocess a daemonic Dask
+    worker starts, and any process the cell started)."""
+    def cell(p):
+        try:
+            return b"run_cell" in Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return False
+    found = [p for p in _descendants(pid) if cell(p)]
+    return found + [d for p in found for d in _descendants(int(p))]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_the_cells_on_a_remote_dask_scheduler(tmp_path, monkeypatch):
+    """A Ctrl-C cancelled the bench's futures on a --scheduler's cluster, but cancelling does
+    not stop a running task: the cell searched on, on its worker, to the end of its budget."""
+    distributed = pytest.importorskip("distributed")
+    import os
+    import signal
+    import time
+    import hybrid_sld
+    # the cluster's workers, and the cells they start, run this source tree's code
+    monkeypatch.setenv("PYTHONPATH", str(Path(hybrid_sld.__file__).parents[1]))
+    out = tmp_path / "b"
+    cells = []
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        (worker,) = client.run(os.getpid).values()
+        proc = _bench_process("--tasks", "kaplan_demo", "--methods", "offline", "--budget",
+                              "5m", "--out", out, "--executor", "dask", "--scheduler",
+                              cluster.scheduler_address)
+
+        def searching():  # the cell runs on the cluster's worker and has checkpointed
+            cells[:] = _cell_processes(worker)
+            return bool(cells) and bool(list(out.glob("runs/*/checkpoint/state.json")))
+
+        try:
+            stdout, stderr = _ctrl_c_when(proc, searching)
+            assert proc.returncode == 130, stderr
+            deadline = time.time() + 60
+            while time.time() < deadline and any(map(_running, cells)):
+                time.sleep(0.2)
+            assert not [c for c in cells if _running(c)], "the cell searched on after the bench"
+        finally:
+            for c in cells:  # on failure, leave nothing behind
+                if _running(c):
+                    os.kill(int(c), signal.SIGKILL)
+    assert f"on the Dask scheduler at {cluster.scheduler_address}" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.rstrip().endswith("run the same command again to resume"), stderr
+

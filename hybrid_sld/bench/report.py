@@ -59,6 +59,8 @@ def run_bench(cells, settings, executor, *, log=_log, data=None) -> dict:
         interrupted = "SIGINT"
     finally:  # stop the cells in flight, and wait for them, before anything else: no cell
         results.close()  # may write on into its run directory once the bench has gone
+    if getattr(executor, "stop_note", None):  # a Dask cluster's cells, stopped or not
+        log(executor.stop_note)
     everything = latest_results(read_results(path))
     # this run's data; an interrupted bench that finished no cell has no table to show
     files = _render(out, everything, settings.data_dir) if everything or not interrupted else []
