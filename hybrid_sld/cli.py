@@ -417,10 +417,10 @@ def cmd_bench(args):
                              out=str(Path(args.out).resolve()), max_evals=args.max_evals, llm=llm,
                              data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                              timeout=parse_budget(args.timeout, "--timeout") if args.timeout else None)
-    check_data(tasks, settings.data_dir)
+    data = check_data(tasks, settings.data_dir)
     executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
     try:
-        summary = run_bench(make_cells(tasks, methods, seeds), settings, executor)
+        summary = run_bench(make_cells(tasks, methods, seeds), settings, executor, data=data)
     finally:
         executor.close()
     if args.json:

@@ -331,6 +331,41 @@ def test_bad_data_and_a_folder_of_other_files_stop_the_command_before_any_cell(t
     assert (tmp_path / "afile.txt").read_text() == "notes"
 
 
+def test_bench_reads_each_data_file_once_before_its_cells(tmp_path, monkeypatch, capsys):
+    """check_data and the fingerprints for bench.json each read the task's files (train 3
+    times, test twice) before any cell ran; bench.json holds the same fingerprints as before."""
+    import json
+    from collections import Counter
+    import hybrid_sld.bench.executors as executors
+    import hybrid_sld.data as data
+    from conftest import write_task
+    from hybrid_sld.bench.grid import data_fingerprints
+    toml = write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = E + A*x^(-a)")
+    reads, at_start = Counter(), []
+    read_dataset = data.read_dataset
+
+    def counted(path, task):
+        reads[Path(path).name] += 1
+        return read_dataset(path, task)
+
+    class Counting(_InProcess):  # notes the reads so far as the cells start
+        def run(self, cells, settings):
+            at_start.append(dict(reads))
+            yield from super().run(cells, settings)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(data, "read_dataset", counted)
+    monkeypatch.setattr(executors, "make_executor", lambda *a, **k: Counting())
+    out = tmp_path / "b"
+    assert main(["bench", "--tasks", str(toml), "--methods", "expert", "--out", str(out)]) == 0
+    assert at_start == [{"train.csv": 1, "test.csv": 1}]
+    assert (json.loads((out / "bench.json").read_text())["data"]
+            == data_fingerprints(resolve_tasks(str(toml))))
+
+
 def test_a_bench_whose_every_cell_failed_exits_1(monkeypatch, tmp_path, capsys):
     import hybrid_sld.bench.report as report
     failed = {"out": str(tmp_path), "cells": 2, "executed": 2, "skipped": 0, "files": [],
@@ -631,6 +666,46 @@ def test_a_resume_on_other_data_is_refused_and_the_same_data_by_another_route_is
     assert not (out / "plots" / "parallel_scaling_law_fit.png").exists()
 
 
+def test_report_of_a_bench_whose_data_changed_names_the_task_and_split(tmp_path, capsys):
+    """`report` re-rendered with the rows it found then, and checked only train: a test file
+    changed since the bench was drawn under the test R2 recorded on the old one, unsaid."""
+    import json
+    from conftest import write_task
+    toml = write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = E + A*x^(-a)")
+    out = tmp_path / "b"
+    run_bench(make_cells(resolve_tasks(str(toml)), ["expert"], [0]), _settings(out),
+              _InProcess(), log=_quiet)
+    table, png = (out / "leaderboard.md").read_text(), out / "plots" / "mine_fit.png"
+    files = {s: (tmp_path / f"{s}.csv", (tmp_path / f"{s}.csv").read_text())
+             for s in ("train", "test")}
+
+    def report(*changed) -> str:
+        for split, (path, text) in files.items():  # the last row's y 1% higher
+            head, last = text.rstrip("\n").rsplit("\n", 1)
+            *row, y = last.split(",")
+            path.write_text(f"{head}\n{','.join([*row, repr(float(y) * 1.01)])}\n"
+                            if split in changed else text)
+        png.unlink(missing_ok=True)
+        capsys.readouterr()
+        assert main(["report", str(out)]) == 0
+        assert (out / "leaderboard.md").read_text() == table
+        return capsys.readouterr().err
+
+    assert "warning" not in report() and png.is_file()  # the same rows: drawn, nothing said
+    for changed in (["test"], ["train", "test"]):
+        err = report(*changed)
+        assert (f"warning: task mine's {' and '.join(changed)} rows "
+                f"({', '.join(str(files[s][0]) for s in changed)}) are not those the bench ran "
+                "on") in err, err
+        assert "the tables show the figures the bench recorded" in err
+        assert not png.exists()
+    bench = json.loads((out / "bench.json").read_text())
+    del bench["data"]  # a bench from before fingerprints: rendered, unchecked
+    (out / "bench.json").write_text(json.dumps(bench))
+    assert "warning" not in report("test") and png.is_file()
+
+
 def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):
     out, _ = local_bench
     copy = tmp_path / "copy"
@@ -789,3 +864,57 @@ def test_ctrl_c_on_a_dask_bench_stops_it_cleanly(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.rstrip().endswith("run the same command again to resume"), stderr
+
+
+def _cell_processes(pid: int) -> list[str]:
+    """The processes under ``pid`` that run a bench cell (the subprocess a daemonic Dask
+    worker starts, and any process the cell started)."""
+    def cell(p):
+        try:
+            return b"run_cell" in Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return False
+    found = [p for p in _descendants(pid) if cell(p)]
+    return found + [d for p in found for d in _descendants(int(p))]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_the_cells_on_a_remote_dask_scheduler(tmp_path, monkeypatch):
+    """A Ctrl-C cancelled the bench's futures on a --scheduler's cluster, but cancelling does
+    not stop a running task: the cell searched on, on its worker, to the end of its budget."""
+    distributed = pytest.importorskip("distributed")
+    import os
+    import signal
+    import time
+    import hybrid_sld
+    # the cluster's workers, and the cells they start, run this source tree's code
+    monkeypatch.setenv("PYTHONPATH", str(Path(hybrid_sld.__file__).parents[1]))
+    out = tmp_path / "b"
+    cells = []
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        (worker,) = client.run(os.getpid).values()
+        proc = _bench_process("--tasks", "kaplan_demo", "--methods", "offline", "--budget",
+                              "5m", "--out", out, "--executor", "dask", "--scheduler",
+                              cluster.scheduler_address)
+
+        def searching():  # the cell runs on the cluster's worker and has checkpointed
+            cells[:] = _cell_processes(worker)
+            return bool(cells) and bool(list(out.glob("runs/*/checkpoint/state.json")))
+
+        try:
+            stdout, stderr = _ctrl_c_when(proc, searching)
+            assert proc.returncode == 130, stderr
+            deadline = time.time() + 60
+            while time.time() < deadline and any(map(_running, cells)):
+                time.sleep(0.2)
+            assert not [c for c in cells if _running(c)], "the cell searched on after the bench"
+        finally:
+            for c in cells:  # on failure, leave nothing behind
+                if _running(c):
+                    os.kill(int(c), signal.SIGKILL)
+    assert f"on the Dask scheduler at {cluster.scheduler_address}" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.rstrip().endswith("run the same command again to resume"), stderr
+

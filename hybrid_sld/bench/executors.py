@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from ..errors import HybridSLDError
@@ -27,6 +28,7 @@ from .grid import BenchSettings, Cell, blank_result, run_cell
 _LIVE: set = set()  # child processes running a cell, killed on interrupt
 _LOCK = threading.Lock()
 _STOP = threading.Event()  # set on interrupt: a cell starting now is killed at once
+STOP_WAIT = 30.0  # seconds an interrupted Dask bench waits for its cells in flight to stop
 
 
 def _die_with_the_bench(bench: int) -> None:
@@ -64,7 +66,19 @@ def _context():
     return ctx
 
 
-def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float) -> dict:
+def _step(end: float, stopped) -> float:
+    """How long to wait for a cell's answer next: until ``end``, or a second at most while a
+    stop flag (``stopped``) is to be looked at."""
+    left = max(0.0, end - time.monotonic())
+    return left if stopped is None else min(left, 1.0)
+
+
+def _stopped_result(cell: Cell, t0: float) -> dict:
+    return blank_result(cell, "failed", "stopped: the bench was interrupted",
+                        time.perf_counter() - t0)
+
+
+def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float, stopped=None) -> dict:
     t0 = time.perf_counter()
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
@@ -76,16 +90,20 @@ def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float) -> dic
         _LIVE.add(proc)
         if _STOP.is_set():
             proc.kill()
+    end = time.monotonic() + timeout
     try:
-        if parent.poll(timeout):
-            try:
-                return parent.recv()
-            except EOFError:  # the child died without an answer
-                proc.join(5)
-                return blank_result(cell, "failed", f"the cell's process died (exit code "
-                                    f"{proc.exitcode})", time.perf_counter() - t0)
-        return blank_result(cell, "failed", f"timed out after {timeout:g} s",
-                            time.perf_counter() - t0)
+        while not parent.poll(_step(end, stopped)):
+            if time.monotonic() >= end:
+                return blank_result(cell, "failed", f"timed out after {timeout:g} s",
+                                    time.perf_counter() - t0)
+            if stopped is not None and stopped():
+                return _stopped_result(cell, t0)
+        try:
+            return parent.recv()
+        except EOFError:  # the child died without an answer
+            proc.join(5)
+            return blank_result(cell, "failed", f"the cell's process died (exit code "
+                                f"{proc.exitcode})", time.perf_counter() - t0)
     finally:
         if proc.is_alive():
             proc.kill()
@@ -95,7 +113,7 @@ def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float) -> dic
         parent.close()
 
 
-def _via_subprocess(cell: Cell, settings: BenchSettings, timeout: float) -> dict:
+def _via_subprocess(cell: Cell, settings: BenchSettings, timeout: float, stopped=None) -> dict:
     """For daemonic processes (a Dask worker under a nanny), which may not fork children."""
     t0 = time.perf_counter()
     env = dict(os.environ, **{v: "1" for v in BLAS_VARS})
@@ -104,24 +122,58 @@ def _via_subprocess(cell: Cell, settings: BenchSettings, timeout: float) -> dict
             f"die_with_parent({os.getpid()}, {int(signal.SIGKILL)}); "
             "c, s = pickle.load(sys.stdin.buffer); "
             "sys.stdout.buffer.write(pickle.dumps(run_cell(c, s)))")
-    try:
-        done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps((cell, settings)),
-                              capture_output=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return blank_result(cell, "failed", f"timed out after {timeout:g} s", time.perf_counter() - t0)
-    if done.returncode != 0 or not done.stdout:
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+    given, end = pickle.dumps((cell, settings)), time.monotonic() + timeout
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        try:
+            while True:
+                try:
+                    stdout, stderr = proc.communicate(given, timeout=_step(end, stopped))
+                    break
+                except subprocess.TimeoutExpired:  # asked again, it loses no output
+                    given = None
+                if time.monotonic() >= end:
+                    return blank_result(cell, "failed", f"timed out after {timeout:g} s",
+                                        time.perf_counter() - t0)
+                if stopped is not None and stopped():
+                    return _stopped_result(cell, t0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    if proc.returncode != 0 or not stdout:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         return blank_result(cell, "failed", f"the cell's process died (exit code "
-                            f"{done.returncode}) {tail[0]}".strip(), time.perf_counter() - t0)
-    return pickle.loads(done.stdout)
+                            f"{proc.returncode}) {tail[0]}".strip(), time.perf_counter() - t0)
+    return pickle.loads(stdout)
 
 
-def run_isolated(cell: Cell, settings: BenchSettings) -> dict:
-    """Run a cell in a child process with its wall-clock limit; always returns a result."""
+def run_isolated(cell: Cell, settings: BenchSettings, stop: str | None = None) -> dict:
+    """Run a cell in a child process with its wall-clock limit; always returns a result.
+    ``stop``: on a Dask worker, the name of the bench's ``distributed.Event``; once it is set
+    (a Ctrl-C on the bench) the cell's process is killed, as cancelling a future does not stop
+    a task that is running."""
+    t0 = time.perf_counter()
+    stopped = _dask_flag(stop) if stop else None
+    if stopped is not None and stopped():  # started after the bench was interrupted
+        return _stopped_result(cell, t0)
     timeout = settings.cell_timeout
     if multiprocessing.current_process().daemon:
-        return _via_subprocess(cell, settings, timeout)
-    return _via_fork_server(cell, settings, timeout)
+        return _via_subprocess(cell, settings, timeout, stopped)
+    return _via_fork_server(cell, settings, timeout, stopped)
+
+
+def _dask_flag(name: str):
+    """``stopped()``: whether the ``distributed.Event`` ``name`` is set, asked of the scheduler
+    (a moment out of its reach: not set, the cell goes on)."""
+    from distributed import Event
+    event = Event(name)
+
+    def stopped() -> bool:
+        try:
+            return event.is_set()
+        except (OSError, TimeoutError):
+            return False
+    return stopped
 
 
 def kill_live() -> None:
@@ -163,6 +215,7 @@ class DaskExecutor:
     """Cells as tasks on a ``distributed`` cluster: a scheduler address or a LocalCluster."""
 
     name = "dask"
+    stop_note = None  # after an interrupted run: how its cells in flight were stopped
 
     def __init__(self, scheduler: str | None = None, workers: int = 2, connect_timeout: float = 3.0):
         try:
@@ -195,8 +248,11 @@ class DaskExecutor:
             self.client = Client(self.cluster)
 
     def run(self, cells, settings):
+        from distributed import Event
         from distributed import as_completed as dask_as_completed
-        futures = {self.client.submit(run_isolated, c, settings, retries=1, pure=False,
+        self.stop_note = None
+        stop = Event(f"hybrid-sld-stop-{uuid.uuid4().hex}", client=self.client)
+        futures = {self.client.submit(run_isolated, c, settings, stop.name, retries=1, pure=False,
                                       key=f"cell-{c.task}-{c.method}-{c.seed}-{time.time_ns()}"): c
                    for c in cells}
         try:
@@ -207,7 +263,30 @@ class DaskExecutor:
                 except Exception as exc:  # e.g. the worker died twice
                     yield blank_result(cell, "failed", f"{type(exc).__name__}: {exc}")
         finally:
-            self.client.cancel(list(futures))
+            self._stop(list(futures), stop)
+
+    def _stop(self, futures, stop) -> None:
+        """Stop the cells still in flight (interrupted): a cancelled future's task runs on, on
+        a cluster the bench does not close, so each cell kills its process once ``stop`` is
+        set; the bench waits for them (``STOP_WAIT``), then cancels. ``stop_note`` says so."""
+        from distributed import wait
+        left = [f for f in futures if not f.done()]
+        if not left:
+            return
+        stop.set()
+        try:
+            wait(left, timeout=STOP_WAIT)
+        except TimeoutError:
+            pass
+        going = sum(not f.done() for f in left)
+        self.client.cancel(left)
+        if not going:  # no cell will look at the flag again
+            stop.clear()
+        where = f"on the Dask scheduler at {self.client.scheduler.address}"
+        self.stop_note = (f"stopped the {len(left)} cell(s) in flight {where} (cancelled; a "
+                          "running cell's process killed by its worker)") + (
+            f"; {going} had not stopped within {STOP_WAIT:g} s (a worker busy or lost): "
+            "cancelled, but one that was running may run on" if going else "")
 
     def close(self):
         self.client.close()

@@ -87,14 +87,18 @@ def resolve_tasks(spec: str) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> None:
+def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> dict:
     """Read each task's data files, so that a folder that lacks them or a bad value stops the
-    bench before any cell runs (a cell would find it only when it starts)."""
-    from ..data import check_test_file, load_train
-    for _name, ref in tasks:
+    bench before any cell runs (a cell would find it only when it starts). Returns what
+    :func:`data_fingerprints` would, from the same read: each file is read once."""
+    from ..data import check_test_groups, load_splits
+    out = {}
+    for name, ref in tasks:
         task = get_task(ref)
-        load_train(task, data_dir)
-        check_test_file(task, data_dir)
+        train, test = load_splits(task, data_dir)
+        check_test_groups(task, train, test)  # as data.check_test_file, which reads again
+        out[name] = fingerprints(train, test)
+    return out
 
 
 def data_fingerprints(tasks, data_dir: str | None = None) -> dict:
@@ -108,10 +112,21 @@ def data_fingerprints(tasks, data_dir: str | None = None) -> dict:
             train, test = load_splits(get_task(ref), data_dir)
         except HybridSLDError:
             continue
-        out[name] = {"train": train.fingerprint(), "train_file": train.source,
-                     "test": test.fingerprint() if test is not None else None,
-                     "test_file": test.source if test is not None else None}
+        out[name] = fingerprints(train, test)
     return out
+
+
+def fingerprints(train, test) -> dict:
+    """One task's entry in bench.json's ``data``: its rows' digests and where they were read."""
+    return {"train": train.fingerprint(), "train_file": train.source,
+            "test": test.fingerprint() if test is not None else None,
+            "test_file": test.source if test is not None else None}
+
+
+def changed_splits(then: dict, now: dict) -> list[str]:
+    """The splits ("train", "test") whose rows ``now`` are not those recorded ``then`` (one
+    task's :func:`fingerprints`); a split with no record is taken as unchanged."""
+    return [s for s in ("train", "test") if s in then and then[s] != now[s]]
 
 
 def resolve_methods(spec: str) -> list[str]:
@@ -371,12 +386,10 @@ def _check_same_data(out: Path, then: dict, now: dict) -> None:
     """Refuse a resume whose rows differ from the bench's (seeds of two datasets would be
     averaged in one row); where the rows are found does not matter."""
     for task, fps in now.items():
-        for split in ("train", "test"):
-            old = then.get(task, {}).get(split, fps[split])
-            if old != fps[split]:
-                where = fps.get(f"{split}_file") or "generated"
-                raise HybridSLDError(
-                    f"{out} holds a bench run on other data: task {task}'s {split} rows ({where}) "
-                    f"are not those its results were made on ({then[task].get(f'{split}_file')}),"
-                    " so their seeds would not compare: resume with the same data, or give "
-                    "another --out")
+        for split in changed_splits(then.get(task, {}), fps)[:1]:
+            where = fps.get(f"{split}_file") or "generated"
+            raise HybridSLDError(
+                f"{out} holds a bench run on other data: task {task}'s {split} rows ({where}) "
+                f"are not those its results were made on ({then[task].get(f'{split}_file')}),"
+                " so their seeds would not compare: resume with the same data, or give "
+                "another --out")

@@ -20,13 +20,16 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_bench(cells, settings, executor, *, log=_log) -> dict:
+def run_bench(cells, settings, executor, *, log=_log, data=None) -> dict:
     """Run the cells not yet finished in ``settings.out``, streaming each result to
     results.jsonl; then render the leaderboard and plots. Returns a summary; after a Ctrl-C,
     one of the cells that finished, with ``interrupted`` and a ``stop_reason`` saying how many
-    are saved (the caller prints it)."""
-    tasks = dict.fromkeys((c.task, c.task_ref or c.task) for c in cells)
-    out = prepare_out(settings, data_fingerprints(tasks, settings.data_dir), log=log)
+    are saved (the caller prints it). ``data``: the tasks' fingerprints, if
+    :func:`~hybrid_sld.bench.grid.check_data` has read them already."""
+    if data is None:
+        tasks = dict.fromkeys((c.task, c.task_ref or c.task) for c in cells)
+        data = data_fingerprints(tasks, settings.data_dir)
+    out = prepare_out(settings, data, log=log)
     searching = list(dict.fromkeys(c.method for c in cells if c.method != "expert"))
     if searching and settings.cell_timeout <= settings.budget_seconds:
         log(f"warning: --timeout {settings.cell_timeout:g} s is not longer than --budget "
@@ -56,6 +59,8 @@ def run_bench(cells, settings, executor, *, log=_log) -> dict:
         interrupted = "SIGINT"
     finally:  # stop the cells in flight, and wait for them, before anything else: no cell
         results.close()  # may write on into its run directory once the bench has gone
+    if getattr(executor, "stop_note", None):  # a Dask cluster's cells, stopped or not
+        log(executor.stop_note)
     everything = latest_results(read_results(path))
     # this run's data; an interrupted bench that finished no cell has no table to show
     files = _render(out, everything, settings.data_dir) if everything or not interrupted else []
