@@ -191,6 +191,19 @@ def _split_group_column(X, column, groups):
     return np.delete(A, j, axis=1), A[:, j]
 
 
+def _target_columns(cols, targets) -> list:
+    """The column of y each target is read from: y's own names, in any order, or with
+    ``targets=`` naming others, y's columns in order (as ``features=`` renames X's)."""
+    if set(targets) == set(cols):
+        return list(targets)
+    moved = [t for t, c in zip(targets, cols) if t != c and t in cols]
+    if moved:
+        raise InputError(f"targets {list(targets)} are not all y's columns {cols}, so they "
+                         f"rename them in order, giving {', '.join(moved)} to another column: "
+                         "give y's column names, or one new name per column")
+    return list(cols)
+
+
 def _parse(text: str, names, targets=None, unnamed=False) -> Law:
     """parse_law, its errors naming X's columns: the API has no task to speak of. ``unnamed``:
     ``targets`` are y0, y1, ... for an array y's columns, which the law may name otherwise."""
@@ -436,6 +449,10 @@ class ScalingLawRegressor:
             unnamed = True
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
+        y_columns = None if Y2.shape[1] == 1 or _columns(y) is None else \
+            _target_columns(_columns(y), targets)
+        if y_columns is not None:  # by name, as X's columns are
+            Y2 = Y2[:, [_columns(y).index(c) for c in y_columns]]
         keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
         j = self._scale_index(A, names)  # the feature extrapolated in
         fitter = self.fitter
@@ -506,6 +523,7 @@ class ScalingLawRegressor:
         self.groups_ = list(fits)
         self.targets_ = targets
         self._x_columns = columns  # those predict takes, by name
+        self._y_columns = y_columns  # and score, of several targets
         # as scikit-learn's: X's columns as passed, so an array's group column has no name
         self.n_features_in_ = n_in
         if names_in is None and given and self.group_column is None:
@@ -527,7 +545,9 @@ class ScalingLawRegressor:
         return {g: dict(f.params) for g, f in self.fits_.items()}
 
     def predict(self, X, groups=None) -> np.ndarray:
-        """Predictions with each row's group constants: (n,) for one target, else (n, t)."""
+        """Predictions with each row's group constants: (n,) for one target, else (n, t), its
+        columns in the order of ``targets_`` (y's columns as fit was given them, or
+        ``targets=``)."""
         self._check_fitted()
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
@@ -594,6 +614,7 @@ class ScalingLawRegressor:
         if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
             raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")
         _check_finite(Y.reshape(len(Y), -1), "y", _columns(y))
+        Y = self._by_target(Y, _columns(y))
         flat = constant_targets(Y.reshape(len(Y), -1))
         if flat.any():
             what = "y" if len(flat) == 1 else \
@@ -603,6 +624,21 @@ class ScalingLawRegressor:
                           UndefinedMetricWarning, stacklevel=2)
             return math.nan
         return sld_score(Y, P).r2
+
+    def _by_target(self, Y: np.ndarray, cols) -> np.ndarray:
+        """y's columns in the order of ``targets_``, as predict gives them: a DataFrame's by
+        name, as fit read them (one target: whatever its name, as in fit)."""
+        if cols is None or len(self.targets_) == 1:
+            return Y
+        for names in (self._y_columns, list(self.targets_)):
+            if names is not None and set(cols) == set(names):
+                return Y[:, [cols.index(c) for c in names]]
+        fitted = self._y_columns or list(self.targets_)
+        raise InputError(f"y's columns {cols} are not the law's targets "
+                         f"({', '.join(self.targets_)})"
+                         + ("" if fitted == list(self.targets_) else
+                            f" nor the columns fit read them from ({', '.join(fitted)})")
+                         + "; name them so, or pass an array in predict's column order")
 
     def latex(self, symbols: dict[str, str] | None = None) -> str:
         """Equations and fitted constants as a LaTeX fragment; ``symbols`` maps a feature's name

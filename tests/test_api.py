@@ -126,6 +126,32 @@ def test_two_targets_predict_shape():
     assert est.score(x[:, None], Y) == pytest.approx(1.0, abs=1e-8)
 
 
+def test_score_and_fit_match_a_dataframe_ys_columns_by_name():
+    """As X's columns: y's in any order score alike, and targets= of y's names picks them by
+    name; predict's columns are in the order of targets_."""
+    pd = pytest.importorskip("pandas")
+    N = np.repeat(np.geomspace(1e6, 1e9, 8), 4)
+    D = np.tile(np.geomspace(1e8, 1e11, 4), 8)
+    X = pd.DataFrame({"N": N, "D": D})
+    Y = pd.DataFrame({"b": 2 + 2e3 * D ** -0.28, "a": 1.7 + 400 * N ** -0.3})
+    law = "a = E + A*N^(-p)\nb = F + B*D^(-q)"
+    est = ScalingLawRegressor(law).fit(X, Y)
+    assert est.targets_ == ("b", "a")
+    np.testing.assert_allclose(est.predict(X), Y.to_numpy(), rtol=1e-6)
+    for y in (Y, Y[["a", "b"]], Y.to_numpy()):
+        assert est.score(X, y) == pytest.approx(1.0, abs=1e-8)
+    with pytest.raises(InputError, match=r"y's columns \['c', 'a'\] are not the law's targets "
+                       r"\(b, a\)"):
+        est.score(X, Y.rename(columns={"b": "c"}))
+    by_name = ScalingLawRegressor(law, targets=["a", "b"]).fit(X, Y)
+    assert by_name.targets_ == ("a", "b") and by_name.score(X, Y) == pytest.approx(1.0, abs=1e-8)
+    np.testing.assert_allclose(by_name.predict(X), Y[["a", "b"]].to_numpy(), rtol=1e-6)
+    renamed = ScalingLawRegressor(law, targets=["b", "a"]).fit(X, Y.set_axis(["u", "v"], axis=1))
+    assert renamed.score(X, Y) == renamed.score(X, Y.set_axis(["u", "v"], axis=1)) > 1 - 1e-8
+    with pytest.raises(InputError, match="giving a to another column"):
+        ScalingLawRegressor(law, targets=["a", "x"]).fit(X, Y)
+
+
 def test_one_column_y_fits_a_one_target_law_whatever_its_name():
     """A column of y, as 1-D y, is the law's one target; errors speak of X, not of a task."""
     pd = pytest.importorskip("pandas")
