@@ -118,9 +118,14 @@ def _check_fittable(A: np.ndarray, what: str) -> None:
                          "overflow in a least-squares fit: rescale it (a unit of 1e9 tokens)")
 
 
-def _group_keys(groups, n: int):
+def _group_keys(groups, n: int, columns=()):
     """Hashable group keys (rows of a 2-D array become tuples), checked against n rows. One
-    label (a string, a number) is every row's: a string is not split into characters."""
+    label (a string, a number) is every row's: a string is not split into characters, nor
+    taken for one of X's ``columns`` (that would fit every row as one group, without a word)."""
+    if isinstance(groups, str) and groups in columns:
+        raise InputError(f"groups={groups!r} is one label for every row, but X has a column "
+                         f"{groups!r}: to take each row's group from it, pass "
+                         f"group_column={groups!r} (or groups=X[{groups!r}])")
     if isinstance(groups, (str, bytes, numbers.Number, np.generic)) or \
             isinstance(groups, np.ndarray) and groups.ndim == 0:
         groups = [groups.tolist() if hasattr(groups, "tolist") else groups] * n
@@ -453,7 +458,8 @@ class ScalingLawRegressor:
             _target_columns(_columns(y), targets)
         if y_columns is not None:  # by name, as X's columns are
             Y2 = Y2[:, [_columns(y).index(c) for c in y_columns]]
-        keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
+        keys = [DEFAULT_GROUP] * len(A) if groups is None else \
+            _group_keys(groups, len(A), cols or ())
         j = self._scale_index(A, names)  # the feature extrapolated in
         fitter = self.fitter
         if self.law is None and fitter is not None:
@@ -566,7 +572,8 @@ class ScalingLawRegressor:
                 raise InputError(f"fitted on {len(self.fits_)} groups; pass groups= to predict")
             keys = [self.groups_[0]] * len(A)
         else:
-            keys = _group_keys(groups, len(A))
+            # a fitted group's label may name a column: fit took X without it
+            keys = _group_keys(groups, len(A), set(_columns(X) or ()) - set(self.fits_))
         index = _index(keys)
         unknown = [g for g in index if g not in self.fits_]
         if unknown:

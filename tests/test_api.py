@@ -212,6 +212,22 @@ def test_one_group_label_is_every_rows_group(fitted):
     assert ScalingLawRegressor(LAW, features=["x"]).fit(X[g1], y[g1], groups=7).groups_ == [7]
 
 
+def test_one_group_label_naming_a_column_of_x_is_an_error():
+    """groups="run" beside a column run: meant as the column, not as one group of every row."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(_two_runs(), columns=["run", "N", "loss"])
+    est = ScalingLawRegressor("loss = E + A*N^(-a)", features=["N"])
+    with pytest.raises(InputError, match=r"groups='run' is one label for every row, but X has a "
+                       r"column 'run': .* pass group_column='run' \(or groups=X\['run'\]\)"):
+        est.fit(df, df.loss, groups="run")
+    assert est.fit(df, df.loss, groups=df["run"]).groups_ == ["s", "m"]
+    with pytest.raises(InputError, match="groups='run' is one label for every row"):
+        est.predict(df, groups="run")
+    # a group fitted under that name is still found
+    one = est.fit(df[["N"]], df.loss, groups="run")
+    assert one.groups_ == ["run"] and one.predict(df, groups="run").shape == (len(df),)
+
+
 def test_score_of_targets_that_do_not_vary_is_nan_with_a_warning(fitted):
     """As scikit-learn's r2_score of one sample: undefined, not -inf."""
     from hybrid_sld.api import UndefinedMetricWarning
