@@ -136,7 +136,7 @@ def _group_keys(groups, n: int, columns=()):
                          f"{type(groups).__name__}") from None
     if len(seq) != n:
         raise InputError(f"groups has {len(seq)} entries but X has {n} rows")
-    keys = []
+    keys, first = [], {}
     for g in seq:
         g = tuple(g) if isinstance(g, list) else g
         try:
@@ -145,6 +145,11 @@ def _group_keys(groups, n: int, columns=()):
             raise InputError(f"group labels must be hashable, got {type(g).__name__}") from None
         if isinstance(g, float) and math.isnan(g):  # NaN != NaN: each row would be a group
             raise InputError(f"groups[{len(keys)}] is NaN; give every row a label")
+        seen = first.setdefault(g, g)
+        if str(seen) != str(g):  # one key to a dict, two groups to hybrid-sld's group column
+            raise InputError(f"groups holds {seen!r} and {g!r}, which Python takes for one "
+                             f"group ({seen!r} == {g!r}); group labels are matched as text, as "
+                             "hybrid-sld matches a group column's: give them one type")
         keys.append(g)
     return keys
 
@@ -575,12 +580,16 @@ class ScalingLawRegressor:
             # a fitted group's label may name a column: fit took X without it
             keys = _group_keys(groups, len(A), set(_columns(X) or ()) - set(self.fits_))
         index = _index(keys)
-        unknown = [g for g in index if g not in self.fits_]
+        texts = {g: str(g) for g in self.fits_}  # matched as text, as fit told groups apart
+        unknown = [g for g in index if texts.get(g) != str(g)]
         if unknown:
             known = ", ".join(repr(g) for g in self.groups_[:20])
             more = f" (and {len(self.groups_) - 20} more)" if len(self.groups_) > 20 else ""
+            alike = [g for g in unknown if g in texts]
+            why = "" if not alike else \
+                f" (group labels are matched as text: {alike[0]!r} is not {texts[alike[0]]})"
             raise InputError(f"unknown group(s) {', '.join(map(repr, unknown[:5]))}; "
-                             f"known groups: {known}{more}")
+                             f"known groups: {known}{more}{why}")
         hit = domain_violation(self.law_, A)
         if hit:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,6 +227,23 @@ def test_one_group_label_naming_a_column_of_x_is_an_error():
     # a group fitted under that name is still found
     one = est.fit(df[["N"]], df.loss, groups="run")
     assert one.groups_ == ["run"] and one.predict(df, groups="run").shape == (len(df),)
+
+
+@pytest.mark.parametrize("a, b", [(3, 3.0), (True, 1), (1, np.float64(1.0))])
+def test_group_labels_python_takes_for_one_are_refused(a, b):
+    """hybrid-sld matches group names as text (1 and 1.0 are two groups): labels that only
+    Python's == makes one are an error, not one group fitted from both."""
+    X, y, _ = _data()
+    labels = [a] * 12 + [b] * 12
+    with pytest.raises(InputError, match=re.escape(f"groups holds {a!r} and {b!r}, which "
+                                                   "Python takes for one group")):
+        ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=labels)
+    est = ScalingLawRegressor(LAW, features=["x"]).fit(X[:12], y[:12], groups=a)
+    with pytest.raises(InputError, match=re.escape(f"unknown group(s) {b}; known groups: {a!r} "
+                                                   f"(group labels are matched as text: {b} "
+                                                   f"is not {a})")):
+        est.predict(X[:2], groups=b)
+    assert est.predict(X[:2], groups=[a, a]).shape == (2,)
 
 
 def test_score_of_targets_that_do_not_vary_is_nan_with_a_warning(fitted):
