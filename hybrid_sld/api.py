@@ -118,6 +118,17 @@ def _check_fittable(A: np.ndarray, what: str) -> None:
                          "overflow in a least-squares fit: rescale it (a unit of 1e9 tokens)")
 
 
+def _missing(label) -> bool:
+    """None, NaN, NaT or pandas' NA: no label (NaN != NaN would make each row a group). Not
+    pandas.isna: pandas is not required."""
+    if label is None:
+        return True
+    try:
+        return bool(label != label)  # NaN and NaT are not equal to themselves
+    except (TypeError, ValueError):  # pandas' NA: its comparisons are NA, which has no truth
+        return type(label).__name__ == "NAType"
+
+
 def _group_keys(groups, n: int, columns=()):
     """Hashable group keys (rows of a 2-D array become tuples), checked against n rows. One
     label (a string, a number) is every row's: a string is not split into characters, nor
@@ -143,8 +154,9 @@ def _group_keys(groups, n: int, columns=()):
             hash(g)
         except TypeError:
             raise InputError(f"group labels must be hashable, got {type(g).__name__}") from None
-        if isinstance(g, float) and math.isnan(g):  # NaN != NaN: each row would be a group
-            raise InputError(f"groups[{len(keys)}] is NaN; give every row a label")
+        if _missing(g):
+            raise InputError(f"groups[{len(keys)}] is "
+                             f"{'NaN' if isinstance(g, float) else g}; give every row a label")
         seen = first.setdefault(g, g)
         if str(seen) != str(g):  # one key to a dict, two groups to hybrid-sld's group column
             raise InputError(f"groups holds {seen!r} and {g!r}, which Python takes for one "

@@ -229,6 +229,21 @@ def test_one_group_label_naming_a_column_of_x_is_an_error():
     assert one.groups_ == ["run"] and one.predict(df, groups="run").shape == (len(df),)
 
 
+@pytest.mark.parametrize("missing, shown", [(None, "None"), (np.nan, "NaN"), ("NA", "<NA>"),
+                                            ("NaT", "NaT"), (np.datetime64("NaT"), "NaT")])
+def test_missing_group_labels_are_refused_alike(missing, shown):
+    """None and pandas' NA are no label, as NaN is: not a group named None or <NA>."""
+    X, y, _ = _data()
+    labels = [missing] * 12 + ["a"] * 12
+    if missing in ("NA", "NaT"):
+        pd = pytest.importorskip("pandas")
+        labels = pd.array([pd.NA] * 12 + ["a"] * 12, dtype="string") if missing == "NA" else \
+            pd.Series([pd.NaT] * 12 + [pd.Timestamp(0)] * 12)
+    with pytest.raises(InputError, match=rf"groups\[0\] is {re.escape(shown)}; give every "
+                       "row a label"):
+        ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=labels)
+
+
 @pytest.mark.parametrize("a, b", [(3, 3.0), (True, 1), (1, np.float64(1.0))])
 def test_group_labels_python_takes_for_one_are_refused(a, b):
     """hybrid-sld matches group names as text (1 and 1.0 are two groups): labels that only
