@@ -55,6 +55,37 @@ class InputError(DataError, ValueError):
     """X, y or groups are malformed; a ValueError too, as scikit-learn's checks expect."""
 
 
+def _check_dense(obj, what: str) -> None:
+    """Refuse None and a sparse matrix, whose conversion to floats says nothing of why (a
+    shape of (), "setting an array element with a sequence")."""
+    if obj is None:  # y's as scikit-learn's checks word it
+        raise InputError("X is None; pass the features, one row per sample" if what == "X" else
+                         "ScalingLawRegressor requires y to be passed, but the target y is None")
+    if hasattr(obj, "toarray") and hasattr(obj, "nnz"):  # scipy.sparse, not imported for it
+        raise InputError(f"{what} is a sparse matrix, and sparse data is not supported: convert "
+                         f"it with {what}.toarray()")
+
+
+def _check_real(obj, what: str) -> None:
+    """Refuse complex numbers as an array or a DataFrame holds them: converting them to floats
+    drops their imaginary parts without a word (a list's complex numbers raise)."""
+    dtypes = getattr(obj, "dtypes", None) if _columns(obj) is not None else None
+    dtypes = [getattr(obj, "dtype", None)] if dtypes is None else dtypes
+    if any(getattr(d, "kind", "") == "c" for d in dtypes):
+        raise InputError(f"Complex data not supported: {what} holds complex numbers, whose "
+                         "imaginary parts would be dropped; pass real values")
+
+
+def _target_values(y) -> np.ndarray:
+    """y as floats, of any shape (fit and score check it)."""
+    _check_dense(y, "y")
+    _check_real(y, "y")
+    try:
+        return np.asarray(y, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"y must be numeric: {exc}") from None
+
+
 def _columns(obj):
     cols = getattr(obj, "columns", None)
     return None if cols is None else [str(c) for c in cols]
@@ -76,6 +107,7 @@ def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
             O = np.asarray(X, dtype=object)
             X = O[:, ix] if O.ndim == 2 else O
         cols = list(columns)
+    _check_real(X, what)
     try:
         A = np.asarray(X, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -94,6 +126,9 @@ def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
         raise InputError(f"{what} must be 2-D (n_samples, n_features), got shape {A.shape}")
     if A.shape[0] == 0:
         raise InputError(f"{what} has no rows")
+    if A.shape[1] == 0:  # as scikit-learn's check_array words it
+        raise InputError(f"{what} has 0 feature(s) (shape={A.shape}) while a minimum of 1 is "
+                         "required." if what == "X" else f"{what} has no columns")
     return A
 
 
@@ -422,6 +457,7 @@ class ScalingLawRegressor:
         max_evals, seed = self._checked_params()
         parsed = None  # the law text, when parsed to name y
         unnamed = False  # targets named y0, y1, ... for lack of names
+        _check_dense(X, "X")
         names_in = _columns(X)  # as X came in, group column and all
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
@@ -438,10 +474,7 @@ class ScalingLawRegressor:
         _check_finite(A, "X", columns)
         n_in = (A.shape[1] if cols is None else len(cols)) + (self.group_column is not None)
         given = columns is not None
-        try:
-            Y = np.asarray(y, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"y must be numeric: {exc}") from None
+        Y = _target_values(y)
         if Y.ndim not in (1, 2):
             raise InputError(f"y must be 1-D or 2-D, got shape {Y.shape}")
         if Y.shape[0] != A.shape[0]:
@@ -572,6 +605,7 @@ class ScalingLawRegressor:
         columns in the order of ``targets_`` (y's columns as fit was given them, or
         ``targets=``)."""
         self._check_fitted()
+        _check_dense(X, "X")
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         # fitted on named columns: match them by name, the others unread
@@ -634,10 +668,7 @@ class ScalingLawRegressor:
         one value on every row (a single row, say) there is no variance to explain: R2 is
         undefined, NaN with an UndefinedMetricWarning, as scikit-learn's r2_score of one sample
         (not -inf, which would read as the worst of fits)."""
-        try:
-            Y = np.asarray(y, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"y must be numeric: {exc}") from None
+        Y = _target_values(y)
         P = self.predict(X, groups)
         if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
             raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")

@@ -297,6 +297,42 @@ def test_bad_inputs(X, y, groups, match):
     assert isinstance(info.value, DataError) and isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("X, y, match", [
+    (np.empty((3, 0)), [1.0, 2.0, 3.0], r"X has 0 feature\(s\) \(shape=\(3, 0\)\) while a "
+                                         "minimum of 1 is required"),
+    (np.ones((3, 1)), np.empty((3, 0)), "y has no columns"),
+    ("sparse", [1.0, 2.0, 3.0], r"X is a sparse matrix, and sparse data is not supported: "
+                                r"convert it with X\.toarray\(\)"),
+    (np.geomspace(1, 10, 3)[:, None] + 1j, [1.0, 2.0, 3.0], "Complex data not supported: X "
+                                                          "holds complex numbers"),
+    (np.geomspace(1, 10, 3)[:, None], np.array([1.0, 2.0, 3.0]) + 1j,
+     "Complex data not supported: y holds complex numbers"),
+    (np.ones((3, 1)), None, "requires y to be passed, but the target y is None"),
+    (None, [1.0, 2.0, 3.0], "X is None"),
+], ids=["no-columns", "y-no-columns", "sparse", "complex-X", "complex-y", "y-none", "X-none"])
+def test_odd_inputs_are_clear_errors(X, y, match):
+    """As scikit-learn's check_estimator feeds them, worded as its checks expect; an imaginary
+    part is not dropped without a word."""
+    import scipy.sparse
+    if isinstance(X, str):
+        X = scipy.sparse.csr_matrix(np.geomspace(1, 10, 3)[:, None])
+    with pytest.raises(InputError, match=match):
+        ScalingLawRegressor("y = E + A*x0^(-a)").fit(X, y)
+    X, y = _simple()
+    with pytest.raises(InputError, match="sparse data is not supported"):  # before its split
+        ScalingLawRegressor("y = E + A*x^(-a)", group_column=0).fit(
+            scipy.sparse.csr_matrix(np.hstack([np.ones_like(X), X])), y)
+    est = ScalingLawRegressor("y = E + A*x0^(-a)").fit(X, y)
+    with pytest.raises(InputError, match="sparse data is not supported"):
+        est.predict(scipy.sparse.csr_matrix(X))
+    with pytest.raises(InputError, match="Complex data not supported: X"):
+        est.predict(X + 0j)
+    with pytest.raises(InputError, match="requires y to be passed"):
+        est.score(X, None)
+    with pytest.raises(InputError, match="Complex data not supported: y"):
+        est.score(X, y + 0j)
+
+
 def test_a_column_features_leaves_out_is_not_fitted_as_a_constant():
     """As hybrid-sld fit refuses a constant named like a column the task does not declare."""
     pd = pytest.importorskip("pandas")
