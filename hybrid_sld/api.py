@@ -604,6 +604,10 @@ class ScalingLawRegressor:
         """Predictions with each row's group constants: (n,) for one target, else (n, t), its
         columns in the order of ``targets_`` (y's columns as fit was given them, or
         ``targets=``)."""
+        return self._predict(X, groups)
+
+    def _predict(self, X, groups):
+        """predict's work, its warnings naming the line that called predict or score."""
         self._check_fitted()
         _check_dense(X, "X")
         if self.group_column is not None:
@@ -659,7 +663,7 @@ class ScalingLawRegressor:
             why = f"group(s) {', '.join(failed[:5])} could not be fitted" if failed else \
                 hit[1] if hit else "the law overflows or divides by zero there"
             warnings.warn(f"{int(bad.sum())} of {len(P)} prediction(s) are not finite, e.g. "
-                          f"X[{i}]: {why}", stacklevel=2)
+                          f"X[{i}]: {why}", stacklevel=3)
         return P[:, 0] if P.shape[1] == 1 else P
 
     def score(self, X, y, groups=None) -> float:
@@ -669,7 +673,7 @@ class ScalingLawRegressor:
         undefined, NaN with an UndefinedMetricWarning, as scikit-learn's r2_score of one sample
         (not -inf, which would read as the worst of fits)."""
         Y = _target_values(y)
-        P = self.predict(X, groups)
+        P = self._predict(X, groups)
         if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
             raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")
         _check_finite(Y.reshape(len(Y), -1), "y", _columns(y))

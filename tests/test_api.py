@@ -7,6 +7,7 @@ import pickle
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -503,6 +504,22 @@ def test_failed_group_warns_and_predicts_nan():
     with pytest.warns(UserWarning, match="not finite"):
         assert est.score(X, y, groups=groups) == -1.0  # SLDBench records a failed score as -1
     assert "run, b & -- & -- & --" in est.latex()
+
+
+def test_warnings_of_predict_and_score_name_the_callers_line():
+    x = np.geomspace(1e6, 1e9, 8)
+    X = np.concatenate([x, x[:2]])[:, None]
+    y = 1.0 + 30.0 * X[:, 0] ** -0.25
+    groups = ["a"] * 8 + ["b"] * 2  # b is too small to fit: its predictions are NaN
+    with pytest.warns(UserWarning, match="fit failed for 1 group"):
+        est = ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=groups)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.predict(X, groups=groups)
+        est.score(X, y, groups=groups)
+        est.score(X[:1], y[:1], groups=groups[:1])  # R2 undefined
+    assert len(caught) == 3
+    assert [w.filename for w in caught] == [__file__] * 3, [w.filename for w in caught]
 
 
 def test_law_with_constants_that_act_only_together_warns():
