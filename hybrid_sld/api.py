@@ -55,6 +55,37 @@ class InputError(DataError, ValueError):
     """X, y or groups are malformed; a ValueError too, as scikit-learn's checks expect."""
 
 
+def _check_dense(obj, what: str) -> None:
+    """Refuse None and a sparse matrix, whose conversion to floats says nothing of why (a
+    shape of (), "setting an array element with a sequence")."""
+    if obj is None:  # y's as scikit-learn's checks word it
+        raise InputError("X is None; pass the features, one row per sample" if what == "X" else
+                         "ScalingLawRegressor requires y to be passed, but the target y is None")
+    if hasattr(obj, "toarray") and hasattr(obj, "nnz"):  # scipy.sparse, not imported for it
+        raise InputError(f"{what} is a sparse matrix, and sparse data is not supported: convert "
+                         f"it with {what}.toarray()")
+
+
+def _check_real(obj, what: str) -> None:
+    """Refuse complex numbers as an array or a DataFrame holds them: converting them to floats
+    drops their imaginary parts without a word (a list's complex numbers raise)."""
+    dtypes = getattr(obj, "dtypes", None) if _columns(obj) is not None else None
+    dtypes = [getattr(obj, "dtype", None)] if dtypes is None else dtypes
+    if any(getattr(d, "kind", "") == "c" for d in dtypes):
+        raise InputError(f"Complex data not supported: {what} holds complex numbers, whose "
+                         "imaginary parts would be dropped; pass real values")
+
+
+def _target_values(y) -> np.ndarray:
+    """y as floats, of any shape (fit and score check it)."""
+    _check_dense(y, "y")
+    _check_real(y, "y")
+    try:
+        return np.asarray(y, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"y must be numeric: {exc}") from None
+
+
 def _columns(obj):
     cols = getattr(obj, "columns", None)
     return None if cols is None else [str(c) for c in cols]
@@ -76,6 +107,7 @@ def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
             O = np.asarray(X, dtype=object)
             X = O[:, ix] if O.ndim == 2 else O
         cols = list(columns)
+    _check_real(X, what)
     try:
         A = np.asarray(X, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -94,6 +126,9 @@ def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
         raise InputError(f"{what} must be 2-D (n_samples, n_features), got shape {A.shape}")
     if A.shape[0] == 0:
         raise InputError(f"{what} has no rows")
+    if A.shape[1] == 0:  # as scikit-learn's check_array words it
+        raise InputError(f"{what} has 0 feature(s) (shape={A.shape}) while a minimum of 1 is "
+                         "required." if what == "X" else f"{what} has no columns")
     return A
 
 
@@ -118,9 +153,25 @@ def _check_fittable(A: np.ndarray, what: str) -> None:
                          "overflow in a least-squares fit: rescale it (a unit of 1e9 tokens)")
 
 
-def _group_keys(groups, n: int):
+def _missing(label) -> bool:
+    """None, NaN, NaT or pandas' NA: no label (NaN != NaN would make each row a group). Not
+    pandas.isna: pandas is not required."""
+    if label is None:
+        return True
+    try:
+        return bool(label != label)  # NaN and NaT are not equal to themselves
+    except (TypeError, ValueError):  # pandas' NA: its comparisons are NA, which has no truth
+        return type(label).__name__ == "NAType"
+
+
+def _group_keys(groups, n: int, columns=()):
     """Hashable group keys (rows of a 2-D array become tuples), checked against n rows. One
-    label (a string, a number) is every row's: a string is not split into characters."""
+    label (a string, a number) is every row's: a string is not split into characters, nor
+    taken for one of X's ``columns`` (that would fit every row as one group, without a word)."""
+    if isinstance(groups, str) and groups in columns:
+        raise InputError(f"groups={groups!r} is one label for every row, but X has a column "
+                         f"{groups!r}: to take each row's group from it, pass "
+                         f"group_column={groups!r} (or groups=X[{groups!r}])")
     if isinstance(groups, (str, bytes, numbers.Number, np.generic)) or \
             isinstance(groups, np.ndarray) and groups.ndim == 0:
         groups = [groups.tolist() if hasattr(groups, "tolist") else groups] * n
@@ -131,15 +182,21 @@ def _group_keys(groups, n: int):
                          f"{type(groups).__name__}") from None
     if len(seq) != n:
         raise InputError(f"groups has {len(seq)} entries but X has {n} rows")
-    keys = []
+    keys, first = [], {}
     for g in seq:
         g = tuple(g) if isinstance(g, list) else g
         try:
             hash(g)
         except TypeError:
             raise InputError(f"group labels must be hashable, got {type(g).__name__}") from None
-        if isinstance(g, float) and math.isnan(g):  # NaN != NaN: each row would be a group
-            raise InputError(f"groups[{len(keys)}] is NaN; give every row a label")
+        if _missing(g):
+            raise InputError(f"groups[{len(keys)}] is "
+                             f"{'NaN' if isinstance(g, float) else g}; give every row a label")
+        seen = first.setdefault(g, g)
+        if str(seen) != str(g):  # one key to a dict, two groups to hybrid-sld's group column
+            raise InputError(f"groups holds {seen!r} and {g!r}, which Python takes for one "
+                             f"group ({seen!r} == {g!r}); group labels are matched as text, as "
+                             "hybrid-sld matches a group column's: give them one type")
         keys.append(g)
     return keys
 
@@ -189,6 +246,19 @@ def _split_group_column(X, column, groups):
     if not -A.shape[1] <= j < A.shape[1]:
         raise InputError(f"group_column={j} but X has {A.shape[1]} column(s)")
     return np.delete(A, j, axis=1), A[:, j]
+
+
+def _target_columns(cols, targets) -> list:
+    """The column of y each target is read from: y's own names, in any order, or with
+    ``targets=`` naming others, y's columns in order (as ``features=`` renames X's)."""
+    if set(targets) == set(cols):
+        return list(targets)
+    moved = [t for t, c in zip(targets, cols) if t != c and t in cols]
+    if moved:
+        raise InputError(f"targets {list(targets)} are not all y's columns {cols}, so they "
+                         f"rename them in order, giving {', '.join(moved)} to another column: "
+                         "give y's column names, or one new name per column")
+    return list(cols)
 
 
 def _parse(text: str, names, targets=None, unnamed=False) -> Law:
@@ -387,6 +457,7 @@ class ScalingLawRegressor:
         max_evals, seed = self._checked_params()
         parsed = None  # the law text, when parsed to name y
         unnamed = False  # targets named y0, y1, ... for lack of names
+        _check_dense(X, "X")
         names_in = _columns(X)  # as X came in, group column and all
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
@@ -403,10 +474,7 @@ class ScalingLawRegressor:
         _check_finite(A, "X", columns)
         n_in = (A.shape[1] if cols is None else len(cols)) + (self.group_column is not None)
         given = columns is not None
-        try:
-            Y = np.asarray(y, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"y must be numeric: {exc}") from None
+        Y = _target_values(y)
         if Y.ndim not in (1, 2):
             raise InputError(f"y must be 1-D or 2-D, got shape {Y.shape}")
         if Y.shape[0] != A.shape[0]:
@@ -436,7 +504,12 @@ class ScalingLawRegressor:
             unnamed = True
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
-        keys = [DEFAULT_GROUP] * len(A) if groups is None else _group_keys(groups, len(A))
+        y_columns = None if Y2.shape[1] == 1 or _columns(y) is None else \
+            _target_columns(_columns(y), targets)
+        if y_columns is not None:  # by name, as X's columns are
+            Y2 = Y2[:, [_columns(y).index(c) for c in y_columns]]
+        keys = [DEFAULT_GROUP] * len(A) if groups is None else \
+            _group_keys(groups, len(A), cols or ())
         j = self._scale_index(A, names)  # the feature extrapolated in
         fitter = self.fitter
         if self.law is None and fitter is not None:
@@ -506,6 +579,7 @@ class ScalingLawRegressor:
         self.groups_ = list(fits)
         self.targets_ = targets
         self._x_columns = columns  # those predict takes, by name
+        self._y_columns = y_columns  # and score, of several targets
         # as scikit-learn's: X's columns as passed, so an array's group column has no name
         self.n_features_in_ = n_in
         if names_in is None and given and self.group_column is None:
@@ -527,8 +601,15 @@ class ScalingLawRegressor:
         return {g: dict(f.params) for g, f in self.fits_.items()}
 
     def predict(self, X, groups=None) -> np.ndarray:
-        """Predictions with each row's group constants: (n,) for one target, else (n, t)."""
+        """Predictions with each row's group constants: (n,) for one target, else (n, t), its
+        columns in the order of ``targets_`` (y's columns as fit was given them, or
+        ``targets=``)."""
+        return self._predict(X, groups)
+
+    def _predict(self, X, groups):
+        """predict's work, its warnings naming the line that called predict or score."""
         self._check_fitted()
+        _check_dense(X, "X")
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         # fitted on named columns: match them by name, the others unread
@@ -546,14 +627,19 @@ class ScalingLawRegressor:
                 raise InputError(f"fitted on {len(self.fits_)} groups; pass groups= to predict")
             keys = [self.groups_[0]] * len(A)
         else:
-            keys = _group_keys(groups, len(A))
+            # a fitted group's label may name a column: fit took X without it
+            keys = _group_keys(groups, len(A), set(_columns(X) or ()) - set(self.fits_))
         index = _index(keys)
-        unknown = [g for g in index if g not in self.fits_]
+        texts = {g: str(g) for g in self.fits_}  # matched as text, as fit told groups apart
+        unknown = [g for g in index if texts.get(g) != str(g)]
         if unknown:
             known = ", ".join(repr(g) for g in self.groups_[:20])
             more = f" (and {len(self.groups_) - 20} more)" if len(self.groups_) > 20 else ""
+            alike = [g for g in unknown if g in texts]
+            why = "" if not alike else \
+                f" (group labels are matched as text: {alike[0]!r} is not {texts[alike[0]]})"
             raise InputError(f"unknown group(s) {', '.join(map(repr, unknown[:5]))}; "
-                             f"known groups: {known}{more}")
+                             f"known groups: {known}{more}{why}")
         hit = domain_violation(self.law_, A)
         if hit:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")
@@ -577,7 +663,7 @@ class ScalingLawRegressor:
             why = f"group(s) {', '.join(failed[:5])} could not be fitted" if failed else \
                 hit[1] if hit else "the law overflows or divides by zero there"
             warnings.warn(f"{int(bad.sum())} of {len(P)} prediction(s) are not finite, e.g. "
-                          f"X[{i}]: {why}", stacklevel=2)
+                          f"X[{i}]: {why}", stacklevel=3)
         return P[:, 0] if P.shape[1] == 1 else P
 
     def score(self, X, y, groups=None) -> float:
@@ -586,14 +672,12 @@ class ScalingLawRegressor:
         one value on every row (a single row, say) there is no variance to explain: R2 is
         undefined, NaN with an UndefinedMetricWarning, as scikit-learn's r2_score of one sample
         (not -inf, which would read as the worst of fits)."""
-        try:
-            Y = np.asarray(y, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"y must be numeric: {exc}") from None
-        P = self.predict(X, groups)
+        Y = _target_values(y)
+        P = self._predict(X, groups)
         if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
             raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")
         _check_finite(Y.reshape(len(Y), -1), "y", _columns(y))
+        Y = self._by_target(Y, _columns(y))
         flat = constant_targets(Y.reshape(len(Y), -1))
         if flat.any():
             what = "y" if len(flat) == 1 else \
@@ -603,6 +687,21 @@ class ScalingLawRegressor:
                           UndefinedMetricWarning, stacklevel=2)
             return math.nan
         return sld_score(Y, P).r2
+
+    def _by_target(self, Y: np.ndarray, cols) -> np.ndarray:
+        """y's columns in the order of ``targets_``, as predict gives them: a DataFrame's by
+        name, as fit read them (one target: whatever its name, as in fit)."""
+        if cols is None or len(self.targets_) == 1:
+            return Y
+        for names in (self._y_columns, list(self.targets_)):
+            if names is not None and set(cols) == set(names):
+                return Y[:, [cols.index(c) for c in names]]
+        fitted = self._y_columns or list(self.targets_)
+        raise InputError(f"y's columns {cols} are not the law's targets "
+                         f"({', '.join(self.targets_)})"
+                         + ("" if fitted == list(self.targets_) else
+                            f" nor the columns fit read them from ({', '.join(fitted)})")
+                         + "; name them so, or pass an array in predict's column order")
 
     def latex(self, symbols: dict[str, str] | None = None) -> str:
         """Equations and fitted constants as a LaTeX fragment; ``symbols`` maps a feature's name

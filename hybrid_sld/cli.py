@@ -17,7 +17,7 @@ from .data import check_test_groups, load_splits
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
-from .law import parse_expert_law, parse_task_law
+from .law import check_uses_features, parse_expert_law, parse_task_law
 from .metrics import failed_score, json_text, score
 from .metrics import report_value as _r
 from .search.engine import PROPOSERS, SearchConfig
@@ -131,6 +131,7 @@ def cmd_fit(args):
     check_test_groups(task, train, test)  # as discover does: a test R2 of -1 says not why
     try:
         law = parse_task_law(_law_text(args), task)
+        check_uses_features(law, task)  # as the API and a task's expert law refuse it
     except LawError as exc:  # "line 3, column 7: ..." of which file
         if args.law_file:
             raise LawError(f"{args.law_file}, {exc}") from None
@@ -150,11 +151,6 @@ def cmd_fit(args):
     out = _result(task, law, v, full, train)
     from .search.operators import redundancy_note
     notes = [redundancy_note(law, train, full.fits, spec, task.split.scales)]
-    if not law.used_features:  # a misspelt feature (M for N) is read as one more constant
-        what = ("every name in it is a fitted constant" if law.n_params
-                else "it predicts one number everywhere")
-        notes.insert(0, f"the law uses none of the task's features "
-                        f"({', '.join(task.feature_names)}): {what}")
     # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
     notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
                  f"{f} is {symbols[f]} (law.tex then writes that feature by its name); if you "

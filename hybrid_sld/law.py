@@ -494,19 +494,27 @@ def parse_task_law(text: str, task) -> Law:
                      feature_symbols=task_symbols(task))
 
 
+def check_uses_features(law: Law, task) -> None:
+    """Refuse a law of no feature: a misspelt feature (M for N) reads as one more constant,
+    and the law would be fitted, scored and seeded from without a word."""
+    if not law.used_features:
+        from .export import symbol_lookalikes, task_symbols  # export imports this module
+        how = "; ".join(f"{p} is the task's LaTeX symbol for the feature {f}: write {f}"
+                        for p, f in symbol_lookalikes(law.param_names, task_symbols(task)))
+        raise LawError(f"the law uses none of the task's features "
+                       f"({', '.join(task.feature_names)}): " + (
+                           f"every name in it ({', '.join(law.param_names)}) is a fitted "
+                           "constant" if law.n_params else "it predicts one number "
+                           "everywhere") + f"; {how or 'write at least one of them by its name'}")
+
+
 def parse_expert_law(task, text: str | None = None, place=None) -> Law:
-    """The task's expert law (or ``text``, one of its variants); an error names the task file.
-    A law of no feature is refused: a misspelt feature (M for N) reads as one more constant,
-    and the law would be scored and seeded from without a word. ``place``: a LawSyntaxError ->
-    its text with the position in the task file (None: the law's own), as the file loads."""
+    """The task's expert law (or ``text``, one of its variants), of at least one feature; an
+    error names the task file. ``place``: a LawSyntaxError -> its text with the position in
+    the task file (None: the law's own), as the file loads."""
     try:
         law = parse_task_law(task.expert_law if text is None else text, task)
-        if not law.used_features:
-            raise LawError(f"the law uses none of the task's features "
-                           f"({', '.join(task.feature_names)}): " + (
-                               f"every name in it ({', '.join(law.param_names)}) is a fitted "
-                               "constant" if law.n_params else "it predicts one number "
-                               "everywhere") + "; write at least one of them by its name")
+        check_uses_features(law, task)
         return law
     except LawError as exc:
         placed = place(exc) if place is not None and isinstance(exc, LawSyntaxError) else None

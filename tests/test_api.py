@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +128,32 @@ def test_two_targets_predict_shape():
     assert est.score(x[:, None], Y) == pytest.approx(1.0, abs=1e-8)
 
 
+def test_score_and_fit_match_a_dataframe_ys_columns_by_name():
+    """As X's columns: y's in any order score alike, and targets= of y's names picks them by
+    name; predict's columns are in the order of targets_."""
+    pd = pytest.importorskip("pandas")
+    N = np.repeat(np.geomspace(1e6, 1e9, 8), 4)
+    D = np.tile(np.geomspace(1e8, 1e11, 4), 8)
+    X = pd.DataFrame({"N": N, "D": D})
+    Y = pd.DataFrame({"b": 2 + 2e3 * D ** -0.28, "a": 1.7 + 400 * N ** -0.3})
+    law = "a = E + A*N^(-p)\nb = F + B*D^(-q)"
+    est = ScalingLawRegressor(law).fit(X, Y)
+    assert est.targets_ == ("b", "a")
+    np.testing.assert_allclose(est.predict(X), Y.to_numpy(), rtol=1e-6)
+    for y in (Y, Y[["a", "b"]], Y.to_numpy()):
+        assert est.score(X, y) == pytest.approx(1.0, abs=1e-8)
+    with pytest.raises(InputError, match=r"y's columns \['c', 'a'\] are not the law's targets "
+                       r"\(b, a\)"):
+        est.score(X, Y.rename(columns={"b": "c"}))
+    by_name = ScalingLawRegressor(law, targets=["a", "b"]).fit(X, Y)
+    assert by_name.targets_ == ("a", "b") and by_name.score(X, Y) == pytest.approx(1.0, abs=1e-8)
+    np.testing.assert_allclose(by_name.predict(X), Y[["a", "b"]].to_numpy(), rtol=1e-6)
+    renamed = ScalingLawRegressor(law, targets=["b", "a"]).fit(X, Y.set_axis(["u", "v"], axis=1))
+    assert renamed.score(X, Y) == renamed.score(X, Y.set_axis(["u", "v"], axis=1)) > 1 - 1e-8
+    with pytest.raises(InputError, match="giving a to another column"):
+        ScalingLawRegressor(law, targets=["a", "x"]).fit(X, Y)
+
+
 def test_one_column_y_fits_a_one_target_law_whatever_its_name():
     """A column of y, as 1-D y, is the law's one target; errors speak of X, not of a task."""
     pd = pytest.importorskip("pandas")
@@ -186,6 +214,54 @@ def test_one_group_label_is_every_rows_group(fitted):
     assert ScalingLawRegressor(LAW, features=["x"]).fit(X[g1], y[g1], groups=7).groups_ == [7]
 
 
+def test_one_group_label_naming_a_column_of_x_is_an_error():
+    """groups="run" beside a column run: meant as the column, not as one group of every row."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(_two_runs(), columns=["run", "N", "loss"])
+    est = ScalingLawRegressor("loss = E + A*N^(-a)", features=["N"])
+    with pytest.raises(InputError, match=r"groups='run' is one label for every row, but X has a "
+                       r"column 'run': .* pass group_column='run' \(or groups=X\['run'\]\)"):
+        est.fit(df, df.loss, groups="run")
+    assert est.fit(df, df.loss, groups=df["run"]).groups_ == ["s", "m"]
+    with pytest.raises(InputError, match="groups='run' is one label for every row"):
+        est.predict(df, groups="run")
+    # a group fitted under that name is still found
+    one = est.fit(df[["N"]], df.loss, groups="run")
+    assert one.groups_ == ["run"] and one.predict(df, groups="run").shape == (len(df),)
+
+
+@pytest.mark.parametrize("missing, shown", [(None, "None"), (np.nan, "NaN"), ("NA", "<NA>"),
+                                            ("NaT", "NaT"), (np.datetime64("NaT"), "NaT")])
+def test_missing_group_labels_are_refused_alike(missing, shown):
+    """None and pandas' NA are no label, as NaN is: not a group named None or <NA>."""
+    X, y, _ = _data()
+    labels = [missing] * 12 + ["a"] * 12
+    if missing in ("NA", "NaT"):
+        pd = pytest.importorskip("pandas")
+        labels = pd.array([pd.NA] * 12 + ["a"] * 12, dtype="string") if missing == "NA" else \
+            pd.Series([pd.NaT] * 12 + [pd.Timestamp(0)] * 12)
+    with pytest.raises(InputError, match=rf"groups\[0\] is {re.escape(shown)}; give every "
+                       "row a label"):
+        ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=labels)
+
+
+@pytest.mark.parametrize("a, b", [(3, 3.0), (True, 1), (1, np.float64(1.0))])
+def test_group_labels_python_takes_for_one_are_refused(a, b):
+    """hybrid-sld matches group names as text (1 and 1.0 are two groups): labels that only
+    Python's == makes one are an error, not one group fitted from both."""
+    X, y, _ = _data()
+    labels = [a] * 12 + [b] * 12
+    with pytest.raises(InputError, match=re.escape(f"groups holds {a!r} and {b!r}, which "
+                                                   "Python takes for one group")):
+        ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=labels)
+    est = ScalingLawRegressor(LAW, features=["x"]).fit(X[:12], y[:12], groups=a)
+    with pytest.raises(InputError, match=re.escape(f"unknown group(s) {b}; known groups: {a!r} "
+                                                   f"(group labels are matched as text: {b} "
+                                                   f"is not {a})")):
+        est.predict(X[:2], groups=b)
+    assert est.predict(X[:2], groups=[a, a]).shape == (2,)
+
+
 def test_score_of_targets_that_do_not_vary_is_nan_with_a_warning(fitted):
     """As scikit-learn's r2_score of one sample: undefined, not -inf."""
     from hybrid_sld.api import UndefinedMetricWarning
@@ -220,6 +296,42 @@ def test_bad_inputs(X, y, groups, match):
     with pytest.raises(InputError, match=match) as info:
         ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=groups)
     assert isinstance(info.value, DataError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("X, y, match", [
+    (np.empty((3, 0)), [1.0, 2.0, 3.0], r"X has 0 feature\(s\) \(shape=\(3, 0\)\) while a "
+                                         "minimum of 1 is required"),
+    (np.ones((3, 1)), np.empty((3, 0)), "y has no columns"),
+    ("sparse", [1.0, 2.0, 3.0], r"X is a sparse matrix, and sparse data is not supported: "
+                                r"convert it with X\.toarray\(\)"),
+    (np.geomspace(1, 10, 3)[:, None] + 1j, [1.0, 2.0, 3.0], "Complex data not supported: X "
+                                                          "holds complex numbers"),
+    (np.geomspace(1, 10, 3)[:, None], np.array([1.0, 2.0, 3.0]) + 1j,
+     "Complex data not supported: y holds complex numbers"),
+    (np.ones((3, 1)), None, "requires y to be passed, but the target y is None"),
+    (None, [1.0, 2.0, 3.0], "X is None"),
+], ids=["no-columns", "y-no-columns", "sparse", "complex-X", "complex-y", "y-none", "X-none"])
+def test_odd_inputs_are_clear_errors(X, y, match):
+    """As scikit-learn's check_estimator feeds them, worded as its checks expect; an imaginary
+    part is not dropped without a word."""
+    import scipy.sparse
+    if isinstance(X, str):
+        X = scipy.sparse.csr_matrix(np.geomspace(1, 10, 3)[:, None])
+    with pytest.raises(InputError, match=match):
+        ScalingLawRegressor("y = E + A*x0^(-a)").fit(X, y)
+    X, y = _simple()
+    with pytest.raises(InputError, match="sparse data is not supported"):  # before its split
+        ScalingLawRegressor("y = E + A*x^(-a)", group_column=0).fit(
+            scipy.sparse.csr_matrix(np.hstack([np.ones_like(X), X])), y)
+    est = ScalingLawRegressor("y = E + A*x0^(-a)").fit(X, y)
+    with pytest.raises(InputError, match="sparse data is not supported"):
+        est.predict(scipy.sparse.csr_matrix(X))
+    with pytest.raises(InputError, match="Complex data not supported: X"):
+        est.predict(X + 0j)
+    with pytest.raises(InputError, match="requires y to be passed"):
+        est.score(X, None)
+    with pytest.raises(InputError, match="Complex data not supported: y"):
+        est.score(X, y + 0j)
 
 
 def test_a_column_features_leaves_out_is_not_fitted_as_a_constant():
@@ -392,6 +504,22 @@ def test_failed_group_warns_and_predicts_nan():
     with pytest.warns(UserWarning, match="not finite"):
         assert est.score(X, y, groups=groups) == -1.0  # SLDBench records a failed score as -1
     assert "run, b & -- & -- & --" in est.latex()
+
+
+def test_warnings_of_predict_and_score_name_the_callers_line():
+    x = np.geomspace(1e6, 1e9, 8)
+    X = np.concatenate([x, x[:2]])[:, None]
+    y = 1.0 + 30.0 * X[:, 0] ** -0.25
+    groups = ["a"] * 8 + ["b"] * 2  # b is too small to fit: its predictions are NaN
+    with pytest.warns(UserWarning, match="fit failed for 1 group"):
+        est = ScalingLawRegressor(LAW, features=["x"]).fit(X, y, groups=groups)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.predict(X, groups=groups)
+        est.score(X, y, groups=groups)
+        est.score(X[:1], y[:1], groups=groups[:1])  # R2 undefined
+    assert len(caught) == 3
+    assert [w.filename for w in caught] == [__file__] * 3, [w.filename for w in caught]
 
 
 def test_law_with_constants_that_act_only_together_warns():

@@ -643,12 +643,23 @@ def test_fit_exits_1_when_every_group_fails(tmp_path, capsys):
     assert tex.read_text() == "a good law" and not png.exists()
 
 
-def test_fit_says_when_a_law_uses_no_feature(tmp_path, capsys):
+def test_fit_refuses_a_law_that_uses_no_feature(tmp_path, capsys):
+    """As the API and a task's expert law: z for x fits a constant, whose scores say little."""
     toml = _one_group_task(tmp_path, range(1, 30), lambda x: 3 + 50 * x ** -0.5)
-    assert main(["fit", "--task", str(toml), "--law", "y = a + b*z^c"]) == 0  # z for x
-    assert "note: the law uses none of the task's features (x)" in capsys.readouterr().out
-    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c"]) == 0
-    assert "uses none" not in capsys.readouterr().out
+    tex = tmp_path / "law.tex"
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*z^c", "--latex", str(tex)]) == 2
+    assert ("error: the law uses none of the task's features (x): every name in it (a, b, z, c) "
+            "is a fitted constant") in capsys.readouterr().err
+    assert not tex.exists()
+    assert main(["fit", "--task", str(toml), "--law", "y = 3"]) == 2
+    assert "it predicts one number everywhere" in capsys.readouterr().err
+    assert main(["fit", "--task", str(toml), "--law", "y = a + b*x^c", "--latex", str(tex)]) == 0
+    assert "uses none" not in capsys.readouterr().out and tex.exists()
+    # kaplan_demo typesets num_params as N: in law text N is one more constant
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = E + A*N^(-a)"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "is a fitted constant; N is the task's LaTeX symbol for the feature num_params: write "
+        "num_params\n")
 
 
 def test_fit_says_when_a_constant_is_named_as_a_features_symbol(capsys):
