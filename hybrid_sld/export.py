@@ -16,7 +16,7 @@ from sympy.printing.latex import (LatexPrinter, greek_letters_set, other_symbols
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import LawError
-from .law import Law, _bound_lines, decimal_text
+from .law import Law, _bound_lines, _fmt, decimal_text
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "&": r"\&", "%": r"\%",
@@ -124,6 +124,18 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
     return {n: out[n] for n in names}
 
 
+_SCIENTIFIC_FROM = 10**6  # integers in a law from here on are typeset as powers of ten
+
+
+def _times_ten(mantissa: str, exponent: int) -> str:
+    """``3.5\\times10^{20}``, or ``10^{12}`` for a mantissa of 1: how the constants table and
+    the equations both write a large or tiny number (trailing zeros of the mantissa dropped)."""
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    power = "10^{%d}" % exponent
+    return {"1": power, "-1": "-" + power}.get(mantissa, rf"{mantissa}\times{power}")
+
+
 def _float(r) -> sp.Float:
     """The exact decimal of ``decimal_text(r)`` as a Float with as many digits, for printing."""
     text = decimal_text(r)
@@ -147,6 +159,23 @@ class _LatexPrinter(LatexPrinter):
         if decimal_text(expr):
             return self._print_Float(_float(expr))
         return super()._print_Rational(expr)
+
+    def _print_Integer(self, expr):
+        """1e12 is held as the integer 1000000000000: typeset 10^{12}, exactly."""
+        if abs(expr) < _SCIENTIFIC_FROM:
+            return str(expr)
+        digits = str(abs(expr))
+        return _times_ten(f"{'-' if expr < 0 else ''}{digits[0]}.{digits[1:]}", len(digits) - 1)
+
+    def _print_Float(self, expr):  # 10^{-30}, not 1.0 \cdot 10^{-30}
+        tex = super()._print_Float(expr)
+        mantissa, times, power = tex.partition(self._settings["mul_symbol_latex_numbers"] + "10^{")
+        return _times_ten(mantissa, int(power.rstrip("}"))) if times else tex
+
+    def _helper_print_standard_power(self, expr, template):
+        if expr.base.is_Number and "^" in (base := self._print(expr.base)):
+            return template % (self._add_parens(base), self._print(expr.exp))  # (10^{12})^{x}
+        return super()._helper_print_standard_power(expr, template)
 
     def _print_Mul(self, expr):
         c, rest = expr.as_coeff_Mul()
@@ -194,8 +223,7 @@ def format_number(v) -> str:
     s = f"{v:.4g}"
     if "e" in s:
         mant, exp = s.split("e")
-        power = "10^{%d}" % int(exp)
-        s = power if mant == "1" else ("-" + power if mant == "-1" else rf"{mant}\times{power}")
+        s = _times_ten(mant, int(exp))
     return f"${s}$"
 
 
@@ -307,6 +335,18 @@ class _Printer(NumPyPrinter):
 
     def _print_Min(self, expr):
         return self._nested("minimum", expr.args)
+
+    # 1e12 and 1e-30 as written, not 1000000000000 and 1/1000000000000000000000000000000
+    def _print_Integer(self, expr):
+        big = abs(expr) >= _SCIENTIFIC_FROM and float(expr) == expr.p  # exactly a float
+        return _fmt(float(expr)) if big else super()._print_Integer(expr)
+
+    def _print_Rational(self, expr):
+        return decimal_text(expr) or super()._print_Rational(expr)
+
+    def parenthesize(self, item, level, strict=False):
+        text = getattr(item, "is_Rational", False) and item > 0 and decimal_text(item)
+        return text or super().parenthesize(item, level, strict)  # 0.001*x, not (0.001)*x
 
 
 def _literal(v: float) -> str:

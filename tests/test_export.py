@@ -316,3 +316,31 @@ def test_a_symbol_for_a_name_the_law_lacks_is_refused():
     with pytest.raises(LawError, match="symbols for names the law does not have: 'xx'; its "
                                        "names: C, alpha, x, y"):
         to_latex(law, symbols={"xx": "N"})
+
+
+def test_large_and_small_literals_are_typeset_as_powers_of_ten():
+    """1e12 is held as the integer 1000000000000 and 1e-30 as a fraction: typeset as the
+    constants table writes numbers, 10^{12} and 3.5\\times10^{20}, not 1000000000000 or
+    1.0 \\cdot 10^{-30} (an audit find, 2026-12-04). Integers below a million stay."""
+    law = parse_law("y = 1e12*D + 3.5e20*A + 1e-30*N + 250000*B - 3e8*C + 2.5e-7/N + 1e12^N",
+                    ["N", "D"])
+    tex = to_latex(law)
+    for part in ("10^{12} D", r"3.5\times10^{20} A", "10^{-30} N", "250000 B",
+                 r"- 3\times10^{8} C", r"\frac{2.5\times10^{-7}}{N}", r"\left(10^{12}\right)^{N}"):
+        assert part in tex, tex
+    assert "000000" not in tex and r"\cdot" not in tex and "1.0" not in tex
+    _balanced(tex)
+
+
+def test_to_python_writes_large_and_small_literals_as_floats_do():
+    law = parse_law("y = 1e12*D + 3.5e20*A + 1e-30*N + 250000*B + 2.5e-7/N - 0.152741", ["N", "D"])
+    src = to_python(law)
+    code = next(line for line in src.splitlines() if "y0 =" in line)  # the docstring is law.text
+    for part in ("1e12*x1", "3.5e20*", "1e-30*x0", "250000*", "2.5e-7/x0", "0.152741"):
+        assert part in code, code
+    assert "000000" not in code
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0.5, 2.0, (10, 2))
+    params = {n: rng.uniform(0.5, 2.0) for n in law.param_names}
+    np.testing.assert_allclose(_load(src, "scaling_law")(X, params), compile_law(law).predict(
+        X, [params[n] for n in law.param_names]).ravel(), rtol=1e-12)
