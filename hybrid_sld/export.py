@@ -220,7 +220,7 @@ def format_number(v) -> str:
         return "--"
     if math.isinf(v):
         return r"$\infty$" if v > 0 else r"$-\infty$"
-    s = f"{v:.4g}"
+    s = f"{v + 0.0:.4g}"  # -0.0 + 0.0 is 0.0: a fit's -0.0 is written 0, not -0
     if "e" in s:
         mant, exp = s.split("e")
         s = _times_ten(mant, int(exp))

@@ -81,6 +81,11 @@ def test_format_number():
     assert format_number(float("nan")) == "--" and format_number(None) == "--"
 
 
+def test_format_number_writes_negative_zero_as_zero():
+    assert format_number(-0.0) == format_number(0.0) == "$0$"  # was $-0$ (audit, 2026-12-04)
+    assert format_number(-1e-300) == r"$-10^{-300}$"  # a tiny negative keeps its sign
+
+
 def test_params_table_booktabs_and_escaping():
     law = parse_law(GREEK, ["num_params", "D"])
     tex = params_table(_fits(), law, caption="Fits of 50% runs")
