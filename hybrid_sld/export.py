@@ -83,6 +83,20 @@ def symbol_lookalikes(names, symbols: dict[str, str]) -> list[tuple[str, str]]:
     return [(n, shapes[t]) for n in names if (t := typeset_shape(name_to_latex(n))) in shapes]
 
 
+def _symbol_problem(symbol: str) -> str | None:
+    """Why ``symbol`` would break the equations and table it is put in, or None: a brace
+    left open swallows what follows, an unescaped % comments it out, & adds an align column,
+    $ leaves math mode and # is a macro parameter. ``\\{`` and ``\\%`` are plain characters."""
+    depth = 0
+    for token in re.findall(r"\\.|[{}%&$#]", symbol, re.DOTALL):
+        depth += {"{": 1, "}": -1}.get(token, 0)
+        if depth < 0:
+            return "closes a brace it did not open"
+        if token in "%&$#":
+            return f"has an unescaped {token} (write \\{token})"
+    return "leaves a brace open" if depth else None
+
+
 def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, str]:
     """Each target, constant and used feature of the law -> its LaTeX symbol, no two alike.
 
@@ -101,6 +115,10 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
     if unknown:  # a misspelt name would otherwise be passed over without a word
         raise LawError(f"symbols for names the law does not have: {', '.join(map(repr, unknown))}"
                        f"; its names: {', '.join(sorted(known))}")
+    for name, symbol in symbols.items():
+        problem = _symbol_problem(symbol)
+        if problem:
+            raise LawError(f"the LaTeX symbol for {name!r}, {symbol!r}, {problem}")
     names = list(dict.fromkeys([*law.targets, *law.param_names, *law.used_features]))
     wanted = {n: symbols.get(n) or name_to_latex(n) for n in names}
     by_name = {n: _by_name(n) for n in names}

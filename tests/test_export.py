@@ -349,3 +349,24 @@ def test_to_python_writes_large_and_small_literals_as_floats_do():
     params = {n: rng.uniform(0.5, 2.0) for n in law.param_names}
     np.testing.assert_allclose(_load(src, "scaling_law")(X, params), compile_law(law).predict(
         X, [params[n] for n in law.param_names]).ravel(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("symbol, problem", [
+    ("N_{\\mathrm{p}", "leaves a brace open"), ("N}", "closes a brace it did not open"),
+    ("}N{", "closes a brace it did not open"), ("N_{50%}", "has an unescaped %"),
+    ("a&b", "has an unescaped &"), ("$N$", "has an unescaped $"),
+])
+def test_a_symbol_that_would_break_the_latex_is_refused(symbol, problem):
+    """N_{\\mathrm{p} was put in the equations as it was, braces unbalanced (audit, 2026-12-04)."""
+    law = parse_law("y = E + A*N^(-a)", ["N"])
+    with pytest.raises(LawError, match=re.escape(f"the LaTeX symbol for 'N', {symbol!r}, "
+                                                 f"{problem}")):
+        latex_document_fragment(law, {}, symbols={"N": symbol})
+
+
+def test_escaped_braces_and_percent_in_a_symbol_are_characters():
+    law = parse_law("y = E + A*N^(-a)", ["N"])
+    for symbol in (r"\{N\}", r"N_{50\%}", r"\left\{N\right.", r"N_{\mathrm{p}}"):
+        assert symbol in to_latex(law, symbols={"N": symbol})
+    with pytest.raises(LawError, match="leaves a brace open"):  # \} closes no brace
+        to_latex(law, symbols={"N": r"N_{\mathrm{p}\}"})
