@@ -163,9 +163,18 @@ def _float(r) -> sp.Float:
 class _LatexPrinter(LatexPrinter):
     """sympy's LaTeX printer; with ``exp_as_function`` the exponential is ``\\exp(x)``, not e^{x}."""
 
-    def __init__(self, settings=None, exp_as_function=False):
-        super().__init__(settings)
+    def __init__(self, settings=None, exp_as_function=False, features=()):
+        super().__init__({"order": "none", **(settings or {})})
         self._exp_as_function = exp_as_function
+        self._features = frozenset(features)
+
+    def _print_Add(self, expr, order=None):
+        """The terms in ``law.text``'s order, each constant term (no feature in it) first:
+        E + A N^{-a}, as the text reads, where sympy's own order gave A N^{-a} + E and put an
+        offset mid-sum. (The text the law was parsed from keeps no order: sympy sorts a sum
+        as it builds it.)"""
+        terms = sorted(expr.args, key=lambda t: not self._features.isdisjoint(t.free_symbols))
+        return super()._print_Add(sp.Add._from_args(terms), order)
 
     def _print_ExpBase(self, expr, exp=None):
         if not self._exp_as_function:
@@ -223,7 +232,8 @@ def to_latex(law: Law, *, symbols: dict[str, str] | None = None) -> str:
     tex = latex_names(law, symbols)
     printer = _LatexPrinter({"symbol_names": {law.symbols[n]: tex[n] for n in law.symbols
                                               if n in tex}},
-                            exp_as_function=any(typeset_shape(t) == "e" for t in tex.values()))
+                            exp_as_function=any(typeset_shape(t) == "e" for t in tex.values()),
+                            features=[law.symbols[f] for f in law.features])
     rows = [f"{tex[t]} &= {printer.doprint(e)}" for t, e in law.equations]
     return "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}"
 

@@ -235,7 +235,7 @@ def test_a_constant_named_e_beside_the_exponential():
     assert r"\exp{\left(1 \right)} x" in tex  # Euler's number itself is not a bare e either
     assert "$e$" in _heads(law)
     # without a name typeset e the exponential keeps its usual form, E included
-    assert "A e^{- x} + E" in to_latex(parse_law("y = E + A*exp(-x)", ["x"]))
+    assert "E + A e^{- x}" in to_latex(parse_law("y = E + A*exp(-x)", ["x"]))
 
 
 def test_a_constant_typeset_like_a_task_symbol_after_braces_are_normalised():
@@ -370,3 +370,27 @@ def test_escaped_braces_and_percent_in_a_symbol_are_characters():
         assert symbol in to_latex(law, symbols={"N": symbol})
     with pytest.raises(LawError, match="leaves a brace open"):  # \} closes no brace
         to_latex(law, symbols={"N": r"N_{\mathrm{p}\}"})
+
+
+@pytest.mark.parametrize("text, row", [
+    ("y = E + A*N^(-a)", "y &= E + A N^{- a}"),  # was A N^{- a} + E
+    ("y = A/N^a + log(E)", r"y &= \log{\left(E \right)} + A N^{- a}"),
+    ("y = A/N^a + E*F", "y &= E F + A N^{- a}"),  # law.text: A/N^a + E*F
+    ("y = N - c", "y &= - c + N"),  # law.text: N - c
+])
+def test_terms_are_typeset_in_law_text_order_with_constant_terms_first(text, row):
+    """sympy's own order wrote y = E + A*N^-a as A N^{-a} + E, and put an offset mid-sum
+    (lr_bsz's E between its power laws and its lr and batch size terms; audit, 2026-12-04).
+    The parsed law keeps no order of the text it came from (sympy sorts a sum as it builds
+    it), so the LaTeX follows law.text, with each term free of features first."""
+    assert to_latex(parse_law(text, ["N"])).splitlines()[1] == row
+
+
+def test_the_lr_bsz_expert_law_is_typeset_offset_first():
+    from hybrid_sld.export import task_symbols
+    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.tasks import get_task
+    task = get_task("lr_bsz")
+    row = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1]
+    assert row.startswith(r"\mathrm{lm\_loss} &= E + A N^{- \alpha} + B D^{- \beta} + c_{bs}")
+    assert r"\left(- l_{bs} - b_{bs} \log{\left(D \right)} + \log{\left(\mathrm{bsz}" in row
