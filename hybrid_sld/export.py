@@ -160,6 +160,25 @@ def _float(r) -> sp.Float:
     return sp.Float(text, max(15, len(text)))
 
 
+class _LogBase(sp.Function):
+    """log(x)/log(b) as one factor, typeset \\log_{b}: for printing only."""
+
+    nargs = 2
+
+
+def _log_base(expr):
+    """A product holding exactly one log(x) and one 1/log(10) or 1/log(2) (how sympy holds
+    log10(x) and log2(x)) with the two as one \\log_{10} factor; any other product as it is."""
+    factors = sp.Mul.make_args(expr)
+    logs = [f for f in factors if isinstance(f, sp.log)]
+    bases = [f for f in factors if f.is_Pow and f.exp == -1 and isinstance(f.base, sp.log)
+             and f.base.args[0] in (2, 10)]
+    if len(logs) != 1 or len(bases) != 1:
+        return expr
+    rest = [f for f in factors if f not in (logs[0], bases[0])]
+    return sp.Mul._from_args((*rest, _LogBase(logs[0].args[0], bases[0].base.args[0])))
+
+
 class _LatexPrinter(LatexPrinter):
     """sympy's LaTeX printer; with ``exp_as_function`` the exponential is ``\\exp(x)``, not e^{x}."""
 
@@ -204,7 +223,12 @@ class _LatexPrinter(LatexPrinter):
             return template % (self._add_parens(base), self._print(expr.exp))  # (10^{12})^{x}
         return super()._helper_print_standard_power(expr, template)
 
+    def _print__LogBase(self, expr, exp=None):
+        x, base = expr.args
+        return self._do_exponent(r"\log_{%s}{\left(%s \right)}" % (base, self._print(x)), exp)
+
     def _print_Mul(self, expr):
+        expr = _log_base(expr)  # m \log_{10}(N), not \frac{m \log(N)}{\log(10)}
         c, rest = expr.as_coeff_Mul()
         if decimal_text(c):  # 1.00001 A N^{-\alpha}, not \frac{100001 A N^{-\alpha}}{100000}
             expr = sp.Mul._from_args((_float(c), *sp.Mul.make_args(rest)))

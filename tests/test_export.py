@@ -394,3 +394,18 @@ def test_the_lr_bsz_expert_law_is_typeset_offset_first():
     row = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1]
     assert row.startswith(r"\mathrm{lm\_loss} &= E + A N^{- \alpha} + B D^{- \beta} + c_{bs}")
     assert r"\left(- l_{bs} - b_{bs} \log{\left(D \right)} + \log{\left(\mathrm{bsz}" in row
+
+
+def test_log10_and_log2_are_typeset_with_their_base():
+    """sympy holds log10(N) as log(N)/log(10): m*log10(N) was typeset
+    \\frac{m \\log(N)}{\\log(10)} (audit, 2026-12-04). Other quotients of logs stay."""
+    law = parse_law("y = c + m*log10(N) - k*log2(N) + exp(-a*log10(N)) + log10(N)/(2*x)",
+                    ["N", "x"])
+    tex = to_latex(law)
+    for part in (r"m \log_{10}{\left(N \right)}", r"- k \log_{2}{\left(N \right)}",
+                 r"e^{- a \log_{10}{\left(N \right)}}", r"\frac{\log_{10}{\left(N \right)}}{2 x}"):
+        assert part in tex, tex
+    assert r"\log{\left(10" not in tex and r"\log{\left(2" not in tex
+    _balanced(tex)
+    other = to_latex(parse_law("y = log(N)/log(3) + log10(N)^2 + log10(N)*log(x)", ["N", "x"]))
+    assert r"\log_" not in other and r"\frac{\log{\left(N \right)}}{\log{\left(3 \right)}}" in other
