@@ -70,6 +70,11 @@ def task_symbols(task) -> dict[str, str]:
     return {f.name: f.symbol for f in task.features if f.symbol}
 
 
+def task_descriptions(task) -> dict[str, str]:
+    """Feature name -> what it is, from a Task's feature table (features without one omitted)."""
+    return {f.name: f.description for f in task.features if f.description}
+
+
 def typeset_shape(tex: str) -> str:
     """What a reader sees, for comparing symbols: ``r_1`` and ``r_{1}`` are the same."""
     return re.sub(r"[{}\s]", "", tex)
@@ -346,11 +351,27 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
     return "\n".join(lines)
 
 
-def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | None = None) -> str:
-    """Equations plus the constants table: what ``--latex out.tex`` writes.
+def symbol_legend(law: Law, *, symbols: dict[str, str] | None = None,
+                  descriptions: dict[str, str] | None = None) -> str:
+    """LaTeX comment lines saying what each feature the law uses is typeset as: law.tex writes
+    r_1 for proportion_domain_1 and \\eta for lr, which a reader cannot guess. Comments, so
+    the fragment compiles as it did; each entry on one line, so none runs out of its comment."""
+    tex, descriptions = latex_names(law, symbols), descriptions or {}
+    lines = ["% Feature symbols (symbol = feature" + (": description)" if descriptions else ")")]
+    lines += [f"% {tex[f]} = {f}" + (f": {descriptions[f]}" if descriptions.get(f) else "")
+              for f in law.used_features]
+    return "\n".join(" ".join(line.split()) for line in lines) if law.used_features else ""
+
+
+def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | None = None,
+                            descriptions: dict[str, str] | None = None) -> str:
+    """A legend of the features' symbols (comments), the equations and the constants table:
+    what ``--latex out.tex`` and discover's law.tex hold. ``descriptions``: feature -> what it
+    is (:func:`task_descriptions`), for the legend.
 
     The document needs ``\\usepackage{amsmath,booktabs}`` (align and the table's rules)."""
-    parts = [to_latex(law, symbols=symbols)]
+    legend = symbol_legend(law, symbols=symbols, descriptions=descriptions)
+    parts = ["\n".join(filter(None, [legend, to_latex(law, symbols=symbols)]))]
     if fits:
         parts.append(params_table(fits, law, symbols=symbols,
                                   caption="Fitted constants per group."))

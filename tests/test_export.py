@@ -409,3 +409,27 @@ def test_log10_and_log2_are_typeset_with_their_base():
     _balanced(tex)
     other = to_latex(parse_law("y = log(N)/log(3) + log10(N)^2 + log10(N)*log(x)", ["N", "x"]))
     assert r"\log_" not in other and r"\frac{\log{\left(N \right)}}{\log{\left(3 \right)}}" in other
+
+
+def test_the_fragment_says_in_comments_what_the_feature_symbols_stand_for():
+    """law.tex wrote r_1 .. r_5 for domain_mixture's proportion_domain_*, \\eta for lr_bsz's lr
+    and never said so (audit, 2026-12-04). The legend is LaTeX comments: nothing else changes."""
+    from hybrid_sld.export import task_descriptions, task_symbols
+    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.tasks import get_task
+    task = get_task("domain_mixture")
+    law = parse_expert_law(task)
+    tex = latex_document_fragment(law, {}, symbols=task_symbols(task),
+                                  descriptions=task_descriptions(task))
+    lines = tex.splitlines()
+    legend = lines[:lines.index("\\begin{align}")]
+    assert legend == ["% Feature symbols (symbol = feature: description)"] + [
+        f"% r_{i} = proportion_domain_{i}: mixture proportion of domain {i}" for i in range(1, 6)]
+    assert tex[tex.index("\\begin{align}"):] == to_latex(law, symbols=task_symbols(task)) + "\n"
+    task = get_task("lr_bsz")  # bsz is written by name: lr_bsz's laws have a constant B
+    tex = latex_document_fragment(parse_expert_law(task), {}, symbols=task_symbols(task),
+                                  descriptions={**task_descriptions(task), "bsz": "batch\nsize"})
+    assert "% \\eta = lr: peak learning rate\n% \\mathrm{bsz} = bsz: batch size\n" in tex
+    plain = latex_document_fragment(parse_law("y = a + b*x", ["x", "z"]), {})
+    assert plain.startswith("% Feature symbols (symbol = feature)\n% x = x\n\\begin{align}")
+    assert latex_document_fragment(parse_law("y = a", ["x"]), {}).startswith("\\begin{align}")
