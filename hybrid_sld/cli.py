@@ -142,10 +142,11 @@ def cmd_fit(args):
                          text_as_written)
     symbols = task_symbols(task)
     if args.latex and fitted:
-        from .export import latex_document_fragment
+        from .export import latex_document_fragment, task_descriptions
         try:  # its folder made as --plot's is
             Path(args.latex).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.latex).write_text(latex_document_fragment(law, full.fits, symbols=symbols))
+            Path(args.latex).write_text(latex_document_fragment(
+                law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
         except OSError as exc:
             raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     out = _result(task, law, v, full, train)

@@ -16,7 +16,7 @@ from sympy.printing.latex import (LatexPrinter, greek_letters_set, other_symbols
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import LawError
-from .law import Law, _bound_lines, decimal_text
+from .law import Law, _bound_lines, _fmt, decimal_text
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "&": r"\&", "%": r"\%",
@@ -70,6 +70,11 @@ def task_symbols(task) -> dict[str, str]:
     return {f.name: f.symbol for f in task.features if f.symbol}
 
 
+def task_descriptions(task) -> dict[str, str]:
+    """Feature name -> what it is, from a Task's feature table (features without one omitted)."""
+    return {f.name: f.description for f in task.features if f.description}
+
+
 def typeset_shape(tex: str) -> str:
     """What a reader sees, for comparing symbols: ``r_1`` and ``r_{1}`` are the same."""
     return re.sub(r"[{}\s]", "", tex)
@@ -81,6 +86,20 @@ def symbol_lookalikes(names, symbols: dict[str, str]) -> list[tuple[str, str]]:
     fitted constant, though its author may have meant the feature."""
     shapes = {typeset_shape(s): f for f, s in symbols.items() if s and s != f}
     return [(n, shapes[t]) for n in names if (t := typeset_shape(name_to_latex(n))) in shapes]
+
+
+def _symbol_problem(symbol: str) -> str | None:
+    """Why ``symbol`` would break the equations and table it is put in, or None: a brace
+    left open swallows what follows, an unescaped % comments it out, & adds an align column,
+    $ leaves math mode and # is a macro parameter. ``\\{`` and ``\\%`` are plain characters."""
+    depth = 0
+    for token in re.findall(r"\\.|[{}%&$#]", symbol, re.DOTALL):
+        depth += {"{": 1, "}": -1}.get(token, 0)
+        if depth < 0:
+            return "closes a brace it did not open"
+        if token in "%&$#":
+            return f"has an unescaped {token} (write \\{token})"
+    return "leaves a brace open" if depth else None
 
 
 def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, str]:
@@ -101,6 +120,10 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
     if unknown:  # a misspelt name would otherwise be passed over without a word
         raise LawError(f"symbols for names the law does not have: {', '.join(map(repr, unknown))}"
                        f"; its names: {', '.join(sorted(known))}")
+    for name, symbol in symbols.items():
+        problem = _symbol_problem(symbol)
+        if problem:
+            raise LawError(f"the LaTeX symbol for {name!r}, {symbol!r}, {problem}")
     names = list(dict.fromkeys([*law.targets, *law.param_names, *law.used_features]))
     wanted = {n: symbols.get(n) or name_to_latex(n) for n in names}
     by_name = {n: _by_name(n) for n in names}
@@ -124,18 +147,58 @@ def latex_names(law: Law, symbols: dict[str, str] | None = None) -> dict[str, st
     return {n: out[n] for n in names}
 
 
+_SCIENTIFIC_FROM = 10**6  # integers in a law from here on are typeset as powers of ten
+
+
+def _times_ten(mantissa: str, exponent: int) -> str:
+    """``3.5\\times10^{20}``, or ``10^{12}`` for a mantissa of 1: how the constants table and
+    the equations both write a large or tiny number (trailing zeros of the mantissa dropped)."""
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    power = "10^{%d}" % exponent
+    return {"1": power, "-1": "-" + power}.get(mantissa, rf"{mantissa}\times{power}")
+
+
 def _float(r) -> sp.Float:
     """The exact decimal of ``decimal_text(r)`` as a Float with as many digits, for printing."""
     text = decimal_text(r)
     return sp.Float(text, max(15, len(text)))
 
 
+class _LogBase(sp.Function):
+    """log(x)/log(b) as one factor, typeset \\log_{b}: for printing only."""
+
+    nargs = 2
+
+
+def _log_base(expr):
+    """A product holding exactly one log(x) and one 1/log(10) or 1/log(2) (how sympy holds
+    log10(x) and log2(x)) with the two as one \\log_{10} factor; any other product as it is."""
+    factors = sp.Mul.make_args(expr)
+    logs = [f for f in factors if isinstance(f, sp.log)]
+    bases = [f for f in factors if f.is_Pow and f.exp == -1 and isinstance(f.base, sp.log)
+             and f.base.args[0] in (2, 10)]
+    if len(logs) != 1 or len(bases) != 1:
+        return expr
+    rest = [f for f in factors if f not in (logs[0], bases[0])]
+    return sp.Mul._from_args((*rest, _LogBase(logs[0].args[0], bases[0].base.args[0])))
+
+
 class _LatexPrinter(LatexPrinter):
     """sympy's LaTeX printer; with ``exp_as_function`` the exponential is ``\\exp(x)``, not e^{x}."""
 
-    def __init__(self, settings=None, exp_as_function=False):
-        super().__init__(settings)
+    def __init__(self, settings=None, exp_as_function=False, features=()):
+        super().__init__({"order": "none", **(settings or {})})
         self._exp_as_function = exp_as_function
+        self._features = frozenset(features)
+
+    def _print_Add(self, expr, order=None):
+        """The terms in ``law.text``'s order, each constant term (no feature in it) first:
+        E + A N^{-a}, as the text reads, where sympy's own order gave A N^{-a} + E and put an
+        offset mid-sum. (The text the law was parsed from keeps no order: sympy sorts a sum
+        as it builds it.)"""
+        terms = sorted(expr.args, key=lambda t: not self._features.isdisjoint(t.free_symbols))
+        return super()._print_Add(sp.Add._from_args(terms), order)
 
     def _print_ExpBase(self, expr, exp=None):
         if not self._exp_as_function:
@@ -148,7 +211,29 @@ class _LatexPrinter(LatexPrinter):
             return self._print_Float(_float(expr))
         return super()._print_Rational(expr)
 
+    def _print_Integer(self, expr):
+        """1e12 is held as the integer 1000000000000: typeset 10^{12}, exactly."""
+        if abs(expr) < _SCIENTIFIC_FROM:
+            return str(expr)
+        digits = str(abs(expr))
+        return _times_ten(f"{'-' if expr < 0 else ''}{digits[0]}.{digits[1:]}", len(digits) - 1)
+
+    def _print_Float(self, expr):  # 10^{-30}, not 1.0 \cdot 10^{-30}
+        tex = super()._print_Float(expr)
+        mantissa, times, power = tex.partition(self._settings["mul_symbol_latex_numbers"] + "10^{")
+        return _times_ten(mantissa, int(power.rstrip("}"))) if times else tex
+
+    def _helper_print_standard_power(self, expr, template):
+        if expr.base.is_Number and "^" in (base := self._print(expr.base)):
+            return template % (self._add_parens(base), self._print(expr.exp))  # (10^{12})^{x}
+        return super()._helper_print_standard_power(expr, template)
+
+    def _print__LogBase(self, expr, exp=None):
+        x, base = expr.args
+        return self._do_exponent(r"\log_{%s}{\left(%s \right)}" % (base, self._print(x)), exp)
+
     def _print_Mul(self, expr):
+        expr = _log_base(expr)  # m \log_{10}(N), not \frac{m \log(N)}{\log(10)}
         c, rest = expr.as_coeff_Mul()
         if decimal_text(c):  # 1.00001 A N^{-\alpha}, not \frac{100001 A N^{-\alpha}}{100000}
             expr = sp.Mul._from_args((_float(c), *sp.Mul.make_args(rest)))
@@ -176,7 +261,8 @@ def to_latex(law: Law, *, symbols: dict[str, str] | None = None) -> str:
     tex = latex_names(law, symbols)
     printer = _LatexPrinter({"symbol_names": {law.symbols[n]: tex[n] for n in law.symbols
                                               if n in tex}},
-                            exp_as_function=any(typeset_shape(t) == "e" for t in tex.values()))
+                            exp_as_function=any(typeset_shape(t) == "e" for t in tex.values()),
+                            features=[law.symbols[f] for f in law.features])
     rows = [f"{tex[t]} &= {printer.doprint(e)}" for t, e in law.equations]
     return "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}"
 
@@ -191,11 +277,10 @@ def format_number(v) -> str:
         return "--"
     if math.isinf(v):
         return r"$\infty$" if v > 0 else r"$-\infty$"
-    s = f"{v:.4g}"
+    s = f"{v + 0.0:.4g}"  # -0.0 + 0.0 is 0.0: a fit's -0.0 is written 0, not -0
     if "e" in s:
         mant, exp = s.split("e")
-        power = "10^{%d}" % int(exp)
-        s = power if mant == "1" else ("-" + power if mant == "-1" else rf"{mant}\times{power}")
+        s = _times_ten(mant, int(exp))
     return f"${s}$"
 
 
@@ -266,11 +351,27 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
     return "\n".join(lines)
 
 
-def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | None = None) -> str:
-    """Equations plus the constants table: what ``--latex out.tex`` writes.
+def symbol_legend(law: Law, *, symbols: dict[str, str] | None = None,
+                  descriptions: dict[str, str] | None = None) -> str:
+    """LaTeX comment lines saying what each feature the law uses is typeset as: law.tex writes
+    r_1 for proportion_domain_1 and \\eta for lr, which a reader cannot guess. Comments, so
+    the fragment compiles as it did; each entry on one line, so none runs out of its comment."""
+    tex, descriptions = latex_names(law, symbols), descriptions or {}
+    lines = ["% Feature symbols (symbol = feature" + (": description)" if descriptions else ")")]
+    lines += [f"% {tex[f]} = {f}" + (f": {descriptions[f]}" if descriptions.get(f) else "")
+              for f in law.used_features]
+    return "\n".join(" ".join(line.split()) for line in lines) if law.used_features else ""
+
+
+def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | None = None,
+                            descriptions: dict[str, str] | None = None) -> str:
+    """A legend of the features' symbols (comments), the equations and the constants table:
+    what ``--latex out.tex`` and discover's law.tex hold. ``descriptions``: feature -> what it
+    is (:func:`task_descriptions`), for the legend.
 
     The document needs ``\\usepackage{amsmath,booktabs}`` (align and the table's rules)."""
-    parts = [to_latex(law, symbols=symbols)]
+    legend = symbol_legend(law, symbols=symbols, descriptions=descriptions)
+    parts = ["\n".join(filter(None, [legend, to_latex(law, symbols=symbols)]))]
     if fits:
         parts.append(params_table(fits, law, symbols=symbols,
                                   caption="Fitted constants per group."))
@@ -307,6 +408,18 @@ class _Printer(NumPyPrinter):
 
     def _print_Min(self, expr):
         return self._nested("minimum", expr.args)
+
+    # 1e12 and 1e-30 as written, not 1000000000000 and 1/1000000000000000000000000000000
+    def _print_Integer(self, expr):
+        big = abs(expr) >= _SCIENTIFIC_FROM and float(expr) == expr.p  # exactly a float
+        return _fmt(float(expr)) if big else super()._print_Integer(expr)
+
+    def _print_Rational(self, expr):
+        return decimal_text(expr) or super()._print_Rational(expr)
+
+    def parenthesize(self, item, level, strict=False):
+        text = getattr(item, "is_Rational", False) and item > 0 and decimal_text(item)
+        return text or super().parenthesize(item, level, strict)  # 0.001*x, not (0.001)*x
 
 
 def _literal(v: float) -> str:

@@ -120,6 +120,17 @@ def test_fit_latex(fit_parallel):
     assert "\\begin{align}" in text and "pile" in text and "stack" in text
 
 
+def test_fit_latex_says_what_the_feature_symbols_stand_for(tmp_path):
+    # law.tex wrote kaplan_demo's num_params and tokens as N and D and never said so (audit)
+    tex = tmp_path / "law.tex"
+    assert main(["fit", "--task", "kaplan_demo", "--latex", str(tex), "--law",
+                 "loss = E + A*num_params^(-a) + B*tokens^(-b)"]) == 0
+    assert tex.read_text().startswith(
+        "% Feature symbols (symbol = feature: description)\n"
+        "% N = num_params: non-embedding parameters N\n% D = tokens: training tokens D\n"
+        "\\begin{align}\n")
+
+
 def test_fit_writes_bounds_naming_the_constants_as_the_law_reads(capsys):
     """a, b in (0, 1) came back as b, a (the structural order law.text keeps for the search);
     the printed text still reads as the same law."""
@@ -479,7 +490,9 @@ def test_a_run_whose_task_folder_moved_is_resumed_and_reported_with_task(tmp_pat
         assert main(argv) == 2
         assert f"its task file {tmp_path / 't' / 'mine.toml'} is gone; if it moved, give where " \
             "it is now with --task" in capsys.readouterr().err
+    (run_dir / "law.tex").unlink()
     assert main(["report", str(run_dir), "--task", str(moved)]) == 0
+    assert "% x = x: scale\n" in (run_dir / "law.tex").read_text()  # its legend written again
     assert main(["discover", "--resume", str(run_dir), "--task", str(moved)]) == 0
     assert "ignored" not in capsys.readouterr().err
     assert main(["report", str(run_dir)]) == 0  # the resumed run keeps where the task is now

@@ -81,6 +81,11 @@ def test_format_number():
     assert format_number(float("nan")) == "--" and format_number(None) == "--"
 
 
+def test_format_number_writes_negative_zero_as_zero():
+    assert format_number(-0.0) == format_number(0.0) == "$0$"  # was $-0$ (audit, 2026-12-04)
+    assert format_number(-1e-300) == r"$-10^{-300}$"  # a tiny negative keeps its sign
+
+
 def test_params_table_booktabs_and_escaping():
     law = parse_law(GREEK, ["num_params", "D"])
     tex = params_table(_fits(), law, caption="Fits of 50% runs")
@@ -230,7 +235,7 @@ def test_a_constant_named_e_beside_the_exponential():
     assert r"\exp{\left(1 \right)} x" in tex  # Euler's number itself is not a bare e either
     assert "$e$" in _heads(law)
     # without a name typeset e the exponential keeps its usual form, E included
-    assert "A e^{- x} + E" in to_latex(parse_law("y = E + A*exp(-x)", ["x"]))
+    assert "E + A e^{- x}" in to_latex(parse_law("y = E + A*exp(-x)", ["x"]))
 
 
 def test_a_constant_typeset_like_a_task_symbol_after_braces_are_normalised():
@@ -316,3 +321,115 @@ def test_a_symbol_for_a_name_the_law_lacks_is_refused():
     with pytest.raises(LawError, match="symbols for names the law does not have: 'xx'; its "
                                        "names: C, alpha, x, y"):
         to_latex(law, symbols={"xx": "N"})
+
+
+def test_large_and_small_literals_are_typeset_as_powers_of_ten():
+    """1e12 is held as the integer 1000000000000 and 1e-30 as a fraction: typeset as the
+    constants table writes numbers, 10^{12} and 3.5\\times10^{20}, not 1000000000000 or
+    1.0 \\cdot 10^{-30} (an audit find, 2026-12-04). Integers below a million stay."""
+    law = parse_law("y = 1e12*D + 3.5e20*A + 1e-30*N + 250000*B - 3e8*C + 2.5e-7/N + 1e12^N",
+                    ["N", "D"])
+    tex = to_latex(law)
+    for part in ("10^{12} D", r"3.5\times10^{20} A", "10^{-30} N", "250000 B",
+                 r"- 3\times10^{8} C", r"\frac{2.5\times10^{-7}}{N}", r"\left(10^{12}\right)^{N}"):
+        assert part in tex, tex
+    assert "000000" not in tex and r"\cdot" not in tex and "1.0" not in tex
+    _balanced(tex)
+
+
+def test_to_python_writes_large_and_small_literals_as_floats_do():
+    law = parse_law("y = 1e12*D + 3.5e20*A + 1e-30*N + 250000*B + 2.5e-7/N - 0.152741", ["N", "D"])
+    src = to_python(law)
+    code = next(line for line in src.splitlines() if "y0 =" in line)  # the docstring is law.text
+    for part in ("1e12*x1", "3.5e20*", "1e-30*x0", "250000*", "2.5e-7/x0", "0.152741"):
+        assert part in code, code
+    assert "000000" not in code
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0.5, 2.0, (10, 2))
+    params = {n: rng.uniform(0.5, 2.0) for n in law.param_names}
+    np.testing.assert_allclose(_load(src, "scaling_law")(X, params), compile_law(law).predict(
+        X, [params[n] for n in law.param_names]).ravel(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("symbol, problem", [
+    ("N_{\\mathrm{p}", "leaves a brace open"), ("N}", "closes a brace it did not open"),
+    ("}N{", "closes a brace it did not open"), ("N_{50%}", "has an unescaped %"),
+    ("a&b", "has an unescaped &"), ("$N$", "has an unescaped $"),
+])
+def test_a_symbol_that_would_break_the_latex_is_refused(symbol, problem):
+    """N_{\\mathrm{p} was put in the equations as it was, braces unbalanced (audit, 2026-12-04)."""
+    law = parse_law("y = E + A*N^(-a)", ["N"])
+    with pytest.raises(LawError, match=re.escape(f"the LaTeX symbol for 'N', {symbol!r}, "
+                                                 f"{problem}")):
+        latex_document_fragment(law, {}, symbols={"N": symbol})
+
+
+def test_escaped_braces_and_percent_in_a_symbol_are_characters():
+    law = parse_law("y = E + A*N^(-a)", ["N"])
+    for symbol in (r"\{N\}", r"N_{50\%}", r"\left\{N\right.", r"N_{\mathrm{p}}"):
+        assert symbol in to_latex(law, symbols={"N": symbol})
+    with pytest.raises(LawError, match="leaves a brace open"):  # \} closes no brace
+        to_latex(law, symbols={"N": r"N_{\mathrm{p}\}"})
+
+
+@pytest.mark.parametrize("text, row", [
+    ("y = E + A*N^(-a)", "y &= E + A N^{- a}"),  # was A N^{- a} + E
+    ("y = A/N^a + log(E)", r"y &= \log{\left(E \right)} + A N^{- a}"),
+    ("y = A/N^a + E*F", "y &= E F + A N^{- a}"),  # law.text: A/N^a + E*F
+    ("y = N - c", "y &= - c + N"),  # law.text: N - c
+])
+def test_terms_are_typeset_in_law_text_order_with_constant_terms_first(text, row):
+    """sympy's own order wrote y = E + A*N^-a as A N^{-a} + E, and put an offset mid-sum
+    (lr_bsz's E between its power laws and its lr and batch size terms; audit, 2026-12-04).
+    The parsed law keeps no order of the text it came from (sympy sorts a sum as it builds
+    it), so the LaTeX follows law.text, with each term free of features first."""
+    assert to_latex(parse_law(text, ["N"])).splitlines()[1] == row
+
+
+def test_the_lr_bsz_expert_law_is_typeset_offset_first():
+    from hybrid_sld.export import task_symbols
+    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.tasks import get_task
+    task = get_task("lr_bsz")
+    row = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1]
+    assert row.startswith(r"\mathrm{lm\_loss} &= E + A N^{- \alpha} + B D^{- \beta} + c_{bs}")
+    assert r"\left(- l_{bs} - b_{bs} \log{\left(D \right)} + \log{\left(\mathrm{bsz}" in row
+
+
+def test_log10_and_log2_are_typeset_with_their_base():
+    """sympy holds log10(N) as log(N)/log(10): m*log10(N) was typeset
+    \\frac{m \\log(N)}{\\log(10)} (audit, 2026-12-04). Other quotients of logs stay."""
+    law = parse_law("y = c + m*log10(N) - k*log2(N) + exp(-a*log10(N)) + log10(N)/(2*x)",
+                    ["N", "x"])
+    tex = to_latex(law)
+    for part in (r"m \log_{10}{\left(N \right)}", r"- k \log_{2}{\left(N \right)}",
+                 r"e^{- a \log_{10}{\left(N \right)}}", r"\frac{\log_{10}{\left(N \right)}}{2 x}"):
+        assert part in tex, tex
+    assert r"\log{\left(10" not in tex and r"\log{\left(2" not in tex
+    _balanced(tex)
+    other = to_latex(parse_law("y = log(N)/log(3) + log10(N)^2 + log10(N)*log(x)", ["N", "x"]))
+    assert r"\log_" not in other and r"\frac{\log{\left(N \right)}}{\log{\left(3 \right)}}" in other
+
+
+def test_the_fragment_says_in_comments_what_the_feature_symbols_stand_for():
+    """law.tex wrote r_1 .. r_5 for domain_mixture's proportion_domain_*, \\eta for lr_bsz's lr
+    and never said so (audit, 2026-12-04). The legend is LaTeX comments: nothing else changes."""
+    from hybrid_sld.export import task_descriptions, task_symbols
+    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.tasks import get_task
+    task = get_task("domain_mixture")
+    law = parse_expert_law(task)
+    tex = latex_document_fragment(law, {}, symbols=task_symbols(task),
+                                  descriptions=task_descriptions(task))
+    lines = tex.splitlines()
+    legend = lines[:lines.index("\\begin{align}")]
+    assert legend == ["% Feature symbols (symbol = feature: description)"] + [
+        f"% r_{i} = proportion_domain_{i}: mixture proportion of domain {i}" for i in range(1, 6)]
+    assert tex[tex.index("\\begin{align}"):] == to_latex(law, symbols=task_symbols(task)) + "\n"
+    task = get_task("lr_bsz")  # bsz is written by name: lr_bsz's laws have a constant B
+    tex = latex_document_fragment(parse_expert_law(task), {}, symbols=task_symbols(task),
+                                  descriptions={**task_descriptions(task), "bsz": "batch\nsize"})
+    assert "% \\eta = lr: peak learning rate\n% \\mathrm{bsz} = bsz: batch size\n" in tex
+    plain = latex_document_fragment(parse_law("y = a + b*x", ["x", "z"]), {})
+    assert plain.startswith("% Feature symbols (symbol = feature)\n% x = x\n\\begin{align}")
+    assert latex_document_fragment(parse_law("y = a", ["x"]), {}).startswith("\\begin{align}")

@@ -180,6 +180,7 @@ def test_report_and_law_tex_read_tuple_shaped_group_names_plainly(tmp_path):
          "- `A/b-2, flan`: p1 = 3, p2 = 20, p6 = -0.5"]
     tex = (run / "law.tex").read_text()
     assert "A/b-1, flan & " in tex and "A/b-2, flan & " in tex and "'" not in tex
+    assert "% x = x: scale\n" in tex  # what each feature's symbol stands for, with its description
     best = json.loads((run / "best.json").read_text())
     assert list(best["groups"]) == list(best["parting"]["groups"]) == list(names)
 

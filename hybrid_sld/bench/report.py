@@ -127,7 +127,7 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     """A discover run's report.md, law.tex and plots/ from best.json and its checkpoint
     (``task``: where its task file is now, if that moved)."""
     from ..data import load_splits, validation_mask
-    from ..export import latex_document_fragment, task_symbols
+    from ..export import latex_document_fragment, task_descriptions, task_symbols
     from ..fit import Fit
     from ..law import parse_task_law
     from ..plots import plot_fit, plot_residuals
@@ -156,7 +156,8 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     law = parse_task_law(best["law"], task)
     fits = {g: Fit(params=p, cost=0.0, status=1) for g, p in best["groups"].items()}
     write_atomic(run_dir / "law.tex",
-                 latex_document_fragment(law, fits, symbols=task_symbols(task)))
+                 latex_document_fragment(law, fits, symbols=task_symbols(task),
+                                         descriptions=task_descriptions(task)))
     front = State(Archive(1), state.get("cache", {})).pareto()
     write_atomic(run_dir / "report.md", _markdown(best, front))
     files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]

@@ -207,11 +207,12 @@ def final_report(search: Search) -> dict:
                          "seed_reported": best.origin if best.origin.startswith("seed") else None,
                          "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
                          "replay": st.replay}
-    from ..export import latex_document_fragment, task_symbols
+    from ..export import latex_document_fragment, task_descriptions, task_symbols
     symbols = task_symbols(task)
     try:  # each file whole or not at all, so a full disk leaves no truncated best.json
         write_atomic(run_dir / "best.json", json_text(result, indent=1))
-        write_atomic(run_dir / "law.tex", latex_document_fragment(law, full.fits, symbols=symbols))
+        write_atomic(run_dir / "law.tex", latex_document_fragment(
+            law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
         try:
             from ..plots import plot_fit, plot_residuals
             vmask = validation_mask(task, train)
