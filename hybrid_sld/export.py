@@ -195,9 +195,13 @@ class _LatexPrinter(LatexPrinter):
     def _print_Add(self, expr, order=None):
         """The terms in ``law.text``'s order, each constant term (no feature in it) first:
         E + A N^{-a}, as the text reads, where sympy's own order gave A N^{-a} + E and put an
-        offset mid-sum. (The text the law was parsed from keeps no order: sympy sorts a sum
-        as it builds it.)"""
-        terms = sorted(expr.args, key=lambda t: not self._features.isdisjoint(t.free_symbols))
+        offset mid-sum; a negative one last (N - c, not - c + N). (The text the law was parsed
+        from keeps no order: sympy sorts a sum as it builds it.)"""
+        def place(t):
+            if not self._features.isdisjoint(t.free_symbols):
+                return 1
+            return 2 if t.could_extract_minus_sign() else 0
+        terms = sorted(expr.args, key=place)
         return super()._print_Add(sp.Add._from_args(terms), order)
 
     def _print_ExpBase(self, expr, exp=None):

@@ -376,13 +376,15 @@ def test_escaped_braces_and_percent_in_a_symbol_are_characters():
     ("y = E + A*N^(-a)", "y &= E + A N^{- a}"),  # was A N^{- a} + E
     ("y = A/N^a + log(E)", r"y &= \log{\left(E \right)} + A N^{- a}"),
     ("y = A/N^a + E*F", "y &= E F + A N^{- a}"),  # law.text: A/N^a + E*F
-    ("y = N - c", "y &= - c + N"),  # law.text: N - c
+    ("y = N - c", "y &= N - c"),  # a negative constant term last: not - c + N
+    ("y = E - A/N^a - c", "y &= E - A N^{- a} - c"),
 ])
 def test_terms_are_typeset_in_law_text_order_with_constant_terms_first(text, row):
     """sympy's own order wrote y = E + A*N^-a as A N^{-a} + E, and put an offset mid-sum
     (lr_bsz's E between its power laws and its lr and batch size terms; audit, 2026-12-04).
     The parsed law keeps no order of the text it came from (sympy sorts a sum as it builds
-    it), so the LaTeX follows law.text, with each term free of features first."""
+    it), so the LaTeX follows law.text, with each term free of features first, or last where
+    it is negative."""
     assert to_latex(parse_law(text, ["N"])).splitlines()[1] == row
 
 
@@ -393,7 +395,7 @@ def test_the_lr_bsz_expert_law_is_typeset_offset_first():
     task = get_task("lr_bsz")
     row = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1]
     assert row.startswith(r"\mathrm{lm\_loss} &= E + A N^{- \alpha} + B D^{- \beta} + c_{bs}")
-    assert r"\left(- l_{bs} - b_{bs} \log{\left(D \right)} + \log{\left(\mathrm{bsz}" in row
+    assert r"\left(- b_{bs} \log{\left(D \right)} + \log{\left(\mathrm{bsz}" in row
 
 
 def test_log10_and_log2_are_typeset_with_their_base():
