@@ -526,6 +526,46 @@ def test_a_hybrid_run_replays_and_resumes_as_it_ran(task_file, server, tmp_path)
     assert resumed.state.llm["calls"] == 12  # the round's calls, replayed, are not counted twice
 
 
+@pytest.mark.parametrize("proposer", ["hybrid", "llm"])
+def test_ctrl_c_with_llm_calls_in_flight_exits_at_once_and_they_are_made_again(
+        server, tmp_path, proposer):
+    """A Ctrl-C with calls waiting on a slow endpoint waited for them (33 s with 40 s
+    replies), silently, even after a second Ctrl-C: the executor's threads were joined."""
+    import signal
+    from openai_server import KAPLAN_LAWS, responder_for
+    server.responder, server.latency = responder_for(KAPLAN_LAWS), 60.0
+    args = ["discover", "--task", "kaplan_demo", "--proposer", proposer, "--base-url",
+            server.url, "--max-evals", "24", "--batch-size", "4", "--concurrency", "2",
+            "--max-calls", "20", "--llm-timeout", "120", "--json"]
+    if proposer == "llm":  # a batch asks only as many calls as run at once
+        args[args.index("--batch-size") + 1] = "2"
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", *args, "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(server.requests) == 2, "no calls in flight"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # well before the replies, 60 s away
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "2 LLM calls in flight were abandoned; --resume makes them again" in err
+    res = json.loads(out)
+    assert res["interrupted"] == "SIGINT" and res["evals"] < 24
+    asked = [q["messages"] for q in server.requests]
+    server.latency = 0.0
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--resume",
+                        res["run_dir"], "--json"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)
+    assert again["interrupted"] is None and not again["stop_error"]  # ran to its end
+    assert again["evals"] > res["evals"]
+    assert [q["messages"] for q in server.requests[2:4]] == asked  # the same calls, again
+    assert "llm" in {e["origin"] for e in _events(again["run_dir"])}
+
+
 def test_a_reply_with_no_choices_is_retried_not_the_end(task_file, server, tmp_path):
     p, spend = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 200, "body": {"error": "upstream overloaded"}}]
