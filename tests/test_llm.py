@@ -215,7 +215,7 @@ def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file,
                                                                       tmp_path):
     # Retry-After: 60 once held a Ctrl-C'd run for two minutes, and a 15 s run for 109 s
     import threading
-    from hybrid_sld.llm.budget import BudgetExhausted
+    from hybrid_sld.llm.budget import EndpointFailing
     p, _spend = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 429, "headers": {"Retry-After": "60"}}] * 2
     threading.Timer(0.5, p.client.cancel).start()
@@ -227,7 +227,7 @@ def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file,
     q, _spend = _proposer(task_file, server, tmp_path / "q", max_calls=10)
     q.client.deadline = time.perf_counter() + 5.0
     t0 = time.perf_counter()
-    with pytest.raises(BudgetExhausted, match="--budget ends before the endpoint can be asked"):
+    with pytest.raises(EndpointFailing, match="--budget ends before the endpoint can be asked"):
         q.client.complete(q.messages("hello"), seq=1)
     assert time.perf_counter() - t0 < 10
 
@@ -442,6 +442,35 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_endpoint_dies(task_file,
     assert res["evals"] == 30 and res["stop_reason"] is None and not res["stop_error"]
     assert res["llm"]["calls"] == 2 and "the endpoint failed" in res["llm_ended"]
     assert "the grammar proposer goes on alone" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("proposer, fault", [("hybrid", {"die": True}), ("llm", {"die": True}),
+                                             ("hybrid", {"status": 503,
+                                                         "headers": {"Retry-After": "60"}})],
+                         ids=["hybrid-dies", "llm-dies", "hybrid-retry-after-past-the-budget"])
+def test_an_endpoint_failing_until_the_runs_budget_ends_is_an_endpoint_failure(
+        task_file, server, tmp_path, capsys, proposer, fault):
+    """Retries that run into the run's --budget ended it as a spent budget: no warning, and a
+    hybrid run's llm_ended counted the evaluations when the failure was seen (at the run's end,
+    or the batch after), not at the LLM's last proposal."""
+    from openai_server import LAWS
+    server.faults = [{}, {}, fault]  # two replies, then the server is gone or says wait 60 s
+    server.script = [proposal(*LAWS[3]), proposal(*LAWS[5])]
+    cfg = SearchConfig(task=str(task_file), budget_seconds=4.0, batch_size=4, proposer=proposer,
+                       llm=_settings(server, max_calls=50, concurrency=1, retries=100_000))
+    res = discover(cfg, out=tmp_path)
+    err = capsys.readouterr().err
+    report = (Path(res["run_dir"]) / "report.md").read_text()
+    assert res["llm"]["calls"] == 2
+    if proposer == "llm":  # as when the retries run out: stopped early, exit 1
+        assert "the endpoint failed" in res["stop_reason"] and res["stop_error"] is True
+        return
+    assert "the endpoint failed" in res["llm_ended"] and res["stop_reason"] is None
+    assert f"warning: the LLM proposer stopped ({res['llm_ended'].rsplit(' after ', 1)[0]})" in err
+    assert f"LLM proposals ended ({res['llm_ended']})" in report
+    last = max(e["eval_id"] + 1 for e in _events(res["run_dir"]) if e["origin"] == "llm")
+    assert res["llm_ended"].endswith(f" after {last} evaluations") and res["evals"] > last
 
 
 def _events(run_dir) -> list[dict]:

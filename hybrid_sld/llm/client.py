@@ -19,7 +19,7 @@ from concurrent.futures import Executor, Future, wait as futures_wait
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import HybridSLDError
-from .budget import Budget, BudgetExhausted, LLMStop, price_of
+from .budget import Budget, BudgetExhausted, EndpointFailing, LLMStop, price_of
 from .record import Recorder, request_key
 
 MODES = ("coevolve", "expression", "best-of-n")
@@ -276,6 +276,10 @@ class LLMClient:
                                         error="cut short: the run's --budget ended",
                                         seconds=round(time.perf_counter() - t0, 3))
                     self.budget.cut_short()
+                    if attempt:  # the attempts before failed: the endpoint, not only the budget
+                        raise EndpointFailing(
+                            f"the endpoint failed {attempt} time{'s' * (attempt > 1)} in a row, "
+                            "then the run's --budget ended while it was asked again") from None
                     raise BudgetExhausted("the run's --budget ended while LLM calls were waiting "
                                           "for replies") from None
                 self._failed(exc, key, seq, attempt, t0, "the endpoint failed")
@@ -312,8 +316,9 @@ class LLMClient:
                           f"{str(exc).rstrip('.')}{hint}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
-            raise BudgetExhausted(f"the run's --budget ends before the endpoint can be asked "
-                                  f"again ({what}: {type(exc).__name__})") from None
+            raise EndpointFailing(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, "
+                                  f"last: {type(exc).__name__}; the run's --budget ends before "
+                                  "the endpoint can be asked again") from None
         if self._cancel.wait(delay):
             raise LLMStop("interrupted while waiting to retry") from None
 

@@ -703,16 +703,25 @@ class Search:
         error: the command then exits non-zero). A hybrid run goes on with the grammar proposer
         alone either way."""
         from ..llm.budget import BudgetExhausted
+        failed = not isinstance(exc, BudgetExhausted)
         if self.config.proposer == "hybrid":
             if not self.state.llm_ended:  # the grammar proposer goes on with the rest
-                self.state.llm_ended = f"{exc} after {self.state.evals} evaluations"
-                if not isinstance(exc, BudgetExhausted):
-                    print(f"warning: the LLM proposer stopped ({exc}); the grammar proposer "
-                          "goes on alone", file=sys.stderr)
+                # a failure is seen when its round is taken, which may be long after the
+                # LLM's last proposal (calls retrying to the run's end): its part ended there
+                at = (self._last_llm_eval() if failed else None) or self.state.evals
+                self.state.llm_ended = f"{exc} after {at} evaluations"
+                if failed:
+                    alone = "" if self._done() else "; the grammar proposer goes on alone"
+                    print(f"warning: the LLM proposer stopped ({exc}){alone}", file=sys.stderr)
             return
         self._stop = True
         self.state.stop_reason = str(exc)
-        self.state.stop_error = not isinstance(exc, BudgetExhausted)
+        self.state.stop_error = failed
+
+    def _last_llm_eval(self) -> int | None:
+        """The evaluation count just after the last LLM proposal evaluated (None: none was)."""
+        return max((d["eval_id"] + 1 for d in self.state.cache.values() if d["origin"] == "llm"),
+                   default=None)
 
     def _idle(self) -> None:
         """One more LLM proposal with no new law; LLM_IDLE_LIMIT in a row end the LLM's part."""
@@ -843,6 +852,20 @@ class Search:
         r = self.state.llm_round
         self._call_deadline(time.perf_counter())
         self._round = self._ask(r["user"], r["first_seq"], r["allot"], threads)
+
+    def _round_failed(self) -> None:
+        """At the run's end, a round never taken whose calls failed (retrying until the
+        --budget ended, say): said as a failure in a round taken is, and checkpointed."""
+        from ..llm.budget import BudgetExhausted, LLMStop
+        for f in self._round:
+            exc = f.exception() if f.done() and not f.cancelled() else None
+            if isinstance(exc, LLMStop) and not isinstance(exc, BudgetExhausted):
+                self._halt(exc)
+                try:
+                    self.save()
+                except OSError as err:
+                    raise HybridSLDError(self._write_failure(err)) from None
+                return
 
     def _round_due(self, block: bool) -> bool:
         """Whether the round in flight joins the batch about to be made: as its replies are
@@ -1041,4 +1064,6 @@ class Search:
             print(f"{unanswered} LLM call{'s' * (unanswered > 1)} in flight "
                   f"{'were' if unanswered > 1 else 'was'} abandoned; {again} makes "
                   f"{'them' if unanswered > 1 else 'it'} again", file=sys.stderr)
+        elif hybrid and not self.interrupted and s.llm_round is not None and not s.llm_ended:
+            self._round_failed()
         return s.archive.best()
