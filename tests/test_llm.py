@@ -512,6 +512,27 @@ def test_a_hybrid_round_larger_than_a_batch_is_evaluated_whole(task_file, server
     assert new > 2 and [e["origin"] for e in _events(res["run_dir"])].count("llm") == new
 
 
+
+@pytest.mark.parametrize("latency", [0.0, 2.0], ids=["replies-within-a-batch", "slow-replies"])
+def test_the_report_gives_the_llms_share_and_says_when_concurrency_held_it(server, tmp_path,
+                                                                         latency):
+    """The LLM's share of the evaluations was given nowhere beside --llm-ratio. Rounds all of
+    --concurrency calls, each in by the batch after it was asked: --concurrency, not the
+    endpoint, held the share, and the report says so; with slow replies it does not."""
+    from openai_server import KAPLAN_LAWS, responder_for
+    server.responder, server.latency = responder_for(KAPLAN_LAWS), latency
+    cfg = SearchConfig(task="kaplan_demo", max_evals=40, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=50, concurrency=1, llm_ratio=0.5))
+    res = discover(cfg, out=tmp_path)
+    llm = res["llm"]
+    n = [e["origin"] for e in _events(res["run_dir"])].count("llm")
+    assert n and (llm["evals"], llm["eval_share"], llm["llm_ratio"]) == (n, round(n / 40, 4), 0.5)
+    report = (Path(res["run_dir"]) / "report.md").read_text()
+    assert f"The LLM proposed {n} of 40 evaluations ({n / 40:.1%}) (--llm-ratio 0.5)." in report
+    note = "raising --concurrency would let the LLM propose more"
+    assert llm["concurrency_bound"] is (latency == 0) and (note in report) is (latency == 0)
+
+
 def _replay_of(run_dir, server, **kw):
     return _settings(server, replay=str(Path(run_dir) / "llm.jsonl"), **kw)
 

@@ -171,6 +171,8 @@ class LLMClient:
         self._openai = None
         self._cancel = threading.Event()  # set on Ctrl-C: calls backing off give up at once
         self.deadline: float | None = None  # time.perf_counter() at which the run's budget ends
+        if not settings.replay:  # openai imported now (~1 s), not by a hybrid run's first round
+            self._api()          # while grammar batches go on, which made it late for them
 
     def cancel(self) -> None:
         """Stop every call now waiting to retry (the run was interrupted)."""

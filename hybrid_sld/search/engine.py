@@ -834,7 +834,10 @@ class Search:
         if self.config.max_evals is not None:  # a round must fit in what is left
             n = min(n, self.config.max_evals - s.evals)
         if st.llm_ratio < 1:  # k such that (llm_seq + k) <= ratio * (evals + k)
-            n = min(n, math.floor((st.llm_ratio * s.evals - s.llm_seq) / (1 - st.llm_ratio)))
+            allowed = math.floor((st.llm_ratio * s.evals - s.llm_seq) / (1 - st.llm_ratio))
+            if allowed < n:  # the ratio, not --concurrency, holds the LLM's share
+                s.llm["ratio_held"] = s.llm.get("ratio_held", 0) + 1
+            n = min(n, allowed)
         if n < 1:
             return
         try:
@@ -844,7 +847,7 @@ class Search:
             return
         s.llm_round = {"first_seq": s.llm_seq, "allot": allot,
                        "spend": self.budget.copy(SPEND_KEYS),
-                       "user": self.llm.user_message(s.archive, s.failures)}
+                       "user": self.llm.user_message(s.archive, s.failures), "asked_at": s.evals}
         s.llm_seq += len(allot)
         self._start_round(threads)
 
@@ -898,6 +901,13 @@ class Search:
         r, futures, self._round = s.llm_round, self._round, []
         s.llm_round = None
         self.llm.client.recorder.write("round", first_seq=r["first_seq"], used_at=s.evals)
+        # what held the LLM's share (the report's note): rounds cut short of --concurrency
+        # calls, and rounds whose replies took more than the one batch run beside them
+        s.llm["rounds"] = s.llm.get("rounds", 0) + 1
+        if len(r["allot"]) < self.llm_settings.concurrency:
+            s.llm["rounds_short"] = s.llm.get("rounds_short", 0) + 1
+        if s.evals - r.get("asked_at", s.evals) > self.config.batch_size:
+            s.llm["rounds_late"] = s.llm.get("rounds_late", 0) + 1
         room = None if self.config.max_evals is None else self.config.max_evals - s.evals
         took = self._take(range(len(futures)), futures, pending)[:room]
         return [(slot, c) for slot, (_i, c) in enumerate(took)]
