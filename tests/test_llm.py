@@ -215,7 +215,7 @@ def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file,
                                                                       tmp_path):
     # Retry-After: 60 once held a Ctrl-C'd run for two minutes, and a 15 s run for 109 s
     import threading
-    from hybrid_sld.llm.budget import BudgetExhausted
+    from hybrid_sld.llm.budget import EndpointFailing
     p, _spend = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 429, "headers": {"Retry-After": "60"}}] * 2
     threading.Timer(0.5, p.client.cancel).start()
@@ -227,7 +227,7 @@ def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file,
     q, _spend = _proposer(task_file, server, tmp_path / "q", max_calls=10)
     q.client.deadline = time.perf_counter() + 5.0
     t0 = time.perf_counter()
-    with pytest.raises(BudgetExhausted, match="--budget ends before the endpoint can be asked"):
+    with pytest.raises(EndpointFailing, match="--budget ends before the endpoint can be asked"):
         q.client.complete(q.messages("hello"), seq=1)
     assert time.perf_counter() - t0 < 10
 
@@ -444,6 +444,35 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_endpoint_dies(task_file,
     assert "the grammar proposer goes on alone" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("proposer, fault", [("hybrid", {"die": True}), ("llm", {"die": True}),
+                                             ("hybrid", {"status": 503,
+                                                         "headers": {"Retry-After": "60"}})],
+                         ids=["hybrid-dies", "llm-dies", "hybrid-retry-after-past-the-budget"])
+def test_an_endpoint_failing_until_the_runs_budget_ends_is_an_endpoint_failure(
+        task_file, server, tmp_path, capsys, proposer, fault):
+    """Retries that run into the run's --budget ended it as a spent budget: no warning, and a
+    hybrid run's llm_ended counted the evaluations when the failure was seen (at the run's end,
+    or the batch after), not at the LLM's last proposal."""
+    from openai_server import LAWS
+    server.faults = [{}, {}, fault]  # two replies, then the server is gone or says wait 60 s
+    server.script = [proposal(*LAWS[3]), proposal(*LAWS[5])]
+    cfg = SearchConfig(task=str(task_file), budget_seconds=4.0, batch_size=4, proposer=proposer,
+                       llm=_settings(server, max_calls=50, concurrency=1, retries=100_000))
+    res = discover(cfg, out=tmp_path)
+    err = capsys.readouterr().err
+    report = (Path(res["run_dir"]) / "report.md").read_text()
+    assert res["llm"]["calls"] == 2
+    if proposer == "llm":  # as when the retries run out: stopped early, exit 1
+        assert "the endpoint failed" in res["stop_reason"] and res["stop_error"] is True
+        return
+    assert "the endpoint failed" in res["llm_ended"] and res["stop_reason"] is None
+    assert f"warning: the LLM proposer stopped ({res['llm_ended'].rsplit(' after ', 1)[0]})" in err
+    assert f"LLM proposals ended ({res['llm_ended']})" in report
+    last = max(e["eval_id"] + 1 for e in _events(res["run_dir"]) if e["origin"] == "llm")
+    assert res["llm_ended"].endswith(f" after {last} evaluations") and res["evals"] > last
+
+
 def _events(run_dir) -> list[dict]:
     return [json.loads(line) for line in open(Path(run_dir) / "events.jsonl")]
 
@@ -481,6 +510,27 @@ def test_a_hybrid_round_larger_than_a_batch_is_evaluated_whole(task_file, server
     llm = res["llm"]
     new = llm["valid"] - llm["duplicates"]
     assert new > 2 and [e["origin"] for e in _events(res["run_dir"])].count("llm") == new
+
+
+
+@pytest.mark.parametrize("latency", [0.0, 2.0], ids=["replies-within-a-batch", "slow-replies"])
+def test_the_report_gives_the_llms_share_and_says_when_concurrency_held_it(server, tmp_path,
+                                                                         latency):
+    """The LLM's share of the evaluations was given nowhere beside --llm-ratio. Rounds all of
+    --concurrency calls, each in by the batch after it was asked: --concurrency, not the
+    endpoint, held the share, and the report says so; with slow replies it does not."""
+    from openai_server import KAPLAN_LAWS, responder_for
+    server.responder, server.latency = responder_for(KAPLAN_LAWS), latency
+    cfg = SearchConfig(task="kaplan_demo", max_evals=40, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=50, concurrency=1, llm_ratio=0.5))
+    res = discover(cfg, out=tmp_path)
+    llm = res["llm"]
+    n = [e["origin"] for e in _events(res["run_dir"])].count("llm")
+    assert n and (llm["evals"], llm["eval_share"], llm["llm_ratio"]) == (n, round(n / 40, 4), 0.5)
+    report = (Path(res["run_dir"]) / "report.md").read_text()
+    assert f"The LLM proposed {n} of 40 evaluations ({n / 40:.1%}) (--llm-ratio 0.5)." in report
+    note = "raising --concurrency would let the LLM propose more"
+    assert llm["concurrency_bound"] is (latency == 0) and (note in report) is (latency == 0)
 
 
 def _replay_of(run_dir, server, **kw):
@@ -524,6 +574,46 @@ def test_a_hybrid_run_replays_and_resumes_as_it_ran(task_file, server, tmp_path)
     resumed.run()
     assert _archive(run) == _archive(live["run_dir"])
     assert resumed.state.llm["calls"] == 12  # the round's calls, replayed, are not counted twice
+
+
+@pytest.mark.parametrize("proposer", ["hybrid", "llm"])
+def test_ctrl_c_with_llm_calls_in_flight_exits_at_once_and_they_are_made_again(
+        server, tmp_path, proposer):
+    """A Ctrl-C with calls waiting on a slow endpoint waited for them (33 s with 40 s
+    replies), silently, even after a second Ctrl-C: the executor's threads were joined."""
+    import signal
+    from openai_server import KAPLAN_LAWS, responder_for
+    server.responder, server.latency = responder_for(KAPLAN_LAWS), 60.0
+    args = ["discover", "--task", "kaplan_demo", "--proposer", proposer, "--base-url",
+            server.url, "--max-evals", "24", "--batch-size", "4", "--concurrency", "2",
+            "--max-calls", "20", "--llm-timeout", "120", "--json"]
+    if proposer == "llm":  # a batch asks only as many calls as run at once
+        args[args.index("--batch-size") + 1] = "2"
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld.cli", *args, "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(server.requests) == 2, "no calls in flight"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # well before the replies, 60 s away
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "2 LLM calls in flight were abandoned; --resume makes them again" in err
+    res = json.loads(out)
+    assert res["interrupted"] == "SIGINT" and res["evals"] < 24
+    asked = [q["messages"] for q in server.requests]
+    server.latency = 0.0
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--resume",
+                        res["run_dir"], "--json"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)
+    assert again["interrupted"] is None and not again["stop_error"]  # ran to its end
+    assert again["evals"] > res["evals"]
+    assert [q["messages"] for q in server.requests[2:4]] == asked  # the same calls, again
+    assert "llm" in {e["origin"] for e in _events(again["run_dir"])}
 
 
 def test_a_reply_with_no_choices_is_retried_not_the_end(task_file, server, tmp_path):

@@ -39,6 +39,12 @@ class BudgetExhausted(LLMStop):
     pass
 
 
+class EndpointFailing(LLMStop):
+    """The run's --budget ended a call that was retrying a failing endpoint: said as an
+    endpoint failure, as when the retries run out, not as a spent budget (a late failure once
+    used up a run's last minutes in retries and ended it with no warning)."""
+
+
 class Unproductive(BudgetExhausted):
     """The model's recent replies gave no new law (all invalid or already evaluated): further
     calls would be spent the same way, so it ends as a spent budget does."""

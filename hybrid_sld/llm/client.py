@@ -15,10 +15,11 @@ import re
 import random
 import threading
 import time
+from concurrent.futures import Executor, Future, wait as futures_wait
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import HybridSLDError
-from .budget import Budget, BudgetExhausted, LLMStop, price_of
+from .budget import Budget, BudgetExhausted, EndpointFailing, LLMStop, price_of
 from .record import Recorder, request_key
 
 MODES = ("coevolve", "expression", "best-of-n")
@@ -111,6 +112,42 @@ class LLMSettings:
                                  "PROMPT,COMPLETION (USD per million tokens) to use --max-usd")
 
 
+class CallThreads(Executor):
+    """Runs LLM calls, at most ``n`` at once, each in a daemon thread. A ThreadPoolExecutor's
+    threads are joined when the interpreter exits, so a run interrupted with calls waiting on
+    a slow endpoint waited for them (33 s with 40 s replies): these may be left to end alone."""
+
+    def __init__(self, n: int):
+        self._slots = threading.BoundedSemaphore(n)
+        self._futures: set[Future] = set()  # submitted, not yet done
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        fut: Future = Future()
+        self._futures.add(fut)
+        fut.add_done_callback(self._futures.discard)
+
+        def run():
+            with self._slots:
+                if not fut.set_running_or_notify_cancel():  # cancelled while queued
+                    return
+                try:
+                    fut.set_result(fn(*args, **kwargs))
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+        threading.Thread(target=run, name="llm-call", daemon=True).start()
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``wait=False``: the calls in flight go on in their threads, waited for by nothing."""
+        left = list(self._futures)
+        if cancel_futures:
+            for fut in left:
+                fut.cancel()  # those not yet begun
+        if wait:
+            futures_wait(left)
+
+
 @dataclass(frozen=True)
 class Reply:
     content: str
@@ -134,6 +171,8 @@ class LLMClient:
         self._openai = None
         self._cancel = threading.Event()  # set on Ctrl-C: calls backing off give up at once
         self.deadline: float | None = None  # time.perf_counter() at which the run's budget ends
+        if not settings.replay:  # openai imported now (~1 s), not by a hybrid run's first round
+            self._api()          # while grammar batches go on, which made it late for them
 
     def cancel(self) -> None:
         """Stop every call now waiting to retry (the run was interrupted)."""
@@ -239,6 +278,10 @@ class LLMClient:
                                         error="cut short: the run's --budget ended",
                                         seconds=round(time.perf_counter() - t0, 3))
                     self.budget.cut_short()
+                    if attempt:  # the attempts before failed: the endpoint, not only the budget
+                        raise EndpointFailing(
+                            f"the endpoint failed {attempt} time{'s' * (attempt > 1)} in a row, "
+                            "then the run's --budget ended while it was asked again") from None
                     raise BudgetExhausted("the run's --budget ended while LLM calls were waiting "
                                           "for replies") from None
                 self._failed(exc, key, seq, attempt, t0, "the endpoint failed")
@@ -275,8 +318,9 @@ class LLMClient:
                           f"{str(exc).rstrip('.')}{hint}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
-            raise BudgetExhausted(f"the run's --budget ends before the endpoint can be asked "
-                                  f"again ({what}: {type(exc).__name__})") from None
+            raise EndpointFailing(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, "
+                                  f"last: {type(exc).__name__}; the run's --budget ends before "
+                                  "the endpoint can be asked again") from None
         if self._cancel.wait(delay):
             raise LLMStop("interrupted while waiting to retry") from None
 

@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -310,8 +310,9 @@ class State:
     stop_error: bool = False  # the stop was a failure (the endpoint), not a spent budget
     llm_ended: str = ""  # a hybrid run's LLM budget spent: the grammar proposer went on alone
     llm_idle: int = 0  # LLM proposals in a row that gave no new candidate
-    # a hybrid run's round of calls in flight: first_seq, allot, user (the prompt), spend (the
-    # LLM spend before it, restored on resume as the round's calls are made again or replayed)
+    # a hybrid run's round of calls in flight, or an llm run's batch of calls a Ctrl-C left
+    # unanswered: first_seq, allot, user (the prompt), spend (the LLM spend before it,
+    # restored on resume as the round's calls are made again or replayed)
     llm_round: dict | None = None
 
     def pareto(self) -> list[Entry]:
@@ -702,16 +703,25 @@ class Search:
         error: the command then exits non-zero). A hybrid run goes on with the grammar proposer
         alone either way."""
         from ..llm.budget import BudgetExhausted
+        failed = not isinstance(exc, BudgetExhausted)
         if self.config.proposer == "hybrid":
             if not self.state.llm_ended:  # the grammar proposer goes on with the rest
-                self.state.llm_ended = f"{exc} after {self.state.evals} evaluations"
-                if not isinstance(exc, BudgetExhausted):
-                    print(f"warning: the LLM proposer stopped ({exc}); the grammar proposer "
-                          "goes on alone", file=sys.stderr)
+                # a failure is seen when its round is taken, which may be long after the
+                # LLM's last proposal (calls retrying to the run's end): its part ended there
+                at = (self._last_llm_eval() if failed else None) or self.state.evals
+                self.state.llm_ended = f"{exc} after {at} evaluations"
+                if failed:
+                    alone = "" if self._done() else "; the grammar proposer goes on alone"
+                    print(f"warning: the LLM proposer stopped ({exc}){alone}", file=sys.stderr)
             return
         self._stop = True
         self.state.stop_reason = str(exc)
-        self.state.stop_error = not isinstance(exc, BudgetExhausted)
+        self.state.stop_error = failed
+
+    def _last_llm_eval(self) -> int | None:
+        """The evaluation count just after the last LLM proposal evaluated (None: none was)."""
+        return max((d["eval_id"] + 1 for d in self.state.cache.values() if d["origin"] == "llm"),
+                   default=None)
 
     def _idle(self) -> None:
         """One more LLM proposal with no new law; LLM_IDLE_LIMIT in a row end the LLM's part."""
@@ -733,17 +743,41 @@ class Search:
         tally[kind] = tally.get(kind, 0) + 1
 
     def _llm_proposals(self, slots: list[int], pending: set, threads) -> list:
-        """(slot, candidate) pairs for a batch's LLM slots, asked for all at once."""
-        from ..llm.budget import LLMStop
-        try:
-            allot = self.budget.allot(len(slots), 1 + self.llm_settings.repairs)
-        except LLMStop as exc:
-            self._halt(exc)
+        """(slot, candidate) pairs for a batch's LLM slots, asked for all at once. Calls a
+        Ctrl-C leaves in flight stay in the checkpoint (state.llm_round), asked again first
+        on --resume (their replies that came replayed from llm.jsonl)."""
+        from ..llm.budget import SPEND_KEYS, LLMStop
+        s = self.state
+        if s.llm_round is None:
+            try:
+                allot = self.budget.allot(len(slots), 1 + self.llm_settings.repairs)
+            except LLMStop as exc:
+                self._halt(exc)
+                return []
+            s.llm_round = {"first_seq": s.llm_seq, "allot": allot,
+                           "spend": self.budget.copy(SPEND_KEYS),
+                           "user": self.llm.user_message(s.archive, s.failures)}
+            s.llm_seq += len(allot)
+        r = s.llm_round
+        futures = self._ask(r["user"], r["first_seq"], r["allot"], threads)
+        if not self._replies_in(futures):
+            self._round = futures  # abandoned: counted when the run ends
             return []
-        user = self.llm.user_message(self.state.archive, self.state.failures)
-        futures = self._ask(user, self.state.llm_seq, allot, threads)
-        self.state.llm_seq += len(allot)
+        s.llm_round = None
         return self._take(slots, futures, pending)
+
+    def _replies_in(self, futures) -> bool:
+        """Wait for the calls' replies; False when a Ctrl-C comes first (not waited for)."""
+        while not self._stop:
+            if not wait(futures, timeout=0.25).not_done:
+                return True
+        return all(f.done() for f in futures)
+
+    def _call_deadline(self, since: float) -> None:
+        """Calls wait no longer than the run may: its --budget's end, ``since`` being the
+        time.perf_counter() at which state.elapsed was counted."""
+        if self.config.budget_seconds is not None:
+            self.llm.client.deadline = since + self.config.budget_seconds - self.state.elapsed
 
     def _ask(self, user: str, first_seq: int, allot: list[int], threads) -> list:
         """Start the calls of one prompt, numbered from ``first_seq``; their futures."""
@@ -800,7 +834,10 @@ class Search:
         if self.config.max_evals is not None:  # a round must fit in what is left
             n = min(n, self.config.max_evals - s.evals)
         if st.llm_ratio < 1:  # k such that (llm_seq + k) <= ratio * (evals + k)
-            n = min(n, math.floor((st.llm_ratio * s.evals - s.llm_seq) / (1 - st.llm_ratio)))
+            allowed = math.floor((st.llm_ratio * s.evals - s.llm_seq) / (1 - st.llm_ratio))
+            if allowed < n:  # the ratio, not --concurrency, holds the LLM's share
+                s.llm["ratio_held"] = s.llm.get("ratio_held", 0) + 1
+            n = min(n, allowed)
         if n < 1:
             return
         try:
@@ -810,16 +847,28 @@ class Search:
             return
         s.llm_round = {"first_seq": s.llm_seq, "allot": allot,
                        "spend": self.budget.copy(SPEND_KEYS),
-                       "user": self.llm.user_message(s.archive, s.failures)}
+                       "user": self.llm.user_message(s.archive, s.failures), "asked_at": s.evals}
         s.llm_seq += len(allot)
         self._start_round(threads)
 
     def _start_round(self, threads) -> None:
         r = self.state.llm_round
-        if self.config.budget_seconds is not None:  # calls wait no longer than the run may
-            self.llm.client.deadline = (time.perf_counter() + self.config.budget_seconds
-                                        - self.state.elapsed)
+        self._call_deadline(time.perf_counter())
         self._round = self._ask(r["user"], r["first_seq"], r["allot"], threads)
+
+    def _round_failed(self) -> None:
+        """At the run's end, a round never taken whose calls failed (retrying until the
+        --budget ended, say): said as a failure in a round taken is, and checkpointed."""
+        from ..llm.budget import BudgetExhausted, LLMStop
+        for f in self._round:
+            exc = f.exception() if f.done() and not f.cancelled() else None
+            if isinstance(exc, LLMStop) and not isinstance(exc, BudgetExhausted):
+                self._halt(exc)
+                try:
+                    self.save()
+                except OSError as err:
+                    raise HybridSLDError(self._write_failure(err)) from None
+                return
 
     def _round_due(self, block: bool) -> bool:
         """Whether the round in flight joins the batch about to be made: as its replies are
@@ -852,6 +901,13 @@ class Search:
         r, futures, self._round = s.llm_round, self._round, []
         s.llm_round = None
         self.llm.client.recorder.write("round", first_seq=r["first_seq"], used_at=s.evals)
+        # what held the LLM's share (the report's note): rounds cut short of --concurrency
+        # calls, and rounds whose replies took more than the one batch run beside them
+        s.llm["rounds"] = s.llm.get("rounds", 0) + 1
+        if len(r["allot"]) < self.llm_settings.concurrency:
+            s.llm["rounds_short"] = s.llm.get("rounds_short", 0) + 1
+        if s.evals - r.get("asked_at", s.evals) > self.config.batch_size:
+            s.llm["rounds_late"] = s.llm.get("rounds_late", 0) + 1
         room = None if self.config.max_evals is None else self.config.max_evals - s.evals
         took = self._take(range(len(futures)), futures, pending)[:room]
         return [(slot, c) for slot, (_i, c) in enumerate(took)]
@@ -913,11 +969,16 @@ class Search:
         cfg, s = self.config, self.state
         pool = (ProcessPoolExecutor(cfg.workers, initializer=_worker_init, initargs=(os.getpid(),))
                 if cfg.workers > 1 else None)
-        threads = ThreadPoolExecutor(self.llm_settings.concurrency) if self.llm else None
+        threads = None
+        if self.llm is not None:
+            from ..llm.client import CallThreads
+            threads = CallThreads(self.llm_settings.concurrency)
         hybrid = self.llm is not None and cfg.proposer == "hybrid"
-        if hybrid and s.llm_round is not None:  # resumed: the round is asked again (or replayed)
+        if self.llm is not None and s.llm_round is not None:  # resumed: asked again (or replayed)
             s.llm.update(s.llm_round["spend"])
-            self._start_round(threads)
+            if hybrid:  # an llm run asks it in its first batch
+                self._start_round(threads)
+        abandon = False  # calls in flight are not waited for (a Ctrl-C, an error)
         try:
             while not self._done():
                 t0 = time.perf_counter()
@@ -925,7 +986,7 @@ class Search:
                 if cfg.max_evals is not None:
                     n = min(n, cfg.max_evals - s.evals)
                 pending: set = set()
-                batch = self._take_round(pending) if self._round_due(block=False) else []
+                batch = self._take_round(pending) if hybrid and self._round_due(block=False) else []
                 llm_slots = []
                 for slot in range(len(batch), n):
                     if self._llm_slot():
@@ -939,8 +1000,7 @@ class Search:
                     if self._round_due(block=True):
                         batch = self._take_round(pending)
                 if llm_slots:
-                    if cfg.budget_seconds is not None:  # calls wait no longer than the run may
-                        self.llm.client.deadline = t0 + cfg.budget_seconds - s.elapsed
+                    self._call_deadline(t0)
                     batch = sorted(batch + self._llm_proposals(llm_slots, pending, threads),
                                    key=lambda sc: sc[0])
                 batch = [c for _slot, c in batch]
@@ -997,6 +1057,7 @@ class Search:
                 if self.progress:
                     self.progress(self)
         except BaseException:  # a second Ctrl-C, an error: do not wait for the batch in hand
+            abandon = True
             for proc in list((getattr(pool, "_processes", None) or {}).values()):
                 proc.terminate()
             if self.llm is not None:  # nor for LLM calls waiting to retry
@@ -1005,6 +1066,14 @@ class Search:
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
+            unanswered = sum(not f.done() for f in self._round) if self.interrupted else 0
             if threads:
-                threads.shutdown(cancel_futures=True)
+                threads.shutdown(wait=not (abandon or self.interrupted), cancel_futures=True)
+        if unanswered:  # the checkpoint holds their round: it is asked again
+            again = "going on with the run" if self.go_on else "--resume"
+            print(f"{unanswered} LLM call{'s' * (unanswered > 1)} in flight "
+                  f"{'were' if unanswered > 1 else 'was'} abandoned; {again} makes "
+                  f"{'them' if unanswered > 1 else 'it'} again", file=sys.stderr)
+        elif hybrid and not self.interrupted and s.llm_round is not None and not s.llm_ended:
+            self._round_failed()
         return s.archive.best()

@@ -207,6 +207,15 @@ def final_report(search: Search) -> dict:
                          "seed_reported": best.origin if best.origin.startswith("seed") else None,
                          "validity_rate": round(c["valid"] / c["proposals"], 4) if c["proposals"] else None,
                          "replay": st.replay}
+        hybrid = search.config.proposer == "hybrid"
+        n_llm = sum(d["origin"] == "llm" for d in s.cache.values())
+        result["llm"].update({
+            "evals": n_llm, "eval_share": round(n_llm / s.evals, 4) if s.evals else None,
+            "llm_ratio": st.llm_ratio if hybrid else None, "concurrency": st.concurrency,
+            # every round full and in within a batch, the ratio and the budgets never holding
+            # it back: --concurrency alone kept the LLM's share where it is
+            "concurrency_bound": hybrid and not s.llm_ended and c.get("rounds", 0) > 0
+            and not any(c.get(k) for k in ("rounds_short", "rounds_late", "ratio_held"))})
     from ..export import latex_document_fragment, task_descriptions, task_symbols
     symbols = task_symbols(task)
     try:  # each file whole or not at all, so a full disk leaves no truncated best.json
@@ -311,6 +320,14 @@ Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replay
 {llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}{guessed}.
 {llm['proposals']} proposals, {llm['valid']} valid ({rate}) after {llm['repairs']} repair calls; {llm['duplicates']} duplicates skipped.
 """
+        if llm.get("eval_share") is not None:  # best.json files before 2026-12-04 have none
+            ratio = f" (--llm-ratio {llm['llm_ratio']:g})" if llm.get("llm_ratio") else ""
+            out += (f"The LLM proposed {llm['evals']} of {r['evals']} evaluations "
+                    f"({llm['eval_share']:.1%}){ratio}.\n")
+        if llm.get("concurrency_bound"):
+            out += (f"Every round of calls was full (--concurrency {llm['concurrency']}) and its "
+                    "replies were in within a batch: raising --concurrency would let the LLM "
+                    "propose more.\n")
         notes = llm_notes(llm)
         if notes:
             out += "\n" + "\n".join(n[0].upper() + n[1:] + "." for n in notes) + "\n"
