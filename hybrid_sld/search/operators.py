@@ -719,8 +719,8 @@ def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
                      f"the law fits the data worse (R2 {_r2(worse)} against {_r2(before.r2)}), "
                      f"so {'it stays' if one else 'they stay'}")
     parts += [tied] if tied else []
-    if reduced is law:
-        return "; ".join(parts) + "."
+    if reduced is law:  # nothing to say where the tidied law, refitted, fitted worse
+        return "; ".join(parts) + "." if parts else None
     with_ = "".join(f" with {n} = {v:g}" for n, v in values.items()) if worse is None else ""
     return (f"{'; '.join(parts)}. The law{with_}, {reduced.n_params} constants instead of "
             f"{law.n_params}: " + " | ".join(reduced.text.splitlines()))
