@@ -519,9 +519,10 @@ class ScalingLawRegressor:
             warnings.warn("fitter= is not used when no law is given: the search evolves a "
                           "fitter with each law (fitter_ holds the chosen law's); pass a law to "
                           "fit it with this fitter", UserWarning, stacklevel=2)
+        starts = None  # per group: constants to start the fit from as well
         if self.law is None:  # no law given: discover one with the offline search
-            text, fitter, self.pareto_ = _search(A, Y2, keys, names, targets, max_evals, seed,
-                                                 self._checked_functions(), j)
+            text, fitter, self.pareto_, starts = _search(A, Y2, keys, names, targets, max_evals,
+                                                         seed, self._checked_functions(), j)
         else:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
         if not isinstance(text, str):
@@ -556,21 +557,23 @@ class ScalingLawRegressor:
         if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
             index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
                      for g, ix in index.items()}
-        fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()}, spec)
+        fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()}, spec,
+                          starts)
         if not any(f.success for f in fits.values()):
             first = next(iter(fits.values()))
             raise FitError(f"the fit failed for every group ({len(fits)}), e.g. "
                            f"{next(iter(fits))!r}: {first.message}")
-        if self.law is not None:
-            from .search.operators import redundancy_note
-            # groups labelled by position, as strings: a Dataset names its groups with str()
-            # and finds their rows with ==, which tuple keys (2-D labels) would both defeat
-            label = {g: str(i) for i, g in enumerate(fits)}
-            data = Dataset(np.array([label[k] for k in keys]), A, Y2, tuple(names), targets)
-            note = redundancy_note(law, data, {label[g]: f for g, f in fits.items()}, spec,
-                                   (names[j],))
-            if note:
-                warnings.warn(note, stacklevel=2)
+        # of a search's chosen law too, as hybrid-sld discover's report gives it: it is the law
+        # the user gets
+        from .search.operators import redundancy_note
+        # groups labelled by position, as strings: a Dataset names its groups with str()
+        # and finds their rows with ==, which tuple keys (2-D labels) would both defeat
+        label = {g: str(i) for i, g in enumerate(fits)}
+        data = Dataset(np.array([label[k] for k in keys]), A, Y2, tuple(names), targets)
+        note = redundancy_note(law, data, {label[g]: f for g, f in fits.items()}, spec,
+                               (names[j],))
+        if note:
+            warnings.warn(note, stacklevel=2)
         failed = [g for g, f in fits.items() if not f.success]
         if failed:
             warnings.warn(f"fit failed for {len(failed)} group(s), e.g. {failed[0]!r}: "
@@ -714,7 +717,8 @@ class ScalingLawRegressor:
 
 
 def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
-    """Run the offline search on in-memory data: (best law text, its fitter, Pareto front).
+    """Run the offline search on in-memory data: (best law text, its fitter, Pareto front,
+    its constants per group of ``keys`` as the final choice fitted them).
 
     The data is written as a task (TOML + CSV) in a temporary folder, so the search runs
     exactly as ``hybrid-sld discover`` does; validation is each group's largest values of
@@ -761,9 +765,13 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
         # the training scale, read plainly
         choice = final_choice(search)
         law, best = choice.law.text, choice.entry
+        # the fit the final choice judged (a saturated function folded at it, say) starts the
+        # estimator's own: a fit from the default starts alone can end elsewhere
+        starts = {k: choice.full.fits[g].params for k, g in ids.items()
+                  if g in choice.full.fits and choice.full.fits[g].success}
         # the front spans every law evaluated, the final selection the archive's elites only
         compared = {t["entry"].key for t in choice.finalists}
         front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
                   "n_params": e.n_params, "finalist": e.key in compared,
                   "chosen": e.key == best.key} for e in search.state.pareto()]
-    return law, best.fitter, front
+    return law, best.fitter, front, starts

@@ -797,3 +797,52 @@ def test_functions_narrow_the_search_as_a_tasks_grammar_does():
     assert r.get_params()["functions"] == ["log"]
     with pytest.raises(InputError, match="functions: unknown function 'tahn'; did you mean"):
         ScalingLawRegressor(max_evals=10, functions=["tahn"]).fit(x[:, None], y)
+
+
+
+
+def _chosen_by_the_search(monkeypatch, law: str, fitter=FitterSpec(), full=None):
+    """The search's final choice made ``law`` (and, with ``full(group index)``, fitted it
+    so): what a search-mode fit is then given."""
+    from dataclasses import replace
+
+    from hybrid_sld.search import select as select_mod
+    from hybrid_sld.search.archive import Entry
+    law = parse_law(law, ["x0"], ["y"])
+    monkeypatch.setattr(select_mod, "select_final", lambda search: (Entry(
+        law.text, fitter.to_dict(), "k", 1.0, 1.0, law.complexity, law.n_params, 1, "mutate"), []))
+    real = select_mod.final_choice
+
+    def final_choice(search):
+        c = real(search)
+        fits = c.full.fits if full is None else {g: full(i) for i, g in enumerate(c.full.fits)}
+        return replace(c, full=replace(c.full, fits=fits))
+    monkeypatch.setattr(select_mod, "final_choice", final_choice)
+    return law
+
+
+def test_a_searched_law_is_warned_of_as_a_law_given(monkeypatch):
+    # the chosen law is the one the user gets: its constants that act only together are named
+    law = _chosen_by_the_search(monkeypatch, "y = c + A*B*x0^(-a)")
+    X, y = _simple()
+    with pytest.warns(UserWarning, match=r"B acts only together .* y = c \+ A/x0\^a"):
+        est = ScalingLawRegressor(max_evals=4).fit(X, y)
+    assert est.law_.text == law.text
+
+
+def test_a_searched_laws_fit_starts_where_the_final_choices_ended(monkeypatch):
+    # as the final choice fitted it (a saturated function folded at its constants, say): from
+    # the default starts alone this law ends at R2 0.2
+    from hybrid_sld.fit import Fit
+    truth = [(1.7, 400.0, 0.3), (2.0, 300.0, 0.25)]
+    n = np.geomspace(1e6, 1e9, 12)
+    X, groups = np.concatenate([n, n])[:, None], np.repeat(["r1", "r2"], 12)
+    y = np.concatenate([e + a * n ** -k for e, a, k in truth])
+    y += np.random.default_rng(0).normal(0, 1e-3, len(y))
+    law = _chosen_by_the_search(
+        monkeypatch, "y = p1 + (1 - exp(p2*tanh(p4*p5/x0^p3)/p4))/p2",
+        FitterSpec(n_starts=3, max_nfev=200),
+        lambda i: Fit({"p1": truth[i][0], "p2": 1e-3, "p4": 1e-2, "p5": -truth[i][1],
+                       "p3": truth[i][2]}, 0.0, status=1))
+    est = ScalingLawRegressor(max_evals=4).fit(X, y, groups=groups)
+    assert est.law_.text == law.text and est.score(X, y, groups=groups) > 0.9999

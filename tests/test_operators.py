@@ -550,6 +550,29 @@ def test_the_tidy_records_what_each_constant_it_changed_stands_for(text):
                                predict_dataset(law, fits, train), rtol=1e-12)
 
 
+def test_like_terms_of_opposite_signs_merge_into_a_constant_that_may_be_negative():
+    # p1*x - p2*x with p1, p2 > 0 is (p1 - p2)*x: the kept constant takes the difference's
+    # values, below 0 too, so the reduced law fits wherever the law did
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import fit_dataset, score_dataset
+    task = get_task("kaplan_demo")
+    law = ops.parse_cached("loss = p1*num_params/tokens - p2*num_params/tokens + p3\n"
+                           "p1, p2 > 0", task)
+    params, merged = ops.law_params(law), {}
+    tidied = ops.parse_cached(ops.law_text(ops.tidy_equations(law.equations, params, merged),
+                                           params), task)
+    [kept] = [n for n in tidied.param_names if n != "p3"]
+    assert str(merged[kept]) == "p1 - p2"
+    bounds = tidied.params[tidied.param_names.index(kept)]
+    assert bounds.lower == -np.inf and bounds.upper == np.inf
+    train = load_train(task)
+    ratio = train.column("num_params") / train.column("tokens")
+    data = replace(train, Y=(3.0 - 0.5 * ratio / ratio.max())[:, None])  # p1 - p2 < 0
+    before = score_dataset(law, fit_dataset(law, data, FitterSpec()), data)
+    after = score_dataset(tidied, fit_dataset(tidied, data, FitterSpec()), data)
+    assert before.nmse < 1e-12 and after.nmse <= before.nmse * (1 + 1e-6) + 1e-15
+
+
 def test_lead_features_of_one_row_are_none_and_warn_of_nothing():
     # a task whose groups leave one fitting row fails with a clear error later; numpy's
     # "Degrees of freedom <= 0" warning used to print before it

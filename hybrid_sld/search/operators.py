@@ -498,14 +498,16 @@ def _keeper(parts: list, counts, params, op, merged=None, value=None):
     ``merged`` records (:func:`_record`).
 
     Per-group wins over shared: a shared factor of a per-group one is the redundant one. The
-    keeper's bounds widen to hold every value the parts could take together (interval
-    arithmetic; unbounded where it cannot say), so the reduced law fits at least as well."""
+    keeper's bounds widen to hold every value ``value`` could take (interval arithmetic on it,
+    signs included: p1 - p2 of two positive constants may be negative; unbounded where it
+    cannot say), so the reduced law fits at least as well."""
+    value = op(*parts) if value is None else value
     syms = sorted(set().union(*(e.free_symbols for e in parts)), key=lambda s: s.name)
     per_group = [s for s in syms if not params[s.name].shared]
     pool = per_group or syms
     bare = [e for e in parts if e in pool]
     keep = bare[0] if bare else pool[0]
-    lo, hi = _image(op(*parts), params)
+    lo, hi = _image(value, params)
     old = params[keep.name] if bare else Param(keep.name, lo, hi)
     lo, hi = min(lo, old.lower), max(hi, old.upper)
     if not lo < hi:  # one value: leave it free rather than declare an empty interval
@@ -513,7 +515,7 @@ def _keeper(parts: list, counts, params, op, merged=None, value=None):
     params[keep.name] = Param(keep.name, lo, hi, old.lower_strict and lo == old.lower,
                               old.upper_strict and hi == old.upper, old.init if bare else None,
                               shared=not per_group)
-    _record(merged, keep.name, op(*parts) if value is None else value)
+    _record(merged, keep.name, value)
     for s in syms:
         counts[s] = 0
     counts[keep] = 1
@@ -717,8 +719,8 @@ def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
                      f"the law fits the data worse (R2 {_r2(worse)} against {_r2(before.r2)}), "
                      f"so {'it stays' if one else 'they stay'}")
     parts += [tied] if tied else []
-    if reduced is law:
-        return "; ".join(parts) + "."
+    if reduced is law:  # nothing to say where the tidied law, refitted, fitted worse
+        return "; ".join(parts) + "." if parts else None
     with_ = "".join(f" with {n} = {v:g}" for n, v in values.items()) if worse is None else ""
     return (f"{'; '.join(parts)}. The law{with_}, {reduced.n_params} constants instead of "
             f"{law.n_params}: " + " | ".join(reduced.text.splitlines()))

@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import HybridSLDError
+from ..data import split_train_valid
 from ..evaluate import (Evaluation, beyond_training, predict_dataset, report, runaway,
-                        target_range, validate)
+                        score_dataset, target_range, validate)
 from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
@@ -166,12 +167,17 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
     well and stays in range as far past the training scale: the same predictions, read
     plainly. "As well": NMSE within 1e-5 of the law's own, since a fit of 17 constants that
     starts at the optimum can stop 4e-6 short of it (lr_bsz). The refits start from the law's
-    own constants too. Training rows only."""
+    own constants too; where a refit is not as good, the law's own constants, unrefitted, may
+    be (a saturated function folds exactly at them). Training rows only."""
     task, seconds = search.task, search.config.candidate_seconds
 
     def as_good(new, old) -> bool:
         return (new is not None and old is not None and math.isfinite(new)
                 and 1 - new <= (1 + 1e-5) * (1 - old) + 1e-12)
+
+    def fits_as_well(nv, nfull) -> bool:
+        return (as_good(nv.r2("valid"), v.r2("valid"))
+                and as_good(nfull.r2("train"), full.r2("train")))
 
     notes = []
 
@@ -180,19 +186,24 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
         if folded is None:
             return False
         new, texts, merged = folded
+        spec = FitterSpec.from_dict(chosen.fitter)
+        # the law's own constants (those the tidy merged at what they stand for)
+        own = (carry_fits(v.fits, new, merged), carry_fits(full.fits, new, merged))
         try:
             with time_limit(None if seconds is None else 5 * seconds):
                 # from the law's own constants too: default starts alone can end in another
-                # basin (lr_bsz seed 0: validation 0.819 from them, 0.899 with these); those
-                # the tidy merged start at what they stand for
-                nv, nfull = refit(search, new, FitterSpec.from_dict(chosen.fitter),
-                                  warm=(carry_fits(v.fits, new, merged),
-                                        carry_fits(full.fits, new, merged)))
+                # basin (lr_bsz seed 0: validation 0.819 from them, 0.899 with these)
+                nv, nfull = refit(search, new, spec, warm=own)
         except HybridSLDError:
             return False
-        if not (as_good(nv.r2("valid"), v.r2("valid"))
-                and as_good(nfull.r2("train"), full.r2("train"))):
-            return False
+        if not fits_as_well(nv, nfull):
+            # a refit may descend on the fitting rows along a direction they barely pin down
+            # and validate a little worse (p2 at 1e-13 beside p4 at 1e-7: validation NMSE 7 %
+            # up), which says nothing against the fold: at the law's own constants a folded
+            # saturated function predicts as the law did
+            nv, nfull = _scored_at(search, new, spec, own)
+            if not fits_as_well(nv, nfull):
+                return False
         r = runaway(task, search.train, nfull.fits, new)
         if not r <= max(away, RUNAWAY_TOLERANCE):
             return False
@@ -210,6 +221,15 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
             if name in now:  # still there and small
                 attempt(fold_vanishing(law, task, {name: now[name]}), "constant")
     return (law, v, full, away, notes) if notes else None
+
+
+def _scored_at(search, law: Law, spec: FitterSpec, fits: tuple) -> tuple[Evaluation, Evaluation]:
+    """(validation, full-train) evaluations of ``law`` at the given (validation-phase,
+    full-train) constants per group, not refitted: as :func:`refit` scores them."""
+    fit_part, valid = split_train_valid(search.task, search.train)
+    sets = ({"fit": fit_part, "valid": valid}, {"train": search.train})
+    return tuple(Evaluation(law, spec, f, {name: score_dataset(law, f, d) for name, d in s.items()})
+                 for f, s in zip(fits, sets))
 
 
 @dataclass
