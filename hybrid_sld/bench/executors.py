@@ -78,6 +78,16 @@ def _stopped_result(cell: Cell, t0: float) -> dict:
                         time.perf_counter() - t0)
 
 
+def _given_up(cell: Cell, t0: float, end: float, timeout: float, stopped) -> dict | None:
+    """A waiting cell's result once its time is up or the bench stopped it; else None."""
+    if time.monotonic() >= end:
+        return blank_result(cell, "failed", f"timed out after {timeout:g} s",
+                            time.perf_counter() - t0)
+    if stopped is not None and stopped():
+        return _stopped_result(cell, t0)
+    return None
+
+
 def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float, stopped=None) -> dict:
     t0 = time.perf_counter()
     ctx = _context()
@@ -93,11 +103,9 @@ def _via_fork_server(cell: Cell, settings: BenchSettings, timeout: float, stoppe
     end = time.monotonic() + timeout
     try:
         while not parent.poll(_step(end, stopped)):
-            if time.monotonic() >= end:
-                return blank_result(cell, "failed", f"timed out after {timeout:g} s",
-                                    time.perf_counter() - t0)
-            if stopped is not None and stopped():
-                return _stopped_result(cell, t0)
+            ended = _given_up(cell, t0, end, timeout, stopped)
+            if ended:
+                return ended
         try:
             return parent.recv()
         except EOFError:  # the child died without an answer
@@ -132,11 +140,9 @@ def _via_subprocess(cell: Cell, settings: BenchSettings, timeout: float, stopped
                     break
                 except subprocess.TimeoutExpired:  # asked again, it loses no output
                     given = None
-                if time.monotonic() >= end:
-                    return blank_result(cell, "failed", f"timed out after {timeout:g} s",
-                                        time.perf_counter() - t0)
-                if stopped is not None and stopped():
-                    return _stopped_result(cell, t0)
+                ended = _given_up(cell, t0, end, timeout, stopped)
+                if ended:
+                    return ended
         finally:
             if proc.poll() is None:
                 proc.kill()
