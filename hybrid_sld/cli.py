@@ -373,8 +373,10 @@ def cmd_discover(args):
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.0%}"
         from .search.run import llm_notes
         notes = "".join(f"; {n}" for n in llm_notes(llm))
+        seen = f", {llm['duplicates']} of them already evaluated" if llm["duplicates"] else ""
         print(f"LLM: {llm['calls']} calls, {llm['prompt_tokens'] + llm['completion_tokens']} "
-              f"tokens, {usd}; {llm['proposals']} proposals, {rate} valid{notes}")
+              f"tokens, {usd}; {llm['proposals']} proposals, {llm['valid']} valid ({rate})"
+              f"{seen}{notes}")
     return status  # a stop_reason went to stderr
 
 

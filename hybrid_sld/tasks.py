@@ -391,8 +391,8 @@ def get_task(name_or_path: str | Path) -> Task:
     names = builtin_task_names()
     matches = [n for n in names if n == text] or [n for n in names if n == f"{text}_scaling_law"]
     if not matches:
-        raise TaskError(f"unknown task {text!r}; built-in tasks: {', '.join(names)} "
-                        "(or give a path to a task .toml)")
+        raise TaskError(f"unknown task {text!r}; built-in tasks: {', '.join(names)} (or "
+                        "without _scaling_law, as vocab; or give a path to a task .toml)")
     resource = importlib.resources.files("hybrid_sld._tasks") / f"{matches[0]}.toml"
     toml_text = resource.read_text()
     return task_from_dict(tomllib.loads(toml_text), where=f"{matches[0]}.toml",

@@ -740,10 +740,11 @@ def test_winning_laws_list_every_target_equation():
 def test_a_timeout_within_the_budget_is_warned_of(tmp_path):
     """--timeout shorter than --budget killed every search cell that used its budget, unsaid."""
     said = []
-    cells = [Cell("kaplan_demo", "expert", 0), Cell("kaplan_demo", "random", 0)]
+    cells = [Cell("kaplan_demo", "expert", 0), Cell("kaplan_demo", "offline", 0),
+             Cell("kaplan_demo", "random", 0)]
     run_bench(cells, _settings(tmp_path / "b", timeout=60.0), _InProcess(), log=said.append)
-    assert ("warning: --timeout 60 s is not longer than --budget 120 s: a random cell that uses "
-            "its budget is killed before it reports") in said[0], said
+    assert ("warning: --timeout 60 s is not longer than --budget 120 s: a search cell (offline, "
+            "random) that uses its budget is killed before it reports") in said[0], said
     said.clear()
     run_bench(cells[:1], _settings(tmp_path / "c", timeout=60.0), _InProcess(), log=said.append)
     assert not [m for m in said if "warning" in m]  # an expert cell has no budget to use

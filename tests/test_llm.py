@@ -670,6 +670,35 @@ def test_a_run_with_no_usable_reply_says_why_and_that_the_law_is_a_seed(server, 
     assert "The law reported is the expert law" in report
 
 
+def test_the_summary_counts_proposals_already_evaluated_among_the_valid_not_as_rejected(
+        server, tmp_path):
+    # it read "9 proposals, 67% valid; rejected: already evaluated (5), ...", as if valid
+    # proposals had been refused
+    import itertools
+    from openai_server import KAPLAN_LAWS
+    same = proposal(*KAPLAN_LAWS[0])  # new once, then already evaluated
+    turn = itertools.count()
+    server.responder = lambda body, n: {"content": same if next(turn) % 3 else "no idea"}
+    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", "kaplan_demo",
+                        "--proposer", "llm", "--base-url", server.url, "--max-evals", "20",
+                        "--batch-size", "4", "--max-calls", "9", "--concurrency", "1",
+                        "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"},
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    run = Path(re.search(r"run directory (\S+)", r.stdout).group(1))
+    llm = json.loads((run / "best.json").read_text())["llm"]
+    assert llm["duplicates"] > 0 and llm["invalid"] > 0
+    assert llm["rejected"]["already evaluated"] == llm["duplicates"]  # best.json keeps its tally
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("LLM:")][0]
+    assert (f"{llm['proposals']} proposals, {llm['valid']} valid (" in line
+            and f"), {llm['duplicates']} of them already evaluated; rejected: no JSON" in line)
+    assert "already evaluated (" not in line
+    report = (run / "report.md").read_text()
+    assert f"{llm['duplicates']} duplicates skipped" in report
+    assert "Rejected: no JSON object" in report and "already evaluated (" not in report
+
+
 def test_a_run_stopped_by_its_call_budget_resumes_with_a_larger_one(task_file, server, tmp_path):
     import itertools
     from openai_server import LAWS

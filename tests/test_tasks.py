@@ -62,6 +62,7 @@ def test_unknown_task_lists_names():
     assert "no_such_task" in msg
     for name in SLDBENCH + ["kaplan_demo"]:
         assert name in msg
+    assert "without _scaling_law" in msg  # `--task vocab` works, and the message says so
 
 
 GOOD = """

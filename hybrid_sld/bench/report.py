@@ -33,8 +33,8 @@ def run_bench(cells, settings, executor, *, log=_log, data=None) -> dict:
     searching = list(dict.fromkeys(c.method for c in cells if c.method != "expert"))
     if searching and settings.cell_timeout <= settings.budget_seconds:
         log(f"warning: --timeout {settings.cell_timeout:g} s is not longer than --budget "
-            f"{settings.budget_seconds:g} s: a {', '.join(searching)} cell that uses its budget "
-            "is killed before it reports (default timeout: 1.5 x budget + 2m)")
+            f"{settings.budget_seconds:g} s: a search cell ({', '.join(searching)}) that uses "
+            "its budget is killed before it reports (default timeout: 1.5 x budget + 2m)")
     path = out / "results.jsonl"
     done = {(r["task"], r["method"], int(r["seed"])) for r in latest_results(read_results(path))
             if r["status"] == "ok"}

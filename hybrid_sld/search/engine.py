@@ -117,6 +117,8 @@ PROPOSE_SECONDS = 30.0
 # LLM proposals in a row with no new law (invalid after repairs, or duplicates) after which the
 # LLM is given up as a spent budget: an llm run stops, a hybrid run goes on with the grammar
 LLM_IDLE_LIMIT = 20
+# the tally's kind for a valid LLM proposal that gave no new law (counted as duplicates)
+ALREADY_EVALUATED = "already evaluated"
 # Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the batch, checkpoint, report
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -811,9 +813,9 @@ class Search:
             key = law and candidate_key(law.key, p.fitter)
             if not law or key in s.cache or key in pending:
                 c["duplicates"] += 1
-                self._reject("already evaluated")
+                self._reject(ALREADY_EVALUATED)
                 s.cache_hits += 1
-                self._fail(p.text, "already evaluated")
+                self._fail(p.text, ALREADY_EVALUATED)
                 self._idle()
                 continue
             pending.add(key)

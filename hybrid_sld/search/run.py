@@ -27,8 +27,8 @@ from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
 from . import operators
-from .engine import (BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig, resume_command,
-                     write_atomic)
+from .engine import (ALREADY_EVALUATED, BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig,
+                     resume_command, write_atomic)
 from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, parting, refit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -336,9 +336,11 @@ Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replay
 
 def llm_notes(llm: dict) -> list[str]:
     """Why the LLM's proposals gave no new law (the commonest reasons, from llm.jsonl's
-    replies), and that the law reported is a seed when nothing the LLM proposed beat it."""
+    replies), and that the law reported is a seed when nothing the LLM proposed beat it. Valid
+    proposals already evaluated are left out: they are counted beside the valid ones, which
+    "rejected" would contradict."""
     out = []
-    top = list((llm.get("rejected") or {}).items())[:3]
+    top = [(k, n) for k, n in (llm.get("rejected") or {}).items() if k != ALREADY_EVALUATED][:3]
     if top:
         out.append("rejected: " + ", ".join(f"{k} ({n})" for k, n in top))
     seed = llm.get("seed_reported")
