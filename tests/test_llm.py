@@ -619,7 +619,7 @@ def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file
     status, live, _err = _cli_discover(
         capsys, "--task", str(task_file), "--base-url", server.url, "--budget", "1.5s",
         "--batch-size", "4", "--max-calls", "1000", "--out", str(tmp_path / "live"))
-    assert status == 0 and not live["stop_reason"] and 8 < live["evals"]  # by the clock
+    assert status == 0 and not live["stop_reason"] and live["evals"] > 4  # its clock, after batches
     server.stop()
     status, rep, err = _cli_discover(capsys, "--task", str(task_file), "--batch-size", "4",
                                      "--replay", str(Path(live["run_dir"]) / "llm.jsonl"),
