@@ -343,6 +343,8 @@ def cmd_discover(args):
                                            if args.operon_seeds else 0.0),
                            final_selection=args.final_selection,
                            fix_spare_constants=args.fix_spare_constants, units=args.units)
+    if args.replay and not args.resume:
+        cfg = _replayed(args, cfg)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar,
@@ -378,6 +380,62 @@ def cmd_discover(args):
               f"tokens, {usd}; {llm['proposals']} proposals, {llm['valid']} valid ({rate})"
               f"{seen}{notes}")
     return status  # a stop_reason went to stderr
+
+
+# LLMSettings fields a replay takes from the record (client.RECORDED) -> their discover flag
+REPLAYED_FLAGS = {"model": "model", "mode": "llm_mode", "max_calls": "max_calls",
+                  "max_tokens": "max_tokens", "max_usd": "max_usd", "price": "price",
+                  "call_tokens": "call_tokens", "concurrency": "concurrency",
+                  "llm_ratio": "llm_ratio", "max_evals": "max_evals", "budget_seconds": "budget"}
+
+
+def _replayed(args, cfg: SearchConfig) -> SearchConfig:
+    """The replay's settings: the recorded run's LLM settings and bounds (record.load_run), for
+    flags left out; a flag given otherwise is refused, as the replay would not make the
+    recorded calls. An older record holds none: the flags stand as given."""
+    from dataclasses import replace
+    from .llm.client import LLMSettings
+    from .llm.record import load_run
+    from .search.run import parse_budget
+    recorded, _end = load_run(args.replay)
+    if recorded is None:
+        return cfg
+    defaults = vars(build_parser().parse_args(["discover"]))
+    mine = {**LLMSettings.from_dict(cfg.llm).to_dict(), "max_evals": cfg.max_evals,
+            "budget_seconds": cfg.budget_seconds}
+    if args.budget is not None:
+        mine["budget_seconds"] = parse_budget(args.budget, "--budget")
+    taken, refused = {}, []
+    for field, value in {**recorded["llm"], "max_evals": recorded["max_evals"],
+                         "budget_seconds": recorded["budget_seconds"]}.items():
+        flag = REPLAYED_FLAGS.get(field)
+        if flag is None or getattr(args, flag) == defaults[flag]:  # left out: the record's
+            if mine[field] != value:
+                taken[field] = value
+        elif mine[field] != value:
+            refused.append(f"{_flag_name(field)} {getattr(args, flag)} (recorded: "
+                           f"{_flag_value(field, value)})")
+    if refused:
+        raise HybridSLDError(f"a replay makes the recorded run's calls with its settings: "
+                             f"leave out {', '.join(refused)}")
+    if taken:
+        shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in taken.items()]
+        print(f"note: the replay takes the recorded run's settings: {', '.join(shown)}",
+              file=sys.stderr)
+    bounds = {k: taken.pop(k) for k in ("max_evals", "budget_seconds") if k in taken}
+    return replace(cfg, llm={**cfg.llm, **taken}, **bounds)
+
+
+def _flag_name(field: str) -> str:
+    flag = REPLAYED_FLAGS.get(field)
+    return f"--{flag.replace('_', '-')}" if flag else field  # repairs: an API setting
+
+
+def _flag_value(field: str, v) -> str:
+    if v is None:
+        return "none"
+    return f"{v:g}s" if field == "budget_seconds" else (
+        ",".join(map(str, v)) if isinstance(v, list) else str(v))
 
 
 def _llm_settings(args) -> dict:
@@ -524,7 +582,8 @@ def _llm_flags(g, hybrid: bool = True) -> None:
     g.add_argument("--concurrency", type=int, help="LLM calls at once (default 4)")
     g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")
     if hybrid:  # a recording is of one run: a bench's cells each need their own
-        g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network)")
+        g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network), "
+                       "with the recorded run's LLM settings, --max-evals and --budget")
 
 
 def build_parser() -> argparse.ArgumentParser:

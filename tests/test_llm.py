@@ -576,6 +576,59 @@ def test_a_hybrid_run_replays_and_resumes_as_it_ran(task_file, server, tmp_path)
     assert resumed.state.llm["calls"] == 12  # the round's calls, replayed, are not counted twice
 
 
+def _cli_discover(capsys, *args) -> tuple[int, dict, str]:
+    from hybrid_sld.cli import main
+    status = main(["discover", "--proposer", "llm", *args, "--json"])
+    out, err = capsys.readouterr()
+    return status, json.loads(out), err
+
+
+def test_a_bare_replay_takes_the_recorded_llm_budgets(task_file, server, tmp_path, capsys):
+    """A replay without the run's --max-usd made several calls in its first batch where the
+    run made one (to measure a call's cost), and stopped at the first call it had no reply
+    for: llm.jsonl records the settings, and a bare --replay takes them."""
+    status, live, _err = _cli_discover(
+        capsys, "--task", str(task_file), "--base-url", server.url, "--max-evals", "200",
+        "--max-calls", "30", "--max-usd", "1", "--price", "100,100", "--out", str(tmp_path / "live"))
+    assert status == 0 and "USD budget" in live["stop_reason"] and live["llm"]["calls"] > 3
+    server.stop()
+    status, rep, err = _cli_discover(capsys, "--task", str(task_file), "--replay",
+                                     str(Path(live["run_dir"]) / "llm.jsonl"),
+                                     "--out", str(tmp_path / "replay"))
+    assert status == 0 and rep["stop_reason"] == live["stop_reason"]
+    assert "--max-usd 1.0" in err and "--price 100.0,100.0" in err  # said what it took
+    assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
+    assert rep["llm"]["calls"] == live["llm"]["calls"]
+    status, _out, _err = _cli_discover(capsys, "--task", str(task_file), "--max-usd", "2",
+                                       "--replay", str(Path(live["run_dir"]) / "llm.jsonl"),
+                                       "--out", str(tmp_path / "other"))
+    assert status == 2 and "leave out --max-usd 2.0 (recorded: 1.0)" in _out["error"]
+
+
+def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file, server,
+                                                                       tmp_path, capsys):
+    """A --budget run ends after the batch in which its clock ran out: a replay with
+    --max-evals at its count cut that last batch short (other calls, and a stop at a call it
+    had no reply for); one with its --budget ran on past the record or stopped short of it.
+    A replay now ends at the recorded count, whatever its clock."""
+    import itertools
+    count = itertools.count(1)  # a new law every call: the run is not given up as unproductive
+    server.responder = lambda body, n: {"content": proposal(
+        f"y = E + A*x^(-a) + B*x^(-{next(count)}/7)", ["A, B > 0", "a in (0, 1)"])}
+    server.latency = 0.1
+    status, live, _err = _cli_discover(
+        capsys, "--task", str(task_file), "--base-url", server.url, "--budget", "1.5s",
+        "--batch-size", "4", "--max-calls", "1000", "--out", str(tmp_path / "live"))
+    assert status == 0 and not live["stop_reason"] and live["evals"] > 4  # its clock, after batches
+    server.stop()
+    status, rep, err = _cli_discover(capsys, "--task", str(task_file), "--batch-size", "4",
+                                     "--replay", str(Path(live["run_dir"]) / "llm.jsonl"),
+                                     "--out", str(tmp_path / "replay"))
+    assert status == 0 and not rep["stop_reason"], err  # no call it had no reply for
+    assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
+    assert rep["evals"] == live["evals"]
+
+
 @pytest.mark.parametrize("proposer", ["hybrid", "llm"])
 def test_ctrl_c_with_llm_calls_in_flight_exits_at_once_and_they_are_made_again(
         server, tmp_path, proposer):

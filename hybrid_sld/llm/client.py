@@ -20,12 +20,17 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import HybridSLDError
 from .budget import Budget, BudgetExhausted, EndpointFailing, LLMStop, price_of
-from .record import Recorder, request_key
+from .record import CUT_SHORT, Recorder, load_cut_short, request_key
 
 MODES = ("coevolve", "expression", "best-of-n")
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+BUDGET_ENDED = "the run's --budget ended while LLM calls were waiting for replies"
 RETRY_AFTER_CAP = 300.0  # seconds; a server asking for longer is not waited for beyond this
 OPTIONAL = ("response_format", "temperature", "max_tokens", "max_completion_tokens")
+# the settings that decide which calls a run makes and with which prompts (budgets, batch of
+# calls, repairs, price for --max-usd): llm.jsonl records them and a replay takes them
+RECORDED = ("model", "mode", "max_calls", "max_tokens", "max_usd", "price", "call_tokens",
+            "concurrency", "llm_ratio", "repairs")
 
 PROPOSAL_SCHEMA = {
     "type": "object",
@@ -163,6 +168,7 @@ class LLMClient:
                  recorded: dict | None = None):
         self.settings, self.budget, self.recorder = settings, budget, recorder
         self.recorded = dict(recorded or {})
+        self.cut_short = load_cut_short(settings.replay) if settings.replay else set()
         self.dropped: set[str] = set()
         self.completion_param = "max_completion_tokens" if settings.reasoning else "max_tokens"
         self._swapped = False
@@ -205,6 +211,9 @@ class LLMClient:
             self._charge(resp, messages)
             return Reply(resp["content"], resp.get("usage"), True, resp.get("finish_reason"))
         if self.settings.replay:
+            if key in self.cut_short:  # ended as the run's --budget ended it
+                self.budget.cut_short()
+                raise BudgetExhausted(BUDGET_ENDED)
             raise LLMStop(f"replay: {self.settings.replay} holds no response for call {seq} "
                           "(the replayed run asked for more, or its settings differ)")
         if self._dead:  # another call already found the endpoint gone: do not retry again
@@ -275,15 +284,14 @@ class LLMClient:
             except openai.APITimeoutError as exc:
                 if timeout < s.timeout:  # cut at the run's --budget: the budget ended, not the endpoint
                     self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=None,
-                                        error="cut short: the run's --budget ended",
+                                        error=CUT_SHORT,
                                         seconds=round(time.perf_counter() - t0, 3))
                     self.budget.cut_short()
                     if attempt:  # the attempts before failed: the endpoint, not only the budget
                         raise EndpointFailing(
                             f"the endpoint failed {attempt} time{'s' * (attempt > 1)} in a row, "
                             "then the run's --budget ended while it was asked again") from None
-                    raise BudgetExhausted("the run's --budget ended while LLM calls were waiting "
-                                          "for replies") from None
+                    raise BudgetExhausted(BUDGET_ENDED) from None
                 self._failed(exc, key, seq, attempt, t0, "the endpoint failed")
                 attempt += 1
                 continue

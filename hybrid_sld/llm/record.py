@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -43,12 +44,39 @@ def load_exchanges(path: str | Path) -> dict[str, dict]:
     return {d["key"]: d["response"] for d in _records(path) if d.get("kind") == "exchange"}
 
 
+CUT_SHORT = "cut short: the run's --budget ended"
+
+
+def load_cut_short(path: str | Path) -> set[str]:
+    """Keys of the calls the run's --budget ended before their reply, as a spent budget (not
+    after failed attempts: an endpoint failure): a replay ends them so, not as replies missing."""
+    return {d["key"] for d in _records(path) if d.get("kind") == "error"
+            and d.get("error") == CUT_SHORT and d.get("attempt") == 0}
+
+
 def load_rounds(path: str | Path) -> dict[int, int]:
     """A hybrid run's schedule: first call number of a round -> the evaluation count at which
     its proposals joined the search. Live, a round joins when its replies are in, which no
     seed fixes; a replay or a resumed run follows the schedule, so it ends as the run did."""
     return {int(d["first_seq"]): int(d["used_at"]) for d in _records(path)
             if d.get("kind") == "round"}
+
+
+def load_run(path: str | Path) -> tuple[dict | None, float | None]:
+    """The recorded run's settings (client.RECORDED and its bounds) and where a replay of it
+    ends in place of a clock, from its last "settings" line and an "end" line after it (each
+    session, a start or a resume, writes both; a killed one no "end"). A run ended by its
+    --budget (or a Ctrl-C) stopped after a batch, at an evaluation count a replay's own clock
+    need not reach, and --max-evals would cut that batch short: its replay stops at that count
+    (math.inf: the run ended by its own bounds, which end the replay too). A replay takes the
+    settings, so a bare --replay makes the recorded calls. (None, None): an older record."""
+    settings = end = None
+    for d in _records(path):
+        if d.get("kind") == "settings":
+            settings, end = {k: v for k, v in d.items() if k not in ("kind", "time")}, None
+        elif d.get("kind") == "end":
+            end = int(d["evals"]) if d["by_clock"] else math.inf
+    return settings, end
 
 
 class Recorder:

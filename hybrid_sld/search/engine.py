@@ -365,7 +365,7 @@ class Search:
         from ..llm.budget import Budget, price_of
         from ..llm.client import LLMClient, LLMSettings
         from ..llm.proposer import LLMProposer
-        from ..llm.record import Recorder, load_exchanges, load_rounds
+        from ..llm.record import Recorder, load_exchanges, load_rounds, load_run
         st = LLMSettings.from_dict(self.config.llm)
         self.llm_settings = st
         for k in _LLM_COUNTS:
@@ -378,6 +378,8 @@ class Search:
             load_exchanges(own) if own.exists() else {})
         self.schedule = load_rounds(st.replay) if st.replay else (
             load_rounds(own) if own.exists() else {})
+        # a replay ends where the recorded run ended, not by its own clock (load_run)
+        self.replay_end = load_run(st.replay)[1] if st.replay else None
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict(),
                                fold=self.fold)
@@ -884,6 +886,8 @@ class Search:
         if cap is not None and cap - self.state.evals - self.config.batch_size < len(self._round):
             block = True
         at = self.schedule.get(r["first_seq"])
+        if at is None and self.replay_end is not None:  # the recorded run ended before it joined
+            return False
         if at is not None and self.state.evals < at and not block:
             return False
         while not self._stop:
@@ -921,6 +925,8 @@ class Search:
             return True
         if cfg.max_evals is not None and s.evals >= cfg.max_evals:
             return True
+        if self.llm is not None and self.replay_end is not None:  # a replay has no clock
+            return s.evals >= self.replay_end
         return cfg.budget_seconds is not None and s.elapsed >= cfg.budget_seconds
 
     @contextlib.contextmanager
@@ -976,6 +982,11 @@ class Search:
             from ..llm.client import CallThreads
             threads = CallThreads(self.llm_settings.concurrency)
         hybrid = self.llm is not None and cfg.proposer == "hybrid"
+        if self.llm is not None:  # what a replay of this session takes (record.load_run)
+            from ..llm.client import RECORDED
+            self.llm.client.recorder.write(
+                "settings", llm={k: getattr(self.llm_settings, k) for k in RECORDED},
+                max_evals=cfg.max_evals, budget_seconds=cfg.budget_seconds)
         if self.llm is not None and s.llm_round is not None:  # resumed: asked again (or replayed)
             s.llm.update(s.llm_round["spend"])
             if hybrid:  # an llm run asks it in its first batch
@@ -1078,4 +1089,9 @@ class Search:
                   f"{'them' if unanswered > 1 else 'it'} again", file=sys.stderr)
         elif hybrid and not self.interrupted and s.llm_round is not None and not s.llm_ended:
             self._round_failed()
+        if self.llm is not None:  # where a replay ends (record.load_run)
+            capped = cfg.max_evals is not None and s.evals >= cfg.max_evals
+            # by its clock or a Ctrl-C; not by --max-evals, the LLM's end or nothing to propose
+            by_clock = bool(self.interrupted) or not (self._stop or capped) and self._done()
+            self.llm.client.recorder.write("end", evals=s.evals, by_clock=by_clock)
         return s.archive.best()
