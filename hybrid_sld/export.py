@@ -256,8 +256,114 @@ class _LatexPrinter(LatexPrinter):
         return super()._print(expr, **kwargs)
 
 
+_LINE_WIDTH = 68  # visible characters of an equation's line: about a page's width at 10pt
+_NO_WIDTH = frozenset({"left", "right", "Bigl", "Bigr", "biggl", "biggr", "mathrm", "mathcal",
+                       "mathbf", "boldsymbol", "operatorname", "nonumber"})
+_OPERATOR_NAMES = frozenset({"log", "exp", "max", "min", "sin", "cos", "tan", "tanh"})
+_TEX_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\s+|.", re.DOTALL)
+
+
+def _tokens(tex: str):
+    """(token, depth) for each token of ``tex``: the depth counts open braces and \\left
+    delimiters, neither of which an align line break may fall inside."""
+    depth = 0
+    for token in _TEX_TOKEN.findall(tex):
+        depth -= token in ("}", r"\right")
+        yield token, depth
+        depth += token in ("{", r"\left")
+
+
+def _visible_width(tex: str) -> int:
+    """Roughly how many characters wide ``tex`` is typeset: commands such as \\left, \\mathrm
+    and braces take no room, \\alpha takes one, \\log three; a fraction is as wide as the
+    wider of its numerator and denominator, which are set one above the other."""
+    tokens = _TEX_TOKEN.findall(tex)
+
+    def group(i):  # the width of tokens[i:] up to the brace closing them, and where it ends
+        width = 0
+        while i < len(tokens):
+            token, i = tokens[i], i + 1
+            if token == "}":
+                break
+            if token == "{":
+                inner, i = group(i)
+                width += inner
+            elif token == r"\frac" and tokens[i:i + 1] == ["{"]:
+                numerator, i = group(i + 1)
+                denominator, i = group(i + 1) if tokens[i:i + 1] == ["{"] else (0, i)
+                width += max(numerator, denominator)
+            elif token in ("+", "-", "="):  # with the space around it, as wide as two letters
+                width += 2
+            elif not token.isspace() and token[1:] not in _NO_WIDTH:
+                width += len(token) - 1 if token[1:] in _OPERATOR_NAMES else 1
+        return width, i
+
+    return group(0)[0]
+
+
+def _terms(tex: str) -> list[str]:
+    """``tex`` cut before each + or - of its outermost sum, each term keeping its sign:
+    the places a long equation may be broken across lines."""
+    terms, start, at, previous = [], 0, 0, ""
+    tokens = list(_tokens(tex))
+    for k, (token, depth) in enumerate(tokens):
+        if (token in ("+", "-") and depth == 0 and previous.isspace() and k + 1 < len(tokens)
+                and tokens[k + 1][0].isspace()):
+            terms.append(tex[start:at - len(previous)])
+            start = at
+        previous, at = token, at + len(token)
+    return terms + [tex[start:]]
+
+
+def _open_widest_parentheses(tex: str) -> str:
+    """``tex`` with its widest outermost \\left( ... \\right) holding a sum written
+    \\biggl( ... \\biggr) (or \\Bigl, \\Bigr): the sum may then be broken across lines,
+    as a \\left ... \\right pair may not. ``tex`` as it is when it holds no such pair."""
+    spans, at, opened = [], 0, None
+    for token, depth in _tokens(tex):
+        if depth == 0 and token == r"\left" and tex.startswith("(", at + len(token)):
+            opened = at
+        elif depth == 0 and token == r"\right" and opened is not None:
+            if tex.startswith(")", at + len(token)):
+                spans.append((opened, at))
+            opened = None
+        at += len(token)
+    spans = [(a, b) for a, b in spans if len(_terms(tex[a + len(r"\left("):b])) > 1]
+    if not spans:
+        return tex
+    a, b = max(spans, key=lambda span: _visible_width(tex[span[0]:span[1]]))
+    inner = tex[a + len(r"\left("):b].strip()
+    size = "bigg" if r"\frac" in inner else "Big"  # tall enough for the fractions within
+    after = tex[b + len(r"\right)"):]
+    return rf"{tex[:a]}\{size}l({inner} \{size}r){after}"
+
+
+def _equation(lhs: str, expr, printer: _LatexPrinter) -> str:
+    """One equation's row of the align block. One wider than a page is broken between the
+    terms of its outermost sum (or of the sum in an exponential or in parentheses that take up
+    the row) into lines that continue it, greedily; the equation keeps one number."""
+    rhs = printer.doprint(expr)
+    if _visible_width(f"{lhs} = {rhs}") <= _LINE_WIDTH:
+        return f"{lhs} &= {rhs}"
+    if isinstance(expr, sp.exp) and expr.args[0].is_Add:  # e^{...} cannot be broken
+        rhs = r"\exp\left(" + printer.doprint(expr.args[0]) + r" \right)"
+    room = _LINE_WIDTH - _visible_width(f"{lhs} = ")
+    terms = []
+    for term in _terms(rhs):
+        terms += _terms(_open_widest_parentheses(term)) if _visible_width(term) > room else [term]
+    lines = [terms[0]]
+    for term in terms[1:]:
+        quad = 2 if len(lines) > 1 else 0  # a \quad, about two letters, starts each later line
+        if _visible_width(f"{lines[-1]} {term}") + quad > room:
+            lines.append(term)
+        else:
+            lines[-1] += f" {term}"
+    return f"{lhs} &= " + " \\nonumber \\\\\n    &\\quad ".join(lines)
+
+
 def to_latex(law: Law, *, symbols: dict[str, str] | None = None) -> str:
-    """The law's equations with symbolic constants, as one align block.
+    """The law's equations with symbolic constants, as one align block; a long equation is
+    broken across lines (see :func:`_equation`).
 
     When a name is typeset e (a constant named e), the exponential is written \\exp(x) rather
     than e^{x}, so e means that name only. (Writing the constant as \\mathrm{e} would not do:
@@ -267,7 +373,7 @@ def to_latex(law: Law, *, symbols: dict[str, str] | None = None) -> str:
                                               if n in tex}},
                             exp_as_function=any(typeset_shape(t) == "e" for t in tex.values()),
                             features=[law.symbols[f] for f in law.features])
-    rows = [f"{tex[t]} &= {printer.doprint(e)}" for t, e in law.equations]
+    rows = [_equation(tex[t], e, printer) for t, e in law.equations]
     return "\\begin{align}\n" + " \\\\\n".join(rows) + "\n\\end{align}"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -435,3 +437,87 @@ def test_the_fragment_says_in_comments_what_the_feature_symbols_stand_for():
     plain = latex_document_fragment(parse_law("y = a + b*x", ["x", "z"]), {})
     assert plain.startswith("% Feature symbols (symbol = feature)\n% x = x\n\\begin{align}")
     assert latex_document_fragment(parse_law("y = a", ["x"]), {}).startswith("\\begin{align}")
+
+
+def _visible(line: str) -> int:
+    """A line's width as a reader sees it, roughly: \\left, \\right, \\mathrm, \\nonumber,
+    \\quad, \\biggl and braces take no room, any other command one letter."""
+    line = re.sub(r"\\(?:left|right|mathrm|nonumber|quad|[Bb]igg?[lr])(?![A-Za-z])", "", line)
+    return len(re.sub(r"[{}\s&]", "", re.sub(r"\\[A-Za-z]+|\\.", "x", line)))
+
+
+def _check_broken(lines: list[str], equations: int = 1):
+    """Each line of a broken align row closes what it opens; all but each equation's last line
+    are \\nonumber, so an equation keeps one number."""
+    for line in lines:
+        _balanced(line)
+        assert line.count(r"\left") == line.count(r"\right"), line  # may not span lines
+        assert line.count("biggl") + line.count("Bigl") <= 1, line
+    numbered = [line for line in lines if r"\nonumber" not in line]
+    assert len(numbered) == equations, lines
+    assert all(line.endswith(r" \nonumber \\") for line in lines if line not in numbered)
+    assert all(line.lstrip().startswith(r"&\quad ") for line in lines if "&=" not in line)
+
+
+def test_a_long_sum_is_broken_between_its_terms_with_one_number():
+    """The moe expert law was one align row of about 300 characters, the lr_bsz and
+    data_constrained ones ran off the page too (overfull hbox; audit, 2026-12-04). A row wider
+    than a page is broken between the terms of its sum, greedily, into continuation lines."""
+    law = parse_law("y = E + " + " + ".join(f"A{i}*N^(-a{i})" for i in range(14))
+                    + "\nz = c + b*N", ["N"])
+    lines = to_latex(law).splitlines()[1:-1]
+    assert len(lines) >= 3 and lines[0].startswith("y &= E + A_{") and lines[-1] == "z &= c + N b"
+    _check_broken(lines, equations=2)
+    from hybrid_sld.export import _LINE_WIDTH
+    assert all(_visible(line) < _LINE_WIDTH for line in lines), lines
+    for i in range(14):  # each term whole on one line
+        assert sum(f"A_{{{i}}} N^{{- a_{{{i}}}}}" in line for line in lines) == 1, (i, lines)
+    assert lines[-2].endswith(r"}} \\") and r"\nonumber" not in lines[-2]  # y's last line
+    assert all(re.match(r" *&\\quad \+ A_\{\d+\} N", line) for line in lines[1:-1])
+    # a row that fits is as it was: one line
+    short = to_latex(parse_law("y = E + A*N^(-a) + B*D^(-b)", ["N", "D"]))
+    assert short == "\\begin{align}\ny &= E + A N^{- a} + B D^{- b}\n\\end{align}"
+
+
+def test_the_lr_bsz_and_moe_expert_laws_are_broken_across_lines():
+    """lr_bsz between the terms of its sum; moe, one exponential of a long sum, inside that
+    exponential, written \\exp\\biggl( ... \\biggr): e^{...} or \\left( ... \\right) cannot
+    span lines of an align."""
+    from hybrid_sld.export import task_symbols
+    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.tasks import get_task
+    task = get_task("lr_bsz")
+    lines = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1:-1]
+    assert len(lines) == 2 and lines[0].startswith(r"\mathrm{lm\_loss} &= E + A N^{- \alpha}")
+    assert lines[1].lstrip().startswith(r"&\quad + c_{lr} \left(")
+    _check_broken(lines)
+    task = get_task("moe")
+    lines = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1:-1]
+    assert len(lines) > 1 and lines[0].startswith(r"\mathrm{loss\_validation} &= \exp\biggl(d + ")
+    assert lines[-1].endswith(r" \biggr)") and "e^{" not in "".join(lines)
+    _check_broken(lines)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_the_expert_laws_compile_within_the_page(tmp_path):
+    """The fragments compile, and the lr_bsz and moe laws no longer run off the page (by
+    87 and 159pt before). data_constrained still does: one of its terms, a product inside
+    A (...)^{-alpha}, is wider than a page alone and a product is not broken."""
+    from hybrid_sld.export import task_symbols
+    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.tasks import get_task
+    for name in ("lr_bsz", "moe", "data_constrained"):
+        task = get_task(name)
+        fragment = latex_document_fragment(parse_expert_law(task), {},
+                                           symbols=task_symbols(task))
+        (tmp_path / f"{name}.tex").write_text(
+            "\\documentclass{article}\n\\usepackage{amsmath,booktabs}\n\\begin{document}\n"
+            + fragment + "\\end{document}\n")
+        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                              f"{name}.tex"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+        log = (tmp_path / f"{name}.log").read_text(errors="replace")
+        assert run.returncode == 0, log[-2000:]
+        overfull = [float(pt) for pt in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide", log)]
+        if name != "data_constrained":
+            assert all(pt <= 20 for pt in overfull), (name, overfull)
