@@ -1298,6 +1298,36 @@ def test_a_saturated_function_folds_though_its_refit_validates_a_little_worse(tm
                                   predict_dataset(law, fits, train))
 
 
+def test_a_constant_at_zero_that_divides_is_read_as_the_laws_limit(tmp_path):
+    # Box-Cox with p3 fitted at 1e-11: (x^p3 - 1)/p3 is log(x) there. The law read plainly
+    # has log(x), is refitted from the law's own constants and fits as well.
+    from hybrid_sld.data import load_train, split_train_valid
+    from hybrid_sld.evaluate import Evaluation, score_dataset
+    from hybrid_sld.fit import Fit, FitterSpec
+    from hybrid_sld.search import select as select_mod
+    from hybrid_sld.tasks import get_task
+    task = get_task(str(write_task(tmp_path, "boxcox", {"y": lambda x, a: 2 + a * np.log(x)},
+                                   param_cap=5)))
+    train = load_train(task)
+    law = parse_task_law("y = p1 + p2*(x^p3 - 1)/p3", task)
+    fits = {g: Fit({"p1": 2.0, "p2": a, "p3": p3}, 0.1, status=1)
+            for g, a, p3 in (("g1", 50.0, 1e-11), ("g2", 20.0, 4e-12))}
+    fit_part, valid = split_train_valid(task, train)
+    v, full = (Evaluation(law, FitterSpec(), fits, {n: score_dataset(law, fits, d)
+                                                    for n, d in rows.items()})
+               for rows in ({"fit": fit_part, "valid": valid}, {"train": train}))
+    search = SimpleNamespace(task=task, train=train, refits={},
+                             config=SimpleNamespace(candidate_seconds=None))
+    entry = Entry(law.text, FitterSpec().to_dict(), "k", 1.0, 1.0, law.complexity, law.n_params,
+                  1, "mutate")
+    plain = select_mod.read_plainly(search, entry, law, v, full, 0.0)
+    assert plain is not None
+    new, nv, nfull, _away, notes = plain
+    assert new.key == parse_task_law("y = p1 + p2*log(x)", task).key
+    assert [(n.text, n.kind) for n in notes] == [("p3 = 1e-11 (limit as p3 -> 0)", "constant")]
+    assert nfull.r2("train") >= full.r2("train") - 1e-9 and nv.r2("valid") > 1 - 1e-9
+
+
 @pytest.mark.parametrize("text, same", [
     ("y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
     ("y = p1 + p2*x^(-1/3)", False),
