@@ -154,6 +154,22 @@ def test_report_says_a_start_value_is_not_the_value_found(synthetic_task, tmp_pa
     assert "`~` gives where the fit of p2, A starts, not the value found" in md
 
 
+def test_report_says_a_constant_at_zero_that_divides_left_its_term_at_its_limit(synthetic_task,
+                                                                             tmp_path):
+    # (1 - exp(-x*p4))/p4 with p4 at 9e-21 is read as x: the term is not switched off
+    from hybrid_sld.search.run import _markdown
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    found = {"law": "y = p1 + p2*(1 - exp(-x*p4))/p4 + p3*x^2", "kinds": ["constant", "constant"],
+             "folded": ["p4 = 9e-21 (limit as p4 -> 0)", "p3 = 1e-22"]}
+    md = _markdown(res | {"found_as": found}, [])
+    assert ("`p3 = 1e-22` (switching a term off) and `p4 = 9e-21 (limit as p4 -> 0)` (a term "
+            "at its limit as the constant goes to 0)") in md
+    alone = {**found, "kinds": ["constant"], "folded": found["folded"][:1]}
+    md = _markdown(res | {"found_as": alone}, [])
+    assert "switching a term off" not in md and "(a constant that small taken to 0)" in md
+
+
 def test_report_says_which_groups_the_fit_plot_draws(synthetic_task, tmp_path):
     from hybrid_sld.plots import FIT_GROUPS
     from hybrid_sld.search.run import _markdown
