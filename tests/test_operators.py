@@ -620,3 +620,55 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
     div = ops.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)
     assert fold(div, {"s": Fit({"E": 1.7, "A": 400.0, "a": 0.34, "p1": 1e-30}, 0.1,
                                status=1)}) is None
+
+
+def _fits_per_group(groups, values: dict) -> dict:
+    """Fits of every group, constant ``name`` at ``values[name][k % len]`` in the k-th."""
+    from hybrid_sld.fit import Fit
+    return {g: Fit({n: v[k % len(v)] for n, v in values.items()}, 0.1, status=1)
+            for k, g in enumerate(groups)}
+
+
+@pytest.mark.parametrize("text, values, plain", [
+    # seen: the chosen law held this with p4 at 3e-12 and 9e-21; here p4*num_params is small
+    # but well above rounding, so the law's own predictions are exact enough to compare
+    ("loss = E + A*(1 - exp(-num_params*p4))/p4\nA > 0",
+     {"E": (1.7,), "A": (3e-9, 2e-9, 4e-9), "p4": (1e-15, -5e-16)}, "loss = E + A*num_params\nA > 0"),
+    ("loss = E + A*(tokens^p - 1)/p\nA > 0",  # Box-Cox
+     {"E": (1.7,), "A": (0.1, 0.2), "p": (5e-11, 2e-11)}, "loss = E + A*log(tokens)\nA > 0"),
+    ("loss = E + (1 - exp(p2*log(num_params)))/p2",
+     {"E": (30.0,), "p2": (-4e-11, 6e-11)}, "loss = E - log(num_params)"),
+], ids=["exp", "box-cox", "exp-log"])
+def test_a_constant_at_zero_that_divides_folds_to_the_laws_limit(text, values, plain):
+    # 0 divides where the constant stands, but the law tends to a plain one as it goes to 0:
+    # that law predicts as the fitted one, with one constant fewer
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import predict_dataset
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    law = ops.parse_cached(text, task)
+    fits = _fits_per_group(train.group_names, values)
+    small = ops.vanishing_constants(law, fits)
+    [(name, value)] = small.items()
+    new, notes, merged = ops.fold_vanishing(law, task, small)
+    assert new.key == ops.parse_cached(plain, task).key and new.n_params == law.n_params - 1
+    assert notes == [f"{name} = {value:.3g} (limit as {name} -> 0)"]
+    np.testing.assert_allclose(predict_dataset(new, ops.carry_fits(fits, new, merged), train),
+                               predict_dataset(law, fits, train), rtol=1e-6)
+
+
+@pytest.mark.parametrize("term", ["B*(tokens^p5 - 1)/p5^2", "B*exp(-tokens/p5)", "tokens/p5"],
+                         ids=["infinite-both-signs", "one-sided", "infinite"])
+def test_a_constant_at_zero_without_a_finite_limit_stays(term):
+    # (tokens^p5 - 1)/p5^2 runs off to +-oo, exp(-tokens/p5) to 0 from above, oo from below,
+    # tokens/p5 to oo: no law to fold to. The other constant's term folds alone.
+    task = get_task("kaplan_demo")
+    law = ops.parse_cached(f"loss = E + A*(1 - exp(-num_params*p4))/p4 + {term}", task)
+    fits = _fits_per_group(("s", "m"), {"E": (1.7,), "A": (3e-9,), "B": (0.1,),
+                                        "p4": (1e-20, 3e-12), "p5": (2e-13, 1e-14)})
+    small = ops.vanishing_constants(law, fits)
+    assert set(small) == {"p4", "p5"} and ops.fold_vanishing(law, task, small) is None
+    assert ops.fold_vanishing(law, task, {"p5": small["p5"]}) is None
+    new, notes, _ = ops.fold_vanishing(law, task, {"p4": small["p4"]})
+    assert notes == ["p4 = 3e-12 (limit as p4 -> 0)"] and new.n_params == law.n_params - 1
+    assert new.key == ops.parse_cached(f"loss = E + A*num_params + {term}", task).key

@@ -154,6 +154,22 @@ def test_report_says_a_start_value_is_not_the_value_found(synthetic_task, tmp_pa
     assert "`~` gives where the fit of p2, A starts, not the value found" in md
 
 
+def test_report_says_a_constant_at_zero_that_divides_left_its_term_at_its_limit(synthetic_task,
+                                                                             tmp_path):
+    # (1 - exp(-x*p4))/p4 with p4 at 9e-21 is read as x: the term is not switched off
+    from hybrid_sld.search.run import _markdown
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    found = {"law": "y = p1 + p2*(1 - exp(-x*p4))/p4 + p3*x^2", "kinds": ["constant", "constant"],
+             "folded": ["p4 = 9e-21 (limit as p4 -> 0)", "p3 = 1e-22"]}
+    md = _markdown(res | {"found_as": found}, [])
+    assert ("`p3 = 1e-22` (switching a term off) and `p4 = 9e-21 (limit as p4 -> 0)` (a term "
+            "at its limit as the constant goes to 0)") in md
+    alone = {**found, "kinds": ["constant"], "folded": found["folded"][:1]}
+    md = _markdown(res | {"found_as": alone}, [])
+    assert "switching a term off" not in md and "(a constant that small taken to 0)" in md
+
+
 def test_report_says_which_groups_the_fit_plot_draws(synthetic_task, tmp_path):
     from hybrid_sld.plots import FIT_GROUPS
     from hybrid_sld.search.run import _markdown
@@ -1296,6 +1312,36 @@ def test_a_saturated_function_folds_though_its_refit_validates_a_little_worse(tm
     assert "p6" not in new.param_names and nv.r2("valid") == v.r2("valid")
     np.testing.assert_array_equal(predict_dataset(new, nfull.fits, train),
                                   predict_dataset(law, fits, train))
+
+
+def test_a_constant_at_zero_that_divides_is_read_as_the_laws_limit(tmp_path):
+    # Box-Cox with p3 fitted at 1e-11: (x^p3 - 1)/p3 is log(x) there. The law read plainly
+    # has log(x), is refitted from the law's own constants and fits as well.
+    from hybrid_sld.data import load_train, split_train_valid
+    from hybrid_sld.evaluate import Evaluation, score_dataset
+    from hybrid_sld.fit import Fit, FitterSpec
+    from hybrid_sld.search import select as select_mod
+    from hybrid_sld.tasks import get_task
+    task = get_task(str(write_task(tmp_path, "boxcox", {"y": lambda x, a: 2 + a * np.log(x)},
+                                   param_cap=5)))
+    train = load_train(task)
+    law = parse_task_law("y = p1 + p2*(x^p3 - 1)/p3", task)
+    fits = {g: Fit({"p1": 2.0, "p2": a, "p3": p3}, 0.1, status=1)
+            for g, a, p3 in (("g1", 50.0, 1e-11), ("g2", 20.0, 4e-12))}
+    fit_part, valid = split_train_valid(task, train)
+    v, full = (Evaluation(law, FitterSpec(), fits, {n: score_dataset(law, fits, d)
+                                                    for n, d in rows.items()})
+               for rows in ({"fit": fit_part, "valid": valid}, {"train": train}))
+    search = SimpleNamespace(task=task, train=train, refits={},
+                             config=SimpleNamespace(candidate_seconds=None))
+    entry = Entry(law.text, FitterSpec().to_dict(), "k", 1.0, 1.0, law.complexity, law.n_params,
+                  1, "mutate")
+    plain = select_mod.read_plainly(search, entry, law, v, full, 0.0)
+    assert plain is not None
+    new, nv, nfull, _away, notes = plain
+    assert new.key == parse_task_law("y = p1 + p2*log(x)", task).key
+    assert [(n.text, n.kind) for n in notes] == [("p3 = 1e-11 (limit as p3 -> 0)", "constant")]
+    assert nfull.r2("train") >= full.r2("train") - 1e-9 and nv.r2("valid") > 1 - 1e-9
 
 
 @pytest.mark.parametrize("text, same", [

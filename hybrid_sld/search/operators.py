@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from ..compile import numpy_function
+from ..deadline import interruptible, time_limit
 from ..errors import LawError
 from ..fit import LOSSES, STRATEGIES, FitterSpec
 from ..grammar import FUNCTIONS
@@ -926,16 +927,73 @@ def fold_vanishing(law: Law, task, small: dict[str, float]
     ``A/N^alpha`` with alpha at 1e-13, a constant in disguise): in 5 of 6 ten-minute lr_bsz
     searches the chosen law held one. The law without it says what the fit found; whether it
     fits as well is for the caller to check with a refit (a small constant can matter beside a
-    large feature)."""
+    large feature).
+
+    Where 0 divides (``A*(1 - exp(-N*p4))/p4``, ``(x^p - 1)/p``), the smallest part that holds
+    the constant takes its limit as the constant goes to 0 (``A*N``, ``log(x)``): what the law
+    tends to as the fit drives the constant there. No finite limit: None."""
     if not small:
         return None
-    eqs, params = fix_constants(law, dict.fromkeys(small, 0.0))
-    if any(e.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for _t, e in eqs):  # 0 as a divisor: kept
+    params = {n: p for n, p in law_params(law).items() if n not in small}
+    zero, limited = {law.symbols[n] for n in small}, set()
+    eqs = [(t, _at_zero(e, zero, limited)) for t, e in law.equations]
+    if any(e is None for _t, e in eqs):  # 0 as a divisor and no finite limit: kept
         return None
     merged = {}
     folded = _reparsed(law, eqs, params, task, merged)
-    notes = [f"{n} = {v:.3g}" for n, v in small.items()]
+    notes = [f"{n} = {v:.3g}" + (f" (limit as {n} -> 0)" if n in limited else "")
+             for n, v in small.items()]
     return (folded, notes, merged) if folded is not None else None
+
+
+LIMIT_NODES = 40  # a limit is taken only of a part this small: sympy's limit can take minutes
+LIMIT_SECONDS = 2.0  # and only this long
+
+
+def _infinite(expr) -> bool:
+    return expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo)
+
+
+def _at_zero(expr, zero: set, limited: set):
+    """``expr`` with the constants ``zero`` at 0, bottom-up: a part that substitution makes
+    infinite or undefined takes its limit instead (:func:`_limit_at_zero`), those constants
+    then in ``limited``; None where there is no finite one."""
+    if expr in zero:
+        return sp.Integer(0)
+    if not expr.free_symbols & zero:
+        return expr
+    args = [_at_zero(a, zero, limited) for a in expr.args]
+    if None not in args:
+        new = _rebuild(expr, args)
+        if not _infinite(new):
+            return new
+    return _limit_at_zero(expr, zero, limited)
+
+
+def _limit_at_zero(expr, zero: set, limited: set):
+    """The limit of ``expr`` as the constants ``zero`` in it go to 0 (in turn, from either
+    side), taken of the factors or terms that hold them; None where it is not finite and real,
+    sympy finds none, or the part is too large or too slow for it (:data:`LIMIT_NODES`)."""
+    rest = []
+    if expr.is_Add or expr.is_Mul:
+        rest = [a for a in expr.args if not a.free_symbols & zero]
+        part = expr.func(*(a for a in expr.args if a.free_symbols & zero))
+    else:
+        part = expr
+    if _size(part) > LIMIT_NODES:
+        return None
+    syms = sorted(part.free_symbols & zero, key=lambda s: s.name)
+    try:
+        with time_limit(LIMIT_SECONDS), interruptible("a limit"):
+            for s in syms:
+                part = sp.limit(part, s, 0, dir="+-")
+    except Exception:  # no limit, two one-sided ones, or one sympy cannot take: not folded
+        return None
+    if (_infinite(part) or part.has(sp.I, sp.Limit, sp.AccumBounds, sp.Order)
+            or part.free_symbols & zero or part.is_real is False):
+        return None
+    limited.update(s.name for s in syms)
+    return expr.func(*rest, part) if rest else part
 
 
 def _reparsed(law: Law, eqs, params: dict, task, merged: dict | None = None) -> Law | None:

@@ -564,12 +564,18 @@ def _markdown(r: dict, front: list) -> str:
                                      for x in was["folded"]]
         consts = [x for x, k in zip(was["folded"], kinds) if k == "constant"]
         funcs = [x for x, k in zip(was["folded"], kinds) if k == "function"]
+        # a constant at 0 that divides leaves its term at its limit there, not switched off
+        limits = [x for x in consts if x.endswith(" -> 0)")]
+        offs = [x for x in consts if x not in limits]
         said = ([f"{_ticked(funcs)} on every training row"] if funcs else []) + \
-            ([f"{_ticked(consts)} (switching a term off)"] if consts else [])
+            ([f"{_ticked(offs)} (switching a term off)"] if offs else []) + \
+            ([f"{_ticked(limits)} (a term at its limit as the constant goes to 0)"]
+             if limits else [])
+        how = (" (a constant that small taken to 0)" if limits else
+               " (a constant that small set to 0)" if consts else "")
         note += (f"Found as `{_equations(was['law'])}`; its fitted constants give "
-                 f"{' and '.join(said)}. The law above has these folded"
-                 f"{' (a constant that small set to 0)' if consts else ''} and, refitted, fits "
-                 "and validates as well.\n\n")
+                 f"{' and '.join(said)}. The law above has these folded{how} and, refitted, "
+                 "fits and validates as well.\n\n")
     if r.get("at_bounds"):
         note += f"Note: {r['at_bounds']}.\n\n"
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]
