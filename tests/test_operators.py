@@ -500,7 +500,8 @@ def test_functions_saturated_at_the_fitted_constants_fold_to_their_value(text, f
     train = load_train(task)
     law, fits = _fitted(text, task, train, log_space=True)
     new, notes, _ = ops.fold_saturated(law, task, train, fits)
-    assert new.text == ops.parse_cached(folded, task).text and notes == [note]
+    assert new.text == ops.parse_cached(folded, task).text
+    assert [(n.text, n.kind) for n in notes] == [(note, "function")]
     # the same predictions on these rows with the same constants, so a refit fits as well
     before = score_dataset(law, fits, train)
     after = score_dataset(new, fit_dataset(new, train, FitterSpec(log_space=True)), train)
@@ -601,20 +602,22 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
 
     new, notes, _ = fold(law, fits(p1=6e-32))
     assert new.text == ops.parse_cached("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0",
-                                        task).text and notes == ["p1 = 6e-32"]
+                                        task).text and [n.text for n in notes] == ["p1 = 6e-32"]
     # an exponent at 0 leaves a constant that joins another: one constant, not two
     new, notes, _ = fold(law, {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1)
                             for g, f in fits(p1=2.0).items()})
-    assert new.n_params == law.n_params - 2 and "tokens^b" not in new.text and notes == ["b = 1e-13"]
+    assert new.n_params == law.n_params - 2 and "tokens^b" not in new.text
+    assert [n.text for n in notes] == ["b = 1e-13"]
     # small in one group only, or not small: kept
     one = fits(p1=6e-32)
     one["m"] = Fit({**one["m"].params, "p1": 0.5}, 0.1, status=1)
     assert fold(law, one) is None
     # one of two at a time (read_plainly tries each alone when both together fit worse)
     both = {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1) for g, f in fits(p1=6e-32).items()}
-    assert sorted(fold(law, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
+    assert sorted(n.text for n in fold(law, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
     new, notes, _ = ops.fold_vanishing(law, task, {"p1": ops.vanishing_constants(law, both)["p1"]})
-    assert notes == ["p1 = 6e-32"] and "tokens^b" in new.text and "sqrt" not in new.text
+    assert [(n.text, n.kind) for n in notes] == [("p1 = 6e-32", "constant")]
+    assert "tokens^b" in new.text and "sqrt" not in new.text
     assert fold(law, fits(p1=1e-3)) is None
     # a constant at 0 that divides: kept (the law would not be finite)
     div = ops.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)
@@ -652,7 +655,7 @@ def test_a_constant_at_zero_that_divides_folds_to_the_laws_limit(text, values, p
     [(name, value)] = small.items()
     new, notes, merged = ops.fold_vanishing(law, task, small)
     assert new.key == ops.parse_cached(plain, task).key and new.n_params == law.n_params - 1
-    assert notes == [f"{name} = {value:.3g} (limit as {name} -> 0)"]
+    assert notes == [ops.FoldNote(f"{name} = {value:.3g} (limit as {name} -> 0)", "limit")]
     np.testing.assert_allclose(predict_dataset(new, ops.carry_fits(fits, new, merged), train),
                                predict_dataset(law, fits, train), rtol=1e-6)
 
@@ -670,5 +673,5 @@ def test_a_constant_at_zero_without_a_finite_limit_stays(term):
     assert set(small) == {"p4", "p5"} and ops.fold_vanishing(law, task, small) is None
     assert ops.fold_vanishing(law, task, {"p5": small["p5"]}) is None
     new, notes, _ = ops.fold_vanishing(law, task, {"p4": small["p4"]})
-    assert notes == ["p4 = 3e-12 (limit as p4 -> 0)"] and new.n_params == law.n_params - 1
+    assert notes == [ops.FoldNote("p4 = 3e-12 (limit as p4 -> 0)", "limit")] and new.n_params == law.n_params - 1
     assert new.key == ops.parse_cached(f"loss = E + A*num_params + {term}", task).key

@@ -160,12 +160,12 @@ def test_report_says_a_constant_at_zero_that_divides_left_its_term_at_its_limit(
     from hybrid_sld.search.run import _markdown
     res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
                    out=tmp_path / "runs")
-    found = {"law": "y = p1 + p2*(1 - exp(-x*p4))/p4 + p3*x^2", "kinds": ["constant", "constant"],
+    found = {"law": "y = p1 + p2*(1 - exp(-x*p4))/p4 + p3*x^2", "kinds": ["limit", "constant"],
              "folded": ["p4 = 9e-21 (limit as p4 -> 0)", "p3 = 1e-22"]}
     md = _markdown(res | {"found_as": found}, [])
     assert ("`p3 = 1e-22` (switching a term off) and `p4 = 9e-21 (limit as p4 -> 0)` (a term "
             "at its limit as the constant goes to 0)") in md
-    alone = {**found, "kinds": ["constant"], "folded": found["folded"][:1]}
+    alone = {**found, "kinds": ["limit"], "folded": found["folded"][:1]}
     md = _markdown(res | {"found_as": alone}, [])
     assert "switching a term off" not in md and "(a constant that small taken to 0)" in md
 
@@ -1340,7 +1340,7 @@ def test_a_constant_at_zero_that_divides_is_read_as_the_laws_limit(tmp_path):
     assert plain is not None
     new, nv, nfull, _away, notes = plain
     assert new.key == parse_task_law("y = p1 + p2*log(x)", task).key
-    assert [(n.text, n.kind) for n in notes] == [("p3 = 1e-11 (limit as p3 -> 0)", "constant")]
+    assert [(n.text, n.kind) for n in notes] == [("p3 = 1e-11 (limit as p3 -> 0)", "limit")]
     assert nfull.r2("train") >= full.r2("train") - 1e-9 and nv.r2("valid") > 1 - 1e-9
 
 

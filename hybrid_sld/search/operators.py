@@ -848,7 +848,17 @@ class ConstantFolder:
         return v
 
 
-def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str], dict] | None:
+@dataclass(frozen=True)
+class FoldNote:
+    """One thing a fold did: ``text`` (``tanh((p2 + x)^2) = 1``, ``p3 = 1e-21``) and its
+    ``kind``: "function" (saturated on every training row), "constant" (fitted at 0, its term
+    switched off) or "limit" (fitted at 0 where 0 divides: its part at its limit there), so a
+    report need not tell them apart by the text."""
+    text: str
+    kind: str
+
+
+def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[FoldNote], dict] | None:
     """(law, notes, merged: see :func:`tidy_equations`) with each function of features and
     constants that takes one value on every row of ``data`` at the fitted constants replaced by
     that value, or None where there is none.
@@ -894,7 +904,7 @@ def fold_saturated(law: Law, task, data, fits: dict) -> tuple[Law, list[str], di
                 v = None
             if v is not None:
                 mapping[node] = _number(v)
-                notes.append(f"{expr_to_text(node)} = {v:g}")
+                notes.append(FoldNote(f"{expr_to_text(node)} = {v:g}", "function"))
                 return
         for a in node.args:
             visit(a)
@@ -918,7 +928,7 @@ def vanishing_constants(law: Law, fits: dict, tol: float = 1e-10) -> dict[str, f
 
 
 def fold_vanishing(law: Law, task, small: dict[str, float]
-                   ) -> tuple[Law, list[str], dict] | None:
+                   ) -> tuple[Law, list[FoldNote], dict] | None:
     """(law, notes, merged: see :func:`tidy_equations`) with the constants ``small`` (name ->
     fitted value, as :func:`vanishing_constants` gives them) fixed at 0 (the law tidied after),
     or None where there is none.
@@ -941,8 +951,8 @@ def fold_vanishing(law: Law, task, small: dict[str, float]
         return None
     merged = {}
     folded = _reparsed(law, eqs, params, task, merged)
-    notes = [f"{n} = {v:.3g}" + (f" (limit as {n} -> 0)" if n in limited else "")
-             for n, v in small.items()]
+    notes = [FoldNote(f"{n} = {v:.3g} (limit as {n} -> 0)", "limit") if n in limited else
+             FoldNote(f"{n} = {v:.3g}", "constant") for n, v in small.items()]
     return (folded, notes, merged) if folded is not None else None
 
 

@@ -562,17 +562,14 @@ def _markdown(r: dict, front: list) -> str:
         # a best.json written before "kinds" tells them apart only by the note's text
         kinds = was.get("kinds") or ["constant" if is_name(x.split(" = ")[0]) else "function"
                                      for x in was["folded"]]
-        consts = [x for x, k in zip(was["folded"], kinds) if k == "constant"]
-        funcs = [x for x, k in zip(was["folded"], kinds) if k == "function"]
-        # a constant at 0 that divides leaves its term at its limit there, not switched off
-        limits = [x for x in consts if x.endswith(" -> 0)")]
-        offs = [x for x in consts if x not in limits]
+        funcs, offs, limits = ([x for x, k in zip(was["folded"], kinds) if k == kind]
+                               for kind in ("function", "constant", "limit"))
         said = ([f"{_ticked(funcs)} on every training row"] if funcs else []) + \
             ([f"{_ticked(offs)} (switching a term off)"] if offs else []) + \
             ([f"{_ticked(limits)} (a term at its limit as the constant goes to 0)"]
              if limits else [])
         how = (" (a constant that small taken to 0)" if limits else
-               " (a constant that small set to 0)" if consts else "")
+               " (a constant that small set to 0)" if offs else "")
         note += (f"Found as `{_equations(was['law'])}`; its fitted constants give "
                  f"{' and '.join(said)}. The law above has these folded{how} and, refitted, "
                  "fits and validates as well.\n\n")

@@ -32,7 +32,8 @@ from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
 from .archive import Entry
-from .operators import carry_fits, fold_saturated, fold_vanishing, vanishing_constants
+from .operators import (FoldNote, carry_fits, fold_saturated, fold_vanishing,
+                        vanishing_constants)
 
 RULES = ("simplest", "valid", "horizon")  # the first is the default
 # "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
@@ -148,15 +149,6 @@ def refit_in_range(search, chosen: Entry, k: int = 10) -> tuple[Entry, Evaluatio
     return *first, passed
 
 
-@dataclass(frozen=True)
-class FoldNote:
-    """One thing :func:`read_plainly` folded: ``text`` (``tanh((p2 + x)^2) = 1``,
-    ``p3 = 1e-21``) and its ``kind``, "function" (saturated on every training row) or
-    "constant" (fitted at 0), so the report need not tell them apart by the text."""
-    text: str
-    kind: str
-
-
 def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluation, away: float
                  ) -> tuple[Law, Evaluation, Evaluation, float, list[FoldNote]] | None:
     """(law, validation evaluation, full-train evaluation, runaway, notes) of the chosen law
@@ -181,7 +173,7 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
 
     notes = []
 
-    def attempt(folded, kind: str) -> bool:
+    def attempt(folded) -> bool:
         nonlocal law, v, full, away
         if folded is None:
             return False
@@ -208,18 +200,18 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
         if not r <= max(away, RUNAWAY_TOLERANCE):
             return False
         law, v, full, away = new, nv, nfull, r
-        notes.extend(FoldNote(text, kind) for text in texts)
+        notes.extend(texts)
         return True
 
-    attempt(fold_saturated(law, task, search.train, full.fits), "function")
+    attempt(fold_saturated(law, task, search.train, full.fits))
     small = vanishing_constants(law, full.fits)
-    if small and not attempt(fold_vanishing(law, task, small), "constant") and len(small) > 1:
+    if small and not attempt(fold_vanishing(law, task, small)) and len(small) > 1:
         # one small constant may matter (c_lr = 6e-11 before a large square) where the others
         # do not: each alone, at most 4 (each is a refit)
         for name in list(small)[:4]:
             now = vanishing_constants(law, full.fits)
             if name in now:  # still there and small
-                attempt(fold_vanishing(law, task, {name: now[name]}), "constant")
+                attempt(fold_vanishing(law, task, {name: now[name]}))
     return (law, v, full, away, notes) if notes else None
 
 
