@@ -123,13 +123,24 @@ def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
                                      + (f"; {how}" if how else "")) from None
         raise InputError(f"{what} must be numeric: {exc}") from None
     if A.ndim != 2:
-        raise InputError(f"{what} must be 2-D (n_samples, n_features), got shape {A.shape}")
+        raise InputError(_not_2d(what, A.shape))
     if A.shape[0] == 0:
         raise InputError(f"{what} has no rows")
     if A.shape[1] == 0:  # as scikit-learn's check_array words it
         raise InputError(f"{what} has 0 feature(s) (shape={A.shape}) while a minimum of 1 is "
                          "required." if what == "X" else f"{what} has no columns")
     return A
+
+
+def _not_2d(what: str, shape: tuple) -> str:
+    """That X is not 2-D, a 1-D X worded as scikit-learn's check_array words it (its checks
+    match "Reshape your data")."""
+    ours = f"{what} must be 2-D (n_samples, n_features), got shape {shape}"
+    if len(shape) != 1:
+        return ours
+    return (f"Expected 2D array, got 1D array instead. Reshape your data either using "
+            f"{what}.reshape(-1, 1) if it has a single feature or {what}.reshape(1, -1) if it "
+            f"holds a single sample: {ours}")
 
 
 def _check_finite(A: np.ndarray, what: str, labels=None) -> None:
@@ -209,6 +220,23 @@ def _index(keys) -> dict:
     return {g: np.array(ix) for g, ix in out.items()}
 
 
+def _check_enough_rows(law: Law, index: dict) -> None:
+    """Refuse data with too few rows for the law's constants in every group (a single row,
+    say) as bad input, worded as scikit-learn's checks expect ("n_samples=1"), not as a fit
+    that failed. A law with shared constants is left to the fit: its groups pool their rows."""
+    if any(p.shared for p in law.params):
+        return
+    group, ix = max(index.items(), key=lambda item: len(item[1]))
+    n, n_targets = len(ix), len(law.targets)
+    if n * n_targets >= law.n_params:
+        return
+    where = "X has" if len(index) == 1 else \
+        f"the largest of {len(index)} groups, {group!r}, has"
+    values = "" if n_targets == 1 else f" of {n_targets} targets"
+    raise InputError(f"too few rows for the law's {law.n_params} constants "
+                     f"({', '.join(law.param_names)}): {where} n_samples={n}{values}")
+
+
 def _scale_column(A: np.ndarray) -> int:
     """The column with the widest positive range: the scale a search validates on, and the one
     ``FitterSpec.scale_weight`` weights."""
@@ -242,7 +270,7 @@ def _split_group_column(X, column, groups):
         return X.drop(columns=X.columns[j]), X.iloc[:, j].to_numpy()
     A = np.asarray(X, dtype=object)
     if A.ndim != 2:
-        raise InputError(f"X must be 2-D (n_samples, n_features), got shape {A.shape}")
+        raise InputError(_not_2d("X", A.shape))
     if not -A.shape[1] <= j < A.shape[1]:
         raise InputError(f"group_column={j} but X has {A.shape[1]} column(s)")
     return np.delete(A, j, axis=1), A[:, j]
@@ -337,9 +365,12 @@ class ScalingLawRegressor:
     _estimator_type = "regressor"  # scikit-learn < 1.6 reads this; later versions the tags
 
     def __sklearn_tags__(self):
-        """Tags scikit-learn >= 1.6 asks every estimator for (cross_val_score, pipelines)."""
+        """Tags scikit-learn >= 1.6 asks every estimator for (cross_val_score, pipelines).
+        multi_output: y of several columns is a law's several targets, and a column vector y
+        one target, without the DataConversionWarning of a single-output regressor."""
         from sklearn.utils import RegressorTags, Tags, TargetTags
-        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
+        return Tags(estimator_type="regressor",
+                    target_tags=TargetTags(required=True, multi_output=True),
                     regressor_tags=RegressorTags())
 
     def get_params(self, deep=True) -> dict:
@@ -554,6 +585,7 @@ class ScalingLawRegressor:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")
         spec = _fitter_spec(fitter)
         index = _index(keys)
+        _check_enough_rows(law, index)
         if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
             index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
                      for g, ix in index.items()}
@@ -620,11 +652,9 @@ class ScalingLawRegressor:
         _check_finite(A, "X", self._x_columns if _columns(X) is not None else None)
         if self._x_columns is not None:
             if _columns(X) is None and A.shape[1] != len(self._x_columns):
-                raise InputError(f"X has {A.shape[1]} column(s); expected "
-                                 f"{len(self._x_columns)} ({', '.join(self._x_columns)})")
+                self._wrong_feature_count(A.shape[1], self._x_columns)
         elif A.shape[1] + (self.group_column is not None) != self.n_features_in_:
-            raise InputError(f"X has {A.shape[1]} feature column(s); the law was fitted on "
-                             f"{self.n_features_in_ - (self.group_column is not None)}")
+            self._wrong_feature_count(A.shape[1])
         if groups is None:
             if len(self.fits_) != 1:
                 raise InputError(f"fitted on {len(self.fits_)} groups; pass groups= to predict")
@@ -668,6 +698,17 @@ class ScalingLawRegressor:
             warnings.warn(f"{int(bad.sum())} of {len(P)} prediction(s) are not finite, e.g. "
                           f"X[{i}]: {why}", stacklevel=3)
         return P[:, 0] if P.shape[1] == 1 else P
+
+    def _wrong_feature_count(self, k: int, columns=None):
+        """Refuse an X of ``k`` feature columns (its group column aside), worded as
+        scikit-learn's validate_data words it: its checks match that wording."""
+        grouped = self.group_column is not None
+        fitted = self.n_features_in_ - grouped if columns is None else len(columns)
+        named = "" if columns is None else f" ({', '.join(columns)})"
+        raise InputError(f"X has {k + grouped} features, but {type(self).__name__} is expecting "
+                         f"{fitted + grouped} features as input: the law was fitted on {fitted} "
+                         f"feature column(s){named}" + (" besides its group column" if grouped
+                                                        else ""))
 
     def score(self, X, y, groups=None) -> float:
         """SLDBench R2: 1 - mean over targets of MSE / population variance of y. A prediction

@@ -301,10 +301,8 @@ def cmd_discover(args):
     if budget is None and args.max_evals is None and not args.resume:
         budget = parse_budget("60s")
     cfg = None
-    if args.replay and args.proposer == "offline" and not args.resume:
-        raise HybridSLDError("--replay serves recorded LLM replies: give --proposer llm or "
-                             "hybrid with it")
-    if args.proposer == "offline" and not args.resume:
+    # a replay's proposer is the record's (_replayed): its LLM flags are used
+    if args.proposer == "offline" and not args.resume and not args.replay:
         defaults = vars(build_parser().parse_args(["discover"]))
         unused = ["--" + k.replace("_", "-") for k in LLM_FLAGS if getattr(args, k) != defaults[k]]
         if unused:  # an offline run makes no call: say so rather than drop them silently
@@ -336,7 +334,8 @@ def cmd_discover(args):
                            random_search=args.random_search,
                            data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                            batch_size=args.batch_size, proposer=args.proposer,
-                           llm=_llm_settings(args) if args.proposer != "offline" else None,
+                           llm=(_llm_settings(args) if args.proposer != "offline"
+                                or args.replay else None),
                            candidate_seconds=parse_budget(args.candidate_timeout,
                                                           "--candidate-timeout", zero=True) or None,
                            operon_seconds=(parse_budget(args.operon_seeds, "--operon-seeds")
@@ -382,31 +381,38 @@ def cmd_discover(args):
     return status  # a stop_reason went to stderr
 
 
-# LLMSettings fields a replay takes from the record (client.RECORDED) -> their discover flag
-REPLAYED_FLAGS = {"model": "model", "mode": "llm_mode", "max_calls": "max_calls",
-                  "max_tokens": "max_tokens", "max_usd": "max_usd", "price": "price",
-                  "call_tokens": "call_tokens", "concurrency": "concurrency",
+# the settings a replay takes from the record (client.RECORDED, the run's bounds and
+# proposer) -> their discover flag
+REPLAYED_FLAGS = {"proposer": "proposer", "model": "model", "mode": "llm_mode",
+                  "max_calls": "max_calls", "max_tokens": "max_tokens", "max_usd": "max_usd",
+                  "price": "price", "call_tokens": "call_tokens", "concurrency": "concurrency",
                   "llm_ratio": "llm_ratio", "max_evals": "max_evals", "budget_seconds": "budget"}
 
 
 def _replayed(args, cfg: SearchConfig) -> SearchConfig:
     """The replay's settings: the recorded run's LLM settings and bounds (record.load_run), for
-    flags left out; a flag given otherwise is refused, as the replay would not make the
-    recorded calls. An older record holds none: the flags stand as given."""
+    flags left out (the default --proposer, offline, too: a replay is of an llm or hybrid
+    run); a flag given otherwise is refused, as the replay would not make the recorded calls.
+    An older record holds none, or no proposer: the flags stand as given."""
     from dataclasses import replace
     from .llm.client import LLMSettings
     from .llm.record import load_run
     from .search.run import parse_budget
     recorded, _end = load_run(args.replay)
+    if cfg.proposer == "offline" and "proposer" not in (recorded or {}):
+        raise HybridSLDError("--replay serves recorded LLM replies: give --proposer llm or "
+                             "hybrid with it")
     if recorded is None:
         return cfg
     defaults = vars(build_parser().parse_args(["discover"]))
     mine = {**LLMSettings.from_dict(cfg.llm).to_dict(), "max_evals": cfg.max_evals,
-            "budget_seconds": cfg.budget_seconds}
+            "budget_seconds": cfg.budget_seconds, "proposer": cfg.proposer}
     if args.budget is not None:
         mine["budget_seconds"] = parse_budget(args.budget, "--budget")
+    # an older record holds no proposer
+    proposer = {"proposer": recorded["proposer"]} if "proposer" in recorded else {}
     taken, refused = {}, []
-    for field, value in {**recorded["llm"], "max_evals": recorded["max_evals"],
+    for field, value in {**proposer, **recorded["llm"], "max_evals": recorded["max_evals"],
                          "budget_seconds": recorded["budget_seconds"]}.items():
         flag = REPLAYED_FLAGS.get(field)
         if flag is None or getattr(args, flag) == defaults[flag]:  # left out: the record's
@@ -422,8 +428,8 @@ def _replayed(args, cfg: SearchConfig) -> SearchConfig:
         shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in taken.items()]
         print(f"note: the replay takes the recorded run's settings: {', '.join(shown)}",
               file=sys.stderr)
-    bounds = {k: taken.pop(k) for k in ("max_evals", "budget_seconds") if k in taken}
-    return replace(cfg, llm={**cfg.llm, **taken}, **bounds)
+    run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds") if k in taken}
+    return replace(cfg, llm={**cfg.llm, **taken}, **run)
 
 
 def _flag_name(field: str) -> str:
@@ -583,7 +589,8 @@ def _llm_flags(g, hybrid: bool = True) -> None:
     g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")
     if hybrid:  # a recording is of one run: a bench's cells each need their own
         g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network), "
-                       "with the recorded run's LLM settings, --max-evals and --budget")
+                       "with the recorded run's --proposer, LLM settings, --max-evals and "
+                       "--budget")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -417,8 +417,22 @@ def test_law_errors():
     x = np.geomspace(1.0, 10.0, 5)[:, None]  # default names x0.. without features=
     est = ScalingLawRegressor("y = c + A*x0^(-a)").fit(x, 1.0 + 2.0 / x[:, 0])
     assert est.n_features_in_ == 1 and not hasattr(est, "feature_names_in_")
-    with pytest.raises(InputError, match="fitted on 1"):
+    # worded as scikit-learn's validate_data and check_array, our detail after it
+    with pytest.raises(InputError, match="X has 2 features, but ScalingLawRegressor is "
+                                         "expecting 1 features as input: the law was fitted on 1"):
         est.predict(np.ones((2, 2)))
+    with pytest.raises(InputError, match=r"Reshape your data .*: X must be 2-D"):
+        est.predict(np.ones(2))
+    grouped = ScalingLawRegressor("y = c + A*x0^(-a)", group_column=0).fit(
+        np.hstack([np.ones_like(x), x]), 1.0 + 2.0 / x[:, 0])
+    with pytest.raises(InputError, match="X has 3 features, but ScalingLawRegressor is expecting "
+                                         "2 features as input: the law was fitted on 1 feature "
+                                         "column.s. besides its group column"):
+        grouped.predict(np.ones((2, 3)))
+    named = ScalingLawRegressor("y = c + A*x^(-a)", features=["x"]).fit(x, 1.0 + 2.0 / x[:, 0])
+    with pytest.raises(InputError, match=r"X has 2 features, .* expecting 1 features as input: "
+                                         r"the law was fitted on 1 feature column.s. \(x\)"):
+        named.predict(np.ones((2, 2)))
     with pytest.raises(InputError, match=r"fitter: unknown FitterSpec field\(s\) \['bogus'\]"):
         ScalingLawRegressor(LAW, fitter={"bogus": 1}, features=["x"]).fit(np.ones((3, 1)),
                                                                            np.ones(3))
@@ -635,6 +649,32 @@ def test_sklearn_model_selection_and_pipelines():
     assert grid.best_params_["law"] == "y = E + A*x0^(-a)"
 
 
+# checks whose law or data do not suit a law of x0 alone (the checks' names and reasons)
+NOT_FOR_A_LAW_OF_X0 = {
+    "check_regressors_train": "the data's informative feature is x4, not the law's x0",
+    "check_regressor_data_not_an_array": "a DataFrame's columns 0..9 cannot be named in law text",
+    "check_regressor_multioutput": "a law of one target does not fit 5 columns of y",
+    "check_dtype_object": "a cell that is no number is an InputError naming its row and column "
+                          "(a ValueError, as for text), not numpy's TypeError",
+}
+
+
+def test_sklearn_check_estimator():
+    """scikit-learn's own checks pass on a simple law but for those its law or data do not
+    suit, and those do fail: the list stays honest."""
+    pytest.importorskip("sklearn", minversion="1.6")  # on_fail=, expected_failed_checks=
+    from sklearn.utils.estimator_checks import check_estimator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checks' odd data: constant targets, overflow
+        results = check_estimator(ScalingLawRegressor("y = E + A*x0"), on_fail=None,
+                                  on_skip=None, expected_failed_checks=NOT_FOR_A_LAW_OF_X0)
+    failed = [(r["check_name"], repr(r["exception"])) for r in results
+              if r["status"] == "failed"]
+    assert failed == []
+    xfailed = {r["check_name"] for r in results if r["status"] == "xfail"}
+    assert xfailed == set(NOT_FOR_A_LAW_OF_X0)
+
+
 @pytest.mark.parametrize("kwargs, fit_kwargs, message", [
     ({"features": ["N", "N"]}, {}, "features name N more than once"),
     ({"targets": ["y", "y"]}, {}, "targets names a column twice"),
@@ -671,9 +711,24 @@ def test_names_past_the_columns_and_huge_values_are_errors():
 
 
 def test_fit_failing_for_every_group_raises():
-    X, y = _simple()
+    X, y = _simple()  # a shared constant: the groups' rows pooled are left to the fit to judge
     with pytest.raises(FitError, match="the fit failed for every group"):
-        ScalingLawRegressor("y = E + A*x0^(-a)").fit(X[:2], y[:2])
+        ScalingLawRegressor("y = E + A*x0^(-a)\nshared a").fit(X[:2], y[:2])
+
+
+def test_too_few_rows_for_the_constants_is_bad_input():
+    """As scikit-learn's check_fit2d_1sample expects: a ValueError naming n_samples, not a fit
+    that failed; a group of enough rows is fitted, the others warned of."""
+    X, y = _simple()
+    law = "y = E + A*x0^(-a)"
+    with pytest.raises(InputError, match=r"too few rows for the law's 3 constants \(E, A, a\): "
+                                         "X has n_samples=1"):
+        ScalingLawRegressor(law).fit(X[:1], y[:1])
+    with pytest.raises(InputError, match="the largest of 2 groups, 'b', has n_samples=2"):
+        ScalingLawRegressor(law).fit(X[:3], y[:3], groups=["a", "b", "b"])
+    with pytest.warns(UserWarning, match="fit failed for 1 group"):
+        est = ScalingLawRegressor(law).fit(X, y, groups=["a"] + ["b"] * (len(y) - 1))
+    assert est.fits_["b"].success
 
 
 def test_predict_checks_the_domain_and_score_the_shape():

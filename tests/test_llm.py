@@ -341,7 +341,7 @@ def test_cli_missing_key_fails_before_anything(task_file, tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--proposer", "llm", "--base-url", "not a url"], "--base-url must be an http:// or"),
-    (["--replay", "llm.jsonl"], "--replay serves recorded LLM replies"),
+    (["--replay", "older.jsonl"], "--replay serves recorded LLM replies"),  # no proposer
     (["--proposer", "llm", "--replay", "missing.jsonl"], "replay file not found"),
     (["--proposer", "llm", "--replay", "garbage.jsonl"], "garbage.jsonl, line 1: not JSON"),
     (["--proposer", "llm", "--replay", "empty.jsonl"], "no recorded LLM exchange to replay"),
@@ -351,6 +351,7 @@ def test_cli_bad_llm_flags_fail_before_anything(task_file, tmp_path, flags, mess
     monkeypatch.chdir(tmp_path)
     (tmp_path / "garbage.jsonl").write_text("not json at all\nnor this\n")
     (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "older.jsonl").write_text('{"kind": "exchange", "key": "k", "response": {}}\n')
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
                         *flags, "--max-evals", "4", "--out", str(tmp_path / "runs")],
                        capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"})
@@ -603,6 +604,37 @@ def test_a_bare_replay_takes_the_recorded_llm_budgets(task_file, server, tmp_pat
                                        "--replay", str(Path(live["run_dir"]) / "llm.jsonl"),
                                        "--out", str(tmp_path / "other"))
     assert status == 2 and "leave out --max-usd 2.0 (recorded: 1.0)" in _out["error"]
+
+
+def test_a_bare_replay_takes_the_recorded_proposer(task_file, server, tmp_path, capsys):
+    """A replay with the other proposer made other calls and stopped at the first it had no
+    reply for ("holds no response for call N"): llm.jsonl records the proposer, a replay with
+    the default one takes it, and one given otherwise is refused."""
+    from hybrid_sld.cli import main
+    status, live, _err = _cli_discover(
+        capsys, "--task", str(task_file), "--proposer", "hybrid", "--base-url", server.url,
+        "--max-evals", "24", "--batch-size", "4", "--max-calls", "6", "--out",
+        str(tmp_path / "live"))  # _cli_discover's --proposer llm, then the run's hybrid
+    assert status == 0 and live["llm"]["calls"] > 0
+    server.stop()
+    record = str(Path(live["run_dir"]) / "llm.jsonl")
+    status = main(["discover", "--task", str(task_file), "--batch-size", "4", "--replay", record,
+                   "--out", str(tmp_path / "replay"), "--json"])
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert status == 0 and not rep["stop_reason"], err
+    assert "note: the replay takes the recorded run's settings: --proposer hybrid" in err
+    assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
+    status, out, _err = _cli_discover(capsys, "--task", str(task_file), "--batch-size", "4",
+                                      "--replay", record, "--out", str(tmp_path / "other"))
+    assert status == 2 and "leave out --proposer llm (recorded: hybrid)" in out["error"]
+    older = tmp_path / "older.jsonl"  # a record without the proposer: give it, as before
+    older.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items()
+                                         if k != "proposer"}) + "\n"
+                             for line in open(record)))
+    status = main(["discover", "--task", str(task_file), "--replay", str(older), "--out",
+                   str(tmp_path / "older"), "--json"])
+    assert status == 2 and "give --proposer llm or hybrid" in capsys.readouterr().out
 
 
 def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file, server,

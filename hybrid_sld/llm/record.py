@@ -63,9 +63,10 @@ def load_rounds(path: str | Path) -> dict[int, int]:
 
 
 def load_run(path: str | Path) -> tuple[dict | None, float | None]:
-    """The recorded run's settings (client.RECORDED and its bounds) and where a replay of it
-    ends in place of a clock, from its last "settings" line and an "end" line after it (each
-    session, a start or a resume, writes both; a killed one no "end"). A run ended by its
+    """The recorded run's settings (client.RECORDED, its bounds and proposer) and where a
+    replay of it ends in place of a clock, from its last "settings" line and an "end" line
+    after it (each session, a start or a resume, writes both; a killed one no "end"; a record
+    of before the proposer was kept holds none of it). A run ended by its
     --budget (or a Ctrl-C) stopped after a batch, at an evaluation count a replay's own clock
     need not reach, and --max-evals would cut that batch short: its replay stops at that count
     (math.inf: the run ended by its own bounds, which end the replay too). A replay takes the
