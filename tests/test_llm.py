@@ -732,18 +732,23 @@ def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tm
         assert reason in res["llm_ended"] and res["evals"] == 30 and res["stop_reason"] is None
 
 
+def _nine_calls(server, tmp_path):
+    """A CLI llm run on kaplan_demo of 9 calls, one at a time, 20 evaluations at most."""
+    return subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task",
+                           "kaplan_demo", "--proposer", "llm", "--base-url", server.url,
+                           "--max-evals", "20", "--batch-size", "4", "--max-calls", "9",
+                           "--concurrency", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True,
+                          env=os.environ | {"OPENAI_API_KEY": "k"}, timeout=120)
+
+
 def test_a_run_with_no_usable_reply_says_why_and_that_the_law_is_a_seed(server, tmp_path):
     # it said only "0% valid" and "gave no new law"; the reasons were in llm.jsonl alone
     import itertools
     over_cap = proposal("loss = A + B*num_params^a + C*tokens^b + D/num_params + F/tokens + G")
     turn = itertools.count()
     server.responder = lambda body, n: {"content": over_cap if next(turn) % 3 else "no idea"}
-    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", "kaplan_demo",
-                        "--proposer", "llm", "--base-url", server.url, "--max-evals", "20",
-                        "--batch-size", "4", "--max-calls", "9", "--concurrency", "1",
-                        "--out", str(tmp_path)],
-                       capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"},
-                       timeout=120)
+    r = _nine_calls(server, tmp_path)
     assert r.returncode == 0, r.stderr
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("LLM:")][0]
     assert "rejected: over the parameter cap (" in line  # the commonest first
@@ -764,12 +769,7 @@ def test_the_summary_counts_proposals_already_evaluated_among_the_valid_not_as_r
     same = proposal(*KAPLAN_LAWS[0])  # new once, then already evaluated
     turn = itertools.count()
     server.responder = lambda body, n: {"content": same if next(turn) % 3 else "no idea"}
-    r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", "kaplan_demo",
-                        "--proposer", "llm", "--base-url", server.url, "--max-evals", "20",
-                        "--batch-size", "4", "--max-calls", "9", "--concurrency", "1",
-                        "--out", str(tmp_path)],
-                       capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"},
-                       timeout=120)
+    r = _nine_calls(server, tmp_path)
     assert r.returncode == 0, r.stderr
     run = Path(re.search(r"run directory (\S+)", r.stdout).group(1))
     llm = json.loads((run / "best.json").read_text())["llm"]
