@@ -759,7 +759,14 @@ def _bench_process(*args):
     env = dict(os.environ, PYTHONPATH=str(Path(hybrid_sld.__file__).parents[1]))
     return subprocess.Popen([sys.executable, "-m", "hybrid_sld", "bench", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_as_in_a_terminal)
+
+
+def _sigint_as_in_a_terminal():
+    """SIGINT's default disposition, as a command typed in a terminal has: a test run started
+    with & ignores SIGINT, and its children would inherit that (their Ctrl-C tests then fail)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _parent(pid: str) -> str:
