@@ -750,18 +750,9 @@ class Search:
         """(slot, candidate) pairs for a batch's LLM slots, asked for all at once. Calls a
         Ctrl-C leaves in flight stay in the checkpoint (state.llm_round), asked again first
         on --resume (their replies that came replayed from llm.jsonl)."""
-        from ..llm.budget import SPEND_KEYS, LLMStop
         s = self.state
-        if s.llm_round is None:
-            try:
-                allot = self.budget.allot(len(slots), 1 + self.llm_settings.repairs)
-            except LLMStop as exc:
-                self._halt(exc)
-                return []
-            s.llm_round = {"first_seq": s.llm_seq, "allot": allot,
-                           "spend": self.budget.copy(SPEND_KEYS),
-                           "user": self.llm.user_message(s.archive, s.failures)}
-            s.llm_seq += len(allot)
+        if s.llm_round is None and not self._open_round(len(slots)):
+            return []
         r = s.llm_round
         futures = self._ask(r["user"], r["first_seq"], r["allot"], threads)
         if not self._replies_in(futures):
@@ -830,7 +821,6 @@ class Search:
         """After a batch, start a round of calls if none is in flight and the LLM's share of
         evaluations (--llm-ratio) allows: at most that share of the evaluations so far come
         from the LLM, counting the round's. The grammar proposer goes on meanwhile."""
-        from ..llm.budget import SPEND_KEYS, LLMStop
         s, st = self.state, self.llm_settings
         if s.llm_round is not None or s.llm_ended or self._stop or s.seed_cursor < len(self.seeds):
             return
@@ -842,18 +832,24 @@ class Search:
             if allowed < n:  # the ratio, not --concurrency, holds the LLM's share
                 s.llm["ratio_held"] = s.llm.get("ratio_held", 0) + 1
             n = min(n, allowed)
-        if n < 1:
-            return
+        if n >= 1 and self._open_round(n):
+            self._start_round(threads)
+
+    def _open_round(self, n: int) -> bool:
+        """state.llm_round for up to ``n`` calls the LLM budget allows (numbered from llm_seq,
+        with the spend before them and the prompt); False where the budget ends the LLM's part."""
+        from ..llm.budget import SPEND_KEYS, LLMStop
+        s = self.state
         try:
-            allot = self.budget.allot(n, 1 + st.repairs)
+            allot = self.budget.allot(n, 1 + self.llm_settings.repairs)
         except LLMStop as exc:
             self._halt(exc)
-            return
+            return False
         s.llm_round = {"first_seq": s.llm_seq, "allot": allot,
                        "spend": self.budget.copy(SPEND_KEYS),
                        "user": self.llm.user_message(s.archive, s.failures), "asked_at": s.evals}
         s.llm_seq += len(allot)
-        self._start_round(threads)
+        return True
 
     def _start_round(self, threads) -> None:
         r = self.state.llm_round
