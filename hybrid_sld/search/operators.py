@@ -401,7 +401,7 @@ def _positive(task, positive_features):
 def _finish(law: Law, task, index: int, new_expr, params: dict, parents=()) -> str | None:
     """Text of ``law`` with equation ``index`` replaced, if it parses and is new."""
     target, old = law.equations[index]
-    if new_expr is None or new_expr == old or new_expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+    if new_expr is None or new_expr == old or _infinite(new_expr):
         return None
     if _size(new_expr) > max(MAX_NODES, _size(old)):
         return None
