@@ -66,6 +66,12 @@ class _LawPrinter(StrPrinter):
 
     _default_settings = {**StrPrinter._default_settings, "decimals": True}
 
+    def _print_Integer(self, expr):
+        """1e12, not 1000000000000, where that is shorter and exact (123456789 stays)."""
+        whole = str(expr.p)
+        short = _fmt(float(expr)) if abs(expr) < 1e300 else whole
+        return short if len(short) < len(whole) and sp.Rational(short) == expr else whole
+
     def _print_Rational(self, expr):
         text = self._settings["decimals"] and decimal_text(expr)
         return text or super()._print_Rational(expr)

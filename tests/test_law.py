@@ -551,6 +551,17 @@ def test_decimals_are_written_as_decimals():
     assert parse_law("y = (x + N)*(0.001/x)", ["x", "N"]).text == "y = (N + x)/(1000*x)"
 
 
+def test_large_integers_are_written_short():
+    """A fold that multiplies constants out leaves integers such as 10^12 in the law; law text
+    writes them as 1e12 (the form it reads), not 1000000000000, where that is shorter and exact.
+    Integers with many significant digits stay whole."""
+    law = parse_law("y = p1 + 1000000000000*D + 1e12/x - 1000000*x^3 + 123456789*x^2 + "
+                    "2.5e20*x^-1e7 + 999999*D^2", ["D", "x"])
+    assert law.text == ("y = p1 - 1e6*x^3 + 999999*D^2 + 123456789*x^2 + 1e12*D + 1e12/x "
+                        "+ 2.5e20/x^1e7")
+    assert parse_law(law.text, ["D", "x"]).key == law.key
+
+
 DECIMAL = st.builds(lambda m, k: ("num", f"{m}e-{k}"), st.integers(1, 10**13), st.integers(3, 16))
 
 
