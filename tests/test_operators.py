@@ -675,3 +675,21 @@ def test_a_constant_at_zero_without_a_finite_limit_stays(term):
     new, notes, _ = ops.fold_vanishing(law, task, {"p4": small["p4"]})
     assert notes == [ops.FoldNote("p4 = 3e-12 (limit as p4 -> 0)", "limit")] and new.n_params == law.n_params - 1
     assert new.key == ops.parse_cached(f"loss = E + A*num_params + {term}", task).key
+
+
+def test_a_limit_out_of_time_is_not_tried_again_on_larger_parts(monkeypatch):
+    # A part whose limit has no finite value is tried again on the part that holds it
+    # ((1 - exp(-N*p4))/p4 as a whole, not 1/p4 alone); one that ran out of time is not: the
+    # larger part would too, LIMIT_SECONDS each, up to the law's top
+    from hybrid_sld.errors import FitTimeout
+    task = get_task("kaplan_demo")
+    law = ops.parse_cached("loss = E + A*(1 - exp(-num_params*p4))/p4\nA > 0", task)
+    calls = []
+
+    def slow_limit(*args, **kwargs):
+        calls.append(args[0])
+        raise FitTimeout("a limit ran past its time limit")
+
+    monkeypatch.setattr(ops.sp, "limit", slow_limit)
+    assert ops.fold_vanishing(law, task, {"p4": 1e-15}) is None
+    assert len(calls) == 1

@@ -18,7 +18,7 @@ import sympy as sp
 
 from ..compile import numpy_function
 from ..deadline import interruptible, time_limit
-from ..errors import LawError
+from ..errors import FitTimeout, LawError
 from ..fit import LOSSES, STRATEGIES, FitterSpec
 from ..grammar import FUNCTIONS
 from ..law import Law, Param, expr_to_text, parse_law, parse_task_law
@@ -946,7 +946,10 @@ def fold_vanishing(law: Law, task, small: dict[str, float]
         return None
     params = {n: p for n, p in law_params(law).items() if n not in small}
     zero, limited = {law.symbols[n] for n in small}, set()
-    eqs = [(t, _at_zero(e, zero, limited)) for t, e in law.equations]
+    try:
+        eqs = [(t, _at_zero(e, zero, limited)) for t, e in law.equations]
+    except FitTimeout:  # a limit ran out of time: a larger part would too (LIMIT_SECONDS)
+        return None
     if any(e is None for _t, e in eqs):  # 0 as a divisor and no finite limit: kept
         return None
     merged = {}
@@ -997,6 +1000,8 @@ def _limit_at_zero(expr, zero: set, limited: set):
         with time_limit(LIMIT_SECONDS), interruptible("a limit"):
             for s in syms:
                 part = sp.limit(part, s, 0, dir="+-")
+    except FitTimeout:  # not retried on the parts that hold this one (fold_vanishing)
+        raise
     except Exception:  # no limit, two one-sided ones, or one sympy cannot take: not folded
         return None
     if (_infinite(part) or part.has(sp.I, sp.Limit, sp.AccumBounds, sp.Order)
