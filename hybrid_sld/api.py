@@ -55,6 +55,11 @@ class InputError(DataError, ValueError):
     """X, y or groups are malformed; a ValueError too, as scikit-learn's checks expect."""
 
 
+class CellTypeError(InputError, TypeError):
+    """A cell of X or y of a type that is no number (a dict, a list); a TypeError too, as
+    numpy and scikit-learn's checks raise for it (text that is no number stays a ValueError)."""
+
+
 def _check_dense(obj, what: str) -> None:
     """Refuse None and a sparse matrix, whose conversion to floats says nothing of why (a
     shape of (), "setting an array element with a sequence")."""
@@ -116,11 +121,13 @@ def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
             for i, v in enumerate(O[:, j]):
                 try:
                     float(v)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError) as why:
                     label = cols[j] if cols is not None else j
                     how = hint(label) if hint else ""
-                    raise InputError(f"{what}[{i}], column {label!r}: not a number: {v!r}"
-                                     + (f"; {how}" if how else "")) from None
+                    error = CellTypeError if isinstance(why, TypeError) else InputError
+                    of_type = f" ({why})" if isinstance(why, TypeError) else ""
+                    raise error(f"{what}[{i}], column {label!r}: not a number: {v!r}{of_type}"
+                                + (f"; {how}" if how else "")) from None
         raise InputError(f"{what} must be numeric: {exc}") from None
     if A.ndim != 2:
         raise InputError(_not_2d(what, A.shape))

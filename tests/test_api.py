@@ -654,8 +654,6 @@ NOT_FOR_A_LAW_OF_X0 = {
     "check_regressors_train": "the data's informative feature is x4, not the law's x0",
     "check_regressor_data_not_an_array": "a DataFrame's columns 0..9 cannot be named in law text",
     "check_regressor_multioutput": "a law of one target does not fit 5 columns of y",
-    "check_dtype_object": "a cell that is no number is an InputError naming its row and column "
-                          "(a ValueError, as for text), not numpy's TypeError",
 }
 
 
