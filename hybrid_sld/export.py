@@ -338,26 +338,77 @@ def _open_widest_parentheses(tex: str) -> str:
     return rf"{tex[:a]}\{size}l({inner} \{size}r){after}"
 
 
+_BIG_CLOSE = re.compile(r"\\[Bb]igg?r")
+
+
+def _factors(tex: str) -> list[str]:
+    """``tex``, one term, cut at each space between the factors of its outermost product
+    (R_{N} \\left(1 - e^{x}\\right) \\min(...)): never beside a sign or an operator
+    (+ A, a \\cdot b) nor before a \\biggr), which closes what an earlier line opened."""
+    tokens = [token for token, _depth in _tokens(tex)]
+    cuts, at = [0], 0
+    for k, (token, depth) in enumerate(_tokens(tex)):
+        if (token.isspace() and depth == 0 and 0 < k < len(tokens) - 1
+                and tokens[k - 1] not in ("+", "-", r"\cdot", r"\times", "=")
+                and tokens[k + 1] not in ("+", "-", r"\cdot", r"\times", "=")
+                and not _BIG_CLOSE.fullmatch(tokens[k + 1])):
+            cuts.append(at)
+        at += len(token)
+    return [tex[a:b].strip() for a, b in zip(cuts, cuts[1:] + [len(tex)])]
+
+
+def _exp_as_function(tex: str) -> str:
+    """``tex`` written \\exp\\left( ... \\right) when it is one exponential whole, signed or
+    not, as the printer writes exp (e^{...}, or \\exp{\\left( ... \\right)} beside a constant
+    named e), so that the sum in it may be broken; else as it is."""
+    sign, body = (tex[:2], tex[2:]) if tex[:2] in ("+ ", "- ") else ("", tex)
+    for opening, closing in (("e^{", "}"), (r"\exp{\left(", r" \right)}")):
+        inner = body[len(opening):-len(closing)]  # closing no brace it did not open: e^{a} b^{c}
+        if (body.startswith(opening) and body.endswith(closing)  # is not one exponential
+                and all(depth >= 0 for _token, depth in _tokens(inner))):
+            return sign + r"\exp\left(" + inner + r" \right)"
+    return tex
+
+
+def _pieces(term: str, room: int) -> list[tuple[str, bool]]:
+    """``term`` cut into pieces a line of ``room`` can hold, each with whether it continues a
+    product (a line it starts begins with \\times, as a broken product is set in print). A term
+    too wide is cut between its factors; a factor too wide, between the terms of the sum in
+    its widest parentheses (:func:`_open_widest_parentheses`), each cut the same way again. A
+    piece that cannot be cut (a wide fraction, a superscript) is left whole. An exponential
+    e^{...} of a sum is written \\exp( ... ) to be cut: a superscript cannot span lines."""
+    if _visible_width(term) <= room:
+        return [(term, False)]
+    factors = _factors(term)
+    if len(factors) > 1:
+        pieces = []
+        for i, factor in enumerate(factors):
+            inner = _pieces(factor, room)
+            pieces += [(inner[0][0], i > 0), *inner[1:]]
+        return pieces
+    terms = _terms(_open_widest_parentheses(_exp_as_function(term)))
+    if len(terms) > 1:
+        return [piece for t in terms for piece in _pieces(t, room)]
+    return [(term, False)]
+
+
 def _equation(lhs: str, expr, printer: _LatexPrinter) -> str:
-    """One equation's row of the align block. One wider than a page is broken between the
-    terms of its outermost sum (or of the sum in an exponential or in parentheses that take up
-    the row) into lines that continue it, greedily; the equation keeps one number."""
+    """One equation's row of the align block. One wider than a page is broken into lines that
+    continue it, greedily, between the terms of its outermost sum, and where a term alone is too
+    wide, between its factors or inside its parentheses (:func:`_pieces`); each line closes
+    every brace and \\left it opens. The equation keeps one number."""
     rhs = printer.doprint(expr)
     if _visible_width(f"{lhs} = {rhs}") <= _LINE_WIDTH:
         return f"{lhs} &= {rhs}"
-    if isinstance(expr, sp.exp) and expr.args[0].is_Add:  # e^{...} cannot be broken
-        rhs = r"\exp\left(" + printer.doprint(expr.args[0]) + r" \right)"
     room = _LINE_WIDTH - _visible_width(f"{lhs} = ")
-    terms = []
-    for term in _terms(rhs):
-        terms += _terms(_open_widest_parentheses(term)) if _visible_width(term) > room else [term]
-    lines = [terms[0]]
-    for term in terms[1:]:
+    pieces = [piece for term in _terms(rhs) for piece in _pieces(term, room)]
+    lines = [pieces[0][0]]
+    for piece, continues_product in pieces[1:]:
         quad = 2 if len(lines) > 1 else 0  # a \quad, about two letters, starts each later line
-        if _visible_width(f"{lines[-1]} {term}") + quad > room:
-            lines.append(term)
+        if _visible_width(f"{lines[-1]} {piece}") + quad > room:
+            lines.append(rf"\times {piece}" if continues_product else piece)
         else:
-            lines[-1] += f" {term}"
+            lines[-1] += f" {piece}"
     return f"{lhs} &= " + " \\nonumber \\\\\n    &\\quad ".join(lines)
 
 
