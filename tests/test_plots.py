@@ -292,3 +292,16 @@ def test_the_residual_legend_is_beside_the_panels(tmp_path, monkeypatch):
     assert [t.get_text() for t in legend.get_texts()] == ["train", "test"]
     assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
     assert legend.get_window_extent().x1 <= fig.bbox.x1
+
+
+def test_fit_plot_from_the_command_line_is_headed_by_the_task_law_and_r2(tmp_path, monkeypatch,
+                                                                          capsys):
+    import hybrid_sld.plots as plots
+    from hybrid_sld.cli import main
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = a + b/num_params^c",
+                 "--plot", str(tmp_path / "fit.png"), "--json"]) == 0
+    (head,) = [t.get_text() for t in saved["fig"].texts if "R2" in t.get_text()]
+    assert head.startswith("kaplan_demo: loss = ") and "3 constants" in head
+    assert "test\xa0" in head
