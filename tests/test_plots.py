@@ -270,6 +270,10 @@ def test_the_headline_says_the_task_the_law_and_its_r2(tmp_path, monkeypatch):
     assert any("demo: L = a + b*exp(N*c)\n3 constants" in t and "test\xa0-1.1e+94" in t
                for t in texts)  # the task, the law, its R2 (short: not 95 digits)
     assert any("test\xa0-1.1e+94" in t.get_text() for t in saved["residuals.png"].texts)
+    fig = saved["residuals.png"]  # one panel, 5.6 inches: the headline is wrapped to fit
+    fig.canvas.draw()
+    for t in fig.texts:
+        assert fig.bbox.x0 <= t.get_window_extent().x0 and t.get_window_extent().x1 <= fig.bbox.x1
 
 
 def test_residual_labels_stay_inside_the_figure(tmp_path, monkeypatch):
