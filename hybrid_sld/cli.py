@@ -162,9 +162,11 @@ def cmd_fit(args):
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     if args.plot and fitted:
         from .data import validation_mask
-        from .plots import plot_fit
+        from .plots import plot_fit, run_title
         plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
-                 valid_mask=validation_mask(task, train))
+                 valid_mask=validation_mask(task, train),
+                 title=run_title(task.name, law, {s: out[f"{s}_r2"]
+                                                  for s in ("train", "valid", "test")}))
         out["plot"] = str(args.plot)
     if args.json:
         print(json_text(out, indent=1))

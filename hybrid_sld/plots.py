@@ -8,7 +8,8 @@ marked differently. Where the other features take few values in a group (tokens 
 largest test scale, so its extrapolation shows between and beyond the points. Otherwise (vocab:
 1044 character counts) no curve can be drawn and the law's prediction beside the data at each
 scale is a cloud; the panel then puts the law against the data, row by row, on the line
-law = data (the residual plot still shows them against the scale).
+law = data (the residual plot still shows them against the scale). A panel's y axis keeps to
+its data when the law runs far past them, and says so in its title.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from .law import Law
 
 MAX_CURVES = 10  # per panel; beyond it the other features count as continuous
 LOG_SPAN = 4  # an axis of positive values spanning this factor or more is drawn in log scale
-MARKERS = {"train": ("o", 14), "validation": ("s", 22), "test": ("*", 40)}
+MARKERS = {"train": ("o", 14), "validation": ("s", 22), "test": ("*", 64)}
 PART_COLORS = {"train": "tab:blue", "validation": "tab:green", "test": "tab:red"}
 
 
@@ -151,6 +153,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
         preds = {id(d): predict_dataset(law, fits, d) for _, d, _ in parts}
     cmap = plt.get_cmap("viridis")
     curves = legends = False
+    one_colour = True  # every panel a single curve: points in the parts' colours
     for i, g in enumerate(groups):
         rows = [(name, d, m & (d.groups == g)) for name, d, m in parts]
         X = np.vstack([d.X[m] for _, d, m in rows])
@@ -163,46 +166,53 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                 levels_along[xcol] = _levels(X, xcol)
             found = levels_along[xcol]
             curves |= found is not None
+            ys = np.concatenate([d.Y[m, k] for _, d, m in rows])
             if found is not None:
                 index, levels = found
                 # each part's rows' level index (X stacks the parts in order)
                 where = np.split(index, np.cumsum([int(m.sum()) for _, _, m in rows])[:-1])
+                drawn = []
                 for li, level in enumerate(levels):
-                    color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "tab:blue"
+                    # one curve: black, and the points in the parts' colours (test in red), as
+                    # in the residual plot; several: a colour per level, the parts by marker
+                    color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "black"
                     xs = _axis(X[index == li, xcol], beyond=test is None)
                     label = ", ".join(f"{f}={_short(v)}" for f, v in zip(others, level)) or None
-                    ax.plot(xs, _curve(law, fits, g, level, xcol, xs, train)[:, k], color=color,
-                            lw=1.2, label=label, zorder=2)
+                    drawn.append(_curve(law, fits, g, level, xcol, xs, train)[:, k])
+                    ax.plot(xs, drawn[-1], color=color, lw=1.2, label=label, zorder=2)
                     for (name, d, m), lv in zip(rows, where):
                         sel = np.flatnonzero(m)[lv == li]
-                        _points(ax, name, d.X[sel, xcol], d.Y[sel, k], color)
+                        _points(ax, name, d.X[sel, xcol], d.Y[sel, k],
+                                PART_COLORS[name] if len(levels) == 1 else color)
+                one_colour &= len(levels) == 1
+                off = _keep_data_in_view(ax, ys, np.concatenate(drawn))
                 if len(levels) > 1:  # beside the panel: inside, it covered the largest scales
                     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                               frameon=False)
                     legends = True
             else:  # continuous other features: the law against the data, row by row
                 _parity(ax, [(name, d.Y[m, k], preds[id(d)][m, k]) for name, d, m in rows])
+                off = _keep_data_in_view(ax, ys, np.concatenate([preds[id(d)][m, k]
+                                                                 for _, d, m in rows]))
                 ax.set_xlabel(f"{target} (data)")
                 ax.set_ylabel(f"{target} (law)")
-                ax.set_title(_title(g), fontsize=9)
+                ax.set_title(_title(g) + (OFF_SCALE if off else ""), fontsize=9)
                 continue
             if _log_scale(X[:, xcol]):
                 _log_x(ax, X[:, xcol])
             ax.set_xlabel(xfeats[k])
             ax.set_ylabel(target)
-            ax.set_title(_title(g), fontsize=9)
-    key = [Line2D([], [], ls="", marker=MARKERS[n][0], color="gray", label=n,
-                  markerfacecolor="none" if n == "validation" else "gray")
+            ax.set_title(_title(g) + (OFF_SCALE if off else ""), fontsize=9)
+    shade = {n: PART_COLORS[n] if one_colour else "gray" for n in MARKERS}
+    key = [Line2D([], [], ls="", marker=MARKERS[n][0], color=shade[n], label=n,
+                  markerfacecolor="none" if n == "validation" else shade[n])
            for n, _, _ in parts]
     key.append(Line2D([], [], color="black", label="law" if curves else "law = data"))
     if legends:  # room for the legends beside the panels
         fig.set_size_inches(fig.get_size_inches() + (1.3 * ncols, 0))
     # the key in a band of its own above the panels, so it never covers a panel or its legend
+    top = _headline(fig, title)  # lines of their own above the key
     height = fig.get_size_inches()[1]
-    top = 0.0
-    if title:  # a line of its own above the key
-        fig.suptitle(title, y=1 - 0.05 / height, va="top", fontsize=10)
-        top = 0.3 / height
     fig.legend(handles=key, loc="upper center", ncol=len(key), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 1 - top))
     below = 0.0
@@ -212,6 +222,61 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
         below = 0.3 / height
     fig.tight_layout(rect=(0, below, 1, 1 - 0.35 / height - top))
     return save_figure(fig, path)
+
+
+OFF_SCALE = " (law off scale)"  # a panel's title, when the y axis cuts the law off
+
+
+def _keep_data_in_view(ax, y_data: np.ndarray, y_law: np.ndarray) -> bool:
+    """Hold the y axis to the data's range and as much again either side when the law runs
+    further (a pole, a blow-up past the data): autoscaled to a law reaching 1e47, the points
+    lay flat on one line. Returns whether the law was cut off."""
+    y, law_y = y_data[np.isfinite(y_data)], y_law[np.isfinite(y_law)]
+    if not y.size:
+        return False
+    lo, hi = float(y.min()), float(y.max())
+    span = hi - lo or abs(hi) or 1.0
+    bottom, top = min(lo, law_y.min(initial=lo)), max(hi, law_y.max(initial=hi))
+    if bottom >= lo - span and top <= hi + span:
+        return False
+    bottom, top = max(bottom, lo - span), min(top, hi + span)
+    ax.set_ylim(bottom - 0.05 * span, top + 0.05 * span)
+    return True
+
+
+def _headline(fig, title: str | None) -> float:
+    """``title`` above the panels, each line wrapped to the figure's width (a law's text ran
+    past a one-panel figure's edges), the figure made taller by as much; returns the fraction
+    of its height the title takes."""
+    if not title:
+        return 0.0
+    width, height = fig.get_size_inches()
+    chars = max(int(width * 12), 30)  # at fontsize 10, about 12 characters an inch
+    lines = [w for line in title.splitlines() for w in textwrap.wrap(line, chars) or [""]]
+    need = 0.12 + 0.18 * len(lines)
+    fig.set_size_inches(width, height + need)
+    # fig.text, not suptitle: tight_layout makes room for a suptitle again, below the band
+    fig.text(0.5, 1 - 0.05 / (height + need), "\n".join(lines).replace("$", r"\$"),
+             ha="center", va="top", fontsize=10)
+    return need / (height + need)
+
+
+def run_title(task: str, law: Law, r2: dict) -> str:
+    """A run's plot headline: the task and the law's first equation, then its constants and R2
+    per split, so a figure cut out of its run still says which law it shows and how it did."""
+    first = law.text.splitlines()[0]
+    more = f" (+{len(law.equations) - 1} more equations)" if len(law.equations) > 1 else ""
+    # a no-break space: wrapping keeps a split's name beside its figure
+    scores = ", ".join(f"{name}\N{NO-BREAK SPACE}{_r2_text(v)}" for name, v in r2.items())
+    return (f"{task}: {textwrap.shorten(first, 160, placeholder=' ...')}{more}\n"
+            f"{law.n_params} constants; R2 {scores}")
+
+
+def _r2_text(v) -> str:
+    """0.9945; a runaway's -1.1e+94 short, not 95 digits."""
+    if v is None:
+        return "n/a"
+    return f"{v:.4f}" if abs(v) < 1000 else f"{v:.3g}"
 
 
 def _parity(ax, parts) -> None:
@@ -244,8 +309,9 @@ def _points(ax, name, x, y, color) -> None:
 
 
 def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,
-                   by: str | None = None, valid_mask=None) -> Path:
-    """Write a PNG of residuals (prediction - data) against the scale axis, one panel per target.
+                   by: str | None = None, valid_mask=None, title: str | None = None) -> Path:
+    """Write a PNG of residuals (prediction - data) against the scale axis, one panel per target,
+    under ``title`` if given.
 
     A law that extrapolates shows no trend in the residuals toward the largest scales.
     """
@@ -253,7 +319,7 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
 
     xfeats = _axes_features(train, by)
     nt = len(train.targets)
-    fig, axes = plt.subplots(1, nt, figsize=(4.5 * nt, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, nt, figsize=(4.5 * nt + 1.1, 3.4), squeeze=False)
     vmask = np.zeros(len(train), bool) if valid_mask is None else np.asarray(valid_mask)
     parts = [("train", train, ~vmask, "o", PART_COLORS["train"]),
              ("validation", train, vmask, "s", PART_COLORS["validation"])]
@@ -272,9 +338,12 @@ def plot_residuals(law: Law, fits: dict, train: Dataset, test: Dataset | None, p
         if _log_scale(xs):
             _log_x(ax, xs)
         ax.set_xlabel(xfeats[k])
-        ax.set_ylabel(f"residual of {target} (law - data)")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+        # the target as the panel's title: in the y label, vocab's 23 characters ran off the top
+        ax.set_title(f"residual of {target}", fontsize=9)
+        ax.set_ylabel("law - data")
+    # beside the last panel: inside the first, it covered residuals (kaplan_demo's at 1e7)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - _headline(fig, title)))
     return save_figure(fig, path)
 
 

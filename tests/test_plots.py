@@ -1,12 +1,23 @@
 """The fit plot is a real, non-empty PNG showing every group."""
 
+import sys
+
 import numpy as np
+import pytest
 
 from hybrid_sld.data import load_splits, validation_mask
 from hybrid_sld.evaluate import fit_dataset
 from hybrid_sld.law import parse_task_law
 from hybrid_sld.plots import plot_fit
 from hybrid_sld.tasks import get_task
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Tests that keep a figure instead of saving it leave it open: close them after."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 def test_plot_fit_writes_png(tmp_path):
@@ -206,3 +217,95 @@ def test_a_ctrl_c_while_pyplot_is_imported_is_handled_once_it_is_in():
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["[True]"]
+
+
+def _runaway_figures(tmp_path, monkeypatch, target="L", titled=False):
+    """One feature, loss near 2, and a law whose exp runs to 1e24 past the data (drawn to twice
+    its largest N when there is no test split): fit and residual figures, not files."""
+    import hybrid_sld.plots as plots
+    from hybrid_sld.data import Dataset
+    from hybrid_sld.fit import Fit
+    from hybrid_sld.law import parse_law
+    N = np.geomspace(1.0, 10.0, 12)
+    Y = (2 + 1 / N)[:, None]
+    train = Dataset(np.array(["g"] * 10, dtype=object), N[:10, None], Y[:10], ("N",), (target,))
+    test = Dataset(np.array(["g"] * 2, dtype=object), N[10:, None], Y[10:], ("N",), (target,))
+    law = parse_law(f"{target} = a + b*exp(c*N)", ["N"], [target])
+    fits = {"g": Fit(params={"a": 2.0, "b": 1e-30, "c": 10.0}, cost=0.0, status=1)}
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault(path.name, fig))
+    kw = {"title": plots.run_title("demo", law, {"train": 0.9512, "test": -1.1e94})} \
+        if titled else {}
+    plot_fit(law, fits, train, None, tmp_path / "fit.png", by="N", **kw)
+    plot_fit(law, fits, train, test, tmp_path / "split.png", by="N")
+    plots.plot_residuals(law, fits, train, test, tmp_path / "residuals.png", by="N", **kw)
+    return saved
+
+
+def test_a_law_running_off_to_infinity_leaves_the_data_in_view(tmp_path, monkeypatch):
+    # autoscaled to the law's 1e24, the points lay flat on one line (easy_question, exp of
+    # log_flops^2); the y axis now holds to the data's range and as much again either side
+    (ax,) = [a for a in _runaway_figures(tmp_path, monkeypatch)["fit.png"].axes if a.axison]
+    lo, hi = ax.get_ylim()
+    assert 2.1 - 2 * 0.9 <= lo and hi <= 3.0 + 2 * 0.9  # data 2.1 .. 3.0
+    assert ax.get_title() == "g (law off scale)"
+    line = ax.lines[0].get_ydata()
+    assert np.nanmax(line) > 1e20  # the law is drawn whole, only the axis cut it off
+
+
+def test_one_curve_panels_mark_the_parts_by_colour(tmp_path, monkeypatch):
+    # with one curve per panel (sft, easy_question) every point was the curve's blue: the test
+    # rows stood apart only by a star's shape
+    from matplotlib.colors import to_rgba
+    from hybrid_sld.plots import PART_COLORS
+    (ax,) = [a for a in _runaway_figures(tmp_path, monkeypatch)["split.png"].axes if a.axison]
+    colours = {tuple(c.get_facecolor()[0]) for c in ax.collections if len(c.get_offsets())}
+    assert to_rgba(PART_COLORS["test"]) in colours and to_rgba(PART_COLORS["train"]) in colours
+
+
+def test_the_headline_says_the_task_the_law_and_its_r2(tmp_path, monkeypatch):
+    # discover's plots had no title: a figure cut out of its run did not say which law it was
+    saved = _runaway_figures(tmp_path, monkeypatch, titled=True)
+    texts = [t.get_text() for t in saved["fit.png"].texts]
+    assert any("demo: L = a + b*exp(N*c)\n3 constants" in t and "test\xa0-1.1e+94" in t
+               for t in texts)  # the task, the law, its R2 (short: not 95 digits)
+    assert any("test\xa0-1.1e+94" in t.get_text() for t in saved["residuals.png"].texts)
+    fig = saved["residuals.png"]  # one panel, 5.6 inches: the headline is wrapped to fit
+    fig.canvas.draw()
+    for t in fig.texts:
+        assert fig.bbox.x0 <= t.get_window_extent().x0 and t.get_window_extent().x1 <= fig.bbox.x1
+
+
+def test_residual_labels_stay_inside_the_figure(tmp_path, monkeypatch):
+    # vocab: "residual of unigram_normalized_loss (law - data)" ran off the top of the figure
+    fig = _runaway_figures(tmp_path, monkeypatch, "unigram_normalized_loss")["residuals.png"]
+    fig.canvas.draw()
+    box = fig.bbox
+    for ax in fig.axes:
+        for label in (ax.yaxis.label, ax.title):
+            extent = label.get_window_extent()
+            assert box.y0 <= extent.y0 and extent.y1 <= box.y1 and box.x0 <= extent.x0
+    assert "unigram_normalized_loss" in fig.axes[0].get_title()
+
+
+def test_the_residual_legend_is_beside_the_panels(tmp_path, monkeypatch):
+    fig = _runaway_figures(tmp_path, monkeypatch)["residuals.png"]
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["train", "test"]
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
+    assert legend.get_window_extent().x1 <= fig.bbox.x1
+
+
+def test_fit_plot_from_the_command_line_is_headed_by_the_task_law_and_r2(tmp_path, monkeypatch,
+                                                                          capsys):
+    import hybrid_sld.plots as plots
+    from hybrid_sld.cli import main
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = a + b/num_params^c",
+                 "--plot", str(tmp_path / "fit.png"), "--json"]) == 0
+    (head,) = [t.get_text() for t in saved["fig"].texts if "R2" in t.get_text()]
+    assert head.startswith("kaplan_demo: loss = ") and "3 constants" in head
+    assert "test\xa0" in head

@@ -89,8 +89,9 @@ def plot_winners(results, out_dir, data_dir=None, data=None) -> list[Path]:
                       "figures the bench recorded; its fit plot is not redrawn", file=sys.stderr)
                 continue
             r2 = w.get("test_r2")
+            r2 = "n/a" if r2 is None else f"{r2:.4f}"  # a no-break space before it: kept whole
             title = (f"{task.name}: {w.get('method')}, seed {w.get('seed')}, {law.n_params} "
-                     f"constants, test R2 {'n/a' if r2 is None else f'{r2:.4f}'}")
+                     f"constants, test R2\N{NO-BREAK SPACE}{r2}")
             written.append(plot_fit(law, fits, train, test, Path(out_dir) / f"{task.name}_fit.png",
                                     by=task.split.by or None, valid_mask=validation_mask(task, train),
                                     title=title))

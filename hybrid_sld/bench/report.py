@@ -130,7 +130,7 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     from ..export import latex_document_fragment, task_descriptions, task_symbols
     from ..fit import Fit
     from ..law import parse_task_law
-    from ..plots import plot_fit, plot_residuals
+    from ..plots import plot_fit, plot_residuals, run_title
     from ..search.archive import Archive
     from ..search.engine import State, resume_command, write_atomic
     from ..search.run import _markdown, task_of_run
@@ -163,10 +163,11 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     files = [str(run_dir / "report.md"), str(run_dir / "law.tex")]
     vmask = validation_mask(task, train)
     by = task.split.by or None
+    title = run_title(task.name, law, {s: best.get(f"{s}_r2") for s in ("train", "valid", "test")})
     files.append(str(plot_fit(law, fits, train, test, run_dir / "plots" / "fit.png", by=by,
-                              valid_mask=vmask)))
+                              valid_mask=vmask, title=title)))
     files.append(str(plot_residuals(law, fits, train, test, run_dir / "plots" / "residuals.png",
-                                    by=by, valid_mask=vmask)))
+                                    by=by, valid_mask=vmask, title=title)))
     return files
 
 

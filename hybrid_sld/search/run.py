@@ -223,12 +223,14 @@ def final_report(search: Search) -> dict:
         write_atomic(run_dir / "law.tex", latex_document_fragment(
             law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
         try:
-            from ..plots import plot_fit, plot_residuals
+            from ..plots import plot_fit, plot_residuals, run_title
             vmask = validation_mask(task, train)
+            title = run_title(task.name, law, {s: result[f"{s}_r2"]
+                                               for s in ("train", "valid", "test")})
             plot_fit(law, full.fits, train, test, run_dir / "plots" / "fit.png",
-                     by=task.split.by or None, valid_mask=vmask)
+                     by=task.split.by or None, valid_mask=vmask, title=title)
             plot_residuals(law, full.fits, train, test, run_dir / "plots" / "residuals.png",
-                           by=task.split.by or None, valid_mask=vmask)
+                           by=task.split.by or None, valid_mask=vmask, title=title)
         except Exception as exc:  # a plot must never lose the run's results
             print(f"warning: plot failed: {exc}", file=sys.stderr)
             result["plot_error"] = str(exc)
