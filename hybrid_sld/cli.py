@@ -322,10 +322,14 @@ def cmd_discover(args):
             print(f"note: a resumed run keeps the settings it was started with; ignored: "
                   f"{', '.join(ignored)}", file=sys.stderr)
     else:
-        args.task = args.task or "kaplan_demo"
-        _task(args.task, args.data_dir)  # unknown task: fail before creating anything
+        recorded = None
+        if args.replay:
+            from .llm.record import load_run
+            recorded = load_run(args.replay)[0]
+        task = _replay_task(args, recorded) or args.task or "kaplan_demo"
+        _task(task, args.data_dir)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder
-        where = str(Path(args.task).resolve()) if Path(args.task).is_file() else args.task
+        where = str(Path(task).resolve()) if Path(task).is_file() else task
         cfg = SearchConfig(task=where, seed=args.seed, max_evals=args.max_evals,
                            budget_seconds=budget, islands=args.islands, workers=args.workers,
                            migrate_every=args.migrate_every, crossover=not args.no_crossover,
@@ -343,7 +347,7 @@ def cmd_discover(args):
                            final_selection=args.final_selection,
                            fix_spare_constants=args.fix_spare_constants, units=args.units)
     if args.replay and not args.resume:
-        cfg = _replayed(args, cfg)
+        cfg = _replayed(args, cfg, recorded)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar,
@@ -381,24 +385,42 @@ def cmd_discover(args):
     return status  # a stop_reason went to stderr
 
 
-# the settings a replay takes from the record (client.RECORDED, the run's bounds and
-# proposer) -> their discover flag
+# the settings a replay takes from the record (client.RECORDED, the run's bounds, proposer
+# and batch size) -> their discover flag
 REPLAYED_FLAGS = {"proposer": "proposer", "model": "model", "mode": "llm_mode",
                   "max_calls": "max_calls", "max_tokens": "max_tokens", "max_usd": "max_usd",
                   "price": "price", "call_tokens": "call_tokens", "concurrency": "concurrency",
-                  "llm_ratio": "llm_ratio", "max_evals": "max_evals", "budget_seconds": "budget"}
+                  "llm_ratio": "llm_ratio", "max_evals": "max_evals", "budget_seconds": "budget",
+                  "batch_size": "batch_size", "task": "task"}
 
 
-def _replayed(args, cfg: SearchConfig) -> SearchConfig:
-    """The replay's settings: the recorded run's LLM settings and bounds (record.load_run), for
-    flags left out (the default --proposer, offline, too: a replay is of an llm or hybrid
-    run); a flag given otherwise is refused, as the replay would not make the recorded calls.
-    An older record holds none, or no proposer: the flags stand as given."""
+def _replay_task(args, recorded: dict | None) -> str | None:
+    """The recorded run's task, for a replay with --task left out (None: an older record
+    holds none); a --task of another name is refused, as the replay would not make the
+    recorded calls. A task file that moved is given where it is now, as --resume takes it."""
+    saved = (recorded or {}).get("task")
+    if saved is None:
+        return None
+    gone = Path(saved).suffix == ".toml" and not Path(saved).is_file()
+    if args.task is None:
+        if gone:
+            raise HybridSLDError(f"the replayed run's task file {saved} is gone; if it moved, "
+                                 "give where it is now with --task")
+        return saved
+    if not gone and get_task(args.task).name != get_task(saved).name:
+        raise HybridSLDError(f"a replay makes the recorded run's calls with its settings: "
+                             f"leave out --task {args.task} (recorded: {saved})")
+    return args.task
+
+
+def _replayed(args, cfg: SearchConfig, recorded: dict | None) -> SearchConfig:
+    """The replay's settings: the recorded run's LLM settings, bounds and batch size
+    (record.load_run), for flags left out (the default --proposer, offline, too: a replay is of
+    an llm or hybrid run); a flag given otherwise is refused, as the replay would not make the
+    recorded calls. An older record holds none, or no proposer: the flags stand as given."""
     from dataclasses import replace
     from .llm.client import LLMSettings
-    from .llm.record import load_run
     from .search.run import parse_budget
-    recorded, _end = load_run(args.replay)
     if cfg.proposer == "offline" and "proposer" not in (recorded or {}):
         raise HybridSLDError("--replay serves recorded LLM replies: give --proposer llm or "
                              "hybrid with it")
@@ -406,13 +428,16 @@ def _replayed(args, cfg: SearchConfig) -> SearchConfig:
         return cfg
     defaults = vars(build_parser().parse_args(["discover"]))
     mine = {**LLMSettings.from_dict(cfg.llm).to_dict(), "max_evals": cfg.max_evals,
-            "budget_seconds": cfg.budget_seconds, "proposer": cfg.proposer}
+            "budget_seconds": cfg.budget_seconds, "proposer": cfg.proposer,
+            "batch_size": cfg.batch_size}
     if args.budget is not None:
         mine["budget_seconds"] = parse_budget(args.budget, "--budget")
-    # an older record holds no proposer
-    proposer = {"proposer": recorded["proposer"]} if "proposer" in recorded else {}
+    # an older record holds no proposer, task or batch size
+    older = {k: recorded[k] for k in ("proposer", "batch_size") if k in recorded}
     taken, refused = {}, []
-    for field, value in {**proposer, **recorded["llm"], "max_evals": recorded["max_evals"],
+    if args.task is None and "task" in recorded:  # taken by _replay_task
+        taken["task"] = recorded["task"]
+    for field, value in {**older, **recorded["llm"], "max_evals": recorded["max_evals"],
                          "budget_seconds": recorded["budget_seconds"]}.items():
         flag = REPLAYED_FLAGS.get(field)
         if flag is None or getattr(args, flag) == defaults[flag]:  # left out: the record's
@@ -428,7 +453,9 @@ def _replayed(args, cfg: SearchConfig) -> SearchConfig:
         shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in taken.items()]
         print(f"note: the replay takes the recorded run's settings: {', '.join(shown)}",
               file=sys.stderr)
-    run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds") if k in taken}
+    taken.pop("task", None)  # cfg has it already (_replay_task)
+    run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds", "batch_size")
+           if k in taken}
     return replace(cfg, llm={**cfg.llm, **taken}, **run)
 
 
@@ -589,8 +616,8 @@ def _llm_flags(g, hybrid: bool = True) -> None:
     g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")
     if hybrid:  # a recording is of one run: a bench's cells each need their own
         g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network), "
-                       "with the recorded run's --proposer, LLM settings, --max-evals and "
-                       "--budget")
+                       "with the recorded run's --task, --batch-size, --proposer, LLM settings, "
+                       "--max-evals and --budget")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -637,6 +637,39 @@ def test_a_bare_replay_takes_the_recorded_proposer(task_file, server, tmp_path, 
     assert status == 2 and "give --proposer llm or hybrid" in capsys.readouterr().out
 
 
+def test_a_bare_replay_takes_the_recorded_task_and_batch_size(task_file, server, tmp_path,
+                                                            capsys):
+    """A replay without --task searched kaplan_demo, the default, and one without --batch-size
+    made batches of 8: neither made the recorded calls. llm.jsonl records both; a bare
+    --replay takes them (a task file that moved, from --task), one given otherwise is refused."""
+    from hybrid_sld.cli import main
+    status, live, _err = _cli_discover(
+        capsys, "--task", str(task_file), "--base-url", server.url, "--max-evals", "16",
+        "--batch-size", "4", "--max-calls", "4", "--out", str(tmp_path / "live"))
+    assert status == 0 and live["llm"]["calls"] == 4
+    server.stop()
+    record = str(Path(live["run_dir"]) / "llm.jsonl")
+    status = main(["discover", "--replay", record, "--out", str(tmp_path / "replay"), "--json"])
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert status == 0 and rep["task"] == "synth", err
+    assert f"--task {Path(task_file).resolve()}" in err and "--batch-size 4" in err  # said so
+    assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
+    for flags, refused in ((["--task", "kaplan_demo"], "--task kaplan_demo"),
+                           (["--batch-size", "6"], "--batch-size 6 (recorded: 4)")):
+        status = main(["discover", *flags, "--replay", record, "--out", str(tmp_path / "no"),
+                       "--json"])
+        assert status == 2 and f"leave out {refused}" in json.loads(capsys.readouterr().out)["error"]
+    moved = task_file.rename(task_file.with_name("moved.toml"))
+    status = main(["discover", "--replay", record, "--out", str(tmp_path / "no"), "--json"])
+    assert status == 2 and "if it moved, give where it is now with --task" in \
+        json.loads(capsys.readouterr().out)["error"]
+    status = main(["discover", "--task", str(moved), "--replay", record, "--out",
+                   str(tmp_path / "moved"), "--json"])
+    assert status == 0 and _archive(json.loads(capsys.readouterr().out)["run_dir"]) == \
+        _archive(live["run_dir"])
+
+
 def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file, server,
                                                                        tmp_path, capsys):
     """A --budget run ends after the batch in which its clock ran out: a replay with

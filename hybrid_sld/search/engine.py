@@ -983,7 +983,7 @@ class Search:
             self.llm.client.recorder.write(
                 "settings", llm={k: getattr(self.llm_settings, k) for k in RECORDED},
                 max_evals=cfg.max_evals, budget_seconds=cfg.budget_seconds,
-                proposer=cfg.proposer)
+                proposer=cfg.proposer, task=cfg.task, batch_size=cfg.batch_size)
         if self.llm is not None and s.llm_round is not None:  # resumed: asked again (or replayed)
             s.llm.update(s.llm_round["spend"])
             if hybrid:  # an llm run asks it in its first batch
