@@ -414,8 +414,9 @@ def _replay_task(args, recorded: dict | None) -> str | None:
 
 
 def _replayed(args, cfg: SearchConfig, recorded: dict | None) -> SearchConfig:
-    """The replay's settings: the recorded run's LLM settings, bounds and batch size
-    (record.load_run), for flags left out (the default --proposer, offline, too: a replay is of
+    """The replay's settings: the recorded run's LLM settings, bounds and batch size as it
+    began (record.load_run; a run resumed with other budgets takes them where it was resumed,
+    search.engine), for flags left out (the default --proposer, offline, too: a replay is of
     an llm or hybrid run); a flag given otherwise is refused, as the replay would not make the
     recorded calls. An older record holds none, or no proposer: the flags stand as given."""
     from dataclasses import replace
@@ -453,10 +454,24 @@ def _replayed(args, cfg: SearchConfig, recorded: dict | None) -> SearchConfig:
         shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in taken.items()]
         print(f"note: the replay takes the recorded run's settings: {', '.join(shown)}",
               file=sys.stderr)
+    _note_resumes(args.replay)
     taken.pop("task", None)  # cfg has it already (_replay_task)
     run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds", "batch_size")
            if k in taken}
     return replace(cfg, llm={**cfg.llm, **taken}, **run)
+
+
+def _note_resumes(path) -> None:
+    """Say where the recorded run was resumed with other LLM settings: the replay takes
+    them there (search.engine)."""
+    from .llm.record import load_sessions
+    sessions = load_sessions(path)
+    for before, d in zip(sessions, sessions[1:]):
+        shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in d["llm"].items()
+                 if before["llm"].get(k) != v]
+        if shown:
+            print(f"note: the recorded run was resumed after {d['evals']} evaluations with "
+                  f"{', '.join(shown)}: the replay takes them there", file=sys.stderr)
 
 
 def _flag_name(field: str) -> str:
