@@ -554,9 +554,10 @@ def cmd_report(args):
 
 
 class _ProgressBar:
-    """tqdm on stderr: evaluations, best validation R2, evaluations per second, time left.
-    When stderr is not a terminal (a run logged to a file), one plain line every LOG_EVERY
-    seconds of search instead."""
+    """tqdm on stderr: evaluations, best validation R2, evaluations per second, time left,
+    toward where the search ends (Search.bounds: a replay ends at the recorded run's count,
+    by no clock). When stderr is not a terminal (a run logged to a file), one plain line
+    every LOG_EVERY seconds of search instead."""
 
     LOG_EVERY = 30.0
 
@@ -566,9 +567,9 @@ class _ProgressBar:
 
     def __call__(self, search):
         from tqdm import tqdm
-        cfg, s = search.config, search.state
+        s = search.state
+        total, seconds = search.bounds()
         if self.bar is None:  # from the evaluations already made (the seeds, a resumed run's)
-            total = cfg.max_evals if cfg.max_evals else None
             # one rate, ours (evaluations over search time), not tqdm's as well
             fmt = ("{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if total
                    else "{n_fmt} evals [{elapsed}{postfix}]")
@@ -578,13 +579,13 @@ class _ProgressBar:
         best = s.archive.best()
         post = {"best_valid_r2": f"{best.valid_r2:.5f}" if best else "n/a",
                 "evals/s": f"{s.evals / max(s.elapsed, 1e-9):.1f}"}
-        if cfg.budget_seconds:
-            post["left"] = f"{max(cfg.budget_seconds - s.elapsed, 0):.0f}s"
+        if seconds:
+            post["left"] = f"{max(seconds - s.elapsed, 0):.0f}s"
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
         if self.bar.disable and s.elapsed - self.logged >= self.LOG_EVERY:
             self.logged = s.elapsed
-            total = f"/{cfg.max_evals}" if cfg.max_evals else ""
+            total = f"/{total}" if total else ""
             print(f"{s.evals}{total} evaluations in {s.elapsed:.0f} s: "
                   + ", ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr, flush=True)
 

@@ -692,6 +692,8 @@ def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file
     assert status == 0 and not rep["stop_reason"], err  # no call it had no reply for
     assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
     assert rep["evals"] == live["evals"]
+    # its progress counts toward that count, not down the recorded --budget's clock
+    assert f"/{live['evals']} evaluations in " in err and ", left " not in err
 
 
 @pytest.mark.parametrize("proposer, calls, more", [("hybrid", 3, 8), ("hybrid", 20, None),

@@ -970,15 +970,22 @@ class Search:
         return (self.state.evals, self.state.llm_seq) >= (session["evals"], session["llm_seq"])
 
     # -- the loop -----------------------------------------------------------------------------
+    def bounds(self) -> tuple[int | None, float | None]:
+        """Where the search ends: at an evaluation count (--max-evals, or the count the
+        recorded run ended at, for a replay: record.load_run) and after search seconds
+        (--budget: a replay has no clock); None where not so."""
+        cap = self.config.max_evals
+        if self.llm is not None and self.replay_end is not None:
+            end = min(self.replay_end, math.inf if cap is None else cap)
+            return (None if end == math.inf else int(end)), None
+        return cap, self.config.budget_seconds
+
     def _done(self) -> bool:
-        cfg, s = self.config, self.state
         if self._stop:
             return True
-        if cfg.max_evals is not None and s.evals >= cfg.max_evals:
-            return True
-        if self.llm is not None and self.replay_end is not None:  # a replay has no clock
-            return s.evals >= self.replay_end
-        return cfg.budget_seconds is not None and s.elapsed >= cfg.budget_seconds
+        evals, seconds = self.bounds()
+        return (evals is not None and self.state.evals >= evals
+                or seconds is not None and self.state.elapsed >= seconds)
 
     @contextlib.contextmanager
     def stop_signals(self):
