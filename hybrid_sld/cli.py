@@ -324,10 +324,14 @@ def cmd_discover(args):
             print(f"note: a resumed run keeps the settings it was started with; ignored: "
                   f"{', '.join(ignored)}", file=sys.stderr)
     else:
-        args.task = args.task or "kaplan_demo"
-        _task(args.task, args.data_dir)  # unknown task: fail before creating anything
+        recorded = None
+        if args.replay:
+            from .llm.record import load_run
+            recorded = load_run(args.replay)[0]
+        task = _replay_task(args, recorded) or args.task or "kaplan_demo"
+        _task(task, args.data_dir)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder
-        where = str(Path(args.task).resolve()) if Path(args.task).is_file() else args.task
+        where = str(Path(task).resolve()) if Path(task).is_file() else task
         cfg = SearchConfig(task=where, seed=args.seed, max_evals=args.max_evals,
                            budget_seconds=budget, islands=args.islands, workers=args.workers,
                            migrate_every=args.migrate_every, crossover=not args.no_crossover,
@@ -345,7 +349,7 @@ def cmd_discover(args):
                            final_selection=args.final_selection,
                            fix_spare_constants=args.fix_spare_constants, units=args.units)
     if args.replay and not args.resume:
-        cfg = _replayed(args, cfg)
+        cfg = _replayed(args, cfg, recorded)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar,
@@ -383,24 +387,43 @@ def cmd_discover(args):
     return status  # a stop_reason went to stderr
 
 
-# the settings a replay takes from the record (client.RECORDED, the run's bounds and
-# proposer) -> their discover flag
+# the settings a replay takes from the record (client.RECORDED, the run's bounds, proposer
+# and batch size) -> their discover flag
 REPLAYED_FLAGS = {"proposer": "proposer", "model": "model", "mode": "llm_mode",
                   "max_calls": "max_calls", "max_tokens": "max_tokens", "max_usd": "max_usd",
                   "price": "price", "call_tokens": "call_tokens", "concurrency": "concurrency",
-                  "llm_ratio": "llm_ratio", "max_evals": "max_evals", "budget_seconds": "budget"}
+                  "llm_ratio": "llm_ratio", "max_evals": "max_evals", "budget_seconds": "budget",
+                  "batch_size": "batch_size", "task": "task"}
 
 
-def _replayed(args, cfg: SearchConfig) -> SearchConfig:
-    """The replay's settings: the recorded run's LLM settings and bounds (record.load_run), for
-    flags left out (the default --proposer, offline, too: a replay is of an llm or hybrid
-    run); a flag given otherwise is refused, as the replay would not make the recorded calls.
-    An older record holds none, or no proposer: the flags stand as given."""
+def _replay_task(args, recorded: dict | None) -> str | None:
+    """The recorded run's task, for a replay with --task left out (None: an older record
+    holds none); a --task of another name is refused, as the replay would not make the
+    recorded calls. A task file that moved is given where it is now, as --resume takes it."""
+    saved = (recorded or {}).get("task")
+    if saved is None:
+        return None
+    gone = Path(saved).suffix == ".toml" and not Path(saved).is_file()
+    if args.task is None:
+        if gone:
+            raise HybridSLDError(f"the replayed run's task file {saved} is gone; if it moved, "
+                                 "give where it is now with --task")
+        return saved
+    if not gone and get_task(args.task).name != get_task(saved).name:
+        raise HybridSLDError(f"a replay makes the recorded run's calls with its settings: "
+                             f"leave out --task {args.task} (recorded: {saved})")
+    return args.task
+
+
+def _replayed(args, cfg: SearchConfig, recorded: dict | None) -> SearchConfig:
+    """The replay's settings: the recorded run's LLM settings, bounds and batch size as it
+    began (record.load_run; a run resumed with other budgets takes them where it was resumed,
+    search.engine), for flags left out (the default --proposer, offline, too: a replay is of
+    an llm or hybrid run); a flag given otherwise is refused, as the replay would not make the
+    recorded calls. An older record holds none, or no proposer: the flags stand as given."""
     from dataclasses import replace
     from .llm.client import LLMSettings
-    from .llm.record import load_run
     from .search.run import parse_budget
-    recorded, _end = load_run(args.replay)
     if cfg.proposer == "offline" and "proposer" not in (recorded or {}):
         raise HybridSLDError("--replay serves recorded LLM replies: give --proposer llm or "
                              "hybrid with it")
@@ -408,13 +431,16 @@ def _replayed(args, cfg: SearchConfig) -> SearchConfig:
         return cfg
     defaults = vars(build_parser().parse_args(["discover"]))
     mine = {**LLMSettings.from_dict(cfg.llm).to_dict(), "max_evals": cfg.max_evals,
-            "budget_seconds": cfg.budget_seconds, "proposer": cfg.proposer}
+            "budget_seconds": cfg.budget_seconds, "proposer": cfg.proposer,
+            "batch_size": cfg.batch_size}
     if args.budget is not None:
         mine["budget_seconds"] = parse_budget(args.budget, "--budget")
-    # an older record holds no proposer
-    proposer = {"proposer": recorded["proposer"]} if "proposer" in recorded else {}
+    # an older record holds no proposer, task or batch size
+    older = {k: recorded[k] for k in ("proposer", "batch_size") if k in recorded}
     taken, refused = {}, []
-    for field, value in {**proposer, **recorded["llm"], "max_evals": recorded["max_evals"],
+    if args.task is None and "task" in recorded:  # taken by _replay_task
+        taken["task"] = recorded["task"]
+    for field, value in {**older, **recorded["llm"], "max_evals": recorded["max_evals"],
                          "budget_seconds": recorded["budget_seconds"]}.items():
         flag = REPLAYED_FLAGS.get(field)
         if flag is None or getattr(args, flag) == defaults[flag]:  # left out: the record's
@@ -430,8 +456,24 @@ def _replayed(args, cfg: SearchConfig) -> SearchConfig:
         shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in taken.items()]
         print(f"note: the replay takes the recorded run's settings: {', '.join(shown)}",
               file=sys.stderr)
-    run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds") if k in taken}
+    _note_resumes(args.replay)
+    taken.pop("task", None)  # cfg has it already (_replay_task)
+    run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds", "batch_size")
+           if k in taken}
     return replace(cfg, llm={**cfg.llm, **taken}, **run)
+
+
+def _note_resumes(path) -> None:
+    """Say where the recorded run was resumed with other LLM settings: the replay takes
+    them there (search.engine)."""
+    from .llm.record import load_sessions
+    sessions = load_sessions(path)
+    for before, d in zip(sessions, sessions[1:]):
+        shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in d["llm"].items()
+                 if before["llm"].get(k) != v]
+        if shown:
+            print(f"note: the recorded run was resumed after {d['evals']} evaluations with "
+                  f"{', '.join(shown)}: the replay takes them there", file=sys.stderr)
 
 
 def _flag_name(field: str) -> str:
@@ -514,9 +556,10 @@ def cmd_report(args):
 
 
 class _ProgressBar:
-    """tqdm on stderr: evaluations, best validation R2, evaluations per second, time left.
-    When stderr is not a terminal (a run logged to a file), one plain line every LOG_EVERY
-    seconds of search instead."""
+    """tqdm on stderr: evaluations, best validation R2, evaluations per second, time left,
+    toward where the search ends (Search.bounds: a replay ends at the recorded run's count,
+    by no clock). When stderr is not a terminal (a run logged to a file), one plain line
+    every LOG_EVERY seconds of search instead."""
 
     LOG_EVERY = 30.0
 
@@ -526,9 +569,9 @@ class _ProgressBar:
 
     def __call__(self, search):
         from tqdm import tqdm
-        cfg, s = search.config, search.state
+        s = search.state
+        total, seconds = search.bounds()
         if self.bar is None:  # from the evaluations already made (the seeds, a resumed run's)
-            total = cfg.max_evals if cfg.max_evals else None
             # one rate, ours (evaluations over search time), not tqdm's as well
             fmt = ("{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if total
                    else "{n_fmt} evals [{elapsed}{postfix}]")
@@ -538,13 +581,13 @@ class _ProgressBar:
         best = s.archive.best()
         post = {"best_valid_r2": f"{best.valid_r2:.5f}" if best else "n/a",
                 "evals/s": f"{s.evals / max(s.elapsed, 1e-9):.1f}"}
-        if cfg.budget_seconds:
-            post["left"] = f"{max(cfg.budget_seconds - s.elapsed, 0):.0f}s"
+        if seconds:
+            post["left"] = f"{max(seconds - s.elapsed, 0):.0f}s"
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
         if self.bar.disable and s.elapsed - self.logged >= self.LOG_EVERY:
             self.logged = s.elapsed
-            total = f"/{cfg.max_evals}" if cfg.max_evals else ""
+            total = f"/{total}" if total else ""
             print(f"{s.evals}{total} evaluations in {s.elapsed:.0f} s: "
                   + ", ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr, flush=True)
 
@@ -591,8 +634,8 @@ def _llm_flags(g, hybrid: bool = True) -> None:
     g.add_argument("--llm-timeout", type=float, help="seconds per LLM call (default 60)")
     if hybrid:  # a recording is of one run: a bench's cells each need their own
         g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network), "
-                       "with the recorded run's --proposer, LLM settings, --max-evals and "
-                       "--budget")
+                       "with the recorded run's --task, --batch-size, --proposer, LLM settings, "
+                       "--max-evals and --budget")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -836,8 +836,7 @@ def test_the_progress_bar_counts_from_the_evaluations_made_and_ends_before_the_r
     term = Terminal()
     monkeypatch.setattr(sys, "stderr", term)
     state = SimpleNamespace(evals=40, elapsed=10.0, archive=SimpleNamespace(best=lambda: None))
-    search = SimpleNamespace(config=SimpleNamespace(max_evals=100, budget_seconds=None),
-                             state=state)
+    search = SimpleNamespace(state=state, bounds=lambda: (100, None))
     bar = _ProgressBar()
     bar(search)
     assert bar.bar.n == bar.bar.initial == 40  # a resumed run's or the seeds': no rate from them
@@ -861,8 +860,7 @@ def test_without_a_terminal_progress_is_a_plain_line_now_and_then(capsys):
 
     from hybrid_sld.cli import _ProgressBar
     state = SimpleNamespace(evals=10, elapsed=5.0, archive=SimpleNamespace(best=lambda: None))
-    search = SimpleNamespace(config=SimpleNamespace(max_evals=100, budget_seconds=None),
-                             state=state)
+    search = SimpleNamespace(state=state, bounds=lambda: (100, None))
     bar = _ProgressBar()
     for evals, elapsed in ((10, 5.0), (20, 20.0), (30, 36.0)):  # lines at 5 s and 36 s
         state.evals, state.elapsed = evals, elapsed

@@ -637,6 +637,39 @@ def test_a_bare_replay_takes_the_recorded_proposer(task_file, server, tmp_path, 
     assert status == 2 and "give --proposer llm or hybrid" in capsys.readouterr().out
 
 
+def test_a_bare_replay_takes_the_recorded_task_and_batch_size(task_file, server, tmp_path,
+                                                            capsys):
+    """A replay without --task searched kaplan_demo, the default, and one without --batch-size
+    made batches of 8: neither made the recorded calls. llm.jsonl records both; a bare
+    --replay takes them (a task file that moved, from --task), one given otherwise is refused."""
+    from hybrid_sld.cli import main
+    status, live, _err = _cli_discover(
+        capsys, "--task", str(task_file), "--base-url", server.url, "--max-evals", "16",
+        "--batch-size", "4", "--max-calls", "4", "--out", str(tmp_path / "live"))
+    assert status == 0 and live["llm"]["calls"] == 4
+    server.stop()
+    record = str(Path(live["run_dir"]) / "llm.jsonl")
+    status = main(["discover", "--replay", record, "--out", str(tmp_path / "replay"), "--json"])
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert status == 0 and rep["task"] == "synth", err
+    assert f"--task {Path(task_file).resolve()}" in err and "--batch-size 4" in err  # said so
+    assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
+    for flags, refused in ((["--task", "kaplan_demo"], "--task kaplan_demo"),
+                           (["--batch-size", "6"], "--batch-size 6 (recorded: 4)")):
+        status = main(["discover", *flags, "--replay", record, "--out", str(tmp_path / "no"),
+                       "--json"])
+        assert status == 2 and f"leave out {refused}" in json.loads(capsys.readouterr().out)["error"]
+    moved = task_file.rename(task_file.with_name("moved.toml"))
+    status = main(["discover", "--replay", record, "--out", str(tmp_path / "no"), "--json"])
+    assert status == 2 and "if it moved, give where it is now with --task" in \
+        json.loads(capsys.readouterr().out)["error"]
+    status = main(["discover", "--task", str(moved), "--replay", record, "--out",
+                   str(tmp_path / "moved"), "--json"])
+    assert status == 0 and _archive(json.loads(capsys.readouterr().out)["run_dir"]) == \
+        _archive(live["run_dir"])
+
+
 def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file, server,
                                                                        tmp_path, capsys):
     """A --budget run ends after the batch in which its clock ran out: a replay with
@@ -659,6 +692,59 @@ def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file
     assert status == 0 and not rep["stop_reason"], err  # no call it had no reply for
     assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
     assert rep["evals"] == live["evals"]
+    # its progress counts toward that count, not down the recorded --budget's clock
+    assert f"/{live['evals']} evaluations in " in err and ", left " not in err
+
+
+@pytest.mark.parametrize("proposer, calls, more", [("hybrid", 3, 8), ("hybrid", 20, None),
+                                                   ("llm", 6, 12)])
+def test_a_resumed_run_replays_as_it_ran(task_file, server, tmp_path, capsys, monkeypatch,
+                                          proposer, calls, more):
+    """A run stopped (a Ctrl-C while a batch was made; an llm run's call budget spent, after
+    batches whose every proposal was already evaluated) and resumed, with a larger --max-calls
+    or as it was. Its replay took the resumed session's budget from the start, so made calls
+    the run had not made (a hybrid run's LLM went on where the run's had ended; an llm run's
+    batch was allotted other calls) and stopped at one it had no reply for; and after the
+    Ctrl-C it asked a round where the stopped run had asked none. llm.jsonl now says where
+    each session began, and the replay begins it there; the replay's own record replays so."""
+    from hybrid_sld.cli import main
+    stopped = []
+    propose = Search._propose_one
+
+    def ctrl_c_in_a_batch(search, *a):  # as on_signal does: the batch in hand is finished
+        if not stopped and search.state.evals >= 20:
+            stopped.append(search.state.evals)
+            search._stop, search.interrupted = True, "SIGINT"
+        return propose(search, *a)
+
+    monkeypatch.setattr(Search, "_propose_one", ctrl_c_in_a_batch)
+    cfg = SearchConfig(task=str(task_file), max_evals=40, batch_size=4, proposer=proposer,
+                       llm=_settings(server, max_calls=calls, concurrency=2))
+    live = discover(cfg, out=tmp_path / "live")
+    assert (live["interrupted"] == "SIGINT") is (proposer == "hybrid")
+    assert proposer == "hybrid" or "call budget" in live["stop_reason"]
+    monkeypatch.setattr(Search, "_propose_one", propose)
+    res = discover(None, resume=live["run_dir"], llm={"max_calls": more} if more else None)
+    assert res["llm"]["calls"] > live["llm"]["calls"]  # the resumed session made calls
+    server.stop()
+    record = str(Path(live["run_dir"]) / "llm.jsonl")
+    status = main(["discover", "--task", str(task_file), "--batch-size", "4", "--replay", record,
+                   "--out", str(tmp_path / "replay"), "--json"])
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert status == 0 and rep["stop_reason"] == res["stop_reason"], err
+    assert (rep["llm_ended"], rep["llm"]["calls"]) == (res["llm_ended"], res["llm"]["calls"])
+    assert _archive(rep["run_dir"]) == _archive(res["run_dir"]) and rep["law"] == res["law"]
+    assert [e["origin"] for e in _events(rep["run_dir"])] == \
+        [e["origin"] for e in _events(res["run_dir"])]
+    if more:
+        assert (f"note: the recorded run was resumed after {live['evals']} evaluations with "
+                f"--max-calls {more}: the replay takes them there") in err
+    again = main(["discover", "--task", str(task_file), "--batch-size", "4", "--replay",
+                  str(Path(rep["run_dir"]) / "llm.jsonl"), "--out", str(tmp_path / "again"),
+                  "--json"])
+    assert again == 0 and _archive(json.loads(capsys.readouterr().out)["run_dir"]) == \
+        _archive(res["run_dir"])
 
 
 @pytest.mark.parametrize("proposer", ["hybrid", "llm"])

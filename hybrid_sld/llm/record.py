@@ -62,22 +62,39 @@ def load_rounds(path: str | Path) -> dict[int, int]:
             if d.get("kind") == "round"}
 
 
+def load_sessions(path: str | Path) -> list[dict]:
+    """The settings of each session of the recorded run, in order (its start, each resume,
+    and each resume a replay of it followed), without kind and time: client.RECORDED, its
+    bounds, proposer, task and batch size; where it began ("evals", "llm_seq": the evaluation
+    count and call number); whether it gave the LLM's part a fresh start (new LLM settings on
+    --resume: "afresh"); the first call of the round it began with in flight ("in_flight",
+    None: none). A replay begins each later session where it began, as a resume with a
+    larger budget went on from there. A record of before sessions said where they began:
+    its last session's settings alone (a replay takes them throughout)."""
+    sessions = [{k: v for k, v in d.items() if k not in ("kind", "time")}
+                for d in _records(path) if d.get("kind") == "settings"]
+    if any("llm_seq" not in d for d in sessions[1:]):
+        return sessions[-1:]
+    return sessions
+
+
 def load_run(path: str | Path) -> tuple[dict | None, float | None]:
-    """The recorded run's settings (client.RECORDED, its bounds and proposer) and where a
-    replay of it ends in place of a clock, from its last "settings" line and an "end" line
-    after it (each session, a start or a resume, writes both; a killed one no "end"; a record
+    """The recorded run's settings as it began (load_sessions) and where a
+    replay of it ends in place of a clock, from the "end" line after its last "settings"
+    line (each session, a start or a resume, writes both; a killed one no "end"; a record
     of before the proposer was kept holds none of it). A run ended by its
     --budget (or a Ctrl-C) stopped after a batch, at an evaluation count a replay's own clock
     need not reach, and --max-evals would cut that batch short: its replay stops at that count
     (math.inf: the run ended by its own bounds, which end the replay too). A replay takes the
     settings, so a bare --replay makes the recorded calls. (None, None): an older record."""
-    settings = end = None
+    end = None
     for d in _records(path):
         if d.get("kind") == "settings":
-            settings, end = {k: v for k, v in d.items() if k not in ("kind", "time")}, None
+            end = None
         elif d.get("kind") == "end":
             end = int(d["evals"]) if d["by_clock"] else math.inf
-    return settings, end
+    sessions = load_sessions(path)
+    return (sessions[0] if sessions else None), end
 
 
 class Recorder:

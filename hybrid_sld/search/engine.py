@@ -357,6 +357,8 @@ class Search:
         self._check_seeds(seed_laws)
         self._check_rows(seed_laws)
         self.llm = None
+        self._afresh = False  # new LLM settings on --resume gave the LLM's part a fresh start
+        self.sessions: list = []  # a replay's: the recorded run's resumes (_begin_sessions)
         self._round: list = []  # futures of the hybrid round in flight (state.llm_round)
         if config.proposer != "offline":
             self._setup_llm()
@@ -365,7 +367,7 @@ class Search:
         from ..llm.budget import Budget, price_of
         from ..llm.client import LLMClient, LLMSettings
         from ..llm.proposer import LLMProposer
-        from ..llm.record import Recorder, load_exchanges, load_rounds, load_run
+        from ..llm.record import Recorder, load_exchanges, load_rounds, load_run, load_sessions
         st = LLMSettings.from_dict(self.config.llm)
         self.llm_settings = st
         for k in _LLM_COUNTS:
@@ -380,6 +382,8 @@ class Search:
             load_rounds(own) if own.exists() else {})
         # a replay ends where the recorded run ended, not by its own clock (load_run)
         self.replay_end = load_run(st.replay)[1] if st.replay else None
+        if st.replay:  # and it begins the recorded run's later sessions where they began
+            self.sessions = load_sessions(st.replay)[1:]
         client = LLMClient(st, self.budget, Recorder(own), recorded)
         self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict(),
                                fold=self.fold)
@@ -914,16 +918,74 @@ class Search:
         took = self._take(range(len(futures)), futures, pending)[:room]
         return [(slot, c) for slot, (_i, c) in enumerate(took)]
 
-    # -- the loop -----------------------------------------------------------------------------
-    def _done(self) -> bool:
+    # -- sessions (a start, each resume) ---------------------------------------------------
+    def llm_afresh(self) -> None:
+        """New LLM settings on --resume (a larger budget): the LLM's part, ended or idle,
+        starts afresh; the record says so, and a replay does the same there."""
+        self.state.llm_ended, self.state.llm_idle = "", 0
+        self._afresh = True
+
+    def _write_session(self, afresh: bool) -> None:
+        """What a replay of this session takes (record.load_sessions)."""
+        from ..llm.client import RECORDED
         cfg, s = self.config, self.state
+        self.llm.client.recorder.write(
+            "settings", llm={k: getattr(self.llm_settings, k) for k in RECORDED},
+            max_evals=cfg.max_evals, budget_seconds=cfg.budget_seconds, proposer=cfg.proposer,
+            task=cfg.task, batch_size=cfg.batch_size, evals=s.evals, llm_seq=s.llm_seq,
+            afresh=afresh,
+            in_flight=s.llm_round["first_seq"] if s.llm_round else None)
+
+    def _begin_sessions(self) -> None:
+        """A replay begins the recorded run's later sessions where they began: their LLM
+        settings (a resume with a larger budget), and the LLM's fresh start if one gave it.
+        Its own record and checkpoint say so, as a resumed run's do."""
+        from dataclasses import replace
+        s = self.state
+        while self.sessions and s.llm.get("sessions", 0) < len(self.sessions):
+            rec = self.sessions[s.llm.get("sessions", 0)]
+            if not self._reached(rec):
+                return
+            s.llm["sessions"] = s.llm.get("sessions", 0) + 1
+            st = self.llm_settings = replace(self.llm_settings, **rec["llm"])
+            self.llm.settings = self.llm.client.settings = st
+            self.config = replace(self.config, llm={**self.config.llm, **rec["llm"]})
+            b = self.budget
+            b.max_calls, b.max_tokens, b.max_usd = st.max_calls, st.max_tokens, st.max_usd
+            if rec.get("afresh"):
+                self.llm_afresh()
+            self._write_session(bool(rec.get("afresh")))
+
+    def _stopped_here(self) -> bool:
+        """A replay at the end of the batch after which the recorded run stopped (a Ctrl-C)
+        and was resumed with no round in flight: the run asked none here, nor does the
+        replay (its calls were asked after the resumed session's first batch)."""
+        k = self.state.llm.get("sessions", 0)
+        return (k < len(self.sessions) and self._reached(self.sessions[k])
+                and self.sessions[k]["in_flight"] is None)
+
+    def _reached(self, session: dict) -> bool:
+        """Whether a replay is where a recorded session began: its evaluation count and call
+        number (an llm run's batches whose every proposal failed make calls, no evaluation)."""
+        return (self.state.evals, self.state.llm_seq) >= (session["evals"], session["llm_seq"])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def bounds(self) -> tuple[int | None, float | None]:
+        """Where the search ends: at an evaluation count (--max-evals, or the count the
+        recorded run ended at, for a replay: record.load_run) and after search seconds
+        (--budget: a replay has no clock); None where not so."""
+        cap = self.config.max_evals
+        if self.llm is not None and self.replay_end is not None:
+            end = min(self.replay_end, math.inf if cap is None else cap)
+            return (None if end == math.inf else int(end)), None
+        return cap, self.config.budget_seconds
+
+    def _done(self) -> bool:
         if self._stop:
             return True
-        if cfg.max_evals is not None and s.evals >= cfg.max_evals:
-            return True
-        if self.llm is not None and self.replay_end is not None:  # a replay has no clock
-            return s.evals >= self.replay_end
-        return cfg.budget_seconds is not None and s.elapsed >= cfg.budget_seconds
+        evals, seconds = self.bounds()
+        return (evals is not None and self.state.evals >= evals
+                or seconds is not None and self.state.elapsed >= seconds)
 
     @contextlib.contextmanager
     def stop_signals(self):
@@ -978,12 +1040,8 @@ class Search:
             from ..llm.client import CallThreads
             threads = CallThreads(self.llm_settings.concurrency)
         hybrid = self.llm is not None and cfg.proposer == "hybrid"
-        if self.llm is not None:  # what a replay of this session takes (record.load_run)
-            from ..llm.client import RECORDED
-            self.llm.client.recorder.write(
-                "settings", llm={k: getattr(self.llm_settings, k) for k in RECORDED},
-                max_evals=cfg.max_evals, budget_seconds=cfg.budget_seconds,
-                proposer=cfg.proposer)
+        if self.llm is not None:
+            self._write_session(self._afresh)
         if self.llm is not None and s.llm_round is not None:  # resumed: asked again (or replayed)
             s.llm.update(s.llm_round["spend"])
             if hybrid:  # an llm run asks it in its first batch
@@ -992,6 +1050,7 @@ class Search:
         try:
             while not self._done():
                 t0 = time.perf_counter()
+                self._begin_sessions()
                 n = cfg.batch_size
                 if cfg.max_evals is not None:
                     n = min(n, cfg.max_evals - s.evals)
@@ -1048,7 +1107,7 @@ class Search:
                     if s.evals % cfg.migrate_every == 0:
                         s.archive.migrate()
                 s.elapsed += time.perf_counter() - t0
-                if hybrid:
+                if hybrid and not self._stopped_here():
                     self._ask_round(threads)
                 best = s.archive.best()
                 if (s.expert_valid_r2 is not None and best is not None

@@ -730,7 +730,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
             if task is not None or data_dir is not None:  # where they are now, for report too
                 search.save()
             if llm:  # new settings: the LLM's part, ended or idle, starts afresh
-                search.state.llm_ended, search.state.llm_idle = "", 0
+                search.llm_afresh()
             if search._done():  # else a user who asked for more reads the old result as new
                 print(_finished_note(search), file=sys.stderr)
         try:
