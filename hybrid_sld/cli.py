@@ -358,7 +358,8 @@ def cmd_discover(args):
     finally:
         bar.close()
     # interrupted: 130, as a shell reports Ctrl-C; the LLM endpoint failed: 1
-    status = 130 if result.get("interrupted") else 1 if result.get("stop_error") else 0
+    status = (130 if result.get("interrupted") or result.get("interrupted_report")
+              else 1 if result.get("stop_error") else 0)
     if args.json:
         print(json_text(result, indent=1))
         return status

@@ -37,6 +37,17 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_as_in_a_terminal():
+    """Python's Ctrl-C handler, as a command typed in a terminal has it. A test run started with
+    `&` ignores SIGINT; a search keeps an ignored signal ignored, and child processes inherit
+    it, so the Ctrl-C tests would see nothing happen."""
+    import signal
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
 def sldbench_dir() -> Path | None:
     """The folder of real SLDBench splits, or None when it is not available."""
     base = os.environ.get(DATA_ENV)

@@ -415,6 +415,7 @@ def test_a_signal_while_the_report_is_written(synthetic_task, tmp_path, monkeypa
             run = Path(res["run_dir"])
             assert (run / "report.md").is_file() and (run / "best.json").is_file()
             assert res["evals"] == 8 and res["interrupted"] is None  # the search had finished
+            assert res["interrupted_report"] == "SIGTERM"  # but the command exits 130
             assert "press Ctrl-C again to stop at once" in capsys.readouterr().err
         else:
             with pytest.raises(KeyboardInterrupt):
@@ -425,6 +426,30 @@ def test_a_signal_while_the_report_is_written(synthetic_task, tmp_path, monkeypa
     finally:
         for sig, handler in pytests.items():
             signal.signal(sig, handler)
+
+
+def test_a_signal_the_caller_ignores_stays_ignored(synthetic_task, tmp_path, monkeypatch):
+    """A job started with `&` ignores SIGINT; the search must not take it over (it stopped
+    such a run at the first Ctrl-C meant for the shell's foreground job)."""
+    from hybrid_sld.search import engine as engine_mod
+    evaluate = engine_mod.evaluate_candidate
+    sent = []
+
+    def signalled(*args, **kwargs):
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "evaluate_candidate", signalled)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        res = discover(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4),
+                       out=tmp_path)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert sent and res["interrupted"] is None and res["evals"] == 8
+    assert "interrupted_report" not in res
 
 
 _STOP_IN_EXEC = """
@@ -458,6 +483,37 @@ def test_a_second_ctrl_c_in_code_run_by_exec_still_ends_with_status_130(syntheti
     assert "stopped at once: the checkpoint after evaluation 4" in proc.stderr, proc.stderr
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+_ONE_CTRL_C_IN_REPORT = """
+import os, signal, sys
+from hybrid_sld import cli
+from hybrid_sld.search import run
+
+report = run.final_report
+
+
+def final_report(search):
+    os.kill(os.getpid(), signal.SIGINT)  # one Ctrl-C while the report is written: it finishes
+    return report(search)
+
+
+run.final_report = final_report
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_one_ctrl_c_while_the_report_is_written_ends_with_status_130(synthetic_task, tmp_path):
+    """The report is written in full, and the exit status still tells a script that the user
+    pressed Ctrl-C, as the README's exit codes say (it was 0)."""
+    (tmp_path / "one_in_report.py").write_text(_ONE_CTRL_C_IN_REPORT)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run([sys.executable, "-m", "one_in_report", "discover", "--task",
+                           str(synthetic_task), "--max-evals", "4", "--out", str(tmp_path / "runs")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert "writing the report; press Ctrl-C again" in proc.stderr, proc.stderr
+    assert proc.returncode == 130, proc.stderr
+    assert list((tmp_path / "runs").glob("*/report.md")) and "Traceback" not in proc.stderr
 
 
 def test_workers_end_with_a_run_killed_by_sigkill(synthetic_task, tmp_path):

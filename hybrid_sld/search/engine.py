@@ -343,6 +343,7 @@ class Search:
         self._signals_held = False  # inside stop_signals()
         self._searching = False  # inside run()'s loop: a first signal ends it after the batch
         self._asked_again = False  # a first signal after the loop: the next stops at once
+        self.report_signal = ""  # that signal's name: the report finishes, the exit says 130
         self.refits: dict = {}  # (law text, FitterSpec) -> select.refit's training-row report
         train = load_train(self.task, config.data_dir)
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
@@ -997,13 +998,15 @@ class Search:
         if self._signals_held or threading.current_thread() is not threading.main_thread():
             yield
             return
-        old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        # a signal the caller ignores stays ignored (a shell's `&` job ignores SIGINT)
+        old = {sig: h for sig in STOP_SIGNALS if (h := signal.getsignal(sig)) != signal.SIG_IGN}
 
         def on_signal(signum, frame):
             if self.interrupted or self._asked_again:  # stop now; the checkpoint stands
                 raise StopAtOnce
             if not self._searching:
                 self._asked_again = True
+                self.report_signal = signal.Signals(signum).name
                 print("writing the report; press Ctrl-C again to stop at once", file=sys.stderr)
                 return
             self._stop = True  # finish the batch in hand, then checkpoint and report

@@ -742,6 +742,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         except KeyboardInterrupt:  # a second Ctrl-C: no report; the last checkpoint stands
             print(f"stopped at once: {search.what_is_kept()}", file=sys.stderr)
             raise
+        if search.report_signal:  # the search had ended; the report is whole, but a script
+            result["interrupted_report"] = search.report_signal  # sees the Ctrl-C (cli: 130)
         if search.llm is not None:
             print(f"LLM spend: {search.budget.summary()}", file=sys.stderr)
         if result["stop_reason"]:
