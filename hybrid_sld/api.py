@@ -576,7 +576,11 @@ class ScalingLawRegressor:
                              "rename the constant)")
         if not law.used_features:
             odd = [n for n in names if not is_name(n)]
-            how = (f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "
+            how = (f"the feature name(s) {odd} cannot appear in law text ({NAME_RULE}): give "
+                   "features= names it can hold, which name X's columns in order (e.g. "
+                   f"features={['N' + str(i) for i in range(len(names))]})"
+                   if odd and self.features is not None else
+                   f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "
                    "name them with features=[...]" if odd else
                    "write the law in X's column names or pass features=[...]" if given else
                    f"write the law in {', '.join(names)} or name X's columns with features=[...]")

@@ -109,6 +109,10 @@ def test_features_rename_dataframe_columns_that_are_not_law_names(columns):
     np.testing.assert_allclose(est.predict(X[X.columns[::-1]]), y, rtol=1e-6)  # by X's names
     with pytest.raises(InputError, match=r"not all X's columns .* nor one name per column"):
         ScalingLawRegressor(law, features=["N"]).fit(X, y)
+    if columns[0] == "params (M)":  # given back as features: the hint says what they do
+        with pytest.raises(LawError, match=r"give features= names it can hold, which name X's "
+                           r"columns in order \(e\.g\. features=\['N0', 'N1'\]\)"):
+            ScalingLawRegressor(law, features=columns).fit(X, y)
 
 
 def test_features_that_would_move_a_column_are_an_error():
