@@ -1007,8 +1007,8 @@ def test_report_front_marks_the_laws_the_final_selection_compared(finished_run):
     finalists = {f["law"] for f in best["final_selection"]["finalists"]}
     text = (finished_run / "report.md").read_text()
     front = text.split("## Pareto front (complexity vs validation R2)\n", 1)[1].split("Plots:")[0]
-    assert "Every law the search evaluated; the final selection chose among the archive's " \
-        "elites only" in front
+    assert "The front of every law the search evaluated (none simpler validates better" in front
+    assert "the final selection chose among the archive's elites only" in front
     assert "| | complexity | parameters | valid R2 | law |" in front
     rows = [ln.split(" | ") for ln in front.splitlines() if ln.startswith("| ") and "`" in ln]
     marks = {r[-1].strip(" |`"): r[0].strip("| ") for r in rows}
@@ -1148,6 +1148,11 @@ def test_a_small_group_is_noted_and_a_failed_expert_law_is_not_said_to_be_unbeat
             "[expert] law, with 4, among them)") in capsys.readouterr().err
     why = "no fitted constants for group 'g2': too few rows (3) for 4 parameters"
     assert r["expert"]["valid_message"] == why and r["seconds_to_beat_expert_on_valid"] is None
+    # every group as small: the note says so, not only of the first
+    g1 = [ln for ln in lines[1:] if ln.startswith("g1,")]
+    (tmp_path / "train.csv").write_text("\n".join([lines[0]] + g1[:4] + g2[:4]) + "\n")
+    discover(SearchConfig(task=str(toml), max_evals=4), out=tmp_path / "runs")
+    assert "group 'g1' (and 1 other) has 3 fitting row(s)" in capsys.readouterr().err
     md = (Path(r["run_dir"]) / "report.md").read_text()
     assert "never beat" not in md
     assert f"the expert law failed validation ({why}), so it set no validation NMSE to beat" in md

@@ -460,7 +460,9 @@ class Search:
                     expert = (f" (the [expert] law, with "
                               f"{sum(not p.shared for p in e_law.params)}, among them)")
             per = f" in each target's equation ({n * n_targets} in all)" if n_targets > 1 else ""
-            print(f"note: {self.train.source or 'data'}: group {least!r} has {n} fitting row(s) "
+            alike = sum(v == n for v in fitting.values()) - 1
+            also = f" (and {alike} other{'s' if alike > 1 else ''})" if alike else ""
+            print(f"note: {self.train.source or 'data'}: group {least!r}{also} has {n} fitting row(s) "
                   f"(and {int(np.sum(valid.groups == least))} held out for validation), which "
                   f"caps laws at {n} constants per group{per}, below the param_cap of "
                   f"{self.task.param_cap}: larger laws fail there{expert}; add rows or merge "

@@ -511,8 +511,10 @@ def _front_md(r: dict, front: list) -> str:
                      f"`{_equations(x.law)}` |" for x in front[-15:])
     which = ("**chosen** marks the law chosen, finalist the others it compared; an unmarked "
              "law was not among them" if sel else "**chosen** marks the law chosen")
-    return f"""Every law the search evaluated; the final selection chose among the archive's elites \
-only (each cell of complexity and parameter count keeps its best by validation R2): {which}.
+    shown = f"; the {len(front[-15:])} most complex shown" if len(front) > 15 else ""
+    return f"""The front of every law the search evaluated (none simpler validates better{shown}); \
+the final selection chose among the archive's elites only (each cell of complexity and parameter \
+count keeps its best by validation R2): {which}.
 
 | | complexity | parameters | valid R2 | law |
 |---|---|---|---|---|
