@@ -332,22 +332,12 @@ def cmd_discover(args):
         _task(task, args.data_dir)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder
         where = str(Path(task).resolve()) if Path(task).is_file() else task
-        cfg = SearchConfig(task=where, seed=args.seed, max_evals=args.max_evals,
-                           budget_seconds=budget, islands=args.islands, workers=args.workers,
-                           migrate_every=args.migrate_every, crossover=not args.no_crossover,
-                           p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,
-                           evolve_fitter=not args.no_fitter_evolution,
-                           random_search=args.random_search,
+        cfg = SearchConfig(task=where, max_evals=args.max_evals, budget_seconds=budget,
+                           workers=args.workers,
                            data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                            batch_size=args.batch_size, proposer=args.proposer,
                            llm=(_llm_settings(args) if args.proposer != "offline"
-                                or args.replay else None),
-                           candidate_seconds=parse_budget(args.candidate_timeout,
-                                                          "--candidate-timeout", zero=True) or None,
-                           operon_seconds=(parse_budget(args.operon_seeds, "--operon-seeds")
-                                           if args.operon_seeds else 0.0),
-                           final_selection=args.final_selection,
-                           fix_spare_constants=args.fix_spare_constants, units=args.units)
+                                or args.replay else None), **_search_flags(args))
     if args.replay and not args.resume:
         cfg = _replayed(args, cfg, recorded)
     bar = _ProgressBar()
@@ -388,13 +378,36 @@ def cmd_discover(args):
     return status  # a stop_reason went to stderr
 
 
-# the settings a replay takes from the record (client.RECORDED, the run's bounds, proposer
-# and batch size) -> their discover flag
+def _search_flags(args) -> dict:
+    """The SearchConfig fields the search flags set (SEARCH_FLAGS)."""
+    from .search.run import parse_budget
+    return dict(seed=args.seed, islands=args.islands, migrate_every=args.migrate_every,
+                crossover=not args.no_crossover,
+                p_assemble=0.0 if args.no_assembly else SearchConfig.p_assemble,
+                evolve_fitter=not args.no_fitter_evolution, random_search=args.random_search,
+                candidate_seconds=parse_budget(args.candidate_timeout, "--candidate-timeout",
+                                               zero=True) or None,
+                operon_seconds=(parse_budget(args.operon_seeds, "--operon-seeds")
+                                if args.operon_seeds else 0.0),
+                final_selection=args.final_selection,
+                fix_spare_constants=args.fix_spare_constants, units=args.units)
+
+
+# SearchConfig.search_settings fields -> the discover flag that sets them (p_crossover and
+# p_fitter have none: a replay takes them as recorded, by name)
+SEARCH_FLAGS = {"seed": "seed", "islands": "islands", "migrate_every": "migrate_every",
+                "crossover": "no_crossover", "p_assemble": "no_assembly",
+                "evolve_fitter": "no_fitter_evolution", "random_search": "random_search",
+                "candidate_seconds": "candidate_timeout", "operon_seconds": "operon_seeds",
+                "final_selection": "final_selection", "fix_spare_constants": "fix_spare_constants",
+                "units": "units"}
+# the settings a replay takes from the record (client.RECORDED, the run's bounds, proposer,
+# batch size and search settings) -> their discover flag
 REPLAYED_FLAGS = {"proposer": "proposer", "model": "model", "mode": "llm_mode",
                   "max_calls": "max_calls", "max_tokens": "max_tokens", "max_usd": "max_usd",
                   "price": "price", "call_tokens": "call_tokens", "concurrency": "concurrency",
                   "llm_ratio": "llm_ratio", "max_evals": "max_evals", "budget_seconds": "budget",
-                  "batch_size": "batch_size", "task": "task"}
+                  "batch_size": "batch_size", "task": "task", **SEARCH_FLAGS}
 
 
 def _replay_task(args, recorded: dict | None) -> str | None:
@@ -417,11 +430,12 @@ def _replay_task(args, recorded: dict | None) -> str | None:
 
 
 def _replayed(args, cfg: SearchConfig, recorded: dict | None) -> SearchConfig:
-    """The replay's settings: the recorded run's LLM settings, bounds and batch size as it
-    began (record.load_run; a run resumed with other budgets takes them where it was resumed,
-    search.engine), for flags left out (the default --proposer, offline, too: a replay is of
-    an llm or hybrid run); a flag given otherwise is refused, as the replay would not make the
-    recorded calls. An older record holds none, or no proposer: the flags stand as given."""
+    """The replay's settings: the recorded run's LLM settings, bounds, batch size and search
+    settings (--seed, --islands, ...: SEARCH_FLAGS) as it began (record.load_run; a run resumed
+    with other budgets takes them where it was resumed, search.engine), for flags left out (the
+    default --proposer, offline, too: a replay is of an llm or hybrid run); a flag given
+    otherwise is refused, as the replay would not make the recorded calls. An older record
+    holds none, or no proposer or search settings: the flags stand as given."""
     from dataclasses import replace
     from .llm.client import LLMSettings
     from .search.run import parse_budget
@@ -433,34 +447,37 @@ def _replayed(args, cfg: SearchConfig, recorded: dict | None) -> SearchConfig:
     defaults = vars(build_parser().parse_args(["discover"]))
     mine = {**LLMSettings.from_dict(cfg.llm).to_dict(), "max_evals": cfg.max_evals,
             "budget_seconds": cfg.budget_seconds, "proposer": cfg.proposer,
-            "batch_size": cfg.batch_size}
+            "batch_size": cfg.batch_size, **cfg.search_settings()}
     if args.budget is not None:
         mine["budget_seconds"] = parse_budget(args.budget, "--budget")
-    # an older record holds no proposer, task or batch size
+    # an older record holds no proposer, task, batch size or search settings
     older = {k: recorded[k] for k in ("proposer", "batch_size") if k in recorded}
+    search = {k: v for k, v in recorded.get("search", {}).items() if k in mine}  # known here
     taken, refused = {}, []
     if args.task is None and "task" in recorded:  # taken by _replay_task
         taken["task"] = recorded["task"]
     for field, value in {**older, **recorded["llm"], "max_evals": recorded["max_evals"],
-                         "budget_seconds": recorded["budget_seconds"]}.items():
+                         "budget_seconds": recorded["budget_seconds"], **search}.items():
         flag = REPLAYED_FLAGS.get(field)
         if flag is None or getattr(args, flag) == defaults[flag]:  # left out: the record's
             if mine[field] != value:
                 taken[field] = value
         elif mine[field] != value:
-            refused.append(f"{_flag_name(field)} {getattr(args, flag)} (recorded: "
-                           f"{_flag_value(field, value)})")
+            switch = getattr(args, flag) is True  # "--units (recorded: without --units)"
+            given = _flag_name(field) + ("" if switch else f" {getattr(args, flag)}")
+            was = _setting(field, value) if switch else _flag_value(field, value)
+            refused.append(f"{given} (recorded: {was})")
     if refused:
         raise HybridSLDError(f"a replay makes the recorded run's calls with its settings: "
                              f"leave out {', '.join(refused)}")
     if taken:
-        shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in taken.items()]
+        shown = [_setting(k, v) for k, v in taken.items()]
         print(f"note: the replay takes the recorded run's settings: {', '.join(shown)}",
               file=sys.stderr)
     _note_resumes(args.replay)
     taken.pop("task", None)  # cfg has it already (_replay_task)
-    run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds", "batch_size")
-           if k in taken}
+    run = {k: taken.pop(k) for k in ("proposer", "max_evals", "budget_seconds", "batch_size",
+                                     *search) if k in taken}
     return replace(cfg, llm={**cfg.llm, **taken}, **run)
 
 
@@ -470,7 +487,7 @@ def _note_resumes(path) -> None:
     from .llm.record import load_sessions
     sessions = load_sessions(path)
     for before, d in zip(sessions, sessions[1:]):
-        shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in d["llm"].items()
+        shown = [_setting(k, v) for k, v in d["llm"].items()
                  if before["llm"].get(k) != v]
         if shown:
             print(f"note: the recorded run was resumed after {d['evals']} evaluations with "
@@ -485,8 +502,23 @@ def _flag_name(field: str) -> str:
 def _flag_value(field: str, v) -> str:
     if v is None:
         return "none"
-    return f"{v:g}s" if field == "budget_seconds" else (
+    return f"{v:g}s" if field.endswith("_seconds") else (
         ",".join(map(str, v)) if isinstance(v, list) else str(v))
+
+
+def _setting(field: str, v) -> str:
+    """A recorded setting as the discover flag that gives it: "--seed 3", "--no-crossover"
+    (a switch: "without --units" where it was off)."""
+    flag = REPLAYED_FLAGS.get(field)
+    if field in SEARCH_FLAGS:
+        defaults = vars(build_parser().parse_args(["discover"]))
+        if defaults[flag] is False:  # a switch: what it sets, given or not
+            on, off = (_search_flags(argparse.Namespace(**{**defaults, flag: given}))[field]
+                       for given in (True, False))
+            if v in (on, off):
+                return ("" if v == on else "without ") + _flag_name(field)
+            return f"{field} {v}"  # an API setting no flag gives (p_assemble 0.3)
+    return f"{_flag_name(field)} {_flag_value(field, v)}"
 
 
 def _llm_settings(args) -> dict:
@@ -636,7 +668,8 @@ def _llm_flags(g, hybrid: bool = True) -> None:
     if hybrid:  # a recording is of one run: a bench's cells each need their own
         g.add_argument("--replay", help="serve LLM responses from this llm.jsonl (no network), "
                        "with the recorded run's --task, --batch-size, --proposer, LLM settings, "
-                       "--max-evals and --budget")
+                       "--max-evals, --budget, --seed and other search flags (all but "
+                       "--workers)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -670,6 +670,58 @@ def test_a_bare_replay_takes_the_recorded_task_and_batch_size(task_file, server,
         _archive(live["run_dir"])
 
 
+def test_a_bare_replay_takes_the_recorded_search_settings(task_file, server, tmp_path, capsys):
+    """A bare replay of a --seed 3 --islands 2 run searched with seed 0 and 4 islands: another
+    archive, other calls. llm.jsonl records the settings that change the search's path; a bare
+    --replay takes them, one given otherwise is refused, and --workers (which changes no
+    result) may be given."""
+    from hybrid_sld.cli import main
+    status, live, _err = _cli_discover(
+        capsys, "--task", str(task_file), "--base-url", server.url, "--max-evals", "16",
+        "--batch-size", "4", "--max-calls", "4", "--seed", "3", "--islands", "2",
+        "--no-crossover", "--candidate-timeout", "30s", "--out", str(tmp_path / "live"))
+    assert status == 0 and live["llm"]["calls"] == 4
+    server.stop()
+    record = str(Path(live["run_dir"]) / "llm.jsonl")
+    status = main(["discover", "--replay", record, "--workers", "2", "--out",
+                   str(tmp_path / "replay"), "--json"])
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert status == 0 and rep["stop_reason"] == live["stop_reason"], err
+    assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
+    assert "--seed 3, --islands 2, --no-crossover, --candidate-timeout 30s" in err  # said so
+    for flags, refused in ((["--seed", "5"], "--seed 5 (recorded: 3)"),
+                           (["--units"], "--units (recorded: without --units)"),
+                           (["--islands", "3", "--candidate-timeout", "1m"],
+                            "--islands 3 (recorded: 2), --candidate-timeout 1m (recorded: 30s)")):
+        status = main(["discover", *flags, "--replay", record, "--out", str(tmp_path / "no"),
+                       "--json"])
+        assert status == 2 and f"leave out {refused}" in json.loads(capsys.readouterr().out)["error"]
+    status = main(["discover", "--seed", "3", "--no-crossover", "--replay", record, "--out",
+                   str(tmp_path / "same"), "--json"])  # given as recorded: no conflict
+    assert status == 0 and _archive(json.loads(capsys.readouterr().out)["run_dir"]) == \
+        _archive(live["run_dir"])
+    older = tmp_path / "older.jsonl"  # a record without search settings: flags as given
+    older.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items()
+                                         if k != "search"}) + "\n" for line in open(record)))
+    status = main(["discover", "--seed", "3", "--islands", "2", "--no-crossover",
+                   "--candidate-timeout", "30s", "--replay", str(older), "--out",
+                   str(tmp_path / "older"), "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0 and _archive(json.loads(out)["run_dir"]) == _archive(live["run_dir"])
+    assert "--seed" not in err and "--islands" not in err
+
+
+def test_every_recorded_search_setting_has_its_flag():
+    """llm.jsonl records SearchConfig's fields by name (search_settings); a replay takes each
+    for its flag left out (cli.SEARCH_FLAGS), so a new field needs its flag there."""
+    from hybrid_sld.cli import SEARCH_FLAGS, build_parser
+    recorded = set(SearchConfig(task="kaplan_demo", max_evals=1).search_settings())
+    assert recorded - set(SEARCH_FLAGS) == {"p_crossover", "p_fitter"}  # no flag sets them
+    assert "workers" not in recorded and "seed" in recorded  # the same result with any number
+    assert set(SEARCH_FLAGS.values()) <= set(vars(build_parser().parse_args(["discover"])))
+
+
 def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file, server,
                                                                        tmp_path, capsys):
     """A --budget run ends after the batch in which its clock ran out: a replay with

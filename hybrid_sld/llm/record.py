@@ -65,7 +65,8 @@ def load_rounds(path: str | Path) -> dict[int, int]:
 def load_sessions(path: str | Path) -> list[dict]:
     """The settings of each session of the recorded run, in order (its start, each resume,
     and each resume a replay of it followed), without kind and time: client.RECORDED, its
-    bounds, proposer, task and batch size; where it began ("evals", "llm_seq": the evaluation
+    bounds, proposer, task and batch size, the other search settings that change its path
+    ("search": SearchConfig.search_settings); where it began ("evals", "llm_seq": the evaluation
     count and call number); whether it gave the LLM's part a fresh start (new LLM settings on
     --resume: "afresh"); the first call of the round it began with in flight ("in_flight",
     None: none). A replay begins each later session where it began, as a resume with a

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +103,15 @@ class SearchConfig:
             raise HybridSLDError(f"--seed must be a non-negative integer, got {self.seed}")
         if self.candidate_seconds is not None and not self.candidate_seconds > 0:
             raise HybridSLDError(f"--candidate-timeout must be positive, got {self.candidate_seconds}")
+
+    def search_settings(self) -> dict:
+        """Every field that changes where the search goes, by name, but those llm.jsonl's
+        "settings" line keeps apart (the task, bounds, proposer, batch size and LLM settings):
+        a bare --replay takes them (cli._replayed). Not the workers (the same seed gives the
+        same result with any number) nor the data folder (the task's data, wherever it is)."""
+        apart = {"task", "max_evals", "budget_seconds", "proposer", "batch_size", "llm",
+                 "workers", "data_dir"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in apart}
 
 
 # Cheaper than the library default: search evaluates thousands of candidates, and the
@@ -935,7 +944,8 @@ class Search:
         self.llm.client.recorder.write(
             "settings", llm={k: getattr(self.llm_settings, k) for k in RECORDED},
             max_evals=cfg.max_evals, budget_seconds=cfg.budget_seconds, proposer=cfg.proposer,
-            task=cfg.task, batch_size=cfg.batch_size, evals=s.evals, llm_seq=s.llm_seq,
+            task=cfg.task, batch_size=cfg.batch_size, search=cfg.search_settings(),
+            evals=s.evals, llm_seq=s.llm_seq,
             afresh=afresh,
             in_flight=s.llm_round["first_seq"] if s.llm_round else None)
 
