@@ -693,3 +693,26 @@ def test_a_limit_out_of_time_is_not_tried_again_on_larger_parts(monkeypatch):
     monkeypatch.setattr(ops.sp, "limit", slow_limit)
     assert ops.fold_vanishing(law, task, {"p4": 1e-15}) is None
     assert len(calls) == 1
+
+
+def test_powers_of_one_base_merge_where_the_law_reads_plainer():
+    # the product of two powers of x is one power: constants that only their sum pins down
+    # become one, with the same predictions from the law's own constants (carry_fits)
+    from hybrid_sld.data import load_train
+    from hybrid_sld.evaluate import predict_dataset
+    task = get_task("kaplan_demo")
+    train = load_train(task)
+    law = ops.parse_cached("loss = E + A*tokens^p1*tokens^(p4*log(tokens) - p3)\np3 in (0, 2)",
+                           task)
+    new, notes, merged = ops.fold_powers(law, task)
+    assert new.n_params == law.n_params - 1 and [n.kind for n in notes] == ["power"]
+    assert new.text == "loss = E + A*tokens^(p1 + p4*log(tokens))" and merged == {
+        "p1": law.symbols["p1"] - law.symbols["p3"]}
+    fits = _fits_per_group(train.group_names, {"E": (1.7,), "A": (30.0, 40.0), "p1": (-0.2,),
+                                               "p3": (0.1, 0.3), "p4": (0.001,)})
+    np.testing.assert_allclose(predict_dataset(new, ops.carry_fits(fits, new, merged), train),
+                               predict_dataset(law, fits, train), rtol=1e-9)
+    # no plainer: 1/(sqrt(N)*N^a) as N^(-1/2 - a) saves one node; nothing to merge: None
+    assert ops.fold_powers(ops.parse_cached("loss = E + A/(sqrt(num_params)*num_params^a)",
+                                            task), task) is None
+    assert ops.fold_powers(ops.parse_cached("loss = E + A/num_params^a", task), task) is None

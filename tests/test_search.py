@@ -1300,6 +1300,26 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
     assert _markdown(old, front) == _markdown(res, front)
 
 
+def test_a_chosen_law_with_powers_of_one_base_is_reported_merged(finished_run, monkeypatch):
+    # x^p3*x^(p4 - 1/2) is x^(p3 + p4 - 1/2): one constant in the exponent, not two that only
+    # their sum pins down (seen: sft_data_size^p1*sft_data_size^(-p3 + p4*log(...)))
+    from hybrid_sld.search import select as select_mod
+    search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
+                                              .read_text())["config"]), finished_run)
+    search.load()
+    law = parse_task_law("y = p1 + p2*x^p3*x^(p4 - 1/2)", search.task)
+    chosen = Entry(law.text, {}, "powers", 1.0, 1.0, law.complexity, law.n_params, 99, "mutate")
+    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
+    res = final_report(search)
+    plain = parse_task_law(res["law"], search.task)
+    assert plain.key == parse_task_law("y = p1 + p2*x^p3", search.task).key
+    assert res["found_as"]["kinds"] == ["power"] and res["test_r2"] > 1 - 1e-9
+    assert res["found_as"]["folded"] == ["p2*x^p3*x^(-1/2 + p4) = p2*x^(-1/2 + p3 + p4)"]
+    md = (finished_run / "report.md").read_text()
+    assert ("the law above merges its powers of one base (`p2*x^p3*x^(-1/2 + p4) = "
+            "p2*x^(-1/2 + p3 + p4)`) and, refitted, fits and validates as well") in md
+
+
 def test_a_folded_laws_refit_starts_its_merged_constants_at_what_they_stand_for(monkeypatch):
     # b at 0 leaves B/tokens^0 = B beside E: the tidy keeps one constant for E + B, so the
     # folded law's refit starts it at E + B of each group's fit (the old B alone is no optimum)

@@ -852,8 +852,9 @@ class ConstantFolder:
 class FoldNote:
     """One thing a fold did: ``text`` (``tanh((p2 + x)^2) = 1``, ``p3 = 1e-21``) and its
     ``kind``: "function" (saturated on every training row), "constant" (fitted at 0, its term
-    switched off) or "limit" (fitted at 0 where 0 divides: its part at its limit there), so a
-    report need not tell them apart by the text."""
+    switched off), "limit" (fitted at 0 where 0 divides: its part at its limit there) or
+    "power" (powers of one base merged: :func:`fold_powers`), so a report need not tell them
+    apart by the text."""
     text: str
     kind: str
 
@@ -957,6 +958,44 @@ def fold_vanishing(law: Law, task, small: dict[str, float]
     notes = [FoldNote(f"{n} = {v:.3g} (limit as {n} -> 0)", "limit") if n in limited else
              FoldNote(f"{n} = {v:.3g}", "constant") for n, v in small.items()]
     return (folded, notes, merged) if folded is not None else None
+
+
+def fold_powers(law: Law, task) -> tuple[Law, list[FoldNote], dict] | None:
+    """(law, notes, merged: see :func:`tidy_equations`) with the powers of one base in each
+    product merged (``N*N^p6`` is ``N^(p6 + 1)``, ``x^p1*x^(p4*log(x) - p3)`` is
+    ``x^(p1 - p3 + p4*log(x))``) and the law tidied after, where that leaves it smaller; else
+    None. Operators multiply terms together and leave such products; merged, a sum of constants
+    in the exponent is one constant (the tidy), so the law is the same with fewer constants or
+    nodes, and its own constants predict exactly as before (``merged``). The final report's
+    alone (:func:`select.read_plainly`): the search's own tidy leaves powers as they are."""
+    notes, eqs = [], []
+    for t, e in law.equations:
+        new = sp.powsimp(e, combine="exp")
+        if new != e:
+            notes += [FoldNote(f"{expr_to_text(m)} = {expr_to_text(sp.powsimp(m, combine='exp'))}",
+                               "power") for m in _outermost(e, _merges_powers)]
+        eqs.append((t, new))
+    if not notes:
+        return None
+    params = {n: p for n, p in law_params(law).items()}
+    merged = {}
+    folded = _reparsed(law, eqs, params, task, merged)
+    # plainer: a constant fewer, or a few nodes (1/(sqrt(N)*N^p) as N^(-1/2 - p) is no plainer)
+    if folded is None or not (folded.n_params < law.n_params
+                              or folded.complexity <= law.complexity - 2):
+        return None
+    return folded, notes, merged
+
+
+def _merges_powers(e) -> bool:
+    return e.is_Mul and sp.powsimp(e, combine="exp", deep=False) != e
+
+
+def _outermost(e, test) -> list:
+    """The outermost parts of ``e`` for which ``test`` holds, in order."""
+    if test(e):
+        return [e]
+    return [m for a in e.args for m in _outermost(a, test)]
 
 
 LIMIT_NODES = 40  # a limit is taken only of a part this small: sympy's limit can take minutes

@@ -566,17 +566,20 @@ def _markdown(r: dict, front: list) -> str:
         # a best.json written before "kinds" tells them apart only by the note's text
         kinds = was.get("kinds") or ["constant" if is_name(x.split(" = ")[0]) else "function"
                                      for x in was["folded"]]
-        funcs, offs, limits = ([x for x, k in zip(was["folded"], kinds) if k == kind]
-                               for kind in ("function", "constant", "limit"))
+        funcs, offs, limits, powers = ([x for x, k in zip(was["folded"], kinds) if k == kind]
+                                       for kind in ("function", "constant", "limit", "power"))
         said = ([f"{_ticked(funcs)} on every training row"] if funcs else []) + \
             ([f"{_ticked(offs)} (switching a term off)"] if offs else []) + \
             ([f"{_ticked(limits)} (a term at its limit as the constant goes to 0)"]
              if limits else [])
         how = (" (a constant that small taken to 0)" if limits else
                " (a constant that small set to 0)" if offs else "")
-        note += (f"Found as `{_equations(was['law'])}`; its fitted constants give "
-                 f"{' and '.join(said)}. The law above has these folded{how} and, refitted, "
-                 "fits and validates as well.\n\n")
+        merges = f"merges its powers of one base ({_ticked(powers)})" if powers else ""
+        found = (f"its fitted constants give {' and '.join(said)}. The law above has these "
+                 f"folded{how}" + (f", {merges}" if merges else "") if said else
+                 f"the law above {merges}")
+        note += (f"Found as `{_equations(was['law'])}`; {found} and, refitted, fits and "
+                 "validates as well.\n\n")
     if r.get("at_bounds"):
         note += f"Note: {r['at_bounds']}.\n\n"
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]

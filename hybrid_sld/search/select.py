@@ -32,7 +32,7 @@ from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
 from .archive import Entry
-from .operators import (FoldNote, carry_fits, fold_saturated, fold_vanishing,
+from .operators import (FoldNote, carry_fits, fold_powers, fold_saturated, fold_vanishing,
                         vanishing_constants)
 
 RULES = ("simplest", "valid", "horizon")  # the first is the default
@@ -203,6 +203,7 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
         notes.extend(texts)
         return True
 
+    attempt(fold_powers(law, task))
     attempt(fold_saturated(law, task, search.train, full.fits))
     small = vanishing_constants(law, full.fits)
     if small and not attempt(fold_vanishing(law, task, small)) and len(small) > 1:
