@@ -1347,7 +1347,8 @@ def test_a_constant_at_zero_that_divides_is_read_as_the_laws_limit(tmp_path):
 @pytest.mark.parametrize("text, same", [
     ("y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
     ("y = p1 + p2*x^(-1/3)", False),
-], ids=["expert-form", "other-form"])
+    ("y = p1 + p2*x^(-1/2)\np2 > 0", True),  # its form with a bound the grammar added
+], ids=["expert-form", "other-form", "expert-form-bounded"])
 def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, text,
                                                                 same):
     from hybrid_sld.fit import FitterSpec
@@ -1370,6 +1371,8 @@ def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeyp
     assert ("This is the task's expert law" in md) is same
     if same:
         assert "no better form" in md and "`log_space=True`" in md
+    assert res["expert"]["same_bounds"] is (("p2 > 0" not in text) if same else None)
+    assert ("the bounds: `p2 > 0` where the expert law has `none`" in md) is ("p2 > 0" in text)
 
 
 def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_path,

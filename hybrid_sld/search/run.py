@@ -157,9 +157,10 @@ def final_report(search: Search) -> dict:
                             # False when outside the task's [grammar] functions: not a seed
                             "searched": any(d["origin"] == "seed:expert"
                                             for d in s.cache.values())}
-        # the search found no other form: only its fitter can differ (keys, so names and
-        # order do not hide it)
-        result["is_expert_form"] = law.key == e_law.key
+        # the search found no other form: only its fitter and bounds can differ (canonical
+        # forms, so names and order do not hide it; bounds, as the grammar adds them, neither)
+        result["is_expert_form"] = law.form == e_law.form
+        result["expert"]["same_bounds"] = law.key == e_law.key if result["is_expert_form"] else None
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
@@ -482,13 +483,26 @@ def _equations(law: str) -> str:
     return "; ".join(ln.strip() for ln in law.splitlines() if _EQUATION.match(ln))
 
 
+def _declarations(law: str) -> str:
+    """A law's bound, start and shared lines on one line ("none" without)."""
+    return "; ".join(ln.strip() for ln in law.splitlines()
+                     if ln.strip() and not _EQUATION.match(ln)) or "none"
+
+
 def _expert_form_md(r: dict) -> str:
     """A law found with the expert law's own form reads as a discovery unless said plainly."""
     if not r.get("is_expert_form"):
         return ""
-    edits = _fitter_edits(r["fitter"], r["expert"].get("fitter"))
-    how = (f"the fitter: `{edits}` where the expert law row is fitted with "
-           f"`{_fitter_edits(r['expert'].get('fitter'), r['fitter'])}`" if edits else
+    e = r["expert"]
+    edits = _fitter_edits(r["fitter"], e.get("fitter"))
+    diffs = []
+    if e.get("same_bounds") is False:
+        diffs.append(f"the bounds: `{_declarations(r['law'])}` where the expert law has "
+                     f"`{_declarations(e['law'])}`")
+    if edits:
+        diffs.append(f"the fitter: `{edits}` where the expert law row is fitted with "
+                     f"`{_fitter_edits(e.get('fitter'), r['fitter'])}`")
+    how = ("; and ".join(diffs) if diffs else
            "nothing: the two rows below are the same law fitted the same way")
     return ("**This is the task's expert law.** The search found no better form than it; "
             f"what differs is {how}.\n\n")
