@@ -1388,6 +1388,27 @@ def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_
     assert "at least 1% below the last one listed" in (Path(res["run_dir"]) / "report.md").read_text()
 
 
+@pytest.mark.parametrize("message, hint", [
+    ("timed out after 0.01 s: the fit ran past its time limit", True),
+    ("group 'g1': the fit failed", False),
+])
+def test_a_search_with_no_valid_candidate_says_why(synthetic_task, tmp_path, monkeypatch,
+                                                    message, hint):
+    # every seed failed: the search has nothing to grow from and stops; the error says how
+    # many failed and why, and what to raise where the timeout caused it
+    from hybrid_sld.search import engine
+    monkeypatch.setattr(engine, "_eval_star", lambda a: {
+        "valid_r2": -np.inf, "fit_r2": -np.inf, "message": message, "seconds": 0.0})
+    with pytest.raises(HybridSLDError) as info:
+        discover(SearchConfig(task=str(synthetic_task), max_evals=20, batch_size=4,
+                              candidate_seconds=0.01), out=tmp_path / "runs")
+    text = str(info.value)
+    n = len([ln for ln in next((tmp_path / "runs").iterdir()).joinpath("events.jsonl")
+             .read_text().splitlines()])
+    assert f"all {n} failed; most common reason: {message} ({n} of {n})" in text
+    assert ("raise --candidate-timeout (0.01 s in this run)" in text) is hint
+
+
 def test_the_fitter_column_shows_what_it_differs_from():
     from hybrid_sld.search.engine import SEARCH_FITTER
     from hybrid_sld.search.run import _selection_md

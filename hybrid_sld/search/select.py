@@ -20,6 +20,7 @@ data_constrained), and then on 9 fresh runs by 0.09 (benchmarks/results/offline_
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -76,12 +77,30 @@ def alike(table: list[dict], tolerance: float = SIMPLEST_TOLERANCE) -> list[dict
     return [t for t in table if 1 - t["valid_r2"] <= (1 + tolerance) * (1 - top)]
 
 
+def none_valid(search) -> str:
+    """Why a search has no law to report: how many candidates failed and the most common
+    reason, with what to change where a setting caused it (every seed timed out, so the
+    search had nothing to grow from and stopped)."""
+    reasons = Counter(d["message"] or "no finite validation R2"
+                      for d in search.state.cache.values())
+    if not reasons:
+        return "the search evaluated no candidate"
+    n = sum(reasons.values())
+    why, times = reasons.most_common(1)[0]
+    text = (f"the search evaluated no valid candidate, so it has no law to grow or report: "
+            f"all {n} failed; most common reason: {why} ({times} of {n})")
+    seconds = search.config.candidate_seconds
+    if why.startswith("timed out") and seconds is not None:
+        text += f"; raise --candidate-timeout ({seconds:g} s in this run)"
+    return text
+
+
 def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     """(chosen entry, table of finalists with both R2s) by the run's ``final_selection`` rule."""
     s, cfg, task = search.state, search.config, search.task
     best = s.archive.best()
     if best is None:
-        raise HybridSLDError("the search evaluated no valid candidate")
+        raise HybridSLDError(none_valid(search))
     if cfg.final_selection == "valid":
         return best, []
     expert = expert_entry(search)
