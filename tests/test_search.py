@@ -1388,6 +1388,32 @@ def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_
     assert "at least 1% below the last one listed" in (Path(res["run_dir"]) / "report.md").read_text()
 
 
+def test_the_horizon_rule_does_not_judge_laws_it_has_too_few_rows_to_fit(tmp_path, capsys):
+    # 4 training rows a group (x = 2, 4, 8, 16): the ordinary split fits on 3, the horizon
+    # (twice the validation fraction) on 2, where no 3-constant law, the expert law among them,
+    # can be fitted. Ranking those last chose a 2-constant law that validates far worse; the
+    # rule chooses by validation R2 instead, and says why.
+    with open(tmp_path / "train.csv", "w") as fh:
+        fh.write("group,x,y\n" + "".join(f"g{g},{x},{2 + (1 + g) / x ** 0.5!r}\n"
+                                         for g in range(4) for x in (2, 4, 8, 16)))
+    (tmp_path / "t.toml").write_text(
+        'name = "t"\ntargets = ["y"]\nparam_cap = 3\n[features.x]\ndescription = "scale"\n'
+        '[split]\nby = "x"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n'
+        '[expert]\nlaw = "y = E + A*x^(-a)"\n')
+    res = discover(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=8, batch_size=8,
+                                final_selection="horizon"), out=tmp_path / "runs")
+    assert res["n_params"] == 3 and res["valid_r2"] > 0.999
+    rows = res["final_selection"]["finalists"]
+    assert any(f["n_params"] == 2 for f in rows)  # a law the horizon could have chosen
+    assert all(f["horizon_r2"] is None for f in rows)
+    assert all(bool(f["too_few_rows"]) is (f["n_params"] == 3) for f in rows)
+    assert "has 2 row(s), fewer than the 3 constants" in rows[0]["too_few_rows"]
+    note = "the longer horizon leaves too few fitting rows for "
+    assert "--final-selection horizon chose by validation R2: " + note in capsys.readouterr().err
+    md = (Path(res["run_dir"]) / "report.md").read_text()
+    assert "the best of them by validation R2 chosen, not re-scored" in md and note in md
+
+
 @pytest.mark.parametrize("message, hint", [
     ("timed out after 0.01 s: the fit ran past its time limit", True),
     ("group 'g1': the fit failed", False),
