@@ -358,7 +358,9 @@ def cmd_discover(args):
     print(f"\nparameters {result['n_params']}   train R2 {_fmt(result['train_r2'])}   "
           f"valid R2 {_fmt(result['valid_r2'])}   test R2 {_fmt(result['test_r2'])}")
     if e:
-        same = "   (the law above has its form: the search found no better)"
+        same = ("   (the law above has its form"
+                + (", other bounds" if e.get("same_bounds") is False else "")
+                + ": the search found no better)")
         print(f"expert law: parameters {e['n_params']}   test R2 {_fmt(e['test_r2'])}"
               + (same if result.get("is_expert_form") else ""))
     for who, d in (("", result), ("expert law: ", e)):  # a test R2 of -1 or n/a: why

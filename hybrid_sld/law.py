@@ -211,16 +211,29 @@ class Law:
         return tuple(order)
 
     @functools.cached_property
-    def canonical(self) -> str:
-        """The law's tree with parameters named by structure (#p0, #p1, ...) and commutative
-        arguments sorted, with its declarations: equal for laws that differ only in names."""
+    def _canonical_parts(self) -> tuple:
         order = self.structural_order
         labels = {s: f"#p{i}" for i, s in enumerate(order)}
         memo: dict = {}
         exprs = tuple((t, _tree_string(e, labels, memo)) for t, e in self.equations)
         byname = {p.name: p for p in self.params}
         decls = tuple(sorted((labels[s], replace(byname[s.name], name="")) for s in order))
-        return repr((exprs, decls))
+        return exprs, decls
+
+    @functools.cached_property
+    def canonical(self) -> str:
+        """The law's tree with parameters named by structure (#p0, #p1, ...) and commutative
+        arguments sorted, with its declarations: equal for laws that differ only in names."""
+        return repr(self._canonical_parts)
+
+    @functools.cached_property
+    def form(self) -> str:
+        """:attr:`canonical` without bounds and start values: equal for laws that differ only in
+        names and those (is a found law the expert law's form?). Which constants are shared
+        stays: that changes what is fitted. Not the law's identity, :attr:`key` is: the search
+        evaluates the same form under other bounds as another law."""
+        exprs, decls = self._canonical_parts
+        return repr((exprs, tuple(label for label, p in decls if p.shared)))
 
     @functools.cached_property
     def key(self) -> str:

@@ -289,6 +289,17 @@ def test_structurally_different_laws_have_different_keys(t1, t2):
     assert parse_law(t1, feats).key != parse_law(t2, feats).key
 
 
+def test_form_leaves_out_bounds_and_starts_but_not_shared_constants():
+    # is a found law the expert law's form? Bounds the grammar added do not make it another
+    # form; a shared constant does (it changes what is fitted). The key keeps all three apart.
+    plain = parse_law("y = E + A*x^(-a)", ["x"])
+    bounded = parse_law("y = p1 + p2/x^p3\np2 > 0\np3 in (0, 3)\np1 ~ 2", ["x"])
+    shared = parse_law("y = E + A*x^(-a)\nshared a", ["x"])
+    assert bounded.form == plain.form and bounded.key != plain.key
+    assert shared.form != plain.form
+    assert parse_law("y = E + A*x^(-a) + 1", ["x"]).form != plain.form
+
+
 def test_multi_target_key_depends_on_target_names():
     a = parse_law("y = a*x\nz = b*x", ["x"], ["y", "z"])
     b = parse_law("z = b*x\ny = a*x", ["x"], ["y", "z"])

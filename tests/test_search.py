@@ -1428,7 +1428,8 @@ def test_a_constant_at_zero_that_divides_is_read_as_the_laws_limit(tmp_path):
 @pytest.mark.parametrize("text, same", [
     ("y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
     ("y = p1 + p2*x^(-1/3)", False),
-], ids=["expert-form", "other-form"])
+    ("y = p1 + p2*x^(-1/2)\np2 > 0", True),  # its form with a bound the grammar added
+], ids=["expert-form", "other-form", "expert-form-bounded"])
 def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, text,
                                                                 same):
     from hybrid_sld.fit import FitterSpec
@@ -1451,6 +1452,8 @@ def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeyp
     assert ("This is the task's expert law" in md) is same
     if same:
         assert "no better form" in md and "`log_space=True`" in md
+    assert res["expert"]["same_bounds"] is (("p2 > 0" not in text) if same else None)
+    assert ("the bounds: `p2 > 0` where the expert law has `none`" in md) is ("p2 > 0" in text)
 
 
 def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_path,
@@ -1464,6 +1467,53 @@ def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_
     assert [i["valid_r2"] for i in res["improvements"]] == [0.99, 0.995]
     assert sum(res["improvements_by_proposer"].values()) == 2
     assert "at least 1% below the last one listed" in (Path(res["run_dir"]) / "report.md").read_text()
+
+
+def test_the_horizon_rule_does_not_judge_laws_it_has_too_few_rows_to_fit(tmp_path, capsys):
+    # 4 training rows a group (x = 2, 4, 8, 16): the ordinary split fits on 3, the horizon
+    # (twice the validation fraction) on 2, where no 3-constant law, the expert law among them,
+    # can be fitted. Ranking those last chose a 2-constant law that validates far worse; the
+    # rule chooses by validation R2 instead, and says why.
+    with open(tmp_path / "train.csv", "w") as fh:
+        fh.write("group,x,y\n" + "".join(f"g{g},{x},{2 + (1 + g) / x ** 0.5!r}\n"
+                                         for g in range(4) for x in (2, 4, 8, 16)))
+    (tmp_path / "t.toml").write_text(
+        'name = "t"\ntargets = ["y"]\nparam_cap = 3\n[features.x]\ndescription = "scale"\n'
+        '[split]\nby = "x"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n'
+        '[expert]\nlaw = "y = E + A*x^(-a)"\n')
+    res = discover(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=8, batch_size=8,
+                                final_selection="horizon"), out=tmp_path / "runs")
+    assert res["n_params"] == 3 and res["valid_r2"] > 0.999
+    rows = res["final_selection"]["finalists"]
+    assert any(f["n_params"] == 2 for f in rows)  # a law the horizon could have chosen
+    assert all(f["horizon_r2"] is None for f in rows)
+    assert all(bool(f["too_few_rows"]) is (f["n_params"] == 3) for f in rows)
+    assert "has 2 row(s), fewer than the 3 constants" in rows[0]["too_few_rows"]
+    note = "the longer horizon leaves too few fitting rows for "
+    assert "--final-selection horizon chose by validation R2: " + note in capsys.readouterr().err
+    md = (Path(res["run_dir"]) / "report.md").read_text()
+    assert "the best of them by validation R2 chosen, not re-scored" in md and note in md
+
+
+@pytest.mark.parametrize("message, hint", [
+    ("timed out after 0.01 s: the fit ran past its time limit", True),
+    ("group 'g1': the fit failed", False),
+])
+def test_a_search_with_no_valid_candidate_says_why(synthetic_task, tmp_path, monkeypatch,
+                                                    message, hint):
+    # every seed failed: the search has nothing to grow from and stops; the error says how
+    # many failed and why, and what to raise where the timeout caused it
+    from hybrid_sld.search import engine
+    monkeypatch.setattr(engine, "_eval_star", lambda a: {
+        "valid_r2": -np.inf, "fit_r2": -np.inf, "message": message, "seconds": 0.0})
+    with pytest.raises(HybridSLDError) as info:
+        discover(SearchConfig(task=str(synthetic_task), max_evals=20, batch_size=4,
+                              candidate_seconds=0.01), out=tmp_path / "runs")
+    text = str(info.value)
+    n = len([ln for ln in next((tmp_path / "runs").iterdir()).joinpath("events.jsonl")
+             .read_text().splitlines()])
+    assert f"all {n} failed; most common reason: {message} ({n} of {n})" in text
+    assert ("raise --candidate-timeout (0.01 s in this run)" in text) is hint
 
 
 def test_the_fitter_column_shows_what_it_differs_from():

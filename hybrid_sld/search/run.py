@@ -29,7 +29,8 @@ from ..units import unit_faults
 from . import operators
 from .engine import (ALREADY_EVALUATED, BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig,
                      resume_command, write_atomic)
-from .select import RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, parting, refit
+from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, horizon_note,
+                     parting, refit)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -157,9 +158,10 @@ def final_report(search: Search) -> dict:
                             # False when outside the task's [grammar] functions: not a seed
                             "searched": any(d["origin"] == "seed:expert"
                                             for d in s.cache.values())}
-        # the search found no other form: only its fitter can differ (keys, so names and
-        # order do not hide it)
-        result["is_expert_form"] = law.key == e_law.key
+        # the search found no other form: only its fitter and bounds can differ (canonical
+        # forms, so names and order do not hide it; bounds, as the grammar adds them, neither)
+        result["is_expert_form"] = law.form == e_law.form
+        result["expert"]["same_bounds"] = law.key == e_law.key if result["is_expert_form"] else None
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
@@ -169,7 +171,7 @@ def final_report(search: Search) -> dict:
                        "n_params": t["entry"].n_params, "complexity": t["entry"].complexity,
                        "valid_r2": _r(t["valid_r2"]),
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key,
-                       "fitter": t["entry"].fitter}
+                       "fitter": t["entry"].fitter, "too_few_rows": t.get("too_few_rows")}
                       for t in c.finalists]}
     result["found_as"] = ({"law": best.law, "folded": [n.text for n in c.folded],
                            "kinds": [n.kind for n in c.folded]} if c.folded else None)
@@ -378,7 +380,7 @@ def _selection_md(r: dict) -> str:
     horizon = sel["rule"] == "horizon"
     base = sel.get("fitter_baseline") or SEARCH_FITTER.to_dict()  # best.json before the key
     rows = "\n".join(f"| {'**chosen**' if f.get('chosen') else ''} | {f['valid_r2']} | "
-                     + (f"{f['horizon_r2']} | " if horizon else f"{f['complexity']} | ")
+                     + (f"{_or_na(f['horizon_r2'])} | " if horizon else f"{f['complexity']} | ")
                      + f"{f['n_params']} | {f['origin']} | `{_equations(f['law'])}` | "
                      + f"{_fitter_edits(f.get('fitter'), base)} |"
                      for f in sel["finalists"])
@@ -386,6 +388,11 @@ def _selection_md(r: dict) -> str:
            "group's scales, scored on the upper 40 %, training rows only), and the best there "
            "chosen" if horizon else "of those whose validation NMSE is within "
            f"{SIMPLEST_TOLERANCE:.0%} of the best's, the simplest (lowest complexity) chosen")
+    short = [f for f in sel["finalists"] if f.get("too_few_rows")] if horizon else []
+    if short:
+        how = ("the best of them by validation R2 chosen, not re-scored on the longer "
+               "extrapolation (fitted on the lower 60 % of each group's scales): "
+               + horizon_note(len(short), short[0]["law"], short[0]["too_few_rows"]))
     expert = (" and the expert law" if any(f["origin"] == "seed:expert" for f in sel["finalists"])
               else "")
     return out + f"""## Final selection
@@ -482,13 +489,26 @@ def _equations(law: str) -> str:
     return "; ".join(ln.strip() for ln in law.splitlines() if _EQUATION.match(ln))
 
 
+def _declarations(law: str) -> str:
+    """A law's bound, start and shared lines on one line ("none" without)."""
+    return "; ".join(ln.strip() for ln in law.splitlines()
+                     if ln.strip() and not _EQUATION.match(ln)) or "none"
+
+
 def _expert_form_md(r: dict) -> str:
     """A law found with the expert law's own form reads as a discovery unless said plainly."""
     if not r.get("is_expert_form"):
         return ""
-    edits = _fitter_edits(r["fitter"], r["expert"].get("fitter"))
-    how = (f"the fitter: `{edits}` where the expert law row is fitted with "
-           f"`{_fitter_edits(r['expert'].get('fitter'), r['fitter'])}`" if edits else
+    e = r["expert"]
+    edits = _fitter_edits(r["fitter"], e.get("fitter"))
+    diffs = []
+    if e.get("same_bounds") is False:
+        diffs.append(f"the bounds: `{_declarations(r['law'])}` where the expert law has "
+                     f"`{_declarations(e['law'])}`")
+    if edits:
+        diffs.append(f"the fitter: `{edits}` where the expert law row is fitted with "
+                     f"`{_fitter_edits(e.get('fitter'), r['fitter'])}`")
+    how = ("; and ".join(diffs) if diffs else
            "nothing: the two rows below are the same law fitted the same way")
     return ("**This is the task's expert law.** The search found no better form than it; "
             f"what differs is {how}.\n\n")

@@ -5,7 +5,9 @@ luck (the winner's curse), and that split is short-range: fit up to the 80th per
 scale, predict the rest. Before the final refit, the top candidates by validation R2 and the
 task's expert law are re-scored on a longer horizon that the search never optimised: the
 validation fraction doubled (fit on the lower 60 %, predict the upper 40 %), and the best there
-is chosen. Training rows only; the test split is still read by the final report alone.
+is chosen. Training rows only; the test split is still read by the final report alone. Where
+that split leaves too few fitting rows for some finalist's constants, validation R2 chooses
+(:func:`horizon_note`).
 
 Opt-in (``final_selection="horizon"``): re-reporting four 10-minute SLDBench runs with it did not
 raise test R2 (benchmarks/results/).
@@ -20,14 +22,16 @@ data_constrained), and then on 9 fresh runs by 0.09 (benchmarks/results/offline_
 from __future__ import annotations
 
 import math
+import sys
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import HybridSLDError
+from ..errors import DataError, HybridSLDError
 from ..data import split_train_valid
-from ..evaluate import (Evaluation, beyond_training, predict_dataset, report, runaway,
-                        score_dataset, target_range, validate)
+from ..evaluate import (Evaluation, beyond_training, check_rows, predict_dataset, report,
+                        runaway, score_dataset, target_range, validate)
 from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
@@ -76,12 +80,30 @@ def alike(table: list[dict], tolerance: float = SIMPLEST_TOLERANCE) -> list[dict
     return [t for t in table if 1 - t["valid_r2"] <= (1 + tolerance) * (1 - top)]
 
 
+def none_valid(search) -> str:
+    """Why a search has no law to report: how many candidates failed and the most common
+    reason, with what to change where a setting caused it (every seed timed out, so the
+    search had nothing to grow from and stopped)."""
+    reasons = Counter(d["message"] or "no finite validation R2"
+                      for d in search.state.cache.values())
+    if not reasons:
+        return "the search evaluated no candidate"
+    n = sum(reasons.values())
+    why, times = reasons.most_common(1)[0]
+    text = (f"the search evaluated no valid candidate, so it has no law to grow or report: "
+            f"all {n} failed; most common reason: {why} ({times} of {n})")
+    seconds = search.config.candidate_seconds
+    if why.startswith("timed out") and seconds is not None:
+        text += f"; raise --candidate-timeout ({seconds:g} s in this run)"
+    return text
+
+
 def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     """(chosen entry, table of finalists with both R2s) by the run's ``final_selection`` rule."""
     s, cfg, task = search.state, search.config, search.task
     best = s.archive.best()
     if best is None:
-        raise HybridSLDError("the search evaluated no valid candidate")
+        raise HybridSLDError(none_valid(search))
     if cfg.final_selection == "valid":
         return best, []
     expert = expert_entry(search)
@@ -91,8 +113,17 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
         chosen = min(alike(table), key=lambda t: (t["entry"].complexity, -t["valid_r2"]))
         return chosen["entry"], table
     longer = horizon_task(task)
-    table = []
-    for e in finalists(s.archive.entries(), expert, k):
+    rows = split_train_valid(longer, search.train)[0]  # the longer horizon's fitting rows
+    table = [{"entry": e, "valid_r2": e.valid_r2, "horizon_r2": None,
+              "too_few_rows": _too_few_rows(parse_task_law(e.law, task), rows)}
+             for e in finalists(s.archive.entries(), expert, k)]
+    short = [t for t in table if t["too_few_rows"]]
+    if short:  # see horizon_note
+        why = horizon_note(len(short), short[0]["entry"].law, short[0]["too_few_rows"])
+        print(f"note: --final-selection horizon chose by validation R2: {why}", file=sys.stderr)
+        return max(table, key=lambda t: t["entry"].rank())["entry"], table
+    for t in table:
+        e = t["entry"]
         try:
             with time_limit(cfg.candidate_seconds):
                 ev = validate(parse_task_law(e.law, task), longer, search.train,
@@ -100,10 +131,31 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
             r2 = ev.r2("valid")
         except HybridSLDError:
             r2 = None
-        r2 = r2 if r2 is not None and math.isfinite(r2) else -math.inf
-        table.append({"entry": e, "valid_r2": e.valid_r2, "horizon_r2": r2})
+        t["horizon_r2"] = r2 if r2 is not None and math.isfinite(r2) else -math.inf
     chosen = max(table, key=lambda t: (t["horizon_r2"], t["entry"].rank()))
     return chosen["entry"], table
+
+
+def _too_few_rows(law: Law, rows) -> str | None:
+    """Why these fitting rows cannot fit the law (a group with fewer rows than its constants),
+    or None."""
+    try:
+        check_rows(law, rows)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def horizon_note(n: int, law: str, why: str) -> str:
+    """Why the horizon rule chose by validation R2: doubling the validation rows left too few
+    fitting rows for some finalists' constants. Those laws would fail there and rank last
+    (2 rows a group ruled out every 3-constant law, the expert law among them, and a 2-constant
+    law validating at 0.80 against 0.98 was chosen), so the horizon would compare laws by their
+    number of constants, not by how they extrapolate: it judges the finalists only when it can
+    fit all of them."""
+    law = "; ".join(ln.strip() for ln in law.splitlines())
+    return (f"the longer horizon leaves too few fitting rows for {n} of the finalists' laws "
+            f"(`{law}`: {why}), so it cannot judge them alike")
 
 
 def refit(search, law: Law, spec: FitterSpec, warm: tuple = (None, None)
