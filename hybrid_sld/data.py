@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .compile import domain_violation
 from .errors import DataError
+from .law import parse_expert_law
 from .tasks import Task, builtin_task_names
 
 HF_REPO = "pkuHaowei/sldbench"
@@ -149,13 +151,27 @@ def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
 
 def check_test_file(task: Task, data_dir: str | Path | None = None) -> None:
     """Before a search: the test file reads as the final report will read it (columns, every
-    value a finite number, groups that train has), so a search is not lost to it at the end.
-    The rows are dropped unseen: nothing of them reaches the search, which reads train only."""
+    value a finite number, groups that train has, rows where the expert law is defined), so a
+    search is not lost to it at the end. The rows are dropped unseen: nothing of them reaches
+    the search, which reads train only."""
     if task.source == "builtin":
         return
     train, test = locate_files(task, data_dir)
     if test is not None:
-        check_test_groups(task, read_dataset(train, task), read_dataset(test, task))
+        train, test = read_dataset(train, task), read_dataset(test, task)
+        check_test_groups(task, train, test)
+        check_expert_domain(task, train, test)
+
+
+def check_expert_domain(task: Task, *datasets: Dataset) -> None:
+    """The first row (train's before test's) where the task's [expert] law takes the log or a
+    fractional power of a non-positive feature, or divides by zero, as a DataError: the report
+    scores that law on these rows, and fit and expert refuse them up front (evaluate.check_domain)."""
+    law = parse_expert_law(task) if task.expert_law else None
+    for data in datasets if law is not None else ():
+        hit = domain_violation(law, data.X)
+        if hit:
+            raise DataError(f"{data.where(hit[0])}: {hit[1]} (the task's [expert] law)")
 
 
 def _few(names: list[str], k: int = 5) -> str:

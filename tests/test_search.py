@@ -992,6 +992,28 @@ def test_a_bad_test_value_fails_before_the_search(synthetic_task, tmp_path, valu
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_test_row_outside_the_expert_laws_domain_fails_before_the_search(tmp_path):
+    # discover ran the whole search, then gave both laws test R2 -1 for "1 non-finite
+    # prediction(s)", row and reason unnamed; fit and expert refuse the file up front
+    toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = E + A*x^(-a)")
+    test_csv = tmp_path / "test.csv"
+    header, first, *rest = test_csv.read_text().splitlines()
+    g, _x, y = first.split(",")
+    test_csv.write_text("\n".join([header, f"{g},0,{y}", *rest]) + "\n")
+    from hybrid_sld.evaluate import check_domain
+    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.tasks import get_task
+    task = get_task(str(toml))
+    with pytest.raises(HybridSLDError) as fit:  # as fit and expert check it
+        check_domain(parse_expert_law(task), data_mod.read_dataset(test_csv, task))
+    with pytest.raises(HybridSLDError) as start:
+        discover(SearchConfig(task=str(toml), max_evals=4), out=tmp_path / "runs")
+    assert str(start.value) == f"{fit.value} (the task's [expert] law)"
+    assert str(start.value).startswith(f"{test_csv}, line 2: x = 0 here, and the law takes")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_discover_reads_test_rows_before_and_after_the_search_never_in_it(synthetic_task,
                                                                         tmp_path, monkeypatch):
     """The start-up check reads test.csv whole before the search begins (Search is made); from
