@@ -245,15 +245,18 @@ class _TurnsAgainstTrend(HybridSLDError):
         super().__init__(f"{self.plain}, by {turn:.3g} of the targets' range")
 
 
-def _note_stray_negatives(train) -> None:
-    """A feature negative on a few rows only (under 5 %, or one row of a small file) is more
-    likely a typo than a quantity that changes sign; either way no power or log of it is
-    proposed, so say so, with the row."""
+def _note_stray_values(train) -> None:
+    """A feature negative on a few rows only (under 5 %, or one row of a small file), or zero
+    there and positive elsewhere, is more likely a typo than a quantity that changes sign or
+    starts at zero; either way no power or log of it is proposed, so say so, with the row."""
     for j, f in enumerate(train.features):
-        neg = np.flatnonzero(train.X[:, j] < 0)
-        if 0 < len(neg) < 0.05 * len(train) or len(neg) == 1 < len(train):
-            print(f"note: {train.where(neg[0])}: {f} = {train.X[neg[0], j]:g}, one of "
-                  f"{len(neg)} negative value(s) of {f} in {len(train)} rows; the search "
+        x = train.X[:, j]
+        stray, what = np.flatnonzero(x < 0), "negative"
+        if not len(stray):
+            stray, what = np.flatnonzero(x == 0), "zero"
+        if 0 < len(stray) < 0.05 * len(train) or len(stray) == 1 < len(train):
+            print(f"note: {train.where(stray[0])}: {f} = {x[stray[0]]:g}, one of "
+                  f"{len(stray)} {what} value(s) of {f} in {len(train)} rows; the search "
                   f"proposes no power or log of {f}", file=sys.stderr)
 
 
@@ -348,7 +351,7 @@ class Search:
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
         self.train = train
-        _note_stray_negatives(train)
+        _note_stray_values(train)
         self.fit_part, self.valid = split_train_valid(self.task, train)
         _note_large_validation(self.task, train, self.valid)
         self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
