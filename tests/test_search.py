@@ -297,15 +297,34 @@ def test_too_few_rows_fails_before_search(tmp_path):
 
 
 
-def test_a_group_with_one_value_of_the_split_feature_fails_before_search(tmp_path):
-    # "0 validation row(s) ... add rows" was the old word: rows at x = 5 would not help
-    (tmp_path / "train.csv").write_text(
-        "group,x,z,y\n" + "".join(f"a,{x},{x % 5 + 1},{1 + 1 / x}\n" for x in range(1, 31))
-        + "".join(f"b,5,{z},{1.2 + 0.01 * z}\n" for z in range(1, 31)))
+def _one_level_task(tmp_path, groups: str) -> Path:
+    """Group a: x = 1..30; group b: x = 5 on all 30 rows (z varies). ``groups``: those written."""
+    rows = {"a": "".join(f"a,{x},{x % 5 + 1},{1 + 1 / x}\n" for x in range(1, 31)),
+            "b": "".join(f"b,5,{z},{1.2 + 0.01 * z}\n" for z in range(1, 31))}
+    (tmp_path / "train.csv").write_text("group,x,z,y\n" + "".join(rows[g] for g in groups))
     (tmp_path / "t.toml").write_text('name = "one"\ntargets = ["y"]\n[features.x]\n[features.z]\n'
                                      '[split]\nby = "x"\n[data]\ntrain = "train.csv"\n')
+    return tmp_path / "t.toml"
+
+
+def test_a_group_with_one_value_of_the_split_feature_is_noted_and_fitted(tmp_path, capsys):
+    # discover refused it while fit and expert noted it and the README said such a group
+    # "holds out none": its rows all fit, none validate, and valid R2 is the other groups'
+    res = discover(SearchConfig(task=str(_one_level_task(tmp_path, "ab")), max_evals=4),
+                   out=tmp_path / "runs")
+    why = ("the split feature x takes one value (5) in group 'b', on all 30 of its rows, so no "
+           "row is larger to hold out for validation")
+    assert f"note: valid: group 'b' is not scored: {why}\n" in capsys.readouterr().err
+    assert res["valid_unscored"] == {"b": why} and res["valid_r2"] is not None
+    assert set(res["groups"]) == {"a", "b"}
+    assert f"valid R2 does not score group 'b': {why}." in (
+        Path(res["run_dir"]) / "report.md").read_text()
+
+
+def test_no_group_holding_out_a_row_fails_before_search(tmp_path):
+    # "0 validation row(s) ... add rows" was the old word: rows at x = 5 would not help
     with pytest.raises(HybridSLDError) as exc:
-        Search(SearchConfig(task=str(tmp_path / "t.toml"), max_evals=4), tmp_path)
+        Search(SearchConfig(task=str(_one_level_task(tmp_path, "b")), max_evals=4), tmp_path)
     assert str(exc.value) == (
         f"{tmp_path / 'train.csv'}: the split feature x takes one value (5) in group 'b', on all "
         "30 of its rows, so no row is larger to hold out for validation: give the group rows at "

@@ -415,13 +415,14 @@ class Search:
                                f"({', '.join(fns) or 'none'})") + ": the search grows from them")
 
     def _check_rows(self, seed_laws: list) -> None:
-        """Fail before searching when a group is too small to fit even the simplest seed or
-        holds out no row (its split feature takes one value), when
+        """Fail before searching when a group is too small to fit even the simplest seed, when
+        no group holds out a row (each split feature takes one value in each), when
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data, or when the rows contradict a
-        declared trend (every law would be rejected). Say so when a group's fitting rows cap
-        laws below the param_cap: every larger law, the expert law among them perhaps, would
-        fail there, one evaluation after another."""
+        declared trend (every law would be rejected). Say so when some group holds out no row
+        (its rows all fit, none validate, as in fit and expert), and when a group's fitting
+        rows cap laws below the param_cap: every larger law, the expert law among them perhaps,
+        would fail there, one evaluation after another."""
         contrary = data_against_trend(self.task, self.train)
         if contrary:
             raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
@@ -435,17 +436,19 @@ class Search:
                 raise DataError(f"{exc} (the task's [expert] law)") from None
         fit_part, valid = self.fit_part, self.valid
         k = min(law.n_params for law in seed_laws if law)
-        unvalidated = list(unvalidated_groups(self.task, self.train).values())
-        if unvalidated:  # more rows at the same value would not help
+        unvalidated = unvalidated_groups(self.task, self.train)
+        if len(valid) == 0:  # more rows at the same value would not help
             feats = " or ".join((self.task.split.by, *self.task.split.also_by))
             raise HybridSLDError(
-                f"{self.train.source or 'data'}: {unvalidated[0]}: give the group rows at other "
-                f"values of {feats}, merge it into another group, or hold out rows at random "
-                "([split] kind = \"random\")")
+                f"{self.train.source or 'data'}: {next(iter(unvalidated.values()))}: give the "
+                f"group rows at other values of {feats}, merge it into another group, or hold "
+                "out rows at random ([split] kind = \"random\")")
+        for g, why in unvalidated.items():  # as fit and expert say it: valid R2 is the others'
+            print(f"note: valid: group {g!r} is not scored: {why}", file=sys.stderr)
         fitting = {g: int(np.sum(fit_part.groups == g)) for g in self.train.group_names}
         for g, n_fit in fitting.items():
             n_valid = int(np.sum(valid.groups == g))
-            if n_fit < k or n_valid < 1:
+            if n_fit < k or (n_valid < 1 and g not in unvalidated):
                 raise HybridSLDError(
                     f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
                     f"{n_valid} validation row(s); the "

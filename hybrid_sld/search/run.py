@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from ..data import check_test_file, load_splits, validation_mask
+from ..data import check_test_file, load_splits, unvalidated_groups, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
@@ -179,6 +179,8 @@ def final_report(search: Search) -> dict:
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in c.passed_over]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
+    # groups with nothing held out (a split feature of one value): not in valid R2, as in fit
+    result["valid_unscored"] = unvalidated_groups(task, search.train) or None
     # counts that do not overlap: fit + valid are all training rows
     result["rows"] = {"fit": len(search.train) - len(search.valid), "valid": len(search.valid),
                       "test": len(test) if test is not None else 0}
@@ -469,6 +471,12 @@ def _rows_md(r: dict) -> str:
             f"constants below: refitted on all {fit + n['valid']} training rows.{test}\n")
 
 
+def _unscored_md(r: dict) -> str:
+    """The groups valid R2 leaves out, and why: it is a figure for the others only."""
+    return "".join(f"valid R2 does not score group {g!r}: {why}.\n"
+                   for g, why in (r.get("valid_unscored") or {}).items())
+
+
 _EQUATION = re.compile(r"^\s*[A-Za-z_]\w*\s*=[^=]")
 
 
@@ -598,7 +606,7 @@ def _markdown(r: dict, front: list) -> str:
 
 {_per_target_md(r)}{published}\
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
-{_rows_md(r)}
+{_rows_md(r)}{_unscored_md(r)}
 Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
 duplicate proposals skipped {r['cache_hit_rate']:.1%}{beat}.
 The law chosen came from {r['origin']}.{stopped}
