@@ -18,7 +18,7 @@ from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
 from .law import check_uses_features, parse_expert_law, parse_task_law
-from .metrics import failed_score, json_text, score
+from .metrics import counted, failed_score, json_text, score
 from .metrics import report_value as _r
 from .search.engine import PROPOSERS, SearchConfig
 from .search.select import RULES
@@ -373,7 +373,8 @@ def cmd_discover(args):
     for who, d in (("", result), ("expert law: ", e)):  # a test R2 of -1 or n/a: why
         if d.get("test_message"):
             print(f"note: {who}test: {d['test_message']}")
-    print(f"{result['evals']} evaluations in {result['seconds']} s; run directory {result['run_dir']}")
+    print(f"{counted(result['evals'], 'evaluation')} in {result['seconds']} s; run directory "
+          f"{result['run_dir']}")
     llm = result.get("llm")
     if llm:
         usd = "USD n/a" if llm["usd"] is None else f"${llm['usd']:.4f}"
@@ -381,8 +382,9 @@ def cmd_discover(args):
         from .search.run import llm_notes
         notes = "".join(f"; {n}" for n in llm_notes(llm))
         seen = f", {llm['duplicates']} of them already evaluated" if llm["duplicates"] else ""
-        print(f"LLM: {llm['calls']} calls, {llm['prompt_tokens'] + llm['completion_tokens']} "
-              f"tokens, {usd}; {llm['proposals']} proposals, {llm['valid']} valid ({rate})"
+        print(f"LLM: {counted(llm['calls'], 'call')}, "
+              f"{counted(llm['prompt_tokens'] + llm['completion_tokens'], 'token')}, {usd}; "
+              f"{counted(llm['proposals'], 'proposal')}, {llm['valid']} valid ({rate})"
               f"{seen}{notes}")
     return status  # a stop_reason went to stderr
 
@@ -472,7 +474,7 @@ def _note_resumes(path) -> None:
         shown = [f"{_flag_name(k)} {_flag_value(k, v)}" for k, v in d["llm"].items()
                  if before["llm"].get(k) != v]
         if shown:
-            print(f"note: the recorded run was resumed after {d['evals']} evaluations with "
+            print(f"note: the recorded run was resumed after {counted(d['evals'], 'evaluation')} with "
                   f"{', '.join(shown)}: the replay takes them there", file=sys.stderr)
 
 
@@ -587,8 +589,8 @@ class _ProgressBar:
         self.bar.refresh()
         if self.bar.disable and s.elapsed - self.logged >= self.LOG_EVERY:
             self.logged = s.elapsed
-            total = f"/{total}" if total else ""
-            print(f"{s.evals}{total} evaluations in {s.elapsed:.0f} s: "
+            done = f"{s.evals}/{total} evaluations" if total else counted(s.evals, "evaluation")
+            print(f"{done} in {s.elapsed:.0f} s: "
                   + ", ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr, flush=True)
 
     def close(self, then: str = ""):

@@ -230,8 +230,10 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
                     raise ValueError
                 v = float(row[i])
             except ValueError:
-                raise DataError(f"{path}, {line}, column {c!r}: "
-                                f"not a number: {row[i]!r}") from None
+                empty = "a null or empty string" if path.suffix == ".parquet" else "an empty field"
+                what = (f"not a number: {row[i]!r}" if row[i].strip() else
+                        f"missing value ({empty}); remove or impute missing values")
+                raise DataError(f"{path}, {line}, column {c!r}: {what}") from None
             if not math.isfinite(v):
                 raise DataError(f"{path}, {line}, column {c!r}: value is {row[i]!r}; "
                                 "remove or impute non-finite values")
@@ -323,7 +325,8 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
         raise DataError(f"{task.path}: no [data] table naming the task's files: add [data] "
                         "with train = \"train.csv\" (and, optionally, test = \"test.csv\"), "
                         "relative to the TOML" + (f" ({looked})" if looked else
-                                                  " (or pass --data-dir, a folder holding "
+                                                  " (or pass --data-dir DIR, or set "
+                                                  f"{DATA_ENV}=DIR, where the folder DIR holds "
                                                   f"{task.name}/train.csv and test.csv)"))
     hub = _hub_files(task)
     if hub:

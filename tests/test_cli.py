@@ -871,6 +871,24 @@ def test_without_a_terminal_progress_is_a_plain_line_now_and_then(capsys):
                      "30/100 evaluations in 36 s: best_valid_r2 n/a, evals/s 0.8"]
 
 
+def test_one_evaluation_is_singular(tmp_path, capsys):
+    # "1 evaluations in 0.05 s": in the command's last line, the report and a --budget
+    # run's progress line (no count to reach)
+    from types import SimpleNamespace
+
+    from hybrid_sld.cli import _ProgressBar
+    assert main(["discover", "--task", "kaplan_demo", "--max-evals", "1",
+                 "--out", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("1 evaluation in "), last
+    assert "Search: 1 evaluation in " in next(tmp_path.glob("*/report.md")).read_text()
+    state = SimpleNamespace(evals=1, elapsed=5.0, archive=SimpleNamespace(best=lambda: None))
+    bar = _ProgressBar()
+    bar(SimpleNamespace(state=state, bounds=lambda: (None, 600)))
+    bar.close()
+    assert capsys.readouterr().err.startswith("1 evaluation in 5 s: ")
+
+
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
     import hybrid_sld.search.run as run
     monkeypatch.setattr(run, "discover", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))

@@ -334,7 +334,7 @@ def test_no_group_holding_out_a_row_fails_before_search(tmp_path):
 
 @pytest.mark.parametrize("rows, expert, message", [
     ([(x, 1 + 1 / x) for x in range(1, 9)] + [(9, 2.0), (10, 2.0)], "",
-     "target 'y' takes one value (2) on all 2 validation row(s)"),
+     "train.csv: target 'y' takes one value (2) on all 2 validation row(s)"),
     ([(x, 1 + 1 / x) for x in range(-1, 9) if x], "y = a + b*log(x)",
      "train.csv, line 2: x = -1 here, and the law takes the log of it"),
 ])

@@ -42,7 +42,7 @@ from ..evaluate import (against_trend, check_columns, check_domain, check_rows,
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
 from ..law import check_functions, parse_expert_law
-from ..metrics import undefined_r2
+from ..metrics import counted, undefined_r2
 from ..tasks import get_task
 from ..threads import die_with_parent, single_threaded_process
 from ..units import unit_faults
@@ -472,7 +472,8 @@ class Search:
                   "groups to search them", file=sys.stderr)
         undefined = undefined_r2(valid.Y, self.task.targets, "validation row(s)")
         if undefined:  # every group has a validation row here
-            raise HybridSLDError(f"{undefined}: add rows or raise the task's [split] fraction")
+            raise HybridSLDError(f"{self.train.source or 'data'}: {undefined}: add rows or raise "
+                                 "the task's [split] fraction")
 
     # -- persistence --------------------------------------------------------------------------
     @property
@@ -723,7 +724,7 @@ class Search:
                 # a failure is seen when its round is taken, which may be long after the
                 # LLM's last proposal (calls retrying to the run's end): its part ended there
                 at = (self._last_llm_eval() if failed else None) or self.state.evals
-                self.state.llm_ended = f"{exc} after {at} evaluations"
+                self.state.llm_ended = f"{exc} after {counted(at, 'evaluation')}"
                 if failed:
                     alone = "" if self._done() else "; the grammar proposer goes on alone"
                     print(f"warning: the LLM proposer stopped ({exc}){alone}", file=sys.stderr)
