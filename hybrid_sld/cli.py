@@ -17,7 +17,7 @@ from .data import check_test_groups, load_splits
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
-from .law import check_uses_features, parse_expert_law, parse_task_law
+from .law import check_uses_features, near_feature_notes, parse_expert_law, parse_task_law
 from .metrics import counted, failed_score, json_text, score
 from .metrics import report_value as _r
 from .search.engine import PROPOSERS, SearchConfig
@@ -157,6 +157,7 @@ def cmd_fit(args):
                  f"{f} is {symbols[f]} (law.tex then writes that feature by its name); if you "
                  f"meant the feature, write {f}"
                  for p, f in symbol_lookalikes(law.param_names, symbols)]
+    notes[:0] = near_feature_notes(law, task.feature_names)  # DD for D: perhaps meant as it
     from .evaluate import at_bounds
     out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
@@ -222,6 +223,10 @@ def cmd_expert(args):
         spec = FitterSpec.parse(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
         laws = [(label, parse_expert_law(task, text)) for label, text in variants]
+        for label, law in laws:  # DD for D: perhaps meant as the feature, as fit notes it
+            for note in near_feature_notes(law, task.feature_names):
+                print(f"note: {task.path or task.name}, [expert] law ({label}): {note}",
+                      file=sys.stderr)
         for label, law in laws:
             v, full = _evaluate(law, task, spec, train, test)
             res = _result(task, law, v, full, train)

@@ -321,6 +321,16 @@ def test_a_group_with_one_value_of_the_split_feature_is_noted_and_fitted(tmp_pat
         Path(res["run_dir"]) / "report.md").read_text()
 
 
+def test_an_expert_constant_named_like_an_unused_feature_is_noted(tmp_path, capsys):
+    # z misspelt zz: fitted as a number, with no word of z
+    toml = _one_level_task(tmp_path, "a")
+    toml.write_text(toml.read_text() + '[expert]\nlaw = "y = a + b/x + c*zz"\n')
+    Search(SearchConfig(task=str(toml), max_evals=4), tmp_path)
+    assert (f"note: {toml}, [expert] law: zz is a fitted constant here, though its name is close "
+            "to the feature z, which the law does not use; if you meant the feature, write z\n"
+            ) in capsys.readouterr().err
+
+
 def test_no_group_holding_out_a_row_fails_before_search(tmp_path):
     # "0 validation row(s) ... add rows" was the old word: rows at x = 5 would not help
     with pytest.raises(HybridSLDError) as exc:

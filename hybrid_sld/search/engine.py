@@ -41,7 +41,7 @@ from ..evaluate import (against_trend, check_columns, check_domain, check_rows,
                         data_against_trend, drift, trend_probes, validate)
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
-from ..law import check_functions, parse_expert_law
+from ..law import check_functions, near_feature_notes, parse_expert_law
 from ..metrics import counted, undefined_r2
 from ..tasks import get_task
 from ..threads import die_with_parent, single_threaded_process
@@ -395,7 +395,7 @@ class Search:
         """Fail before searching when no seed law is within the task's parameter cap and
         [grammar] functions (the search grows from them; ``laws``: the seeds' parsed laws,
         None where outside); say when the expert law is outside the functions, as it then does
-        not seed the search."""
+        not seed the search, and when a constant of it is named like a feature it does not use."""
         where, fns = self.task.path or self.task.name, self.task.functions
         if self.task.expert_law and fns is not None:
             try:  # as the search would hold it (tanh(N) of large N folded to 1)
@@ -403,6 +403,9 @@ class Search:
             except LawError as exc:
                 print(f"note: {where}: the [expert] law does not seed the search: {exc} (the "
                       "report still scores it)", file=sys.stderr)
+        if self.task.expert_law:  # DD for D: perhaps meant as the feature, as fit notes it
+            for note in near_feature_notes(parse_expert_law(self.task), self.task.feature_names):
+                print(f"note: {where}, [expert] law: {note}", file=sys.stderr)
         operon = [law for law, (_t, _f, origin) in zip(laws, self.seeds) if origin == "seed:operon"]
         skipped = operon.count(None)
         if skipped:
