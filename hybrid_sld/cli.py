@@ -594,7 +594,7 @@ class _ProgressBar:
         self.bar.refresh()
         if self.bar.disable and s.elapsed - self.logged >= self.LOG_EVERY:
             self.logged = s.elapsed
-            done = f"{s.evals}/{total} evaluations" if total else counted(s.evals, "evaluation")
+            done = f"{s.evals}/" * bool(total) + counted(total or s.evals, "evaluation")
             print(f"{done} in {s.elapsed:.0f} s: "
                   + ", ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr, flush=True)
 

@@ -907,6 +907,10 @@ def test_one_evaluation_is_singular(tmp_path, capsys):
     bar(SimpleNamespace(state=state, bounds=lambda: (None, 600)))
     bar.close()
     assert capsys.readouterr().err.startswith("1 evaluation in 5 s: ")
+    bar = _ProgressBar()
+    bar(SimpleNamespace(state=state, bounds=lambda: (1, None)))  # --max-evals 1
+    bar.close()
+    assert capsys.readouterr().err.startswith("1/1 evaluation in 5 s: ")
 
 
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
