@@ -17,8 +17,8 @@ from .data import check_test_groups, load_splits
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit import FitterSpec
-from .law import check_uses_features, parse_expert_law, parse_task_law
-from .metrics import failed_score, json_text, score
+from .law import check_uses_features, near_feature_notes, parse_expert_law, parse_task_law
+from .metrics import counted, failed_score, json_text, score
 from .metrics import report_value as _r
 from .search.engine import PROPOSERS, SearchConfig
 from .search.select import RULES
@@ -157,6 +157,7 @@ def cmd_fit(args):
                  f"{f} is {symbols[f]} (law.tex then writes that feature by its name); if you "
                  f"meant the feature, write {f}"
                  for p, f in symbol_lookalikes(law.param_names, symbols)]
+    notes[:0] = near_feature_notes(law, task.feature_names)  # DD for D: perhaps meant as it
     from .evaluate import at_bounds
     out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
@@ -222,6 +223,10 @@ def cmd_expert(args):
         spec = FitterSpec.parse(args.fitter, task.expert_fitter)
         variants = [("refitted", task.expert_law)] + list(task.expert_variants)
         laws = [(label, parse_expert_law(task, text)) for label, text in variants]
+        for label, law in laws:  # DD for D: perhaps meant as the feature, as fit notes it
+            for note in near_feature_notes(law, task.feature_names):
+                print(f"note: {task.path or task.name}, [expert] law ({label}): {note}",
+                      file=sys.stderr)
         for label, law in laws:
             v, full = _evaluate(law, task, spec, train, test)
             res = _result(task, law, v, full, train)
@@ -366,7 +371,8 @@ def cmd_discover(args):
     for who, d in (("", result), ("expert law: ", e)):  # a test R2 of -1 or n/a: why
         if d.get("test_message"):
             print(f"note: {who}test: {d['test_message']}")
-    print(f"{result['evals']} evaluations in {result['seconds']} s; run directory {result['run_dir']}")
+    print(f"{counted(result['evals'], 'evaluation')} in {result['seconds']} s; run directory "
+          f"{result['run_dir']}")
     llm = result.get("llm")
     if llm:
         usd = "USD n/a" if llm["usd"] is None else f"${llm['usd']:.4f}"
@@ -374,8 +380,9 @@ def cmd_discover(args):
         from .search.run import llm_notes
         notes = "".join(f"; {n}" for n in llm_notes(llm))
         seen = f", {llm['duplicates']} of them already evaluated" if llm["duplicates"] else ""
-        print(f"LLM: {llm['calls']} calls, {llm['prompt_tokens'] + llm['completion_tokens']} "
-              f"tokens, {usd}; {llm['proposals']} proposals, {llm['valid']} valid ({rate})"
+        print(f"LLM: {counted(llm['calls'], 'call')}, "
+              f"{counted(llm['prompt_tokens'] + llm['completion_tokens'], 'token')}, {usd}; "
+              f"{counted(llm['proposals'], 'proposal')}, {llm['valid']} valid ({rate})"
               f"{seen}{notes}")
     return status  # a stop_reason went to stderr
 
@@ -492,7 +499,7 @@ def _note_resumes(path) -> None:
         shown = [_setting(k, v) for k, v in d["llm"].items()
                  if before["llm"].get(k) != v]
         if shown:
-            print(f"note: the recorded run was resumed after {d['evals']} evaluations with "
+            print(f"note: the recorded run was resumed after {counted(d['evals'], 'evaluation')} with "
                   f"{', '.join(shown)}: the replay takes them there", file=sys.stderr)
 
 
@@ -622,8 +629,8 @@ class _ProgressBar:
         self.bar.refresh()
         if self.bar.disable and s.elapsed - self.logged >= self.LOG_EVERY:
             self.logged = s.elapsed
-            total = f"/{total}" if total else ""
-            print(f"{s.evals}{total} evaluations in {s.elapsed:.0f} s: "
+            done = f"{s.evals}/" * bool(total) + counted(total or s.evals, "evaluation")
+            print(f"{done} in {s.elapsed:.0f} s: "
                   + ", ".join(f"{k} {v}" for k, v in post.items()), file=sys.stderr, flush=True)
 
     def close(self, then: str = ""):

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .compile import domain_violation
 from .errors import DataError
+from .law import parse_expert_law
 from .tasks import Task, builtin_task_names
 
 HF_REPO = "pkuHaowei/sldbench"
@@ -149,13 +151,27 @@ def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
 
 def check_test_file(task: Task, data_dir: str | Path | None = None) -> None:
     """Before a search: the test file reads as the final report will read it (columns, every
-    value a finite number, groups that train has), so a search is not lost to it at the end.
-    The rows are dropped unseen: nothing of them reaches the search, which reads train only."""
+    value a finite number, groups that train has, rows where the expert law is defined), so a
+    search is not lost to it at the end. The rows are dropped unseen: nothing of them reaches
+    the search, which reads train only."""
     if task.source == "builtin":
         return
     train, test = locate_files(task, data_dir)
     if test is not None:
-        check_test_groups(task, read_dataset(train, task), read_dataset(test, task))
+        train, test = read_dataset(train, task), read_dataset(test, task)
+        check_test_groups(task, train, test)
+        check_expert_domain(task, train, test)
+
+
+def check_expert_domain(task: Task, *datasets: Dataset) -> None:
+    """The first row (train's before test's) where the task's [expert] law takes the log or a
+    fractional power of a non-positive feature, or divides by zero, as a DataError: the report
+    scores that law on these rows, and fit and expert refuse them up front (evaluate.check_domain)."""
+    law = parse_expert_law(task) if task.expert_law else None
+    for data in datasets if law is not None else ():
+        hit = domain_violation(law, data.X)
+        if hit:
+            raise DataError(f"{data.where(hit[0])}: {hit[1]} (the task's [expert] law)")
 
 
 def _few(names: list[str], k: int = 5) -> str:
@@ -214,8 +230,10 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
                     raise ValueError
                 v = float(row[i])
             except ValueError:
-                raise DataError(f"{path}, {line}, column {c!r}: "
-                                f"not a number: {row[i]!r}") from None
+                empty = "a null or empty string" if path.suffix == ".parquet" else "an empty field"
+                what = (f"not a number: {row[i]!r}" if row[i].strip() else
+                        f"missing value ({empty}); remove or impute missing values")
+                raise DataError(f"{path}, {line}, column {c!r}: {what}") from None
             if not math.isfinite(v):
                 raise DataError(f"{path}, {line}, column {c!r}: value is {row[i]!r}; "
                                 "remove or impute non-finite values")
@@ -307,7 +325,8 @@ def locate_files(task: Task, data_dir: str | Path | None = None) -> tuple[Path, 
         raise DataError(f"{task.path}: no [data] table naming the task's files: add [data] "
                         "with train = \"train.csv\" (and, optionally, test = \"test.csv\"), "
                         "relative to the TOML" + (f" ({looked})" if looked else
-                                                  " (or pass --data-dir, a folder holding "
+                                                  " (or pass --data-dir DIR, or set "
+                                                  f"{DATA_ENV}=DIR, where the folder DIR holds "
                                                   f"{task.name}/train.csv and test.csv)"))
     hub = _hub_files(task)
     if hub:

@@ -111,6 +111,11 @@ def report_value(x) -> float | None:
     return round(x, max(6, 5 - math.floor(math.log10(abs(x))))) if x else 0.0
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, singular for one ("1 evaluation", "2 evaluations")."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
+
+
 def _finite(x):
     if isinstance(x, float):
         return x if math.isfinite(x) else None

@@ -871,6 +871,48 @@ def test_without_a_terminal_progress_is_a_plain_line_now_and_then(capsys):
                      "30/100 evaluations in 36 s: best_valid_r2 n/a, evals/s 0.8"]
 
 
+def test_a_constant_named_like_an_unused_feature_is_noted_by_fit_and_expert(tmp_path, capsys):
+    # B*DD^(-b) on a task of N and D: DD was fitted as a number, and only the redundancy note
+    # hinted at it
+    (tmp_path / "train.csv").write_text("group,N,D,loss\n" + "".join(
+        f"a,{n:g},{d:g},{2 + 400 * n ** -0.34 + 400 * d ** -0.28}\n"
+        for n in (1e7, 1e8, 1e9, 1e10) for d in (1e9, 1e10, 1e11, 1e12)))
+    typo = "loss = E + A*N^(-a) + B*DD^(-b)"
+    toml = tmp_path / "t.toml"
+    toml.write_text('name = "nd"\ntargets = ["loss"]\n[features.N]\n[features.D]\n[split]\n'
+                    f'by = "N"\n[data]\ntrain = "train.csv"\n[expert]\nlaw = "{typo}"\n')
+    note = ("DD is a fitted constant here, though its name is close to the feature D, which the "
+            "law does not use; if you meant the feature, write D")
+    assert main(["fit", "--task", str(toml), "--law", typo]) == 0
+    assert f"note: {note}" in capsys.readouterr().out
+    assert main(["expert", "--task", str(toml)]) == 0
+    assert f"note: {toml}, [expert] law (refitted): {note}\n" in capsys.readouterr().err
+    assert main(["fit", "--task", str(toml), "--law", typo.replace("DD", "D")]) == 0
+    assert "close to" not in capsys.readouterr().out
+
+
+def test_one_evaluation_is_singular(tmp_path, capsys):
+    # "1 evaluations in 0.05 s": in the command's last line, the report and a --budget
+    # run's progress line (no count to reach)
+    from types import SimpleNamespace
+
+    from hybrid_sld.cli import _ProgressBar
+    assert main(["discover", "--task", "kaplan_demo", "--max-evals", "1",
+                 "--out", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("1 evaluation in "), last
+    assert "Search: 1 evaluation in " in next(tmp_path.glob("*/report.md")).read_text()
+    state = SimpleNamespace(evals=1, elapsed=5.0, archive=SimpleNamespace(best=lambda: None))
+    bar = _ProgressBar()
+    bar(SimpleNamespace(state=state, bounds=lambda: (None, 600)))
+    bar.close()
+    assert capsys.readouterr().err.startswith("1 evaluation in 5 s: ")
+    bar = _ProgressBar()
+    bar(SimpleNamespace(state=state, bounds=lambda: (1, None)))  # --max-evals 1
+    bar.close()
+    assert capsys.readouterr().err.startswith("1/1 evaluation in 5 s: ")
+
+
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
     import hybrid_sld.search.run as run
     monkeypatch.setattr(run, "discover", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))

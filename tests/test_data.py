@@ -283,6 +283,25 @@ def test_parquet_matches_csv(tmp_path, toy):
         read_dataset(tmp_path / "bad.parquet", toy)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_missing_value_is_called_so(tmp_path, toy, suffix):
+    # a Parquet null read "not a number: ''", as if a string had been written
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".csv":
+        path.write_text("group,N,D,loss\na,100,10,3\na,,20,2\n")
+        where, what = "line 3", "an empty field"
+    else:
+        pa = pytest.importorskip("pyarrow")
+        pytest.importorskip("pyarrow.parquet").write_table(
+            pa.table({"group": ["a", "a"], "N": [100.0, None], "D": [10.0, 20.0],
+                      "loss": [3.0, 2.0]}), path)
+        where, what = "row 2", "a null or empty string"
+    with pytest.raises(DataError) as exc:
+        read_dataset(path, toy)
+    assert str(exc.value) == (f"{path}, {where}, column 'N': missing value ({what}); remove or "
+                              "impute missing values")
+
+
 def test_user_task_without_test_file(tmp_path):
     (tmp_path / "task.toml").write_text(TOML.replace('test = "test.csv"\n', ""))
     _csv(tmp_path, "N,D,loss\n1,2,3\n")
@@ -389,6 +408,7 @@ def test_user_task_without_data_table_is_told_about_it(tmp_path, monkeypatch):
         load_splits(load_task_file(tmp_path / "task.toml"))
     msg = str(exc.value)
     assert str(tmp_path / "task.toml") in msg and "[data]" in msg and 'train = "train.csv"' in msg
+    assert "--data-dir DIR, or set HYBRID_SLD_DATA=DIR, where the folder DIR holds" in msg
     task = load_task_file(tmp_path / "task.toml")
     folder = tmp_path / "dd" / task.name
     folder.mkdir(parents=True)

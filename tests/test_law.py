@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import LawError, LawSyntaxError
-from hybrid_sld.law import Param, decimal_text, expr_to_text, parse_law
+from hybrid_sld.law import Param, decimal_text, expr_to_text, near_feature_notes, parse_law
 
 FEATS = ("num_params", "num_tokens")
 
@@ -207,6 +207,21 @@ def test_a_feature_name_then_digits_is_a_reference_value():
         parse_law("y = a*proportion_domain_10", domains)
     assert "proportion_domain_1_0" in parse_law(
         "y = a*(proportion_domain_1 - proportion_domain_1_0)", domains).param_names
+
+
+@pytest.mark.parametrize("text, noted", [
+    ("loss = E + A*N^(-a) + B*DD^(-b)", ["DD"]),  # too short for the misspelt-feature error
+    ("loss = E + A*N^(-a) + B*D^(-b) + DD", []),  # D is used: DD is another name
+    ("loss = E + A*N^(-a) + D0 + D_1", []),  # a reference value of D, not a slip
+    ("loss = E + A*N^(-a) + Dd", ["Dd"]),
+    ("loss = E + A*N^(-a) + b", []),  # one letter: a constant's usual name
+])
+def test_a_constant_named_like_an_unused_feature_is_noted(text, noted):
+    # B*DD^(-b) on a task of N and D was fitted as a constant; only the redundancy note hinted
+    notes = near_feature_notes(parse_law(text, ["N", "D"]), ["N", "D"])
+    assert notes == [f"{p} is a fitted constant here, though its name is close to the feature "
+                     "D, which the law does not use; if you meant the feature, write D"
+                     for p in noted]
 
 
 SYMPY_NAMES = ["E", "N", "I", "S", "Q", "O", "beta", "gamma", "lambda", "pi", "zeta", "Symbol",

@@ -41,8 +41,8 @@ from ..evaluate import (against_trend, check_columns, check_domain, check_rows,
                         data_against_trend, drift, trend_probes, validate)
 from ..deadline import interruptible
 from ..fit import FitterSpec, time_limit
-from ..law import check_functions, parse_expert_law
-from ..metrics import undefined_r2
+from ..law import check_functions, near_feature_notes, parse_expert_law
+from ..metrics import counted, undefined_r2
 from ..tasks import get_task
 from ..threads import die_with_parent, single_threaded_process
 from ..units import unit_faults
@@ -254,15 +254,18 @@ class _TurnsAgainstTrend(HybridSLDError):
         super().__init__(f"{self.plain}, by {turn:.3g} of the targets' range")
 
 
-def _note_stray_negatives(train) -> None:
-    """A feature negative on a few rows only (under 5 %, or one row of a small file) is more
-    likely a typo than a quantity that changes sign; either way no power or log of it is
-    proposed, so say so, with the row."""
+def _note_stray_values(train) -> None:
+    """A feature negative on a few rows only (under 5 %, or one row of a small file), or zero
+    there and positive elsewhere, is more likely a typo than a quantity that changes sign or
+    starts at zero; either way no power or log of it is proposed, so say so, with the row."""
     for j, f in enumerate(train.features):
-        neg = np.flatnonzero(train.X[:, j] < 0)
-        if 0 < len(neg) < 0.05 * len(train) or len(neg) == 1 < len(train):
-            print(f"note: {train.where(neg[0])}: {f} = {train.X[neg[0], j]:g}, one of "
-                  f"{len(neg)} negative value(s) of {f} in {len(train)} rows; the search "
+        x = train.X[:, j]
+        stray, what = np.flatnonzero(x < 0), "negative"
+        if not len(stray):
+            stray, what = np.flatnonzero(x == 0), "zero"
+        if 0 < len(stray) < 0.05 * len(train) or len(stray) == 1 < len(train):
+            print(f"note: {train.where(stray[0])}: {f} = {x[stray[0]]:g}, one of "
+                  f"{len(stray)} {what} value(s) of {f} in {len(train)} rows; the search "
                   f"proposes no power or log of {f}", file=sys.stderr)
 
 
@@ -358,7 +361,7 @@ class Search:
         self.positive = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] > 0)}
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
         self.train = train
-        _note_stray_negatives(train)
+        _note_stray_values(train)
         self.fit_part, self.valid = split_train_valid(self.task, train)
         _note_large_validation(self.task, train, self.valid)
         self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
@@ -402,7 +405,7 @@ class Search:
         """Fail before searching when no seed law is within the task's parameter cap and
         [grammar] functions (the search grows from them; ``laws``: the seeds' parsed laws,
         None where outside); say when the expert law is outside the functions, as it then does
-        not seed the search."""
+        not seed the search, and when a constant of it is named like a feature it does not use."""
         where, fns = self.task.path or self.task.name, self.task.functions
         if self.task.expert_law and fns is not None:
             try:  # as the search would hold it (tanh(N) of large N folded to 1)
@@ -410,6 +413,9 @@ class Search:
             except LawError as exc:
                 print(f"note: {where}: the [expert] law does not seed the search: {exc} (the "
                       "report still scores it)", file=sys.stderr)
+        if self.task.expert_law:  # DD for D: perhaps meant as the feature, as fit notes it
+            for note in near_feature_notes(parse_expert_law(self.task), self.task.feature_names):
+                print(f"note: {where}, [expert] law: {note}", file=sys.stderr)
         operon = [law for law, (_t, _f, origin) in zip(laws, self.seeds) if origin == "seed:operon"]
         skipped = operon.count(None)
         if skipped:
@@ -422,13 +428,14 @@ class Search:
                                f"({', '.join(fns) or 'none'})") + ": the search grows from them")
 
     def _check_rows(self, seed_laws: list) -> None:
-        """Fail before searching when a group is too small to fit even the simplest seed or
-        holds out no row (its split feature takes one value), when
+        """Fail before searching when a group is too small to fit even the simplest seed, when
+        no group holds out a row (each split feature takes one value in each), when
         validation R2 is undefined (a target constant over the validation rows), or when the
         task's own expert law cannot be evaluated on its data, or when the rows contradict a
-        declared trend (every law would be rejected). Say so when a group's fitting rows cap
-        laws below the param_cap: every larger law, the expert law among them perhaps, would
-        fail there, one evaluation after another."""
+        declared trend (every law would be rejected). Say so when some group holds out no row
+        (its rows all fit, none validate, as in fit and expert), and when a group's fitting
+        rows cap laws below the param_cap: every larger law, the expert law among them perhaps,
+        would fail there, one evaluation after another."""
         contrary = data_against_trend(self.task, self.train)
         if contrary:
             raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
@@ -442,17 +449,19 @@ class Search:
                 raise DataError(f"{exc} (the task's [expert] law)") from None
         fit_part, valid = self.fit_part, self.valid
         k = min(law.n_params for law in seed_laws if law)
-        unvalidated = list(unvalidated_groups(self.task, self.train).values())
-        if unvalidated:  # more rows at the same value would not help
+        unvalidated = unvalidated_groups(self.task, self.train)
+        if len(valid) == 0:  # more rows at the same value would not help
             feats = " or ".join((self.task.split.by, *self.task.split.also_by))
             raise HybridSLDError(
-                f"{self.train.source or 'data'}: {unvalidated[0]}: give the group rows at other "
-                f"values of {feats}, merge it into another group, or hold out rows at random "
-                "([split] kind = \"random\")")
+                f"{self.train.source or 'data'}: {next(iter(unvalidated.values()))}: give the "
+                f"group rows at other values of {feats}, merge it into another group, or hold "
+                "out rows at random ([split] kind = \"random\")")
+        for g, why in unvalidated.items():  # as fit and expert say it: valid R2 is the others'
+            print(f"note: valid: group {g!r} is not scored: {why}", file=sys.stderr)
         fitting = {g: int(np.sum(fit_part.groups == g)) for g in self.train.group_names}
         for g, n_fit in fitting.items():
             n_valid = int(np.sum(valid.groups == g))
-            if n_fit < k or n_valid < 1:
+            if n_fit < k or (n_valid < 1 and g not in unvalidated):
                 raise HybridSLDError(
                     f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
                     f"{n_valid} validation row(s); the "
@@ -478,7 +487,8 @@ class Search:
                   "groups to search them", file=sys.stderr)
         undefined = undefined_r2(valid.Y, self.task.targets, "validation row(s)")
         if undefined:  # every group has a validation row here
-            raise HybridSLDError(f"{undefined}: add rows or raise the task's [split] fraction")
+            raise HybridSLDError(f"{self.train.source or 'data'}: {undefined}: add rows or raise "
+                                 "the task's [split] fraction")
 
     # -- persistence --------------------------------------------------------------------------
     @property
@@ -729,7 +739,7 @@ class Search:
                 # a failure is seen when its round is taken, which may be long after the
                 # LLM's last proposal (calls retrying to the run's end): its part ended there
                 at = (self._last_llm_eval() if failed else None) or self.state.evals
-                self.state.llm_ended = f"{exc} after {at} evaluations"
+                self.state.llm_ended = f"{exc} after {counted(at, 'evaluation')}"
                 if failed:
                     alone = "" if self._done() else "; the grammar proposer goes on alone"
                     print(f"warning: the LLM proposer stopped ({exc}){alone}", file=sys.stderr)

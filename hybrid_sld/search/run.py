@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from ..data import check_test_file, load_splits, validation_mask
+from ..data import check_test_file, load_splits, unvalidated_groups, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
 from ..fit import FitterSpec
 from ..grammar import is_name
 from ..law import parse_expert_law
 from ..llm.budget import cut_short_note, usage_note
-from ..metrics import json_text
+from ..metrics import counted, json_text
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
@@ -181,6 +181,8 @@ def final_report(search: Search) -> dict:
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in c.passed_over]}
     result["published"] = dict(task.published)
     result["validation_rows"] = task.split.describe()
+    # groups with nothing held out (a split feature of one value): not in valid R2, as in fit
+    result["valid_unscored"] = unvalidated_groups(task, search.train) or None
     # counts that do not overlap: fit + valid are all training rows
     result["rows"] = {"fit": len(search.train) - len(search.valid), "valid": len(search.valid),
                       "test": len(test) if test is not None else 0}
@@ -193,7 +195,8 @@ def final_report(search: Search) -> dict:
     if search.interrupted:
         why = "Ctrl-C" if search.interrupted == "SIGINT" else search.interrupted
         go_on = search.go_on or f"continue with `{resume_command(run_dir)}`"
-        result["stop_reason"] = f"interrupted by {why} after {s.evals} evaluations; {go_on}"
+        result["stop_reason"] = (f"interrupted by {why} after {counted(s.evals, 'evaluation')}; "
+                                 f"{go_on}")
     if search.llm is not None:
         st, c = search.llm_settings, s.llm
         result["llm"] = {"model": st.model, "mode": st.mode, "proposer": search.config.proposer,
@@ -321,8 +324,8 @@ last one listed, and the proposer that found it)
 ## LLM proposer
 
 Model `{llm['model']}`, mode {llm['mode']}, proposer {llm['proposer']}{' (replayed from ' + llm['replay'] + ')' if llm['replay'] else ''}:
-{llm['calls']} calls, {llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion tokens, {usd}{guessed}.
-{llm['proposals']} proposals, {llm['valid']} valid ({rate}) after {llm['repairs']} repair calls; {llm['duplicates']} duplicates skipped.
+{counted(llm['calls'], 'call')}, {llm['prompt_tokens']} prompt + {counted(llm['completion_tokens'], 'completion token')}, {usd}{guessed}.
+{counted(llm['proposals'], 'proposal')}, {llm['valid']} valid ({rate}) after {counted(llm['repairs'], 'repair call')}; {counted(llm['duplicates'], 'duplicate')} skipped.
 """
         if llm.get("eval_share") is not None:  # best.json files before 2026-12-04 have none
             ratio = f" (--llm-ratio {llm['llm_ratio']:g})" if llm.get("llm_ratio") else ""
@@ -476,6 +479,12 @@ def _rows_md(r: dict) -> str:
             f"constants below: refitted on all {fit + n['valid']} training rows.{test}\n")
 
 
+def _unscored_md(r: dict) -> str:
+    """The groups valid R2 leaves out, and why: it is a figure for the others only."""
+    return "".join(f"valid R2 does not score group {g!r}: {why}.\n"
+                   for g, why in (r.get("valid_unscored") or {}).items())
+
+
 _EQUATION = re.compile(r"^\s*[A-Za-z_]\w*\s*=[^=]")
 
 
@@ -623,8 +632,8 @@ def _markdown(r: dict, front: list) -> str:
 
 {_per_target_md(r)}{published}\
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
-{_rows_md(r)}
-Search: {r['evals']} evaluations in {r['seconds']} s ({r['evals_per_second']} per second),
+{_rows_md(r)}{_unscored_md(r)}
+Search: {counted(r['evals'], 'evaluation')} in {r['seconds']} s ({r['evals_per_second']} per second),
 duplicate proposals skipped {r['cache_hit_rate']:.1%}{beat}.
 The law chosen came from {r['origin']}.{stopped}
 {narrowed}Fitter of the law chosen: `{json.dumps(r['fitter'])}`.
@@ -687,7 +696,7 @@ def saved_config(run_dir: Path) -> SearchConfig:
 def _finished_note(search: Search) -> str:
     """What resuming a finished run did, and how to search further (resume keeps the cap)."""
     cfg, s = search.config, search.state
-    spent = (f"{s.evals} evaluations of its --max-evals {cfg.max_evals}"
+    spent = (f"{counted(s.evals, 'evaluation')} of its --max-evals {cfg.max_evals}"
              if cfg.max_evals is not None and s.evals >= cfg.max_evals else
              f"{s.elapsed:.1f} s of search of its --budget {cfg.budget_seconds:g} s")
     return (f"note: {search.run_dir} had already finished ({spent}): nothing was searched, its "
