@@ -331,6 +331,24 @@ def test_bad_data_and_a_folder_of_other_files_stop_the_command_before_any_cell(t
     assert (tmp_path / "afile.txt").read_text() == "notes"
 
 
+def test_a_test_row_outside_the_expert_laws_domain_stops_the_bench_before_its_cells(
+        tmp_path, capsys):
+    # as discover refuses it at its start (data.check_test_file): here before any cell ran
+    from conftest import write_task
+    toml = write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert="y = E + A*x^(-a)")
+    lines = (tmp_path / "test.csv").read_text().splitlines()
+    cells = lines[1].split(",")
+    x_at = lines[0].split(",").index("x")
+    cells[x_at] = "0"
+    (tmp_path / "test.csv").write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    out = tmp_path / "b"
+    assert main(["bench", "--tasks", str(toml), "--methods", "expert", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "test.csv, line 2: x = 0 here" in err and "(the task's [expert] law)" in err
+    assert not (out / "runs").exists()
+
+
 def test_bench_reads_each_data_file_once_before_its_cells(tmp_path, monkeypatch, capsys):
     """check_data and the fingerprints for bench.json each read the task's files (train 3
     times, test twice) before any cell ran; bench.json holds the same fingerprints as before."""
