@@ -747,7 +747,7 @@ def test_disk_full_while_reporting_leaves_no_partial_files(synthetic_task, tmp_p
     run_dir = prepare_run_dir(cfg, tmp_path / "runs")
     search = Search(cfg, run_dir)
     search.run()
-    (run_dir / "best.tmp").symlink_to("/dev/full")  # best.json goes through best.tmp
+    (run_dir / "best.json.tmp").symlink_to("/dev/full")  # best.json goes through it
     with pytest.raises(HybridSLDError, match="cannot write the report .* --resume"):
         final_report(search)
     assert not (run_dir / "best.json").exists() and not list(run_dir.glob("*.tmp"))

@@ -133,9 +133,17 @@ def beats(valid_r2: float, expert_r2: float) -> bool:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a synced temporary file and a rename: a kill leaves the old or the new file."""
+    """Write through a synced temporary file and a rename: a kill leaves the old or the new file.
+    The temporary file is the name plus .tmp (best.json.tmp), so it never stands on a file
+    beside it sharing its stem (a user's paper.tmp beside --latex paper.tex). A symlink's file
+    is replaced, not the link; a path that is no regular file (/dev/stdout, a pipe, a folder)
+    is written in place, as a rename would put a file where the device was."""
+    path = Path(path).resolve()
+    if path.exists() and not path.is_file():
+        path.write_text(text)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w") as fh:
             fh.write(text)
