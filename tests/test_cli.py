@@ -177,6 +177,15 @@ def test_a_plot_the_disk_cannot_hold_is_named(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_disk_full_at_the_start_leaves_no_run_directory(tmp_path):
+    # config.toml could not be written: a run directory holding it empty was left
+    res = run_cli_filling_at(0, "discover", "--task", "kaplan_demo", "--max-evals", "4",
+                             "--out", tmp_path / "runs")
+    assert res.returncode == 2 and "cannot write the run directory" in res.stderr
+    _no_traceback(res)
+    assert not list((tmp_path / "runs").iterdir())
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--law", "loss = a", "--law-file", "x.law"], "not both"),
     (["--law-file", "binary.law"], "binary.law: not a text file"),

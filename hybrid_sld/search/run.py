@@ -94,18 +94,21 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     # absolute, as a resumed run's: best.json's run_dir and the --resume hint work from anywhere
     base = Path(out).resolve() / f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-{stamp}"
-    run_dir = base
+    run_dir, made = base, False
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(base.parent)
         for n in range(2, 1000):
             try:
                 run_dir.mkdir()
+                made = True
                 break
             except FileExistsError:
                 run_dir = base.with_name(f"{base.name}-{n}")
         (run_dir / "config.toml").write_text(_toml(cfg))
     except OSError as exc:
+        if made:  # a full disk: leave no run directory with an empty config.toml behind
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise HybridSLDError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
     return run_dir
 
