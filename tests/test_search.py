@@ -799,7 +799,8 @@ def finished_run(synthetic_task, tmp_path):
     (lambda d: json.dumps({k: v for k, v in d.items() if k != "archive"}),
      "is damaged (no 'archive')"),
     (lambda d: json.dumps({**d, "rng_state": 3}), "is damaged"),
-    (lambda d: json.dumps(d)[:-40], "no readable checkpoint"),
+    # not "only its config.toml was written", as it said of a checkpoint cut short
+    (lambda d: json.dumps(d)[:-40], "is damaged (Unterminated string"),
 ], ids=["not-an-object", "newer-version", "bad-seed", "no-archive", "bad-rng", "truncated"])
 def test_a_damaged_checkpoint_is_a_clear_error_naming_it(finished_run, damage, message):
     path = finished_run / "checkpoint" / "state.json"
@@ -825,6 +826,17 @@ def test_resume_keeps_whole_events_and_says_when_some_are_missing(finished_run, 
     assert "holds 5 of the 8 evaluations" in capsys.readouterr().err
     kept = events.read_text().splitlines()
     assert [json.loads(x)["eval_id"] for x in kept] == [0, 1, 2, 3, 4]
+
+
+def test_resume_drops_events_lines_that_are_not_text(finished_run, capsys):
+    # bytes that are no UTF-8 (a disk fault) ended the resume in a UnicodeDecodeError
+    events = finished_run / "events.jsonl"
+    lines = events.read_bytes().splitlines(keepends=True)
+    events.write_bytes(b"".join(lines[:5]) + b"\xff\xfe\x00garbage\n" + lines[6])
+    discover(None, resume=finished_run)
+    assert "holds 6 of the 8 evaluations" in capsys.readouterr().err
+    kept = events.read_text().splitlines()
+    assert [json.loads(x)["eval_id"] for x in kept] == [0, 1, 2, 3, 4, 6]
 
 
 def test_two_processes_cannot_share_a_run_directory(finished_run):

@@ -552,19 +552,21 @@ class Search:
         """Keep the events of the evaluations the checkpoint holds (later ones are redone), each
         a whole line, and rewrite the log whole or not at all; say so when some are missing."""
         events = self.run_dir / "events.jsonl"
-        lines = events.read_text().splitlines(keepends=True) if events.exists() else []
+        # bytes: a line of garbage (bad UTF-8 from a disk fault) is dropped as a cut one is
+        lines = events.read_bytes().splitlines(keepends=True) if events.exists() else []
         kept = []
-        for line in lines:
+        for raw in lines:
             try:
+                line = raw.decode()
                 if line.endswith("\n") and json.loads(line)["eval_id"] < self.state.evals:
                     kept.append(line)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):  # UnicodeDecodeError among them
                 pass
         if len(kept) < self.state.evals:
             print(f"note: {events} holds {len(kept)} of the {self.state.evals} evaluations the "
                   "checkpoint has (cut short or deleted); the run goes on from the checkpoint",
                   file=sys.stderr)
-        if kept != lines:
+        if len(kept) != len(lines):
             write_atomic(events, "".join(kept))
         self.state.events = len(kept)
 

@@ -643,9 +643,12 @@ def saved_config(run_dir: Path) -> SearchConfig:
     path = run_dir / "checkpoint" / "state.json"
     try:
         saved = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:  # cut or overwritten: a checkpoint is written whole
+        raise HybridSLDError(f"cannot resume {run_dir}: {path} is damaged ({exc}); start the "
+                             "run again") from None
+    except OSError as exc:
         start = (" (only its config.toml was written: start the run again)"
-                 if (run_dir / "config.toml").exists() else "")
+                 if (run_dir / "config.toml").exists() and not path.exists() else "")
         raise HybridSLDError(f"cannot resume {run_dir}: no readable checkpoint {path}{start} "
                              f"({exc})") from None
     saved = saved.get("config") if isinstance(saved, dict) else None
