@@ -799,9 +799,13 @@ def finished_run(synthetic_task, tmp_path):
     (lambda d: json.dumps({k: v for k, v in d.items() if k != "archive"}),
      "is damaged (no 'archive')"),
     (lambda d: json.dumps({**d, "rng_state": 3}), "is damaged"),
+    # these two ended in a traceback from the report or the loop
+    (lambda d: json.dumps({**d, "cache": 5}), "is damaged"),
+    (lambda d: json.dumps({**d, "elapsed": "ten"}), "is damaged"),
     # not "only its config.toml was written", as it said of a checkpoint cut short
     (lambda d: json.dumps(d)[:-40], "is damaged (Unterminated string"),
-], ids=["not-an-object", "newer-version", "bad-seed", "no-archive", "bad-rng", "truncated"])
+], ids=["not-an-object", "newer-version", "bad-seed", "no-archive", "bad-rng", "bad-cache",
+        "bad-elapsed", "truncated"])
 def test_a_damaged_checkpoint_is_a_clear_error_naming_it(finished_run, damage, message):
     path = finished_run / "checkpoint" / "state.json"
     path.write_text(damage(json.loads(path.read_text())))

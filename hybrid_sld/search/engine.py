@@ -515,9 +515,10 @@ class Search:
         try:
             doc = json.loads(path.read_text())
             self.state = State(Archive.from_dict(doc["archive"]), doc["cache"], int(doc["evals"]),
-                               doc["proposals"], doc["cache_hits"], doc["elapsed"],
+                               int(doc["proposals"]), int(doc["cache_hits"]), float(doc["elapsed"]),
                                doc["events"], doc["first_beat_expert"], doc["expert_valid_r2"],
-                               doc["seed_cursor"])
+                               int(doc["seed_cursor"]))
+            self.state.pareto()  # every evaluation readable: the report reads them all
             for k in _EXTRA_STATE:
                 if k in doc:
                     setattr(self.state, k, doc[k])
