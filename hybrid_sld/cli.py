@@ -20,7 +20,7 @@ from .fit import FitterSpec
 from .law import check_uses_features, near_feature_notes, parse_expert_law, parse_task_law
 from .metrics import counted, failed_score, json_text, score
 from .metrics import report_value as _r
-from .search.engine import PROPOSERS, SearchConfig
+from .search.engine import PROPOSERS, SearchConfig, write_atomic
 from .search.select import RULES
 from .tasks import builtin_task_names, get_task
 
@@ -143,9 +143,8 @@ def cmd_fit(args):
     symbols = task_symbols(task)
     if args.latex and fitted:
         from .export import latex_document_fragment, task_descriptions
-        try:  # its folder made as --plot's is
-            Path(args.latex).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.latex).write_text(latex_document_fragment(
+        try:  # whole or not at all: a full disk or a kill leaves the old file, not an empty one
+            write_atomic(Path(args.latex), latex_document_fragment(
                 law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
         except OSError as exc:
             raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
@@ -164,10 +163,13 @@ def cmd_fit(args):
     if args.plot and fitted:
         from .data import validation_mask
         from .plots import plot_fit, run_title
-        plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
-                 valid_mask=validation_mask(task, train),
-                 title=run_title(task.name, law, {s: out[f"{s}_r2"]
-                                                  for s in ("train", "valid", "test")}))
+        try:
+            plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
+                     valid_mask=validation_mask(task, train),
+                     title=run_title(task.name, law, {s: out[f"{s}_r2"]
+                                                      for s in ("train", "valid", "test")}))
+        except OSError as exc:  # savefig's error names no file: "File too large"
+            raise HybridSLDError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
         out["plot"] = str(args.plot)
     if args.json:
         print(json_text(out, indent=1))

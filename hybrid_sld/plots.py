@@ -381,6 +381,11 @@ def save_figure(fig, path) -> Path:
     try:
         fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno is None or exc.filename is not None:
+            raise
+        # savefig writes through a file object: its error ("File too large") names no file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
         plt.close(fig)

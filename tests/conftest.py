@@ -109,6 +109,17 @@ def run_cli(*args, env=None, cwd=None, timeout=180) -> subprocess.CompletedProce
                           env=env or os.environ.copy(), cwd=cwd, timeout=timeout)
 
 
+def run_cli_filling_at(nbytes: int, *args) -> subprocess.CompletedProcess:
+    """``run_cli`` where a file cannot grow past ``nbytes`` (RLIMIT_FSIZE), as on a disk
+    that fills: Python ignores SIGXFSZ, so the write fails with EFBIG (pipes are not held)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, resource.RLIM_INFINITY))
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=180,
+                          preexec_fn=limit)
+
+
 def start_cli(*args, env=None) -> subprocess.Popen:
     """Start ``hybrid-sld ARGS`` in the background; collect it with ``communicate()``."""
     return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -740,6 +740,19 @@ def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):
     assert not any("wall clock" in m for m in said)
 
 
+def test_a_resume_on_a_full_disk_leaves_bench_json_whole(tmp_path):
+    # written in place, bench.json was emptied, and no resume could read the bench again
+    from conftest import run_cli_filling_at
+    args = ["bench", "--tasks", "kaplan_demo", "--methods", "expert", "--budget", "1m",
+            "--out", str(tmp_path / "b")]
+    assert main(args) == 0
+    before = (tmp_path / "b" / "bench.json").read_text()
+    res = run_cli_filling_at(0, *args)
+    assert res.returncode == 2 and "cannot write the bench directory" in res.stderr
+    assert (tmp_path / "b" / "bench.json").read_text() == before
+    assert main(args) == 0  # and it resumes
+
+
 def test_winning_laws_list_every_target_equation():
     """Only the first of a multi-target law's equations was shown (domain_mixture has 5)."""
     law = "y1 = A*x^(-a)\ny2 = B*x^(-b) + c\ny3 = C"

@@ -16,8 +16,8 @@ from hybrid_sld.fit import FitterSpec
 from hybrid_sld.search.engine import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 
-from conftest import (REPO, SEEDS, pole_past_training, run_cli, sldbench_dir, start_cli,
-                      write_task)
+from conftest import (REPO, SEEDS, pole_past_training, run_cli, run_cli_filling_at,
+                      sldbench_dir, start_cli, write_task)
 
 LAW = "loss = A*num_params^(-alpha)/(1 + k*log(parallel_size)) + E"
 SEED_FILE = SEEDS / "002_8815f87b902a9021.txt"
@@ -155,6 +155,35 @@ def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
                  "--latex", path]) == 2
     err = capsys.readouterr().err
     assert f"error: cannot write {path}: " in err and "Traceback" not in err
+
+
+def test_a_latex_file_the_disk_cannot_hold_leaves_the_old_one_whole(tmp_path):
+    # written in place, the old law.tex was emptied and then cut at the disk's limit
+    tex, beside = tmp_path / "law.tex", tmp_path / "law.tmp"
+    tex.write_text("% the law before\n")
+    beside.write_text("someone's")  # the temporary file is law.tex.tmp, not this
+    res = run_cli_filling_at(100, "fit", "--task", "kaplan_demo", "--law",
+                             "loss = a + b/num_params^c", "--latex", tex)
+    assert res.returncode == 2 and f"error: cannot write {tex}: File too large" in res.stderr
+    assert tex.read_text() == "% the law before\n" and beside.read_text() == "someone's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["law.tex", "law.tmp"]
+
+
+def test_a_plot_the_disk_cannot_hold_is_named(tmp_path):
+    png = tmp_path / "fit.png"  # savefig's own error said only "File too large"
+    res = run_cli_filling_at(2000, "fit", "--task", "kaplan_demo", "--law",
+                             "loss = a + b/num_params^c", "--plot", png)
+    assert res.returncode == 2 and f"error: cannot write {png}: File too large" in res.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_disk_full_at_the_start_leaves_no_run_directory(tmp_path):
+    # config.toml could not be written: a run directory holding it empty was left
+    res = run_cli_filling_at(0, "discover", "--task", "kaplan_demo", "--max-evals", "4",
+                             "--out", tmp_path / "runs")
+    assert res.returncode == 2 and "cannot write the run directory" in res.stderr
+    _no_traceback(res)
+    assert not list((tmp_path / "runs").iterdir())
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -300,6 +300,25 @@ def test_resume_keeps_llm_spend(task_file, server, tmp_path):
     assert t.state.llm["calls"] == spent["calls"] + 1  # counts on into the checkpointed state
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["mid-line", "before-its-newline"])
+def test_a_record_torn_by_a_kill_still_reads_after_the_run_goes_on(tmp_path, whole):
+    # a resumed run appended its first line to the torn one: the joined line, no longer last,
+    # stopped every later resume and replay ("line 3: not JSON")
+    from hybrid_sld.llm.record import load_exchanges, load_run
+    path = tmp_path / "llm.jsonl"
+    first = Recorder(path)
+    first.write("settings", max_evals=8)
+    first.write("exchange", key="k1", response={"text": "a"})
+    first.write("exchange", key="k2", response={"text": "b"})
+    *kept, last = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(kept) + (last[:-1] if whole else last[:15]))  # a kill, a full disk
+    again = Recorder(path)  # the resumed session
+    again.write("settings", max_evals=8)
+    again.write("end", evals=8, by_clock=False)
+    assert load_run(path) == ({"max_evals": 8}, math.inf)
+    assert set(load_exchanges(path)) == ({"k1", "k2"} if whole else {"k1"})
+
+
 def test_settings_errors():
     with pytest.raises(HybridSLDError, match="mode"):
         LLMSettings(mode="freestyle")

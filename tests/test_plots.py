@@ -1,5 +1,6 @@
 """The fit plot is a real, non-empty PNG showing every group."""
 
+import os
 import sys
 
 import numpy as np
@@ -309,3 +310,16 @@ def test_fit_plot_from_the_command_line_is_headed_by_the_task_law_and_r2(tmp_pat
     (head,) = [t.get_text() for t in saved["fig"].texts if "R2" in t.get_text()]
     assert head.startswith("kaplan_demo: loss = ") and "3 constants" in head
     assert "test\xa0" in head
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_figure_the_disk_cannot_hold_names_its_file(tmp_path):
+    # discover's report said only "warning: plot failed: [Errno 28] No space left on device"
+    from hybrid_sld.plots import pyplot, save_figure
+    fig = pyplot().figure()
+    path = tmp_path / "fit.png"
+    (tmp_path / "fit.png.tmp").symlink_to("/dev/full")  # the figure goes through it
+    with pytest.raises(OSError) as err:
+        save_figure(fig, path)
+    assert err.value.filename == str(path) and str(path) in str(err.value)
+    assert not path.exists() and not (tmp_path / "fit.png.tmp").exists()

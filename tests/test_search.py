@@ -835,7 +835,7 @@ def test_disk_full_while_reporting_leaves_no_partial_files(synthetic_task, tmp_p
     run_dir = prepare_run_dir(cfg, tmp_path / "runs")
     search = Search(cfg, run_dir)
     search.run()
-    (run_dir / "best.tmp").symlink_to("/dev/full")  # best.json goes through best.tmp
+    (run_dir / "best.json.tmp").symlink_to("/dev/full")  # best.json goes through it
     with pytest.raises(HybridSLDError, match="cannot write the report .* --resume"):
         final_report(search)
     assert not (run_dir / "best.json").exists() and not list(run_dir.glob("*.tmp"))
@@ -887,8 +887,13 @@ def finished_run(synthetic_task, tmp_path):
     (lambda d: json.dumps({k: v for k, v in d.items() if k != "archive"}),
      "is damaged (no 'archive')"),
     (lambda d: json.dumps({**d, "rng_state": 3}), "is damaged"),
-    (lambda d: json.dumps(d)[:-40], "no readable checkpoint"),
-], ids=["not-an-object", "newer-version", "bad-seed", "no-archive", "bad-rng", "truncated"])
+    # these two ended in a traceback from the report or the loop
+    (lambda d: json.dumps({**d, "cache": 5}), "is damaged"),
+    (lambda d: json.dumps({**d, "elapsed": "ten"}), "is damaged"),
+    # not "only its config.toml was written", as it said of a checkpoint cut short
+    (lambda d: json.dumps(d)[:-40], "is damaged (Unterminated string"),
+], ids=["not-an-object", "newer-version", "bad-seed", "no-archive", "bad-rng", "bad-cache",
+        "bad-elapsed", "truncated"])
 def test_a_damaged_checkpoint_is_a_clear_error_naming_it(finished_run, damage, message):
     path = finished_run / "checkpoint" / "state.json"
     path.write_text(damage(json.loads(path.read_text())))
@@ -913,6 +918,17 @@ def test_resume_keeps_whole_events_and_says_when_some_are_missing(finished_run, 
     assert "holds 5 of the 8 evaluations" in capsys.readouterr().err
     kept = events.read_text().splitlines()
     assert [json.loads(x)["eval_id"] for x in kept] == [0, 1, 2, 3, 4]
+
+
+def test_resume_drops_events_lines_that_are_not_text(finished_run, capsys):
+    # bytes that are no UTF-8 (a disk fault) ended the resume in a UnicodeDecodeError
+    events = finished_run / "events.jsonl"
+    lines = events.read_bytes().splitlines(keepends=True)
+    events.write_bytes(b"".join(lines[:5]) + b"\xff\xfe\x00garbage\n" + lines[6])
+    discover(None, resume=finished_run)
+    assert "holds 6 of the 8 evaluations" in capsys.readouterr().err
+    kept = events.read_text().splitlines()
+    assert [json.loads(x)["eval_id"] for x in kept] == [0, 1, 2, 3, 4, 6]
 
 
 def test_two_processes_cannot_share_a_run_directory(finished_run):

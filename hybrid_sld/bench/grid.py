@@ -378,7 +378,10 @@ def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> 
                     "bench.json records the new value)")
         doc["settings"] = asdict(settings)  # the data_dir and timeout of the latest run
         doc["data"] = {**doc.get("data", {}), **data}
-        meta.write_text(json.dumps(doc, indent=1))
+        from ..search.engine import write_atomic
+        # whole or not at all: a full disk must not leave an empty bench.json, which no
+        # resume could read
+        write_atomic(meta, json.dumps(doc, indent=1))
     except OSError as exc:
         raise HybridSLDError(f"cannot write the bench directory {out}: {exc.strerror}") from None
     return out

@@ -110,8 +110,9 @@ def _bench_json(out: Path) -> dict:
 def _render(out: Path, results, data_dir) -> list[str]:
     """Write the tables and plots; the fit plots read ``data_dir`` (None: $HYBRID_SLD_DATA,
     then the Hub), and skip a task whose rows are not those the bench ran on."""
-    (out / "leaderboard.md").write_text(markdown(results))
-    (out / "leaderboard.tex").write_text(latex(results))
+    from ..search.engine import write_atomic  # a kill mid-write leaves no half table
+    write_atomic(out / "leaderboard.md", markdown(results))
+    write_atomic(out / "leaderboard.tex", latex(results))
     files = [str(out / "leaderboard.md"), str(out / "leaderboard.tex")]
     try:
         from .plots import plot_r2, plot_winners

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -37,6 +38,28 @@ def _records(path: str | Path):
                     raise HybridSLDError(f"{path}, line {n}: not JSON") from None
     except FileNotFoundError:
         raise HybridSLDError(f"replay file not found: {path}") from None
+    except UnicodeDecodeError as exc:  # garbage, not a record
+        raise HybridSLDError(f"{path}: not a record of LLM calls ({exc})") from None
+
+
+def _mend_torn_tail(path: Path) -> None:
+    """A line torn by a kill or a full disk ends the file, where _records skips it; cut it off
+    (or end it, if whole) before appending, or the next line would join it mid-file, where
+    it would stop the record reading."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if not data or data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[cut:])
+    except ValueError:
+        os.truncate(path, cut)
+    else:
+        with open(path, "ab") as fh:
+            fh.write(b"\n")
 
 
 def load_exchanges(path: str | Path) -> dict[str, dict]:
@@ -104,9 +127,14 @@ class Recorder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._mended = False  # a torn line a kill left, cut before this session's first line
 
     def write(self, kind: str, **fields) -> None:
         line = json.dumps({"kind": kind, "time": round(time.time(), 3)} | fields) + "\n"
-        with self._lock, open(self.path, "a") as fh:
-            fh.write(line)
-            fh.flush()
+        with self._lock:
+            if not self._mended:
+                _mend_torn_tail(self.path)
+                self._mended = True
+            with open(self.path, "a") as fh:
+                fh.write(line)
+                fh.flush()

@@ -142,9 +142,17 @@ def beats(valid_r2: float, expert_r2: float) -> bool:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a synced temporary file and a rename: a kill leaves the old or the new file."""
+    """Write through a synced temporary file and a rename: a kill leaves the old or the new file.
+    The temporary file is the name plus .tmp (best.json.tmp), so it never stands on a file
+    beside it sharing its stem (a user's paper.tmp beside --latex paper.tex). A symlink's file
+    is replaced, not the link; a path that is no regular file (/dev/stdout, a pipe, a folder)
+    is written in place, as a rename would put a file where the device was."""
+    path = Path(path).resolve()
+    if path.exists() and not path.is_file():
+        path.write_text(text)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w") as fh:
             fh.write(text)
@@ -533,9 +541,10 @@ class Search:
         try:
             doc = json.loads(path.read_text())
             self.state = State(Archive.from_dict(doc["archive"]), doc["cache"], int(doc["evals"]),
-                               doc["proposals"], doc["cache_hits"], doc["elapsed"],
+                               int(doc["proposals"]), int(doc["cache_hits"]), float(doc["elapsed"]),
                                doc["events"], doc["first_beat_expert"], doc["expert_valid_r2"],
-                               doc["seed_cursor"])
+                               int(doc["seed_cursor"]))
+            self.state.pareto()  # every evaluation readable: the report reads them all
             for k in _EXTRA_STATE:
                 if k in doc:
                     setattr(self.state, k, doc[k])
@@ -570,19 +579,21 @@ class Search:
         """Keep the events of the evaluations the checkpoint holds (later ones are redone), each
         a whole line, and rewrite the log whole or not at all; say so when some are missing."""
         events = self.run_dir / "events.jsonl"
-        lines = events.read_text().splitlines(keepends=True) if events.exists() else []
+        # bytes: a line of garbage (bad UTF-8 from a disk fault) is dropped as a cut one is
+        lines = events.read_bytes().splitlines(keepends=True) if events.exists() else []
         kept = []
-        for line in lines:
+        for raw in lines:
             try:
+                line = raw.decode()
                 if line.endswith("\n") and json.loads(line)["eval_id"] < self.state.evals:
                     kept.append(line)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):  # UnicodeDecodeError among them
                 pass
         if len(kept) < self.state.evals:
             print(f"note: {events} holds {len(kept)} of the {self.state.evals} evaluations the "
                   "checkpoint has (cut short or deleted); the run goes on from the checkpoint",
                   file=sys.stderr)
-        if kept != lines:
+        if len(kept) != len(lines):
             write_atomic(events, "".join(kept))
         self.state.events = len(kept)
 

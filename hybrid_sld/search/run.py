@@ -95,18 +95,21 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     # absolute, as a resumed run's: best.json's run_dir and the --resume hint work from anywhere
     base = Path(out).resolve() / f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-{stamp}"
-    run_dir = base
+    run_dir, made = base, False
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(base.parent)
         for n in range(2, 1000):
             try:
                 run_dir.mkdir()
+                made = True
                 break
             except FileExistsError:
                 run_dir = base.with_name(f"{base.name}-{n}")
         (run_dir / "config.toml").write_text(_toml(cfg))
     except OSError as exc:
+        if made:  # a full disk: leave no run directory with an empty config.toml behind
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise HybridSLDError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
     return run_dir
 
@@ -674,9 +677,12 @@ def saved_config(run_dir: Path) -> SearchConfig:
     path = run_dir / "checkpoint" / "state.json"
     try:
         saved = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:  # cut or overwritten: a checkpoint is written whole
+        raise HybridSLDError(f"cannot resume {run_dir}: {path} is damaged ({exc}); start the "
+                             "run again") from None
+    except OSError as exc:
         start = (" (only its config.toml was written: start the run again)"
-                 if (run_dir / "config.toml").exists() else "")
+                 if (run_dir / "config.toml").exists() and not path.exists() else "")
         raise HybridSLDError(f"cannot resume {run_dir}: no readable checkpoint {path}{start} "
                              f"({exc})") from None
     saved = saved.get("config") if isinstance(saved, dict) else None
