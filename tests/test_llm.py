@@ -603,6 +603,15 @@ def _cli_discover(capsys, *args) -> tuple[int, dict, str]:
     return status, json.loads(out), err
 
 
+def _cli_replay(capsys, task_file, record, out) -> tuple[int, dict, str]:
+    """A bare replay of ``record`` (its proposer the record's) as the CLI runs it."""
+    from hybrid_sld.cli import main
+    status = main(["discover", "--task", str(task_file), "--batch-size", "4", "--replay",
+                   record, "--out", str(out), "--json"])
+    out, err = capsys.readouterr()
+    return status, json.loads(out), err
+
+
 def test_a_bare_replay_takes_the_recorded_llm_budgets(task_file, server, tmp_path, capsys):
     """A replay without the run's --max-usd made several calls in its first batch where the
     run made one (to measure a call's cost), and stopped at the first call it had no reply
@@ -637,10 +646,7 @@ def test_a_bare_replay_takes_the_recorded_proposer(task_file, server, tmp_path, 
     assert status == 0 and live["llm"]["calls"] > 0
     server.stop()
     record = str(Path(live["run_dir"]) / "llm.jsonl")
-    status = main(["discover", "--task", str(task_file), "--batch-size", "4", "--replay", record,
-                   "--out", str(tmp_path / "replay"), "--json"])
-    out, err = capsys.readouterr()
-    rep = json.loads(out)
+    status, rep, err = _cli_replay(capsys, task_file, record, tmp_path / "replay")
     assert status == 0 and not rep["stop_reason"], err
     assert "note: the replay takes the recorded run's settings: --proposer hybrid" in err
     assert _archive(rep["run_dir"]) == _archive(live["run_dir"]) and rep["law"] == live["law"]
@@ -799,10 +805,7 @@ def test_a_resumed_run_replays_as_it_ran(task_file, server, tmp_path, capsys, mo
     assert res["llm"]["calls"] > live["llm"]["calls"]  # the resumed session made calls
     server.stop()
     record = str(Path(live["run_dir"]) / "llm.jsonl")
-    status = main(["discover", "--task", str(task_file), "--batch-size", "4", "--replay", record,
-                   "--out", str(tmp_path / "replay"), "--json"])
-    out, err = capsys.readouterr()
-    rep = json.loads(out)
+    status, rep, err = _cli_replay(capsys, task_file, record, tmp_path / "replay")
     assert status == 0 and rep["stop_reason"] == res["stop_reason"], err
     assert (rep["llm_ended"], rep["llm"]["calls"]) == (res["llm_ended"], res["llm"]["calls"])
     assert _archive(rep["run_dir"]) == _archive(res["run_dir"]) and rep["law"] == res["law"]

@@ -502,16 +502,22 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+def _discover_with_patch(script: str, task, tmp_path) -> subprocess.CompletedProcess:
+    """`discover --max-evals 4` run by ``script`` (which patches the package, then calls the
+    CLI) under `python -m`, as the console command runs."""
+    (tmp_path / "patched_cli.py").write_text(script)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    return subprocess.run([sys.executable, "-m", "patched_cli", "discover", "--task", str(task),
+                           "--max-evals", "4", "--out", str(tmp_path / "runs")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+
+
 def test_a_second_ctrl_c_in_code_run_by_exec_still_ends_with_status_130(synthetic_task, tmp_path):
     """CPython marks a bare KeyboardInterrupt that passes through exec or eval of a string and,
     under `python -m`, ends the process by SIGINT (-2) though main caught it and returned 130:
     once in 333 runs of a loop like the test above, when the second Ctrl-C came while
     matplotlib was being imported for the report's plots."""
-    (tmp_path / "stop_in_exec.py").write_text(_STOP_IN_EXEC)
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    proc = subprocess.run([sys.executable, "-m", "stop_in_exec", "discover", "--task",
-                           str(synthetic_task), "--max-evals", "4", "--out", str(tmp_path / "runs")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    proc = _discover_with_patch(_STOP_IN_EXEC, synthetic_task, tmp_path)
     assert "stopped at once: the checkpoint after evaluation 4" in proc.stderr, proc.stderr
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -538,11 +544,7 @@ sys.exit(cli.main(sys.argv[1:]))
 def test_one_ctrl_c_while_the_report_is_written_ends_with_status_130(synthetic_task, tmp_path):
     """The report is written in full, and the exit status still tells a script that the user
     pressed Ctrl-C, as the README's exit codes say (it was 0)."""
-    (tmp_path / "one_in_report.py").write_text(_ONE_CTRL_C_IN_REPORT)
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    proc = subprocess.run([sys.executable, "-m", "one_in_report", "discover", "--task",
-                           str(synthetic_task), "--max-evals", "4", "--out", str(tmp_path / "runs")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    proc = _discover_with_patch(_ONE_CTRL_C_IN_REPORT, synthetic_task, tmp_path)
     assert "writing the report; press Ctrl-C again" in proc.stderr, proc.stderr
     assert proc.returncode == 130, proc.stderr
     assert list((tmp_path / "runs").glob("*/report.md")) and "Traceback" not in proc.stderr
