@@ -511,8 +511,8 @@ def _flag_name(field: str) -> str:
 
 
 def _flag_value(field: str, v) -> str:
-    if v is None:
-        return "none"
+    if v is None:  # no limit: --candidate-timeout 0 gives it; --budget has no such value
+        return "0" if field == "candidate_seconds" else "none"
     return f"{v:g}s" if field.endswith("_seconds") else (
         ",".join(map(str, v)) if isinstance(v, list) else str(v))
 

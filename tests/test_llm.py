@@ -747,6 +747,14 @@ def test_every_recorded_search_setting_has_its_flag():
     assert set(SEARCH_FLAGS.values()) <= set(vars(build_parser().parse_args(["discover"])))
 
 
+def test_a_recorded_setting_is_shown_as_the_flag_that_gives_it():
+    # no candidate time limit is --candidate-timeout 0 (it was shown "none", which no flag takes)
+    from hybrid_sld.cli import _setting
+    assert _setting("candidate_seconds", None) == "--candidate-timeout 0"
+    assert _setting("candidate_seconds", 30.0) == "--candidate-timeout 30s"
+    assert _setting("seed", 3) == "--seed 3" and _setting("crossover", False) == "--no-crossover"
+
+
 def test_a_bare_replay_of_a_run_ended_by_its_clock_ends_where_it_ended(task_file, server,
                                                                        tmp_path, capsys):
     """A --budget run ends after the batch in which its clock ran out: a replay with
