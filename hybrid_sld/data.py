@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .compile import domain_violation
 from .errors import DataError
 from .law import parse_expert_law
 from .tasks import Task, builtin_task_names
@@ -167,11 +166,13 @@ def check_expert_domain(task: Task, *datasets: Dataset) -> None:
     """The first row (train's before test's) where the task's [expert] law takes the log or a
     fractional power of a non-positive feature, or divides by zero, as a DataError: the report
     scores that law on these rows, and fit and expert refuse them up front (evaluate.check_domain)."""
-    law = parse_expert_law(task) if task.expert_law else None
-    for data in datasets if law is not None else ():
-        hit = domain_violation(law, data.X)
-        if hit:
-            raise DataError(f"{data.where(hit[0])}: {hit[1]} (the task's [expert] law)")
+    if not task.expert_law:
+        return
+    from .evaluate import check_domain  # evaluate imports this module
+    try:
+        check_domain(parse_expert_law(task), *datasets)
+    except DataError as exc:  # a user's own law is not in question: say which it is
+        raise DataError(f"{exc} (the task's [expert] law)") from None
 
 
 def _few(names: list[str], k: int = 5) -> str:

@@ -95,8 +95,12 @@ def load_sessions(path: str | Path) -> list[dict]:
     None: none). A replay begins each later session where it began, as a resume with a
     larger budget went on from there. A record of before sessions said where they began:
     its last session's settings alone (a replay takes them throughout)."""
+    return _sessions(_records(path))
+
+
+def _sessions(records) -> list[dict]:
     sessions = [{k: v for k, v in d.items() if k not in ("kind", "time")}
-                for d in _records(path) if d.get("kind") == "settings"]
+                for d in records if d.get("kind") == "settings"]
     if any("llm_seq" not in d for d in sessions[1:]):
         return sessions[-1:]
     return sessions
@@ -111,13 +115,13 @@ def load_run(path: str | Path) -> tuple[dict | None, float | None]:
     need not reach, and --max-evals would cut that batch short: its replay stops at that count
     (math.inf: the run ended by its own bounds, which end the replay too). A replay takes the
     settings, so a bare --replay makes the recorded calls. (None, None): an older record."""
-    end = None
-    for d in _records(path):
+    records, end = list(_records(path)), None  # read once, for the end and the sessions
+    for d in records:
         if d.get("kind") == "settings":
             end = None
         elif d.get("kind") == "end":
             end = int(d["evals"]) if d["by_clock"] else math.inf
-    sessions = load_sessions(path)
+    sessions = _sessions(records)
     return (sessions[0] if sessions else None), end
 
 

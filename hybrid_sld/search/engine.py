@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -974,7 +974,6 @@ class Search:
         """A replay begins the recorded run's later sessions where they began: their LLM
         settings (a resume with a larger budget), and the LLM's fresh start if one gave it.
         Its own record and checkpoint say so, as a resumed run's do."""
-        from dataclasses import replace
         s = self.state
         while self.sessions and s.llm.get("sessions", 0) < len(self.sessions):
             rec = self.sessions[s.llm.get("sessions", 0)]

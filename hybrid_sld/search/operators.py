@@ -977,9 +977,8 @@ def fold_powers(law: Law, task) -> tuple[Law, list[FoldNote], dict] | None:
         eqs.append((t, new))
     if not notes:
         return None
-    params = {n: p for n, p in law_params(law).items()}
     merged = {}
-    folded = _reparsed(law, eqs, params, task, merged)
+    folded = _reparsed(law, eqs, dict(law_params(law)), task, merged)
     # plainer: a constant fewer, or a few nodes (1/(sqrt(N)*N^p) as N^(-1/2 - p) is no plainer)
     if folded is None or not (folded.n_params < law.n_params
                               or folded.complexity <= law.complexity - 2):
