@@ -227,12 +227,36 @@ class Law:
         return repr(self._canonical_parts)
 
     @functools.cached_property
+    def sign_normal(self) -> Law:
+        """This law with each parameter that occurs only negated (as ``-a``: x^(-a), A/x^a)
+        replaced by its negative, its bounds and start value mirrored: the same curves written
+        one way, so E + A*x^(-a), a in (0, 3) and E + A*x^p, p in (-3, 0) are one law here."""
+        flip = {}
+        for p in self.params:
+            s = self.symbols[p.name]
+            if not any(e.xreplace({-s: sp.Dummy()}).has(s) for _t, e in self.equations):
+                flip[s] = -s
+        if not flip:
+            return self
+        names = {s.name for s in flip}
+
+        def neg(v):
+            return 0.0 - v  # 0.0, not -0.0, which the key would tell apart
+
+        params = [replace(p, lower=neg(p.upper), upper=neg(p.lower), lower_strict=p.upper_strict,
+                          upper_strict=p.lower_strict, init=None if p.init is None else neg(p.init))
+                  if p.name in names else p for p in self.params]
+        return Law([(t, e.xreplace(flip)) for t, e in self.equations], params, self.features,
+                   self.symbols)
+
+    @functools.cached_property
     def form(self) -> str:
-        """:attr:`canonical` without bounds and start values: equal for laws that differ only in
-        names and those (is a found law the expert law's form?). Which constants are shared
-        stays: that changes what is fitted. Not the law's identity, :attr:`key` is: the search
+        """:attr:`canonical` of :attr:`sign_normal`, without bounds and start values: equal for
+        laws that differ only in names, those, and the sign of a parameter that occurs only
+        negated (is a found law the expert law's form?). Which constants are shared stays:
+        that changes what is fitted. Not the law's identity, :attr:`key` is: the search
         evaluates the same form under other bounds as another law."""
-        exprs, decls = self._canonical_parts
+        exprs, decls = self.sign_normal._canonical_parts
         return repr((exprs, tuple(label for label, p in decls if p.shared)))
 
     @functools.cached_property

@@ -315,6 +315,22 @@ def test_form_leaves_out_bounds_and_starts_but_not_shared_constants():
     assert parse_law("y = E + A*x^(-a) + 1", ["x"]).form != plain.form
 
 
+def test_a_parameter_that_occurs_only_negated_is_one_form_with_its_negative():
+    # the same curves, the exponent's sign in its parameterisation flipped, the bounds mirrored
+    for negated, plain in [("y = E + A*x^(-a)\na in (0, 3)", "y = E + A*x^p\np in (-3, 0)"),
+                           ("y = A/x^a\na > 0\na ~ 0.5", "y = A*x^p\np < 0\np ~ -0.5"),
+                           ("y = E + A*x^(-a) + B*z^(-a)\na >= 1",
+                            "y = E + A*x^p + B*z^p\np <= -1")]:
+        neg, pos = parse_law(negated, ["x", "z"]), parse_law(plain, ["x", "z"])
+        assert neg.form == pos.form and neg.key != pos.key
+        assert neg.sign_normal.key == pos.sign_normal.key and pos.sign_normal is pos
+    # a parameter that also occurs plainly keeps its sign: A*x^(-a) + a is A*x^b - b, not + b
+    assert parse_law("y = A*x^(-a) + a", ["x"]).form != parse_law("y = A*x^a + a", ["x"]).form
+    two = ["y", "z"]  # plainly in another target's equation
+    assert (parse_law("y = E + A*x^(-a)\nz = a*x", ["x"], two).form
+            != parse_law("y = E + A*x^a\nz = a*x", ["x"], two).form)
+
+
 def test_multi_target_key_depends_on_target_names():
     a = parse_law("y = a*x\nz = b*x", ["x"], ["y", "z"])
     b = parse_law("z = b*x\ny = a*x", ["x"], ["y", "z"])

@@ -1497,17 +1497,24 @@ def test_a_constant_at_zero_that_divides_is_read_as_the_laws_limit(tmp_path):
     assert nfull.r2("train") >= full.r2("train") - 1e-9 and nv.r2("valid") > 1 - 1e-9
 
 
-@pytest.mark.parametrize("text, same", [
-    ("y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
-    ("y = p1 + p2*x^(-1/3)", False),
-    ("y = p1 + p2*x^(-1/2)\np2 > 0", True),  # its form with a bound the grammar added
-], ids=["expert-form", "other-form", "expert-form-bounded"])
-def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, text,
-                                                                same):
+HALF = "y = c + k*x^(-1/2)"
+SIGNED = "y = c + k*x^(-e)\\ne in (0, 3)"  # \\n: a newline in the TOML string
+
+
+@pytest.mark.parametrize("expert, text, same", [
+    (HALF, "y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
+    (HALF, "y = p1 + p2*x^(-1/3)", False),
+    (HALF, "y = p1 + p2*x^(-1/2)\np2 > 0", True),  # its form with a bound the grammar added
+    (SIGNED, "y = p1 + p2*x^p3\np3 in (-3, 0)", True),  # the exponent's sign flipped
+    (SIGNED, "y = p1 + p2*x^p3\np3 in (-3, 0)\np2 > 0", True),
+], ids=["expert-form", "other-form", "expert-form-bounded", "sign-flipped",
+        "sign-flipped-bounded"])
+def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, expert,
+                                                                text, same):
     from hybrid_sld.fit import FitterSpec
     from hybrid_sld.search import select as select_mod
     toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
-                      expert="y = c + k*x^(-1/2)")
+                      expert=expert)
     res = discover(SearchConfig(task=str(toml), max_evals=4, batch_size=4), out=tmp_path / "runs")
     run_dir = Path(res["run_dir"])
     search = Search(SearchConfig(**json.loads((run_dir / "checkpoint" / "state.json")
@@ -1525,7 +1532,8 @@ def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeyp
     if same:
         assert "no better form" in md and "`log_space=True`" in md
     assert res["expert"]["same_bounds"] is (("p2 > 0" not in text) if same else None)
-    assert ("the bounds: `p2 > 0` where the expert law has `none`" in md) is ("p2 > 0" in text)
+    assert ("the bounds: `" in md) is ("p2 > 0" in text)
+    assert ("where the expert law has `none`" in md) is ("p2 > 0" in text and expert == HALF)
 
 
 def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_path,

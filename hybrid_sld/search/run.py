@@ -164,7 +164,8 @@ def final_report(search: Search) -> dict:
         # the search found no other form: only its fitter and bounds can differ (canonical
         # forms, so names and order do not hide it; bounds, as the grammar adds them, neither)
         result["is_expert_form"] = law.form == e_law.form
-        result["expert"]["same_bounds"] = law.key == e_law.key if result["is_expert_form"] else None
+        result["expert"]["same_bounds"] = (law.sign_normal.key == e_law.sign_normal.key
+                                           if result["is_expert_form"] else None)
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
