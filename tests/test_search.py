@@ -1,7 +1,9 @@
 """Offline search: determinism, resume after SIGKILL, no test rows, known-law recovery."""
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -829,6 +831,44 @@ def test_disk_full_in_first_batch_says_no_checkpoint(synthetic_task, tmp_path):
     (run_dir / "events.jsonl").symlink_to("/dev/full")
     with pytest.raises(HybridSLDError, match="no checkpoint was written yet"):
         Search(cfg, run_dir).run()
+
+
+def _checkpoint_fails(monkeypatch, code, leave=None):
+    """Every checkpoint write fails with ``code`` (a full disk: ENOSPC), after writing the
+    file ``leave`` into the run directory, if given."""
+    from hybrid_sld.search import engine
+
+    def failing(path, text):
+        if leave:
+            (Path(path).parent.parent / leave).write_text("kept")
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(path))
+    monkeypatch.setattr(engine, "write_atomic", failing)
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT"])
+def test_disk_full_before_the_first_checkpoint_removes_the_new_run_directory(
+        synthetic_task, tmp_path, monkeypatch, code):
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "mine.txt").write_text("a user's file beside the runs")
+    _checkpoint_fails(monkeypatch, code)
+    with pytest.raises(HybridSLDError, match="before its first checkpoint: its run directory "
+                                             ".* is removed; make room and start again") as err:
+        discover(cfg, out=runs)
+    assert f"state.json: {os.strerror(getattr(errno, code))})" in str(err.value)
+    assert f"run directory {runs / 'synth-'}" in str(err.value)  # the path it names
+    assert [p.name for p in runs.iterdir()] == ["mine.txt"]
+    # kept: a directory holding more than a run writes before its first checkpoint, and one
+    # whose write failed for another reason than room
+    for code, leave in [(code, "notes.txt"), ("EACCES", None)]:
+        _checkpoint_fails(monkeypatch, code, leave)
+        with pytest.raises(HybridSLDError, match="no checkpoint was written yet"):
+            discover(cfg, out=runs)
+        kept = [p for p in runs.iterdir() if p.name != "mine.txt"]
+        assert len(kept) == 1 and (kept[0] / "config.toml").exists()
+        assert not leave or (kept[0] / leave).read_text() == "kept"
+        shutil.rmtree(kept[0])
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

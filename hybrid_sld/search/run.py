@@ -6,6 +6,7 @@ validation) is refitted on all of train and scored on test beside the expert law
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -112,6 +113,39 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise HybridSLDError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
     return run_dir
+
+
+# what a fresh run writes before its first checkpoint: of no use without one (no --resume)
+_BEFORE_CHECKPOINT = {"config.toml", "events.jsonl", "operon_seeds.json", "checkpoint", ".lock"}
+
+
+def _disk_full(exc: BaseException | None) -> OSError | None:
+    """The full disk (or quota) behind an error: the OSError itself, or the one the engine's
+    message about it was raised from (``from None`` keeps it as the context)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__context__
+    return None
+
+
+def drop_unstarted(search: Search, exc: BaseException) -> str | None:
+    """After a fresh run failed on a full disk before its first checkpoint: remove the run
+    directory prepare_run_dir made (as it does when config.toml cannot be written) and return
+    the error to raise. None, and the directory left, for another error, a checkpoint, or
+    anything else in it (an LLM record, say)."""
+    full, run_dir = _disk_full(exc), search.run_dir
+    if full is None or search.checkpoint_path.exists():
+        return None
+    try:
+        if any(p.name not in _BEFORE_CHECKPOINT for p in run_dir.iterdir()):
+            return None
+        shutil.rmtree(run_dir)
+    except OSError:
+        return None
+    where = f"{full.filename}: " if full.filename else ""
+    return (f"the run stopped on a full disk ({where}{full.strerror or full}) before its first "
+            f"checkpoint: its run directory {run_dir} is removed; make room and start again")
 
 
 def final_report(search: Search) -> dict:
@@ -782,6 +816,11 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
                 result = final_report(search)
         except KeyboardInterrupt:  # a second Ctrl-C: no report; the last checkpoint stands
             print(f"stopped at once: {search.what_is_kept()}", file=sys.stderr)
+            raise
+        except (OSError, HybridSLDError) as exc:
+            gone = None if resume else drop_unstarted(search, exc)
+            if gone:
+                raise HybridSLDError(gone) from None
             raise
         if search.report_signal:  # the search had ended; the report is whole, but a script
             result["interrupted_report"] = search.report_signal  # sees the Ctrl-C (cli: 130)
