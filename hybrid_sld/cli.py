@@ -7,9 +7,11 @@ prints one JSON document to stdout; tables and progress go to stderr / stdout as
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -312,14 +314,14 @@ def cmd_discover(args):
     cfg = None
     # a replay's proposer is the record's (_replayed): its LLM flags are used
     if args.proposer == "offline" and not args.resume and not args.replay:
-        defaults = vars(build_parser().parse_args(["discover"]))
+        defaults = _discover_defaults()
         unused = ["--" + k.replace("_", "-") for k in LLM_FLAGS if getattr(args, k) != defaults[k]]
         if unused:  # an offline run makes no call: say so rather than drop them silently
             print(f"note: {', '.join(unused)} not used: the search is offline (give --proposer "
                   "llm or hybrid)", file=sys.stderr)
     llm_now = None
     if args.resume:  # a resumed run keeps the configuration it was started with
-        defaults = vars(build_parser().parse_args(["discover"]))
+        defaults = _discover_defaults()
         changed = {k for k, v in vars(args).items() if v != defaults.get(k)}
         if "task" in changed:  # the same task, or where its moved file is now (task_of_run)
             changed.discard("task")
@@ -455,7 +457,7 @@ def _replayed(args, cfg: SearchConfig, recorded: dict | None) -> SearchConfig:
                              "hybrid with it")
     if recorded is None:
         return cfg
-    defaults = vars(build_parser().parse_args(["discover"]))
+    defaults = _discover_defaults()
     mine = {**LLMSettings.from_dict(cfg.llm).to_dict(), "max_evals": cfg.max_evals,
             "budget_seconds": cfg.budget_seconds, "proposer": cfg.proposer,
             "batch_size": cfg.batch_size, **cfg.search_settings()}
@@ -522,7 +524,7 @@ def _setting(field: str, v) -> str:
     (a switch: "without --units" where it was off)."""
     flag = REPLAYED_FLAGS.get(field)
     if field in SEARCH_FLAGS:
-        defaults = vars(build_parser().parse_args(["discover"]))
+        defaults = _discover_defaults()
         if defaults[flag] is False:  # a switch: what it sets, given or not
             on, off = (_search_flags(argparse.Namespace(**{**defaults, flag: given}))[field]
                        for given in (True, False))
@@ -810,6 +812,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_eval_program)
     return p
+
+
+@functools.cache
+def _discover_defaults() -> MappingProxyType:
+    """Each discover flag's value when it is not given, to tell which flags were: built once,
+    read-only as it is shared."""
+    return MappingProxyType(vars(build_parser().parse_args(["discover"])))
 
 
 def main(argv=None) -> int:

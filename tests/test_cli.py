@@ -987,3 +987,13 @@ def test_an_import_error_a_ctrl_c_caused_is_a_clean_interrupt(monkeypatch, capsy
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_discover_defaults_are_the_parsers_built_once_and_read_only():
+    # which flags a user gave is read against these in four places (note, resume, replay)
+    from hybrid_sld import cli
+    defaults = cli._discover_defaults()
+    assert dict(defaults) == vars(cli.build_parser().parse_args(["discover"]))
+    assert cli._discover_defaults() is defaults
+    with pytest.raises(TypeError):  # shared: no caller may change it for the next
+        defaults["seed"] = 3
