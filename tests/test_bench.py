@@ -892,6 +892,72 @@ def test_a_leftover_run_directory_in_use_is_not_removed(tmp_path):
     assert _cut_short_run(cfg, runs) is None and not young.exists()
 
 
+def _cell_result(row: dict) -> dict:
+    """What a cell found, without its wall time and run directory."""
+    return {k: v for k, v in row.items() if k not in ("seconds", "run_dir")}
+
+
+@pytest.mark.slow  # about 20 s: three benches of one search cell, two of them subprocesses
+def test_a_bench_killed_mid_cell_goes_on_from_the_cells_checkpoint(tmp_path):
+    """SIGKILL a bench after its search cell's first checkpoint: the re-run goes on from that
+    checkpoint in the same run directory and the cell ends as in an uninterrupted bench."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+    from conftest import cli_command
+    args = ["bench", "--tasks", "kaplan_demo", "--methods", "offline", "--seeds", "0",
+            "--max-evals", "16", "--budget", "5m", "--out", str(tmp_path / "b")]
+    proc = subprocess.Popen(cli_command(*args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, state = time.time() + 120, None
+        while time.time() < deadline and state is None and proc.poll() is None:
+            state = next((tmp_path / "b").glob("runs/*/checkpoint/state.json"), None)
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert state is not None, "no checkpoint written"
+    run = state.parent.parent
+    assert json.loads(state.read_text())["evals"] < 16 and not (run / "best.json").exists()
+    assert not (tmp_path / "b" / "results.jsonl").exists()
+    again = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"going on with the cut-short run {run} from its checkpoint" in again.stderr
+    (row,) = read_results(tmp_path / "b" / "results.jsonl")
+    assert row["run_dir"] == str(run) and list(run.parent.iterdir()) == [run]
+    assert len((run / "events.jsonl").read_text().splitlines()) == 16
+    ref = run_bench([Cell("kaplan_demo", "offline", 0)],
+                    BenchSettings(budget_seconds=300.0, out=str(tmp_path / "ref"), max_evals=16),
+                    LocalExecutor(1), log=_quiet)["results"][0]
+    assert row["status"] == ref["status"] == "ok", row["message"]
+    assert _cell_result(row) == _cell_result(ref)
+
+
+def test_a_cut_short_run_begun_with_other_settings_is_not_gone_on_with(tmp_path, capsys):
+    """A cut-short run directory of the cell's name whose checkpoint holds other settings (here
+    --max-evals 4, not the bench's 8) was resumed with its own: the cell ended after 4
+    evaluations. It starts afresh now, says why, and leaves that directory alone."""
+    from hybrid_sld.bench.grid import prepare_out
+    from hybrid_sld.search.engine import SearchConfig
+    from hybrid_sld.search.run import discover
+    settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=8)
+    prepare_out(settings)
+    other = SearchConfig(task="kaplan_demo", seed=0, max_evals=4, budget_seconds=120.0)
+    old = Path(discover(other, out=tmp_path / "b" / "runs")["run_dir"])
+    (old / "best.json").unlink()  # as if killed after its last checkpoint
+    capsys.readouterr()
+    (row,) = run_bench([Cell("kaplan_demo", "offline", 0)], settings, _InProcess(),
+                       log=_quiet)["results"]
+    assert row["status"] == "ok" and row["settings"]["evals"] == 8, row
+    assert row["run_dir"] != str(old) and not (old / "best.json").exists()
+    err = capsys.readouterr().err
+    assert f"starting the cell afresh, not from the cut-short run {old}: it was begun with " \
+           "max_evals = 4, not 8" in err, err
+
+
 def test_ctrl_c_on_a_dask_bench_stops_it_cleanly(tmp_path):
     """Each Dask worker took the Ctrl-C too, and printed a 40-line traceback before the bench
     said it was interrupted."""

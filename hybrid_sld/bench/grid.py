@@ -218,11 +218,13 @@ def _search(cell, task, settings, **extra) -> dict:
 def _cut_short_run(cfg, runs: Path) -> Path | None:
     """The run directory an interrupted try of this cell left, to go on with: a resumed bench
     started a new one beside it, and the leftovers piled up. One with no checkpoint (killed
-    before its first) holds nothing to go on with, and is removed."""
+    before its first) holds nothing to go on with, and is removed. The newest whose checkpoint
+    has the cell's settings is taken; when none has, the cell starts afresh and says why (a
+    run begun with other settings would give another result than the cell's own)."""
     from ..search.run import _method, lock_run_dir
     name = re.compile(re.escape(f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-")
                       + r"\d{8}-\d{6}(-\d+)?")
-    found = None
+    found = []
     for run in sorted(runs.iterdir() if runs.is_dir() else []):  # oldest first
         if not name.fullmatch(run.name) or not run.is_dir():
             continue
@@ -241,8 +243,30 @@ def _cut_short_run(cfg, runs: Path) -> Path | None:
         except (OSError, ValueError):
             continue
         if isinstance(best, dict) and best.get("interrupted"):
-            found = run
-    return found
+            found.append(run)
+    for run in reversed(found):  # the newest begun with the cell's settings
+        if not _other_settings(cfg, run):
+            print(f"note: going on with the cut-short run {run} from its checkpoint",
+                  file=sys.stderr, flush=True)
+            return run
+    if found:
+        print(f"note: starting the cell afresh, not from the cut-short run {found[-1]}: it "
+              f"{_other_settings(cfg, found[-1])}", file=sys.stderr, flush=True)
+    return None
+
+
+def _other_settings(cfg, run: Path) -> str:
+    """Why the run's checkpoint is not this cell's to go on with ("" when it is): a setting of
+    the search that differs (the task's file and data folder may move: a resumed run checks
+    that its data is the same), or no readable checkpoint."""
+    from ..search.run import saved_config
+    try:
+        saved = asdict(saved_config(run))
+    except HybridSLDError as exc:
+        return f"has no checkpoint to go on from ({exc})"
+    now = json.loads(json.dumps(asdict(cfg)))  # as the checkpoint keeps it (lists, not tuples)
+    k = next((k for k in now if k not in ("task", "data_dir") and saved.get(k) != now[k]), None)
+    return "" if k is None else f"was begun with {k} = {saved.get(k)}, not {now[k]}"
 
 
 def _baseline(cell, task, settings) -> dict:
