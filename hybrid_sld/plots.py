@@ -26,7 +26,7 @@ import numpy as np
 
 from .data import Dataset
 from .evaluate import predict_dataset
-from .export import group_label
+from .export import group_label, natural_order
 from .law import Law
 
 MAX_CURVES = 10  # per panel; beyond it the other features count as continuous
@@ -127,7 +127,7 @@ def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:
         return predict_dataset(law, fits, data)
 
 
-FIT_GROUPS = 12  # groups plot_fit draws, the first in the data's order (sft has 42)
+FIT_GROUPS = 12  # groups plot_fit draws, the first in natural order (sft has 42)
 
 
 def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,
@@ -139,7 +139,7 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     from matplotlib.lines import Line2D
 
     xfeats = _axes_features(train, by)
-    groups = train.group_names[:max_groups]
+    groups = natural_order(train.group_names)[:max_groups]
     nt = len(train.targets)
     nrows, ncols = _grid(len(groups), nt)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
