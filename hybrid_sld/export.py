@@ -459,6 +459,33 @@ def group_label(group) -> str:
     return ", ".join(re.findall(r"'([^']*)'", parts.group(1))) if parts else text
 
 
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def natural_order(groups) -> list:
+    """Groups as a person looks for them, not in the order the file first lists them: numbers
+    by value (-1, 2, 10), other names by their labels with the numbers in them by value (m2
+    before m10, 70M before 160M), case aside. For display (the plots' panels); the data, the
+    fits and the tables keep the file's order."""
+    groups = list(groups)
+
+    def number(g):
+        try:
+            v = float(g)
+        except (TypeError, ValueError):
+            return None
+        return None if math.isnan(v) else v  # NaN has no place in an order
+
+    if groups and all(number(g) is not None for g in groups):
+        return sorted(groups, key=lambda g: (number(g), str(g)))
+
+    def key(g):
+        parts = _NUMBER.split(group_label(g).casefold())  # text, number, text, ...
+        return ([float(p) if i % 2 else p for i, p in enumerate(parts)], str(g))
+
+    return sorted(groups, key=key)
+
+
 def _group_label(group) -> str:
     return escape_latex(group_label(group))
 

@@ -5,7 +5,8 @@ none, as on a random split, each target's lead feature, the one it follows most;
 when positive and spanning a factor of LOG_SPAN): training rows, validation rows and test rows
 marked differently. Where the other features take few values in a group (tokens at 6 levels,
 10 expert counts), the law is drawn as one curve per level, from the smallest scale to the
-largest test scale, so its extrapolation shows between and beyond the points. Otherwise (vocab:
+largest test scale, so its extrapolation shows between and beyond the points; a panel holds
+PANEL_CURVES of them, more are dealt over more panels of that group. Otherwise (vocab:
 1044 character counts) no curve can be drawn and the law's prediction beside the data at each
 scale is a cloud; the panel then puts the law against the data, row by row, on the line
 law = data (the residual plot still shows them against the scale). A panel's y axis keeps to
@@ -26,10 +27,10 @@ import numpy as np
 
 from .data import Dataset
 from .evaluate import predict_dataset
-from .export import group_label
+from .export import group_label, natural_order
 from .law import Law
 
-MAX_CURVES = 10  # per panel; beyond it the other features count as continuous
+MAX_CURVES = 10  # levels a group may have; beyond them the other features count as continuous
 LOG_SPAN = 4  # an axis of positive values spanning this factor or more is drawn in log scale
 MARKERS = {"train": ("o", 14), "validation": ("s", 22), "test": ("*", 64)}
 PART_COLORS = {"train": "tab:blue", "validation": "tab:green", "test": "tab:red"}
@@ -127,7 +128,17 @@ def _curve(law, fits, g, level, xcol, xs, train) -> np.ndarray:
         return predict_dataset(law, fits, data)
 
 
-FIT_GROUPS = 12  # groups plot_fit draws, the first in the data's order (sft has 42)
+FIT_GROUPS = 12  # groups plot_fit draws, the first in natural order (sft has 42)
+PANEL_CURVES = 6  # curves a panel holds; a group with more has them dealt over more panels
+
+
+def _deal(n_levels: int) -> list[np.ndarray]:
+    """A group's level indices, one array per panel: at most PANEL_CURVES each, dealt in turn
+    (moe's 10 expert counts as 1, 4, 16, .. and 2, 8, 32, ..), so each panel still spans the
+    levels' whole range with its curves twice as far apart, not 10 curves and 10 test stars
+    piled at one scale."""
+    panels = math.ceil(n_levels / PANEL_CURVES)
+    return [np.arange(p, n_levels, panels) for p in range(panels)]
 
 
 def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *,
@@ -139,40 +150,48 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
     from matplotlib.lines import Line2D
 
     xfeats = _axes_features(train, by)
-    groups = train.group_names[:max_groups]
+    groups = natural_order(train.group_names)[:max_groups]
     nt = len(train.targets)
-    nrows, ncols = _grid(len(groups), nt)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat[len(groups) * nt:]:
-        ax.set_axis_off()
     vmask = np.zeros(len(train), bool) if valid_mask is None else np.asarray(valid_mask, bool)
     parts = [("train", train, ~vmask), ("validation", train, vmask)]
     if test is not None:
         parts.append(("test", test, np.ones(len(test), bool)))
+    xcols = [train.features.index(f) for f in xfeats]
+    panels = []  # (group, its rows per part, X, levels per x column, panel, panels)
+    for g in groups:
+        rows = [(name, d, m & (d.groups == g)) for name, d, m in parts]
+        X = np.vstack([d.X[m] for _, d, m in rows])
+        levels_along = {c: _levels(X, c) for c in set(xcols)}  # targets mostly share an axis
+        n = max(len(_deal(len(f[1]))) if f is not None else 1 for f in levels_along.values())
+        panels += [(g, rows, X, levels_along, p, n) for p in range(n)]
+    nrows, ncols = _grid(len(panels), nt)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels) * nt:]:
+        ax.set_axis_off()
     with np.errstate(all="ignore"):
         preds = {id(d): predict_dataset(law, fits, d) for _, d, _ in parts}
     cmap = plt.get_cmap("viridis")
     curves = legends = False
     one_colour = True  # every panel a single curve: points in the parts' colours
-    for i, g in enumerate(groups):
-        rows = [(name, d, m & (d.groups == g)) for name, d, m in parts]
-        X = np.vstack([d.X[m] for _, d, m in rows])
-        levels_along: dict = {}  # x column -> _levels (targets mostly share their axis)
+    for i, (g, rows, X, levels_along, panel, n_panels) in enumerate(panels):
+        name_g = _title(g) + (f" ({panel + 1} of {n_panels})" if n_panels > 1 else "")
         for k, target in enumerate(train.targets):
             ax = axes.flat[i * nt + k]
-            xcol = train.features.index(xfeats[k])
+            xcol = xcols[k]
             others = [f for f in train.features if f != xfeats[k]]
-            if xcol not in levels_along:
-                levels_along[xcol] = _levels(X, xcol)
             found = levels_along[xcol]
+            dealt = _deal(len(found[1])) if found is not None else [None]
+            if panel >= len(dealt):  # this target's curves took fewer panels than another's
+                ax.set_axis_off()
+                continue
             curves |= found is not None
-            ys = np.concatenate([d.Y[m, k] for _, d, m in rows])
             if found is not None:
                 index, levels = found
                 # each part's rows' level index (X stacks the parts in order)
                 where = np.split(index, np.cumsum([int(m.sum()) for _, _, m in rows])[:-1])
-                drawn = []
-                for li, level in enumerate(levels):
+                drawn, ys = [], []
+                for li in dealt[panel]:
+                    level = levels[li]
                     # one curve: black, and the points in the parts' colours (test in red), as
                     # in the residual plot; several: a colour per level, the parts by marker
                     color = cmap(li / max(len(levels) - 1, 1)) if len(levels) > 1 else "black"
@@ -182,27 +201,29 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                     ax.plot(xs, drawn[-1], color=color, lw=1.2, label=label, zorder=2)
                     for (name, d, m), lv in zip(rows, where):
                         sel = np.flatnonzero(m)[lv == li]
+                        ys.append(d.Y[sel, k])
                         _points(ax, name, d.X[sel, xcol], d.Y[sel, k],
                                 PART_COLORS[name] if len(levels) == 1 else color)
                 one_colour &= len(levels) == 1
-                off = _keep_data_in_view(ax, ys, np.concatenate(drawn))
+                off = _keep_data_in_view(ax, np.concatenate(ys), np.concatenate(drawn))
                 if len(levels) > 1:  # beside the panel: inside, it covered the largest scales
                     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                               frameon=False)
                     legends = True
             else:  # continuous other features: the law against the data, row by row
                 _parity(ax, [(name, d.Y[m, k], preds[id(d)][m, k]) for name, d, m in rows])
+                ys = np.concatenate([d.Y[m, k] for _, d, m in rows])
                 off = _keep_data_in_view(ax, ys, np.concatenate([preds[id(d)][m, k]
                                                                  for _, d, m in rows]))
                 ax.set_xlabel(f"{target} (data)")
                 ax.set_ylabel(f"{target} (law)")
-                ax.set_title(_title(g) + (OFF_SCALE if off else ""), fontsize=9)
+                ax.set_title(name_g + (OFF_SCALE if off else ""), fontsize=9)
                 continue
             if _log_scale(X[:, xcol]):
                 _log_x(ax, X[:, xcol])
             ax.set_xlabel(xfeats[k])
             ax.set_ylabel(target)
-            ax.set_title(_title(g) + (OFF_SCALE if off else ""), fontsize=9)
+            ax.set_title(name_g + (OFF_SCALE if off else ""), fontsize=9)
     shade = {n: PART_COLORS[n] if one_colour else "gray" for n in MARKERS}
     key = [Line2D([], [], ls="", marker=MARKERS[n][0], color=shade[n], label=n,
                   markerfacecolor="none" if n == "validation" else shade[n])

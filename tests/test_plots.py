@@ -323,3 +323,55 @@ def test_a_figure_the_disk_cannot_hold_names_its_file(tmp_path):
         save_figure(fig, path)
     assert err.value.filename == str(path) and str(path) in str(err.value)
     assert not path.exists() and not (tmp_path / "fit.png.tmp").exists()
+
+
+def test_groups_are_shown_in_natural_order():
+    # the panels followed the file's first appearance: sft's 12 drawn groups were whichever
+    # came first, m10 could stand before m2
+    from hybrid_sld.export import natural_order
+    assert natural_order(["m10", "m2", "M1", "m2a"]) == ["M1", "m2", "m2a", "m10"]
+    assert natural_order(["10", "2", "-1", "1e3", "0.5"]) == ["-1", "0.5", "2", "10", "1e3"]
+    assert natural_order(["410M", "70M", "160M"]) == ["70M", "160M", "410M"]
+    assert natural_order(["('b-7', 'x')", "('a-12', 'y')", "('a-3', 'z')"]) == \
+        ["('a-3', 'z')", "('a-12', 'y')", "('b-7', 'x')"]
+    assert natural_order(["nan", "1", "x"]) == ["1", "nan", "x"]  # not all numbers: as text
+
+
+def test_fit_panels_follow_the_natural_order_of_the_groups(tmp_path, monkeypatch):
+    import hybrid_sld.plots as plots
+    from hybrid_sld.data import Dataset
+    from hybrid_sld.law import parse_law
+    N = np.tile(np.geomspace(1e6, 1e9, 5), 3)
+    groups = np.repeat(np.array(["m10", "m2", "m1"], dtype=object), 5)
+    train = Dataset(groups, N[:, None], (2 + 30 * N ** -0.2)[:, None], ("N",), ("L",))
+    law = parse_law("L = a + b*N^(-c)", ["N"], ["L"])
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    plot_fit(law, fit_dataset(law, train), train, None, tmp_path / "fit.png", by="N",
+             max_groups=2)
+    assert [ax.get_title() for ax in saved["fig"].axes if ax.axison] == ["m1", "m2"]
+
+
+def test_a_group_with_many_levels_has_its_curves_dealt_over_panels(tmp_path, monkeypatch):
+    # moe: 10 expert counts were 10 curves and 10 stacks of test stars in one panel
+    import hybrid_sld.plots as plots
+    from hybrid_sld.data import Dataset
+    from hybrid_sld.law import parse_law
+    E = 2.0 ** np.arange(10)
+    N = np.geomspace(1e7, 1e9, 4)
+    X = np.array([(e, n) for e in E for n in N])
+    Y = 2 + 30 * X[:, 1:] ** -0.2 - 0.02 * np.log(X[:, :1])
+    train = Dataset(np.array(["all_data"] * len(X), dtype=object), X, Y, ("E", "N"), ("L",))
+    law = parse_law("L = a + b*N^(-c) - d*log(E)", ["E", "N"], ["L"])
+    saved = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+    plot_fit(law, fit_dataset(law, train), train, None, tmp_path / "fit.png", by="N")
+    panels = [ax for ax in saved["fig"].axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == ["all_data (1 of 2)", "all_data (2 of 2)"]
+    shown = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in panels]
+    assert all(len(s) == 5 and len(ax.lines) == 5 for s, ax in zip(shown, panels))
+    # dealt in turn: each panel spans the whole range, every level drawn once
+    assert shown[0][:2] == ["E=1", "E=4"] and shown[1][-1] == "E=512"
+    assert sorted(shown[0] + shown[1]) == sorted(f"E={plots._short(e)}" for e in E)
+    assert sum(len(c.get_offsets()) for ax in panels for c in ax.collections) == len(X)
+    assert [len(d) for d in plots._deal(6)] == [6]  # kaplan's 6 token levels: one panel
