@@ -10,7 +10,7 @@ import pytest
 
 from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import FitError, HybridSLDError
-from hybrid_sld.fit import LOSSES, STRATEGIES, Fit, FitterSpec, fit_groups, fit_law
+from hybrid_sld.fit import LOSSES, STRATEGIES, Fit, FitterSpec, exponents, fit_groups, fit_law
 from hybrid_sld.law import parse_law
 
 X1 = np.geomspace(1e6, 1e9, 30)
@@ -221,6 +221,10 @@ def test_bad_shapes_raise_fit_error():
     ({"seed": "abc"}, "seed must be an integer"),
     ({"log_space": "no"}, "log_space must be true or false"),  # not read as true
     ({"log_params": 1}, "log_params must be true or false"),
+    ({"ridge": -1e-3}, "ridge must be a number from 0 to 1"),
+    ({"ridge": float("nan")}, "ridge must be a number from 0 to 1"),
+    ({"ridge": "0.01"}, "ridge must be a number from 0 to 1"),
+    ({"ridge": True}, "ridge must be a number from 0 to 1"),
 ])
 def test_fitter_spec_validation(kwargs, msg):
     with pytest.raises(FitError, match=msg):
@@ -593,3 +597,56 @@ def test_a_law_fits_alike_however_it_is_written(data_dir):
     assert a.scores["valid"].r2 == b.scores["valid"].r2
     for g in a.fits:
         assert a.fits[g].params == b.fits[g].params
+
+
+@pytest.mark.parametrize("text,names", [
+    ("y = E + A*x^(-a)", {"a"}),
+    ("y = E + A/x^a + B/z^b", {"a", "b"}),
+    ("y = A*x^(p*log(k + x))", {"p"}),  # k is added to x: it has x's scale
+    ("y = A*exp(-r*x) + E", set()),  # a rate of x: x's scale too
+    ("y = E + A*x^a + a", set()),  # a also stands alone
+])
+def test_exponents_are_the_constants_only_in_a_features_exponent(text, names):
+    law = parse_law(text, ["x", "z"], ["y"])
+    assert {law.params[i].name for i in exponents(law)} == names
+
+
+def test_ridge_pulls_exponents_toward_zero_and_leaves_the_amplitudes_free():
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA > 0\na in (0, 3)", ["x"], ["y"]))
+    x = np.geomspace(10, 1e4, 30)
+    y = 2 + 30 * x ** -0.4 + np.random.default_rng(0).normal(0, 0.02, 30)
+    plain, tiny, strong = (fit_law(c, x[:, None], y, FitterSpec(ridge=r)) for r in (0, 1e-12, 0.1))
+    assert tiny.params["a"] == pytest.approx(plain.params["a"], rel=1e-6)
+    assert strong.params["a"] < plain.params["a"] - 0.02
+    # the cost is the data's mean squared residual plus the penalty: above the plain fit's
+    assert strong.cost > plain.cost + 0.1 * strong.params["a"] ** 2 * 0.5
+
+
+def test_ridge_is_the_same_fit_one_group_at_a_time_or_batched():
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA > 0\na in (0, 3)", ["x"], ["y"]))
+    x = np.geomspace(10, 1e4, 25)
+    groups = {g: (x[:, None], 2 + g + (20 + 5 * g) * x ** -(0.3 + 0.1 * g)) for g in range(3)}
+    spec = FitterSpec(ridge=0.05)
+    batched = fit_groups(c, groups, spec)
+    for g, (X, Y) in groups.items():
+        alone = fit_law(c, X, Y, spec)
+        assert batched[g].params["a"] == pytest.approx(alone.params["a"], rel=1e-5)
+        assert batched[g].cost == pytest.approx(alone.cost, rel=1e-5)
+        assert alone.params["a"] < 0.3 + 0.1 * g - 0.01  # pulled below the true exponent
+
+
+def test_batched_residuals_hold_the_ridge_rows_as_one_groups_do():
+    """The batched screening minimises what each group's own fit then polishes."""
+    from hybrid_sld.fit import _Padded, _Problem
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA > 0\na in (0, 3)", ["x"], ["y"]))
+    x = np.geomspace(10, 1e4, 25)
+    spec, index, kinds = FitterSpec(ridge=0.05), np.arange(3), ["lin", "lin", "log"]
+    probs = [_Problem(c, [(x[:, None], np.c_[2 + g + 20 * x ** -0.4], index)], 3, spec, kinds,
+                      [0], pen=[2]) for g in range(2)]
+    padded = _Padded(c, probs, [0], [0, 1, 2], np.array([k == "log" for k in kinds]), False)
+    U = np.array([[1.0, 10.0, np.log(0.5)], [2.0, 30.0, np.log(0.2)]])
+    r, J = padded(U, np.arange(2))
+    for g, prob in enumerate(probs):
+        assert np.allclose(r[g], prob.residual(U[g]))
+        assert np.allclose(J[g], prob.residual(U[g], jac=True))
+        assert padded.cost(U[g:g + 1], np.array([g]))[0] == pytest.approx(prob.cost(U[g]))
