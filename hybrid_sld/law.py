@@ -231,14 +231,10 @@ class Law:
         """This law with each parameter that occurs only negated (as ``-a``: x^(-a), A/x^a)
         replaced by its negative, its bounds and start value mirrored: the same curves written
         one way, so E + A*x^(-a), a in (0, 3) and E + A*x^p, p in (-3, 0) are one law here."""
-        flip = {}
-        for p in self.params:
-            s = self.symbols[p.name]
-            if not any(e.xreplace({-s: sp.Dummy()}).has(s) for _t, e in self.equations):
-                flip[s] = -s
-        if not flip:
+        names = self._only_negated
+        if not names:
             return self
-        names = {s.name for s in flip}
+        flip = {self.symbols[n]: -self.symbols[n] for n in names}
 
         def neg(v):
             return 0.0 - v  # 0.0, not -0.0, which the key would tell apart
@@ -248,6 +244,21 @@ class Law:
                   if p.name in names else p for p in self.params]
         return Law([(t, e.xreplace(flip)) for t, e in self.equations], params, self.features,
                    self.symbols)
+
+    @functools.cached_property
+    def _only_negated(self) -> frozenset:
+        """Names of the parameters that occur only negated: those :attr:`sign_normal` flips."""
+        return frozenset(p.name for p in self.params if not any(
+            e.xreplace({-self.symbols[p.name]: sp.Dummy()}).has(self.symbols[p.name])
+            for _t, e in self.equations))
+
+    def sign_flips(self, other: Law) -> tuple[tuple[str, str], ...]:
+        """(own name, ``other``'s name) of each constant that is the negative of ``other``'s,
+        ``other`` being a law of this :attr:`form`: x^p, p in (-3, 0) here against x^(-a),
+        a in (0, 3) there gives (p, a). Matched by place in the sign-normal tree."""
+        pairs = zip(self.sign_normal.structural_order, other.sign_normal.structural_order)
+        return tuple(sorted((s.name, o.name) for s, o in pairs
+                            if (s.name in self._only_negated) != (o.name in other._only_negated)))
 
     @functools.cached_property
     def form(self) -> str:

@@ -1574,6 +1574,41 @@ def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeyp
     assert res["expert"]["same_bounds"] is (("p2 > 0" not in text) if same else None)
     assert ("the bounds: `" in md) is ("p2 > 0" in text)
     assert ("where the expert law has `none`" in md) is ("p2 > 0" in text and expert == HALF)
+    assert ("a constant written with the sign flipped (`p3` here is `-e`" in md) is (
+        "p3" in text)
+
+
+@pytest.mark.parametrize("expert, text, flipped", [
+    (HALF, "y = p1 + p2*x^(-1/2)", None),  # the same text up to names: the same law
+    (SIGNED, "y = p1 + p2*x^p3\np3 in (-3, 0)", "`p3` here is `-e` in the expert law"),
+], ids=["renamed", "sign-flipped"])
+def test_the_expert_law_written_with_a_sign_flipped_is_said_to_be_so(tmp_path, monkeypatch,
+                                                                     expert, text, flipped):
+    # x^p3, p3 in (-3, 0) is the expert law's x^(-e), e in (0, 3): the report said "the same
+    # law fitted the same way" of two texts that look different, without saying why
+    from hybrid_sld.fit import FitterSpec
+    from hybrid_sld.search import select as select_mod
+    toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
+                      expert=expert)
+    res = discover(SearchConfig(task=str(toml), max_evals=4, batch_size=4), out=tmp_path / "runs")
+    run_dir = Path(res["run_dir"])
+    search = Search(SearchConfig(**json.loads((run_dir / "checkpoint" / "state.json")
+                                              .read_text())["config"]), run_dir)
+    search.load()
+    law = parse_task_law(text, search.task)
+    chosen = Entry(law.text, FitterSpec().to_dict(), "chosen", 1.0, 1.0, law.complexity,
+                   law.n_params, 9, "fitter")
+    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
+    res = final_report(search)
+    md = (run_dir / "report.md").read_text()
+    assert res["is_expert_form"] and res["expert"]["same_bounds"]
+    assert res["expert"]["sign_flipped"] == ([["p3", "e"]] if flipped else [])
+    if flipped:
+        assert (f"what differs is only a constant written with the sign flipped ({flipped}): "
+                "the two rows below are the same law fitted the same way") in md
+    else:
+        assert ("what differs is nothing: the two rows below are the same law fitted the same "
+                "way") in md and "sign flipped" not in md
 
 
 def test_a_new_best_by_rounding_noise_is_not_an_improvement(synthetic_task, tmp_path,

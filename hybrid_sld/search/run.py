@@ -200,6 +200,9 @@ def final_report(search: Search) -> dict:
         result["is_expert_form"] = law.form == e_law.form
         result["expert"]["same_bounds"] = (law.sign_normal.key == e_law.sign_normal.key
                                            if result["is_expert_form"] else None)
+        # the constants it writes negated against the expert law: (found name, expert name)
+        result["expert"]["sign_flipped"] = ([list(f) for f in law.sign_flips(e_law)]
+                                            if result["is_expert_form"] else None)
         if len(task.targets) > 1:
             result["expert"]["per_target"] = _per_target(task, ev, efull)
     result["final_selection"] = {
@@ -555,8 +558,13 @@ def _expert_form_md(r: dict) -> str:
     if edits:
         diffs.append(f"the fitter: `{edits}` where the expert law row is fitted with "
                      f"`{_fitter_edits(e.get('fitter'), r['fitter'])}`")
-    how = ("; and ".join(diffs) if diffs else
-           "nothing: the two rows below are the same law fitted the same way")
+    flips = e.get("sign_flipped") or []  # one law in texts that look different: say why
+    written = [f"{'a constant' if len(flips) == 1 else 'constants'} written with the sign "
+               "flipped (" + ", ".join(f"`{a}` here is `-{b}` in the expert law"
+                                       for a, b in flips) + ")"] if flips else []
+    same = "the two rows below are the same law fitted the same way"
+    how = ("; and ".join(diffs + written) if diffs else
+           f"only {written[0]}: {same}" if written else f"nothing: {same}")
     return ("**This is the task's expert law.** The search found no better form than it; "
             f"what differs is {how}.\n\n")
 
