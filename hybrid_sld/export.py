@@ -459,14 +459,21 @@ def group_label(group) -> str:
     return ", ".join(re.findall(r"'([^']*)'", parts.group(1))) if parts else text
 
 
-_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+# a number, with a size suffix right after it that no letter follows ((?![^\W\d_]): not a letter)
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:[kmbgt](?![^\W\d_]))?)")
+_SIZE = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def _size(text: str) -> float:
+    """A number as :data:`_NUMBER` finds it (casefolded), suffix read: 1.3b -> 1.3e9."""
+    return float(text[:-1]) * _SIZE[text[-1]] if text[-1] in _SIZE else float(text)
 
 
 def natural_order(groups) -> list:
     """Groups as a person looks for them, not in the order the file first lists them: numbers
     by value (-1, 2, 10), other names by their labels with the numbers in them by value (m2
-    before m10, 70M before 160M), case aside. For display (the plots' panels); the data, the
-    fits and the tables keep the file's order."""
+    before m10) and a size suffix read (70M before 160M before 1.3B), case aside. For display
+    (the plots' panels); the data, the fits and the tables keep the file's order."""
     groups = list(groups)
 
     def number(g):
@@ -481,7 +488,7 @@ def natural_order(groups) -> list:
 
     def key(g):
         parts = _NUMBER.split(group_label(g).casefold())  # text, number, text, ...
-        return ([float(p) if i % 2 else p for i, p in enumerate(parts)], str(g))
+        return ([_size(p) if i % 2 else p for i, p in enumerate(parts)], str(g))
 
     return sorted(groups, key=key)
 

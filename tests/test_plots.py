@@ -337,6 +337,21 @@ def test_groups_are_shown_in_natural_order():
     assert natural_order(["nan", "1", "x"]) == ["1", "nan", "x"]  # not all numbers: as text
 
 
+def test_a_size_suffix_counts_in_the_natural_order():
+    # Cerebras-GPT-1.3B stood before Cerebras-GPT-256M: 1.3 < 256
+    from hybrid_sld.export import natural_order
+    names = ["Cerebras-GPT-1.3B", "Cerebras-GPT-256M", "Cerebras-GPT-6.7b", "Cerebras-GPT-111M",
+             "Cerebras-GPT-13B", "Cerebras-GPT-2.7B"]
+    assert natural_order(names) == ["Cerebras-GPT-111M", "Cerebras-GPT-256M", "Cerebras-GPT-1.3B",
+                                    "Cerebras-GPT-2.7B", "Cerebras-GPT-6.7b", "Cerebras-GPT-13B"]
+    assert natural_order(["1.3B", "70M", "6.7B", "160M"]) == ["70M", "160M", "1.3B", "6.7B"]
+    assert natural_order(["pythia-1b-deduped", "pythia-410m-deduped", "t5-2k", "t5-1t"]) == \
+        ["pythia-410m-deduped", "pythia-1b-deduped", "t5-2k", "t5-1t"]
+    assert natural_order(["1g", "2K", "3m"]) == ["2K", "3m", "1g"]
+    # a letter after the suffix: a word, not a size (2 < 3 < 10 as plain numbers)
+    assert natural_order(["m10", "2mb", "3bit", "10kg"]) == ["2mb", "3bit", "10kg", "m10"]
+
+
 def test_fit_panels_follow_the_natural_order_of_the_groups(tmp_path, monkeypatch):
     import hybrid_sld.plots as plots
     from hybrid_sld.data import Dataset
