@@ -869,11 +869,17 @@ def test_a_resumed_bench_goes_on_with_its_cut_short_run_directory(tmp_path, monk
     killed = run.parent / f"{get_task('kaplan_demo').name}-offline-0-20200101-000000"
     killed.mkdir()
     (killed / "config.toml").write_text("")
+    state = run / "checkpoint" / "state.json"  # as if the cut-short try had searched a minute
+    state.write_text(json.dumps(json.loads(state.read_text()) | {"elapsed": 60.0}))
     again = run_bench(cells, settings, _InProcess(), log=_quiet)
     assert again["results"][0]["status"] == "ok", again["results"][0]["message"]
     assert list(run.parent.iterdir()) == [run]
     best = json.loads((run / "best.json").read_text())
     assert best["evals"] == 20 and not best["interrupted"]
+    # the row's seconds counted the last try's wall time only, not the minute before it
+    (row,) = read_results(tmp_path / "b" / "results.jsonl")[-1:]
+    assert best["seconds"] >= 60.0 and row["seconds"] >= best["seconds"]
+    assert "earlier_seconds" not in row
 
 
 def test_a_leftover_run_directory_in_use_is_not_removed(tmp_path):

@@ -196,6 +196,10 @@ def _search(cell, task, settings, **extra) -> dict:
                        random_search=cell.method == "random", data_dir=settings.data_dir, **extra)
     runs = Path(settings.out) / "runs"
     again = _cut_short_run(cfg, runs)
+    # the search time of the tries cut short, which the row's seconds counts too (its wall
+    # time is this try's only; best.json's seconds, search time, counts them all)
+    earlier = (json.loads((again / "checkpoint" / "state.json").read_text())["elapsed"]
+               if again else 0.0)
     res = discover(cfg, out=runs, resume=again, data_dir=settings.data_dir if again else None,
                    go_on="the bench resumes it when its command is run again")
     if res.get("stop_error"):  # e.g. the LLM endpoint failed: not the method's result
@@ -207,7 +211,7 @@ def _search(cell, task, settings, **extra) -> dict:
                              "cell, run again when the bench is resumed")
     out = {k: res.get(k) for k in ("law", "n_params", "train_r2", "valid_r2", "test_r2",
                                    "test_nmse", "run_dir")}
-    out["groups"] = res["groups"]
+    out["groups"], out["earlier_seconds"] = res["groups"], float(earlier)
     out["settings"] = {"evals": res.get("evals"), "fitter": res.get("fitter")}
     if res.get("llm"):  # what the LLM cost
         out["settings"]["llm"] = {k: res["llm"].get(k) for k in (
@@ -309,7 +313,8 @@ def run_cell(cell: Cell, settings: BenchSettings) -> dict:
     except Exception as exc:  # recorded with its reason; the bench goes on
         msg = str(exc) if isinstance(exc, HybridSLDError) else f"{type(exc).__name__}: {exc}"
         return blank_result(cell, "failed", msg, time.perf_counter() - t0)
-    out = blank_result(cell, "ok", "", time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0 + res.pop("earlier_seconds", 0.0)  # a resumed run's too
+    out = blank_result(cell, "ok", "", seconds)
     out.update({k: v for k, v in res.items() if k not in ("task", "method", "seed", "status",
                                                            "message", "seconds")})
     for k in SCORE_KEYS:  # as best.json carries the search cells', so that ties tie
