@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,24 @@ def run_cli(*args, env=None, cwd=None, timeout=180) -> subprocess.CompletedProce
     """Run ``hybrid-sld ARGS`` in a subprocess and capture its output."""
     return subprocess.run(cli_command(*args), capture_output=True, text=True,
                           env=env or os.environ.copy(), cwd=cwd, timeout=timeout)
+
+
+def wait_until(ready, what: str, proc: subprocess.Popen | None = None, seconds: float = 120.0):
+    """Poll ``ready()`` until it returns something true, and return that. A test that signals a
+    subprocess waits so for an event (a checkpoint, a line on stderr), not for a fixed time,
+    which a loaded machine stretches. Fails the test, naming ``what``, if ``seconds`` pass or
+    ``proc`` ends first; ``proc`` is then killed, so that no search outlives the test."""
+    deadline = time.monotonic() + seconds
+    while not (got := ready()):
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the process ended (status {proc.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            if proc is not None:
+                proc.kill()
+                proc.communicate()
+            pytest.fail(f"waited {seconds:g} s for {what} in vain")
+        time.sleep(0.02)
+    return got
 
 
 def run_cli_filling_at(nbytes: int, *args) -> subprocess.CompletedProcess:

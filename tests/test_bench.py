@@ -434,26 +434,33 @@ def test_daemonic_workers_run_cells_in_a_subprocess(local_bench):
 
 @pytest.mark.slow  # about 30-60 s: a cell run twice and a worker restarted
 def test_dask_cell_of_a_killed_worker_is_run_again(tmp_path):
-    """SIGKILL the only worker mid-cell: its nanny restarts it, the scheduler re-runs the cell."""
+    """SIGKILL the only worker mid-cell: its nanny restarts it, the scheduler re-runs the cell.
+    The kill comes once the cell has checkpointed and before it ends (it came 1 s after the
+    cell was handed to the worker, which a loaded machine could stretch past either end)."""
+    import json
     import os
     import signal
     import threading
-    import time
+    from conftest import wait_until
 
     cell = Cell("kaplan_demo", "random", 0, "kaplan_demo")
     settings = BenchSettings(budget_seconds=300.0, out=str(tmp_path / "k"), max_evals=60)
+    runs = tmp_path / "k" / "runs"
+
+    def searching():  # a checkpoint short of the cell's end: (its run directory, evaluations)
+        state = next(runs.glob("*/checkpoint/state.json"), None)
+        return state and (state.parents[1], json.loads(state.read_text())["evals"])
+
     ex = DaskExecutor(workers=1)
     try:
         results = []
         consumer = threading.Thread(target=lambda: results.extend(ex.run([cell], settings)))
         consumer.start()
-        deadline = time.time() + 60
-        while not any(ex.client.processing().values()) and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)  # the cell is running in the worker now
         (before,) = ex.client.run(os.getpid).values()
-        assert results == []  # still running when killed
+        run, evals = wait_until(searching, "the cell's first checkpoint")
         os.kill(before, signal.SIGKILL)
+        assert evals < 60 and not (run / "best.json").exists()  # killed mid-cell
+        assert results == []
         consumer.join(240)
         assert not consumer.is_alive()
         (after,) = ex.client.run(os.getpid).values()
