@@ -608,7 +608,7 @@ class ScalingLawRegressor:
                            f"{next(iter(fits))!r}: {first.message}")
         # of a search's chosen law too, as hybrid-sld discover's report gives it: it is the law
         # the user gets
-        from .search.operators import redundancy_note
+        from .search.redundancy import redundancy_note
         # groups labelled by position, as strings: a Dataset names its groups with str()
         # and finds their rows with ==, which tuple keys (2-D labels) would both defeat
         label = {g: str(i) for i, g in enumerate(fits)}

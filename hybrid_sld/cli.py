@@ -151,7 +151,7 @@ def cmd_fit(args):
         except OSError as exc:
             raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     out = _result(task, law, v, full, train)
-    from .search.operators import redundancy_note
+    from .search.redundancy import redundancy_note
     notes = [redundancy_note(law, train, full.fits, spec, task.split.scales)]
     # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
     notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "

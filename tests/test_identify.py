@@ -10,7 +10,8 @@ from hybrid_sld.compile import compile_law
 from hybrid_sld.data import load_train
 from hybrid_sld.evaluate import fit_dataset
 from hybrid_sld.fit import FitterSpec, fit_law
-from hybrid_sld.search import operators as ops
+from hybrid_sld.law import parse_law, parse_task_law
+from hybrid_sld.search import folds, redundancy, trees
 from hybrid_sld.search.identify import spare_constants
 from hybrid_sld.tasks import builtin_task_names, get_task
 
@@ -39,9 +40,9 @@ def _fit_and_rank(law, train):
 ])
 def test_spare_constants_are_fixed_without_losing_a_direction(text, fixed):
     task, train = _demo()
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     assert set(spare_constants(law, train.X)) == fixed
-    reduced, values = ops.without_spare_constants(law, train.X)
+    reduced, values = redundancy.without_spare_constants(law, train.X)
     assert set(values) == fixed and reduced.n_params == law.n_params - len(fixed)
     (cost0, rank0), (cost1, rank1) = _fit_and_rank(law, train), _fit_and_rank(reduced, train)
     assert rank0 < law.n_params and rank1 == reduced.n_params  # every constant counts now
@@ -51,8 +52,8 @@ def test_spare_constants_are_fixed_without_losing_a_direction(text, fixed):
 def test_exp_of_a_quadratic_written_with_four_constants():
     # stop 21's easy_question law: exp(a*x)*exp(-(x - b)^2/c^2) times d sets three
     # coefficients of a quadratic in x with four constants
-    law = ops.parse_cached("loss = p3 + p4*exp(p1*log(tokens))*exp(-(log(tokens) - p5)^2/p6^2)"
-                           "\np6 > 0", get_task("kaplan_demo"))
+    law = trees.parse_cached("loss = p3 + p4*exp(p1*log(tokens))*exp(-(log(tokens) - p5)^2/p6^2)"
+                             "\np6 > 0", get_task("kaplan_demo"))
     # either drop leaves a quadratic's three coefficients: p5 = 0 (a power times a Gaussian
     # around 1) or p1 = 0 (a Gaussian bump around p5); the same linear constants, p3 and p4
     assert spare_constants(law) in ({"p5": 0.0}, {"p1": 0.0})
@@ -66,22 +67,22 @@ def test_exp_of_a_quadratic_written_with_four_constants():
 ])
 def test_laws_whose_constants_all_count_are_left_alone(text):
     task, train = _demo()
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     assert spare_constants(law, train.X) == {}
-    assert ops.without_spare_constants(law, train.X)[0] is law
+    assert redundancy.without_spare_constants(law, train.X)[0] is law
 
 
 @pytest.mark.parametrize("name", builtin_task_names())
 def test_every_constant_of_the_expert_laws_counts(name):
     task = get_task(name)
-    assert spare_constants(ops.parse_cached(task.expert_law, task)) == {}
+    assert spare_constants(trees.parse_cached(task.expert_law, task)) == {}
 
 
 def test_a_law_in_the_data_scale_is_judged_at_the_data():
     # at moderate inputs exp(-tokens/2e10) is 1 and A looks like a second offset; at the demo's
     # tokens (2e7..2e10) it is not
     task, train = _demo()
-    law = ops.parse_cached("loss = E + A*exp(-tokens/2e10)", task)
+    law = trees.parse_cached("loss = E + A*exp(-tokens/2e10)", task)
     assert spare_constants(law) != {}
     assert spare_constants(law, train.X) == {}
 
@@ -89,31 +90,31 @@ def test_a_law_in_the_data_scale_is_judged_at_the_data():
 @pytest.mark.parametrize("shared, fixed", [("a", "a"), ("b", "b")])
 def test_a_shared_constant_is_fixed_before_a_per_group_one(shared, fixed):
     # fixing the per-group one would make the group's coefficient a*exp(b) shared
-    law = ops.parse_cached(f"loss = c + a*exp(b - log(tokens))\nshared {shared}",
-                           get_task("kaplan_demo"))
+    law = trees.parse_cached(f"loss = c + a*exp(b - log(tokens))\nshared {shared}",
+                             get_task("kaplan_demo"))
     assert set(spare_constants(law)) == {fixed}
 
 
 def test_spare_constants_are_deterministic():
-    law = ops.parse_cached("loss = p1 + p2*tokens^(p3*(p4 + p5/tokens^p6))",
-                           get_task("kaplan_demo"))
+    law = trees.parse_cached("loss = p1 + p2*tokens^(p3*(p4 + p5/tokens^p6))",
+                             get_task("kaplan_demo"))
     first = spare_constants(law)
     assert len(first) == 1 and all(spare_constants(law) == first for _ in range(3))
 
 
 def test_constant_folder_fixes_spare_constants():
     task, train = _demo()
-    fold = ops.ConstantFolder(task, train, fix_spare=True)
-    law = fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task))
+    fold = folds.ConstantFolder(task, train, fix_spare=True)
+    law = fold(trees.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task))
     assert law.text == "loss = p1 + p2/tokens^p3"
-    assert fold(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)) is law  # cached
-    plain = ops.ConstantFolder(task, train)  # the search's default
-    assert plain(ops.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)).n_params == 4
+    assert fold(trees.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)) is law  # cached
+    plain = folds.ConstantFolder(task, train)  # the search's default
+    assert plain(trees.parse_cached("loss = p4*(p1 + p2/tokens^p3)", task)).n_params == 4
 
 
 def _note(text, task, train):
-    law = ops.parse_cached(text, task)
-    return ops.redundancy_note(law, train, fit_dataset(law, train), scale=task.split.scales)
+    law = trees.parse_cached(text, task)
+    return redundancy.redundancy_note(law, train, fit_dataset(law, train), scale=task.split.scales)
 
 
 def test_redundancy_note_names_spare_constants():
@@ -129,7 +130,7 @@ def test_redundancy_note_offers_no_law_that_fits_worse():
     task, train = _demo()
     text = ("loss = ((N_c*((9e13/num_params)^p4 + p1/tokens)^p3)^alpha_N)^(1/10)\n"
             "N_c, p1 > 0\np4, p3, alpha_N in (0, 1)\np1 ~ 5.4e13\np3 ~ 0.095\nalpha_N ~ 0.076")
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     assert spare_constants(law, train.X)  # the rank at generic points says so
     note = _note(text, task, train)
     assert "off against the other constants" in note and "fits the data worse" in note
@@ -142,8 +143,8 @@ def test_spare_constants_probed_at_fitted_values():
     a draw of p4 near 0 shows p1 at the moderate points); at the fitted constants only one
     power is."""
     task, train = _demo()
-    law = ops.parse_cached("loss = ((N_c*((9e13/num_params)^p4 + p1/tokens)^p3)^alpha_N)^(1/10)"
-                           "\nN_c, p1 > 0\np4, p3, alpha_N in (0, 1)", task)
+    law = trees.parse_cached("loss = ((N_c*((9e13/num_params)^p4 + p1/tokens)^p3)^alpha_N)^(1/10)"
+                             "\nN_c, p1 > 0\np4, p3, alpha_N in (0, 1)", task)
     assert len(spare_constants(law, train.X, seed=1)) == 2
     fitted = [list(f.params.values()) for f in fit_dataset(law, train).values()]
     assert len(spare_constants(law, train.X, seed=1, thetas=fitted)) == 1
@@ -158,24 +159,24 @@ def test_constants_the_data_tie_are_noted():
     X, groups = np.c_[x1, 1 - x1], np.repeat(["g1", "g2"], 20)
     Y = (1 + 2 * x1 + 3 * (1 - x1))[:, None]
     data = Dataset(groups, X, Y, ("x1", "x2"), ("y",))
-    law = ops.parse_law("y = a*x1 + b*x2 + c", ["x1", "x2"], ["y"])
+    law = parse_law("y = a*x1 + b*x2 + c", ["x1", "x2"], ["y"])
     assert spare_constants(law) == {}
-    note = ops.redundancy_note(law, data, fit_dataset(law, data))
+    note = redundancy.redundancy_note(law, data, fit_dataset(law, data))
     assert note.startswith("On the training rows of 2 of its 2 groups, the fitted constants "
                            "leave 1 of their 3 directions unpinned: ") and "move together" in note
-    shared = ops.parse_law("y = a*x1 + b*x2 + c\nshared a, b", ["x1", "x2"], ["y"])
-    assert "of their 1 directions" not in (ops.redundancy_note(shared, data, fit_dataset(
+    shared = parse_law("y = a*x1 + b*x2 + c\nshared a, b", ["x1", "x2"], ["y"])
+    assert "of their 1 directions" not in (redundancy.redundancy_note(shared, data, fit_dataset(
         shared, data)) or "")  # a and b are pinned by both groups' rows together; c alone is
-    assert ops.redundancy_note(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]), data,
-                               fit_dataset(ops.parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]),
-                                           data)) is None
+    assert redundancy.redundancy_note(parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]), data,
+                                      fit_dataset(parse_law("y = a*x1 + c", ["x1", "x2"], ["y"]),
+                                                  data)) is None
 
 
 def test_one_constant_the_rows_do_not_feel_is_named_alone():
     # tanh((p1 + tokens)^2) is 1 on every row whatever p1: p1 trades off with nothing
     task = get_task("kaplan_demo")
     train = load_train(task)
-    law = ops.parse_task_law("loss = A/num_params^a + B*tanh((p1 + tokens)^2)\nA, a > 0", task)
-    note = ops.redundancy_note(law, train, fit_dataset(law, train))
+    law = parse_task_law("loss = A/num_params^a + B*tanh((p1 + tokens)^2)\nA, a > 0", task)
+    note = redundancy.redundancy_note(law, train, fit_dataset(law, train))
     assert "unpinned: p1 can move along it without changing the fit there, so its fitted value " \
            "says little" in note

@@ -1028,7 +1028,7 @@ def test_a_function_of_a_feature_that_is_constant_on_the_rows_is_folded_first(ta
                                                                                  tmp_path):
     # x >= 100 on every training row, so tanh(x) is 1.0 there: the search folds it to a number
     # and would accept the law, so the reply is not sent back
-    from hybrid_sld.search.operators import ConstantFolder
+    from hybrid_sld.search.folds import ConstantFolder
     task_file.write_text(task_file.read_text() + '[grammar]\nfunctions = ["log"]\n')
     p, _spend = _proposer(task_file, server, tmp_path, max_calls=10)
     p.fold = ConstantFolder(p.task, p.train)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hybrid_sld.fit import FitterSpec
 from hybrid_sld.law import parse_task_law
+from hybrid_sld.search import fitter_mutation, folds, recombine, tidy, trees
 from hybrid_sld.search import operators as ops
 from hybrid_sld.search.motifs import MOTIFS, ParamFactory, law_params, law_text, motif
 from hybrid_sld.tasks import builtin_task_names, get_task
@@ -24,20 +25,20 @@ QUICK_STEPS = 60  # per task, default run
 def _chain(task, seed, steps, seeds=None):
     """Mutate (80%) or cross over with a seed law (20%); keep each new law. -> texts, n_new."""
     rng = np.random.default_rng(seed)
-    seeds = [ops.parse_cached(s, task) for s in (seeds or ops.seed_laws(task))]
+    seeds = [trees.parse_cached(s, task) for s in (seeds or ops.seed_laws(task))]
     law = seeds[int(rng.integers(len(seeds)))]
     texts, n_new = [], 0
     for _ in range(steps):
         if rng.random() < 0.2:
             other = seeds[int(rng.integers(len(seeds)))]
-            text = ops.crossover(law, other, task, rng)
+            text = recombine.crossover(law, other, task, rng)
         else:
             text = ops.mutate(law, task, rng)
         if text is None:
             continue
         n_new += 1
         texts.append(text)
-        law = ops.parse_cached(text, task)
+        law = trees.parse_cached(text, task)
     return texts, n_new
 
 
@@ -47,7 +48,7 @@ def _check_chain(name, steps, seed):
     seeds = ops.seed_laws(task, include_expert=name != "data_constrained_scaling_law")
     texts, n_new = _chain(task, seed, steps, seeds)
     for text in texts:
-        law = ops.parse_cached(text, task)  # parse_task_law of exactly this text, cached
+        law = trees.parse_cached(text, task)  # parse_task_law of exactly this text, cached
         assert law.n_params <= task.param_cap
         assert law.complexity <= ops.MAX_NODES * len(task.targets) + 200
     assert n_new >= 0.5 * steps, f"only {n_new}/{steps} operator calls produced a law"
@@ -85,7 +86,7 @@ def test_deterministic():
 def test_mutate_any_seed(seed, which):
     task = get_task(TASKS[which % len(TASKS)])
     seeds = ops.seed_laws(task, include_expert=task.name != "data_constrained_scaling_law")
-    law = ops.parse_cached(seeds[which % len(seeds)], task)
+    law = trees.parse_cached(seeds[which % len(seeds)], task)
     text = ops.mutate(law, task, np.random.default_rng(seed))
     if text is not None:
         new = parse_task_law(text, task)
@@ -212,7 +213,7 @@ def test_crossover_mixes():
     b = parse_task_law("loss = F + B*exp(-k*tokens)\nk > 0\nk ~ 0.5", task)
     mixed = 0
     for seed in range(20):
-        text = ops.crossover(a, b, task, np.random.default_rng(seed))
+        text = recombine.crossover(a, b, task, np.random.default_rng(seed))
         if text is None:
             continue
         law = parse_task_law(text, task)
@@ -234,7 +235,7 @@ def test_crossover_multi_target_cap():
     made = 0
     for _ in range(15):
         a, b = (seeds[int(i)] for i in rng.choice(len(seeds), 2, replace=False))
-        text = ops.crossover(a, b, task, rng)
+        text = recombine.crossover(a, b, task, rng)
         if text:
             made += 1
             assert parse_task_law(text, task).n_params <= 35
@@ -247,7 +248,7 @@ def test_swap_equation_carries_one_target_over_intact():
     a, t = seeds[0], "loss_domain_2"
     b = next(s for s in seeds[1:] if dict(s.equations)[t].count_ops()
              != dict(a.equations)[t].count_ops())
-    law = parse_task_law(ops.swap_equation(a, b, task, t), task)
+    law = parse_task_law(recombine.swap_equation(a, b, task, t), task)
     assert law.n_params <= task.param_cap
 
     def shape(expr, law):  # size, features and number of parameters of one equation
@@ -262,8 +263,8 @@ def test_swap_equation_carries_one_target_over_intact():
             assert got[target] == expr
     kept = {s.name for target, e in a.equations if target != t for s in e.free_symbols}
     assert {p for p in law.param_names if p in a.param_names} <= kept  # a's dropped ones gone
-    assert ops.swap_equation(a, a, task, t) is None  # nothing new
-    assert ops.swap_equation(a, b, task, "no_such_target") is None
+    assert recombine.swap_equation(a, a, task, t) is None  # nothing new
+    assert recombine.swap_equation(a, b, task, "no_such_target") is None
 
 
 def test_mutate_fitter_valid_and_changes():
@@ -271,7 +272,7 @@ def test_mutate_fitter_valid_and_changes():
     spec = FitterSpec()
     seen = set()
     for _ in range(300):
-        new = ops.mutate_fitter(spec, rng)
+        new = fitter_mutation.mutate_fitter(spec, rng)
         assert isinstance(new, FitterSpec) and new != spec
         assert FitterSpec.from_dict(new.to_dict()) == new
         diff = {k for k, v in new.to_dict().items() if spec.to_dict()[k] != v}
@@ -281,9 +282,10 @@ def test_mutate_fitter_valid_and_changes():
     assert {"strategy", "loss", "f_scale", "n_starts", "log_space", "log_params",
             "screen_nfev"} <= seen
     assert "scale_weight" not in seen  # no scale to weight unless the task has one
-    weights = {ops.mutate_fitter(FitterSpec(), rng, scaled=True).scale_weight for _ in range(100)}
+    weights = {fitter_mutation.mutate_fitter(FitterSpec(), rng, scaled=True).scale_weight
+               for _ in range(100)}
     assert weights == {0, 1, 3}
-    r1 = [ops.mutate_fitter(FitterSpec(), np.random.default_rng(5)) for _ in range(3)]
+    r1 = [fitter_mutation.mutate_fitter(FitterSpec(), np.random.default_rng(5)) for _ in range(3)]
     assert r1[0] == r1[1] == r1[2]
 
 
@@ -302,8 +304,8 @@ def test_no_global_randomness(monkeypatch):
 def _folded(text, task=None, train=None):
     from hybrid_sld.data import load_train
     task = task or get_task("kaplan_demo")
-    fold = ops.ConstantFolder(task, train if train is not None else load_train(task))
-    return fold(ops.parse_cached(text, task)).text
+    fold = folds.ConstantFolder(task, train if train is not None else load_train(task))
+    return fold(trees.parse_cached(text, task)).text
 
 
 def test_constant_folder_replaces_constants_in_disguise():
@@ -323,7 +325,7 @@ def test_constant_folder_tidies_laws_it_does_not_fold():
 def test_constant_folder_keeps_what_varies_or_is_fitted():
     for text in ["loss = E + A*exp(-tokens/2e10)",  # varies over the rows
                  "loss = E + A*tanh(k*num_params)\nk > 0"]:  # the fit decides if it saturates
-        assert _folded(text) == ops.parse_cached(text, get_task("kaplan_demo")).text
+        assert _folded(text) == trees.parse_cached(text, get_task("kaplan_demo")).text
     # a term that is 0 on every row goes, and its amplitude with it
     assert _folded("loss = E + A*log(num_params)*exp(-num_params)") == "loss = E"
 
@@ -334,17 +336,17 @@ def test_constant_folder_needs_the_inputs_to_vary():
     train = load_train(task)
     one_d = train.subset(train.column("tokens") == train.column("tokens")[0])
     text = "loss = E + p1*tanh(tokens) + A/num_params^a\nA, a > 0"
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     assert _folded(text, task, one_d) == law.text  # one value of D: tanh(D) need not be 1 on test
     assert _folded(text, task, train) != law.text
 
 
 def _tidied(text, task=None):
     task = task or get_task("kaplan_demo")
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     params = law_params(law)
-    eqs = ops.tidy_equations(law.equations, params)
-    return ops.parse_cached(law_text(eqs, params), task)
+    eqs = tidy.tidy_equations(law.equations, params)
+    return trees.parse_cached(law_text(eqs, params), task)
 
 
 @pytest.mark.parametrize("text, n_params", [
@@ -363,7 +365,7 @@ def test_tidy_drops_parameters_that_only_act_together(text, n_params):
     from hybrid_sld.data import load_train
     from hybrid_sld.fit import fit_law
     task = get_task("kaplan_demo")
-    before, after = ops.parse_cached(text, task), _tidied(text)
+    before, after = trees.parse_cached(text, task), _tidied(text)
     assert (before.n_params, after.n_params) == (before.n_params, n_params) != (n_params, n_params)
     train = load_train(task)
     X, y = train.X, train.Y[:, 0]
@@ -387,7 +389,7 @@ def test_tidy_drops_parameters_that_only_act_together(text, n_params):
     "loss = p1*num_params^(p2*log(tokens))*tokens^p2",
 ])
 def test_tidy_keeps_constants_that_act_apart(text):
-    assert _tidied(text).text == ops.parse_cached(text, get_task("kaplan_demo")).text
+    assert _tidied(text).text == trees.parse_cached(text, get_task("kaplan_demo")).text
 
 
 @pytest.mark.parametrize("text, tidied", [
@@ -407,8 +409,8 @@ def test_tidy_folds_a_number_into_a_constant_found_nowhere_else(text, tidied):
     """One law written two ways was fitted twice, and ``+ p1/2`` reads oddly (the README demo's
     law had it); the constant's bounds and start value move with the number."""
     task = get_task("kaplan_demo")
-    before, after = ops.parse_cached(text, task), _tidied(text)
-    assert after.text == (ops.parse_cached(tidied, task).text if tidied else before.text)
+    before, after = trees.parse_cached(text, task), _tidied(text)
+    assert after.text == (trees.parse_cached(tidied, task).text if tidied else before.text)
     assert after.n_params == before.n_params
 
 
@@ -418,7 +420,7 @@ def test_a_folded_number_leaves_the_fit_as_it_was():
     task = get_task("kaplan_demo")
     train = load_train(task)
     text = "loss = p1/2 + 3*A/num_params^(a/4) + B/tokens^b\nA, B > 0\na, b in (0, 1)"
-    before, after = ops.parse_cached(text, task), _tidied(text)
+    before, after = trees.parse_cached(text, task), _tidied(text)
     assert after.text.startswith("loss = p1 + A/num_params^a + B/tokens^b")
     r2 = [score_dataset(law, fit_dataset(law, train, FitterSpec(n_starts=8)), train).r2
           for law in (before, after)]
@@ -470,7 +472,7 @@ def test_a_bare_constant_crossed_over_leaves_its_bounds_behind():
                        "b in (0.1, 2.5)", task)
     bare = 0
     for seed in range(100):
-        text = ops.crossover(a, b, task, np.random.default_rng(seed))
+        text = recombine.crossover(a, b, task, np.random.default_rng(seed))
         if text is None or "tokens" in text:  # a subtree of b's keeps b's bounds
             continue
         bare += 1  # b gave a bare constant, E_max or b
@@ -481,7 +483,7 @@ def test_a_bare_constant_crossed_over_leaves_its_bounds_behind():
 
 def _fitted(text, task, data, **spec):
     from hybrid_sld.evaluate import fit_dataset
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     return law, fit_dataset(law, data, FitterSpec(**spec))
 
 
@@ -499,8 +501,8 @@ def test_functions_saturated_at_the_fitted_constants_fold_to_their_value(text, f
     task = get_task("kaplan_demo")
     train = load_train(task)
     law, fits = _fitted(text, task, train, log_space=True)
-    new, notes, _ = ops.fold_saturated(law, task, train, fits)
-    assert new.text == ops.parse_cached(folded, task).text
+    new, notes, _ = folds.fold_saturated(law, task, train, fits)
+    assert new.text == trees.parse_cached(folded, task).text
     assert [(n.text, n.kind) for n in notes] == [(note, "function")]
     # the same predictions on these rows with the same constants, so a refit fits as well
     before = score_dataset(law, fits, train)
@@ -514,13 +516,13 @@ def test_a_function_that_varies_over_the_rows_or_whose_features_do_not_stays():
     train = load_train(task)
     varies = "loss = E + A/num_params^a + B*tanh(p1*log(tokens))\nA, a > 0"
     law, fits = _fitted(varies, task, train)
-    assert ops.fold_saturated(law, task, train, fits) is None
+    assert folds.fold_saturated(law, task, train, fits) is None
     # one value of tokens in the rows: tanh(p1*tokens) need not be 1 at other scales
     one_d = train.subset(train.column("tokens") == train.column("tokens")[0])
     flat = "loss = E + A/num_params^a + B*tanh(p1*tokens)\nA, a > 0"
     law, fits = _fitted(flat, task, one_d)
-    assert ops.fold_saturated(law, task, one_d, fits) is None
-    assert ops.fold_saturated(law, task, train, _fitted(flat, task, train)[1]) is not None
+    assert folds.fold_saturated(law, task, one_d, fits) is None
+    assert folds.fold_saturated(law, task, train, _fitted(flat, task, train)[1]) is not None
 
 
 @pytest.mark.parametrize("text", [
@@ -538,15 +540,15 @@ def test_the_tidy_records_what_each_constant_it_changed_stands_for(text):
     from hybrid_sld.fit import Fit
     task = get_task("kaplan_demo")
     train = load_train(task)
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     params, merged = ops.law_params(law), {}
-    tidied = ops.parse_cached(ops.law_text(ops.tidy_equations(law.equations, params, merged),
-                                           params), task)
+    tidied = trees.parse_cached(ops.law_text(tidy.tidy_equations(law.equations, params, merged),
+                                             params), task)
     assert tidied.n_params < law.n_params and merged
     rng = np.random.default_rng(0)
     fits = {g: Fit({n: rng.uniform(0.5, 1.5) for n in law.param_names}, 0.1, status=1)
             for g in train.group_names}
-    starts = ops.carry_fits(fits, tidied, merged)
+    starts = folds.carry_fits(fits, tidied, merged)
     np.testing.assert_allclose(predict_dataset(tidied, starts, train),
                                predict_dataset(law, fits, train), rtol=1e-12)
 
@@ -557,11 +559,11 @@ def test_like_terms_of_opposite_signs_merge_into_a_constant_that_may_be_negative
     from hybrid_sld.data import load_train
     from hybrid_sld.evaluate import fit_dataset, score_dataset
     task = get_task("kaplan_demo")
-    law = ops.parse_cached("loss = p1*num_params/tokens - p2*num_params/tokens + p3\n"
-                           "p1, p2 > 0", task)
+    law = trees.parse_cached("loss = p1*num_params/tokens - p2*num_params/tokens + p3\n"
+                             "p1, p2 > 0", task)
     params, merged = ops.law_params(law), {}
-    tidied = ops.parse_cached(ops.law_text(ops.tidy_equations(law.equations, params, merged),
-                                           params), task)
+    tidied = trees.parse_cached(ops.law_text(tidy.tidy_equations(law.equations, params, merged),
+                                             params), task)
     [kept] = [n for n in tidied.param_names if n != "p3"]
     assert str(merged[kept]) == "p1 - p2"
     bounds = tidied.params[tidied.param_names.index(kept)]
@@ -590,19 +592,19 @@ def test_lead_features_of_one_row_are_none_and_warn_of_nothing():
 def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
     from hybrid_sld.fit import Fit
     task = get_task("kaplan_demo")
-    law = ops.parse_cached("loss = E + A/num_params^a + B/tokens^b + p1/sqrt(tokens)\n"
-                           "A, B, a, b > 0", task)
+    law = trees.parse_cached("loss = E + A/num_params^a + B/tokens^b + p1/sqrt(tokens)\n"
+                             "A, B, a, b > 0", task)
 
     def fits(**p1):
         return {g: Fit({"E": 1.7, "A": 400.0, "a": 0.34, "B": 410.0, "b": 0.28, **p1}, 0.1,
                        status=1) for g in ("s", "m")}
 
     def fold(law, fits):
-        return ops.fold_vanishing(law, task, ops.vanishing_constants(law, fits))
+        return folds.fold_vanishing(law, task, folds.vanishing_constants(law, fits))
 
     new, notes, _ = fold(law, fits(p1=6e-32))
-    assert new.text == ops.parse_cached("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0",
-                                        task).text and [n.text for n in notes] == ["p1 = 6e-32"]
+    assert new.text == trees.parse_cached("loss = E + A/num_params^a + B/tokens^b\nA, B, a, b > 0",
+                                          task).text and [n.text for n in notes] == ["p1 = 6e-32"]
     # an exponent at 0 leaves a constant that joins another: one constant, not two
     new, notes, _ = fold(law, {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1)
                             for g, f in fits(p1=2.0).items()})
@@ -615,12 +617,13 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
     # one of two at a time (read_plainly tries each alone when both together fit worse)
     both = {g: Fit({**f.params, "b": 1e-13}, 0.1, status=1) for g, f in fits(p1=6e-32).items()}
     assert sorted(n.text for n in fold(law, both)[1]) == ["b = 1e-13", "p1 = 6e-32"]
-    new, notes, _ = ops.fold_vanishing(law, task, {"p1": ops.vanishing_constants(law, both)["p1"]})
+    new, notes, _ = folds.fold_vanishing(law, task,
+                                         {"p1": folds.vanishing_constants(law, both)["p1"]})
     assert [(n.text, n.kind) for n in notes] == [("p1 = 6e-32", "constant")]
     assert "tokens^b" in new.text and "sqrt" not in new.text
     assert fold(law, fits(p1=1e-3)) is None
     # a constant at 0 that divides: kept (the law would not be finite)
-    div = ops.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)
+    div = trees.parse_cached("loss = E + A/num_params^a + tokens/p1\nA, a > 0", task)
     assert fold(div, {"s": Fit({"E": 1.7, "A": 400.0, "a": 0.34, "p1": 1e-30}, 0.1,
                                status=1)}) is None
 
@@ -649,14 +652,14 @@ def test_a_constant_at_zero_that_divides_folds_to_the_laws_limit(text, values, p
     from hybrid_sld.evaluate import predict_dataset
     task = get_task("kaplan_demo")
     train = load_train(task)
-    law = ops.parse_cached(text, task)
+    law = trees.parse_cached(text, task)
     fits = _fits_per_group(train.group_names, values)
-    small = ops.vanishing_constants(law, fits)
+    small = folds.vanishing_constants(law, fits)
     [(name, value)] = small.items()
-    new, notes, merged = ops.fold_vanishing(law, task, small)
-    assert new.key == ops.parse_cached(plain, task).key and new.n_params == law.n_params - 1
-    assert notes == [ops.FoldNote(f"{name} = {value:.3g} (limit as {name} -> 0)", "limit")]
-    np.testing.assert_allclose(predict_dataset(new, ops.carry_fits(fits, new, merged), train),
+    new, notes, merged = folds.fold_vanishing(law, task, small)
+    assert new.key == trees.parse_cached(plain, task).key and new.n_params == law.n_params - 1
+    assert notes == [folds.FoldNote(f"{name} = {value:.3g} (limit as {name} -> 0)", "limit")]
+    np.testing.assert_allclose(predict_dataset(new, folds.carry_fits(fits, new, merged), train),
                                predict_dataset(law, fits, train), rtol=1e-6)
 
 
@@ -666,15 +669,15 @@ def test_a_constant_at_zero_without_a_finite_limit_stays(term):
     # (tokens^p5 - 1)/p5^2 runs off to +-oo, exp(-tokens/p5) to 0 from above, oo from below,
     # tokens/p5 to oo: no law to fold to. The other constant's term folds alone.
     task = get_task("kaplan_demo")
-    law = ops.parse_cached(f"loss = E + A*(1 - exp(-num_params*p4))/p4 + {term}", task)
+    law = trees.parse_cached(f"loss = E + A*(1 - exp(-num_params*p4))/p4 + {term}", task)
     fits = _fits_per_group(("s", "m"), {"E": (1.7,), "A": (3e-9,), "B": (0.1,),
                                         "p4": (1e-20, 3e-12), "p5": (2e-13, 1e-14)})
-    small = ops.vanishing_constants(law, fits)
-    assert set(small) == {"p4", "p5"} and ops.fold_vanishing(law, task, small) is None
-    assert ops.fold_vanishing(law, task, {"p5": small["p5"]}) is None
-    new, notes, _ = ops.fold_vanishing(law, task, {"p4": small["p4"]})
-    assert notes == [ops.FoldNote("p4 = 3e-12 (limit as p4 -> 0)", "limit")] and new.n_params == law.n_params - 1
-    assert new.key == ops.parse_cached(f"loss = E + A*num_params + {term}", task).key
+    small = folds.vanishing_constants(law, fits)
+    assert set(small) == {"p4", "p5"} and folds.fold_vanishing(law, task, small) is None
+    assert folds.fold_vanishing(law, task, {"p5": small["p5"]}) is None
+    new, notes, _ = folds.fold_vanishing(law, task, {"p4": small["p4"]})
+    assert notes == [folds.FoldNote("p4 = 3e-12 (limit as p4 -> 0)", "limit")] and new.n_params == law.n_params - 1
+    assert new.key == trees.parse_cached(f"loss = E + A*num_params + {term}", task).key
 
 
 def test_a_limit_out_of_time_is_not_tried_again_on_larger_parts(monkeypatch):
@@ -683,15 +686,15 @@ def test_a_limit_out_of_time_is_not_tried_again_on_larger_parts(monkeypatch):
     # larger part would too, LIMIT_SECONDS each, up to the law's top
     from hybrid_sld.errors import FitTimeout
     task = get_task("kaplan_demo")
-    law = ops.parse_cached("loss = E + A*(1 - exp(-num_params*p4))/p4\nA > 0", task)
+    law = trees.parse_cached("loss = E + A*(1 - exp(-num_params*p4))/p4\nA > 0", task)
     calls = []
 
     def slow_limit(*args, **kwargs):
         calls.append(args[0])
         raise FitTimeout("a limit ran past its time limit")
 
-    monkeypatch.setattr(ops.sp, "limit", slow_limit)
-    assert ops.fold_vanishing(law, task, {"p4": 1e-15}) is None
+    monkeypatch.setattr(folds.sp, "limit", slow_limit)
+    assert folds.fold_vanishing(law, task, {"p4": 1e-15}) is None
     assert len(calls) == 1
 
 
@@ -702,17 +705,17 @@ def test_powers_of_one_base_merge_where_the_law_reads_plainer():
     from hybrid_sld.evaluate import predict_dataset
     task = get_task("kaplan_demo")
     train = load_train(task)
-    law = ops.parse_cached("loss = E + A*tokens^p1*tokens^(p4*log(tokens) - p3)\np3 in (0, 2)",
-                           task)
-    new, notes, merged = ops.fold_powers(law, task)
+    law = trees.parse_cached("loss = E + A*tokens^p1*tokens^(p4*log(tokens) - p3)\np3 in (0, 2)",
+                             task)
+    new, notes, merged = folds.fold_powers(law, task)
     assert new.n_params == law.n_params - 1 and [n.kind for n in notes] == ["power"]
     assert new.text == "loss = E + A*tokens^(p1 + p4*log(tokens))" and merged == {
         "p1": law.symbols["p1"] - law.symbols["p3"]}
     fits = _fits_per_group(train.group_names, {"E": (1.7,), "A": (30.0, 40.0), "p1": (-0.2,),
                                                "p3": (0.1, 0.3), "p4": (0.001,)})
-    np.testing.assert_allclose(predict_dataset(new, ops.carry_fits(fits, new, merged), train),
+    np.testing.assert_allclose(predict_dataset(new, folds.carry_fits(fits, new, merged), train),
                                predict_dataset(law, fits, train), rtol=1e-9)
     # no plainer: 1/(sqrt(N)*N^a) as N^(-1/2 - a) saves one node; nothing to merge: None
-    assert ops.fold_powers(ops.parse_cached("loss = E + A/(sqrt(num_params)*num_params^a)",
-                                            task), task) is None
-    assert ops.fold_powers(ops.parse_cached("loss = E + A/num_params^a", task), task) is None
+    assert folds.fold_powers(trees.parse_cached("loss = E + A/(sqrt(num_params)*num_params^a)",
+                                                task), task) is None
+    assert folds.fold_powers(trees.parse_cached("loss = E + A/num_params^a", task), task) is None

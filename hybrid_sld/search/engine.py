@@ -48,7 +48,7 @@ from ..threads import die_with_parent, single_threaded_process
 from ..units import unit_faults
 from .archive import Archive, Entry, pareto
 from .select import RULES
-from . import operators
+from . import fitter_mutation, folds, operators, recombine, trees
 from .motifs import lead_features
 
 
@@ -194,7 +194,7 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
         _TRAIN[key] = (task, train, trend_probes(task, train), [])
     task, train, probes, turned = _TRAIN[key]
     try:
-        law = operators.parse_cached(text, task)  # in this process, parsed when proposed
+        law = trees.parse_cached(text, task)  # in this process, parsed when proposed
         with time_limit(seconds):
             watch = _TrendWatch(task, train, probes, law, turned) if probes else None
             ev = validate(law, task, train, FitterSpec.from_dict(fitter), on_group=watch)
@@ -372,7 +372,7 @@ class Search:
         _note_stray_values(train)
         self.fit_part, self.valid = split_train_valid(self.task, train)
         _note_large_validation(self.task, train, self.valid)
-        self.fold = operators.ConstantFolder(self.task, train, config.fix_spare_constants)
+        self.fold = folds.ConstantFolder(self.task, train, config.fix_spare_constants)
         self.seeds = self._seed_candidates()
         seed_laws = [self._law(text) for text, _f, _o in self.seeds]  # None: outside the task
         self._check_seeds(seed_laws)
@@ -626,14 +626,14 @@ class Search:
         return texts
 
     def _law(self, text):
-        """The parsed law with its constants in disguise folded (operators.ConstantFolder), or
+        """The parsed law with its constants in disguise folded (folds.ConstantFolder), or
         None; also None when its printed text would not parse back (the archive, checkpoints
         and the final report all hold the printed text), or when it uses a function the task's
         [grammar] leaves out."""
         try:
             with time_limit(PROPOSE_SECONDS), interruptible("parsing a law"):
-                law = self.fold(operators.parse_cached(text, self.task))
-                operators.parse_cached(law.text, self.task)
+                law = self.fold(trees.parse_cached(text, self.task))
+                trees.parse_cached(law.text, self.task)
                 check_functions(law, self.task.functions)
             return law
         except (LawError, FitTimeout):
@@ -665,10 +665,10 @@ class Search:
         if cfg.crossover and rng.random() < cfg.p_crossover:
             other = s.archive.sample(island, rng)
             other_law = other and self._law(other.law)
-            child = other_law and operators.crossover(law, other_law, self.task, rng)
+            child = other_law and recombine.crossover(law, other_law, self.task, rng)
             return self._admit(child, law), fitter, "crossover"
         if cfg.evolve_fitter and rng.random() < cfg.p_fitter:
-            spec = operators.mutate_fitter(FitterSpec.from_dict(fitter), rng,
+            spec = fitter_mutation.mutate_fitter(FitterSpec.from_dict(fitter), rng,
                                            scaled=bool(self.task.split.scales))
             return parent.law, spec.to_dict(), "fitter"
         child = operators.mutate(law, self.task, rng, positive_features=self.positive,
@@ -702,7 +702,7 @@ class Search:
                             and d["valid_nmse"][i] is not None and d["valid_nmse"][i] < own)
             for _nmse, _id, donor in better[:donors]:
                 other = self._law(donor)
-                new = other and operators.swap_equation(law, other, self.task,
+                new = other and recombine.swap_equation(law, other, self.task,
                                                         self.task.targets[int(i)])
                 parsed = new and self._law(new)
                 if parsed:

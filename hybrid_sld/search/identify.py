@@ -4,7 +4,7 @@ Why: ``p4*(p1 + p2/x^p3)``, ``k*exp(c + a*x)``, ``(x^a)^b`` or exp of a quadrati
 four constants each have one constant too many whatever the data: the Jacobian with respect to
 the constants is rank-deficient everywhere. Their fits crawl, their fitted constants are
 arbitrary (a reader cannot interpret them) and the spare constant counts against the cap.
-``operators._tidy`` drops the ones it sees in the syntax (a product or sum of constants); this
+``tidy._tidy`` drops the ones it sees in the syntax (a product or sum of constants); this
 finds the rest numerically. In stop 21's 10-minute SLDBench archives, after that tidy, 5-76 %
 of the laws evaluated still had one (domain_mixture 76 %, lr_bsz 49 %, easy_question 30 %).
 

@@ -27,7 +27,7 @@ from ..metrics import counted, json_text
 from ..metrics import report_value as _r
 from ..tasks import get_task
 from ..units import unit_faults
-from . import operators
+from . import redundancy
 from .engine import (ALREADY_EVALUATED, BEAT_MARGIN, SEARCH_FITTER, Search, SearchConfig,
                      resume_command, write_atomic)
 from .select import (RULES, RUNAWAY_TOLERANCE, SIMPLEST_TOLERANCE, final_choice, horizon_note,
@@ -175,7 +175,7 @@ def final_report(search: Search) -> dict:
               "functions": list(task.functions) if task.functions is not None else None,
               "is_expert_form": False}
     # constants of the chosen law no data can pin down: named, the law left as chosen
-    result["redundancy"] = operators.redundancy_note(
+    result["redundancy"] = redundancy.redundancy_note(
         law, train, full.fits, FitterSpec.from_dict(best.fitter), task.split.scales)
     result["unit_faults"] = unit_faults(law, task)
     result["at_bounds"] = at_bounds(law, full.fits)  # constants the bounds, not the data, set

@@ -36,8 +36,8 @@ from ..fit import FitterSpec, time_limit
 from ..law import Law, parse_task_law
 from ..tasks import Task
 from .archive import Entry
-from .operators import (FoldNote, carry_fits, fold_powers, fold_saturated, fold_vanishing,
-                        vanishing_constants)
+from .folds import (FoldNote, carry_fits, fold_powers, fold_saturated, fold_vanishing,
+                    vanishing_constants)
 
 RULES = ("simplest", "valid", "horizon")  # the first is the default
 # "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
@@ -205,8 +205,8 @@ def read_plainly(search, chosen: Entry, law: Law, v: Evaluation, full: Evaluatio
                  ) -> tuple[Law, Evaluation, Evaluation, float, list[FoldNote]] | None:
     """(law, validation evaluation, full-train evaluation, runaway, notes) of the chosen law
     with the functions its constants saturate on every training row folded to their value
-    (:func:`operators.fold_saturated`), then the constants its fit drives to 0 fixed there
-    (:func:`operators.fold_vanishing`: all at once, else each alone); None where neither
+    (:func:`folds.fold_saturated`), then the constants its fit drives to 0 fixed there
+    (:func:`folds.fold_vanishing`: all at once, else each alone); None where neither
     applies. Each is refitted and taken only where it validates and fits the training rows as
     well and stays in range as far past the training scale: the same predictions, read
     plainly. "As well": NMSE within 1e-5 of the law's own, since a fit of 17 constants that
