@@ -9,7 +9,8 @@ import pytest
 from hybrid_sld.compile import compile_law
 from hybrid_sld.data import load_train
 from hybrid_sld.evaluate import fit_dataset
-from hybrid_sld.fit import FitterSpec, fit_law
+from hybrid_sld.fit import fit_law
+from hybrid_sld.fit_spec import FitterSpec
 from hybrid_sld.search import operators as ops
 from hybrid_sld.search.identify import spare_constants
 from hybrid_sld.tasks import builtin_task_names, get_task

@@ -19,7 +19,7 @@ import sympy as sp
 from ..compile import numpy_function
 from ..deadline import interruptible, time_limit
 from ..errors import FitTimeout, LawError
-from ..fit import LOSSES, STRATEGIES, FitterSpec
+from ..fit_spec import LOSSES, STRATEGIES, FitterSpec
 from ..grammar import FUNCTIONS
 from ..law import Law, Param, expr_to_text, parse_law, parse_task_law
 from .identify import round_values, spare_constants
