@@ -5,18 +5,18 @@
 Levenberg-Marquardt run before each group's kept starts converge with scipy
 (``hybrid_sld.fit.BATCHED``, since 2026-11-30), against one scipy run per start and group.
 ``--switch racing``: descents that crawl while clearly losing to another start of the same
-fit are given up (``hybrid_sld.fit.RACE``, since 2026-11-30).
+fit are given up (``hybrid_sld.fit_core.RACE``, since 2026-11-30).
 ``--switch converge``: in fits of several groups, the kept drawn starts go on in the batch to
 convergence and only the lowest of each group descends with scipy, against both descending
-with scipy from where the screening left them (``hybrid_sld.fit.CONVERGE_KEPT``).
+with scipy from where the screening left them (``hybrid_sld.fit_batched.CONVERGE_KEPT``).
 ``--switch polish_one``: in fits of many groups with a plain loss, the informed starts
 converge in the batch too, scipy descends from the lowest end point, and the informed starts'
 scipy runs are given up when they have not beaten it after 20 iterations
-(``hybrid_sld.fit.POLISH_ONE``; off: all informed starts descend with scipy to the end).
+(``hybrid_sld.fit_batched.POLISH_ONE``; off: all informed starts descend with scipy to the end).
 
 Since 2026-11-29 a fit with more than two random start points first gives each of them
 ``FitterSpec.screen_nfev`` (30) evaluations and carries only the two lowest in cost on to
-convergence (``hybrid_sld.fit.SCREEN_KEEP``); the informed starts (declared hints, warm starts)
+convergence (``hybrid_sld.fit_core.SCREEN_KEEP``); the informed starts (declared hints, warm starts)
 always go on. This script measures what that changes where it matters, on search candidates:
 for each task it takes laws with their evolved fitter specs from search run directories
 (``events.jsonl``; half the best by validation R2, half drawn at random from the rest), and
@@ -55,20 +55,25 @@ from _report import code_version, emit, header  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hybrid_sld.fit as hfit  # noqa: E402
+import hybrid_sld.fit_batched as hbatched  # noqa: E402
+import hybrid_sld.fit_core as hcore  # noqa: E402
 from hybrid_sld.data import load_train  # noqa: E402
 from hybrid_sld.evaluate import validate  # noqa: E402
-from hybrid_sld.fit import FitterSpec  # noqa: E402
+from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 
 MOVED = 1e-4  # an R2 change counted as worse / better
-# switch -> (hybrid_sld.fit setting, value off, value on, setting held fixed meanwhile)
+# switch -> (setting, value off, value on, setting held fixed meanwhile)
 SWITCHES = {"screening": ("SCREEN_KEEP", 0, 2, ("BATCHED", False)),
             "batched": ("BATCHED", False, True, ("SCREEN_KEEP", 2)),
             "racing": ("RACE", False, True, ("SCREEN_KEEP", 2)),
             "converge": ("CONVERGE_KEPT", False, True, ("BATCHED", True)),
             "polish_one": ("POLISH_ONE", False, True, ("BATCHED", True))}
+# each setting in the module that reads it at call time
+HOME = {"BATCHED": hfit, "SCREEN_KEEP": hcore, "RACE": hcore, "CONVERGE_KEPT": hbatched,
+        "POLISH_ONE": hbatched}
 
 
 def log(msg: str) -> None:
@@ -99,18 +104,18 @@ def measure(task, train, entry, switch: str) -> dict:
     cheap = FitterSpec(**{**spec.to_dict(), "n_starts": 1, "max_nfev": 5})
     validate(law, task, train, cheap)  # untimed: compiles the law, so neither run pays for it
     name, off, on, (fixed, value) = SWITCHES[switch]
-    saved = {n: getattr(hfit, n) for n in (name, fixed)}
-    setattr(hfit, fixed, value)
+    saved = {n: getattr(HOME[n], n) for n in (name, fixed)}
+    setattr(HOME[fixed], fixed, value)
     out = {}
     try:
         for v in (off, on):
-            setattr(hfit, name, v)
+            setattr(HOME[name], name, v)
             t0 = time.perf_counter()
             ev = validate(law, task, train, spec)
             out[v] = (time.perf_counter() - t0, ev.scores["valid"].r2, ev.scores["fit"].r2)
     finally:
         for n, v in saved.items():
-            setattr(hfit, n, v)
+            setattr(HOME[n], n, v)
     return {"n_starts": spec.n_starts, "off": out[off], "on": out[on],
             "law": entry["law"].splitlines()[0]}
 

@@ -43,12 +43,14 @@ from _report import code_version, header  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
-import hybrid_sld.fit as hfit  # noqa: E402
+import hybrid_sld.fit_core as hcore  # noqa: E402
 from hybrid_sld.compile import compile_law  # noqa: E402
 from hybrid_sld.data import load_splits  # noqa: E402
-from hybrid_sld.fit import FitterSpec, fit_law  # noqa: E402
+from hybrid_sld.fit import fit_law  # noqa: E402
+from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
 # Private helpers, used only to reproduce the start points our fitter uses.
-from hybrid_sld.fit import _components, _default_u, _kinds, _search_box, _u_bounds  # noqa: E402
+from hybrid_sld.fit_core import _components, _kinds  # noqa: E402
+from hybrid_sld.fit_starts import _default_u, _search_box, _u_bounds  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 
@@ -66,7 +68,7 @@ def log(msg: str) -> None:
 def start_points(compiled, spec: FitterSpec) -> list[np.ndarray]:
     """The start points of ``fit_law``'s local stage, in parameter (theta) space.
 
-    Mirrors ``hybrid_sld.fit._run`` / ``fit_problem`` / ``_global_starts`` for the ``auto``
+    Mirrors ``hybrid_sld.fit_core._run`` / ``fit_problem`` / ``_global_starts`` for the ``auto``
     strategy: per component of the law, the default start u0 then ``n_starts - 1`` uniform
     draws from the search box, all from ``default_rng(spec.seed)`` in component order. Log
     parameterised parameters are mapped back with exp. (Our fitter then replaces the linear
@@ -96,7 +98,7 @@ def start_points(compiled, spec: FitterSpec) -> list[np.ndarray]:
 def recorded_start_points(compiled, X, Y, spec: FitterSpec) -> list[np.ndarray]:
     """The start points ``fit_law`` really draws (recorded by wrapping ``_global_starts``),
     mapped to theta space: used once per task, untimed, to check ``start_points``."""
-    original = hfit._global_starts
+    original = hcore._global_starts  # read by fit_core._fit_problem
     seen = []
 
     def recorder(prob, spec_, u0, lo, hi, kinds, rng, lin):
@@ -104,11 +106,11 @@ def recorded_start_points(compiled, X, Y, spec: FitterSpec) -> list[np.ndarray]:
         seen.append([prob.theta(np.asarray(u, float)) for u in out])
         return out
 
-    hfit._global_starts = recorder
+    hcore._global_starts = recorder
     try:
         fit_law(compiled, X, Y, spec)
     finally:
-        hfit._global_starts = original
+        hcore._global_starts = original
     starts = [np.zeros(compiled.n_params) for _ in range(spec.n_starts)]
     comps = [c for c in _components(compiled)]
     assert len(seen) == len(comps), "one _global_starts call per component expected"

@@ -30,7 +30,8 @@ from _report import emit  # noqa: E402
 
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import report  # noqa: E402
-from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
+from hybrid_sld.fit import time_limit  # noqa: E402
+from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.select import finalists  # noqa: E402
 

@@ -299,7 +299,7 @@ def main(argv=None):
     ap.add_argument("--final-selection", choices=RULES, default=RULES[0],
                     help="the final-selection rule (default simplest; see --rereport)")
     ap.add_argument("--no-screening", action="store_true",
-                    help="run every fit start to convergence (hybrid_sld.fit.SCREEN_KEEP = 0, the "
+                    help="run every fit start to convergence (hybrid_sld.fit_core.SCREEN_KEEP = 0, the "
                          "fitter before 2026-11-29), for an A/B run beside a default one")
     ap.add_argument("--no-trend", action="store_true",
                     help="ignore the tasks' declared trends ([split] trend; the search before "
@@ -326,8 +326,8 @@ def main(argv=None):
     except HybridSLDError as exc:
         ap.error(str(exc))
     if args.no_screening:
-        import hybrid_sld.fit
-        hybrid_sld.fit.SCREEN_KEEP = 0  # in-process evaluations only: workers would not see it
+        import hybrid_sld.fit_core
+        hybrid_sld.fit_core.SCREEN_KEEP = 0  # in-process evaluations only: workers would not see it
         if args.workers > 1:
             ap.error("--no-screening needs --workers 1")
     if args.no_trend:

@@ -62,7 +62,8 @@ from hybrid_sld.data import load_splits, split_train_valid  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import (beyond_training, predict_dataset, report, runaway,  # noqa: E402
                                  score_dataset, target_range, validate)
-from hybrid_sld.fit import FitterSpec, time_limit  # noqa: E402
+from hybrid_sld.fit import time_limit  # noqa: E402
+from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402

@@ -20,7 +20,8 @@ from .compile import compile_law, domain_violation
 from .data import HUGE, Dataset
 from .errors import DataError, FitError, HybridSLDError, LawError, LawSyntaxError
 from .evaluate import scale_repeats
-from .fit import FitterSpec, fit_groups
+from .fit import fit_groups
+from .fit_spec import FitterSpec
 from .grammar import NAME_RULE, is_name
 from .law import Law, parse_law
 from .metrics import constant_targets

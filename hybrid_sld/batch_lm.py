@@ -6,7 +6,7 @@ per-iteration Python overhead, not arithmetic. Here the problems advance togethe
 the compiled law per iteration for all of them, batched normal equations, and a damping factor
 per problem (Marquardt's diagonal scaling; shrunk by 3 on an accepted step, doubled on a
 rejected one) with a step cap like TRF's trust radius. Bounds are kept by projection. It ranks
-start points; scipy's bounded TRF still converges the ones kept (``fit._fit_batched``): from
+start points; scipy's bounded TRF still converges the ones kept (``fit_batched._fit_batched``): from
 some starts this iteration slides into a flat, degenerate region that TRF's trust region avoids.
 """
 

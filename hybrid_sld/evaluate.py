@@ -16,7 +16,9 @@ import numpy as np
 from .compile import compile_law, domain_violation
 from .data import Dataset, split_train_valid, validation_mask
 from .errors import DataError
-from .fit import Fit, FitterSpec, fit_groups, target_components
+from .fit import fit_groups
+from .fit_core import target_components
+from .fit_spec import Fit, FitterSpec
 from .law import Law
 from .metrics import Score, failed_score, score
 from .tasks import Task

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from .errors import FitError, LawSyntaxError, TaskError
-from .fit import FitterSpec
+from .fit_spec import FitterSpec
 from .grammar import NAME_RULE, is_name
 from .law import FUNCTION_ALIASES, FUNCTION_KINDS, parse_expert_law
 

@@ -15,7 +15,7 @@ import pytest
 
 from hybrid_sld.api import InputError, NotFittedError, ScalingLawRegressor
 from hybrid_sld.errors import DataError, FitError, HybridSLDError, LawError
-from hybrid_sld.fit import FitterSpec
+from hybrid_sld.fit_spec import FitterSpec
 from hybrid_sld.law import parse_law
 
 LAW = "y = c + A*x^(-a)\nA, a > 0"
@@ -890,7 +890,7 @@ def test_a_searched_law_is_warned_of_as_a_law_given(monkeypatch):
 def test_a_searched_laws_fit_starts_where_the_final_choices_ended(monkeypatch):
     # as the final choice fitted it (a saturated function folded at its constants, say): from
     # the default starts alone this law ends at R2 0.2
-    from hybrid_sld.fit import Fit
+    from hybrid_sld.fit_spec import Fit
     truth = [(1.7, 400.0, 0.3), (2.0, 300.0, 0.25)]
     n = np.geomspace(1e6, 1e9, 12)
     X, groups = np.concatenate([n, n])[:, None], np.repeat(["r1", "r2"], 12)

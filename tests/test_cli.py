@@ -12,7 +12,7 @@ import pytest
 
 from hybrid_sld.cli import main
 from hybrid_sld.errors import HybridSLDError, TaskError
-from hybrid_sld.fit import FitterSpec
+from hybrid_sld.fit_spec import FitterSpec
 from hybrid_sld.search.engine import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import hybrid_sld.data
 import hybrid_sld.evaluate as ev
 from hybrid_sld.data import Dataset, load_splits, split_train_valid
-from hybrid_sld.fit import Fit, FitterSpec
+from hybrid_sld.fit_spec import Fit, FitterSpec
 from hybrid_sld.law import parse_law, parse_task_law
 from hybrid_sld.tasks import get_task
 

@@ -13,7 +13,7 @@ from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import LawError
 from hybrid_sld.export import (escape_latex, format_number, latex_document_fragment,
                                name_to_latex, params_table, to_latex, to_python, to_sympy)
-from hybrid_sld.fit import Fit
+from hybrid_sld.fit_spec import Fit
 from hybrid_sld.law import parse_law
 
 GREEK = "L = E_c + beta*num_params^(-alpha) + lambda*D\nbeta, alpha > 0"

@@ -10,7 +10,9 @@ import pytest
 
 from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import FitError, HybridSLDError
-from hybrid_sld.fit import LOSSES, STRATEGIES, Fit, FitterSpec, exponents, fit_groups, fit_law
+from hybrid_sld.fit import fit_groups, fit_law
+from hybrid_sld.fit_core import exponents
+from hybrid_sld.fit_spec import LOSSES, STRATEGIES, Fit, FitterSpec
 from hybrid_sld.law import parse_law
 
 X1 = np.geomspace(1e6, 1e9, 30)
@@ -74,7 +76,7 @@ def test_screening_drawn_starts_saves_evaluations_and_keeps_the_optimum(monkeypa
     # screening belongs to the one-run-per-start path (robust losses, log space, grid); racing
     # off, so that only screening shortens descents here
     monkeypatch.setattr("hybrid_sld.fit.BATCHED", False)
-    monkeypatch.setattr("hybrid_sld.fit.RACE", False)
+    monkeypatch.setattr("hybrid_sld.fit_core.RACE", False)
     c, X, y, truth = _two_feature_law()
     full, screened = (fit_law(c, X, y, FitterSpec(strategy="trf", n_starts=12, screen_nfev=s))
                       for s in (0, 30))
@@ -377,6 +379,7 @@ def test_batched_and_per_start_paths_agree_and_batching_is_deterministic(monkeyp
 @pytest.mark.parametrize("batched", [True, False])
 def test_on_group_sees_each_final_fit_and_can_end_the_fit_early(monkeypatch, batched):
     import hybrid_sld.fit as fit_mod
+    from hybrid_sld import fit_batched, fit_core
     monkeypatch.setattr(fit_mod, "BATCHED", batched)
     c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
     groups, spec = _three_groups(noise=0.01), FitterSpec(n_starts=4, seed=1)
@@ -385,8 +388,9 @@ def test_on_group_sees_each_final_fit_and_can_end_the_fit_early(monkeypatch, bat
     assert list(seen) == list(groups)  # each group once, in order, as its fit is made
     assert all(seen[g].params == fits[g].params and seen[g].cost == fits[g].cost for g in groups)
     descents = []
-    real = fit_mod._descend
-    monkeypatch.setattr(fit_mod, "_descend", lambda *a, **k: descents.append(1) or real(*a, **k))
+    real = fit_core._descend
+    for reader in (fit_core, fit_batched):  # the paths one group at a time and batched
+        monkeypatch.setattr(reader, "_descend", lambda *a, **k: descents.append(1) or real(*a, **k))
     fit_groups(c, groups, spec)
     all_groups = len(descents)
 
@@ -417,7 +421,7 @@ def test_on_group_sees_each_final_fit_and_can_end_the_fit_early(monkeypatch, bat
 
 
 def test_batched_kept_starts_converge_in_the_batch_so_scipy_polishes_one(monkeypatch):
-    import hybrid_sld.fit as fit_mod
+    import hybrid_sld.fit_batched as fit_mod
     c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
     groups, spec = _three_groups(noise=0.01), FitterSpec(n_starts=6, seed=4)
     calls, descend = [], fit_mod._descend
@@ -433,7 +437,7 @@ def test_batched_kept_starts_converge_in_the_batch_so_scipy_polishes_one(monkeyp
 
 
 def test_batched_many_groups_polish_the_batch_best_and_race_the_informed_start(monkeypatch):
-    import hybrid_sld.fit as fit_mod
+    import hybrid_sld.fit_batched as fit_mod
     c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
     groups, spec = _three_groups(noise=0.01), FitterSpec(n_starts=6, seed=4)
     monkeypatch.setattr(fit_mod, "POLISH_ONE_GROUPS", len(groups))  # three count as many
@@ -455,7 +459,7 @@ def test_batched_many_groups_polish_the_batch_best_and_race_the_informed_start(m
 def test_strict_racer_gives_up_a_descent_not_below_the_best_after_its_minimum_iterations():
     from types import SimpleNamespace
 
-    import hybrid_sld.fit as fit_mod
+    import hybrid_sld.fit_core as fit_mod
     prob = SimpleNamespace(spec=FitterSpec())
     step = SimpleNamespace(fun=np.array([1.0]))  # cost 1, falling fast: the old rule waits
     for strict, stops in ((False, False), (True, True)):
@@ -533,12 +537,12 @@ def test_lm_batch_step_skips_non_finite_systems_beside_a_singular_one(capfd):
     assert "DLASCL" not in capfd.readouterr().err
 
 
-# --- racing: descents that crawl while clearly losing are given up (hybrid_sld.fit.RACE) ---
+# --- racing: descents that crawl while clearly losing are given up (hybrid_sld.fit_core.RACE) ---
 
 def _crawl(costs, race, loss="linear"):
     """Feed _racer's callback residual vectors of these mean squares; iterations it ran."""
     from types import SimpleNamespace
-    from hybrid_sld.fit import _racer
+    from hybrid_sld.fit_core import _racer
     cb = _racer(SimpleNamespace(spec=FitterSpec(loss=loss)), race)
     if cb is None:
         return None
@@ -564,7 +568,7 @@ def test_racing_keeps_the_optimum_and_saves_evaluations(monkeypatch):
     c, X, y, truth = _two_feature_law()
     spec = FitterSpec(strategy="trf", n_starts=12, screen_nfev=0, seed=1)
     raced = fit_law(c, X, y, spec)
-    monkeypatch.setattr("hybrid_sld.fit.RACE", False)
+    monkeypatch.setattr("hybrid_sld.fit_core.RACE", False)
     full = fit_law(c, X, y, spec)
     assert _rel_err(full.params, truth) < 1e-6 and _rel_err(raced.params, truth) < 1e-6
     assert raced.nfev < full.nfev
@@ -637,7 +641,8 @@ def test_ridge_is_the_same_fit_one_group_at_a_time_or_batched():
 
 def test_batched_residuals_hold_the_ridge_rows_as_one_groups_do():
     """The batched screening minimises what each group's own fit then polishes."""
-    from hybrid_sld.fit import _Padded, _Problem
+    from hybrid_sld.fit_batched import _Padded
+    from hybrid_sld.fit_core import _Problem
     c = compile_law(parse_law("y = E + A*x^(-a)\nA > 0\na in (0, 3)", ["x"], ["y"]))
     x = np.geomspace(10, 1e4, 25)
     spec, index, kinds = FitterSpec(ridge=0.05), np.arange(3), ["lin", "lin", "log"]

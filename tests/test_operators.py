@@ -10,7 +10,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybrid_sld.fit import FitterSpec
+from hybrid_sld.fit_spec import FitterSpec
 from hybrid_sld.law import parse_task_law
 from hybrid_sld.search import fitter_mutation, folds, recombine, tidy, trees
 from hybrid_sld.search import operators as ops
@@ -537,7 +537,7 @@ def test_the_tidy_records_what_each_constant_it_changed_stands_for(text):
     # moved a number into start at what they stand for, so the start predicts as the fit did
     from hybrid_sld.data import load_train
     from hybrid_sld.evaluate import predict_dataset
-    from hybrid_sld.fit import Fit
+    from hybrid_sld.fit_spec import Fit
     task = get_task("kaplan_demo")
     train = load_train(task)
     law = trees.parse_cached(text, task)
@@ -590,7 +590,7 @@ def test_lead_features_of_one_row_are_none_and_warn_of_nothing():
 
 
 def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
-    from hybrid_sld.fit import Fit
+    from hybrid_sld.fit_spec import Fit
     task = get_task("kaplan_demo")
     law = trees.parse_cached("loss = E + A/num_params^a + B/tokens^b + p1/sqrt(tokens)\n"
                              "A, B, a, b > 0", task)
@@ -630,7 +630,7 @@ def test_constants_fitted_at_zero_in_every_group_are_fixed_there():
 
 def _fits_per_group(groups, values: dict) -> dict:
     """Fits of every group, constant ``name`` at ``values[name][k % len]`` in the k-th."""
-    from hybrid_sld.fit import Fit
+    from hybrid_sld.fit_spec import Fit
     return {g: Fit({n: v[k % len(v)] for n, v in values.items()}, 0.1, status=1)
             for k, g in enumerate(groups)}
 

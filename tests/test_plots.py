@@ -225,7 +225,7 @@ def _runaway_figures(tmp_path, monkeypatch, target="L", titled=False):
     its largest N when there is no test split): fit and residual figures, not files."""
     import hybrid_sld.plots as plots
     from hybrid_sld.data import Dataset
-    from hybrid_sld.fit import Fit
+    from hybrid_sld.fit_spec import Fit
     from hybrid_sld.law import parse_law
     N = np.geomspace(1.0, 10.0, 12)
     Y = (2 + 1 / N)[:, None]

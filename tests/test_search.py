@@ -672,11 +672,12 @@ def test_a_features_own_trend_rejects_laws_rising_along_it():
 
 
 def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task, monkeypatch):
-    import hybrid_sld.fit as fit_mod
+    from hybrid_sld import fit_batched, fit_core
     from hybrid_sld.search.engine import evaluate_candidate
     descents = []
-    real = fit_mod._descend
-    monkeypatch.setattr(fit_mod, "_descend", lambda *a, **k: descents.append(1) or real(*a, **k))
+    real = fit_core._descend
+    for reader in (fit_core, fit_batched):  # the paths one group at a time and batched
+        monkeypatch.setattr(reader, "_descend", lambda *a, **k: descents.append(1) or real(*a, **k))
     toml = synthetic_task.read_text().replace('fraction = 0.2\n', 'fraction = 0.2\ntrend = "decreasing"\n')
     with_trend = synthetic_task.with_name("synth_trend.toml")
     with_trend.write_text(toml)
@@ -702,16 +703,16 @@ def _blas_threads() -> set:
 def test_fits_use_one_blas_thread_and_the_caller_keeps_its_own(synthetic_task, tmp_path,
                                                                monkeypatch, workers):
     from threadpoolctl import threadpool_limits
-    from hybrid_sld import fit
+    from hybrid_sld import fit_core
     seen = tmp_path / "blas_threads.txt"
-    local = fit._local  # every fit ends in it, batched or not
+    local = fit_core._local  # every fit ends in it, batched or not
 
     def recording(*args, **kwargs):  # inside every fit, in the search's process or a worker
         with open(seen, "a") as fh:
             fh.write(f"{sorted(_blas_threads())}\n")
         return local(*args, **kwargs)
 
-    monkeypatch.setattr(fit, "_local", recording)
+    monkeypatch.setattr(fit_core, "_local", recording)
     with threadpool_limits(limits=2, user_api="blas"):
         s = Search(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4,
                                 workers=workers), tmp_path)
@@ -1444,7 +1445,7 @@ def test_a_folded_laws_refit_starts_its_merged_constants_at_what_they_stand_for(
     # b at 0 leaves B/tokens^0 = B beside E: the tidy keeps one constant for E + B, so the
     # folded law's refit starts it at E + B of each group's fit (the old B alone is no optimum)
     from hybrid_sld.data import load_train
-    from hybrid_sld.fit import Fit
+    from hybrid_sld.fit_spec import Fit
     from hybrid_sld.search import select as select_mod
     from hybrid_sld.tasks import get_task
     task = get_task("kaplan_demo")
@@ -1482,7 +1483,7 @@ def test_a_saturated_function_folds_though_its_refit_validates_a_little_worse(tm
     # worse in NMSE. At the law's own constants the folded law predicts as the law does.
     from hybrid_sld.data import load_train, split_train_valid
     from hybrid_sld.evaluate import Evaluation, predict_dataset, score_dataset
-    from hybrid_sld.fit import Fit, FitterSpec
+    from hybrid_sld.fit_spec import Fit, FitterSpec
     from hybrid_sld.search import select as select_mod
     from hybrid_sld.tasks import get_task
     task = get_task(str(write_task(tmp_path, "sat", {"y": lambda x, a: 2 + a * x ** -0.3},
@@ -1520,7 +1521,7 @@ def test_a_constant_at_zero_that_divides_is_read_as_the_laws_limit(tmp_path):
     # has log(x), is refitted from the law's own constants and fits as well.
     from hybrid_sld.data import load_train, split_train_valid
     from hybrid_sld.evaluate import Evaluation, score_dataset
-    from hybrid_sld.fit import Fit, FitterSpec
+    from hybrid_sld.fit_spec import Fit, FitterSpec
     from hybrid_sld.search import select as select_mod
     from hybrid_sld.tasks import get_task
     task = get_task(str(write_task(tmp_path, "boxcox", {"y": lambda x, a: 2 + a * np.log(x)},
@@ -1559,7 +1560,7 @@ SIGNED = "y = c + k*x^(-e)\\ne in (0, 3)"  # \\n: a newline in the TOML string
         "sign-flipped-bounded"])
 def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, expert,
                                                                 text, same):
-    from hybrid_sld.fit import FitterSpec
+    from hybrid_sld.fit_spec import FitterSpec
     from hybrid_sld.search import select as select_mod
     toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
                       expert=expert)
@@ -1594,7 +1595,7 @@ def test_the_expert_law_written_with_a_sign_flipped_is_said_to_be_so(tmp_path, m
                                                                      expert, text, flipped):
     # x^p3, p3 in (-3, 0) is the expert law's x^(-e), e in (0, 3): the report said "the same
     # law fitted the same way" of two texts that look different, without saying why
-    from hybrid_sld.fit import FitterSpec
+    from hybrid_sld.fit_spec import FitterSpec
     from hybrid_sld.search import select as select_mod
     toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
                       expert=expert)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..evaluate import report
-from ..fit import FitterSpec
+from ..fit_spec import FitterSpec
 from ..law import Law
 from ..tasks import Task
 

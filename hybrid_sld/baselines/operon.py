@@ -21,7 +21,7 @@ from ..compile import compile_law
 from ..data import Dataset, split_train_valid
 from ..errors import HybridSLDError, LawError
 from ..evaluate import validate
-from ..fit import FitterSpec
+from ..fit_spec import FitterSpec
 from ..grammar import FUNCTIONS as GRAMMAR_FUNCTIONS
 from ..law import parse_law, parse_task_law
 from ..metrics import score

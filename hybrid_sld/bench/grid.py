@@ -178,7 +178,7 @@ def make_cells(tasks, methods, seeds) -> list[Cell]:
 def _expert(cell, task, settings) -> dict:
     from ..baselines.common import law_result
     from ..data import load_splits
-    from ..fit import FitterSpec
+    from ..fit_spec import FitterSpec
     from ..law import parse_expert_law
     if not task.expert_law:
         raise HybridSLDError(f"task {task.name} has no expert law")

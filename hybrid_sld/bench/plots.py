@@ -64,7 +64,7 @@ def plot_winners(results, out_dir, data_dir=None, data=None) -> list[Path]:
     skipped, with a warning naming the split, as its stored constants and test R2 would be
     drawn against other points (the tables keep the figures the bench recorded)."""
     from ..data import load_splits, validation_mask
-    from ..fit import Fit
+    from ..fit_spec import Fit
     from ..law import parse_task_law
     from ..plots import plot_fit
     from ..tasks import get_task

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data import Dataset, validation_mask
 from ..errors import HybridSLDError, LawError
-from ..fit import FitterSpec
+from ..fit_spec import FitterSpec
 from ..grammar import FUNCTIONS
 from ..law import FUNCTION_ALIASES, check_functions, parse_task_law
 from .budget import LLMStop

@@ -40,7 +40,8 @@ from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
 from ..evaluate import (against_trend, check_columns, check_domain, check_rows,
                         data_against_trend, drift, trend_probes, validate)
 from ..deadline import interruptible
-from ..fit import FitterSpec, time_limit
+from ..fit import time_limit
+from ..fit_spec import FitterSpec
 from ..law import check_functions, near_feature_notes, parse_expert_law
 from ..metrics import counted, undefined_r2
 from ..tasks import get_task

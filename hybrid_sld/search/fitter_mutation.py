@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..fit import LOSSES, STRATEGIES, FitterSpec
+from ..fit_spec import LOSSES, STRATEGIES, FitterSpec
 
 
 N_STARTS = (1, 2, 4, 6, 8, 12, 16)

@@ -14,7 +14,7 @@ import sympy as sp
 
 from ..errors import LawError
 from ..evaluate import fit_dataset, score_dataset
-from ..fit import FitterSpec
+from ..fit_spec import FitterSpec
 from ..law import Law, parse_law
 from .identify import rank_at, spare_constants
 from .motifs import law_params, law_text

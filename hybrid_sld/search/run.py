@@ -19,7 +19,7 @@ from pathlib import Path
 from ..data import check_test_file, load_splits, unvalidated_groups, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import PAST_TRAINING, at_bounds, runaway_where, score_dataset
-from ..fit import FitterSpec
+from ..fit_spec import FitterSpec
 from ..grammar import is_name
 from ..law import parse_expert_law
 from ..llm.budget import cut_short_note, usage_note

@@ -1,0 +1,98 @@
+"""Where a fit's descents begin: the optimiser's bounds and start vector from a law's
+declared parameters, warm starts, the search box, and the random / DE / grid start points.
+
+Shared by the one-problem path (fit_core) and the batched path (fit_batched), which must draw
+the same start points from the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import differential_evolution
+
+from .fit_spec import FitterSpec
+
+
+def _u_bounds(params, kinds):
+    lo, hi = [], []
+    for p, k in zip(params, kinds):
+        if k == "log":
+            lo.append(math.log(p.lower) if p.lower > 0 else -np.inf)
+            hi.append(math.log(p.upper) if math.isfinite(p.upper) else np.inf)
+        else:
+            lo.append(p.lower)
+            hi.append(p.upper)
+    return np.array(lo, float), np.array(hi, float)
+
+
+def _default_u(p, kind, lo, hi):
+    if p.init is not None:
+        return math.log(p.init) if kind == "log" and p.init > 0 else float(p.init)
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (lo + hi) / 2
+    if math.isfinite(lo):
+        return lo + 1.0
+    if math.isfinite(hi):
+        return hi - 1.0
+    return 0.0 if kind == "log" else 0.5
+
+
+def _start_u(params, kinds, lo, hi) -> np.ndarray:
+    """The optimiser's start vector from the parameters' declared (or default) values."""
+    return np.array([_default_u(p, k, a, b) for p, k, a, b in zip(params, kinds, lo, hi)])
+
+
+def _warm(params, values):
+    """The parameters with these start values where usable; None if none was (no warm start)."""
+    warm = [_with_init(p, v) for p, v in zip(params, values)]
+    return warm if any(w is not p for w, p in zip(warm, params)) else None
+
+
+def _search_box(u0, lo, hi, kinds):
+    """Finite box for global strategies and random starts, inside the bounds."""
+    width = np.where(np.array(kinds) == "log", 12.0, 3.0)
+    blo = np.where(np.isfinite(lo), lo, u0 - width)
+    bhi = np.where(np.isfinite(hi), hi, u0 + width)
+    return blo, bhi
+
+
+def _de_sizes(spec: FitterSpec, n_free: int) -> tuple[int, int]:
+    """Differential evolution's (popsize, maxiter) for about ``global_evals`` evaluations."""
+    popsize = max(5, min(15, spec.global_evals // (10 * max(1, n_free))))
+    return popsize, max(1, spec.global_evals // (popsize * max(1, n_free)))
+
+
+def _grid_points(spec: FitterSpec, n_free: int, blo, bhi, rng) -> np.ndarray:
+    """``global_evals`` Latin hypercube points in the search box."""
+    from scipy.stats import qmc  # here: scipy.stats takes half a second to import
+    return qmc.scale(qmc.LatinHypercube(d=n_free, seed=rng).random(spec.global_evals),
+                     blo, np.maximum(bhi, blo + 1e-12))
+
+
+def _global_starts(prob, spec, u0, lo, hi, kinds, rng, lin):
+    """Start points for the local stage: hints first, then random / DE / grid points."""
+    blo, bhi = _search_box(u0, lo, hi, kinds)
+    n = spec.n_starts
+    if spec.strategy == "de":
+        popsize, maxiter = _de_sizes(spec, prob.n_free)
+        res = differential_evolution(prob.cost, list(zip(blo, bhi)), maxiter=maxiter,
+                                     popsize=popsize, seed=rng.integers(2**31), polish=False,
+                                     init="latinhypercube", tol=1e-12)
+        return [u0, res.x]
+    if spec.strategy == "grid":
+        pts = _grid_points(spec, prob.n_free, blo, bhi, rng)
+        costs = np.array([prob.cost(p) for p in pts])
+        return [u0] + [pts[i] for i in np.argsort(costs)[: n - 1]]
+    starts = [u0]
+    for _ in range(n - 1):
+        starts.append(rng.uniform(blo, bhi))
+    return starts
+
+
+def _with_init(p, value):
+    from dataclasses import replace
+    if value is None or not (p.lower <= value <= p.upper) or (p.positive and value <= 0):
+        return p
+    return replace(p, init=value)
