@@ -43,7 +43,8 @@ import _report  # noqa: E402
 
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
-from hybrid_sld.search.run import discover, final_report, parse_budget  # noqa: E402
+from hybrid_sld.search.final import final_report  # noqa: E402
+from hybrid_sld.search.run import discover, parse_budget  # noqa: E402
 from hybrid_sld.search.select import RULES  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 

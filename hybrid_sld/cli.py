@@ -381,7 +381,7 @@ def cmd_discover(args):
     if llm:
         usd = "USD n/a" if llm["usd"] is None else f"${llm['usd']:.4f}"
         rate = "n/a" if llm["validity_rate"] is None else f"{llm['validity_rate']:.0%}"
-        from .search.run import llm_notes
+        from .search.report import llm_notes
         notes = "".join(f"; {n}" for n in llm_notes(llm))
         seen = f", {llm['duplicates']} of them already evaluated" if llm["duplicates"] else ""
         print(f"LLM: {counted(llm['calls'], 'call')}, "

@@ -21,7 +21,8 @@ from hybrid_sld.errors import HybridSLDError
 from hybrid_sld.law import parse_task_law
 from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.engine import Search, SearchConfig
-from hybrid_sld.search.run import discover, final_report, parse_budget, prepare_run_dir
+from hybrid_sld.search.final import final_report
+from hybrid_sld.search.run import discover, parse_budget, prepare_run_dir
 
 from conftest import pole_past_training, wait_until, write_task
 
@@ -139,9 +140,9 @@ def test_a_search_with_units_on_evaluates_no_law_with_unit_faults(tmp_path):
 
 
 def test_report_names_the_chosen_laws_unit_faults(synthetic_task, tmp_path, monkeypatch):
-    import hybrid_sld.search.run as run
+    import hybrid_sld.search.final as final
     fault = "1 + x: adds tokens to a pure number"
-    monkeypatch.setattr(run, "unit_faults", lambda law, task: [fault])
+    monkeypatch.setattr(final, "unit_faults", lambda law, task: [fault])
     res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
                    out=tmp_path / "runs")
     assert res["unit_faults"] == [fault]
@@ -149,7 +150,7 @@ def test_report_names_the_chosen_laws_unit_faults(synthetic_task, tmp_path, monk
 
 
 def test_report_says_a_start_value_is_not_the_value_found(synthetic_task, tmp_path):
-    from hybrid_sld.search.run import _markdown
+    from hybrid_sld.search.report import _markdown
     res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
                    out=tmp_path / "runs")
     assert "`~` gives" not in (Path(res["run_dir"]) / "report.md").read_text()
@@ -160,7 +161,7 @@ def test_report_says_a_start_value_is_not_the_value_found(synthetic_task, tmp_pa
 def test_report_says_a_constant_at_zero_that_divides_left_its_term_at_its_limit(synthetic_task,
                                                                              tmp_path):
     # (1 - exp(-x*p4))/p4 with p4 at 9e-21 is read as x: the term is not switched off
-    from hybrid_sld.search.run import _markdown
+    from hybrid_sld.search.report import _markdown
     res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
                    out=tmp_path / "runs")
     found = {"law": "y = p1 + p2*(1 - exp(-x*p4))/p4 + p3*x^2", "kinds": ["limit", "constant"],
@@ -175,7 +176,7 @@ def test_report_says_a_constant_at_zero_that_divides_left_its_term_at_its_limit(
 
 def test_report_says_which_groups_the_fit_plot_draws(synthetic_task, tmp_path):
     from hybrid_sld.plots import FIT_GROUPS
-    from hybrid_sld.search.run import _markdown
+    from hybrid_sld.search.report import _markdown
     res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
                    out=tmp_path / "runs")
     assert "extrapolation per group)" in (Path(res["run_dir"]) / "report.md").read_text()
@@ -772,7 +773,7 @@ def test_report_of_a_law_of_two_targets_shows_each_target(two_target_task, tmp_p
 
 
 def test_final_refit_that_runs_away_past_the_training_scale_gives_way(synthetic_task, tmp_path):
-    from hybrid_sld.search.run import _selection_md
+    from hybrid_sld.search.report import _selection_md
     from hybrid_sld.search.select import refit_in_range
     # no time limit on candidates (candidate_seconds=None): the stand-ins' refits run untimed
     search = Search(SearchConfig(task=str(synthetic_task), max_evals=1, candidate_seconds=None),
@@ -1100,7 +1101,7 @@ def test_report_front_marks_the_laws_the_final_selection_compared(finished_run):
     # the front spans every law evaluated, the final selection the archive's elites only: a
     # reader must see which laws on it were compared, and which one chosen
     from hybrid_sld import cli
-    from hybrid_sld.search.run import _equations
+    from hybrid_sld.search.report import _equations
     best = json.loads((finished_run / "best.json").read_text())
     chosen = (best["found_as"] or best)["law"]
     finalists = {f["law"] for f in best["final_selection"]["finalists"]}
@@ -1280,7 +1281,7 @@ def test_a_small_group_is_noted_and_a_failed_expert_law_is_not_said_to_be_unbeat
 
 
 def test_report_tables_give_every_equation_of_a_law_of_several_targets():
-    from hybrid_sld.search.run import _equations
+    from hybrid_sld.search.report import _equations
     law = "a = p1 + p2*x\nb = p3*x^p4\np2 >= 0\np4 in [0, 3]\np1 ~ 1"
     assert _equations(law) == "a = p1 + p2*x; b = p3*x^p4"
 
@@ -1364,7 +1365,7 @@ def test_grammar_functions_on_resume_in_the_report_and_against_the_seeds(synthet
 
 def test_finalists_that_share_a_law_text_are_told_apart_by_their_fitter():
     from hybrid_sld.search.engine import SEARCH_FITTER
-    from hybrid_sld.search.run import _selection_md
+    from hybrid_sld.search.report import _selection_md
     law = "y = C + A/(B + x^a)"
     row = {"law": law, "origin": "fitter", "n_params": 4, "complexity": 11, "valid_r2": 0.96,
            "horizon_r2": None, "chosen": True,
@@ -1399,7 +1400,7 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
                                                     said):
     # the search's own text goes on record; the report gives the law as its rows see it
     from hybrid_sld.search import select as select_mod
-    from hybrid_sld.search.run import _markdown
+    from hybrid_sld.search.report import _markdown
     search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
                                               .read_text())["config"]), finished_run)
     search.load()
@@ -1682,7 +1683,7 @@ def test_a_search_with_no_valid_candidate_says_why(synthetic_task, tmp_path, mon
 
 def test_the_fitter_column_shows_what_it_differs_from():
     from hybrid_sld.search.engine import SEARCH_FITTER
-    from hybrid_sld.search.run import _selection_md
+    from hybrid_sld.search.report import _selection_md
     base = SEARCH_FITTER.to_dict() | {"n_starts": 5}  # as a run's best.json recorded it
     row = {"law": "y = p1 + p2*x^p3", "origin": "fitter", "n_params": 3, "complexity": 7,
            "valid_r2": 0.96, "horizon_r2": None, "chosen": True, "fitter": base}
@@ -1707,7 +1708,7 @@ def test_resuming_a_finished_run_says_nothing_was_searched(finished_run, capsys)
 
 
 def test_run_files_are_documented_and_count_rows_apart(finished_run):
-    from hybrid_sld.search.run import _rows_md
+    from hybrid_sld.search.report import _rows_md
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("\n### The run directory\n", 1)[1].split("\n### ", 1)[0]
     best = json.loads((finished_run / "best.json").read_text())

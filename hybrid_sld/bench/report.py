@@ -134,7 +134,8 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     from ..plots import plot_fit, plot_residuals, run_title
     from ..search.archive import Archive
     from ..search.engine import State, resume_command, write_atomic
-    from ..search.run import _markdown, task_of_run
+    from ..search.report import _markdown
+    from ..search.run import task_of_run
     from ..tasks import get_task
     run_dir = Path(run_dir)
     try:
