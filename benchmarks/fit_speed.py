@@ -49,7 +49,7 @@ from hybrid_sld.data import load_splits  # noqa: E402
 from hybrid_sld.fit import fit_law  # noqa: E402
 from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
 # Private helpers, used only to reproduce the start points our fitter uses.
-from hybrid_sld.fit_core import _components, _kinds  # noqa: E402
+from hybrid_sld.fit_core import _kinds, target_components  # noqa: E402
 from hybrid_sld.fit_starts import _default_u, _search_box, _u_bounds  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
@@ -80,7 +80,7 @@ def start_points(compiled, spec: FitterSpec) -> list[np.ndarray]:
     rng = np.random.default_rng(spec.seed)
     law = compiled.law
     starts = [np.zeros(compiled.n_params) for _ in range(spec.n_starts)]
-    for comp_targets, comp_params in _components(compiled):
+    for comp_targets, comp_params in target_components(compiled):
         params = [law.params[i] for i in comp_params]
         lin_law, _ = _kinds(compiled, comp_targets, comp_params, spec)
         kinds = ["lin" if (i in lin_law or not (spec.log_params and p.positive)) else "log"
@@ -112,7 +112,7 @@ def recorded_start_points(compiled, X, Y, spec: FitterSpec) -> list[np.ndarray]:
     finally:
         hcore._global_starts = original
     starts = [np.zeros(compiled.n_params) for _ in range(spec.n_starts)]
-    comps = [c for c in _components(compiled)]
+    comps = [c for c in target_components(compiled)]
     assert len(seen) == len(comps), "one _global_starts call per component expected"
     for comp_starts, (_t, comp_params) in zip(seen, comps):
         for s, th in zip(starts, comp_starts):
