@@ -1551,16 +1551,9 @@ HALF = "y = c + k*x^(-1/2)"
 SIGNED = "y = c + k*x^(-e)\\ne in (0, 3)"  # \\n: a newline in the TOML string
 
 
-@pytest.mark.parametrize("expert, text, same", [
-    (HALF, "y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
-    (HALF, "y = p1 + p2*x^(-1/3)", False),
-    (HALF, "y = p1 + p2*x^(-1/2)\np2 > 0", True),  # its form with a bound the grammar added
-    (SIGNED, "y = p1 + p2*x^p3\np3 in (-3, 0)", True),  # the exponent's sign flipped
-    (SIGNED, "y = p1 + p2*x^p3\np3 in (-3, 0)\np2 > 0", True),
-], ids=["expert-form", "other-form", "expert-form-bounded", "sign-flipped",
-        "sign-flipped-bounded"])
-def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, expert,
-                                                                text, same):
+def _report_with_chosen(tmp_path, monkeypatch, expert, text, **fitter):
+    """The final report of a short synthetic run whose final selection is made to choose the
+    law ``text`` (fitted with the default fitter and ``fitter``'s edits): (result, report.md)."""
     from hybrid_sld.fit_spec import FitterSpec
     from hybrid_sld.search import select as select_mod
     toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
@@ -1571,11 +1564,24 @@ def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeyp
                                               .read_text())["config"]), run_dir)
     search.load()
     law = parse_task_law(text, search.task)
-    fitter = FitterSpec().to_dict() | {"log_space": True}
-    chosen = Entry(law.text, fitter, "chosen", 1.0, 1.0, law.complexity, law.n_params, 9, "fitter")
+    chosen = Entry(law.text, FitterSpec().to_dict() | fitter, "chosen", 1.0, 1.0,
+                   law.complexity, law.n_params, 9, "fitter")
     monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
-    res = final_report(search)
-    md = (run_dir / "report.md").read_text()
+    return final_report(search), (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("expert, text, same", [
+    (HALF, "y = p1 + p2*x^(-1/2)", True),  # the expert law's form under other names
+    (HALF, "y = p1 + p2*x^(-1/3)", False),
+    (HALF, "y = p1 + p2*x^(-1/2)\np2 > 0", True),  # its form with a bound the grammar added
+    (SIGNED, "y = p1 + p2*x^p3\np3 in (-3, 0)", True),  # the exponent's sign flipped
+    (SIGNED, "y = p1 + p2*x^p3\np3 in (-3, 0)\np2 > 0", True),
+], ids=["expert-form", "other-form", "expert-form-bounded", "sign-flipped",
+        "sign-flipped-bounded"])
+def test_a_chosen_law_of_the_expert_laws_form_is_said_to_be_it(tmp_path, monkeypatch, expert,
+                                                                text, same):
+    res, md = _report_with_chosen(tmp_path, monkeypatch, expert, text, log_space=True)
+    run_dir = Path(res["run_dir"])
     assert res["is_expert_form"] is same
     assert json.loads((run_dir / "best.json").read_text())["is_expert_form"] is same
     assert ("This is the task's expert law" in md) is same
@@ -1596,21 +1602,7 @@ def test_the_expert_law_written_with_a_sign_flipped_is_said_to_be_so(tmp_path, m
                                                                      expert, text, flipped):
     # x^p3, p3 in (-3, 0) is the expert law's x^(-e), e in (0, 3): the report said "the same
     # law fitted the same way" of two texts that look different, without saying why
-    from hybrid_sld.fit_spec import FitterSpec
-    from hybrid_sld.search import select as select_mod
-    toml = write_task(tmp_path, "synth", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
-                      expert=expert)
-    res = discover(SearchConfig(task=str(toml), max_evals=4, batch_size=4), out=tmp_path / "runs")
-    run_dir = Path(res["run_dir"])
-    search = Search(SearchConfig(**json.loads((run_dir / "checkpoint" / "state.json")
-                                              .read_text())["config"]), run_dir)
-    search.load()
-    law = parse_task_law(text, search.task)
-    chosen = Entry(law.text, FitterSpec().to_dict(), "chosen", 1.0, 1.0, law.complexity,
-                   law.n_params, 9, "fitter")
-    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
-    res = final_report(search)
-    md = (run_dir / "report.md").read_text()
+    res, md = _report_with_chosen(tmp_path, monkeypatch, expert, text)
     assert res["is_expert_form"] and res["expert"]["same_bounds"]
     assert res["expert"]["sign_flipped"] == ([["p3", "e"]] if flipped else [])
     if flipped:
