@@ -19,7 +19,7 @@ from scipy.optimize import differential_evolution
 from . import fit_core
 from .batch_lm import lm_batch
 from .deadline import check
-from .fit_core import (_Fail, _Problem, _descend, _kinds, _theta, _uses_varpro, exponents,
+from .fit_core import (_Fail, _Problem, _descend, _kinds, _theta, _uses_varpro, penalised,
                        target_components)
 from .fit_spec import Fit, FitterSpec
 from .fit_starts import _de_sizes, _grid_points, _search_box, _start_u, _u_bounds, _warm
@@ -214,8 +214,7 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict, on_grou
         params = [compiled.law.params[i] for i in comp_params]
         lin_law, kinds = _kinds(compiled, comp_targets, comp_params, spec)
         lin = [k for k, i in enumerate(comp_params) if i in lin_law]
-        expo = exponents(compiled.law) if spec.ridge else set()
-        pen = [k for k, i in enumerate(comp_params) if i in expo and k not in lin]
+        pen = penalised(compiled, spec, comp_params, lin)
         lo, hi = _u_bounds(params, kinds)
         u0 = _start_u(params, kinds, lo, hi)
         index = np.zeros(compiled.n_params, dtype=int)

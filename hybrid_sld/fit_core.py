@@ -51,8 +51,8 @@ class _Problem:
             Ys = np.log(Ys)
         self.w = 1.0 / _spread(Ys[:, targets])
         self.nfev = 0
-        # ridge: rows sqrt(ridge * m) * theta_k for the nonlinear constants, so the mean over
-        # the m data rows gains ridge * sum(theta_k^2)
+        # ridge: rows sqrt(ridge * m) * theta_k for the penalised constants (``pen``:
+        # :func:`penalised`), so the mean over the m data rows gains ridge * sum(theta_k^2)
         self.pen = np.array(pen if spec.ridge else [], dtype=int)
         self.pen_w = math.sqrt(spec.ridge * len(Ys) * len(targets))
 
@@ -293,6 +293,15 @@ def exponents(law) -> set[int]:
     return {i for i, only in seen.items() if only}
 
 
+def penalised(compiled: CompiledLaw, spec: FitterSpec, law_params, lin) -> list[int]:
+    """Positions in a problem's free vector (law parameter ``law_params[k]`` at k) that
+    ``spec.ridge`` penalises: its exponents, not the amplitudes solved linearly (``lin``)."""
+    if not spec.ridge:
+        return []
+    expo = exponents(compiled.law)
+    return [k for k, i in enumerate(law_params) if i in expo and k not in lin]
+
+
 def target_components(compiled: CompiledLaw):
     """Groups of targets that share parameters: each is fitted on its own (smaller problems)."""
     comps: list[tuple[set, set]] = []
@@ -341,8 +350,7 @@ def _run(compiled, blocks_for, spec, start_for=None, extra_for=None):
             return Fit(status=-1, message=f"too few rows ({m}) for {len(free)} parameters",
                        seconds=time.perf_counter() - t0)
         try:
-            expo = exponents(compiled.law) if spec.ridge else set()
-            pen = [k for k, (i, _g) in enumerate(free) if i in expo and k not in lin]
+            pen = penalised(compiled, spec, [i for i, _g in free], lin)
             prob = _Problem(compiled, blocks, len(free), spec, kinds, comp_targets, pen)
         except _Fail as exc:
             return Fit(status=-1, message=str(exc), seconds=time.perf_counter() - t0)

@@ -42,10 +42,11 @@ class FitterSpec:
     fit, those at its smallest once, by rank in between (the scale is the feature a task
     extrapolates in). Fitting the frontier more closely can extrapolate better; validation, held
     out at the largest scales, decides.
-    ``ridge``: adds ``ridge`` times the sum of squares of the law's nonlinear constants
-    (exponents, rates: not the amplitudes and offsets it is linear in) to the mean squared
-    residual, as the fitters of SLDAgent's leaderboard programs add L2 penalties of 1e-4 to
-    2e-3 to their normalised error. It pulls constants that the rows barely pin down toward 0.
+    ``ridge``: adds ``ridge`` times the sum of squares of the constants that occur only as
+    exponents of a feature (``x^(-a)``; scale-free, unlike a constant added to a feature) to
+    the mean squared residual, as the fitters of SLDAgent's leaderboard programs add L2
+    penalties of 1e-4 to 2e-3 to their normalised error. It pulls exponents that the rows
+    barely pin down toward 0.
     """
 
     strategy: str = "auto"

@@ -248,14 +248,17 @@ def _cut_short_run(cfg, runs: Path) -> Path | None:
             continue
         if isinstance(best, dict) and best.get("interrupted"):
             found.append(run)
+    why = []  # the newest's reason not to go on with it, if no run has the cell's settings
     for run in reversed(found):  # the newest begun with the cell's settings
-        if not _other_settings(cfg, run):
+        reason = _other_settings(cfg, run)
+        if not reason:
             print(f"note: going on with the cut-short run {run} from its checkpoint",
                   file=sys.stderr, flush=True)
             return run
-    if found:
-        print(f"note: starting the cell afresh, not from the cut-short run {found[-1]}: it "
-              f"{_other_settings(cfg, found[-1])}", file=sys.stderr, flush=True)
+        why = why or [run, reason]
+    if why:
+        print(f"note: starting the cell afresh, not from the cut-short run {why[0]}: it "
+              f"{why[1]}", file=sys.stderr, flush=True)
     return None
 
 

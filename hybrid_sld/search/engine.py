@@ -39,8 +39,7 @@ from ..data import load_train, split_train_valid, unvalidated_groups
 from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
 from ..evaluate import (against_trend, check_columns, check_domain, check_rows,
                         data_against_trend, drift, trend_probes, validate)
-from ..deadline import interruptible
-from ..fit import time_limit
+from ..deadline import interruptible, time_limit
 from ..fit_spec import FitterSpec
 from ..law import check_functions, near_feature_notes, parse_expert_law
 from ..metrics import counted, undefined_r2
@@ -670,7 +669,7 @@ class Search:
             return self._admit(child, law), fitter, "crossover"
         if cfg.evolve_fitter and rng.random() < cfg.p_fitter:
             spec = fitter_mutation.mutate_fitter(FitterSpec.from_dict(fitter), rng,
-                                           scaled=bool(self.task.split.scales))
+                                                 scaled=bool(self.task.split.scales))
             return parent.law, spec.to_dict(), "fitter"
         child = operators.mutate(law, self.task, rng, positive_features=self.positive,
                                  nonneg_features=self.nonneg)
@@ -704,7 +703,7 @@ class Search:
             for _nmse, _id, donor in better[:donors]:
                 other = self._law(donor)
                 new = other and recombine.swap_equation(law, other, self.task,
-                                                        self.task.targets[int(i)])
+                                                         self.task.targets[int(i)])
                 parsed = new and self._law(new)
                 if parsed:
                     text, law = new, parsed

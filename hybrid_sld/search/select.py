@@ -32,7 +32,7 @@ from ..errors import DataError, HybridSLDError
 from ..data import split_train_valid
 from ..evaluate import (Evaluation, beyond_training, check_rows, predict_dataset, report,
                         runaway, score_dataset, target_range, validate)
-from ..fit import time_limit
+from ..deadline import time_limit
 from ..fit_spec import FitterSpec
 from ..law import Law, parse_task_law
 from ..tasks import Task
