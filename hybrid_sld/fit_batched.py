@@ -149,8 +149,9 @@ class _Projected:
 
 
 def _batched_starts(spec, padded, n_groups, u0, lo, hi, kinds, rng) -> list[list]:
-    """Each group's start points, as :func:`_global_starts` makes them for one group (the same
-    draws: every group's fit there began from the same seed), the searches batched too."""
+    """Each group's start points, as :func:`.fit_starts._global_starts` makes them for one
+    group (the same draws: every group's fit there began from the same seed), the searches
+    batched too."""
     blo, bhi = _search_box(u0, lo, hi, kinds)
     n_free = len(u0)
     if spec.strategy == "de":
@@ -202,7 +203,7 @@ def _fit_batched(compiled, groups: dict, spec: FitterSpec, starts: dict, on_grou
     starts converge in the batch as well, scipy starts from the lowest end point, and the
     informed starts' own scipy runs are raced against it. What it saves is the per-call
     overhead of the screening and global stages, paid per group on that path, and of scipy runs
-    from converged points. ``on_group`` as in :func:`fit_groups`."""
+    from converged points. ``on_group`` as in :func:`.fit.fit_groups`."""
     t0 = time.perf_counter()
     names = compiled.law.param_names
     rng = np.random.default_rng(spec.seed)

@@ -38,7 +38,7 @@ def _number(v: float) -> sp.Expr:
 class ConstantFolder:
     """Replaces each subexpression of features alone that takes one finite value on every row
     of ``data`` by that value, then drops parameters that act only together with others
-    (:func:`_tidy`; operators tidy their own laws, this reaches LLM proposals and seeds too)
+    (:func:`.tidy._tidy`; operators tidy their own laws, this reaches LLM proposals and seeds too)
     and, with ``fix_spare``, fixes the ones no data could pin down
     (:func:`without_spare_constants`).
 

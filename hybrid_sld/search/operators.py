@@ -2,9 +2,10 @@
 
 A law is edited as sympy: each operator is ``(expr, ctx) -> expr | None`` on one target's
 expression; new parameters come from ``ctx.P`` (fresh names p1, p2, ... with recorded bounds).
-The result is printed with ``expr_to_text`` and accepted only if ``parse_task_law`` reads it
-back within the task's parameter cap and its key differs from the parent's. All randomness
-comes from the Generator passed in, so a seed fixes the sequence of laws.
+The result is printed with :func:`~hybrid_sld.law.expr_to_text` and accepted only if
+:func:`~hybrid_sld.law.parse_task_law` reads it back within the task's parameter cap and its
+key differs from the parent's. All randomness comes from the Generator passed in, so a seed
+fixes the sequence of laws.
 
 Two-parent edits are in :mod:`.recombine`, the tidy run on each result in :mod:`.tidy`, tree
 plumbing in :mod:`.trees`, folds in :mod:`.folds` and fitter mutation in

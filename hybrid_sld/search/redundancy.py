@@ -51,8 +51,8 @@ def redundancy_note(law: Law, data, fits: dict, spec: FitterSpec = FitterSpec(),
                     scale: tuple[str, ...] = ()) -> str | None:
     """For a chosen or hand-written law fitted to ``data`` (``fits``, with ``spec`` and
     ``scale``, see :func:`~hybrid_sld.evaluate.fit_dataset`): which
-    constants act only together with others (see :func:`_tidy`) or are spare at generic points
-    (:mod:`.identify`), and the law without them; None if each one counts.
+    constants act only together with others (see :func:`.tidy._tidy`) or are spare at
+    generic points (:mod:`.identify`), and the law without them; None if each one counts.
 
     A constant spare at generic points may still be needed where the others meet their bounds
     (``(c*x^p)^a`` with p and a in (0, 1) cannot lose a), so the law without it is refitted on

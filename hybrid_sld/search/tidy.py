@@ -32,7 +32,8 @@ def tidy_equations(eqs, params, merged: dict | None = None) -> list:
 
 def _record(merged: dict | None, name: str, value) -> None:
     """Parameter ``name`` now stands for ``value``: in ``merged`` (if kept), as an expression of
-    the parameters before the tidy, so their fitted values give its own (:func:`carry_fits`)."""
+    the parameters before the tidy, so their fitted values give its own
+    (:func:`.folds.carry_fits`)."""
     if merged is not None:
         merged[name] = value.xreplace({s: merged[s.name] for s in value.free_symbols
                                        if s.name in merged})
