@@ -1,0 +1,77 @@
+"""The search-backed fit: ScalingLawRegressor() with no law runs the offline search on its
+in-memory data, written as a task, exactly as ``hybrid-sld discover`` runs it.
+
+Apart from the estimator because it is a path of its own (a temporary task folder, the final
+choice, the Pareto front) that a fit of a given law never takes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .api_input import InputError
+from .errors import LawError
+from .grammar import NAME_RULE, is_name
+
+
+def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
+    """Run the offline search on in-memory data: (best law text, its fitter, Pareto front,
+    its constants per group of ``keys`` as the final choice fitted them).
+
+    The data is written as a task (TOML + CSV) in a temporary folder, so the search runs
+    exactly as ``hybrid-sld discover`` does; validation is each group's largest values of
+    column ``scale`` (an index into ``features``).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .search.engine import Search, SearchConfig
+    from .search.select import final_choice
+
+    bad = [f for f in list(features) + list(targets) if not is_name(str(f))]
+    if bad:
+        raise InputError(f"column names must be names law text can use ({NAME_RULE}) "
+                         f"to search for a law: {bad}")
+    if not np.ptp(A, axis=0).any():
+        raise InputError("every column of X takes one value: a search needs a scale that varies")
+    flat = [t for t, span in zip(targets, np.ptp(Y, axis=0)) if span == 0]
+    if flat:
+        raise InputError(f"y ({', '.join(flat)}) takes one value on every row: nothing to fit")
+    by = features[scale]
+    group = "group"  # the CSV's group column: a name no feature or target has
+    while group in (*features, *targets):
+        group += "_"
+    with tempfile.TemporaryDirectory(prefix="hybrid-sld-") as tmp:
+        tmp = Path(tmp)
+        with open(tmp / "train.csv", "w") as fh:
+            fh.write(",".join([group, *features, *targets]) + "\n")
+            ids = {k: f"g{i}" for i, k in enumerate(dict.fromkeys(keys))}  # 1 and "1" stay two
+            for k, x, y in zip(keys, A, Y):
+                fh.write(f"{ids[k]}," + ",".join(repr(float(v)) for v in (*x, *y)) + "\n")
+        feats = "".join(f"[features.{f}]\n" for f in features)
+        (tmp / "task.toml").write_text(
+            f'name = "in_memory"\ngroup = "{group}"\ntargets = {list(targets)!r}\nparam_cap = 8\n'
+            .replace("'", '"')
+            + feats + f'[split]\nby = "{by}"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n'
+            + ("" if functions is None else f"[grammar]\nfunctions = {json.dumps(functions)}\n"))
+        (tmp / "run").mkdir()
+        search = Search(SearchConfig(task=str(tmp / "task.toml"), max_evals=int(max_evals),
+                                     seed=int(seed)), tmp / "run")
+        if search.run() is None:
+            raise LawError("the search found no valid law for this data")
+        # the law `hybrid-sld discover` would report: by the final selection, in range past
+        # the training scale, read plainly
+        choice = final_choice(search)
+        law, best = choice.law.text, choice.entry
+        # the fit the final choice judged (a saturated function folded at it, say) starts the
+        # estimator's own: a fit from the default starts alone can end elsewhere
+        starts = {k: choice.full.fits[g].params for k, g in ids.items()
+                  if g in choice.full.fits and choice.full.fits[g].success}
+        # the front spans every law evaluated, the final selection the archive's elites only
+        compared = {t["entry"].key for t in choice.finalists}
+        front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
+                  "n_params": e.n_params, "finalist": e.key in compared,
+                  "chosen": e.key == best.key} for e in search.state.pareto()]
+    return law, best.fitter, front, starts
