@@ -140,11 +140,13 @@ def cmd_fit(args):
         raise
     v, full = _evaluate(law, task, spec, train, test)
     fitted = sum(f.success for f in full.fits.values())  # none: nothing worth writing
-    from .export import (as_written, group_label, symbol_lookalikes, task_symbols,
-                         text_as_written)
+    from .export import as_written, text_as_written
+    from .group_labels import group_label
+    from .latex_names import symbol_lookalikes, task_symbols
     symbols = task_symbols(task)
     if args.latex and fitted:
-        from .export import latex_document_fragment, task_descriptions
+        from .export import latex_document_fragment
+        from .latex_names import task_descriptions
         try:  # whole or not at all: a full disk or a kill leaves the old file, not an empty one
             write_atomic(Path(args.latex), latex_document_fragment(
                 law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))

@@ -466,7 +466,7 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
             raise err(f"parameter {name!r} cancels out of the law; remove it", line, col)
         pnames.append(name)
     if param_cap is not None and len(pnames) > param_cap:
-        from .export import symbol_lookalikes  # export imports this module
+        from .latex_names import symbol_lookalikes  # latex_names imports law
         like = symbol_lookalikes(pnames, feature_symbols) if feature_symbols else []
         hint = ""
         if like:
@@ -568,7 +568,7 @@ def check_functions(law: Law, allowed) -> None:
 
 
 def parse_task_law(text: str, task) -> Law:
-    from .export import task_symbols  # export imports this module
+    from .latex_names import task_symbols  # latex_names imports law
     return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap,
                      feature_symbols=task_symbols(task))
 
@@ -577,7 +577,7 @@ def check_uses_features(law: Law, task) -> None:
     """Refuse a law of no feature: a misspelt feature (M for N) reads as one more constant,
     and the law would be fitted, scored and seeded from without a word."""
     if not law.used_features:
-        from .export import symbol_lookalikes, task_symbols  # export imports this module
+        from .latex_names import symbol_lookalikes, task_symbols  # latex_names imports law
         how = "; ".join(f"{p} is the task's LaTeX symbol for the feature {f}: write {f}"
                         for p, f in symbol_lookalikes(law.param_names, task_symbols(task)))
         raise LawError(f"the law uses none of the task's features "

@@ -27,7 +27,7 @@ import numpy as np
 
 from .data import Dataset
 from .evaluate import predict_dataset
-from .export import group_label, natural_order
+from .group_labels import group_label, natural_order
 from .law import Law
 
 MAX_CURVES = 10  # levels a group may have; beyond them the other features count as continuous

@@ -11,8 +11,10 @@ import pytest
 
 from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import LawError
-from hybrid_sld.export import (escape_latex, format_number, latex_document_fragment,
-                               name_to_latex, params_table, to_latex, to_python, to_sympy)
+from hybrid_sld.export import format_number, latex_document_fragment, params_table
+from hybrid_sld.export_code import to_python, to_sympy
+from hybrid_sld.latex_law import to_latex
+from hybrid_sld.latex_names import escape_latex, name_to_latex
 from hybrid_sld.fit_spec import Fit
 from hybrid_sld.law import parse_law
 
@@ -69,7 +71,7 @@ def test_tuple_shaped_group_names_read_plainly_in_the_constants_table():
     assert [r.split(" & ")[0] for r in rows if r.endswith("$2$ \\\\")] == \
         ["A/b-1, flan", r"A/b\_2", "pile, 7", "(a, b)"]
     assert "A/b-1, flan & $1$" in latex_document_fragment(law, {"('A/b-1', 'flan')": good})
-    from hybrid_sld.export import group_label
+    from hybrid_sld.group_labels import group_label
     assert group_label("('MBZUAI/LaMini-GPT-124M', 'flan')") == "MBZUAI/LaMini-GPT-124M, flan"
     for plain in ("pile", "a_b&c", "(a, b)", "('a', b)", "x ('a', 'b')", "()"):
         assert group_label(plain) == plain  # no tuple shape: as before
@@ -167,7 +169,8 @@ def test_to_python_constant_expression_broadcasts():
 
 
 def test_a_feature_whose_symbol_a_constant_also_has_is_written_by_name():
-    from hybrid_sld.export import params_table, to_latex
+    from hybrid_sld.export import params_table
+    from hybrid_sld.latex_law import to_latex
     law = parse_law("y = E + B/D^b + c*log(bsz)", ["D", "bsz"])
     symbols = {"bsz": "B", "D": "D"}  # lr_bsz writes batch size as B; its laws have a constant B
     tex = to_latex(law, symbols=symbols)
@@ -241,7 +244,7 @@ def test_a_constant_named_e_beside_the_exponential():
 
 
 def test_a_constant_typeset_like_a_task_symbol_after_braces_are_normalised():
-    from hybrid_sld.export import task_symbols
+    from hybrid_sld.latex_names import task_symbols
     from hybrid_sld.tasks import get_task
     task = get_task("domain_mixture")
     symbols = task_symbols(task)
@@ -391,7 +394,7 @@ def test_terms_are_typeset_in_law_text_order_with_constant_terms_first(text, row
 
 
 def test_the_lr_bsz_expert_law_is_typeset_offset_first():
-    from hybrid_sld.export import task_symbols
+    from hybrid_sld.latex_names import task_symbols
     from hybrid_sld.law import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task("lr_bsz")
@@ -418,7 +421,7 @@ def test_log10_and_log2_are_typeset_with_their_base():
 def test_the_fragment_says_in_comments_what_the_feature_symbols_stand_for():
     """law.tex wrote r_1 .. r_5 for domain_mixture's proportion_domain_*, \\eta for lr_bsz's lr
     and never said so (audit, 2026-12-04). The legend is LaTeX comments: nothing else changes."""
-    from hybrid_sld.export import task_descriptions, task_symbols
+    from hybrid_sld.latex_names import task_descriptions, task_symbols
     from hybrid_sld.law import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task("domain_mixture")
@@ -468,7 +471,7 @@ def test_a_long_sum_is_broken_between_its_terms_with_one_number():
     lines = to_latex(law).splitlines()[1:-1]
     assert len(lines) >= 3 and lines[0].startswith("y &= E + A_{") and lines[-1] == "z &= c + N b"
     _check_broken(lines, equations=2)
-    from hybrid_sld.export import _LINE_WIDTH
+    from hybrid_sld.latex_law import _LINE_WIDTH
     assert all(_visible(line) < _LINE_WIDTH for line in lines), lines
     for i in range(14):  # each term whole on one line
         assert sum(f"A_{{{i}}} N^{{- a_{{{i}}}}}" in line for line in lines) == 1, (i, lines)
@@ -483,7 +486,7 @@ def test_the_lr_bsz_and_moe_expert_laws_are_broken_across_lines():
     """lr_bsz between the terms of its sum; moe, one exponential of a long sum, inside that
     exponential, written \\exp\\biggl( ... \\biggr): e^{...} or \\left( ... \\right) cannot
     span lines of an align."""
-    from hybrid_sld.export import task_symbols
+    from hybrid_sld.latex_names import task_symbols
     from hybrid_sld.law import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task("lr_bsz")
@@ -500,7 +503,7 @@ def test_the_lr_bsz_and_moe_expert_laws_are_broken_across_lines():
 
 def _estimated_width(line: str) -> int:
     """A line's width by the estimate the breaker uses, its markup for align left out."""
-    from hybrid_sld.export import _visible_width
+    from hybrid_sld.latex_law import _visible_width
     return _visible_width(re.sub(r"&|\\quad|\\nonumber|\\\\$", "", line))
 
 
@@ -508,7 +511,7 @@ def test_a_term_wider_than_a_line_is_broken_between_its_factors():
     """A product wider than a page alone is broken between its factors, the line that goes on
     beginning with \\times (as print sets a broken product); an exponential of a long sum in
     it, as \\exp\\Bigl( ... \\Bigr). Each line closes every brace and \\left it opens."""
-    from hybrid_sld.export import _LINE_WIDTH
+    from hybrid_sld.latex_law import _LINE_WIDTH
     law = parse_law("y = E + A*" + "*".join(f"(B{i} + N)^a{i}" for i in range(12)) + " + C*N",
                     ["N"])
     lines = to_latex(law).splitlines()[1:-1]
@@ -531,7 +534,8 @@ def test_every_expert_law_is_set_within_the_line_width_with_each_line_balanced()
     """data_constrained's second term, A (R_N (1 - e^{...}) min(...) + min(...))^{-alpha},
     was one line about twice a page wide: a product was not broken (audit, 2026-12-05). Now it
     breaks before its min(...), and every expert law's lines are within the breaker's width."""
-    from hybrid_sld.export import _LINE_WIDTH, task_symbols
+    from hybrid_sld.latex_law import _LINE_WIDTH
+    from hybrid_sld.latex_names import task_symbols
     from hybrid_sld.law import parse_expert_law
     from hybrid_sld.tasks import builtin_task_names, get_task
     for name in builtin_task_names():
@@ -550,7 +554,7 @@ def test_every_expert_law_is_set_within_the_line_width_with_each_line_balanced()
 def test_the_expert_laws_compile_within_the_page(tmp_path):
     """The fragments compile, and the lr_bsz, moe and data_constrained laws no longer run off
     the page (by 87, 159 and 130pt before; data_constrained's by breaking a product)."""
-    from hybrid_sld.export import task_symbols
+    from hybrid_sld.latex_names import task_symbols
     from hybrid_sld.law import parse_expert_law
     from hybrid_sld.tasks import get_task
     for name in ("lr_bsz", "moe", "data_constrained"):

@@ -328,7 +328,7 @@ def test_a_figure_the_disk_cannot_hold_names_its_file(tmp_path):
 def test_groups_are_shown_in_natural_order():
     # the panels followed the file's first appearance: sft's 12 drawn groups were whichever
     # came first, m10 could stand before m2
-    from hybrid_sld.export import natural_order
+    from hybrid_sld.group_labels import natural_order
     assert natural_order(["m10", "m2", "M1", "m2a"]) == ["M1", "m2", "m2a", "m10"]
     assert natural_order(["10", "2", "-1", "1e3", "0.5"]) == ["-1", "0.5", "2", "10", "1e3"]
     assert natural_order(["410M", "70M", "160M"]) == ["70M", "160M", "410M"]
@@ -339,7 +339,7 @@ def test_groups_are_shown_in_natural_order():
 
 def test_a_size_suffix_counts_in_the_natural_order():
     # Cerebras-GPT-1.3B stood before Cerebras-GPT-256M: 1.3 < 256
-    from hybrid_sld.export import natural_order
+    from hybrid_sld.group_labels import natural_order
     names = ["Cerebras-GPT-1.3B", "Cerebras-GPT-256M", "Cerebras-GPT-6.7b", "Cerebras-GPT-111M",
              "Cerebras-GPT-13B", "Cerebras-GPT-2.7B"]
     assert natural_order(names) == ["Cerebras-GPT-111M", "Cerebras-GPT-256M", "Cerebras-GPT-1.3B",

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from ..export import escape_latex
+from ..latex_names import escape_latex
 from ..metrics import FAILED_NMSE, report_value
 from .grid import METHODS
 

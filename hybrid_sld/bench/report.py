@@ -128,7 +128,8 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     """A discover run's report.md, law.tex and plots/ from best.json and its checkpoint
     (``task``: where its task file is now, if that moved)."""
     from ..data import load_splits, validation_mask
-    from ..export import latex_document_fragment, task_descriptions, task_symbols
+    from ..export import latex_document_fragment
+    from ..latex_names import task_descriptions, task_symbols
     from ..fit_spec import Fit
     from ..law import parse_task_law
     from ..plots import plot_fit, plot_residuals, run_title

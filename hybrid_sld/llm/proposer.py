@@ -68,7 +68,7 @@ def _invented(parsed, task, params: list) -> str:
     symbol (N for num_params), or, where "params" names the constants (a bare name in the
     list) or the name reads like a quantity, one that "params" does not mention. Such a name
     would be fitted per group: the law would quietly drop what the model meant it to vary with."""
-    from ..export import symbol_lookalikes, task_symbols
+    from ..latex_names import symbol_lookalikes, task_symbols
     feats = ", ".join(task.feature_names)
     like = symbol_lookalikes(parsed.param_names, task_symbols(task))
     if like:

@@ -138,7 +138,8 @@ def final_report(search: Search) -> dict:
             # it back: --concurrency alone kept the LLM's share where it is
             "concurrency_bound": hybrid and not s.llm_ended and c.get("rounds", 0) > 0
             and not any(c.get(k) for k in ("rounds_short", "rounds_late", "ratio_held"))})
-    from ..export import latex_document_fragment, task_descriptions, task_symbols
+    from ..export import latex_document_fragment
+    from ..latex_names import task_descriptions, task_symbols
     symbols = task_symbols(task)
     try:  # each file whole or not at all, so a full disk leaves no truncated best.json
         write_atomic(run_dir / "best.json", json_text(result, indent=1))

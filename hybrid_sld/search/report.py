@@ -175,7 +175,7 @@ def _parting_md(r: dict) -> str:
     if p["laws"] < 2:
         return (f"## Past the training scale\n\nNo other law validated within "
                 f"{SIMPLEST_TOLERANCE:.0%} of the best's NMSE{left}.\n\n")
-    from ..export import group_label
+    from ..group_labels import group_label
     rows = "\n".join(f"| {group_label(g)} | {d['at']:.4g} | {t} | {v['chosen']:.5g} | {v['low']:.5g} | "
                      f"{v['high']:.5g} |"
                      for g, d in list(p["groups"].items())[:12] for t, v in d["targets"].items())
@@ -318,7 +318,7 @@ def _markdown(r: dict, front: list) -> str:
                 "Only laws whose functions of the features are among "
                 f"{', '.join(r['functions']) or 'none (powers and arithmetic)'} were searched "
                 "(the task's [grammar] functions).\n")
-    from ..export import group_label
+    from ..group_labels import group_label
     groups = "\n".join(f"- `{group_label(g)}`: " + ", ".join(f"{k} = {v:.6g}" for k, v in p.items())
                        for g, p in r["groups"].items())
     stopped = (f"\n\n**Stopped early:** {r['stop_reason'].rstrip('.')}."
