@@ -171,6 +171,23 @@ def _tree_string(e, labels: dict, memo: dict) -> str:
     return memo[e]
 
 
+def _plain_params(e, psyms: set, plain: set) -> None:
+    """Add to ``plain`` the parameters of ``e`` that occur other than negated. A parameter is
+    negated where it is the one parameter factor of a product whose numbers multiply to a
+    negative rational: -a (x^(-a), A/x^a), -a*x, -2*a*x, -a*x/3. In -a*b*x neither is: it is
+    (-a)*b as much as a*(-b), and flipping both would leave it as it is."""
+    if e in psyms:
+        plain.add(e)
+        return
+    args = e.args
+    if isinstance(e, sp.Mul) and math.prod(a for a in args if a.is_Rational) < 0:
+        bare = [a for a in args if a in psyms]
+        if len(bare) == 1:
+            args = [a for a in args if a != bare[0]]
+    for a in args:
+        _plain_params(a, psyms, plain)
+
+
 class Law:
     """A parsed, validated law. Build with :func:`parse_law`."""
 
@@ -228,9 +245,10 @@ class Law:
 
     @functools.cached_property
     def sign_normal(self) -> Law:
-        """This law with each parameter that occurs only negated (as ``-a``: x^(-a), A/x^a)
-        replaced by its negative, its bounds and start value mirrored: the same curves written
-        one way, so E + A*x^(-a), a in (0, 3) and E + A*x^p, p in (-3, 0) are one law here."""
+        """This law with each parameter that occurs only negated (x^(-a), A/x^a, E - a*x: see
+        :func:`_plain_params`) replaced by its negative, its bounds and start value mirrored:
+        the same curves written one way, so E + A*x^(-a), a in (0, 3) and E + A*x^p,
+        p in (-3, 0) are one law here, as are E - a*x, a > 0 and E + b*x, b < 0."""
         names = self._only_negated
         if not names:
             return self
@@ -248,9 +266,10 @@ class Law:
     @functools.cached_property
     def _only_negated(self) -> frozenset:
         """Names of the parameters that occur only negated: those :attr:`sign_normal` flips."""
-        return frozenset(p.name for p in self.params if not any(
-            e.xreplace({-self.symbols[p.name]: sp.Dummy()}).has(self.symbols[p.name])
-            for _t, e in self.equations))
+        plain: set = set()
+        for _t, e in self.equations:
+            _plain_params(e, {self.symbols[p.name] for p in self.params}, plain)
+        return frozenset(p.name for p in self.params if self.symbols[p.name] not in plain)
 
     def sign_flips(self, other: Law) -> tuple[tuple[str, str], ...]:
         """(own name, ``other``'s name) of each constant that is the negative of ``other``'s,

@@ -570,7 +570,7 @@ def test_cells_die_with_a_bench_killed_by_sigkill(tmp_path):
     import signal
     import subprocess
     import time
-    from conftest import cli_command
+    from conftest import cli_command, wait_until
     out = tmp_path / "b"
     proc = subprocess.Popen(cli_command("bench", "--tasks", "kaplan_demo", "--methods", "offline",
                                         "--budget", "5m", "--out", str(out)),
@@ -584,10 +584,8 @@ def test_cells_die_with_a_bench_killed_by_sigkill(tmp_path):
         assert list(out.glob("runs/*/")) and cells, proc.poll()  # the search cell is running
         proc.kill()
         proc.wait()
-        deadline = time.time() + 20
-        while time.time() < deadline and any(map(_running, cells)):
-            time.sleep(0.1)
-        assert not [c for c in cells if _running(c)], "processes outlived their bench"
+        # an event, not a time; its bound (2 min) is short of the cell's 5-min budget
+        wait_until(lambda: not any(map(_running, cells)), "the bench's processes to end with it")
     finally:
         proc.kill()
         for c in cells:  # on failure, leave nothing behind
@@ -1003,8 +1001,8 @@ def test_ctrl_c_stops_the_cells_on_a_remote_dask_scheduler(tmp_path, monkeypatch
     distributed = pytest.importorskip("distributed")
     import os
     import signal
-    import time
     import hybrid_sld
+    from conftest import wait_until
     # the cluster's workers, and the cells they start, run this source tree's code
     monkeypatch.setenv("PYTHONPATH", str(Path(hybrid_sld.__file__).parents[1]))
     out = tmp_path / "b"
@@ -1024,10 +1022,8 @@ def test_ctrl_c_stops_the_cells_on_a_remote_dask_scheduler(tmp_path, monkeypatch
         try:
             stdout, stderr = _ctrl_c_when(proc, searching)
             assert proc.returncode == 130, stderr
-            deadline = time.time() + 60
-            while time.time() < deadline and any(map(_running, cells)):
-                time.sleep(0.2)
-            assert not [c for c in cells if _running(c)], "the cell searched on after the bench"
+            # an event; its bound (2 min) is short of the cell's 5-min budget
+            wait_until(lambda: not any(map(_running, cells)), "the cell to stop with the bench")
         finally:
             for c in cells:  # on failure, leave nothing behind
                 if _running(c):

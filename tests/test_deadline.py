@@ -45,10 +45,10 @@ def _limited_spin():
 
 
 def test_interruptible_stops_work_past_the_limit_in_the_main_thread():
-    t0 = time.perf_counter()
-    with pytest.raises(FitTimeout, match="spinning ran past its time limit"):
+    with pytest.raises(FitTimeout, match="spinning ran past its time limit") as caught:
         _limited_spin()
-    assert time.perf_counter() - t0 < 10
+    # raised in the spin, not once its 30 s are over (as a check on leaving the block would)
+    assert "_spin" in [entry.name for entry in caught.traceback]
 
 
 def test_interruptible_stops_work_past_the_limit_in_another_thread():

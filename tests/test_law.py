@@ -331,6 +331,35 @@ def test_a_parameter_that_occurs_only_negated_is_one_form_with_its_negative():
             != parse_law("y = E + A*x^a\nz = a*x", ["x"], two).form)
 
 
+@pytest.mark.parametrize("negated, plain, flips", [
+    ("y = E - a*x\na > 0", "y = E + b*x\nb < 0", "ab"),  # sympy: Add(E, Mul(-1, a, x))
+    ("y = E - 2*a*x", "y = E + 2*b*x", "ab"),
+    ("y = E - a*x/3", "y = E + b*x/3", "ab"),
+    ("y = E - a*log(x)\na ~ 0.5", "y = E + b*log(x)\nb ~ -0.5", "ab"),
+    ("y = exp(-a*x)", "y = exp(a*x)", "aa"),
+    ("y = -(a*x + c)", "y = a*x + c", "aacc"),
+    ("y = E - a*x - a*z", "y = E + a*x + a*z", "aa"),
+    ("y = E - A*x^(-a)", "y = E + A*x^a", "AAaa"),  # a negated product and exponent
+    ("y = max(E - a*x, c)", "y = max(E + a*x, c)", "aa"),
+])
+def test_a_parameter_negated_in_a_product_is_one_form_with_its_negative(negated, plain, flips):
+    neg, pos = parse_law(negated, ["x", "z"]), parse_law(plain, ["x", "z"])
+    assert neg.form == pos.form and neg.key != pos.key
+    assert neg.sign_normal.key == pos.sign_normal.key and pos.sign_normal is pos
+    assert neg.sign_normal.sign_normal is neg.sign_normal  # nothing left to flip
+    assert neg.sign_flips(pos) == tuple(zip(flips[::2], flips[1::2]))
+
+
+@pytest.mark.parametrize("t1, t2", [
+    ("y = E - a*b*x", "y = E + a*b*x"),  # (-a)*b or a*(-b): neither is flipped
+    ("y = E - a^2*x", "y = E + a^2*x"),  # the sign of a does not reach the product's
+    ("y = E - a*x + a", "y = E + a*x + a"),  # a occurs plainly too
+    ("y = E - a*x - a*b*z", "y = E + a*x - a*b*z"),
+])
+def test_a_product_that_a_sign_flip_does_not_turn_stays_another_form(t1, t2):
+    assert parse_law(t1, ["x", "z"]).form != parse_law(t2, ["x", "z"]).form
+
+
 def test_multi_target_key_depends_on_target_names():
     a = parse_law("y = a*x\nz = b*x", ["x"], ["y", "z"])
     b = parse_law("z = b*x\ny = a*x", ["x"], ["y", "z"])

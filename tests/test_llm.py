@@ -222,14 +222,15 @@ def test_a_call_backing_off_gives_up_at_ctrl_c_and_at_the_runs_budget(task_file,
     t0 = time.perf_counter()
     with pytest.raises(LLMStop, match="interrupted while waiting to retry"):
         p.client.complete(p.messages("hello"), seq=0)
-    assert time.perf_counter() - t0 < 10
+    # not the Retry-After's 60 s (a bound between: what is asserted is which, not how fast)
+    assert time.perf_counter() - t0 < 30
     (tmp_path / "q").mkdir()
     q, _spend = _proposer(task_file, server, tmp_path / "q", max_calls=10)
     q.client.deadline = time.perf_counter() + 5.0
     t0 = time.perf_counter()
     with pytest.raises(EndpointFailing, match="--budget ends before the endpoint can be asked"):
         q.client.complete(q.messages("hello"), seq=1)
-    assert time.perf_counter() - t0 < 10
+    assert time.perf_counter() - t0 < 30  # nor a wait of 60 s before saying so
 
 
 def test_calls_cut_short_by_the_runs_budget_end_it_as_a_budget_not_an_endpoint_failure(

@@ -124,11 +124,11 @@ def test_infinite_loop_times_out(tmp_path):
     def scaling_law_func(data_points, params):
         return data_points[:, 0]
     """
-    res = _run_body(tmp_path, body, timeout=2)
+    res = _run_body(tmp_path, body, timeout=2)  # it returns at all: the loop was stopped
     assert not res.success
     assert "timed out after 2 s" in res.message
     assert "starting" in res.message  # captured output tail, not printed to our stdout
-    assert res.seconds < 10
+    assert res.seconds >= 2  # not cut short (an upper bound would time the machine's load)
 
 
 @pytest.mark.parametrize("bomb", ["x = bytearray(10**11)",
@@ -230,17 +230,16 @@ def test_each_row_set_is_predicted_in_its_own_call(tmp_path):
 
 def test_a_thread_left_running_does_not_hold_the_verdict(tmp_path):
     body = """
-    import threading, time
+    import threading
     import numpy as np
     def fit_scaling_law(data_points, loss_values):
-        threading.Thread(target=time.sleep, args=(60,)).start()  # not a daemon
+        threading.Thread(target=threading.Event().wait).start()  # not a daemon; never ends
         return np.array([1.0])
     def scaling_law_func(data_points, params):
         return np.asarray(data_points)[:, 0]
     """
-    res = _run_body(tmp_path, body, timeout=20)
+    res = _run_body(tmp_path, body, timeout=20)  # a verdict held by the thread would time out
     assert res.success, res.message
-    assert res.seconds < 15
 
 
 def test_the_time_limit_is_per_group_and_a_timeout_names_the_group(tmp_path):
@@ -253,14 +252,14 @@ def test_the_time_limit_is_per_group_and_a_timeout_names_the_group(tmp_path):
     def scaling_law_func(data_points, params):
         return np.asarray(data_points)[:, 0]
     """
-    train, predict = _data(groups=("a", "b", "c"))
-    res = run_program(_write(tmp_path, slow.format("1.0")), train, predict, timeout=2.5)
-    assert res.success, res.message  # 3 s in all, under 2.5 s per group
-    hang = slow.format("60 if len(loss_values) and loss_values[0] < 0 else 0.1")
-    train["b"] = (train["b"][0], -train["b"][1])
-    res = run_program(_write(tmp_path, hang), train, predict, timeout=2)
+    train, predict = _data(groups=("a", "b", "c", "d", "e", "f"))
+    train["f"] = (train["f"][0], -train["f"][1])  # f hangs
+    hang = slow.format("60 if len(loss_values) and loss_values[0] < 0 else 1.0")
+    res = run_program(_write(tmp_path, hang), train, predict, timeout=4)
     assert not res.success
-    assert "timed out after 2 s in group 'b' (1 of 3 groups done)" in res.message
+    # a to e sleep 5 s in all, past the 4 s limit, so it is per group; each sleeps 1 s, 3 s
+    # within it (a load that slows them only adds to the 5 s)
+    assert "timed out after 4 s in group 'f' (5 of 6 groups done)" in res.message
 
 
 def test_the_data_folder_and_api_keys_are_kept_from_a_program(tmp_path, monkeypatch):
