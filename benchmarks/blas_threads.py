@@ -36,11 +36,11 @@ EVALS = {"lr_bsz": 40, "kaplan_demo": 60}
 CHILD = """
 import json, sys
 import hybrid_sld.threads as th
-if sys.argv[1] == "default":  # before the engine imports the worker initializer
+if sys.argv[1] == "default":  # before search.candidate imports them for the worker initializer
     import contextlib
     th.one_blas_thread = contextlib.nullcontext
     th.single_threaded_process = lambda: None
-from hybrid_sld.search.engine import SearchConfig
+from hybrid_sld.search.config import SearchConfig
 from hybrid_sld.search.run import discover
 task, evals, workers, out = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 r = discover(SearchConfig(task=task, max_evals=evals, workers=workers, seed=0,

@@ -39,7 +39,8 @@ from hybrid_sld.llm.budget import Budget  # noqa: E402
 from hybrid_sld.llm.client import LLMClient, LLMSettings  # noqa: E402
 from hybrid_sld.llm.proposer import LLMProposer  # noqa: E402
 from hybrid_sld.llm.record import Recorder  # noqa: E402
-from hybrid_sld.search.engine import SEARCH_FITTER, Search, SearchConfig  # noqa: E402
+from hybrid_sld.search.config import SEARCH_FITTER, SearchConfig  # noqa: E402
+from hybrid_sld.search.engine import Search  # noqa: E402
 from hybrid_sld.search.run import discover  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 

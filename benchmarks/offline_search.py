@@ -42,7 +42,8 @@ import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
 import _report  # noqa: E402
 
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
-from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
+from hybrid_sld.search.config import SearchConfig  # noqa: E402
+from hybrid_sld.search.engine import Search  # noqa: E402
 from hybrid_sld.search.final import final_report  # noqa: E402
 from hybrid_sld.search.run import discover, parse_budget  # noqa: E402
 from hybrid_sld.search.select import RULES  # noqa: E402
@@ -332,8 +333,8 @@ def main(argv=None):
         if args.workers > 1:
             ap.error("--no-screening needs --workers 1")
     if args.no_trend:
-        import hybrid_sld.search.engine
-        hybrid_sld.search.engine.TREND_TOLERANCE = math.inf  # in-process evaluations only
+        import hybrid_sld.search.candidate
+        hybrid_sld.search.candidate.TREND_TOLERANCE = math.inf  # in-process evaluations only
         if args.workers > 1:
             ap.error("--no-trend needs --workers 1")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="offline_search-"))

@@ -66,7 +66,8 @@ from hybrid_sld.fit import time_limit  # noqa: E402
 from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
 from hybrid_sld.law import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
-from hybrid_sld.search.engine import Search, SearchConfig  # noqa: E402
+from hybrid_sld.search.config import SearchConfig  # noqa: E402
+from hybrid_sld.search.engine import Search  # noqa: E402
 from hybrid_sld.search.select import (RUNAWAY_TOLERANCE, finalists, refit_in_range,  # noqa: E402
                                       select_final)
 

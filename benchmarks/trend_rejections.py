@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
 from _report import code_version, emit, header  # noqa: E402
 
-from hybrid_sld.search.engine import evaluate_candidate  # noqa: E402
+from hybrid_sld.search.candidate import evaluate_candidate  # noqa: E402
 from hybrid_sld.search.run import saved_config  # noqa: E402
 
 TURNS = "turns against the task's trend"

@@ -27,7 +27,8 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
     import tempfile
     from pathlib import Path
 
-    from .search.engine import Search, SearchConfig
+    from .search.config import SearchConfig
+    from .search.engine import Search
     from .search.select import final_choice
 
     bad = [f for f in list(features) + list(targets) if not is_name(str(f))]

@@ -22,7 +22,8 @@ from .fit_spec import FitterSpec
 from .law import check_uses_features, near_feature_notes, parse_expert_law, parse_task_law
 from .metrics import counted, failed_score, json_text, score
 from .metrics import report_value as _r
-from .search.engine import PROPOSERS, SearchConfig, write_atomic
+from .search.config import PROPOSERS, SearchConfig
+from .search.state import write_atomic
 from .search.select import RULES
 from .tasks import builtin_task_names, get_task
 

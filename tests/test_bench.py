@@ -891,7 +891,7 @@ def test_a_leftover_run_directory_in_use_is_not_removed(tmp_path):
     """A run directory with no checkpoint yet may be a cell another process has only just
     begun (its lock held): only one no process holds is removed as a leftover."""
     from hybrid_sld.bench.grid import _cut_short_run
-    from hybrid_sld.search.engine import SearchConfig
+    from hybrid_sld.search.config import SearchConfig
     from hybrid_sld.search.run import lock_run_dir
     from hybrid_sld.tasks import get_task
     runs = tmp_path / "runs"
@@ -952,7 +952,7 @@ def test_a_cut_short_run_begun_with_other_settings_is_not_gone_on_with(tmp_path,
     --max-evals 4, not the bench's 8) was resumed with its own: the cell ended after 4
     evaluations. It starts afresh now, says why, and leaves that directory alone."""
     from hybrid_sld.bench.grid import prepare_out
-    from hybrid_sld.search.engine import SearchConfig
+    from hybrid_sld.search.config import SearchConfig
     from hybrid_sld.search.run import discover
     settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=8)
     prepare_out(settings)

@@ -13,7 +13,7 @@ import pytest
 from hybrid_sld.cli import main
 from hybrid_sld.errors import HybridSLDError, TaskError
 from hybrid_sld.fit_spec import FitterSpec
-from hybrid_sld.search.engine import SearchConfig
+from hybrid_sld.search.config import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 
 from conftest import (REPO, SEEDS, pole_past_training, run_cli, run_cli_filling_at,
@@ -557,7 +557,7 @@ def test_a_suggested_resume_command_quotes_its_path_and_works_pasted(tmp_path, c
     argv = shlex.split(command)
     assert argv[-1] == str(run_dir)  # one word, the path whole
     assert main(argv[1:]) == 0 and (run_dir / "best.json").is_file()
-    from hybrid_sld.search.engine import resume_command
+    from hybrid_sld.search.state import resume_command
     assert resume_command("runs/t-0") == "hybrid-sld discover --resume runs/t-0"
 
 

@@ -24,7 +24,8 @@ from hybrid_sld.llm.budget import Budget, LLMStop
 from hybrid_sld.llm.client import LLMClient, LLMSettings
 from hybrid_sld.llm.proposer import LLMProposer, parse_reply
 from hybrid_sld.llm.record import Recorder
-from hybrid_sld.search.engine import SEARCH_FITTER, Search, SearchConfig
+from hybrid_sld.search.config import SEARCH_FITTER, SearchConfig
+from hybrid_sld.search.engine import Search
 from hybrid_sld.search.run import discover
 from hybrid_sld.tasks import builtin_task_names, get_task
 
@@ -976,7 +977,7 @@ def test_prompt_residuals_come_from_the_evaluation_without_refitting(task_file, 
     from hybrid_sld import fit as fit_module
     from hybrid_sld.law import parse_task_law
     from hybrid_sld.search.archive import Archive, Entry
-    from hybrid_sld.search.engine import evaluate_candidate
+    from hybrid_sld.search.candidate import evaluate_candidate
     task = get_task(str(task_file))
     entries = []
     for i, text in enumerate(["y = E + A*x^(-a)\nA > 0\na in (0, 3)", "y = E + A*log(x)"]):

@@ -20,7 +20,8 @@ from hybrid_sld import data as data_mod
 from hybrid_sld.errors import HybridSLDError
 from hybrid_sld.law import parse_task_law
 from hybrid_sld.search.archive import Entry
-from hybrid_sld.search.engine import Search, SearchConfig
+from hybrid_sld.search.config import SearchConfig
+from hybrid_sld.search.engine import Search
 from hybrid_sld.search.final import final_report
 from hybrid_sld.search.run import discover, parse_budget, prepare_run_dir
 
@@ -474,8 +475,8 @@ def test_a_signal_while_the_report_is_written(synthetic_task, tmp_path, monkeypa
 def test_a_signal_the_caller_ignores_stays_ignored(synthetic_task, tmp_path, monkeypatch):
     """A job started with `&` ignores SIGINT; the search must not take it over (it stopped
     such a run at the first Ctrl-C meant for the shell's foreground job)."""
-    from hybrid_sld.search import engine as engine_mod
-    evaluate = engine_mod.evaluate_candidate
+    from hybrid_sld.search import candidate
+    evaluate = candidate.evaluate_candidate
     sent = []
 
     def signalled(*args, **kwargs):
@@ -483,7 +484,7 @@ def test_a_signal_the_caller_ignores_stays_ignored(synthetic_task, tmp_path, mon
             sent.append(os.kill(os.getpid(), signal.SIGINT))
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(engine_mod, "evaluate_candidate", signalled)
+    monkeypatch.setattr(candidate, "evaluate_candidate", signalled)
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         res = discover(SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4),
@@ -579,7 +580,7 @@ def test_workers_end_with_a_run_killed_by_sigkill(synthetic_task, tmp_path):
 
 
 def test_candidate_past_its_time_limit_is_recorded_as_failed(synthetic_task):
-    from hybrid_sld.search.engine import evaluate_candidate
+    from hybrid_sld.search.candidate import evaluate_candidate
     res = evaluate_candidate(str(synthetic_task), None, "y = A*x^(-a) + c", {}, seconds=0.0)
     assert res["valid_r2"] == -np.inf and "timed out" in res["message"]
     ok = evaluate_candidate(str(synthetic_task), None, "y = A*x^(-a) + c", {}, seconds=30.0)
@@ -660,7 +661,7 @@ def test_final_selection_takes_the_best_longer_horizon_finalist(synthetic_task, 
 
 
 def test_a_features_own_trend_rejects_laws_rising_along_it():
-    from hybrid_sld.search.engine import evaluate_candidate
+    from hybrid_sld.search.candidate import evaluate_candidate
     # kaplan_demo declares loss decreasing in tokens as well as in num_params
     rising = ("loss = ((N_c/num_params)^(alpha_N/alpha_D) + D_c/tokens)^alpha_D + p2*tokens\n"
               "N_c, D_c, p2 > 0\nalpha_N, alpha_D in (0, 1)\nN_c ~ 8.8e13\nD_c ~ 5.4e13\n"
@@ -678,7 +679,7 @@ def test_a_features_own_trend_rejects_laws_rising_along_it():
 
 def test_candidate_turning_against_the_declared_trend_is_rejected(synthetic_task, monkeypatch):
     from hybrid_sld import fit_batched, fit_core
-    from hybrid_sld.search.engine import evaluate_candidate
+    from hybrid_sld.search.candidate import evaluate_candidate
     descents = []
     real = fit_core._descend
     for reader in (fit_core, fit_batched):  # the paths one group at a time and batched
@@ -914,7 +915,7 @@ def test_pareto_front_keeps_a_simpler_law_that_lost_its_cell():
     # complexities 16 and 18 share a cell of the archive (14-19), so the simpler law, a hair
     # worse, is not an elite; the front over every evaluated law must still list it
     from hybrid_sld.search.archive import Archive
-    from hybrid_sld.search.engine import State
+    from hybrid_sld.search.state import State
     simple = Entry("simple", {}, "k1", 0.99819, 0.99, 16, 5, 1, "test")
     odd = Entry("odd", {}, "k2", 0.99824, 0.99, 18, 5, 2, "test")
     worse = Entry("worse", {}, "k3", 0.99000, 0.99, 17, 5, 3, "test")
@@ -1368,7 +1369,7 @@ def test_grammar_functions_on_resume_in_the_report_and_against_the_seeds(synthet
 
 
 def test_finalists_that_share_a_law_text_are_told_apart_by_their_fitter():
-    from hybrid_sld.search.engine import SEARCH_FITTER
+    from hybrid_sld.search.config import SEARCH_FITTER
     from hybrid_sld.search.report import _selection_md
     law = "y = C + A/(B + x^a)"
     row = {"law": law, "origin": "fitter", "n_params": 4, "complexity": 11, "valid_r2": 0.96,
@@ -1678,7 +1679,7 @@ def test_a_search_with_no_valid_candidate_says_why(synthetic_task, tmp_path, mon
 
 
 def test_the_fitter_column_shows_what_it_differs_from():
-    from hybrid_sld.search.engine import SEARCH_FITTER
+    from hybrid_sld.search.config import SEARCH_FITTER
     from hybrid_sld.search.report import _selection_md
     base = SEARCH_FITTER.to_dict() | {"n_starts": 5}  # as a run's best.json recorded it
     row = {"law": "y = p1 + p2*x^p3", "origin": "fitter", "n_params": 3, "complexity": 7,

@@ -165,7 +165,7 @@ def check_methods(methods, llm: dict | None = None) -> None:
             require_pysr()
         elif m == "llm":
             from ..llm.client import LLMSettings
-            from ..search.engine import SearchConfig
+            from ..search.config import SearchConfig
             SearchConfig(task="kaplan_demo", max_evals=1, proposer="llm", llm=llm)  # its checks
             LLMSettings.from_dict(llm or {}).check(replay_flag=False)  # bench has no --replay
 
@@ -189,7 +189,7 @@ def _expert(cell, task, settings) -> dict:
 
 
 def _search(cell, task, settings, **extra) -> dict:
-    from ..search.engine import SearchConfig
+    from ..search.config import SearchConfig
     from ..search.run import discover
     cfg = SearchConfig(task=cell.task_ref or cell.task, seed=cell.seed, workers=1,
                        budget_seconds=settings.budget_seconds, max_evals=settings.max_evals,
@@ -410,7 +410,7 @@ def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> 
                     "bench.json records the new value)")
         doc["settings"] = asdict(settings)  # the data_dir and timeout of the latest run
         doc["data"] = {**doc.get("data", {}), **data}
-        from ..search.engine import write_atomic
+        from ..search.state import write_atomic
         # whole or not at all: a full disk must not leave an empty bench.json, which no
         # resume could read
         write_atomic(meta, json.dumps(doc, indent=1))

@@ -110,7 +110,7 @@ def _bench_json(out: Path) -> dict:
 def _render(out: Path, results, data_dir) -> list[str]:
     """Write the tables and plots; the fit plots read ``data_dir`` (None: $HYBRID_SLD_DATA,
     then the Hub), and skip a task whose rows are not those the bench ran on."""
-    from ..search.engine import write_atomic  # a kill mid-write leaves no half table
+    from ..search.state import write_atomic  # a kill mid-write leaves no half table
     write_atomic(out / "leaderboard.md", markdown(results))
     write_atomic(out / "leaderboard.tex", latex(results))
     files = [str(out / "leaderboard.md"), str(out / "leaderboard.tex")]
@@ -134,7 +134,7 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     from ..law import parse_task_law
     from ..plots import plot_fit, plot_residuals, run_title
     from ..search.archive import Archive
-    from ..search.engine import State, resume_command, write_atomic
+    from ..search.state import State, resume_command, write_atomic
     from ..search.report import _markdown
     from ..search.run import task_of_run
     from ..tasks import get_task
@@ -187,7 +187,7 @@ def render(path, data_dir=None, task=None) -> dict:
         raise HybridSLDError(f"{path} does not exist: give a bench directory (results.jsonl) "
                              "or a run directory (best.json)")
     if (path / "checkpoint" / "state.json").exists():
-        from ..search.engine import resume_command
+        from ..search.state import resume_command
         raise HybridSLDError(f"{path} is a run with no report yet: `{resume_command(path)}` "
                              "finishes it and writes the report")
     raise HybridSLDError(f"{path} is neither a bench directory (results.jsonl) nor a run "

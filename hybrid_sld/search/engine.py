@@ -4,7 +4,9 @@ Work proceeds in batches. A batch is proposed from the archive and the seeded ge
 evaluated (serially or by worker processes; each evaluation is deterministic), then applied
 in order, so the same seed gives the same result with or without workers. After every batch
 the state is checkpointed atomically: a run killed at any point resumes from its last batch
-and ends as an uninterrupted run would. Only training rows are loaded here.
+and ends as an uninterrupted run would. Only training rows are loaded here. The settings
+are in config.py, one candidate's evaluation (in a worker) in candidate.py, and the
+checkpointed state in state.py.
 
 With the LLM proposer (``proposer="llm"``), a batch's slots are filled by concurrent calls
 built from the archive as it was before the batch and numbered in slot order, so results never
@@ -20,246 +22,44 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import math
 import os
-import shlex
 import signal
 import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..data import load_train, split_train_valid, unvalidated_groups
 from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
-from ..evaluate import (against_trend, check_columns, check_domain, check_rows,
-                        data_against_trend, drift, trend_probes, validate)
+from ..evaluate import check_columns, check_domain, check_rows, data_against_trend
 from ..deadline import interruptible, time_limit
 from ..fit_spec import FitterSpec
 from ..law import check_functions, near_feature_notes, parse_expert_law
 from ..metrics import counted, undefined_r2
 from ..tasks import get_task
-from ..threads import die_with_parent, single_threaded_process
 from ..units import unit_faults
-from .archive import Archive, Entry, pareto
-from .select import RULES
+from .archive import Archive, Entry
+from .candidate import _eval_star, _worker_init, candidate_key
+from .config import ALREADY_EVALUATED, SEARCH_FITTER, SearchConfig, beats
+from .state import _EXTRA_STATE, _LLM_COUNTS, State, resume_command, write_atomic
 from . import fitter_mutation, folds, operators, recombine, trees
 from .motifs import lead_features
 
 
-PROPOSERS = ("offline", "llm", "hybrid")
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    task: str
-    seed: int = 0
-    max_evals: int | None = None
-    budget_seconds: float | None = None
-    islands: int = 4
-    workers: int = 1
-    batch_size: int = 8
-    migrate_every: int = 400  # rare: with every 40, all islands ended on one law family
-    crossover: bool = True
-    evolve_fitter: bool = True
-    random_search: bool = False
-    data_dir: str | None = None
-    p_crossover: float = 0.2
-    p_fitter: float = 0.15
-    p_assemble: float = 0.15  # laws of several targets: take each target's best equation
-    candidate_seconds: float | None = 60.0  # wall-clock limit per candidate evaluation
-    operon_seconds: float = 0.0  # > 0: seed the search with pyoperon models (fit part only)
-    # the final choice among the best laws (search/select.py): "simplest" (within 5 % of the
-    # best validation NMSE; RULES[0], the default), "valid" (the best validation R2) or "horizon"
-    final_selection: str = RULES[0]
-    # fix constants no data can pin down in every law admitted (search/identify.py): off by
-    # default, as three seeds side by side scored lower on test with it (moe on each)
-    fix_spare_constants: bool = False
-    # grammar operators may not add unit faults (units.py) to the law they change
-    units: bool = False
-    proposer: str = "offline"  # "offline", "llm" or "hybrid"
-    llm: dict | None = None  # LLMSettings fields (hybrid_sld.llm.client)
-
-    def __post_init__(self):
-        if self.proposer not in PROPOSERS:
-            raise HybridSLDError(f"proposer must be one of {', '.join(PROPOSERS)}, got {self.proposer!r}")
-        if self.proposer != "offline":
-            from ..llm.client import LLMSettings
-            LLMSettings.from_dict(self.llm)  # fail early on a bad setting
-        if self.final_selection not in RULES:
-            raise HybridSLDError(f"final selection must be one of {', '.join(RULES)}, got {self.final_selection!r}")
-        if self.max_evals is None and self.budget_seconds is None:
-            raise HybridSLDError("give a budget (--budget) or an evaluation cap (--max-evals)")
-        if min(self.islands, self.workers, self.batch_size, self.migrate_every) < 1:
-            raise HybridSLDError("islands, workers, batch size and migration interval must be at least 1")
-        if self.max_evals is not None and self.max_evals < 1:
-            raise HybridSLDError(f"--max-evals must be at least 1, got {self.max_evals}")
-        if self.seed < 0:
-            raise HybridSLDError(f"--seed must be a non-negative integer, got {self.seed}")
-        if self.candidate_seconds is not None and not self.candidate_seconds > 0:
-            raise HybridSLDError(f"--candidate-timeout must be positive, got {self.candidate_seconds}")
-
-    def search_settings(self) -> dict:
-        """Every field that changes where the search goes, by name, but those llm.jsonl's
-        "settings" line keeps apart (the task, bounds, proposer, batch size and LLM settings):
-        a bare --replay takes them (cli._replayed). Not the workers (the same seed gives the
-        same result with any number) nor the data folder (the task's data, wherever it is)."""
-        apart = {"task", "max_evals", "budget_seconds", "proposer", "batch_size", "llm",
-                 "workers", "data_dir"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in apart}
-
-
-# Cheaper than the library default: search evaluates thousands of candidates, and the
-# fitter evolves (n_starts, strategy, ...) where a law needs more.
-SEARCH_FITTER = FitterSpec(n_starts=3, max_nfev=200)
-# a candidate may move against the task's declared trend (tasks.SplitRule.trend) past the
-# training scale by this fraction of the targets' range (fit noise on a plateau), no more
-TREND_TOLERANCE = 1e-3
 # Wall-clock limit on proposing one law (sympy work in the operators and parsing): a stall
 # here would stop the whole run, not one candidate. Only pathological laws come near it.
 PROPOSE_SECONDS = 30.0
 # LLM proposals in a row with no new law (invalid after repairs, or duplicates) after which the
 # LLM is given up as a spent budget: an llm run stops, a hybrid run goes on with the grammar
 LLM_IDLE_LIMIT = 20
-# the tally's kind for a valid LLM proposal that gave no new law (counted as duplicates)
-ALREADY_EVALUATED = "already evaluated"
 # Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the batch, checkpoint, report
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-# "beat the expert law" in validation: its NMSE lower by this share, not by rounding noise
-# (a law equal to the expert's but for a redundant constant "beat" it by 3e-9 in R2)
-BEAT_MARGIN = 0.01
-
-
-def beats(valid_r2: float, expert_r2: float) -> bool:
-    return valid_r2 > expert_r2 + BEAT_MARGIN * (1 - expert_r2)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a synced temporary file and a rename: a kill leaves the old or the new file.
-    The temporary file is the name plus .tmp (best.json.tmp), so it never stands on a file
-    beside it sharing its stem (a user's paper.tmp beside --latex paper.tex). A symlink's file
-    is replaced, not the link; a path that is no regular file (/dev/stdout, a pipe, a folder)
-    is written in place, as a rename would put a file where the device was."""
-    path = Path(path).resolve()
-    if path.exists() and not path.is_file():
-        path.write_text(text)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: no half-written copy left beside the old file
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def resume_command(run_dir) -> str:
-    """The command that goes on with a run, as pasted into a shell: its path quoted (--out may
-    hold a space)."""
-    return f"hybrid-sld discover --resume {shlex.quote(str(run_dir))}"
-
-
-def candidate_key(law_key: str, fitter: dict) -> str:
-    blob = law_key + json.dumps(fitter, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-# -- evaluation, in this process or a worker --------------------------------------------------
-_TRAIN: dict = {}
-
-
-def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
-                       seconds: float | None = None) -> dict:
-    """Validation figures of one candidate; failures come back as a message, never raise.
-
-    ``seconds`` bounds the evaluation's wall time; a candidate past it fails as "timed out"
-    (the only way wall time can change a result, and only for pathological candidates).
-    """
-    t0 = time.perf_counter()
-    key = (task_ref, data_dir)
-    if key not in _TRAIN:
-        task = get_task(task_ref)
-        train = load_train(task, data_dir)
-        _TRAIN[key] = (task, train, trend_probes(task, train), [])
-    task, train, probes, turned = _TRAIN[key]
-    try:
-        law = trees.parse_cached(text, task)  # in this process, parsed when proposed
-        with time_limit(seconds):
-            watch = _TrendWatch(task, train, probes, law, turned) if probes else None
-            ev = validate(law, task, train, FitterSpec.from_dict(fitter), on_group=watch)
-            bands = drift(task, train, ev.fits, law) if not ev.scores["fit"].failed else ()
-            turn, along = against_trend(task, train, ev.fits, law, probes) if bands else (0.0, "")
-    except _TurnsAgainstTrend as exc:  # one group showed it: the others were not fitted
-        return {"valid_r2": -math.inf, "fit_r2": -math.inf, "message": str(exc),
-                "feedback": exc.plain, "seconds": time.perf_counter() - t0}
-    except FitTimeout as exc:  # the fit ran past its time limit
-        return {"valid_r2": -math.inf, "fit_r2": -math.inf,
-                "message": f"timed out after {seconds:g} s: {exc}",
-                "seconds": time.perf_counter() - t0}
-    except HybridSLDError as exc:
-        return {"valid_r2": -math.inf, "fit_r2": -math.inf, "message": str(exc),
-                "seconds": time.perf_counter() - t0}
-    except Exception as exc:  # a bug met by one candidate is recorded, never stops the run
-        return {"valid_r2": -math.inf, "fit_r2": -math.inf,
-                "message": f"internal error: {type(exc).__name__}: {exc}",
-                "seconds": time.perf_counter() - t0}
-    v, f = ev.scores["valid"], ev.scores["fit"]
-    if turn > TREND_TOLERANCE:
-        exc = _TurnsAgainstTrend(task, turn, along)
-        return {"valid_r2": -math.inf, "fit_r2": f.r2 if not f.failed else -math.inf,
-                "message": str(exc), "feedback": exc.plain,
-                "seconds": time.perf_counter() - t0}
-    return {"valid_r2": v.r2 if not v.failed else -math.inf,
-            "fit_r2": f.r2 if not f.failed else -math.inf,
-            "message": v.message or f.message, "seconds": time.perf_counter() - t0,
-            "drift": bands, "valid_nmse": v.nmse_per_target if not v.failed else ()}
-
-
-class _TrendWatch:
-    """``on_group`` of a search evaluation (fit.fit_groups): ends the fit as soon as one group's
-    fit turns against the task's declared trend, which rules the candidate out. The groups that
-    turned in this process's earlier candidates are fitted first (``first``): the same few
-    groups tend to turn (on sft one of 42 groups often did), and the order changes no fit."""
-
-    def __init__(self, task, train, probes, law, turned: list):
-        self.task, self.train, self.probes, self.law, self.turned = task, train, probes, law, turned
-        self.first = tuple(turned)
-
-    def __call__(self, group, fit):
-        if not fit.success:
-            return
-        turn, along = against_trend(self.task, self.train, {group: fit}, self.law, self.probes,
-                                    group)
-        if turn > TREND_TOLERANCE:
-            if group in self.turned:
-                self.turned.remove(group)
-            self.turned.insert(0, group)
-            del self.turned[8:]
-            raise _TurnsAgainstTrend(self.task, turn, along)
-
-
-class _TurnsAgainstTrend(HybridSLDError):
-    """A candidate ruled out by the task's declared trend (:func:`against_trend`); raised from
-    the fit as soon as one group shows it, so the other groups are not fitted."""
-
-    def __init__(self, task, turn: float, along: str):
-        # without the figure, for the LLM's prompt: it depends on which group a process fits
-        # first (_TrendWatch moves those that turned ahead), and a prompt must not, or a
-        # replay or resume with workers asks what was never recorded
-        self.plain = (f"turns against the task's trend ({dict(task.trends)[along]} in {along}) "
-                      "past the training scale")
-        super().__init__(f"{self.plain}, by {turn:.3g} of the targets' range")
 
 
 def _note_stray_values(train) -> None:
@@ -290,18 +90,6 @@ def _note_large_validation(task, train, valid) -> None:
               file=sys.stderr)
 
 
-def _eval_star(args):
-    return evaluate_candidate(*args)
-
-
-def _worker_init(parent: int) -> None:
-    """An evaluation process: one BLAS thread; Ctrl-C is the parent's to handle (it finishes
-    the batch or, the second time, ends the workers); and it dies with its parent, where Linux
-    allows, since a run killed with SIGKILL left its workers waiting on their queue forever."""
-    single_threaded_process()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    die_with_parent(parent)
 
 
 class StopAtOnce(KeyboardInterrupt):
@@ -312,39 +100,6 @@ class StopAtOnce(KeyboardInterrupt):
 
 
 # -- the engine -------------------------------------------------------------------------------
-@dataclass
-class State:
-    archive: Archive
-    cache: dict = field(default_factory=dict)  # candidate key -> Entry dict
-    evals: int = 0
-    proposals: int = 0
-    cache_hits: int = 0
-    elapsed: float = 0.0
-    events: int = 0
-    first_beat_expert: float | None = None  # seconds until validation R2 beat the expert seed
-    expert_valid_r2: float | None = None
-    seed_cursor: int = 0
-    improvements: list = field(default_factory=list)  # each new best: eval_id, origin, valid R2
-    llm: dict = field(default_factory=dict)  # LLM spend (budget.SPEND_KEYS) and _LLM_COUNTS
-    llm_seq: int = 0  # LLM proposals are numbered in slot order (part of the replay key)
-    failures: list = field(default_factory=list)  # recent [law, message], fed back to the LLM
-    stop_reason: str = ""
-    stop_error: bool = False  # the stop was a failure (the endpoint), not a spent budget
-    llm_ended: str = ""  # a hybrid run's LLM budget spent: the grammar proposer went on alone
-    llm_idle: int = 0  # LLM proposals in a row that gave no new candidate
-    # a hybrid run's round of calls in flight, or an llm run's batch of calls a Ctrl-C left
-    # unanswered: first_seq, allot, user (the prompt), spend (the LLM spend before it,
-    # restored on resume as the round's calls are made again or replayed)
-    llm_round: dict | None = None
-
-    def pareto(self) -> list[Entry]:
-        """The complexity / accuracy front over every law evaluated (archive.pareto)."""
-        return pareto(Entry.from_dict(d) for d in self.cache.values())
-
-
-_LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
-_EXTRA_STATE = ("improvements", "llm", "llm_seq", "failures", "stop_reason",
-                "stop_error", "llm_ended", "llm_idle", "llm_round")
 
 
 class Search:

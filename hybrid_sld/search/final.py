@@ -19,9 +19,11 @@ from ..metrics import counted, json_text
 from ..metrics import report_value as _r
 from ..units import unit_faults
 from . import redundancy
-from .engine import SEARCH_FITTER, Search, resume_command, write_atomic
+from .config import SEARCH_FITTER
+from .engine import Search
 from .report import _markdown, proposer_of
 from .select import RUNAWAY_TOLERANCE, final_choice, parting, refit
+from .state import resume_command, write_atomic
 
 
 def final_report(search: Search) -> dict:

@@ -14,7 +14,7 @@ from ..evaluate import PAST_TRAINING
 from ..grammar import is_name
 from ..llm.budget import cut_short_note, usage_note
 from ..metrics import counted
-from .engine import ALREADY_EVALUATED, BEAT_MARGIN, SEARCH_FITTER
+from .config import ALREADY_EVALUATED, BEAT_MARGIN, SEARCH_FITTER
 from .select import SIMPLEST_TOLERANCE, horizon_note
 
 

@@ -20,7 +20,8 @@ from ..data import check_test_file
 from ..errors import HybridSLDError
 from ..metrics import counted
 from ..tasks import get_task
-from .engine import Search, SearchConfig
+from .config import SearchConfig
+from .engine import Search
 from .final import final_report
 from .select import RULES
 
