@@ -884,8 +884,8 @@ def test_a_reply_with_no_choices_is_retried_not_the_end(task_file, server, tmp_p
 @pytest.mark.parametrize("proposer", ["llm", "hybrid"])
 def test_a_model_whose_replies_give_no_new_law_is_given_up(task_file, server, tmp_path,
                                                           monkeypatch, proposer):
-    from hybrid_sld.search import engine
-    monkeypatch.setattr(engine, "LLM_IDLE_LIMIT", 5)
+    from hybrid_sld.search import llm_rounds
+    monkeypatch.setattr(llm_rounds, "LLM_IDLE_LIMIT", 5)
     server.responder = lambda body, n: {"content": "I cannot help with that."}
     cfg = SearchConfig(task=str(task_file), max_evals=30, batch_size=4, proposer=proposer,
                        llm=_settings(server, max_calls=100, concurrency=1, repairs=0))

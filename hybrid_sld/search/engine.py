@@ -6,7 +6,8 @@ in order, so the same seed gives the same result with or without workers. After 
 the state is checkpointed atomically: a run killed at any point resumes from its last batch
 and ends as an uninterrupted run would. Only training rows are loaded here. The settings
 are in config.py, one candidate's evaluation (in a worker) in candidate.py, and the
-checkpointed state in state.py.
+checkpointed state in state.py. Search's start-up checks, checkpointing and LLM part are
+mixins in startup_checks.py, persist.py and llm_rounds.py.
 
 With the LLM proposer (``proposer="llm"``), a batch's slots are filled by concurrent calls
 built from the archive as it was before the batch and numbered in slot order, so results never
@@ -21,7 +22,6 @@ follows the record.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -29,25 +29,25 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, wait
-from dataclasses import asdict, replace
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from ..data import load_train, split_train_valid, unvalidated_groups
-from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
-from ..evaluate import check_columns, check_domain, check_rows, data_against_trend
+from ..data import load_train, split_train_valid
+from ..errors import FitTimeout, HybridSLDError, LawError
 from ..deadline import interruptible, time_limit
 from ..fit_spec import FitterSpec
-from ..law import check_functions, near_feature_notes, parse_expert_law
-from ..metrics import counted, undefined_r2
+from ..law import check_functions
 from ..tasks import get_task
 from ..units import unit_faults
 from .archive import Archive, Entry
 from .candidate import _eval_star, _worker_init, candidate_key
-from .config import ALREADY_EVALUATED, SEARCH_FITTER, SearchConfig, beats
-from .state import _EXTRA_STATE, _LLM_COUNTS, State, resume_command, write_atomic
+from .config import SEARCH_FITTER, SearchConfig, beats
+from .llm_rounds import LLMRounds
+from .persist import Checkpointing
+from .startup_checks import StartupChecks, _note_large_validation, _note_stray_values
+from .state import State, write_atomic
 from . import fitter_mutation, folds, operators, recombine, trees
 from .motifs import lead_features
 
@@ -55,41 +55,8 @@ from .motifs import lead_features
 # Wall-clock limit on proposing one law (sympy work in the operators and parsing): a stall
 # here would stop the whole run, not one candidate. Only pathological laws come near it.
 PROPOSE_SECONDS = 30.0
-# LLM proposals in a row with no new law (invalid after repairs, or duplicates) after which the
-# LLM is given up as a spent budget: an llm run stops, a hybrid run goes on with the grammar
-LLM_IDLE_LIMIT = 20
 # Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the batch, checkpoint, report
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _note_stray_values(train) -> None:
-    """A feature negative on a few rows only (under 5 %, or one row of a small file), or zero
-    there and positive elsewhere, is more likely a typo than a quantity that changes sign or
-    starts at zero; either way no power or log of it is proposed, so say so, with the row."""
-    for j, f in enumerate(train.features):
-        x = train.X[:, j]
-        stray, what = np.flatnonzero(x < 0), "negative"
-        if not len(stray):
-            stray, what = np.flatnonzero(x == 0), "zero"
-        if 0 < len(stray) < 0.05 * len(train) or len(stray) == 1 < len(train):
-            print(f"note: {train.where(stray[0])}: {f} = {x[stray[0]]:g}, one of "
-                  f"{len(stray)} {what} value(s) of {f} in {len(train)} rows; the search "
-                  f"proposes no power or log of {f}", file=sys.stderr)
-
-
-def _note_large_validation(task, train, valid) -> None:
-    """A scale with few levels puts its whole largest level in validation (also_by on a
-    feature of two levels: half the rows), which leaves the fits fewer rows than the task's
-    fraction suggests: say so when it is over half (lr_bsz and data_constrained take 47 and
-    43 % by design)."""
-    share = len(valid) / max(len(train), 1)
-    if share > 0.5:
-        print(f"note: validation holds {len(valid)} of {len(train)} training rows "
-              f"({share:.0%}; [split] fraction is {task.split.fraction:g}): "
-              f"{task.split.describe()} take whole levels of a scale with few of them",
-              file=sys.stderr)
-
-
 
 
 class StopAtOnce(KeyboardInterrupt):
@@ -102,7 +69,7 @@ class StopAtOnce(KeyboardInterrupt):
 # -- the engine -------------------------------------------------------------------------------
 
 
-class Search:
+class Search(StartupChecks, Checkpointing, LLMRounds):
     """One search run writing into ``run_dir`` (checkpoint/, events.jsonl)."""
 
     def __init__(self, config: SearchConfig, run_dir: Path, *, progress=None):
@@ -138,219 +105,6 @@ class Search:
         self._round: list = []  # futures of the hybrid round in flight (state.llm_round)
         if config.proposer != "offline":
             self._setup_llm()
-
-    def _setup_llm(self) -> None:
-        from ..llm.budget import Budget, price_of
-        from ..llm.client import LLMClient, LLMSettings
-        from ..llm.proposer import LLMProposer
-        from ..llm.record import Recorder, load_exchanges, load_rounds, load_run, load_sessions
-        st = LLMSettings.from_dict(self.config.llm)
-        self.llm_settings = st
-        for k in _LLM_COUNTS:
-            self.state.llm.setdefault(k, 0)
-        self.budget = Budget(self.state.llm, max_calls=st.max_calls, max_tokens=st.max_tokens,
-                             max_usd=st.max_usd, price=price_of(st.model, st.price))
-        # a replay serves its file; a resumed run first serves what it recorded before a kill
-        own = self.run_dir / "llm.jsonl"
-        recorded = load_exchanges(st.replay) if st.replay else (
-            load_exchanges(own) if own.exists() else {})
-        self.schedule = load_rounds(st.replay) if st.replay else (
-            load_rounds(own) if own.exists() else {})
-        # a replay ends where the recorded run ended, not by its own clock (load_run)
-        self.replay_end = load_run(st.replay)[1] if st.replay else None
-        if st.replay:  # and it begins the recorded run's later sessions where they began
-            self.sessions = load_sessions(st.replay)[1:]
-        client = LLMClient(st, self.budget, Recorder(own), recorded)
-        self.llm = LLMProposer(self.task, self.train, client, st, SEARCH_FITTER.to_dict(),
-                               fold=self.fold)
-
-    def _check_seeds(self, laws: list) -> None:
-        """Fail before searching when no seed law is within the task's parameter cap and
-        [grammar] functions (the search grows from them; ``laws``: the seeds' parsed laws,
-        None where outside); say when the expert law is outside the functions, as it then does
-        not seed the search, and when a constant of it is named like a feature it does not use."""
-        where, fns = self.task.path or self.task.name, self.task.functions
-        if self.task.expert_law and fns is not None:
-            try:  # as the search would hold it (tanh(N) of large N folded to 1)
-                check_functions(self.fold(parse_expert_law(self.task)), fns)
-            except LawError as exc:
-                print(f"note: {where}: the [expert] law does not seed the search: {exc} (the "
-                      "report still scores it)", file=sys.stderr)
-        if self.task.expert_law:  # DD for D: perhaps meant as the feature, as fit notes it
-            for note in near_feature_notes(parse_expert_law(self.task), self.task.feature_names):
-                print(f"note: {where}, [expert] law: {note}", file=sys.stderr)
-        operon = [law for law, (_t, _f, origin) in zip(laws, self.seeds) if origin == "seed:operon"]
-        skipped = operon.count(None)
-        if skipped:
-            print(f"note: {skipped} of {len(operon)} operon seed(s) are outside the task's "
-                  "param_cap or [grammar] functions and are skipped", file=sys.stderr)
-        if not any(laws):
-            raise TaskError(f"{where}: no seed law (the expert law, a power law or a line in "
-                            f"each feature) fits the param_cap of {self.task.param_cap}"
-                            + ("" if fns is None else " and the [grammar] functions "
-                               f"({', '.join(fns) or 'none'})") + ": the search grows from them")
-
-    def _check_rows(self, seed_laws: list) -> None:
-        """Fail before searching when a group is too small to fit even the simplest seed, when
-        no group holds out a row (each split feature takes one value in each), when
-        validation R2 is undefined (a target constant over the validation rows), or when the
-        task's own expert law cannot be evaluated on its data, or when the rows contradict a
-        declared trend (every law would be rejected). Say so when some group holds out no row
-        (its rows all fit, none validate, as in fit and expert), and when a group's fitting
-        rows cap laws below the param_cap: every larger law, the expert law among them perhaps,
-        would fail there, one evaluation after another."""
-        contrary = data_against_trend(self.task, self.train)
-        if contrary:
-            raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
-                            "trend, or every law that fits the rows is rejected")
-        e_law = parse_expert_law(self.task) if self.task.expert_law else None
-        if e_law is not None:
-            try:
-                check_columns(e_law, self.train)
-                check_domain(e_law, self.train)
-            except DataError as exc:  # a user's own law was not in question: say which it was
-                raise DataError(f"{exc} (the task's [expert] law)") from None
-        fit_part, valid = self.fit_part, self.valid
-        k = min(law.n_params for law in seed_laws if law)
-        unvalidated = unvalidated_groups(self.task, self.train)
-        if len(valid) == 0:  # more rows at the same value would not help
-            feats = " or ".join((self.task.split.by, *self.task.split.also_by))
-            raise HybridSLDError(
-                f"{self.train.source or 'data'}: {next(iter(unvalidated.values()))}: give the "
-                f"group rows at other values of {feats}, merge it into another group, or hold "
-                "out rows at random ([split] kind = \"random\")")
-        for g, why in unvalidated.items():  # as fit and expert say it: valid R2 is the others'
-            print(f"note: valid: group {g!r} is not scored: {why}", file=sys.stderr)
-        fitting = {g: int(np.sum(fit_part.groups == g)) for g in self.train.group_names}
-        for g, n_fit in fitting.items():
-            n_valid = int(np.sum(valid.groups == g))
-            if n_fit < k or (n_valid < 1 and g not in unvalidated):
-                raise HybridSLDError(
-                    f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
-                    f"{n_valid} validation row(s); the "
-                    f"simplest seed law has {k} parameters: add rows or merge groups")
-        least = min(fitting, key=fitting.get)
-        n = fitting[least]
-        n_targets = len(self.task.targets)
-        if n * n_targets < self.task.param_cap:
-            expert = ""
-            if e_law is not None:
-                try:
-                    check_rows(e_law, fit_part)
-                except DataError:
-                    expert = (f" (the [expert] law, with "
-                              f"{sum(not p.shared for p in e_law.params)}, among them)")
-            per = f" in each target's equation ({n * n_targets} in all)" if n_targets > 1 else ""
-            alike = sum(v == n for v in fitting.values()) - 1
-            also = f" (and {alike} other{'s' if alike > 1 else ''})" if alike else ""
-            print(f"note: {self.train.source or 'data'}: group {least!r}{also} has {n} fitting row(s) "
-                  f"(and {int(np.sum(valid.groups == least))} held out for validation), which "
-                  f"caps laws at {n} constants per group{per}, below the param_cap of "
-                  f"{self.task.param_cap}: larger laws fail there{expert}; add rows or merge "
-                  "groups to search them", file=sys.stderr)
-        undefined = undefined_r2(valid.Y, self.task.targets, "validation row(s)")
-        if undefined:  # every group has a validation row here
-            raise HybridSLDError(f"{self.train.source or 'data'}: {undefined}: add rows or raise "
-                                 "the task's [split] fraction")
-
-    # -- persistence --------------------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint" / "state.json"
-
-    def save(self) -> None:
-        s = self.state
-        doc = {"config": asdict(self.config), "archive": s.archive.to_dict(), "cache": s.cache,
-               "evals": s.evals, "proposals": s.proposals, "cache_hits": s.cache_hits,
-               "elapsed": s.elapsed, "events": s.events, "first_beat_expert": s.first_beat_expert,
-               "expert_valid_r2": s.expert_valid_r2, "seed_cursor": s.seed_cursor,
-               "rng_state": self.rng.bit_generator.state, "train": self.train.fingerprint(),
-               "functions": self.task.functions}
-        doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
-        if self.llm is not None:  # a hybrid round's calls charge it from their threads
-            doc["llm"] = self.budget.copy()
-        write_atomic(self.checkpoint_path, json.dumps(doc))
-
-    def _write_failure(self, exc: OSError) -> str:
-        """What a failed write (a full disk, say) leaves and how to go on."""
-        where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
-        if not self.run_dir.is_dir():  # deleted or moved while the search ran: nothing is kept
-            return f"{where}; it no longer exists, and its checkpoint with it: start again"
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # not a full disk
-            return f"{where}; {self.what_is_kept('make it writable and continue', 'then')}"
-        return f"{where}; {self.what_is_kept('make room and continue', 'once there is room')}"
-
-    def what_is_kept(self, go_on: str = "continue", again: str = "") -> str:
-        """After a run stopped short (a full disk, a second Ctrl-C): its checkpoint, if any."""
-        try:
-            saved = json.loads(self.checkpoint_path.read_text())["evals"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return f"no checkpoint was written yet: start again {again}".rstrip()
-        if self.go_on:
-            return f"the checkpoint after evaluation {saved} is kept: {self.go_on}"
-        return (f"the checkpoint after evaluation {saved} is kept: {go_on} with "
-                f"`{resume_command(self.run_dir)}`")
-
-    def load(self) -> None:
-        path = self.checkpoint_path
-        try:
-            doc = json.loads(path.read_text())
-            self.state = State(Archive.from_dict(doc["archive"]), doc["cache"], int(doc["evals"]),
-                               int(doc["proposals"]), int(doc["cache_hits"]), float(doc["elapsed"]),
-                               doc["events"], doc["first_beat_expert"], doc["expert_valid_r2"],
-                               int(doc["seed_cursor"]))
-            self.state.pareto()  # every evaluation readable: the report reads them all
-            for k in _EXTRA_STATE:
-                if k in doc:
-                    setattr(self.state, k, doc[k])
-            # the run goes on: a stop met before is met again if its cause remains
-            self.state.stop_reason, self.state.stop_error = "", False
-            self.rng.bit_generator.state = doc["rng_state"]
-        except OSError as exc:
-            raise HybridSLDError(f"cannot resume from {self.run_dir}: {exc}") from None
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise HybridSLDError(f"cannot resume from {self.run_dir}: {path} is damaged ({what})"
-                                 ) from None
-        now = self.train.fingerprint()
-        if doc.get("train", now) != now:  # checkpoints before 2026-12-02 carry none
-            raise HybridSLDError(
-                f"cannot resume {self.run_dir}: the task's training data ({self.train.source or 'its data'}) "
-                "is not the data the run began with, so its scores would not compare: start a new run")
-        then = doc.get("functions", self.task.functions)  # none before 2026-12-03
-        if then is not None:
-            then = tuple(then)
-        if then != self.task.functions:
-            def said(f):
-                return "all" if f is None else ", ".join(f) or "none"
-            raise HybridSLDError(
-                f"cannot resume {self.run_dir}: the task's [grammar] functions ({said(self.task.functions)}) "
-                f"are not those the run began with ({said(then)}): start a new run")
-        if self.llm is not None:  # the budget counts on from the restored spend
-            self.budget.spend = self.state.llm
-        self._trim_events()
-
-    def _trim_events(self) -> None:
-        """Keep the events of the evaluations the checkpoint holds (later ones are redone), each
-        a whole line, and rewrite the log whole or not at all; say so when some are missing."""
-        events = self.run_dir / "events.jsonl"
-        # bytes: a line of garbage (bad UTF-8 from a disk fault) is dropped as a cut one is
-        lines = events.read_bytes().splitlines(keepends=True) if events.exists() else []
-        kept = []
-        for raw in lines:
-            try:
-                line = raw.decode()
-                if line.endswith("\n") and json.loads(line)["eval_id"] < self.state.evals:
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError):  # UnicodeDecodeError among them
-                pass
-        if len(kept) < self.state.evals:
-            print(f"note: {events} holds {len(kept)} of the {self.state.evals} evaluations the "
-                  "checkpoint has (cut short or deleted); the run goes on from the checkpoint",
-                  file=sys.stderr)
-        if len(kept) != len(lines):
-            write_atomic(events, "".join(kept))
-        self.state.events = len(kept)
 
     # -- proposals ----------------------------------------------------------------------------
     def _seed_candidates(self) -> list[tuple[str, dict, str]]:
@@ -485,277 +239,6 @@ class Search:
             pending.add(key)
             return law.text, fitter, origin, law, key
         return None
-
-    # -- LLM slots ----------------------------------------------------------------------------
-    def _llm_slot(self) -> bool:
-        """Whether the next non-seed slot goes to the LLM: all of them in an llm run."""
-        s = self.state
-        if self.llm is None or s.seed_cursor < len(self.seeds) or s.llm_ended:
-            return False
-        return self.config.proposer == "llm"  # a hybrid run's calls go in rounds (_ask_round)
-
-    def _halt(self, exc) -> None:
-        """Stop after the batch in hand: the LLM budget is spent, or the endpoint failed (an
-        error: the command then exits non-zero). A hybrid run goes on with the grammar proposer
-        alone either way."""
-        from ..llm.budget import BudgetExhausted
-        failed = not isinstance(exc, BudgetExhausted)
-        if self.config.proposer == "hybrid":
-            if not self.state.llm_ended:  # the grammar proposer goes on with the rest
-                # a failure is seen when its round is taken, which may be long after the
-                # LLM's last proposal (calls retrying to the run's end): its part ended there
-                at = (self._last_llm_eval() if failed else None) or self.state.evals
-                self.state.llm_ended = f"{exc} after {counted(at, 'evaluation')}"
-                if failed:
-                    alone = "" if self._done() else "; the grammar proposer goes on alone"
-                    print(f"warning: the LLM proposer stopped ({exc}){alone}", file=sys.stderr)
-            return
-        self._stop = True
-        self.state.stop_reason = str(exc)
-        self.state.stop_error = failed
-
-    def _last_llm_eval(self) -> int | None:
-        """The evaluation count just after the last LLM proposal evaluated (None: none was)."""
-        return max((d["eval_id"] + 1 for d in self.state.cache.values() if d["origin"] == "llm"),
-                   default=None)
-
-    def _idle(self) -> None:
-        """One more LLM proposal with no new law; LLM_IDLE_LIMIT in a row end the LLM's part."""
-        from ..llm.budget import Unproductive
-        s = self.state
-        s.llm_idle += 1
-        if s.llm_idle == LLM_IDLE_LIMIT:
-            self._halt(Unproductive(f"the model's last {s.llm_idle} proposals gave no new law "
-                                    "(invalid or already evaluated)"))
-
-    def _fail(self, law: str, message: str) -> None:
-        f = self.state.failures
-        f.append([(law or "").strip().splitlines()[0] if (law or "").strip() else "", message])
-        del f[:-10]
-
-    def _reject(self, kind: str) -> None:
-        """Count an LLM proposal that gave no new law by why, for the report's tally."""
-        tally = self.state.llm.setdefault("rejected", {})
-        tally[kind] = tally.get(kind, 0) + 1
-
-    def _llm_proposals(self, slots: list[int], pending: set, threads) -> list:
-        """(slot, candidate) pairs for a batch's LLM slots, asked for all at once. Calls a
-        Ctrl-C leaves in flight stay in the checkpoint (state.llm_round), asked again first
-        on --resume (their replies that came replayed from llm.jsonl)."""
-        s = self.state
-        if s.llm_round is None and not self._open_round(len(slots)):
-            return []
-        r = s.llm_round
-        futures = self._ask(r["user"], r["first_seq"], r["allot"], threads)
-        if not self._replies_in(futures):
-            self._round = futures  # abandoned: counted when the run ends
-            return []
-        s.llm_round = None
-        return self._take(slots, futures, pending)
-
-    def _replies_in(self, futures) -> bool:
-        """Wait for the calls' replies; False when a Ctrl-C comes first (not waited for)."""
-        while not self._stop:
-            if not wait(futures, timeout=0.25).not_done:
-                return True
-        return all(f.done() for f in futures)
-
-    def _call_deadline(self, since: float) -> None:
-        """Calls wait no longer than the run may: its --budget's end, ``since`` being the
-        time.perf_counter() at which state.elapsed was counted."""
-        if self.config.budget_seconds is not None:
-            self.llm.client.deadline = since + self.config.budget_seconds - self.state.elapsed
-
-    def _ask(self, user: str, first_seq: int, allot: list[int], threads) -> list:
-        """Start the calls of one prompt, numbered from ``first_seq``; their futures."""
-        return [threads.submit(self.llm.propose, user, first_seq + i, a)
-                for i, a in enumerate(allot)]
-
-    def _take(self, slots, futures, pending: set) -> list:
-        """(slot, candidate) pairs from finished calls: counted, checked, new laws only."""
-        from ..llm.budget import LLMStop
-        from ..llm.proposer import rejection_kind
-        s, c = self.state, self.state.llm
-        out = []
-        for slot, fut in zip(slots, futures):
-            try:
-                p = fut.result()
-            except LLMStop as exc:
-                if not self.interrupted:  # a call cut short by Ctrl-C is no endpoint failure
-                    self._halt(exc)
-                continue
-            c["proposals"] += 1
-            c["repairs"] += p.calls - 1
-            if not p.valid:
-                c["invalid"] += 1
-                self._reject(rejection_kind(p.error))
-                self._fail(p.tried, p.error.splitlines()[0] if p.error else "invalid")
-                self._idle()
-                continue
-            c["valid"] += 1
-            s.proposals += 1  # as the grammar's proposals count: the cache hit rate's base
-            law = self._law(p.text)
-            key = law and candidate_key(law.key, p.fitter)
-            if not law or key in s.cache or key in pending:
-                c["duplicates"] += 1
-                self._reject(ALREADY_EVALUATED)
-                s.cache_hits += 1
-                self._fail(p.text, ALREADY_EVALUATED)
-                self._idle()
-                continue
-            pending.add(key)
-            s.llm_idle = 0
-            out.append((slot, (law.text, p.fitter, "llm", law, key)))
-        return out
-
-    # -- a hybrid run's rounds ----------------------------------------------------------------
-    def _ask_round(self, threads) -> None:
-        """After a batch, start a round of calls if none is in flight and the LLM's share of
-        evaluations (--llm-ratio) allows: at most that share of the evaluations so far come
-        from the LLM, counting the round's. The grammar proposer goes on meanwhile."""
-        s, st = self.state, self.llm_settings
-        if s.llm_round is not None or s.llm_ended or self._stop or s.seed_cursor < len(self.seeds):
-            return
-        n = st.concurrency
-        if self.config.max_evals is not None:  # a round must fit in what is left
-            n = min(n, self.config.max_evals - s.evals)
-        if st.llm_ratio < 1:  # k such that (llm_seq + k) <= ratio * (evals + k)
-            allowed = math.floor((st.llm_ratio * s.evals - s.llm_seq) / (1 - st.llm_ratio))
-            if allowed < n:  # the ratio, not --concurrency, holds the LLM's share
-                s.llm["ratio_held"] = s.llm.get("ratio_held", 0) + 1
-            n = min(n, allowed)
-        if n >= 1 and self._open_round(n):
-            self._start_round(threads)
-
-    def _open_round(self, n: int) -> bool:
-        """state.llm_round for up to ``n`` calls the LLM budget allows (numbered from llm_seq,
-        with the spend before them and the prompt); False where the budget ends the LLM's part."""
-        from ..llm.budget import SPEND_KEYS, LLMStop
-        s = self.state
-        try:
-            allot = self.budget.allot(n, 1 + self.llm_settings.repairs)
-        except LLMStop as exc:
-            self._halt(exc)
-            return False
-        s.llm_round = {"first_seq": s.llm_seq, "allot": allot,
-                       "spend": self.budget.copy(SPEND_KEYS),
-                       "user": self.llm.user_message(s.archive, s.failures), "asked_at": s.evals}
-        s.llm_seq += len(allot)
-        return True
-
-    def _start_round(self, threads) -> None:
-        r = self.state.llm_round
-        self._call_deadline(time.perf_counter())
-        self._round = self._ask(r["user"], r["first_seq"], r["allot"], threads)
-
-    def _round_failed(self) -> None:
-        """At the run's end, a round never taken whose calls failed (retrying until the
-        --budget ended, say): said as a failure in a round taken is, and checkpointed."""
-        from ..llm.budget import BudgetExhausted, LLMStop
-        for f in self._round:
-            exc = f.exception() if f.done() and not f.cancelled() else None
-            if isinstance(exc, LLMStop) and not isinstance(exc, BudgetExhausted):
-                self._halt(exc)
-                try:
-                    self.save()
-                except OSError as err:
-                    raise HybridSLDError(self._write_failure(err)) from None
-                return
-
-    def _round_due(self, block: bool) -> bool:
-        """Whether the round in flight joins the batch about to be made: as its replies are
-        in, or at the evaluation count the record gives. ``block``: wait for it (the grammar
-        has nothing to propose); so does a run whose --max-evals would leave no room for it
-        after this batch (calls spent are not thrown away). A stop (Ctrl-C, the budget) ends
-        the wait."""
-        r, cap = self.state.llm_round, self.config.max_evals
-        if r is None:
-            return False
-        if cap is not None and cap - self.state.evals - self.config.batch_size < len(self._round):
-            block = True
-        at = self.schedule.get(r["first_seq"])
-        if at is None and self.replay_end is not None:  # the recorded run ended before it joined
-            return False
-        if at is not None and self.state.evals < at and not block:
-            return False
-        while not self._stop:
-            if all(f.done() for f in self._round):
-                return True
-            if at is None and not block:
-                return False
-            wait(self._round, timeout=0.25)
-            if self._done():
-                return False
-        return False
-
-    def _take_round(self, pending: set) -> list:
-        """The round's new laws, the first of a batch that holds them all (it may pass the
-        batch size) but for what --max-evals leaves; the record notes when they joined."""
-        s = self.state
-        r, futures, self._round = s.llm_round, self._round, []
-        s.llm_round = None
-        self.llm.client.recorder.write("round", first_seq=r["first_seq"], used_at=s.evals)
-        # what held the LLM's share (the report's note): rounds cut short of --concurrency
-        # calls, and rounds whose replies took more than the one batch run beside them
-        s.llm["rounds"] = s.llm.get("rounds", 0) + 1
-        if len(r["allot"]) < self.llm_settings.concurrency:
-            s.llm["rounds_short"] = s.llm.get("rounds_short", 0) + 1
-        if s.evals - r.get("asked_at", s.evals) > self.config.batch_size:
-            s.llm["rounds_late"] = s.llm.get("rounds_late", 0) + 1
-        room = None if self.config.max_evals is None else self.config.max_evals - s.evals
-        took = self._take(range(len(futures)), futures, pending)[:room]
-        return [(slot, c) for slot, (_i, c) in enumerate(took)]
-
-    # -- sessions (a start, each resume) ---------------------------------------------------
-    def llm_afresh(self) -> None:
-        """New LLM settings on --resume (a larger budget): the LLM's part, ended or idle,
-        starts afresh; the record says so, and a replay does the same there."""
-        self.state.llm_ended, self.state.llm_idle = "", 0
-        self._afresh = True
-
-    def _write_session(self, afresh: bool) -> None:
-        """What a replay of this session takes (record.load_sessions)."""
-        from ..llm.client import RECORDED
-        cfg, s = self.config, self.state
-        self.llm.client.recorder.write(
-            "settings", llm={k: getattr(self.llm_settings, k) for k in RECORDED},
-            max_evals=cfg.max_evals, budget_seconds=cfg.budget_seconds, proposer=cfg.proposer,
-            task=cfg.task, batch_size=cfg.batch_size, search=cfg.search_settings(),
-            evals=s.evals, llm_seq=s.llm_seq,
-            afresh=afresh,
-            in_flight=s.llm_round["first_seq"] if s.llm_round else None)
-
-    def _begin_sessions(self) -> None:
-        """A replay begins the recorded run's later sessions where they began: their LLM
-        settings (a resume with a larger budget), and the LLM's fresh start if one gave it.
-        Its own record and checkpoint say so, as a resumed run's do."""
-        s = self.state
-        while self.sessions and s.llm.get("sessions", 0) < len(self.sessions):
-            rec = self.sessions[s.llm.get("sessions", 0)]
-            if not self._reached(rec):
-                return
-            s.llm["sessions"] = s.llm.get("sessions", 0) + 1
-            st = self.llm_settings = replace(self.llm_settings, **rec["llm"])
-            self.llm.settings = self.llm.client.settings = st
-            self.config = replace(self.config, llm={**self.config.llm, **rec["llm"]})
-            b = self.budget
-            b.max_calls, b.max_tokens, b.max_usd = st.max_calls, st.max_tokens, st.max_usd
-            if rec.get("afresh"):
-                self.llm_afresh()
-            self._write_session(bool(rec.get("afresh")))
-
-    def _stopped_here(self) -> bool:
-        """A replay at the end of the batch after which the recorded run stopped (a Ctrl-C)
-        and was resumed with no round in flight: the run asked none here, nor does the
-        replay (its calls were asked after the resumed session's first batch)."""
-        k = self.state.llm.get("sessions", 0)
-        return (k < len(self.sessions) and self._reached(self.sessions[k])
-                and self.sessions[k]["in_flight"] is None)
-
-    def _reached(self, session: dict) -> bool:
-        """Whether a replay is where a recorded session began: its evaluation count and call
-        number (an llm run's batches whose every proposal failed make calls, no evaluation)."""
-        return (self.state.evals, self.state.llm_seq) >= (session["evals"], session["llm_seq"])
 
     # -- the loop -----------------------------------------------------------------------------
     def bounds(self) -> tuple[int | None, float | None]:
