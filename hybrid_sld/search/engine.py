@@ -40,7 +40,8 @@ from ..errors import DataError, FitTimeout, HybridSLDError, LawError, TaskError
 from ..evaluate import check_columns, check_domain, check_rows, data_against_trend
 from ..deadline import interruptible, time_limit
 from ..fit_spec import FitterSpec
-from ..law import check_functions, near_feature_notes, parse_expert_law
+from ..law_names import near_feature_notes
+from ..law_task import check_functions, parse_expert_law
 from ..metrics import counted, undefined_r2
 from ..tasks import get_task
 from ..units import unit_faults
