@@ -40,7 +40,7 @@ from sympy.core.cache import clear_cache  # noqa: E402
 
 import hybrid_sld.compile as hcompile  # noqa: E402
 from hybrid_sld.data import load_train  # noqa: E402
-from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.law_task import parse_task_law  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 
 

@@ -60,7 +60,7 @@ import hybrid_sld.fit_core as hcore  # noqa: E402
 from hybrid_sld.data import load_train  # noqa: E402
 from hybrid_sld.evaluate import validate  # noqa: E402
 from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
-from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.law_task import parse_task_law  # noqa: E402
 from hybrid_sld.search.config import SearchConfig  # noqa: E402
 from hybrid_sld.search.engine import Search  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402

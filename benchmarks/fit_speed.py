@@ -51,7 +51,7 @@ from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
 # Private helpers, used only to reproduce the start points our fitter uses.
 from hybrid_sld.fit_core import _kinds, target_components  # noqa: E402
 from hybrid_sld.fit_starts import _default_u, _search_box, _u_bounds  # noqa: E402
-from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.law_task import parse_task_law  # noqa: E402
 from hybrid_sld.tasks import builtin_task_names, get_task  # noqa: E402
 
 PENALTY = 1e10  # what the EvoSLD programs return for a non-finite objective

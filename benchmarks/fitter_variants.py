@@ -32,7 +32,7 @@ from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import report  # noqa: E402
 from hybrid_sld.fit import time_limit  # noqa: E402
 from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
-from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.law_task import parse_task_law  # noqa: E402
 from hybrid_sld.search.select import finalists  # noqa: E402
 
 WEIGHTS = (0, 1, 3)

@@ -30,7 +30,7 @@ from hybrid_sld.data import load_splits  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import fit_dataset, score_dataset  # noqa: E402
 from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
-from hybrid_sld.law import parse_expert_law, parse_task_law  # noqa: E402
+from hybrid_sld.law_task import parse_expert_law, parse_task_law  # noqa: E402
 from hybrid_sld.tasks import get_task  # noqa: E402
 
 

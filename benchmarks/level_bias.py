@@ -30,7 +30,7 @@ from hybrid_sld.data import split_train_valid  # noqa: E402
 from hybrid_sld.errors import HybridSLDError  # noqa: E402
 from hybrid_sld.evaluate import predict_dataset, validate  # noqa: E402
 from hybrid_sld.fit_spec import Fit, FitterSpec  # noqa: E402
-from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.law_task import parse_task_law  # noqa: E402
 from hybrid_sld.search.select import SIMPLEST_TOLERANCE, alike  # noqa: E402
 
 

@@ -64,7 +64,7 @@ from hybrid_sld.evaluate import (beyond_training, predict_dataset, report, runaw
                                  score_dataset, target_range, validate)
 from hybrid_sld.fit import time_limit  # noqa: E402
 from hybrid_sld.fit_spec import FitterSpec  # noqa: E402
-from hybrid_sld.law import parse_task_law  # noqa: E402
+from hybrid_sld.law_task import parse_task_law  # noqa: E402
 from hybrid_sld.search.archive import Entry  # noqa: E402
 from hybrid_sld.search.config import SearchConfig  # noqa: E402
 from hybrid_sld.search.engine import Search  # noqa: E402

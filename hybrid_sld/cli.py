@@ -19,7 +19,8 @@ from .data import check_test_groups, load_splits
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit_spec import FitterSpec
-from .law import check_uses_features, near_feature_notes, parse_expert_law, parse_task_law
+from .law_names import near_feature_notes
+from .law_task import check_uses_features, parse_expert_law, parse_task_law
 from .metrics import counted, failed_score, json_text, score
 from .metrics import report_value as _r
 from .search.config import PROPOSERS, SearchConfig

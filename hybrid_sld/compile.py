@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .law import Law, expr_to_text
+from .law import Law
+from .law_text import expr_to_text
 from .tape import Tape
 
 

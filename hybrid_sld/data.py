@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .law import parse_expert_law
+from .law_task import parse_expert_law
 from .tasks import Task, builtin_task_names
 
 HF_REPO = "pkuHaowei/sldbench"

@@ -15,7 +15,8 @@ import re
 from .group_labels import group_label
 from .latex_law import _times_ten, to_latex
 from .latex_names import escape_latex, latex_names
-from .law import Law, _bound_lines
+from .law import Law
+from .law_text import _bound_lines
 
 
 def format_number(v) -> str:

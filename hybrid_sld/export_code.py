@@ -13,7 +13,8 @@ from sympy.printing.numpy import NumPyPrinter
 
 from .errors import LawError
 from .latex_law import _SCIENTIFIC_FROM
-from .law import Law, _fmt, decimal_text
+from .law import Law
+from .law_text import _fmt, decimal_text
 
 
 def _check_params(law: Law, params: dict | None) -> dict:

@@ -14,7 +14,8 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from .latex_names import latex_names, typeset_shape
-from .law import Law, decimal_text
+from .law import Law
+from .law_text import decimal_text
 
 _SCIENTIFIC_FROM = 10**6  # integers in a law from here on are typeset as powers of ten
 

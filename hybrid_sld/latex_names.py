@@ -2,13 +2,14 @@
 from a task's feature symbols or sympy's typesetting; and text escaped for LaTeX.
 
 Apart from the printing of equations and tables because both take their names from here, as
-law.py's check of a constant named like a feature's symbol does, and none of it prints an
-expression.
+the checks of a constant named like a feature's symbol in law.py and law_task.py do, and none
+of it prints an expression.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy.printing.conventions import split_super_sub
@@ -16,7 +17,9 @@ from sympy.printing.latex import (LatexPrinter, greek_letters_set, other_symbols
                                   tex_greek_dictionary, translate)
 
 from .errors import LawError
-from .law import Law
+
+if TYPE_CHECKING:  # law.py imports this module
+    from .law import Law
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "&": r"\&", "%": r"\%",

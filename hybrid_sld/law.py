@@ -14,10 +14,12 @@ import math
 from dataclasses import dataclass, replace
 
 import sympy as sp
-from sympy.printing.str import StrPrinter
 
 from .errors import LawError, LawSyntaxError
 from .grammar import parse_statements
+from .latex_names import symbol_lookalikes
+from .law_names import _close_feature
+from .law_text import _bound_lines, expr_to_text
 
 INF = math.inf
 
@@ -41,116 +43,6 @@ class Param:
     @property
     def bounded(self) -> bool:
         return math.isfinite(self.lower) or math.isfinite(self.upper)
-
-
-def decimal_text(r) -> str | None:
-    """A rational whose denominator is over 100 and made of 2s and 5s as its exact decimal
-    (152741/1000000 -> 0.152741, 1/2000000 -> 5e-7), or None: law text reads 0.152741 as that
-    rational, and writes it back this way. 1/2, 3/8 and 2/25 stay fractions, as exponents are
-    written."""
-    if not isinstance(r, sp.Rational) or r.q <= 100:
-        return None
-    twos, fives = sp.multiplicity(2, r.q), sp.multiplicity(5, r.q)
-    if 2**twos * 5**fives != r.q:
-        return None
-    n = max(twos, fives)
-    digits = str(abs(r.p) * 10**n // r.q).rjust(n + 1, "0")
-    exact = ("-" if r.p < 0 else "") + f"{digits[:-n]}.{digits[-n:]}"
-    short = _fmt(float(r)) if abs(r) < 1e300 else exact  # 1e-5, not 0.00001
-    return short if sp.Rational(short) == r else exact
-
-
-class _LawPrinter(StrPrinter):
-    """sympy's str printer speaking our grammar: '^' for power, lower-case min/max/abs;
-    with ``decimals``, rationals such as 152741/1000000 as 0.152741 (``decimal_text``)."""
-
-    _default_settings = {**StrPrinter._default_settings, "decimals": True}
-
-    def _print_Integer(self, expr):
-        """1e12, not 1000000000000, where that is shorter and exact (123456789 stays)."""
-        whole = str(expr.p)
-        short = _fmt(float(expr)) if abs(expr) < 1e300 else whole
-        return short if len(short) < len(whole) and sp.Rational(short) == expr else whole
-
-    def _print_Rational(self, expr):
-        text = self._settings["decimals"] and decimal_text(expr)
-        return text or super()._print_Rational(expr)
-
-    def parenthesize(self, item, level, strict=False):
-        text = (self._settings["decimals"] and getattr(item, "is_Rational", False) and item > 0
-                and decimal_text(item))
-        return text or super().parenthesize(item, level, strict)  # x^0.15, not x^(0.15)
-
-    def _print_Mul(self, expr):
-        c, rest = expr.as_coeff_Mul()
-        text = self._settings["decimals"] and decimal_text(c)
-        # sums last: 0.001*(N + x) would read back as 0.001*N + 0.001*x, another tree
-        factors = sorted(sp.Mul.make_args(rest), key=lambda f: f.is_Add)
-        above = [f for f in factors if not (f.is_Pow and f.exp.as_coeff_Mul()[0] < 0)]
-        if not text or (above and above[0].is_Add):
-            return super()._print_Mul(expr)
-        # the decimal as a name in front, so 1.00001*A/x rather than 100001*A/(100000*x)
-        head = sp.Symbol(text.lstrip("-"))
-        return ("-" if c < 0 else "") + super()._print_Mul(sp.Mul._from_args((head, *factors)))
-
-    def _print_Pow(self, expr, rational=False):
-        return super()._print_Pow(expr, rational).replace("**", "^")
-
-    def _print_Max(self, expr):
-        return "max(%s)" % ", ".join(self._print(a) for a in expr.args)
-
-    def _print_Min(self, expr):
-        return "min(%s)" % ", ".join(self._print(a) for a in expr.args)
-
-    def _print_Abs(self, expr):
-        return "abs(%s)" % self._print(expr.args[0])
-
-    # Everything in a law is real, so the real part sympy wraps around a term when it rewrites
-    # abs(exp(z)) as exp(re(z)) is the term itself; printed as such the text stays law text.
-    def _print_re(self, expr):
-        return "(%s)" % self._print(expr.args[0])
-
-    def _print_im(self, expr):
-        return "0"
-
-    def _print_Exp1(self, expr):
-        return "exp(1)"  # 'E' would read back as a parameter named E
-
-
-def expr_to_text(expr: sp.Expr, *, decimals: bool = True) -> str:
-    return _LawPrinter({"order": "none", "decimals": decimals}).doprint(expr).replace("**", "^")
-
-
-def _fmt(v: float) -> str:
-    """A number as law text, exactly (it parses back to the same float) and short: 8.8e13 and
-    1e-5, not 88000000000000 and 1e-05; 1000 and 0.076 as they are."""
-    v = float(v)
-    if math.isfinite(v) and v != 0 and not 1e-4 <= abs(v) < 1e6:
-        text = next(t for t in (f"{v:.{d}e}" for d in range(17)) if float(t) == v)
-        mantissa, exponent = text.split("e")
-        return f"{mantissa}e{int(exponent)}"
-    return str(int(v)) if v.is_integer() else repr(v)
-
-
-def _bound_lines(params: tuple[Param, ...]) -> list[str]:
-    groups: dict[str, list[str]] = {}
-    for p in params:
-        lo, hi = p.lower, p.upper
-        if math.isfinite(lo) and math.isfinite(hi):
-            s = f"in {'(' if p.lower_strict else '['}{_fmt(lo)}, {_fmt(hi)}{')' if p.upper_strict else ']'}"
-        elif math.isfinite(lo):
-            s = f"{'>' if p.lower_strict else '>='} {_fmt(lo)}"
-        elif math.isfinite(hi):
-            s = f"{'<' if p.upper_strict else '<='} {_fmt(hi)}"
-        else:
-            continue
-        groups.setdefault(s, []).append(p.name)
-    lines = [f"{', '.join(names)} {s}" for s, names in groups.items()]
-    lines += [f"{p.name} ~ {_fmt(p.init)}" for p in params if p.init is not None]
-    shared = [p.name for p in params if p.shared]
-    if shared:
-        lines.append("shared " + ", ".join(shared))
-    return lines
 
 
 def _tree_string(e, labels: dict, memo: dict) -> str:
@@ -334,52 +226,6 @@ class Law:
         return "\n".join(lines + _bound_lines(self.params))
 
 
-def _close_feature(name: str, features, used=()) -> str | None:
-    """The feature ``name`` looks like a misspelling of, or None. A name that holds a used
-    feature as a whole word (``A_tokens`` beside ``tokens``) names a coefficient, not a slip;
-    a feature's name then digits (``bsz0``, ``bsz_0``) is the usual name of a reference value
-    of it (after a name ending in a digit only ``_0`` is: ``x10`` beside ``x1`` is an index)."""
-    for f in features:
-        if name.lower() == f.lower():
-            return f
-    if any(_reference_value(name, f) for f in features):
-        return None
-    if any(f in used and f in name.split("_") for f in features):
-        return None
-    if len(name) >= 4:
-        hits = difflib.get_close_matches(name, features, n=1, cutoff=0.8)
-        if hits:
-            return hits[0]
-    return None
-
-
-def _reference_value(name: str, feature: str) -> bool:
-    """``name`` is the feature's name then digits (``bsz0``, ``bsz_0``: a reference value of it;
-    after a name ending in a digit only ``_0`` is: ``x10`` beside ``x1`` is an index)."""
-    tail = name[len(feature):] if name.startswith(feature) else ""
-    return (tail[:1] == "_" and tail[1:].isdigit()) or (tail.isdigit()
-                                                        and not feature[-1].isdigit())
-
-
-def near_feature_notes(law: Law, features) -> list[str]:
-    """A note for each constant whose name is close to a feature the law does not use (DD
-    beside D, too short for :func:`_close_feature`'s error): perhaps a misspelt feature,
-    fitted as a number. A note, not an error: a constant may be called anything; one letter
-    (a, b, E) is a constant's usual name and is left alone."""
-    unused = {f.lower(): f for f in features if f not in law.used_features}
-    notes = []
-    for p in law.param_names:
-        if len(p) < 2 or any(_reference_value(p, f) for f in unused.values()):
-            continue
-        hit = difflib.get_close_matches(p.lower(), list(unused), n=1, cutoff=0.6)
-        if hit:
-            f = unused[hit[0]]
-            notes.append(f"{p} is a fitted constant here, though its name is close to the "
-                         f"feature {f}, which the law does not use; if you meant the feature, "
-                         f"write {f}")
-    return notes
-
-
 MAX_DEPTH = 40  # expression tree depth; far deeper than any law, shallow enough for sympy
 
 
@@ -485,7 +331,6 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
             raise err(f"parameter {name!r} cancels out of the law; remove it", line, col)
         pnames.append(name)
     if param_cap is not None and len(pnames) > param_cap:
-        from .latex_names import symbol_lookalikes  # latex_names imports law
         like = symbol_lookalikes(pnames, feature_symbols) if feature_symbols else []
         hint = ""
         if like:
@@ -545,75 +390,3 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
     pos = {s.name: i for i, s in enumerate(law.structural_order)}
     law.params = tuple(sorted(law.params, key=lambda p: pos[p.name]))
     return law
-
-
-# What a task's [grammar] functions may name, as laws hold them: sqrt is a power (always
-# allowed), log10 and log2 are logs, sigmoid is built of exp and softplus of exp and log.
-FUNCTION_KINDS = {"exp": sp.exp, "log": sp.log, "tanh": sp.tanh, "abs": sp.Abs, "min": sp.Min,
-                  "max": sp.Max}
-FUNCTION_ALIASES = {"log10": ("log",), "log2": ("log",), "sigmoid": ("exp",),
-                    "softplus": ("exp", "log"), "sqrt": ()}
-
-
-def law_functions(law: Law) -> set[str]:
-    """The functions (FUNCTION_KINDS' names) a law applies to the features: exp(e) of a
-    constant or log(2) does not count. A power with a feature in its exponent is an exp
-    (2^x is exp(x log 2)), and x^x an exp and a log."""
-    features = {law.symbols[f] for f in law.features}
-    used = set()
-    for _t, expr in law.equations:
-        for node in sp.preorder_traversal(expr):
-            if not node.free_symbols & features:
-                continue
-            for name, kind in FUNCTION_KINDS.items():
-                if isinstance(node, kind):
-                    used.add(name)
-            if isinstance(node, sp.Pow) and node.exp.free_symbols & features:
-                used.add("exp")
-                if node.base.free_symbols & features:
-                    used.add("log")
-    return used
-
-
-def check_functions(law: Law, allowed) -> None:
-    """Raise a LawError when the law uses a function outside ``allowed`` (None: any)."""
-    if allowed is None:
-        return
-    extra = sorted(law_functions(law) - set(allowed))
-    if extra:
-        raise LawError(f"the law uses {', '.join(extra)} of a feature, which the task's [grammar] "
-                       f"functions leave out (they allow {', '.join(allowed) or 'none'}; "
-                       "sigmoid and softplus are made of exp, a feature in an exponent is an exp)")
-
-
-def parse_task_law(text: str, task) -> Law:
-    from .latex_names import task_symbols  # latex_names imports law
-    return parse_law(text, task.feature_names, task.targets, param_cap=task.param_cap,
-                     feature_symbols=task_symbols(task))
-
-
-def check_uses_features(law: Law, task) -> None:
-    """Refuse a law of no feature: a misspelt feature (M for N) reads as one more constant,
-    and the law would be fitted, scored and seeded from without a word."""
-    if not law.used_features:
-        from .latex_names import symbol_lookalikes, task_symbols  # latex_names imports law
-        how = "; ".join(f"{p} is the task's LaTeX symbol for the feature {f}: write {f}"
-                        for p, f in symbol_lookalikes(law.param_names, task_symbols(task)))
-        raise LawError(f"the law uses none of the task's features "
-                       f"({', '.join(task.feature_names)}): " + (
-                           f"every name in it ({', '.join(law.param_names)}) is a fitted "
-                           "constant" if law.n_params else "it predicts one number "
-                           "everywhere") + f"; {how or 'write at least one of them by its name'}")
-
-
-def parse_expert_law(task, text: str | None = None, place=None) -> Law:
-    """The task's expert law (or ``text``, one of its variants), of at least one feature; an
-    error names the task file. ``place``: a LawSyntaxError -> its text with the position in
-    the task file (None: the law's own), as the file loads."""
-    try:
-        law = parse_task_law(task.expert_law if text is None else text, task)
-        check_uses_features(law, task)
-        return law
-    except LawError as exc:
-        placed = place(exc) if place is not None and isinstance(exc, LawSyntaxError) else None
-        raise LawError(f"{task.path or task.name}, [expert] law: {placed or exc}") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import FitError, LawSyntaxError, TaskError
 from .fit_spec import FitterSpec
 from .grammar import NAME_RULE, is_name
-from .law import FUNCTION_ALIASES, FUNCTION_KINDS, parse_expert_law
+from .law_task import FUNCTION_ALIASES, FUNCTION_KINDS, parse_expert_law
 
 SPLIT_KINDS = ("largest", "random")
 TRENDS = ("", "decreasing", "increasing")
@@ -89,7 +89,7 @@ class Task:
     train_file: str = ""
     test_file: str = ""
     path: str = ""  # the TOML this task came from
-    # [grammar] functions: those a searched law may use (law.FUNCTION_KINDS' names); None: all
+    # [grammar] functions: those a searched law may use (law_task.FUNCTION_KINDS' names); None: all
     functions: tuple[str, ...] | None = None
 
     @property
@@ -349,7 +349,7 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
 
 
 def grammar_functions(grammar: dict, where: str) -> tuple[str, ...] | None:
-    """[grammar] functions as law.FUNCTION_KINDS' names (sigmoid is exp, log10 is log, ...);
+    """[grammar] functions as law_task.FUNCTION_KINDS' names (sigmoid is exp, log10 is log, ...);
     None when the table does not narrow them."""
     if "functions" not in grammar:
         return None

@@ -22,7 +22,8 @@ from fractions import Fraction
 
 import sympy as sp
 
-from .law import Law, expr_to_text
+from .law import Law
+from .law_text import expr_to_text
 
 # Feature unit names read as pure numbers.
 # (and any unit that starts with "log", see feature_units)

@@ -845,7 +845,8 @@ def test_features_naming_the_group_column_says_it_is_not_a_feature():
 
 
 def test_functions_narrow_the_search_as_a_tasks_grammar_does():
-    from hybrid_sld.law import law_functions, parse_law
+    from hybrid_sld.law import parse_law
+    from hybrid_sld.law_task import law_functions
     x = np.geomspace(1e6, 1e9, 24)
     y = 2 + 300 * x ** -0.3
     r = ScalingLawRegressor(max_evals=40, functions=["log"]).fit(x[:, None], y)

@@ -21,7 +21,7 @@ from hybrid_sld.baselines.pysr import (parse_template_result, pysr_config, pysr_
 from hybrid_sld.compile import compile_law
 from hybrid_sld.data import Dataset, load_splits
 from hybrid_sld.errors import HybridSLDError, LawError
-from hybrid_sld.law import parse_task_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.tasks import Feature, SplitRule, Task, get_task
 
 SYMBOLS = "add,sub,mul,div,constant,variable,exp,log,sqrt,pow,abs,tanh,square,aq,fmin,fmax"
@@ -180,7 +180,7 @@ def test_operon_seeds_are_deterministic_laws(kaplan):
 
 def test_operon_keeps_to_a_tasks_grammar_functions(kaplan):
     from hybrid_sld.baselines.operon import operon_settings
-    from hybrid_sld.law import law_functions
+    from hybrid_sld.law_task import law_functions
     task, train, _test = kaplan
     narrow = replace(task, functions=())
     st = operon_settings({}, narrow)

@@ -134,7 +134,7 @@ def test_fit_latex_says_what_the_feature_symbols_stand_for(tmp_path):
 def test_fit_writes_bounds_naming_the_constants_as_the_law_reads(capsys):
     """a, b in (0, 1) came back as b, a (the structural order law.text keeps for the search);
     the printed text still reads as the same law."""
-    from hybrid_sld.law import parse_task_law
+    from hybrid_sld.law_task import parse_task_law
     from hybrid_sld.tasks import get_task
     law = "loss = E + A*tokens^-a + B*num_params^-b\na, b in (0, 1)\nA, B > 0\nB ~ 3\nshared b"
     assert main(["fit", "--task", "kaplan_demo", "--law", law]) == 0

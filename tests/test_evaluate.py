@@ -15,7 +15,8 @@ import hybrid_sld.data
 import hybrid_sld.evaluate as ev
 from hybrid_sld.data import Dataset, load_splits, split_train_valid
 from hybrid_sld.fit_spec import Fit, FitterSpec
-from hybrid_sld.law import parse_law, parse_task_law
+from hybrid_sld.law import parse_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.tasks import get_task
 
 SIMPLE = "loss = A*num_params^(-alpha)/(1 + k*log(parallel_size)) + E"

@@ -395,7 +395,7 @@ def test_terms_are_typeset_in_law_text_order_with_constant_terms_first(text, row
 
 def test_the_lr_bsz_expert_law_is_typeset_offset_first():
     from hybrid_sld.latex_names import task_symbols
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task("lr_bsz")
     row = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1]
@@ -422,7 +422,7 @@ def test_the_fragment_says_in_comments_what_the_feature_symbols_stand_for():
     """law.tex wrote r_1 .. r_5 for domain_mixture's proportion_domain_*, \\eta for lr_bsz's lr
     and never said so (audit, 2026-12-04). The legend is LaTeX comments: nothing else changes."""
     from hybrid_sld.latex_names import task_descriptions, task_symbols
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task("domain_mixture")
     law = parse_expert_law(task)
@@ -487,7 +487,7 @@ def test_the_lr_bsz_and_moe_expert_laws_are_broken_across_lines():
     exponential, written \\exp\\biggl( ... \\biggr): e^{...} or \\left( ... \\right) cannot
     span lines of an align."""
     from hybrid_sld.latex_names import task_symbols
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task("lr_bsz")
     lines = to_latex(parse_expert_law(task), symbols=task_symbols(task)).splitlines()[1:-1]
@@ -536,7 +536,7 @@ def test_every_expert_law_is_set_within_the_line_width_with_each_line_balanced()
     breaks before its min(...), and every expert law's lines are within the breaker's width."""
     from hybrid_sld.latex_law import _LINE_WIDTH
     from hybrid_sld.latex_names import task_symbols
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     from hybrid_sld.tasks import builtin_task_names, get_task
     for name in builtin_task_names():
         task = get_task(name)
@@ -555,7 +555,7 @@ def test_the_expert_laws_compile_within_the_page(tmp_path):
     """The fragments compile, and the lr_bsz, moe and data_constrained laws no longer run off
     the page (by 87, 159 and 130pt before; data_constrained's by breaking a product)."""
     from hybrid_sld.latex_names import task_symbols
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     from hybrid_sld.tasks import get_task
     for name in ("lr_bsz", "moe", "data_constrained"):
         task = get_task(name)

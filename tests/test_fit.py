@@ -589,7 +589,7 @@ def test_a_law_fits_alike_however_it_is_written(data_dir):
     # used to validate at 0.8861 from the task's text and 0.8801 from the re-printed one.
     from hybrid_sld.data import load_train
     from hybrid_sld.evaluate import validate
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task("data_constrained")
     train = load_train(task)

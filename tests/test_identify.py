@@ -10,7 +10,8 @@ from hybrid_sld.compile import compile_law
 from hybrid_sld.data import load_train
 from hybrid_sld.evaluate import fit_dataset
 from hybrid_sld.fit import FitterSpec, fit_law
-from hybrid_sld.law import parse_law, parse_task_law
+from hybrid_sld.law import parse_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.search import folds, redundancy, trees
 from hybrid_sld.search.identify import spare_constants
 from hybrid_sld.tasks import builtin_task_names, get_task

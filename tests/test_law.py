@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from hybrid_sld.compile import compile_law
 from hybrid_sld.errors import LawError, LawSyntaxError
-from hybrid_sld.law import Param, decimal_text, expr_to_text, near_feature_notes, parse_law
+from hybrid_sld.law import Param, parse_law
+from hybrid_sld.law_names import near_feature_notes
+from hybrid_sld.law_text import decimal_text, expr_to_text
 
 FEATS = ("num_params", "num_tokens")
 
@@ -654,7 +656,7 @@ def test_fuzz_decimals_round_trip(tree):
 
 
 def test_law_functions_as_the_law_holds_them():
-    from hybrid_sld.law import check_functions, law_functions
+    from hybrid_sld.law_task import check_functions, law_functions
     law = parse_law("y = a*sqrt(x) + b*log2(x) + sigmoid(c*x) + d*log(2)", ["x"])
     assert law_functions(law) == {"log", "exp"}  # log(2) is a number; sqrt a power
     check_functions(law, ("exp", "log"))

@@ -975,7 +975,7 @@ def test_a_run_stopped_by_its_call_budget_resumes_with_a_larger_one(task_file, s
 def test_prompt_residuals_come_from_the_evaluation_without_refitting(task_file, monkeypatch):
     """Each archive entry carries its drift by scale band; the prompt shows it, fitting nothing."""
     from hybrid_sld import fit as fit_module
-    from hybrid_sld.law import parse_task_law
+    from hybrid_sld.law_task import parse_task_law
     from hybrid_sld.search.archive import Archive, Entry
     from hybrid_sld.search.candidate import evaluate_candidate
     task = get_task(str(task_file))
@@ -1043,7 +1043,7 @@ def test_a_function_of_a_feature_that_is_constant_on_the_rows_is_folded_first(ta
 
 def test_the_demo_prompt_does_not_hand_the_model_its_generating_law(server, tmp_path):
     # the description, which prompts quote, held L(N, D) = ((N_c/N)^(alpha_N/alpha_D) + ...
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10)
     user = p.user_message(None, [])
     for name in parse_expert_law(p.task).param_names:

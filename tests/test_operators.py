@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybrid_sld.fit_spec import FitterSpec
-from hybrid_sld.law import parse_task_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.search import fitter_mutation, folds, recombine, tidy, trees
 from hybrid_sld.search import operators as ops
 from hybrid_sld.search.motifs import MOTIFS, ParamFactory, law_params, law_text, motif

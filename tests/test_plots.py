@@ -8,7 +8,7 @@ import pytest
 
 from hybrid_sld.data import load_splits, validation_mask
 from hybrid_sld.evaluate import fit_dataset
-from hybrid_sld.law import parse_task_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.plots import plot_fit
 from hybrid_sld.tasks import get_task
 

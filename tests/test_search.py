@@ -18,7 +18,7 @@ import pytest
 
 from hybrid_sld import data as data_mod
 from hybrid_sld.errors import HybridSLDError
-from hybrid_sld.law import parse_task_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.config import SearchConfig
 from hybrid_sld.search.engine import Search
@@ -1163,7 +1163,7 @@ def test_a_test_row_outside_the_expert_laws_domain_fails_before_the_search(tmp_p
     g, _x, y = first.split(",")
     test_csv.write_text("\n".join([header, f"{g},0,{y}", *rest]) + "\n")
     from hybrid_sld.evaluate import check_domain
-    from hybrid_sld.law import parse_expert_law
+    from hybrid_sld.law_task import parse_expert_law
     from hybrid_sld.tasks import get_task
     task = get_task(str(toml))
     with pytest.raises(HybridSLDError) as fit:  # as fit and expert check it
@@ -1336,7 +1336,7 @@ def test_rows_that_contradict_a_declared_trend_fail_before_the_search(synthetic_
 
 
 def test_a_search_keeps_to_the_tasks_grammar_functions(synthetic_task, tmp_path):
-    from hybrid_sld.law import law_functions
+    from hybrid_sld.law_task import law_functions
     from hybrid_sld.tasks import get_task
     synthetic_task.write_text(synthetic_task.read_text() + '[grammar]\nfunctions = ["log"]\n')
     r = discover(SearchConfig(task=str(synthetic_task), max_evals=60), out=tmp_path / "runs")

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from hybrid_sld.errors import LawError, TaskError
-from hybrid_sld.law import parse_task_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.tasks import SPLIT_KINDS, builtin_task_names, get_task, load_task_file
 
 from conftest import run_cli

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_sld.law import parse_task_law
+from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.tasks import builtin_task_names, get_task, task_from_dict
 from hybrid_sld.units import unit_faults
 

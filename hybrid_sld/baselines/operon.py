@@ -23,7 +23,8 @@ from ..errors import HybridSLDError, LawError
 from ..evaluate import validate
 from ..fit_spec import FitterSpec
 from ..grammar import FUNCTIONS as GRAMMAR_FUNCTIONS
-from ..law import parse_law, parse_task_law
+from ..law import parse_law
+from ..law_task import parse_task_law
 from ..metrics import score
 from ..tasks import Task
 from .common import caps_per_target, failed, law_result, positive_columns, result, target_view

@@ -24,7 +24,7 @@ import sympy as sp
 from ..data import Dataset, split_train_valid
 from ..errors import HybridSLDError, LawError
 from ..evaluate import fit_dataset, validate
-from ..law import parse_task_law
+from ..law_task import parse_task_law
 from ..tasks import Task
 from .common import caps_per_target, failed, law_result, target_view
 from .infix import emit, from_sympy, parse_infix

@@ -179,7 +179,7 @@ def _expert(cell, task, settings) -> dict:
     from ..baselines.common import law_result
     from ..data import load_splits
     from ..fit_spec import FitterSpec
-    from ..law import parse_expert_law
+    from ..law_task import parse_expert_law
     if not task.expert_law:
         raise HybridSLDError(f"task {task.name} has no expert law")
     train, test = load_splits(task, settings.data_dir)

@@ -65,7 +65,7 @@ def plot_winners(results, out_dir, data_dir=None, data=None) -> list[Path]:
     drawn against other points (the tables keep the figures the bench recorded)."""
     from ..data import load_splits, validation_mask
     from ..fit_spec import Fit
-    from ..law import parse_task_law
+    from ..law_task import parse_task_law
     from ..plots import plot_fit
     from ..tasks import get_task
     from .grid import changed_splits, fingerprints

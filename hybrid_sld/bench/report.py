@@ -131,7 +131,7 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     from ..export import latex_document_fragment
     from ..latex_names import task_descriptions, task_symbols
     from ..fit_spec import Fit
-    from ..law import parse_task_law
+    from ..law_task import parse_task_law
     from ..plots import plot_fit, plot_residuals, run_title
     from ..search.archive import Archive
     from ..search.state import State, resume_command, write_atomic

@@ -21,7 +21,7 @@ from ..data import Dataset, validation_mask
 from ..errors import HybridSLDError, LawError
 from ..fit_spec import FitterSpec
 from ..grammar import FUNCTIONS
-from ..law import FUNCTION_ALIASES, check_functions, parse_task_law
+from ..law_task import FUNCTION_ALIASES, check_functions, parse_task_law
 from .budget import LLMStop
 from .client import LLMClient, LLMSettings
 
@@ -46,7 +46,8 @@ def _feature_like(name: str, features) -> bool:
     """Whether a constant's name reads like one of ``features`` (a word of 3 or more letters
     in common: n_experts, dense_params), as an LLM that misremembers one writes it; checked
     against the features a law leaves out (coef_tokens beside tokens names a coefficient).
-    Law text a person writes is only checked for near-misspellings (``law._close_feature``)."""
+    Law text a person writes is only checked for near-misspellings
+    (``law_names._close_feature``)."""
     def words(text):
         return {w.lower() for w in re.split(r"_|\d+", text) if len(w) >= 3}
 

@@ -38,7 +38,7 @@ from ..data import load_train, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
 from ..deadline import interruptible, time_limit
 from ..fit_spec import FitterSpec
-from ..law import check_functions
+from ..law_task import check_functions
 from ..tasks import get_task
 from ..units import unit_faults
 from .archive import Archive, Entry

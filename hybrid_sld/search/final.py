@@ -14,7 +14,7 @@ from ..data import load_splits, unvalidated_groups, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import at_bounds, runaway_where, score_dataset
 from ..fit_spec import FitterSpec
-from ..law import parse_expert_law
+from ..law_task import parse_expert_law
 from ..metrics import counted, json_text
 from ..metrics import report_value as _r
 from ..units import unit_faults

@@ -16,7 +16,8 @@ import sympy as sp
 from ..compile import numpy_function
 from ..deadline import interruptible, time_limit
 from ..errors import FitTimeout, LawError
-from ..law import Law, expr_to_text
+from ..law import Law
+from ..law_text import expr_to_text
 from .motifs import law_params, law_text
 from .redundancy import without_spare_constants
 from .tidy import tidy_equations

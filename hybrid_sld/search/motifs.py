@@ -1,7 +1,7 @@
 """Motifs that recur in scaling laws, fresh bounded parameters, law text assembly, seed laws.
 
 Everything here builds sympy expressions from Symbols (never from text) and prints them with
-:func:`hybrid_sld.law.expr_to_text`; law text is only ever read back by ``parse_task_law``.
+:func:`hybrid_sld.law_text.expr_to_text`; law text is only ever read back by ``parse_task_law``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import sympy as sp
 
 from ..errors import LawError
 from ..grammar import FUNCTIONS, KEYWORDS
-from ..law import Law, Param, _close_feature, expr_to_text, parse_task_law
+from ..law import Law, Param
+from ..law_names import _close_feature
+from ..law_task import parse_task_law
+from ..law_text import expr_to_text
 
 INF = math.inf
 

@@ -2,8 +2,8 @@
 
 A law is edited as sympy: each operator is ``(expr, ctx) -> expr | None`` on one target's
 expression; new parameters come from ``ctx.P`` (fresh names p1, p2, ... with recorded bounds).
-The result is printed with :func:`~hybrid_sld.law.expr_to_text` and accepted only if
-:func:`~hybrid_sld.law.parse_task_law` reads it back within the task's parameter cap and its
+The result is printed with :func:`~hybrid_sld.law_text.expr_to_text` and accepted only if
+:func:`~hybrid_sld.law_task.parse_task_law` reads it back within the task's parameter cap and its
 key differs from the parent's. All randomness comes from the Generator passed in, so a seed
 fixes the sequence of laws.
 

@@ -34,7 +34,8 @@ from ..evaluate import (Evaluation, beyond_training, check_rows, predict_dataset
                         runaway, score_dataset, target_range, validate)
 from ..deadline import time_limit
 from ..fit_spec import FitterSpec
-from ..law import Law, parse_task_law
+from ..law import Law
+from ..law_task import parse_task_law
 from ..tasks import Task
 from .archive import Entry
 from .folds import (FoldNote, carry_fits, fold_powers, fold_saturated, fold_vanishing,

@@ -16,7 +16,8 @@ import numpy as np
 from ..data import unvalidated_groups
 from ..errors import DataError, HybridSLDError, LawError, TaskError
 from ..evaluate import check_columns, check_domain, check_rows, data_against_trend
-from ..law import check_functions, near_feature_notes, parse_expert_law
+from ..law_names import near_feature_notes
+from ..law_task import check_functions, parse_expert_law
 from ..metrics import undefined_r2
 
 

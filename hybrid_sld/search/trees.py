@@ -11,7 +11,8 @@ from collections import OrderedDict
 
 import sympy as sp
 
-from ..law import Law, parse_task_law
+from ..law import Law
+from ..law_task import parse_task_law
 
 
 def _nodes(expr, path=(), parent=None, out=None):
