@@ -856,7 +856,7 @@ def test_the_progress_bar_counts_from_the_evaluations_made_and_ends_before_the_r
     import io
     from types import SimpleNamespace
 
-    from hybrid_sld.cli import _ProgressBar
+    from hybrid_sld.cli_discover import _ProgressBar
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -887,7 +887,7 @@ def test_fit_notes_a_constant_the_bounds_set(tmp_path, capsys):
 def test_without_a_terminal_progress_is_a_plain_line_now_and_then(capsys):
     from types import SimpleNamespace
 
-    from hybrid_sld.cli import _ProgressBar
+    from hybrid_sld.cli_discover import _ProgressBar
     state = SimpleNamespace(evals=10, elapsed=5.0, archive=SimpleNamespace(best=lambda: None))
     search = SimpleNamespace(state=state, bounds=lambda: (100, None))
     bar = _ProgressBar()
@@ -925,7 +925,7 @@ def test_one_evaluation_is_singular(tmp_path, capsys):
     # run's progress line (no count to reach)
     from types import SimpleNamespace
 
-    from hybrid_sld.cli import _ProgressBar
+    from hybrid_sld.cli_discover import _ProgressBar
     assert main(["discover", "--task", "kaplan_demo", "--max-evals", "1",
                  "--out", str(tmp_path)]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
@@ -991,9 +991,21 @@ def test_an_import_error_a_ctrl_c_caused_is_a_clean_interrupt(monkeypatch, capsy
 
 def test_discover_defaults_are_the_parsers_built_once_and_read_only():
     # which flags a user gave is read against these in four places (note, resume, replay)
-    from hybrid_sld import cli
-    defaults = cli._discover_defaults()
-    assert dict(defaults) == vars(cli.build_parser().parse_args(["discover"]))
-    assert cli._discover_defaults() is defaults
+    from hybrid_sld import cli_parse
+    defaults = cli_parse._discover_defaults()
+    assert dict(defaults) == vars(cli_parse.build_parser().parse_args(["discover"]))
+    assert cli_parse._discover_defaults() is defaults
     with pytest.raises(TypeError):  # shared: no caller may change it for the next
         defaults["seed"] = 3
+
+
+def test_every_command_the_parser_takes_has_its_handler():
+    # the parser (cli_parse) names no handler, so that the commands can read its defaults:
+    # a command added there and not to cli.COMMANDS would parse, then fail with a KeyError
+    import argparse
+
+    from hybrid_sld import cli
+    from hybrid_sld.cli_parse import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(cli.COMMANDS)
+    assert all(f.__name__ == "cmd_" + name.replace("-", "_") for name, f in cli.COMMANDS.items())

@@ -741,8 +741,9 @@ def test_a_bare_replay_takes_the_recorded_search_settings(task_file, server, tmp
 
 def test_every_recorded_search_setting_has_its_flag():
     """llm.jsonl records SearchConfig's fields by name (search_settings); a replay takes each
-    for its flag left out (cli.SEARCH_FLAGS), so a new field needs its flag there."""
-    from hybrid_sld.cli import SEARCH_FLAGS, build_parser
+    for its flag left out (cli_settings.SEARCH_FLAGS), so a new field needs its flag there."""
+    from hybrid_sld.cli_parse import build_parser
+    from hybrid_sld.cli_settings import SEARCH_FLAGS
     recorded = set(SearchConfig(task="kaplan_demo", max_evals=1).search_settings())
     assert recorded - set(SEARCH_FLAGS) == {"p_crossover", "p_fitter"}  # no flag sets them
     assert "workers" not in recorded and "seed" in recorded  # the same result with any number
@@ -751,7 +752,7 @@ def test_every_recorded_search_setting_has_its_flag():
 
 def test_a_recorded_setting_is_shown_as_the_flag_that_gives_it():
     # no candidate time limit is --candidate-timeout 0 (it was shown "none", which no flag takes)
-    from hybrid_sld.cli import _setting
+    from hybrid_sld.cli_settings import _setting
     assert _setting("candidate_seconds", None) == "--candidate-timeout 0"
     assert _setting("candidate_seconds", 30.0) == "--candidate-timeout 30s"
     assert _setting("seed", 3) == "--seed 3" and _setting("crossover", False) == "--no-crossover"

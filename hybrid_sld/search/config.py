@@ -66,8 +66,9 @@ class SearchConfig:
     def search_settings(self) -> dict:
         """Every field that changes where the search goes, by name, but those llm.jsonl's
         "settings" line keeps apart (the task, bounds, proposer, batch size and LLM settings):
-        a bare --replay takes them (cli._replayed). Not the workers (the same seed gives the
-        same result with any number) nor the data folder (the task's data, wherever it is)."""
+        a bare --replay takes them (cli_settings._replayed). Not the workers (the same seed
+        gives the same result with any number) nor the data folder (the task's data, wherever
+        it is)."""
         apart = {"task", "max_evals", "budget_seconds", "proposer", "batch_size", "llm",
                  "workers", "data_dir"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in apart}

@@ -1,0 +1,59 @@
+"""The ``bench`` and ``report`` commands: a task x method x seed grid run through
+hybrid_sld.bench, and its (or a run's) tables and plots written again."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .cli_settings import _llm_settings
+from .errors import HybridSLDError
+from .metrics import json_text
+
+
+def cmd_bench(args):
+    from .bench.executors import make_executor
+    from .bench.grid import (BenchSettings, check_data, check_methods, make_cells,
+                             resolve_methods, resolve_seeds, resolve_tasks)
+    from .bench.report import run_bench
+    from .search.run import parse_budget
+    tasks = resolve_tasks(args.tasks)
+    methods = resolve_methods(args.methods)
+    seeds = resolve_seeds(args.seeds)
+    llm = _llm_settings(args) if "llm" in methods else None
+    check_methods(methods, llm)
+    if args.max_evals is not None and args.max_evals < 1:
+        raise HybridSLDError("--max-evals must be at least 1")
+    settings = BenchSettings(budget_seconds=parse_budget(args.budget, "--budget"),
+                             out=str(Path(args.out).resolve()), max_evals=args.max_evals, llm=llm,
+                             data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+                             timeout=parse_budget(args.timeout, "--timeout") if args.timeout else None)
+    data = check_data(tasks, settings.data_dir)
+    executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
+    try:
+        summary = run_bench(make_cells(tasks, methods, seeds), settings, executor, data=data)
+    finally:
+        executor.close()
+    if args.json:
+        print(json_text(summary, indent=1))
+    elif summary["files"] or not summary.get("interrupted"):  # none: stopped before any cell
+        print(Path(summary["out"], "leaderboard.md").read_text())
+        print(f"{summary['executed']} cell(s) run, {summary['skipped']} already finished, "
+              f"{summary['failed']} failed; written: {', '.join(summary['files'])}")
+    if summary.get("interrupted"):  # last, under the table; 130, as a shell reports Ctrl-C
+        print(summary["stop_reason"], file=sys.stderr)
+        return 130
+    if summary["failed"] == summary["cells"]:  # a leaderboard of failures is no result
+        print(f"error: every cell failed ({summary['cells']}); see {summary['out']}/"
+              "leaderboard.md for why", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args):
+    from .bench.report import render
+    out = render(args.dir, args.data_dir, task=args.task)
+    if args.json:
+        print(json_text(out, indent=1))
+        return
+    print(f"re-rendered the {out['kind']} in {out['dir']}: {', '.join(out['files'])}")

@@ -1,0 +1,41 @@
+"""What every ``hybrid-sld`` command shares: the task named on the command line, R2 as a
+person reads it, and why a score failed. Apart so that each command's module reads them from
+one place."""
+
+from __future__ import annotations
+
+import sys
+
+from .tasks import get_task
+
+
+def _fmt(x):
+    # R2 far below -1 (a law that fails to extrapolate) in a form a person can read
+    if x is None:
+        return "   n/a"
+    return f"{x:8.4f}" if abs(x) < 100 else f"{x:8.5g}" if abs(x) < 1e5 else f"{x:8.1e}"
+
+
+def _score_notes(res: dict) -> list[str]:
+    """Why a validation or test score failed (a group too small for its validation fit, a
+    group not in train, a non-finite prediction) or its R2 is undefined (a target of one value
+    there): an R2 of -1 or n/a says nothing of why. And which
+    groups valid R2 leaves out: it is a figure for the others only."""
+    return [f"{split}: {res[split]['message']}" for split in ("valid", "test")
+            if res.get(split) and res[split].get("message")] + [
+        f"valid: group {g!r} is not scored: {why}"
+        for g, why in (res.get("valid_unscored") or {}).items()]
+
+
+def _task(name: str, data_dir: str | None):
+    """The task named on the command line; a note when --data-dir will not be read (the
+    task file's [data] names its files, and those are what every command reads; a demo's
+    rows are generated)."""
+    task = get_task(name)
+    if data_dir and task.source == "files":
+        print(f"note: --data-dir {data_dir} is not used: {task.path} names its data files in "
+              f"[data] ({task.train_file})", file=sys.stderr)
+    elif data_dir and task.source == "builtin":
+        print(f"note: --data-dir {data_dir} is not used: {task.name} is a built-in demo, its "
+              "rows generated", file=sys.stderr)
+    return task

@@ -1,0 +1,260 @@
+"""The commands that score a law or program given to them: ``fit``, ``expert`` and
+``eval-program``, and ``tasks``, which lists the built-in tasks they take. Apart from
+``discover``: no search, one fit per group."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .cli_common import _fmt, _score_notes, _task
+from .data import check_test_groups, load_splits
+from .errors import HybridSLDError, LawError
+from .evaluate import check_columns, check_domain, check_rows, report
+from .fit_spec import FitterSpec
+from .law_names import near_feature_notes
+from .law_task import check_uses_features, parse_expert_law, parse_task_law
+from .metrics import failed_score, json_text, score
+from .metrics import report_value as _r
+from .search.state import write_atomic
+from .tasks import builtin_task_names, get_task
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _law_text(args) -> str:
+    if args.law_file and args.law is not None:
+        raise HybridSLDError("give the law as --law TEXT or --law-file FILE, not both")
+    if args.law_file:
+        try:
+            return Path(args.law_file).read_text()
+        except OSError as exc:
+            raise HybridSLDError(f"cannot read law file {args.law_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise HybridSLDError(f"{args.law_file}: not a text file (UTF-8)") from None
+    if args.law is None:
+        raise HybridSLDError("give the law as --law TEXT or --law-file FILE")
+    return args.law.replace("\\n", "\n")
+
+
+def _evaluate(law, task, spec, train, test):
+    for j, t in enumerate(task.targets):  # R2 would be undefined on every split
+        if np.ptp(train.Y[:, j]) == 0:
+            raise HybridSLDError(f"{train.source or 'data'}: target {t!r} takes one value "
+                                 f"({train.Y[0, j]:g}) on every training row: nothing to fit")
+    check_columns(law, train)
+    check_rows(law, train)
+    check_domain(law, train, test)
+    return report(law, task, train, test, spec)
+
+
+def _result(task, law, v, full, train) -> dict:
+    from .data import unvalidated_groups
+    from .evaluate import runaway
+    from .units import unit_faults
+    return {"task": task.name, "law": law.text, "n_params": law.n_params,
+            "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
+            "test_r2": _r(full.r2("test")),
+            # past the training scale (random splits: among its levels), how far the fitted
+            # law leaves the targets' range
+            "runaway": _r(runaway(task, train, full.fits, law)),
+            # sums of unlike units, exp or fitted powers of quantities with a unit (units.py)
+            "unit_faults": unit_faults(law, task),
+            "valid": v.scores["valid"].to_dict() if "valid" in v.scores else None,
+            # groups with nothing held out (a split feature of one value): not in valid R2
+            "valid_unscored": unvalidated_groups(task, train) or None,
+            "test": full.scores["test"].to_dict() if "test" in full.scores else None,
+            "groups": {g: {"params": f.params, "success": f.success, "message": f.message}
+                       for g, f in full.fits.items()}}
+
+
+def cmd_tasks(args):
+    rows = []
+    for name in builtin_task_names():
+        t = get_task(name)
+        rows.append({"task": name, "features": list(t.feature_names), "targets": list(t.targets),
+                     "param_cap": t.param_cap, "human_r2": t.published.get("human_r2"),
+                     "description": t.description})
+    if args.json:
+        print(json_text(rows, indent=1))
+        return
+    for r in rows:
+        print(f"{r['task']:30s} cap {r['param_cap']:>2}  {', '.join(r['features'])} -> "
+              f"{', '.join(r['targets'])}")
+
+
+def cmd_fit(args):
+    task = _task(args.task, args.data_dir)
+    spec = FitterSpec.parse(args.fitter)
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:  # before any writing
+        raise HybridSLDError(f"--plot {args.plot}: give a file name ending in "
+                             f"{', '.join(PLOT_SUFFIXES)}")
+    train, test = load_splits(task, args.data_dir)
+    check_test_groups(task, train, test)  # as discover does: a test R2 of -1 says not why
+    try:
+        law = parse_task_law(_law_text(args), task)
+        check_uses_features(law, task)  # as the API and a task's expert law refuse it
+    except LawError as exc:  # "line 3, column 7: ..." of which file
+        if args.law_file:
+            raise LawError(f"{args.law_file}, {exc}") from None
+        raise
+    v, full = _evaluate(law, task, spec, train, test)
+    fitted = sum(f.success for f in full.fits.values())  # none: nothing worth writing
+    from .export import as_written, text_as_written
+    from .group_labels import group_label
+    from .latex_names import symbol_lookalikes, task_symbols
+    symbols = task_symbols(task)
+    if args.latex and fitted:
+        from .export import latex_document_fragment
+        from .latex_names import task_descriptions
+        try:  # whole or not at all: a full disk or a kill leaves the old file, not an empty one
+            write_atomic(Path(args.latex), latex_document_fragment(
+                law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
+        except OSError as exc:
+            raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
+    out = _result(task, law, v, full, train)
+    from .search.redundancy import redundancy_note
+    notes = [redundancy_note(law, train, full.fits, spec, task.split.scales)]
+    # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
+    notes[:0] = [f"{p} is a fitted constant here, though the task's LaTeX symbol for the feature "
+                 f"{f} is {symbols[f]} (law.tex then writes that feature by its name); if you "
+                 f"meant the feature, write {f}"
+                 for p, f in symbol_lookalikes(law.param_names, symbols)]
+    notes[:0] = near_feature_notes(law, task.feature_names)  # DD for D: perhaps meant as it
+    from .evaluate import at_bounds
+    out["at_bounds"] = at_bounds(law, full.fits)
+    out["redundancy"] = "; ".join(filter(None, notes)) or None
+    if args.plot and fitted:
+        from .data import validation_mask
+        from .plots import plot_fit, run_title
+        try:
+            plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
+                     valid_mask=validation_mask(task, train),
+                     title=run_title(task.name, law, {s: out[f"{s}_r2"]
+                                                      for s in ("train", "valid", "test")}))
+        except OSError as exc:  # savefig's error names no file: "File too large"
+            raise HybridSLDError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
+        out["plot"] = str(args.plot)
+    if args.json:
+        print(json_text(out, indent=1))
+        return 0 if fitted else 1
+    print(text_as_written(law))  # its bounds naming the constants as the law reads
+    print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
+    if out["redundancy"]:
+        print(f"note: {out['redundancy']}")
+    if out["at_bounds"]:
+        print(f"note: {out['at_bounds']}")
+    from .evaluate import runaway_where
+    from .search.select import RUNAWAY_TOLERANCE
+    if fitted == len(full.fits) and (out["runaway"] is None
+                                     or out["runaway"] > RUNAWAY_TOLERANCE):
+        far = "stop being finite" if out["runaway"] is None else \
+            f"leave the training targets' range by {out['runaway']:.3g} of it"
+        print(f"note: {runaway_where(task)} the fitted predictions {far} (a pole or a "
+              "blow-up); discover passes over such a law")
+    for fault in out["unit_faults"]:
+        print(f"note: units: {fault}")
+    order = as_written(law)  # as the law above reads
+    for g, f in full.fits.items() if law.n_params else ():  # no constants: nothing per group
+        vals = ", ".join(f"{k}={f.params[k]:.6g}" for k in order if k in f.params)
+        print(f"  {group_label(g)}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
+    print(f"\ntrain R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
+          f"test R2 {_fmt(out['test_r2'])}")
+    for note in _score_notes(out):
+        print(f"note: {note}")
+    if args.latex and fitted:
+        print(f"LaTeX written to {args.latex}")
+    if args.plot and fitted:
+        print(f"plot written to {args.plot}")
+    if not fitted:
+        unwritten = " and ".join(filter(None, (args.latex, args.plot)))
+        print("error: the fit failed for every group"
+              + (f"; {unwritten} not written" if unwritten else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_expert(args):
+    # the Task itself, not its name: a user's TOML may not be built in, or share a built-in's name
+    tasks = (list(map(get_task, builtin_task_names())) if args.task == "all"
+             else [_task(args.task, args.data_dir)])
+    splits = [load_splits(task, args.data_dir) for task in tasks]  # all found before any fit
+    for task, (train, test) in zip(tasks, splits):
+        check_test_groups(task, train, test)
+    results = []
+    for task, (train, test) in zip(tasks, splits):
+        if not task.expert_law:
+            raise HybridSLDError(f"{task.path or task.name}: no [expert] law to score")
+        print(f"fitting the expert law of {task.name} ...", file=sys.stderr, flush=True)
+        spec = FitterSpec.parse(args.fitter, task.expert_fitter)
+        variants = [("refitted", task.expert_law)] + list(task.expert_variants)
+        laws = [(label, parse_expert_law(task, text)) for label, text in variants]
+        for label, law in laws:  # DD for D: perhaps meant as the feature, as fit notes it
+            for note in near_feature_notes(law, task.feature_names):
+                print(f"note: {task.path or task.name}, [expert] law ({label}): {note}",
+                      file=sys.stderr)
+        for label, law in laws:
+            v, full = _evaluate(law, task, spec, train, test)
+            res = _result(task, law, v, full, train)
+            res.update(variant=label, human_r2=task.published.get("human_r2"),
+                       test_r2_clipped=_r(full.scores["test"].r2_clipped) if "test" in full.scores else None)
+            results.append(res)
+    if args.json:
+        print(json_text(results if args.task == "all" else results[0], indent=1))
+        return
+    print(f"{'task':30s} {'variant':20s} {'k':>3s} {'train':>8s} {'valid':>8s} {'test':>8s} "
+          f"{'clipped':>8s} {'published':>9s}")
+    for r in results:
+        print(f"{r['task']:30s} {r['variant']:20s} {r['n_params']:3d} {_fmt(r['train_r2'])} "
+              f"{_fmt(r['valid_r2'])} {_fmt(r['test_r2'])} {_fmt(r['test_r2_clipped'])} "
+              f"{_fmt(r['human_r2'])}")
+    for r in results:
+        for note in _score_notes(r):
+            print(f"note: {r['task']} {r['variant']}: {note}")
+    print("\nvariant: refitted (constants fitted per group) or the task file's other forms; "
+          "k: constants fitted per group;\ntrain: refit on all train rows; valid: fitted "
+          "without the validation rows, scored on them; test: the refit on test;\nclipped: "
+          "test R2 clipped to [-1, 1], as SLDBench reports it; published: SLDBench's figure "
+          "for this law")
+
+
+def cmd_eval_program(args):
+    from .programs import run_program
+    from .search.run import parse_budget
+    timeout = parse_budget(args.timeout, "--timeout")
+    if not args.memory_mb > 0:
+        raise HybridSLDError(f"--memory-mb must be positive, got {args.memory_mb}")
+    task = _task(args.task, args.data_dir)
+    train, test = load_splits(task, args.data_dir)
+    fit_rows = {g: train.group(g) for g in train.group_names}
+    tested = set(test.group_names) if test is not None else set()
+    # train rows and test rows each in their own call, as SLDBench asks for the test rows
+    ask = {g: [train.group(g)[0]] + ([test.group(g)[0]] if g in tested else [])
+           for g in train.group_names}
+    res = run_program(args.file, fit_rows, ask, timeout=timeout, memory_mb=args.memory_mb)
+    out = {"task": task.name, "law": None, "n_params": None, "program": str(args.file),
+           "success": res.success, "message": res.message, "seconds": round(res.seconds, 3),
+           "train_r2": None, "valid_r2": None, "test_r2": None}
+    if res.success:
+        tr = np.vstack([res.predictions[g][0] for g in train.group_names])
+        out["train_r2"] = _r(score(np.vstack([train.group(g)[1] for g in train.group_names]), tr).r2)
+        if test is not None:
+            untrained = [g for g in test.group_names if g not in fit_rows]
+            s = failed_score(f"no fitted constants for group {untrained[0]!r}: not in the "
+                             "training rows") if untrained else score(
+                np.vstack([test.group(g)[1] for g in test.group_names]),
+                np.vstack([res.predictions[g][1] for g in test.group_names]))
+            out.update(test_r2=_r(s.r2), test=s.to_dict())
+    if args.json:
+        print(json_text(out, indent=1))
+    else:
+        status = "ok" if res.success else f"FAILED: {res.message}"
+        print(f"{args.file}: {status} ({res.seconds:.1f} s)")
+        if res.success:  # a failed program has no R2 to show
+            print(f"train R2 {_fmt(out['train_r2'])}   test R2 {_fmt(out['test_r2'])}")
+            for note in _score_notes(out):  # e.g. non-finite predictions, which fail
+                print(f"note: {note}")
+    if not res.success:
+        sys.exit(1)
