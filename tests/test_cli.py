@@ -16,7 +16,7 @@ from hybrid_sld.fit_spec import FitterSpec
 from hybrid_sld.search.config import SearchConfig
 from hybrid_sld.tasks import builtin_task_names
 
-from conftest import (REPO, SEEDS, pole_past_training, run_cli, run_cli_filling_at,
+from conftest import (SEEDS, pole_past_training, run_cli, run_cli_filling_at,
                       sldbench_dir, start_cli, write_task)
 
 LAW = "loss = A*num_params^(-alpha)/(1 + k*log(parallel_size)) + E"
@@ -89,15 +89,12 @@ def test_fit_names_the_row_where_a_log_meets_a_negative_value(tmp_path, capsys):
     assert deep.exists()
 
 
-HAS_EXPORT = (REPO / "hybrid_sld" / "export.py").is_file()
-
-
 @pytest.fixture(scope="module")
 def fit_parallel(data_dir, tmp_path_factory):
-    """One ``fit --json`` run (with ``--latex`` when the export module exists), shared."""
+    """One ``fit --json --latex`` run, shared."""
     out_tex = tmp_path_factory.mktemp("latex") / "out.tex"
     args = ["fit", "--task", "parallel", "--law", LAW, "--json"]
-    res = run_cli(*args, *(["--latex", out_tex] if HAS_EXPORT else []))
+    res = run_cli(*args, "--latex", out_tex)
     return res, out_tex
 
 
@@ -112,8 +109,6 @@ def test_fit_parallel_json(fit_parallel):
 
 
 def test_fit_latex(fit_parallel):
-    if not HAS_EXPORT:
-        pytest.skip("hybrid_sld/export.py (LaTeX export) does not exist yet")
     res, out_tex = fit_parallel
     assert res.returncode == 0, res.stderr
     text = out_tex.read_text()
