@@ -112,7 +112,7 @@ def recorded_start_points(compiled, X, Y, spec: FitterSpec) -> list[np.ndarray]:
     finally:
         hcore._global_starts = original
     starts = [np.zeros(compiled.n_params) for _ in range(spec.n_starts)]
-    comps = [c for c in target_components(compiled)]
+    comps = list(target_components(compiled))
     assert len(seen) == len(comps), "one _global_starts call per component expected"
     for comp_starts, (_t, comp_params) in zip(seen, comps):
         for s, th in zip(starts, comp_starts):

@@ -851,13 +851,13 @@ def test_disk_full_in_first_batch_says_no_checkpoint(synthetic_task, tmp_path):
 def _checkpoint_fails(monkeypatch, code, leave=None):
     """Every checkpoint write fails with ``code`` (a full disk: ENOSPC), after writing the
     file ``leave`` into the run directory, if given."""
-    from hybrid_sld.search import persist
+    from hybrid_sld.search import state
 
     def failing(path, text):
         if leave:
             (Path(path).parent.parent / leave).write_text("kept")
         raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(path))
-    monkeypatch.setattr(persist, "write_atomic", failing)
+    monkeypatch.setattr(state, "write_atomic", failing)
 
 
 @pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT"])

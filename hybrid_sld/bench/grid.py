@@ -191,6 +191,7 @@ def _expert(cell, task, settings) -> dict:
 def _search(cell, task, settings, **extra) -> dict:
     from ..search.config import SearchConfig
     from ..search.run import discover
+    from ..search.state import checkpoint_file
     cfg = SearchConfig(task=cell.task_ref or cell.task, seed=cell.seed, workers=1,
                        budget_seconds=settings.budget_seconds, max_evals=settings.max_evals,
                        random_search=cell.method == "random", data_dir=settings.data_dir, **extra)
@@ -198,7 +199,7 @@ def _search(cell, task, settings, **extra) -> dict:
     again = _cut_short_run(cfg, runs)
     # the search time of the tries cut short, which the row's seconds counts too (its wall
     # time is this try's only; best.json's seconds, search time, counts them all)
-    earlier = (json.loads((again / "checkpoint" / "state.json").read_text())["elapsed"]
+    earlier = (json.loads(checkpoint_file(again).read_text())["elapsed"]
                if again else 0.0)
     res = discover(cfg, out=runs, resume=again, data_dir=settings.data_dir if again else None,
                    go_on="the bench resumes it when its command is run again")
@@ -226,13 +227,14 @@ def _cut_short_run(cfg, runs: Path) -> Path | None:
     has the cell's settings is taken; when none has, the cell starts afresh and says why (a
     run begun with other settings would give another result than the cell's own)."""
     from ..search.run import _method, lock_run_dir
+    from ..search.state import checkpoint_file
     name = re.compile(re.escape(f"{get_task(cfg.task).name}-{_method(cfg)}-{cfg.seed}-")
                       + r"\d{8}-\d{6}(-\d+)?")
     found = []
     for run in sorted(runs.iterdir() if runs.is_dir() else []):  # oldest first
         if not name.fullmatch(run.name) or not run.is_dir():
             continue
-        if not (run / "checkpoint" / "state.json").exists():
+        if not checkpoint_file(run).exists():
             if not (run / "best.json").exists():
                 try:  # not one another bench on this --out has only just begun
                     with lock_run_dir(run):

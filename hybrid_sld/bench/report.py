@@ -134,14 +134,14 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
     from ..law_task import parse_task_law
     from ..plots import plot_fit, plot_residuals, run_title
     from ..search.archive import Archive
-    from ..search.state import State, resume_command, write_atomic
+    from ..search.state import State, checkpoint_file, resume_command, write_atomic
     from ..search.report import _markdown
     from ..search.run import task_of_run
     from ..tasks import get_task
     run_dir = Path(run_dir)
     try:
         best = json.loads((run_dir / "best.json").read_text())
-        state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+        state = json.loads(checkpoint_file(run_dir).read_text())
     except (OSError, ValueError) as exc:
         raise HybridSLDError(f"cannot read the run in {run_dir}: {exc}") from None
     if state.get("evals", 0) > best.get("evals", 0):  # resumed after its report, then stopped
@@ -186,8 +186,8 @@ def render(path, data_dir=None, task=None) -> dict:
     if not path.exists():  # a typo is not a folder of the wrong kind
         raise HybridSLDError(f"{path} does not exist: give a bench directory (results.jsonl) "
                              "or a run directory (best.json)")
-    if (path / "checkpoint" / "state.json").exists():
-        from ..search.state import resume_command
+    from ..search.state import checkpoint_file, resume_command
+    if checkpoint_file(path).exists():
         raise HybridSLDError(f"{path} is a run with no report yet: `{resume_command(path)}` "
                              "finishes it and writes the report")
     raise HybridSLDError(f"{path} is neither a bench directory (results.jsonl) nor a run "

@@ -7,7 +7,7 @@ the state is checkpointed atomically: a run killed at any point resumes from its
 and ends as an uninterrupted run would. Only training rows are loaded here. The settings
 are in config.py, one candidate's evaluation (in a worker) in candidate.py, and the
 checkpointed state in state.py. Search's start-up checks, checkpointing and LLM part are
-mixins in startup_checks.py, persist.py and llm_rounds.py.
+mixins in startup_checks.py, state.py and llm_rounds.py.
 
 With the LLM proposer (``proposer="llm"``), a batch's slots are filled by concurrent calls
 built from the archive as it was before the batch and numbered in slot order, so results never
@@ -45,9 +45,8 @@ from .archive import Archive, Entry
 from .candidate import _eval_star, _worker_init, candidate_key
 from .config import SEARCH_FITTER, SearchConfig, beats
 from .llm_rounds import LLMRounds
-from .persist import Checkpointing
 from .startup_checks import StartupChecks, _note_large_validation, _note_stray_values
-from .state import State, write_atomic
+from .state import Checkpointing, State, write_atomic
 from . import fitter_mutation, folds, operators, recombine, trees
 from .motifs import lead_features
 

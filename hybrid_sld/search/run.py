@@ -24,6 +24,7 @@ from .config import SearchConfig
 from .engine import Search
 from .final import final_report
 from .select import RULES
+from .state import checkpoint_file
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -160,7 +161,7 @@ def task_of_run(run_dir, saved: str, task: str | None = None) -> str:
 
 def saved_config(run_dir: Path) -> SearchConfig:
     """The settings a run began with, from its checkpoint (config.toml is for reading)."""
-    path = run_dir / "checkpoint" / "state.json"
+    path = checkpoint_file(run_dir)
     try:
         saved = json.loads(path.read_text())
     except ValueError as exc:  # cut or overwritten: a checkpoint is written whole

@@ -1,14 +1,25 @@
-"""A run directory's persistence: the search's checkpointed State, the atomic write every
-checkpoint and report goes through, and the command that resumes a run. Apart from the engine
-because the CLI, the final report and the bench write and resume runs too."""
+"""A run directory's persistence: the search's checkpointed State, how a Search saves it and
+resumes from it (the Checkpointing mixin), the atomic write every checkpoint and report goes
+through, and the command that resumes a run. Apart from the engine because the CLI, the final
+report and the bench write and resume runs too.
+
+Contract of Checkpointing: it reads the Search's ``config``, ``run_dir``, ``rng``, ``train``,
+``task``, ``llm``, ``budget`` and ``go_on``; ``save`` writes ``state`` and the generator's
+state to the checkpoint file, and ``load`` replaces ``state``, restores the generator and the
+LLM budget's spend, and rewrites events.jsonl to the evaluations the checkpoint holds.
+"""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import shlex
-from dataclasses import dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import HybridSLDError
 from .archive import Archive, Entry, pareto
 
 
@@ -33,6 +44,11 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:  # e.g. a full disk: no half-written copy left beside the old file
         tmp.unlink(missing_ok=True)
         raise
+
+
+def checkpoint_file(run_dir) -> Path:
+    """Where a run keeps its checkpoint: written after every batch, read on --resume."""
+    return Path(run_dir) / "checkpoint" / "state.json"
 
 
 def resume_command(run_dir) -> str:
@@ -74,3 +90,107 @@ class State:
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
 _EXTRA_STATE = ("improvements", "llm", "llm_seq", "failures", "stop_reason",
                 "stop_error", "llm_ended", "llm_idle", "llm_round")
+
+
+class Checkpointing:
+    """Saving and resuming a Search: a mixin of engine.Search (see the module's docstring for
+    its contract)."""
+
+    # -- persistence --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return checkpoint_file(self.run_dir)
+
+    def save(self) -> None:
+        s = self.state
+        doc = {"config": asdict(self.config), "archive": s.archive.to_dict(), "cache": s.cache,
+               "evals": s.evals, "proposals": s.proposals, "cache_hits": s.cache_hits,
+               "elapsed": s.elapsed, "events": s.events, "first_beat_expert": s.first_beat_expert,
+               "expert_valid_r2": s.expert_valid_r2, "seed_cursor": s.seed_cursor,
+               "rng_state": self.rng.bit_generator.state, "train": self.train.fingerprint(),
+               "functions": self.task.functions}
+        doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
+        if self.llm is not None:  # a hybrid round's calls charge it from their threads
+            doc["llm"] = self.budget.copy()
+        write_atomic(self.checkpoint_path, json.dumps(doc))
+
+    def _write_failure(self, exc: OSError) -> str:
+        """What a failed write (a full disk, say) leaves and how to go on."""
+        where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
+        if not self.run_dir.is_dir():  # deleted or moved while the search ran: nothing is kept
+            return f"{where}; it no longer exists, and its checkpoint with it: start again"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # not a full disk
+            return f"{where}; {self.what_is_kept('make it writable and continue', 'then')}"
+        return f"{where}; {self.what_is_kept('make room and continue', 'once there is room')}"
+
+    def what_is_kept(self, go_on: str = "continue", again: str = "") -> str:
+        """After a run stopped short (a full disk, a second Ctrl-C): its checkpoint, if any."""
+        try:
+            saved = json.loads(self.checkpoint_path.read_text())["evals"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"no checkpoint was written yet: start again {again}".rstrip()
+        if self.go_on:
+            return f"the checkpoint after evaluation {saved} is kept: {self.go_on}"
+        return (f"the checkpoint after evaluation {saved} is kept: {go_on} with "
+                f"`{resume_command(self.run_dir)}`")
+
+    def load(self) -> None:
+        path = self.checkpoint_path
+        try:
+            doc = json.loads(path.read_text())
+            self.state = State(Archive.from_dict(doc["archive"]), doc["cache"], int(doc["evals"]),
+                               int(doc["proposals"]), int(doc["cache_hits"]), float(doc["elapsed"]),
+                               doc["events"], doc["first_beat_expert"], doc["expert_valid_r2"],
+                               int(doc["seed_cursor"]))
+            self.state.pareto()  # every evaluation readable: the report reads them all
+            for k in _EXTRA_STATE:
+                if k in doc:
+                    setattr(self.state, k, doc[k])
+            # the run goes on: a stop met before is met again if its cause remains
+            self.state.stop_reason, self.state.stop_error = "", False
+            self.rng.bit_generator.state = doc["rng_state"]
+        except OSError as exc:
+            raise HybridSLDError(f"cannot resume from {self.run_dir}: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise HybridSLDError(f"cannot resume from {self.run_dir}: {path} is damaged ({what})"
+                                 ) from None
+        now = self.train.fingerprint()
+        if doc.get("train", now) != now:  # checkpoints before 2026-12-02 carry none
+            raise HybridSLDError(
+                f"cannot resume {self.run_dir}: the task's training data ({self.train.source or 'its data'}) "
+                "is not the data the run began with, so its scores would not compare: start a new run")
+        then = doc.get("functions", self.task.functions)  # none before 2026-12-03
+        if then is not None:
+            then = tuple(then)
+        if then != self.task.functions:
+            def said(f):
+                return "all" if f is None else ", ".join(f) or "none"
+            raise HybridSLDError(
+                f"cannot resume {self.run_dir}: the task's [grammar] functions ({said(self.task.functions)}) "
+                f"are not those the run began with ({said(then)}): start a new run")
+        if self.llm is not None:  # the budget counts on from the restored spend
+            self.budget.spend = self.state.llm
+        self._trim_events()
+
+    def _trim_events(self) -> None:
+        """Keep the events of the evaluations the checkpoint holds (later ones are redone), each
+        a whole line, and rewrite the log whole or not at all; say so when some are missing."""
+        events = self.run_dir / "events.jsonl"
+        # bytes: a line of garbage (bad UTF-8 from a disk fault) is dropped as a cut one is
+        lines = events.read_bytes().splitlines(keepends=True) if events.exists() else []
+        kept = []
+        for raw in lines:
+            try:
+                line = raw.decode()
+                if line.endswith("\n") and json.loads(line)["eval_id"] < self.state.evals:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # UnicodeDecodeError among them
+                pass
+        if len(kept) < self.state.evals:
+            print(f"note: {events} holds {len(kept)} of the {self.state.evals} evaluations the "
+                  "checkpoint has (cut short or deleted); the run goes on from the checkpoint",
+                  file=sys.stderr)
+        if len(kept) != len(lines):
+            write_atomic(events, "".join(kept))
+        self.state.events = len(kept)
