@@ -14,12 +14,19 @@ from .cli_settings import (LLM_FLAGS, RESUMABLE_LLM, _llm_settings, _replay_task
 from .metrics import counted, json_text
 from .search.config import SearchConfig
 
+# discover's budget when neither --budget nor --max-evals is given
+DEFAULT_EVALS, DEFAULT_CAP = 600, "5m"
+
 
 def cmd_discover(args):
     from .search.run import discover, parse_budget
     budget = parse_budget(args.budget, "--budget") if args.budget is not None else None
-    if budget is None and args.max_evals is None and not args.resume:
-        budget = parse_budget("60s")
+    max_evals = args.max_evals
+    if budget is None and max_evals is None and not args.resume:
+        # a count, so that the README's demo finds the same law on a slow machine as on a fast
+        # one (a 60 s default made 476 evaluations on one CI run, 556 on another, and stopped
+        # a step short of the fold on the first); the time cap only bounds a very slow machine
+        max_evals, budget = DEFAULT_EVALS, parse_budget(DEFAULT_CAP)
     cfg = None
     # a replay's proposer is the record's (_replayed): its LLM flags are used
     if args.proposer == "offline" and not args.resume and not args.replay:
@@ -50,7 +57,7 @@ def cmd_discover(args):
         _task(task, args.data_dir)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder
         where = str(Path(task).resolve()) if Path(task).is_file() else task
-        cfg = SearchConfig(task=where, max_evals=args.max_evals, budget_seconds=budget,
+        cfg = SearchConfig(task=where, max_evals=max_evals, budget_seconds=budget,
                            workers=args.workers,
                            data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                            batch_size=args.batch_size, proposer=args.proposer,

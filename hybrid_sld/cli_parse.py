@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("discover", help="search for a law (grammar-guided evolution, optionally with an LLM)")
     sp.add_argument("--task", help="task name or task .toml (default kaplan_demo, the "
                     "built-in demo)")
-    sp.add_argument("--budget", help="wall-clock budget: 90s, 10m, 1h (default 60s)")
+    sp.add_argument("--budget", help="wall-clock budget: 90s, 10m, 1h (default, with neither "
+                    "this nor --max-evals: 600 evaluations, at most 5m)")
     sp.add_argument("--max-evals", type=int, help="stop after this many evaluations "
                     "(deterministic under --seed)")
     sp.add_argument("--seed", type=int, default=0,

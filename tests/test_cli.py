@@ -351,6 +351,12 @@ def test_eval_program_that_raises(data_dir, tmp_path):
       "migrate_every": 7}),
     (("--units",), {"units": True})])
 def test_discover_ablation_flags_reach_the_search(monkeypatch, flags, want):
+    cfg = _search_config(monkeypatch, "--max-evals", "4", *flags)
+    assert {k: getattr(cfg, k) for k in want} == want
+
+
+def _search_config(monkeypatch, *flags):
+    """The SearchConfig that ``discover --task kaplan_demo FLAGS`` would search with."""
     import hybrid_sld.search.run as run
     seen = []
 
@@ -360,8 +366,17 @@ def test_discover_ablation_flags_reach_the_search(monkeypatch, flags, want):
 
     monkeypatch.setattr(run, "discover", fake_discover)
     with pytest.raises(SystemExit):
-        main(["discover", "--task", "kaplan_demo", "--max-evals", "4", *flags])
-    assert {k: getattr(seen[0], k) for k in want} == want
+        main(["discover", "--task", "kaplan_demo", *flags])
+    return seen[0]
+
+
+@pytest.mark.parametrize("flags, want", [
+    ((), (600, 300.0)),  # a count, so the demo's result does not follow the machine's speed
+    (("--budget", "90s"), (None, 90.0)),
+    (("--max-evals", "7"), (7, None))])
+def test_discover_budget_is_a_count_of_evaluations_unless_one_is_given(monkeypatch, flags, want):
+    cfg = _search_config(monkeypatch, *flags)
+    assert (cfg.max_evals, cfg.budget_seconds) == want
 
 
 def test_fit_names_constants_that_act_only_together():
