@@ -379,6 +379,16 @@ def test_discover_budget_is_a_count_of_evaluations_unless_one_is_given(monkeypat
     assert (cfg.max_evals, cfg.budget_seconds) == want
 
 
+@pytest.mark.slow  # about 70 s: the README's demo as written
+def test_the_readmes_demo_beats_the_expert_law(tmp_path, capsys):
+    # the first quick-start line; its default of 600 evaluations is what the README reports
+    assert main(["discover", "--task", "kaplan_demo", "--out", str(tmp_path), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["evals"] == 600
+    assert res["n_params"] <= res["expert"]["n_params"]
+    assert res["test_r2"] > res["expert"]["test_r2"]
+
+
 def test_fit_names_constants_that_act_only_together():
     law = "loss = E + A*B/num_params^a + C/tokens^b\nB > 0"
     res = run_cli("fit", "--task", "kaplan_demo", "--law", law)

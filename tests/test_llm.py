@@ -197,13 +197,14 @@ def test_a_reply_the_client_cannot_read_is_retried_then_stops_cleanly(task_file,
 
 
 def test_429_retry_after_500_and_timeout_are_retried(task_file, server, tmp_path):
-    # a 2 s client timeout: a loaded machine must not time out the healthy requests too
-    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, timeout=2.0)
+    # a 5 s client timeout: long enough that a loaded machine's healthy replies (milliseconds
+    # here) do not time out too, short enough to wait out once
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, timeout=5.0)
     server.faults = [{"status": 429, "headers": {"Retry-After": "1"}, "message": "slow down"},
-                     {"status": 500}, {"delay": 3.0}]
+                     {"status": 500}, {"delay": 6.0}]
     t0 = time.perf_counter()
     reply = p.client.complete(p.messages("hello"), seq=0)
-    assert time.perf_counter() - t0 >= 1.0 + 2.0  # honoured Retry-After, then waited out the timeout
+    assert time.perf_counter() - t0 >= 1.0 + 5.0  # honoured Retry-After, then waited out the timeout
     assert json.loads(reply.content)["law"] and len(server.requests) == 4
     lines = _lines(tmp_path)
     assert [l["kind"] for l in lines] == ["error", "error", "error", "exchange"]
