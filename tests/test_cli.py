@@ -448,22 +448,16 @@ def test_bad_durations_name_their_flag(flags, message, capsys):
 def test_durations_read_alike_in_every_flag(monkeypatch, tmp_path):
     """--candidate-timeout and eval-program's --timeout take 10s / 2m as --budget does."""
     import hybrid_sld.programs as programs
-    import hybrid_sld.search.run as run_mod
     seen = {}
 
     def stop(*args, **kwargs):  # what the command would run with, then no further
         seen.update(kwargs, args=args)
         raise ZeroDivisionError
 
-    monkeypatch.setattr(run_mod, "discover", stop)
-    with pytest.raises(ZeroDivisionError):
-        main(["discover", "--task", "kaplan_demo", "--max-evals", "5", "--candidate-timeout", "2m",
-              "--out", str(tmp_path / "runs")])
-    assert seen["args"][0].candidate_seconds == 120
-    with pytest.raises(ZeroDivisionError):
-        main(["discover", "--task", "kaplan_demo", "--max-evals", "5", "--candidate-timeout", "0",
-              "--out", str(tmp_path / "runs")])
-    assert seen["args"][0].candidate_seconds is None
+    for given, want in (("2m", 120), ("0", None)):
+        cfg = _search_config(monkeypatch, "--max-evals", "5", "--candidate-timeout", given,
+                             "--out", str(tmp_path / "runs"))
+        assert cfg.candidate_seconds == want
     monkeypatch.setattr(programs, "run_program", stop)
     program = tmp_path / "p.py"
     program.write_text("def scaling_law_func(X, p): return X[:, 0]\n")
@@ -963,11 +957,7 @@ def test_one_evaluation_is_singular(tmp_path, capsys):
 
 
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
-    import hybrid_sld.search.run as run
-    monkeypatch.setattr(run, "discover", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))
-    with pytest.raises(SystemExit):
-        main(["discover", "--task", "kaplan_demo", "--max-evals", "4", "--max-calls", "5",
-              "--llm-mode", "expression"])
+    _search_config(monkeypatch, "--max-evals", "4", "--max-calls", "5", "--llm-mode", "expression")
     err = capsys.readouterr().err
     assert "note: --llm-mode, --max-calls not used: the search is offline" in err
 
