@@ -220,6 +220,30 @@ def cmd_expert(args):
           "for this law")
 
 
+def _program_valid(args, task, train, timeout) -> dict:
+    """The program's validation R2, as ``fit`` gives a law's: fitted in a run of its own on
+    each group's training rows less the validation rows, scored on those; what the search
+    ranks laws by, so a program and the laws it found compare on the signal that chose them.
+    A failure there is noted, not the program's failure: its train and test scores stand."""
+    from .data import split_train_valid, unvalidated_groups
+    from .programs import run_program
+    fit_part, valid = split_train_valid(task, train)
+    unscored = {"valid_unscored": unvalidated_groups(task, train) or None}
+    groups = [g for g in valid.group_names if g in fit_part.group_names]
+    if not groups:
+        return {**unscored, "valid": failed_score("no group has both fitting and validation "
+                                                  "rows").to_dict()}
+    res = run_program(args.file, {g: fit_part.group(g) for g in groups},
+                      {g: valid.group(g)[0] for g in groups}, timeout=timeout,
+                      memory_mb=args.memory_mb)
+    if not res.success:
+        return {**unscored, "valid": failed_score(f"the fit without the validation rows "
+                                                  f"failed: {res.message}").to_dict()}
+    s = score(np.vstack([valid.group(g)[1] for g in groups]),
+              np.vstack([res.predictions[g] for g in groups]))
+    return {**unscored, "valid_r2": _r(s.r2), "valid": s.to_dict()}
+
+
 def cmd_eval_program(args):
     from .programs import run_program
     from .search.run import parse_budget
@@ -247,13 +271,15 @@ def cmd_eval_program(args):
                 np.vstack([test.group(g)[1] for g in test.group_names]),
                 np.vstack([res.predictions[g][1] for g in test.group_names]))
             out.update(test_r2=_r(s.r2), test=s.to_dict())
+        out.update(_program_valid(args, task, train, timeout))
     if args.json:
         print(json_text(out, indent=1))
     else:
         status = "ok" if res.success else f"FAILED: {res.message}"
         print(f"{args.file}: {status} ({res.seconds:.1f} s)")
         if res.success:  # a failed program has no R2 to show
-            print(f"train R2 {_fmt(out['train_r2'])}   test R2 {_fmt(out['test_r2'])}")
+            print(f"train R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
+                  f"test R2 {_fmt(out['test_r2'])}")
             for note in _score_notes(out):  # e.g. non-finite predictions, which fail
                 print(f"note: {note}")
     if not res.success:

@@ -820,6 +820,58 @@ def test_eval_program_predicts_test_rows_apart_and_notes_a_failed_test_score(tmp
     assert "note: test: 10 non-finite prediction(s)" in capsys.readouterr().out
 
 
+def test_eval_program_gives_the_validation_r2_of_a_fit_without_the_validation_rows(tmp_path,
+                                                                                  capsys):
+    """valid R2 as fit gives a law's: the program fitted on each group's rows less the
+    validation rows, in a run of its own, and scored on those rows; a failure there is a note,
+    not the program's failure."""
+    import numpy as np
+    from hybrid_sld.cli_common import _fmt
+    from hybrid_sld.data import load_train, validation_mask
+    from hybrid_sld.tasks import get_task
+    toml = write_task(tmp_path, "progv", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    prog = tmp_path / "p.py"
+    prog.write_text("import numpy as np\n"
+                    "def fit_scaling_law(data_points, loss_values):\n"
+                    "    return np.array([3.0, np.median(loss_values) - 3.0])\n"
+                    "def scaling_law_func(data_points, params):\n"
+                    "    x = np.asarray(data_points)[:, 0]\n"
+                    "    return params[0] + params[1] * (x / x.min()) ** -0.5\n")
+    assert main(["eval-program", "--task", str(toml), str(prog), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    task = get_task(str(toml))
+    train = load_train(task)
+    held = validation_mask(task, train)
+    true, pred = [], []
+    for g in ("g1", "g2"):
+        rows = train.groups == g
+        x, y = train.X[rows & held, 0], train.Y[rows & held, 0]
+        c = np.median(train.Y[rows & ~held, 0]) - 3.0  # fitted without the validation rows
+        true += list(y)
+        pred += list(3.0 + c * (x / x.min()) ** -0.5)
+    true, pred = np.array(true), np.array(pred)
+    assert 0 < held.sum() < len(held)
+    assert out["valid_r2"] == pytest.approx(1 - np.mean((true - pred) ** 2) / np.var(true),
+                                            abs=1e-6)
+    assert out["valid_r2"] != pytest.approx(out["train_r2"], abs=1e-3)
+    assert main(["eval-program", "--task", str(toml), str(prog)]) == 0
+    assert f"valid R2 {_fmt(out['valid_r2'])}   test R2" in capsys.readouterr().out
+
+    n_train = int(train.groups.tolist().count("g1"))  # refuses fewer rows: the validation fit
+    prog.write_text(prog.read_text().replace(
+        "    return np.array([3.0,",
+        f"    assert len(loss_values) >= {n_train}, 'too few rows'\n    return np.array([3.0,"))
+    assert main(["eval-program", "--task", str(toml), str(prog), "--json"]) == 0
+    out2 = json.loads(capsys.readouterr().out)
+    assert out2["success"] and out2["valid_r2"] is None
+    assert out2["train_r2"] == out["train_r2"] and out2["test_r2"] == out["test_r2"]
+    assert "the fit without the validation rows failed" in out2["valid"]["message"]
+    assert "too few rows" in out2["valid"]["message"]
+    assert main(["eval-program", "--task", str(toml), str(prog)]) == 0
+    text = capsys.readouterr().out
+    assert "note: valid: the fit without the validation rows failed" in text
+
+
 def test_fit_refuses_a_constant_target_and_says_why_validation_failed(tmp_path, capsys):
     toml = write_task(tmp_path, "few", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
     lines = (tmp_path / "train.csv").read_text().splitlines()
