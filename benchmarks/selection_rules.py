@@ -31,9 +31,15 @@ fit the validation rows better?
 chosen laws, refitted on all of train, leave the targets' range past the training scale, which
 law takes their place, and the test R2 before and after.
 
+``--pysr``: PySR's ``model_selection="best"`` replayed on each run's Pareto front of every law
+it evaluated (complexity against validation NMSE): the law with the largest drop in log NMSE
+per unit of complexity from the simpler front law before it, among those whose NMSE is at most
+1.1, 1.5 (PySR's factor) or 2 times the best (PySR's documentation of ``model_selection``).
+
     python benchmarks/selection_rules.py RUN_DIR [RUN_DIR ...] [--laws 8] [--cache DIR]
     python benchmarks/selection_rules.py --trail RUN_DIR [RUN_DIR ...] [--cache DIR]
     python benchmarks/selection_rules.py --range RUN_DIR [RUN_DIR ...] [--cache DIR]
+    python benchmarks/selection_rules.py --pysr RUN_DIR [RUN_DIR ...] [--cache DIR]
 
 Refits are slow on some tasks (minutes per law on lr_bsz); ``--cache DIR`` keeps one JSON per
 run and reuses it on the next call. This is analysis after the fact: it reads the test split,
@@ -199,6 +205,80 @@ def range_lines(studies: list[dict]) -> list[str]:
     return lines
 
 
+PYSR_FACTORS = (1.1, 1.5, 2.0)  # 1.5: PySR's own, "loss better than at least 1.5x the best"
+
+
+def pareto_front(entries) -> list:
+    """(complexity, validation NMSE, entry) of the laws no simpler law validates as well as."""
+    best = {}
+    for e in entries:
+        if usable(e.valid_r2):
+            loss = max(1.0 - e.valid_r2, 1e-300)  # R2 = 1 - mean NMSE over targets
+            if e.complexity not in best or loss < best[e.complexity][0]:
+                best[e.complexity] = (loss, e)
+    front, lowest = [], math.inf
+    for c in sorted(best):
+        if best[c][0] < lowest:
+            lowest = best[c][0]
+            front.append((c, *best[c]))
+    return front
+
+
+def pysr_pick(front: list, factor: float):
+    """PySR's "best": the highest score, -d log(loss) / d complexity along the front (the
+    simplest law's score 0), among the laws with loss at most ``factor`` times the lowest."""
+    score = [0.0] + [-(math.log(l) - math.log(front[i - 1][1])) / (c - front[i - 1][0])
+                     for i, (c, l, _e) in enumerate(front) if i]
+    lowest = min(l for _c, l, _e in front)
+    return max((i for i, (_c, l, _e) in enumerate(front) if l <= factor * lowest),
+               key=lambda i: score[i])
+
+
+def pysr_study(run_dir: Path) -> dict:
+    """{task, run, rows}: the run's chosen law (best.json) and PySR's pick at each factor,
+    refitted on all of train and scored on test."""
+    search, train, test, entries, _expert = load_run(run_dir)
+    best = json.loads((run_dir / "best.json").read_text())
+    front, tested = pareto_front(entries), {}
+    rows = [{"rule": "chosen", "law": best["law"], "valid": best["valid_r2"],
+             "n_params": best["n_params"], "test": best["test_r2"]}]
+    for factor in PYSR_FACTORS:
+        c, loss, e = front[pysr_pick(front, factor)]
+        if e.key not in tested:
+            try:
+                tested[e.key] = refit(search, e, train, test)[3].r2("test")
+            except HybridSLDError as exc:
+                tested[e.key] = None
+                log(f"{run_dir.name}: {exc}")
+        rows.append({"rule": f"pysr {factor:g}", "law": e.law, "valid": 1.0 - loss,
+                     "n_params": e.n_params, "complexity": c, "test": tested[e.key]})
+    log(f"{run_dir.name}: " + ", ".join(f"{r['rule']} {r['test']}" for r in rows))
+    return {"task": search.task.name, "run": str(run_dir), "rows": rows}
+
+
+def pysr_lines(studies: list[dict]) -> list[str]:
+    lines = ["| run | chosen: test R2 (parameters) | " + " | ".join(
+        f"PySR best, {f:g}x: test R2 (parameters)" for f in PYSR_FACTORS) + " |",
+        "|---|" + "---:|" * (1 + len(PYSR_FACTORS))]
+    total, by_task = np.zeros(len(PYSR_FACTORS)), {}
+    for s in studies:
+        chosen, picks = s["rows"][0], s["rows"][1:]
+        change = np.array([(clip(r["test"]) if usable(r["test"]) else -1.0)
+                           - clip(chosen["test"]) for r in picks])
+        total += change
+        by_task[s["task"]] = by_task.get(s["task"], 0) + change
+        lines.append(f"| {s['task'].removesuffix('_scaling_law')} ({Path(s['run']).name[-17:]}) "
+                     + "".join(f"| {r['test']:.5f} ({r['n_params']}) " if usable(r["test"])
+                               else f"| failed ({r['n_params']}) " for r in s["rows"]) + "|")
+    lines.append("| sum of changes in clipped test R2 | | "
+                 + " | ".join(f"{t:+.3f}" for t in total) + " |")
+    lines += ["", "Per task, the sum of changes in clipped test R2 (factors "
+              + ", ".join(f"{f:g}" for f in PYSR_FACTORS) + "):", ""]
+    lines += [f"- {t.removesuffix('_scaling_law')}: " + ", ".join(f"{v:+.3f}" for v in ch)
+              for t, ch in by_task.items()]
+    return lines
+
+
 def trail_lines(studies: list[dict]) -> list[str]:
     """Per run, the test R2 (clipped) of the law chosen after a quarter, half and all of the
     evaluations (by validation R2, as the final report chooses), and the best along the trail;
@@ -311,9 +391,16 @@ def main(argv=None):
                     help="score each run's trail of new bests, not its finalists")
     ap.add_argument("--range", action="store_true",
                     help="replay the final report's range check on each run's chosen law")
+    ap.add_argument("--pysr", action="store_true",
+                    help="replay PySR's model_selection='best' on each run's Pareto front")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     studies = []
+    if args.pysr:
+        studies = [cached(args.cache, rd, "pysr", pysr_study) for rd in map(Path, args.runs)]
+        return emit(["# PySR's model selection replayed on finished searches", "",
+                     *header(), f"command: python benchmarks/selection_rules.py {' '.join(argv)}",
+                     "", *pysr_lines(studies)], args.record)
     if args.range:
         studies = [cached(args.cache, rd, "range", range_check) for rd in map(Path, args.runs)]
         return emit(["# The final range check replayed on finished searches", "",
