@@ -212,59 +212,15 @@ class ScalingLawRegressor:
         for fitted in [k for k in vars(self) if k.endswith("_")]:  # no state of an earlier fit
             delattr(self, fitted)
         max_evals, seed = self._checked_params()
-        parsed = None  # the law text, when parsed to name y
-        unnamed = False  # targets named y0, y1, ... for lack of names
         _check_dense(X, "X")
         names_in = _columns(X)  # as X came in, group column and all
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         cols = _columns(X)
-        if cols is None:  # an array: every column a feature
-            A = _as_matrix(X, hint=self._hint(False))
-            names, columns = self._feature_names(X, A.shape[1])
-            if A.shape[1] != len(names):  # a Law's features
-                raise InputError(f"X has {A.shape[1]} column(s); expected {len(names)} "
-                                 f"({', '.join(names)})")
-        else:  # a DataFrame: the columns features names, the others unread
-            names, columns = self._feature_names(X, len(cols))
-            A = _as_matrix(X, columns=columns, hint=self._hint(True))
-        _check_finite(A, "X", columns)
+        A, names, columns = self._read_X(X, cols)
         n_in = (A.shape[1] if cols is None else len(cols)) + (self.group_column is not None)
         given = columns is not None
-        Y = _target_values(y)
-        if Y.ndim not in (1, 2):
-            raise InputError(f"y must be 1-D or 2-D, got shape {Y.shape}")
-        if Y.shape[0] != A.shape[0]:
-            raise InputError(f"X has {A.shape[0]} rows but y has {Y.shape[0]}")
-        Y2 = _as_matrix(Y.reshape(len(Y), -1), "y")
-        _check_finite(Y2, "y", _columns(y))
-        _check_fittable(A, "X")
-        _check_fittable(Y2, "y")
-        if self.targets is not None:
-            targets = ((self.targets,) if isinstance(self.targets, str)
-                       else tuple(str(t) for t in self.targets))
-            if len(set(targets)) < len(targets):
-                raise InputError(f"targets names a column twice: {list(targets)}")
-        elif isinstance(self.law, Law):
-            targets = self.law.targets
-        elif Y2.shape[1] == 1 and isinstance(self.law, str):
-            # one target, whatever y calls it (a column y0, a DataFrame's): the law's name for it
-            parsed = _parse(self.law, names)
-            targets = parsed.targets[:1] or ("y",)
-        elif _columns(y) is not None:  # a DataFrame of targets: its column names
-            targets = tuple(_columns(y))
-        elif Y2.shape[1] == 1:
-            name = getattr(y, "name", None)  # a pandas Series
-            targets = (name,) if isinstance(name, str) and is_name(name) else ("y",)
-        else:  # an array's columns: named y0, y1, ... unless targets= names them
-            targets = tuple(f"y{j}" for j in range(Y2.shape[1]))
-            unnamed = True
-        if len(targets) != Y2.shape[1]:
-            raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
-        y_columns = None if Y2.shape[1] == 1 or _columns(y) is None else \
-            _target_columns(_columns(y), targets)
-        if y_columns is not None:  # by name, as X's columns are
-            Y2 = Y2[:, [_columns(y).index(c) for c in y_columns]]
+        Y2, targets, parsed, unnamed, y_columns = self._read_y(y, A, names)
         keys = [DEFAULT_GROUP] * len(A) if groups is None else \
             _group_keys(groups, len(A), cols or ())
         j = self._scale_index(A, names)  # the feature extrapolated in
@@ -287,44 +243,9 @@ class ScalingLawRegressor:
         # parsed above for its target's name: the same law unless it has further equations
         law = parsed if parsed is not None and parsed.targets == targets else \
             _parse(text, names, targets, unnamed)
-        unread = [c for c in cols or () if c not in columns]  # X's columns features leaves out
-        alike = [p for p in law.param_names if p in unread]
-        if alike and self.law is not None:  # as hybrid-sld fit refuses it (check_columns)
-            raise InputError(f"{alike[0]} is a column of X but not among features={names}, so "
-                             f"the law would fit it as a constant; add it to features= (or "
-                             "rename the constant)")
-        if not law.used_features:
-            odd = [n for n in names if not is_name(n)]
-            how = (f"the feature name(s) {odd} cannot appear in law text ({NAME_RULE}): give "
-                   "features= names it can hold, which name X's columns in order (e.g. "
-                   f"features={['N' + str(i) for i in range(len(names))]})"
-                   if odd and self.features is not None else
-                   f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "
-                   "name them with features=[...]" if odd else
-                   "write the law in X's column names or pass features=[...]" if given else
-                   f"write the law in {', '.join(names)} or name X's columns with features=[...]")
-            raise LawError(f"the law uses none of the features ({', '.join(names)}), so it "
-                           f"treats {', '.join(law.param_names)} as constants; {how}")
-        if not given:  # x0, x1, ... by default: x3 in a law for 2 columns is a slip, not a constant
-            beyond = [p for p in law.param_names if re.fullmatch(r"x\d+", p)]
-            if beyond:
-                raise InputError(f"the law uses {', '.join(beyond)}, but X has {len(names)} "
-                                 f"column(s): {', '.join(names)}")
-        hit = domain_violation(law, A)
-        if hit:
-            raise InputError(f"X[{hit[0]}]: {hit[1]}")
+        self._check_law(law, A, names, [c for c in cols or () if c not in columns], given)
         spec = _fitter_spec(fitter)
-        index = _index(keys)
-        _check_enough_rows(law, index)
-        if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
-            index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
-                     for g, ix in index.items()}
-        fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()}, spec,
-                          starts)
-        if not any(f.success for f in fits.values()):
-            first = next(iter(fits.values()))
-            raise FitError(f"the fit failed for every group ({len(fits)}), e.g. "
-                           f"{next(iter(fits))!r}: {first.message}")
+        fits = self._fit_groups(law, spec, A, Y2, keys, j, starts)
         # of a search's chosen law too, as hybrid-sld discover's report gives it: it is the law
         # the user gets
         from .search.redundancy import redundancy_note
@@ -352,6 +273,107 @@ class ScalingLawRegressor:
         if names_in is not None:
             self.feature_names_in_ = np.array(names_in, dtype=object)
         return self
+
+    def _read_X(self, X, cols) -> tuple[np.ndarray, list, list | None]:
+        """(X as a float matrix, the features' names, the columns read by name or None for an
+        array), checked: an array's every column is a feature, a DataFrame's named ones are."""
+        if cols is None:
+            A = _as_matrix(X, hint=self._hint(False))
+            names, columns = self._feature_names(X, A.shape[1])
+            if A.shape[1] != len(names):  # a Law's features
+                raise InputError(f"X has {A.shape[1]} column(s); expected {len(names)} "
+                                 f"({', '.join(names)})")
+        else:  # the other columns unread
+            names, columns = self._feature_names(X, len(cols))
+            A = _as_matrix(X, columns=columns, hint=self._hint(True))
+        _check_finite(A, "X", columns)
+        _check_fittable(A, "X")
+        return A, names, columns
+
+    def _read_y(self, y, A: np.ndarray, names) -> tuple:
+        """(y as a float matrix in the targets' order, the targets' names, the law parsed to
+        name a single target or None, whether the names are y0, y1, ... for want of any, y's
+        columns read by name or None)."""
+        parsed, unnamed = None, False
+        Y = _target_values(y)
+        if Y.ndim not in (1, 2):
+            raise InputError(f"y must be 1-D or 2-D, got shape {Y.shape}")
+        if Y.shape[0] != A.shape[0]:
+            raise InputError(f"X has {A.shape[0]} rows but y has {Y.shape[0]}")
+        Y2 = _as_matrix(Y.reshape(len(Y), -1), "y")
+        _check_finite(Y2, "y", _columns(y))
+        _check_fittable(Y2, "y")
+        if self.targets is not None:
+            targets = ((self.targets,) if isinstance(self.targets, str)
+                       else tuple(str(t) for t in self.targets))
+            if len(set(targets)) < len(targets):
+                raise InputError(f"targets names a column twice: {list(targets)}")
+        elif isinstance(self.law, Law):
+            targets = self.law.targets
+        elif Y2.shape[1] == 1 and isinstance(self.law, str):
+            # one target, whatever y calls it (a column y0, a DataFrame's): the law's name for it
+            parsed = _parse(self.law, names)
+            targets = parsed.targets[:1] or ("y",)
+        elif _columns(y) is not None:  # a DataFrame of targets: its column names
+            targets = tuple(_columns(y))
+        elif Y2.shape[1] == 1:
+            name = getattr(y, "name", None)  # a pandas Series
+            targets = (name,) if isinstance(name, str) and is_name(name) else ("y",)
+        else:  # an array's columns: named y0, y1, ... unless targets= names them
+            targets = tuple(f"y{j}" for j in range(Y2.shape[1]))
+            unnamed = True
+        if len(targets) != Y2.shape[1]:
+            raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
+        y_columns = None if Y2.shape[1] == 1 or _columns(y) is None else \
+            _target_columns(_columns(y), targets)
+        if y_columns is not None:  # by name, as X's columns are
+            Y2 = Y2[:, [_columns(y).index(c) for c in y_columns]]
+        return Y2, targets, parsed, unnamed, y_columns
+
+    def _check_law(self, law: Law, A: np.ndarray, names, unread, given: bool) -> None:
+        """A law that reads X as meant: no column of X taken for a constant, some feature used,
+        no x3 for two columns, X inside its domain. ``unread``: X's columns not features."""
+        alike = [p for p in law.param_names if p in unread]
+        if alike and self.law is not None:  # as hybrid-sld fit refuses it (check_columns)
+            raise InputError(f"{alike[0]} is a column of X but not among features={names}, so "
+                             f"the law would fit it as a constant; add it to features= (or "
+                             "rename the constant)")
+        if not law.used_features:
+            odd = [n for n in names if not is_name(n)]
+            how = (f"the feature name(s) {odd} cannot appear in law text ({NAME_RULE}): give "
+                   "features= names it can hold, which name X's columns in order (e.g. "
+                   f"features={['N' + str(i) for i in range(len(names))]})"
+                   if odd and self.features is not None else
+                   f"X's column name(s) {odd} cannot appear in law text ({NAME_RULE}): "
+                   "name them with features=[...]" if odd else
+                   "write the law in X's column names or pass features=[...]" if given else
+                   f"write the law in {', '.join(names)} or name X's columns with features=[...]")
+            raise LawError(f"the law uses none of the features ({', '.join(names)}), so it "
+                           f"treats {', '.join(law.param_names)} as constants; {how}")
+        if not given:  # x0, x1, ... by default: x3 in a law for 2 columns is a slip, not a constant
+            beyond = [p for p in law.param_names if re.fullmatch(r"x\d+", p)]
+            if beyond:
+                raise InputError(f"the law uses {', '.join(beyond)}, but X has {len(names)} "
+                                 f"column(s): {', '.join(names)}")
+        hit = domain_violation(law, A)
+        if hit:
+            raise InputError(f"X[{hit[0]}]: {hit[1]}")
+
+    @staticmethod
+    def _fit_groups(law: Law, spec, A, Y2, keys, j: int, starts) -> dict:
+        """Each group's fit; an error when every one failed."""
+        index = _index(keys)
+        _check_enough_rows(law, index)
+        if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
+            index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
+                     for g, ix in index.items()}
+        fits = fit_groups(compile_law(law), {g: (A[ix], Y2[ix]) for g, ix in index.items()},
+                          spec, starts)
+        if not any(f.success for f in fits.values()):
+            first = next(iter(fits.values()))
+            raise FitError(f"the fit failed for every group ({len(fits)}), e.g. "
+                           f"{next(iter(fits))!r}: {first.message}")
+        return fits
 
     # -- using the fit -----------------------------------------------------------------------
     def _check_fitted(self):
