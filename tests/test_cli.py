@@ -784,16 +784,24 @@ def test_ctrl_c_while_importing_is_a_clean_interrupt(delay):
     assert err == "interrupted\n" and proc.returncode in (130, -signal.SIGINT), err
 
 
-def test_eval_program_predicts_test_rows_apart_and_notes_a_failed_test_score(tmp_path, capsys):
-    import numpy as np
-    toml = write_task(tmp_path, "prog", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
-    prog = tmp_path / "p.py"
+def _median_program(folder, name: str):
+    """A task of y = 3 + a*x^-0.5 (write_task) and a program for it whose one fitted constant
+    is the median of the rows it is fitted on, less 3, at the scale of the rows it predicts:
+    figures a test can work out by hand. (task TOML, program file)"""
+    toml = write_task(folder, name, {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
+    prog = folder / "p.py"
     prog.write_text("import numpy as np\n"
                     "def fit_scaling_law(data_points, loss_values):\n"
                     "    return np.array([3.0, np.median(loss_values) - 3.0])\n"
                     "def scaling_law_func(data_points, params):\n"
                     "    x = np.asarray(data_points)[:, 0]\n"
                     "    return params[0] + params[1] * (x / x.min()) ** -0.5\n")
+    return toml, prog
+
+
+def test_eval_program_predicts_test_rows_apart_and_notes_a_failed_test_score(tmp_path, capsys):
+    import numpy as np
+    toml, prog = _median_program(tmp_path, "prog")
     assert main(["eval-program", "--task", str(toml), str(prog), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     # the test rows' own minimum scale: the first test row of each group is predicted as 3 + c
@@ -829,14 +837,7 @@ def test_eval_program_gives_the_validation_r2_of_a_fit_without_the_validation_ro
     from hybrid_sld.cli_common import _fmt
     from hybrid_sld.data import load_train, validation_mask
     from hybrid_sld.tasks import get_task
-    toml = write_task(tmp_path, "progv", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5)
-    prog = tmp_path / "p.py"
-    prog.write_text("import numpy as np\n"
-                    "def fit_scaling_law(data_points, loss_values):\n"
-                    "    return np.array([3.0, np.median(loss_values) - 3.0])\n"
-                    "def scaling_law_func(data_points, params):\n"
-                    "    x = np.asarray(data_points)[:, 0]\n"
-                    "    return params[0] + params[1] * (x / x.min()) ** -0.5\n")
+    toml, prog = _median_program(tmp_path, "progv")
     assert main(["eval-program", "--task", str(toml), str(prog), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     task = get_task(str(toml))
