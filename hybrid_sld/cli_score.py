@@ -29,7 +29,8 @@ def _law_text(args) -> str:
         raise HybridSLDError("give the law as --law TEXT or --law-file FILE, not both")
     if args.law_file:
         try:
-            return Path(args.law_file).read_text()
+            # UTF-8 whatever the locale; -sig: a BOM (Notepad's), as in a CSV or task file
+            return Path(args.law_file).read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise HybridSLDError(f"cannot read law file {args.law_file}: {exc.strerror}") from None
         except UnicodeDecodeError:

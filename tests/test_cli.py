@@ -199,6 +199,15 @@ def test_fit_refuses_bad_law_and_output_options(extra, message, tmp_path, monkey
     assert written == ["binary.law", "cut.law", "x.law"]  # nothing written
 
 
+def test_a_law_file_saved_by_notepad_is_read(tmp_path, capsys):
+    """A UTF-8 BOM and CRLF line ends: the BOM was "line 1, column 1: unexpected character
+    '\\ufeff'", though a CSV or task file with one is read."""
+    law = tmp_path / "law.txt"
+    law.write_bytes(b"\xef\xbb\xbfloss = a + b/num_params^c\r\nb > 0\r\n")
+    assert main(["fit", "--task", "kaplan_demo", "--law-file", str(law), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["law"].startswith("loss = a + b/num_params^c")
+
+
 @pytest.mark.parametrize("text", ['{"n_starts": 3, "log_space": true}', "n_starts=3,log_space=true",
                                   "n_starts=3 log_space=true", " n_starts=3, log_space=true "])
 def test_fitter_pairs_are_read_with_commas_or_spaces(text):
