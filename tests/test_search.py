@@ -900,6 +900,23 @@ def test_disk_full_while_reporting_leaves_no_partial_files(synthetic_task, tmp_p
     assert json.loads((run_dir / "best.json").read_text())["law"] == res["law"]
 
 
+def test_a_report_refused_by_permission_advises_making_it_writable(synthetic_task, tmp_path,
+                                                                  monkeypatch):
+    """A run directory made read-only said "make room", as for a full disk."""
+    from hybrid_sld.search import final
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4)
+    search = Search(cfg, prepare_run_dir(cfg, tmp_path / "runs"))
+    search.run()
+
+    def refused(path, text):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(final, "write_atomic", refused)
+    with pytest.raises(HybridSLDError, match=r"\(Permission denied\); the search's checkpoint "
+                                             r"is kept: make it writable and run `hybrid-sld "
+                                             r"discover --resume"):
+        final_report(search)
+
+
 def test_resume_from_another_folder_finds_a_relative_task_file(synthetic_task, tmp_path,
                                                                monkeypatch):
     from hybrid_sld import cli
