@@ -172,6 +172,21 @@ def test_a_plot_the_disk_cannot_hold_is_named(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_fit_that_cannot_write_one_of_its_files_leaves_neither(tmp_path):
+    """Exit 2 and "cannot write fit.png" left law.tex written, the results unprinted."""
+    tex, png = tmp_path / "law.tex", tmp_path / "fit.png"
+    law = "loss = a + b/num_params^c"
+    res = run_cli_filling_at(4000, "fit", "--task", "kaplan_demo", "--law", law,
+                             "--latex", tex, "--plot", png)  # law.tex fits in 4000 bytes
+    assert res.returncode == 2 and f"error: cannot write {png}: File too large" in res.stderr
+    assert not list(tmp_path.iterdir())
+    folder = tmp_path / "a folder"  # the other way round: the plot is written first
+    folder.mkdir()
+    res = run_cli("fit", "--task", "kaplan_demo", "--law", law, "--latex", folder, "--plot", png)
+    assert res.returncode == 2 and f"error: cannot write {folder}: " in res.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["a folder"]
+
+
 def test_a_disk_full_at_the_start_leaves_no_run_directory(tmp_path):
     # config.toml could not be written: a run directory holding it empty was left
     res = run_cli_filling_at(0, "discover", "--task", "kaplan_demo", "--max-evals", "4",
