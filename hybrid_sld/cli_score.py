@@ -29,7 +29,8 @@ def _law_text(args) -> str:
         raise HybridSLDError("give the law as --law TEXT or --law-file FILE, not both")
     if args.law_file:
         try:
-            return Path(args.law_file).read_text()
+            # UTF-8 whatever the locale; -sig: a BOM (Notepad's), as in a CSV or task file
+            return Path(args.law_file).read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise HybridSLDError(f"cannot read law file {args.law_file}: {exc.strerror}") from None
         except UnicodeDecodeError:
@@ -106,14 +107,6 @@ def cmd_fit(args):
     from .group_labels import group_label
     from .latex_names import symbol_lookalikes, task_symbols
     symbols = task_symbols(task)
-    if args.latex and fitted:
-        from .export import latex_document_fragment
-        from .latex_names import task_descriptions
-        try:  # whole or not at all: a full disk or a kill leaves the old file, not an empty one
-            write_atomic(Path(args.latex), latex_document_fragment(
-                law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
-        except OSError as exc:
-            raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     out = _result(task, law, v, full, train)
     from .search.redundancy import redundancy_note
     notes = [redundancy_note(law, train, full.fits, spec, task.split.scales)]
@@ -126,6 +119,7 @@ def cmd_fit(args):
     from .evaluate import at_bounds
     out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
+    plot_is_new = bool(args.plot) and not Path(args.plot).exists()
     if args.plot and fitted:
         from .data import validation_mask
         from .plots import plot_fit, run_title
@@ -137,6 +131,16 @@ def cmd_fit(args):
         except OSError as exc:  # savefig's error names no file: "File too large"
             raise HybridSLDError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
         out["plot"] = str(args.plot)
+    if args.latex and fitted:  # after the plot: an exit of 2 leaves neither file written
+        from .export import latex_document_fragment
+        from .latex_names import task_descriptions
+        try:  # whole or not at all: a full disk or a kill leaves the old file, not an empty one
+            write_atomic(Path(args.latex), latex_document_fragment(
+                law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
+        except OSError as exc:
+            if plot_is_new:
+                Path(args.plot).unlink(missing_ok=True)
+            raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     if args.json:
         print(json_text(out, indent=1))
         return 0 if fitted else 1

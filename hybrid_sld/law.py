@@ -265,6 +265,13 @@ class _NotReal(Exception):
     """The law's printed form holds sympy's imaginary unit."""
 
 
+def _interval(p: Param) -> str:
+    """p's bounds as law text writes an interval: (0, inf) for ``p > 0``, not [0, inf]."""
+    lo = "(" if p.lower_strict or p.lower == -INF else "["
+    hi = ")" if p.upper_strict or p.upper == INF else "]"
+    return f"{lo}{p.lower:g}, {p.upper:g}{hi}"
+
+
 def parse_law(text: str, features, targets=None, *, param_cap: int | None = None,
               feature_symbols: dict[str, str] | None = None) -> Law:
     """Parse and validate law text against the features (and targets) of a task.
@@ -366,8 +373,10 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
         lo, hi = d.get("lower", -INF), d.get("upper", INF)
         if lo > hi or (lo == hi and (d.get("lower_strict") or d.get("upper_strict"))):
             raise err(f"bounds on {name!r} leave no room: lower {lo:g}, upper {hi:g}", line, col)
+    init_line = {}
     for name, value, line, col in st.inits:
         target_param(name, line, col)["init"] = value
+        init_line[name] = line
     for name, line, col in st.shared:
         target_param(name, line, col)["shared"] = True
     params = []
@@ -376,8 +385,8 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
         if p.init is not None and not (
                 (p.lower < p.init or (p.lower == p.init and not p.lower_strict))
                 and (p.init < p.upper or (p.init == p.upper and not p.upper_strict))):
-            raise LawError(f"start value {p.name} ~ {p.init:g} is outside its bounds "
-                           f"[{p.lower:g}, {p.upper:g}]")
+            raise LawError(f"line {init_line[p.name]}: start value {p.name} ~ {p.init:g} is "
+                           f"outside its bounds {_interval(p)}")
         params.append(p)
     equations = exprs
     if targets is not None:

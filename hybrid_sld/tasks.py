@@ -366,10 +366,24 @@ def grammar_functions(grammar: dict, where: str) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(out))
 
 
+def _toml_text(path: Path) -> str:
+    """The file's text as UTF-8, which TOML requires, whatever the locale. A byte-order mark
+    (Windows Notepad's) is dropped, as the CSV reader drops it; other bytes are an error at
+    their line and column (in bytes), not a UnicodeDecodeError."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise TaskError(f"{path}, line {line}, column {column}: byte 0x{data[exc.start]:02x} is "
+                        "not UTF-8 text; TOML files are UTF-8: save it as UTF-8") from None
+
+
 def load_task_file(path: str | Path) -> Task:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = _toml_text(path)
         raw = tomllib.loads(text)
     except FileNotFoundError:
         raise TaskError(f"task file not found: {path}") from None

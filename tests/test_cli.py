@@ -172,6 +172,21 @@ def test_a_plot_the_disk_cannot_hold_is_named(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_fit_that_cannot_write_one_of_its_files_leaves_neither(tmp_path):
+    """Exit 2 and "cannot write fit.png" left law.tex written, the results unprinted."""
+    tex, png = tmp_path / "law.tex", tmp_path / "fit.png"
+    law = "loss = a + b/num_params^c"
+    res = run_cli_filling_at(4000, "fit", "--task", "kaplan_demo", "--law", law,
+                             "--latex", tex, "--plot", png)  # law.tex fits in 4000 bytes
+    assert res.returncode == 2 and f"error: cannot write {png}: File too large" in res.stderr
+    assert not list(tmp_path.iterdir())
+    folder = tmp_path / "a folder"  # the other way round: the plot is written first
+    folder.mkdir()
+    res = run_cli("fit", "--task", "kaplan_demo", "--law", law, "--latex", folder, "--plot", png)
+    assert res.returncode == 2 and f"error: cannot write {folder}: " in res.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["a folder"]
+
+
 def test_a_disk_full_at_the_start_leaves_no_run_directory(tmp_path):
     # config.toml could not be written: a run directory holding it empty was left
     res = run_cli_filling_at(0, "discover", "--task", "kaplan_demo", "--max-evals", "4",
@@ -197,6 +212,15 @@ def test_fit_refuses_bad_law_and_output_options(extra, message, tmp_path, monkey
     assert message in capsys.readouterr().err
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["binary.law", "cut.law", "x.law"]  # nothing written
+
+
+def test_a_law_file_saved_by_notepad_is_read(tmp_path, capsys):
+    """A UTF-8 BOM and CRLF line ends: the BOM was "line 1, column 1: unexpected character
+    '\\ufeff'", though a CSV or task file with one is read."""
+    law = tmp_path / "law.txt"
+    law.write_bytes(b"\xef\xbb\xbfloss = a + b/num_params^c\r\nb > 0\r\n")
+    assert main(["fit", "--task", "kaplan_demo", "--law-file", str(law), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["law"].startswith("loss = a + b/num_params^c")
 
 
 @pytest.mark.parametrize("text", ['{"n_starts": 3, "log_space": true}', "n_starts=3,log_space=true",

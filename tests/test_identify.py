@@ -181,3 +181,25 @@ def test_one_constant_the_rows_do_not_feel_is_named_alone():
     note = redundancy.redundancy_note(law, train, fit_dataset(law, train))
     assert "unpinned: p1 can move along it without changing the fit there, so its fitted value " \
            "says little" in note
+
+
+def test_rank_at_on_many_rows_builds_no_square_matrix(monkeypatch):
+    """One group of 200k rows made np.linalg.svd build a 200k x 200k U (298 GiB): `fit`'s
+    redundancy note ended in a MemoryError traceback. Only V is needed; a J with fewer rows
+    than constants still gets its whole null space."""
+    from hybrid_sld.search.identify import rank_at
+    svd, sizes = np.linalg.svd, []
+
+    def spy(a, *args, **kwargs):
+        out = svd(a, *args, **kwargs)
+        sizes.append(max(x.size for x in out))
+        return out
+
+    monkeypatch.setattr(np.linalg, "svd", spy)
+    law = parse_law("y = E + A*x^(-a)", ["x"], ["y"])
+    theta = np.array([1.0, 2.0, 0.5])
+    X = np.geomspace(1.0, 1e3, 3000)[:, None]
+    assert rank_at(law, X, theta) == (3, [])
+    assert max(sizes) <= X.size * 3  # J's own size, not rows squared
+    r, moved = rank_at(law, X[:2], theta)  # 2 rows, 3 constants: one direction unpinned
+    assert r == 2 and len(moved) >= 2

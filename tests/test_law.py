@@ -536,6 +536,19 @@ def _use_order(law):
     return [str(s) for s in law.structural_order]
 
 
+@pytest.mark.parametrize("text, message", [
+    ("y = a*x\na ~ 0\na > 0", "line 2: start value a ~ 0 is outside its bounds (0, inf)"),
+    ("y = a*x\na in [0, 1)\n\na ~ 1", "line 4: start value a ~ 1 is outside its bounds [0, 1)"),
+    ("y = a*x\na <= -1\na ~ 2", "line 3: start value a ~ 2 is outside its bounds (-inf, -1]"),
+])
+def test_a_start_value_outside_its_bounds_names_its_line_and_the_bounds_as_written(text,
+                                                                                   message):
+    # "a ~ 0" beside "a > 0" said "outside its bounds [0, inf]", which holds 0
+    with pytest.raises(LawError) as err:
+        parse_law(text, ["x"])
+    assert str(err.value) == message
+
+
 @settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True),
        st.sampled_from([">", ">=", "<", "<="]), st.floats(-1e6, 1e6, allow_nan=False),

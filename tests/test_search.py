@@ -900,6 +900,34 @@ def test_disk_full_while_reporting_leaves_no_partial_files(synthetic_task, tmp_p
     assert json.loads((run_dir / "best.json").read_text())["law"] == res["law"]
 
 
+def test_a_target_constant_on_every_training_row_is_refused_as_such(tmp_path):
+    """It said "on all 8 validation row(s), so R2 is undefined: add rows or raise the task's
+    [split] fraction", which no fraction would mend; fit and expert say "nothing to fit"."""
+    toml = write_task(tmp_path, "flat", {"y": lambda x, a: 3.0}, param_cap=3)
+    with pytest.raises(HybridSLDError, match=r"train.csv: target 'y' takes one value \(3\) on "
+                                             r"all 38 training rows, so R2 is undefined: nothing "
+                                             r"to fit"):
+        discover(SearchConfig(task=str(toml), max_evals=4), out=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())  # no run began
+
+
+def test_a_report_refused_by_permission_advises_making_it_writable(synthetic_task, tmp_path,
+                                                                  monkeypatch):
+    """A run directory made read-only said "make room", as for a full disk."""
+    from hybrid_sld.search import final
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4)
+    search = Search(cfg, prepare_run_dir(cfg, tmp_path / "runs"))
+    search.run()
+
+    def refused(path, text):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(final, "write_atomic", refused)
+    with pytest.raises(HybridSLDError, match=r"\(Permission denied\); the search's checkpoint "
+                                             r"is kept: make it writable and run `hybrid-sld "
+                                             r"discover --resume"):
+        final_report(search)
+
+
 def test_resume_from_another_folder_finds_a_relative_task_file(synthetic_task, tmp_path,
                                                                monkeypatch):
     from hybrid_sld import cli

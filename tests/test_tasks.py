@@ -273,6 +273,22 @@ def test_expert_cli_refuses_a_published_word(tmp_path):
     assert f"{p}: [published] human_r2 must be a number" in res.stderr
 
 
+def test_a_toml_file_not_in_utf8_is_refused_at_its_byte_and_a_bom_is_read(tmp_path):
+    """A latin-1 byte ended `fit` in a UnicodeDecodeError traceback (exit 1); a UTF-8 BOM, as
+    Windows Notepad writes, in "invalid TOML: Invalid statement (at line 1, column 1)"."""
+    p = tmp_path / "latin1.toml"
+    p.write_bytes(GOOD.replace('"size"', '"taille (param\u00e8tres)"').encode("latin-1"))
+    with pytest.raises(TaskError, match=r"latin1.toml, line 6, column 29: byte 0xe8 is not "
+                                        r"UTF-8 text"):
+        load_task_file(p)
+    res = run_cli("expert", "--task", p, "--json")
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "not UTF-8 text" in json.loads(res.stdout)["error"]
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + GOOD.replace("\n", "\r\n").encode())
+    assert load_task_file(bom).name == "toy"
+
+
 def test_missing_toml_file(tmp_path):
     with pytest.raises(TaskError, match="not found"):
         get_task(str(tmp_path / "absent.toml"))

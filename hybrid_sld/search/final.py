@@ -7,6 +7,7 @@ that calls it (:mod:`.run`) and from the markdown it writes (:mod:`.report`).
 
 from __future__ import annotations
 
+import errno
 import sys
 from dataclasses import replace
 
@@ -161,9 +162,11 @@ def final_report(search: Search) -> dict:
             result["plot_error"] = str(exc)
             write_atomic(run_dir / "best.json", json_text(result, indent=1))
         write_atomic(run_dir / "report.md", _markdown(result, search.state.pareto()))
-    except OSError as exc:
+    except OSError as exc:  # as Search._write_failure: a refusal is no full disk
+        fix = ("make it writable" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+               else "make room")
         raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
-                             "the search's checkpoint is kept: make room and run "
+                             f"the search's checkpoint is kept: {fix} and run "
                              f"`{resume_command(run_dir)}` to write it") from None
     return result
 

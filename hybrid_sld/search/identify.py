@@ -126,10 +126,11 @@ def _jacobian(compiled, X, theta) -> np.ndarray:
 
 def _svd_rank(J) -> tuple[int, np.ndarray, float]:
     """(rank, null space basis, smallest nonzero over largest singular value) of J with its
-    columns scaled to norm 1."""
+    columns scaled to norm 1. The full V is needed (the null space of a J with fewer rows than
+    columns), never the full U: for a group of 200k rows that is 200k x 200k (298 GiB)."""
     J = J / np.maximum(np.max(np.abs(J), axis=0), 1e-300)  # norms could overflow
     J = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
-    _u, s, vt = np.linalg.svd(J, full_matrices=True)
+    _u, s, vt = np.linalg.svd(J, full_matrices=J.shape[0] < J.shape[1])
     r = int(np.sum(s > TOL * s[0])) if s.size and s[0] > 0 else 0
     return r, vt[r:], (s[r - 1] / s[0] if r else 0.0)
 

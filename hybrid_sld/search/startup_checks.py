@@ -87,6 +87,9 @@ class StartupChecks:
         (its rows all fit, none validate, as in fit and expert), and when a group's fitting
         rows cap laws below the param_cap: every larger law, the expert law among them perhaps,
         would fail there, one evaluation after another."""
+        flat = undefined_r2(self.train.Y, self.task.targets, "training rows")
+        if flat:  # as fit and expert refuse it: no fraction of these rows validates
+            raise HybridSLDError(f"{self.train.source or 'data'}: {flat}: nothing to fit")
         contrary = data_against_trend(self.task, self.train)
         if contrary:
             raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
