@@ -199,8 +199,21 @@ def _real(value, tok, what: str):
     return value
 
 
-def _expected(exc: UnexpectedInput) -> tuple[str, ...]:
+def _expected(exc: UnexpectedInput, text: str) -> tuple[str, ...]:
+    """What could come where the parse failed. For a token the parser cannot take, what it
+    accepts with the text before that token fed to it: lark's own list is taken after the bad
+    token has made the parser reduce what it had, so after ``N^(-a`` it offered ')', '+', '-'
+    and not '*', '/', '^'."""
     raw = getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ()
+    if isinstance(exc, (UnexpectedToken, UnexpectedEOF)):
+        token = getattr(exc, "token", None)
+        end = len(text) if token is None or token.type == "$END" else token.start_pos
+        try:
+            before = parser().parse_interactive(text[:end])
+            before.exhaust_lexer()
+            raw = before.accepts() or raw
+        except UnexpectedInput:  # keep lark's list
+            pass
     return tuple(sorted({_TOKEN_NAMES.get(t, t) for t in raw}))
 
 
@@ -223,7 +236,7 @@ def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> S
         hint = _ASCII.get(char)
         hint = f" (write {hint!r})" if hint else ""
         raise LawSyntaxError(f"unexpected character {char!r}{hint}", text=text,
-                             line=exc.line, column=exc.column, expected=_expected(exc),
+                             line=exc.line, column=exc.column, expected=_expected(exc, text),
                              features=features) from None
     except (UnexpectedEOF, UnexpectedToken) as exc:
         lines = text.splitlines() or [""]
@@ -233,7 +246,7 @@ def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> S
             line = exc.line if exc.line > 0 else len(lines)
             column, what = max(exc.column, 1), repr(str(exc.token))
         raise LawSyntaxError(f"unexpected {what}", text=text, line=line, column=column,
-                             expected=_expected(exc), features=features) from None
+                             expected=_expected(exc, text), features=features) from None
     builder = _Builder(symbols)
     try:
         stmts = builder.transform(tree)

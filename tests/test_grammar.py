@@ -238,6 +238,16 @@ def test_unexpected_end_of_text_expected_tokens():
     assert "expected one of:" in str(err)
 
 
+@pytest.mark.parametrize("text", ["y = E + A*x^(-a", "y = E + A*x^(-a\n", "y = E + A*(x b)"])
+def test_expected_tokens_are_those_the_text_so_far_could_take(text):
+    """After (-a an operator may follow as well as ')': the list is what the parser takes
+    with the text before the bad token, not what is left after that token made it reduce."""
+    with pytest.raises(LawSyntaxError) as info:
+        parse_law(text, ["x"])
+    assert {"'*'", "'/'", "'^'", "')'", "'+'", "'-'"} <= set(info.value.expected)
+    assert "a number" not in info.value.expected  # after a name, not a place for one
+
+
 def test_semantic_error_points_at_the_token():
     text = "y = a*x\nz = foo(x) + 1"
     with pytest.raises(LawSyntaxError, match="unknown function 'foo'") as info:
