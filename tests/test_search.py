@@ -1732,6 +1732,21 @@ def test_resuming_a_finished_run_says_nothing_was_searched(finished_run, capsys)
     assert "(20.4 s of search of its --budget 20 s)" in _finished_note(timed)
 
 
+def test_resuming_a_finished_run_whose_report_cannot_be_written_says_so_only(finished_run,
+                                                                             capsys,
+                                                                             monkeypatch):
+    """The note that the report was written again comes once it is: a report that fails
+    (a full disk, a folder made read-only) leaves only the error to read (audit)."""
+    import hybrid_sld.search.run as run
+
+    def refused(search):
+        raise HybridSLDError(f"cannot write the report into {search.run_dir}")
+    monkeypatch.setattr(run, "final_report", refused)
+    with pytest.raises(HybridSLDError, match="cannot write the report"):
+        discover(None, resume=finished_run)
+    assert "written again" not in capsys.readouterr().err
+
+
 def test_run_files_are_documented_and_count_rows_apart(finished_run):
     from hybrid_sld.search.report import _rows_md
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -252,14 +252,14 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         search.go_on = go_on
+        finished = False  # a resumed run that had ended: its note waits for the report
         if resume:
             search.load()
             if task is not None or data_dir is not None:  # where they are now, for report too
                 search.save()
             if llm:  # new settings: the LLM's part, ended or idle, starts afresh
                 search.llm_afresh()
-            if search._done():  # else a user who asked for more reads the old result as new
-                print(_finished_note(search), file=sys.stderr)
+            finished = search._done()
         try:
             with search.stop_signals():  # held through the report: a first Ctrl-C there waits
                 search.run()
@@ -274,6 +274,8 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
             if gone:
                 raise HybridSLDError(gone) from None
             raise
+        if finished:  # else a user who asked for more reads the old result as new; said once
+            print(_finished_note(search), file=sys.stderr)  # the report is written, not before
         if search.report_signal:  # the search had ended; the report is whole, but a script
             result["interrupted_report"] = search.report_signal  # sees the Ctrl-C (cli: 130)
         if search.llm is not None:
