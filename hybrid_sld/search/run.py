@@ -140,6 +140,22 @@ def drop_unstarted(search: Search, exc: BaseException) -> str | None:
     return (f"the run stopped on a full disk ({where}{full.strerror or full}) before its first "
             f"checkpoint: its run directory {run_dir} is removed; make room and start again")
 
+def _missing_folders(out) -> list[Path]:
+    """``out`` and its parents that do not exist yet, deepest first."""
+    path = Path(out).resolve()
+    return [p for p in (path, *path.parents) if not p.exists()]
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders a run made (deepest first) that hold nothing: a refused run leaves
+    no empty ``runs/`` behind; one that holds something else stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            return
+
+
 def task_of_run(run_dir, saved: str, task: str | None = None) -> str:
     """Where a run's task is now: its own (a built-in's name, a task file's path), or ``task``,
     a task file, where the run's is gone (its folder moved). The caller checks that the
@@ -243,13 +259,19 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         LLMSettings.from_dict(cfg.llm).check()
     check_test_file(get_task(cfg.task), cfg.data_dir)  # a resumed search, too, ends in a report
     if not resume:
-        run_dir = prepare_run_dir(cfg, out)
+        made = _missing_folders(out)  # --out and the folders above it this run makes
+        try:
+            run_dir = prepare_run_dir(cfg, out)
+        except BaseException:
+            _remove_if_empty(made)
+            raise
     with lock_run_dir(run_dir):
         try:
             search = Search(cfg, run_dir, progress=progress)  # checks the task's data and law first
         except BaseException:
-            if not resume:  # bad input: no run began, so leave no run directory behind
-                shutil.rmtree(run_dir, ignore_errors=True)
+            if not resume:  # bad input: no run began, so leave no run directory behind, nor
+                shutil.rmtree(run_dir, ignore_errors=True)  # the folder made to hold it
+                _remove_if_empty(made)
             raise
         search.go_on = go_on
         finished = False  # a resumed run that had ended: its note waits for the report
