@@ -208,20 +208,11 @@ def range_lines(studies: list[dict]) -> list[str]:
 PYSR_FACTORS = (1.1, 1.5, 2.0)  # 1.5: PySR's own, "loss better than at least 1.5x the best"
 
 
-def pareto_front(entries) -> list:
-    """(complexity, validation NMSE, entry) of the laws no simpler law validates as well as."""
-    best = {}
-    for e in entries:
-        if usable(e.valid_r2):
-            loss = max(1.0 - e.valid_r2, 1e-300)  # R2 = 1 - mean NMSE over targets
-            if e.complexity not in best or loss < best[e.complexity][0]:
-                best[e.complexity] = (loss, e)
-    front, lowest = [], math.inf
-    for c in sorted(best):
-        if best[c][0] < lowest:
-            lowest = best[c][0]
-            front.append((c, *best[c]))
-    return front
+def pareto_front(search) -> list:
+    """(complexity, validation NMSE, entry) along the run's front of every law it evaluated
+    (``State.pareto``, as report.md lists it)."""
+    return [(e.complexity, max(1.0 - e.valid_r2, 1e-300), e)  # R2 = 1 - mean NMSE
+            for e in search.state.pareto()]
 
 
 def pysr_pick(front: list, factor: float):
@@ -237,9 +228,9 @@ def pysr_pick(front: list, factor: float):
 def pysr_study(run_dir: Path) -> dict:
     """{task, run, rows}: the run's chosen law (best.json) and PySR's pick at each factor,
     refitted on all of train and scored on test."""
-    search, train, test, entries, _expert = load_run(run_dir)
+    search, train, test, _entries, _expert = load_run(run_dir)
     best = json.loads((run_dir / "best.json").read_text())
-    front, tested = pareto_front(entries), {}
+    front, tested = pareto_front(search), {}
     rows = [{"rule": "chosen", "law": best["law"], "valid": best["valid_r2"],
              "n_params": best["n_params"], "test": best["test_r2"]}]
     for factor in PYSR_FACTORS:
