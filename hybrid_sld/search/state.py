@@ -87,6 +87,9 @@ class State:
         return pareto(Entry.from_dict(d) for d in self.cache.values())
 
 
+# a write the system refused (permissions, a read-only mount): no full disk, so the way on is
+# to make the folder writable, not to make room
+REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
 _EXTRA_STATE = ("improvements", "llm", "llm_seq", "failures", "stop_reason",
                 "stop_error", "llm_ended", "llm_idle", "llm_round")
@@ -119,7 +122,7 @@ class Checkpointing:
         where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
         if not self.run_dir.is_dir():  # deleted or moved while the search ran: nothing is kept
             return f"{where}; it no longer exists, and its checkpoint with it: start again"
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # not a full disk
+        if exc.errno in REFUSED:
             return f"{where}; {self.what_is_kept('make it writable and continue', 'then')}"
         return f"{where}; {self.what_is_kept('make room and continue', 'once there is room')}"
 
