@@ -16,7 +16,7 @@ from .evaluate import check_columns, check_domain, check_rows, report
 from .fit_spec import FitterSpec
 from .law_names import near_feature_notes
 from .law_task import check_uses_features, parse_expert_law, parse_task_law
-from .metrics import failed_score, json_text, score
+from .metrics import Score, failed_score, json_text, score
 from .metrics import report_value as _r
 from .search.state import write_atomic
 from .tasks import builtin_task_names, get_task
@@ -224,6 +224,13 @@ def cmd_expert(args):
           "for this law")
 
 
+def _pooled(data, groups, predicted) -> Score:
+    """The score over ``groups``' rows of ``data``, pooled, of ``predicted(g)``, each group's
+    predictions for its rows (in their order)."""
+    return score(np.vstack([data.group(g)[1] for g in groups]),
+                 np.vstack([predicted(g) for g in groups]))
+
+
 def _program_valid(args, task, train, timeout) -> dict:
     """The program's validation R2, as ``fit`` gives a law's: fitted in a run of its own on
     each group's training rows less the validation rows, scored on those; what the search
@@ -243,8 +250,7 @@ def _program_valid(args, task, train, timeout) -> dict:
     if not res.success:
         return {**unscored, "valid": failed_score(f"the fit without the validation rows "
                                                   f"failed: {res.message}").to_dict()}
-    s = score(np.vstack([valid.group(g)[1] for g in groups]),
-              np.vstack([res.predictions[g] for g in groups]))
+    s = _pooled(valid, groups, res.predictions.get)
     return {**unscored, "valid_r2": _r(s.r2), "valid": s.to_dict()}
 
 
@@ -266,14 +272,13 @@ def cmd_eval_program(args):
            "success": res.success, "message": res.message, "seconds": round(res.seconds, 3),
            "train_r2": None, "valid_r2": None, "test_r2": None}
     if res.success:
-        tr = np.vstack([res.predictions[g][0] for g in train.group_names])
-        out["train_r2"] = _r(score(np.vstack([train.group(g)[1] for g in train.group_names]), tr).r2)
+        out["train_r2"] = _r(_pooled(train, train.group_names,
+                                     lambda g: res.predictions[g][0]).r2)
         if test is not None:
             untrained = [g for g in test.group_names if g not in fit_rows]
             s = failed_score(f"no fitted constants for group {untrained[0]!r}: not in the "
-                             "training rows") if untrained else score(
-                np.vstack([test.group(g)[1] for g in test.group_names]),
-                np.vstack([res.predictions[g][1] for g in test.group_names]))
+                             "training rows") if untrained else _pooled(
+                test, test.group_names, lambda g: res.predictions[g][1])
             out.update(test_r2=_r(s.r2), test=s.to_dict())
         out.update(_program_valid(args, task, train, timeout))
     if args.json:
