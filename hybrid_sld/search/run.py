@@ -140,6 +140,7 @@ def drop_unstarted(search: Search, exc: BaseException) -> str | None:
     return (f"the run stopped on a full disk ({where}{full.strerror or full}) before its first "
             f"checkpoint: its run directory {run_dir} is removed; make room and start again")
 
+
 def _missing_folders(out) -> list[Path]:
     """``out`` and its parents that do not exist yet, deepest first."""
     path = Path(out).resolve()
