@@ -40,7 +40,7 @@ class Dataset:
     source: str = ""  # the file the rows were read from, for errors that point at a row
     lines: np.ndarray | None = None  # each row's line in that file (a CSV; None otherwise)
     unused: tuple[str, ...] = ()  # the file's columns the task does not read
-    group_column: bool = True  # False: the file has no group column, its rows one group "all"
+    group_column: str = "group"  # the file's group column; "": none, its rows one group "all"
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -253,7 +253,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
                    task.feature_names, task.targets, str(path),
                    None if path.suffix == ".parquet" else np.arange(2, len(rows) + 2),
                    tuple(c for c in header if c not in wanted and c != task.group),
-                   gidx is not None)
+                   task.group if gidx is not None else "")
 
 
 def _refuse_unnamed_groups(path: Path, header: list[str], rows: list, used: list[str]) -> None:

@@ -77,8 +77,13 @@ def check_rows(law: Law, data: Dataset) -> None:
 def check_columns(law: Law, data: Dataset) -> None:
     """Raise a DataError when a constant of the law is named like a column of the data file
     that the task does not declare as a feature: the law's author meant the column, and it
-    would be fitted as a number instead."""
+    would be fitted as a number instead. The group column too: constants are already fitted
+    per group, and a constant named like it would print as the group's label."""
     for name in law.param_names:
+        if name == data.group_column:
+            raise DataError(f"{data.source or 'data'}: {name} is this file's group column, which "
+                            "names each row's group (the law's constants are fitted per group "
+                            "already), so it cannot name a constant; rename the constant")
         if name in data.unused:
             raise DataError(f"{data.source or 'data'}: {name} is a column of this file but not a "
                             f"feature of the task, so the law would fit it as a constant; "

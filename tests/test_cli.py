@@ -674,6 +674,22 @@ def test_a_constant_named_like_an_undeclared_column_is_refused(tmp_path, capsys)
     assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b/x"]) == 0
 
 
+@pytest.mark.parametrize("header, refused", [("group", True), ("run", True), ("", False)])
+def test_a_constant_named_like_the_group_column_is_refused(tmp_path, capsys, header, refused):
+    """It would be fitted per group and print like the group's label; with no group column in
+    the file, 'group' is a name like any other."""
+    top = f'group = "{header}"\n' if header not in ("group", "") else ""
+    label = f"{header}," if header else ""
+    rows = "".join(f"{'a,' if header else ''}{x},{2 + 5 / x}\n" for x in (1, 2, 4, 8, 16))
+    (tmp_path / "train.csv").write_text(f"{label}x,y\n" + rows)
+    (tmp_path / "t.toml").write_text(f'{top}name = "t"\ntargets = ["y"]\n[features.x]\n'
+                                     '[split]\nby = "x"\n[data]\ntrain = "train.csv"\n')
+    law = f"y = {header or 'group'} + b/x"
+    assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", law]) == (2 if refused else 0)
+    err = capsys.readouterr().err
+    assert (f"{header} is this file's group column" in err) == refused, err
+
+
 def _one_group_task(tmp_path, xs, f) -> Path:
     (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
                                      'by = "x"\n[data]\ntrain = "train.csv"\n')
