@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli_common import _fmt, _score_notes, _task
-from .data import check_test_groups, load_splits
+from .data import check_test_groups, load_splits, repeated_rows, test_rows_in_train
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit_spec import FitterSpec
@@ -49,6 +49,12 @@ def _evaluate(law, task, spec, train, test):
     check_rows(law, train)
     check_domain(law, train, test)
     return report(law, task, train, test, spec)
+
+
+def _note_rows(train, test) -> None:
+    """Rows a person would want to know of before reading the scores (data.repeated_rows)."""
+    for note in repeated_rows(train) + (test_rows_in_train(train, test) if test else []):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _result(task, law, v, full, train) -> dict:
@@ -94,6 +100,7 @@ def cmd_fit(args):
                              f"{', '.join(PLOT_SUFFIXES)}")
     train, test = load_splits(task, args.data_dir)
     check_test_groups(task, train, test)  # as discover does: a test R2 of -1 says not why
+    _note_rows(train, test)
     try:
         law = parse_task_law(_law_text(args), task)
         check_uses_features(law, task)  # as the API and a task's expert law refuse it
@@ -187,6 +194,7 @@ def cmd_expert(args):
     splits = [load_splits(task, args.data_dir) for task in tasks]  # all found before any fit
     for task, (train, test) in zip(tasks, splits):
         check_test_groups(task, train, test)
+        _note_rows(train, test)
     results = []
     for task, (train, test) in zip(tasks, splits):
         if not task.expert_law:

@@ -148,18 +148,57 @@ def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
     return wanted
 
 
-def check_test_file(task: Task, data_dir: str | Path | None = None) -> None:
+def check_test_file(task: Task, data_dir: str | Path | None = None) -> list[str]:
     """Before a search: the test file reads as the final report will read it (columns, every
     value a finite number, groups that train has, rows where the expert law is defined), so a
     search is not lost to it at the end. The rows are dropped unseen: nothing of them reaches
-    the search, which reads train only."""
+    the search, which reads train only. Returns :func:`test_rows_in_train`'s note, if any."""
     if task.source == "builtin":
-        return
+        return []
     train, test = locate_files(task, data_dir)
-    if test is not None:
-        train, test = read_dataset(train, task), read_dataset(test, task)
-        check_test_groups(task, train, test)
-        check_expert_domain(task, train, test)
+    if test is None:
+        return []
+    train, test = read_dataset(train, task), read_dataset(test, task)
+    check_test_groups(task, train, test)
+    check_expert_domain(task, train, test)
+    return test_rows_in_train(train, test)
+
+
+def _row_keys(data: Dataset) -> list[tuple]:
+    return [(g, *x, *y) for g, x, y in zip(data.groups, data.X.tolist(), data.Y.tolist())]
+
+
+def _line(data: Dataset, i: int) -> str:
+    """Row ``i``'s line (or row) without the file's name, for a note that has named it."""
+    return data.where(i).removeprefix(f"{data.source}, ")
+
+
+def repeated_rows(data: Dataset) -> list[str]:
+    """A note when rows repeat another exactly (group, features and targets): each weighs in
+    the fit as often as it appears, which is seldom meant (a file pasted twice); repeated
+    runs of one setting differ in their targets and are not counted."""
+    first: dict[tuple, int] = {}
+    again = [(i, first.setdefault(k, i)) for i, k in enumerate(_row_keys(data))]
+    again = [(i, j) for i, j in again if i != j]
+    if not again:
+        return []
+    (i, j), more = again[0], len(again) - 1
+    return [f"{data.where(i)} repeats {_line(data, j)} exactly (group, features and targets)"
+            + (f", as do {more} more row(s)" if more else "")
+            + "; each copy weighs once more in the fit: drop them if they are not repeated runs"]
+
+
+def test_rows_in_train(train: Dataset, test: Dataset) -> list[str]:
+    """A note when test rows are training rows too (group, features and targets alike): the fit
+    has seen them, so test R2 is not out of sample there."""
+    seen = {k: i for i, k in reversed(list(enumerate(_row_keys(train))))}
+    hits = [(i, seen[k]) for i, k in enumerate(_row_keys(test)) if k in seen]
+    if not hits:
+        return []
+    (i, j), more = hits[0], len(hits) - 1
+    return [f"{test.where(i)} is also {train.where(j)} (group, features and targets)"
+            + (f", as are {more} more test row(s)" if more else "")
+            + "; the fit sees them, so test R2 is not wholly out of sample"]
 
 
 def check_expert_domain(task: Task, *datasets: Dataset) -> None:

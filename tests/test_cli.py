@@ -690,6 +690,19 @@ def test_a_constant_named_like_the_group_column_is_refused(tmp_path, capsys, hea
     assert (f"{header} is this file's group column" in err) == refused, err
 
 
+def test_fit_and_discover_note_a_row_pasted_twice(tmp_path, capsys):
+    rows = "".join(f"{x},{2 + 5 / x}\n" for x in (1, 2, 4, 8, 16, 2))
+    (tmp_path / "train.csv").write_text("x,y\n" + rows)
+    (tmp_path / "t.toml").write_text('name = "t"\ntargets = ["y"]\n[features.x]\n[split]\n'
+                                     'by = "x"\n[data]\ntrain = "train.csv"\n')
+    note = f"note: {tmp_path / 'train.csv'}, line 7 repeats line 3 exactly"
+    assert main(["fit", "--task", str(tmp_path / "t.toml"), "--law", "y = a + b/x"]) == 0
+    assert note in capsys.readouterr().err
+    assert main(["discover", "--task", str(tmp_path / "t.toml"), "--max-evals", "2",
+                 "--out", str(tmp_path / "runs")]) == 0
+    assert note in capsys.readouterr().err
+
+
 def _one_group_task(tmp_path, xs, f) -> Path:
     (tmp_path / "t.toml").write_text('name = "g"\ntargets = ["y"]\n[features.x]\n[split]\n'
                                      'by = "x"\n[data]\ntrain = "train.csv"\n')

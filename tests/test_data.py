@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from hybrid_sld.data import (DATA_ENV, HF_REPO, check_test_file, load_splits, locate_files,
-                             read_dataset, split_train_valid, validation_mask)
+                             read_dataset, repeated_rows, split_train_valid,
+                             validation_mask)
 from hybrid_sld.errors import DataError
 from hybrid_sld.tasks import builtin_task_names, get_task, load_task_file
 
@@ -131,6 +132,24 @@ def test_test_groups_train_lacks_are_refused_before_a_search(tmp_path, toy, trai
     with pytest.raises(DataError) as exc:
         check_test_file(toy)
     assert all(f in str(exc.value) for f in fragments), str(exc.value)
+
+
+def test_rows_repeated_exactly_are_noted(tmp_path, toy):
+    """A row pasted twice weighs double in the fit; a test row that is a training row is not
+    out of sample. Repeated runs (same setting, another loss) and other groups are not noted."""
+    train = read_dataset(_csv(tmp_path, "group,N,D,loss\na,1,2,3\na,1,2,3.5\nb,1,2,3\n"
+                                        "a,4,5,6\na,1,2,3\na,4,5,6\n"), toy)
+    note, = repeated_rows(train)
+    assert note.startswith(f"{tmp_path / 'train.csv'}, line 6 repeats line 2 exactly")
+    assert "as do 1 more row(s)" in note
+    assert repeated_rows(train.subset(np.arange(4))) == []
+    _csv(tmp_path, "group,N,D,loss\nb,9,2,3\nb,1,2,3\na,1,2,3.5\n", name="test.csv")
+    note, = check_test_file(toy)
+    assert note.startswith(f"{tmp_path / 'test.csv'}, line 3 is also "
+                           f"{tmp_path / 'train.csv'}, line 4"), note
+    assert "as are 1 more test row(s)" in note and "not wholly out of sample" in note
+    _csv(tmp_path, "group,N,D,loss\nb,9,2,3\n", name="test.csv")
+    assert check_test_file(toy) == []
 
 
 def test_unnamed_group_column_is_not_pooled_silently(tmp_path, toy):

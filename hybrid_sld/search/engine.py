@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_train, split_train_valid
+from ..data import load_train, repeated_rows, split_train_valid
 from ..errors import FitTimeout, HybridSLDError, LawError
 from ..deadline import interruptible, time_limit
 from ..fit_spec import FitterSpec
@@ -91,6 +91,8 @@ class Search(StartupChecks, Checkpointing, LLMRounds):
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
         self.train = train
         _note_stray_values(train)
+        for note in repeated_rows(train):
+            print(f"note: {note}", file=sys.stderr)
         self.fit_part, self.valid = split_train_valid(self.task, train)
         _note_large_validation(self.task, train, self.valid)
         self.fold = folds.ConstantFolder(self.task, train, config.fix_spare_constants)

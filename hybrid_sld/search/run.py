@@ -258,7 +258,9 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
     if cfg.proposer != "offline":  # no key, no replay file: fail before anything runs
         from ..llm.client import LLMSettings
         LLMSettings.from_dict(cfg.llm).check()
-    check_test_file(get_task(cfg.task), cfg.data_dir)  # a resumed search, too, ends in a report
+    # a resumed search, too, ends in a report
+    for note in check_test_file(get_task(cfg.task), cfg.data_dir):
+        print(f"note: {note}", file=sys.stderr)
     if not resume:
         made = _missing_folders(out)  # --out and the folders above it this run makes
         try:
