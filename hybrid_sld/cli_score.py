@@ -18,7 +18,7 @@ from .law_names import near_feature_notes
 from .law_task import check_uses_features, parse_expert_law, parse_task_law
 from .metrics import Score, failed_score, json_text, score
 from .metrics import report_value as _r
-from .search.state import write_atomic
+from .search.state import missing_folders, remove_if_empty, write_atomic
 from .tasks import builtin_task_names, get_task
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -127,6 +127,8 @@ def cmd_fit(args):
     out["at_bounds"] = at_bounds(law, full.fits)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     plot_is_new = bool(args.plot) and not Path(args.plot).exists()
+    # the folders the two files would make: gone again with them when either is not written
+    made = missing_folders(*(Path(f).parent for f in (args.plot, args.latex) if f))
     if args.plot and fitted:
         from .data import validation_mask
         from .plots import plot_fit, run_title
@@ -136,6 +138,7 @@ def cmd_fit(args):
                      title=run_title(task.name, law, {s: out[f"{s}_r2"]
                                                       for s in ("train", "valid", "test")}))
         except OSError as exc:  # savefig's error names no file: "File too large"
+            remove_if_empty(made)
             raise HybridSLDError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
         out["plot"] = str(args.plot)
     if args.latex and fitted:  # after the plot: an exit of 2 leaves neither file written
@@ -147,6 +150,7 @@ def cmd_fit(args):
         except OSError as exc:
             if plot_is_new:
                 Path(args.plot).unlink(missing_ok=True)
+            remove_if_empty(made)
             raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
     if args.json:
         print(json_text(out, indent=1))

@@ -185,6 +185,15 @@ def test_fit_that_cannot_write_one_of_its_files_leaves_neither(tmp_path):
     res = run_cli("fit", "--task", "kaplan_demo", "--law", law, "--latex", folder, "--plot", png)
     assert res.returncode == 2 and f"error: cannot write {folder}: " in res.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["a folder"]
+    # nor the folders made for the plot (the plot's own folder stayed, empty)
+    png = tmp_path / "plots" / "new" / "fit.png"
+    res = run_cli("fit", "--task", "kaplan_demo", "--law", law, "--latex", folder, "--plot", png)
+    assert res.returncode == 2 and f"error: cannot write {folder}: " in res.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["a folder"]
+    res = run_cli_filling_at(4000, "fit", "--task", "kaplan_demo", "--law", law,
+                             "--latex", tmp_path / "tex" / "law.tex", "--plot", png)
+    assert res.returncode == 2 and f"error: cannot write {png}: File too large" in res.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["a folder"]
 
 
 def test_a_disk_full_at_the_start_leaves_no_run_directory(tmp_path):

@@ -24,7 +24,7 @@ from .config import SearchConfig
 from .engine import Search
 from .final import final_report
 from .select import RULES
-from .state import checkpoint_file
+from .state import checkpoint_file, missing_folders, remove_if_empty
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -141,22 +141,6 @@ def drop_unstarted(search: Search, exc: BaseException) -> str | None:
             f"checkpoint: its run directory {run_dir} is removed; make room and start again")
 
 
-def _missing_folders(out) -> list[Path]:
-    """``out`` and its parents that do not exist yet, deepest first."""
-    path = Path(out).resolve()
-    return [p for p in (path, *path.parents) if not p.exists()]
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    """Remove the folders a run made (deepest first) that hold nothing: a refused run leaves
-    no empty ``runs/`` behind; one that holds something else stays."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty, or gone
-            return
-
-
 def task_of_run(run_dir, saved: str, task: str | None = None) -> str:
     """Where a run's task is now: its own (a built-in's name, a task file's path), or ``task``,
     a task file, where the run's is gone (its folder moved). The caller checks that the
@@ -262,11 +246,11 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
     for note in check_test_file(get_task(cfg.task), cfg.data_dir):
         print(f"note: {note}", file=sys.stderr)
     if not resume:
-        made = _missing_folders(out)  # --out and the folders above it this run makes
+        made = missing_folders(out)  # --out and the folders above it this run makes
         try:
             run_dir = prepare_run_dir(cfg, out)
         except BaseException:
-            _remove_if_empty(made)
+            remove_if_empty(made)
             raise
     with lock_run_dir(run_dir):
         try:
@@ -274,7 +258,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         except BaseException:
             if not resume:  # bad input: no run began, so leave no run directory behind, nor
                 shutil.rmtree(run_dir, ignore_errors=True)  # the folder made to hold it
-                _remove_if_empty(made)
+                remove_if_empty(made)
             raise
         search.go_on = go_on
         finished = False  # a resumed run that had ended: its note waits for the report

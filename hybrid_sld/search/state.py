@@ -46,6 +46,24 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def missing_folders(*paths) -> list[Path]:
+    """The folders among ``paths`` and their parents that do not exist yet, deepest first: the
+    ones a write there would make."""
+    made = {p for path in paths for p in (Path(path).resolve(), *Path(path).resolve().parents)
+            if not p.exists()}
+    return sorted(made, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that hold nothing: a refused or failed
+    command leaves no empty folder it made behind; one that holds something else stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            pass
+
+
 def checkpoint_file(run_dir) -> Path:
     """Where a run keeps its checkpoint: written after every batch, read on --resume."""
     return Path(run_dir) / "checkpoint" / "state.json"
