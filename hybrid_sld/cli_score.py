@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .cli_common import _fmt, _score_notes, _task
-from .data import check_test_groups, load_splits, repeated_rows, test_rows_in_train
+from .data import load_splits
+from .data_checks import check_test_groups, repeated_rows, test_rows_in_train
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_rows, report
 from .fit_spec import FitterSpec
@@ -52,7 +53,7 @@ def _evaluate(law, task, spec, train, test):
 
 
 def _note_rows(train, test) -> None:
-    """Rows a person would want to know of before reading the scores (data.repeated_rows)."""
+    """Rows a person would want to know of before reading the scores (data_checks.repeated_rows)."""
     for note in repeated_rows(train) + (test_rows_in_train(train, test) if test else []):
         print(f"note: {note}", file=sys.stderr)
 

@@ -333,7 +333,7 @@ def test_bad_data_and_a_folder_of_other_files_stop_the_command_before_any_cell(t
 
 def test_a_test_row_outside_the_expert_laws_domain_stops_the_bench_before_its_cells(
         tmp_path, capsys):
-    # as discover refuses it at its start (data.check_test_file): here before any cell ran
+    # as discover refuses it at its start (data_checks.check_test_file): here before any cell ran
     from conftest import write_task
     toml = write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
                       expert="y = E + A*x^(-a)")

@@ -12,9 +12,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hybrid_sld.data import (DATA_ENV, HF_REPO, check_test_file, load_splits, locate_files,
-                             read_dataset, repeated_rows, split_train_valid,
-                             validation_mask)
+from hybrid_sld.data import (DATA_ENV, HF_REPO, load_splits, locate_files, read_dataset,
+                             split_train_valid, validation_mask)
+from hybrid_sld.data_checks import check_test_file, repeated_rows
 from hybrid_sld.errors import DataError
 from hybrid_sld.tasks import builtin_task_names, get_task, load_task_file
 

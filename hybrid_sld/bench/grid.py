@@ -91,12 +91,13 @@ def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> dic
     """Read each task's data files, so that a folder that lacks them or a bad value stops the
     bench before any cell runs (a cell would find it only when it starts). Returns what
     :func:`data_fingerprints` would, from the same read: each file is read once."""
-    from ..data import check_expert_domain, check_test_groups, load_splits
+    from ..data import load_splits
+    from ..data_checks import check_expert_domain, check_test_groups
     out = {}
     for name, ref in tasks:
         task = get_task(ref)
         train, test = load_splits(task, data_dir)
-        check_test_groups(task, train, test)  # as data.check_test_file, which reads again
+        check_test_groups(task, train, test)  # as data_checks.check_test_file, which reads again
         if task.source != "builtin":  # a test row outside the expert law's domain, as there
             check_expert_domain(task, train, *([test] if test is not None else []))
         out[name] = fingerprints(train, test)

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_train, repeated_rows, split_train_valid
+from ..data import load_train, split_train_valid
+from ..data_checks import repeated_rows
 from ..errors import FitTimeout, HybridSLDError, LawError
 from ..deadline import interruptible, time_limit
 from ..fit_spec import FitterSpec

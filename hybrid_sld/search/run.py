@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from ..data import check_test_file
+from ..data_checks import check_test_file
 from ..errors import HybridSLDError
 from ..metrics import counted
 from ..tasks import get_task
