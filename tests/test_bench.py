@@ -727,6 +727,15 @@ def test_report_of_a_bench_whose_data_changed_names_the_task_and_split(tmp_path,
     del bench["data"]  # a bench from before fingerprints: rendered, unchecked
     (out / "bench.json").write_text(json.dumps(bench))
     assert "warning" not in report("test") and png.is_file()
+    # no bench.json, or one cut short: drawn unchecked too, but said (it was silent)
+    for text in (None, json.dumps(bench)[:40]):
+        (out / "bench.json").unlink(missing_ok=True)
+        if text is not None:
+            (out / "bench.json").write_text(text)
+        err = report("test")
+        assert (f"warning: {out / 'bench.json'}: "
+                + ("No such file or directory" if text is None else "not valid JSON")
+                + "; the fit plots are drawn on the rows found now, unchecked") in err, err
 
 
 def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):
