@@ -262,6 +262,9 @@ def test_report_rerenders_bench_and_run(local_bench, tmp_path):
     assert (run / "law.tex").exists() and (run / "plots" / "fit.png").stat().st_size > 1000
     with pytest.raises(HybridSLDError, match="neither a bench"):
         render(tmp_path)
+    (tmp_path / "bench.json").write_text((out / "bench.json").read_text())  # a Ctrl-C's, early
+    with pytest.raises(HybridSLDError, match="a bench with no finished cell yet"):
+        render(tmp_path)
 
 
 def test_relative_task_and_data_paths_are_stored_absolute(tmp_path, monkeypatch, capsys):

@@ -194,6 +194,9 @@ def render(path, data_dir=None, task=None) -> dict:
     if not path.exists():  # a typo is not a folder of the wrong kind
         raise HybridSLDError(f"{path} does not exist: give a bench directory (results.jsonl) "
                              "or a run directory (best.json)")
+    if (path / "bench.json").exists():  # a bench stopped before its first cell finished
+        raise HybridSLDError(f"{path} is a bench with no finished cell yet (no results.jsonl): "
+                             "run the same bench command again to resume it")
     from ..search.state import checkpoint_file, resume_command
     if checkpoint_file(path).exists():
         raise HybridSLDError(f"{path} is a run with no report yet: `{resume_command(path)}` "
