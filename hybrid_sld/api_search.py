@@ -7,12 +7,17 @@ choice, the Pareto front) that a fit of a given law never takes.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+import sys
+import warnings
 
 import numpy as np
 
 from .api_input import InputError
-from .errors import LawError
+from .errors import HybridSLDError, LawError
 from .grammar import NAME_RULE, is_name
 
 
@@ -58,13 +63,24 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
             + feats + f'[split]\nby = "{by}"\nfraction = 0.2\n[data]\ntrain = "train.csv"\n'
             + ("" if functions is None else f"[grammar]\nfunctions = {json.dumps(functions)}\n"))
         (tmp / "run").mkdir()
-        search = Search(SearchConfig(task=str(tmp / "task.toml"), max_evals=int(max_evals),
-                                     seed=int(seed)), tmp / "run")
-        if search.run() is None:
-            raise LawError("the search found no valid law for this data")
-        # the law `hybrid-sld discover` would report: by the final selection, in range past
-        # the training scale, read plainly
-        choice = final_choice(search)
+        plain = _plain_words(tmp, {i: k for k, i in ids.items()})
+        notes = _Notes(plain, sys.stderr)
+        try:
+            with contextlib.redirect_stderr(notes):
+                search = Search(SearchConfig(task=str(tmp / "task.toml"),
+                                             max_evals=int(max_evals), seed=int(seed)),
+                                tmp / "run")
+                if search.run() is None:
+                    raise LawError("the search found no valid law for this data")
+                # the law `hybrid-sld discover` would report: by the final selection, in
+                # range past the training scale, read plainly
+                choice = final_choice(search)
+        except HybridSLDError as exc:
+            exc.args = (plain(str(exc)),)
+            raise
+        finally:
+            for note in notes.notes:  # fit's caller is two frames up
+                warnings.warn(note, UserWarning, stacklevel=3)
         law, best = choice.law.text, choice.entry
         # the fit the final choice judged (a saturated function folded at it, say) starts the
         # estimator's own: a fit from the default starts alone can end elsewhere
@@ -76,3 +92,34 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
                   "n_params": e.n_params, "finalist": e.key in compared,
                   "chosen": e.key == best.key} for e in search.state.pareto()]
     return law, best.fitter, front, starts
+
+
+def _plain_words(tmp, labels: dict):
+    """A function rewording the search's messages about its temporary task in the caller's
+    terms: the CSV's lines as X's rows, its group ids as the caller's group labels (a user's
+    group 'z' is not 'g3', and the file named is deleted when fit returns)."""
+    csv, toml = str(tmp / "train.csv"), str(tmp / "task.toml")
+
+    def plain(text: str) -> str:
+        text = re.sub(re.escape(csv) + r", line (\d+)", lambda m: f"X[{int(m[1]) - 2}]", text)
+        text = text.replace(csv, "X").replace(toml, "the data")
+        return re.sub(r"'(g\d+)'", lambda m: repr(labels[m[1]]) if m[1] in labels else m[0],
+                      text)
+    return plain
+
+
+class _Notes(io.TextIOBase):
+    """The search's stderr while fit runs it: its notes kept, reworded, for fit to warn of
+    (the API's way to say such things); any other line (a Ctrl-C's message) passed on at once."""
+
+    def __init__(self, plain, out):
+        self.plain, self.out, self.notes, self._line = plain, out, [], ""
+
+    def write(self, text: str) -> int:
+        *lines, self._line = (self._line + text).split("\n")
+        for line in lines:
+            if line.startswith("note: "):
+                self.notes.append(self.plain(line.removeprefix("note: ")))
+            else:
+                self.out.write(self.plain(line) + "\n")
+        return len(text)

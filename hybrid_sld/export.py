@@ -13,7 +13,7 @@ import math
 import re
 
 from .group_labels import group_label
-from .latex_law import _times_ten, to_latex
+from .latex_law import _LINE_WIDTH, _times_ten, _visible_width, to_latex
 from .latex_names import escape_latex, latex_names
 from .law import Law
 from .law_text import _bound_lines
@@ -62,19 +62,22 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
                  caption: str | None = None) -> str:
     """Booktabs table of fitted constants: one row per group, one column per parameter; the
     other way round when the constants outnumber the groups and 8 (domain_mixture's 34 would
-    not fit a page's width). Shared constants are marked with a dagger and a note."""
+    not fit a page's width), or when their columns would be wider than a page and the other
+    way is narrower. Shared constants are marked with a dagger and a note."""
     tex = latex_names(law, symbols)
     names, groups = as_written(law), list(fits)
     shared = [p.name for p in law.params if p.shared]
     label = {n: f"${tex[n]}$" + (r"\textsuperscript{\dag}" if n in shared else "") for n in names}
     cell = {(g, n): format_number(fits[g].params.get(n))
             if getattr(fits[g], "success", False) else "--" for g in groups for n in names}
-    if len(names) > max(8, len(groups)):
-        heads = ["Constant"] + [_group_label(g) for g in groups]
-        rows = [[label[n]] + [cell[g, n] for g in groups] for n in names]
-    else:
-        heads = ["Group"] + [label[n] for n in names]
-        rows = [[_group_label(g)] + [cell[g, n] for n in names] for g in groups]
+    wide = [["Group"] + [label[n] for n in names],
+            *([_group_label(g)] + [cell[g, n] for n in names] for g in groups)]
+    turned = [["Constant"] + [_group_label(g) for g in groups],
+              *([label[n]] + [cell[g, n] for g in groups] for n in names)]
+    # turned when a row per group would run off the page (six constants written 1.235x10^{-7}
+    # do) and a row per constant would not run as far
+    too_wide = _table_width(wide) > _LINE_WIDTH and _table_width(turned) < _table_width(wide)
+    heads, *rows = turned if len(names) > max(8, len(groups)) or too_wide else wide
     lines = ["\\begin{table}[ht]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{escape_latex(caption)}}}")
@@ -87,6 +90,13 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
         lines.append(f"\\multicolumn{{{len(heads)}}}{{l}}{{{note}}} \\\\")
     lines += ["\\end{tabular}", "\\end{table}"]
     return "\n".join(lines)
+
+
+def _table_width(rows) -> int:
+    """Roughly how many characters wide a table of these rows (cells of LaTeX) is typeset:
+    each column as wide as its widest cell, and two characters between columns."""
+    return sum(max(_visible_width(r[j].replace("$", "")) for r in rows) + 2
+               for j in range(len(rows[0]))) - 2
 
 
 def symbol_legend(law: Law, *, symbols: dict[str, str] | None = None,

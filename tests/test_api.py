@@ -389,6 +389,27 @@ def test_no_law_runs_the_search_and_recovers_a_power_law():
     assert est.get_params()["max_evals"] == 12
 
 
+def test_search_speaks_of_the_callers_rows_and_groups(capsys):
+    """The search runs on a temporary task, whose file is deleted when fit returns and whose
+    groups are g0, g1, ...: its notes and errors name X's rows and the caller's labels, and its
+    notes are warnings, as the API's other notes are."""
+    x = np.geomspace(1e2, 1e6, 8)
+    X = np.concatenate([x, x, [1e4]])[:, None]
+    X[3, 0] = -1.0  # one negative value: noted, by its row of X
+    y = np.concatenate([3 + 50 * x ** -0.5, 2 + 20 * x ** -0.5, [2.5]])
+    groups = ["a"] * 8 + ["b"] * 8 + ["lone"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(HybridSLDError) as info:
+            ScalingLawRegressor(max_evals=6).fit(X, y, groups=groups)
+    said = [str(w.message) for w in caught] + [str(info.value), capsys.readouterr().err]
+    assert "group 'lone' has 1 fitting" in str(info.value)
+    assert any("X[3]: x0 = -1" in s for s in said)
+    assert any("group 'lone' is not scored" in s for s in said)
+    assert not any(re.search(r"hybrid-sld-|train\.csv|'g\d'", s) for s in said), said
+    assert all(w.filename == __file__ for w in caught)
+
+
 def test_search_with_a_feature_named_group():
     """The search's own group column takes a name no column of X or y has."""
     pd = pytest.importorskip("pandas")

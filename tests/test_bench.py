@@ -262,6 +262,9 @@ def test_report_rerenders_bench_and_run(local_bench, tmp_path):
     assert (run / "law.tex").exists() and (run / "plots" / "fit.png").stat().st_size > 1000
     with pytest.raises(HybridSLDError, match="neither a bench"):
         render(tmp_path)
+    (tmp_path / "bench.json").write_text((out / "bench.json").read_text())  # a Ctrl-C's, early
+    with pytest.raises(HybridSLDError, match="a bench with no finished cell yet"):
+        render(tmp_path)
 
 
 def test_relative_task_and_data_paths_are_stored_absolute(tmp_path, monkeypatch, capsys):
@@ -727,6 +730,15 @@ def test_report_of_a_bench_whose_data_changed_names_the_task_and_split(tmp_path,
     del bench["data"]  # a bench from before fingerprints: rendered, unchecked
     (out / "bench.json").write_text(json.dumps(bench))
     assert "warning" not in report("test") and png.is_file()
+    # no bench.json, or one cut short: drawn unchecked too, but said (it was silent)
+    for text in (None, json.dumps(bench)[:40]):
+        (out / "bench.json").unlink(missing_ok=True)
+        if text is not None:
+            (out / "bench.json").write_text(text)
+        err = report("test")
+        assert (f"warning: {out / 'bench.json'}: "
+                + ("No such file or directory" if text is None else "not valid JSON")
+                + "; the fit plots are drawn on the rows found now, unchecked") in err, err
 
 
 def test_a_resume_with_another_timeout_says_so(local_bench, tmp_path):

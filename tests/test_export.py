@@ -272,6 +272,17 @@ def test_a_table_of_more_constants_than_groups_is_turned_to_fit_a_page():
     assert "Group & $a$ & $b$" in params_table({"g": Fit({"a": 1.0, "b": 2.0}, 0.0, 1, 1)}, few)
 
 
+def test_a_table_wider_than_a_page_is_turned():
+    """Six constants written 1.235\\times10^{-7} over two groups ran 255 pt past a page's
+    width (pdflatex's Overfull hbox; an audit find, 2026-12-05): a row per constant fits."""
+    from hybrid_sld.export import params_table
+    law = parse_law("y = E + A*N^(-a) + B*D^(-b) + C*N*D", ["N", "D"])
+    tiny = {g: Fit({n: 1.2345e-7 for n in law.param_names}, 0.0, 1, 1) for g in ("pile", "c4")}
+    assert "Constant & pile & c4" in params_table(tiny, law)
+    plain = {g: Fit({n: 0.5 for n in law.param_names}, 0.0, 1, 1) for g in ("pile", "c4")}
+    assert "Group & $E$ & $A$ & $a$" in params_table(plain, law)  # as before: it fits
+
+
 def test_decimals_are_typeset_as_written():
     """0.152741 is the rational 152741/1000000 in the law; typeset as the decimal, not as
     \\frac{152741}{1000000} (a review find, 2026-12-03). Small fractions stay."""

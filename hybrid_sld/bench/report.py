@@ -83,8 +83,9 @@ def render_bench(out, data_dir=None) -> list[str]:
     results = latest_results(read_results(out / "results.jsonl"))
     if not results:
         raise HybridSLDError(f"{out}/results.jsonl holds no results")
+    meta = _bench_json(out, say=True)
     if data_dir is None:
-        data_dir = _bench_json(out).get("settings", {}).get("data_dir")
+        data_dir = meta.get("settings", {}).get("data_dir")
     else:  # named by the user: a plotted task it lacks is refused before anything is rewritten
         from ..data import locate_files
         from ..tasks import get_task
@@ -99,10 +100,17 @@ def render_bench(out, data_dir=None) -> list[str]:
     return _render(out, results, data_dir)
 
 
-def _bench_json(out: Path) -> dict:
+def _bench_json(out: Path, say: bool = False) -> dict:
+    """bench.json, or {} when it cannot be read; ``say``: warn then, as the fit plots are
+    drawn on the rows found now, from $HYBRID_SLD_DATA or --data-dir, unchecked against those
+    the bench ran on (its data_dir and fingerprints are in it)."""
     try:
         doc = json.loads((out / "bench.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        if say:
+            why = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+            _log(f"warning: {out / 'bench.json'}: {why}; the fit plots are drawn on the rows "
+                 "found now, unchecked against the rows the bench ran on")
         return {}
     return doc if isinstance(doc, dict) else {}
 
@@ -186,6 +194,9 @@ def render(path, data_dir=None, task=None) -> dict:
     if not path.exists():  # a typo is not a folder of the wrong kind
         raise HybridSLDError(f"{path} does not exist: give a bench directory (results.jsonl) "
                              "or a run directory (best.json)")
+    if (path / "bench.json").exists():  # a bench stopped before its first cell finished
+        raise HybridSLDError(f"{path} is a bench with no finished cell yet (no results.jsonl): "
+                             "run the same bench command again to resume it")
     from ..search.state import checkpoint_file, resume_command
     if checkpoint_file(path).exists():
         raise HybridSLDError(f"{path} is a run with no report yet: `{resume_command(path)}` "
