@@ -205,6 +205,8 @@ class ScalingLawRegressor:
                 raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
             return int(value)
         seed = 0 if self.random_state is None else self.random_state  # None: deterministic too
+        if isinstance(seed, np.random.RandomState):  # as scikit-learn takes one: a seed drawn
+            seed = int(seed.randint(np.iinfo(np.int32).max))  # from it, so it moves on
         return whole("max_evals", self.max_evals, 1), whole("random_state", seed, 0)
 
     def fit(self, X, y, groups=None):
@@ -265,6 +267,7 @@ class ScalingLawRegressor:
         self.groups_ = list(fits)
         self.targets_ = targets
         self._x_columns = columns  # those predict takes, by name
+        self._named_X = cols is not None  # X's columns had names (not features= naming them)
         self._y_columns = y_columns  # and score, of several targets
         # as scikit-learn's: X's columns as passed, so an array's group column has no name
         self.n_features_in_ = n_in
@@ -405,6 +408,11 @@ class ScalingLawRegressor:
         if self._x_columns is not None:
             if _columns(X) is None and A.shape[1] != len(self._x_columns):
                 self._wrong_feature_count(A.shape[1], self._x_columns)
+            if _columns(X) is None and self._named_X:  # as scikit-learn
+                # warns: fitted on named columns, here taken by place, unchecked
+                warnings.warn(f"X has no column names, but this estimator was fitted with "
+                              f"them: its columns are taken as {list(self._x_columns)}, in "
+                              "that order", UserWarning, stacklevel=3)
         elif A.shape[1] + (self.group_column is not None) != self.n_features_in_:
             self._wrong_feature_count(A.shape[1])
         if groups is None:

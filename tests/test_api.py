@@ -436,6 +436,29 @@ def test_random_state_none_is_seed_0():
     assert laws[0] == laws[1]
 
 
+def test_random_state_takes_a_random_state_as_scikit_learn_does():
+    """A seed drawn from it: the same draw, the same search; it was refused as no integer."""
+    X, y = _simple()
+    laws = [ScalingLawRegressor(max_evals=6, random_state=rs).fit(X, y).law_
+            for rs in (np.random.RandomState(3), np.random.RandomState(3))]
+    assert laws[0] == laws[1]
+
+
+def test_predict_warns_of_unnamed_columns_after_a_named_fit():
+    """As scikit-learn warns ("X does not have valid feature names"): taken by place."""
+    pd = pytest.importorskip("pandas")
+    x = np.geomspace(1e6, 1e9, 10)
+    d = np.linspace(1.0, 2.0, 10)
+    y = 1.0 + 30.0 * x ** -0.25 + 0.5 * d
+    est = ScalingLawRegressor("y = c + A*N^(-a) + b*D\nA, a > 0")
+    est.fit(pd.DataFrame({"N": x, "D": d}), y)
+    with pytest.warns(UserWarning, match=r"X has no column names, .* taken as \['N', 'D'\]"):
+        np.testing.assert_allclose(est.predict(np.column_stack([x, d])), y, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.predict(pd.DataFrame({"D": d, "N": x}))
+
+
 def test_law_errors():
     with pytest.raises(LawError, match="uses none of the features"):  # N is not x0
         ScalingLawRegressor("y = c + A*N^(-a)").fit(np.ones((3, 1)), np.ones(3))
