@@ -336,6 +336,10 @@ class ScalingLawRegressor:
     def _check_law(self, law: Law, A: np.ndarray, names, unread, given: bool) -> None:
         """A law that reads X as meant: no column of X taken for a constant, some feature used,
         no x3 for two columns, X inside its domain. ``unread``: X's columns not features."""
+        if isinstance(self.group_column, str) and self.group_column in law.param_names:
+            raise InputError(f"{self.group_column} is the group column (group_column=), which "
+                             "names each row's group (the law's constants are fitted per group "
+                             "already), so it cannot name a constant; rename the constant")
         alike = [p for p in law.param_names if p in unread]
         if alike and self.law is not None:  # as hybrid-sld fit refuses it (check_columns)
             raise InputError(f"{alike[0]} is a column of X but not among features={names}, so "

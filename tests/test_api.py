@@ -459,6 +459,15 @@ def test_predict_warns_of_unnamed_columns_after_a_named_fit():
         est.predict(pd.DataFrame({"D": d, "N": x}))
 
 
+def test_a_constant_named_like_the_group_column_is_refused():
+    """It was fitted per group, silently, as `hybrid-sld fit` refuses it (check_columns)."""
+    pd = pytest.importorskip("pandas")
+    N = np.tile([1.0, 2, 4, 8, 16, 32], 2)
+    X = pd.DataFrame({"N": N, "run": ["a"] * 6 + ["b"] * 6})
+    with pytest.raises(InputError, match="run is the group column .* rename the constant"):
+        ScalingLawRegressor("y = run + A*N^(-a)", group_column="run").fit(X, 2 + 5 / np.sqrt(N))
+
+
 def test_law_errors():
     with pytest.raises(LawError, match="uses none of the features"):  # N is not x0
         ScalingLawRegressor("y = c + A*N^(-a)").fit(np.ones((3, 1)), np.ones(3))
