@@ -12,8 +12,9 @@ from .metrics import json_text
 
 
 def cmd_bench(args):
+    from .bench.bench_dir import check_data
     from .bench.executors import make_executor
-    from .bench.grid import (BenchSettings, check_data, check_methods, make_cells,
+    from .bench.grid import (BenchSettings, check_methods, make_cells,
                              resolve_methods, resolve_seeds, resolve_tasks)
     from .bench.report import run_bench
     from .search.run import parse_budget

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from hybrid_sld.bench.executors import DaskExecutor, LocalExecutor, make_executor
-from hybrid_sld.bench.grid import (BenchSettings, Cell, check_methods, make_cells, read_results,
-                                   resolve_methods, resolve_tasks)
+from hybrid_sld.bench.bench_dir import read_results
+from hybrid_sld.bench.grid import (BenchSettings, Cell, check_methods, make_cells, resolve_methods,
+                                   resolve_tasks)
 from hybrid_sld.bench.leaderboard import aggregate, latex, markdown
 from hybrid_sld.bench.report import render, run_bench
 from hybrid_sld.cli import main
@@ -131,7 +132,7 @@ def test_resume_skips_finished_cells(local_bench, tmp_path, capsys):
 def test_results_lines_are_json_any_reader_takes(tmp_path):
     """A law that fails to extrapolate has test R2 -inf: written as null, not -Infinity."""
     import json
-    from hybrid_sld.bench.grid import append_result
+    from hybrid_sld.bench.bench_dir import append_result
     append_result(tmp_path / "results.jsonl", {"task": "t", "method": "expert", "seed": 0,
                                                "status": "ok", "test_r2": float("-inf")})
 
@@ -360,7 +361,7 @@ def test_bench_reads_each_data_file_once_before_its_cells(tmp_path, monkeypatch,
     import hybrid_sld.bench.executors as executors
     import hybrid_sld.data as data
     from conftest import write_task
-    from hybrid_sld.bench.grid import data_fingerprints
+    from hybrid_sld.bench.bench_dir import data_fingerprints
     toml = write_task(tmp_path, "mine", {"y": lambda x, a: 3 + a * x ** -0.5}, param_cap=5,
                       expert="y = E + A*x^(-a)")
     reads, at_start = Counter(), []
@@ -963,7 +964,7 @@ def test_a_cut_short_run_begun_with_other_settings_is_not_gone_on_with(tmp_path,
     """A cut-short run directory of the cell's name whose checkpoint holds other settings (here
     --max-evals 4, not the bench's 8) was resumed with its own: the cell ended after 4
     evaluations. It starts afresh now, says why, and leaves that directory alone."""
-    from hybrid_sld.bench.grid import prepare_out
+    from hybrid_sld.bench.bench_dir import prepare_out
     from hybrid_sld.search.config import SearchConfig
     from hybrid_sld.search.run import discover
     settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=8)

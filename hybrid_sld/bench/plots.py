@@ -68,7 +68,7 @@ def plot_winners(results, out_dir, data_dir=None, data=None) -> list[Path]:
     from ..law_task import parse_task_law
     from ..plots import plot_fit
     from ..tasks import get_task
-    from .grid import changed_splits, fingerprints
+    from .bench_dir import changed_splits, fingerprints
     written = []
     for task_name, w in winners(results).items():
         try:

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from ..errors import HybridSLDError
-from .grid import append_result, data_fingerprints, latest_results, prepare_out, read_results
+from .bench_dir import (append_result, data_fingerprints, latest_results, prepare_out,
+                        read_results)
 from .leaderboard import latex, markdown
 
 
@@ -25,7 +26,7 @@ def run_bench(cells, settings, executor, *, log=_log, data=None) -> dict:
     results.jsonl; then render the leaderboard and plots. Returns a summary; after a Ctrl-C,
     one of the cells that finished, with ``interrupted`` and a ``stop_reason`` saying how many
     are saved (the caller prints it). ``data``: the tasks' fingerprints, if
-    :func:`~hybrid_sld.bench.grid.check_data` has read them already."""
+    :func:`~hybrid_sld.bench.bench_dir.check_data` has read them already."""
     if data is None:
         tasks = dict.fromkeys((c.task, c.task_ref or c.task) for c in cells)
         data = data_fingerprints(tasks, settings.data_dir)
