@@ -260,6 +260,29 @@ def test_a_real_timeout_names_llm_timeout_and_no_doubled_full_stop(task_file, se
     time.sleep(1.1)  # let the late reply finish before the server stops
 
 
+@pytest.mark.parametrize("fault, said", [
+    ({"status": 404, "message": "not found"},
+     "(from {url}/chat/completions: --base-url is the root of an OpenAI-compatible API"),
+    ({"status": 200, "body": "<html>a web page</html>"},
+     "not a chat completion but '<html>a web page</html>' (from {url}/chat/completions"),
+    ({"status": 401, "message": "bad key"}, "(the key was read from $OPENAI_API_KEY;"),
+    (None, "no server answered at {url}/chat/completions: is --base-url right"),
+])
+def test_a_failure_retrying_cannot_mend_names_the_address_or_the_key(task_file, server,
+                                                                      tmp_path, fault, said):
+    # a wrong --base-url (or a resumed run's server gone) read "Connection error" or
+    # "404 - not found", a web page "'str' object has no attribute 'choices'": no address
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, retries=0)
+    url = server.url
+    if fault:
+        server.faults = [fault]
+    else:
+        server.stop()  # nothing listens there now
+    with pytest.raises(LLMStop) as info:
+        p.client.complete(p.messages("hello"), seq=0)
+    assert said.format(url=url) in str(info.value)
+
+
 def test_unsupported_parameters_are_dropped_and_reasoning_models(task_file, server, tmp_path):
     p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 400, "param": "temperature", "message": "Unsupported value: 'temperature'"},

@@ -41,6 +41,10 @@ PROPOSAL_SCHEMA = {
 }
 
 
+class NotACompletion(ValueError):
+    """A 200 reply whose body is no chat completion (an HTML page where no API is served)."""
+
+
 @dataclass(frozen=True)
 class LLMSettings:
     """Everything the LLM proposer needs, stored in the run's config (never the key itself)."""
@@ -316,14 +320,11 @@ class LLMClient:
                             error=f"{type(exc).__name__}: {str(exc)[:300]}",
                             seconds=round(time.perf_counter() - t0, 3))
         if status is not None and status not in (408, 409, 429) and status < 500:
-            raise LLMStop(f"the endpoint refused the request ({status}): {exc}") from None
+            raise LLMStop(f"the endpoint refused the request ({status}): {exc}"
+                          f"{self._hint(exc)}") from None
         if attempt >= self.settings.retries:
-            import openai
-            hint = (f" (no reply within --llm-timeout {self.settings.timeout:g} s; a slow model "
-                    "or server may need a larger one)"
-                    if isinstance(exc, openai.APITimeoutError) else "")
             raise LLMStop(f"{what} {attempt + 1} times in a row, last: {type(exc).__name__}: "
-                          f"{str(exc).rstrip('.')}{hint}") from None
+                          f"{str(exc).rstrip('.')}{self._hint(exc)}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
             raise EndpointFailing(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, "
@@ -332,9 +333,33 @@ class LLMClient:
         if self._cancel.wait(delay):
             raise LLMStop("interrupted while waiting to retry") from None
 
+    def _hint(self, exc) -> str:
+        """What a user can mend where retrying does not: the address asked when no server or no
+        API answered there (a --base-url without /v1, a run resumed with its server gone: the
+        bare "Connection error" named neither), where the key comes from when it is refused."""
+        import openai
+        s = self.settings
+        if isinstance(exc, openai.APITimeoutError):
+            return (f" (no reply within --llm-timeout {s.timeout:g} s; a slow model or server "
+                    "may need a larger one)")
+        request = getattr(exc, "request", None)
+        url = str(request.url) if request is not None else \
+            f"{self._api().base_url}chat/completions"
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, openai.APIConnectionError):
+            return f" (no server answered at {url}: is --base-url right and the server running?)"
+        if status in (401, 403):
+            return f" (the key was read from ${s.api_key_env}; --api-key-env NAME names another)"
+        if status == 404 or isinstance(exc, NotACompletion):
+            return (f" (from {url}: --base-url is the root of an OpenAI-compatible API, such as "
+                    "http://localhost:8000/v1)")
+        return ""
+
     @staticmethod
     def _read(r, attempt: int, t0: float) -> dict:
         """The parts of a chat completion the proposer and the record use."""
+        if not hasattr(r, "choices"):  # a body that is no JSON object (a web page): the text
+            raise NotACompletion(f"the reply is not a chat completion but {str(r)[:120]!r}")
         if not r.choices:  # some proxies answer 200 with an error body: retried as unreadable
             raise ValueError("the endpoint answered with no choices")
         u = r.usage
