@@ -415,6 +415,22 @@ def test_a_reply_cut_off_at_the_call_cap_is_told_so(task_file, server, tmp_path)
     assert "cut off at the limit of 40 tokens per reply" in repair and "shorter" in repair
 
 
+def test_a_reply_far_over_the_call_cap_is_cut_not_sent_back_whole(task_file, server, tmp_path):
+    # a server told no cap (it refused max_tokens and max_completion_tokens) sent 2 MB, which
+    # the repair sent back whole: a prompt far past any context window, and its tokens billed
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, call_tokens=100)
+    server.faults = [{"status": 400, "param": "max_tokens", "message": "Unsupported: 'max_tokens'"},
+                     {"status": 400, "param": "max_completion_tokens",
+                      "message": "Unsupported: 'max_completion_tokens'"}]
+    server.script = ["la " * 700_000, proposal("y = E + A*x^(-a)", ["A > 0"])]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=2)
+    assert ok.valid and ok.calls == 2
+    first, repair = server.requests[-2:]
+    assert "max_tokens" not in first and "max_completion_tokens" not in first  # no cap asked
+    assert len(repair["messages"][-2]["content"]) == 1600  # 16 characters a token
+    assert "cut off at the limit of 100 tokens per reply" in repair["messages"][-1]["content"]
+
+
 def test_a_constant_named_like_a_feature_is_sent_back(server, tmp_path):
     p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10)
     server.script = [proposal("loss = E + A*num_tokens^(-a)", ["A > 0"]),

@@ -26,6 +26,10 @@ from .budget import LLMStop
 from .client import LLMClient, LLMSettings
 
 N_TOP, N_DIVERSE, N_FAILURES = 3, 2, 5
+# characters a reply may hold per --call-tokens token (about 4 a token): a server that ignores
+# the cap (or was told none, having refused both max_tokens and max_completion_tokens) can send
+# megabytes, which each repair sent back whole; such a reply is read as cut off there
+CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,9 @@ class LLMProposer:
         error, calls, tried, content = "", 0, "", ""
         while calls < min(allowed_calls, 1 + self.settings.repairs):
             reply = self.client.complete(messages, seq)
-            content = reply.content
+            content, cut = reply.content, reply.finish_reason == "length"
+            if len(content) > CHARS_PER_TOKEN * self.settings.call_tokens:
+                content, cut = content[:CHARS_PER_TOKEN * self.settings.call_tokens], True
             calls += 1
             try:
                 obj = parse_reply(content)
@@ -311,7 +317,7 @@ class LLMProposer:
                 raise
             except HybridSLDError as exc:
                 error = str(exc)
-                if reply.finish_reason == "length":  # the model is told why, not just what
+                if cut:  # the model is told why, not just what
                     error = (f"the reply was cut off at the limit of {self.settings.call_tokens} "
                              f"tokens per reply, so it is incomplete ({error}); give the same "
                              "JSON object, shorter (a one-sentence rationale)")
