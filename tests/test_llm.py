@@ -431,6 +431,21 @@ def test_a_reply_far_over_the_call_cap_is_cut_not_sent_back_whole(task_file, ser
     assert "cut off at the limit of 100 tokens per reply" in repair["messages"][-1]["content"]
 
 
+def test_fitters_the_spec_refuses_are_tallied_as_one_kind(task_file, server, tmp_path):
+    # the report's tally read "unknown FitterSpec field(s) ['maxiter']; allowed: ['f_scale' (3)"
+    # and "n_starts must be an integer from 1 to 256, got 1000000000 (3)": a kind per value
+    from hybrid_sld.llm.proposer import rejection_kind
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
+    law = "y = E + A*x^(-a)"
+    server.script = [proposal(law, ["A > 0"], {"maxiter": 50}),
+                     proposal(law, ["A > 0"], {"n_starts": 10**9})]
+    bad = [p.propose(p.user_message(None, []), seq=i, allowed_calls=1) for i in range(2)]
+    assert not any(b.valid for b in bad)
+    assert bad[0].error.startswith('"fitter": unknown FitterSpec field(s) [\'maxiter\']')
+    assert bad[1].error.startswith('"fitter": n_starts must be an integer from 1 to 256')
+    assert {rejection_kind(b.error) for b in bad} == {"a fitter FitterSpec refuses"}
+
+
 def test_a_constant_named_like_a_feature_is_sent_back(server, tmp_path):
     p, _ = _proposer("kaplan_demo", server, tmp_path, max_calls=10)
     server.script = [proposal("loss = E + A*num_tokens^(-a)", ["A > 0"]),

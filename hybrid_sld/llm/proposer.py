@@ -18,7 +18,7 @@ from string import Template
 import numpy as np
 
 from ..data import Dataset, validation_mask
-from ..errors import HybridSLDError, LawError
+from ..errors import FitError, HybridSLDError, LawError
 from ..fit_spec import FitterSpec
 from ..grammar import FUNCTIONS
 from ..law_task import FUNCTION_ALIASES, check_functions, parse_task_law
@@ -127,6 +127,7 @@ REJECTIONS = (  # (what a reason says, its short name in the report's tally)
     ("neither a feature of this task", "a feature misnamed as a constant"),
     ("symbol for the feature", "a feature misnamed as a constant"),
     ("[grammar]", "a function the task leaves out"),
+    ('"fitter"', "a fitter FitterSpec refuses"),
     (", column ", "law text that does not parse"),
 )
 
@@ -295,7 +296,10 @@ class LLMProposer:
         if self.settings.mode == "coevolve" and obj.get("fitter") is not None:
             if not isinstance(obj["fitter"], dict):
                 raise HybridSLDError('"fitter" must be a JSON object of FitterSpec fields')
-            fitter = FitterSpec.from_dict(self.default_fitter | obj["fitter"]).to_dict()
+            try:  # said as the fitter's, so that the report's tally counts them together
+                fitter = FitterSpec.from_dict(self.default_fitter | obj["fitter"]).to_dict()
+            except FitError as exc:
+                raise HybridSLDError(f'"fitter": {exc}') from None
         return parsed.text, fitter
 
     def propose(self, user: str, seq: int, allowed_calls: int) -> Proposal:
