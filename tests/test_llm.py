@@ -352,6 +352,18 @@ def test_settings_errors():
         LLMSettings(max_calls=None)
     with pytest.raises(HybridSLDError, match="price"):
         LLMSettings(model="my-local-model", max_usd=1.0, api_key_env="PATH").check()
+    # not a number passed "<= 0": --max-usd nan / inf ended the run in a traceback in
+    # Budget.allot, --price nan,1 spent "$nan", --llm-timeout nan failed every call
+    nan, inf = float("nan"), float("inf")
+    for bad, said in (({"max_usd": nan}, "--max-usd must be a positive number"),
+                      ({"max_usd": inf}, "--max-usd must be a positive number"),
+                      ({"price": [nan, 1.0]}, "--price must be two numbers >= 0"),
+                      ({"price": [1.0, inf]}, "--price must be two numbers >= 0"),
+                      ({"price": [1.0]}, "--price must be two numbers >= 0"),
+                      ({"timeout": nan}, "--llm-timeout must be a positive number"),
+                      ({"timeout": 0}, "--llm-timeout must be a positive number")):
+        with pytest.raises(HybridSLDError, match=re.escape(said)):
+            LLMSettings(**bad)
     b = Budget({}, max_calls=5)
     assert b.allot(4, 3) == [2, 1, 1, 1]
     b.spend["calls"] = 5

@@ -10,6 +10,7 @@ JSON-schema output is asked for; a server rejecting it gets plain text, parsed b
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import random
@@ -39,6 +40,12 @@ PROPOSAL_SCHEMA = {
                    "rationale": {"type": "string"}},
     "required": ["law"],
 }
+
+
+def _finite(v, least: float, strict: bool = False) -> bool:
+    """Whether ``v`` is a finite number at least ``least`` (above it, ``strict``)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > least if strict else v >= least))
 
 
 class NotACompletion(ValueError):
@@ -77,12 +84,21 @@ class LLMSettings:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise HybridSLDError(f"LLM setting {name} must be a positive integer, got {v!r}")
-        if self.max_usd is not None and self.max_usd <= 0:
-            raise HybridSLDError(f"--max-usd must be positive, got {self.max_usd}")
+        # not-a-number passed every "<= 0" check: --max-usd nan or inf ended a run in a
+        # traceback (budget.allot), a NaN price made the spend $nan and --max-usd never end it
+        if self.max_usd is not None and not _finite(self.max_usd, 0, strict=True):
+            raise HybridSLDError(f"--max-usd must be a positive number, got {self.max_usd}")
+        if self.price is not None and (len(self.price) != 2
+                                       or not all(_finite(p, 0) for p in self.price)):
+            raise HybridSLDError(f"--price must be two numbers >= 0 (PROMPT,COMPLETION USD per "
+                                 f"million tokens), got {self.price!r}")
+        if not _finite(self.timeout, 0, strict=True):
+            raise HybridSLDError(f"--llm-timeout must be a positive number of seconds, got "
+                                 f"{self.timeout}")
         if self.max_calls is None and self.max_tokens is None and self.max_usd is None:
             raise HybridSLDError("the LLM proposer needs a budget: --max-calls, --max-tokens or --max-usd")
-        if self.timeout <= 0 or self.retries < 0 or self.repairs < 0 or self.base_delay < 0:
-            raise HybridSLDError("LLM timeout must be positive; retries, repairs, delay >= 0")
+        if self.retries < 0 or self.repairs < 0 or self.base_delay < 0:
+            raise HybridSLDError("LLM retries, repairs and delay must be >= 0")
         if self.base_url is not None and not re.match(r"https?://[^/\s]+", self.base_url):
             raise HybridSLDError(f"--base-url must be an http:// or https:// address, such as "
                                  f"http://localhost:8000/v1; got {self.base_url!r}")
