@@ -283,6 +283,17 @@ def test_a_failure_retrying_cannot_mend_names_the_address_or_the_key(task_file, 
     assert said.format(url=url) in str(info.value)
 
 
+def test_a_reply_trickling_in_is_given_up_at_llm_timeout(task_file, server, tmp_path):
+    # the client's timeout bounds each read: a server sending a byte every 0.2 s held a call
+    # with --llm-timeout 1 for the minute and more its body took
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, timeout=1.0, retries=0)
+    server.faults = [{"trickle": 0.2}]
+    t0 = time.perf_counter()
+    with pytest.raises(LLMStop, match="no reply within --llm-timeout 1 s"):
+        p.client.complete(p.messages("hello"), seq=0)
+    assert time.perf_counter() - t0 < 10
+
+
 def test_unsupported_parameters_are_dropped_and_reasoning_models(task_file, server, tmp_path):
     p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 400, "param": "temperature", "message": "Unsupported value: 'temperature'"},

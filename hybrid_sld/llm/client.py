@@ -16,7 +16,7 @@ import re
 import random
 import threading
 import time
-from concurrent.futures import Executor, Future, wait as futures_wait
+from concurrent.futures import Executor, Future, TimeoutError as FutureTimeout, wait as futures_wait
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import HybridSLDError
@@ -46,6 +46,10 @@ def _finite(v, least: float, strict: bool = False) -> bool:
     """Whether ``v`` is a finite number at least ``least`` (above it, ``strict``)."""
     return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             and (v > least if strict else v >= least))
+
+
+class Overran(TimeoutError):
+    """An attempt whose whole reply did not come within its timeout (each read did)."""
 
 
 class NotACompletion(ValueError):
@@ -285,8 +289,7 @@ class LLMClient:
             if self.deadline is not None:
                 timeout = min(timeout, max(self.deadline - t0, 1.0))
             try:
-                r = self._api().chat.completions.create(model=s.model, messages=messages,
-                                                        timeout=timeout, **params)
+                r = self._create(timeout, model=s.model, messages=messages, **params)
                 resp = self._read(r, attempt, t0)
             except openai.BadRequestError as exc:
                 bad = self._unsupported(exc, params)
@@ -301,7 +304,7 @@ class LLMClient:
                 else:
                     self.dropped.add(bad)
                 continue  # the changed request is retried once per parameter
-            except openai.APITimeoutError as exc:
+            except (openai.APITimeoutError, Overran) as exc:
                 if timeout < s.timeout:  # cut at the run's --budget: the budget ended, not the endpoint
                     self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=None,
                                         error=CUT_SHORT,
@@ -329,6 +332,25 @@ class LLMClient:
                 continue
             return resp, params
 
+    def _create(self, timeout: float, **kw):
+        """One request, given up after ``timeout`` seconds in all (and a second's grace, so that
+        the client's own timeout says it where it can). The client's timeout bounds each read,
+        not the reply: a server sending a byte a second held a call past --llm-timeout 3 for
+        minutes. A request given up goes on in its daemon thread, its reply unheeded."""
+        done: Future = Future()
+
+        def run():
+            try:
+                done.set_result(self._api().chat.completions.create(timeout=timeout, **kw))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        threading.Thread(target=run, name="llm-request", daemon=True).start()
+        try:
+            return done.result(timeout + 1.0)
+        except FutureTimeout:
+            raise Overran(f"the whole reply did not come within {timeout:g} s") from None
+
     def _failed(self, exc, key, seq, attempt: int, t0: float, what: str, status=None) -> None:
         """Record a failed attempt; raise LLMStop when it is not worth retrying or was the
         last retry, else wait before the next (backing off, honouring Retry-After)."""
@@ -355,7 +377,7 @@ class LLMClient:
         bare "Connection error" named neither), where the key comes from when it is refused."""
         import openai
         s = self.settings
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, (openai.APITimeoutError, Overran)):
             return (f" (no reply within --llm-timeout {s.timeout:g} s; a slow model or server "
                     "may need a larger one)")
         request = getattr(exc, "request", None)
