@@ -24,6 +24,10 @@ LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
 # are all made before any deadline check could stop them.
 LIMITS = {"n_starts": (1, 256), "max_nfev": (1, 100_000), "global_evals": (10, 100_000),
           "screen_nfev": (0, 100_000), "scale_weight": (0, 100), "seed": (0, 2**32 - 1)}
+# f_scale's most, in target standard deviations: past it every residual is in a robust loss's
+# quadratic part (a linear fit); 1e300 overflowed its square (a traceback from `fit`, an
+# internal error in a search) and Infinity, which an LLM's JSON may hold, went into the records
+F_SCALE_MAX = 100.0
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,9 @@ class FitterSpec:
             if not isinstance(getattr(self, name), bool):
                 raise FitError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if (not isinstance(self.f_scale, numbers.Real) or isinstance(self.f_scale, bool)
-                or not self.f_scale > 0):
-            raise FitError(f"f_scale must be a positive number, got {self.f_scale!r}")
+                or not 0 < self.f_scale <= F_SCALE_MAX):
+            raise FitError(f"f_scale must be a positive number up to {F_SCALE_MAX:g}, got "
+                           f"{self.f_scale!r}")
         object.__setattr__(self, "f_scale", float(self.f_scale))
         if (not isinstance(self.ridge, numbers.Real) or isinstance(self.ridge, bool)
                 or not 0 <= self.ridge <= 1):

@@ -4,7 +4,8 @@ It speaks ``POST /v1/chat/completions`` over a socket, so the code under test go
 real ``openai`` client. ``faults`` are applied to the next requests in arrival order (429 with
 Retry-After, 500, 400 naming a parameter, a slow reply, dying); ``script`` holds reply texts
 served in order; otherwise ``responder(body, n)`` answers (by default: valid laws for a task with
-feature ``x`` and target ``y``). A reply longer than the request's completion cap (4 characters
+feature ``x`` and target ``y``; a fault's ``trickle`` sends the body a byte every that many
+seconds). A reply longer than the request's completion cap (4 characters
 a token) is cut there, with finish_reason "length", as a real endpoint does. Usage is reported per reply and tallied in ``served``.
 """
 
@@ -124,6 +125,7 @@ class FakeOpenAI:
                 "code": None}}), fault.get("headers", {}))
         if fault and fault.get("delay"):
             time.sleep(fault["delay"])
+        trickle = fault.get("trickle") if fault else None  # seconds between the body's bytes
         if self.latency:
             time.sleep(self.latency)
         answer = {"content": scripted} if scripted is not None else self.responder(body, n)
@@ -138,16 +140,15 @@ class FakeOpenAI:
                  "created": int(time.time()), "model": body["model"],
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                               "finish_reason": finish}], "usage": usage}
-        record = usage | {"late": bool(fault and fault.get("delay"))}
+        record = usage | {"late": bool(fault and (fault.get("delay") or trickle))}
         with self._lock:  # counted before sending: the client may check as soon as it reads
             self.served.append(record)
         try:
-            self._send(h, 200, reply)
+            self._send(h, 200, reply, trickle=trickle)
         except OSError:
             record["late"] = True  # never delivered
 
-    @staticmethod
-    def _send(h, status, doc, headers=None):
+    def _send(self, h, status, doc, headers=None, trickle=None):
         data = json.dumps(doc).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
@@ -155,5 +156,13 @@ class FakeOpenAI:
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.end_headers()
+        if trickle:  # a byte at a time, until the server stops: no read waits long
+            for i in range(len(data)):
+                if self._httpd is None:
+                    raise OSError("stopped")
+                h.wfile.write(data[i:i + 1])
+                h.wfile.flush()
+                time.sleep(trickle)
+            return
         h.wfile.write(data)
         h.wfile.flush()

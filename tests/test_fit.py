@@ -219,6 +219,9 @@ def test_bad_shapes_raise_fit_error():
     ({"screen_nfev": -1}, "screen_nfev must be an integer from 0"),
     ({"f_scale": 0}, "f_scale must be a positive"),
     ({"f_scale": "1"}, "f_scale must be a positive"),
+    ({"f_scale": 1e300}, "f_scale must be a positive number up to 100"),  # overflowed its square
+    ({"f_scale": float("inf")}, "f_scale must be a positive number up to 100"),  # JSON Infinity
+    ({"f_scale": float("nan")}, "f_scale must be a positive number up to 100"),
     ({"seed": -1}, "seed must be an integer from 0"),
     ({"seed": "abc"}, "seed must be an integer"),
     ({"log_space": "no"}, "log_space must be true or false"),  # not read as true

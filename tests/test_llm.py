@@ -260,6 +260,40 @@ def test_a_real_timeout_names_llm_timeout_and_no_doubled_full_stop(task_file, se
     time.sleep(1.1)  # let the late reply finish before the server stops
 
 
+@pytest.mark.parametrize("fault, said", [
+    ({"status": 404, "message": "not found"},
+     "(from {url}/chat/completions: --base-url is the root of an OpenAI-compatible API"),
+    ({"status": 200, "body": "<html>a web page</html>"},
+     "not a chat completion but '<html>a web page</html>' (from {url}/chat/completions"),
+    ({"status": 401, "message": "bad key"}, "(the key was read from $OPENAI_API_KEY;"),
+    (None, "no server answered at {url}/chat/completions: is --base-url right"),
+])
+def test_a_failure_retrying_cannot_mend_names_the_address_or_the_key(task_file, server,
+                                                                      tmp_path, fault, said):
+    # a wrong --base-url (or a resumed run's server gone) read "Connection error" or
+    # "404 - not found", a web page "'str' object has no attribute 'choices'": no address
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, retries=0)
+    url = server.url
+    if fault:
+        server.faults = [fault]
+    else:
+        server.stop()  # nothing listens there now
+    with pytest.raises(LLMStop) as info:
+        p.client.complete(p.messages("hello"), seq=0)
+    assert said.format(url=url) in str(info.value)
+
+
+def test_a_reply_trickling_in_is_given_up_at_llm_timeout(task_file, server, tmp_path):
+    # the client's timeout bounds each read: a server sending a byte every 0.2 s held a call
+    # with --llm-timeout 1 for the minute and more its body took
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, timeout=1.0, retries=0)
+    server.faults = [{"trickle": 0.2}]
+    t0 = time.perf_counter()
+    with pytest.raises(LLMStop, match="no reply within --llm-timeout 1 s"):
+        p.client.complete(p.messages("hello"), seq=0)
+    assert time.perf_counter() - t0 < 10
+
+
 def test_unsupported_parameters_are_dropped_and_reasoning_models(task_file, server, tmp_path):
     p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 400, "param": "temperature", "message": "Unsupported value: 'temperature'"},
@@ -329,6 +363,18 @@ def test_settings_errors():
         LLMSettings(max_calls=None)
     with pytest.raises(HybridSLDError, match="price"):
         LLMSettings(model="my-local-model", max_usd=1.0, api_key_env="PATH").check()
+    # not a number passed "<= 0": --max-usd nan / inf ended the run in a traceback in
+    # Budget.allot, --price nan,1 spent "$nan", --llm-timeout nan failed every call
+    nan, inf = float("nan"), float("inf")
+    for bad, said in (({"max_usd": nan}, "--max-usd must be a positive number"),
+                      ({"max_usd": inf}, "--max-usd must be a positive number"),
+                      ({"price": [nan, 1.0]}, "--price must be two numbers >= 0"),
+                      ({"price": [1.0, inf]}, "--price must be two numbers >= 0"),
+                      ({"price": [1.0]}, "--price must be two numbers >= 0"),
+                      ({"timeout": nan}, "--llm-timeout must be a positive number"),
+                      ({"timeout": 0}, "--llm-timeout must be a positive number")):
+        with pytest.raises(HybridSLDError, match=re.escape(said)):
+            LLMSettings(**bad)
     b = Budget({}, max_calls=5)
     assert b.allot(4, 3) == [2, 1, 1, 1]
     b.spend["calls"] = 5
@@ -390,6 +436,37 @@ def test_a_reply_cut_off_at_the_call_cap_is_told_so(task_file, server, tmp_path)
     assert server.requests[0]["max_tokens"] == 40
     repair = server.requests[1]["messages"][-1]["content"]
     assert "cut off at the limit of 40 tokens per reply" in repair and "shorter" in repair
+
+
+def test_a_reply_far_over_the_call_cap_is_cut_not_sent_back_whole(task_file, server, tmp_path):
+    # a server told no cap (it refused max_tokens and max_completion_tokens) sent 2 MB, which
+    # the repair sent back whole: a prompt far past any context window, and its tokens billed
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10, call_tokens=100)
+    server.faults = [{"status": 400, "param": "max_tokens", "message": "Unsupported: 'max_tokens'"},
+                     {"status": 400, "param": "max_completion_tokens",
+                      "message": "Unsupported: 'max_completion_tokens'"}]
+    server.script = ["la " * 700_000, proposal("y = E + A*x^(-a)", ["A > 0"])]
+    ok = p.propose(p.user_message(None, []), seq=0, allowed_calls=2)
+    assert ok.valid and ok.calls == 2
+    first, repair = server.requests[-2:]
+    assert "max_tokens" not in first and "max_completion_tokens" not in first  # no cap asked
+    assert len(repair["messages"][-2]["content"]) == 1600  # 16 characters a token
+    assert "cut off at the limit of 100 tokens per reply" in repair["messages"][-1]["content"]
+
+
+def test_fitters_the_spec_refuses_are_tallied_as_one_kind(task_file, server, tmp_path):
+    # the report's tally read "unknown FitterSpec field(s) ['maxiter']; allowed: ['f_scale' (3)"
+    # and "n_starts must be an integer from 1 to 256, got 1000000000 (3)": a kind per value
+    from hybrid_sld.llm.proposer import rejection_kind
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10)
+    law = "y = E + A*x^(-a)"
+    server.script = [proposal(law, ["A > 0"], {"maxiter": 50}),
+                     proposal(law, ["A > 0"], {"n_starts": 10**9})]
+    bad = [p.propose(p.user_message(None, []), seq=i, allowed_calls=1) for i in range(2)]
+    assert not any(b.valid for b in bad)
+    assert bad[0].error.startswith('"fitter": unknown FitterSpec field(s) [\'maxiter\']')
+    assert bad[1].error.startswith('"fitter": n_starts must be an integer from 1 to 256')
+    assert {rejection_kind(b.error) for b in bad} == {"a fitter FitterSpec refuses"}
 
 
 def test_a_constant_named_like_a_feature_is_sent_back(server, tmp_path):

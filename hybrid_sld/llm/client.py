@@ -10,12 +10,13 @@ JSON-schema output is asked for; a server rejecting it gets plain text, parsed b
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import random
 import threading
 import time
-from concurrent.futures import Executor, Future, wait as futures_wait
+from concurrent.futures import Executor, Future, TimeoutError as FutureTimeout, wait as futures_wait
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import HybridSLDError
@@ -39,6 +40,20 @@ PROPOSAL_SCHEMA = {
                    "rationale": {"type": "string"}},
     "required": ["law"],
 }
+
+
+def _finite(v, least: float, strict: bool = False) -> bool:
+    """Whether ``v`` is a finite number at least ``least`` (above it, ``strict``)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > least if strict else v >= least))
+
+
+class Overran(TimeoutError):
+    """An attempt whose whole reply did not come within its timeout (each read did)."""
+
+
+class NotACompletion(ValueError):
+    """A 200 reply whose body is no chat completion (an HTML page where no API is served)."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +88,21 @@ class LLMSettings:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise HybridSLDError(f"LLM setting {name} must be a positive integer, got {v!r}")
-        if self.max_usd is not None and self.max_usd <= 0:
-            raise HybridSLDError(f"--max-usd must be positive, got {self.max_usd}")
+        # not-a-number passed every "<= 0" check: --max-usd nan or inf ended a run in a
+        # traceback (budget.allot), a NaN price made the spend $nan and --max-usd never end it
+        if self.max_usd is not None and not _finite(self.max_usd, 0, strict=True):
+            raise HybridSLDError(f"--max-usd must be a positive number, got {self.max_usd}")
+        if self.price is not None and (len(self.price) != 2
+                                       or not all(_finite(p, 0) for p in self.price)):
+            raise HybridSLDError(f"--price must be two numbers >= 0 (PROMPT,COMPLETION USD per "
+                                 f"million tokens), got {self.price!r}")
+        if not _finite(self.timeout, 0, strict=True):
+            raise HybridSLDError(f"--llm-timeout must be a positive number of seconds, got "
+                                 f"{self.timeout}")
         if self.max_calls is None and self.max_tokens is None and self.max_usd is None:
             raise HybridSLDError("the LLM proposer needs a budget: --max-calls, --max-tokens or --max-usd")
-        if self.timeout <= 0 or self.retries < 0 or self.repairs < 0 or self.base_delay < 0:
-            raise HybridSLDError("LLM timeout must be positive; retries, repairs, delay >= 0")
+        if self.retries < 0 or self.repairs < 0 or self.base_delay < 0:
+            raise HybridSLDError("LLM retries, repairs and delay must be >= 0")
         if self.base_url is not None and not re.match(r"https?://[^/\s]+", self.base_url):
             raise HybridSLDError(f"--base-url must be an http:// or https:// address, such as "
                                  f"http://localhost:8000/v1; got {self.base_url!r}")
@@ -265,8 +289,7 @@ class LLMClient:
             if self.deadline is not None:
                 timeout = min(timeout, max(self.deadline - t0, 1.0))
             try:
-                r = self._api().chat.completions.create(model=s.model, messages=messages,
-                                                        timeout=timeout, **params)
+                r = self._create(timeout, model=s.model, messages=messages, **params)
                 resp = self._read(r, attempt, t0)
             except openai.BadRequestError as exc:
                 bad = self._unsupported(exc, params)
@@ -281,7 +304,7 @@ class LLMClient:
                 else:
                     self.dropped.add(bad)
                 continue  # the changed request is retried once per parameter
-            except openai.APITimeoutError as exc:
+            except (openai.APITimeoutError, Overran) as exc:
                 if timeout < s.timeout:  # cut at the run's --budget: the budget ended, not the endpoint
                     self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=None,
                                         error=CUT_SHORT,
@@ -309,6 +332,25 @@ class LLMClient:
                 continue
             return resp, params
 
+    def _create(self, timeout: float, **kw):
+        """One request, given up after ``timeout`` seconds in all (and a second's grace, so that
+        the client's own timeout says it where it can). The client's timeout bounds each read,
+        not the reply: a server sending a byte a second held a call past --llm-timeout 3 for
+        minutes. A request given up goes on in its daemon thread, its reply unheeded."""
+        done: Future = Future()
+
+        def run():
+            try:
+                done.set_result(self._api().chat.completions.create(timeout=timeout, **kw))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        threading.Thread(target=run, name="llm-request", daemon=True).start()
+        try:
+            return done.result(timeout + 1.0)
+        except FutureTimeout:
+            raise Overran(f"the whole reply did not come within {timeout:g} s") from None
+
     def _failed(self, exc, key, seq, attempt: int, t0: float, what: str, status=None) -> None:
         """Record a failed attempt; raise LLMStop when it is not worth retrying or was the
         last retry, else wait before the next (backing off, honouring Retry-After)."""
@@ -316,14 +358,11 @@ class LLMClient:
                             error=f"{type(exc).__name__}: {str(exc)[:300]}",
                             seconds=round(time.perf_counter() - t0, 3))
         if status is not None and status not in (408, 409, 429) and status < 500:
-            raise LLMStop(f"the endpoint refused the request ({status}): {exc}") from None
+            raise LLMStop(f"the endpoint refused the request ({status}): {exc}"
+                          f"{self._hint(exc)}") from None
         if attempt >= self.settings.retries:
-            import openai
-            hint = (f" (no reply within --llm-timeout {self.settings.timeout:g} s; a slow model "
-                    "or server may need a larger one)"
-                    if isinstance(exc, openai.APITimeoutError) else "")
             raise LLMStop(f"{what} {attempt + 1} times in a row, last: {type(exc).__name__}: "
-                          f"{str(exc).rstrip('.')}{hint}") from None
+                          f"{str(exc).rstrip('.')}{self._hint(exc)}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
             raise EndpointFailing(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, "
@@ -332,9 +371,33 @@ class LLMClient:
         if self._cancel.wait(delay):
             raise LLMStop("interrupted while waiting to retry") from None
 
+    def _hint(self, exc) -> str:
+        """What a user can mend where retrying does not: the address asked when no server or no
+        API answered there (a --base-url without /v1, a run resumed with its server gone: the
+        bare "Connection error" named neither), where the key comes from when it is refused."""
+        import openai
+        s = self.settings
+        if isinstance(exc, (openai.APITimeoutError, Overran)):
+            return (f" (no reply within --llm-timeout {s.timeout:g} s; a slow model or server "
+                    "may need a larger one)")
+        request = getattr(exc, "request", None)
+        url = str(request.url) if request is not None else \
+            f"{self._api().base_url}chat/completions"
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, openai.APIConnectionError):
+            return f" (no server answered at {url}: is --base-url right and the server running?)"
+        if status in (401, 403):
+            return f" (the key was read from ${s.api_key_env}; --api-key-env NAME names another)"
+        if status == 404 or isinstance(exc, NotACompletion):
+            return (f" (from {url}: --base-url is the root of an OpenAI-compatible API, such as "
+                    "http://localhost:8000/v1)")
+        return ""
+
     @staticmethod
     def _read(r, attempt: int, t0: float) -> dict:
         """The parts of a chat completion the proposer and the record use."""
+        if not hasattr(r, "choices"):  # a body that is no JSON object (a web page): the text
+            raise NotACompletion(f"the reply is not a chat completion but {str(r)[:120]!r}")
         if not r.choices:  # some proxies answer 200 with an error body: retried as unreadable
             raise ValueError("the endpoint answered with no choices")
         u = r.usage

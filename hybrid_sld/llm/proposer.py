@@ -18,7 +18,7 @@ from string import Template
 import numpy as np
 
 from ..data import Dataset, validation_mask
-from ..errors import HybridSLDError, LawError
+from ..errors import FitError, HybridSLDError, LawError
 from ..fit_spec import FitterSpec
 from ..grammar import FUNCTIONS
 from ..law_task import FUNCTION_ALIASES, check_functions, parse_task_law
@@ -26,6 +26,10 @@ from .budget import LLMStop
 from .client import LLMClient, LLMSettings
 
 N_TOP, N_DIVERSE, N_FAILURES = 3, 2, 5
+# characters a reply may hold per --call-tokens token (about 4 a token): a server that ignores
+# the cap (or was told none, having refused both max_tokens and max_completion_tokens) can send
+# megabytes, which each repair sent back whole; such a reply is read as cut off there
+CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ REJECTIONS = (  # (what a reason says, its short name in the report's tally)
     ("neither a feature of this task", "a feature misnamed as a constant"),
     ("symbol for the feature", "a feature misnamed as a constant"),
     ("[grammar]", "a function the task leaves out"),
+    ('"fitter"', "a fitter FitterSpec refuses"),
     (", column ", "law text that does not parse"),
 )
 
@@ -291,7 +296,10 @@ class LLMProposer:
         if self.settings.mode == "coevolve" and obj.get("fitter") is not None:
             if not isinstance(obj["fitter"], dict):
                 raise HybridSLDError('"fitter" must be a JSON object of FitterSpec fields')
-            fitter = FitterSpec.from_dict(self.default_fitter | obj["fitter"]).to_dict()
+            try:  # said as the fitter's, so that the report's tally counts them together
+                fitter = FitterSpec.from_dict(self.default_fitter | obj["fitter"]).to_dict()
+            except FitError as exc:
+                raise HybridSLDError(f'"fitter": {exc}') from None
         return parsed.text, fitter
 
     def propose(self, user: str, seq: int, allowed_calls: int) -> Proposal:
@@ -300,7 +308,9 @@ class LLMProposer:
         error, calls, tried, content = "", 0, "", ""
         while calls < min(allowed_calls, 1 + self.settings.repairs):
             reply = self.client.complete(messages, seq)
-            content = reply.content
+            content, cut = reply.content, reply.finish_reason == "length"
+            if len(content) > CHARS_PER_TOKEN * self.settings.call_tokens:
+                content, cut = content[:CHARS_PER_TOKEN * self.settings.call_tokens], True
             calls += 1
             try:
                 obj = parse_reply(content)
@@ -311,7 +321,7 @@ class LLMProposer:
                 raise
             except HybridSLDError as exc:
                 error = str(exc)
-                if reply.finish_reason == "length":  # the model is told why, not just what
+                if cut:  # the model is told why, not just what
                     error = (f"the reply was cut off at the limit of {self.settings.call_tokens} "
                              f"tokens per reply, so it is incomplete ({error}); give the same "
                              "JSON object, shorter (a one-sentence rationale)")
