@@ -281,6 +281,7 @@ def test_a_failure_retrying_cannot_mend_names_the_address_or_the_key(task_file, 
     with pytest.raises(LLMStop) as info:
         p.client.complete(p.messages("hello"), seq=0)
     assert said.format(url=url) in str(info.value)
+    assert "1 times" not in str(info.value)  # with no retries: "failed 1 time in a row"
 
 
 def test_a_reply_trickling_in_is_given_up_at_llm_timeout(task_file, server, tmp_path):

@@ -361,7 +361,8 @@ class LLMClient:
             raise LLMStop(f"the endpoint refused the request ({status}): {exc}"
                           f"{self._hint(exc)}") from None
         if attempt >= self.settings.retries:
-            raise LLMStop(f"{what} {attempt + 1} times in a row, last: {type(exc).__name__}: "
+            raise LLMStop(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, last: "
+                          f"{type(exc).__name__}: "
                           f"{str(exc).rstrip('.')}{self._hint(exc)}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
