@@ -590,8 +590,8 @@ def test_candidate_past_its_time_limit_is_recorded_as_failed(synthetic_task):
 def test_a_proposal_that_stalls_is_dropped_and_the_run_goes_on(synthetic_task, tmp_path,
                                                                monkeypatch):
     from hybrid_sld import deadline
-    from hybrid_sld.search import engine, operators
-    monkeypatch.setattr(engine, "PROPOSE_SECONDS", 0.3)
+    from hybrid_sld.search import operators, proposing
+    monkeypatch.setattr(proposing, "PROPOSE_SECONDS", 0.3)
     mutate, stalled = operators.mutate, []
 
     def mutate_once_stalling(*args, **kwargs):
