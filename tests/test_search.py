@@ -1762,25 +1762,3 @@ def test_run_files_are_documented_and_count_rows_apart(finished_run):
     # a best.json written before: rows of train (validation among them) and valid
     assert _rows_md({"rows": {"train": 30, "valid": 6, "test": 4}}) == _rows_md(
         {"rows": {"fit": 24, "valid": 6, "test": 4}})
-
-
-@pytest.mark.parametrize("spike", [1.0, 0.0], ids=["outliers", "clean"])
-def test_finalists_fitted_by_least_squares_are_judged_with_a_robust_loss_too(tmp_path, spike):
-    """Two training rows far off the law pull a least-squares fit; Huber's does not, and
-    validation says so: the finalist is kept in that form. On clean rows nothing changes."""
-    from hybrid_sld.search.select import expert_entry, select_final
-    xs = np.geomspace(1e2, 1e6, 24)
-    toml = write_task(tmp_path, "spiky", {"y": lambda x, a: 3 + a * x ** -0.5
-                                          + spike * (x in (xs[1], xs[4]))},
-                      param_cap=5, expert="y = c + A*x^(-a)")
-    (tmp_path / "run").mkdir()
-    s = Search(SearchConfig(task=str(toml), max_evals=6, crossover=False, evolve_fitter=False),
-               tmp_path / "run")
-    s.run()
-    expert = expert_entry(s)
-    assert expert.fitter["loss"] == "linear"
-    row, = [t for t in select_final(s)[1] if t["entry"].law == expert.law]
-    if spike:
-        assert row["entry"].fitter["loss"] == "huber" and row["valid_r2"] > expert.valid_r2
-    else:
-        assert row["entry"] == expert

@@ -37,9 +37,7 @@ from ..fit_spec import FitterSpec
 from ..law import Law
 from ..law_task import parse_task_law
 from ..tasks import Task
-from . import trees
 from .archive import Entry
-from .candidate import candidate_key, evaluate_candidate
 from .folds import (FoldNote, carry_fits, fold_powers, fold_saturated, fold_vanishing,
                     vanishing_constants)
 
@@ -47,9 +45,6 @@ RULES = ("simplest", "valid", "horizon")  # the first is the default
 # "simplest": the lowest complexity among the finalists whose validation NMSE is at most this
 # share above the best's (benchmarks/results/selection_rules_stops28_33_*.md, _seed7_8_*.md)
 SIMPLEST_TOLERANCE = 0.05
-# the loss each finalist fitted by least squares is judged with too (:func:`robust_variant`);
-# f_scale in target standard deviations, as FitterSpec takes it
-ROBUST_LOSS = {"loss": "huber", "f_scale": 0.1}
 # how far past the training targets' range (in ranges) a chosen law may go on its way out to
 # the scales a user asks about (evaluate.path_beyond) before the next candidate replaces it
 RUNAWAY_TOLERANCE = 0.5
@@ -105,34 +100,6 @@ def none_valid(search) -> str:
     return text
 
 
-def robust_variant(search, e: Entry) -> Entry:
-    """``e``, or its law fitted with a robust loss (:data:`ROBUST_LOSS`) where that validates
-    better by the margin a law must beat the expert's by (:func:`config.beats`). Training rows
-    with outliers pull a least-squares fit (lr_bsz: 2.4 % of them beyond 4 MAD-sigma of a robust
-    fit, its test rows none), and validation can say so: the search reaches a robust loss only
-    by a fitter mutation, so the finalists are judged in both forms. Training rows only."""
-    from .config import beats  # config reads RULES from here
-    spec = FitterSpec.from_dict(e.fitter)
-    if not e.ok or spec.loss != "linear":
-        return e
-    fitter = replace(spec, **ROBUST_LOSS).to_dict()
-    try:
-        key = candidate_key(trees.parse_cached(e.law, search.task).key, fitter)
-    except HybridSLDError:
-        return e
-    done = search.state.cache.get(key)  # the search evaluated it already
-    if done is not None:
-        other = Entry.from_dict(done)
-    else:
-        cfg = search.config
-        res = evaluate_candidate(cfg.task, cfg.data_dir, e.law, fitter, cfg.candidate_seconds)
-        other = replace(e, fitter=fitter, key=key, valid_r2=res["valid_r2"],
-                        fit_r2=res["fit_r2"], message=res["message"],
-                        seconds=round(res["seconds"], 4), drift=tuple(res.get("drift", ())),
-                        valid_nmse=tuple(res.get("valid_nmse", ())))
-    return other if other.ok and beats(other.valid_r2, e.valid_r2) else e
-
-
 def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     """(chosen entry, table of finalists with both R2s) by the run's ``final_selection`` rule."""
     s, cfg, task = search.state, search.config, search.task
@@ -144,8 +111,7 @@ def select_final(search, k: int = 10) -> tuple[Entry, list[dict]]:
     expert = expert_entry(search)
     if cfg.final_selection == "simplest":
         table = [{"entry": e, "valid_r2": e.valid_r2, "horizon_r2": None}
-                 for e in map(lambda e: robust_variant(search, e),
-                              finalists(s.archive.entries(), expert, 8))]
+                 for e in finalists(s.archive.entries(), expert, 8)]
         chosen = min(alike(table), key=lambda t: (t["entry"].complexity, -t["valid_r2"]))
         return chosen["entry"], table
     longer = horizon_task(task)
