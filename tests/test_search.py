@@ -1206,10 +1206,11 @@ def test_a_test_row_outside_the_expert_laws_domain_fails_before_the_search(tmp_p
 def test_discover_reads_test_rows_before_and_after_the_search_never_in_it(synthetic_task,
                                                                         tmp_path, monkeypatch):
     """The start-up check reads test.csv whole before the search begins (Search is made); from
-    then to the end of its run no test row is read; the final report reads them again."""
-    read, init, run, log = data_mod.read_dataset, Search.__init__, Search.run, []
-    monkeypatch.setattr(data_mod, "read_dataset",
-                        lambda path, task: (log.append(Path(path).name), read(path, task))[1])
+    then to the end of its run no test row is read; the final report reads them again. The
+    file reader itself is watched, wherever the modules that call it take it from."""
+    read, init, run, log = data_mod._read_table, Search.__init__, Search.run, []
+    monkeypatch.setattr(data_mod, "_read_table",
+                        lambda path: (log.append(Path(path).name), read(path))[1])
     monkeypatch.setattr(Search, "__init__",
                         lambda self, *a, **k: (log.append("search"), init(self, *a, **k))[1])
     monkeypatch.setattr(Search, "run",
