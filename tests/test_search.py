@@ -221,16 +221,16 @@ def test_deterministic_with_and_without_workers(tmp_path):
 
 
 def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
-    real = data_mod.read_dataset
+    real = data_mod._read_table  # the file reader: every module's reads pass through it
     seen = []
 
-    def guarded(path, task):
+    def guarded(path):
         seen.append(Path(path).name)
         if Path(path).name == "test.csv":
             raise AssertionError("search read the test split")
-        return real(path, task)
+        return real(path)
 
-    monkeypatch.setattr(data_mod, "read_dataset", guarded)
+    monkeypatch.setattr(data_mod, "_read_table", guarded)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     s = Search(SearchConfig(task=str(synthetic_task), max_evals=16, batch_size=4,
@@ -240,7 +240,7 @@ def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
     from hybrid_sld.search.select import select_final
     chosen, table = select_final(s)  # the final choice, too, sees training rows only
     assert "test.csv" not in seen and chosen in [t["entry"] for t in table]
-    monkeypatch.setattr(data_mod, "read_dataset", real)
+    monkeypatch.setattr(data_mod, "_read_table", real)
     assert final_report(s)["test_r2"] is not None  # the final report is where test is read
 
 
