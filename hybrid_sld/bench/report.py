@@ -98,7 +98,7 @@ def render_bench(out, data_dir=None) -> list[str]:
                 continue
             if task.source != "builtin" and w.get("groups"):
                 locate_files(task, data_dir)
-    return _render(out, results, data_dir)
+    return _render(out, results, data_dir, meta.get("data", {}))
 
 
 def _bench_json(out: Path, say: bool = False) -> dict:
@@ -116,9 +116,10 @@ def _bench_json(out: Path, say: bool = False) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def _render(out: Path, results, data_dir) -> list[str]:
+def _render(out: Path, results, data_dir, fingerprints: dict | None = None) -> list[str]:
     """Write the tables and plots; the fit plots read ``data_dir`` (None: $HYBRID_SLD_DATA,
-    then the Hub), and skip a task whose rows are not those the bench ran on."""
+    then the Hub), and skip a task whose rows are not those the bench ran on (``fingerprints``:
+    bench.json's, read here unless the caller has read them)."""
     from ..search.state import write_atomic  # a kill mid-write leaves no half table
     write_atomic(out / "leaderboard.md", markdown(results))
     write_atomic(out / "leaderboard.tex", latex(results))
@@ -126,8 +127,9 @@ def _render(out: Path, results, data_dir) -> list[str]:
     try:
         from .plots import plot_r2, plot_winners
         files.append(str(plot_r2(results, out / "plots" / "r2.png")))
-        files += [str(p) for p in plot_winners(results, out / "plots", data_dir,
-                                               _bench_json(out).get("data", {}))]
+        if fingerprints is None:
+            fingerprints = _bench_json(out).get("data", {})
+        files += [str(p) for p in plot_winners(results, out / "plots", data_dir, fingerprints)]
     except Exception as exc:  # plots must never lose the tables
         _log(f"warning: plot failed: {exc}")
     return files
