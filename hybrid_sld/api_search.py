@@ -79,6 +79,7 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
             exc.args = (plain(str(exc)),)
             raise
         finally:
+            notes.write("\n" if notes.partial else "")  # a last line with no newline, too
             for note in notes.notes:  # fit's caller is two frames up
                 warnings.warn(note, UserWarning, stacklevel=3)
         law, best = choice.law.text, choice.entry
@@ -113,10 +114,10 @@ class _Notes(io.TextIOBase):
     (the API's way to say such things); any other line (a Ctrl-C's message) passed on at once."""
 
     def __init__(self, plain, out):
-        self.plain, self.out, self.notes, self._line = plain, out, [], ""
+        self.plain, self.out, self.notes, self.partial = plain, out, [], ""
 
     def write(self, text: str) -> int:
-        *lines, self._line = (self._line + text).split("\n")
+        *lines, self.partial = (self.partial + text).split("\n")
         for line in lines:
             if line.startswith("note: "):
                 self.notes.append(self.plain(line.removeprefix("note: ")))
