@@ -23,7 +23,7 @@ from hybrid_sld.errors import HybridSLDError
 from hybrid_sld.llm.budget import Budget, LLMStop
 from hybrid_sld.llm.client import LLMClient, LLMSettings
 from hybrid_sld.llm.proposer import LLMProposer, parse_reply
-from hybrid_sld.llm.record import Recorder
+from hybrid_sld.llm.record import Recorder, request_key
 from hybrid_sld.search.config import SEARCH_FITTER, SearchConfig
 from hybrid_sld.search.engine import Search
 from hybrid_sld.search.run import discover
@@ -194,6 +194,10 @@ def test_a_reply_the_client_cannot_read_is_retried_then_stops_cleanly(task_file,
         p.propose(user, seq=1, allowed_calls=1)
     errors = [line for line in _lines(tmp_path) if line["kind"] == "error"]
     assert len(errors) == 3 and all(e["error"].startswith("TypeError") for e in errors)
+    # each call's first failure records what was asked: call 1 got no reply, and its
+    # prompt is in llm.jsonl all the same; its retry does not repeat it
+    assert [e["attempt"] for e in errors] == [0, 0, 1]
+    assert errors[1]["request"]["messages"] == p.messages(user) and "request" not in errors[2]
 
 
 def test_429_retry_after_500_and_timeout_are_retried(task_file, server, tmp_path):
@@ -453,6 +457,26 @@ def test_a_reply_far_over_the_call_cap_is_cut_not_sent_back_whole(task_file, ser
     assert "max_tokens" not in first and "max_completion_tokens" not in first  # no cap asked
     assert len(repair["messages"][-2]["content"]) == 1600  # 16 characters a token
     assert "cut off at the limit of 100 tokens per reply" in repair["messages"][-1]["content"]
+    # llm.jsonl kept the reply as cut (it kept 2 MB a reply), with its length as sent, and
+    # the budget was charged for what was sent
+    big = [json.loads(line) for line in (tmp_path / "llm.jsonl").read_text().splitlines()
+           if '"exchange"' in line][0]["response"]
+    assert len(big["content"]) == 1600 and big["chars"] == 2_100_000
+    assert (tmp_path / "llm.jsonl").stat().st_size < 100_000
+    assert spend["completion_tokens"] >= 2_100_000 // 4
+
+
+def test_a_replay_of_a_record_holding_a_reply_whole_cuts_it_alike(task_file, server, tmp_path):
+    # records of before the cut hold such replies whole: replayed, they are read as cut there
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, call_tokens=100)
+    user = p.user_message(None, [])
+    first_key = request_key(0, p.messages(user))
+    whole = {"content": "la " * 1000, "usage": None, "finish_reason": "stop"}
+    st = LLMSettings.from_dict(_settings(server, call_tokens=100))
+    client = LLMClient(st, Budget({}, max_calls=10), Recorder(tmp_path / "again.jsonl"),
+                       recorded={first_key: whole})
+    reply = client.complete(p.messages(user), 0)
+    assert reply.cut and reply.replayed and len(reply.content) == 1600
 
 
 def test_fitters_the_spec_refuses_are_tallied_as_one_kind(task_file, server, tmp_path):

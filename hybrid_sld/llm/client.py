@@ -30,6 +30,11 @@ RETRY_AFTER_CAP = 300.0  # seconds; a server asking for longer is not waited for
 OPTIONAL = ("response_format", "temperature", "max_tokens", "max_completion_tokens")
 # the settings that decide which calls a run makes and with which prompts (budgets, batch of
 # calls, repairs, price for --max-usd): llm.jsonl records them and a replay takes them
+# characters a reply may hold per --call-tokens token (about 4 a token): a server that ignores
+# the cap (or was told none, having refused both max_tokens and max_completion_tokens) can send
+# megabytes, which each repair sent back whole and llm.jsonl kept whole; such a reply is cut
+# there, recorded so ("chars": its length as sent), and read as cut off at the cap
+CHARS_PER_TOKEN = 16
 RECORDED = ("model", "mode", "max_calls", "max_tokens", "max_usd", "price", "call_tokens",
             "concurrency", "llm_ratio", "repairs")
 
@@ -183,6 +188,7 @@ class Reply:
     usage: dict | None
     replayed: bool
     finish_reason: str | None = None  # "length": cut off at the per-call completion cap
+    cut: bool = False  # cut here, at CHARS_PER_TOKEN a token: the server ignored the cap
 
 
 class LLMClient:
@@ -228,12 +234,12 @@ class LLMClient:
     def complete(self, messages: list[dict], seq: int) -> Reply:
         key = request_key(seq, messages)
         if key in self.recorded:
-            resp = self.recorded[key]
+            resp = self._bounded(self.recorded[key])  # a record of before the cut: cut alike
             self.recorder.write("exchange", key=key, seq=seq, replayed=True,
                                 request={"model": self.settings.model, "messages": messages},
                                 response=resp)
             self._charge(resp, messages)
-            return Reply(resp["content"], resp.get("usage"), True, resp.get("finish_reason"))
+            return self._reply(resp, True)
         if self.settings.replay:
             if key in self.cut_short:  # ended as the run's --budget ended it
                 self.budget.cut_short()
@@ -247,15 +253,29 @@ class LLMClient:
         except LLMStop as exc:  # kept as it is: a spent budget is no endpoint failure
             self._dead = exc
             raise
+        resp = self._bounded(resp)
         self.recorder.write("exchange", key=key, seq=seq, replayed=False,
                             request={"model": self.settings.model, "messages": messages,
                                      "params": params}, response=resp)
         self._charge(resp, messages)
-        return Reply(resp["content"], resp.get("usage"), False, resp.get("finish_reason"))
+        return self._reply(resp, False)
+
+    def _bounded(self, resp: dict) -> dict:
+        """The response with its content cut at CHARS_PER_TOKEN a --call-tokens token."""
+        limit = CHARS_PER_TOKEN * self.settings.call_tokens
+        if len(resp["content"]) <= limit:
+            return resp
+        return resp | {"content": resp["content"][:limit], "chars": len(resp["content"])}
+
+    @staticmethod
+    def _reply(resp: dict, replayed: bool) -> Reply:
+        return Reply(resp["content"], resp.get("usage"), replayed, resp.get("finish_reason"),
+                     cut="chars" in resp)
 
     def _charge(self, resp, messages):
-        chars = sum(len(m["content"]) for m in messages)
-        self.budget.charge(resp.get("usage"), (chars // 4, len(resp["content"]) // 4))
+        chars = sum(len(m["content"]) for m in messages)  # the reply's as sent, not as cut
+        self.budget.charge(resp.get("usage"),
+                           (chars // 4, resp.get("chars", len(resp["content"])) // 4))
 
     def _delay(self, attempt: int, exc) -> float:
         s = self.settings
@@ -285,6 +305,10 @@ class LLMClient:
         while True:
             params = self._params()
             t0 = time.perf_counter()
+            # the first failure of a call records what was asked (an exchange does when it
+            # comes): a call that never got a reply is read in llm.jsonl with its prompt
+            asked = {"request": {"model": s.model, "messages": messages, "params": params}
+                     } if attempt == 0 else {}
             timeout = s.timeout  # an attempt never outlasts the run's own budget
             if self.deadline is not None:
                 timeout = min(timeout, max(self.deadline - t0, 1.0))
@@ -294,7 +318,7 @@ class LLMClient:
             except openai.BadRequestError as exc:
                 bad = self._unsupported(exc, params)
                 self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=400,
-                                    error=str(exc)[:500], dropped=bad)
+                                    error=str(exc)[:500], dropped=bad, **asked)
                 if bad is None:
                     raise LLMStop(f"the endpoint rejected the request: {exc}") from None
                 if bad in ("max_tokens", "max_completion_tokens") and not self._swapped:
@@ -308,26 +332,27 @@ class LLMClient:
                 if timeout < s.timeout:  # cut at the run's --budget: the budget ended, not the endpoint
                     self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=None,
                                         error=CUT_SHORT,
-                                        seconds=round(time.perf_counter() - t0, 3))
+                                        seconds=round(time.perf_counter() - t0, 3), **asked)
                     self.budget.cut_short()
                     if attempt:  # the attempts before failed: the endpoint, not only the budget
                         raise EndpointFailing(
                             f"the endpoint failed {attempt} time{'s' * (attempt > 1)} in a row, "
                             "then the run's --budget ended while it was asked again") from None
                     raise BudgetExhausted(BUDGET_ENDED) from None
-                self._failed(exc, key, seq, attempt, t0, "the endpoint failed")
+                self._failed(exc, key, seq, attempt, t0, "the endpoint failed", asked=asked)
                 attempt += 1
                 continue
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
                     openai.APIStatusError) as exc:
                 self._failed(exc, key, seq, attempt, t0, "the endpoint failed",
-                             getattr(exc, "status_code", None))
+                             getattr(exc, "status_code", None), asked)
                 attempt += 1
                 continue
             except LLMStop:
                 raise
             except Exception as exc:  # a reply the client could not read (a malformed body)
-                self._failed(exc, key, seq, attempt, t0, "the endpoint's reply could not be read")
+                self._failed(exc, key, seq, attempt, t0, "the endpoint's reply could not be read",
+                             asked=asked)
                 attempt += 1
                 continue
             return resp, params
@@ -351,12 +376,14 @@ class LLMClient:
         except FutureTimeout:
             raise Overran(f"the whole reply did not come within {timeout:g} s") from None
 
-    def _failed(self, exc, key, seq, attempt: int, t0: float, what: str, status=None) -> None:
-        """Record a failed attempt; raise LLMStop when it is not worth retrying or was the
-        last retry, else wait before the next (backing off, honouring Retry-After)."""
+    def _failed(self, exc, key, seq, attempt: int, t0: float, what: str, status=None,
+                asked: dict | None = None) -> None:
+        """Record a failed attempt (with ``asked``, the request, on a call's first); raise
+        LLMStop when it is not worth retrying or was the last retry, else wait before the next
+        (backing off, honouring Retry-After)."""
         self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=status,
                             error=f"{type(exc).__name__}: {str(exc)[:300]}",
-                            seconds=round(time.perf_counter() - t0, 3))
+                            seconds=round(time.perf_counter() - t0, 3), **(asked or {}))
         if status is not None and status not in (408, 409, 429) and status < 500:
             raise LLMStop(f"the endpoint refused the request ({status}): {exc}"
                           f"{self._hint(exc)}") from None

@@ -26,10 +26,6 @@ from .budget import LLMStop
 from .client import LLMClient, LLMSettings
 
 N_TOP, N_DIVERSE, N_FAILURES = 3, 2, 5
-# characters a reply may hold per --call-tokens token (about 4 a token): a server that ignores
-# the cap (or was told none, having refused both max_tokens and max_completion_tokens) can send
-# megabytes, which each repair sent back whole; such a reply is read as cut off there
-CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -308,9 +304,7 @@ class LLMProposer:
         error, calls, tried, content = "", 0, "", ""
         while calls < min(allowed_calls, 1 + self.settings.repairs):
             reply = self.client.complete(messages, seq)
-            content, cut = reply.content, reply.finish_reason == "length"
-            if len(content) > CHARS_PER_TOKEN * self.settings.call_tokens:
-                content, cut = content[:CHARS_PER_TOKEN * self.settings.call_tokens], True
+            content, cut = reply.content, reply.finish_reason == "length" or reply.cut
             calls += 1
             try:
                 obj = parse_reply(content)
