@@ -28,13 +28,13 @@ REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 BUDGET_ENDED = "the run's --budget ended while LLM calls were waiting for replies"
 RETRY_AFTER_CAP = 300.0  # seconds; a server asking for longer is not waited for beyond this
 OPTIONAL = ("response_format", "temperature", "max_tokens", "max_completion_tokens")
-# the settings that decide which calls a run makes and with which prompts (budgets, batch of
-# calls, repairs, price for --max-usd): llm.jsonl records them and a replay takes them
 # characters a reply may hold per --call-tokens token (about 4 a token): a server that ignores
 # the cap (or was told none, having refused both max_tokens and max_completion_tokens) can send
 # megabytes, which each repair sent back whole and llm.jsonl kept whole; such a reply is cut
 # there, recorded so ("chars": its length as sent), and read as cut off at the cap
 CHARS_PER_TOKEN = 16
+# the settings that decide which calls a run makes and with which prompts (budgets, batch of
+# calls, repairs, price for --max-usd): llm.jsonl records them and a replay takes them
 RECORDED = ("model", "mode", "max_calls", "max_tokens", "max_usd", "price", "call_tokens",
             "concurrency", "llm_ratio", "repairs")
 
