@@ -273,9 +273,9 @@ class LLMClient:
                      cut="chars" in resp)
 
     def _charge(self, resp, messages):
-        chars = sum(len(m["content"]) for m in messages)  # the reply's as sent, not as cut
-        self.budget.charge(resp.get("usage"),
-                           (chars // 4, resp.get("chars", len(resp["content"])) // 4))
+        chars = sum(len(m["content"]) for m in messages)
+        sent = resp.get("chars", len(resp["content"]))  # the reply as sent, not as cut
+        self.budget.charge(resp.get("usage"), (chars // 4, sent // 4))
 
     def _delay(self, attempt: int, exc) -> float:
         s = self.settings
@@ -345,7 +345,7 @@ class LLMClient:
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
                     openai.APIStatusError) as exc:
                 self._failed(exc, key, seq, attempt, t0, "the endpoint failed",
-                             getattr(exc, "status_code", None), asked)
+                             getattr(exc, "status_code", None), asked=asked)
                 attempt += 1
                 continue
             except LLMStop:
