@@ -288,6 +288,28 @@ def test_a_failure_retrying_cannot_mend_names_the_address_or_the_key(task_file, 
     assert "1 times" not in str(info.value)  # with no retries: "failed 1 time in a row"
 
 
+def test_an_address_nothing_listens_at_stops_at_once_until_the_endpoint_has_answered(
+        task_file, server, tmp_path):
+    # a wrong --base-url (or no server started) was retried with backoff for 15-20 s before
+    # the run said so; once the endpoint has answered, a refused connection is a restart and
+    # worth retrying
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, base_delay=1.0, max_delay=60.0)
+    server.stop()
+    t0 = time.perf_counter()
+    with pytest.raises(LLMStop, match=r"could not connect \(.*refused.*\) \(no server answered"):
+        p.client.complete(p.messages("hello"), seq=0)
+    assert time.perf_counter() - t0 < 1.0
+    assert [l["attempt"] for l in _lines(tmp_path) if l["kind"] == "error"] == [0]
+    server.url = server.start()  # on a new port, which the proposer below is told
+    (tmp_path / "q").mkdir()
+    q, _ = _proposer(task_file, server, tmp_path / "q", max_calls=10, retries=2)
+    server.faults = [{}, {"die": True}]  # a reply, then the server goes (a kept-alive
+    q.client.complete(q.messages("hello"), seq=0)  # connection outlives a plain stop)
+    with pytest.raises(LLMStop, match="failed 3 times in a row"):
+        q.client.complete(q.messages("hello again"), seq=1)
+    assert [l["attempt"] for l in _lines(tmp_path / "q") if l["kind"] == "error"] == [0, 1, 2]
+
+
 def test_a_reply_trickling_in_is_given_up_at_llm_timeout(task_file, server, tmp_path):
     # the client's timeout bounds each read: a server sending a byte every 0.2 s held a call
     # with --llm-timeout 1 for the minute and more its body took

@@ -53,6 +53,22 @@ def _finite(v, least: float, strict: bool = False) -> bool:
             and (v > least if strict else v >= least))
 
 
+def _said(exc) -> str:
+    """The error's text with its cause's: the openai client says "Connection error." for a
+    refused connection, a missing host and a dropped one alike."""
+    cause = str(exc.__cause__ or "")
+    return f"{str(exc).rstrip('.')} ({cause})" if cause and cause not in str(exc) else str(exc)
+
+
+def _unreachable(exc) -> bool:
+    """Whether ``exc`` is a connection that could not be opened (refused, no such host), as
+    distinct from one broken or timed out once open. Before any reply, retrying such an
+    address only delayed the error by the 15-20 s of backoff."""
+    import openai
+    return (isinstance(exc, openai.APIConnectionError)  # httpx's, or a vendored copy's
+            and type(exc.__cause__).__name__ == "ConnectError")
+
+
 class Overran(TimeoutError):
     """An attempt whose whole reply did not come within its timeout (each read did)."""
 
@@ -203,6 +219,7 @@ class LLMClient:
         self.completion_param = "max_completion_tokens" if settings.reasoning else "max_tokens"
         self._swapped = False
         self._dead: LLMStop | None = None
+        self._answered = False  # whether the endpoint has replied once to this process
         self._jitter = random.Random()  # delays only; never touches results
         self._openai = None
         self._cancel = threading.Event()  # set on Ctrl-C: calls backing off give up at once
@@ -355,6 +372,7 @@ class LLMClient:
                              asked=asked)
                 attempt += 1
                 continue
+            self._answered = True
             return resp, params
 
     def _create(self, timeout: float, **kw):
@@ -382,15 +400,17 @@ class LLMClient:
         LLMStop when it is not worth retrying or was the last retry, else wait before the next
         (backing off, honouring Retry-After)."""
         self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=status,
-                            error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                            error=f"{type(exc).__name__}: {_said(exc)[:300]}",
                             seconds=round(time.perf_counter() - t0, 3), **(asked or {}))
         if status is not None and status not in (408, 409, 429) and status < 500:
             raise LLMStop(f"the endpoint refused the request ({status}): {exc}"
                           f"{self._hint(exc)}") from None
+        if not self._answered and _unreachable(exc):  # a wrong --base-url, no server started
+            raise LLMStop(f"{what}: could not connect ({exc.__cause__}){self._hint(exc)}") from None
         if attempt >= self.settings.retries:
             raise LLMStop(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, last: "
                           f"{type(exc).__name__}: "
-                          f"{str(exc).rstrip('.')}{self._hint(exc)}") from None
+                          f"{_said(exc).rstrip('.')}{self._hint(exc)}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
             raise EndpointFailing(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, "
