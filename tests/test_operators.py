@@ -403,6 +403,8 @@ def test_tidy_keeps_constants_that_act_apart(text):
      "loss = (9e13/num_params)^0.8 + D_c/tokens\nD_c > 5e13"),
     ("loss = p1 + tokens - p2*tokens\np2 in (0, 1)", "loss = p1 - p2*tokens\np2 in (-1, 0)"),
     ("loss = p1 - p2*log(tokens)", None),  # -1 stays: a scaling law writes it so
+    ("loss = A*tokens^(-1/2 - p)\np in (0, 1)", "loss = A/tokens^p\np in (0.5, 1.5)"),
+    ("loss = 3 - E + A/tokens\nE > 0", "loss = -E + A/tokens\nE > -3"),  # a lone -E
     ("loss = p1 + 2*p2*log(tokens) + p2/tokens", None),  # p2 acts elsewhere too
 ])
 def test_tidy_folds_a_number_into_a_constant_found_nowhere_else(text, tidied):
@@ -529,6 +531,7 @@ def test_a_function_that_varies_over_the_rows_or_whose_features_do_not_stays():
     "loss = E + B + A/num_params^a",  # one constant for E + B
     "loss = p1*num_params/tokens - p2*num_params/tokens + p3",  # p1 - p2, not p1 + p2
     "loss = p1/2 + p2*exp(p3)/tokens + 3 + p4",  # numbers moved in, then merged
+    "loss = p1*tokens^(1/2 - p2) + p3 + p4",  # a number moved into a negated constant
     "loss = p8*log(num_params^p7) + p1",
     "loss = p1*tokens^p2*tokens^(-p3)/num_params",
 ])
@@ -715,7 +718,12 @@ def test_powers_of_one_base_merge_where_the_law_reads_plainer():
                                                "p3": (0.1, 0.3), "p4": (0.001,)})
     np.testing.assert_allclose(predict_dataset(new, folds.carry_fits(fits, new, merged), train),
                                predict_dataset(law, fits, train), rtol=1e-9)
-    # no plainer: 1/(sqrt(N)*N^a) as N^(-1/2 - a) saves one node; nothing to merge: None
-    assert folds.fold_powers(trees.parse_cached("loss = E + A/(sqrt(num_params)*num_params^a)",
-                                                task), task) is None
+    # 1/(sqrt(N)*N^a) is N^(-1/2 - a): a takes the 1/2 in, where it acts nowhere else
+    sqrt = trees.parse_cached("loss = E + A/(sqrt(num_params)*num_params^a)", task)
+    new, _notes, merged = folds.fold_powers(sqrt, task)
+    assert new.text == "loss = E + A/num_params^a"
+    assert {k: str(v) for k, v in merged.items()} == {"a": "a + 0.5"}
+    # no plainer where a acts elsewhere too (N^(-1/2 - a)*D^a saves one node)
+    assert folds.fold_powers(trees.parse_cached(
+        "loss = E + A/(sqrt(num_params)*num_params^a)*tokens^a", task), task) is None
     assert folds.fold_powers(trees.parse_cached("loss = E + A/num_params^a", task), task) is None
