@@ -170,12 +170,13 @@ def _merge_constants(args: list, counts, params, op, merged=None) -> list:
 def _absorb_number(args: list, counts, params, op, merged=None) -> list:
     """Arguments of a sum or product without its number, where a parameter found nowhere else
     can take it in (``p1/2 + x`` is ``p1 + x``, ``(1 + p2)*x`` is ``p2*x``, ``2 - p3 + x`` is
-    ``-p3 + x``); its bounds and
-    start value move with it. A product keeps the number's sign (``-p1*x`` reads as a scaling
-    law writes it). Such laws are one law written two ways: fitted twice, and odd to read."""
+    ``-p3 + x``); its bounds and start value move with it. A product keeps the number's sign
+    (``-p1*x`` reads as a scaling law writes it). Such laws are one law written two ways: fitted
+    twice, and odd to read."""
     number = next((a for a in args if a.is_Number), None)
     lone = [a for a in args if a.is_Symbol and counts.get(a) == 1 and a.name in params]
-    # in a sum, a lone constant negated takes it in too (-1/2 - p3 is -p3: p3 shifts by -1/2)
+    # in a sum, a lone constant negated takes it in too (-1/2 - p3 is -p3, p3 now standing
+    # for p3 + 1/2)
     negated = [-a for a in args if op is sp.Add and a.could_extract_minus_sign()
                and (-a).is_Symbol and counts.get(-a) == 1 and (-a).name in params]
     if number is None or not lone + negated or (op is sp.Mul and abs(number) == 1) or number == 0:
