@@ -7,13 +7,15 @@ final range check's step, ``evaluate.beyond_training``: a ratio in a positive fe
 difference otherwise), and one step back. "Deceleration" is the drop of the prediction over the
 step past train divided by its drop over the step back, the median over the rows at the largest
 scale: step^-alpha for E + A*x^-alpha, 1 for a straight line in log scale, near 0 for a law that
-flattens at once past the data, below 0 for one that turns. Inputs only: no test row is read
-to compute it.
+flattens at once past the data, below 0 for one that turns. "Bend": that ratio over the same
+ratio a step further back, 1 for E + A*x^-alpha at any alpha. Inputs only: no test row is read
+to compute either.
 
 Rules replayed among the finalists whose validation NMSE is within ``--tol`` of the best:
 "valid" (the best validation R2), "least" (the least deceleration), "expert" (deceleration
-closest to the expert law's). Beside them the run's own pick (best.json). Analysis after the
-fact: the test R2 it prints reads the test split.
+closest to the expert law's), "bend" (the bend closest to 1: a law whose curve past the
+data keeps the shape it has within them). Beside them the run's own pick (best.json).
+Analysis after the fact: the test R2 it prints reads the test split.
 
     python benchmarks/extrapolation_shape.py RUN_DIR [RUN_DIR ...] [--laws 8] [--tol 0.05]
         [--record FILE]
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -37,21 +40,31 @@ from hybrid_sld.evaluate import beyond_training, predict_dataset  # noqa: E402
 from hybrid_sld.search.select import finalists  # noqa: E402
 
 
-def deceleration(task, law, fits, train) -> float:
-    """The median over each group's rows at its largest scale of (drop of the prediction over
-    the step past train) / (drop over the same step back into train): steps as far as
-    validation reaches past the fitted rows (:func:`beyond_training`), in ratio or in
-    difference as it steps; NaN where undefined."""
+def deceleration(task, law, fits, train) -> tuple[float, float]:
+    """(deceleration, bend): medians over each group's rows at its largest scale of the drop of
+    the prediction over the step past train divided by its drop over the step back into it,
+    and of that ratio divided by the same ratio one step further back (1 for E + A*x^-alpha,
+    whose ratio is the same at every step; below 1 for a law that bends harder past the data
+    than within them). Steps as far as validation reaches past the fitted rows
+    (:func:`beyond_training`), in ratio or in difference as it steps; NaN where undefined."""
     edge, beyond = beyond_training(task, train)
     x, out = edge.column(task.split.by), beyond.column(task.split.by)
-    before = edge.X.copy()
     col = train.features.index(task.split.by)
-    before[:, col] = x * x / out if np.all(x > 0) else 2 * x - out
+    ratio = np.all(x > 0)
+    preds = []
+    for k in (-2, -1, 0, 1):
+        X = edge.X.copy()
+        X[:, col] = x * (out / x) ** k if ratio else x + k * (out - x)
+        with np.errstate(all="ignore"):
+            preds.append(np.asarray(predict_dataset(law, fits, replace(edge, X=X)),
+                                    dtype=float)[:, 0])
+    drops = [a - b for a, b in zip(preds, preds[1:])]  # over the steps -2..-1, -1..0, 0..1
     with np.errstate(all="ignore"):
-        back, at, past = (np.asarray(predict_dataset(law, fits, d), dtype=float)[:, 0]
-                          for d in (replace(edge, X=before), edge, beyond))
-        r = (at - past) / np.where(np.abs(back - at) > 1e-12, back - at, np.nan)
-    return float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
+        outer = drops[2] / np.where(np.abs(drops[1]) > 1e-12, drops[1], np.nan)
+        inner = drops[1] / np.where(np.abs(drops[0]) > 1e-12, drops[0], np.nan)
+        bend = outer / np.where(np.abs(inner) > 1e-12, inner, np.nan)
+    return tuple(float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
+                 for r in (outer, bend))
 
 
 def study(run_dir: Path, k: int) -> dict:
@@ -62,8 +75,9 @@ def study(run_dir: Path, k: int) -> dict:
         row = {"law": e.law.splitlines()[0], "n_params": e.n_params, "expert": e is expert}
         try:
             law, _spec, v, full = sr.refit(search, e, train, test)
+            decel, bend = deceleration(task, law, full.fits, train)
             row.update(valid=v.r2("valid"), nmse=v.scores["valid"].nmse, test=full.r2("test"),
-                       decel=deceleration(task, law, full.fits, train))
+                       decel=decel, bend=bend)
         except HybridSLDError as exc:
             row["error"] = str(exc)
         sr.log(f"{run_dir.name}: {row.get('valid')} {row.get('test')} {row.get('decel')}")
@@ -83,6 +97,10 @@ def picks(s: dict, tol: float) -> dict:
         out["least"] = max(near, key=lambda r: r["decel"])["test"]
         out["expert"] = (min(near, key=lambda r: abs(r["decel"] - ref))["test"]
                          if np.isfinite(ref) else out["valid"])
+        bent = [r for r in near if np.isfinite(r["bend"])]
+        if bent:
+            out["bend"] = min(bent, key=lambda r: abs(math.log(abs(r["bend"]) or 1e-300))
+                              + (r["bend"] <= 0))["test"]
     return out
 
 
@@ -97,7 +115,7 @@ def main(argv=None) -> int:
     lines = ["# Deceleration past the training scale, per finalist", "", *header(), "",
              f"command: python benchmarks/extrapolation_shape.py {' '.join(argv or sys.argv[1:])}",
              ""]
-    rules = ("own", "valid", "least", "expert")
+    rules = ("own", "valid", "least", "expert", "bend")
     totals = dict.fromkeys(rules, 0.0)
     lines += [f"Test R2 of each rule's pick (tolerance {args.tol:g} on validation NMSE):", "",
               "| task | run | " + " | ".join(rules) + " |", "|---|---|" + "---:|" * len(rules)]
@@ -108,7 +126,7 @@ def main(argv=None) -> int:
         lines.append(f"| {s['task']} | {s['run']} | "
                      + " | ".join(f"{p.get(r, float('nan')):.4f}" for r in rules) + " |")
     lines.append("| sum, clipped | | " + " | ".join(f"{totals[r]:.3f}" for r in rules) + " |")
-    lines += ["", "Finalists (valid / test / deceleration / parameters / law):", ""]
+    lines += ["", "Finalists (valid / test / deceleration / bend / parameters / law):", ""]
     for s in studies:
         lines.append(f"- {s['task']} {s['run']}:")
         for r in s["rows"]:
@@ -116,6 +134,7 @@ def main(argv=None) -> int:
                 lines.append(f"  - error: {r['error'][:100]}")
                 continue
             lines.append(f"  - {r['valid']:.4f} / {r['test']:.4f} / {r['decel']:.3f} / "
+                         f"{r['bend']:.3f} / "
                          f"{r['n_params']}{' (expert)' if r['expert'] else ''} / "
                          f"`{r['law'][:90]}`")
     return emit(lines, args.record)
