@@ -167,6 +167,11 @@ def _merge_constants(args: list, counts, params, op, merged=None) -> list:
     return [a for a in args if a not in parts] + [keep]
 
 
+def _lone(e, counts, params) -> bool:
+    """Whether ``e`` is a parameter found nowhere else (free to take in a number)."""
+    return e.is_Symbol and counts.get(e) == 1 and e.name in params
+
+
 def _absorb_number(args: list, counts, params, op, merged=None) -> list:
     """Arguments of a sum or product without its number, where a parameter found nowhere else
     can take it in (``p1/2 + x`` is ``p1 + x``, ``(1 + p2)*x`` is ``p2*x``, ``2 - p3 + x`` is
@@ -174,11 +179,11 @@ def _absorb_number(args: list, counts, params, op, merged=None) -> list:
     (``-p1*x`` reads as a scaling law writes it). Such laws are one law written two ways: fitted
     twice, and odd to read."""
     number = next((a for a in args if a.is_Number), None)
-    lone = [a for a in args if a.is_Symbol and counts.get(a) == 1 and a.name in params]
+    lone = [a for a in args if _lone(a, counts, params)]
     # in a sum, a lone constant negated takes it in too (-1/2 - p3 is -p3, p3 now standing
     # for p3 + 1/2)
-    negated = [-a for a in args if op is sp.Add and a.could_extract_minus_sign()
-               and (-a).is_Symbol and counts.get(-a) == 1 and (-a).name in params]
+    negated = ([-a for a in args if a.could_extract_minus_sign() and _lone(-a, counts, params)]
+               if op is sp.Add else [])
     if number is None or not lone + negated or (op is sp.Mul and abs(number) == 1) or number == 0:
         return args
     keep = (lone + negated)[0]
@@ -230,7 +235,7 @@ def _absorb_like_numbers(args: list, counts, params, merged=None) -> list:
         k, base = rest.as_coeff_Mul()
         if not base.free_symbols:
             continue
-        if coeff.is_Symbol and counts.get(coeff) == 1 and coeff.name in params:
+        if _lone(coeff, counts, params):
             lone.setdefault(base, (coeff, k))
         elif coeff == 1:
             numbers.setdefault(base, []).append((a, k))
