@@ -87,7 +87,8 @@ def study(run_dir: Path, k: int) -> dict:
 
 
 def picks(s: dict, tol: float) -> dict:
-    """Test R2 of each rule's pick among the finalists within ``tol`` of the best NMSE."""
+    """Test R2 of each rule's pick among the finalists within ``tol`` of the best NMSE (the
+    best validation R2's where the rule has no finite measure to pick by)."""
     ok = [r for r in s["rows"] if "error" not in r and np.isfinite(r["nmse"])]
     best = min(r["nmse"] for r in ok)
     near = [r for r in ok if r["nmse"] <= best * (1 + tol) and np.isfinite(r["decel"])]
@@ -101,7 +102,7 @@ def picks(s: dict, tol: float) -> dict:
         if bent:
             out["bend"] = min(bent, key=lambda r: abs(math.log(abs(r["bend"]) or 1e-300))
                               + (r["bend"] <= 0))["test"]
-    return out
+    return {r: out.get(r, out["valid"]) for r in ("own", "valid", "least", "expert", "bend")}
 
 
 def main(argv=None) -> int:
@@ -122,9 +123,9 @@ def main(argv=None) -> int:
     for s in studies:
         p = picks(s, args.tol)
         for r in rules:
-            totals[r] += sr.clip(p.get(r, p["valid"]))
+            totals[r] += sr.clip(p[r])
         lines.append(f"| {s['task']} | {s['run']} | "
-                     + " | ".join(f"{p.get(r, float('nan')):.4f}" for r in rules) + " |")
+                     + " | ".join(f"{p[r]:.4f}" for r in rules) + " |")
     lines.append("| sum, clipped | | " + " | ".join(f"{totals[r]:.3f}" for r in rules) + " |")
     lines += ["", "Finalists (valid / test / deceleration / bend / parameters / law):", ""]
     for s in studies:
