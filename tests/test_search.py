@@ -220,6 +220,38 @@ def test_deterministic_with_and_without_workers(tmp_path):
     assert ev_a == ev_b
 
 
+def test_the_next_batch_is_proposed_while_one_is_evaluated_and_the_checkpoint_keeps_it(
+        tmp_path, monkeypatch):
+    proposed, added, kept = [], [], []
+    real_propose, real_save = Search._propose_one, Search.save
+
+    def propose(self, island, pending):
+        c = real_propose(self, island, pending)
+        if c is not None:
+            proposed.append((c[0], self.state.evals, len(added)))
+        return c
+
+    def save(self):
+        kept.append([c[0] for c in self.state.ahead])
+        real_save(self)
+
+    monkeypatch.setattr(Search, "_propose_one", propose)
+    monkeypatch.setattr(Search, "save", save)
+    s = Search(SearchConfig(task="kaplan_demo", max_evals=20, batch_size=4, workers=2), tmp_path)
+    real_add = s.state.archive.add
+    monkeypatch.setattr(s.state.archive, "add", lambda e, i: added.append(e.law) or real_add(e, i))
+    s.run()
+    assert len(added) == 20
+    # the demo's 4 seeds, then (with no result in yet, nothing new to draw on) the second
+    # batch after the first batch's results; from then on each batch is proposed before the
+    # results of the batch before it are in
+    assert ([(evals, n) for _law, evals, n in proposed]
+            == [(0, 0)] * 4 + [(4, 4)] * 8 + [(8, 8)] * 4 + [(12, 12)] * 4)
+    # after each batch the checkpoint holds the next one, which is what is evaluated next
+    assert kept == [[], added[8:12], added[12:16], added[16:20], []]
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["ahead"] == []
+
+
 def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
     real = data_mod._read_table  # the file reader: every module's reads pass through it
     seen = []
@@ -1098,12 +1130,12 @@ def test_parting_spans_the_laws_that_validate_alike_past_the_training_scale(synt
 
 
 def test_the_final_report_refits_each_law_once(tmp_path, monkeypatch):
-    # kaplan_demo's expert law wins a short run: the range check refits it as the chosen law,
-    # and the report's expert row would refit it again
+    # kaplan_demo's expert law wins a run of its 4 seeds: the range check refits it as the
+    # chosen law, and the report's expert row would refit it again
     import collections
 
     from hybrid_sld import evaluate
-    res = discover(SearchConfig(task="kaplan_demo", max_evals=8), out=tmp_path)
+    res = discover(SearchConfig(task="kaplan_demo", max_evals=4), out=tmp_path)
     run = Path(res["run_dir"])
     search = Search(SearchConfig(**json.loads((run / "checkpoint" / "state.json").read_text())
                                  ["config"]), run)

@@ -2,12 +2,15 @@
 
 Work proceeds in batches. A batch is proposed from the archive and the seeded generator only,
 evaluated (serially or by worker processes; each evaluation is deterministic), then applied
-in order, so the same seed gives the same result with or without workers. After every batch
-the state is checkpointed atomically: a run killed at any point resumes from its last batch
-and ends as an uninterrupted run would. Only training rows are loaded here. The settings
-are in config.py, one candidate's evaluation (in a worker) in candidate.py, and the
-checkpointed state in state.py. Search's start-up checks, checkpointing, LLM part and
-proposals are mixins in startup_checks.py, state.py, llm_rounds.py and proposing.py.
+in order, so the same seed gives the same result with or without workers. The grammar's next
+batch is proposed while one is evaluated, from the archive as it was before that batch's
+results, and worker processes go on to it as soon as they are free (OVERLAP). After every
+batch the state, that next batch included, is checkpointed atomically: a run killed at any
+point resumes from its last batch and ends as an uninterrupted run would. Only training rows
+are loaded here. The settings are in config.py, one candidate's evaluation (in a worker) in
+candidate.py, and the checkpointed state in state.py. Search's start-up checks,
+checkpointing, LLM part and proposals are mixins in startup_checks.py, state.py,
+llm_rounds.py and proposing.py.
 
 With the LLM proposer (``proposer="llm"``), a batch's slots are filled by concurrent calls
 built from the archive as it was before the batch and numbered in slot order, so results never
@@ -48,6 +51,12 @@ from .state import Checkpointing, State
 from . import folds
 
 
+# With worker processes, the next batch is sent to them as soon as it is proposed, before the
+# results of the batch in hand are in: no worker waits for the slowest candidate of a batch or
+# for the proposals. Off, the same batches are evaluated one after the other (the same results):
+# benchmarks/worker_overlap.py measures the two side by side.
+OVERLAP = True
+
 # Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the batch, checkpoint, report
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -57,6 +66,21 @@ class StopAtOnce(KeyboardInterrupt):
     bare KeyboardInterrupt that passes through exec or eval of a string (as an import building
     a dataclass does) and, under ``python -m``, then ends the process by SIGINT though it was
     caught and main returned 130; it marks KeyboardInterrupt itself only."""
+
+
+def _sized(candidate: tuple) -> tuple:
+    """(text, fitter, origin, complexity, n_params, key) of a proposal (text, fitter, origin,
+    law, key): what its archive entry needs of the law, and all a checkpoint can hold."""
+    if len(candidate) == 6:
+        return candidate
+    text, fitter, origin, law, key = candidate
+    return text, fitter, origin, law.complexity, law.n_params, key
+
+
+def _end_workers(pool) -> None:
+    """End the pool's worker processes at once, not after the evaluations they hold."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 # -- the engine -------------------------------------------------------------------------------
@@ -118,6 +142,39 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
         evals, seconds = self.bounds()
         return (evals is not None and self.state.evals >= evals
                 or seconds is not None and self.state.elapsed >= seconds)
+
+    def _room(self, evals: int) -> int:
+        """The size of the batch that starts after ``evals`` evaluations."""
+        cap = self.config.max_evals
+        return self.config.batch_size if cap is None else min(self.config.batch_size, cap - evals)
+
+    def _eval_args(self, candidate) -> tuple:
+        """candidate.evaluate_candidate's arguments for a (text, fitter, ...) candidate."""
+        cfg = self.config
+        return cfg.task, cfg.data_dir, candidate[0], candidate[1], cfg.candidate_seconds
+
+    def _propose_ahead(self, batch: list) -> list:
+        """The next batch, proposed while ``batch`` is evaluated (in worker processes the main
+        process would otherwise wait on): from the archive before ``batch``'s results, never
+        one of its candidates, each proposal's island where it will land. Serial runs propose
+        it the same way, so the same seed gives the same result with or without workers; the
+        checkpoint keeps it, so a resumed run evaluates it next as the uninterrupted run does.
+        Nothing past --max-evals, nor while there is nothing to draw on (the seeds sent, no
+        result in yet), nor after a proposal that found nothing new: the batch is proposed
+        afresh after the results."""
+        s = self.state
+        if (s.seed_cursor >= len(self.seeds) and s.archive.best() is None
+                and not self.config.random_search):
+            return []
+        start = s.evals + len(batch)
+        pending = {c[-1] for c in batch}
+        ahead = []
+        for slot in range(self._room(start)):
+            c = self._propose_one((start + slot) % self.config.islands, pending)
+            if c is None:
+                break
+            ahead.append(list(_sized(c)))
+        return ahead
 
     @contextlib.contextmanager
     def stop_signals(self):
@@ -181,23 +238,28 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
             if hybrid:  # an llm run asks it in its first batch
                 self._start_round(threads)
         abandon = False  # calls in flight are not waited for (a Ctrl-C, an error)
+        # the grammar's next batch is proposed while this one is evaluated (_propose_ahead); the
+        # LLM's batches are built from the archive after the last one, as their prompts say
+        lookahead = self.llm is None
+        inflight = None  # (keys, futures) of the next batch, sent to the workers ahead
         try:
             while not self._done():
                 t0 = time.perf_counter()
                 self._begin_sessions()
-                n = cfg.batch_size
-                if cfg.max_evals is not None:
-                    n = min(n, cfg.max_evals - s.evals)
+                n = self._room(s.evals)
                 pending: set = set()
                 batch = self._take_round(pending) if hybrid and self._round_due(block=False) else []
                 llm_slots = []
-                for slot in range(len(batch), n):
+                from_ahead = bool(lookahead and s.ahead)  # proposed as the last was evaluated
+                if from_ahead:
+                    batch, s.ahead = [(slot, tuple(c)) for slot, c in enumerate(s.ahead[:n])], []
+                for slot in range(len(batch), len(batch) if from_ahead else n):
                     if self._llm_slot():
                         llm_slots.append(slot)
                         continue
                     c = self._propose_one((s.evals + slot) % cfg.islands, pending)
                     if c is not None:
-                        batch.append((slot, c))
+                        batch.append((slot, _sized(c)))
                 if hybrid and not batch:  # the grammar has nothing new: wait for the LLM
                     self._ask_round(threads)
                     if self._round_due(block=True):
@@ -206,20 +268,28 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                     self._call_deadline(t0)
                     batch = sorted(batch + self._llm_proposals(llm_slots, pending, threads),
                                    key=lambda sc: sc[0])
-                batch = [c for _slot, c in batch]
+                batch = [_sized(c) for _slot, c in batch]
                 if not batch:
                     s.elapsed += time.perf_counter() - t0
                     self.save()  # the calls of this batch are spent: the checkpoint says so
                     if llm_slots and not self._stop:  # every LLM proposal failed: ask again
                         continue
                     break
-                args = [(cfg.task, cfg.data_dir, text, fitter, cfg.candidate_seconds)
-                        for text, fitter, *_ in batch]
-                results = list(pool.map(_eval_star, args)) if pool else [_eval_star(a) for a in args]
+                if pool:  # sent as soon as it was proposed (OVERLAP), or now
+                    sent = (inflight[1] if inflight and inflight[0] == [c[-1] for c in batch]
+                            else [pool.submit(_eval_star, self._eval_args(c)) for c in batch])
+                    inflight = None
+                if lookahead:
+                    s.ahead = self._propose_ahead(batch)
+                    if pool and s.ahead and OVERLAP:
+                        inflight = ([c[-1] for c in s.ahead],
+                                    [pool.submit(_eval_star, self._eval_args(c)) for c in s.ahead])
+                results = ([f.result() for f in sent] if pool
+                           else [_eval_star(self._eval_args(c)) for c in batch])
                 lines = []
-                for slot, ((text, fitter, origin, law, key), res) in enumerate(zip(batch, results)):
+                for (text, fitter, origin, complexity, n_params, key), res in zip(batch, results):
                     entry = Entry(text, fitter, key, res["valid_r2"], res["fit_r2"],
-                                  law.complexity, law.n_params, s.evals, origin, res["message"],
+                                  complexity, n_params, s.evals, origin, res["message"],
                                   round(res["seconds"], 4), tuple(res.get("drift", ())),
                                   tuple(res.get("valid_nmse", ())))
                     s.evals += 1
@@ -261,12 +331,13 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                     self.progress(self)
         except BaseException:  # a second Ctrl-C, an error: do not wait for the batch in hand
             abandon = True
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
+            _end_workers(pool)
             if self.llm is not None:  # nor for LLM calls waiting to retry
                 self.llm.client.cancel()
             raise
         finally:
+            if inflight and not all(f.done() for f in inflight[1]):
+                _end_workers(pool)  # nor for a next batch the checkpoint holds: a resume sends it
             if pool:
                 pool.shutdown(cancel_futures=True)
             unanswered = sum(not f.done() for f in self._round) if self.interrupted else 0

@@ -99,6 +99,9 @@ class State:
     # unanswered: first_seq, allot, user (the prompt), spend (the LLM spend before it,
     # restored on resume as the round's calls are made again or replayed)
     llm_round: dict | None = None
+    # the next batch, proposed while the last was evaluated (engine.Search._propose_ahead):
+    # [text, fitter, origin, complexity, n_params, key] each
+    ahead: list = field(default_factory=list)
 
     def pareto(self) -> list[Entry]:
         """The complexity / accuracy front over every law evaluated (archive.pareto)."""
@@ -110,7 +113,7 @@ class State:
 REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
 _EXTRA_STATE = ("improvements", "llm", "llm_seq", "failures", "stop_reason",
-                "stop_error", "llm_ended", "llm_idle", "llm_round")
+                "stop_error", "llm_ended", "llm_idle", "llm_round", "ahead")
 
 
 class Checkpointing:
