@@ -1,12 +1,15 @@
 """What every benchmark script's record shares: where and on what code it ran (the header lines),
-and its end (print the markdown, write it only with --record)."""
+and its end (print the markdown, write it only with --record); and a timed child process for
+the scripts that time variants side by side."""
 
 from __future__ import annotations
 
 import functools
 import os
 import platform
+import json
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -53,3 +56,15 @@ def header(packages=("numpy", "scipy", "sympy")) -> list[str]:
         f"versions: python {platform.python_version()}, {versions}, code {code_version()}",
         f"BLAS threads: {blas}",
     ]
+
+
+def timed_child(code: str, args: list, env: dict | None = None) -> tuple[float, dict]:
+    """Run ``python -c code *args`` in a fresh process: (its wall seconds, the JSON document on
+    the last line of its stdout). Exits naming ``args`` with the end of stderr if it fails."""
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
+                       capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"{' '.join(map(str, args[:2]))} failed:\n{p.stderr[-2000:]}")
+    return seconds, json.loads(p.stdout.strip().splitlines()[-1])

@@ -14,18 +14,15 @@ best law must be the same both ways (checked: the run fails otherwise).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import emit  # noqa: E402
+from _report import emit, timed_child  # noqa: E402
 
 from hybrid_sld.threads import BLAS_VARS  # noqa: E402
 
@@ -51,13 +48,7 @@ print(json.dumps({"law": r["law"], "test_r2": r["test_r2"]}))
 
 def _run(variant, task, evals, workers, out) -> tuple[float, dict]:
     env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", CHILD, variant, task, str(evals), str(workers),
-                        out, DATA], env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if p.returncode:
-        raise SystemExit(f"{variant} {task} failed:\n{p.stderr[-2000:]}")
-    return seconds, json.loads(p.stdout.strip().splitlines()[-1])
+    return timed_child(CHILD, [variant, task, evals, workers, out, DATA], env)
 
 
 def main(argv=None):

@@ -16,18 +16,15 @@ overlapped seconds, of the search loop (the checkpoint's elapsed) and of the who
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import emit  # noqa: E402
+from _report import emit, timed_child  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
@@ -44,16 +41,6 @@ r = discover(SearchConfig(task=task, max_evals=evals, workers=workers, seed=seed
 state = json.loads(open(r["run_dir"] + "/checkpoint/state.json").read())
 print(json.dumps({"law": r["law"], "test_r2": r["test_r2"], "loop": state["elapsed"]}))
 """
-
-
-def _run(variant, task, evals, workers, seed, out) -> tuple[float, dict]:
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", CHILD, variant, task, str(evals), str(workers),
-                        str(seed), out, DATA], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if p.returncode:
-        raise SystemExit(f"{variant} {task} failed:\n{p.stderr[-2000:]}")
-    return seconds, json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -75,7 +62,7 @@ def main(argv=None):
                 laws = set()
                 for rep in range(args.repeats):
                     for variant in (("apart", "overlap") if rep % 2 == 0 else ("overlap", "apart")):
-                        s, r = _run(variant, task, args.evals, args.workers, seed, tmp)
+                        s, r = timed_child(CHILD, [variant, task, args.evals, args.workers, seed, tmp, DATA])
                         whole[variant].append(s)
                         loop[variant].append(r["loop"])
                         laws.add((r["law"], r["test_r2"]))
