@@ -259,7 +259,7 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                         continue
                     c = self._propose_one((s.evals + slot) % cfg.islands, pending)
                     if c is not None:
-                        batch.append((slot, _sized(c)))
+                        batch.append((slot, c))
                 if hybrid and not batch:  # the grammar has nothing new: wait for the LLM
                     self._ask_round(threads)
                     if self._round_due(block=True):
