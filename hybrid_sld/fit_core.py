@@ -60,8 +60,15 @@ class _Problem:
         return _theta(u, self.log)
 
     def residual(self, u, jac=False):
+        """Residuals at ``u``, or with ``jac`` their Jacobian instead."""
+        r, J = self.evaluate(u, value=not jac, jac=jac)
+        return J if jac else r
+
+    def evaluate(self, u, value=True, jac=False):
+        """(residuals, Jacobian) at ``u``, each None where not asked for: both from one pass
+        of the law, as variable projection needs them together."""
         check()
-        self.nfev += not jac
+        self.nfev += value
         th = self.theta(u)
         rs, js = [], []
         for X, Y, index in self.blocks:
@@ -77,6 +84,7 @@ class _Problem:
                     js.append(w * G)
                 else:
                     f = self.c.predict_one(X, full, t)
+                if value:
                     y = Y[:, t]
                     if self.spec.log_space:
                         with np.errstate(all="ignore"):
@@ -87,12 +95,10 @@ class _Problem:
                 P = np.zeros((len(self.pen), self.n_free))
                 P[np.arange(len(self.pen)), self.pen] = self.pen_w
                 js.append(P)
-            else:
+            if value:
                 rs.append(self.pen_w * th[self.pen])
-        if jac:
-            J = np.concatenate(js) * np.where(self.log, th, 1.0)
-            return J
-        return np.concatenate(rs)
+        return (np.concatenate(rs) if value else None,
+                np.concatenate(js) * np.where(self.log, th, 1.0) if jac else None)
 
     def cost(self, u) -> float:
         """Mean squared residual over the data rows, plus the ridge penalty."""
@@ -157,6 +163,7 @@ def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf, strict=F
     lin = np.array(lin, dtype=int)
     llo, lhi = lo[lin], hi[lin]
     bounded_lin = np.isfinite(llo).any() or np.isfinite(lhi).any()
+    n_rows = sum(len(X) for X, _, _ in prob.blocks) * len(prob.targets) + len(prob.pen)
     cache = {}
 
     def solve(v):
@@ -166,27 +173,29 @@ def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf, strict=F
         u = u0.copy()
         u[nl] = v
         u[lin] = 0.0
-        A = prob.residual(u, jac=True)[:, lin]
-        b = -prob.residual(u)
-        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+        r0, J = prob.evaluate(u, jac=True)
+        A = J[:, lin]
+        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(r0))):
             cache[key] = None
             return None
         if bounded_lin:
-            a = lsq_linear(A, b, bounds=(llo, lhi), method="bvls").x
+            a = lsq_linear(A, -r0, bounds=(llo, lhi), method="bvls").x
         else:
-            a = np.linalg.lstsq(A, b, rcond=None)[0]
+            a = np.linalg.lstsq(A, -r0, rcond=None)[0]
         u[lin] = a
         cache[key] = (u, A)
         return cache[key]
 
     def fun(v):
+        # the law itself at the solved amplitudes, not r0 + A @ a: with amplitudes of 1e13 that
+        # cancel, the two differ by 1e-2 and the fit would descend on the rounding of the latter
         s = solve(v)
-        return np.full(len(prob.residual(u0)), 1e10) if s is None else prob.residual(s[0])
+        return np.full(n_rows, 1e10) if s is None else prob.residual(s[0])
 
     def jac(v):
         s = solve(v)
         if s is None:
-            return np.zeros((len(prob.residual(u0)), len(nl)))
+            return np.zeros((n_rows, len(nl)))
         u, A = s
         Jn = prob.residual(u, jac=True)[:, nl]
         return Jn - A @ np.linalg.lstsq(A, Jn, rcond=None)[0]
