@@ -102,7 +102,10 @@ class _Problem:
 
     def cost(self, u) -> float:
         """Mean squared residual over the data rows, plus the ridge penalty."""
-        r = self.residual(u)
+        return self.cost_of(self.residual(u))
+
+    def cost_of(self, r) -> float:
+        """:meth:`cost` of the residuals ``r``."""
         with np.errstate(all="ignore"):
             c = float(np.sum(r * r)) / (len(r) - len(self.pen))
         return c if math.isfinite(c) else math.inf
@@ -154,7 +157,7 @@ def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, method=None, race=math.
                             f_scale=spec.f_scale, max_nfev=spec.max_nfev, x_scale="jac",
                             ftol=TOL, xtol=TOL, gtol=TOL,
                             callback=_racer(prob, race, strict) if method != "lm" else None)
-    return res.x, prob.cost(res.x), int(res.status > 0)
+    return res.x, prob.cost_of(res.fun), int(res.status > 0)  # res.fun: the residuals at res.x
 
 
 def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf, strict=False):
