@@ -25,6 +25,7 @@ import statistics
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
 from _report import emit, header, timed_child  # noqa: E402
@@ -67,8 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--record")
     args = ap.parse_args(argv)
-    data_dir = os.environ.get("HYBRID_SLD_DATA",
-                              str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sldbench"))
+    data_dir = os.environ.get("HYBRID_SLD_DATA", str(REPO.parent / "shared" / "data" / "sldbench"))
     trees = [str(Path(t).resolve()) for t in args.trees]
     lines = ["# Candidates of finished runs evaluated again by two source trees", "", "```",
              *header(), f"trees: base {trees[0]}, new {trees[1]}",
