@@ -50,11 +50,12 @@ class _Problem:
                 raise _Fail("log_space needs positive targets")
             Ys = np.log(Ys)
         self.w = 1.0 / _spread(Ys[:, targets])
+        self.m = len(Ys) * len(targets)  # data residuals (the ridge rows come after them)
         self.nfev = 0
         # ridge: rows sqrt(ridge * m) * theta_k for the penalised constants (``pen``:
         # :func:`penalised`), so the mean over the m data rows gains ridge * sum(theta_k^2)
         self.pen = np.array(pen if spec.ridge else [], dtype=int)
-        self.pen_w = math.sqrt(spec.ridge * len(Ys) * len(targets))
+        self.pen_w = math.sqrt(spec.ridge * self.m)
 
     def theta(self, u):
         return _theta(u, self.log)
@@ -143,9 +144,8 @@ def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, method=None, race=math.
     """One least_squares run; returns (u, cost, status) or raises _Fail. ``race``: the best
     cost of another start so far (see :func:`_racer`)."""
     bounded = np.isfinite(lo).any() or np.isfinite(hi).any()
-    m = sum(len(X) for X, _, _ in prob.blocks) * len(prob.targets)
     method = method or ("lm" if spec.strategy == "lm" and not bounded and spec.loss == "linear"
-                        and m >= prob.n_free else "trf")
+                        and prob.m >= prob.n_free else "trf")
     u0 = np.clip(u0, np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf))
     r0 = prob.residual(u0)
     if not np.all(np.isfinite(r0)):
@@ -166,7 +166,7 @@ def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf, strict=F
     lin = np.array(lin, dtype=int)
     llo, lhi = lo[lin], hi[lin]
     bounded_lin = np.isfinite(llo).any() or np.isfinite(lhi).any()
-    n_rows = sum(len(X) for X, _, _ in prob.blocks) * len(prob.targets) + len(prob.pen)
+    n_rows = prob.m + len(prob.pen)
     cache = {}
 
     def solve(v):
