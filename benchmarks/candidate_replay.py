@@ -23,6 +23,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +60,22 @@ def candidates(run_dir: Path, first: int) -> tuple[str, list]:
     return config["task"], out
 
 
+def _replay(task: str, data_dir: str, path: Path, trees: list, repeats: int) -> tuple:
+    """(seconds per tree over the repeats, validation R2 per tree and candidate)."""
+    seconds, r2 = ([], []), [None, None]
+    for _ in range(repeats):
+        for i, tree in enumerate(trees):
+            # PYTHONSAFEPATH: the working folder's hybrid_sld must not shadow the tree's
+            env = dict(os.environ, PYTHONPATH=tree, PYTHONSAFEPATH="1")
+            _wall, doc = timed_child(CHILD, [task, data_dir, path], env)
+            if not doc["code"].startswith(tree + os.sep):
+                raise SystemExit(f"the child imported {doc['code']}, not {tree}'s")
+            seconds[i].append(doc["seconds"])
+            r2[i] = doc["r2"]  # each repeat gives the same figures: the fits are seeded
+            print(f"{task} {('base', 'new')[i]}: {doc['seconds']:.1f} s", file=sys.stderr)
+    return seconds, r2
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="finished run directories")
@@ -75,23 +92,12 @@ def main(argv=None) -> int:
              "command: python benchmarks/candidate_replay.py " + " ".join(sys.argv[1:]), "```", "",
              "| task | candidates | base s | new s | base / new | R2 differ > 1e-6 | largest R2 "
              "difference | failed in one tree only |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     for run in args.runs:
         task, cands = candidates(run, args.first)
-        path = tmp / f"candidate_replay_{os.getpid()}.json"
-        path.write_text(json.dumps(cands))
-        seconds, r2 = ([], []), [None, None]
-        for _ in range(args.repeats):
-            for i, tree in enumerate(trees):
-                # PYTHONSAFEPATH: the working folder's hybrid_sld must not shadow the tree's
-                env = dict(os.environ, PYTHONPATH=tree, PYTHONSAFEPATH="1")
-                _wall, doc = timed_child(CHILD, [task, data_dir, path], env)
-                if not doc["code"].startswith(tree + os.sep):
-                    raise SystemExit(f"the child imported {doc['code']}, not {tree}'s")
-                seconds[i].append(doc["seconds"])
-                r2[i] = doc["r2"]
-                print(f"{task} {('base', 'new')[i]}: {doc['seconds']:.1f} s", file=sys.stderr)
-        path.unlink()
+        with tempfile.TemporaryDirectory() as tmp:  # removed on a child's failure too
+            path = Path(tmp) / "candidates.json"
+            path.write_text(json.dumps(cands))
+            seconds, r2 = _replay(task, data_dir, path, trees, args.repeats)
         both = [(a, b) for a, b in zip(*r2) if a is not None and b is not None]
         diffs = [abs(a - b) for a, b in both]
         one = sum((a is None) != (b is None) for a, b in zip(*r2))

@@ -62,7 +62,8 @@ def main(argv=None):
                 laws = set()
                 for rep in range(args.repeats):
                     for variant in (("apart", "overlap") if rep % 2 == 0 else ("overlap", "apart")):
-                        s, r = timed_child(CHILD, [variant, task, args.evals, args.workers, seed, tmp, DATA])
+                        s, r = timed_child(CHILD, [variant, task, args.evals, args.workers,
+                                                   seed, tmp, DATA])
                         whole[variant].append(s)
                         loop[variant].append(r["loop"])
                         laws.add((r["law"], r["test_r2"]))
