@@ -252,6 +252,26 @@ def test_the_next_batch_is_proposed_while_one_is_evaluated_and_the_checkpoint_ke
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["ahead"] == []
 
 
+def test_each_checkpoint_holds_the_cache_as_it_stands(tmp_path, monkeypatch):
+    # the cache's entries are serialised once, as they are added (State.cache_json): each
+    # checkpoint must still be the whole document's dump, new entries included
+    saved, real_save = [], Search.save
+
+    def save(self):
+        real_save(self)
+        text = self.checkpoint_path.read_text()
+        doc = json.loads(text)
+        whole = {k: doc[k] for k in ("config", "archive")} | {"cache": self.state.cache}
+        whole |= {k: v for k, v in doc.items() if k not in whole}
+        saved.append((doc["evals"], text == json.dumps(whole)))
+
+    monkeypatch.setattr(Search, "save", save)
+    s = Search(SearchConfig(task="kaplan_demo", max_evals=20, batch_size=4), tmp_path)
+    s.run()
+    assert saved == [(n, True) for n in (4, 8, 12, 16, 20)]
+    assert len(s.state.cache) == 20
+
+
 def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
     real = data_mod._read_table  # the file reader: every module's reads pass through it
     seen = []
