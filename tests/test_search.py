@@ -272,6 +272,27 @@ def test_each_checkpoint_holds_the_cache_as_it_stands(tmp_path, monkeypatch):
     assert len(s.state.cache) == 20
 
 
+def test_the_budget_counts_the_time_checkpoints_take(synthetic_task, tmp_path, monkeypatch):
+    # --budget bounds wall time: a slow checkpoint (a large cache, a slow disk) is part of it
+    # (left out, a 10-minute moe run took 13 minutes). Each checkpoint here takes 10 s of the
+    # search's clock, so a 5 s budget ends after the first; left out, the run would go on
+    # for 5 s of evaluations
+    from hybrid_sld.search import engine
+    lag, saves, real_save = [0.0], [], Search.save
+
+    def slow_save(self):
+        lag[0] += 10.0
+        saves.append(self.state.evals)
+        real_save(self)
+
+    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=lambda: time.perf_counter()
+                                                        + lag[0]))
+    monkeypatch.setattr(Search, "save", slow_save)
+    s = Search(SearchConfig(task=str(synthetic_task), budget_seconds=5.0, batch_size=1), tmp_path)
+    s.run()
+    assert saves == [1] and s.state.elapsed >= 10.0
+
+
 def test_search_never_reads_test_rows(synthetic_task, tmp_path, monkeypatch):
     real = data_mod._read_table  # the file reader: every module's reads pass through it
     seen = []

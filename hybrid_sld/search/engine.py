@@ -143,6 +143,14 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
         return (evals is not None and self.state.evals >= evals
                 or seconds is not None and self.state.elapsed >= seconds)
 
+    def _clock(self) -> None:
+        """Add the wall time since the last call to the search's seconds, which --budget
+        bounds: all of the loop's time, its writes too (they were left out, and a 10-minute moe
+        run took 13 minutes while its checkpoints grew)."""
+        now = time.perf_counter()
+        self.state.elapsed += now - self._mark
+        self._mark = now
+
     def _room(self, evals: int) -> int:
         """The size of the batch that starts after ``evals`` evaluations."""
         cap = self.config.max_evals
@@ -243,7 +251,11 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
         lookahead = self.llm is None
         inflight = None  # (keys, futures) of the next batch, sent to the workers ahead
         try:
-            while not self._done():
+            self._mark = time.perf_counter()
+            while True:
+                self._clock()  # the last batch's events, checkpoint and progress line count too
+                if self._done():
+                    break
                 t0 = time.perf_counter()
                 self._begin_sessions()
                 n = self._room(s.evals)
@@ -270,7 +282,7 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                                    key=lambda sc: sc[0])
                 batch = [_sized(c) for _slot, c in batch]
                 if not batch:
-                    s.elapsed += time.perf_counter() - t0
+                    self._clock()
                     self.save()  # the calls of this batch are spent: the checkpoint says so
                     if llm_slots and not self._stop:  # every LLM proposal failed: ask again
                         continue
@@ -310,7 +322,7 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                     lines.append(json.dumps(entry.to_dict() | {"kept": kept}) + "\n")
                     if s.evals % cfg.migrate_every == 0:
                         s.archive.migrate()
-                s.elapsed += time.perf_counter() - t0
+                self._clock()
                 if hybrid and not self._stopped_here():
                     self._ask_round(threads)
                 best = s.archive.best()
