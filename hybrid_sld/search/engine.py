@@ -256,7 +256,6 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                 self._clock()  # the last batch's events, checkpoint and progress line count too
                 if self._done():
                     break
-                t0 = time.perf_counter()
                 self._begin_sessions()
                 n = self._room(s.evals)
                 pending: set = set()
@@ -277,7 +276,7 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                     if self._round_due(block=True):
                         batch = self._take_round(pending)
                 if llm_slots:
-                    self._call_deadline(t0)
+                    self._call_deadline(self._mark)
                     batch = sorted(batch + self._llm_proposals(llm_slots, pending, threads),
                                    key=lambda sc: sc[0])
                 batch = [_sized(c) for _slot, c in batch]
