@@ -166,7 +166,7 @@ def _md_code(text: str) -> str:
 
 
 COLUMNS = ("task", "seed", "method", "test R2", "clipped R2", "human R2", "SLDAgent R2",
-           ">= human", ">= SLDAgent", "params", "evals", "evals/s", "cache hits",
+           ">= human", ">= SLDAgent", "params", "evals", "evals/s", "wall s", "cache hits",
            "s to beat expert (valid)", "expert test R2", "law (first line)")
 
 
@@ -177,7 +177,7 @@ def row_cells(r: dict) -> list[str]:
     if "error" in r:
         msg = r["error"].splitlines()[0][:LAW_WIDTH]
         return head + ["FAILED", "n/a", _f(human), _f(agent), "no" if human is not None else "n/a",
-                       "no" if agent is not None else "n/a", "", "", "", "", "", "",
+                       "no" if agent is not None else "n/a", "", "", "", "", "", "", "",
                        _md_code(msg)]
     t = r.get("test_r2")
     stb = r.get("seconds_to_beat_expert_on_valid")
@@ -186,6 +186,7 @@ def row_cells(r: dict) -> list[str]:
         _f(t), _f(clip(t)), _f(human), _f(agent), _yn(beats(t, pub, "human_r2")),
         _yn(beats(t, pub, "sldagent_r2")),
         str(r.get("n_params", "")), str(r.get("evals", "")), _f(r.get("evals_per_second"), "{:.1f}"),
+        _f(r.get("wall"), "{:.0f}"),
         _f(r.get("cache_hit_rate"), "{:.1%}"),
         ("never" if expert else "n/a") if stb is None else f"{stb:g}",
         _f(expert.get("test_r2")) if expert else "n/a",
@@ -247,7 +248,9 @@ NOTES = ("columns: test R2 = the chosen candidate refitted on all train rows, sc
          "'horizon' re-ranks the 10 best by validation R2 and the expert law on a longer "
          "extrapolation within train); clipped R2 = test R2 clipped to [-1, 1] as SLDBench reports it; human / "
          "SLDAgent R2 = published SLDBench figures; >= human / >= SLDAgent compare clipped R2 "
-         "with them; evals/s and cache hits (duplicate proposals skipped) over the search; s to "
+         "with them; evals/s and cache hits (duplicate proposals skipped) over the search; wall "
+         "s = the run's wall time, its final report included (until stop 63 the budget left "
+         "out the time of the search's checkpoints); s to "
          "beat expert (valid) = search seconds until a non-expert candidate's validation NMSE was "
          "1 % below the expert law's (before 2026-12-02: any amount; 'never': not within the "
          "budget); expert test R2 = the task's expert "
