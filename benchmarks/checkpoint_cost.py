@@ -27,7 +27,7 @@ import _blas  # noqa: E402,F401  (importing it pins BLAS threads, before numpy)
 from _report import emit, header  # noqa: E402
 
 from hybrid_sld.search.archive import Archive  # noqa: E402
-from hybrid_sld.search.state import State, write_atomic  # noqa: E402
+from hybrid_sld.search.state import State, checkpoint_text, write_atomic  # noqa: E402
 
 
 def replay(run_dir: Path, folder: Path) -> dict:
@@ -48,11 +48,8 @@ def replay(run_dir: Path, folder: Path) -> dict:
         ways = ("whole", "once") if batches % 2 == 0 else ("once", "whole")
         for way in ways:
             t0 = time.perf_counter()
-            if way == "whole":
-                text = json.dumps(head | {"cache": state.cache} | rest)
-            else:
-                text = (f'{json.dumps(head)[:-1]}, "cache": {state.cache_json()}, '
-                        f'{json.dumps(rest)[1:]}')
+            text = (json.dumps(head | {"cache": state.cache} | rest) if way == "whole"
+                    else checkpoint_text(head, state, rest))
             write_atomic(folder / f"{way}.json", text)
             seconds[way] += time.perf_counter() - t0
             texts[way] = text

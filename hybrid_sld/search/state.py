@@ -120,6 +120,12 @@ class State:
         return "{" + ", ".join(done) + "}"
 
 
+def checkpoint_text(head: dict, state: State, rest: dict) -> str:
+    """``json.dumps({**head, "cache": state.cache, **rest})``, the cache serialised as it grew
+    (:meth:`State.cache_json`); ``head`` and ``rest`` are not empty."""
+    return f'{json.dumps(head)[:-1]}, "cache": {state.cache_json()}, {json.dumps(rest)[1:]}'
+
+
 # a write the system refused (permissions, a read-only mount): no full disk, so the way on is
 # to make the folder writable, not to make room
 REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -148,9 +154,7 @@ class Checkpointing:
         doc.update({k: getattr(s, k) for k in _EXTRA_STATE})
         if self.llm is not None:  # a hybrid round's calls charge it from their threads
             doc["llm"] = self.budget.copy()
-        # json.dumps of {**head, "cache": s.cache, **doc}, the cache serialised as it grew
-        write_atomic(self.checkpoint_path, f'{json.dumps(head)[:-1]}, "cache": {s.cache_json()}, '
-                                           f'{json.dumps(doc)[1:]}')
+        write_atomic(self.checkpoint_path, checkpoint_text(head, s, doc))
 
     def _write_failure(self, exc: OSError) -> str:
         """What a failed write (a full disk, say) leaves and how to go on."""
