@@ -597,13 +597,14 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_endpoint_dies(task_file,
                                                          "headers": {"Retry-After": "60"}})],
                          ids=["hybrid-dies", "llm-dies", "hybrid-retry-after-past-the-budget"])
 def test_an_endpoint_failing_until_the_runs_budget_ends_is_an_endpoint_failure(
-        task_file, server, tmp_path, capsys, proposer, fault):
+        task_file, server, tmp_path, capsys, monkeypatch, proposer, fault):
     """Retries that run into the run's --budget ended it as a spent budget: no warning, and a
     hybrid run's llm_ended counted the evaluations when the failure was seen (at the run's end,
     or the batch after), not at the LLM's last proposal."""
     from openai_server import LAWS
     server.faults = [{}, {}, fault]  # two replies, then the server is gone or says wait 60 s
     server.script = [proposal(*LAWS[3]), proposal(*LAWS[5])]
+    _hold_the_clock(monkeypatch, lambda: len(server.requests) >= 3)
     cfg = SearchConfig(task=str(task_file), budget_seconds=4.0, batch_size=4, proposer=proposer,
                        llm=_settings(server, max_calls=50, concurrency=1, retries=100_000))
     res = discover(cfg, out=tmp_path)
@@ -618,6 +619,30 @@ def test_an_endpoint_failing_until_the_runs_budget_ends_is_an_endpoint_failure(
     assert f"LLM proposals ended ({res['llm_ended']})" in report
     last = max(e["eval_id"] + 1 for e in _events(res["run_dir"]) if e["origin"] == "llm")
     assert res["llm_ended"].endswith(f" after {last} evaluations") and res["evals"] > last
+
+
+def _hold_the_clock(monkeypatch, until) -> None:
+    """The search's and the LLM client's clock stands still until ``until()``: the budget then
+    starts where the test needs it to, however slowly a loaded machine gets there (with the
+    machine's two cores busy, the seeds alone took a 4 s budget and no call was made)."""
+    from types import SimpleNamespace
+    from hybrid_sld.llm import client
+    from hybrid_sld.search import engine, llm_rounds
+    lock, held = threading.Lock(), {"at": time.perf_counter(), "shift": None}
+
+    def perf_counter() -> float:
+        now = time.perf_counter()
+        with lock:
+            if held["shift"] is None:
+                if not until():
+                    return held["at"]
+                held["shift"] = now - held["at"]
+            return now - held["shift"]
+
+    clock = SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    clock.perf_counter = perf_counter
+    for module in (engine, llm_rounds, client):
+        monkeypatch.setattr(module, "time", clock)
 
 
 def _events(run_dir) -> list[dict]:
