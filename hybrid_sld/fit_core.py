@@ -139,24 +139,22 @@ def _racer(prob: _Problem, race: float, strict: bool = False):
     return callback
 
 
-def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, method=None, race=math.inf,
-           strict=False):
+def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, race=math.inf, strict=False):
     """One least_squares run; returns (u, cost, status) or raises _Fail. ``race``: the best
     cost of another start so far (see :func:`_racer`)."""
-    bounded = np.isfinite(lo).any() or np.isfinite(hi).any()
-    method = method or ("lm" if spec.strategy == "lm" and not bounded and spec.loss == "linear"
-                        and prob.m >= prob.n_free else "trf")
     u0 = np.clip(u0, np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf))
     r0 = prob.residual(u0)
     if not np.all(np.isfinite(r0)):
         raise _Fail("residuals are not finite at the start point")
+    # TRF for every strategy, "lm" too: scipy's MINPACK (method="lm") reached different fits
+    # from the same start in one process, by where its arrays landed in memory (a vocab
+    # candidate: valid R2 0.988 or 0.368), so a run's result hung on which worker had fitted
+    # what before (tests/test_fit.py); TRF gave one result every time
     with np.errstate(all="ignore"):
         res = least_squares(prob.residual, u0, jac=lambda u: prob.residual(u, jac=True),
-                            bounds=(lo, hi) if method != "lm" else (-np.inf, np.inf),
-                            method=method, loss=spec.loss if method != "lm" else "linear",
+                            bounds=(lo, hi), method="trf", loss=spec.loss,
                             f_scale=spec.f_scale, max_nfev=spec.max_nfev, x_scale="jac",
-                            ftol=TOL, xtol=TOL, gtol=TOL,
-                            callback=_racer(prob, race, strict) if method != "lm" else None)
+                            ftol=TOL, xtol=TOL, gtol=TOL, callback=_racer(prob, race, strict))
     return res.x, prob.cost_of(res.fun), int(res.status > 0)  # res.fun: the residuals at res.x
 
 
