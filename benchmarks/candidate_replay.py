@@ -47,14 +47,16 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "r2": r2, "code": hybrid_
 """
 
 
-def candidates(run_dir: Path, first: int) -> tuple[str, list]:
-    """(task, [(law, fitter), ...]): the first ``first`` candidates the run evaluated."""
+def candidates(run_dir: Path, first: int, strategy: str | None = None) -> tuple[str, list]:
+    """(task, [(law, fitter), ...]): the first ``first`` candidates the run evaluated (of those
+    whose fitter has ``strategy``, if given)."""
     config = json.loads((run_dir / "best.json").read_text())
     out = []
     with open(run_dir / "events.jsonl") as fh:
         for line in fh:
             d = json.loads(line)
-            out.append((d["law"], d["fitter"]))
+            if strategy is None or d["fitter"]["strategy"] == strategy:
+                out.append((d["law"], d["fitter"]))
             if len(out) == first:
                 break
     return config["task"], out
@@ -82,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--trees", nargs=2, required=True, metavar=("BASE", "NEW"),
                     help="two source trees of hybrid_sld (the folder holding hybrid_sld/)")
     ap.add_argument("--first", type=int, default=300, help="candidates per run, from the start")
+    ap.add_argument("--strategy", help="only the candidates whose fitter has this strategy")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--record")
     args = ap.parse_args(argv)
@@ -90,10 +93,11 @@ def main(argv=None) -> int:
     lines = ["# Candidates of finished runs evaluated again by two source trees", "", "```",
              *header(), f"trees: base {trees[0]}, new {trees[1]}",
              "command: python benchmarks/candidate_replay.py " + " ".join(sys.argv[1:]), "```", "",
-             "| task | candidates | base s | new s | base / new | R2 differ > 1e-6 | largest R2 "
-             "difference | failed in one tree only |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| task | candidates | base s | new s | base / new | R2 differ > 1e-6 | of them higher "
+             "in new | largest R2 difference | failed in one tree only |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in args.runs:
-        task, cands = candidates(run, args.first)
+        task, cands = candidates(run, args.first, args.strategy)
         with tempfile.TemporaryDirectory() as tmp:  # removed on a child's failure too
             path = Path(tmp) / "candidates.json"
             path.write_text(json.dumps(cands))
@@ -103,7 +107,8 @@ def main(argv=None) -> int:
         one = sum((a is None) != (b is None) for a, b in zip(*r2))
         base, new = (statistics.median(s) for s in seconds)
         lines.append(f"| {task} | {len(cands)} | {base:.1f} | {new:.1f} | {base / new:.2f}x | "
-                     f"{sum(d > 1e-6 for d in diffs)} | {max(diffs, default=math.nan):.2g} | "
+                     f"{sum(d > 1e-6 for d in diffs)} | {sum(b - a > 1e-6 for a, b in both)} | "
+                     f"{max(diffs, default=math.nan):.2g} | "
                      f"{one} |")
     return emit(lines, args.record)
 
