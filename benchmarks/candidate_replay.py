@@ -93,8 +93,8 @@ def main(argv=None) -> int:
     lines = ["# Candidates of finished runs evaluated again by two source trees", "", "```",
              *header(), f"trees: base {trees[0]}, new {trees[1]}",
              "command: python benchmarks/candidate_replay.py " + " ".join(sys.argv[1:]), "```", "",
-             "| task | candidates | base s | new s | base / new | R2 differ > 1e-6 | of them higher "
-             "in new | largest R2 difference | failed in one tree only |",
+             "| task | candidates | base s | new s | base / new | R2 differ > 1e-6 | of them "
+             "higher in new | largest R2 difference | failed in one tree only |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in args.runs:
         task, cands = candidates(run, args.first, args.strategy)

@@ -37,8 +37,8 @@ class FitterSpec:
     strategy: ``auto`` (variable projection when the law has linear amplitudes, else
     multi-start TRF), ``trf``, ``lm`` (the same as ``trf`` since 2026-12-06: scipy's MINPACK
     fit depended on the memory layout, see fit_core._local), ``varpro``, ``de`` (differential
-    evolution, then polish) or ``grid`` (Latin hypercube, then polish the best). ``loss`` is a robust loss of
-    least_squares, ``f_scale`` its scale in units of the target's standard deviation.
+    evolution, then polish) or ``grid`` (Latin hypercube, then polish the best). ``loss`` is a
+    robust loss of least_squares, ``f_scale`` its scale in units of the target's standard deviation.
     ``log_space`` fits log(prediction) to log(target); ``log_params`` optimises positive
     parameters as logarithms. With more than two random start points, each first gets
     ``screen_nfev`` evaluations and only the two lowest in cost go on to convergence (starts
