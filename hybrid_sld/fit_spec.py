@@ -38,8 +38,8 @@ class FitterSpec:
     multi-start TRF), ``trf``, ``lm`` (the same as ``trf`` since 2026-12-06: scipy's MINPACK
     fit depended on the memory layout, see fit_core._local), ``varpro``, ``de`` (differential
     evolution, then polish) or ``grid`` (Latin hypercube, then polish the best). ``loss`` is a
-    robust loss of least_squares, ``f_scale`` its scale in units of the target's standard deviation.
-    ``log_space`` fits log(prediction) to log(target); ``log_params`` optimises positive
+    robust loss of least_squares, ``f_scale`` its scale in units of the target's standard
+    deviation. ``log_space`` fits log(prediction) to log(target); ``log_params`` optimises positive
     parameters as logarithms. With more than two random start points, each first gets
     ``screen_nfev`` evaluations and only the two lowest in cost go on to convergence (starts
     in a poor basin would otherwise crawl to ``max_nfev``); 0 runs every start to convergence.
