@@ -17,7 +17,11 @@ import numpy as np
 
 from .errors import FitError
 
-STRATEGIES = ("auto", "trf", "lm", "varpro", "de", "grid")
+STRATEGIES = ("auto", "trf", "varpro", "de", "grid")
+# names accepted for a strategy and read as another: "lm" was scipy's MINPACK until 2026-12-06,
+# whose fit depended on the memory layout (fit_core._local); recorded fitters and LLM replies
+# that ask for it get TRF under TRF's name, so that one candidate is not fitted under two keys
+STRATEGY_ALIASES = {"lm": "trf"}
 LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
 # FitterSpec's integer fields: (least, most). The most keep one fit's time and memory bounded
 # whatever a spec asks (an LLM's reply, a typo): start points, evaluations and repeated rows
@@ -35,11 +39,10 @@ class FitterSpec:
     """How to fit a law's constants. Search and the LLM edit this, never optimiser code.
 
     strategy: ``auto`` (variable projection when the law has linear amplitudes, else
-    multi-start TRF), ``trf``, ``lm`` (the same as ``trf`` since 2026-12-06: scipy's MINPACK
-    fit depended on the memory layout, see fit_core._local), ``varpro``, ``de`` (differential
-    evolution, then polish) or ``grid`` (Latin hypercube, then polish the best). ``loss`` is a
-    robust loss of least_squares, ``f_scale`` its scale in units of the target's standard
-    deviation. ``log_space`` fits log(prediction) to log(target); ``log_params`` optimises positive
+    multi-start TRF), ``trf`` (``lm`` is read as ``trf``, see STRATEGY_ALIASES), ``varpro``,
+    ``de`` (differential evolution, then polish) or ``grid`` (Latin hypercube, then polish the
+    best). ``loss`` is a robust loss of least_squares, ``f_scale`` its scale in units of the
+    target's standard deviation. ``log_space`` fits log(prediction) to log(target); ``log_params`` optimises positive
     parameters as logarithms. With more than two random start points, each first gets
     ``screen_nfev`` evaluations and only the two lowest in cost go on to convergence (starts
     in a poor basin would otherwise crawl to ``max_nfev``); 0 runs every start to convergence.
@@ -68,6 +71,7 @@ class FitterSpec:
     ridge: float = 0.0
 
     def __post_init__(self):
+        object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
         if self.strategy not in STRATEGIES:
             raise FitError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.loss not in LOSSES:

@@ -247,6 +247,18 @@ def test_fitter_spec_dict_round_trip_and_unknown_key():
     assert set(LOSSES) >= {"linear", "huber"}
 
 
+def test_strategy_lm_is_read_as_trf_so_one_candidate_has_one_key():
+    # "lm" fits by TRF (fit_core._local); under its own name an LLM's or a recorded fitter's
+    # "lm" would be a second cache key for the candidate its "trf" twin already fitted
+    from hybrid_sld.search.candidate import candidate_key
+    lm = FitterSpec.parse("strategy=lm,n_starts=3")
+    assert lm == FitterSpec(strategy="trf", n_starts=3)
+    assert FitterSpec.from_dict(lm.to_dict()).strategy == "trf"
+    assert (candidate_key("law", lm.to_dict())
+            == candidate_key("law", FitterSpec(strategy="trf", n_starts=3).to_dict()))
+    assert "lm" not in STRATEGIES  # neither proposed by the fitter mutation nor tested twice
+
+
 def test_fit_groups_shared_parameter():
     x = np.geomspace(1e6, 1e9, 20)[:, None]
     consts = {"g1": (2.0, 30.0), "g2": (3.0, 80.0), "g3": (1.0, 10.0)}

@@ -15,8 +15,6 @@ from ..fit_spec import LOSSES, STRATEGIES, FitterSpec
 N_STARTS = (1, 2, 4, 6, 8, 12, 16)
 F_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
 SCALE_WEIGHTS = (0, 1, 3)
-# "lm" fits as "trf" does (fit_core._local): proposing it would fit the same candidate twice
-PROPOSED_STRATEGIES = tuple(s for s in STRATEGIES if s != "lm")
 
 
 def mutate_fitter(spec: FitterSpec, rng: np.random.Generator, scaled: bool = False) -> FitterSpec:
@@ -35,7 +33,7 @@ def mutate_fitter(spec: FitterSpec, rng: np.random.Generator, scaled: bool = Fal
         return vals[int(rng.integers(len(vals)))]
 
     if f == "strategy":
-        return replace(spec, strategy=other(PROPOSED_STRATEGIES, spec.strategy))
+        return replace(spec, strategy=other(STRATEGIES, spec.strategy))
     if f == "loss":
         loss = other(LOSSES, spec.loss)
         if loss == "linear":
