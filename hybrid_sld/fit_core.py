@@ -146,10 +146,10 @@ def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, race=math.inf, strict=F
     r0 = prob.residual(u0)
     if not np.all(np.isfinite(r0)):
         raise _Fail("residuals are not finite at the start point")
-    # TRF for every strategy (FitterSpec reads "lm" as "trf"): scipy's MINPACK (method="lm") reached different fits
-    # from the same start in one process, by where its arrays landed in memory (a vocab
-    # candidate: valid R2 0.988 or 0.368), so a run's result hung on which worker had fitted
-    # what before (tests/test_fit.py); TRF gave one result every time
+    # TRF for every strategy (FitterSpec reads "lm" as "trf"): scipy's MINPACK (method="lm")
+    # reached different fits from the same start in one process, by where its arrays landed in
+    # memory (a vocab candidate: valid R2 0.988 or 0.368), so a run's result hung on which
+    # worker had fitted what before (tests/test_fit.py); TRF gave one result every time
     with np.errstate(all="ignore"):
         res = least_squares(prob.residual, u0, jac=lambda u: prob.residual(u, jac=True),
                             bounds=(lo, hi), method="trf", loss=spec.loss,

@@ -42,10 +42,11 @@ class FitterSpec:
     multi-start TRF), ``trf`` (``lm`` is read as ``trf``, see STRATEGY_ALIASES), ``varpro``,
     ``de`` (differential evolution, then polish) or ``grid`` (Latin hypercube, then polish the
     best). ``loss`` is a robust loss of least_squares, ``f_scale`` its scale in units of the
-    target's standard deviation. ``log_space`` fits log(prediction) to log(target); ``log_params`` optimises positive
-    parameters as logarithms. With more than two random start points, each first gets
-    ``screen_nfev`` evaluations and only the two lowest in cost go on to convergence (starts
-    in a poor basin would otherwise crawl to ``max_nfev``); 0 runs every start to convergence.
+    target's standard deviation. ``log_space`` fits log(prediction) to log(target);
+    ``log_params`` optimises positive parameters as logarithms. With more than two random start
+    points, each first gets ``screen_nfev`` evaluations and only the two lowest in cost go on to
+    convergence (starts in a poor basin would otherwise crawl to ``max_nfev``); 0 runs every
+    start to convergence.
     ``scale_weight``: rows at a group's largest scale count ``1 + scale_weight`` times in the
     fit, those at its smallest once, by rank in between (the scale is the feature a task
     extrapolates in). Fitting the frontier more closely can extrapolate better; validation, held
