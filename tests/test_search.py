@@ -18,6 +18,7 @@ import pytest
 
 from hybrid_sld import data as data_mod
 from hybrid_sld.errors import HybridSLDError
+from hybrid_sld.fit_spec import FitterSpec
 from hybrid_sld.law_task import parse_task_law
 from hybrid_sld.search.archive import Entry
 from hybrid_sld.search.config import SearchConfig
@@ -1836,3 +1837,18 @@ def test_run_files_are_documented_and_count_rows_apart(finished_run):
     # a best.json written before: rows of train (validation among them) and valid
     assert _rows_md({"rows": {"train": 30, "valid": 6, "test": 4}}) == _rows_md(
         {"rows": {"fit": 24, "valid": 6, "test": 4}})
+
+
+def test_a_parent_fitter_in_an_old_spelling_is_read_as_its_spec(two_target_task, tmp_path):
+    # a checkpoint written before strategy "lm" became "trf" holds "lm" fitters; copied as they
+    # were, a child would be keyed apart from its "trf" twin and fitted a second time
+    s = Search(SearchConfig(task=str(two_target_task), max_evals=4, batch_size=4, p_assemble=0.0,
+                            crossover=False, evolve_fitter=False), tmp_path)
+    old = {k: v for k, v in FitterSpec().to_dict().items() if k != "ridge"}
+    old["strategy"] = "lm"
+    parent = Entry("y = p1*x^p2\nz = p3 + p4*log(x)", old, "k", 0.0, 0.0, 1, 2, 1, "test")
+    s.state.archive.sample = lambda island, rng: parent
+    s.state.seed_cursor = len(s.seeds)
+    _text, fitter, origin = s._generate(0)
+    assert origin == "mutate"
+    assert fitter == FitterSpec(strategy="trf").to_dict()
