@@ -74,7 +74,7 @@ def start_points(compiled, spec: FitterSpec) -> list[np.ndarray]:
     parameterised parameters are mapped back with exp. (Our fitter then replaces the linear
     amplitudes of each start by their least-squares values: that is part of its method.)
     """
-    if spec.strategy not in ("auto", "trf", "lm", "varpro"):
+    if spec.strategy not in ("auto", "trf", "varpro"):
         raise SystemExit(f"start-point replication supports random-start strategies, "
                          f"not {spec.strategy!r}")
     rng = np.random.default_rng(spec.seed)
