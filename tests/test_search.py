@@ -20,7 +20,7 @@ from hybrid_sld import data as data_mod
 from hybrid_sld.errors import HybridSLDError
 from hybrid_sld.fit_spec import FitterSpec
 from hybrid_sld.law_task import parse_task_law
-from hybrid_sld.search.archive import Entry
+from hybrid_sld.search.archive import Archive, Entry
 from hybrid_sld.search.config import SearchConfig
 from hybrid_sld.search.engine import Search
 from hybrid_sld.search.final import final_report
@@ -1847,7 +1847,8 @@ def test_a_parent_fitter_in_an_old_spelling_is_read_as_its_spec(two_target_task,
     old = {k: v for k, v in FitterSpec().to_dict().items() if k != "ridge"}
     old["strategy"] = "lm"
     parent = Entry("y = p1*x^p2\nz = p3 + p4*log(x)", old, "k", 0.0, 0.0, 1, 2, 1, "test")
-    s.state.archive.sample = lambda island, rng: parent
+    archive = Archive.from_dict({"islands": [[parent.to_dict()]]})  # as a checkpoint is loaded
+    s.state.archive.sample = lambda island, rng: archive.entries()[0]
     s.state.seed_cursor = len(s.seeds)
     _text, fitter, origin = s._generate(0)
     assert origin == "mutate"

@@ -10,6 +10,8 @@ import bisect
 import math
 from dataclasses import asdict, dataclass
 
+from ..fit_spec import FitterSpec
+
 COMPLEXITY_EDGES = (8, 14, 20, 28, 38, 50, 70, 100, 150)
 
 
@@ -125,8 +127,12 @@ class Archive:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Archive":
+        """An archive from a checkpoint. Each elite's fitter is read through FitterSpec: a
+        checkpoint of an older version may spell one the old way (strategy "lm", now "trf"),
+        and children copy their parent's fitter, so they would be keyed apart from their twins."""
         a = cls(len(d["islands"]))
         for i, cells in enumerate(d["islands"]):
             for e in cells:
-                a.add(Entry.from_dict(e), i)
+                fitter = FitterSpec.from_dict(e["fitter"]).to_dict()
+                a.add(Entry.from_dict({**e, "fitter": fitter}), i)
         return a

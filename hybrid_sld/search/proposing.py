@@ -90,9 +90,7 @@ class Proposing:
         parent = s.archive.sample(island, rng)
         if parent is None:
             return self.seeds[int(rng.integers(len(self.seeds)))]
-        # read through FitterSpec: a checkpoint of an older version may hold a fitter in an old
-        # spelling (strategy "lm", now "trf"), which would key the child apart from its twin
-        law, fitter = self._law(parent.law), FitterSpec.from_dict(parent.fitter).to_dict()
+        law, fitter = self._law(parent.law), parent.fitter
         if law is None:
             return None, fitter, ""
         if len(self.task.targets) > 1 and cfg.p_assemble > 0 and rng.random() < cfg.p_assemble:
