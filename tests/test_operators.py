@@ -289,6 +289,16 @@ def test_mutate_fitter_valid_and_changes():
     assert r1[0] == r1[1] == r1[2]
 
 
+def test_fewer_starts_are_proposed_more_often():
+    # a fit costs about in proportion to its starts, and a child inherits its parent's: drawn
+    # uniformly, 16 starts spread through a run's elites (cost per evaluation 4x by its end)
+    rng = np.random.default_rng(0)
+    drawn = [fitter_mutation.mutate_fitter(FitterSpec(n_starts=3), rng).n_starts
+             for _ in range(3000)]
+    few, many = sum(n <= 2 for n in drawn), sum(n >= 12 for n in drawn)
+    assert many > 0 and few > 4 * many
+
+
 def test_no_global_randomness(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("global numpy random used")

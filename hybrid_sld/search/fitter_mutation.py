@@ -17,6 +17,16 @@ F_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
 SCALE_WEIGHTS = (0, 1, 3)
 
 
+def fewer_starts_likelier(current: int, rng: np.random.Generator) -> int:
+    """Another start count, drawn in inverse proportion to it. A fit costs about in proportion
+    to its starts, and a child inherits its parent's fitter: drawn uniformly, an elite refitted
+    with 16 starts passed them to its whole line, and late in some runs each evaluation cost 4x
+    as much (benchmarks/results/offline_search_summary.md, stop 66). Selection still keeps
+    many starts where a law needs them."""
+    vals = np.array([v for v in N_STARTS if v != current])
+    return int(rng.choice(vals, p=(1 / vals) / (1 / vals).sum()))
+
+
 def mutate_fitter(spec: FitterSpec, rng: np.random.Generator, scaled: bool = False) -> FitterSpec:
     """Change one of strategy, loss (with f_scale), f_scale, n_starts, log_space, log_params,
     screening of start points (on or off), and, where the task has a scale to extrapolate in
@@ -42,7 +52,7 @@ def mutate_fitter(spec: FitterSpec, rng: np.random.Generator, scaled: bool = Fal
     if f == "f_scale":
         return replace(spec, f_scale=other(F_SCALES, spec.f_scale))
     if f == "n_starts":
-        return replace(spec, n_starts=other(N_STARTS, spec.n_starts))
+        return replace(spec, n_starts=fewer_starts_likelier(spec.n_starts, rng))
     if f == "scale_weight":
         return replace(spec, scale_weight=other(SCALE_WEIGHTS, spec.scale_weight))
     if f == "screen_nfev":
