@@ -347,6 +347,43 @@ def test_resume_after_sigkill_matches_uninterrupted(synthetic_task, tmp_path):
     assert len((run_dir / "events.jsonl").read_text().splitlines()) == 40
 
 
+def test_checkpoints_thin_out_and_a_run_stopped_past_the_last_resumes_alike(
+        synthetic_task, tmp_path, monkeypatch):
+    # a checkpoint rewrites every evaluation so far: written after every batch, the data grew
+    # with the square of the run. It is written once the evaluations since the last make up
+    # CHECKPOINT_SHARE of the total (1/4 here, to see it in 40 evaluations), and always at the
+    # end; a run stopped between two resumes from the last and ends as an uninterrupted one
+    from hybrid_sld.search import engine
+    monkeypatch.setattr(engine, "CHECKPOINT_SHARE", 1 / 4)
+    saves, real_save = [], Search.save
+
+    def save(self):
+        saves.append(self.state.evals)
+        real_save(self)
+
+    monkeypatch.setattr(Search, "save", save)
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=40, batch_size=1, seed=1)
+    ref = discover(cfg, out=tmp_path / "ref")
+    assert saves == [1, 2, 3, 4, 6, 8, 11, 15, 20, 27, 36, 40]
+
+    class Killed(Exception):
+        pass
+
+    def stop_at_34(search):
+        if search.state.evals == 34:
+            raise Killed
+
+    run_dir = prepare_run_dir(cfg, tmp_path / "runs")
+    with pytest.raises(Killed):
+        Search(cfg, run_dir, progress=stop_at_34).run()
+    assert json.loads((run_dir / "checkpoint" / "state.json").read_text())["evals"] == 27
+    assert len((run_dir / "events.jsonl").read_text().splitlines()) == 34
+    res = discover(cfg, resume=run_dir)
+    assert _best(res) == _best(ref) and res["evals"] == 40
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["eval_id"] for e in events] == list(range(40))
+
+
 def test_unwritable_run_dir_fails_clearly(synthetic_task, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
