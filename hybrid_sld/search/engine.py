@@ -160,17 +160,6 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
         self.state.elapsed += now - self._mark
         self._mark = now
 
-    def _checkpoint(self) -> None:
-        """Sync the events log, then write the checkpoint: the log on disk holds every
-        evaluation the checkpoint does."""
-        try:
-            with open(self.run_dir / "events.jsonl", "a") as fh:
-                os.fsync(fh.fileno())
-            self.save()
-        except OSError as exc:
-            raise HybridSLDError(self._write_failure(exc)) from None
-        self._saved_evals = self.state.evals
-
     def _room(self, evals: int) -> int:
         """The size of the batch that starts after ``evals`` evaluations."""
         cap = self.config.max_evals

@@ -3,8 +3,8 @@ background, and the sessions a replay follows. A mixin of engine.Search, apart b
 the one concurrent, endpoint-facing part of the loop; an offline run never calls it.
 
 Contract: LLMRounds reads the Search's ``config``, ``task``, ``train``, ``fold``, ``seeds``,
-``run_dir``, ``interrupted`` and ``_stop``, and calls its ``_law``, ``_done``, ``save`` and
-``_write_failure``. It sets ``llm``, ``llm_settings``, ``budget``, ``schedule``, ``replay_end``
+``run_dir``, ``interrupted`` and ``_stop``, and calls its ``_law``, ``_done`` and
+``_checkpoint``. It sets ``llm``, ``llm_settings``, ``budget``, ``schedule``, ``replay_end``
 and ``sessions`` (_setup_llm), and ``_round``, ``_afresh`` and ``_stop`` (_halt); on a replay's
 session it replaces ``config`` and the LLM settings. In ``state`` it keeps the LLM's counts
 (``llm``, ``llm_round``, ``llm_seq``, ``llm_ended``, ``llm_idle``, ``failures``,
@@ -19,7 +19,6 @@ import time
 from concurrent.futures import wait
 from dataclasses import replace
 
-from ..errors import HybridSLDError
 from ..metrics import counted
 from .candidate import candidate_key
 from .config import ALREADY_EVALUATED, SEARCH_FITTER
@@ -229,10 +228,7 @@ class LLMRounds:
             exc = f.exception() if f.done() and not f.cancelled() else None
             if isinstance(exc, LLMStop) and not isinstance(exc, BudgetExhausted):
                 self._halt(exc)
-                try:
-                    self.save()
-                except OSError as err:
-                    raise HybridSLDError(self._write_failure(err)) from None
+                self._checkpoint()
                 return
 
     def _round_due(self, block: bool) -> bool:

@@ -5,7 +5,8 @@ report and the bench write and resume runs too.
 
 Contract of Checkpointing: it reads the Search's ``config``, ``run_dir``, ``rng``, ``train``,
 ``task``, ``llm``, ``budget`` and ``go_on``; ``save`` writes ``state`` and the generator's
-state to the checkpoint file, and ``load`` replaces ``state``, restores the generator and the
+state to the checkpoint file, ``_checkpoint`` syncs events.jsonl first and sets
+``_saved_evals``, and ``load`` replaces ``state``, restores the generator and the
 LLM budget's spend, and rewrites events.jsonl to the evaluations the checkpoint holds.
 """
 
@@ -162,6 +163,18 @@ class Checkpointing:
         if self.llm is not None:  # a hybrid round's calls charge it from their threads
             doc["llm"] = self.budget.copy()
         write_atomic(self.checkpoint_path, checkpoint_text(head, s, doc))
+
+    def _checkpoint(self) -> None:
+        """Sync the events log, then write the checkpoint: the log on disk holds every
+        evaluation the checkpoint does. A failed write becomes the run's
+        clear message (:meth:`_write_failure`)."""
+        try:
+            with open(self.run_dir / "events.jsonl", "a") as fh:
+                os.fsync(fh.fileno())
+            self.save()
+        except OSError as exc:
+            raise HybridSLDError(self._write_failure(exc)) from None
+        self._saved_evals = self.state.evals
 
     def _write_failure(self, exc: OSError) -> str:
         """What a failed write (a full disk, say) leaves and how to go on."""
