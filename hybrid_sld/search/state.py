@@ -166,8 +166,8 @@ class Checkpointing:
 
     def _checkpoint(self) -> None:
         """Sync the events log, then write the checkpoint: the log on disk holds every
-        evaluation the checkpoint does. A failed write becomes the run's
-        clear message (:meth:`_write_failure`)."""
+        evaluation the checkpoint does. A failed write becomes the run's clear message
+        (:meth:`_write_failure`)."""
         try:
             with open(self.run_dir / "events.jsonl", "a") as fh:
                 os.fsync(fh.fileno())
