@@ -997,6 +997,22 @@ def test_disk_full_before_the_first_checkpoint_removes_the_new_run_directory(
         shutil.rmtree(kept[0])
 
 
+def test_disk_full_on_resume_where_the_task_moved_says_what_is_kept(synthetic_task, tmp_path,
+                                                                    monkeypatch):
+    """The resume rewrites the checkpoint with the task's new place; a failed write came out
+    as the bare OSError (its file and errno), not the run's message of what is kept."""
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4)
+    run_dir = Path(discover(cfg, out=tmp_path / "runs")["run_dir"])
+    saved = (run_dir / "checkpoint" / "state.json").read_text()
+    _checkpoint_fails(monkeypatch, "ENOSPC")
+    with pytest.raises(HybridSLDError, match=r"cannot write to the run directory .*No space left"
+                                             r".*the checkpoint after evaluation 4 is kept: make "
+                                             r"room and continue"):
+        discover(cfg, resume=run_dir, task=str(synthetic_task))
+    assert (run_dir / "checkpoint" / "state.json").read_text() == saved
+    assert not list(run_dir.rglob("*.tmp"))
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_disk_full_while_reporting_leaves_no_partial_files(synthetic_task, tmp_path):
     cfg = SearchConfig(task=str(synthetic_task), max_evals=8, batch_size=4)

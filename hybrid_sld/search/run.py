@@ -265,7 +265,7 @@ def discover(cfg: SearchConfig, out: str | Path = "runs", resume: str | Path | N
         if resume:
             search.load()
             if task is not None or data_dir is not None:  # where they are now, for report too
-                search.save()
+                search._checkpoint()  # a failed write says what is kept, as mid-run
             if llm:  # new settings: the LLM's part, ended or idle, starts afresh
                 search.llm_afresh()
             finished = search._done()
