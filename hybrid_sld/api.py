@@ -56,6 +56,14 @@ class UndefinedMetricWarning(*_UNDEFINED_BASES):
     UndefinedMetricWarning when it is installed, else a UserWarning as that is."""
 
 
+def _is_default(value, default) -> bool:
+    """Whether a parameter holds its default, for repr: an array or a list of feature names is
+    never a default (None is), and comparing one with ``!=`` gives no single truth value."""
+    if default is None or value is None:
+        return value is default
+    return isinstance(value, numbers.Number) and value == default
+
+
 class ScalingLawRegressor:
     """Fit the constants of a scaling law, separately per group, and predict with them.
 
@@ -114,7 +122,7 @@ class ScalingLawRegressor:
     def __repr__(self):
         defaults = dict.fromkeys(_PARAM_NAMES) | {"max_evals": 200, "random_state": 0}
         args = [f"{k}={getattr(self, k)!r}" for k in _PARAM_NAMES
-                if getattr(self, k) != defaults[k]]
+                if not _is_default(getattr(self, k), defaults[k])]
         return f"{type(self).__name__}({', '.join(args)})"
 
     # -- fitting -----------------------------------------------------------------------------
@@ -234,9 +242,9 @@ class ScalingLawRegressor:
             warnings.warn("fitter= is not used when no law is given: the search evolves a "
                           "fitter with each law (fitter_ holds the chosen law's); pass a law to "
                           "fit it with this fitter", UserWarning, stacklevel=2)
-        starts = None  # per group: constants to start the fit from as well
+        starts = pareto = None  # per group: constants to start the fit from as well
         if self.law is None:  # no law given: discover one with the offline search
-            text, fitter, self.pareto_, starts = _search(A, Y2, keys, names, targets, max_evals,
+            text, fitter, pareto, starts = _search(A, Y2, keys, names, targets, max_evals,
                                                          seed, self._checked_functions(), j)
         else:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
@@ -264,9 +272,12 @@ class ScalingLawRegressor:
             warnings.warn(f"fit failed for {len(failed)} group(s), e.g. {failed[0]!r}: "
                           f"{fits[failed[0]].message}; their predictions are NaN", stacklevel=2)
         self.law_, self.fitter_, self.fits_ = law, spec, fits
+        if pareto is not None:  # set with the rest: a fit that fails leaves no fitted state
+            self.pareto_ = pareto
         self.groups_ = list(fits)
         self.targets_ = targets
         self._x_columns = columns  # those predict takes, by name
+        self._names = names  # the law's names for A's columns, in order
         self._named_X = cols is not None  # X's columns had names (not features= naming them)
         self._y_columns = y_columns  # and score, of several targets
         # as scikit-learn's: X's columns as passed, so an array's group column has no name
@@ -336,7 +347,9 @@ class ScalingLawRegressor:
     def _check_law(self, law: Law, A: np.ndarray, names, unread, given: bool) -> None:
         """A law that reads X as meant: no column of X taken for a constant, some feature used,
         no x3 for two columns, X inside its domain. ``unread``: X's columns not features."""
-        if isinstance(self.group_column, str) and self.group_column in law.param_names:
+        # a law the search wrote never read the group column: its constants' names are its own
+        if isinstance(self.group_column, str) and self.group_column in law.param_names and \
+                self.law is not None:
             raise InputError(f"{self.group_column} is the group column (group_column=), which "
                              "names each row's group (the law's constants are fitted per group "
                              "already), so it cannot name a constant; rename the constant")
@@ -407,8 +420,17 @@ class ScalingLawRegressor:
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         # fitted on named columns: match them by name, the others unread
-        A = _as_matrix(X, columns=self._x_columns)
-        _check_finite(A, "X", self._x_columns if _columns(X) is not None else None)
+        by_name = self._x_columns
+        if by_name is None and _columns(X) is not None:  # fitted on an array: X's columns were
+            if set(self._names) <= set(_columns(X)):  # named x0, x1 (or the Law's names) by place
+                by_name = self._names  # so a DataFrame of those names is read by them
+            else:  # as scikit-learn warns: names given, not those fit used, so taken by place
+                warnings.warn(f"X has column names, but this estimator was fitted on an array "
+                              f"whose columns the law names {', '.join(self._names)}: X's "
+                              "columns are taken by place, in that order", UserWarning,
+                              stacklevel=3)
+        A = _as_matrix(X, columns=by_name)
+        _check_finite(A, "X", by_name if _columns(X) is not None else None)
         if self._x_columns is not None:
             if _columns(X) is None and A.shape[1] != len(self._x_columns):
                 self._wrong_feature_count(A.shape[1], self._x_columns)

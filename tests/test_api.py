@@ -459,6 +459,25 @@ def test_predict_warns_of_unnamed_columns_after_a_named_fit():
         est.predict(pd.DataFrame({"D": d, "N": x}))
 
 
+def test_an_array_fit_reads_a_dataframe_of_the_laws_names_by_name():
+    """Fitted on an array, predict took a DataFrame's columns by place, unchecked: x1, x0 gave
+    predictions off by 10 with no word. Names the law gave X's columns are read by name; other
+    names are taken by place with scikit-learn's warning."""
+    pd = pytest.importorskip("pandas")
+    N, D = np.geomspace(1e6, 1e9, 20), np.geomspace(1e8, 1e11, 20)[::-1].copy()
+    y = 2 + 300 * N ** -0.3 + 1e3 * D ** -0.3
+    est = ScalingLawRegressor("y = E + A*x0^(-a) + B*x1^(-b)").fit(np.c_[N, D], y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(est.predict(pd.DataFrame({"x1": D, "x0": N})),
+                                      est.predict(np.c_[N, D]))
+    with pytest.warns(UserWarning, match="X has column names, but this estimator was fitted on "
+                                         "an array whose columns the law names x0, x1: X's "
+                                         "columns are taken by place"):
+        np.testing.assert_array_equal(est.predict(pd.DataFrame({"N": N, "D": D})),
+                                      est.predict(np.c_[N, D]))
+
+
 def test_a_constant_named_like_the_group_column_is_refused():
     """It was fitted per group, silently, as `hybrid-sld fit` refuses it (check_columns)."""
     pd = pytest.importorskip("pandas")
@@ -466,6 +485,35 @@ def test_a_constant_named_like_the_group_column_is_refused():
     X = pd.DataFrame({"N": N, "run": ["a"] * 6 + ["b"] * 6})
     with pytest.raises(InputError, match="run is the group column .* rename the constant"):
         ScalingLawRegressor("y = run + A*N^(-a)", group_column="run").fit(X, 2 + 5 / np.sqrt(N))
+
+
+def test_a_searched_law_may_name_a_constant_as_the_group_column_or_a_target_is_named():
+    """The search names its constants p1, p2, ...: a group column p1 had fit refuse the law the
+    search chose, after the search, leaving pareto_ of a fit that failed; a target p1 made every
+    seed law invalid ("no seed law fits the param_cap")."""
+    pd = pytest.importorskip("pandas")
+    N = np.tile(np.geomspace(1e6, 1e9, 10), 2)
+    y = np.r_[2.0, 2.5].repeat(10) + 300 * N ** -0.3
+    X = pd.DataFrame({"p1": np.repeat(["a", "b"], 10), "N": N})
+    est = ScalingLawRegressor(group_column="p1", max_evals=8).fit(X, y)
+    assert "p1" in est.law_.param_names
+    np.testing.assert_allclose(est.predict(X), y, rtol=1e-6)
+    X = pd.DataFrame({"N": N[:10]})
+    est = ScalingLawRegressor(max_evals=8).fit(X, pd.DataFrame({"p1": y[:10]}))
+    assert est.targets_ == ("p1",) and est.score(X, y[:10]) > 0.999
+
+
+def test_a_fit_that_fails_after_its_search_leaves_no_fitted_state(monkeypatch):
+    from hybrid_sld import api
+    x = np.geomspace(1e6, 1e9, 10)[:, None]
+    est = ScalingLawRegressor(max_evals=6)
+
+    def refuse(*args):
+        raise FitError("refused")
+    monkeypatch.setattr(api.ScalingLawRegressor, "_fit_groups", staticmethod(refuse))
+    with pytest.raises(FitError, match="refused"):
+        est.fit(x, 2 + 300 * x[:, 0] ** -0.3)
+    assert not [k for k in vars(est) if k.endswith("_")]
 
 
 def test_law_errors():
@@ -533,6 +581,10 @@ def test_get_set_params_and_repr():
     with pytest.raises(ValueError, match="invalid parameter"):
         est.set_params(alpha=1)
     assert repr(ScalingLawRegressor()) == "ScalingLawRegressor()"
+    # an array-like parameter: != of an array has no single truth value (repr raised); a
+    # numpy number equal to its default is the default
+    assert repr(ScalingLawRegressor(features=np.array(["N", "D"]), max_evals=np.int64(200))) \
+        == "ScalingLawRegressor(features=array(['N', 'D'], dtype='<U1'))"
     assert repr(est).startswith("ScalingLawRegressor(law='y = c + A*x^(-a)\\nA, a > 0', fitter=")
     clone = type(est)(**est.get_params())
     assert clone.get_params() == est.get_params()

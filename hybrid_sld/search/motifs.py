@@ -280,7 +280,7 @@ def seed_laws(task, positive_features: set[str] | None = None, *, include_expert
         return P("pos") * x ** -P("exp") if f in positive else P("amp") * x
 
     for f in task.feature_names:
-        P = ParamFactory(features=task.feature_names)
+        P = ParamFactory(task.targets, task.feature_names)
         eqs = [(t, P("offset") + term(f, P)) for t in task.targets]
         if len(P.new) <= task.param_cap:
             add(law_text(eqs, P.new))
@@ -288,7 +288,7 @@ def seed_laws(task, positive_features: set[str] | None = None, *, include_expert
     order = sorted(task.feature_names, key=lambda f: f != task.split.by)
     per_target = task.param_cap // T
     for n_terms in range(len(order), 0, -1):
-        P = ParamFactory(features=task.feature_names)
+        P = ParamFactory(task.targets, task.feature_names)
         eqs = []
         for t in task.targets:
             e = P("offset")
@@ -300,7 +300,7 @@ def seed_laws(task, positive_features: set[str] | None = None, *, include_expert
                 add(law_text(eqs, P.new))
             break
     if lead:  # per target: its lead feature's term first, then the others' while the cap allows
-        P = ParamFactory(features=task.feature_names)
+        P = ParamFactory(task.targets, task.feature_names)
         eqs = []
         for t in task.targets:
             f = lead.get(t, order[0])
