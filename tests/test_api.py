@@ -1009,3 +1009,15 @@ def test_a_searched_laws_fit_starts_where_the_final_choices_ended(monkeypatch):
                        "p3": truth[i][2]}, 0.0, status=1))
     est = ScalingLawRegressor(max_evals=4).fit(X, y, groups=groups)
     assert est.law_.text == law.text and est.score(X, y, groups=groups) > 0.9999
+
+
+def test_the_estimator_is_importable_from_the_package_without_loading_it_up_front():
+    import hybrid_sld
+    assert hybrid_sld.ScalingLawRegressor is ScalingLawRegressor
+    assert hybrid_sld.NotFittedError is NotFittedError and hybrid_sld.InputError is InputError
+    with pytest.raises(AttributeError, match="has no attribute 'Regressor'"):
+        hybrid_sld.Regressor
+    loaded = subprocess.run([sys.executable, "-c", "import sys, hybrid_sld; "
+                             "print('hybrid_sld.api' in sys.modules, 'numpy' in sys.modules)"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == ["False", "False"]  # the command line starts without them
