@@ -338,6 +338,11 @@ class ScalingLawRegressor:
             unnamed = True
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
+        if isinstance(self.law, str) and self.targets is None:  # one equation per column of y
+            eqs = (parsed or _parse(self.law, names)).targets
+            if len(eqs) != Y2.shape[1]:
+                raise InputError(f"the law has {len(eqs)} equation(s) ({', '.join(eqs)}) but "
+                                 f"y has {Y2.shape[1]} column(s): one equation per target")
         y_columns = None if Y2.shape[1] == 1 or _columns(y) is None else \
             _target_columns(_columns(y), targets)
         if y_columns is not None:  # by name, as X's columns are

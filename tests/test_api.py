@@ -1021,3 +1021,16 @@ def test_the_estimator_is_importable_from_the_package_without_loading_it_up_fron
                              "print('hybrid_sld.api' in sys.modules, 'numpy' in sys.modules)"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert loaded == ["False", "False"]  # the command line starts without them
+
+
+@pytest.mark.parametrize("law, columns", [("u = a + b*x0^(-c)\nv = d + e*x0^(-f)", 1),
+                                          ("u = a + b*x0^(-c)", 2)])
+def test_a_law_of_more_or_fewer_equations_than_y_has_columns_says_so(law, columns):
+    """It read as a syntax error at the second equation ("unknown target 'v'; targets: u"), or
+    advised targets=[...], which cannot mend it."""
+    x = np.geomspace(1e6, 1e9, 12)[:, None]
+    y = np.tile(2 + 300 * x ** -0.3, (1, columns)).squeeze()
+    n = law.count("=")
+    with pytest.raises(InputError, match=rf"the law has {n} equation\(s\) \(.*\) but y has "
+                                         rf"{columns} column\(s\): one equation per target"):
+        ScalingLawRegressor(law).fit(x, y)
