@@ -453,9 +453,9 @@ class ScalingLawRegressor:
         else:
             # a fitted group's label may name a column: fit took X without it
             keys = _group_keys(groups, len(A), set(_columns(X) or ()) - set(self.fits_))
-        index = _index(keys)
         texts = {g: str(g) for g in self.fits_}  # matched as text, as fit told groups apart
-        unknown = [g for g in index if texts.get(g) != str(g)]
+        by_text = {t: g for g, t in texts.items()}
+        unknown = [g for g in _index(keys) if str(g) not in by_text]
         if unknown:
             known = ", ".join(repr(g) for g in self.groups_[:20])
             more = f" (and {len(self.groups_) - 20} more)" if len(self.groups_) > 20 else ""
@@ -464,6 +464,8 @@ class ScalingLawRegressor:
                 f" (group labels are matched as text: {alike[0]!r} is not {texts[alike[0]]})"
             raise InputError(f"unknown group(s) {', '.join(map(repr, unknown[:5]))}; "
                              f"known groups: {known}{more}{why}")
+        keys = [by_text[str(k)] for k in keys]  # "1" is the group fitted as 1
+        index = _index(keys)
         hit = domain_violation(self.law_, A)
         if hit:
             raise InputError(f"X[{hit[0]}]: {hit[1]}")

@@ -1034,3 +1034,16 @@ def test_a_law_of_more_or_fewer_equations_than_y_has_columns_says_so(law, column
     with pytest.raises(InputError, match=rf"the law has {n} equation\(s\) \(.*\) but y has "
                                          rf"{columns} column\(s\): one equation per target"):
         ScalingLawRegressor(law).fit(x, y)
+
+
+def test_group_labels_are_matched_as_text_in_predict():
+    """Fitted on groups 1 and 2, predict refused "1" and "2" ("unknown group(s) '1', '2';
+    known groups: 1, 2"), though labels are matched as text, as the CLI reads them."""
+    x = np.tile(np.geomspace(1e6, 1e9, 10), 2)[:, None]
+    y = np.r_[2.0, 2.5].repeat(10) + 300 * x[:, 0] ** -0.3
+    est = ScalingLawRegressor("y = c + A*x0^(-a)").fit(x, y, groups=np.repeat([1, 2], 10))
+    np.testing.assert_array_equal(est.predict(x, groups=np.repeat(["1", "2"], 10)),
+                                  est.predict(x, groups=np.repeat([1, 2], 10)))
+    with pytest.raises(InputError, match=r"unknown group\(s\) 1.0, 2.0; .* \(group labels are "
+                                         r"matched as text: 1.0 is not 1\)"):
+        est.predict(x, groups=np.repeat([1.0, 2.0], 10))
