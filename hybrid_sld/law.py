@@ -239,6 +239,60 @@ def _depth(expr: sp.Expr) -> int:
     return deepest
 
 
+_FLOAT_FUNCTIONS = {sp.exp: math.exp, sp.log: math.log, sp.tanh: math.tanh, sp.Abs: abs}
+
+
+def _float_value(e: sp.Expr) -> float:
+    """A constant expression's value in double precision, step by step as a fit computes it:
+    OverflowError where a step leaves the doubles (exp(1000)) or underflows a non-zero value
+    to 0 (exp(-1000)), ValueError where it is undefined. sympy's own evaluation of such a
+    constant asks for as many digits as it has: (1 + exp(-exp(30)))^exp(exp(30)) ran for
+    minutes when the law was compiled, tanh(exp(exp(50))) raised OverflowError there."""
+    if e.is_Number or e.is_NumberSymbol:
+        return float(e)  # a number in law text is range-checked as it is read
+    if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2 \
+            and sp.S.One in e.args[0].args:  # softplus, log(1 + exp(z)): logaddexp(0, z)
+        z = next(a for a in e.args[0].args if a != 1)
+        if isinstance(z, sp.exp):
+            z = _float_value(z.args[0])
+            return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    args = [_float_value(a) for a in e.args]
+    if isinstance(e, sp.Add):
+        value = math.fsum(args)
+    elif isinstance(e, sp.Mul):
+        value = math.prod(args)
+    elif isinstance(e, sp.Pow):
+        value = math.pow(*args)
+    elif type(e) in _FLOAT_FUNCTIONS:
+        value = _FLOAT_FUNCTIONS[type(e)](*args)
+    elif isinstance(e, (sp.Max, sp.Min)):
+        value = max(args) if isinstance(e, sp.Max) else min(args)
+    else:
+        raise ValueError(f"no value for {type(e).__name__}")
+    if not math.isfinite(value) or (value == 0.0 and not isinstance(e, sp.Add)
+                                    and all(args) and not isinstance(e, (sp.Max, sp.Min))):
+        raise OverflowError(f"{e} leaves the range of double precision")
+    return value
+
+
+def _constant_out_of_range(expr: sp.Expr) -> sp.Expr | None:
+    """The first constant part of ``expr`` (no number alone: those are checked as read) whose
+    value a fit could not compute in double precision, or None."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if e.is_Number or e.is_NumberSymbol:
+            continue
+        if not e.free_symbols:
+            try:
+                _float_value(e)
+            except (OverflowError, ValueError):
+                return e
+            continue
+        stack.extend(reversed(e.args))
+    return None
+
+
 def _normalize(target: str, expr: sp.Expr, symbols: dict) -> sp.Expr:
     """Print and read back until stable, so that ``law.text`` parses to the same law.
 
@@ -311,6 +365,10 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
             big = (max(abs(r.p), r.q) for r in expr.atoms(sp.Rational))
             if any(n >= 10**300 or float(n) >= 1e300 for n in big):
                 raise err(f"the expression for {target!r} has a constant out of range", line, col)
+            part = _constant_out_of_range(expr)
+            if part is not None:
+                raise err(f"the expression for {target!r} has a constant out of range: "
+                          f"{expr_to_text(part)} is beyond double precision", line, col)
             if stage == 0:
                 try:
                     expr = _normalize(target, expr, symbols)

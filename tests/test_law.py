@@ -134,6 +134,13 @@ def test_param_cap():
     ("y = 2^100000", None, LawSyntaxError, "out of range"),
     ("y = 10^200*10^200*x", None, LawSyntaxError, "out of range"),
     ("y = 1e299*1e299*x", None, LawSyntaxError, "out of range"),
+    # constants sympy holds unevaluated: compiling them asked sympy for all their digits
+    # (minutes for the first; OverflowError, a traceback, for the second)
+    ("y = a*x*(1 + exp(-exp(30)))^exp(exp(30))", None, LawSyntaxError,
+     r"out of range: \(1 \+ exp\(-exp\(30\)\)\)\^exp\(exp\(30\)\) is beyond double"),
+    ("y = a*x*tanh(exp(exp(50)))", None, LawSyntaxError, "out of range: tanh"),
+    ("y = exp(1000)*a*x", None, LawSyntaxError, r"out of range: exp\(1000\) is beyond"),
+    ("y = exp(-1000)*a*x", None, LawSyntaxError, r"out of range: exp\(-1000\) is beyond"),
     ("y = b*x + a - a", None, LawSyntaxError, "parameter 'a' cancels out"),
     ("y = b*x^(0*a)", None, LawSyntaxError, "parameter 'a' cancels out"),
 ])
@@ -709,3 +716,14 @@ KNOWN_DRAWS = [
 @pytest.mark.parametrize("text, renamed", KNOWN_DRAWS)
 def test_known_draws_rename_to_the_same_key(text, renamed):
     assert parse_law(text, FEATURES).key == parse_law(renamed, FEATURES).key
+
+
+@pytest.mark.parametrize("text, value", [("y = a*x*softplus(800)", 800.0),
+                                         ("y = a*x*log(2)*sqrt(3)", math.log(2) * math.sqrt(3)),
+                                         ("y = a*x*exp(-700)", math.exp(-700))])
+def test_constants_within_double_precision_are_kept(text, value):
+    """softplus(800) is 800 as the fit computes it (logaddexp), though exp(800) overflows."""
+    law = parse_law(text, ["x"])
+    c = compile_law(law)
+    np.testing.assert_allclose(c.predict(np.array([[1.0]]), np.array([1.0]))[0, 0], value,
+                               rtol=1e-12)
