@@ -15,15 +15,22 @@ from scipy.optimize import differential_evolution
 from .fit_spec import FitterSpec
 
 
+OPEN_BEYOND = 1e150  # a lower bound below -this, an upper above this: no bound to the optimiser
+
+
 def _u_bounds(params, kinds):
+    """The optimiser's bounds. A bound as far out as A in (-1e308, 1e308) is none: the box
+    random starts are drawn from was 2e308 wide (numpy's draw raised OverflowError, a
+    traceback), E > -9e307 started E at -9e307, where no residual is finite, and TRF scaled
+    by the distance to such bounds stalled far from the fit that open bounds reach."""
     lo, hi = [], []
     for p, k in zip(params, kinds):
         if k == "log":
             lo.append(math.log(p.lower) if p.lower > 0 else -np.inf)
             hi.append(math.log(p.upper) if math.isfinite(p.upper) else np.inf)
         else:
-            lo.append(p.lower)
-            hi.append(p.upper)
+            lo.append(p.lower if p.lower > -OPEN_BEYOND else -np.inf)
+            hi.append(p.upper if p.upper < OPEN_BEYOND else np.inf)
     return np.array(lo, float), np.array(hi, float)
 
 

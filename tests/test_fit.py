@@ -45,6 +45,15 @@ def test_noise_free_recovery_every_strategy(strategy, decl):
                                [fit.params[n] for n in c.law.param_names])
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_bounds_as_wide_as_doubles_go_fit_as_open_ones(strategy):
+    """A in (-1e308, 1e308): the box random starts are drawn from was 2e308 wide, and numpy's
+    uniform draw raised OverflowError (a traceback from hybrid-sld fit)."""
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA in (-1e308, 1e308)\nE > -9e307", ["x"]))
+    fit = fit_law(c, X1[:, None], Y1, FitterSpec(strategy=strategy))
+    assert fit.success and _rel_err(fit.params, TRUE1) < 1e-6
+
+
 def _two_feature_law():
     """(compiled law, X, y, true constants): L = E + A/N^alpha + B/D^beta, noise-free, 7x7 grid."""
     N, D = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
