@@ -323,6 +323,13 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
     group = raw.get("group", DEFAULT_GROUP)
     if not isinstance(group, str) or not group:
         raise TaskError(f"{where}: 'group' must be the name of a column")
+    if group in feats_raw or group in targets:  # its values would split the rows into groups
+        what = "a feature" if group in feats_raw else "a target"
+        raise TaskError(f"{where}: the group column {group!r} is also {what}: "
+                        + (f"group = {group!r} names the column of each row's group label; "
+                           f"name that column instead" if "group" in raw else
+                           f"a column named {group!r} holds each row's group label unless "
+                           f"group = \"...\" names another; rename the {what[2:]}"))
     cap = raw.get("param_cap", 20)
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise TaskError(f"{where}: 'param_cap' must be a positive integer")

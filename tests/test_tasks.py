@@ -89,6 +89,19 @@ def test_split_by_defaults_to_the_only_feature(tmp_path):
     assert task.split.by == "N" and task.split.kind == "largest"
 
 
+@pytest.mark.parametrize("text, what", [
+    ('group = "N"\n' + GOOD, "also a feature: group = 'N' names the column of each row's group"),
+    ('group = "loss"\n' + GOOD, "also a target"),
+    (GOOD.replace("[features.N]", "[features.group]").replace('by = "N"', 'by = "group"'),
+     "also a feature: a column named 'group' holds each row's group label unless group = "
+     "\"...\" names another; rename the feature")])
+def test_a_group_column_that_is_a_feature_or_target_is_refused(tmp_path, text, what):
+    """group = "D" was taken: D's values split the rows into groups, D constant within each,
+    and fit, expert and discover ran to the end (exit 0)."""
+    with pytest.raises(TaskError, match=re.escape(f"the group column ") + ".*" + re.escape(what)):
+        load_task_file(_write(tmp_path, text))
+
+
 def test_good_toml_loads(tmp_path):
     p = _write(tmp_path, GOOD)
     task = load_task_file(p)
