@@ -13,7 +13,7 @@ from .cli_common import _fmt, _score_notes, _task
 from .data import load_splits
 from .data_checks import check_test_groups, repeated_rows, test_rows_in_train
 from .errors import HybridSLDError, LawError
-from .evaluate import check_columns, check_domain, check_rows, report
+from .evaluate import check_columns, check_domain, check_log_space, check_rows, report
 from .fit_spec import FitterSpec
 from .law_names import near_feature_notes
 from .law_task import check_uses_features, parse_expert_law, parse_task_law
@@ -49,6 +49,7 @@ def _evaluate(law, task, spec, train, test):
     check_columns(law, train)
     check_rows(law, train)
     check_domain(law, train, test)
+    check_log_space(spec, train)
     return report(law, task, train, test, spec)
 
 

@@ -100,6 +100,20 @@ def check_domain(law: Law, *datasets: Dataset | None) -> None:
             raise DataError(f"{data.where(hit[0])}: {hit[1]}")
 
 
+def check_log_space(spec: FitterSpec, data: Dataset) -> None:
+    """Raise a DataError naming the first row whose target a ``log_space`` fit would take the
+    log of though it is not positive: every group holding such a row could only fail ("log_space
+    needs positive targets"), scored -1 as if fitted, and the run went on to its end."""
+    if not spec.log_space or not len(data):
+        return
+    bad = np.argwhere(~(data.Y > 0))
+    if len(bad):
+        i, j = bad[0]
+        raise DataError(f"{data.where(i)}: {data.targets[j]} = {data.Y[i, j]:g}, and the fitter's "
+                        "log_space fits the log of the targets, which needs them positive: drop "
+                        "log_space (or the row)")
+
+
 def fit_dataset(law: Law, data: Dataset, spec: FitterSpec = FitterSpec(),
                 warm: dict[str, Fit] | None = None, scale: tuple[str, ...] = (),
                 on_group=None) -> dict[str, Fit]:

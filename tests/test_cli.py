@@ -1139,3 +1139,27 @@ def test_every_command_the_parser_takes_has_its_handler():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == set(cli.COMMANDS)
     assert all(f.__name__ == "cmd_" + name.replace("-", "_") for name, f in cli.COMMANDS.items())
+
+
+def test_log_space_on_targets_not_all_positive_is_refused_naming_the_row(tmp_path, capsys):
+    """fit, expert and discover ran with log_space on a target of -0.05, every group holding
+    such a row 'failed: log_space needs positive targets', scored -1 as if fitted (exit 0, and
+    discover left a run)."""
+    toml = write_task(tmp_path, "neg", {"y": lambda x, a: a * x ** -0.5 - 0.3}, param_cap=3,
+                      expert="y = c + A*x^(-b)")
+    expected = re.escape(f"{tmp_path / 'train.csv'}, line 17: y = -0.0519026, and the fitter's "
+                         "log_space fits the log of the targets, which needs them positive: drop "
+                         "log_space (or the row)")
+    assert main(["fit", "--task", str(toml), "--law", "y = c + A*x^(-b)",
+                 "--fitter", "log_space=true"]) == 2
+    assert re.search(expected + "\n", capsys.readouterr().err)
+    toml.write_text(toml.read_text().replace('law = "y = c + A*x^(-b)"',
+                                             'law = "y = c + A*x^(-b)"\nfitter = { log_space = true }'))
+    assert main(["expert", "--task", str(toml)]) == 2
+    assert re.search(expected + "\n", capsys.readouterr().err)
+    assert main(["discover", "--task", str(toml), "--max-evals", "4",
+                 "--out", str(tmp_path / "runs")]) == 2
+    assert re.search(expected + r" \(the task's \[expert\] fitter\)", capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+    # without log_space the same rows fit
+    assert main(["fit", "--task", str(toml), "--law", "y = c + A*x^(-b)"]) == 0

@@ -15,7 +15,9 @@ import numpy as np
 
 from ..data import unvalidated_groups
 from ..errors import DataError, HybridSLDError, LawError, TaskError
-from ..evaluate import check_columns, check_domain, check_rows, data_against_trend
+from ..evaluate import (check_columns, check_domain, check_log_space, check_rows,
+                        data_against_trend)
+from ..fit_spec import FitterSpec
 from ..law_names import near_feature_notes
 from ..law_task import check_functions, parse_expert_law
 from ..metrics import undefined_r2
@@ -101,6 +103,10 @@ class StartupChecks:
                 check_domain(e_law, self.train)
             except DataError as exc:  # a user's own law was not in question: say which it was
                 raise DataError(f"{exc} (the task's [expert] law)") from None
+            try:
+                check_log_space(FitterSpec.from_dict(self.task.expert_fitter), self.train)
+            except DataError as exc:
+                raise DataError(f"{exc} (the task's [expert] fitter)") from None
         fit_part, valid = self.fit_part, self.valid
         k = min(law.n_params for law in seed_laws if law)
         unvalidated = unvalidated_groups(self.task, self.train)
