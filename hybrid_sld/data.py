@@ -77,8 +77,9 @@ class Dataset:
         return h.hexdigest()[:24]
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of a CSV or Parquet file."""
+def _read_table(path: Path) -> tuple[list[str], list[list[str]], list[int] | None]:
+    """(header, rows, each row's first line) of a CSV or Parquet file (which has no lines:
+    None). A quoted field may hold line breaks, so a row's line is counted, not its index + 2."""
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -92,11 +93,15 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
         cols = table.column_names
         data = [table.column(c).to_pylist() for c in cols]
-        return cols, [[("" if v is None else str(v)) for v in row] for row in zip(*data)]
+        return cols, [[("" if v is None else str(v)) for v in row] for row in zip(*data)], None
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is no header
             reader = csv.reader(fh)
-            rows = list(reader)
+            rows, lines, end = [], [], 0
+            for row in reader:
+                rows.append(row)
+                lines.append(end + 1)
+                end = reader.line_num
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except UnicodeDecodeError as exc:
@@ -105,7 +110,7 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
         rows.pop()
     if not rows:
         raise DataError(f"{path}: empty file")
-    return [c.strip() for c in rows[0]], rows[1:]
+    return [c.strip() for c in rows[0]], rows[1:], lines[1:len(rows)]
 
 
 def _shown(header: list[str], limit: int = 200) -> str:
@@ -150,7 +155,7 @@ def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
 def read_dataset(path: str | Path, task: Task) -> Dataset:
     """Read a CSV or Parquet file into a Dataset, checking columns and values cell by cell."""
     path = Path(path)
-    header, rows = _read_table(path)
+    header, rows, lines = _read_table(path)
     wanted = _check_header(path, header, task)
     if not rows:
         raise DataError(f"{path}: no data rows")
@@ -160,7 +165,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     groups = []
     for r, row in enumerate(rows):
         # a CSV's line number (after its header); a Parquet file has rows, not lines
-        line = f"line {r + 2}" if path.suffix != ".parquet" else f"row {r + 1}"
+        line = f"row {r + 1}" if lines is None else f"line {lines[r]}"
         if len(row) != len(header):
             raise DataError(f"{path}, {line}: {len(row)} fields, header has {len(header)}")
         for j, (c, i) in enumerate(zip(wanted, idx)):
@@ -189,7 +194,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     nf = len(task.feature_names)
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],
                    task.feature_names, task.targets, str(path),
-                   None if path.suffix == ".parquet" else np.arange(2, len(rows) + 2),
+                   None if lines is None else np.array(lines),
                    tuple(c for c in header if c not in wanted and c != task.group),
                    task.group if gidx is not None else "")
 

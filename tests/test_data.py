@@ -104,6 +104,16 @@ def test_rows_know_their_file_and_line(tmp_path, toy):
     assert d.subset(d.groups == "a").where(1) == f"{p}, line 4"  # a subset keeps them
 
 
+def test_a_quoted_field_of_several_lines_moves_the_lines_after_it(tmp_path, toy):
+    """Lines were counted as the row's index + 2, so a note spanning three lines put every
+    later row two lines early: BAD on line 6 was reported on line 4."""
+    text = 'group,N,D,loss,note\na,1,2,3,"one\ntwo\nthree"\nb,4,5,6,\n'
+    d = read_dataset(_csv(tmp_path, text), toy)
+    assert [d.where(i).rsplit(", ", 1)[1] for i in range(2)] == ["line 2", "line 5"]
+    with pytest.raises(DataError, match=r", line 6, column 'N': not a number: 'BAD'"):
+        read_dataset(_csv(tmp_path, text + "a,BAD,1,1,\n"), toy)
+
+
 def test_csv_without_group_column(tmp_path, toy):
     d = read_dataset(_csv(tmp_path, "N,D,loss\n1,2,3\n4,5,6\n"), toy)
     assert d.group_names == ["all"]
