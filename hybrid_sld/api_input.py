@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .data import HUGE
+from .data import HUGE, TINY
 from .errors import DataError, FitError, LawError, LawSyntaxError
 from .fit_spec import FitterSpec
 from .law import Law, parse_law
@@ -135,6 +135,9 @@ def _check_fittable(A: np.ndarray, what: str) -> None:
     if np.max(np.abs(A)) > HUGE:
         raise InputError(f"{what} holds values beyond {HUGE:g} in magnitude, whose squares "
                          "overflow in a least-squares fit: rescale it (a unit of 1e9 tokens)")
+    if np.any((A != 0) & (np.abs(A) < TINY)):
+        raise InputError(f"{what} holds values below {TINY:g} in magnitude (but not 0), whose "
+                         "squares underflow to 0 in a least-squares fit: rescale it")
 
 
 def _missing(label) -> bool:

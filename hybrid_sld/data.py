@@ -24,6 +24,7 @@ from .tasks import Task, builtin_task_names
 HF_REPO = "pkuHaowei/sldbench"
 DATA_ENV = "HYBRID_SLD_DATA"
 HUGE = 1e150  # larger values overflow once squared
+TINY = 1 / HUGE  # smaller ones (but 0) underflow once squared: a variance of 1e-170s is 0
 FORMATS = "only comma-separated CSV (.csv) and Parquet (.parquet) files are read"
 
 
@@ -185,6 +186,10 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
                 raise DataError(f"{path}, {line}, column {c!r}: {row[i]} is beyond "
                                 f"{HUGE:g} in magnitude, whose square overflows in a "
                                 "least-squares fit: rescale the column")
+            if v and abs(v) < TINY:
+                raise DataError(f"{path}, {line}, column {c!r}: {row[i]} is below "
+                                f"{TINY:g} in magnitude (but not 0), whose square underflows "
+                                "to 0 in a least-squares fit: rescale the column")
             values[r, j] = v
         if gidx is not None and not row[gidx].strip():
             raise DataError(f"{path}, {line}, column {task.group!r}: empty group name")

@@ -807,6 +807,8 @@ def test_names_past_the_columns_and_huge_values_are_errors():
         ScalingLawRegressor("y = E + A*x0^(-a) + B*x1").fit(X, y)
     with pytest.raises(InputError, match="beyond 1e.150 in magnitude"):
         ScalingLawRegressor("y = E + A*x0^(-a)").fit(X * 1e300, y * 1e300)
+    with pytest.raises(InputError, match=r"y holds values below 1e-150 in magnitude \(but not 0\)"):
+        ScalingLawRegressor("y = E + A*x0^(-a)").fit(X, y * 1e-170)
     with pytest.raises(InputError, match="every column of X takes one value"):
         ScalingLawRegressor(max_evals=5).fit(np.ones((5, 1)), np.arange(5.0))
     with pytest.raises(InputError, match="takes one value on every row"):

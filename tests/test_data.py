@@ -231,6 +231,9 @@ def test_a_long_header_is_cut_short(tmp_path, toy):
     ("a,1,2", ("3 fields", "4")),  # ragged row
     ("a,1_000,2,3", ("'N'", "'1_000'")),  # Python's float() reads it; no spreadsheet does
     ("a,1,2,-1e200", ("'loss'", "rescale")),  # its square overflows
+    # its square underflows: a target of 1e-170s read as one value ("R2 is undefined")
+    ("a,1,2,4e-170", ("'loss'", "below 1e-150 in magnitude (but not 0)", "rescale")),
+    ("a,1e-300,2,3", ("'N'", "below 1e-150")),  # and plots' divisions overflowed
 ])
 def test_bad_row_names_file_line_and_problem(tmp_path, toy, row, fragments):
     p = _csv(tmp_path, f"group,N,D,loss\na,1,2,3\n{row}\n")
