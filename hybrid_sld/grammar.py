@@ -153,10 +153,11 @@ class _Builder(Transformer):
         return ("bound", [(str(n), str(op), value, n.line, n.column) for n in names])
 
     def interval(self, names, lbr, lo, hi, rbr):
-        if not lo < hi:
-            raise _Raise(f"empty interval: lower {lo:g} is not below upper {hi:g}", lbr)
         lop = ">" if str(lbr) == "(" else ">="
         hop = "<" if str(rbr) == ")" else "<="
+        # [2, 2] holds 2, as a >= 2 with a <= 2 does (a law prints that so); (2, 2] holds nothing
+        if not (lo < hi or (lo == hi and lop == ">=" and hop == "<=")):
+            raise _Raise(f"empty interval: lower {lo:g} is not below upper {hi:g}", lbr)
         return ("bound", [(str(n), op, v, n.line, n.column)
                           for n in names for op, v in ((lop, lo), (hop, hi))])
 

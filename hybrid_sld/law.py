@@ -431,10 +431,14 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
         lo, hi = d.get("lower", -INF), d.get("upper", INF)
         if lo > hi or (lo == hi and (d.get("lower_strict") or d.get("upper_strict"))):
             raise err(f"bounds on {name!r} leave no room: lower {lo:g}, upper {hi:g}", line, col)
-    init_line = {}
+    init_at = {}
     for name, value, line, col in st.inits:
-        target_param(name, line, col)["init"] = value
-        init_line[name] = line
+        d = target_param(name, line, col)
+        if name in init_at:  # the second silently replaced the first
+            raise err(f"a second start value for {name!r} (the first is on line "
+                      f"{init_at[name][0]}): give one", line, col)
+        d["init"] = value
+        init_at[name] = (line, col)
     for name, line, col in st.shared:
         target_param(name, line, col)["shared"] = True
     params = []
@@ -443,8 +447,8 @@ def parse_law(text: str, features, targets=None, *, param_cap: int | None = None
         if p.init is not None and not (
                 (p.lower < p.init or (p.lower == p.init and not p.lower_strict))
                 and (p.init < p.upper or (p.init == p.upper and not p.upper_strict))):
-            raise LawError(f"line {init_line[p.name]}: start value {p.name} ~ {p.init:g} is "
-                           f"outside its bounds {_interval(p)}")
+            raise err(f"start value {p.name} ~ {p.init:g} is outside its bounds {_interval(p)}",
+                      *init_at[p.name])
         params.append(p)
     equations = exprs
     if targets is not None:

@@ -163,8 +163,10 @@ def test_symbols_are_shared_through_the_table():
 
 
 def test_empty_interval_rejected():
-    with pytest.raises(LawSyntaxError, match="empty interval"):
-        stmts("y = a*x\na in [1, 1]")
+    stmts("y = a*x\na in [1, 1]")  # a point, not empty: a law prints a >= 1, a <= 1 so
+    for interval in ("(1, 1]", "[1, 1)", "(1, 1)"):
+        with pytest.raises(LawSyntaxError, match="empty interval"):
+            stmts(f"y = a*x\na in {interval}")
     with pytest.raises(LawSyntaxError, match="empty interval"):
         stmts("y = a*x\na in [2, 1]")
 

@@ -78,6 +78,10 @@ def test_bounds_tighten_and_combine():
     assert law.params[0].lower_strict
     law = parse_law("y = a*x\na >= 2\na <= 2", ["x"])  # a point is allowed
     assert law.params[0].lower == law.params[0].upper == 2
+    # and reads back as printed: a in [2, 2] was an empty interval, so law.text was refused
+    assert "a in [2, 2]" in law.text and parse_law(law.text, ["x"]) == law
+    with pytest.raises(LawSyntaxError, match="empty interval: lower 2 is not below upper 2"):
+        parse_law("y = a*x\na in (2, 2]", ["x"])
 
 
 def test_multi_target_order_follows_targets_list():
@@ -122,6 +126,10 @@ def test_param_cap():
     ("y = a*x\na in [0, 1]\na ~ 5", None, LawError, "outside its bounds"),
     ("y = a*x\na > 0\na ~ -1", None, LawError, "outside its bounds"),
     ("y = a*x\na ~ 0\na > 0", None, LawError, "outside its bounds"),
+    ("y = a*x\na ~ 1\na ~ 2", None, LawSyntaxError,  # the second replaced the first
+     r"line 3, column 1: a second start value for 'a' \(the first is on line 2\)"),
+    ("y = a*x\na > 0\n\na ~ -5", None, LawSyntaxError,  # its line and column, for a task file
+     r"line 4, column 1: start value a ~ -5 is outside"),
     ("y = x/0", None, LawSyntaxError, "undefined"),
     ("y = a + 1/(2-2)", None, LawSyntaxError, "undefined"),
     ("y = a*log(0)", None, LawSyntaxError, "undefined"),
@@ -544,16 +552,16 @@ def _use_order(law):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("y = a*x\na ~ 0\na > 0", "line 2: start value a ~ 0 is outside its bounds (0, inf)"),
-    ("y = a*x\na in [0, 1)\n\na ~ 1", "line 4: start value a ~ 1 is outside its bounds [0, 1)"),
-    ("y = a*x\na <= -1\na ~ 2", "line 3: start value a ~ 2 is outside its bounds (-inf, -1]"),
+    ("y = a*x\na ~ 0\na > 0", "line 2, column 1: start value a ~ 0 is outside its bounds (0, inf)"),
+    ("y = a*x\na in [0, 1)\n\na ~ 1", "line 4, column 1: start value a ~ 1 is outside its bounds [0, 1)"),
+    ("y = a*x\na <= -1\na ~ 2", "line 3, column 1: start value a ~ 2 is outside its bounds (-inf, -1]"),
 ])
 def test_a_start_value_outside_its_bounds_names_its_line_and_the_bounds_as_written(text,
                                                                                    message):
     # "a ~ 0" beside "a > 0" said "outside its bounds [0, inf]", which holds 0
-    with pytest.raises(LawError) as err:
+    with pytest.raises(LawSyntaxError) as err:  # with its column, to be placed in a task file
         parse_law(text, ["x"])
-    assert str(err.value) == message
+    assert str(err.value).splitlines()[0] == message
 
 
 @settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -568,10 +576,8 @@ def test_fuzz_declarations_round_trip(names, op, value, init, shared):
         text += "\nshared " + ", ".join(names)
     try:
         law = parse_law(text, ["x"])
-    except LawSyntaxError:
-        raise
-    except LawError as err:
-        assert "outside its bounds" in str(err)
+    except LawError as err:  # a LawSyntaxError, placed at the start value's line and column
+        assert "outside its bounds" in str(err) and init is not None
         return
     again = parse_law(law.text, ["x"])
     assert again == law
