@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
+import sympy as sp
+
 if TYPE_CHECKING:
     from .law import Law
 
@@ -56,4 +58,18 @@ def near_feature_notes(law: Law, features) -> list[str]:
             notes.append(f"{p} is a fitted constant here, though its name is close to the "
                          f"feature {f}, which the law does not use; if you meant the feature, "
                          f"write {f}")
+    return notes + number_name_notes(law)
+
+
+def number_name_notes(law: Law) -> list[str]:
+    """A note where a constant is named like a number of mathematics: e as the base of a power
+    (e^(-a*x)) or pi anywhere. Law text has no such names (a constant may be called anything,
+    and E is the usual irreducible loss), so they are fitted: e came out 1.14, pi 7.7e14."""
+    notes = []
+    symbols = {p: law.symbols[p] for p in ("e", "pi") if p in law.param_names}
+    if "e" in symbols and any(isinstance(n, sp.Pow) and n.base == symbols["e"]
+                              for _t, expr in law.equations for n in sp.preorder_traversal(expr)):
+        notes.append("e is a fitted constant here, not Euler's number: for that write exp(...)")
+    if "pi" in symbols:
+        notes.append("pi is a fitted constant here, not the number: for that write 3.14159265359")
     return notes

@@ -241,6 +241,18 @@ def test_a_constant_named_like_an_unused_feature_is_noted(text, noted):
                      for p in noted]
 
 
+@pytest.mark.parametrize("text, noted", [
+    ("loss = E + A*e^(-a*log(N))", ["e is a fitted constant here, not Euler's number: for that "
+                                    "write exp(...)"]),
+    ("loss = E + A*N^(-a)*pi", ["pi is a fitted constant here, not the number: for that write "
+                                "3.14159265359"]),
+    ("loss = e + A*N^(-a)", []),  # e as a constant's name, not a base: nothing to say
+])
+def test_a_constant_named_e_or_pi_is_noted(text, noted):
+    """e^(-a*log(N)) fitted e = 1.14, pi came out 7.7e14, without a word."""
+    assert near_feature_notes(parse_law(text, ["N", "D"]), ["N", "D"]) == noted
+
+
 SYMPY_NAMES = ["E", "N", "I", "S", "Q", "O", "beta", "gamma", "lambda", "pi", "zeta", "Symbol",
                "Integer", "oo", "nan", "zoo", "C", "Function", "sqrt2", "_", "__import__", "In",
                "Shared", "exp1", "true", "None", "print"]
