@@ -83,8 +83,8 @@ def score(y_true, y_pred, targets=()) -> Score:
     pred = pred.reshape(-1, 1) if pred.ndim == 1 else pred
     if true.shape != pred.shape:
         return failed_score(f"shape mismatch: true {true.shape} vs predicted {pred.shape}")
-    if true.size == 0:
-        return failed_score("no rows to score")
+    if true.size == 0:  # nothing was predicted wrong: no figure (n/a), not a failure's -1
+        return Score(-math.inf, math.inf, math.inf, message="no rows to score", undefined=True)
     if not np.all(np.isfinite(pred)):
         return failed_score(f"{int(np.sum(~np.isfinite(pred)))} non-finite prediction(s)")
     with np.errstate(over="ignore"):  # finite but huge predictions: MSE is inf, R2 is -inf

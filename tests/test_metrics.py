@@ -75,9 +75,12 @@ def test_shape_mismatch_fails():
     assert s2.failed and "shape mismatch" in s2.message
 
 
-def test_empty_fails():
+def test_no_rows_is_no_figure_not_a_failure():
+    """It scored -1 as a failed fit does: `fit` printed valid R2 -1.0000 for a split with no
+    validation rows, which reads as a fit that missed; now n/a, as an undefined R2 prints."""
     s = score([], [])
-    assert s.failed and "no rows" in s.message
+    assert not s.failed and s.undefined and "no rows" in s.message
+    assert math.isnan(s.r2_clipped) and s.r2 == -math.inf  # ranked below every law
 
 
 def test_zero_variance_target_gives_infinite_nmse():
