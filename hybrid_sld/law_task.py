@@ -71,14 +71,15 @@ def check_uses_features(law: Law, task) -> None:
                            "everywhere") + f"; {how or 'write at least one of them by its name'}")
 
 
-def parse_expert_law(task, text: str | None = None, place=None) -> Law:
-    """The task's expert law (or ``text``, one of its variants), of at least one feature; an
-    error names the task file. ``place``: a LawSyntaxError -> its text with the position in
-    the task file (None: the law's own), as the file loads."""
+def parse_expert_law(task, text: str | None = None, place=None, label: str = "[expert] law"
+                     ) -> Law:
+    """The task's expert law (or ``text``, one of its variants, named by ``label``), of at least
+    one feature; an error names the task file. ``place``: a LawSyntaxError -> its text with the
+    position in the task file (None: the law's own), as the file loads."""
     try:
         law = parse_task_law(task.expert_law if text is None else text, task)
         check_uses_features(law, task)
         return law
     except LawError as exc:
         placed = place(exc) if place is not None and isinstance(exc, LawSyntaxError) else None
-        raise LawError(f"{task.path or task.name}, [expert] law: {placed or exc}") from None
+        raise LawError(f"{task.path or task.name}, {label}: {placed or exc}") from None

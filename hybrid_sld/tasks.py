@@ -348,10 +348,11 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
                 expert_fitter=dict(fitter), expert_variants=tuple(variants),
                 published=dict(published), source=source,
                 train_file=train_file, test_file=test_file, path=where, functions=functions)
-    for text in (task.expert_law, *(law for _name, law in task.expert_variants)):
+    for label, text in (("[expert] law", task.expert_law),
+                        *((f"[expert] variant {name!r}", law) for name, law in task.expert_variants)):
         if text:  # a typo in the file is found as it loads, not when the law is first used
             place = partial(_law_place, toml_text, text) if toml_text else None
-            parse_expert_law(task, text, place)
+            parse_expert_law(task, text, place, label)
     return task
 
 

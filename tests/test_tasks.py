@@ -176,6 +176,15 @@ def test_malformed_toml_names_file(tmp_path, text, needle):
 EXPERT = GOOD + '[expert]\nlaw = "loss = E + A*N^(-a)"\n'
 
 
+def test_a_variants_bad_law_is_named_as_the_variant(tmp_path):
+    """It was reported as the [expert] law's, which is fine."""
+    p = _write(tmp_path, EXPERT + 'variants = [{name = "wide", law = "loss = E + A*N^(-a) + b'
+                                  ' + c"}]\n')
+    with pytest.raises(LawError, match=re.escape(f"{p}, [expert] variant 'wide': law has 5 "
+                                                 "parameters")):
+        load_task_file(p)
+
+
 @pytest.mark.parametrize("text, needle", [
     (EXPERT + 'variants = [{name = "v1"}]\n', "[expert] variant 1 has no law"),
     (EXPERT + 'variants = "loss = E"\n', "[expert] variants must be a list, got a string"),
@@ -252,8 +261,8 @@ def test_an_expert_law_of_no_feature_is_refused_as_the_file_loads(tmp_path):
         f"{p}, [expert] law: the law uses none of the task's features (N): every name in it "
         "(A, M, a) is a fitted constant; write at least one of them by its name")
     p = _write(tmp_path, EXPERT + '[[expert.variants]]\nname = "v"\nlaw = "loss = 2.5"\n')
-    with pytest.raises(LawError, match=r"\[expert\] law: the law uses none of the task's "
-                                       "features \\(N\\): it predicts one number everywhere"):
+    with pytest.raises(LawError, match=r"\[expert\] variant 'v': the law uses none of the "
+                                       "task's features \\(N\\): it predicts one number everywhere"):
         get_task(str(p))
 
 
@@ -271,7 +280,8 @@ def test_an_expert_law_syntax_error_gives_its_line_and_column_in_the_file(tmp_pa
     assert msg.startswith(f"{p}, [expert] law: line 15, column 6: unexpected '>'\n"
                           "      A <> 3\n         ^\n"), msg
     msg = error(EXPERT + 'variants = [{name = "v", law = "loss = E + (A"}]\n')
-    assert msg.startswith(f"{p}, [expert] law: line 13, column 46: unexpected end of text\n"), msg
+    assert msg.startswith(f"{p}, [expert] variant 'v': line 13, column 46: unexpected end of "
+                          "text\n"), msg
     msg = error(GOOD + '[expert]\nlaw = "loss = E + A/N\\nA <> 3"\n')
     assert msg.startswith(f"{p}, [expert] law: line 2 of the law (the law starts on line 12 of "
                           "the file), column 4: unexpected '>'\n    A <> 3\n"), msg
