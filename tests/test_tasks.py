@@ -98,7 +98,7 @@ def test_split_by_defaults_to_the_only_feature(tmp_path):
 def test_a_group_column_that_is_a_feature_or_target_is_refused(tmp_path, text, what):
     """group = "D" was taken: D's values split the rows into groups, D constant within each,
     and fit, expert and discover ran to the end (exit 0)."""
-    with pytest.raises(TaskError, match=re.escape(f"the group column ") + ".*" + re.escape(what)):
+    with pytest.raises(TaskError, match=re.escape("the group column ") + ".*" + re.escape(what)):
         load_task_file(_write(tmp_path, text))
 
 
