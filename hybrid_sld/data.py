@@ -81,15 +81,21 @@ class Dataset:
 def _read_table(path: Path) -> tuple[list[str], list[list[str]], list[int] | None]:
     """(header, rows, each row's first line) of a CSV or Parquet file (which has no lines:
     None). A quoted field may hold line breaks, so a row's line is counted, not its index + 2."""
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":  # train.PARQUET too, as .CSV is read as CSV
         try:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
         try:
+            names = pq.read_schema(path).names  # two columns of one name: pyarrow's error is
+            twice = sorted({c for c in names if names.count(c) > 1})  # a page of its internals
+            if twice:
+                raise DataError(f"{path}: column(s) {', '.join(twice)} appear more than once")
             table = pq.read_table(path)
         except FileNotFoundError:
             raise DataError(f"data file not found: {path}") from None
+        except DataError:
+            raise
         except Exception as exc:  # pyarrow's own errors: not Parquet, truncated, ...
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
         cols = table.column_names
@@ -175,7 +181,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
                     raise ValueError
                 v = float(row[i])
             except ValueError:
-                empty = "a null or empty string" if path.suffix == ".parquet" else "an empty field"
+                empty = "a null or empty string" if lines is None else "an empty field"
                 what = (f"not a number: {row[i]!r}" if row[i].strip() else
                         f"missing value ({empty}); remove or impute missing values")
                 raise DataError(f"{path}, {line}, column {c!r}: {what}") from None

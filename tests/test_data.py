@@ -303,11 +303,24 @@ def test_parquet_matches_csv(tmp_path, toy):
     table = pa.table({"group": ["a", "a", "b", "b"], "N": [100, 200, 100, 300],
                       "D": [10.0, 20.0, 10.0, 40.0], "loss": [3.25, 2.5, 1.125, 0.1]})
     pq.write_table(table, tmp_path / "train.parquet")
-    a, b = read_dataset(p, toy), read_dataset(tmp_path / "train.parquet", toy)
-    np.testing.assert_array_equal(a.groups, b.groups)
-    np.testing.assert_array_equal(a.X, b.X)
-    np.testing.assert_array_equal(a.Y, b.Y)
-    assert (a.features, a.targets) == (b.features, b.targets)
+    pq.write_table(table, tmp_path / "train.PARQUET")  # was read as CSV: "invalid start byte"
+    a = read_dataset(p, toy)
+    for b in (read_dataset(tmp_path / name, toy) for name in ("train.parquet", "train.PARQUET")):
+        np.testing.assert_array_equal(a.groups, b.groups)
+        np.testing.assert_array_equal(a.X, b.X)
+        np.testing.assert_array_equal(a.Y, b.Y)
+        assert (a.features, a.targets) == (b.features, b.targets)
+
+
+def test_a_parquet_column_twice_is_named_in_one_line(tmp_path, toy):
+    """pyarrow's own error was a page of its internals (FieldRef, __fragment_index)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0]), pa.array([3.0]),
+                                  pa.array(["a"])], names=["N", "N", "loss", "group"])
+    pq.write_table(table, tmp_path / "train.parquet")
+    with pytest.raises(DataError, match=r"^\S+train.parquet: column\(s\) N appear more than once$"):
+        read_dataset(tmp_path / "train.parquet", toy)
     table = pa.table({"group": ["a", "a"], "N": [100.0, float("nan")], "D": [10.0, 20.0],
                       "loss": [3.0, 2.0]})
     pq.write_table(table, tmp_path / "bad.parquet")
