@@ -281,6 +281,9 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
                         f"(features: {', '.join(feats_raw)})")
     if split.also_by and kind != "largest":
         raise TaskError(f"{where}: [split] also_by needs kind = \"largest\"")
+    if kind == "random" and "by" in split_raw:  # it was ignored without a word
+        raise TaskError(f"{where}: [split] by needs kind = \"largest\": a random split holds "
+                        "out rows at random, whatever their scale")
     for f in split.also_by:
         if f not in feats_raw or f == split.by:
             raise TaskError(f"{where}: [split] also_by: {f!r} is not a feature other than by = "
@@ -317,8 +320,13 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
     train_file = test_file = ""
     if data:
         base = base or Path.cwd()
-        train_file = str((base / _get(data, "train", str, where, "data")).resolve())
+        train = _get(data, "train", str, where, "data")
         test = _get(data, "test", str, where, "data", None)
+        for key, value in (("train", train), ("test", test)):
+            if value is not None and not value.strip():  # it named the task's own folder
+                raise TaskError(f"{where}: [data] {key} is empty: name a CSV or Parquet file"
+                                + (", or leave test out" if key == "test" else ""))
+        train_file = str((base / train).resolve())
         test_file = str((base / test).resolve()) if test is not None else ""
     group = raw.get("group", DEFAULT_GROUP)
     if not isinstance(group, str) or not group:

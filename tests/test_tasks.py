@@ -102,6 +102,18 @@ def test_a_group_column_that_is_a_feature_or_target_is_refused(tmp_path, text, w
         load_task_file(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize("text, what", [
+    (GOOD.replace('by = "N"', 'kind = "random"\nby = "N"'),
+     '[split] by needs kind = "largest": a random split holds out rows at random'),  # ignored
+    (GOOD + '[data]\ntrain = "train.csv"\ntest = ""\n',  # was "...: Is a directory"
+     "[data] test is empty: name a CSV or Parquet file, or leave test out"),
+    (GOOD + '[data]\ntrain = " "\n', "[data] train is empty: name a CSV or Parquet file"),
+])
+def test_split_and_data_settings_that_say_nothing_are_refused(tmp_path, text, what):
+    with pytest.raises(TaskError, match=re.escape(what)):
+        load_task_file(_write(tmp_path, text))
+
+
 def test_good_toml_loads(tmp_path):
     p = _write(tmp_path, GOOD)
     task = load_task_file(p)
