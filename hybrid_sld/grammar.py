@@ -258,7 +258,15 @@ def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> S
                                  column=orig.token.column, features=features) from None
         if isinstance(orig, (OverflowError, ValueError, TypeError, ZeroDivisionError,
                              RecursionError, MemoryError)):
-            raise LawError(f"law text cannot be built: {type(orig).__name__}: {orig}") from None
+            # sympy building a constant such as sigmoid(exp(exp(50))): say so, and where
+            detail = f"{type(orig).__name__}: {orig}" if str(orig) else type(orig).__name__
+            big = isinstance(orig, (OverflowError, MemoryError))
+            meta = getattr(exc.obj, "meta", None)
+            if meta is not None and not meta.empty:
+                raise LawSyntaxError(("a constant here is too large to build" if big else
+                                      "this part cannot be built") + f" ({detail})", text=text,
+                                     line=meta.line, column=meta.column, features=features) from None
+            raise LawError(f"law text cannot be built: {detail}") from None
         raise
     except RecursionError:
         raise LawError("law text is nested too deeply") from None

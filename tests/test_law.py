@@ -149,6 +149,9 @@ def test_param_cap():
     ("y = a*x*tanh(exp(exp(50)))", None, LawSyntaxError, "out of range: tanh"),
     ("y = exp(1000)*a*x", None, LawSyntaxError, r"out of range: exp\(1000\) is beyond"),
     ("y = exp(-1000)*a*x", None, LawSyntaxError, r"out of range: exp\(-1000\) is beyond"),
+    # sympy building it raised: "law text cannot be built: OverflowError", no place given
+    ("y = a*x*sigmoid(exp(exp(50)))", None, LawSyntaxError,
+     r"line 1, column 9: a constant here is too large to build \(OverflowError"),
     ("y = b*x + a - a", None, LawSyntaxError, "parameter 'a' cancels out"),
     ("y = b*x^(0*a)", None, LawSyntaxError, "parameter 'a' cancels out"),
 ])
