@@ -269,7 +269,8 @@ def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> S
             raise LawError(f"law text cannot be built: {detail}") from None
         raise
     except RecursionError:
-        raise LawError("law text is nested too deeply") from None
+        raise LawError("law text is nested too deeply, or one sum or product in it has too "
+                       "many terms (each is a step deeper as the text is read)") from None
     eqs, bounds, inits, shared = [], [], [], []
     for stmt in stmts:
         kind = stmt[0]

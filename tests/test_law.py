@@ -187,6 +187,12 @@ def test_deep_expressions_are_law_errors(depth, shape):
         law.text, law.key, compile_law(law)  # only reached if the law was accepted
 
 
+def test_a_sum_of_very_many_terms_is_not_called_nested():
+    """Nothing is nested in x + a + a + ...: the error said only "nested too deeply"."""
+    with pytest.raises(LawError, match="or one sum or product in it has too many terms"):
+        parse_law("y = x" + " + a" * 600, ["x"])
+
+
 def test_moderately_deep_expression_works_end_to_end():
     text = "y = " + "tanh(" * 35 + "a*x" + ")" * 35
     law = parse_law(text, ["x"])
