@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("fit", help="fit a law per group; report train / valid / test R2")
     sp.add_argument("--task", required=True, help="task name or path to a task .toml")
     sp.add_argument("--law", help="law text (one 'target = expression' line per target)")
-    sp.add_argument("--law-file", help="file holding the law text")
+    sp.add_argument("--law-file", help="file holding the law text (-: standard input)")
     sp.add_argument("--fitter", help='FitterSpec as JSON or key=value pairs, e.g. '
                     '"strategy=de,n_starts=12"')
     sp.add_argument("--latex", help="write the law and fitted constants as LaTeX to this file")

@@ -28,6 +28,8 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 def _law_text(args) -> str:
     if args.law_file and args.law is not None:
         raise HybridSLDError("give the law as --law TEXT or --law-file FILE, not both")
+    if args.law_file == "-":  # as a shell pipe gives it: `... | hybrid-sld fit --law-file -`
+        return sys.stdin.read()
     if args.law_file:
         try:
             # UTF-8 whatever the locale; -sig: a BOM (Notepad's), as in a CSV or task file

@@ -1163,3 +1163,11 @@ def test_log_space_on_targets_not_all_positive_is_refused_naming_the_row(tmp_pat
     assert not (tmp_path / "runs").exists()
     # without log_space the same rows fit
     assert main(["fit", "--task", str(toml), "--law", "y = c + A*x^(-b)"]) == 0
+
+
+def test_a_law_file_of_dash_is_read_from_standard_input(monkeypatch, capsys):
+    """It said "cannot read law file -: No such file or directory"."""
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("loss = E + A/num_params^a\nA > 0\n"))
+    assert main(["fit", "--task", "kaplan_demo", "--law-file", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["law"] == "loss = E + A/num_params^a\nA > 0"
