@@ -539,7 +539,8 @@ def test_expert_law_errors_name_the_task_file(tmp_path, capsys):
     toml.write_text(toml.read_text().replace("y = a + (", "y = a/x") + '[[expert.variants]]\n'
                     'name = "published"\nlaw = "y = 1/q^"\n')
     assert main(["fit", "--task", str(toml), "--law", "y = a/x"]) == 2  # a variant, too
-    assert f"{toml}, [expert] law: line 12, column 16: unexpected end" in capsys.readouterr().err
+    assert (f"{toml}, [expert] variant 'published': line 12, column 16: unexpected end"
+            in capsys.readouterr().err)
 
 
 def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
