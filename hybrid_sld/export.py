@@ -119,7 +119,11 @@ def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | N
 
     The document needs ``\\usepackage{amsmath,booktabs}`` (align and the table's rules)."""
     legend = symbol_legend(law, symbols=symbols, descriptions=descriptions)
-    parts = ["\n".join(filter(None, [legend, to_latex(law, symbols=symbols)]))]
+    # a fragment to \input: say what its document needs, as the reader cannot see it
+    needs = ("% A fragment to \\input in a document with \\usepackage{amsmath"
+             + (",booktabs}" if fits else "}") + (" (align; booktabs: the table)" if fits else
+                                                  " (align)"))
+    parts = ["\n".join(filter(None, [needs, legend, to_latex(law, symbols=symbols)]))]
     if fits:
         parts.append(params_table(fits, law, symbols=symbols,
                                   caption="Fitted constants per group."))

@@ -238,7 +238,8 @@ def plot_fit(law: Law, fits: dict, train: Dataset, test: Dataset | None, path, *
                bbox_to_anchor=(0.5, 1 - top))
     below = 0.0
     if len(train.group_names) > len(groups):  # say so, or a reader takes them for all
-        fig.text(0.5, 0.01, f"the first {len(groups)} of {len(train.group_names)} groups",
+        fig.text(0.5, 0.01, f"the first {len(groups)} of {len(train.group_names)} groups, "
+                 "in natural order of their names",
                  ha="center", va="bottom", fontsize=8)
         below = 0.3 / height
     fig.tight_layout(rect=(0, below, 1, 1 - 0.35 / height - top))

@@ -121,6 +121,8 @@ def test_fit_latex_says_what_the_feature_symbols_stand_for(tmp_path):
     assert main(["fit", "--task", "kaplan_demo", "--latex", str(tex), "--law",
                  "loss = E + A*num_params^(-a) + B*tokens^(-b)"]) == 0
     assert tex.read_text().startswith(
+        "% A fragment to \\input in a document with \\usepackage{amsmath,booktabs} (align; "
+        "booktabs: the table)\n"
         "% Feature symbols (symbol = feature: description)\n"
         "% N = num_params: non-embedding parameters N\n% D = tokens: training tokens D\n"
         "\\begin{align}\n")

@@ -440,7 +440,8 @@ def test_the_fragment_says_in_comments_what_the_feature_symbols_stand_for():
     tex = latex_document_fragment(law, {}, symbols=task_symbols(task),
                                   descriptions=task_descriptions(task))
     lines = tex.splitlines()
-    legend = lines[:lines.index("\\begin{align}")]
+    legend = lines[1:lines.index("\\begin{align}")]  # after the line saying what it needs
+    assert lines[0] == "% A fragment to \\input in a document with \\usepackage{amsmath} (align)"
     assert legend == ["% Feature symbols (symbol = feature: description)"] + [
         f"% r_{i} = proportion_domain_{i}: mixture proportion of domain {i}" for i in range(1, 6)]
     assert tex[tex.index("\\begin{align}"):] == to_latex(law, symbols=task_symbols(task)) + "\n"
@@ -449,8 +450,9 @@ def test_the_fragment_says_in_comments_what_the_feature_symbols_stand_for():
                                   descriptions={**task_descriptions(task), "bsz": "batch\nsize"})
     assert "% \\eta = lr: peak learning rate\n% \\mathrm{bsz} = bsz: batch size\n" in tex
     plain = latex_document_fragment(parse_law("y = a + b*x", ["x", "z"]), {})
-    assert plain.startswith("% Feature symbols (symbol = feature)\n% x = x\n\\begin{align}")
-    assert latex_document_fragment(parse_law("y = a", ["x"]), {}).startswith("\\begin{align}")
+    assert plain.splitlines()[1:3] == ["% Feature symbols (symbol = feature)", "% x = x"]
+    assert latex_document_fragment(parse_law("y = a", ["x"]), {}).splitlines()[1] == \
+        "\\begin{align}"
 
 
 def _visible(line: str) -> int:

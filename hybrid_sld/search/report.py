@@ -327,11 +327,14 @@ def _markdown(r: dict, front: list) -> str:
         stopped += f"\n\nLLM proposals ended ({r['llm_ended']}); the grammar proposer went on."
     from ..plots import FIT_GROUPS  # matplotlib itself is imported only to draw
     n_groups = len(r.get("groups") or {})
-    which = f" of the first {FIT_GROUPS} of {n_groups} groups" if n_groups > FIT_GROUPS else \
-        " per group"
+    which = (f"the first {FIT_GROUPS} of {n_groups} groups in natural order of their names"
+             if n_groups > FIT_GROUPS else "each group")
+    # a curve past the training scale where the other features take few values, else the law
+    # against the data row by row (plots.py); a random split has no scale but a lead feature
     plots = (f"Plots: not written ({r['plot_error']})." if r.get("plot_error") else
-             f"Plots: `plots/fit.png` (data, law, extrapolation{which}), `plots/residuals.png` "
-             "(by scale).")
+             f"Plots: `plots/fit.png` (data and law for {which}: the law's curves run past the "
+             "training scale where they can be drawn, else it is set against the data on the "
+             "line law = data), `plots/residuals.png` (against the same axis).")
     note = _expert_form_md(r)
     note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     if r.get("found_as"):  # the search's own text, and why the report shows another
