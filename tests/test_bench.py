@@ -1045,3 +1045,35 @@ def test_ctrl_c_stops_the_cells_on_a_remote_dask_scheduler(tmp_path, monkeypatch
     assert "Traceback" not in stderr, stderr
     assert stderr.rstrip().endswith("run the same command again to resume"), stderr
 
+
+
+def test_damaged_run_and_bench_files_are_clear_errors_or_warnings(local_bench, tmp_path,
+                                                                   capsys):
+    """Each raised a traceback (exit 1): best.json without 'task' (KeyError) or a list
+    (AttributeError); a result whose seed is "x" (ValueError in the table); bench.json holding
+    [] (AttributeError on resume, and report said nothing of it)."""
+    import json
+    import shutil
+    out, _ = local_bench
+    run = next(Path(r["run_dir"]) for r in read_results(out / "results.jsonl")
+               if r["method"] == "random" and r["task"] == "kaplan_demo")
+    for text, what in [('{"evals": 8}', "best.json has no 'task'"),
+                       ("[]", "best.json is not a JSON object")]:
+        copy = tmp_path / f"run{len(text)}"
+        shutil.copytree(run, copy)
+        (copy / "best.json").write_text(text)
+        assert main(["report", str(copy), "--json"]) == 2
+        message = json.loads(capsys.readouterr().out)["error"]
+        assert message == (f"cannot read the run in {copy}: {what} (damaged: `hybrid-sld "
+                           f"discover --resume {copy}` writes it again)")
+    bench = tmp_path / "bench"
+    shutil.copytree(out, bench)
+    with open(bench / "results.jsonl", "a") as fh:
+        fh.write('{"task": "kaplan_demo", "method": "expert", "seed": "x", "status": "ok"}\n')
+    (bench / "bench.json").write_text("[]")
+    assert main(["report", str(bench)]) == 0
+    err = capsys.readouterr().err
+    assert f"{bench / 'results.jsonl'}, line 5: not a complete result" in err
+    assert f"{bench / 'bench.json'}: not a bench's settings; the fit plots are drawn" in err
+    with pytest.raises(HybridSLDError, match=r"bench.json holds no bench settings \(damaged\?\)"):
+        run_bench(_cells(), _settings(bench), LocalExecutor(1), log=_quiet)

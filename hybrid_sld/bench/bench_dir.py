@@ -81,7 +81,8 @@ def read_results(path) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError:
             row = None
-        if isinstance(row, dict) and {"task", "method", "seed", "status"} <= set(row):
+        if isinstance(row, dict) and {"task", "method", "seed", "status"} <= set(row) \
+                and _whole_number(row["seed"]):  # a seed of "x" raised ValueError in a table
             rows.append(row)
         else:
             bad.append(i)
@@ -90,6 +91,13 @@ def read_results(path) -> list[dict]:
         print(f"warning: {path}, line{'s' * (len(bad) > 1)} {', '.join(map(str, bad))}: not a "
               "complete result (cut short by a kill?); skipped", file=sys.stderr, flush=True)
     return rows
+
+
+def _whole_number(value) -> bool:
+    try:
+        return int(value) == value if not isinstance(value, bool) else False
+    except (TypeError, ValueError):
+        return False
 
 
 def latest_results(rows) -> list[dict]:
@@ -128,9 +136,13 @@ def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> 
         if meta.exists():
             try:
                 doc = json.loads(meta.read_text())
-                old = doc.get("settings", {})
             except ValueError:
                 raise HybridSLDError(f"{meta} is not valid JSON") from None
+            if not (isinstance(doc, dict) and isinstance(doc.get("settings", {}), dict)
+                    and isinstance(doc.get("data", {}), dict)):  # '[]' raised AttributeError
+                raise HybridSLDError(f"{meta} holds no bench settings (damaged?): give another "
+                                     "--out, or remove the folder to start again")
+            old = doc.get("settings", {})
             now = settings.comparable()
             diff = {k: (old.get(k), v) for k, v in now.items() if old.get(k) != v}
             if diff:

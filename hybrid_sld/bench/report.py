@@ -107,13 +107,16 @@ def _bench_json(out: Path, say: bool = False) -> dict:
     the bench ran on (its data_dir and fingerprints are in it)."""
     try:
         doc = json.loads((out / "bench.json").read_text())
+        why = "" if isinstance(doc, dict) and isinstance(doc.get("data", {}), dict) else \
+            "not a bench's settings"  # '[]': read as none, without the warning
     except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+    if why:
         if say:
-            why = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
             _log(f"warning: {out / 'bench.json'}: {why}; the fit plots are drawn on the rows "
                  "found now, unchecked against the rows the bench ran on")
         return {}
-    return doc if isinstance(doc, dict) else {}
+    return doc
 
 
 def _render(out: Path, results, data_dir, fingerprints: dict | None = None) -> list[str]:
@@ -133,6 +136,10 @@ def _render(out: Path, results, data_dir, fingerprints: dict | None = None) -> l
     except Exception as exc:  # plots must never lose the tables
         _log(f"warning: plot failed: {exc}")
     return files
+
+
+# what report reads of best.json, and of what type
+BEST_KEYS = {"task": str, "law": str, "groups": dict, "evals": int}
 
 
 def render_run(run_dir, data_dir=None, task=None) -> list[str]:
@@ -155,13 +162,21 @@ def render_run(run_dir, data_dir=None, task=None) -> list[str]:
         state = json.loads(checkpoint_file(run_dir).read_text())
     except (OSError, ValueError) as exc:
         raise HybridSLDError(f"cannot read the run in {run_dir}: {exc}") from None
-    if state.get("evals", 0) > best.get("evals", 0):  # resumed after its report, then stopped
+    damaged = ("best.json is not a JSON object" if not isinstance(best, dict) else
+               "its checkpoint is not a JSON object" if not isinstance(state, dict) else
+               next((f"best.json has no {key!r}" for key, kind in BEST_KEYS.items()
+                     if not isinstance(best.get(key), kind)), None))
+    if damaged:  # a KeyError or AttributeError traceback, exit 1
+        how = (f"`{resume_command(run_dir)}` writes it again" if damaged.startswith("best")
+               else "the run can be neither reported nor resumed")
+        raise HybridSLDError(f"cannot read the run in {run_dir}: {damaged} (damaged: {how})")
+    if state.get("evals", 0) > best["evals"]:  # resumed after its report, then stopped
         raise HybridSLDError(f"{run_dir}: the search went on after its report (the checkpoint "
                              f"holds {state['evals']} evaluations, best.json {best.get('evals')}):"
                              f" `{resume_command(run_dir)}` finishes it and writes "
                              "a report of them all (nothing rewritten)")
-    cfg = state.get("config", {})
-    task = get_task(task_of_run(run_dir, cfg.get("task", best["task"]), task))
+    cfg = state.get("config") if isinstance(state.get("config"), dict) else {}
+    task = get_task(task_of_run(run_dir, cfg.get("task") or best["task"], task))
     train, test = load_splits(task, data_dir or cfg.get("data_dir"))
     if state.get("train", train.fingerprint()) != train.fingerprint():
         raise HybridSLDError(f"{run_dir}: the task's training data ({train.source or 'its data'}) "
