@@ -55,8 +55,16 @@ def test_bad_search_settings_fail_before_a_run_directory(kwargs, message):
 
 @pytest.mark.parametrize("field", ["islands", "workers", "batch_size", "migrate_every"])
 def test_search_settings_below_one_fail_clearly(field):
-    with pytest.raises(HybridSLDError, match="at least 1"):
+    flag = "--" + field.replace("_", "-")  # named: it said "islands, workers, batch size and
+    with pytest.raises(HybridSLDError, match=f"^{flag} must be at least 1.*, got 0$"):  # ..."
         SearchConfig(task="kaplan_demo", max_evals=4, **{field: 0})
+
+
+def test_islands_beyond_any_use_fail_before_the_search_takes_memory():
+    """--islands 99999999999999999999 ran into a MemoryError traceback after 16 s."""
+    with pytest.raises(HybridSLDError, match="--islands must be at least 1 and at most 1024, got "
+                                             "99999999999999999999"):
+        SearchConfig(task="kaplan_demo", max_evals=4, islands=99999999999999999999)
 
 
 @pytest.mark.parametrize("every, mixed", [(8, True), (1000, False)])

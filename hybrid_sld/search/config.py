@@ -14,6 +14,9 @@ from .select import RULES
 PROPOSERS = ("offline", "llm", "hybrid")
 
 
+MAX_ISLANDS, MAX_WORKERS, MAX_BATCH = 1024, 512, 100_000  # far past use, short of exhausting memory
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     task: str
@@ -54,8 +57,13 @@ class SearchConfig:
             raise HybridSLDError(f"final selection must be one of {', '.join(RULES)}, got {self.final_selection!r}")
         if self.max_evals is None and self.budget_seconds is None:
             raise HybridSLDError("give a budget (--budget) or an evaluation cap (--max-evals)")
-        if min(self.islands, self.workers, self.batch_size, self.migrate_every) < 1:
-            raise HybridSLDError("islands, workers, batch size and migration interval must be at least 1")
+        for flag, value, most in (("--islands", self.islands, MAX_ISLANDS),
+                                  ("--workers", self.workers, MAX_WORKERS),
+                                  ("--batch-size", self.batch_size, MAX_BATCH),
+                                  ("--migrate-every", self.migrate_every, None)):
+            if value < 1 or (most is not None and value > most):  # 1e20 islands: MemoryError
+                raise HybridSLDError(f"{flag} must be at least 1" + (
+                    f" and at most {most}" if most else "") + f", got {value}")
         if self.max_evals is not None and self.max_evals < 1:
             raise HybridSLDError(f"--max-evals must be at least 1, got {self.max_evals}")
         if self.seed < 0:
