@@ -24,7 +24,7 @@ COMMANDS = {"tasks": cmd_tasks, "fit": cmd_fit, "discover": cmd_discover, "exper
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](args)

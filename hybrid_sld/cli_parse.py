@@ -49,8 +49,25 @@ def _llm_flags(g, hybrid: bool = True) -> None:
                        "--workers)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hybrid-sld", description="Scaling-law discovery toolkit.")
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but for a command line holding --json: its errors (--max-evals abc,
+    an unknown flag) also print {"error": message} on stdout, as every other refusal does, so
+    a script reading stdout gets one JSON document (it got nothing)."""
+
+    json_errors = False
+
+    def error(self, message):
+        if _Parser.json_errors:
+            import json
+            print(json.dumps({"error": f"{self.prog}: {message}"}))
+        super().error(message)
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser; ``argv``, the command line it will read, if its errors should know --json."""
+    import sys
+    _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
+    p = _Parser(prog="hybrid-sld", description="Scaling-law discovery toolkit.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)

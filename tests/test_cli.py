@@ -1174,3 +1174,20 @@ def test_a_law_file_of_dash_is_read_from_standard_input(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("loss = E + A/num_params^a\nA > 0\n"))
     assert main(["fit", "--task", "kaplan_demo", "--law-file", "-", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["law"] == "loss = E + A/num_params^a\nA > 0"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["discover", "--task", "kaplan_demo", "--max-evals", "abc"],
+     "hybrid-sld discover: argument --max-evals: invalid int value: 'abc'"),
+    (["fit", "--task", "kaplan_demo", "--nope"], "hybrid-sld: unrecognized arguments: --nope"),
+])
+def test_argparse_refusals_under_json_print_one_json_document(argv, message, capsys):
+    """A flag value argparse refused left stdout empty under --json, unlike every other error."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and json.loads(out) == {"error": message}
+    assert "usage:" in err
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().out == ""  # without --json, stdout holds nothing
