@@ -1840,7 +1840,11 @@ def test_a_search_with_no_valid_candidate_says_why(synthetic_task, tmp_path, mon
     n = len([ln for ln in next((tmp_path / "runs").iterdir()).joinpath("events.jsonl")
              .read_text().splitlines()])
     assert f"all {n} failed; most common reason: {message} ({n} of {n})" in text
-    assert ("raise --candidate-timeout (0.01 s in this run)" in text) is hint
+    run_dir = next((tmp_path / "runs").iterdir())
+    # a resume keeps the timeout, so the advice is a new run (it said "raise" it, which a
+    # --resume with a larger one did not do)
+    assert (f"start a new run with a larger --candidate-timeout (0.01 s in this one, which a "
+            f"resume keeps: {run_dir} holds only these failures)" in text) is hint
 
 
 def test_the_fitter_column_shows_what_it_differs_from():

@@ -95,8 +95,9 @@ def none_valid(search) -> str:
     text = (f"the search evaluated no valid candidate, so it has no law to grow or report: "
             f"all {n} failed; most common reason: {why} ({times} of {n})")
     seconds = search.config.candidate_seconds
-    if why.startswith("timed out") and seconds is not None:
-        text += f"; raise --candidate-timeout ({seconds:g} s in this run)"
+    if why.startswith("timed out") and seconds is not None:  # a resume keeps the setting
+        text += (f"; start a new run with a larger --candidate-timeout ({seconds:g} s in this "
+                 f"one, which a resume keeps: {search.run_dir} holds only these failures)")
     return text
 
 
