@@ -53,7 +53,8 @@ def cmd_discover(args):
         if args.replay:
             from .llm.record import load_run
             recorded = load_run(args.replay)[0]
-        task = _replay_task(args, recorded) or args.task or "kaplan_demo"
+        task = _replay_task(args, recorded) or args.task
+        task = "kaplan_demo" if task is None else task  # --task "" is refused, not the demo
         _task(task, args.data_dir)  # unknown task: fail before creating anything
         # a user's TOML by its absolute path, so that --resume works from any folder
         where = str(Path(task).resolve()) if Path(task).is_file() else task

@@ -43,6 +43,13 @@ def _law_text(args) -> str:
     return args.law.replace("\\n", "\n")
 
 
+def _why(path, exc: OSError) -> str:
+    """Why a file could not be written: a folder on its path that is a file ("File exists",
+    mkdir's word for it, told nobody which), else the system's reason."""
+    folder = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+    return f"{folder} is a file, not a folder" if folder else (exc.strerror or str(exc))
+
+
 def _evaluate(law, task, spec, train, test):
     for j, t in enumerate(task.targets):  # R2 would be undefined on every split
         if np.ptp(train.Y[:, j]) == 0:
@@ -143,7 +150,7 @@ def cmd_fit(args):
                                                       for s in ("train", "valid", "test")}))
         except OSError as exc:  # savefig's error names no file: "File too large"
             remove_if_empty(made)
-            raise HybridSLDError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
+            raise HybridSLDError(f"cannot write {args.plot}: {_why(args.plot, exc)}") from None
         out["plot"] = str(args.plot)
     if args.latex and fitted:  # after the plot: an exit of 2 leaves neither file written
         from .export import latex_document_fragment
@@ -155,7 +162,7 @@ def cmd_fit(args):
             if plot_is_new:
                 Path(args.plot).unlink(missing_ok=True)
             remove_if_empty(made)
-            raise HybridSLDError(f"cannot write {args.latex}: {exc.strerror or exc}") from None
+            raise HybridSLDError(f"cannot write {args.latex}: {_why(args.latex, exc)}") from None
     if args.json:
         print(json_text(out, indent=1))
         return 0 if fitted else 1

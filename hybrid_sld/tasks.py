@@ -420,6 +420,8 @@ def get_task(name_or_path: str | Path) -> Task:
         return load_task_file(text)
     names = builtin_task_names()
     matches = [n for n in names if n == text] or [n for n in names if n == f"{text}_scaling_law"]
+    if not matches and text and Path(text).is_dir():  # "unknown task '/tmp'" said not why
+        raise TaskError(f"{text} is a folder: give a task's name or the path of its .toml file")
     if not matches:
         raise TaskError(f"unknown task {text!r}; built-in tasks: {', '.join(names)} (or "
                         "without _scaling_law, as vocab; or give a path to a task .toml)")

@@ -1191,3 +1191,19 @@ def test_argparse_refusals_under_json_print_one_json_document(argv, message, cap
     with pytest.raises(SystemExit):
         main(argv)
     assert capsys.readouterr().out == ""  # without --json, stdout holds nothing
+
+
+def test_paths_of_the_wrong_kind_say_what_they_are(tmp_path, capsys):
+    """--latex under a file said "File exists"; --task naming a folder "unknown task"; and
+    discover --task "" ran the demo task."""
+    (tmp_path / "afile").write_text("")
+    law = "loss = E + A/num_params^a"
+    assert main(["fit", "--task", "kaplan_demo", "--law", law,
+                 "--latex", str(tmp_path / "afile" / "x.tex")]) == 2
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
+    assert main(["fit", "--task", str(tmp_path), "--law", law]) == 2
+    assert f"{tmp_path} is a folder: give a task's name or the path of its .toml" in \
+        capsys.readouterr().err
+    assert main(["discover", "--task", "", "--max-evals", "4",
+                 "--out", str(tmp_path / "runs")]) == 2
+    assert "unknown task ''" in capsys.readouterr().err and not (tmp_path / "runs").exists()
