@@ -71,7 +71,8 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
         code = compile(source, program, "exec")
     except SyntaxError as exc:
         where = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
-        return False, f"syntax error at line {exc.lineno}: {exc.msg}{where}", None
+        at = f" at line {exc.lineno}" if exc.lineno else ""  # a NUL byte has no line
+        return False, f"syntax error{at}: {exc.msg}{where}", None
     namespace = {"__name__": "__sld_program__", "__file__": program, "__builtins__": __builtins__}
     try:
         exec(code, namespace)

@@ -107,6 +107,9 @@ def test_syntax_error_names_line(tmp_path):
     res = _run_body(tmp_path, "import numpy as np\n\ndef fit_scaling_law(x, y:\n    return 1\n")
     assert not res.success
     assert "syntax error" in res.message and "line 3" in res.message
+    # a NUL byte has no line: it said "syntax error at line None"
+    res = _run_body(tmp_path, "import numpy as np\n\x00\n")
+    assert "syntax error: source code string cannot contain null bytes" in res.message
 
 
 def test_missing_function(tmp_path):
