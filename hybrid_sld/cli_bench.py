@@ -25,6 +25,8 @@ def cmd_bench(args):
     check_methods(methods, llm)
     if args.max_evals is not None and args.max_evals < 1:
         raise HybridSLDError("--max-evals must be at least 1")
+    if not args.out.strip():  # "" benched into the current folder
+        raise HybridSLDError("--out is empty: give a new or empty folder, or a bench directory")
     settings = BenchSettings(budget_seconds=parse_budget(args.budget, "--budget"),
                              out=str(Path(args.out).resolve()), max_evals=args.max_evals, llm=llm,
                              data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,

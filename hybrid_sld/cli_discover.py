@@ -11,6 +11,7 @@ from .cli_common import _fmt, _task
 from .cli_parse import _discover_defaults
 from .cli_settings import (LLM_FLAGS, RESUMABLE_LLM, _llm_settings, _replay_task, _replayed,
                            _search_flags)
+from .errors import HybridSLDError
 from .metrics import counted, json_text
 from .search.config import SearchConfig
 
@@ -20,6 +21,9 @@ DEFAULT_EVALS, DEFAULT_CAP = 600, "5m"
 
 def cmd_discover(args):
     from .search.run import discover, parse_budget
+    if not args.out.strip():  # "" wrote the run into the current folder
+        raise HybridSLDError("--out is empty: give the folder to hold run directories "
+                             "(default runs)")
     budget = parse_budget(args.budget, "--budget") if args.budget is not None else None
     max_evals = args.max_evals
     if budget is None and max_evals is None and not args.resume:

@@ -1207,3 +1207,19 @@ def test_paths_of_the_wrong_kind_say_what_they_are(tmp_path, capsys):
     assert main(["discover", "--task", "", "--max-evals", "4",
                  "--out", str(tmp_path / "runs")]) == 2
     assert "unknown task ''" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["discover", "--out", ""], "--out is empty: give the folder to hold run directories"),
+    (["bench", "--tasks", "kaplan_demo", "--methods", "expert", "--out", " "],
+     "--out is empty: give a new or empty folder"),
+    (["discover", "--budget", "99999h"], "--budget must be at most a year"),
+    (["discover", "--max-evals", "4", "--candidate-timeout=-1s"],
+     "--candidate-timeout must be more than zero (0: none), got '-1s'"),
+])
+def test_empty_or_absurd_settings_are_refused(argv, message, tmp_path, monkeypatch, capsys):
+    """--out "" wrote into the current folder; 99999h ran, counting down from 39 digits."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv[:1], "--task", "kaplan_demo", *argv[1:]] if argv[0] == "discover"
+                else argv) == 2
+    assert message in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -29,6 +29,9 @@ from .state import checkpoint_file, missing_folders, remove_if_empty
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
+MAX_SECONDS = 366 * 24 * 3600  # a budget or time limit past this is a slip of the keyboard
+
+
 def parse_budget(text: str, what: str = "budget", zero: bool = False) -> float:
     """'90s', '10m', '1h' or plain seconds -> seconds. ``what`` names the setting in errors;
     ``zero``: 0 is allowed (a limit switched off)."""
@@ -37,8 +40,12 @@ def parse_budget(text: str, what: str = "budget", zero: bool = False) -> float:
         raise HybridSLDError(f"{what} must look like 90s, 10m or 1h (or plain seconds), "
                              f"got {text!r}")
     if float(m.group(1)) < 0 or float(m.group(1)) == 0 and not zero:
-        raise HybridSLDError(f"{what} must be more than zero, got {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        raise HybridSLDError(f"{what} must be more than zero" + (" (0: none)" if zero else "")
+                             + f", got {text!r}")
+    seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if seconds > MAX_SECONDS:  # 99999h ran, its bar counting down from 39-digit seconds
+        raise HybridSLDError(f"{what} must be at most a year ({MAX_SECONDS:g} s), got {text!r}")
+    return seconds
 
 
 def _method(cfg: SearchConfig) -> str:
