@@ -1223,3 +1223,18 @@ def test_empty_or_absurd_settings_are_refused(argv, message, tmp_path, monkeypat
     assert main([*argv[:1], "--task", "kaplan_demo", *argv[1:]] if argv[0] == "discover"
                 else argv) == 2
     assert message in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_report_waits_for_a_search_going_on_in_the_run(tmp_path, capsys):
+    """report beside a discover --resume of the run told the user to `discover --resume` it
+    ("the search went on after its report"), which the running search's lock refused."""
+    from hybrid_sld.search.run import lock_run_dir
+    assert main(["discover", "--task", "kaplan_demo", "--max-evals", "4",
+                 "--out", str(tmp_path)]) == 0
+    run, = tmp_path.iterdir()
+    capsys.readouterr()
+    with lock_run_dir(run):  # as a resumed search holds it
+        assert main(["report", str(run)]) == 2
+    assert (f"{run} is in use by another hybrid-sld process; wait for it to end (or stop it) "
+            "before re-rendering its report") in capsys.readouterr().err
+    assert main(["report", str(run)]) == 0

@@ -208,7 +208,11 @@ def render(path, data_dir=None, task=None) -> dict:
             raise HybridSLDError(f"{path} is a bench directory: --task is for a run's")
         return {"kind": "bench", "dir": str(path), "files": render_bench(path, data_dir)}
     if (path / "best.json").exists():
-        return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir, task)}
+        from ..search.run import lock_run_dir
+        # a search going on there (a --resume) writes these files itself, and its checkpoint
+        # read now would say the run "went on after its report"
+        with lock_run_dir(path, "re-rendering its report"):
+            return {"kind": "run", "dir": str(path), "files": render_run(path, data_dir, task)}
     if not path.exists():  # a typo is not a folder of the wrong kind
         raise HybridSLDError(f"{path} does not exist: give a bench directory (results.jsonl) "
                              "or a run directory (best.json)")

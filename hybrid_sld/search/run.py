@@ -206,9 +206,10 @@ def _finished_note(search: Search) -> str:
 
 
 @contextmanager
-def lock_run_dir(run_dir: Path):
+def lock_run_dir(run_dir: Path, doing: str = "resuming"):
     """Hold an exclusive lock on the run directory: two processes resuming one run would write
-    the same checkpoint and log. No lock where there is no fcntl (Windows)."""
+    the same checkpoint and log (or a report beside a search writing its own). No lock where
+    there is no fcntl (Windows). ``doing``: what waits, for the error."""
     try:
         import fcntl
     except ImportError:
@@ -219,7 +220,7 @@ def lock_run_dir(run_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise HybridSLDError(f"{run_dir} is in use by another hybrid-sld process; wait for "
-                                 "it to end (or stop it) before resuming") from None
+                                 f"it to end (or stop it) before {doing}") from None
         yield
 
 
