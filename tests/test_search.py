@@ -47,6 +47,9 @@ def test_parse_budget():
     (dict(max_evals=-1), "--max-evals must be at least 1"),
     (dict(max_evals=4, seed=-1), "--seed must be a non-negative"),
     (dict(max_evals=4, candidate_seconds=-1), "--candidate-timeout must be positive"),
+    # it ran as llm-coevolve with random_search = true in its config
+    (dict(max_evals=4, random_search=True, proposer="llm"),
+     "--random-search is the offline best-of-N baseline .* it takes no --proposer llm"),
 ])
 def test_bad_search_settings_fail_before_a_run_directory(kwargs, message):
     with pytest.raises(HybridSLDError, match=message):

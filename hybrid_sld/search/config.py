@@ -50,6 +50,11 @@ class SearchConfig:
     def __post_init__(self):
         if self.proposer not in PROPOSERS:
             raise HybridSLDError(f"proposer must be one of {', '.join(PROPOSERS)}, got {self.proposer!r}")
+        # it ran, named llm-coevolve, with random_search = true in its config
+        if self.random_search and self.proposer != "offline":
+            raise HybridSLDError("--random-search is the offline best-of-N baseline (seed laws "
+                                 "mutated at random, no selection): it takes no --proposer "
+                                 f"{self.proposer}")
         if self.proposer != "offline":
             from ..llm.client import LLMSettings
             LLMSettings.from_dict(self.llm)  # fail early on a bad setting
