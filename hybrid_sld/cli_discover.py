@@ -4,6 +4,7 @@ reads it. Apart from the commands that score a given law: it runs the search (se
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def cmd_discover(args):
                                 or args.replay else None), **_search_flags(args))
     if args.replay and not args.resume:
         cfg = _replayed(args, cfg, recorded)
+    cores = os.cpu_count() or 1
+    if cfg is not None and cfg.workers > cores:  # 64 processes on 2 cores ran without a word
+        print(f"note: --workers {cfg.workers} is more than this machine's {cores} cores: the "
+              "search is no faster past them (the same seed gives the same result with any "
+              "number)", file=sys.stderr)
     bar = _ProgressBar()
     try:
         result = discover(cfg, out=args.out, resume=args.resume, progress=bar,

@@ -1238,3 +1238,13 @@ def test_report_waits_for_a_search_going_on_in_the_run(tmp_path, capsys):
     assert (f"{run} is in use by another hybrid-sld process; wait for it to end (or stop it) "
             "before re-rendering its report") in capsys.readouterr().err
     assert main(["report", str(run)]) == 0
+
+
+def test_more_workers_than_cores_is_noted(tmp_path, monkeypatch, capsys):
+    """--workers 64 on 2 cores started 64 processes without a word."""
+    import os
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert main(["discover", "--task", "kaplan_demo", "--max-evals", "4", "--workers", "3",
+                 "--out", str(tmp_path)]) == 0
+    assert ("note: --workers 3 is more than this machine's 2 cores: the search is no faster past "
+            "them") in capsys.readouterr().err
