@@ -135,7 +135,7 @@ def cmd_fit(args):
                  for p, f in symbol_lookalikes(law.param_names, symbols)]
     notes[:0] = near_feature_notes(law, task.feature_names)  # DD for D: perhaps meant as it
     from .evaluate import at_bounds
-    out["at_bounds"] = at_bounds(law, full.fits)
+    out["at_bounds"] = at_bounds(law, full.fits, train)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     plot_is_new = bool(args.plot) and not Path(args.plot).exists()
     # the folders the two files would make: gone again with them when either is not written

@@ -255,17 +255,41 @@ def trend_probes(task: Task, train: Dataset) -> list[tuple]:
              *beyond_training(task, train, feature)) for feature, trend in task.trends]
 
 
-def at_bounds(law: Law, fits: dict[str, Fit]) -> str | None:
+NEGLIGIBLE = 1e-9  # a change of predictions this small, in units of the targets' range, is none
+NEAR_ZERO = 1e-8  # and a constant this small, whose setting to 0 changes them no more, is 0
+
+
+def _at_zero(law: Law, fit: Fit, name: str, rows: Dataset | None, group: str) -> bool:
+    """Whether constant ``name``, fitted near a bound of 0, is at it in effect: 0 to the last
+    digits (1e-305 on p > 0), or, given the rows, so small that setting it to 0 moves no
+    prediction of the group by NEGLIGIBLE of the targets' range (B = 1e-19 on B >= 0, a
+    constant fitted as a logarithm, which stops short of 0 by the optimiser's tolerance)."""
+    value = fit.params[name]
+    if abs(value) <= 1e-100 or rows is None or abs(value) > NEAR_ZERO:
+        return abs(value) <= 1e-100  # far from 0, a term another constant zeroes is no sign
+    mask = rows.groups == group
+    if not mask.any():
+        return False
+    compiled, names = compile_law(law), law.param_names
+    with np.errstate(all="ignore"):
+        now = compiled.predict(rows.X[mask], fit.theta(names))
+        zero = compiled.predict(rows.X[mask], fit.theta(names) * (np.array(names) != name))
+    return bool(np.all(np.isfinite(now)) and np.all(np.isfinite(zero)) and
+                np.max(np.abs(zero - now) / target_range(rows)) <= NEGLIGIBLE)
+
+
+def at_bounds(law: Law, fits: dict[str, Fit], rows: Dataset | None = None) -> str | None:
     """Which fitted constants sit on a declared bound, and in which groups, or None: the fit
     would go past it, so the bound (or the law's form) decides the value there. A bound of 0
-    counts only when the value is 0 to the last digits (1e-305 on p > 0)."""
+    counts when the value is 0 in effect on ``rows`` (the fitted rows; :func:`_at_zero`)."""
     found = []
     for p in law.params:
         for side, b in (("lower", p.lower), ("upper", p.upper)):
             if not math.isfinite(b):
                 continue
             groups = [g for g, f in fits.items() if f.success and p.name in f.params
-                      and abs(f.params[p.name] - b) <= (1e-6 * abs(b) if b else 1e-100)]
+                      and (abs(f.params[p.name] - b) <= 1e-6 * abs(b) if b else
+                           _at_zero(law, f, p.name, rows, g))]
             if groups:
                 where = groups[0] if len(groups) == 1 else f"{len(groups)} of {len(fits)} groups"
                 found.append(f"{p.name} at its {side} bound {b:g} ({where})")

@@ -56,7 +56,8 @@ def final_report(search: Search) -> dict:
     result["redundancy"] = redundancy.redundancy_note(
         law, train, full.fits, FitterSpec.from_dict(best.fitter), task.split.scales)
     result["unit_faults"] = unit_faults(law, task)
-    result["at_bounds"] = at_bounds(law, full.fits)  # constants the bounds, not the data, set
+    # constants the bounds, not the data, set
+    result["at_bounds"] = at_bounds(law, full.fits, train)
     if len(task.targets) > 1:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:
