@@ -4,6 +4,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -1922,3 +1923,13 @@ def test_a_parent_fitter_in_an_old_spelling_is_read_as_its_spec(two_target_task,
     _text, fitter, origin = s._generate(0)
     assert origin == "mutate"
     assert fitter == FitterSpec(strategy="trf").to_dict()
+
+
+def test_a_task_name_too_long_for_a_folder_says_to_shorten_it(synthetic_task, tmp_path):
+    """It said only "File name too long", of a run directory named after the task."""
+    long = tmp_path / "long.toml"
+    long.write_text(re.sub(r'^name = ".*"$', f'name = "{"t" * 300}"', synthetic_task.read_text(),
+                           flags=re.M))
+    with pytest.raises(HybridSLDError, match=r"File name too long; its name holds the task's name "
+                                             r"\(300 characters\): shorten the task file's name"):
+        discover(SearchConfig(task=str(long), max_evals=4), out=tmp_path / "runs")

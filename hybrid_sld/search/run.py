@@ -111,7 +111,10 @@ def prepare_run_dir(cfg: SearchConfig, out: str | Path) -> Path:
     except OSError as exc:
         if made:  # a full disk: leave no run directory with an empty config.toml behind
             shutil.rmtree(run_dir, ignore_errors=True)
-        raise HybridSLDError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
+        long = (f"; its name holds the task's name ({len(get_task(cfg.task).name)} characters): "
+                "shorten the task file's name = \"...\"" if exc.errno == errno.ENAMETOOLONG else "")
+        raise HybridSLDError(f"cannot write the run directory {run_dir}: {exc.strerror}{long}"
+                             ) from None
     return run_dir
 
 
