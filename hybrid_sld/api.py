@@ -425,13 +425,13 @@ class ScalingLawRegressor:
         if self.group_column is not None:
             X, groups = _split_group_column(X, self.group_column, groups)
         # fitted on named columns: match them by name, the others unread
-        by_name = self._x_columns
-        if by_name is None and _columns(X) is not None:  # fitted on an array: X's columns were
-            if set(self._names) <= set(_columns(X)):  # named x0, x1 (or the Law's names) by place
-                by_name = self._names  # so a DataFrame of those names is read by them
+        by_name, names = self._x_columns, getattr(self, "_names", None)  # None: pickled before
+        if by_name is None and _columns(X) is not None and names:  # fitted on an array: X's
+            if set(names) <= set(_columns(X)):  # columns were named x0, x1 (or the Law's) by
+                by_name = names  # place, so a DataFrame of those names is read by them
             else:  # as scikit-learn warns: names given, not those fit used, so taken by place
                 warnings.warn(f"X has column names, but this estimator was fitted on an array "
-                              f"whose columns the law names {', '.join(self._names)}: X's "
+                              f"whose columns the law names {', '.join(names)}: X's "
                               "columns are taken by place, in that order", UserWarning,
                               stacklevel=3)
         A = _as_matrix(X, columns=by_name)
