@@ -56,7 +56,7 @@ def test_panels_wrap_into_a_grid_and_a_cut_is_said(tmp_path, monkeypatch):
     assert plots._grid(4, 5) == (4, 5)  # several targets: a row per group, a column per target
     fig = _kaplan_figure(tmp_path, monkeypatch, max_groups=2)
     assert sum(ax.axison for ax in fig.axes) == 2
-    assert [t.get_text() for t in fig.texts] == ["the first 2 of 3 groups"]
+    assert [t.get_text() for t in fig.texts] == ["the first 2 of 3 groups, in natural order of their names"]
 
 
 def test_fit_plot_curves_follow_the_law_per_level_of_the_other_features():
