@@ -34,6 +34,8 @@ def main(argv=None) -> int:
         return _error(args, str(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading stdout still gets one document
+            print(json_text({"error": "interrupted"}))
         return 130
     except BrokenPipeError:  # e.g. `hybrid-sld ... --json | head`: the reader went away
         sys.stderr.close()

@@ -1248,3 +1248,17 @@ def test_more_workers_than_cores_is_noted(tmp_path, monkeypatch, capsys):
                  "--out", str(tmp_path)]) == 0
     assert ("note: --workers 3 is more than this machine's 2 cores: the search is no faster past "
             "them") in capsys.readouterr().err
+
+
+def test_a_ctrl_c_that_stops_a_command_at_once_still_prints_json(monkeypatch, capsys):
+    """A second Ctrl-C (or one in eval-program) under --json left stdout empty."""
+    from hybrid_sld import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(cli.COMMANDS, "fit", interrupted)
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = a*tokens", "--json"]) == 130
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"error": "interrupted"} and err == "interrupted\n"
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = a*tokens"]) == 130
+    assert capsys.readouterr().out == ""
