@@ -242,6 +242,18 @@ def _depth(expr: sp.Expr) -> int:
 _FLOAT_FUNCTIONS = {sp.exp: math.exp, sp.log: math.log, sp.tanh: math.tanh, sp.Abs: abs}
 
 
+def _softplus_arg(e):
+    """z when e is log(1 + exp(z)), else None: evaluated as logaddexp, it stays finite where
+    exp(z) overflows (the tape computes it so, and the range check below as the tape does)."""
+    if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2:
+        a, b = e.args[0].args
+        if a == 1 and isinstance(b, sp.exp):
+            return b.args[0]
+        if b == 1 and isinstance(a, sp.exp):
+            return a.args[0]
+    return None
+
+
 def _float_value(e: sp.Expr) -> float:
     """A constant expression's value in double precision, step by step as a fit computes it:
     OverflowError where a step leaves the doubles (exp(1000)) or underflows a non-zero value
@@ -250,12 +262,9 @@ def _float_value(e: sp.Expr) -> float:
     minutes when the law was compiled, tanh(exp(exp(50))) raised OverflowError there."""
     if e.is_Number or e.is_NumberSymbol:
         return float(e)  # a number in law text is range-checked as it is read
-    if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2 \
-            and sp.S.One in e.args[0].args:  # softplus, log(1 + exp(z)): logaddexp(0, z)
-        z = next(a for a in e.args[0].args if a != 1)
-        if isinstance(z, sp.exp):
-            z = _float_value(z.args[0])
-            return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    if (z := _softplus_arg(e)) is not None:  # softplus, log(1 + exp(z)): logaddexp(0, z)
+        z = _float_value(z)
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
     args = [_float_value(a) for a in e.args]
     if isinstance(e, sp.Add):
         value = math.fsum(args)

@@ -15,17 +15,7 @@ import numpy as np
 import sympy as sp
 from scipy.special import expit
 
-
-def _softplus_arg(e):
-    """z when e is log(1 + exp(z)), else None: evaluated as logaddexp, it stays finite where
-    exp(z) overflows."""
-    if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2:
-        a, b = e.args[0].args
-        if a == 1 and isinstance(b, sp.exp):
-            return b.args[0]
-        if b == 1 and isinstance(a, sp.exp):
-            return a.args[0]
-    return None
+from .law import _softplus_arg
 
 
 def _number(e) -> float:
