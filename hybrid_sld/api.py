@@ -250,7 +250,7 @@ class ScalingLawRegressor:
             text = (self.law.source or self.law.text) if isinstance(self.law, Law) else self.law
         if not isinstance(text, str):
             raise LawError(f"law must be law text or a Law, got {type(text).__name__}")
-        # parsed above for its target's name: the same law unless it has further equations
+        # parsed above without targets=: the same law where its targets are these, in this order
         law = parsed if parsed is not None and parsed.targets == targets else \
             _parse(text, names, targets, unnamed)
         self._check_law(law, A, names, [c for c in cols or () if c not in columns], given)
@@ -305,8 +305,8 @@ class ScalingLawRegressor:
         return A, names, columns
 
     def _read_y(self, y, A: np.ndarray, names) -> tuple:
-        """(y as a float matrix in the targets' order, the targets' names, the law parsed to
-        name a single target or None, whether the names are y0, y1, ... for want of any, y's
+        """(y as a float matrix in the targets' order, the targets' names, the law text parsed
+        without targets= (to name a single target, or to count its equations) or None, whether the names are y0, y1, ... for want of any, y's
         columns read by name or None)."""
         parsed, unnamed = None, False
         Y = _target_values(y)
@@ -339,10 +339,11 @@ class ScalingLawRegressor:
         if len(targets) != Y2.shape[1]:
             raise InputError(f"y has {Y2.shape[1]} column(s) but targets names {len(targets)}")
         if isinstance(self.law, str) and self.targets is None:  # one equation per column of y
-            eqs = (parsed or _parse(self.law, names)).targets
-            if len(eqs) != Y2.shape[1]:
-                raise InputError(f"the law has {len(eqs)} equation(s) ({', '.join(eqs)}) but "
-                                 f"y has {Y2.shape[1]} column(s): one equation per target")
+            parsed = parsed or _parse(self.law, names)  # fit takes it where the targets match
+            if len(parsed.targets) != Y2.shape[1]:
+                raise InputError(f"the law has {len(parsed.targets)} equation(s) "
+                                 f"({', '.join(parsed.targets)}) but y has {Y2.shape[1]} "
+                                 "column(s): one equation per target")
         y_columns = None if Y2.shape[1] == 1 or _columns(y) is None else \
             _target_columns(_columns(y), targets)
         if y_columns is not None:  # by name, as X's columns are
