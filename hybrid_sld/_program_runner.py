@@ -14,8 +14,11 @@ import faulthandler
 import json
 import os
 import resource
+import signal
 import sys
 import traceback
+
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
 def _limit_memory(memory_mb: int, file_mb: int) -> None:
@@ -27,6 +30,56 @@ def _limit_memory(memory_mb: int, file_mb: int) -> None:
             if hard != resource.RLIM_INFINITY:
                 want = min(want, hard)
             resource.setrlimit(which, (want, hard))
+
+
+def _become_subreaper() -> None:
+    """Make the orphans of the program's helpers (a double fork) this process's children rather
+    than init's, so `kill_descendants` still finds them. Linux only; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process under `pid`, read from /proc (empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="utf-8", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()  # the name may hold spaces
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if fields and fields[0] not in "ZX":  # a zombie needs no killing
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, ()))
+    return found
+
+
+def kill_descendants(pid: int, rounds: int = 100) -> None:
+    """SIGKILL every process under `pid`, helpers in sessions of their own included (a process
+    group kill misses those). Looks again until none is left, as one may fork mid-sweep."""
+    for _ in range(rounds):
+        alive = _descendants(pid)
+        if not alive:
+            return
+        for child in alive:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _describe(exc: BaseException, program: str) -> str:
@@ -65,6 +118,7 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
     program = job["program"]
     memory_mb = int(job["memory_mb"])
     _progress(workdir, -1)
+    _become_subreaper()
     _limit_memory(memory_mb, int(job["file_mb"]))
 
     try:
@@ -113,6 +167,7 @@ def main(argv: list[str]) -> int:
     except MemoryError:
         ok, message, preds = False, "ran out of memory (memory limit exceeded)", None
     _write(workdir, ok, message, preds)
+    kill_descendants(os.getpid())  # helpers the program left running end with it
     return 0
 
 

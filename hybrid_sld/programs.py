@@ -3,7 +3,8 @@
 Programs come from leaderboards and LLMs, so they may crash, loop forever or eat all memory.
 They are never executed in this process: each call runs `_program_runner.py` in a fresh child
 process group with a memory cap and a wall-clock limit per group, exchanging data as ``.npz``
-files. This isolates faults; it is not a security sandbox (a program can read files and use the
+files; processes the program starts end with it, on Linux even in sessions of their own. This
+isolates faults; it is not a security sandbox (a program can read files and use the
 network; the data folder's variable and API keys are kept out of its environment).
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._program_runner import kill_descendants
 from .errors import ProgramError
 
 _RUNNER = Path(__file__).with_name("_program_runner.py")
@@ -160,7 +162,14 @@ def _where(workdir: Path, groups) -> str:
     return f"group {groups[i]!r} ({i} of {len(groups)} groups done)"
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_all(proc: subprocess.Popen) -> None:
+    """Kill the child, its process group, and its helpers in sessions of their own."""
+    if proc.poll() is None:  # not reaped, so its pid is still its own
+        try:
+            os.kill(proc.pid, signal.SIGSTOP)  # it forks no more helpers while they are swept
+        except (ProcessLookupError, PermissionError):
+            pass
+        kill_descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -203,12 +212,12 @@ def run_program(path, train: dict[str, tuple[np.ndarray, np.ndarray]], predict: 
                 returncode = _wait(proc, workdir, timeout)
             except subprocess.TimeoutExpired:
                 where = _where(workdir, groups)
-                _kill_group(proc)
+                _kill_all(proc)
                 proc.wait()
                 return ProgramResult(False, None, _with_tail(
                     f"timed out after {timeout:g} s in {where}", log), time.monotonic() - start)
             finally:
-                _kill_group(proc)  # also reap helpers the program may have spawned
+                _kill_all(proc)  # helpers the program may have spawned too
         seconds = time.monotonic() - start
         verdict = workdir / "result.json"
         if not verdict.is_file():

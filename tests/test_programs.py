@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +283,56 @@ def test_the_data_folder_and_api_keys_are_kept_from_a_program(tmp_path, monkeypa
     """
     res = _run_body(tmp_path, body)
     assert res.success, res.message
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping; a zombie (killed, not yet reaped by whoever adopted it) is not."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+_ESCAPER = """
+import os, subprocess, sys, time
+import numpy as np
+def _escape():
+    # a helper in a session of its own is out of the runner's process group; {how}
+    cmd = [sys.executable, "-c", "import time; time.sleep(120)"]
+    if {double_fork}:
+        if os.fork() == 0:  # the middle process exits at once, orphaning the sleeper
+            p = subprocess.Popen(cmd, start_new_session=True)
+            open({pidfile!r}, "w").write(str(p.pid))
+            os._exit(0)
+        os.wait()
+    else:
+        p = subprocess.Popen(cmd, start_new_session=True)
+        open({pidfile!r}, "w").write(str(p.pid))
+def fit_scaling_law(data_points, loss_values):
+    _escape()
+    while {hang}:
+        time.sleep(0.1)
+    return np.array([1.0])
+def scaling_law_func(data_points, params):
+    return np.asarray(data_points)[:, 0]
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("double_fork", [False, True], ids=["setsid", "double-fork"])
+@pytest.mark.parametrize("hang", [True, False], ids=["timeout", "finished"])
+def test_helpers_in_their_own_session_do_not_outlive_the_program(tmp_path, double_fork, hang):
+    pidfile = tmp_path / "helper.pid"
+    body = _ESCAPER.format(how="it must still end with the program", double_fork=double_fork,
+                           pidfile=str(pidfile), hang=hang)
+    train, predict = _data(groups=("a",))
+    res = run_program(_write(tmp_path, body), train, predict, timeout=3)
+    assert res.success is not hang, res.message
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5  # a SIGKILL is delivered at once; leave room for load
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the program's helper {pid} outlived it")
