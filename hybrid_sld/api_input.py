@@ -17,8 +17,9 @@ from .fit_spec import FitterSpec
 from .law import Law, parse_law
 
 
-class InputError(DataError, ValueError):
-    """X, y or groups are malformed; a ValueError too, as scikit-learn's checks expect."""
+class InputError(DataError):
+    """X, y or groups are malformed (a ValueError, as every DataError, as scikit-learn's checks
+    expect)."""
 
 
 class CellTypeError(InputError, TypeError):

@@ -1,4 +1,8 @@
-"""One exception hierarchy, so callers can catch everything the package raises on bad input."""
+"""One exception hierarchy, so callers can catch everything the package raises on bad input.
+
+Errors of bad input (a task file, data, law text) are ValueErrors too, as scikit-learn and
+SciPy raise for bad arguments; a failed operation (a fit past its time limit, a program that
+cannot run) is not, so code catching ValueError around numerical work does not swallow it."""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ class HybridSLDError(Exception):
     """Base class of every error raised on bad input or a failed operation."""
 
 
-class TaskError(HybridSLDError):
+class TaskError(HybridSLDError, ValueError):
     """A task definition (TOML) is malformed or refers to something that does not exist."""
 
 
-class DataError(HybridSLDError):
+class DataError(HybridSLDError, ValueError):
     """Data files are missing, malformed, or do not match the task."""
 
 
-class LawError(HybridSLDError):
+class LawError(HybridSLDError, ValueError):
     """A law is well formed text but not a valid law (unknown name, parameter cap, bounds)."""
 
 

@@ -516,6 +516,24 @@ def test_a_fit_that_fails_after_its_search_leaves_no_fitted_state(monkeypatch):
     assert not [k for k in vars(est) if k.endswith("_")]
 
 
+def test_bad_input_is_a_value_error_as_scikit_learn_expects_and_a_timeout_is_not(tmp_path):
+    from hybrid_sld.errors import FitTimeout, TaskError
+    from hybrid_sld.tasks import load_task_file
+    x = np.geomspace(1.0, 10.0, 5)[:, None]
+    with pytest.raises(ValueError, match="column 14"):  # law text that does not parse
+        ScalingLawRegressor("y = c + A*x0^").fit(x, 1.0 + 2.0 / x[:, 0])
+    toml = tmp_path / "t.toml"
+    toml.write_text('name = "t"\n[features]\n')
+    with pytest.raises(ValueError) as caught:  # a task file that is no task
+        load_task_file(toml)
+    assert isinstance(caught.value, TaskError)
+    with pytest.raises(ValueError, match="uses none of the features"):  # a law, not its text
+        ScalingLawRegressor("y = c + A*N^(-a)").fit(x, 1.0 + 2.0 / x[:, 0])
+    assert issubclass(DataError, ValueError)
+    # caught as ValueError around numerical work, a time limit would read as a failed start
+    assert not issubclass(FitTimeout, ValueError)
+
+
 def test_law_errors():
     with pytest.raises(LawError, match="uses none of the features"):  # N is not x0
         ScalingLawRegressor("y = c + A*N^(-a)").fit(np.ones((3, 1)), np.ones(3))
