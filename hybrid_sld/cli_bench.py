@@ -21,6 +21,8 @@ def cmd_bench(args):
     tasks = resolve_tasks(args.tasks)
     methods = resolve_methods(args.methods)
     seeds = resolve_seeds(args.seeds)
+    for flag, spec in (("--tasks", args.tasks), ("--methods", args.methods), ("--seeds", args.seeds)):
+        _note_repeats(flag, spec)
     llm = _llm_settings(args) if "llm" in methods else None
     check_methods(methods, llm)
     if args.max_evals is not None and args.max_evals < 1:
@@ -51,6 +53,15 @@ def cmd_bench(args):
               "leaderboard.md for why", file=sys.stderr)
         return 1
     return 0
+
+
+def _note_repeats(flag: str, spec: str) -> None:
+    """Say so when a list names an item twice: each cell runs once (a seed gives one result)."""
+    items = [s.strip() for s in str(spec).split(",") if s.strip()]
+    twice = list(dict.fromkeys(s for s in items if items.count(s) > 1))
+    if twice:
+        print(f"note: {flag} names {', '.join(twice)} more than once; each runs once",
+              file=sys.stderr)
 
 
 def cmd_report(args):

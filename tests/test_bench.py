@@ -1077,3 +1077,18 @@ def test_damaged_run_and_bench_files_are_clear_errors_or_warnings(local_bench, t
     assert f"{bench / 'bench.json'}: not a bench's settings; the fit plots are drawn" in err
     with pytest.raises(HybridSLDError, match=r"bench.json holds no bench settings \(damaged\?\)"):
         run_bench(_cells(), _settings(bench), LocalExecutor(1), log=_quiet)
+
+
+def test_a_task_named_twice_is_refused_and_a_repeated_seed_is_noted(tmp_path, capsys):
+    """Two task files of one name: the second was dropped without a word (names key the
+    cells); a seed given twice ran once, silently."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "t.toml").write_text('name = "same"\ntargets = ["y"]\n[features.x]\n'
+                                               '[expert]\nlaw = "y = A*x^(-a)"\n')
+    with pytest.raises(HybridSLDError, match=r"b/t.toml are both named 'same'"):
+        resolve_tasks(f"{tmp_path / 'a' / 't.toml'},{tmp_path / 'b' / 't.toml'}")
+    assert resolve_tasks("kaplan_demo,kaplan_demo") == [("kaplan_demo", "kaplan_demo")]
+    assert main(["bench", "--tasks", "kaplan_demo", "--methods", "expert", "--seeds", "0,0",
+                 "--out", str(tmp_path / "out"), "--json"]) == 0
+    assert "note: --seeds names 0 more than once; each runs once" in capsys.readouterr().err

@@ -82,7 +82,10 @@ def resolve_tasks(spec: str) -> list[tuple[str, str]]:
         # a user's TOML by its absolute path, as discover stores it: cells, `report` and
         # `discover --resume` of the bench's runs read it from any folder
         own = task.path == str(Path(ref))  # not a built-in task's name
-        out.setdefault(task.name, str(Path(ref).resolve()) if own else task.name)
+        where = str(Path(ref).resolve()) if own else task.name
+        if out.setdefault(task.name, where) != where:  # names key the cells and their runs
+            raise HybridSLDError(f"--tasks: {out[task.name]} and {where} are both named "
+                                 f"{task.name!r}; give one of them another name")
     return list(out.items())
 
 
