@@ -397,6 +397,54 @@ def test_checkpoints_thin_out_and_a_run_stopped_past_the_last_resumes_alike(
     assert [e["eval_id"] for e in events] == list(range(40))
 
 
+def test_a_ctrl_c_cuts_the_batch_after_the_evaluation_in_hand_and_resumes_alike(
+        synthetic_task, tmp_path, monkeypatch):
+    # the batch in hand ran to its end: on a large task minutes past a SIGTERM, beyond a
+    # scheduler's grace. Now the evaluations begun end it; the rest waits in the checkpoint
+    from hybrid_sld.search import engine
+    cfg = SearchConfig(task=str(synthetic_task), max_evals=24, batch_size=4, seed=1)
+    ref = discover(cfg, out=tmp_path / "ref")
+    run_dir = prepare_run_dir(cfg, tmp_path / "runs")
+    search = Search(cfg, run_dir)
+    real, calls = engine._eval_star, []
+
+    def evaluate(args):
+        calls.append(args[2])
+        if len(calls) == 14:  # the second of the fourth batch
+            search._stop, search.interrupted = True, "SIGINT"
+        return real(args)
+
+    monkeypatch.setattr(engine, "_eval_star", evaluate)
+    search.run()
+    saved = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    assert saved["evals"] == 14 and saved["rest"]
+    monkeypatch.setattr(engine, "_eval_star", real)
+    res = discover(cfg, resume=run_dir)
+    assert _best(res) == _best(ref) and res["evals"] == 24
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    ref_events = [json.loads(line) for line in
+                  next((tmp_path / "ref").glob("*/events.jsonl")).read_text().splitlines()]
+    assert [e["law"] for e in events] == [e["law"] for e in ref_events]
+    assert [e["law"] for e in events[14:14 + len(saved["rest"])]] == [c[0] for c in saved["rest"]]
+
+
+def test_a_cut_batch_in_the_workers_keeps_the_evaluations_begun():
+    from concurrent.futures import ProcessPoolExecutor
+    stop = [False]
+    fake = SimpleNamespace(_cut=lambda: stop[0])
+    with ProcessPoolExecutor(2) as pool:
+        sent = [pool.submit(time.sleep, 0.5) for _ in range(8)]
+        time.sleep(0.2)
+        stop[0] = True  # while the first two sleep
+        t0 = time.perf_counter()
+        out = Search._results(fake, list(range(8)), sent, cut=True)
+        waited = time.perf_counter() - t0
+        for f in sent:
+            f.cancel()
+    # the two begun, and those the pool had queued to its workers (one more), not all eight
+    assert 2 <= len(out) <= 4 and waited < 8 * 0.5 / 2
+
+
 def test_unwritable_run_dir_fails_clearly(synthetic_task, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

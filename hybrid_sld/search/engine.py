@@ -7,7 +7,9 @@ batch is proposed while one is evaluated, from the archive as it was before that
 results, and worker processes go on to it as soon as they are free (OVERLAP). After a batch
 the state, that next batch included, is checkpointed atomically (after every batch until the
 run is 64 batches long, then as CHECKPOINT_SHARE says): a run killed at any point resumes from
-its last checkpoint and ends as an uninterrupted run would. Only training rows
+its last checkpoint and ends as an uninterrupted run would. A Ctrl-C or the budget's end cuts
+a grammar batch after the evaluations begun; the rest is checkpointed (State.rest) and
+evaluated first when the run goes on, as the uninterrupted run would. Only training rows
 are loaded here. The settings are in config.py, one candidate's evaluation (in a worker) in
 candidate.py, and the checkpointed state in state.py. Search's start-up checks,
 checkpointing, LLM part and proposals are mixins in startup_checks.py, state.py,
@@ -34,6 +36,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +60,10 @@ from . import folds
 # for the proposals. Off, the same batches are evaluated one after the other (the same results):
 # benchmarks/worker_overlap.py measures the two side by side.
 OVERLAP = True
+_POLL = 0.1  # seconds between looks for a Ctrl-C while the workers evaluate a batch
 
-# Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the batch, checkpoint, report
+# Ctrl-C, and what `timeout`, Slurm and `docker stop` send: finish the evaluations begun (the
+# rest of their batch waits in the checkpoint, State.rest), checkpoint, report
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # A checkpoint holds every evaluation so far, so one after every batch wrote data growing with
@@ -152,6 +157,12 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
         return (evals is not None and self.state.evals >= evals
                 or seconds is not None and self.state.elapsed >= seconds)
 
+    def _cut(self) -> bool:
+        """A batch stops here: a Ctrl-C, or the budget's seconds spent."""
+        self._clock()
+        seconds = self.bounds()[1]
+        return self._stop or seconds is not None and self.state.elapsed >= seconds
+
     def _clock(self) -> None:
         """Add the wall time since the last call to the search's seconds, which --budget
         bounds: all of the loop's time, its writes too (they were left out, and a 10-minute moe
@@ -193,9 +204,34 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
             ahead.append(list(_sized(c)))
         return ahead
 
+    def _results(self, batch, sent, cut: bool) -> list:
+        """The batch's results in order (``sent``: its futures in the worker pool). With
+        ``cut``, a first Ctrl-C or the budget's end ends it after the evaluations begun (at least
+        one): a large task's batch can take minutes, past a scheduler's grace after SIGTERM."""
+        out = []
+        if sent is None:
+            for c in batch:
+                if out and cut and self._cut():
+                    break
+                out.append(_eval_star(self._eval_args(c)))
+            return out
+        begun = None  # at the cut: which had begun (the pool feeds its queue as others end)
+        for i, f in enumerate(sent):
+            while True:
+                if begun is None and cut and self._cut():
+                    begun = [g.running() or g.done() or not g.cancel() for g in sent]
+                if begun is not None and not begun[i]:
+                    return out  # the pool runs them in order: none after it has begun
+                try:
+                    out.append(f.result(timeout=_POLL))
+                    break
+                except FutureTimeout:
+                    pass
+        return out
+
     @contextlib.contextmanager
     def stop_signals(self):
-        """Within it, a first Ctrl-C (or SIGTERM) ends the search after the batch in hand, and
+        """Within it, a first Ctrl-C (or SIGTERM) ends the search after the evaluations begun, and
         the report is still written; one after the search, while the report is written, lets it
         finish; the next stops at once, the last checkpoint kept. Re-entrant. Ctrl-C reaches
         only the main thread: a run in another thread (a notebook's or a server's worker) keeps
@@ -214,7 +250,7 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                 self.report_signal = signal.Signals(signum).name
                 print("writing the report; press Ctrl-C again to stop at once", file=sys.stderr)
                 return
-            self._stop = True  # finish the batch in hand, then checkpoint and report
+            self._stop = True  # finish the evaluations begun, then checkpoint and report
             self.interrupted = signal.Signals(signum).name
             if self.llm is not None:  # LLM calls waiting to retry are no evaluation in hand
                 self.llm.client.cancel()
@@ -273,10 +309,15 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                 pending: set = set()
                 batch = self._take_round(pending) if hybrid and self._round_due(block=False) else []
                 llm_slots = []
-                from_ahead = bool(lookahead and s.ahead)  # proposed as the last was evaluated
-                if from_ahead:
-                    batch, s.ahead = [(slot, tuple(c)) for slot, c in enumerate(s.ahead[:n])], []
-                for slot in range(len(batch), len(batch) if from_ahead else n):
+                from_rest = bool(lookahead and s.rest)  # a batch a Ctrl-C cut short
+                from_ahead = not from_rest and bool(lookahead and s.ahead)  # proposed as the
+                if from_rest or from_ahead:                                 # last was evaluated
+                    batch = [(slot, tuple(c)) for slot, c in enumerate((s.rest or s.ahead)[:n])]
+                    if from_rest:
+                        s.rest = []
+                    else:
+                        s.ahead = []
+                for slot in range(len(batch), len(batch) if from_rest or from_ahead else n):
                     if self._llm_slot():
                         llm_slots.append(slot)
                         continue
@@ -302,13 +343,15 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                     sent = (inflight[1] if inflight and inflight[0] == [c[-1] for c in batch]
                             else [pool.submit(_eval_star, self._eval_args(c)) for c in batch])
                     inflight = None
-                if lookahead:
+                if lookahead and not from_rest:  # a cut batch's next is proposed already
                     s.ahead = self._propose_ahead(batch)
                     if pool and s.ahead and OVERLAP:
                         inflight = ([c[-1] for c in s.ahead],
                                     [pool.submit(_eval_star, self._eval_args(c)) for c in s.ahead])
-                results = ([f.result() for f in sent] if pool
-                           else [_eval_star(self._eval_args(c)) for c in batch])
+                results = self._results(batch, sent if pool else None, cut=lookahead)
+                if len(results) < len(batch):  # cut short: the rest waits in the checkpoint
+                    s.rest = [list(c) for c in batch[len(results):]]
+                    _end_workers(pool)
                 lines = []
                 for (text, fitter, origin, complexity, n_params, key), res in zip(batch, results):
                     entry = Entry(text, fitter, key, res["valid_r2"], res["fit_r2"],

@@ -105,6 +105,9 @@ class State:
     # the next batch, proposed while the last was evaluated (engine.Search._propose_ahead):
     # [text, fitter, origin, complexity, n_params, key] each
     ahead: list = field(default_factory=list)
+    # the batch a Ctrl-C cut short: its candidates not yet evaluated, in order, evaluated first
+    # when the run goes on (before `ahead`, as the uninterrupted run would)
+    rest: list = field(default_factory=list)
     # not saved: the cache's entries as JSON text, each written once (cache_json)
     cache_text: list = field(default_factory=list, repr=False, compare=False)
 
@@ -133,7 +136,7 @@ def checkpoint_text(head: dict, state: State, rest: dict) -> str:
 REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
 _EXTRA_STATE = ("improvements", "llm", "llm_seq", "failures", "stop_reason",
-                "stop_error", "llm_ended", "llm_idle", "llm_round", "ahead")
+                "stop_error", "llm_ended", "llm_idle", "llm_round", "ahead", "rest")
 
 
 class Checkpointing:
