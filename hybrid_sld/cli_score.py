@@ -134,8 +134,9 @@ def cmd_fit(args):
                  f"meant the feature, write {f}"
                  for p, f in symbol_lookalikes(law.param_names, symbols)]
     notes[:0] = near_feature_notes(law, task.feature_names)  # DD for D: perhaps meant as it
-    from .evaluate import at_bounds
+    from .evaluate import at_bounds, below_zero
     out["at_bounds"] = at_bounds(law, full.fits, train)
+    out["below_zero"] = below_zero(task, law, full.fits, train)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
     plot_is_new = bool(args.plot) and not Path(args.plot).exists()
     # the folders the two files would make: gone again with them when either is not written
@@ -170,8 +171,9 @@ def cmd_fit(args):
     print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
     if out["redundancy"]:
         print(f"note: {out['redundancy']}")
-    if out["at_bounds"]:
-        print(f"note: {out['at_bounds']}")
+    for key in ("at_bounds", "below_zero"):
+        if out[key]:
+            print(f"note: {out[key]}")
     from .evaluate import runaway_where
     from .search.select import RUNAWAY_TOLERANCE
     if fitted == len(full.fits) and (out["runaway"] is None

@@ -299,6 +299,42 @@ def at_bounds(law: Law, fits: dict[str, Fit], rows: Dataset | None = None) -> st
             "the value there")
 
 
+FAR_STEPS = 3  # how far :func:`below_zero` looks: 10, 100, 1000x (or 1-3 spans) past the data
+
+
+def below_zero(task: Task, law: Law, fits: dict[str, Fit], train: Dataset) -> str | None:
+    """Where the law first predicts a target that is positive in every training row (a loss)
+    at 0 or below, past each group's largest value of the split's feature (10, 100 and 1000
+    times it, or 1-3 spans past it for a feature with values <= 0), or None: a negative floor
+    the fit set, say, which a reader extrapolating should know of. Training rows only."""
+    positive = [j for j in range(len(task.targets)) if np.all(train.Y[:, j] > 0)]
+    feature = task.split.by or task.feature_names[0]
+    if not positive or feature not in train.features:
+        return None
+    scale = train.column(feature)
+    ratio, span = bool(np.all(scale > 0)), float(np.ptp(scale))
+    edge, col = _edge_rows(train, scale), train.features.index(feature)
+    for k in range(1, FAR_STEPS + 1):
+        X = edge.X.copy()
+        X[:, col] = X[:, col] * 10.0 ** k if ratio else X[:, col] + k * span
+        with np.errstate(all="ignore"):
+            pred = predict_dataset(law, fits, Dataset(edge.groups, X, edge.Y, edge.features,
+                                                      edge.targets))
+        below = {j: list(dict.fromkeys(edge.groups[pred[:, j] <= 0])) for j in positive}
+        below = {j: groups for j, groups in below.items() if groups}
+        if below:
+            where = (f"{10 ** k:g}x the largest {feature}" if ratio else
+                     f"{k} span{'s' * (k > 1)} of {feature} past its largest value")
+            said = []
+            for j, groups in below.items():
+                of = (f"group {next(iter(groups))}" if len(groups) == 1
+                      else f"{len(groups)} of {len(fits)} groups")
+                said.append(f"{task.targets[j]} at 0 or below ({of})")
+            return (f"at {where} the law predicts {' and '.join(said)}, though every "
+                    "training value is positive")
+    return None
+
+
 def data_against_trend(task: Task, train: Dataset) -> str | None:
     """Why the training rows contradict a declared trend, or None: in every group with two or
     more values of the feature, a target's mean at the largest value runs against the trend

@@ -142,6 +142,14 @@ def test_fit_writes_bounds_naming_the_constants_as_the_law_reads(capsys):
     assert parse_task_law(printed, task).key == parse_task_law(law, task).key
 
 
+def test_fit_notes_a_loss_predicted_at_or_below_0_past_the_data(capsys):
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = c - A*num_params"]) == 0
+    assert ("note: at 10x the largest num_params the law predicts loss at 0 or below (3 of 3 "
+            "groups), though every training value is positive") in capsys.readouterr().out
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = c + A/num_params^a"]) == 0
+    assert "at 0 or below" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("where", ["a_file/law.tex", "/dev/full"])
 def test_unwritable_latex_file_names_it(where, tmp_path, capsys):
     if where == "/dev/full" and not Path(where).exists():

@@ -406,3 +406,25 @@ def test_a_constant_fitted_as_a_log_against_a_bound_of_0_is_at_it():
     line = parse_law("y = c + k*x\nk >= 0", ["x"])  # a small slope that moves predictions
     rows = Dataset(rows.groups, rows.X, 2 + 1e-9 * rows.X, ("x",), ("y",))
     assert ev.at_bounds(line, ev.fit_dataset(line, rows), rows) is None
+
+
+def test_a_positive_target_predicted_at_or_below_0_past_the_data_is_noted():
+    """A loss fitted with a negative floor (sft: C < 0 in 5 of 42 groups of `A/D^alpha + C`)
+    goes negative not far past the data; nothing said so."""
+    from hybrid_sld.tasks import task_from_dict
+    task = task_from_dict({"name": "t", "targets": ["y"], "features": {"x": {}},
+                           "split": {"by": "x"}})
+    x = np.geomspace(1, 100, 20)
+    groups = np.array(["down"] * 20 + ["flat"] * 20, dtype=object)
+    y = np.concatenate([3 - 0.5 * np.log(x), 1 + 2 / x])  # 0.70 at x = 100, 0 at about 400
+    rows = Dataset(groups, np.concatenate([x, x])[:, None], y[:, None], ("x",), ("y",))
+    law = parse_law("y = c + A*log(x) + B/x", ["x"])
+    fits = ev.fit_dataset(law, rows)
+    assert ev.below_zero(task, law, fits, rows) == (
+        "at 10x the largest x the law predicts y at 0 or below (group down), though every "
+        "training value is positive")
+    floor = parse_law("y = c + B/x", ["x"])  # 1 + 2/x: positive however far
+    assert ev.below_zero(task, floor, ev.fit_dataset(floor, rows.subset(groups == "flat")),
+                         rows.subset(groups == "flat")) is None
+    signed = Dataset(groups, rows.X, rows.Y - 2, ("x",), ("y",))  # not a positive target
+    assert ev.below_zero(task, law, ev.fit_dataset(law, signed), signed) is None

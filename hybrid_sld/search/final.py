@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from ..data import load_splits, unvalidated_groups, validation_mask
 from ..errors import DataError, HybridSLDError
-from ..evaluate import at_bounds, runaway_where, score_dataset
+from ..evaluate import at_bounds, below_zero, runaway_where, score_dataset
 from ..fit_spec import FitterSpec
 from ..law_task import parse_expert_law
 from ..metrics import counted, json_text
@@ -58,6 +58,7 @@ def final_report(search: Search) -> dict:
     result["unit_faults"] = unit_faults(law, task)
     # constants the bounds, not the data, set
     result["at_bounds"] = at_bounds(law, full.fits, train)
+    result["below_zero"] = below_zero(task, law, full.fits, train)  # a loss gone negative
     if len(task.targets) > 1:
         result["per_target"] = _per_target(task, v, full)
     if task.expert_law:

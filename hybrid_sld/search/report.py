@@ -356,8 +356,9 @@ def _markdown(r: dict, front: list) -> str:
                  f"the law above {merges}")
         note += (f"Found as `{_equations(was['law'])}`; {found} and, refitted, fits and "
                  "validates as well.\n\n")
-    if r.get("at_bounds"):
-        note += f"Note: {r['at_bounds']}.\n\n"
+    for key in ("at_bounds", "below_zero"):
+        if r.get(key):
+            note += f"Note: {r[key]}.\n\n"
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]
     if failed:  # a test R2 of -1 or n/a says nothing of why
         note += "Test score failed (" + "; ".join(failed) + ").\n\n"
