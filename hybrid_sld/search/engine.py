@@ -309,12 +309,14 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                 pending: set = set()
                 batch = self._take_round(pending) if hybrid and self._round_due(block=False) else []
                 llm_slots = []
-                from_rest = bool(lookahead and s.rest)  # a batch a Ctrl-C cut short
-                from_ahead = not from_rest and bool(lookahead and s.ahead)  # proposed as the
-                if from_rest or from_ahead:                                 # last was evaluated
+                # a batch cut short (a Ctrl-C, the budget's end), else the one proposed as the
+                # last was evaluated
+                from_rest = bool(lookahead and s.rest)
+                from_ahead = not from_rest and bool(lookahead and s.ahead)
+                if from_rest or from_ahead:
                     batch = [(slot, tuple(c)) for slot, c in enumerate((s.rest or s.ahead)[:n])]
                     if from_rest:
-                        s.rest = []
+                        s.rest = s.rest[n:]
                     else:
                         s.ahead = []
                 for slot in range(len(batch), len(batch) if from_rest or from_ahead else n):
