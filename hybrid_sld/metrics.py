@@ -2,7 +2,8 @@
 
 Per target: NMSE = MSE / population variance of the pooled true values, NMAE = MAE / mean
 absolute deviation; R2 = 1 - mean NMSE over targets. Non-finite predictions fail the whole
-score (R2 = -1, NMSE = NMAE = 1e5, as SLDBench records failures). A target that takes one value
+score (R2 = -1, NMSE = NMAE = 1e5, as SLDBench records failures), and so do predictions whose
+squared errors overflow (R2 -inf, clipped to -1 either way). A target that takes one value
 on the rows scored leaves R2 undefined: the score says so in its message.
 """
 
@@ -87,9 +88,12 @@ def score(y_true, y_pred, targets=()) -> Score:
         return Score(-math.inf, math.inf, math.inf, message="no rows to score", undefined=True)
     if not np.all(np.isfinite(pred)):
         return failed_score(f"{int(np.sum(~np.isfinite(pred)))} non-finite prediction(s)")
-    with np.errstate(over="ignore"):  # finite but huge predictions: MSE is inf, R2 is -inf
+    with np.errstate(over="ignore"):
         mse = np.mean((true - pred) ** 2, axis=0)
         mae = np.mean(np.abs(true - pred), axis=0)
+    if not np.all(np.isfinite(mse)):  # R2 would be -inf, which reports could only show as n/a
+        return failed_score("predictions so large their squared errors overflow (beyond about "
+                            "1e154): as good as non-finite")
     var = np.var(true, axis=0)
     mad = np.mean(np.abs(true - true.mean(axis=0)), axis=0)
     size = np.mean(np.abs(true), axis=0)

@@ -132,12 +132,17 @@ def test_json_text_writes_what_json_has_no_word_for_as_null():
     assert back["x"] == [None, 1.5, None]
 
 
-def test_huge_finite_predictions_score_minus_infinity_without_warnings():
+def test_huge_finite_predictions_fail_as_non_finite_ones_do_without_warnings():
+    """Their R2 was -inf: every report showed it as n/a (null in JSON), as an undefined R2, and
+    the leaderboard's means left such a seed out."""
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s = score([1.0, 2.0, 3.0], [1e200, 2.0, 3.0])
-    assert s.r2 == -np.inf and s.r2_clipped == -1.0
+    assert s.failed and "overflow" in s.message
+    assert s.r2 == s.r2_clipped == -1.0 and s.nmse == FAILED_NMSE
+    assert json.loads(json_text(s.to_dict()))["r2"] == -1.0
+    assert score([1.0, 2.0, 3.0], [1e150, 2.0, 3.0]).r2 < -1e290  # large, but a figure
 
 
 def test_small_targets_are_scored_like_large_ones():
