@@ -2,6 +2,10 @@
 
 Only stdlib and numpy are imported, and the file is run by path, so the (possibly heavy)
 `hybrid_sld` package is never imported here. Usage: ``python -P _program_runner.py WORKDIR``.
+The process started is a supervisor: it forks the process that runs the program, waits for it
+however it ends (a return, os._exit, abort, a signal), then kills every process the program
+left, in sessions of their own too, and ends as the program's process did. Both die with their
+parent (Linux): a `timeout` or a kill of hybrid-sld leaves no program running.
 WORKDIR holds ``job.json``, ``data.npz`` and ``program.py``; the runner writes ``progress``
 (the index of the group begun, -1 while loading) as each group begins, so the parent can time each
 group, then ``result.npz`` (predictions, keyed ``pred_<group>_<row set>``) and then
@@ -18,7 +22,7 @@ import signal
 import sys
 import traceback
 
-_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36  # linux/prctl.h
 
 
 def _limit_memory(memory_mb: int, file_mb: int) -> None:
@@ -32,15 +36,22 @@ def _limit_memory(memory_mb: int, file_mb: int) -> None:
             resource.setrlimit(which, (want, hard))
 
 
-def _become_subreaper() -> None:
-    """Make the orphans of the program's helpers (a double fork) this process's children rather
-    than init's, so `kill_descendants` still finds them. Linux only; elsewhere a no-op."""
+def _prctl(option: int, value: int) -> None:
+    """Linux's prctl; elsewhere (and where it fails) nothing."""
     if sys.platform.startswith("linux"):
         import ctypes
         try:
-            ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
         except (OSError, AttributeError):
             pass
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when its parent ends, and end now if it already has."""
+    parent = os.getppid()
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -118,7 +129,6 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
     program = job["program"]
     memory_mb = int(job["memory_mb"])
     _progress(workdir, -1)
-    _become_subreaper()
     _limit_memory(memory_mb, int(job["file_mb"]))
 
     try:
@@ -133,7 +143,11 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
     except MemoryError:
         return False, f"ran out of memory while loading the program (memory limit {memory_mb} MB)", None
     except BaseException as exc:  # SystemExit too: the program must not end the runner
-        return False, f"error while loading the program: {_describe(exc, program)}", None
+        # a library that cannot map its code in the address space left says it is broken
+        hint = (f" (under the memory limit of {memory_mb} MB: too little to load the libraries "
+                "it imports? raise --memory-mb)" if isinstance(exc, ImportError)
+                and not isinstance(exc, ModuleNotFoundError) else "")
+        return False, f"error while loading the program: {_describe(exc, program)}{hint}", None
     missing = [n for n in ("scaling_law_func", "fit_scaling_law") if not callable(namespace.get(n))]
     if missing:
         return False, "program does not define " + " and ".join(f"{n}()" for n in missing), None
@@ -150,7 +164,14 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
                 stage = "scaling_law_func"
                 pred = namespace["scaling_law_func"](data[f"x_pred_{i}_{j}"].copy(), params)
                 stage = "converting predictions"
-                preds[f"pred_{i}_{j}"] = np.asarray(pred, dtype=float)
+                if pred is None:
+                    return False, f"group {group!r}: scaling_law_func returned None", None
+                pred = preds[f"pred_{i}_{j}"] = np.asarray(pred, dtype=float)
+                n, t = len(data[f"x_pred_{i}_{j}"]), data[f"y_train_{i}"].shape[1]
+                if pred.size != n * t:  # not written out: a huge one would pass the file limit
+                    want = f"({n},) or ({n}, 1)" if t == 1 else f"({n}, {t})"
+                    return False, (f"group {group!r}: expected predictions of shape {want}, "
+                                   f"got {pred.shape}"), None
         except MemoryError:
             return False, (f"group {group!r}: ran out of memory in {stage} "
                            f"(memory limit {memory_mb} MB)"), None
@@ -159,22 +180,55 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
     return True, "", preds
 
 
-def main(argv: list[str]) -> int:
+def _program(workdir: str) -> int:
+    """The program's own process: run it, write the verdict."""
+    _die_with_parent()
     faulthandler.enable()  # a segfault in a C extension still leaves a trace in the log
-    workdir = argv[1]
     try:
         ok, message, preds = _run(workdir)
     except MemoryError:
         ok, message, preds = False, "ran out of memory (memory limit exceeded)", None
     _write(workdir, ok, message, preds)
-    kill_descendants(os.getpid())  # helpers the program left running end with it
     return 0
 
 
+def _supervise(child: int) -> int:
+    """Wait for the program's process, kill what it left, and end as it ended."""
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            return 1
+        except InterruptedError:
+            continue
+    kill_descendants(os.getpid())  # helpers the program left, orphans adopted as a subreaper
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    if os.WIFSIGNALED(status):  # told apart by the parent: a kill, an abort, a crash
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    return os.waitstatus_to_exitcode(status)
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of a double fork come here, not to init
+    child = os.fork()
+    if child == 0:
+        code = _program(argv[1])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # not sys.exit: that waits for any thread the program left running (a fit abandoned to
+        # a ThreadPoolExecutor), past the verdict already written
+        os._exit(code)
+    return _supervise(child)
+
+
 if __name__ == "__main__":
-    code = main(sys.argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # not sys.exit: that waits for any thread the program left running (a fit abandoned to a
-    # ThreadPoolExecutor), past the verdict already written
-    os._exit(code)
+    os._exit(main(sys.argv))

@@ -3,7 +3,8 @@
 Programs come from leaderboards and LLMs, so they may crash, loop forever or eat all memory.
 They are never executed in this process: each call runs `_program_runner.py` in a fresh child
 process group with a memory cap and a wall-clock limit per group, exchanging data as ``.npz``
-files; processes the program starts end with it, on Linux even in sessions of their own. This
+files; processes the program starts end with it, on Linux even in sessions of their own and
+when this process is killed (`_program_runner` supervises). The memory cap is per process. This
 isolates faults; it is not a security sandbox (a program can read files and use the
 network; the data folder's variable and API keys are kept out of its environment).
 """
@@ -113,7 +114,7 @@ def _with_tail(message: str, log: Path) -> str:
 
 
 def _died(returncode: int, memory_mb: int) -> str:
-    """Explain a child that ended without a verdict; memory is the usual cause of a kill."""
+    """Explain a program that ended without a verdict."""
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -121,12 +122,16 @@ def _died(returncode: int, memory_mb: int) -> str:
             name = f"signal {-returncode}"
         if -returncode == signal.SIGXFSZ:
             return "program process was killed by SIGXFSZ: it wrote more output than allowed"
-        return (f"program process was killed by {name}; it may have exceeded the "
-                f"memory limit of {memory_mb} MB")
+        why = {signal.SIGKILL: f"it may have exceeded the memory limit of {memory_mb} MB, or been "
+                               "killed from outside",
+               signal.SIGABRT: f"it aborted (a fatal error in native code, or memory: the limit is "
+                               f"{memory_mb} MB)",
+               signal.SIGSEGV: "a crash in native code"}.get(-returncode, "")
+        return f"program process was killed by {name}" + (f"; {why}" if why else "")
     if returncode == 0:
         return "program process exited without reporting results (did it call os._exit?)"
-    return (f"program process exited with code {returncode} without reporting results; "
-            f"it may have exceeded the memory limit of {memory_mb} MB")
+    return (f"program process exited with code {returncode} without reporting results (did it "
+            f"call os._exit, or run out of memory? the limit is {memory_mb} MB)")
 
 
 def _check_shapes(groups, out, arrays, targets, asks, listed) -> tuple[dict | None, str]:

@@ -313,26 +313,104 @@ def fit_scaling_law(data_points, loss_values):
     _escape()
     while {hang}:
         time.sleep(0.1)
+    if {exit_now}:
+        os._exit(3)  # no verdict, no clean-up of its own
     return np.array([1.0])
 def scaling_law_func(data_points, params):
     return np.asarray(data_points)[:, 0]
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
-@pytest.mark.parametrize("double_fork", [False, True], ids=["setsid", "double-fork"])
-@pytest.mark.parametrize("hang", [True, False], ids=["timeout", "finished"])
-def test_helpers_in_their_own_session_do_not_outlive_the_program(tmp_path, double_fork, hang):
-    pidfile = tmp_path / "helper.pid"
-    body = _ESCAPER.format(how="it must still end with the program", double_fork=double_fork,
-                           pidfile=str(pidfile), hang=hang)
-    train, predict = _data(groups=("a",))
-    res = run_program(_write(tmp_path, body), train, predict, timeout=3)
-    assert res.success is not hang, res.message
-    pid = int(pidfile.read_text())
+def _gone(pid: int, what: str) -> None:
     deadline = time.monotonic() + 5  # a SIGKILL is delivered at once; leave room for load
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
-        pytest.fail(f"the program's helper {pid} outlived it")
+        pytest.fail(f"{what} {pid} outlived it")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("double_fork", [False, True], ids=["setsid", "double-fork"])
+@pytest.mark.parametrize("end", ["timeout", "finished", "os_exit"])
+def test_helpers_in_their_own_session_do_not_outlive_the_program(tmp_path, double_fork, end):
+    pidfile = tmp_path / "helper.pid"
+    body = _ESCAPER.format(how="it must still end with the program", double_fork=double_fork,
+                           pidfile=str(pidfile), hang=end == "timeout", exit_now=end == "os_exit")
+    train, predict = _data(groups=("a",))
+    res = run_program(_write(tmp_path, body), train, predict, timeout=3)
+    assert res.success is (end == "finished"), res.message
+    if end == "os_exit":
+        assert res.message.startswith("program process exited with code 3 without reporting")
+    _gone(int(pidfile.read_text()), "the program's helper")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_program_does_not_outlive_hybrid_sld(tmp_path, sig):
+    """Killed by `timeout` or a scheduler, eval-program left the program spinning, unlimited."""
+    import subprocess
+    import sys
+    spin = tmp_path / "spin.py"
+    spin.write_text(textwrap.dedent(f"""
+        import os
+        open({str(tmp_path / "pids")!r}, "w").write(f"{{os.getpid()}} {{os.getppid()}} {{os.getcwd()}}")
+        def fit_scaling_law(data_points, loss_values):
+            while True:
+                pass
+        def scaling_law_func(data_points, params):
+            return data_points[:, 0]
+        """))
+    (tmp_path / "t.toml").write_text('name = "t"\ntargets = ["y"]\n[features.x]\n[split]\n'
+                                     'by = "x"\n[data]\ntrain = "train.csv"\n')
+    (tmp_path / "train.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in range(1, 11)))
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_sld", "eval-program", "--task",
+                             str(tmp_path / "t.toml"), "--timeout", "10m", str(spin)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "pids").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the pids written
+    finally:
+        proc.send_signal(sig)
+        proc.wait()
+    program, supervisor, workdir = (tmp_path / "pids").read_text().split()
+    _gone(int(program), "the program")
+    _gone(int(supervisor), "the program's supervisor")
+    if sig == signal.SIGTERM:  # as a Ctrl-C: cleaned up, status 130
+        assert proc.returncode == 130 and not Path(workdir).exists()
+
+
+@pytest.mark.parametrize("ret, message", [
+    ("np.zeros((len(data_points), 3_000_000))",  # 480 MB: past the output limit, unwritten
+     "group 'a': expected predictions of shape (20,) or (20, 1), got (20, 3000000)"),
+    ("None", "group 'a': scaling_law_func returned None"),
+])
+def test_predictions_of_the_wrong_size_are_named_before_they_are_written(tmp_path, ret, message):
+    body = f"""
+    import numpy as np
+    def fit_scaling_law(data_points, loss_values):
+        return np.array([1.0])
+    def scaling_law_func(data_points, params):
+        return {ret}
+    """
+    train, _ = _data(groups=("a",))
+    res = run_program(_write(tmp_path, body), train, {"a": train["a"][0]}, timeout=60)
+    assert not res.success and res.message == message
+
+
+@pytest.mark.parametrize("line, hint", [("raise ImportError('libfoo.so: failed to map segment')",
+                                         True),
+                                        ("import no_such_module_anywhere", False)])
+def test_an_import_that_fails_points_at_the_memory_limit_unless_the_module_is_missing(
+        tmp_path, line, hint):
+    res = _run_body(tmp_path, line + "\n", memory_mb=300)
+    assert not res.success and res.message.startswith("error while loading the program")
+    assert ("under the memory limit of 300 MB" in res.message) is hint
+
+
+def test_an_abort_is_not_blamed_on_memory_alone(tmp_path):
+    res = _run_body(tmp_path, "import os\nos.abort()\n")
+    assert not res.success
+    assert res.message.startswith("program process was killed by SIGABRT; it aborted")
