@@ -14,8 +14,8 @@ from .metrics import json_text
 def cmd_bench(args):
     from .bench.bench_dir import check_data
     from .bench.executors import make_executor
-    from .bench.grid import (BenchSettings, check_methods, make_cells,
-                             resolve_methods, resolve_seeds, resolve_tasks)
+    from .bench.grid import (BenchSettings, check_methods, resolve_methods, resolve_seeds,
+                             resolve_tasks)
     from .bench.report import run_bench
     from .search.run import parse_budget
     tasks = resolve_tasks(args.tasks)
@@ -34,9 +34,10 @@ def cmd_bench(args):
                              data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
                              timeout=parse_budget(args.timeout, "--timeout") if args.timeout else None)
     data = check_data(tasks, settings.data_dir)
+    cells = _cells(tasks, methods, seeds)
     executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
     try:
-        summary = run_bench(make_cells(tasks, methods, seeds), settings, executor, data=data)
+        summary = run_bench(cells, settings, executor, data=data)
     finally:
         executor.close()
     if args.json:
@@ -53,6 +54,25 @@ def cmd_bench(args):
               "leaderboard.md for why", file=sys.stderr)
         return 1
     return 0
+
+
+def _cells(tasks, methods, seeds) -> list:
+    """The grid's cells, less the expert law's on tasks that have none (a failure in every
+    table and rerun on every resume), which are noted; none left is an error."""
+    from .bench.grid import make_cells
+    from .tasks import get_task
+    lawless = ({name for name, ref in tasks if not get_task(ref).expert_law}
+               if "expert" in methods else set())
+    cells = [c for c in make_cells(tasks, methods, seeds)
+             if not (c.method == "expert" and c.task in lawless)]
+    if lawless:
+        names = ", ".join(sorted(lawless))
+        if not cells:
+            raise HybridSLDError(f"--methods expert: task(s) {names} have no [expert] law to "
+                                 "fit; give another method")
+        print(f"note: task(s) {names} have no [expert] law: their expert cells are left out",
+              file=sys.stderr)
+    return cells
 
 
 def _note_repeats(flag: str, spec: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -1092,3 +1093,49 @@ def test_a_task_named_twice_is_refused_and_a_repeated_seed_is_noted(tmp_path, ca
     assert main(["bench", "--tasks", "kaplan_demo", "--methods", "expert", "--seeds", "0,0",
                  "--out", str(tmp_path / "out"), "--json"]) == 0
     assert "note: --seeds names 0 more than once; each runs once" in capsys.readouterr().err
+
+
+def _lawful_task(tmp_path, law="y = A*x^(-a)"):
+    toml = tmp_path / "t.toml"
+    expert = f'[expert]\nlaw = "{law}"\n' if law else ""
+    toml.write_text('name = "t"\ntargets = ["y"]\n[features.x]\n[split]\nby = "x"\n' + expert
+                    + '[data]\ntrain = "train.csv"\ntest = "test.csv"\n')
+    for name, xs in (("train", range(1, 11)), ("test", range(11, 15))):
+        (tmp_path / f"{name}.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in xs))
+    return toml
+
+
+def test_a_bench_resumed_on_an_edited_task_is_refused(tmp_path, capsys):
+    """Seeds of the old and the new expert law were averaged in one row, without a word."""
+    toml = _lawful_task(tmp_path)
+    argv = ["bench", "--tasks", str(toml), "--methods", "expert", "--out", str(tmp_path / "b")]
+    assert main(argv + ["--seeds", "0"]) == 0
+    toml.write_text(toml.read_text().replace("A*x^(-a)", "A*x^(-a) + c"))
+    assert main(argv + ["--seeds", "0,1"]) == 2
+    assert "holds a bench run on another definition of task t" in capsys.readouterr().err
+    toml.write_text(toml.read_text().replace('[features.x]', '[features.x]\ndescription = "x"'
+                                             ).replace("A*x^(-a) + c", "A*x^(-a)"))
+    assert main(argv + ["--seeds", "0,1"]) == 0  # a description decides nothing
+
+
+def test_a_second_bench_on_the_same_folder_is_refused(tmp_path, capsys):
+    from hybrid_sld.search.run import lock_run_dir
+    out = tmp_path / "b"
+    argv = ["bench", "--tasks", "kaplan_demo", "--methods", "expert", "--out", str(out)]
+    assert main(argv) == 0
+    with lock_run_dir(out):  # as a bench running there holds it
+        assert main(argv + ["--seeds", "1"]) == 2
+    assert "is in use by another hybrid-sld process" in capsys.readouterr().err
+    assert len(read_results(out / "results.jsonl")) == 1
+
+
+def test_expert_cells_of_a_task_without_an_expert_law_are_left_out(tmp_path, capsys):
+    toml = _lawful_task(tmp_path, law="")
+    argv = ["bench", "--tasks", f"{toml},kaplan_demo", "--out", str(tmp_path / "b")]
+    assert main(argv + ["--methods", "expert", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "note: task(s) t have no [expert] law: their expert cells are left out" in captured.err
+    assert [r["task"] for r in json.loads(captured.out)["results"]] == ["kaplan_demo"]
+    assert main(["bench", "--tasks", str(toml), "--methods", "expert",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "have no [expert] law to fit" in capsys.readouterr().err

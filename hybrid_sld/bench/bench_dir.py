@@ -31,7 +31,7 @@ def check_data(tasks: list[tuple[str, str]], data_dir: str | None = None) -> dic
         check_test_groups(task, train, test)  # as data_checks.check_test_file, which reads again
         if task.source != "builtin":  # a test row outside the expert law's domain, as there
             check_expert_domain(task, train, *([test] if test is not None else []))
-        out[name] = fingerprints(train, test)
+        out[name] = fingerprints(train, test, task)
     return out
 
 
@@ -43,18 +43,36 @@ def data_fingerprints(tasks, data_dir: str | None = None) -> dict:
     out = {}
     for name, ref in tasks:
         try:
-            train, test = load_splits(get_task(ref), data_dir)
+            task = get_task(ref)
+            train, test = load_splits(task, data_dir)
         except HybridSLDError:
             continue
-        out[name] = fingerprints(train, test)
+        out[name] = fingerprints(train, test, task)
     return out
 
 
-def fingerprints(train, test) -> dict:
-    """One task's entry in bench.json's ``data``: its rows' digests and where they were read."""
-    return {"train": train.fingerprint(), "train_file": train.source,
-            "test": test.fingerprint() if test is not None else None,
-            "test_file": test.source if test is not None else None}
+def task_fingerprint(task) -> str:
+    """A digest of what in a task's definition decides its cells' results (the expert law and
+    fitter, targets, features and their trends, the split, the cap, the grammar), not its
+    descriptions or symbols."""
+    import hashlib
+    from dataclasses import asdict
+    what = {"features": [(f.name, f.trend) for f in task.features], "targets": task.targets,
+            "group": task.group, "split": asdict(task.split), "param_cap": task.param_cap,
+            "expert_law": task.expert_law, "expert_fitter": task.expert_fitter,
+            "functions": task.functions}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprints(train, test, task=None) -> dict:
+    """One task's entry in bench.json's ``data``: its rows' digests and where they were read,
+    and (given the task) its definition's (:func:`task_fingerprint`)."""
+    out = {"train": train.fingerprint(), "train_file": train.source,
+           "test": test.fingerprint() if test is not None else None,
+           "test_file": test.source if test is not None else None}
+    if task is not None:
+        out["task"] = task_fingerprint(task)
+    return out
 
 
 def changed_splits(then: dict, now: dict) -> list[str]:
@@ -129,7 +147,7 @@ def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> 
     try:
         out.mkdir(parents=True, exist_ok=True)
         meta = out / "bench.json"
-        if not meta.exists() and any(out.iterdir()):  # not a bench: its files are someone's
+        if not meta.exists() and any(f.name != ".lock" for f in out.iterdir()):  # someone's
             raise HybridSLDError(f"{out} holds files and is not a bench directory (no "
                                  "bench.json): give a new or empty folder as --out")
         doc = {}
@@ -168,8 +186,14 @@ def prepare_out(settings: BenchSettings, data: dict | None = None, log=None) -> 
 
 def _check_same_data(out: Path, then: dict, now: dict) -> None:
     """Refuse a resume whose rows differ from the bench's (seeds of two datasets would be
-    averaged in one row); where the rows are found does not matter."""
+    averaged in one row); where the rows are found does not matter. Nor may the task's
+    definition differ (its expert law, split, ...: :func:`task_fingerprint`)."""
     for task, fps in now.items():
+        if then.get(task, {}).get("task") not in (None, fps.get("task")):
+            raise HybridSLDError(
+                f"{out} holds a bench run on another definition of task {task} (its expert law, "
+                "split, features, cap or grammar differ from its task file's now), so their "
+                "seeds would not compare: resume with the task as it was, or give another --out")
         for split in changed_splits(then.get(task, {}), fps)[:1]:
             where = fps.get(f"{split}_file") or "generated"
             raise HybridSLDError(

@@ -31,6 +31,12 @@ def run_bench(cells, settings, executor, *, log=_log, data=None) -> dict:
         tasks = dict.fromkeys((c.task, c.task_ref or c.task) for c in cells)
         data = data_fingerprints(tasks, settings.data_dir)
     out = prepare_out(settings, data, log=log)
+    from ..search.run import lock_run_dir
+    with lock_run_dir(out, "running a bench on it"):  # a second bench would rerun its cells
+        return _run_cells(out, cells, settings, executor, log)
+
+
+def _run_cells(out, cells, settings, executor, log) -> dict:
     searching = list(dict.fromkeys(c.method for c in cells if c.method != "expert"))
     if searching and settings.cell_timeout <= settings.budget_seconds:
         log(f"warning: --timeout {settings.cell_timeout:g} s is not longer than --budget "
