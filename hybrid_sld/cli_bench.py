@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .cli_common import sigterm_as_ctrl_c
 from .cli_settings import _llm_settings
 from .errors import HybridSLDError
 from .metrics import json_text
@@ -35,6 +36,7 @@ def cmd_bench(args):
                              timeout=parse_budget(args.timeout, "--timeout") if args.timeout else None)
     data = check_data(tasks, settings.data_dir)
     cells = _cells(tasks, methods, seeds)
+    sigterm_as_ctrl_c()  # the cells in flight stop, the finished ones are rendered
     executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
     try:
         summary = run_bench(cells, settings, executor, data=data)

@@ -39,3 +39,17 @@ def _task(name: str, data_dir: str | None):
         print(f"note: --data-dir {data_dir} is not used: {task.name} is a built-in demo, its "
               "rows generated", file=sys.stderr)
     return task
+
+
+def _interrupt(signum, frame):
+    from .errors import Terminated
+    raise Terminated
+
+
+def sigterm_as_ctrl_c() -> None:
+    """SIGTERM (`timeout`, Slurm, `docker stop`) handled as a Ctrl-C, so the command's clean-up
+    runs (processes it started end, finished work is rendered); left alone where the caller
+    set its own handler or ignores it."""
+    import signal
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)

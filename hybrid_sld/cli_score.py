@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_common import _fmt, _score_notes, _task
+from .cli_common import _fmt, _score_notes, _task, sigterm_as_ctrl_c
 from .data import load_splits
 from .data_checks import check_test_groups, repeated_rows, test_rows_in_train
 from .errors import HybridSLDError, LawError
@@ -279,16 +279,10 @@ def _program_valid(args, task, train, timeout) -> dict:
     return {**unscored, "valid_r2": _r(s.r2), "valid": s.to_dict()}
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # run_program's clean-up runs: the program and its helpers end
-
-
 def cmd_eval_program(args):
-    import signal
     from .programs import run_program
     from .search.run import parse_budget
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # `timeout`, Slurm: as a Ctrl-C
-        signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_ctrl_c()  # run_program's clean-up runs: the program and its helpers end
     timeout = parse_budget(args.timeout, "--timeout")
     if not args.memory_mb > 0:
         raise HybridSLDError(f"--memory-mb must be positive, got {args.memory_mb}")

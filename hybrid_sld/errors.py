@@ -60,3 +60,8 @@ class FitTimeout(FitError):
 
 class ProgramError(HybridSLDError):
     """An EvoSLD-style program file cannot be run at all."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where a command handles it as a Ctrl-C (cli_common.sigterm_as_ctrl_c),
+    so what reports the stop can name it."""

@@ -826,8 +826,9 @@ def _parent(pid: str) -> str:
         return ""
 
 
-def _ctrl_c_when(proc, ready, seconds: float = 120.0) -> tuple[str, str]:
-    """Ctrl-C (SIGINT to the bench's process group) once ``ready()``; (stdout, stderr)."""
+def _ctrl_c_when(proc, ready, seconds: float = 120.0, sig: str = "SIGINT") -> tuple[str, str]:
+    """Ctrl-C (SIGINT to the bench's process group) once ``ready()``, or SIGTERM to the bench
+    alone (as `timeout` sends it); (stdout, stderr)."""
     import os
     import signal
     import time
@@ -836,7 +837,10 @@ def _ctrl_c_when(proc, ready, seconds: float = 120.0) -> tuple[str, str]:
         time.sleep(0.1)
     try:
         assert ready(), proc.poll()
-        os.killpg(proc.pid, signal.SIGINT)
+        if sig == "SIGINT":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         return proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -844,9 +848,11 @@ def _ctrl_c_when(proc, ready, seconds: float = 120.0) -> tuple[str, str]:
             proc.wait()
 
 
-def test_ctrl_c_on_a_bench_says_what_is_saved_renders_it_and_gives_json(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_on_a_bench_says_what_is_saved_renders_it_and_gives_json(tmp_path, sig):
     """A Ctrl-C used to end a bench with only "interrupted": no JSON on stdout for --json, no
-    table of the cells that finished, nothing on how many were kept or how to go on."""
+    table of the cells that finished, nothing on how many were kept or how to go on. SIGTERM
+    killed it with nothing rendered."""
     import json
     out = tmp_path / "b"
     proc = _bench_process("--tasks", "kaplan_demo", "--methods", "expert,offline", "--budget",
@@ -860,11 +866,11 @@ def test_ctrl_c_on_a_bench_says_what_is_saved_renders_it_and_gives_json(tmp_path
         cells[:] = [p for p in kids if _parent(p) in kids]
         return bool(cells)
 
-    stdout, stderr = _ctrl_c_when(proc, searching)
+    stdout, stderr = _ctrl_c_when(proc, searching, sig=sig)
     assert proc.returncode == 130, stderr
     assert not [c for c in cells if _running(c)], "a cell outlived its bench"
     doc = json.loads(stdout)
-    assert doc["interrupted"] == "SIGINT" and doc["cells"] == 2
+    assert doc["interrupted"] == sig and doc["cells"] == 2
     assert [r["method"] for r in doc["results"] if r["status"] == "ok"] == ["expert"]
     line = (f"interrupted: 1 of 2 cells are saved in {out / 'results.jsonl'}; run the same "
             "command again to resume")

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import HybridSLDError
+from ..errors import HybridSLDError, Terminated
 from .bench_dir import (append_result, data_fingerprints, latest_results, prepare_out,
                         read_results)
 from .leaderboard import latex, markdown
@@ -62,8 +62,8 @@ def _run_cells(out, cells, settings, executor, log) -> dict:
                 f"test R2 {r2 if r2 is None else f'{r2:.5g}'}, {res['seconds']} s"
                 if res["status"] == "ok"
                 else f"FAILED: {(res.get('message') or '').splitlines()[0] if res.get('message') else ''}"))
-    except KeyboardInterrupt:  # Ctrl-C: the finished cells are kept and rendered, as at an end
-        interrupted = "SIGINT"
+    except KeyboardInterrupt as exc:  # Ctrl-C: the finished cells are kept and rendered
+        interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
     finally:  # stop the cells in flight, and wait for them, before anything else: no cell
         results.close()  # may write on into its run directory once the bench has gone
     if getattr(executor, "stop_note", None):  # a Dask cluster's cells, stopped or not
