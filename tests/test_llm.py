@@ -425,6 +425,21 @@ def test_tokens_estimated_for_replies_without_usage_are_said_to_be_estimates():
     assert "1 of the calls reported no usage: their tokens are estimated" in b.summary()
 
 
+@pytest.mark.parametrize("usage", [{"prompt_tokens": 0, "completion_tokens": 0},
+                                   {"prompt_tokens": None, "completion_tokens": None},
+                                   {"total_tokens": 100},
+                                   {"prompt_tokens": -1000000, "completion_tokens": -5},
+                                   {"prompt_tokens": "many", "completion_tokens": [1]}])
+def test_usage_of_zeros_nulls_or_nonsense_is_estimated_under_a_token_limit(usage):
+    """Zeros divided by zero tokens spent (a traceback, no report, and the same on --resume);
+    negative counts ran the spend below 0, and the run hung asking for nothing."""
+    b = Budget({}, max_calls=100, max_tokens=50000)
+    assert b.allot(8, 1) == [1]
+    b.charge(usage, (800, 40))
+    assert b.spend["usage_missing"] == 1 and b.tokens == 840
+    assert len(b.allot(8, 1)) == 8
+
+
 def test_cli_missing_key_fails_before_anything(task_file, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),

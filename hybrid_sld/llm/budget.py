@@ -70,6 +70,15 @@ def price_of(model: str, override=None) -> tuple[float, float] | None:
     return PRICES[max(hits, key=len)] if hits else None
 
 
+def _count(usage: dict, key: str) -> int:
+    """A token count from an endpoint's usage: a whole number >= 0, else 0 (negative, text)."""
+    try:
+        v = float(usage.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0
+    return int(v) if math.isfinite(v) and v > 0 else 0
+
+
 class Budget:
     """Counts spend into ``spend`` (a dict kept in the search state, so checkpoints hold it)."""
 
@@ -89,10 +98,11 @@ class Budget:
         """One completed response; ``estimate`` (chars / 4) stands in when usage is missing."""
         with self._lock:
             s = self.spend
-            if not usage:
+            p, c = (_count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
+                    ) if isinstance(usage, dict) else (0, 0)
+            if not p + c:  # none, or zeros and nulls (some servers send them): unknown
                 s["usage_missing"] += 1
-                usage = {"prompt_tokens": estimate[0], "completion_tokens": estimate[1]}
-            p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+                p, c = max(int(estimate[0]), 1), max(int(estimate[1]), 0)
             s["calls"] += 1
             s["prompt_tokens"] += p
             s["completion_tokens"] += c
@@ -125,7 +135,8 @@ class Budget:
             left = 1  # no call's cost is known yet: one call measures it before a batch is sent
         elif s["calls"]:  # expected calls left under the token / USD limits, from the mean so far
             if self.max_tokens is not None:
-                left = min(left, math.ceil((self.max_tokens - self.tokens) * s["calls"] / self.tokens))
+                left = min(left, math.ceil((self.max_tokens - self.tokens) * s["calls"]
+                                           / max(self.tokens, 1)))
             if self.max_usd is not None and s["usd"] > 0:
                 left = min(left, math.ceil((self.max_usd - s["usd"]) * s["calls"] / s["usd"]))
         m = int(min(n, left))
