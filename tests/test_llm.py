@@ -288,6 +288,25 @@ def test_a_failure_retrying_cannot_mend_names_the_address_or_the_key(task_file, 
     assert "1 times" not in str(info.value)  # with no retries: "failed 1 time in a row"
 
 
+def test_a_key_with_spaces_around_it_is_sent_trimmed_and_never_quoted(task_file, server,
+                                                                     tmp_path, monkeypatch):
+    """A key with a trailing space or a Windows .env's \r failed every call with "Illegal header
+    value b'Bearer sk-...'", which went into llm.jsonl, the report and best.json."""
+    monkeypatch.setenv("OPENAI_API_KEY", f" {SECRET} \r")
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, retries=0)
+    p.client.complete(p.messages("hello"), seq=0)
+    assert server.headers[-1]["authorization"] == f"Bearer {SECRET}"
+    server.faults = [{"status": 400, "message": f"the key {SECRET} is not valid here"}]
+    with pytest.raises(LLMStop) as info:
+        p.client.complete(p.messages("hello again"), seq=1)
+    assert SECRET not in str(info.value) and "the key *** is not valid" in str(info.value)
+    _no_secret(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-one\ntwo")
+    with pytest.raises(HybridSLDError) as refused:
+        LLMSettings.from_dict(_settings(server)).check()
+    assert "code 10 at position 7" in str(refused.value) and "sk-one" not in str(refused.value)
+
+
 def test_an_address_nothing_listens_at_stops_at_once_until_the_endpoint_has_answered(
         task_file, server, tmp_path):
     # a wrong --base-url (or no server started) was retried with backoff for 15-20 s before
@@ -478,6 +497,18 @@ def test_a_reply_cut_off_at_the_call_cap_is_told_so(task_file, server, tmp_path)
     assert server.requests[0]["max_tokens"] == 40
     repair = server.requests[1]["messages"][-1]["content"]
     assert "cut off at the limit of 40 tokens per reply" in repair and "shorter" in repair
+
+
+def test_a_context_overflow_is_not_taken_for_an_unsupported_reply_cap(task_file, server,
+                                                                     tmp_path):
+    """vLLM's "'max_tokens' is too large" dropped the cap for the rest of the run, unsaid."""
+    p, _ = _proposer(task_file, server, tmp_path, max_calls=10, call_tokens=2048)
+    server.faults = [{"status": 400, "message": "'max_tokens' is too large: 2048. This model's "
+                      "maximum context length is 4096 tokens and your request has 2500 input "
+                      "tokens (2048 > 4096 - 2500)."}]
+    with pytest.raises(LLMStop, match=r"may exceed the model's context: a smaller --call-tokens"):
+        p.client.complete(p.messages("hello"), seq=0)
+    assert server.requests[-1]["max_tokens"] == 2048 and len(server.requests) == 1
 
 
 def test_a_reply_far_over_the_call_cap_is_cut_not_sent_back_whole(task_file, server, tmp_path):

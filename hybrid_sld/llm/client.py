@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import random
+import re
 import threading
 import time
 from concurrent.futures import Executor, Future, TimeoutError as FutureTimeout, wait as futures_wait
@@ -51,6 +51,10 @@ def _finite(v, least: float, strict: bool = False) -> bool:
     """Whether ``v`` is a finite number at least ``least`` (above it, ``strict``)."""
     return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             and (v > least if strict else v >= least))
+
+
+# a 400 refusing a parameter's value, not the parameter: the request is too long
+_TOO_LARGE = re.compile(r"too large|context length|maximum context|exceed", re.IGNORECASE)
 
 
 def _said(exc) -> str:
@@ -139,6 +143,12 @@ class LLMSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def api_key(self) -> str:
+        """The key in $api_key_env, without the spaces or line break a copy or an .env file
+        written on Windows leaves around it (sent, they failed every call, and the error that
+        said so quoted the key into the run's files)."""
+        return os.environ.get(self.api_key_env, "").strip()
+
     @property
     def reasoning(self) -> bool:
         name = self.model.rsplit("/", 1)[-1]
@@ -152,11 +162,16 @@ class LLMSettings:
             if not load_exchanges(self.replay):  # not found or not JSON lines: it says so
                 raise HybridSLDError(f"{self.replay}: no recorded LLM exchange to replay (an "
                                      "llm.jsonl from a run directory)")
-        elif not os.environ.get(self.api_key_env):
+        elif not self.api_key():
             raise HybridSLDError(
                 f"the LLM proposer needs an API key in ${self.api_key_env} (or --api-key-env "
                 "NAME; any non-empty value for a local server)"
                 + (", or --replay llm.jsonl" if replay_flag else ""))
+        elif not all(" " < ch <= "~" for ch in self.api_key()):  # never the key itself
+            at = next(i for i, ch in enumerate(self.api_key()) if not " " < ch <= "~")
+            raise HybridSLDError(
+                f"the API key in ${self.api_key_env} holds a character an HTTP header cannot "
+                f"carry (code {ord(self.api_key()[at])} at position {at + 1}): copy it again")
         if self.max_usd is not None and price_of(self.model, self.price) is None:
             raise HybridSLDError(f"no price known for model {self.model!r}: give --price "
                                  "PROMPT,COMPLETION (USD per million tokens) to use --max-usd")
@@ -234,7 +249,7 @@ class LLMClient:
     def _api(self):
         if self._openai is None:
             from openai import OpenAI
-            self._openai = OpenAI(api_key=os.environ.get(self.settings.api_key_env) or "none",
+            self._openai = OpenAI(api_key=self.settings.api_key() or "none",
                                   base_url=self.settings.base_url, max_retries=0,
                                   timeout=self.settings.timeout)
         return self._openai
@@ -307,9 +322,13 @@ class LLMClient:
         return d
 
     def _unsupported(self, exc, params) -> str | None:
-        """The optional parameter a 400 error complains about, if any (and not yet dropped)."""
+        """The optional parameter a 400 error complains about, if any (and not yet dropped);
+        not one whose value is refused (vLLM's "'max_tokens' is too large" for a context
+        overflow: dropped, the run went on with no cap on replies, unsaid)."""
         named = getattr(exc, "param", None)
         text = str(getattr(exc, "message", exc))
+        if _TOO_LARGE.search(text):
+            return None
         for p in OPTIONAL:
             if p in params and (named == p or f"'{p}'" in text or f'"{p}"' in text or f" {p}" in text):
                 return p
@@ -335,9 +354,13 @@ class LLMClient:
             except openai.BadRequestError as exc:
                 bad = self._unsupported(exc, params)
                 self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=400,
-                                    error=str(exc)[:500], dropped=bad, **asked)
+                                    error=self._secret_out(str(exc))[:500], dropped=bad, **asked)
                 if bad is None:
-                    raise LLMStop(f"the endpoint rejected the request: {exc}") from None
+                    hint = (f" (the prompt and --call-tokens {s.call_tokens} may exceed the "
+                            "model's context: a smaller --call-tokens leaves more room)"
+                            if _TOO_LARGE.search(str(exc)) else "")
+                    raise LLMStop(self._secret_out(f"the endpoint rejected the request: {exc}")
+                                  + hint) from None
                 if bad in ("max_tokens", "max_completion_tokens") and not self._swapped:
                     self._swapped = True
                     self.completion_param = ({"max_tokens": "max_completion_tokens",
@@ -399,18 +422,19 @@ class LLMClient:
         """Record a failed attempt (with ``asked``, the request, on a call's first); raise
         LLMStop when it is not worth retrying or was the last retry, else wait before the next
         (backing off, honouring Retry-After)."""
+        said = self._secret_out(_said(exc))
         self.recorder.write("error", key=key, seq=seq, attempt=attempt, status=status,
-                            error=f"{type(exc).__name__}: {_said(exc)[:300]}",
+                            error=f"{type(exc).__name__}: {said[:300]}",
                             seconds=round(time.perf_counter() - t0, 3), **(asked or {}))
         if status is not None and status not in (408, 409, 429) and status < 500:
-            raise LLMStop(f"the endpoint refused the request ({status}): {exc}"
-                          f"{self._hint(exc)}") from None
+            raise LLMStop(self._secret_out(f"the endpoint refused the request ({status}): {exc}"
+                                           f"{self._hint(exc)}")) from None
         if not self._answered and _unreachable(exc):  # a wrong --base-url, no server started
-            raise LLMStop(f"{what}: could not connect ({exc.__cause__}){self._hint(exc)}") from None
+            raise LLMStop(self._secret_out(f"{what}: could not connect ({exc.__cause__})"
+                                           f"{self._hint(exc)}")) from None
         if attempt >= self.settings.retries:
             raise LLMStop(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, last: "
-                          f"{type(exc).__name__}: "
-                          f"{_said(exc).rstrip('.')}{self._hint(exc)}") from None
+                          f"{type(exc).__name__}: {said.rstrip('.')}{self._hint(exc)}") from None
         delay = self._delay(attempt, exc)
         if self.deadline is not None and time.perf_counter() + delay > self.deadline:
             raise EndpointFailing(f"{what} {attempt + 1} time{'s' * (attempt > 0)} in a row, "
@@ -418,6 +442,12 @@ class LLMClient:
                                   "the endpoint can be asked again") from None
         if self._cancel.wait(delay):
             raise LLMStop("interrupted while waiting to retry") from None
+
+    def _secret_out(self, text: str) -> str:
+        """``text`` with the API key, should an error quote it, replaced by ***: error messages
+        go to llm.jsonl, the report and the terminal."""
+        key = self.settings.api_key()
+        return text.replace(key, "***") if len(key) >= 8 else text
 
     def _hint(self, exc) -> str:
         """What a user can mend where retrying does not: the address asked when no server or no
