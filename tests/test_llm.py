@@ -390,16 +390,35 @@ def test_a_record_torn_by_a_kill_still_reads_after_the_run_goes_on(tmp_path, who
     from hybrid_sld.llm.record import load_exchanges, load_run
     path = tmp_path / "llm.jsonl"
     first = Recorder(path)
-    first.write("settings", max_evals=8)
-    first.write("exchange", key="k1", response={"text": "a"})
-    first.write("exchange", key="k2", response={"text": "b"})
+    settings = {"max_evals": 8, "budget_seconds": None, "llm": {}}
+    first.write("settings", **settings)
+    first.write("exchange", key="k1", response={"content": "a"})
+    first.write("exchange", key="k2", response={"content": "b"})
     *kept, last = path.read_text().splitlines(keepends=True)
     path.write_text("".join(kept) + (last[:-1] if whole else last[:15]))  # a kill, a full disk
     again = Recorder(path)  # the resumed session
-    again.write("settings", max_evals=8)
+    again.write("settings", **settings)
     again.write("end", evals=8, by_clock=False)
-    assert load_run(path) == ({"max_evals": 8}, math.inf)
+    assert load_run(path) == (settings, math.inf)
     assert set(load_exchanges(path)) == ({"k1", "k2"} if whole else {"k1"})
+
+
+@pytest.mark.parametrize("line, said", [
+    ("[1, 2]", "line 2: not a record of an LLM call"),
+    ('"hello"', "line 2: not a record of an LLM call"),
+    ('{"kind": "exchange"}', "line 2: a 'exchange' line with no valid 'key'"),
+    ('{"kind": "exchange", "key": "k"}', "line 2: a 'exchange' line with no valid 'response'"),
+    ('{"kind": "settings", "llm": {}}', "line 2: a 'settings' line with no valid 'max_evals'"),
+    ('{"kind": "end", "evals": "8", "by_clock": true}', "line 2: a 'end' line with no valid"),
+])
+def test_a_replay_file_of_lines_it_cannot_read_says_which(tmp_path, line, said):
+    """AttributeError and KeyError tracebacks, naming neither the file nor the line."""
+    from hybrid_sld.llm.record import load_exchanges, load_run
+    path = tmp_path / "llm.jsonl"
+    path.write_text('{"kind": "note"}\n' + line + "\n" + '{"kind": "note"}\n')
+    for load in (load_exchanges, load_run):
+        with pytest.raises(HybridSLDError, match=re.escape(said)):
+            load(path)
 
 
 def test_settings_errors():
@@ -480,7 +499,7 @@ def test_cli_bad_llm_flags_fail_before_anything(task_file, tmp_path, flags, mess
     monkeypatch.chdir(tmp_path)
     (tmp_path / "garbage.jsonl").write_text("not json at all\nnor this\n")
     (tmp_path / "empty.jsonl").write_text("")
-    (tmp_path / "older.jsonl").write_text('{"kind": "exchange", "key": "k", "response": {}}\n')
+    (tmp_path / "older.jsonl").write_text('{"kind": "exchange", "key": "k", "response": {"content": ""}}\n')
     r = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--task", str(task_file),
                         *flags, "--max-evals", "4", "--out", str(tmp_path / "runs")],
                        capture_output=True, text=True, env=os.environ | {"OPENAI_API_KEY": "k"})

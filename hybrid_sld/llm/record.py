@@ -23,6 +23,29 @@ def request_key(seq: int, messages: list[dict]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+# what the readers below take from each kind of line (others: not read)
+_NEEDS = {"exchange": {"key": str, "response": dict}, "error": {"key": str},
+          "round": {"first_seq": int, "used_at": int}, "end": {"evals": int, "by_clock": bool},
+          "settings": {"llm": dict, "max_evals": (int, type(None)),
+                       "budget_seconds": (int, float, type(None))}}
+
+
+def _checked(record, path, n: int) -> dict:
+    """A line as read, or a clear error where it lacks what a reader takes from it (a file
+    edited by hand, or another program's: a traceback named only the missing key)."""
+    if not isinstance(record, dict):
+        raise HybridSLDError(f"{path}, line {n}: not a record of an LLM call (a JSON object)")
+    for key, kind in _NEEDS.get(record.get("kind"), {}).items():
+        value = record.get(key)
+        if key not in record or not isinstance(value, kind) or (
+                isinstance(value, bool) and kind is int):
+            raise HybridSLDError(f"{path}, line {n}: a {record['kind']!r} line with no valid "
+                                 f"{key!r}: not an llm.jsonl this version of hybrid-sld reads")
+    if record.get("kind") == "exchange" and not isinstance(record["response"].get("content"), str):
+        raise HybridSLDError(f"{path}, line {n}: an exchange whose response has no text")
+    return record
+
+
 def _records(path: str | Path):
     """The JSON lines of an llm.jsonl file; a torn last line (a kill mid-write) ends it."""
     try:
@@ -31,11 +54,12 @@ def _records(path: str | Path):
                 if not line.strip():
                     continue
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     if fh.read(1) == "":  # a torn last line after a kill
                         return
                     raise HybridSLDError(f"{path}, line {n}: not JSON") from None
+                yield _checked(record, path, n)
     except FileNotFoundError:
         raise HybridSLDError(f"replay file not found: {path}") from None
     except UnicodeDecodeError as exc:  # garbage, not a record
