@@ -40,6 +40,10 @@ def cmd_discover(args):
         if unused:  # an offline run makes no call: say so rather than drop them silently
             print(f"note: {', '.join(unused)} not used: the search is offline (give --proposer "
                   "llm or hybrid)", file=sys.stderr)
+    if (args.proposer == "llm" and not args.resume and not args.replay
+            and args.llm_ratio != _discover_defaults()["llm_ratio"]):
+        print("note: --llm-ratio not used: it is a hybrid run's share of LLM proposals; with "
+              "--proposer llm every proposal is the LLM's", file=sys.stderr)
     llm_now = None
     if args.resume:  # a resumed run keeps the configuration it was started with
         defaults = _discover_defaults()

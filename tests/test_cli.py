@@ -1091,6 +1091,10 @@ def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
     _search_config(monkeypatch, "--max-evals", "4", "--max-calls", "5", "--llm-mode", "expression")
     err = capsys.readouterr().err
     assert "note: --llm-mode, --max-calls not used: the search is offline" in err
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
+    cfg = _search_config(monkeypatch, "--max-evals", "4", "--proposer", "llm", "--llm-ratio", "0.5")
+    assert "note: --llm-ratio not used: it is a hybrid run's share" in capsys.readouterr().err
+    assert cfg.proposer == "llm"
 
 
 @pytest.mark.parametrize("interrupt", [True, False])

@@ -270,6 +270,8 @@ def test_a_real_timeout_names_llm_timeout_and_no_doubled_full_stop(task_file, se
     ({"status": 200, "body": "<html>a web page</html>"},
      "not a chat completion but '<html>a web page</html>' (from {url}/chat/completions"),
     ({"status": 401, "message": "bad key"}, "(the key was read from $OPENAI_API_KEY;"),
+    ({"status": 404, "message": "model 'llama3.2' not found"},  # Ollama's; it blamed --base-url
+     "(from {url}/chat/completions: the endpoint does not serve the model 'gpt-4o-mini'; is"),
     (None, "no server answered at {url}/chat/completions: is --base-url right"),
 ])
 def test_a_failure_retrying_cannot_mend_names_the_address_or_the_key(task_file, server,

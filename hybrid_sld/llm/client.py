@@ -466,6 +466,9 @@ class LLMClient:
             return f" (no server answered at {url}: is --base-url right and the server running?)"
         if status in (401, 403):
             return f" (the key was read from ${s.api_key_env}; --api-key-env NAME names another)"
+        if status == 404 and "model" in str(getattr(exc, "message", exc)).lower():
+            return (f" (from {url}: the endpoint does not serve the model {s.model!r}; is "
+                    "--model the name it lists?)")  # OpenAI's, vLLM's and Ollama's wording
         if status == 404 or isinstance(exc, NotACompletion):
             return (f" (from {url}: --base-url is the root of an OpenAI-compatible API, such as "
                     "http://localhost:8000/v1)")
