@@ -11,7 +11,7 @@ from pathlib import Path
 from .cli_common import _fmt, _task
 from .cli_parse import _discover_defaults
 from .cli_settings import (LLM_FLAGS, RESUMABLE_LLM, _llm_settings, _replay_task, _replayed,
-                           _search_flags)
+                           _search_flags, parse_price)
 from .errors import HybridSLDError
 from .metrics import counted, json_text
 from .search.config import SearchConfig
@@ -52,6 +52,8 @@ def cmd_discover(args):
             changed.discard("task")
         # but where the endpoint is now, and budgets to go on with, may change
         llm_now = {RESUMABLE_LLM[k]: getattr(args, k) for k in changed & set(RESUMABLE_LLM)}
+        if "price" in llm_now:  # a --max-usd given anew may need it (a model with no table price)
+            llm_now["price"] = parse_price(llm_now["price"])
         ignored = ["--" + k.replace("_", "-") for k in sorted(changed - set(RESUMABLE_LLM))
                    if k not in ("resume", "json", "debug", "data_dir")]
         if ignored:

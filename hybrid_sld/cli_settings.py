@@ -17,7 +17,7 @@ from .tasks import get_task
 # discover flags a resumed LLM run takes anew -> their LLMSettings field
 RESUMABLE_LLM = {"base_url": "base_url", "api_key_env": "api_key_env", "max_calls": "max_calls",
                  "max_tokens": "max_tokens", "max_usd": "max_usd", "llm_timeout": "timeout",
-                 "call_tokens": "call_tokens"}
+                 "call_tokens": "call_tokens", "price": "price"}
 
 
 LLM_FLAGS = ("model", "base_url", "api_key_env", "llm_mode", "llm_ratio", "max_calls",
@@ -167,16 +167,22 @@ def _setting(field: str, v) -> str:
     return f"{_flag_name(field)} {_flag_value(field, v)}"
 
 
+def parse_price(text: str | None) -> list[float] | None:
+    """--price PROMPT,COMPLETION (USD per million tokens) as two numbers, None if not given."""
+    if not text:
+        return None
+    try:
+        price = [float(x) for x in text.split(",")]
+    except ValueError:
+        price = []
+    if len(price) != 2 or min(price) < 0:
+        raise HybridSLDError(f"--price must be PROMPT,COMPLETION USD per million tokens, got {text!r}")
+    return price
+
+
 def _llm_settings(args) -> dict:
     """LLMSettings fields from the discover flags (checked by SearchConfig)."""
-    price = None
-    if args.price:
-        try:
-            price = [float(x) for x in args.price.split(",")]
-        except ValueError:
-            price = []
-        if len(price) != 2 or min(price) < 0:
-            raise HybridSLDError(f"--price must be PROMPT,COMPLETION USD per million tokens, got {args.price!r}")
+    price = parse_price(args.price)
     fields = {"model": args.model, "base_url": args.base_url, "api_key_env": args.api_key_env,
               "mode": args.llm_mode, "max_calls": args.max_calls, "max_tokens": args.max_tokens,
               "max_usd": args.max_usd, "price": price, "concurrency": args.concurrency,

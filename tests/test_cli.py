@@ -1087,6 +1087,23 @@ def test_one_evaluation_is_singular(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("1/1 evaluation in 5 s: ")
 
 
+def test_a_resume_takes_a_price_with_a_new_usd_budget(monkeypatch, tmp_path, capsys):
+    """--max-usd is taken anew on --resume, but --price was ignored: a run on a model with no
+    table price could not be given a USD budget."""
+    import hybrid_sld.search.run as run
+    seen = {}
+
+    def fake_discover(cfg, **kw):
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(run, "discover", fake_discover)
+    with pytest.raises(SystemExit):
+        main(["discover", "--resume", str(tmp_path), "--max-usd", "1", "--price", "1,2.5"])
+    assert seen["llm"] == {"max_usd": 1.0, "price": [1.0, 2.5]}
+    assert "ignored" not in capsys.readouterr().err
+
+
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
     _search_config(monkeypatch, "--max-evals", "4", "--max-calls", "5", "--llm-mode", "expression")
     err = capsys.readouterr().err
