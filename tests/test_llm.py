@@ -1089,6 +1089,32 @@ def test_ctrl_c_with_llm_calls_in_flight_exits_at_once_and_they_are_made_again(
     assert "llm" in {e["origin"] for e in _events(again["run_dir"])}
 
 
+def test_a_reply_that_comes_after_a_ctrl_c_is_neither_charged_nor_recorded(task_file, server,
+                                                                          tmp_path):
+    """Calls abandoned at a Ctrl-C went on charging the budget and appending exchanges after
+    the record's end: stderr's spend (8 calls) disagreed with the report's (4)."""
+    import threading
+    p, spend = _proposer(task_file, server, tmp_path, max_calls=10)
+    server.latency = 0.5
+    raised = []
+
+    def call():
+        try:
+            p.client.complete(p.messages("hello"), seq=0)
+        except LLMStop as exc:
+            raised.append(str(exc))
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.1)
+    p.client.cancel()  # what a Ctrl-C does
+    t.join(10)
+    assert raised and raised[0].startswith("interrupted: the reply came after the run stopped")
+    assert spend.get("calls", 0) == 0
+    record = tmp_path / "llm.jsonl"
+    assert not record.exists() or '"exchange"' not in record.read_text()
+
+
 def test_a_reply_with_no_choices_is_retried_not_the_end(task_file, server, tmp_path):
     p, spend = _proposer(task_file, server, tmp_path, max_calls=10)
     server.faults = [{"status": 200, "body": {"error": "upstream overloaded"}}]

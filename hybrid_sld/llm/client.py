@@ -285,6 +285,9 @@ class LLMClient:
         except LLMStop as exc:  # kept as it is: a spent budget is no endpoint failure
             self._dead = exc
             raise
+        if self._cancel.is_set():  # abandoned at a Ctrl-C, which the report has counted
+            raise LLMStop("interrupted: the reply came after the run stopped (a resumed run "
+                          "asks again)")  # charged and recorded, it was counted twice
         resp = self._bounded(resp)
         self.recorder.write("exchange", key=key, seq=seq, replayed=False,
                             request={"model": self.settings.model, "messages": messages,
