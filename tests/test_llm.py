@@ -1049,14 +1049,20 @@ def test_a_resumed_run_replays_as_it_ran(task_file, server, tmp_path, capsys, mo
         _archive(res["run_dir"])
 
 
-@pytest.mark.parametrize("proposer", ["hybrid", "llm"])
+@pytest.mark.parametrize("proposer, waiting", [("hybrid", "reply"), ("llm", "reply"),
+                                               ("llm", "retry")])
 def test_ctrl_c_with_llm_calls_in_flight_exits_at_once_and_they_are_made_again(
-        server, tmp_path, proposer):
+        server, tmp_path, proposer, waiting):
     """A Ctrl-C with calls waiting on a slow endpoint waited for them (33 s with 40 s
-    replies), silently, even after a second Ctrl-C: the executor's threads were joined."""
+    replies), silently, even after a second Ctrl-C: the executor's threads were joined. Calls
+    waiting to retry (a 503 with Retry-After) were given up and their numbers spent: the
+    resumed run never made them, and its replay stopped at the first ("no response for call")."""
     import signal
     from openai_server import KAPLAN_LAWS, responder_for
     server.responder, server.latency = responder_for(KAPLAN_LAWS), 60.0
+    if waiting == "retry":
+        server.latency = 0.0
+        server.faults = [{"status": 503, "headers": {"Retry-After": "30"}}] * 2
     args = ["discover", "--task", "kaplan_demo", "--proposer", proposer, "--base-url",
             server.url, "--max-evals", "24", "--batch-size", "4", "--concurrency", "2",
             "--max-calls", "20", "--llm-timeout", "120", "--json"]
@@ -1087,6 +1093,14 @@ def test_ctrl_c_with_llm_calls_in_flight_exits_at_once_and_they_are_made_again(
     assert again["evals"] > res["evals"]
     assert [q["messages"] for q in server.requests[2:4]] == asked  # the same calls, again
     assert "llm" in {e["origin"] for e in _events(again["run_dir"])}
+    if waiting == "retry":  # and the run's record replays whole, to the same law
+        replay = subprocess.run([sys.executable, "-m", "hybrid_sld.cli", "discover", "--replay",
+                                 str(Path(again["run_dir"]) / "llm.jsonl"), "--json", "--out",
+                                 str(tmp_path / "replay")], capture_output=True, text=True,
+                                timeout=180)
+        assert replay.returncode == 0, replay.stderr
+        replayed = json.loads(replay.stdout)
+        assert (replayed["law"], replayed["evals"]) == (again["law"], again["evals"])
 
 
 def test_a_reply_that_comes_after_a_ctrl_c_is_neither_charged_nor_recorded(task_file, server,

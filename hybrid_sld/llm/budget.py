@@ -35,6 +35,11 @@ class LLMStop(HybridSLDError):
     """
 
 
+class Abandoned(LLMStop):
+    """A call a Ctrl-C gave up (waiting to retry, or its reply came after): like one left in
+    flight, the checkpoint keeps its round and --resume makes it again."""
+
+
 class BudgetExhausted(LLMStop):
     pass
 

@@ -20,7 +20,7 @@ from concurrent.futures import Executor, Future, TimeoutError as FutureTimeout, 
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import HybridSLDError
-from .budget import Budget, BudgetExhausted, EndpointFailing, LLMStop, price_of
+from .budget import Abandoned, Budget, BudgetExhausted, EndpointFailing, LLMStop, price_of
 from .record import CUT_SHORT, Recorder, load_cut_short, request_key
 
 MODES = ("coevolve", "expression", "best-of-n")
@@ -286,8 +286,8 @@ class LLMClient:
             self._dead = exc
             raise
         if self._cancel.is_set():  # abandoned at a Ctrl-C, which the report has counted
-            raise LLMStop("interrupted: the reply came after the run stopped (a resumed run "
-                          "asks again)")  # charged and recorded, it was counted twice
+            raise Abandoned("interrupted: the reply came after the run stopped (a resumed "
+                            "run asks again)")  # charged and recorded, it was counted twice
         resp = self._bounded(resp)
         self.recorder.write("exchange", key=key, seq=seq, replayed=False,
                             request={"model": self.settings.model, "messages": messages,
@@ -444,7 +444,7 @@ class LLMClient:
                                   f"last: {type(exc).__name__}; the run's --budget ends before "
                                   "the endpoint can be asked again") from None
         if self._cancel.wait(delay):
-            raise LLMStop("interrupted while waiting to retry") from None
+            raise Abandoned("interrupted while waiting to retry") from None
 
     def _secret_out(self, text: str) -> str:
         """``text`` with the API key, should an error quote it, replaced by ***: error messages

@@ -48,7 +48,7 @@ from ..tasks import get_task
 from .archive import Archive, Entry
 from .candidate import _eval_star, _worker_init
 from .config import SearchConfig, beats
-from .llm_rounds import LLMRounds
+from .llm_rounds import LLMRounds, abandoned
 from .proposing import Proposing
 from .startup_checks import StartupChecks, _note_large_validation, _note_stray_values
 from .state import Checkpointing, State
@@ -408,7 +408,7 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                 _end_workers(pool)  # nor for a next batch the checkpoint holds: a resume sends it
             if pool:
                 pool.shutdown(cancel_futures=True)
-            unanswered = sum(not f.done() for f in self._round) if self.interrupted else 0
+            unanswered = sum(map(abandoned, self._round)) if self.interrupted else 0
             if threads:
                 threads.shutdown(wait=not (abandon or self.interrupted), cancel_futures=True)
         if unanswered:  # the checkpoint holds their round: it is asked again

@@ -30,6 +30,14 @@ from .state import _LLM_COUNTS
 LLM_IDLE_LIMIT = 20
 
 
+
+def abandoned(future) -> bool:
+    """Whether a call's future is one a Ctrl-C left: in flight, or given up (Abandoned)."""
+    from ..llm.budget import Abandoned
+    if not future.done() or future.cancelled():
+        return True
+    return isinstance(future.exception(), Abandoned)
+
 class LLMRounds:
     """The LLM proposal machinery of a Search (see the module's docstring for its contract)."""
 
@@ -126,11 +134,12 @@ class LLMRounds:
         return self._take(slots, futures, pending)
 
     def _replies_in(self, futures) -> bool:
-        """Wait for the calls' replies; False when a Ctrl-C comes first (not waited for)."""
-        while not self._stop:
-            if not wait(futures, timeout=0.25).not_done:
-                return True
-        return all(f.done() for f in futures)
+        """Wait for the calls' replies; False when a Ctrl-C comes first (not waited for), or
+        gave up one of them (waiting to retry: its number was spent and never asked again,
+        and a replay of the resumed run found no reply for it)."""
+        while not self._stop and wait(futures, timeout=0.25).not_done:
+            pass
+        return not any(map(abandoned, futures))
 
     def _call_deadline(self, since: float) -> None:
         """Calls wait no longer than the run may: its --budget's end, ``since`` being the
