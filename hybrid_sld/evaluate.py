@@ -327,7 +327,7 @@ def below_zero(task: Task, law: Law, fits: dict[str, Fit], train: Dataset) -> st
                      f"{k} span{'s' * (k > 1)} of {feature} past its largest value")
             said = []
             for j, groups in below.items():
-                of = (f"group {next(iter(groups))}" if len(groups) == 1
+                of = (f"group {groups[0]}" if len(groups) == 1
                       else f"{len(groups)} of {len(fits)} groups")
                 said.append(f"{task.targets[j]} at 0 or below ({of})")
             return (f"at {where} the law predicts {' and '.join(said)}, though every "

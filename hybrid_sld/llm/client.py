@@ -162,16 +162,16 @@ class LLMSettings:
             if not load_exchanges(self.replay):  # not found or not JSON lines: it says so
                 raise HybridSLDError(f"{self.replay}: no recorded LLM exchange to replay (an "
                                      "llm.jsonl from a run directory)")
-        elif not self.api_key():
+        elif not (key := self.api_key()):
             raise HybridSLDError(
                 f"the LLM proposer needs an API key in ${self.api_key_env} (or --api-key-env "
                 "NAME; any non-empty value for a local server)"
                 + (", or --replay llm.jsonl" if replay_flag else ""))
-        elif not all(" " < ch <= "~" for ch in self.api_key()):  # never the key itself
-            at = next(i for i, ch in enumerate(self.api_key()) if not " " < ch <= "~")
+        elif (at := next((i for i, ch in enumerate(key) if not " " < ch <= "~"), None)) \
+                is not None:  # its position and code, never the key itself
             raise HybridSLDError(
                 f"the API key in ${self.api_key_env} holds a character an HTTP header cannot "
-                f"carry (code {ord(self.api_key()[at])} at position {at + 1}): copy it again")
+                f"carry (code {ord(key[at])} at position {at + 1}): copy it again")
         if self.max_usd is not None and price_of(self.model, self.price) is None:
             raise HybridSLDError(f"no price known for model {self.model!r}: give --price "
                                  "PROMPT,COMPLETION (USD per million tokens) to use --max-usd")

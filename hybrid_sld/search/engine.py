@@ -158,10 +158,10 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                 or seconds is not None and self.state.elapsed >= seconds)
 
     def _cut(self) -> bool:
-        """A batch stops here: a Ctrl-C, or the budget's seconds spent."""
+        """A batch stops here: a Ctrl-C, or the budget's seconds spent (the loop's own test,
+        with the clock brought up to now; mid-batch no evaluation cap is reached)."""
         self._clock()
-        seconds = self.bounds()[1]
-        return self._stop or seconds is not None and self.state.elapsed >= seconds
+        return self._done()
 
     def _clock(self) -> None:
         """Add the wall time since the last call to the search's seconds, which --budget

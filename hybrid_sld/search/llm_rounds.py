@@ -30,13 +30,13 @@ from .state import _LLM_COUNTS
 LLM_IDLE_LIMIT = 20
 
 
-
 def abandoned(future) -> bool:
     """Whether a call's future is one a Ctrl-C left: in flight, or given up (Abandoned)."""
     from ..llm.budget import Abandoned
     if not future.done() or future.cancelled():
         return True
     return isinstance(future.exception(), Abandoned)
+
 
 class LLMRounds:
     """The LLM proposal machinery of a Search (see the module's docstring for its contract)."""

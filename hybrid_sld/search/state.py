@@ -105,8 +105,9 @@ class State:
     # the next batch, proposed while the last was evaluated (engine.Search._propose_ahead):
     # [text, fitter, origin, complexity, n_params, key] each
     ahead: list = field(default_factory=list)
-    # the batch a Ctrl-C cut short: its candidates not yet evaluated, in order, evaluated first
-    # when the run goes on (before `ahead`, as the uninterrupted run would)
+    # the batch a Ctrl-C or the budget's end cut short: its candidates not yet evaluated, in
+    # order, evaluated first when the run goes on (before `ahead`, as the uninterrupted run
+    # would)
     rest: list = field(default_factory=list)
     # not saved: the cache's entries as JSON text, each written once (cache_json)
     cache_text: list = field(default_factory=list, repr=False, compare=False)
