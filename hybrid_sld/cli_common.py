@@ -17,11 +17,11 @@ def _fmt(x):
 
 
 def _score_notes(res: dict) -> list[str]:
-    """Why a validation or test score failed (a group too small for its validation fit, a
-    group not in train, a non-finite prediction) or its R2 is undefined (a target of one value
-    there): an R2 of -1 or n/a says nothing of why. And which
-    groups valid R2 leaves out: it is a figure for the others only."""
-    return [f"{split}: {res[split]['message']}" for split in ("valid", "test")
+    """Why a train (eval-program's), validation or test score failed (a group too small for
+    its validation fit, a group not in train, a non-finite prediction) or its R2 is undefined
+    (a target of one value there): an R2 of -1 or n/a says nothing of why. And which groups
+    valid R2 leaves out: it is a figure for the others only."""
+    return [f"{split}: {res[split]['message']}" for split in ("train", "valid", "test")
             if res.get(split) and res[split].get("message")] + [
         f"valid: group {g!r} is not scored: {why}"
         for g, why in (res.get("valid_unscored") or {}).items()]

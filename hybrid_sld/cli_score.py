@@ -298,8 +298,8 @@ def cmd_eval_program(args):
            "success": res.success, "message": res.message, "seconds": round(res.seconds, 3),
            "train_r2": None, "valid_r2": None, "test_r2": None}
     if res.success:
-        out["train_r2"] = _r(_pooled(train, train.group_names,
-                                     lambda g: res.predictions[g][0]).r2)
+        s = _pooled(train, train.group_names, lambda g: res.predictions[g][0])
+        out.update(train_r2=_r(s.r2), train=s.to_dict())
         if test is not None:
             untrained = [g for g in test.group_names if g not in fit_rows]
             s = failed_score(f"no fitted constants for group {untrained[0]!r}: not in the "

@@ -903,7 +903,10 @@ def test_eval_program_predicts_test_rows_apart_and_notes_a_failed_test_score(tmp
     (tmp_path / "test.csv").write_text("\n".join(
         (tmp_path / "test.csv").read_text().splitlines()[:-1]) + "\n")
     assert main(["eval-program", "--task", str(toml), str(prog)]) == 0
-    assert "note: test: 10 non-finite prediction(s)" in capsys.readouterr().out
+    text = capsys.readouterr().out  # train's -1 is explained as valid's and test's are
+    n_train = len((tmp_path / "train.csv").read_text().splitlines()) - 1
+    assert f"note: train: {n_train} non-finite prediction(s)" in text
+    assert "note: test: 10 non-finite prediction(s)" in text
 
 
 def test_eval_program_gives_the_validation_r2_of_a_fit_without_the_validation_rows(tmp_path,
