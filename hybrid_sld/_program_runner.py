@@ -14,6 +14,7 @@ group, then ``result.npz`` (predictions, keyed ``pred_<group>_<row set>``) and t
 
 from __future__ import annotations
 
+import errno
 import faulthandler
 import json
 import os
@@ -100,6 +101,19 @@ def _describe(exc: BaseException, program: str) -> str:
     return f"{last} (program line {lines[-1]})" if lines else last
 
 
+def _limit_hint(exc: BaseException, memory_mb: int, file_mb: int) -> str:
+    """Which of the runner's limits an error may come from: without it "File too large" or a
+    broken import reads as the program's own fault."""
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return (f" (the program's output and each file it writes are limited to {file_mb} MB: "
+                "does it print or save that much?)")
+    if isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError):
+        # a library that cannot map its code in the address space left says it is broken
+        return (f" (under the memory limit of {memory_mb} MB: too little to load the libraries "
+                "it imports? raise --memory-mb)")
+    return ""
+
+
 def _write(workdir: str, ok: bool, message: str, preds: dict | None = None) -> None:
     """Write predictions first and the JSON verdict last, so a verdict implies complete output."""
     if preds is not None:
@@ -127,9 +141,9 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
     with open(os.path.join(workdir, "program.py"), encoding="utf-8", errors="replace") as fh:
         source = fh.read()
     program = job["program"]
-    memory_mb = int(job["memory_mb"])
+    memory_mb, file_mb = int(job["memory_mb"]), int(job["file_mb"])
     _progress(workdir, -1)
-    _limit_memory(memory_mb, int(job["file_mb"]))
+    _limit_memory(memory_mb, file_mb)
 
     try:
         code = compile(source, program, "exec")
@@ -143,11 +157,8 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
     except MemoryError:
         return False, f"ran out of memory while loading the program (memory limit {memory_mb} MB)", None
     except BaseException as exc:  # SystemExit too: the program must not end the runner
-        # a library that cannot map its code in the address space left says it is broken
-        hint = (f" (under the memory limit of {memory_mb} MB: too little to load the libraries "
-                "it imports? raise --memory-mb)" if isinstance(exc, ImportError)
-                and not isinstance(exc, ModuleNotFoundError) else "")
-        return False, f"error while loading the program: {_describe(exc, program)}{hint}", None
+        return False, (f"error while loading the program: {_describe(exc, program)}"
+                       f"{_limit_hint(exc, memory_mb, file_mb)}"), None
     missing = [n for n in ("scaling_law_func", "fit_scaling_law") if not callable(namespace.get(n))]
     if missing:
         return False, "program does not define " + " and ".join(f"{n}()" for n in missing), None
@@ -176,7 +187,8 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
             return False, (f"group {group!r}: ran out of memory in {stage} "
                            f"(memory limit {memory_mb} MB)"), None
         except BaseException as exc:
-            return False, f"group {group!r}: {stage} raised {_describe(exc, program)}", None
+            return False, (f"group {group!r}: {stage} raised {_describe(exc, program)}"
+                           f"{_limit_hint(exc, memory_mb, file_mb)}"), None
     return True, "", preds
 
 

@@ -414,3 +414,12 @@ def test_an_abort_is_not_blamed_on_memory_alone(tmp_path):
     res = _run_body(tmp_path, "import os\nos.abort()\n")
     assert not res.success
     assert res.message.startswith("program process was killed by SIGABRT; it aborted")
+
+
+def test_a_write_past_the_file_limit_names_the_limit(tmp_path):
+    # a sparse write far past the limit: EFBIG at once, with nothing written to the disk
+    body = POWER_LAW.replace("    return p\n", "    with open('big.bin', 'wb') as fh:\n"
+                             "        fh.seek(2**30)\n        fh.write(b'x')\n    return p\n")
+    res = _run_body(tmp_path, body)
+    assert not res.success and "File too large" in res.message
+    assert "each file it writes are limited to 256 MB" in res.message
