@@ -658,6 +658,31 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_endpoint_dies(task_file,
     assert "the grammar proposer goes on alone" in capsys.readouterr().err
 
 
+def test_an_endpoint_dead_from_the_start_is_not_said_to_have_had_a_part(task_file, server,
+                                                                        tmp_path):
+    # it read "... after 12 evaluations", as if the LLM had proposed up to there
+    server.faults = [{"die": True}]
+    cfg = SearchConfig(task=str(task_file), max_evals=30, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=50, concurrency=1, retries=1))
+    res = discover(cfg, out=tmp_path)
+    assert res["evals"] == 30 and res["llm"]["calls"] == 0
+    assert re.search(r"the endpoint failed.*, at evaluation \d+, before any LLM proposal was "
+                     r"evaluated$", res["llm_ended"]), res["llm_ended"]
+    assert f"LLM proposals ended ({res['llm_ended']})" in \
+        (Path(res["run_dir"]) / "report.md").read_text()
+
+
+def test_a_seed_reported_when_the_llm_proposed_nothing_says_so():
+    from hybrid_sld.search.report import llm_notes
+    base = {"seed_reported": "seed:expert", "rejected": {}}
+    assert llm_notes(base | {"proposals": 0, "valid": 0}) == [
+        "the law reported is the expert law: the LLM proposed no law"]
+    assert llm_notes(base | {"proposals": 3, "valid": 0})[0].endswith("no law the LLM proposed "
+                                                                      "was valid")
+    assert llm_notes(base | {"proposals": 3, "valid": 2})[0].endswith("nothing the LLM "
+                                                                      "proposed validated better")
+
+
 
 @pytest.mark.parametrize("proposer, fault", [("hybrid", {"die": True}), ("llm", {"die": True}),
                                              ("hybrid", {"status": 503,
@@ -1181,7 +1206,8 @@ def test_a_run_with_no_usable_reply_says_why_and_that_the_law_is_a_seed(server, 
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("LLM:")][0]
     assert "rejected: over the parameter cap (" in line  # the commonest first
     assert 'no JSON object with a "law" field (' in line
-    assert "the law reported is the expert law: nothing the LLM proposed validated better" in line
+    # none of them valid: "nothing the LLM proposed validated better" would say otherwise
+    assert "the law reported is the expert law: no law the LLM proposed was valid" in line
     run = re.search(r"run directory (\S+)", r.stdout).group(1)
     report = (Path(run) / "report.md").read_text()
     assert 'Rejected: over the parameter cap (3), no JSON object with a "law" field (1)' in report

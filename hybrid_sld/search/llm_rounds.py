@@ -84,8 +84,12 @@ class LLMRounds:
             if not self.state.llm_ended:  # the grammar proposer goes on with the rest
                 # a failure is seen when its round is taken, which may be long after the
                 # LLM's last proposal (calls retrying to the run's end): its part ended there
-                at = (self._last_llm_eval() if failed else None) or self.state.evals
-                self.state.llm_ended = f"{exc} after {counted(at, 'evaluation')}"
+                last = self._last_llm_eval() if failed else None
+                self.state.llm_ended = (
+                    f"{exc} after {counted(last or self.state.evals, 'evaluation')}"
+                    if last or not failed else  # a dead endpoint: the LLM had no part at all
+                    f"{exc}, at evaluation {self.state.evals}, before any LLM proposal was "
+                    "evaluated")
                 if failed:
                     alone = "" if self._done() else "; the grammar proposer goes on alone"
                     print(f"warning: the LLM proposer stopped ({exc}){alone}", file=sys.stderr)

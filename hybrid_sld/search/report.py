@@ -93,7 +93,10 @@ def llm_notes(llm: dict) -> list[str]:
     if seed:
         what = ("the expert law" if seed == "seed:expert" else
                 f"one of the search's starting laws ({seed})")
-        out.append(f"the law reported is {what}: nothing the LLM proposed validated better")
+        why = ("the LLM proposed no law" if not llm.get("proposals") else
+               "no law the LLM proposed was valid" if not llm.get("valid") else
+               "nothing the LLM proposed validated better")
+        out.append(f"the law reported is {what}: {why}")
     return out
 
 
