@@ -20,7 +20,7 @@ import pytest
 
 from hybrid_sld.data import load_train
 from hybrid_sld.errors import HybridSLDError
-from hybrid_sld.llm.budget import Budget, LLMStop
+from hybrid_sld.llm.budget import Budget, BudgetExhausted, LLMStop
 from hybrid_sld.llm.client import LLMClient, LLMSettings
 from hybrid_sld.llm.proposer import LLMProposer, parse_reply
 from hybrid_sld.llm.record import Recorder, request_key
@@ -453,7 +453,24 @@ def test_settings_errors():
         b = Budget({}, max_calls=100, **limit)
         assert b.allot(16, 3) == [1]
         b.charge({"prompt_tokens": 300, "completion_tokens": 20}, (0, 0))
-        assert len(b.allot(16, 1)) == 3  # ceil of what is left over the cost of one
+        assert len(b.allot(16, 1)) == 2  # the calls of that cost that fit in what is left
+
+
+@pytest.mark.parametrize("limit", [{"max_tokens": 20000},
+                                   {"max_usd": 0.02, "price": (1.0, 4.0)}])
+def test_token_and_usd_limits_are_not_passed_as_prompts_grow(limit):
+    """Calls were allotted at the mean cost so far, rounded up; prompts grow with the archive,
+    so a run passed its --max-tokens / --max-usd by about two calls (audit, stop 71)."""
+    b = Budget({}, max_calls=1000, **limit)
+    size = 1000
+    with pytest.raises(BudgetExhausted, match="budget spent"):
+        while True:
+            for _ in b.allot(4, 1):
+                b.charge({"prompt_tokens": size, "completion_tokens": 100}, (0, 0))
+                size += 60  # each prompt a little longer than the one before
+    spent = b.tokens if "max_tokens" in limit else b.spend["usd"]
+    cap = limit.get("max_tokens") or limit["max_usd"]
+    assert spent <= cap and b.spend["calls"] >= 8  # not stopped at the first batch either
 
 
 def test_tokens_estimated_for_replies_without_usage_are_said_to_be_estimates():

@@ -3,9 +3,11 @@
 Spend is counted from completed responses only (a retried request counts once), with the
 server's own ``usage``. Calls are allotted per batch in the engine's thread, before any call is
 made, so which proposals get a call never depends on thread timing and a replay stops exactly
-where the recorded run stopped. Token and USD limits are checked at the same point, from the
-spend so far and the mean cost of a call (the first batch under such a limit gets one call, to
-measure it); the last batch may overshoot them by about one call.
+where the recorded run stopped. Token and USD limits are checked at the same point: a batch
+gets only the calls that fit in what is left at the cost of the largest call so far (prompts
+grow with the archive, so the mean, as once used, let the last batches pass a limit by about
+two calls). The first batch under such a limit gets one call, to measure it. A limit is passed
+only by a call larger than any before it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ PRICES = {
     "gpt-5": (1.25, 10.00), "gpt-5-mini": (0.25, 2.00), "gpt-5-nano": (0.05, 0.40),
 }
 
-SPEND_KEYS = ("calls", "prompt_tokens", "completion_tokens", "usd", "usage_missing", "cut_short")
+SPEND_KEYS = ("calls", "prompt_tokens", "completion_tokens", "usd", "usage_missing", "cut_short",
+              "largest_call_tokens", "largest_call_usd")
 
 
 class LLMStop(HybridSLDError):
@@ -111,8 +114,11 @@ class Budget:
             s["calls"] += 1
             s["prompt_tokens"] += p
             s["completion_tokens"] += c
+            s["largest_call_tokens"] = max(s["largest_call_tokens"], p + c)
             if self.price:
-                s["usd"] = round(s["usd"] + (p * self.price[0] + c * self.price[1]) / 1e6, 8)
+                usd = (p * self.price[0] + c * self.price[1]) / 1e6
+                s["usd"] = round(s["usd"] + usd, 8)
+                s["largest_call_usd"] = max(s["largest_call_usd"], usd)
 
     def copy(self, keys=None) -> dict:
         """The spend dict (or ``keys`` of it), copied while no call is charging it: a hybrid
@@ -138,12 +144,24 @@ class Budget:
             raise BudgetExhausted(f"call budget spent: {s['calls']} of {self.max_calls} calls")
         if not s["calls"] and (self.max_tokens is not None or self.max_usd is not None):
             left = 1  # no call's cost is known yet: one call measures it before a batch is sent
-        elif s["calls"]:  # expected calls left under the token / USD limits, from the mean so far
+        elif s["calls"]:  # calls that fit under the token / USD limits at the largest call's cost
+            # (checkpoints before the key: the mean)
             if self.max_tokens is not None:
-                left = min(left, math.ceil((self.max_tokens - self.tokens) * s["calls"]
-                                           / max(self.tokens, 1)))
+                largest = s["largest_call_tokens"] or self.tokens / s["calls"]
+                fit = math.floor((self.max_tokens - self.tokens) / max(largest, 1))
+                if fit < 1:
+                    raise BudgetExhausted(f"token budget spent: {self.tokens} of "
+                                          f"{self.max_tokens}; less is left than the largest "
+                                          f"call so far took ({largest:.0f})")
+                left = min(left, fit)
             if self.max_usd is not None and s["usd"] > 0:
-                left = min(left, math.ceil((self.max_usd - s["usd"]) * s["calls"] / s["usd"]))
+                largest = s["largest_call_usd"] or s["usd"] / s["calls"]
+                fit = math.floor((self.max_usd - s["usd"]) / largest)
+                if fit < 1:
+                    raise BudgetExhausted(f"USD budget spent: ${s['usd']:.4f} of "
+                                          f"${self.max_usd}; less is left than the largest "
+                                          f"call so far cost (${largest:.4f})")
+                left = min(left, fit)
         m = int(min(n, left))
         out = [1] * m
         extra = min(left - m, m * (per_proposal - 1)) if m else 0
