@@ -675,6 +675,22 @@ def test_a_hybrid_run_goes_on_with_the_grammar_when_the_endpoint_dies(task_file,
     assert "the grammar proposer goes on alone" in capsys.readouterr().err
 
 
+def test_a_wait_for_replies_that_holds_the_run_is_said(task_file, server, tmp_path, capsys,
+                                                       monkeypatch):
+    # before the last batch a --max-evals run waits for the round out (its calls are spent),
+    # and an endpoint being retried held it there for minutes with the progress bar still
+    from hybrid_sld.search import llm_rounds
+    monkeypatch.setattr(llm_rounds, "WAIT_SAID_AFTER", 0.3)
+    server.faults = [{"status": 503, "headers": {"Retry-After": "1"}}] * 2
+    cfg = SearchConfig(task=str(task_file), max_evals=12, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=50, concurrency=1, retries=1))
+    res = discover(cfg, out=tmp_path)
+    err = capsys.readouterr().err
+    assert res["evals"] == 12 and "the endpoint failed 2 times" in res["llm_ended"]
+    assert err.count("waiting for 1 LLM call (--max-evals leaves no room for their proposals "
+                     "after this batch; an endpoint that fails is retried up to 1 time;") == 1
+
+
 def test_an_endpoint_dead_from_the_start_is_not_said_to_have_had_a_part(task_file, server,
                                                                         tmp_path):
     # it read "... after 12 evaluations", as if the LLM had proposed up to there

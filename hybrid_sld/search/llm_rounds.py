@@ -24,10 +24,10 @@ from .candidate import candidate_key
 from .config import ALREADY_EVALUATED, SEARCH_FITTER
 from .state import _LLM_COUNTS
 
-
 # LLM proposals in a row with no new law (invalid after repairs, or duplicates) after which the
 # LLM is given up as a spent budget: an llm run stops, a hybrid run goes on with the grammar
 LLM_IDLE_LIMIT = 20
+WAIT_SAID_AFTER = 10.0  # seconds of waiting for a round's replies before stderr says why
 
 
 def abandoned(future) -> bool:
@@ -253,13 +253,15 @@ class LLMRounds:
         r, cap = self.state.llm_round, self.config.max_evals
         if r is None:
             return False
-        if cap is not None and cap - self.state.evals - self.config.batch_size < len(self._round):
-            block = True
+        capped = cap is not None and cap - self.state.evals - self.config.batch_size < len(
+            self._round)
+        block = block or capped
         at = self.schedule.get(r["first_seq"])
         if at is None and self.replay_end is not None:  # the recorded run ended before it joined
             return False
         if at is not None and self.state.evals < at and not block:
             return False
+        since = time.perf_counter()
         while not self._stop:
             if all(f.done() for f in self._round):
                 return True
@@ -268,6 +270,14 @@ class LLMRounds:
             wait(self._round, timeout=0.25)
             if self._done():
                 return False
+            if since is not None and time.perf_counter() - since > WAIT_SAID_AFTER:
+                since = None  # said once: a stalled progress bar, unexplained, looks hung
+                out = sum(not f.done() for f in self._round)
+                why = ("--max-evals leaves no room for their proposals after this batch"
+                       if capped else "the grammar has nothing left to propose")
+                print(f"waiting for {counted(out, 'LLM call')} ({why}; an endpoint that fails "
+                      f"is retried up to {counted(self.llm_settings.retries, 'time')}; Ctrl-C "
+                      "stops, keeping the checkpoint)", file=sys.stderr)
         return False
 
     def _take_round(self, pending: set) -> list:
