@@ -123,8 +123,15 @@ def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | N
     needs = ("% A fragment to \\input in a document with \\usepackage{amsmath"
              + (",booktabs}" if fits else "}") + (" (align; booktabs: the table)" if fits else
                                                   " (align)"))
-    parts = ["\n".join(filter(None, [needs, legend, to_latex(law, symbols=symbols)]))]
+    parts = [to_latex(law, symbols=symbols)]
     if fits:
         parts.append(params_table(fits, law, symbols=symbols,
                                   caption="Fitted constants per group."))
+    # past Latin Extended-B (CJK, Cyrillic group names): pdflatex stops on them, unexplained
+    odd = sorted({ch for part in parts for ch in part if ord(ch) > 0x24F})
+    if odd:
+        needs += ("\n% Holds characters pdflatex cannot typeset (" + " ".join(odd[:5])
+                  + (" ..." if len(odd) > 5 else "") + "): compile with xelatex or lualatex, "
+                  "with fontspec and a font that has them")
+    parts[0] = "\n".join(filter(None, [needs, legend, parts[0]]))
     return "\n\n".join(parts) + "\n"

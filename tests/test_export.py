@@ -584,3 +584,14 @@ def test_the_expert_laws_compile_within_the_page(tmp_path):
         assert run.returncode == 0, log[-2000:]
         overfull = [float(pt) for pt in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide", log)]
         assert all(pt <= 20 for pt in overfull), (name, overfull)
+
+
+def test_a_fragment_with_characters_pdflatex_cannot_typeset_says_which_engine_can():
+    # group names in CJK stopped pdflatex with "Unicode character not set up", unexplained
+    law = parse_law("y = a + b*x", ["x"])
+    good = Fit({"a": 1.0, "b": 2.0}, 0.0, 1, 1)
+    tex = latex_document_fragment(law, {"模型-1": good, "Café": good})
+    head = tex.splitlines()[:2]
+    assert head[1].startswith("% Holds characters pdflatex cannot typeset (型 模):")
+    assert "xelatex or lualatex" in head[1] and "é" not in head[1]  # Latin is typeset
+    assert "pdflatex" not in latex_document_fragment(law, {"Café": good})
