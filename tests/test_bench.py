@@ -1145,3 +1145,16 @@ def test_expert_cells_of_a_task_without_an_expert_law_are_left_out(tmp_path, cap
     assert main(["bench", "--tasks", str(toml), "--methods", "expert",
                  "--out", str(tmp_path / "c")]) == 2
     assert "have no [expert] law to fit" in capsys.readouterr().err
+
+
+def test_a_leaderboard_wider_than_the_line_is_scaled_to_it():
+    # SLDBench's rows ran 49 pt (one seed of one task) to 100 pt past an article's line
+    row = {"task": "t", "method": "expert", "seed": 0, "status": "ok", "test_r2": 0.9,
+           "test_r2_clipped": 0.9, "test_nmse": 0.1, "n_params": 3, "seconds": 2.0,
+           "published": {}}
+    narrow = latex([row])
+    assert narrow.startswith("% needs \\usepackage{booktabs}\n") and "resizebox" not in narrow
+    wide = latex([row | {"published": {"human_r2": 0.5, "sldagent_r2": 0.95}}])
+    assert wide.startswith("% needs \\usepackage{booktabs,graphicx}\n") and _balanced(wide)
+    assert "\\resizebox{\\linewidth}{!}{%\n\\begin{tabular}" in wide
+    assert wide.count("\\end{tabular}}\n") == 1

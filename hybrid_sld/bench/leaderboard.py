@@ -16,6 +16,8 @@ from decimal import Decimal
 
 import numpy as np
 
+from ..export import _table_width
+from ..latex_law import _LINE_WIDTH
 from ..latex_names import escape_latex
 from ..metrics import FAILED_NMSE, report_value
 from .grid import METHODS
@@ -199,11 +201,11 @@ def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to
           "counts as $R^2 = -1$ and NMSE $10^5$, as SLDBench records failures. Published rows: "
           "SLDBench's figures at the places it published them.",
           label: str = "tab:leaderboard") -> str:
-    """A booktabs table (needs ``\\usepackage{booktabs}``); every name is escaped."""
+    """A booktabs table (needs ``\\usepackage{booktabs}``, and ``graphicx`` where it is scaled
+    to the line's width: its first line says which); every name is escaped."""
     rows = aggregate(results)
     best = best_methods(rows)
-    out = [r"\begin{table}[t]", r"\centering", r"\small",
-           r"\begin{tabular}{llrrrrr}", r"\toprule",
+    out = [r"\toprule",
            r"Task & Method & Runs & Test $R^2$ & Test NMSE & Parameters & Seconds \\", r"\midrule"]
     for i, r in enumerate(rows):
         bold = best.get(r.task) == r.method
@@ -217,6 +219,13 @@ def latex(results, caption: str = "Benchmark leaderboard: test $R^2$ (clipped to
                                f"& -- & ${_published(key, r.published[key])}$ & -- & -- & -- \\\\")
             if i + 1 < len(rows):
                 out.append(r"\midrule")
-    out += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
-            r"\end{table}"]
+    out.append(r"\bottomrule")
+    # many seeds' "mean ± std" ran a table 100 pt past the line: scaled down to it
+    wide = _table_width([line.removesuffix(r" \\").split(" & ") for line in out
+                         if line.endswith(r" \\")]) > _LINE_WIDTH
+    out = ([r"% needs \usepackage{booktabs" + (",graphicx}" if wide else "}"),
+            r"\begin{table}[t]", r"\centering", r"\small"]
+           + [r"\resizebox{\linewidth}{!}{%"] * wide + [r"\begin{tabular}{llrrrrr}"] + out
+           + [r"\end{tabular}" + "}" * wide, f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+              r"\end{table}"])
     return "\n".join(out) + "\n"
