@@ -9,6 +9,7 @@ Here: dispatch and error handling. The parser is cli_parse's; the commands are i
 
 from __future__ import annotations
 
+import re
 import sys
 
 from .cli_bench import cmd_bench, cmd_report
@@ -25,7 +26,7 @@ COMMANDS = {"tasks": cmd_tasks, "fit": cmd_fit, "discover": cmd_discover, "exper
 
 def main(argv=None) -> int:
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_durations_joined(sys.argv[1:] if argv is None else argv))
     try:
         status = COMMANDS[args.command](args)
     except HybridSLDError as exc:
@@ -46,6 +47,20 @@ def main(argv=None) -> int:
         name = f"{exc.filename}: " if exc.filename else ""
         return _error(args, f"{name}{exc.strerror or exc}")
     return status or 0
+
+
+def _negative_durations_joined(argv: list[str]) -> list[str]:
+    """``--budget -5m`` as ``--budget=-5m``: argparse takes a value led by a dash for an
+    option unless it is a plain number, and said only "expected one argument"; joined, the
+    option's own check says what is wrong with the value."""
+    out: list[str] = []
+    for a in argv:
+        if (out and re.fullmatch(r"-[\d.]+[a-zA-Z]+", a) and out[-1].startswith("--")
+                and out[-1] != "--" and "=" not in out[-1]):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
 
 
 def _error(args, message: str) -> int:

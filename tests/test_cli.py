@@ -487,6 +487,9 @@ def test_eval_program_limits_must_be_positive(limits, message, tmp_path, capsys)
     (["--budget", "0s"], "--budget must be more than zero"),
     (["--max-evals", "5", "--operon-seeds", "5x"], "--operon-seeds must look like 90s"),
     (["--max-evals", "5", "--candidate-timeout", "-3"], "--candidate-timeout must be more than"),
+    # a dash before a unit: argparse took it for an option ("expected one argument")
+    (["--budget", "-5m"], "--budget must be more than zero, got '-5m'"),
+    (["--max-evals", "5", "--candidate-timeout", "-1.5s"], "got '-1.5s'"),
 ])
 def test_bad_durations_name_their_flag(flags, message, capsys):
     assert main(["discover", "--task", "kaplan_demo", *flags]) == 2
