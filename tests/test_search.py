@@ -1340,6 +1340,10 @@ def test_report_front_marks_the_laws_the_final_selection_compared(finished_run):
     for law, mark in marks.items():
         assert mark == ("**chosen**" if law == _equations(chosen) else
                         "finalist" if law in {_equations(f) for f in finalists} else ""), law
+    # R2 written as in every other table of the report (it was to 5 places here, 4 or 6 there)
+    chosen_row = [r for r in rows if r[0].strip("| ") == "**chosen**"][0]
+    assert chosen_row[3] == str([f for f in best["final_selection"]["finalists"]
+                                 if f.get("chosen")][0]["valid_r2"])
     assert cli.main(["report", str(finished_run)]) == 0  # `hybrid-sld report` writes it again
     assert (finished_run / "report.md").read_text() == text
 

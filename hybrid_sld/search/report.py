@@ -13,7 +13,7 @@ import re
 from ..evaluate import PAST_TRAINING
 from ..grammar import is_name
 from ..llm.budget import cut_short_note, usage_note
-from ..metrics import counted
+from ..metrics import counted, report_value
 from .config import ALREADY_EVALUATED, BEAT_MARGIN, SEARCH_FITTER
 from .select import SIMPLEST_TOLERANCE, horizon_note
 
@@ -22,7 +22,7 @@ def _per_target_md(r: dict) -> str:
     if "per_target" not in r:
         return ""
     e = (r.get("expert") or {}).get("per_target", {})
-    cell = lambda d, k: "" if d.get(k) is None else f"{d[k]:.4f}"  # noqa: E731
+    cell = lambda d, k: "" if d.get(k) is None else str(report_value(d[k]))  # noqa: E731
     rows = "\n".join(f"| {t} | {cell(d, 'train')} | {cell(d, 'valid')} | {cell(d, 'test')} | "
                      f"{cell(e.get(t, {}), 'valid')} | {cell(e.get(t, {}), 'test')} |"
                      for t, d in r["per_target"].items())
@@ -283,7 +283,7 @@ def _front_md(r: dict, front: list) -> str:
         # finalists of a best.json written before their fitter was kept: by law text alone
         return "finalist" if any(f["law"] == x.law and f.get("fitter", x.fitter) == x.fitter
                                  for f in sel) else ""
-    rows = "\n".join(f"| {mark(x)} | {x.complexity} | {x.n_params} | {x.valid_r2:.5f} | "
+    rows = "\n".join(f"| {mark(x)} | {x.complexity} | {x.n_params} | {report_value(x.valid_r2)} | "
                      f"`{_equations(x.law)}` |" for x in front[-15:])
     which = ("**chosen** marks the law chosen, finalist the others it compared; an unmarked "
              "law was not among them" if sel else "**chosen** marks the law chosen")
@@ -384,7 +384,7 @@ def _markdown(r: dict, front: list) -> str:
 {_per_target_md(r)}{published}\
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
 {_rows_md(r)}{_unscored_md(r)}
-Search: {counted(r['evals'], 'evaluation')} in {r['seconds']} s ({r['evals_per_second']} per second),
+Search: {counted(r['evals'], 'evaluation')} in {r['seconds']} s ({r['evals_per_second']:.3g} per second),
 duplicate proposals skipped {r['cache_hit_rate']:.1%}{beat}.
 The law chosen came from {r['origin']}.{stopped}
 {narrowed}Fitter of the law chosen: `{json.dumps(r['fitter'])}`.
