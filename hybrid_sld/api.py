@@ -390,6 +390,13 @@ class ScalingLawRegressor:
         """Each group's fit; an error when every one failed."""
         index = _index(keys)
         _check_enough_rows(law, index)
+        bad = np.argwhere(~(Y2 > 0)) if spec.log_space else ()
+        if len(bad):  # as hybrid-sld fit refuses it (evaluate.check_log_space): bad input
+            i, t = bad[0]
+            which = "" if len(law.targets) == 1 else f" ({law.targets[t]})"
+            raise InputError(f"y[{i}] = {Y2[i, t]:g}{which}, and the fitter's log_space fits "
+                             "the log of the targets, which needs them positive: drop "
+                             "log_space (or the row)")
         if spec.scale_weight:  # rows repeated along the scale, as the search fitted them
             index = {g: np.repeat(ix, scale_repeats(A[ix, j:j + 1], spec.scale_weight))
                      for g, ix in index.items()}

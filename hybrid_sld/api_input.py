@@ -59,8 +59,18 @@ def _target_values(y) -> np.ndarray:
 
 
 def _columns(obj):
+    """A DataFrame's column names, None where it has none as scikit-learn reads them: no name
+    is a string (pd.DataFrame(array) numbers its columns 0, 1, ..., which no law can name)."""
     cols = getattr(obj, "columns", None)
-    return None if cols is None else [str(c) for c in cols]
+    if cols is None:
+        return None
+    named = [isinstance(c, str) for c in cols]
+    if named and not any(named):
+        return None
+    if not all(named):
+        raise InputError(f"column names {list(cols)} mix strings and other types: name every "
+                         "column with a string, or none (scikit-learn's rule)")
+    return list(cols)
 
 
 def _as_matrix(X, what="X", columns=None, hint=None) -> np.ndarray:
@@ -203,15 +213,25 @@ def _check_enough_rows(law: Law, index: dict) -> None:
     that failed. A law with shared constants is left to the fit: its groups pool their rows."""
     if any(p.shared for p in law.params):
         return
+    from .compile import compile_law
+    from .fit_core import target_components
     group, ix = max(index.items(), key=lambda item: len(item[1]))
-    n, n_targets = len(ix), len(law.targets)
-    if n * n_targets >= law.n_params:
-        return
-    where = "X has" if len(index) == 1 else \
-        f"the largest of {len(index)} groups, {group!r}, has"
-    values = "" if n_targets == 1 else f" of {n_targets} targets"
-    raise InputError(f"too few rows for the law's {law.n_params} constants "
-                     f"({', '.join(law.param_names)}): {where} n_samples={n}{values}")
+    n = len(ix)
+    # per set of equations fitted together, as `hybrid-sld fit` counts (evaluate.check_rows):
+    # l1 = a + b*x + c*x^2 with l2 = d on 2 rows has 4 values for 4 constants, yet l1 cannot
+    for targets, params in target_components(compile_law(law)):
+        if n * len(targets) >= len(params):
+            continue
+        where = "X has" if len(index) == 1 else \
+            f"the largest of {len(index)} groups, {group!r}, has"
+        from .export import as_written
+        names = {law.param_names[i] for i in params}
+        names = [name for name in as_written(law) if name in names]  # as the law reads
+        of = "the law's" if len(targets) == len(law.targets) else \
+            f"the equation of {', '.join(law.targets[t] for t in targets)}'s"
+        values = "" if len(targets) == 1 else f" of {len(targets)} targets"
+        raise InputError(f"too few rows for {of} {len(names)} constants "
+                         f"({', '.join(names)}): {where} n_samples={n}{values}")
 
 
 def _scale_column(A: np.ndarray) -> int:

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from .api_input import InputError
-from .errors import HybridSLDError, LawError
+from .errors import DataError, HybridSLDError, LawError
 from .grammar import NAME_RULE, is_name
 
 
@@ -40,6 +40,9 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
     if bad:
         raise InputError(f"column names must be names law text can use ({NAME_RULE}) "
                          f"to search for a law: {bad}")
+    both = [t for t in targets if t in features]
+    if both:  # the task the search reads would say "the data: [...] is both a feature and ..."
+        raise InputError(f"y is named {both[0]!r}, as a column of X is: rename y or the column")
     if not np.ptp(A, axis=0).any():
         raise InputError("every column of X takes one value: a search needs a scale that varies")
     flat = [t for t, span in zip(targets, np.ptp(Y, axis=0)) if span == 0]
@@ -75,6 +78,8 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
                 # the law `hybrid-sld discover` would report: by the final selection, in
                 # range past the training scale, read plainly
                 choice = final_choice(search)
+        except DataError as exc:  # the rows given: bad input, as the estimator words it
+            raise InputError(plain(str(exc))) from None
         except HybridSLDError as exc:
             exc.args = (plain(str(exc)),)
             raise
@@ -104,6 +109,11 @@ def _plain_words(tmp, labels: dict):
     def plain(text: str) -> str:
         text = re.sub(re.escape(csv) + r", line (\d+)", lambda m: f"X[{int(m[1]) - 2}]", text)
         text = text.replace(csv, "X").replace(toml, "the data")
+        # advice on the task file the caller never wrote, in the estimator's terms
+        text = re.sub(r", merge it into another group, or hold out rows at random \(\[split\] "
+                      r'kind = "random"\)', " or merge it into another group", text)
+        text = text.replace(" or raise the task's [split] fraction", "")
+        text = re.sub(r"the split feature (\w+)", r"the scale column \1 (scale=)", text)
         return re.sub(r"'(g\d+)'", lambda m: repr(labels[m[1]]) if m[1] in labels else m[0],
                       text)
     return plain

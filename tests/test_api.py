@@ -102,12 +102,16 @@ def test_features_rename_dataframe_columns_that_are_not_law_names(columns):
     y = 1.0 + 30.0 * x ** -0.25 + 0.5 * d
     X = pd.DataFrame(np.column_stack([x, d]), columns=columns)
     law = "y = c + A*N^(-a) + b*D\nA, a > 0"
-    with pytest.raises(LawError, match=r"name them with features=\[\.\.\.\]"):
+    # numbered columns are no names (scikit-learn's rule): X's columns are x0, x1 by place
+    with pytest.raises(LawError, match=r"name them with features=\[\.\.\.\]" if columns[0] else
+                       r"write the law in x0, x1 or name X's columns with features=\[\.\.\.\]"):
         ScalingLawRegressor(law).fit(X, y)
     est = ScalingLawRegressor(law, features=["N", "D"]).fit(X, y)
     assert est.law_.features == ("N", "D") and est.score(X, y) > 1 - 1e-9
-    np.testing.assert_allclose(est.predict(X[X.columns[::-1]]), y, rtol=1e-6)  # by X's names
-    with pytest.raises(InputError, match=r"not all X's columns .* nor one name per column"):
+    if columns[0]:
+        np.testing.assert_allclose(est.predict(X[X.columns[::-1]]), y, rtol=1e-6)  # by names
+    with pytest.raises(InputError, match=r"not all X's columns .* nor one name per column"
+                       if columns[0] else r"features names 1 column\(s\) but X has 2"):
         ScalingLawRegressor(law, features=["N"]).fit(X, y)
     if columns[0] == "params (M)":  # given back as features: the hint says what they do
         with pytest.raises(LawError, match=r"give features= names it can hold, which name X's "
@@ -779,7 +783,6 @@ def test_sklearn_model_selection_and_pipelines():
 # checks whose law or data do not suit a law of x0 alone (the checks' names and reasons)
 NOT_FOR_A_LAW_OF_X0 = {
     "check_regressors_train": "the data's informative feature is x4, not the law's x0",
-    "check_regressor_data_not_an_array": "a DataFrame's columns 0..9 cannot be named in law text",
     "check_regressor_multioutput": "a law of one target does not fit 5 columns of y",
 }
 
@@ -1067,3 +1070,49 @@ def test_group_labels_are_matched_as_text_in_predict():
     with pytest.raises(InputError, match=r"unknown group\(s\) 1.0, 2.0; .* \(group labels are "
                                          r"matched as text: 1.0 is not 1\)"):
         est.predict(x, groups=np.repeat([1.0, 2.0], 10))
+
+
+def test_each_equation_needs_rows_for_its_own_constants():
+    pd = pytest.importorskip("pandas")
+    # 2 rows x 2 targets passed for 4 constants, though l1's 3 cannot be fitted on 2 rows: it
+    # failed as a fit (FitError, not a ValueError) where one target is refused as bad input
+    y = pd.DataFrame({"l1": [1.0, 3.0], "l2": [2.0, 2.5]})
+    with pytest.raises(InputError, match=r"too few rows for the equation of l1's 3 constants "
+                                         r"\(a, b, c\): X has n_samples=2"):
+        ScalingLawRegressor("l1 = a + b*x + c*x^2\nl2 = d", features=["x"]).fit([[1.0], [2.0]], y)
+
+
+def test_log_space_with_targets_not_positive_is_bad_input():
+    X, y = _simple()
+    with pytest.raises(InputError, match=r"y\[1\] = 0, and the fitter's log_space fits the "
+                                         "log of the targets, which needs them positive"):
+        ScalingLawRegressor("y = E + A*x0^(-a)", fitter={"log_space": True}).fit(X, y - y[1])
+
+
+def test_columns_numbered_not_named_are_read_as_an_array_is():
+    pd = pytest.importorskip("pandas")
+    # pd.DataFrame(array) names its columns 0, 1, ...: scikit-learn takes that as no names,
+    # and so does the estimator now (it refused them: "cannot appear in law text")
+    X, y = _simple()
+    est = ScalingLawRegressor("y = E + A*x0^(-a)").fit(pd.DataFrame(X), y)
+    assert np.allclose(est.predict(pd.DataFrame(X)), est.predict(X))
+    with pytest.raises(InputError, match="mix strings and other types"):
+        ScalingLawRegressor("y = E + A*x0^(-a)").fit(pd.DataFrame({"x0": X[:, 0], 1: X[:, 0]}), y)
+
+
+@pytest.mark.parametrize("rows, groups, message", [
+    (2, None, r"group 'all' has 1 fitting and 1 validation row\(s\)"),
+    (6, "each", r"the scale column x0 \(scale=\) takes one value .* or merge it into another "
+                r"group$"),
+])
+def test_data_a_search_cannot_validate_on_is_bad_input_in_the_estimators_words(rows, groups,
+                                                                              message):
+    # a bare HybridSLDError (no ValueError), with advice on the [split] of a task file
+    pd = pytest.importorskip("pandas")
+    X, y = _simple()
+    with pytest.raises(InputError, match=message):
+        ScalingLawRegressor(max_evals=6).fit(X[:rows], y[:rows], groups=None if groups is None
+                                             else np.arange(rows))
+    with pytest.raises(InputError, match="y is named 'x0', as a column of X is"):
+        ScalingLawRegressor(max_evals=6).fit(pd.DataFrame({"x0": X[:, 0]}),
+                                             pd.Series(y, name="x0"))

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from ..data import unvalidated_groups
-from ..errors import DataError, HybridSLDError, LawError, TaskError
+from ..errors import DataError, LawError, TaskError
 from ..evaluate import (check_columns, check_domain, check_log_space, check_rows,
                         data_against_trend)
 from ..fit_spec import FitterSpec
@@ -91,7 +91,7 @@ class StartupChecks:
         would fail there, one evaluation after another."""
         flat = undefined_r2(self.train.Y, self.task.targets, "training rows")
         if flat:  # as fit and expert refuse it: no fraction of these rows validates
-            raise HybridSLDError(f"{self.train.source or 'data'}: {flat}: nothing to fit")
+            raise DataError(f"{self.train.source or 'data'}: {flat}: nothing to fit")
         contrary = data_against_trend(self.task, self.train)
         if contrary:
             raise TaskError(f"{self.task.path or self.task.name}: {contrary}: fix or remove the "
@@ -112,7 +112,7 @@ class StartupChecks:
         unvalidated = unvalidated_groups(self.task, self.train)
         if len(valid) == 0:  # more rows at the same value would not help
             feats = " or ".join((self.task.split.by, *self.task.split.also_by))
-            raise HybridSLDError(
+            raise DataError(
                 f"{self.train.source or 'data'}: {next(iter(unvalidated.values()))}: give the "
                 f"group rows at other values of {feats}, merge it into another group, or hold "
                 "out rows at random ([split] kind = \"random\")")
@@ -122,7 +122,7 @@ class StartupChecks:
         for g, n_fit in fitting.items():
             n_valid = int(np.sum(valid.groups == g))
             if n_fit < k or (n_valid < 1 and g not in unvalidated):
-                raise HybridSLDError(
+                raise DataError(
                     f"{self.train.source or 'data'}: group {g!r} has {n_fit} fitting and "
                     f"{n_valid} validation row(s); the "
                     f"simplest seed law has {k} parameters: add rows or merge groups")
@@ -147,5 +147,5 @@ class StartupChecks:
                   "groups to search them", file=sys.stderr)
         undefined = undefined_r2(valid.Y, self.task.targets, "validation row(s)")
         if undefined:  # every group has a validation row here
-            raise HybridSLDError(f"{self.train.source or 'data'}: {undefined}: add rows or raise "
+            raise DataError(f"{self.train.source or 'data'}: {undefined}: add rows or raise "
                                  "the task's [split] fraction")
