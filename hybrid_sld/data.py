@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
             raise DataError(f"{path}, {line}, column {task.group!r}: empty group name")
         groups.append(row[gidx] if gidx is not None else "all")
     if gidx is None:
-        _refuse_unnamed_groups(path, header, rows, wanted)
+        _unnamed_groups(path, header, rows, wanted, task.path or task.name)
     nf = len(task.feature_names)
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],
                    task.feature_names, task.targets, str(path),
@@ -210,18 +211,32 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
                    task.group if gidx is not None else "")
 
 
-def _refuse_unnamed_groups(path: Path, header: list[str], rows: list, used: list[str]) -> None:
+_NOTED: set = set()  # (task, column) noted as a group column perhaps: once, not per file
+
+
+def _unnamed_groups(path: Path, header: list[str], rows: list, used: list[str],
+                    task: str) -> None:
     """With no group column every row is fitted as one group; a column of text labels the task
-    does not use is then most likely the grouping, left unnamed, and pooling would be wrong."""
+    does not use is then most likely the grouping, left unnamed, and pooling would be wrong: an
+    error. One of a few whole numbers may number the groups (runs, seeds) or be a quantity not
+    declared: a note, as pooling then went by without a word."""
     for i, c in enumerate(header):
         if c in used:
             continue
         labels = {row[i] for row in rows}
-        if 1 < len(labels) <= len(rows) // 2 and not all(_is_number(x) for x in labels):
+        if not 1 < len(labels) <= len(rows) // 2:
+            continue
+        if not all(_is_number(x) for x in labels):
             raise DataError(f"{path}: column {c!r} holds {len(labels)} labels and the task names "
                             "no group column, so all rows would be fitted as one group: if it "
                             f"names the groups, write group = \"{c}\" at the top of the task "
                             "file; if not, drop the column")
+        if all(float(x).is_integer() for x in labels) and (task, c) not in _NOTED:
+            _NOTED.add((task, c))
+            print(f"note: {path}: column {c!r} holds {len(labels)} whole numbers and the task "
+                  "names no group column, so all rows are fitted as one group: if it numbers "
+                  f"the groups (runs, seeds), write group = \"{c}\" at the top of the task file",
+                  file=sys.stderr)
 
 
 def _is_number(text: str) -> bool:

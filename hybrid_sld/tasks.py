@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import FitError, LawSyntaxError, TaskError
 from .fit_spec import FitterSpec
 from .grammar import NAME_RULE, is_name
+from .latex_names import _symbol_problem
 from .law_task import FUNCTION_ALIASES, FUNCTION_KINDS, parse_expert_law
 
 SPLIT_KINDS = ("largest", "random")
@@ -230,14 +231,20 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
     for fname, spec in feats_raw.items():
         if not isinstance(spec, dict):
             raise TaskError(f"{where}: [features.{fname}] must be a table")
-        unknown = set(spec) - {"description", "unit", "symbol", "trend"}
+        keys = ("description", "unit", "symbol", "trend")
+        unknown = sorted(set(spec) - set(keys))
         if unknown:
-            raise TaskError(f"{where}: [features.{fname}] has unknown keys {sorted(unknown)}")
+            near = difflib.get_close_matches(unknown[0], keys, n=1)
+            raise TaskError(f"{where}: [features.{fname}] has unknown keys {unknown}" + (
+                f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(keys)})"))
         if not is_name(fname):
             raise TaskError(f"{where}: feature name {fname!r} cannot be used in law text "
                             f"({NAME_RULE})")
         for key, value in spec.items():
             _check(value, str, f"[features.{fname}] {key}", where)
+        problem = _symbol_problem(spec.get("symbol", ""))
+        if problem:  # refused at the end of a search, its report unwritten, before
+            raise TaskError(f"{where}: [features.{fname}] symbol {spec['symbol']!r} {problem}")
         if spec.get("trend", "") not in TRENDS:
             raise TaskError(f"{where}: [features.{fname}] trend must be one of {TRENDS[1:]}, "
                             f"got {spec['trend']!r}")
