@@ -113,12 +113,30 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]], list[int] | Non
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a text CSV file ({exc.reason}); {FORMATS}") from None
+        raise DataError(_not_utf8(path, exc)) from None
     while rows and not rows[-1]:  # blank lines at the end of the file
         rows.pop()
     if not rows:
         raise DataError(f"{path}: empty file")
     return [c.strip() for c in rows[0]], rows[1:], lines[1:len(rows)]
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    """Why a CSV file did not decode: binary (a spreadsheet, gzip), UTF-16, or text in another
+    encoding, whose line is named (the decoder's offset counts in its chunk, not the file)."""
+    raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return f"{path}: UTF-16 text; CSV files are read as UTF-8: save it as UTF-8"
+    if b"\0" in raw[:4096]:
+        return f"{path}: not a text CSV file ({exc.reason}); {FORMATS}"
+    try:
+        raw.decode("utf-8")
+        at = 0
+    except UnicodeDecodeError as whole:
+        at = whole.start
+    line = raw[:at].count(b"\n") + 1
+    return (f"{path}, line {line}: byte 0x{raw[at]:02x} is not UTF-8 (a file saved as Latin-1 "
+            "or Windows-1252?): save it as UTF-8")
 
 
 def _shown(header: list[str], limit: int = 200) -> str:

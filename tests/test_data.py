@@ -231,6 +231,19 @@ def test_a_binary_file_names_the_formats_read(tmp_path, toy):
     assert str(exc.value) == f"{p}: not a text CSV file (invalid start byte); {ONLY}"
 
 
+@pytest.mark.parametrize("encoding, said", [
+    ("latin-1", "line 3: byte 0xfc is not UTF-8 (a file saved as Latin-1 or Windows-1252?): "
+                "save it as UTF-8"),
+    ("utf-16", "UTF-16 text; CSV files are read as UTF-8: save it as UTF-8")])
+def test_text_not_in_utf8_names_its_line_and_the_fix(tmp_path, toy, encoding, said):
+    # both read "not a text CSV file (invalid start byte)", no line, no word of UTF-8
+    p = tmp_path / "train.csv"
+    p.write_bytes("group,N,D,loss\na,1,2,3\nZürich,1,2,3\n".encode(encoding))
+    with pytest.raises(DataError) as exc:
+        read_dataset(p, toy)
+    assert str(exc.value).startswith(f"{p}") and str(exc.value).endswith(said)
+
+
 def test_a_long_header_is_cut_short(tmp_path, toy):
     p = _csv(tmp_path, ",".join(f"column{i}" for i in range(100)) + "\n" + "1," * 99 + "1\n")
     with pytest.raises(DataError) as exc:
