@@ -110,6 +110,17 @@ def test_report_of_a_task_without_test_file_or_expert_says_so(synthetic_task, tm
     assert "expert" not in md.split("## Constants")[0]
 
 
+def test_report_of_a_test_split_whose_r2_is_undefined_does_not_deny_it(synthetic_task, tmp_path):
+    # one test row: R2 undefined (n/a), and the report said "this task has no test split"
+    test = synthetic_task.parent / "test.csv"
+    test.write_text("\n".join(test.read_text().splitlines()[:2]) + "\n")
+    res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
+                   out=tmp_path / "runs")
+    md = (Path(res["run_dir"]) / "report.md").read_text()
+    assert res["test_r2"] is None and "test R2: that refit on the 1 test row." in md
+    assert "the test split was read only for this report" in md and "no test split" not in md
+
+
 @pytest.mark.parametrize("fix, n_params", [(False, 4), (True, 3)])
 def test_search_fixes_spare_constants_only_when_asked(tmp_path, fix, n_params):
     # A*exp(k)*N^-a: k adds no direction of fit (search/identify.py); off by default

@@ -214,7 +214,7 @@ def _rows_md(r: dict) -> str:
     n = r.get("rows")
     if not n:  # a run reported by an older version
         return ""
-    test = f" test R2: that refit on the {n['test']} test rows." if n["test"] else ""
+    test = f" test R2: that refit on the {counted(n['test'], 'test row')}." if n["test"] else ""
     fit = n["fit"] if "fit" in n else n["train"] - n["valid"]  # older best.json: train, valid
     return (f"valid R2: fitted on the other {fit} training rows, scored on "
             f"the {n['valid']} validation rows (what the search ranks by). train R2 and the "
@@ -307,7 +307,9 @@ def _markdown(r: dict, front: list) -> str:
     published = "; ".join(f"{LABELS.get(k, k)} R2 {v}" if k.endswith("_r2")
                           else f"{k.replace('_', ' ')}: {v}" for k, v in r["published"].items())
     published = f"Published: {published}.\n\n" if published else ""
-    test = ("the test split was read only for this report" if r["test_r2"] is not None
+    # a test split whose R2 is undefined (one row, say) was read too
+    tested = r["test_r2"] is not None or (r.get("rows") or {}).get("test")
+    test = ("the test split was read only for this report" if tested
             else "this task has no test split")
     beat = r["seconds_to_beat_expert_on_valid"]
     beat = ("" if not e else
