@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .metrics import counted
 from .tasks import Task, builtin_task_names
 
 HF_REPO = "pkuHaowei/sldbench"
@@ -193,7 +194,9 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
         # a CSV's line number (after its header); a Parquet file has rows, not lines
         line = f"row {r + 1}" if lines is None else f"line {lines[r]}"
         if len(row) != len(header):
-            raise DataError(f"{path}, {line}: {len(row)} fields, header has {len(header)}")
+            what = "a blank line" if not row else counted(len(row), "field")
+            raise DataError(f"{path}, {line}: {what}, where the header has "
+                            f"{counted(len(header), 'column')}")
         for j, (c, i) in enumerate(zip(wanted, idx)):
             try:
                 if "_" in row[i]:  # float() reads 1_000; a spreadsheet or pandas would not

@@ -629,3 +629,14 @@ def test_user_task_without_data_table_asks_for_one(tmp_path, monkeypatch):
     (tmp_path / "mine.toml").write_text('name = "mine"\ntargets = ["y"]\n[features.N]\n')
     with pytest.raises(DataError, match=r"mine.toml: no \[data\] table naming the task's files"):
         load_splits(load_task_file(tmp_path / "mine.toml"))
+
+
+@pytest.mark.parametrize("text, said", [
+    ("group,N,D,loss\na,1,2,3\n\nb,1,2,3\n", "line 3: a blank line, where the header has 4 "
+                                               "columns"),
+    ("group,N,D,loss\na,1,2,3\nb\n", "line 3: 1 field, where the header has 4 columns")])
+def test_a_row_of_other_width_says_what_it_holds(tmp_path, toy, text, said):
+    # "0 fields, header has 4" for a blank line, and "1 fields"
+    with pytest.raises(DataError) as exc:
+        read_dataset(_csv(tmp_path, text), toy)
+    assert str(exc.value).endswith(said)
