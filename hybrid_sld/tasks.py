@@ -324,6 +324,10 @@ def task_from_dict(raw: dict, where: str = "<task>", base: Path | None = None,
                          _check(v["law"], str, f"{label} law", where).strip()))
     data = raw.get("data", {})
     source = "files" if data else _get(raw, "source", str, where, default="sldbench")
+    if source not in ("files", "sldbench", "builtin"):  # "hf" read as SLDBench, unsaid
+        raise TaskError(f"{where}: source must be \"sldbench\" (the SLDBench data: "
+                        "HYBRID_SLD_DATA, --data-dir or the Hugging Face dataset) or left out "
+                        f"with [data] naming the files, got {source!r}")
     train_file = test_file = ""
     if data:
         base = base or Path.cwd()

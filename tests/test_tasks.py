@@ -136,6 +136,7 @@ def test_good_toml_loads(tmp_path):
     (GOOD.replace("fraction = 0.25", "fraction = 1.5"), "fraction"),
     (GOOD.replace('targets = ["loss"]', "targets = []"), "targets"),
     (GOOD.replace('symbol = "N"', 'colour = "red"'), "unknown keys"),
+    (GOOD.replace('name = "toy"', 'name = "toy"\nsource = "hf"'), "source must be \"sldbench\""),
     (GOOD.replace('symbol = "N"', 'descripton = "params"'),
      "[features.N] has unknown keys ['descripton']; did you mean 'description'?"),
     # refused at a search's end before, its report unwritten
@@ -175,7 +176,7 @@ def test_good_toml_loads(tmp_path):
         '[split]\nby = "N"\nfraction = 0.25\n', ""), "'split' must be a table, not 'N'"),
 ], ids=["missing-name", "unknown-split-kind", "split-by-non-feature", "feature-is-target",
         "toml-syntax", "bad-param-cap", "bad-fraction", "no-targets", "unknown-feature-key",
-        "misspelt-feature-key", "symbol-brace-open", "symbol-percent",
+        "unknown-source", "misspelt-feature-key", "symbol-brace-open", "symbol-percent",
         "unknown-trend", "trend-without-scale", "also-by-non-feature", "also-by-is-by",
         "also-by-not-a-list", "also-by-without-scale", "misspelt-table", "misspelt-split-key",
         "misspelt-top-key", "unknown-data-key", "fraction-not-a-number", "negative-seed",
