@@ -106,6 +106,9 @@ def check_test_groups(task: Task, train: Dataset, test: Dataset | None) -> None:
     # the same number written apart (1 and 1.0): group names are matched as text
     alike = [(g, t) for g in missing if _is_number(g)
              for t in train.group_names if _is_number(t) and float(t) == float(g)]
+    # or apart by spaces or case ('a ' and 'a', 'Pile' and 'pile')
+    alike += [(g, t) for g in missing for t in train.group_names
+              if g.strip().casefold() == t.strip().casefold()]
     raise DataError(f"{where} ({train.source}), so no constants are fitted for them; train's "
                     f"groups: {_few(train.group_names)}" + (
                         f"; group names are matched as text, and the test file's {alike[0][0]!r} "

@@ -131,9 +131,13 @@ def test_csv_without_group_column(tmp_path, toy):
     ("N,D,loss\n1,2,3\n", "group,N,D,loss\na,9,2,3\n",
      ("group(s) 'a' are not in train", "train.csv has no group column 'group'",
       "fitted as one group, 'all'")),
+    # a trailing space or another case: the repr showed it, unexplained
+    ("group,N,D,loss\nPile,1,2,3\n", "group,N,D,loss\npile ,9,2,3\n",
+     ("group(s) 'pile ' are not in train", "the test file's 'pile ' is train's 'Pile' written "
+      "another way: write the labels alike in both files")),
     ("group,N,D,loss\na,1,2,3\n", "N,D,loss\n9,2,3\n",
      ("test.csv: no group column 'group'", "one group, 'all'", "train's groups: 'a'")),
-], ids=["unknown", "1 and 1.0", "train ungrouped", "test ungrouped"])
+], ids=["unknown", "1 and 1.0", "train ungrouped", "space and case", "test ungrouped"])
 def test_test_groups_train_lacks_are_refused_before_a_search(tmp_path, toy, train, test,
                                                              fragments):
     # they were scored -1 in the final report, after the whole search
