@@ -77,10 +77,15 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
     # turned when a row per group would run off the page (six constants written 1.235x10^{-7}
     # do) and a row per constant would not run as far
     too_wide = _table_width(wide) > _LINE_WIDTH and _table_width(turned) < _table_width(wide)
-    heads, *rows = turned if len(names) > max(8, len(groups)) or too_wide else wide
+    layout = turned if len(names) > max(8, len(groups)) or too_wide else wide
+    heads, *rows = layout
+    # still wider than the line (long group names, many constants): scaled to it, as pdflatex
+    # ran easy_question's 144 pt and sft's 96 pt past it
+    scaled = _table_width(layout) > _LINE_WIDTH
     lines = ["\\begin{table}[ht]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{escape_latex(caption)}}}")
+    lines += ["\\resizebox{\\linewidth}{!}{%"] * scaled
     lines += [f"\\begin{{tabular}}{{l{'r' * (len(heads) - 1)}}}", "\\toprule",
               " & ".join(heads) + " \\\\", "\\midrule"]
     lines += [" & ".join(r) + " \\\\" for r in rows]
@@ -88,7 +93,7 @@ def params_table(fits: dict, law: Law, *, symbols: dict[str, str] | None = None,
     if shared:
         note = r"\footnotesize\textsuperscript{\dag} shared: fitted once for all groups"
         lines.append(f"\\multicolumn{{{len(heads)}}}{{l}}{{{note}}} \\\\")
-    lines += ["\\end{tabular}", "\\end{table}"]
+    lines += ["\\end{tabular}" + "}" * scaled, "\\end{table}"]
     return "\n".join(lines)
 
 
@@ -117,16 +122,19 @@ def latex_document_fragment(law: Law, fits: dict, *, symbols: dict[str, str] | N
     what ``--latex out.tex`` and discover's law.tex hold. ``descriptions``: feature -> what it
     is (:func:`.latex_names.task_descriptions`), for the legend.
 
-    The document needs ``\\usepackage{amsmath,booktabs}`` (align and the table's rules)."""
+    The document needs ``\\usepackage{amsmath,booktabs}`` (align and the table's rules), and
+    graphicx where the table is scaled to the line: the fragment's first line says which."""
     legend = symbol_legend(law, symbols=symbols, descriptions=descriptions)
     # a fragment to \input: say what its document needs, as the reader cannot see it
-    needs = ("% A fragment to \\input in a document with \\usepackage{amsmath"
-             + (",booktabs}" if fits else "}") + (" (align; booktabs: the table)" if fits else
-                                                  " (align)"))
     parts = [to_latex(law, symbols=symbols)]
     if fits:
         parts.append(params_table(fits, law, symbols=symbols,
                                   caption="Fitted constants per group."))
+    scaled = fits and "\\resizebox" in parts[1]
+    needs = ("% A fragment to \\input in a document with \\usepackage{amsmath"
+             + (",booktabs,graphicx}" if scaled else ",booktabs}" if fits else "}")
+             + (" (align; booktabs: the table; graphicx: its scaling to the line)" if scaled
+                else " (align; booktabs: the table)" if fits else " (align)"))
     # past Latin Extended-B (CJK, Cyrillic group names): pdflatex stops on them, unexplained
     odd = sorted({ch for part in parts for ch in part if ord(ch) > 0x24F})
     if odd:

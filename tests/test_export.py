@@ -595,3 +595,19 @@ def test_a_fragment_with_characters_pdflatex_cannot_typeset_says_which_engine_ca
     assert head[1].startswith("% Holds characters pdflatex cannot typeset (型 模):")
     assert "xelatex or lualatex" in head[1] and "é" not in head[1]  # Latin is typeset
     assert "pdflatex" not in latex_document_fragment(law, {"Café": good})
+
+
+def test_a_constants_table_wider_than_the_line_is_scaled_to_it():
+    # long group names and six constants ran pdflatex 96 pt (sft) and 144 pt (easy_question)
+    # past an article's line
+    law = parse_law("y = a0 + a1*x + a2*x^2 + a3*x^3 + a4*x^4 + a5*x^5", ["x"])
+    fit = Fit({f"a{i}": -0.0123456 for i in range(6)}, 0.0, 1, 1)
+    wide = latex_document_fragment(law, {f"abstract_narrative_understanding_{i}": fit
+                                         for i in range(9)})  # turned, it is wider still
+    assert wide.startswith("% A fragment to \\input in a document with "
+                           "\\usepackage{amsmath,booktabs,graphicx}")
+    assert "\\resizebox{\\linewidth}{!}{%\n\\begin{tabular}" in wide
+    assert "\\end{tabular}}\n\\end{table}" in wide
+    narrow = latex_document_fragment(parse_law("y = a + b*x", ["x"]),
+                                     {"g": Fit({"a": 1.0, "b": 2.0}, 0.0, 1, 1)})
+    assert "resizebox" not in narrow and "graphicx" not in narrow
