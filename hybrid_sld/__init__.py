@@ -10,3 +10,7 @@ def __getattr__(name):
         from . import api
         return getattr(api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():  # tab completion and dir() list the lazy names too
+    return sorted({*globals(), *__all__})

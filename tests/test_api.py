@@ -1040,6 +1040,7 @@ def test_the_estimator_is_importable_from_the_package_without_loading_it_up_fron
     assert hybrid_sld.NotFittedError is NotFittedError and hybrid_sld.InputError is InputError
     with pytest.raises(AttributeError, match="has no attribute 'Regressor'"):
         hybrid_sld.Regressor
+    assert set(hybrid_sld.__all__) <= set(dir(hybrid_sld))  # tab completion offers them
     loaded = subprocess.run([sys.executable, "-c", "import sys, hybrid_sld; "
                              "print('hybrid_sld.api' in sys.modules, 'numpy' in sys.modules)"],
                             capture_output=True, text=True, check=True).stdout.split()
