@@ -424,9 +424,9 @@ class ScalingLawRegressor:
         """Predictions with each row's group constants: (n,) for one target, else (n, t), its
         columns in the order of ``targets_`` (y's columns as fit was given them, or
         ``targets=``)."""
-        return self._predict(X, groups)
+        return self._predict(X, groups, "predict")
 
-    def _predict(self, X, groups):
+    def _predict(self, X, groups, caller: str = "predict"):
         """predict's work, its warnings naming the line that called predict or score."""
         self._check_fitted()
         _check_dense(X, "X")
@@ -456,7 +456,7 @@ class ScalingLawRegressor:
             self._wrong_feature_count(A.shape[1])
         if groups is None:
             if len(self.fits_) != 1:
-                raise InputError(f"fitted on {len(self.fits_)} groups; pass groups= to predict")
+                raise InputError(f"fitted on {len(self.fits_)} groups; pass groups= to {caller}")
             keys = [self.groups_[0]] * len(A)
         else:
             # a fitted group's label may name a column: fit took X without it
@@ -518,7 +518,7 @@ class ScalingLawRegressor:
         undefined, NaN with an UndefinedMetricWarning, as scikit-learn's r2_score of one sample
         (not -inf, which would read as the worst of fits)."""
         Y = _target_values(y)
-        P = self._predict(X, groups)
+        P = self._predict(X, groups, "score")
         if Y.ndim not in (1, 2) or Y.reshape(len(Y), -1).shape != P.reshape(len(P), -1).shape:
             raise InputError(f"y has shape {Y.shape}; the predictions for X have {P.shape}")
         _check_finite(Y.reshape(len(Y), -1), "y", _columns(y))

@@ -1117,3 +1117,13 @@ def test_data_a_search_cannot_validate_on_is_bad_input_in_the_estimators_words(r
     with pytest.raises(InputError, match="y is named 'x0', as a column of X is"):
         ScalingLawRegressor(max_evals=6).fit(pd.DataFrame({"x0": X[:, 0]}),
                                              pd.Series(y, name="x0"))
+
+
+def test_a_missing_groups_argument_is_asked_of_the_method_called():
+    # score said "pass groups= to predict"
+    X, y = _simple()
+    est = ScalingLawRegressor("y = E + A*x0^(-a)").fit(np.r_[X, X], np.r_[y, y],
+                                                       groups=["a"] * len(y) + ["b"] * len(y))
+    for call, name in ((lambda: est.predict(X), "predict"), (lambda: est.score(X, y), "score")):
+        with pytest.raises(InputError, match=f"fitted on 2 groups; pass groups= to {name}$"):
+            call()
