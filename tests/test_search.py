@@ -1601,6 +1601,11 @@ def test_grammar_functions_on_resume_in_the_report_and_against_the_seeds(synthet
     synthetic_task.write_text(text.replace("param_cap = 5", "param_cap = 1"))
     with pytest.raises(HybridSLDError, match="no seed law .* fits the param_cap of 1"):
         Search(cfg, tmp_path)
+    # a cap of 2 was refused so too, though a power law without offset fits it
+    synthetic_task.write_text(text.replace("param_cap = 5", "param_cap = 2").replace(
+        "[expert]", "[nothing]").split("[nothing]")[0])
+    r = discover(SearchConfig(task=str(synthetic_task), max_evals=6), out=tmp_path / "runs2")
+    assert r["n_params"] <= 2 and r["evals"] == 6
 
 
 def test_finalists_that_share_a_law_text_are_told_apart_by_their_fitter():

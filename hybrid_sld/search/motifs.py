@@ -282,6 +282,9 @@ def seed_laws(task, positive_features: set[str] | None = None, *, include_expert
     for f in task.feature_names:
         P = ParamFactory(task.targets, task.feature_names)
         eqs = [(t, P("offset") + term(f, P)) for t in task.targets]
+        if len(P.new) > task.param_cap:  # a cap of 2: the power law without its offset
+            P = ParamFactory(task.targets, task.feature_names)
+            eqs = [(t, term(f, P)) for t in task.targets]
         if len(P.new) <= task.param_cap:
             add(law_text(eqs, P.new))
     # additive law over all features, the split feature first; drop terms to fit the cap
