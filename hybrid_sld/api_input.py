@@ -214,6 +214,7 @@ def _check_enough_rows(law: Law, index: dict) -> None:
     if any(p.shared for p in law.params):
         return
     from .compile import compile_law
+    from .export import as_written
     from .fit_core import target_components
     group, ix = max(index.items(), key=lambda item: len(item[1]))
     n = len(ix)
@@ -224,7 +225,6 @@ def _check_enough_rows(law: Law, index: dict) -> None:
             continue
         where = "X has" if len(index) == 1 else \
             f"the largest of {len(index)} groups, {group!r}, has"
-        from .export import as_written
         names = {law.param_names[i] for i in params}
         names = [name for name in as_written(law) if name in names]  # as the law reads
         of = "the law's" if len(targets) == len(law.targets) else \

@@ -132,9 +132,10 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
         return f"{path}: not a text CSV file ({exc.reason}); {FORMATS}"
     try:
         raw.decode("utf-8")
-        at = 0
     except UnicodeDecodeError as whole:
         at = whole.start
+    else:  # decoded whole now (the file changed meanwhile?): said as it was
+        return f"{path}: not a text CSV file ({exc.reason}); {FORMATS}"
     line = raw[:at].count(b"\n") + 1
     return (f"{path}, line {line}: byte 0x{raw[at]:02x} is not UTF-8 (a file saved as Latin-1 "
             "or Windows-1252?): save it as UTF-8")
