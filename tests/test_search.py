@@ -2004,3 +2004,16 @@ def test_a_task_name_too_long_for_a_folder_says_to_shorten_it(synthetic_task, tm
     with pytest.raises(HybridSLDError, match=r"File name too long; its name holds the task's name "
                                              r"\(300 characters\): shorten the task file's name"):
         discover(SearchConfig(task=str(long), max_evals=4), out=tmp_path / "runs")
+
+
+def test_report_says_when_test_does_not_bear_out_the_choice_over_the_expert_law(finished_run):
+    # moe: 0.21 on test against the expert law's 0.70, unsaid but in the table's last column
+    from hybrid_sld.search.report import _markdown
+    r = json.loads((finished_run / "best.json").read_text())
+    r["expert"] = {**(r.get("expert") or {}), "law": "y = c", "n_params": 1, "train_r2": 0.5,
+                   "valid_r2": 0.4, "test_r2": 0.7}
+    said = ("On test the law found scores below the expert law (0.21 against 0.7), though it "
+            "validates above it")
+    assert said in _markdown(r | {"valid_r2": 0.69, "test_r2": 0.21}, [])
+    for other in ({"test_r2": 0.71}, {"valid_r2": 0.39, "test_r2": 0.21}, {"test_r2": None}):
+        assert "On test the law found" not in _markdown(r | {"valid_r2": 0.69} | other, [])

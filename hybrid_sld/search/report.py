@@ -42,7 +42,7 @@ def proposer_of(origin: str) -> str:
 
 def _llm_markdown(r: dict) -> str:
     imps = "\n".join(f"| {i['eval_id']} | {proposer_of(i['origin'])} ({i['origin']}) | "
-                      f"{i['valid_r2']:.6f} | `{'; '.join(i['law'].splitlines())}` |"
+                      f"{report_value(i['valid_r2'])} | `{'; '.join(i['law'].splitlines())}` |"
                       for i in r["improvements"])
     out = f"""
 ## Improvements (each new best whose validation NMSE is at least {BEAT_MARGIN:.0%} below the \
@@ -203,6 +203,19 @@ uncertainty is larger still: laws outside this set and the noise in the rows add
 
 
 LABELS = {"human_r2": "human law", "sldagent_r2": "SLDAgent's best"}
+
+
+def _below_expert_md(r: dict, e: dict) -> str:
+    """Said when the test split does not bear out the choice: the law found tests below the
+    expert law it validated above (the table shows both, a reader may not compare them)."""
+    if not e or r["law"] == e.get("law") or None in (r.get("test_r2"), e.get("test_r2"),
+                                                     r.get("valid_r2"), e.get("valid_r2")):
+        return ""
+    if not (r["test_r2"] < e["test_r2"] and r["valid_r2"] > e["valid_r2"]):
+        return ""
+    return (f"\nOn test the law found scores below the expert law ({r['test_r2']} against "
+            f"{e['test_r2']}), though it validates above it ({r['valid_r2']} against "
+            f"{e['valid_r2']}): the validation rows did not foretell it.\n")
 
 
 def _or_na(x) -> str:
@@ -382,7 +395,7 @@ def _markdown(r: dict, front: list) -> str:
 {note}| law | parameters | train R2 | valid R2 | test R2 |
 |---|---|---|---|---|
 {table}
-
+{_below_expert_md(r, e)}
 {_per_target_md(r)}{published}\
 Validation rows: {r.get("validation_rows", "the task's split")}, carved from train; {test}.
 {_rows_md(r)}{_unscored_md(r)}
