@@ -1158,3 +1158,28 @@ def test_a_leaderboard_wider_than_the_line_is_scaled_to_it():
     assert wide.startswith("% needs \\usepackage{booktabs,graphicx}\n") and _balanced(wide)
     assert "\\resizebox{\\linewidth}{!}{%\n\\begin{tabular}" in wide
     assert wide.count("\\end{tabular}}\n") == 1
+
+
+def test_a_cell_cut_while_its_report_was_written_is_not_searched_again(tmp_path, monkeypatch,
+                                                                        capsys):
+    # best.json written, report.md not: the run was neither missing its best.json nor marked
+    # interrupted, so the resumed bench searched the cell again beside it
+    import json
+    from hybrid_sld.search import final
+    markdown = final._markdown
+
+    def cut(*a):
+        raise KeyboardInterrupt
+    cells = [Cell("kaplan_demo", "offline", 0)]
+    settings = BenchSettings(budget_seconds=120.0, out=str(tmp_path / "b"), max_evals=12)
+    monkeypatch.setattr(final, "_markdown", cut)
+    first = run_bench(cells, settings, _InProcess(), log=_quiet)
+    assert first["interrupted"] and not read_results(tmp_path / "b" / "results.jsonl")
+    (run,) = (tmp_path / "b" / "runs").iterdir()
+    assert (run / "best.json").exists() and not (run / "report.md").exists()
+    monkeypatch.setattr(final, "_markdown", markdown)
+    again = run_bench(cells, settings, _InProcess(), log=_quiet)
+    assert again["results"][0]["status"] == "ok", again["results"][0]["message"]
+    assert list(run.parent.iterdir()) == [run] and (run / "report.md").exists()
+    assert f"going on with the cut-short run {run}" in capsys.readouterr().err
+    assert json.loads((run / "best.json").read_text())["evals"] == 12

@@ -206,7 +206,10 @@ def _cut_short_run(cfg, runs: Path) -> Path | None:
             best = {"interrupted": True}
         except (OSError, ValueError):
             continue
-        if isinstance(best, dict) and best.get("interrupted"):
+        # or a search that ended, cut while its report was written (best.json comes first):
+        # searched again from scratch before, its run left beside the new one
+        if isinstance(best, dict) and (best.get("interrupted") or not best.get("stop_error")
+                                       and not (run / "report.md").exists()):
             found.append(run)
     why = []  # the newest's reason not to go on with it, if no run has the cell's settings
     for run in reversed(found):  # the newest begun with the cell's settings
