@@ -13,7 +13,7 @@ from hybrid_sld.bench.executors import DaskExecutor, LocalExecutor, make_executo
 from hybrid_sld.bench.bench_dir import read_results
 from hybrid_sld.bench.grid import (BenchSettings, Cell, check_methods, make_cells, resolve_methods,
                                    resolve_tasks)
-from hybrid_sld.bench.leaderboard import aggregate, latex, markdown
+from hybrid_sld.bench.leaderboard import aggregate, best_methods, latex, markdown, winners
 from hybrid_sld.bench.report import render, run_bench
 from hybrid_sld.cli import main
 from hybrid_sld.errors import HybridSLDError, LawError
@@ -1183,3 +1183,26 @@ def test_a_cell_cut_while_its_report_was_written_is_not_searched_again(tmp_path,
     assert list(run.parent.iterdir()) == [run] and (run / "report.md").exists()
     assert f"going on with the cut-short run {run}" in capsys.readouterr().err
     assert json.loads((run / "best.json").read_text())["evals"] == 12
+
+
+def test_the_leaderboard_of_a_task_without_test_rows_crowns_no_failed_method():
+    # the failed seed's -1 was the only figure beside n/a: its method was bold, the winner
+    rows = [{"task": "t", "method": m, "seed": s, "status": "ok", "test_r2": None,
+             "test_r2_clipped": None, "test_nmse": None, "n_params": 3, "seconds": 1.0,
+             "published": {}, "law": "y = a"} for m in ("expert", "random") for s in (0, 1)]
+    rows[-1] = {"task": "t", "method": "random", "seed": 1, "status": "failed",
+                "message": "timed out", "seconds": 1.0, "published": {}}
+    assert best_methods(aggregate(rows)) == {} and "**" not in markdown(rows).split("## ")[0]
+    assert winners(rows) == {}
+
+
+def test_the_published_rows_are_the_latest_and_kept_when_every_cell_failed():
+    ok = {"task": "t", "method": "expert", "seed": 0, "status": "ok", "test_r2": 0.8,
+          "test_r2_clipped": 0.8, "test_nmse": 0.2, "n_params": 3, "seconds": 1.0}
+    rows = [ok | {"published": {"human_r2": 0.9}},
+            ok | {"seed": 1, "published": {"human_r2": 0.5}}]
+    assert aggregate(rows)[0].published == {"human_r2": 0.5}  # the task file's figure since
+    from hybrid_sld.bench.grid import blank_result
+    failed = blank_result(Cell("parallel", "random", 0), "failed", "timed out after 1 s")
+    assert failed["published"]["human_r2"] == 1.0
+    assert "*human law (published)* | — | 1.000 |" in markdown([failed])

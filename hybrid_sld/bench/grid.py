@@ -266,6 +266,10 @@ def blank_result(cell: Cell, status: str, message: str, seconds: float = 0.0) ->
     out = dict.fromkeys(RESULT_KEYS)
     out.update(task=cell.task, method=cell.method, seed=int(cell.seed), status=status,
                message=message, seconds=round(seconds, 2))
+    try:  # a failed cell too: the leaderboard's published rows of a task whose cells all failed
+        out["published"] = dict(get_task(cell.task_ref or cell.task).published)
+    except HybridSLDError:  # the task file itself is what failed
+        pass
     return out
 
 

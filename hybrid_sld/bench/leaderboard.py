@@ -67,14 +67,17 @@ def aggregate(results) -> list[Row]:
     # the task's figures, on every row: a failed cell carries none, and the published rows are
     # printed after the task's last method, which may have failed on every seed
     published: dict = {}
+    untested: set = set()  # tasks with no test split: a failed cell's -1 has nothing beside it
     for r in results:
         groups.setdefault((r["task"], r["method"]), []).append(r)
-        if r.get("published"):
-            published.setdefault(r["task"], r["published"])
+        if r.get("published"):  # the latest: a resumed bench's task file may give another
+            published[r["task"]] = r["published"]
+        if r.get("status") == "ok" and r.get("test_r2_clipped") is None:
+            untested.add(r["task"])
     rows = []
     for (task, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))):
         ok = [r for r in rs if r.get("status") == "ok"]
-        failed = len(rs) - len(ok)
+        failed = 0 if task in untested else len(rs) - len(ok)
         rows.append(Row(task, method, len(rs), len(ok),
                         Stat.of([r.get("test_r2_clipped") for r in ok] + [-1.0] * failed),
                         Stat.of([r.get("test_nmse") for r in ok] + [FAILED_NMSE] * failed),
