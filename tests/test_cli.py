@@ -1273,6 +1273,13 @@ def test_report_waits_for_a_search_going_on_in_the_run(tmp_path, capsys):
     assert (f"{run} is in use by another hybrid-sld process; wait for it to end (or stop it) "
             "before re-rendering its report") in capsys.readouterr().err
     assert main(["report", str(run)]) == 0
+    # a first search, before its report: it said to `discover --resume` the run in use
+    (run / "best.json").unlink()
+    with lock_run_dir(run):
+        assert main(["report", str(run)]) == 2
+    assert "is in use by another hybrid-sld process" in capsys.readouterr().err
+    assert main(["report", str(run)]) == 2
+    assert "is a run with no report yet" in capsys.readouterr().err
 
 
 def test_more_workers_than_cores_is_noted(tmp_path, monkeypatch, capsys):

@@ -1189,6 +1189,19 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_it(finished_run, damage, m
     assert message in str(exc.value) and str(path) in str(exc.value)
 
 
+def test_resume_of_a_path_inside_a_run_or_of_a_run_without_checkpoint_says_what_to_give(
+        finished_run):
+    # --resume RUN/checkpoint named RUN/checkpoint/checkpoint/state.json, no hint; a run whose
+    # checkpoint was lost after 8 evaluations was said to have written only its config.toml
+    for inside in (finished_run / "checkpoint", finished_run / "best.json"):
+        with pytest.raises(HybridSLDError, match=f"give the run directory, {finished_run}"):
+            discover(None, resume=inside)
+    (finished_run / "checkpoint" / "state.json").unlink()
+    with pytest.raises(HybridSLDError, match="no readable checkpoint") as exc:
+        discover(None, resume=finished_run)
+    assert "only its config.toml was written" not in str(exc.value)
+
+
 def test_resume_refuses_data_that_changed(finished_run, synthetic_task):
     for name in ("train.csv", "test.csv"):  # test alike: a test group train lacks is refused
         f = synthetic_task.parent / name
@@ -2017,3 +2030,21 @@ def test_report_says_when_test_does_not_bear_out_the_choice_over_the_expert_law(
     assert said in _markdown(r | {"valid_r2": 0.69, "test_r2": 0.21}, [])
     for other in ({"test_r2": 0.71}, {"valid_r2": 0.39, "test_r2": 0.21}, {"test_r2": None}):
         assert "On test the law found" not in _markdown(r | {"valid_r2": 0.69} | other, [])
+
+
+def test_a_kill_while_the_report_is_written_leaves_no_report_of_another_session(
+        finished_run, monkeypatch):
+    # best.json of the resumed session lay beside the last session's report.md, which told
+    # another law and evaluation count
+    from hybrid_sld.search import final
+
+    def killed(*a):
+        raise KeyboardInterrupt
+    assert (finished_run / "report.md").exists()
+    monkeypatch.setattr(final, "_markdown", killed)
+    with pytest.raises(KeyboardInterrupt):
+        discover(None, resume=str(finished_run))
+    assert (finished_run / "best.json").exists() and not (finished_run / "report.md").exists()
+    monkeypatch.undo()
+    discover(None, resume=str(finished_run))
+    assert (finished_run / "report.md").exists()

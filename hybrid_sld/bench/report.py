@@ -227,7 +227,9 @@ def render(path, data_dir=None, task=None) -> dict:
                              "run the same bench command again to resume it")
     from ..search.state import checkpoint_file, resume_command
     if checkpoint_file(path).exists():
-        raise HybridSLDError(f"{path} is a run with no report yet: `{resume_command(path)}` "
-                             "finishes it and writes the report")
+        from ..search.run import lock_run_dir
+        with lock_run_dir(path, "writing its report"):  # a search going on: its own report
+            raise HybridSLDError(f"{path} is a run with no report yet: "
+                                 f"`{resume_command(path)}` finishes it and writes the report")
     raise HybridSLDError(f"{path} is neither a bench directory (results.jsonl) nor a run "
                          "directory (best.json)")

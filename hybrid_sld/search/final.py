@@ -146,6 +146,9 @@ def final_report(search: Search) -> dict:
     from ..latex_names import task_descriptions, task_symbols
     symbols = task_symbols(task)
     try:  # each file whole or not at all, so a full disk leaves no truncated best.json
+        # report.md, written last, marks the set whole: a kill before it leaves none, not the
+        # last session's beside this best.json (a resume writes it)
+        (run_dir / "report.md").unlink(missing_ok=True)
         write_atomic(run_dir / "best.json", json_text(result, indent=1))
         write_atomic(run_dir / "law.tex", latex_document_fragment(
             law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))

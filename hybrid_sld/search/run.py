@@ -179,8 +179,11 @@ def saved_config(run_dir: Path) -> SearchConfig:
         raise HybridSLDError(f"cannot resume {run_dir}: {path} is damaged ({exc}); start the "
                              "run again") from None
     except OSError as exc:
-        start = (" (only its config.toml was written: start the run again)"
-                 if (run_dir / "config.toml").exists() and not path.exists() else "")
+        inside = next((d for d in run_dir.parents if checkpoint_file(d).exists()), None)
+        start = (f" (give the run directory, {inside})" if inside is not None else
+                 " (only its config.toml was written: start the run again)"
+                 if (run_dir / "config.toml").exists() and not path.exists()
+                 and not (run_dir / "events.jsonl").exists() else "")
         raise HybridSLDError(f"cannot resume {run_dir}: no readable checkpoint {path}{start} "
                              f"({exc})") from None
     saved = saved.get("config") if isinstance(saved, dict) else None
@@ -204,8 +207,8 @@ def _finished_note(search: Search) -> str:
              if cfg.max_evals is not None and s.evals >= cfg.max_evals else
              f"{s.elapsed:.1f} s of search of its --budget {cfg.budget_seconds:g} s")
     return (f"note: {search.run_dir} had already finished ({spent}): nothing was searched, its "
-            "report was written again from the same results. To search further, start a new "
-            "run: --resume keeps a run's settings, its --max-evals and --budget among them")
+            "report was written from the same results. To search further, start a new run: "
+            "--resume keeps a run's settings, its --max-evals and --budget among them")
 
 
 @contextmanager
