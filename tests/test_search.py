@@ -2048,3 +2048,19 @@ def test_a_kill_while_the_report_is_written_leaves_no_report_of_another_session(
     monkeypatch.undo()
     discover(None, resume=str(finished_run))
     assert (finished_run / "report.md").exists()
+
+
+def test_a_run_directory_that_cannot_be_written_says_so(finished_run, monkeypatch):
+    # "romnt/.lock: Read-only file system", as if .lock were a file of the user's
+    import builtins
+    import errno
+    real = builtins.open
+
+    def read_only(path, *a, **k):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, *a, **k)
+    monkeypatch.setattr(builtins, "open", read_only)
+    with pytest.raises(HybridSLDError, match=f"{finished_run} cannot be written \\(Read-only "
+                                             "file system\\), and resuming writes into it"):
+        discover(None, resume=finished_run)

@@ -221,7 +221,15 @@ def lock_run_dir(run_dir: Path, doing: str = "resuming"):
     except ImportError:
         yield
         return
-    with open(run_dir / ".lock", "w") as fh:
+    try:
+        fh = open(run_dir / ".lock", "w")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a read-only folder: said of .lock alone, it read as a stray file
+        raise HybridSLDError(f"{run_dir} cannot be written ({exc.strerror or exc}), and "
+                             f"{doing} writes into it: make it writable, or copy the run "
+                             "somewhere that is") from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
