@@ -11,7 +11,8 @@ import numpy as np
 
 from .cli_common import _fmt, _score_notes, _task, sigterm_as_ctrl_c
 from .data import load_splits
-from .data_checks import check_test_groups, repeated_rows, test_rows_in_train
+from .data_checks import (check_test_groups, repeated_rows, test_rows_in_train,
+                          unread_group_columns)
 from .errors import HybridSLDError, LawError
 from .evaluate import check_columns, check_domain, check_log_space, check_rows, report
 from .fit_spec import FitterSpec
@@ -64,7 +65,8 @@ def _evaluate(law, task, spec, train, test):
 
 def _note_rows(train, test) -> None:
     """Rows a person would want to know of before reading the scores (data_checks.repeated_rows)."""
-    for note in repeated_rows(train) + (test_rows_in_train(train, test) if test else []):
+    for note in (repeated_rows(train) + unread_group_columns(train)
+                 + (test_rows_in_train(train, test) if test else [])):
         print(f"note: {note}", file=sys.stderr)
 
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,8 @@ class Dataset:
     lines: np.ndarray | None = None  # each row's line in that file (a CSV; None otherwise)
     unused: tuple[str, ...] = ()  # the file's columns the task does not read
     group_column: str = "group"  # the file's group column; "": none, its rows one group "all"
+    # with none: unread columns of a few whole numbers, (name, values), perhaps the groups
+    group_like: tuple[tuple[str, int], ...] = ()
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -56,7 +57,7 @@ class Dataset:
     def subset(self, mask: np.ndarray) -> "Dataset":
         return Dataset(self.groups[mask], self.X[mask], self.Y[mask], self.features, self.targets,
                        self.source, None if self.lines is None else self.lines[mask],
-                       self.unused, self.group_column)
+                       self.unused, self.group_column, self.group_like)
 
     def where(self, i: int) -> str:
         """Row ``i`` as a person finds it: the file and line when known."""
@@ -223,25 +224,22 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
         if gidx is not None and not row[gidx].strip():
             raise DataError(f"{path}, {line}, column {task.group!r}: empty group name")
         groups.append(row[gidx] if gidx is not None else "all")
-    if gidx is None:
-        _unnamed_groups(path, header, rows, wanted, task.path or task.name)
     nf = len(task.feature_names)
     return Dataset(np.array(groups, dtype=object), values[:, :nf], values[:, nf:],
                    task.feature_names, task.targets, str(path),
                    None if lines is None else np.array(lines),
                    tuple(c for c in header if c not in wanted and c != task.group),
-                   task.group if gidx is not None else "")
+                   task.group if gidx is not None else "",
+                   _unnamed_groups(path, header, rows, wanted) if gidx is None else ())
 
 
-_NOTED: set = set()  # (task, column) noted as a group column perhaps: once, not per file
-
-
-def _unnamed_groups(path: Path, header: list[str], rows: list, used: list[str],
-                    task: str) -> None:
+def _unnamed_groups(path: Path, header: list[str], rows: list,
+                    used: list[str]) -> tuple[tuple[str, int], ...]:
     """With no group column every row is fitted as one group; a column of text labels the task
     does not use is then most likely the grouping, left unnamed, and pooling would be wrong: an
     error. One of a few whole numbers may number the groups (runs, seeds) or be a quantity not
-    declared: a note, as pooling then went by without a word."""
+    declared: returned as (column, how many values), for a note (data_checks)."""
+    out = []
     for i, c in enumerate(header):
         if c in used:
             continue
@@ -253,12 +251,9 @@ def _unnamed_groups(path: Path, header: list[str], rows: list, used: list[str],
                             "no group column, so all rows would be fitted as one group: if it "
                             f"names the groups, write group = \"{c}\" at the top of the task "
                             "file; if not, drop the column")
-        if all(float(x).is_integer() for x in labels) and (task, c) not in _NOTED:
-            _NOTED.add((task, c))
-            print(f"note: {path}: column {c!r} holds {len(labels)} whole numbers and the task "
-                  "names no group column, so all rows are fitted as one group: if it numbers "
-                  f"the groups (runs, seeds), write group = \"{c}\" at the top of the task file",
-                  file=sys.stderr)
+        if all(float(x).is_integer() for x in labels):
+            out.append((c, len(labels)))
+    return tuple(out)
 
 
 def _is_number(text: str) -> bool:

@@ -54,6 +54,15 @@ def repeated_rows(data: Dataset) -> list[str]:
             + "; each copy weighs once more in the fit: drop them if they are not repeated runs"]
 
 
+def unread_group_columns(data: Dataset) -> list[str]:
+    """A note per column of a few whole numbers in a file with no group column (run or seed
+    ids, perhaps): every row is pooled in one group, which went by without a word."""
+    return [f"{data.source}: column {c!r} holds {n} whole numbers and the task names no group "
+            "column, so all rows are fitted as one group: if it numbers the groups (runs, "
+            f"seeds), write group = \"{c}\" at the top of the task file"
+            for c, n in data.group_like]
+
+
 def test_rows_in_train(train: Dataset, test: Dataset) -> list[str]:
     """A note when test rows are training rows too (group, features and targets alike): the fit
     has seen them, so test R2 is not out of sample there."""

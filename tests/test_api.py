@@ -1103,6 +1103,7 @@ def test_columns_numbered_not_named_are_read_as_an_array_is():
 
 @pytest.mark.parametrize("rows, groups, message", [
     (2, None, r"group 'all' has 1 fitting and 1 validation row\(s\)"),
+    (4, "flat", r"target 'y' takes one value .* so R2 is undefined: add rows$"),
     (6, "each", r"the scale column x0 \(scale=\) takes one value .* or merge it into another "
                 r"group$"),
 ])
@@ -1111,6 +1112,9 @@ def test_data_a_search_cannot_validate_on_is_bad_input_in_the_estimators_words(r
     # a bare HybridSLDError (no ValueError), with advice on the [split] of a task file
     pd = pytest.importorskip("pandas")
     X, y = _simple()
+    if groups == "flat":  # the one validation row's target: its "raise [split] fraction" goes
+        X, y, groups = np.geomspace(1e6, 1e9, 12)[:, None], 1.5 + 400 * np.geomspace(
+            1e6, 1e9, 12) ** -0.3, None
     with pytest.raises(InputError, match=message):
         ScalingLawRegressor(max_evals=6).fit(X[:rows], y[:rows], groups=None if groups is None
                                              else np.arange(rows))

@@ -178,18 +178,18 @@ def test_unnamed_group_column_is_not_pooled_silently(tmp_path, toy):
 def test_a_few_whole_numbers_in_a_column_not_read_are_noted_as_groups_perhaps(tmp_path, toy,
                                                                            capsys):
     # runs numbered 1, 2, 3 were pooled as one group without a word (train R2 0.96 for 0.9997)
-    from hybrid_sld import data
-    data._NOTED.clear()
+    from hybrid_sld.data_checks import unread_group_columns
     text = "run,N,D,loss\n" + "".join(f"{g},{n},2,{n}\n" for g in (1, 2) for n in range(1, 4))
-    assert read_dataset(_csv(tmp_path, text), toy).group_names == ["all"]
-    read_dataset(_csv(tmp_path, text), toy)  # noted once, not for the test file again
-    err = capsys.readouterr().err
-    assert err.count("note: ") == 1
+    train = read_dataset(_csv(tmp_path, text), toy)
+    assert train.group_names == ["all"]
+    # noted once, of the training rows, by the commands (as repeated rows are); not on reading
+    assert capsys.readouterr().err == ""
+    (err,) = unread_group_columns(train)
     assert "column 'run' holds 2 whole numbers and the task names no group column" in err
     assert 'write group = "run"' in err
     fractions = "lr,N,D,loss\n" + "".join(f"{g},{n},2,{n}\n" for g in (0.1, 0.2) for n in (1, 2))
-    read_dataset(_csv(tmp_path, fractions), toy)
-    assert capsys.readouterr().err == ""
+    assert unread_group_columns(read_dataset(_csv(tmp_path, fractions), toy)) == []
+    assert unread_group_columns(train.subset(train.X[:, 0] > 1)) == [err]  # kept by a split
 
 
 def test_missing_column(tmp_path, toy):

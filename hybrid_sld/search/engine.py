@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import load_train, split_train_valid
-from ..data_checks import repeated_rows
+from ..data_checks import repeated_rows, unread_group_columns
 from ..errors import HybridSLDError
 from ..tasks import get_task
 from .archive import Archive, Entry
@@ -123,7 +123,7 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
         self.nonneg = {f for j, f in enumerate(train.features) if np.all(train.X[:, j] >= 0)}
         self.train = train
         _note_stray_values(train)
-        for note in repeated_rows(train):
+        for note in repeated_rows(train) + unread_group_columns(train):
             print(f"note: {note}", file=sys.stderr)
         self.fit_part, self.valid = split_train_valid(self.task, train)
         _note_large_validation(self.task, train, self.valid)
