@@ -1115,7 +1115,8 @@ def test_data_a_search_cannot_validate_on_is_bad_input_in_the_estimators_words(r
     if groups == "flat":  # the one validation row's target: its "raise [split] fraction" goes
         X, y, groups = np.geomspace(1e6, 1e9, 12)[:, None], 1.5 + 400 * np.geomspace(
             1e6, 1e9, 12) ** -0.3, None
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=message), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the note of 3 fitting rows capping laws
         ScalingLawRegressor(max_evals=6).fit(X[:rows], y[:rows], groups=None if groups is None
                                              else np.arange(rows))
     with pytest.raises(InputError, match="y is named 'x0', as a column of X is"):
