@@ -22,8 +22,7 @@ def cmd_bench(args):
     tasks = resolve_tasks(args.tasks)
     methods = resolve_methods(args.methods)
     seeds = resolve_seeds(args.seeds)
-    for flag, spec in (("--tasks", args.tasks), ("--methods", args.methods), ("--seeds", args.seeds)):
-        _note_repeats(flag, spec)
+    _note_repeats(args.tasks, args.methods, args.seeds)
     llm = _llm_settings(args) if "llm" in methods else None
     check_methods(methods, llm)
     if args.max_evals is not None and args.max_evals < 1:
@@ -77,13 +76,23 @@ def _cells(tasks, methods, seeds) -> list:
     return cells
 
 
-def _note_repeats(flag: str, spec: str) -> None:
-    """Say so when a list names an item twice: each cell runs once (a seed gives one result)."""
-    items = [s.strip() for s in str(spec).split(",") if s.strip()]
-    twice = list(dict.fromkeys(s for s in items if items.count(s) > 1))
-    if twice:
-        print(f"note: {flag} names {', '.join(twice)} more than once; each runs once",
-              file=sys.stderr)
+def _note_repeats(tasks: str, methods: str, seeds: str) -> None:
+    """Say so when a list names an item twice, as it resolves (seeds 0 and 00, tasks vocab and
+    vocab_scaling_law): each cell runs once (a seed gives one result). Called once the lists
+    have resolved, so each item is known good."""
+    from .tasks import get_task
+    names = [] if tasks.strip() == "all" else [get_task(t).name for t in _items(tasks)]
+    listed = {"--tasks": names,
+              "--methods": _items(methods), "--seeds": [str(int(s)) for s in _items(seeds)]}
+    for flag, items in listed.items():
+        twice = list(dict.fromkeys(s for s in items if items.count(s) > 1))
+        if twice:
+            print(f"note: {flag} names {', '.join(twice)} more than once; each runs once",
+                  file=sys.stderr)
+
+
+def _items(spec: str) -> list[str]:
+    return [s.strip() for s in str(spec).split(",") if s.strip()]
 
 
 def cmd_report(args):

@@ -1096,9 +1096,12 @@ def test_a_task_named_twice_is_refused_and_a_repeated_seed_is_noted(tmp_path, ca
     with pytest.raises(HybridSLDError, match=r"b/t.toml are both named 'same'"):
         resolve_tasks(f"{tmp_path / 'a' / 't.toml'},{tmp_path / 'b' / 't.toml'}")
     assert resolve_tasks("kaplan_demo,kaplan_demo") == [("kaplan_demo", "kaplan_demo")]
-    assert main(["bench", "--tasks", "kaplan_demo", "--methods", "expert", "--seeds", "0,0",
-                 "--out", str(tmp_path / "out"), "--json"]) == 0
-    assert "note: --seeds names 0 more than once; each runs once" in capsys.readouterr().err
+    # as they resolve: 00 is seed 0
+    assert main(["bench", "--tasks", "kaplan_demo, kaplan_demo", "--methods", "expert,expert",
+                 "--seeds", "0,00", "--out", str(tmp_path / "out"), "--json"]) == 0
+    err = capsys.readouterr().err
+    for flag, item in (("--tasks", "kaplan_demo"), ("--methods", "expert"), ("--seeds", "0")):
+        assert f"note: {flag} names {item} more than once; each runs once" in err
 
 
 def _lawful_task(tmp_path, law="y = A*x^(-a)"):
