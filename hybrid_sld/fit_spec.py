@@ -72,7 +72,8 @@ class FitterSpec:
     ridge: float = 0.0
 
     def __post_init__(self):
-        object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
+        if isinstance(self.strategy, str):  # a list ({"strategy": ["de"]}) is no key to look up
+            object.__setattr__(self, "strategy", STRATEGY_ALIASES.get(self.strategy, self.strategy))
         if self.strategy not in STRATEGIES:
             raise FitError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.loss not in LOSSES:

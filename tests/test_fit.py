@@ -216,6 +216,9 @@ def test_bad_shapes_raise_fit_error():
 
 @pytest.mark.parametrize("kwargs,msg", [
     ({"strategy": "newton"}, "strategy must be one of"),
+    ({"strategy": ["de"]}, "strategy must be one of"),  # was a TypeError (unhashable), a traceback
+    ({"strategy": {}}, "strategy must be one of"),
+    ({"loss": ["huber"]}, "loss must be one of"),
     ({"loss": "l1"}, "loss must be one of"),
     ({"n_starts": 0}, "n_starts must be an integer from 1 to 256"),
     ({"n_starts": 10**9}, "n_starts must be an integer from 1 to 256"),  # an LLM asked it
