@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -29,16 +30,19 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 def _law_text(args) -> str:
     if args.law_file and args.law is not None:
         raise HybridSLDError("give the law as --law TEXT or --law-file FILE, not both")
-    if args.law_file == "-":  # as a shell pipe gives it: `... | hybrid-sld fit --law-file -`
-        return sys.stdin.read()
     if args.law_file:
         try:
-            # UTF-8 whatever the locale; -sig: a BOM (Notepad's), as in a CSV or task file
-            return Path(args.law_file).read_text(encoding="utf-8-sig")
+            # as a shell pipe gives it: `... | hybrid-sld fit --law-file -`
+            raw = (sys.stdin.buffer.read() if args.law_file == "-"
+                   else Path(args.law_file).read_bytes())
+            # UTF-8 whatever the locale; -sig: a BOM (Notepad's, PowerShell's pipe), as in a
+            # CSV or task file
+            return raw.decode("utf-8-sig")
         except OSError as exc:
             raise HybridSLDError(f"cannot read law file {args.law_file}: {exc.strerror}") from None
         except UnicodeDecodeError:
-            raise HybridSLDError(f"{args.law_file}: not a text file (UTF-8)") from None
+            where = "standard input (--law-file -)" if args.law_file == "-" else args.law_file
+            raise HybridSLDError(f"{where}: not a text file (UTF-8)") from None
     if args.law is None:
         raise HybridSLDError("give the law as --law TEXT or --law-file FILE")
     return args.law.replace("\\n", "\n")
@@ -70,13 +74,16 @@ def _note_rows(train, test) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
-def _result(task, law, v, full, train) -> dict:
+def _result(task, law, spec, v, full, train) -> dict:
     from .data import unvalidated_groups
     from .evaluate import runaway
     from .units import unit_faults
     return {"task": task.name, "law": law.text, "n_params": law.n_params,
+            "fitter": spec.to_dict(),  # every setting: the result can be reproduced from it
             "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
             "test_r2": _r(full.r2("test")),
+            # as SLDBench reports it
+            "test_r2_clipped": _r(full.scores["test"].r2_clipped) if "test" in full.scores else None,
             # past the training scale (random splits: among its levels), how far the fitted
             # law leaves the targets' range
             "runaway": _r(runaway(task, train, full.fits, law)),
@@ -127,7 +134,7 @@ def cmd_fit(args):
     from .group_labels import group_label
     from .latex_names import symbol_lookalikes, task_symbols
     symbols = task_symbols(task)
-    out = _result(task, law, v, full, train)
+    out = _result(task, law, spec, v, full, train)
     from .search.redundancy import redundancy_note
     notes = [redundancy_note(law, train, full.fits, spec, task.split.scales)]
     # a constant typeset as a feature's symbol (B as bsz's B, r1 as r_1): perhaps meant as it
@@ -170,7 +177,7 @@ def cmd_fit(args):
         print(json_text(out, indent=1))
         return 0 if fitted else 1
     print(text_as_written(law))  # its bounds naming the constants as the law reads
-    print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {spec.strategy}")
+    print(f"\nparameters: {law.n_params} (cap {task.param_cap}), fitter: {_fitter_text(spec)}")
     if out["redundancy"]:
         print(f"note: {out['redundancy']}")
     for key in ("at_bounds", "below_zero"):
@@ -190,8 +197,10 @@ def cmd_fit(args):
     for g, f in full.fits.items() if law.n_params else ():  # no constants: nothing per group
         vals = ", ".join(f"{k}={f.params[k]:.6g}" for k in order if k in f.params)
         print(f"  {group_label(g)}: {vals}" + ("" if f.success else f"  [failed: {f.message}]"))
+    clipped = ("" if out["test_r2_clipped"] == out["test_r2"] else
+               f" (clipped to [-1, 1] as SLDBench reports it: {_fmt(out['test_r2_clipped']).strip()})")
     print(f"\ntrain R2 {_fmt(out['train_r2'])}   valid R2 {_fmt(out['valid_r2'])}   "
-          f"test R2 {_fmt(out['test_r2'])}")
+          f"test R2 {_fmt(out['test_r2'])}{clipped}")
     for note in _score_notes(out):
         print(f"note: {note}")
     if args.latex and fitted:
@@ -204,6 +213,15 @@ def cmd_fit(args):
               + (f"; {unwritten} not written" if unwritten else ""), file=sys.stderr)
         return 1
     return 0
+
+
+def _fitter_text(spec: FitterSpec) -> str:
+    """The strategy and the settings that differ from the defaults, as --fitter takes them:
+    runs with loss=huber or scale_weight=3 read alike as "auto" and scored apart."""
+    default = FitterSpec().to_dict()
+    edits = [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+             for k, v in spec.to_dict().items() if k != "strategy" and v != default[k]]
+    return spec.strategy + (f" ({', '.join(edits)})" if edits else "")
 
 
 def cmd_expert(args):
@@ -228,9 +246,8 @@ def cmd_expert(args):
                       file=sys.stderr)
         for label, law in laws:
             v, full = _evaluate(law, task, spec, train, test)
-            res = _result(task, law, v, full, train)
-            res.update(variant=label, human_r2=task.published.get("human_r2"),
-                       test_r2_clipped=_r(full.scores["test"].r2_clipped) if "test" in full.scores else None)
+            res = _result(task, law, spec, v, full, train)
+            res.update(variant=label, human_r2=task.published.get("human_r2"))
             results.append(res)
     if args.json:
         print(json_text(results if args.task == "all" else results[0], indent=1))

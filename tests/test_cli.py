@@ -142,6 +142,27 @@ def test_fit_writes_bounds_naming_the_constants_as_the_law_reads(capsys):
     assert parse_task_law(printed, task).key == parse_task_law(law, task).key
 
 
+def test_fit_says_which_fitter_and_the_clipped_test_r2(capsys):
+    """Runs with loss=huber or scale_weight=3 printed "fitter: auto" as the defaults did and
+    their JSON held no fitter; a test R2 below -1 never said what SLDBench reports."""
+    law = "loss = E + A*num_params^(-a)"
+    fitter = "loss=huber,log_space=true,scale_weight=3,n_starts=2"
+    assert main(["fit", "--task", "kaplan_demo", "--law", law, "--fitter", fitter]) == 0
+    assert ("fitter: auto (loss=huber, n_starts=2, log_space=true, scale_weight=3)"
+            in capsys.readouterr().out)
+    assert main(["fit", "--task", "kaplan_demo", "--law", law, "--fitter", fitter, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fitter"] == FitterSpec.parse(fitter).to_dict()
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = exp(p1*num_params)"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"test R2 -\d+\.\d+ \(clipped to \[-1, 1\] as SLDBench reports it: "
+                     r"-1\.0000\)", printed), printed
+    assert main(["fit", "--task", "kaplan_demo", "--law", "loss = exp(p1*num_params)",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["test_r2"] < -1 and out["test_r2_clipped"] == -1.0
+
+
 def test_fit_notes_a_loss_predicted_at_or_below_0_past_the_data(capsys):
     assert main(["fit", "--task", "kaplan_demo", "--law", "loss = c - A*num_params"]) == 0
     assert ("note: at 10x the largest num_params the law predicts loss at 0 or below (3 of 3 "
@@ -1203,12 +1224,24 @@ def test_log_space_on_targets_not_all_positive_is_refused_naming_the_row(tmp_pat
     assert main(["fit", "--task", str(toml), "--law", "y = c + A*x^(-b)"]) == 0
 
 
-def test_a_law_file_of_dash_is_read_from_standard_input(monkeypatch, capsys):
-    """It said "cannot read law file -: No such file or directory"."""
+@pytest.mark.parametrize("head", [b"", b"\xef\xbb\xbf"])  # a BOM: PowerShell's pipe, Notepad
+def test_a_law_file_of_dash_is_read_from_standard_input(head, monkeypatch, capsys):
+    """It said "cannot read law file -: No such file or directory"; then a BOM read from the
+    pipe was "unexpected character '\\ufeff'", though a file's was skipped."""
     import io
-    monkeypatch.setattr(sys, "stdin", io.StringIO("loss = E + A/num_params^a\nA > 0\n"))
+    law = head + "loss = E + A/num_params^a\r\nA > 0\n".encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(law)))
     assert main(["fit", "--task", "kaplan_demo", "--law-file", "-", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["law"] == "loss = E + A/num_params^a\nA > 0"
+
+
+def test_a_law_piped_in_that_is_not_utf8_is_named_as_a_file_is(monkeypatch, capsys):
+    """It said "line 2, column 1: unexpected character '\\udcff'" (the locale's codec)."""
+    import io
+    piped = io.BytesIO(b"loss = E + A/num_params^a\n\xff\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(piped))
+    assert main(["fit", "--task", "kaplan_demo", "--law-file", "-"]) == 2
+    assert "error: standard input (--law-file -): not a text file (UTF-8)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
