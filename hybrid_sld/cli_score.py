@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -147,14 +148,16 @@ def cmd_fit(args):
     out["at_bounds"] = at_bounds(law, full.fits, train)
     out["below_zero"] = below_zero(task, law, full.fits, train)
     out["redundancy"] = "; ".join(filter(None, notes)) or None
-    plot_is_new = bool(args.plot) and not Path(args.plot).exists()
     # the folders the two files would make: gone again with them when either is not written
     made = missing_folders(*(Path(f).parent for f in (args.plot, args.latex) if f))
+    drawn = None  # the plot, drawn beside its place until the LaTeX is written too
     if args.plot and fitted:
         from .data import validation_mask
         from .plots import plot_fit, run_title
+        plot = Path(args.plot)
+        drawn = plot.with_name(f".{plot.stem}.partial{plot.suffix}")  # the suffix: its format
         try:
-            plot_fit(law, full.fits, train, test, args.plot, by=task.split.by or None,
+            plot_fit(law, full.fits, train, test, drawn, by=task.split.by or None,
                      valid_mask=validation_mask(task, train),
                      title=run_title(task.name, law, {s: out[f"{s}_r2"]
                                                       for s in ("train", "valid", "test")}))
@@ -162,17 +165,24 @@ def cmd_fit(args):
             remove_if_empty(made)
             raise HybridSLDError(f"cannot write {args.plot}: {_why(args.plot, exc)}") from None
         out["plot"] = str(args.plot)
-    if args.latex and fitted:  # after the plot: an exit of 2 leaves neither file written
-        from .export import latex_document_fragment
-        from .latex_names import task_descriptions
-        try:  # whole or not at all: a full disk or a kill leaves the old file, not an empty one
-            write_atomic(Path(args.latex), latex_document_fragment(
-                law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
-        except OSError as exc:
-            if plot_is_new:
-                Path(args.plot).unlink(missing_ok=True)
-            remove_if_empty(made)
-            raise HybridSLDError(f"cannot write {args.latex}: {_why(args.latex, exc)}") from None
+    try:  # an exit of 2 leaves neither file written, nor an old one replaced
+        if args.latex and fitted:
+            from .export import latex_document_fragment
+            from .latex_names import task_descriptions
+            try:  # whole or not at all: a full disk or a kill leaves the old file
+                write_atomic(Path(args.latex), latex_document_fragment(
+                    law, full.fits, symbols=symbols, descriptions=task_descriptions(task)))
+            except OSError as exc:
+                if drawn is not None:
+                    drawn.unlink()
+                remove_if_empty(made)
+                raise HybridSLDError(f"cannot write {args.latex}: {_why(args.latex, exc)}"
+                                     ) from None
+        if drawn is not None:
+            os.replace(drawn, args.plot)
+    finally:  # a Ctrl-C
+        if drawn is not None:
+            drawn.unlink(missing_ok=True)
     if args.json:
         print(json_text(out, indent=1))
         return 0 if fitted else 1

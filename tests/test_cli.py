@@ -225,6 +225,17 @@ def test_fit_that_cannot_write_one_of_its_files_leaves_neither(tmp_path):
                              "--latex", tmp_path / "tex" / "law.tex", "--plot", png)
     assert res.returncode == 2 and f"error: cannot write {png}: File too large" in res.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["a folder"]
+    # nor an older plot replaced (it was, by the new plot beside no LaTeX)
+    png = tmp_path / "old.png"
+    png.write_bytes(b"old")
+    res = run_cli("fit", "--task", "kaplan_demo", "--law", law, "--latex", folder, "--plot", png)
+    assert res.returncode == 2 and f"error: cannot write {folder}: " in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder", "old.png"]
+    assert png.read_bytes() == b"old"
+    res = run_cli("fit", "--task", "kaplan_demo", "--law", law, "--latex", tmp_path / "law.tex",
+                  "--plot", png)
+    assert res.returncode == 0 and png.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder", "law.tex", "old.png"]
 
 
 def test_a_disk_full_at_the_start_leaves_no_run_directory(tmp_path):
