@@ -84,14 +84,9 @@ class _Builder(Transformer):
 
     def number(self, tok):
         # Decide zero / range from the mantissa digits and the float value before building a
-        # Rational: Rational('1e-99999999') or Rational('0e99999999') would take forever, and
-        # a non-zero literal that underflows to 0.0 (1e-999) is out of range, not zero.
-        mantissa = str(tok).lower().partition("e")[0]
-        if not any(c in "123456789" for c in mantissa):
+        # Rational: Rational('1e-99999999') or Rational('0e99999999') would take forever
+        if _in_range(tok) == 0.0:
             return sp.Integer(0)
-        value = float(tok)
-        if not (math.isfinite(value) and 1e-300 < value < 1e300):
-            raise _Raise(f"number {str(tok)!r} is out of range", tok)
         return sp.Rational(str(tok))  # exact, so 0.5 and 1/2 are the same law
 
     def name(self, tok):
@@ -138,10 +133,10 @@ class _Builder(Transformer):
         return _real(a ** b, op, "this power of numbers")
 
     def signed(self, tok):
-        return float(tok)
+        return _in_range(tok)  # a bound's or start value's number, as an equation's
 
     def neg_number(self, tok):
-        return 0.0 - float(tok)  # '-0' is 0.0, not -0.0 (which would change the law's key)
+        return 0.0 - _in_range(tok)  # '-0' is 0.0, not -0.0 (which would change the law's key)
 
     def names(self, *toks):
         return list(toks)
@@ -169,6 +164,19 @@ class _Builder(Transformer):
 
     def start(self, *stmts):
         return list(stmts)
+
+
+def _in_range(tok) -> float:
+    """A number token's value; one written as 0 (0.0, 0e5) is 0, and any other must lie within
+    1e-300 and 1e300 in size: 1e400 is no float and 1e-400 underflows to 0, which would read
+    as another law (a > 1e-400 as a > 0)."""
+    text = str(tok)
+    if not any(c in "123456789" for c in text.lower().partition("e")[0]):
+        return 0.0
+    value = float(text)
+    if not (math.isfinite(value) and 1e-300 < abs(value) < 1e300):
+        raise _Raise(f"number {text!r} is out of range", tok)
+    return value
 
 
 @functools.cache
@@ -282,8 +290,4 @@ def parse_statements(text: str, symbols: dict[str, sp.Symbol], features=()) -> S
             inits.extend(stmt[1])
         else:
             shared.extend(stmt[1])
-    for _n, _op, v, line, col in bounds + [(i[0], "", i[1], i[2], i[3]) for i in inits]:
-        if not math.isfinite(v):
-            raise LawSyntaxError("number is too large", text=text, line=line, column=col,
-                                 features=features)
     return Statements(tuple(eqs), tuple(bounds), tuple(inits), tuple(shared), builder.used)

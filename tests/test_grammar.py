@@ -271,12 +271,18 @@ def test_semantic_error_points_at_the_token():
     ("y = 1e-999*x", "out of range"),
     ("y = 2^100000", "constant power is out of range"),
     ("y = 10**400 * x", "constant power is out of range"),
-    ("y = a*x\na > 1e999", "too large"),
-    ("y = a*x\na ~ 1e999", "too large"),
+    # a bound's or start value's number as an equation's, the caret on it (it was on the
+    # statement: "line 2, column 1: number is too large"); 1e-400 read as 0 (a > 0)
+    ("y = a*x\na > 1e999", "number '1e999' is out of range"),
+    ("y = a*x\na ~ -1e999", "number '1e999' is out of range"),
+    ("y = a*x\na in (0, 1e400)", "number '1e400' is out of range"),
+    ("y = a*x\na > 1e-400", "number '1e-400' is out of range"),
 ])
 def test_semantic_errors(text, msg):
-    with pytest.raises(LawSyntaxError, match=msg):
+    with pytest.raises(LawSyntaxError, match=msg) as err:
         parse_law(text, ["x"])
+    if "\n" in text:
+        assert err.value.line == 2 and err.value.column == text.split("\n")[1].index("1e") + 1
 
 
 def test_a_power_of_two_decimals_is_read_as_its_value_at_once():
