@@ -150,14 +150,16 @@ def test_units_keep_operators_from_adding_unit_faults(tmp_path):
     assert off._admit("loss = E + A/(num_params + tokens)^a", clean) is not None
 
 
-def test_a_search_with_units_on_evaluates_no_law_with_unit_faults(tmp_path):
+@pytest.mark.parametrize("random_search", [False, True])  # random search ignored units
+def test_a_search_with_units_on_evaluates_no_law_with_unit_faults(random_search, tmp_path):
     """kaplan_demo's seeds have none, so neither may any law the operators derive from them;
     the same search with units off does evaluate such laws."""
     from hybrid_sld.units import unit_faults
     faulty = {}
     for units in (True, False):
         (tmp_path / str(units)).mkdir()
-        s = Search(SearchConfig(task="kaplan_demo", max_evals=48, units=units), tmp_path / str(units))
+        s = Search(SearchConfig(task="kaplan_demo", max_evals=48, units=units,
+                                random_search=random_search), tmp_path / str(units))
         s.run()
         laws = [parse_task_law(d["law"], s.task) for d in s.state.cache.values()]
         faulty[units] = sum(bool(unit_faults(law, s.task)) for law in laws)

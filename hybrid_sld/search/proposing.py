@@ -84,8 +84,9 @@ class Proposing:
             text, fitter, _origin = self.seeds[int(rng.integers(len(self.seeds)))]
             for _ in range(int(rng.integers(1, 5))):
                 law = self._law(text)
-                text = (law and operators.mutate(law, self.task, rng, positive_features=self.positive,
-                                                 nonneg_features=self.nonneg)) or text
+                text = (law and self._admit(operators.mutate(
+                    law, self.task, rng, positive_features=self.positive,
+                    nonneg_features=self.nonneg), law)) or text
             return text, fitter, "random"
         parent = s.archive.sample(island, rng)
         if parent is None:
