@@ -14,7 +14,7 @@ import sys
 
 from .cli_bench import cmd_bench, cmd_report
 from .cli_discover import cmd_discover
-from .cli_parse import build_parser
+from .cli_parse import build_parser, given_flags
 from .cli_score import cmd_eval_program, cmd_expert, cmd_fit, cmd_tasks
 from .errors import HybridSLDError
 from .metrics import json_text
@@ -26,7 +26,9 @@ COMMANDS = {"tasks": cmd_tasks, "fit": cmd_fit, "discover": cmd_discover, "exper
 
 def main(argv=None) -> int:
     parser = build_parser(argv)
-    args = parser.parse_args(_negative_durations_joined(sys.argv[1:] if argv is None else argv))
+    argv = _negative_durations_joined(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.given = given_flags(argv)
     try:
         status = COMMANDS[args.command](args)
     except HybridSLDError as exc:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from .cli_common import _fmt, _task
-from .cli_parse import _discover_defaults
 from .cli_settings import (LLM_FLAGS, RESUMABLE_LLM, _llm_settings, _replay_task, _replayed,
                            _search_flags, parse_price)
 from .errors import HybridSLDError
@@ -35,21 +34,18 @@ def cmd_discover(args):
     cfg = None
     # a replay's proposer is the record's (_replayed): its LLM flags are used
     if args.proposer == "offline" and not args.resume and not args.replay:
-        defaults = _discover_defaults()
-        unused = ["--" + k.replace("_", "-") for k in LLM_FLAGS if getattr(args, k) != defaults[k]]
+        unused = ["--" + k.replace("_", "-") for k in LLM_FLAGS if k in args.given]
         if unused:  # an offline run makes no call: say so rather than drop them silently
             print(f"note: {', '.join(unused)} not used: the search is offline (give --proposer "
                   "llm or hybrid)", file=sys.stderr)
     if (args.proposer == "llm" and not args.resume and not args.replay
-            and args.llm_ratio != _discover_defaults()["llm_ratio"]):
+            and "llm_ratio" in args.given):
         print("note: --llm-ratio not used: it is a hybrid run's share of LLM proposals; with "
               "--proposer llm every proposal is the LLM's", file=sys.stderr)
     llm_now = None
     if args.resume:  # a resumed run keeps the configuration it was started with
-        defaults = _discover_defaults()
-        changed = {k for k, v in vars(args).items() if v != defaults.get(k)}
-        if "task" in changed:  # the same task, or where its moved file is now (task_of_run)
-            changed.discard("task")
+        # each flag given, at the default or not: the run's own value may be another
+        changed = set(args.given) - {"task"}  # task: where its moved file is now (task_of_run)
         # but where the endpoint is now, and budgets to go on with, may change
         llm_now = {RESUMABLE_LLM[k]: getattr(args, k) for k in changed & set(RESUMABLE_LLM)}
         if "price" in llm_now:  # a --max-usd given anew may need it (a model with no table price)

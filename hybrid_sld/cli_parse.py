@@ -189,6 +189,18 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     return p
 
 
+def given_flags(argv: list[str]) -> frozenset[str]:
+    """The options typed on the command line (by dest), whatever their values: a flag given at
+    its default (`--resume RUN --final-selection simplest` of a run begun with valid) is given,
+    which comparing values with the defaults cannot tell."""
+    p = build_parser(argv)
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    for parser in [p, *(sp for a in subs for sp in a.choices.values())]:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+    return frozenset(vars(p.parse_args(argv))) - {"command"}
+
+
 @functools.cache
 def _discover_defaults() -> MappingProxyType:
     """Each discover flag's value when it is not given, to tell which flags were: built once,

@@ -598,6 +598,11 @@ def test_out_is_a_file_and_resume_notes_ignored_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main(["discover", "--resume", str(run_dir), "--max-evals", "8"]) == 0
     assert "ignored: --max-evals" in capsys.readouterr().err
+    # a flag given at its default is as ignored: it was not noted, the run's own value kept
+    # without a word (a run begun with --final-selection valid, resumed with simplest)
+    assert main(["discover", "--resume", str(run_dir), "--final-selection", "simplest",
+                 "--islands", "4", "--out", "runs"]) == 0
+    assert "ignored: --final-selection, --islands, --out" in capsys.readouterr().err
     assert main(["discover", "--resume", str(run_dir), "--task", "parallel"]) == 2
     assert "searched task 'kaplan_demo', not 'parallel': leave out --task" in capsys.readouterr().err
     assert main(["discover", "--resume", str(run_dir), "--task", "kaplan_demo"]) == 0
@@ -1143,9 +1148,10 @@ def test_a_resume_takes_a_price_with_a_new_usd_budget(monkeypatch, tmp_path, cap
 
 
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
-    _search_config(monkeypatch, "--max-evals", "4", "--max-calls", "5", "--llm-mode", "expression")
+    _search_config(monkeypatch, "--max-evals", "4", "--max-calls", "5", "--llm-mode", "expression",
+                   "--model", "gpt-4o-mini")  # given at its default, it is not used either
     err = capsys.readouterr().err
-    assert "note: --llm-mode, --max-calls not used: the search is offline" in err
+    assert "note: --model, --llm-mode, --max-calls not used: the search is offline" in err
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
     cfg = _search_config(monkeypatch, "--max-evals", "4", "--proposer", "llm", "--llm-ratio", "0.5")
     assert "note: --llm-ratio not used: it is a hybrid run's share" in capsys.readouterr().err
