@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_common import _fmt, _task
+from .cli_common import _fmt, _task, sigterm_as_ctrl_c
 from .cli_settings import (LLM_FLAGS, RESUMABLE_LLM, _llm_settings, _replay_task, _replayed,
                            _search_flags, parse_price)
 from .errors import HybridSLDError
@@ -21,6 +21,9 @@ DEFAULT_EVALS, DEFAULT_CAP = 600, "5m"
 
 def cmd_discover(args):
     from .search.run import discover, parse_budget
+    # before the search's own handlers: SIGTERM while pyoperon seeds it or a task loads
+    # killed the process (143), its run directory left holding only config.toml
+    sigterm_as_ctrl_c()
     if not args.out.strip():  # "" wrote the run into the current folder
         raise HybridSLDError("--out is empty: give the folder to hold run directories "
                              "(default runs)")

@@ -1147,6 +1147,29 @@ def test_a_resume_takes_a_price_with_a_new_usd_budget(monkeypatch, tmp_path, cap
     assert "ignored" not in capsys.readouterr().err
 
 
+def test_sigterm_while_operon_seeds_the_search_ends_as_a_ctrl_c(tmp_path, monkeypatch, capsys):
+    """The search's own handlers come after pyoperon's seeding: SIGTERM there killed the
+    process (143) without a word, leaving a run directory of config.toml alone."""
+    import os
+    import signal
+    import hybrid_sld.baselines.operon as operon
+
+    def seeds_cut_short(*_a, **_kw):
+        os.kill(os.getpid(), signal.SIGTERM)  # `timeout`, Slurm: as pyoperon runs
+        raise AssertionError("not reached: the signal stops the command")
+
+    monkeypatch.setattr(operon, "require_operon", lambda: None)
+    monkeypatch.setattr(operon, "operon_seeds", seeds_cut_short)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["discover", "--max-evals", "4", "--operon-seeds", "5s",
+                     "--out", str(tmp_path / "runs")]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert "interrupted" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("*"))  # no run directory left behind
+
+
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
     _search_config(monkeypatch, "--max-evals", "4", "--max-calls", "5", "--llm-mode", "expression",
                    "--model", "gpt-4o-mini")  # given at its default, it is not used either
