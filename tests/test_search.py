@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -94,6 +95,10 @@ def test_recovers_known_law(synthetic_task, tmp_path):
               "checkpoint/state.json", "plots/fit.png", "plots/residuals.png"):
         assert (run / f).is_file(), f
     assert len((run / "events.jsonl").read_text().splitlines()) == res["evals"] == 16
+    config = tomllib.loads((run / "config.toml").read_text())
+    assert config["max_evals"] == 16 and config["batch_size"] == 4
+    # a setting of none is said, not left out (candidate_seconds then read as the default)
+    assert "# budget_seconds: none" in (run / "config.toml").read_text()
 
 
 def test_report_of_a_task_without_test_file_or_expert_says_so(synthetic_task, tmp_path):

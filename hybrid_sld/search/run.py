@@ -69,6 +69,8 @@ def _toml(cfg: SearchConfig) -> str:
                                         if vv is not None]
         elif v is not None:
             lines.append(f"{k} = {json.dumps(v)}")
+        else:  # TOML has no null; left out, candidate_seconds read as the 60 s default, not none
+            lines.append(f"# {k}: none")
     head = ["# The settings this run began with, for reading: --resume takes them from",
             "# checkpoint/state.json, so editing this file changes nothing."]
     return "\n".join(head + lines + tables) + "\n"
