@@ -65,7 +65,8 @@ def cmd_discover(args):
             recorded = load_run(args.replay)[0]
         task = _replay_task(args, recorded) or args.task
         task = "kaplan_demo" if task is None else task  # --task "" is refused, not the demo
-        _task(task, args.data_dir)  # unknown task: fail before creating anything
+        for note in _idle_flags(args, _task(task, args.data_dir)):  # unknown task: refused
+            print(f"note: {note}", file=sys.stderr)  # before anything is created
         # a user's TOML by its absolute path, so that --resume works from any folder
         where = str(Path(task).resolve()) if Path(task).is_file() else task
         cfg = SearchConfig(task=where, max_evals=max_evals, budget_seconds=budget,
@@ -121,6 +122,27 @@ def cmd_discover(args):
               f"{counted(llm['proposals'], 'proposal')}, {llm['valid']} valid ({rate})"
               f"{seen}{notes}")
     return status  # a stop_reason went to stderr
+
+
+def _idle_flags(args, task) -> list[str]:
+    """Search flags given that change nothing here, said rather than dropped silently: the
+    run's name would still carry them."""
+    notes = []
+    if args.random_search:
+        idle = [f for f in ("no_crossover", "no_fitter_evolution", "no_assembly", "islands",
+                            "migrate_every") if f in args.given]
+        if idle:
+            notes.append(f"{', '.join('--' + f.replace('_', '-') for f in idle)} not used: "
+                         "random search mutates seed laws, with no archive, islands, "
+                         "crossover, fitter evolution or assembly")
+    elif args.no_assembly and len(task.targets) == 1:
+        notes.append(f"--no-assembly not used: {task.name} has one target (assembly joins "
+                     "the equations of several)")
+    from .units import ONE, feature_units
+    if args.units and all(u == ONE for u in feature_units(task).values()):
+        notes.append(f"--units: no feature of {task.name} has a unit (its 'unit' fields), so "
+                     "there are no unit faults to keep out")
+    return notes
 
 
 class _ProgressBar:

@@ -1170,6 +1170,26 @@ def test_sigterm_while_operon_seeds_the_search_ends_as_a_ctrl_c(tmp_path, monkey
     assert not list((tmp_path / "runs").glob("*"))  # no run directory left behind
 
 
+def test_search_flags_that_change_nothing_are_noted(monkeypatch, capsys, tmp_path):
+    """Each was taken without a word, the run's name still carrying it."""
+    cfg = _search_config(monkeypatch, "--max-evals", "4", "--random-search", "--no-crossover",
+                         "--islands", "4", "--units")
+    assert ("note: --no-crossover, --islands not used: random search mutates seed laws"
+            in capsys.readouterr().err)
+    from hybrid_sld.search.run import _method
+    assert _method(cfg) == "random-units"  # as an offline run's name carries it
+    _search_config(monkeypatch, "--max-evals", "4", "--no-assembly")
+    assert ("note: --no-assembly not used: kaplan_demo has one target"
+            in capsys.readouterr().err)
+    toml = tmp_path / "t.toml"  # features with no unit: nothing for --units to check
+    toml.write_text('name = "t"\ntargets = ["y"]\n[features.x]\n[data]\ntrain = "t.csv"\n')
+    (tmp_path / "t.csv").write_text("x,y\n" + "".join(f"{x},{1 / x}\n" for x in range(1, 9)))
+    _search_config(monkeypatch, "--max-evals", "4", "--task", str(toml), "--units")
+    assert "note: --units: no feature of t has a unit" in capsys.readouterr().err
+    _search_config(monkeypatch, "--max-evals", "4", "--units")  # kaplan_demo's have units
+    assert "note" not in capsys.readouterr().err
+
+
 def test_llm_flags_on_an_offline_search_are_noted(monkeypatch, capsys):
     _search_config(monkeypatch, "--max-evals", "4", "--max-calls", "5", "--llm-mode", "expression",
                    "--model", "gpt-4o-mini")  # given at its default, it is not used either

@@ -51,12 +51,12 @@ def parse_budget(text: str, what: str = "budget", zero: bool = False) -> float:
 def _method(cfg: SearchConfig) -> str:
     if cfg.proposer != "offline":
         return f"{cfg.proposer}-{(cfg.llm or {}).get('mode', 'coevolve')}"
-    if cfg.random_search:
-        return "random"
     # each setting that changes the search shows in the name, so arms of an A/B tell apart
-    return "offline" + "".join(tag for tag, on in (
-        ("-nocx", not cfg.crossover), ("-nofit", not cfg.evolve_fitter),
-        ("-noasm", cfg.p_assemble == 0), ("-units", cfg.units),
+    # (random search has no crossover, fitter evolution or assembly to turn off)
+    plain = not cfg.random_search
+    return ("random" if cfg.random_search else "offline") + "".join(tag for tag, on in (
+        ("-nocx", plain and not cfg.crossover), ("-nofit", plain and not cfg.evolve_fitter),
+        ("-noasm", plain and cfg.p_assemble == 0), ("-units", cfg.units),
         ("-fixspare", cfg.fix_spare_constants), (f"-{cfg.final_selection}", cfg.final_selection != RULES[0]),
         ("-operon", cfg.operon_seconds > 0)) if on)
 
