@@ -99,6 +99,18 @@ def test_recovers_known_law(synthetic_task, tmp_path):
     assert config["max_evals"] == 16 and config["batch_size"] == 4
     # a setting of none is said, not left out (candidate_seconds then read as the default)
     assert "# budget_seconds: none" in (run / "config.toml").read_text()
+    # the floor beside the laws: each group's mean training value, scored as SLDBench scores
+    from hybrid_sld.data import load_splits
+    from hybrid_sld.metrics import score
+    from hybrid_sld.tasks import get_task
+    train, test = load_splits(get_task(str(synthetic_task)))
+    means = {g: train.Y[train.groups == g].mean() for g in train.group_names}
+    expected = score(test.Y, np.array([[means[g]] for g in test.groups])).r2
+    assert res["group_means"]["test_r2"] == pytest.approx(expected, abs=1e-6)
+    assert res["group_means"]["test_r2"] < 0.5 < res["test_r2"]
+    assert (f"| each group's mean | 1 | {res['group_means']['train_r2']} | "
+            f"{res['group_means']['valid_r2']} | {res['group_means']['test_r2']} |"
+            in (run / "report.md").read_text())
 
 
 def test_report_of_a_task_without_test_file_or_expert_says_so(synthetic_task, tmp_path):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
+import numpy as np
+
 from ..data import load_splits, unvalidated_groups, validation_mask
 from ..errors import DataError, HybridSLDError
 from ..evaluate import at_bounds, below_zero, runaway_where, score_dataset
 from ..fit_spec import FitterSpec
 from ..law_task import parse_expert_law
-from ..metrics import counted, json_text
+from ..metrics import counted, json_text, score
 from ..metrics import report_value as _r
 from ..units import unit_faults
 from . import redundancy
@@ -101,6 +103,7 @@ def final_report(search: Search) -> dict:
                              "where": runaway_where(task),
                              "passed_over": [{**p, "runaway": _r(p["runaway"])} for p in c.passed_over]}
     result["published"] = dict(task.published)
+    result["group_means"] = group_means(task, train, test)
     result["validation_rows"] = task.split.describe()
     # groups with nothing held out (a split feature of one value): not in valid R2, as in fit
     result["valid_unscored"] = unvalidated_groups(task, search.train) or None
@@ -180,6 +183,26 @@ def _scored_on_test(full, law, test):
     if test is None:
         return full
     return replace(full, scores={**full.scores, "test": score_dataset(law, full.fits, test)})
+
+
+def group_means(task, train, test) -> dict:
+    """train / valid / test R2 of each group's mean training value (the valid figure: of its
+    fitting rows), the floor a law must clear: pooled over groups, as SLDBench scores, R2
+    credits any law that tells the groups apart (sft's `loss = p1` scores 0.6 on test)."""
+    from ..data import split_train_valid
+    fit_part, valid = split_train_valid(task, train)
+
+    def r2(fit_on, data):
+        if data is None:
+            return None
+        means = {g: fit_on.Y[fit_on.groups == g].mean(axis=0) for g in fit_on.group_names}
+        rows = np.isin(data.groups, list(means))  # a group wholly held out: not scored
+        pred = np.array([means[g] for g in data.groups[rows]]).reshape(-1, len(task.targets))
+        return _r(score(data.Y[rows], pred, task.targets).r2)
+
+    return {"n_params": len(task.targets), "train_r2": r2(train, train),
+            "valid_r2": r2(fit_part, valid),
+            "test_r2": r2(train, test)}
 
 
 def _test_message(full) -> str | None:

@@ -229,9 +229,13 @@ def _rows_md(r: dict) -> str:
         return ""
     test = f" test R2: that refit on the {counted(n['test'], 'test row')}." if n["test"] else ""
     fit = n["fit"] if "fit" in n else n["train"] - n["valid"]  # older best.json: train, valid
+    means = (" Each group's mean: each group's mean target, no law at all (of its fitting "
+             "rows for valid R2); R2 pools the groups, so it credits any law with telling "
+             "them apart." if r.get("group_means") else "")
     return (f"valid R2: fitted on the other {fit} training rows, scored on "
             f"the {n['valid']} validation rows (what the search ranks by). train R2 and the "
-            f"constants below: refitted on all {fit + n['valid']} training rows.{test}\n")
+            f"constants below: refitted on all {fit + n['valid']} training rows.{test}"
+            f"{means}\n")
 
 
 def _unscored_md(r: dict) -> str:
@@ -315,8 +319,11 @@ def _markdown(r: dict, front: list) -> str:
     """report.md; ``front``: the complexity / accuracy front of the laws evaluated."""
     e = r.get("expert", {})
     rows = [("discovered", r), ("expert law", e)] if e else [("discovered", r)]
-    table = "\n".join(f"| {name} | {d.get('n_params')} | {d.get('train_r2')} | {d.get('valid_r2')} "
-                      f"| {_or_na(d.get('test_r2'))} |" for name, d in rows)
+    if r.get("group_means"):  # the floor: R2 pooled over groups credits telling them apart
+        rows.append(("each group's mean", r["group_means"]))
+    table = "\n".join(f"| {name} | {d.get('n_params')} | {_or_na(d.get('train_r2'))} "
+                      f"| {_or_na(d.get('valid_r2'))} | {_or_na(d.get('test_r2'))} |"
+                      for name, d in rows)
     published = "; ".join(f"{LABELS.get(k, k)} R2 {v}" if k.endswith("_r2")
                           else f"{k.replace('_', ' ')}: {v}" for k, v in r["published"].items())
     published = f"Published: {published}.\n\n" if published else ""
