@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import sys
 from dataclasses import dataclass
 
 import sympy as sp
@@ -85,7 +86,7 @@ class _Builder(Transformer):
     def number(self, tok):
         # Decide zero / range from the mantissa digits and the float value before building a
         # Rational: Rational('1e-99999999') or Rational('0e99999999') would take forever
-        if _in_range(tok) == 0.0:
+        if _in_range(tok) == 0.0:  # within 1e-300 and 1e300: sympy builds it at once
             return sp.Integer(0)
         return sp.Rational(str(tok))  # exact, so 0.5 and 1/2 are the same law
 
@@ -133,10 +134,10 @@ class _Builder(Transformer):
         return _real(a ** b, op, "this power of numbers")
 
     def signed(self, tok):
-        return _in_range(tok)  # a bound's or start value's number, as an equation's
+        return _declared(tok)
 
     def neg_number(self, tok):
-        return 0.0 - _in_range(tok)  # '-0' is 0.0, not -0.0 (which would change the law's key)
+        return 0.0 - _declared(tok)  # '-0' is 0.0, not -0.0 (which would change the law's key)
 
     def names(self, *toks):
         return list(toks)
@@ -166,17 +167,23 @@ class _Builder(Transformer):
         return list(stmts)
 
 
-def _in_range(tok) -> float:
+def _in_range(tok, low: float = 1e-300, high: float = 1e300) -> float:
     """A number token's value; one written as 0 (0.0, 0e5) is 0, and any other must lie within
-    1e-300 and 1e300 in size: 1e400 is no float and 1e-400 underflows to 0, which would read
-    as another law (a > 1e-400 as a > 0)."""
+    ``low`` and ``high`` in size: 1e400 is no float and 1e-400 underflows to 0, which would
+    read as another law (a > 1e-400 as a > 0)."""
     text = str(tok)
     if not any(c in "123456789" for c in text.lower().partition("e")[0]):
         return 0.0
     value = float(text)
-    if not (math.isfinite(value) and 1e-300 < abs(value) < 1e300):
+    if not (math.isfinite(value) and low <= abs(value) <= high):
         raise _Raise(f"number {text!r} is out of range", tok)
     return value
+
+
+def _declared(tok) -> float:
+    """A bound's or start value's number: any float but one that underflows to 0 (bounds as
+    wide as doubles go, 1e308, are open ones)."""
+    return _in_range(tok, low=sys.float_info.min * sys.float_info.epsilon, high=sys.float_info.max)
 
 
 @functools.cache
