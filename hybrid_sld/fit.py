@@ -22,12 +22,17 @@ from .fit_spec import Fit, FitterSpec  # noqa: F401  (re-exported: the public AP
 from .threads import fits_with_one_blas_thread
 
 BATCHED = True  # fits of several groups: their start points screened in one batch (_fit_batched)
+PAD_LIMIT = 2.0  # the batch pads each group to the largest: at most this many times the rows
 
 
-def _batched(n_groups: int) -> bool:
-    """Whether a fit takes the batched path: for several groups, where it pays (measured with
-    benchmarks/fit_screening.py --switch batched; with one group it was no faster)."""
-    return BATCHED and n_groups > 1
+def _batched(sizes: list[int]) -> bool:
+    """Whether a fit of groups of these row counts takes the batched path: for several groups,
+    where it pays (measured with benchmarks/fit_screening.py --switch batched; with one group
+    it was no faster), and where padding them all to the largest group stays within PAD_LIMIT
+    times their rows: one group of 100,000 rows beside 39 of 20 padded to 40 x 100,000, a fit
+    past 6 GB and 120 s (one group at a time: 230 MB, 14 s). SLDBench's groups are of one
+    size, or near it (easy_question: 1.25 times)."""
+    return BATCHED and len(sizes) > 1 and max(sizes) * len(sizes) <= PAD_LIMIT * sum(sizes)
 
 
 def _as_2d(X, Y, compiled):
@@ -89,7 +94,7 @@ def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpe
     shared = [i for i, p in enumerate(law.params) if p.shared]
     if shared and len(groups) >= 2:
         on_group = None
-    if _batched(len(groups)):
+    if _batched([len(X) for X, _Y in groups.values()]):
         fits = _fit_batched(compiled, groups, spec, starts, on_group)
     else:
         names, fits = list(groups), {}

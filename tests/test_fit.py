@@ -403,6 +403,30 @@ def test_batched_and_per_start_paths_agree_and_batching_is_deterministic(monkeyp
         assert batched[g].cost == pytest.approx(single[g].cost, rel=1e-8)
 
 
+def test_groups_of_very_unlike_sizes_are_fitted_one_at_a_time(monkeypatch):
+    """The batch pads every group to the largest: a group of 100,000 rows beside 39 of 20 made
+    a fit past 6 GB. Fitted one group at a time instead, as the batch would fit them."""
+    import hybrid_sld.fit as fit_mod
+    c = compile_law(parse_law("y = E + A*x^(-a)\nA, a > 0", ["x"]))
+    rng = np.random.default_rng(0)
+
+    def group(n):
+        x = np.geomspace(1, 100, n)
+        return x[:, None], 2 + 5 * x ** -0.5 + 1e-3 * rng.standard_normal(n)
+
+    batched = []
+    real = fit_mod._fit_batched
+    monkeypatch.setattr(fit_mod, "_fit_batched", lambda *a, **k: batched.append(1) or real(*a, **k))
+    alike = {"a": group(40), "b": group(30)}  # 80 padded rows for 70: batched
+    skewed = {"big": group(400), **{f"s{i}": group(5) for i in range(9)}}  # 4000 for 445
+    spec = FitterSpec(n_starts=2)
+    fit_groups(c, alike, spec)
+    assert batched == [1]
+    fits = fit_groups(c, skewed, spec)
+    assert batched == [1] and all(f.success for f in fits.values())
+    assert fits["big"].params["a"] == pytest.approx(0.5, rel=1e-2)
+
+
 @pytest.mark.parametrize("batched", [True, False])
 def test_on_group_sees_each_final_fit_and_can_end_the_fit_early(monkeypatch, batched):
     import hybrid_sld.fit as fit_mod
