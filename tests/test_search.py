@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -262,6 +263,62 @@ def test_deterministic_with_and_without_workers(tmp_path):
     ev_a = [json.loads(l)["law"] for l in open(Path(a["run_dir"]) / "events.jsonl")]
     ev_b = [json.loads(l)["law"] for l in open(Path(b["run_dir"]) / "events.jsonl")]
     assert ev_a == ev_b
+
+
+def test_a_worker_process_that_dies_costs_its_candidate_not_the_run(tmp_path, monkeypatch):
+    """A worker killed (the OOM killer, a kill -9) broke the pool: a traceback (BrokenProcessPool)
+    and no result. Now the candidates in hand are evaluated again, each alone, so the one whose
+    evaluation kills its process is recorded as failed and every other result is as without
+    workers; the search goes on with a new pool."""
+    import signal
+    import hybrid_sld.search.candidate as candidate
+    from hybrid_sld.search.engine import WORKER_DIED
+    cfg = dict(task="kaplan_demo", max_evals=24, batch_size=6, seed=3)
+    first = discover(SearchConfig(**cfg), out=tmp_path / "first")
+    laws = [json.loads(line)["law"] for line in open(Path(first["run_dir"]) / "events.jsonl")]
+    doomed = {laws[2], laws[8]}  # in the first batch, and in a later one
+    real, parent = candidate.evaluate_candidate, os.getpid()
+
+    def evaluate(task_ref, data_dir, text, *args):
+        if text in doomed:
+            if os.getpid() != parent:  # a worker: killed
+                os.kill(os.getpid(), signal.SIGKILL)
+            # without workers: the failure it is recorded as
+            return {"valid_r2": -math.inf, "fit_r2": -math.inf, "message": WORKER_DIED,
+                    "seconds": 0.0}
+        return real(task_ref, data_dir, text, *args)
+
+    monkeypatch.setattr(candidate, "evaluate_candidate", evaluate)  # forked into the workers
+    plain = discover(SearchConfig(**cfg), out=tmp_path / "plain")
+    res = discover(SearchConfig(**cfg, workers=2), out=tmp_path / "workers")
+    events, got = ([json.loads(line) for line in open(Path(r["run_dir"]) / "events.jsonl")]
+                   for r in (plain, res))
+    assert sum(e["message"] == WORKER_DIED for e in got) == 2
+    assert ([(e["law"], e["valid_r2"], e["message"]) for e in got]
+            == [(e["law"], e["valid_r2"], e["message"]) for e in events])
+    assert res["evals"] == 24 and _best(res) == _best(plain)
+
+
+def test_a_pool_broken_between_batches_gives_failed_futures():
+    """A worker killed while idle breaks the pool before the next batch is sent to it:
+    submitting raised BrokenProcessPool out of the search."""
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+    from hybrid_sld.search.engine import _new_pool, _submit
+    pool = _new_pool(1)
+    try:
+        pool.submit(os.getpid).result()
+        os.kill(next(iter(pool._processes)), signal.SIGKILL)
+        futures = []
+        for _ in range(50):  # the pool sees its worker gone within a moment
+            futures = _submit(pool, [("x",), ("y",)])
+            if any(f.done() and f.exception() for f in futures):
+                break
+            time.sleep(0.1)
+        with pytest.raises(BrokenProcessPool):
+            futures[0].result(timeout=10)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def test_the_next_batch_is_proposed_while_one_is_evaluated_and_the_checkpoint_keeps_it(

@@ -35,8 +35,9 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,27 @@ def _sized(candidate: tuple) -> tuple:
         return candidate
     text, fitter, origin, law, key = candidate
     return text, fitter, origin, law.complexity, law.n_params, key
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(os.getpid(),))
+
+
+def _submit(pool, args: list) -> list[Future]:
+    """The evaluations sent to the pool; to a pool already broken (a worker killed between
+    batches), futures holding that error, which :meth:`Search._results` answers as it answers
+    a worker lost mid-batch."""
+    try:
+        return [pool.submit(_eval_star, a) for a in args]
+    except BrokenProcessPool as exc:
+        lost = [Future() for _ in args]
+        for f in lost:
+            f.set_exception(exc)
+        return lost
+
+
+WORKER_DIED = ("its evaluation process died (killed from outside, or by the system for want "
+               "of memory)")
 
 
 def _end_workers(pool) -> None:
@@ -227,6 +249,31 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                     break
                 except FutureTimeout:
                     pass
+                except BrokenProcessPool:  # a worker died: the pool is lost, not the run
+                    self._pool_broken = True
+                    return out + self._alone(batch[i:], cut, len(out))
+        return out
+
+    def _alone(self, batch, cut: bool, done: int) -> list:
+        """After a worker process died, the candidates not yet evaluated, each alone in a
+        process of its own: one that kills its process is the one recorded as failed, and the
+        others give what any process gives them (the run stays as deterministic). ``done``:
+        results the batch has already, for ``cut`` (see :meth:`_results`)."""
+        out = []
+        for c in batch:
+            if (done or out) and cut and self._cut():
+                break
+            one = _new_pool(1)
+            try:
+                out.append(one.submit(_eval_star, self._eval_args(c)).result())
+            except BrokenProcessPool:
+                out.append({"valid_r2": -math.inf, "fit_r2": -math.inf, "message": WORKER_DIED,
+                            "seconds": 0.0})
+            except BaseException:  # a second Ctrl-C: not after the evaluation in hand
+                _end_workers(one)
+                raise
+            finally:
+                one.shutdown(cancel_futures=True)
         return out
 
     @contextlib.contextmanager
@@ -277,8 +324,8 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
 
     def _run(self) -> Entry | None:
         cfg, s = self.config, self.state
-        pool = (ProcessPoolExecutor(cfg.workers, initializer=_worker_init, initargs=(os.getpid(),))
-                if cfg.workers > 1 else None)
+        pool = _new_pool(cfg.workers) if cfg.workers > 1 else None
+        self._pool_broken = False  # a worker process died: the pool is made anew
         threads = None
         if self.llm is not None:
             from ..llm.client import CallThreads
@@ -343,14 +390,20 @@ class Search(StartupChecks, Checkpointing, LLMRounds, Proposing):
                     break
                 if pool:  # sent as soon as it was proposed (OVERLAP), or now
                     sent = (inflight[1] if inflight and inflight[0] == [c[-1] for c in batch]
-                            else [pool.submit(_eval_star, self._eval_args(c)) for c in batch])
+                            else _submit(pool, [self._eval_args(c) for c in batch]))
                     inflight = None
                 if lookahead and not from_rest:  # a cut batch's next is proposed already
                     s.ahead = self._propose_ahead(batch)
                     if pool and s.ahead and OVERLAP:
                         inflight = ([c[-1] for c in s.ahead],
-                                    [pool.submit(_eval_star, self._eval_args(c)) for c in s.ahead])
+                                    _submit(pool, [self._eval_args(c) for c in s.ahead]))
                 results = self._results(batch, sent if pool else None, cut=lookahead)
+                if self._pool_broken:  # and the next batch, sent ahead to it, is sent anew
+                    pool.shutdown(cancel_futures=True)
+                    pool, inflight, self._pool_broken = _new_pool(cfg.workers), None, False
+                    print("\nnote: an evaluation process died; the candidates of its batch "
+                          "not yet evaluated were evaluated again, each alone, and the search "
+                          "goes on with new processes", file=sys.stderr)
                 if len(results) < len(batch):  # cut short: the rest waits in the checkpoint
                     s.rest = [list(c) for c in batch[len(results):]]
                     _end_workers(pool)
