@@ -131,7 +131,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                          "stays)")
     sp.add_argument("--units", action="store_true",
                     help="mutation and crossover may not add unit faults: sums of unlike units, "
-                         "exp or powers of quantities with a unit (the features' 'unit' fields)")
+                         "exp or tanh of a quantity with a unit, an exponent that has one (the "
+                         "features' 'unit' fields)")
     sp.add_argument("--no-assembly", action="store_true",
                     help="ablation: laws of several targets do not take each target's best "
                          "equation from other laws")
