@@ -1343,6 +1343,9 @@ def test_a_write_refused_by_permission_advises_making_it_writable(synthetic_task
     assert "make it writable and continue with" in denied and "make room" not in denied
     full = s._write_failure(OSError(errno.ENOSPC, "No space left on device"))
     assert "make room and continue with" in full
+    # a file size limit is no full disk either ("make room" it said)
+    big = s._write_failure(OSError(errno.EFBIG, "File too large"))
+    assert "raise the file size limit (ulimit -f) and continue with" in big and "room" not in big
     import shutil
     shutil.rmtree(s.run_dir)  # removed while the search ran: no room or checkpoint to speak of
     gone = s._write_failure(OSError(errno.ENOENT, "No such file or directory"))

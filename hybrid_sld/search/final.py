@@ -25,7 +25,7 @@ from .config import SEARCH_FITTER
 from .engine import Search
 from .report import _markdown, proposer_of
 from .select import RUNAWAY_TOLERANCE, final_choice, parting, refit
-from .state import REFUSED, resume_command, write_atomic
+from .state import resume_command, the_fix, write_atomic
 
 
 def final_report(search: Search) -> dict:
@@ -170,9 +170,8 @@ def final_report(search: Search) -> dict:
             write_atomic(run_dir / "best.json", json_text(result, indent=1))
         write_atomic(run_dir / "report.md", _markdown(result, search.state.pareto()))
     except OSError as exc:  # as Search._write_failure
-        fix = "make it writable" if exc.errno in REFUSED else "make room"
         raise HybridSLDError(f"cannot write the report into {run_dir} ({exc.strerror or exc}); "
-                             f"the search's checkpoint is kept: {fix} and run "
+                             f"the search's checkpoint is kept: {the_fix(exc)} and run "
                              f"`{resume_command(run_dir)}` to write it") from None
     return result
 

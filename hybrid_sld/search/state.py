@@ -135,6 +135,16 @@ def checkpoint_text(head: dict, state: State, rest: dict) -> str:
 # a write the system refused (permissions, a read-only mount): no full disk, so the way on is
 # to make the folder writable, not to make room
 REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def the_fix(exc: OSError) -> str:
+    """What a write's error asks of the user: room on a full disk; otherwise a writable folder
+    (REFUSED), or a file size limit raised (EFBIG: `ulimit -f`, or a file system's own)."""
+    if exc.errno in REFUSED:
+        return "make it writable"
+    if exc.errno == errno.EFBIG:
+        return "raise the file size limit (ulimit -f)"
+    return "make room"
 _LLM_COUNTS = ("proposals", "valid", "invalid", "repairs", "duplicates")
 _EXTRA_STATE = ("improvements", "llm", "llm_seq", "failures", "stop_reason",
                 "stop_error", "llm_ended", "llm_idle", "llm_round", "ahead", "rest")
@@ -185,9 +195,8 @@ class Checkpointing:
         where = f"cannot write to the run directory {self.run_dir} ({exc.strerror or exc})"
         if not self.run_dir.is_dir():  # deleted or moved while the search ran: nothing is kept
             return f"{where}; it no longer exists, and its checkpoint with it: start again"
-        if exc.errno in REFUSED:
-            return f"{where}; {self.what_is_kept('make it writable and continue', 'then')}"
-        return f"{where}; {self.what_is_kept('make room and continue', 'once there is room')}"
+        fix = the_fix(exc)
+        return f"{where}; {self.what_is_kept(f'{fix} and continue', 'then')}"
 
     def what_is_kept(self, go_on: str = "continue", again: str = "") -> str:
         """After a run stopped short (a full disk, a second Ctrl-C): its checkpoint, if any."""
