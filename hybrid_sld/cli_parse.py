@@ -111,8 +111,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=8,
                     help="candidates per batch (default 8)")
     sp.add_argument("--candidate-timeout", default="60s", metavar="TIME",
-                    help="a candidate whose fit takes longer fails as timed out: 10s, 2m "
-                         "(default 60s; 0: none)")
+                    help="a candidate whose fit takes longer (processor time) fails as timed "
+                         "out: 10s, 2m (default 60s; 0: none)")
     sp.add_argument("--operon-seeds", metavar="BUDGET",
                     help="first run pyoperon on the fit part for this long (e.g. 30s) and seed "
                          "the search with its models (needs the operon extra)")

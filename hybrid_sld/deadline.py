@@ -1,10 +1,13 @@
-"""Wall-time limits on one candidate's evaluation.
+"""Time limits on one candidate's evaluation, in processor time (:data:`clock`): a run
+paused (Ctrl-Z, a laptop asleep, SIGSTOP) or sharing its cores with other work does not time
+out a candidate that fits in time when it runs, so a seed's result does not depend on them (a
+12 s pause under a 5 s limit timed out a candidate on vocab and changed the law found).
 
 Fits check the deadline at each residual evaluation: cooperative, no signal, no thread. Parsing
 and rewriting laws is sympy work with no such hook, and a few laws send sympy into minutes (seen
 2026-11-29 on moe: ``cse`` of a ``tanh`` of a rational function, when laws were still compiled
 by sympy), so the search runs that work :func:`interruptible`: past the deadline it is
-interrupted, by SIGALRM in the main thread (no cost until it fires) and by a trace function in
+interrupted, by SIGPROF in the main thread (no cost until it fires) and by a trace function in
 other threads (Dask runs tasks in threads), where signals cannot be delivered.
 """
 
@@ -19,7 +22,8 @@ from contextlib import contextmanager
 
 from .errors import FitTimeout
 
-_DEADLINE = [math.inf]  # perf_counter time after which work inside time_limit raises FitTimeout
+clock = time.process_time  # this process's processor time: the time limits' clock
+_DEADLINE = [math.inf]  # clock time after which work inside time_limit raises FitTimeout
 _REPEAT = 0.05  # s between repeated alarms, in case library code swallows the first exception
 
 
@@ -32,7 +36,7 @@ def time_limit(seconds: float | None):
     """
     old = _DEADLINE[0]
     if seconds is not None:
-        _DEADLINE[0] = min(old, time.perf_counter() + seconds)
+        _DEADLINE[0] = min(old, clock() + seconds)
     try:
         yield
     finally:
@@ -41,7 +45,7 @@ def time_limit(seconds: float | None):
 
 def check(what: str = "the fit") -> None:
     """Raise FitTimeout when the enclosing time limit has passed."""
-    if time.perf_counter() > _DEADLINE[0]:
+    if clock() > _DEADLINE[0]:
         raise FitTimeout(f"{what} ran past its time limit")
 
 
@@ -58,20 +62,22 @@ def interruptible(what: str):
         def on_alarm(signum, frame):
             raise FitTimeout(message)
 
-        start = time.perf_counter()
-        old_handler = signal.signal(signal.SIGALRM, on_alarm)
-        old_timer = signal.setitimer(signal.ITIMER_REAL, deadline - start, _REPEAT)
+        # ITIMER_PROF counts processor time as the clock does, and leaves ITIMER_REAL's alarms
+        # (pytest-timeout's, a caller's) alone
+        start = clock()
+        old_handler = signal.signal(signal.SIGPROF, on_alarm)
+        old_timer = signal.setitimer(signal.ITIMER_PROF, max(deadline - start, 1e-3), _REPEAT)
         try:
             yield
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old_handler)
-            if old_timer[0] > 0:  # someone else's alarm (pytest-timeout, a caller): re-arm it
-                left = old_timer[0] - (time.perf_counter() - start)
-                signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), old_timer[1])
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, old_handler)
+            if old_timer[0] > 0:  # someone else's (a profiler's): re-armed
+                left = old_timer[0] - (clock() - start)
+                signal.setitimer(signal.ITIMER_PROF, max(left, 1e-3), old_timer[1])
     else:
         def tracer(frame, event, arg):
-            if time.perf_counter() > deadline:
+            if clock() > deadline:
                 raise FitTimeout(message)
             return None  # no line events: only calls are checked
 

@@ -79,3 +79,18 @@ def test_interruptible_restores_the_callers_alarm():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_time_paused_or_waiting_does_not_count():
+    """The limit is on processor time: a run paused past it (Ctrl-Z, a laptop asleep, SIGSTOP)
+    timed out the candidate in hand when it went on, and changed the seed's result."""
+    from hybrid_sld.deadline import check
+    with time_limit(0.2):
+        time.sleep(0.5)  # as a stopped process: no processor time
+        check()  # not past the limit
+        with pytest.raises(FitTimeout):
+            for _ in range(10**9):  # as a fit checks at each evaluation
+                _step()
+                check()
+    with time_limit(0.2), interruptible("sleeping"):
+        time.sleep(0.5)

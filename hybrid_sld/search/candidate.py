@@ -39,8 +39,9 @@ def evaluate_candidate(task_ref: str, data_dir, text: str, fitter: dict,
                        seconds: float | None = None) -> dict:
     """Validation figures of one candidate; failures come back as a message, never raise.
 
-    ``seconds`` bounds the evaluation's wall time; a candidate past it fails as "timed out"
-    (the only way wall time can change a result, and only for pathological candidates).
+    ``seconds`` bounds the evaluation's processor time (deadline.clock); a candidate past it
+    fails as "timed out" (the only way time can change a result, and only for pathological
+    candidates).
     """
     t0 = time.perf_counter()
     key = (task_ref, data_dir)
