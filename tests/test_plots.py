@@ -2,6 +2,7 @@
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,7 +305,12 @@ def test_fit_plot_from_the_command_line_is_headed_by_the_task_law_and_r2(tmp_pat
     import hybrid_sld.plots as plots
     from hybrid_sld.cli import main
     saved = {}
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.setdefault("fig", fig))
+
+    def save(fig, path):
+        saved["fig"] = fig
+        Path(path).touch()  # fit moves it into place once drawn
+
+    monkeypatch.setattr(plots, "save_figure", save)
     assert main(["fit", "--task", "kaplan_demo", "--law", "loss = a + b/num_params^c",
                  "--plot", str(tmp_path / "fit.png"), "--json"]) == 0
     (head,) = [t.get_text() for t in saved["fig"].texts if "R2" in t.get_text()]
