@@ -24,7 +24,7 @@ def _score_notes(res: dict) -> list[str]:
     return [f"{split}: {res[split]['message']}" for split in ("train", "valid", "test")
             if res.get(split) and res[split].get("message")] + [
         f"valid: group {g!r} is not scored: {why}"
-        for g, why in (res.get("valid_unscored") or {}).items()]
+        for g, why in (res.get("valid_unscored") or {}).items()] + (res.get("fit_notes") or [])
 
 
 def _task(name: str, data_dir: str | None):

@@ -95,7 +95,33 @@ def _result(task, law, spec, v, full, train) -> dict:
             "valid_unscored": unvalidated_groups(task, train) or None,
             "test": full.scores["test"].to_dict() if "test" in full.scores else None,
             "groups": {g: {"params": f.params, "success": f.success, "message": f.message}
-                       for g, f in full.fits.items()}}
+                       for g, f in full.fits.items()},
+            "fit_notes": _fit_notes(law, spec, full.fits, train) or None}
+
+
+def _fit_notes(law, spec, fits: dict, train) -> list[str]:
+    """What a group's figures hide: a fit stopped at its evaluation cap (a success, its
+    constants perhaps short of the optimum), and rows no more than constants (a law that
+    passes through each: train R2 1 whatever the law)."""
+    from .group_labels import group_label
+    notes = []
+    capped = [group_label(g) for g, f in fits.items() if f.success and f.status == 0]
+    if capped:
+        one = len(capped) == 1
+        notes.append(f"the fit{'' if one else 's'} of {_some(capped)} stopped at the evaluation "
+                     f"cap (max_nfev {spec.max_nfev}) before converging: {'its' if one else 'their'} "
+                     f"constants may be short of the best; try --fitter max_nfev={4 * spec.max_nfev}")
+    few = [group_label(g) for g in train.group_names if (train.groups == g).sum() <= law.n_params]
+    if few and law.n_params:
+        notes.append(f"{_some(few)} {'has' if len(few) == 1 else 'have'} no more training rows "
+                     f"than the law has constants ({law.n_params}): a law can pass through each "
+                     "row, so train R2 says nothing of it there")
+    return notes
+
+
+def _some(groups: list[str]) -> str:
+    return ("group " if len(groups) == 1 else f"{len(groups)} groups, ") + ", ".join(
+        map(repr, groups[:5])) + (", ..." if len(groups) > 5 else "")
 
 
 def cmd_tasks(args):

@@ -153,7 +153,10 @@ def score_dataset(law: Law, fits: dict[str, Fit], data: Dataset) -> Score:
     missing = [g for g in data.group_names if g not in fits or not fits[g].success]
     if missing:
         reason = fits[missing[0]].message if missing[0] in fits else "not in the fitted rows"
-        return failed_score(f"no fitted constants for group {missing[0]!r}: {reason}")
+        more = missing[1:]  # named too: "group 'g1'" read as if the others had fitted
+        also = (f" (nor for {len(more)} more: {', '.join(map(repr, more[:5]))}"
+                f"{', ...' if len(more) > 5 else ''})" if more else "")
+        return failed_score(f"no fitted constants for group {missing[0]!r}: {reason}{also}")
     return score(data.Y, predict_dataset(law, fits, data), data.targets)
 
 

@@ -7,7 +7,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from hybrid_sld.cli import main
@@ -161,6 +163,32 @@ def test_fit_says_which_fitter_and_the_clipped_test_r2(capsys):
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["test_r2"] < -1 and out["test_r2_clipped"] == -1.0
+
+
+def test_fit_notes_what_its_figures_hide(tmp_path, capsys):
+    """Rows no more than constants (train R2 1 by construction), every group whose validation
+    fit failed, and a fit stopped at its evaluation cap (a success, said nowhere)."""
+    from hybrid_sld.cli_score import _fit_notes
+    from hybrid_sld.fit_spec import Fit, FitterSpec
+    from hybrid_sld.law import parse_law
+    (tmp_path / "few.toml").write_text('name = "few"\ntargets = ["y"]\ngroup = "g"\n'
+                                       '[features.x]\n[split]\nby = "x"\n[data]\n'
+                                       'train = "train.csv"\n')
+    (tmp_path / "train.csv").write_text("g,x,y\n" + "".join(
+        f"g{i},{x},{3 + 10 * i * x ** -0.5}\n" for i in (1, 2, 3) for x in (1, 2, 4, 8)))
+    assert main(["fit", "--task", str(tmp_path / "few.toml"), "--law", "y = c + b*x^e + d*x"]) == 0
+    out = capsys.readouterr().out
+    assert ("3 groups, 'g1', 'g2', 'g3' have no more training rows than the law has constants "
+            "(4)") in out
+    assert "no fitted constants for group 'g1': too few rows (3) for 4 parameters (nor for 2 " \
+        "more: 'g2', 'g3')" in out
+    law = parse_law("y = c + b*x", ["x"])
+    capped = {"g1": Fit({"c": 1.0, "b": 2.0}, 0.1, 300, 0, "evaluation cap reached"),
+              "g2": Fit({"c": 1.0, "b": 2.0}, 0.1, 30, 1, "converged")}
+    train = SimpleNamespace(group_names=["g1", "g2"], groups=np.array(["g1"] * 9 + ["g2"] * 9))
+    assert _fit_notes(law, FitterSpec(), capped, train) == [
+        "the fit of group 'g1' stopped at the evaluation cap (max_nfev 300) before converging: "
+        "its constants may be short of the best; try --fitter max_nfev=1200"]
 
 
 def test_fit_notes_a_loss_predicted_at_or_below_0_past_the_data(capsys):
