@@ -19,8 +19,8 @@ from scipy.optimize import differential_evolution
 from . import fit_core
 from .batch_lm import lm_batch
 from .deadline import check
-from .fit_core import (_Fail, _Problem, _descend, _kinds, _theta, _uses_varpro, penalised,
-                       target_components)
+from .fit_core import (_Fail, _Problem, _descend, _kinds, _theta, _uses_varpro, column_scales,
+                       penalised, target_components)
 from .fit_spec import Fit, FitterSpec
 from .fit_starts import _de_sizes, _grid_points, _search_box, _start_u, _u_bounds, _warm
 
@@ -118,7 +118,8 @@ def _solve_linear(padded, U, g, lin, lo, hi):
     ok = np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(A), axis=(1, 2))
     pinv = np.full((len(U), len(lin), A.shape[1]), np.nan)
     if ok.any():
-        pinv[ok] = np.linalg.pinv(A[ok])
+        scale = column_scales(A[ok])  # (problems, amplitudes)
+        pinv[ok] = np.linalg.pinv(A[ok] / scale[:, None, :]) / scale[:, :, None]
         Z[ok[:, None] & np.isin(np.arange(U.shape[1]), lin)] = np.clip(
             -np.einsum("bij,bj->bi", pinv[ok], r[ok]), lo[lin], hi[lin]).ravel()
     Z[~ok] = U[~ok]

@@ -158,6 +158,22 @@ def _local(prob: _Problem, u0, lo, hi, spec: FitterSpec, race=math.inf, strict=F
     return res.x, prob.cost_of(res.fun), int(res.status > 0)  # res.fun: the residuals at res.x
 
 
+def column_scales(A: np.ndarray) -> np.ndarray:
+    """Each column's norm (1 where it is 0) along the rows, the last axis but one: amplitudes'
+    columns scaled to one size before least squares, whose cut-off for small singular values
+    is relative to the largest. Unscaled, a column of N^-a with N near 1e67 (1e-23 beside the
+    offset's 1) read as noise: its amplitude came out 0 and the fit stalled far off."""
+    s = np.linalg.norm(A, axis=-2)
+    return np.where(s > 0, s, 1.0)
+
+
+def lstsq_scaled(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``np.linalg.lstsq(A, B)[0]`` with A's columns scaled first (:func:`column_scales`)."""
+    s = column_scales(A)
+    x = np.linalg.lstsq(A / s, B, rcond=None)[0]
+    return x / (s[:, None] if x.ndim == 2 else s)
+
+
 def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf, strict=False):
     """Variable projection: linear parameters solved exactly inside a search over the rest."""
     nl = np.array([i for i in range(prob.n_free) if i not in lin], dtype=int)
@@ -182,7 +198,7 @@ def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf, strict=F
         if bounded_lin:
             a = lsq_linear(A, -r0, bounds=(llo, lhi), method="bvls").x
         else:
-            a = np.linalg.lstsq(A, -r0, rcond=None)[0]
+            a = lstsq_scaled(A, -r0)
         u[lin] = a
         cache[key] = (u, A)
         return cache[key]
@@ -199,7 +215,7 @@ def _varpro_local(prob: _Problem, lin, u0, lo, hi, spec, race=math.inf, strict=F
             return np.zeros((n_rows, len(nl)))
         u, A = s
         Jn = prob.residual(u, jac=True)[:, nl]
-        return Jn - A @ np.linalg.lstsq(A, Jn, rcond=None)[0]
+        return Jn - A @ lstsq_scaled(A, Jn)
 
     if len(nl) == 0:
         s = solve(np.empty(0))

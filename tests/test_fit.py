@@ -732,3 +732,18 @@ def test_a_fit_does_not_depend_on_what_the_process_computed_before(data_dir):
             held.pop(0)
         seen.add(validate(law, task, train, spec).r2("valid"))
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("n_groups", [1, 2])  # one group at a time, and batched
+def test_amplitudes_of_very_unlike_size_are_fitted(n_groups):
+    """With N near 1e67 the amplitude column N^-a is 1e-23 beside the offset's 1: least squares
+    cut it as noise (A = 0) and the fit stalled far off (valid R2 0.91), where N/1e60 fitted
+    exactly. Columns are scaled to one size first."""
+    c = compile_law(parse_law("y = E + A*N^(-a) + B*D^(-b)", ["N", "D"]))
+    N, D = (v.ravel() for v in np.meshgrid(np.geomspace(1e67, 1e70, 6), np.geomspace(1e9, 1e12, 5)))
+    X = np.column_stack([N, D])
+    truth = {"E": 1.7, "A": 400 * 1e60 ** 0.34, "a": 0.34, "B": 410.0, "b": 0.28}
+    y = truth["E"] + truth["A"] * N ** -0.34 + truth["B"] * D ** -0.28
+    fits = fit_groups(c, {g: (X, y) for g in range(n_groups)}, FitterSpec())
+    for f in fits.values():
+        assert f.params == pytest.approx(truth, rel=1e-6)
