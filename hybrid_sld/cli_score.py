@@ -16,7 +16,8 @@ from .data import load_splits
 from .data_checks import (check_test_groups, repeated_rows, test_rows_in_train,
                           unread_group_columns)
 from .errors import HybridSLDError, LawError
-from .evaluate import check_columns, check_domain, check_log_space, check_rows, report
+from .evaluate import (check_columns, check_domain, check_log_space, check_rows, report,
+                       rows_and_constants)
 from .fit_spec import FitterSpec
 from .law_names import near_feature_notes
 from .law_task import check_uses_features, parse_expert_law, parse_task_law
@@ -111,10 +112,11 @@ def _fit_notes(law, spec, fits: dict, train) -> list[str]:
         notes.append(f"the fit{'' if one else 's'} of {_some(capped)} stopped at the evaluation "
                      f"cap (max_nfev {spec.max_nfev}) before converging: {'its' if one else 'their'} "
                      f"constants may be short of the best; try --fitter max_nfev={4 * spec.max_nfev}")
-    # each target's equation is fitted on the rows apart (domain_mixture: 7 constants of 35)
-    k = max(len({s.name for s in e.free_symbols} & set(law.param_names)) for _, e in law.equations)
-    few = [group_label(g) for g in train.group_names if (train.groups == g).sum() <= k]
-    if few and k:
+    # as check_rows counts them (fewer is refused): each equation is fitted on the rows
+    # apart (domain_mixture: 7 constants of 35)
+    at = {g: k for g, _t, m, k in rows_and_constants(law, train) if 0 < m <= k}
+    few, k = [group_label(g) for g in at], max(at.values(), default=0)
+    if few:
         eq = "the law has" if len(law.equations) == 1 else "an equation of the law has"
         notes.append(f"{_some(few)} {'has' if len(few) == 1 else 'have'} no more training rows "
                      f"than {eq} constants ({k}): a law can pass through each row, so train R2 "

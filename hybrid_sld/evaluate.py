@@ -58,16 +58,22 @@ def scale_repeats(X: np.ndarray, weight: int) -> np.ndarray:
     return 1 + np.rint(weight * t).astype(int)
 
 
+def rows_and_constants(law: Law, data: Dataset):
+    """(group, targets, values, constants) for each group and each set of targets fitted
+    together: the values a group's fit has there, and the constants of its own it fits on
+    them (shared ones, fitted on all rows together, not counted)."""
+    for targets, params in target_components(compile_law(law)):
+        k = sum(not law.params[i].shared for i in params)
+        for g in data.group_names:
+            yield g, targets, int(np.sum(data.groups == g)) * len(targets), k
+
+
 def check_rows(law: Law, data: Dataset) -> None:
     """Raise a DataError when a group has fewer rows than the law has constants of its own
     there: that group's fit could only fail, after the others had been fitted. Constants shared
     across groups are fitted on all rows together and are not counted."""
-    compiled = compile_law(law)
-    for targets, params in target_components(compiled):
-        k = sum(not law.params[i].shared for i in params)
-        for g in data.group_names:
-            m = int(np.sum(data.groups == g)) * len(targets)
-            if m < k:
+    for g, targets, m, k in rows_and_constants(law, data):
+        if m < k:
                 what = f"{m} row(s)" if len(targets) == 1 else f"{m} values ({len(targets)} targets)"
                 raise DataError(f"{data.source or 'data'}: group {g!r} has {what}, fewer than the "
                                 f"{k} constants the law fits per group: add rows, merge groups or "
