@@ -181,6 +181,30 @@ def _check_header(path: Path, header: list[str], task: Task) -> list[str]:
     return wanted
 
 
+def cell_value(text: str, where: str, parquet: bool = False) -> float:
+    """A data file's cell as a number, or a DataError naming ``where`` (file, line, column)
+    and what is wrong with it: not a number, empty, not finite, or so large or small that its
+    square overflows or underflows in a least-squares fit."""
+    try:
+        if "_" in text:  # float() reads 1_000; a spreadsheet or pandas would not
+            raise ValueError
+        v = float(text)
+    except ValueError:
+        empty = "a null or empty string" if parquet else "an empty field"
+        what = (f"not a number: {text!r}" if text.strip() else
+                f"missing value ({empty}); remove or impute missing values")
+        raise DataError(f"{where}: {what}") from None
+    if not math.isfinite(v):
+        raise DataError(f"{where}: value is {text!r}; remove or impute non-finite values")
+    if abs(v) > HUGE:
+        raise DataError(f"{where}: {text} is beyond {HUGE:g} in magnitude, whose square "
+                        "overflows in a least-squares fit: rescale the column")
+    if v and abs(v) < TINY:
+        raise DataError(f"{where}: {text} is below {TINY:g} in magnitude (but not 0), whose "
+                        "square underflows to 0 in a least-squares fit: rescale the column")
+    return v
+
+
 def read_dataset(path: str | Path, task: Task) -> Dataset:
     """Read a CSV or Parquet file into a Dataset, checking columns and values cell by cell."""
     path = Path(path)
@@ -200,27 +224,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
             raise DataError(f"{path}, {line}: {what}, where the header has "
                             f"{counted(len(header), 'column')}")
         for j, (c, i) in enumerate(zip(wanted, idx)):
-            try:
-                if "_" in row[i]:  # float() reads 1_000; a spreadsheet or pandas would not
-                    raise ValueError
-                v = float(row[i])
-            except ValueError:
-                empty = "a null or empty string" if lines is None else "an empty field"
-                what = (f"not a number: {row[i]!r}" if row[i].strip() else
-                        f"missing value ({empty}); remove or impute missing values")
-                raise DataError(f"{path}, {line}, column {c!r}: {what}") from None
-            if not math.isfinite(v):
-                raise DataError(f"{path}, {line}, column {c!r}: value is {row[i]!r}; "
-                                "remove or impute non-finite values")
-            if abs(v) > HUGE:
-                raise DataError(f"{path}, {line}, column {c!r}: {row[i]} is beyond "
-                                f"{HUGE:g} in magnitude, whose square overflows in a "
-                                "least-squares fit: rescale the column")
-            if v and abs(v) < TINY:
-                raise DataError(f"{path}, {line}, column {c!r}: {row[i]} is below "
-                                f"{TINY:g} in magnitude (but not 0), whose square underflows "
-                                "to 0 in a least-squares fit: rescale the column")
-            values[r, j] = v
+            values[r, j] = cell_value(row[i], f"{path}, {line}, column {c!r}", lines is None)
         if gidx is not None and not row[gidx].strip():
             raise DataError(f"{path}, {line}, column {task.group!r}: empty group name")
         groups.append(row[gidx] if gidx is not None else "all")
