@@ -4,7 +4,8 @@ Errors print one line to stderr and exit 2 (``--debug`` shows the traceback). ``
 prints one JSON document to stdout; tables and progress go to stderr / stdout as text.
 
 Here: dispatch and error handling. The parser is cli_parse's; the commands are in cli_score
-(tasks, fit, expert, eval-program), cli_discover (with cli_settings) and cli_bench.
+(tasks, fit, expert, eval-program), cli_discover (with cli_settings), cli_bench and
+cli_predict.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import sys
 from .cli_bench import cmd_bench, cmd_report
 from .cli_discover import cmd_discover
 from .cli_parse import build_parser, given_flags
+from .cli_predict import cmd_predict
 from .cli_score import cmd_eval_program, cmd_expert, cmd_fit, cmd_tasks
 from .errors import HybridSLDError
 from .metrics import json_text
 
 # each command's handler, by the name build_parser gives it
 COMMANDS = {"tasks": cmd_tasks, "fit": cmd_fit, "discover": cmd_discover, "expert": cmd_expert,
-            "bench": cmd_bench, "report": cmd_report, "eval-program": cmd_eval_program}
+            "bench": cmd_bench, "report": cmd_report, "eval-program": cmd_eval_program,
+            "predict": cmd_predict}
 
 
 def main(argv=None) -> int:

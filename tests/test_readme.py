@@ -35,3 +35,17 @@ def test_the_own_data_task_file_loads_and_fits_as_written(tmp_path):
                 for g in ("a", "b") for s in scales for r in (1, 2)]
         (tmp_path / name).write_text("\n".join(",".join(map(str, r)) for r in [columns, *rows]))
     assert main(["fit", "--task", str(path), "--law", law]) == 0
+
+
+def test_the_predict_example_from_a_fit_record_runs_as_written(tmp_path):
+    section = README.read_text().split("\n### Predicting with the law found\n", 1)[1]
+    line = next(ln for ln in section.splitlines() if ln.startswith("hybrid-sld fit "))
+    import os  # the console script beside this Python first, as an install puts it
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(line, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    rows = [ln.split() for ln in out.stdout.splitlines() if ln.startswith("corpus_")]
+    assert [r[:3] for r in rows] == [[g, "1e+10", "2e+11"] for g in ("corpus_a", "corpus_b",
+                                                                     "corpus_c")]
+    assert all(1 < float(r[3]) < 5 and "31.6x the largest trained" in " ".join(r) for r in rows)

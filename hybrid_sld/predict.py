@@ -1,0 +1,233 @@
+"""A fitted law put to use: predictions at scales not yet run, from a discover run's law and
+constants (best.json) or a ``hybrid-sld fit --json`` record, each with how far it reaches past
+the group's training rows (an extrapolation of 10 times the largest model is not one of 1.2).
+
+What ``hybrid-sld predict`` does; no fit, no test rows read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .compile import compile_law, domain_violation
+from .errors import DataError, HybridSLDError
+from .law import Law
+from .law_task import parse_task_law
+from .tasks import Task, get_task
+
+
+@dataclass(frozen=True)
+class FittedLaw:
+    """A law and its constants per group, as a run or a fit left them."""
+
+    law: Law
+    constants: dict[str, dict[str, float]]  # group -> constant -> value
+    task: Task
+    source: str  # the file they were read from
+    data_dir: str | None = None  # where the run read its data, if it was told
+
+    def predict(self, group: str, X: np.ndarray) -> np.ndarray:
+        """(n, n_targets) predictions of ``group`` at the rows ``X`` (columns: the law's
+        features); not finite where the law is not."""
+        theta = [self.constants[group][n] for n in self.law.param_names]
+        with np.errstate(all="ignore"):
+            return compile_law(self.law).predict(X, theta)
+
+    def why_not_finite(self, group: str, x: np.ndarray) -> str:
+        """Why the prediction at one row ``x`` is not finite, as far as can be said."""
+        found = domain_violation(self.law, x[None, :], self.constants[group])
+        return found[1] if found else "the law overflows or is undefined there"
+
+
+def _record(source: str | Path) -> tuple[Path, dict]:
+    """(file, its JSON object): ``source`` itself, or a run directory's best.json."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "best.json").exists():
+            raise HybridSLDError(f"{path} has no best.json: give a finished discover run's "
+                                 "directory, or a file of `hybrid-sld fit --json` output")
+        path = path / "best.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise HybridSLDError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise HybridSLDError(f"{path}: not a JSON document ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("law"), str) \
+            or not isinstance(record.get("groups"), dict):
+        raise HybridSLDError(f"{path}: no law and constants in it (a run's best.json or "
+                             "`hybrid-sld fit --json` output has both)")
+    return path, record
+
+
+def _constants(path: Path, record: dict, law: Law) -> dict[str, dict[str, float]]:
+    """group -> constant -> value, from best.json's ``{name: value}`` or fit's
+    ``{"params": {...}, "success": ...}``; groups whose fit failed left out."""
+    out = {}
+    for g, d in record["groups"].items():
+        values = d.get("params") if isinstance(d, dict) and "params" in d else d
+        if isinstance(d, dict) and d.get("success") is False:
+            continue
+        missing = [n for n in law.param_names if not isinstance((values or {}).get(n), (int, float))]
+        if missing:
+            raise HybridSLDError(f"{path}: group {g!r} has no value for {', '.join(missing)}")
+        out[str(g)] = {n: float(values[n]) for n in law.param_names}
+    if not out:
+        raise HybridSLDError(f"{path}: no group has fitted constants")
+    return out
+
+
+def load_fitted(source: str | Path, task: str | None = None) -> FittedLaw:
+    """The law and constants in ``source`` (a run directory, its best.json, or a file of
+    ``hybrid-sld fit --json`` output); ``task``: its task (a name or task file) where the
+    record's own cannot be found (a fit's record names a task file by its task's name)."""
+    path, record = _record(source)
+    cfg = _run_config(path.parent)
+    name = task or cfg.get("task") or record.get("task")
+    if not isinstance(name, str) or not name:
+        raise HybridSLDError(f"{path}: names no task; give it with --task")
+    try:
+        t = get_task(name)
+    except HybridSLDError as exc:
+        raise HybridSLDError(f"{exc} (the task of {path}; give it with --task if it is a task "
+                             "file elsewhere)") from None
+    law = parse_task_law(record["law"], t)
+    data_dir = cfg.get("data_dir")
+    return FittedLaw(law, _constants(path, record, law), t, str(path),
+                     data_dir if isinstance(data_dir, str) else None)
+
+
+def _run_config(run_dir: Path) -> dict:
+    """A discover run's settings from its checkpoint (its task: a name or a task file's path);
+    {} where there is none to read (a fit's record)."""
+    from .search.state import checkpoint_file
+    try:
+        cfg = json.loads(checkpoint_file(run_dir).read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def points(assignments: list[str], features: tuple[str, ...], used: tuple[str, ...]
+           ) -> np.ndarray:
+    """Rows (columns: ``features``) from ``feature=value[,value...]`` words: every combination
+    of the values given; a feature the law does not use may be left out (NaN)."""
+    values: dict[str, list[float]] = {}
+    for word in assignments:
+        name, sep, text = word.partition("=")
+        name = name.strip()
+        if not sep or not text.strip():
+            raise HybridSLDError(f"--at: expected feature=value (e.g. {features[0]}=1e10), "
+                                 f"got {word!r}")
+        if name not in features:
+            raise HybridSLDError(f"--at: {name!r} is not a feature of this task; its features: "
+                                 f"{', '.join(features)}")
+        if name in values:
+            raise HybridSLDError(f"--at: {name} given twice (list values: {name}=1e9,1e10)")
+        try:
+            vs = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise HybridSLDError(f"--at: {name}={text}: not a number (or numbers separated "
+                                 "by commas)") from None
+        bad = [v for v in vs if not math.isfinite(v)]
+        if bad:
+            raise HybridSLDError(f"--at: {name}={text}: {bad[0]} is not a finite number")
+        values[name] = vs
+    missing = [f for f in used if f not in values]
+    if missing:
+        raise HybridSLDError(f"--at: give {', '.join(missing)} too (the law uses "
+                             f"{', '.join(used)})")
+    columns = [values.get(f, [math.nan]) for f in features]
+    return np.array(list(itertools.product(*columns)), dtype=float)
+
+
+def reach(train_x: np.ndarray, x: np.ndarray, features: tuple[str, ...]) -> str:
+    """How far the row ``x`` lies outside one group's training rows ``train_x``, feature by
+    feature (``num_params 10x the largest trained (1e+09)``); "" within them."""
+    out = []
+    for j, f in enumerate(features):
+        col, v = train_x[:, j], x[j]
+        if math.isnan(v) or not len(col):
+            continue
+        lo, hi = col.min(), col.max()
+        if v > hi:
+            ratio = f"{v / hi:.3g}x " if hi > 0 else ""
+            out.append(f"{f} {ratio}the largest trained ({hi:.3g})")
+        elif v < lo:
+            ratio = f"1/{lo / v:.3g} of " if v > 0 and lo > 0 else "below "
+            out.append(f"{f} {ratio}the smallest trained ({lo:.3g})")
+    return "; ".join(out)
+
+
+def training_rows(fitted: FittedLaw, data_dir=None):
+    """The task's training rows, for :func:`reach`; None (and why) where they cannot be read."""
+    from .data import load_train
+    try:
+        return load_train(fitted.task, data_dir or fitted.data_dir), None
+    except (DataError, HybridSLDError) as exc:
+        return None, str(exc).splitlines()[0]
+
+
+def rows_file(path: str | Path, fitted: FittedLaw) -> tuple[np.ndarray, list[str] | None]:
+    """(rows, each row's group or None) from a CSV or Parquet file holding the features the law
+    uses (others may be left out) and, if it likes, the task's group column: each row is then
+    predicted for its own group, else for every group asked for."""
+    from .data import _read_table, cell_value
+    path = Path(path)
+    header, rows, lines = _read_table(path)
+    task, law = fitted.task, fitted.law
+    missing = [f for f in law.used_features if f not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (the law uses "
+                        f"{', '.join(law.used_features)}); the file has: {', '.join(header)}")
+    if not rows:
+        raise DataError(f"{path}: no rows to predict")
+    cols = {f: header.index(f) for f in law.features if f in header}
+    gcol = header.index(task.group) if task.group in header else None
+    X = np.full((len(rows), len(law.features)), np.nan)
+    groups = [] if gcol is not None else None
+    for r, row in enumerate(rows):
+        line = f"row {r + 1}" if lines is None else f"line {lines[r]}"
+        if len(row) != len(header):
+            raise DataError(f"{path}, {line}: {len(row)} field(s), where the header has "
+                            f"{len(header)} column(s)")
+        for j, f in enumerate(law.features):
+            if f in cols:
+                X[r, j] = cell_value(row[cols[f]], f"{path}, {line}, column {f!r}",
+                                     lines is None)
+        if groups is not None:
+            g = row[gcol]
+            if g not in fitted.constants:
+                raise DataError(f"{path}, {line}, column {task.group!r}: no constants for "
+                                f"group {g!r}; fitted groups: {', '.join(fitted.constants)}")
+            groups.append(g)
+    return X, groups
+
+
+def predictions(fitted: FittedLaw, X: np.ndarray, row_groups: list[str] | None,
+                groups: list[str], train=None) -> list[dict]:
+    """One record per (row, group): the features, each target's prediction (None where not
+    finite, with why) and how far past the group's training rows the row reaches."""
+    law = fitted.law
+    pairs = ([(i, g) for i, g in enumerate(row_groups)] if row_groups is not None else
+             [(i, g) for g in groups for i in range(len(X))])
+    out = []
+    for i, g in pairs:
+        y = fitted.predict(g, X[i:i + 1])[0]
+        rec = {"group": g, **{f: (None if math.isnan(v) else float(v))
+                              for f, v in zip(law.features, X[i])}}
+        rec.update({t: (float(v) if math.isfinite(v) else None) for t, v in zip(law.targets, y)})
+        if not np.isfinite(y).all():
+            rec["not_finite"] = fitted.why_not_finite(g, X[i])
+        if train is not None:
+            mine = train.X[train.groups == g]
+            rec["beyond_training"] = (reach(mine, X[i], law.features) if len(mine) else
+                                      "no training rows of this group")
+        out.append(rec)
+    return out
