@@ -68,6 +68,16 @@ class Tape:
             slot = self._push("const", 0, 0, _number(e))
         elif (z := _softplus_arg(e)) is not None:
             slot = self._push("softplus", self._emit(z))
+        elif isinstance(e, sp.log) and e.args[0].is_Add and 1 in e.args[0].args:
+            # log(1 + z) as log1p(z): exact where z is below the float's resolution at 1
+            slot = self._push("log1p", self._emit(sp.Add(*(a for a in e.args[0].args if a != 1))))
+        elif isinstance(e, sp.Add) and (found := _expm1_part(e)) is not None:
+            k, z, rest = found  # e = k*(exp(z) - 1) + rest, exp(z) - 1 as expm1(z)
+            slot = self._push("expm1", self._emit(z))
+            if k != 1:
+                slot = self._push("mul", slot, self._emit(k))
+            if rest is not None:
+                slot = self._push("add", slot, self._emit(rest))
         elif isinstance(e, (sp.Add, sp.Mul, sp.Max, sp.Min)):  # folded into binary operations
             kind = {sp.Add: "add", sp.Mul: "mul", sp.Max: "max", sp.Min: "min"}[type(e)]
             slot = self._emit(e.args[0])
@@ -149,6 +159,22 @@ class Tape:
         return deg[self.out]
 
 
+def _expm1_part(e: sp.Add):
+    """(k, z, rest) where the sum ``e`` is ``k*(exp(z) - 1) + rest`` (rest None where nothing
+    is left), else None. Evaluated as written, ``1 - exp(-p/N)`` is 0 once p/N is below 1e-16,
+    and a fit drove p there (a demo search's law predicted at 1e9 as if N had no term): the
+    tape computes what the law's text says, with expm1."""
+    n = next((a for a in e.args if a.is_Number), None)
+    if n is None or n == 0:
+        return None
+    for t in e.args:
+        k, f = t.as_coeff_Mul()
+        if isinstance(f, sp.exp) and k == -n:
+            others = [a for a in e.args if a is not t and a is not n]
+            return k, f.args[0], sp.Add(*others) if others else None
+    return None
+
+
 def _heaviside(z):
     return np.heaviside(z, 0.5)
 
@@ -169,6 +195,8 @@ _FORWARD = {
     "tanh": lambda a, _b, _: np.tanh(a),
     "abs": lambda a, _b, _: np.abs(a),
     "softplus": lambda a, _b, _: np.logaddexp(0.0, a),
+    "expm1": lambda a, _b, _: np.expm1(a),
+    "log1p": lambda a, _b, _: np.log1p(a),
     "max": lambda a, b, _: np.maximum(a, b),
     "min": lambda a, b, _: np.minimum(a, b),
 }
@@ -185,6 +213,8 @@ _BACK = {
     "tanh": lambda g, a, b, v, _: g * (1 - v * v),
     "abs": lambda g, a, b, v, _: g * np.sign(a),
     "softplus": lambda g, a, b, v, _: g * expit(a),
+    "expm1": lambda g, a, b, v, _: g * (v + 1.0),
+    "log1p": lambda g, a, b, v, _: g / (1.0 + a),
     "max": lambda g, a, b, v, _: g * _heaviside(a - b),
     "min": lambda g, a, b, v, _: g * _heaviside(b - a),
 }

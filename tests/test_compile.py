@@ -76,6 +76,8 @@ JAC_LAWS = [
     ("y = abs(a*x - b) + log2(x)*c", ["x"], {"x": (0.5, 3)}),
     ("y = (a + b*x)^(-c)\nz = d*x^2 + a", ["x"], {"x": (0.5, 3)}),
     ("y = 2^-a * x + max(x, 1, 2)", ["x"], {"x": (0.5, 3)}),
+    ("y = A*(1 - exp(-b*x))/b + c - c*exp(x*d) + 2 - 2*exp(-a*x)", ["x"], {"x": (0.5, 3)}),
+    ("y = a*log(1 + b*x) + log(1 + c/x + d)", ["x"], {"x": (0.5, 3)}),
 ]
 THETA = {"E": 1.5, "A": 30.0, "alpha": 0.3, "B": 20.0, "beta": 0.25, "a": 1.3, "b": 0.7,
          "c": 0.4, "d": 0.9}
@@ -238,6 +240,27 @@ def test_softplus_stays_finite_where_exp_overflows(text):
     up, down = c.predict(X[1:3], [0.5, 2.0, 1.0 + h]), c.predict(X[1:3], [0.5, 2.0, 1.0 - h])
     np.testing.assert_allclose(J[1:3, 2], (up - down)[:, 0] / (2 * h), rtol=1e-5)
     np.testing.assert_allclose(J[3, 2], 2.0 * 2000.0)
+
+
+@pytest.mark.parametrize("text,exact", [
+    ("y = A*(1 - exp(-p/x))/p", lambda x, A, p: -A * np.expm1(-p / x) / p),
+    ("y = A*(exp(p/x) - 1) + 3", lambda x, A, p: A * np.expm1(p / x) + 3),
+    ("y = 2 - 2*exp(-p*x) + A", lambda x, A, p: -2 * np.expm1(-p * x) + A),
+    ("y = A*log(1 + p/x)", lambda x, A, p: A * np.log1p(p / x)),
+])
+def test_one_minus_exp_and_log_of_one_plus_keep_their_digits(text, exact):
+    """1 - exp(-z) and log(1 + z), computed as written, are 0 once z is below 1e-16: a demo
+    search's fit drove p/N there, and its law predicted at N = 1e9 as if N had no term."""
+    law = parse_law(text, ["x"])
+    c = compile_law(law)
+    X = np.array([[1e9], [1e12], [1.0]])
+    theta = {"A": 4e13, "p": 2.7e-8}
+    th = [theta[n] for n in law.param_names]
+    expected = exact(X[:, 0], theta["A"], theta["p"])
+    np.testing.assert_allclose(c.predict(X, th)[:, 0], expected, rtol=1e-12)
+    f, J = c.predict_jac(X, th, 0)
+    np.testing.assert_allclose(f, expected, rtol=1e-12)
+    assert np.all(np.isfinite(J))
 
 
 def test_pickle_round_trip():
