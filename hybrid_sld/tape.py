@@ -169,9 +169,16 @@ def _expm1_part(e: sp.Add):
         return None
     for t in e.args:
         k, f = t.as_coeff_Mul()
-        if isinstance(f, sp.exp) and k == -n:
-            others = [a for a in e.args if a is not t and a is not n]
-            return k, f.args[0], sp.Add(*others) if others else None
+        if k != -n:
+            continue
+        if isinstance(f, sp.exp):
+            z = f.args[0]
+        elif f.is_Pow and not f.exp.is_Number:  # x^p - 1 (Box-Cox's (x^p - 1)/p): p*log(x)
+            z = f.exp * sp.log(f.base)
+        else:
+            continue
+        others = [a for a in e.args if a is not t and a is not n]
+        return k, z, sp.Add(*others) if others else None
     return None
 
 

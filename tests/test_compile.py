@@ -78,6 +78,7 @@ JAC_LAWS = [
     ("y = 2^-a * x + max(x, 1, 2)", ["x"], {"x": (0.5, 3)}),
     ("y = A*(1 - exp(-b*x))/b + c - c*exp(x*d) + 2 - 2*exp(-a*x)", ["x"], {"x": (0.5, 3)}),
     ("y = a*log(1 + b*x) + log(1 + c/x + d)", ["x"], {"x": (0.5, 3)}),
+    ("y = a*(x^b - 1)/b + 1 - x^(c*x)", ["x"], {"x": (0.5, 3)}),
 ]
 THETA = {"E": 1.5, "A": 30.0, "alpha": 0.3, "B": 20.0, "beta": 0.25, "a": 1.3, "b": 0.7,
          "c": 0.4, "d": 0.9}
@@ -247,6 +248,7 @@ def test_softplus_stays_finite_where_exp_overflows(text):
     ("y = A*(exp(p/x) - 1) + 3", lambda x, A, p: A * np.expm1(p / x) + 3),
     ("y = 2 - 2*exp(-p*x) + A", lambda x, A, p: -2 * np.expm1(-p * x) + A),
     ("y = A*log(1 + p/x)", lambda x, A, p: A * np.log1p(p / x)),
+    ("y = A*(x^p - 1)/p", lambda x, A, p: A * np.expm1(p * np.log(x)) / p),
 ])
 def test_one_minus_exp_and_log_of_one_plus_keep_their_digits(text, exact):
     """1 - exp(-z) and log(1 + z), computed as written, are 0 once z is below 1e-16: a demo
