@@ -15,6 +15,7 @@ from .errors import LawError
 from .latex_law import _SCIENTIFIC_FROM
 from .law import Law
 from .law_text import _fmt, decimal_text
+from .tape import keep_digits
 
 
 def _check_params(law: Law, params: dict | None) -> dict:
@@ -104,7 +105,7 @@ def to_python(law: Law, params: dict | None = None, func_name: str = "scaling_la
     body += [f"    p{i} = float(values[{nm!r}])" for i, nm in enumerate(law.param_names)]
     body.append("    with numpy.errstate(all='ignore'):")
     for j, (_t, e) in enumerate(law.equations):
-        code = printer.doprint(e.xreplace(rename))
+        code = printer.doprint(keep_digits(e.xreplace(rename)))  # as the tape computes it
         body.append(f"        y{j} = numpy.broadcast_to({code}, (n,)).astype(float)")
     if t == 1:
         body.append("    return y0")

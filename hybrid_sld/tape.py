@@ -159,6 +159,26 @@ class Tape:
         return deg[self.out]
 
 
+def keep_digits(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with the parts the tape computes by expm1, log1p and logaddexp written so
+    (sympy's ``expm1``, ``log1p`` and ``logaddexp``): for code printed from a law
+    (export_code.to_python), which must compute what the tape computes."""
+    from sympy.codegen.cfunctions import expm1, log1p
+    from sympy.codegen.numpy_nodes import logaddexp
+    if not expr.args:
+        return expr
+    args = [keep_digits(a) for a in expr.args]
+    e = expr if all(a is b for a, b in zip(args, expr.args)) else expr.func(*args)
+    if (z := _softplus_arg(e)) is not None:
+        return logaddexp(0, z)
+    if isinstance(e, sp.log) and e.args[0].is_Add and 1 in e.args[0].args:
+        return log1p(sp.Add(*(a for a in e.args[0].args if a != 1)))
+    if isinstance(e, sp.Add) and (found := _expm1_part(e)) is not None:
+        k, z, rest = found
+        return k * expm1(z) + (rest if rest is not None else 0)
+    return e
+
+
 def _expm1_part(e: sp.Add):
     """(k, z, rest) where the sum ``e`` is ``k*(exp(z) - 1) + rest`` (rest None where nothing
     is left), else None. Evaluated as written, ``1 - exp(-p/N)`` is 0 once p/N is below 1e-16,

@@ -150,6 +150,21 @@ def test_to_python_matches_compiled_two_targets():
         X, [{**params, "k": 0.0}[n] for n in law.param_names])[:, 1], rtol=1e-12)
 
 
+def test_to_python_computes_what_the_tape_computes_where_digits_or_range_run_out():
+    """1 - exp(-p/N), (N^r - 1)/r and log(1 + q/N) lose every digit as written once p/N is
+    below 1e-16, and log(1 + exp(z)) overflows past z = 710: the tape keeps both, and so must
+    the code a law is exported as."""
+    law = parse_law("y = A*(1 - exp(-p/N))/p + (N^r - 1)/r + log(1 + q/N) + log(1 + exp(q*N))",
+                    ["N"])
+    params = {"A": 4e13, "p": 2.7e-8, "r": 1e-12, "q": 1e-9}
+    src = to_python(law, params)
+    assert "expm1" in src and "log1p" in src and "logaddexp" in src
+    X = np.array([[1e9], [1e12], [10.0]])
+    want = compile_law(law).predict(X, [params[n] for n in law.param_names])[:, 0]
+    assert np.all(np.isfinite(want))
+    np.testing.assert_allclose(_load(src, "scaling_law")(X), want, rtol=1e-12)
+
+
 def test_to_python_one_target_keyword_names_and_missing_params():
     law = parse_law("y = lambda*x^2 + E", ["x"])  # Python keyword and a sympy constant name
     f = _load(to_python(law), "scaling_law")
