@@ -130,6 +130,7 @@ def test_a_discover_run_directory_gives_its_law_task_and_constants(tmp_path, cap
     capsys.readouterr()
     (run,) = tmp_path.iterdir()
     best = json.loads((run / "best.json").read_text())
+    assert f"`hybrid-sld predict {run} --at FEATURE=VALUE ...`" in (run / "report.md").read_text()
     status, out, _ = _json(capsys, "predict", run, "--at", "num_params=1e9", "tokens=2e10")
     assert status == 0 and out["law"] == best["law"]
     assert out["source"] == str(run / "best.json")

@@ -360,6 +360,9 @@ def _markdown(r: dict, front: list) -> str:
              f"Plots: `plots/fit.png` (data and law for {which}: the law's curves run past the "
              "training scale where they can be drawn, else it is set against the data on the "
              "line law = data), `plots/residuals.png` (against the same axis).")
+    plots += (f"\n\nPredictions at scales not yet run, with how far each lies past the "
+              f"training rows: `hybrid-sld predict {r['run_dir']} --at FEATURE=VALUE ...` (each "
+              "feature the law uses).") if r.get("run_dir") else ""
     note = _expert_form_md(r)
     note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
     if r.get("found_as"):  # the search's own text, and why the report shows another
