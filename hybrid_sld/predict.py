@@ -21,6 +21,8 @@ from .law import Law
 from .law_task import parse_task_law
 from .tasks import Task, get_task
 
+MAX_POINTS = 100_000  # --at's combinations: a typo of a long list must not fill the memory
+
 
 @dataclass(frozen=True)
 class FittedLaw:
@@ -144,6 +146,11 @@ def points(assignments: list[str], features: tuple[str, ...], used: tuple[str, .
         raise HybridSLDError(f"--at: give {', '.join(missing)} too (the law uses "
                              f"{', '.join(used)})")
     columns = [values.get(f, [math.nan]) for f in features]
+    count = math.prod(len(c) for c in columns)
+    if count > MAX_POINTS:
+        raise HybridSLDError(f"--at: every combination of the values listed is {count:,} points, "
+                             f"more than {MAX_POINTS:,}: list fewer, or give the points as rows "
+                             "of a file (--rows)")
     return np.array(list(itertools.product(*columns)), dtype=float)
 
 
