@@ -224,17 +224,21 @@ def predictions(fitted: FittedLaw, X: np.ndarray, row_groups: list[str] | None,
     law = fitted.law
     pairs = ([(i, g) for i, g in enumerate(row_groups)] if row_groups is not None else
              [(i, g) for g in groups for i in range(len(X))])
+    Y, mine = {}, {}  # each group's predictions of every row at once, and its training rows
+    for g in dict.fromkeys(g for _i, g in pairs):
+        Y[g] = fitted.predict(g, X)
+        if train is not None:
+            mine[g] = train.X[train.groups == g]
     out = []
     for i, g in pairs:
-        y = fitted.predict(g, X[i:i + 1])[0]
+        y = Y[g][i]
         rec = {"group": g, **{f: (None if math.isnan(v) else float(v))
                               for f, v in zip(law.features, X[i])}}
         rec.update({t: (float(v) if math.isfinite(v) else None) for t, v in zip(law.targets, y)})
         if not np.isfinite(y).all():
             rec["not_finite"] = fitted.why_not_finite(g, X[i])
         if train is not None:
-            mine = train.X[train.groups == g]
-            rec["beyond_training"] = (reach(mine, X[i], law.features) if len(mine) else
+            rec["beyond_training"] = (reach(mine[g], X[i], law.features) if len(mine[g]) else
                                       "no training rows of this group")
         out.append(rec)
     return out
