@@ -178,12 +178,13 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
                         "law and constants, or fit --json's)")
     sp.add_argument("source", help="a discover run's directory (or its best.json), or a file "
                     "of `hybrid-sld fit --json` output")
-    sp.add_argument("--at", nargs="+", metavar="FEATURE=VALUE",
+    sp.add_argument("--at", nargs="+", action="extend", metavar="FEATURE=VALUE",
                     help="the point: each feature the law uses, e.g. num_params=1e10 "
                     "tokens=2e11; commas list values (num_params=1e9,1e10: every combination)")
     sp.add_argument("--rows", help="a CSV or Parquet file of points (the law's features; a "
                     "group column, if any, picks each row's group)")
-    sp.add_argument("--group", nargs="+", help="only these groups (default: every group fitted)")
+    sp.add_argument("--group", nargs="+", action="extend",
+                    help="only these groups (default: every group fitted)")
     sp.add_argument("--task", help="the task (a name or task file), where the source's own "
                     "cannot be found")
     common(sp)

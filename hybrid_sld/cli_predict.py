@@ -20,14 +20,19 @@ def cmd_predict(args):
     else:
         X, row_groups = rows_file(args.rows, fitted)
     groups = list(fitted.constants)
+    if fitted.failed and not args.group:
+        print(f"note: {fitted.no_constants(*fitted.failed).split(';')[0]}: not predicted",
+              file=sys.stderr)
     if args.group:
         unknown = [g for g in args.group if g not in fitted.constants]
         if unknown:
-            raise HybridSLDError(f"no constants for group(s) {', '.join(map(repr, unknown))} in "
-                                 f"{fitted.source}; fitted groups: {', '.join(groups)}")
+            raise HybridSLDError(f"{fitted.source}: {fitted.no_constants(*unknown)}")
         groups = list(dict.fromkeys(args.group))
         if row_groups is not None:  # the file's own groups, narrowed to those asked for
             keep = [i for i, g in enumerate(row_groups) if g in groups]
+            if not keep:
+                raise HybridSLDError(f"{args.rows}: no row is of group(s) "
+                                     f"{', '.join(map(repr, groups))}")
             X, row_groups = X[keep], [row_groups[i] for i in keep]
     train, why = training_rows(fitted, args.data_dir)
     if train is None:
@@ -42,8 +47,9 @@ def cmd_predict(args):
     print(f"constants: {fitted.source}\n")
     used = [f for f in law.features if f in law.used_features]
     head = ["group", *used, *law.targets] + (["beyond training"] if train is not None else [])
-    cells = [[group_label(r["group"]), *(f"{r[f]:.6g}" for f in used),
-              *("not finite" if r[t] is None else f"{r[t]:.6g}" for t in law.targets)]
+    cells = [[group_label(r["group"]).replace("\n", " "), *(f"{r['at'][f]:.6g}" for f in used),
+              *("not finite" if r["predicted"][t] is None else f"{r['predicted'][t]:.6g}"
+                for t in law.targets)]
              + ([r["beyond_training"] or "within"] if train is not None else []) for r in recs]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *cells)]
     for row in [head, *cells]:
@@ -51,5 +57,6 @@ def cmd_predict(args):
     for r in recs:
         if r.get("not_finite"):
             print(f"note: {group_label(r['group'])} at "
-                  + ", ".join(f"{f}={r[f]:g}" for f in used) + f": not finite: {r['not_finite']}",
+                  + ", ".join(f"{f}={r['at'][f]:g}" for f in used)
+                  + f": not finite: {r['not_finite']}",
                   file=sys.stderr)

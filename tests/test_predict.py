@@ -48,8 +48,10 @@ def test_predictions_are_the_law_at_its_constants_for_every_group_and_point(fitt
     assert len(preds) == 3 * 2  # every group at every point
     for p in preds:
         c = record["groups"][p["group"]]["params"]
-        assert p["loss"] == pytest.approx(_kaplan(c, p["num_params"], p["tokens"]), rel=1e-12)
-    assert {p["num_params"] for p in preds} == {1e9, 1e10}
+        at = p["at"]
+        assert p["predicted"]["loss"] == pytest.approx(_kaplan(c, at["num_params"], at["tokens"]),
+                                                       rel=1e-12)
+    assert {p["at"]["num_params"] for p in preds} == {1e9, 1e10}
 
 
 def test_a_point_past_the_training_rows_says_how_far(fitted, capsys):
@@ -81,14 +83,15 @@ def test_a_file_of_rows_with_a_group_column_predicts_each_for_its_own_group(fitt
     rows.write_text("group,tokens,num_params,note\ncorpus_a,2e11,1e10,x\ncorpus_c,1e9,1e8,y\n")
     status, out, _ = _json(capsys, "predict", fitted[0], "--rows", rows)
     assert status == 0
-    assert [(p["group"], p["num_params"]) for p in out["predictions"]] == [
+    assert [(p["group"], p["at"]["num_params"]) for p in out["predictions"]] == [
         ("corpus_a", 1e10), ("corpus_c", 1e8)]
     c = fitted[1]["groups"]["corpus_c"]["params"]
-    assert out["predictions"][1]["loss"] == pytest.approx(_kaplan(c, 1e8, 1e9), rel=1e-12)
+    assert out["predictions"][1]["predicted"]["loss"] == pytest.approx(_kaplan(c, 1e8, 1e9),
+                                                                       rel=1e-12)
     rows.write_text("group,tokens,num_params\ncorpus_a,2e11,1e10\ncorpus_z,1e9,1e8\n")
     status, out, _ = _json(capsys, "predict", fitted[0], "--rows", rows)
     assert status == 2
-    assert out["error"].startswith(f"{rows}, line 3, column 'group': no constants for group "
+    assert out["error"].startswith(f"{rows}, line 3, column 'group': no constants for group(s) "
                                    "'corpus_z'; fitted groups: corpus_a, corpus_b, corpus_c")
     rows.write_text("tokens,num_params\n2e11,abc\n")
     status, out, _ = _json(capsys, "predict", fitted[0], "--rows", rows)
@@ -112,7 +115,9 @@ def test_a_file_of_rows_without_groups_is_predicted_for_each_group_asked(fitted,
     (["--at", "num_params=1e10"], "--at: give tokens too (the law uses num_params, tokens)"),
     (["--at", "num_params=1e10", "tokenz=1"], "--at: 'tokenz' is not a feature of this task"),
     (["--at", "num_params=1e10", "tokens=lots"], "--at: tokens=lots: not a number"),
-    (["--at", "num_params=1e10", "tokens=inf"], "--at: tokens=inf: inf is not a finite number"),
+    (["--at", "num_params=1e10", "tokens=inf"], "--at: tokens=inf: value is 'inf'"),
+    (["--at", "num_params=1e10", "tokens=1e400"], "--at: tokens=1e400: value is '1e400'"),
+    (["--at", "num_params=1_000", "tokens=1"], "--at: num_params=1_000: not a number: '1_000'"),
     (["--at", "num_params=1e10", "tokens=1", "tokens=2"], "--at: tokens given twice"),
     (["--at", "num_params"], "--at: expected feature=value"),
     (["--at", "num_params=" + ",".join(["1"] * 400), "tokens=" + ",".join(["2"] * 400)],
@@ -142,7 +147,7 @@ def test_a_discover_run_directory_gives_its_law_task_and_constants(tmp_path, cap
     for p in out["predictions"]:
         theta = [best["groups"][p["group"]][n] for n in law.param_names]
         want = compile_law(law).predict(np.array([[1e9, 2e10]]), theta)[0, 0]
-        assert p["loss"] == pytest.approx(want, rel=1e-12)
+        assert p["predicted"]["loss"] == pytest.approx(want, rel=1e-12)
 
 
 def test_a_prediction_that_is_not_finite_says_why(tmp_path, capsys):
@@ -152,8 +157,9 @@ def test_a_prediction_that_is_not_finite_says_why(tmp_path, capsys):
     status, out, _ = _json(capsys, "predict", record, "--at", "num_params=1e7,1e9")
     assert status == 0
     low, high = out["predictions"]
-    assert low["loss"] is None and "log of" in low["not_finite"]
-    assert high["loss"] == pytest.approx(0.5 * np.log(1e9 - 1e8)) and "not_finite" not in high
+    assert low["predicted"]["loss"] is None and "log of" in low["not_finite"]
+    assert high["predicted"]["loss"] == pytest.approx(0.5 * np.log(1e9 - 1e8))
+    assert "not_finite" not in high
     assert main(["predict", str(record), "--at", "num_params=1e7"]) == 0
     text = capsys.readouterr()
     assert "not finite" in text.out and "note: corpus_a at num_params=1e+07: not finite" in text.err
@@ -163,7 +169,22 @@ def test_a_prediction_that_is_not_finite_says_why(tmp_path, capsys):
     ("not json", "not a JSON document"),
     ('{"law": "loss = a"}', "no law and constants in it"),
     ('{"law": "loss = a*num_params", "groups": {"g": {}}, "task": "kaplan_demo"}',
-     "group 'g' has no value for a"),
+     "group 'g': a has no value"),
+    ('{"law": "loss = a*num_params", "groups": {"g": {"a": NaN}}, "task": "kaplan_demo"}',
+     "group 'g': a is nan (not finite)"),
+    ('{"law": "loss = a*num_params", "groups": {"g": {"a": true}}, "task": "kaplan_demo"}',
+     "group 'g': a is not a number (true)"),
+    ('{"law": "loss = a*num_params", "groups": {"g": {"a": "2"}}, "task": "kaplan_demo"}',
+     "group 'g': a is not a number (\"2\")"),
+    ('{"law": "loss = a*num_params", "groups": {"g": {"a": 1' + "0" * 400 + '}}, '
+     '"task": "kaplan_demo"}', "group 'g': a is too large for a float"),
+    ('{"law": "loss = a*num_params", "groups": {"g": [1]}, "task": "kaplan_demo"}',
+     "group 'g': not a table of constants"),
+    ('{"law": "loss = a*num_params", "groups": {"g": {"params": [1], "success": true}}, '
+     '"task": "kaplan_demo"}', "group 'g': not a table of constants"),
+    ('{"law": "loss = a*num_params +", "groups": {"g": {"a": 1}}, "task": "kaplan_demo"}',
+     "its law, read as one of task kaplan_demo's"),
+    ("[" * 100_000, "not a JSON document"),
     ('{"law": "loss = a*num_params", "groups": {"g": {"a": 1}}}', "names no task; give it "
      "with --task"),
 ])
@@ -181,5 +202,64 @@ def test_task_given_where_the_record_names_none(tmp_path, capsys):
     record.write_text('{"law": "loss = a*num_params", "groups": {"g": {"a": 2}}}')
     status, out, _ = _json(capsys, "predict", record, "--at", "num_params=3", "--task",
                            "kaplan_demo")
-    assert status == 0 and out["predictions"][0]["loss"] == 6.0
+    assert status == 0 and out["predictions"][0]["predicted"]["loss"] == 6.0
     assert out["predictions"][0]["beyond_training"] == "no training rows of this group"
+
+
+def test_a_constant_named_params_is_a_constant_not_a_fit_record(tmp_path, capsys):
+    record = tmp_path / "r.json"  # a run's best.json shape: {group: {constant: value}}
+    record.write_text('{"task": "kaplan_demo", "law": "loss = E + params*num_params^(-a)", '
+                      '"groups": {"g": {"params": 100.0, "E": 1.0, "a": 0.5}}}')
+    status, out, _ = _json(capsys, "predict", record, "--at", "num_params=100")
+    assert status == 0 and out["predictions"][0]["predicted"]["loss"] == pytest.approx(11.0)
+
+
+def test_features_and_targets_named_as_the_records_keys_stay_apart(tmp_path, capsys):
+    from conftest import write_task
+    toml = write_task(tmp_path, "clash", {"beyond_training": lambda x, a: a * x}, param_cap=3)
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"law": "beyond_training = a*x", "groups": {"g1": {"a": 2.0}}}))
+    status, out, _ = _json(capsys, "predict", record, "--task", toml, "--at", "x=1e7")
+    (p,) = out["predictions"]
+    assert status == 0 and p["predicted"] == {"beyond_training": 2e7} and p["at"] == {"x": 1e7}
+    assert p["beyond_training"].startswith("x ") and p["group"] == "g1"
+    assert main(["predict", str(record), "--task", str(toml), "--at", "x=1e7"]) == 0
+    assert "2e+07" in capsys.readouterr().out
+
+
+def test_repeated_flags_add_up_and_a_group_filter_that_leaves_no_row_is_refused(fitted, tmp_path,
+                                                                               capsys):
+    status, out, _ = _json(capsys, "predict", fitted[0], "--at", "num_params=1e9", "--at",
+                           "tokens=1e9", "--group", "corpus_a", "--group", "corpus_b")
+    assert status == 0 and [p["group"] for p in out["predictions"]] == ["corpus_a", "corpus_b"]
+    rows = tmp_path / "points.csv"
+    rows.write_text("group,num_params,tokens\ncorpus_a,1e9,1e9\n")
+    status, out, _ = _json(capsys, "predict", fitted[0], "--rows", rows, "--group", "corpus_b")
+    assert status == 2 and out["error"] == f"{rows}: no row is of group(s) 'corpus_b'"
+    rows.write_text("num_params,tokens,num_params\n1e9,1e9,5\n")
+    status, out, _ = _json(capsys, "predict", fitted[0], "--rows", rows)
+    assert status == 2 and "column(s) num_params appear more than once" in out["error"]
+    rows.write_text("num_params,tokens\n1e9,1e9\n\n1e9,1e9\n")
+    status, out, _ = _json(capsys, "predict", fitted[0], "--rows", rows)
+    assert status == 2 and out["error"].startswith(f"{rows}, line 3: a blank line")
+
+
+def test_how_far_past_the_training_rows_is_told_from_within_at_any_distance():
+    from hybrid_sld.predict import reach
+    train = np.array([[1e6], [3.1623e8]])
+    assert reach(train, np.array([3.1624e8]), ("N",)) == "N 1.000032x the largest trained (3.16e+08)"
+    assert reach(train, np.array([999999.0]), ("N",)) == "N 1/1.000001 of the smallest trained (1e+06)"
+    assert reach(train, np.array([1e-320]), ("N",)) == "N below the smallest trained (1e+06)"
+    assert reach(train, np.array([5e7]), ("N",)) == ""
+
+
+def test_a_failed_groups_record_says_why_it_has_no_constants(tmp_path, capsys):
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"task": "kaplan_demo", "law": "loss = a*num_params", "groups": {
+        "g": {"params": {"a": 1.0}, "success": True, "message": ""},
+        "h": {"params": {"a": 1.0}, "success": False, "message": "diverged"}}}))
+    status, out, err = _json(capsys, "predict", record, "--at", "num_params=2")
+    assert status == 0 and [p["group"] for p in out["predictions"]] == ["g"]
+    assert "note: no constants for group(s) 'h' (the fit of 'h' failed): not predicted" in err
+    status, out, _ = _json(capsys, "predict", record, "--at", "num_params=2", "--group", "h")
+    assert status == 2 and "no constants for group(s) 'h' (the fit of 'h' failed)" in out["error"]
