@@ -28,6 +28,9 @@ def main(argv=None) -> int:
         if not interrupted:
             raise
         print("interrupted", file=sys.stderr)
+        args = sys.argv[1:] if argv is None else argv
+        if "--json" in args:  # as cli.main answers a later Ctrl-C: stdout holds one document
+            print('{"error": "interrupted"}')
         return 130
     finally:
         if ours:

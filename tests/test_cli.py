@@ -931,6 +931,37 @@ def test_ctrl_c_while_importing_is_a_clean_interrupt(delay):
     assert err == "interrupted\n" and proc.returncode in (130, -signal.SIGINT), err
 
 
+def test_ctrl_c_while_importing_gives_json_its_one_document(monkeypatch, capsys):
+    """With --json, stdout holds one JSON document whatever happens: a Ctrl-C while the
+    command's modules import too (it gave an empty stdout; a later one gives the error)."""
+    import os
+    import signal
+    import types
+    from hybrid_sld import __main__ as entry
+
+    class Importing(types.ModuleType):  # the Ctrl-C lands while the command's module loads
+        armed = True
+
+        def __getattr__(self, name):
+            if name == "main" and Importing.armed:
+                Importing.armed = False
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # Python's handler runs before this ends
+            raise AttributeError(name)
+
+    import time
+    monkeypatch.setitem(sys.modules, "hybrid_sld.cli", Importing("hybrid_sld.cli"))
+    status = entry.main(["tasks", "--json"])
+    out = capsys.readouterr()
+    Importing.armed = True
+    status_text = entry.main(["tasks"])
+    text = capsys.readouterr()
+    monkeypatch.undo()
+    assert status == 130 and out.err == "interrupted\n"
+    assert out.out.strip() and json.loads(out.out) == {"error": "interrupted"}
+    assert status_text == 130 and text.out == ""
+
+
 def _median_program(folder, name: str):
     """A task of y = 3 + a*x^-0.5 (write_task) and a program for it whose one fitted constant
     is the median of the rows it is fitted on, less 3, at the scale of the rows it predicts:
