@@ -205,6 +205,17 @@ def cell_value(text: str, where: str, parquet: bool = False) -> float:
     return v
 
 
+def row_place(path: Path, header: list[str], rows: list, lines: list[int] | None, r: int) -> str:
+    """Row ``r``'s place as a person finds it: a CSV's line number (after its header), a
+    Parquet file's row; a DataError where it has not as many fields as the header."""
+    line = f"row {r + 1}" if lines is None else f"line {lines[r]}"
+    if len(rows[r]) != len(header):
+        what = "a blank line" if not rows[r] else counted(len(rows[r]), "field")
+        raise DataError(f"{path}, {line}: {what}, where the header has "
+                        f"{counted(len(header), 'column')}")
+    return line
+
+
 def read_dataset(path: str | Path, task: Task) -> Dataset:
     """Read a CSV or Parquet file into a Dataset, checking columns and values cell by cell."""
     path = Path(path)
@@ -217,12 +228,7 @@ def read_dataset(path: str | Path, task: Task) -> Dataset:
     values = np.empty((len(rows), len(wanted)))
     groups = []
     for r, row in enumerate(rows):
-        # a CSV's line number (after its header); a Parquet file has rows, not lines
-        line = f"row {r + 1}" if lines is None else f"line {lines[r]}"
-        if len(row) != len(header):
-            what = "a blank line" if not row else counted(len(row), "field")
-            raise DataError(f"{path}, {line}: {what}, where the header has "
-                            f"{counted(len(header), 'column')}")
+        line = row_place(path, header, rows, lines, r)
         for j, (c, i) in enumerate(zip(wanted, idx)):
             values[r, j] = cell_value(row[i], f"{path}, {line}, column {c!r}", lines is None)
         if gidx is not None and not row[gidx].strip():

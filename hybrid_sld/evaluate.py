@@ -74,10 +74,10 @@ def check_rows(law: Law, data: Dataset) -> None:
     across groups are fitted on all rows together and are not counted."""
     for g, targets, m, k in rows_and_constants(law, data):
         if m < k:
-                what = f"{m} row(s)" if len(targets) == 1 else f"{m} values ({len(targets)} targets)"
-                raise DataError(f"{data.source or 'data'}: group {g!r} has {what}, fewer than the "
-                                f"{k} constants the law fits per group: add rows, merge groups or "
-                                "fix some constants to numbers")
+            what = f"{m} row(s)" if len(targets) == 1 else f"{m} values ({len(targets)} targets)"
+            raise DataError(f"{data.source or 'data'}: group {g!r} has {what}, fewer than the "
+                            f"{k} constants the law fits per group: add rows, merge groups or "
+                            "fix some constants to numbers")
 
 
 def check_columns(law: Law, data: Dataset) -> None:

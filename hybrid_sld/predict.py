@@ -226,7 +226,7 @@ def rows_file(path: str | Path, fitted: FittedLaw) -> tuple[np.ndarray, list[str
     """(rows, each row's group or None) from a CSV or Parquet file holding the features the law
     uses (others may be left out) and, if it likes, the task's group column: each row is then
     predicted for its own group, else for every group asked for."""
-    from .data import _read_table, cell_value
+    from .data import _read_table, cell_value, row_place
     path = Path(path)
     header, rows, lines = _read_table(path)
     task, law = fitted.task, fitted.law
@@ -245,11 +245,7 @@ def rows_file(path: str | Path, fitted: FittedLaw) -> tuple[np.ndarray, list[str
     X = np.full((len(rows), len(law.features)), np.nan)
     groups = [] if gcol is not None else None
     for r, row in enumerate(rows):
-        line = f"row {r + 1}" if lines is None else f"line {lines[r]}"
-        if len(row) != len(header):
-            what = "a blank line" if not row else f"{len(row)} field(s)"
-            raise DataError(f"{path}, {line}: {what}, where the header has {len(header)} "
-                            "column(s)")
+        line = row_place(path, header, rows, lines, r)
         for j, f in enumerate(law.features):
             # a feature the law does not use may be left empty, as --at may leave it out
             if f in cols and (f in law.used_features or row[cols[f]].strip()):
@@ -271,14 +267,17 @@ def predictions(fitted: FittedLaw, X: np.ndarray, row_groups: list[str] | None,
     law = fitted.law
     pairs = ([(i, g) for i, g in enumerate(row_groups)] if row_groups is not None else
              [(i, g) for g in groups for i in range(len(X))])
-    Y, mine = {}, {}  # each group's predictions of every row at once, and its training rows
-    for g in dict.fromkeys(g for _i, g in pairs):
-        Y[g] = fitted.predict(g, X)
+    rows_of: dict[str, list[int]] = {}  # each group's rows, predicted in one call
+    for i, g in pairs:
+        rows_of.setdefault(g, []).append(i)
+    Y, mine = {}, {}  # (group, row) -> predictions; each group's training rows
+    for g, idx in rows_of.items():
+        Y.update(((g, i), y) for i, y in zip(idx, fitted.predict(g, X[idx])))
         if train is not None:
             mine[g] = train.X[train.groups == g]
     out = []
     for i, g in pairs:
-        y = Y[g][i]
+        y = Y[g, i]
         # features and targets apart from the record's own keys: a feature may be named group
         rec = {"group": g, "at": {f: (None if math.isnan(v) else float(v))
                                   for f, v in zip(law.features, X[i])},

@@ -68,9 +68,8 @@ class Tape:
             slot = self._push("const", 0, 0, _number(e))
         elif (z := _softplus_arg(e)) is not None:
             slot = self._push("softplus", self._emit(z))
-        elif isinstance(e, sp.log) and e.args[0].is_Add and 1 in e.args[0].args:
-            # log(1 + z) as log1p(z): exact where z is below the float's resolution at 1
-            slot = self._push("log1p", self._emit(sp.Add(*(a for a in e.args[0].args if a != 1))))
+        elif (z := _log1p_arg(e)) is not None:  # exact where z is below 1's resolution
+            slot = self._push("log1p", self._emit(z))
         elif isinstance(e, sp.Add) and (found := _expm1_part(e)) is not None:
             k, z, rest = found  # e = k*(exp(z) - 1) + rest, exp(z) - 1 as expm1(z)
             slot = self._push("expm1", self._emit(z))
@@ -171,12 +170,20 @@ def keep_digits(expr: sp.Expr) -> sp.Expr:
     e = expr if all(a is b for a, b in zip(args, expr.args)) else expr.func(*args)
     if (z := _softplus_arg(e)) is not None:
         return logaddexp(0, z)
-    if isinstance(e, sp.log) and e.args[0].is_Add and 1 in e.args[0].args:
-        return log1p(sp.Add(*(a for a in e.args[0].args if a != 1)))
+    if (z := _log1p_arg(e)) is not None:
+        return log1p(z)
     if isinstance(e, sp.Add) and (found := _expm1_part(e)) is not None:
         k, z, rest = found
         return k * expm1(z) + (rest if rest is not None else 0)
     return e
+
+
+def _log1p_arg(e):
+    """z where ``e`` is log(1 + z) (log(1 + exp(z)) is softplus's: the caller asks first), else
+    None: computed as log1p(z), its digits kept where z is below the float's resolution at 1."""
+    if isinstance(e, sp.log) and e.args[0].is_Add and 1 in e.args[0].args:
+        return sp.Add(*(a for a in e.args[0].args if a != 1))
+    return None
 
 
 def _expm1_part(e: sp.Add):
