@@ -9,6 +9,14 @@ and rewriting laws is sympy work with no such hook, and a few laws send sympy in
 by sympy), so the search runs that work :func:`interruptible`: past the deadline it is
 interrupted, by SIGPROF in the main thread (no cost until it fires) and by a trace function in
 other threads (Dask runs tasks in threads), where signals cannot be delivered.
+
+Such an interruption can land in a finalizer (a generator closed as it is dropped, a
+``__del__``), where Python cannot raise it: it goes to ``sys.unraisablehook`` instead, and the
+alarm, repeating, interrupts the work soon after. So while interruptible work runs, those lost
+timeouts are dropped quietly (they printed "Exception ignored in" lines over the progress bar),
+and no interruption is raised inside the hook itself (it broke pytest's, and failed a CI run).
+In other threads the timeout is raised once: Python unsets a trace function that raises, so
+one lost there (in a finalizer, or swallowed by an ``except Exception``) lets the work run on.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from .errors import FitTimeout
 clock = time.process_time  # this process's processor time: the time limits' clock
 _DEADLINE = [math.inf]  # clock time after which work inside time_limit raises FitTimeout
 _REPEAT = 0.05  # s between repeated alarms, in case library code swallows the first exception
+_HOOKED = [0, None]  # interruptible blocks running, in any thread; the hook they replaced
+_HOOK_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -58,32 +68,81 @@ def interruptible(what: str):
         return
     check(what)
     message = f"{what} ran past its time limit"
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        def on_alarm(signum, frame):
+    with _timeouts_in_finalizers_dropped():
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            with _alarm(deadline, message):
+                yield
+        else:
+            with _tracer(deadline, message):
+                yield
+
+
+def _drop_lost_timeouts(unraisable) -> None:
+    """sys.unraisablehook while interruptible work runs (see the module's docstring)."""
+    if not isinstance(unraisable.exc_value, FitTimeout):
+        (_HOOKED[1] or sys.__unraisablehook__)(unraisable)
+
+
+@contextmanager
+def _timeouts_in_finalizers_dropped():
+    with _HOOK_LOCK:
+        if _HOOKED[0] == 0:
+            _HOOKED[1], sys.unraisablehook = sys.unraisablehook, _drop_lost_timeouts
+        _HOOKED[0] += 1
+    try:
+        yield
+    finally:
+        with _HOOK_LOCK:
+            _HOOKED[0] -= 1
+            if _HOOKED[0] == 0:
+                if sys.unraisablehook is _drop_lost_timeouts:  # else someone set theirs since
+                    sys.unraisablehook = _HOOKED[1]
+                _HOOKED[1] = None
+
+
+def _in_unraisable_hook(frame) -> bool:
+    """Whether ``frame`` runs inside ``sys.unraisablehook``: raised there, the timeout would be
+    lost and break the hook; the next alarm or call comes once it has returned."""
+    hook = _HOOKED[1] or sys.unraisablehook
+    codes = {_drop_lost_timeouts.__code__, getattr(getattr(hook, "func", hook), "__code__", None)}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def _alarm(deadline: float, message: str):
+    def on_alarm(signum, frame):
+        if not _in_unraisable_hook(frame):
             raise FitTimeout(message)
 
-        # ITIMER_PROF counts processor time as the clock does, and leaves ITIMER_REAL's alarms
-        # (pytest-timeout's, a caller's) alone
-        start = clock()
-        old_handler = signal.signal(signal.SIGPROF, on_alarm)
-        old_timer = signal.setitimer(signal.ITIMER_PROF, max(deadline - start, 1e-3), _REPEAT)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_PROF, 0)
-            signal.signal(signal.SIGPROF, old_handler)
-            if old_timer[0] > 0:  # someone else's (a profiler's): re-armed
-                left = old_timer[0] - (clock() - start)
-                signal.setitimer(signal.ITIMER_PROF, max(left, 1e-3), old_timer[1])
-    else:
-        def tracer(frame, event, arg):
-            if clock() > deadline:
-                raise FitTimeout(message)
-            return None  # no line events: only calls are checked
+    # ITIMER_PROF counts processor time as the clock does, and leaves ITIMER_REAL's alarms
+    # (pytest-timeout's, a caller's) alone
+    start = clock()
+    old_handler = signal.signal(signal.SIGPROF, on_alarm)
+    old_timer = signal.setitimer(signal.ITIMER_PROF, max(deadline - start, 1e-3), _REPEAT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old_handler)
+        if old_timer[0] > 0:  # someone else's (a profiler's): re-armed
+            left = old_timer[0] - (clock() - start)
+            signal.setitimer(signal.ITIMER_PROF, max(left, 1e-3), old_timer[1])
 
-        old_trace = sys.gettrace()
-        sys.settrace(tracer)
-        try:
-            yield
-        finally:
-            sys.settrace(old_trace)
+
+@contextmanager
+def _tracer(deadline: float, message: str):
+    def tracer(frame, event, arg):
+        if clock() > deadline and not _in_unraisable_hook(frame):
+            raise FitTimeout(message)
+        return None  # no line events: only calls are checked
+
+    old_trace = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        yield
+    finally:
+        sys.settrace(old_trace)
