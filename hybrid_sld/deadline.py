@@ -12,11 +12,10 @@ other threads (Dask runs tasks in threads), where signals cannot be delivered.
 
 Such an interruption can land in a finalizer (a generator closed as it is dropped, a
 ``__del__``), where Python cannot raise it: it goes to ``sys.unraisablehook`` instead, and the
-alarm, repeating, interrupts the work soon after. So while interruptible work runs, those lost
+alarm, repeating, interrupts the work soon after (in other threads the trace function, which
+Python unsets once it raises, is set again to the same end). So while interruptible work runs, those lost
 timeouts are dropped quietly (they printed "Exception ignored in" lines over the progress bar),
 and no interruption is raised inside the hook itself (it broke pytest's, and failed a CI run).
-In other threads the timeout is raised once: Python unsets a trace function that raises, so
-one lost there (in a finalizer, or swallowed by an ``except Exception``) lets the work run on.
 """
 
 from __future__ import annotations
@@ -135,14 +134,29 @@ def _alarm(deadline: float, message: str):
 
 @contextmanager
 def _tracer(deadline: float, message: str):
+    raised = [-math.inf]
+
     def tracer(frame, event, arg):
-        if clock() > deadline and not _in_unraisable_hook(frame):
+        now = clock()
+        if now > deadline and now >= raised[0] + _REPEAT and not _in_unraisable_hook(frame):
+            raised[0] = now  # and again no sooner than the alarm repeats: cleanup runs first
+            sys.setprofile(rearm)
             raise FitTimeout(message)
         return None  # no line events: only calls are checked
 
-    old_trace = sys.gettrace()
+    def rearm(frame, event, arg):
+        """Python unsets a trace function that raises: set it again, so that a timeout lost
+        (in a finalizer, or to an ``except Exception``) is raised again, as the repeating
+        alarm does in the main thread."""
+        if sys.gettrace() is None:
+            sys.settrace(tracer)
+        if old_profile is not None:  # a profiler's, say
+            old_profile(frame, event, arg)
+
+    old_trace, old_profile = sys.gettrace(), sys.getprofile()
     sys.settrace(tracer)
     try:
         yield
     finally:
         sys.settrace(old_trace)
+        sys.setprofile(old_profile)

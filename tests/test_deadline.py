@@ -106,19 +106,44 @@ def _dropped_while_spinning(seconds: float):
 
 def test_a_timeout_lost_in_a_finalizer_is_dropped_quietly_and_the_next_one_stops_the_work(
         monkeypatch):
-    """sympy drops generators: an alarm landing in one's finalizer cannot be raised there.
-    It went to sys.unraisablehook ("Exception ignored in ...", printed over the progress bar)."""
+    """sympy drops generators: a timeout landing in one's finalizer cannot be raised there.
+    It went to sys.unraisablehook ("Exception ignored in ...", printed over the progress bar),
+    and in a thread other than the main one it was never raised again (Python unsets a trace
+    function that raises): the work ran on."""
     import sys
     hooked = []
     monkeypatch.setattr(sys, "unraisablehook", hooked.append)
-    with pytest.raises(FitTimeout):
+
+    def work():
         with time_limit(0.05), interruptible("spinning"):
             g = _dropped_while_spinning(0.5)
             next(g)
             del g  # its finalizer runs past the limit: the timeout there is lost
-            _spin(30)  # and the next alarm stops this
+            _spin(30)  # and the next one stops this
+
+    with pytest.raises(FitTimeout):
+        work()
+    t0 = time.perf_counter()
+    assert isinstance(_in_thread(work).get("error"), FitTimeout)
+    assert time.perf_counter() - t0 < 10  # not after the 30 s spin
     assert hooked == []
     assert sys.unraisablehook == hooked.append  # the caller's hook is back
+    assert sys.gettrace() is None and sys.getprofile() is None
+
+
+def test_a_timeout_swallowed_in_another_thread_is_raised_again():
+    def work():
+        with time_limit(0.05), interruptible("spinning"):
+            try:
+                _spin(30)
+            except FitTimeout:  # library code that swallows everything
+                pass
+            _spin(30)
+        return "ran on"
+
+    t0 = time.perf_counter()
+    assert isinstance(_in_thread(work).get("error"), FitTimeout)
+    assert time.perf_counter() - t0 < 10
 
 
 def test_no_timeout_is_raised_inside_the_unraisable_hook(monkeypatch):
