@@ -13,9 +13,10 @@ other threads (Dask runs tasks in threads), where signals cannot be delivered.
 Such an interruption can land in a finalizer (a generator closed as it is dropped, a
 ``__del__``), where Python cannot raise it: it goes to ``sys.unraisablehook`` instead, and the
 alarm, repeating, interrupts the work soon after (in other threads the trace function, which
-Python unsets once it raises, is set again to the same end). So while interruptible work runs, those lost
-timeouts are dropped quietly (they printed "Exception ignored in" lines over the progress bar),
-and no interruption is raised inside the hook itself (it broke pytest's, and failed a CI run).
+Python unsets once it raises, is set again to the same end). So while interruptible work runs,
+those lost timeouts are dropped quietly (they printed "Exception ignored in" lines over the
+progress bar), and none is raised inside the hook itself (it broke pytest's, and failed a CI
+run).
 """
 
 from __future__ import annotations
