@@ -681,7 +681,8 @@ def test_a_wait_for_replies_that_holds_the_run_is_said(task_file, server, tmp_pa
     # and an endpoint being retried held it there for minutes with the progress bar still
     from hybrid_sld.search import llm_rounds
     monkeypatch.setattr(llm_rounds, "WAIT_SAID_AFTER", 0.3)
-    server.faults = [{"status": 503, "headers": {"Retry-After": "1"}}] * 2
+    # the call takes 3 s or more (the retry's wait), far past the 12 evaluations' time
+    server.faults = [{"status": 503, "headers": {"Retry-After": "3"}}] * 2
     cfg = SearchConfig(task=str(task_file), max_evals=12, batch_size=4, proposer="hybrid",
                        llm=_settings(server, max_calls=50, concurrency=1, retries=1))
     res = discover(cfg, out=tmp_path)
@@ -689,6 +690,22 @@ def test_a_wait_for_replies_that_holds_the_run_is_said(task_file, server, tmp_pa
     assert res["evals"] == 12 and "the endpoint failed 2 times" in res["llm_ended"]
     assert err.count("waiting for 1 LLM call (--max-evals leaves no room for their proposals "
                      "after this batch; an endpoint that fails is retried up to 1 time;") == 1
+
+
+def test_a_wait_that_ends_as_the_replies_come_in_is_not_said(task_file, server, tmp_path,
+                                                             capsys, monkeypatch):
+    """A CI run printed "waiting for 0 LLM calls": the wait had ended with the call's reply,
+    past the time after which a wait is said."""
+    from concurrent.futures import wait
+    from hybrid_sld.search import llm_rounds
+    monkeypatch.setattr(llm_rounds, "WAIT_SAID_AFTER", 0.0)
+    monkeypatch.setattr(llm_rounds, "wait", lambda fs, timeout: wait(fs))  # till they are in
+    server.faults = [{"status": 503, "headers": {"Retry-After": "1"}}] * 2
+    cfg = SearchConfig(task=str(task_file), max_evals=12, batch_size=4, proposer="hybrid",
+                       llm=_settings(server, max_calls=50, concurrency=1, retries=1))
+    res = discover(cfg, out=tmp_path)
+    assert res["evals"] == 12 and "the endpoint failed 2 times" in res["llm_ended"]
+    assert "waiting for" not in capsys.readouterr().err
 
 
 def test_an_endpoint_dead_from_the_start_is_not_said_to_have_had_a_part(task_file, server,

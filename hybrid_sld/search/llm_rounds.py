@@ -270,9 +270,9 @@ class LLMRounds:
             wait(self._round, timeout=0.25)
             if self._done():
                 return False
-            if since is not None and time.perf_counter() - since > WAIT_SAID_AFTER:
+            out = sum(not f.done() for f in self._round)  # the wait may end as they come in
+            if out and since is not None and time.perf_counter() - since > WAIT_SAID_AFTER:
                 since = None  # said once: a stalled progress bar, unexplained, looks hung
-                out = sum(not f.done() for f in self._round)
                 why = ("--max-evals leaves no room for their proposals after this batch"
                        if capped else "the grammar has nothing left to propose")
                 print(f"waiting for {counted(out, 'LLM call')} ({why}; an endpoint that fails "
