@@ -158,7 +158,6 @@ def _positive_note(law, task, spec, train, v, full) -> str | None:
     its logarithm, across orders of magnitude. Where the constants in such bases fit positive
     in every group and, declared so, the law fits or validates better, the note says so with
     the figures (training rows only)."""
-    from .evaluate import evaluate, validate
     fits = [f for f in full.fits.values() if f.success]
     names = [n for n in _in_real_only_bases(law)
              if fits and all(f.params.get(n, 0) > 0 for f in fits)]
@@ -166,9 +165,7 @@ def _positive_note(law, task, spec, train, v, full) -> str | None:
         return None
     try:
         bounded = parse_task_law(law.text + "".join(f"\n{n} > 0" for n in names), task)
-        bv = validate(bounded, task, train, spec)
-        bfull = evaluate(bounded, spec, train, {"train": train}, warm=bv.fits,
-                         scale=task.split.scales)
+        bv, bfull = report(bounded, task, train, None, spec)  # no test rows: training only
     except HybridSLDError:
         return None
     figures = [(what, new, old if np.isfinite(old) else -np.inf) for what, new, old in
