@@ -24,7 +24,7 @@ from .api_search import _search
 from .compile import compile_law, domain_violation
 from .data import Dataset
 from .errors import FitError, HybridSLDError, LawError
-from .evaluate import scale_repeats
+from .evaluate import scale_repeats, score_dataset
 from .fit import fit_groups
 from .grammar import NAME_RULE, is_name
 from .law import Law
@@ -267,6 +267,10 @@ class ScalingLawRegressor:
                                (names[j],))
         if note:
             warnings.warn(note, stacklevel=2)
+        if self.law is not None:  # the search declares its own constants' signs
+            note = self._positive_note(law, spec, A, Y2, keys, j, fits, data, (names, unnamed))
+            if note:
+                warnings.warn(note, stacklevel=2)
         failed = [g for g, f in fits.items() if not f.success]
         if failed:
             warnings.warn(f"fit failed for {len(failed)} group(s), e.g. {failed[0]!r}: "
@@ -407,6 +411,25 @@ class ScalingLawRegressor:
             raise FitError(f"the fit failed for every group ({len(fits)}), e.g. "
                            f"{next(iter(fits))!r}: {first.message}")
         return fits
+
+    @classmethod
+    def _positive_note(cls, law, spec, A, Y2, keys, j, fits, data, parsing) -> str | None:
+        """:mod:`.positivity`'s note on the rows fitted: the API fits them all, so there is
+        no validation figure."""
+        from .positivity import declared_positive, fitted_positive, positive_note
+        names = fitted_positive(law, fits)
+        if not names:
+            return None
+        columns, unnamed = parsing
+        try:
+            bounded = _parse(declared_positive(law, names), columns, law.targets, unnamed)
+            bounded_fits = cls._fit_groups(bounded, spec, A, Y2, keys, j, None)
+        except HybridSLDError:
+            return None
+        label = {g: str(i) for i, g in enumerate(fits)}
+        before = score_dataset(law, {label[g]: f for g, f in fits.items()}, data).r2
+        after = score_dataset(bounded, {label[g]: f for g, f in bounded_fits.items()}, data).r2
+        return positive_note(names, [("fits", "R2 on the rows fitted", after, before)])
 
     # -- using the fit -----------------------------------------------------------------------
     def _check_fitted(self):

@@ -23,6 +23,7 @@ from .law_names import near_feature_notes
 from .law_task import check_uses_features, parse_expert_law, parse_task_law
 from .metrics import Score, failed_score, json_text, score
 from .metrics import report_value as _r
+from .positivity import declared_positive, fitted_positive, positive_note
 from .search.state import missing_folders, remove_if_empty, write_atomic
 from .tasks import builtin_task_names, get_task
 
@@ -124,68 +125,19 @@ def _fit_notes(law, spec, fits: dict, train) -> list[str]:
     return notes
 
 
-def _in_real_only_bases(law) -> list[str]:
-    """Unbounded constants whose sign is that of a term of the base of a fractional power or
-    of a log's argument (N_c in ``(N_c/N)^a``, D_c in ``(A + D_c*D^b)^(1/10)``, not b): a
-    negative one can make the law not real."""
-    import sympy as sp
-    from .export import as_written
-    unbounded = {law.symbols[p.name]: p.name for p in law.params if not p.bounded}
-
-    def signs(e) -> set:  # the constants that can turn e's sign
-        if e in unbounded:
-            return {e}
-        if isinstance(e, (sp.Add, sp.Mul)):
-            return set().union(*map(signs, e.args))
-        if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp % 2:
-            return signs(e.base)
-        return set()  # a feature, a number, an even power, exp, a real-only power
-
-    found = set()
-    for _t, expr in law.equations:
-        for e in sp.preorder_traversal(expr):
-            if isinstance(e, sp.Pow) and not e.exp.is_Integer:
-                found |= signs(e.base)
-            elif isinstance(e, sp.log):
-                found |= signs(e.args[0])
-    names = {unbounded[s] for s in found}
-    return [n for n in as_written(law) if n in names]
-
-
 def _positive_note(law, task, spec, train, v, full) -> str | None:
-    """Unbounded constants are fitted linearly, from starts within a few units: N_c ~ 1e13 in
-    Kaplan's (N_c/N)^a is out of their reach, while declared positive a constant is fitted as
-    its logarithm, across orders of magnitude. Where the constants in such bases fit positive
-    in every group and, declared so, the law fits or validates better, the note says so with
-    the figures (training rows only)."""
-    fits = [f for f in full.fits.values() if f.success]
-    names = [n for n in _in_real_only_bases(law)
-             if fits and all(f.params.get(n, 0) > 0 for f in fits)]
+    """:mod:`.positivity`'s note, on the figures of this fit and of the law with the constants
+    declared positive (training rows only: validation, then all train)."""
+    names = fitted_positive(law, full.fits)
     if not names:
         return None
     try:
-        bounded = parse_task_law(law.text + "".join(f"\n{n} > 0" for n in names), task)
+        bounded = parse_task_law(declared_positive(law, names), task)
         bv, bfull = report(bounded, task, train, None, spec)  # no test rows: training only
     except HybridSLDError:
         return None
-    figures = [(what, new, old if np.isfinite(old) else -np.inf) for what, new, old in
-               (("train", bfull.r2("train"), full.r2("train")),
-                ("valid", bv.r2("valid"), v.r2("valid")))
-               if new is not None and old is not None and np.isfinite(new)]
-    better = [(w, new, old) for w, new, old in figures if new > old + 1e-3]
-    if not better or any(new < old - 1e-4 for _w, new, old in figures):
-        return None
-    said = ", ".join(f"`{n} > 0`" for n in names)
-    how = " and ".join({"train": "fits", "valid": "validates"}[w] for w, _n, _o in better)
-    shown = "; ".join(f"{w} R2 {_fmt(new).strip()} "
-                      f"(here {_fmt(old).strip() if np.isfinite(old) else 'not finite'})"
-                      for w, new, old in better)
-    one = len(names) == 1
-    return (f"declared positive ({said}: {'its' if one else 'their'} sign is that of the base of "
-            f"a fractional power or a log, and {'it fits' if one else 'they fit'} positive in "
-            f"every group), the law {how} better: {shown}. A constant declared positive is "
-            "fitted as its logarithm, across orders of magnitude; an unbounded one, within a few "
-            "units of its start")
+    return positive_note(names, [("fits", "train R2", bfull.r2("train"), full.r2("train")),
+                                 ("validates", "valid R2", bv.r2("valid"), v.r2("valid"))])
 
 
 def _some(groups: list[str]) -> str:

@@ -172,11 +172,11 @@ def test_fit_says_when_declaring_a_constant_positive_fits_better(capsys):
 
 
 def test_only_constants_that_set_a_bases_sign_are_named_for_declaring_positive():
-    from hybrid_sld.cli_score import _in_real_only_bases
+    from hybrid_sld.positivity import in_real_only_bases
     from hybrid_sld.law import parse_law
 
     def named(text):
-        return _in_real_only_bases(parse_law(text, ["x", "z"], ["y"]))
+        return in_real_only_bases(parse_law(text, ["x", "z"], ["y"]))
 
     assert named("y = (c/x)^a") == ["c"]
     assert sorted(named("y = log(k*x) + (E + d*z^b)^(1/3)")) == ["E", "d", "k"]
