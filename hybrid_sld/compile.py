@@ -48,6 +48,8 @@ class CompiledLaw:
         xs = [law.symbols[f] for f in law.features]
         ps = [law.symbols[p.name] for p in law.params]
         self.targets = [Tape(expr, xs, ps) for _t, expr in law.equations]
+        from .fit_starts import scale_terms  # where a fit's starts are out of reach
+        self.scale_terms = scale_terms(law)
 
     def __getstate__(self):
         return {"law": self.law}

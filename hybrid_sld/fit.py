@@ -18,6 +18,7 @@ from .deadline import time_limit  # noqa: F401  (time_limit: part of this API)
 from .errors import FitError
 from .fit_batched import _finishing_order, _fit_batched
 from .fit_core import _run, _spread
+from .fit_starts import scale_start
 from .fit_spec import Fit, FitterSpec  # noqa: F401  (re-exported: the public API's records)
 from .threads import fits_with_one_blas_thread
 
@@ -90,6 +91,8 @@ def fit_groups(compiled: CompiledLaw, groups: dict, spec: FitterSpec = FitterSpe
     """
     groups = {g: _as_2d(X, Y, compiled) for g, (X, Y) in groups.items()}
     starts = starts or {}
+    if compiled.scale_terms:  # a cold fit: N_c in (N_c/N)^a started near the rows' N too
+        starts = {g: starts.get(g) or scale_start(compiled, X) for g, (X, _Y) in groups.items()}
     law = compiled.law
     shared = [i for i, p in enumerate(law.params) if p.shared]
     if shared and len(groups) >= 2:

@@ -103,3 +103,66 @@ def _with_init(p, value):
     if value is None or not (p.lower <= value <= p.upper) or (p.positive and value <= 0):
         return p
     return replace(p, init=value)
+
+
+FAR = 12.0  # |ln c| past this: beyond the default starts' reach (e^12 ~ 1.6e5; _search_box)
+
+
+def scale_terms(law) -> dict[int, tuple[float, tuple[tuple[int, float], ...]]]:
+    """Parameters that scale features where only their product's size matters: N_c in
+    Kaplan's ``(N_c/N)^a``, k in ``log(1 + k*x)``, each c*k*x^e (k, e numbers) that is the base
+    of a fractional power or a log's argument, or a term of one beside terms free of features.
+    Parameter index -> (k, ((feature index, e), ...))."""
+    import sympy as sp
+    params = {law.symbols[p.name]: i for i, p in enumerate(law.params)}
+    feats = {law.symbols[f]: j for j, f in enumerate(law.features)}
+    found: dict = {}
+
+    def term(m):  # c*k*x^e: (c's index, k, ((x, e), ...)) or None
+        cs, k, xs = [], 1.0, []
+        for a in sp.Mul.make_args(m):
+            if a in params:
+                cs.append(params[a])
+            elif a.is_Number:
+                k *= float(a)
+            elif a in feats:
+                xs.append((feats[a], 1.0))
+            elif isinstance(a, sp.Pow) and a.base in feats and a.exp.is_Number:
+                xs.append((feats[a.base], float(a.exp)))
+            else:
+                return None
+        return (cs[0], k, tuple(xs)) if len(cs) == 1 and xs else None
+
+    for _t, expr in law.equations:
+        for e in sp.preorder_traversal(expr):
+            inner = (e.base if isinstance(e, sp.Pow) and not e.exp.is_Integer else
+                     e.args[0] if isinstance(e, sp.log) else None)
+            if inner is None:
+                continue
+            terms = [term(a) for a in sp.Add.make_args(inner)]
+            scaled = [t for t in terms if t is not None]
+            rest = [a for a, t in zip(sp.Add.make_args(inner), terms) if t is None]
+            if scaled and not any(a.free_symbols & feats.keys() for a in rest):
+                for i, k, xs in scaled:
+                    found.setdefault(i, (k, xs))
+    return found
+
+
+def scale_start(compiled, X: np.ndarray) -> dict[str, float] | None:
+    """One more start for a fit on rows ``X``, as a warm start is: each :func:`scale_terms`
+    parameter the law gives no start (``~``) at the value that makes its term 1 at the
+    geometric mean of the features, where that is out of the default starts' reach (N_c ~ 1e7,
+    not 0.5, for N in 1e6..3e8). An added start, not a moved one: from 0.5 such a term can
+    fit by vanishing, and did on vocab's laws. None when no parameter is so placed."""
+    out = {}
+    for i, (k, xs) in compiled.scale_terms.items():
+        if compiled.law.params[i].init is not None:  # the law gives its start
+            continue
+        cols = [X[:, j] for j, _e in xs]
+        if not all(np.all(c > 0) for c in cols) or k == 0:
+            continue
+        log_c = -math.log(abs(k)) - sum(e * float(np.mean(np.log(c))) for c, (_j, e) in
+                                       zip(cols, xs))
+        if abs(log_c) > FAR and abs(log_c) < 700:
+            out[compiled.law.params[i].name] = math.exp(log_c)
+    return out or None

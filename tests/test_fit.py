@@ -747,3 +747,36 @@ def test_amplitudes_of_very_unlike_size_are_fitted(n_groups):
     fits = fit_groups(c, {g: (X, y) for g in range(n_groups)}, FitterSpec())
     for f in fits.values():
         assert f.params == pytest.approx(truth, rel=1e-6)
+
+
+def test_constants_that_scale_features_inside_a_base_or_a_log_are_found():
+    from hybrid_sld.fit_starts import scale_terms
+
+    def found(text):
+        law = parse_law(text, ["x", "z"], ["y"])
+        return {law.params[i].name: v for i, v in scale_terms(law).items()}
+
+    assert found("y = ((c/x)^a + (d*z^2)^b)^(1/10)") == {"c": (1.0, ((0, -1.0),)),
+                                                         "d": (1.0, ((1, 2.0),))}
+    assert found("y = log(1 + 3*k*x) + E") == {"k": (3.0, ((0, 1.0),))}
+    assert found("y = (x + R*x)^(2/5)") == {}  # beside a feature: its size is not 1's
+    assert found("y = (D*x^b)^(1/10) + A/x^(1/2) + (c*x)^2") == {}  # a fitted exponent; no
+    # base at all; a whole power
+
+
+@pytest.mark.parametrize("n_groups", [1, 12], ids=["one-by-one", "batched"])
+def test_a_scale_far_beyond_the_default_starts_is_fitted(n_groups):
+    """Kaplan's (N_c/N)^a with N_c ~ 1e13: from starts at 0.5 or within e^12 of 1 the fits
+    ended far off (R2 0.24 on kaplan_demo), declared positive or not. One more start puts
+    N_c/N at 1 over the group's rows, as a warm start would, on both fitting paths."""
+    from hybrid_sld.fit_starts import scale_start
+    x = np.geomspace(1e6, 1e9, 15)
+    groups = {f"g{k}": (x[:, None], (8.8e13 * (1 + k / 10) / x) ** 0.076) for k in range(n_groups)}
+    for text in ("y = (N_c/x)^a", "y = (N_c/x)^a\nN_c > 0"):
+        compiled = compile_law(parse_law(text, ["x"], ["y"]))
+        start = scale_start(compiled, x[:, None])
+        assert start == {"N_c": pytest.approx(math.sqrt(1e6 * 1e9))}  # at the geometric mean
+        for k, (g, fit) in enumerate(fit_groups(compiled, groups).items()):
+            assert fit.params["N_c"] == pytest.approx(8.8e13 * (1 + k / 10), rel=1e-6), (text, g)
+    # within the default starts' reach, no start is added
+    assert scale_start(compiled, np.geomspace(1, 1e4, 5)[:, None]) is None
