@@ -1,5 +1,6 @@
 """Where a fit's descents begin: the optimiser's bounds and start vector from a law's
-declared parameters, warm starts, the search box, and the random / DE / grid start points.
+declared parameters, warm starts, the search box, the random / DE / grid start points, and
+a start at the features' scale for constants such as N_c in (N_c/N)^a.
 
 Shared by the one-problem path (fit_core) and the batched path (fit_batched), which must draw
 the same start points from the same seed.

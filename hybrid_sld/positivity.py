@@ -1,8 +1,9 @@
 """Whether a law's unbounded constants would fit better declared positive.
 
-An unbounded constant is fitted from starts within a few units: N_c ~ 1e13 in Kaplan's
-``(N_c/N)^a`` is out of its reach. A constant declared positive is fitted as its logarithm,
-across orders of magnitude. Where a constant sets the sign of a fractional power's base or a
+An unbounded constant is fitted from starts within a few units: D_c ~ 1e13 in
+``(A + D_c*D^b)^(1/10)`` is out of their reach (N_c in ``(N_c/N)^a`` gets a start at N's scale,
+:func:`.fit_starts.scale_start`; D_c*D^b with b fitted has no such scale). A constant declared
+positive is fitted as its logarithm, across orders of magnitude. Where a constant sets the sign of a fractional power's base or a
 log's argument (so a negative value makes the law not real) and fits positive in every group,
 declaring it so is what its author most likely meant; ``hybrid-sld fit`` and
 ``ScalingLawRegressor(law=...)`` say so when the law then fits (or validates) better.
