@@ -268,7 +268,8 @@ class ScalingLawRegressor:
         if note:
             warnings.warn(note, stacklevel=2)
         if self.law is not None:  # the search declares its own constants' signs
-            note = self._positive_note(law, spec, A, Y2, keys, j, fits, data, (names, unnamed))
+            note = self._positive_note(law, spec, A, Y2, keys, j, fits, (data, label),
+                                       (names, unnamed))
             if note:
                 warnings.warn(note, stacklevel=2)
         failed = [g for g, f in fits.items() if not f.success]
@@ -413,9 +414,9 @@ class ScalingLawRegressor:
         return fits
 
     @classmethod
-    def _positive_note(cls, law, spec, A, Y2, keys, j, fits, data, parsing) -> str | None:
+    def _positive_note(cls, law, spec, A, Y2, keys, j, fits, rows, parsing) -> str | None:
         """:mod:`.positivity`'s note on the rows fitted: the API fits them all, so there is
-        no validation figure."""
+        no validation figure. ``rows``: those rows as a Dataset, and its labels of the groups."""
         from .positivity import declared_positive, fitted_positive, positive_note
         names = fitted_positive(law, fits)
         if not names:
@@ -426,7 +427,7 @@ class ScalingLawRegressor:
             bounded_fits = cls._fit_groups(bounded, spec, A, Y2, keys, j, None)
         except HybridSLDError:
             return None
-        label = {g: str(i) for i, g in enumerate(fits)}
+        data, label = rows
         before = score_dataset(law, {label[g]: f for g, f in fits.items()}, data).r2
         after = score_dataset(bounded, {label[g]: f for g, f in bounded_fits.items()}, data).r2
         return positive_note(names, [("fits", "R2 on the rows fitted", after, before)])

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import sys
 
+from .metrics import fmt_r2
 from .tasks import get_task
 
 
-def _fmt(x):
-    # R2 far below -1 (a law that fails to extrapolate) in a form a person can read
-    if x is None:
-        return "   n/a"
-    return f"{x:8.4f}" if abs(x) < 100 else f"{x:8.5g}" if abs(x) < 1e5 else f"{x:8.1e}"
+_fmt = fmt_r2  # the CLI's name for it
 
 
 def _score_notes(res: dict) -> list[str]:

@@ -115,6 +115,8 @@ def scale_terms(law) -> dict[int, tuple[float, tuple[tuple[int, float], ...]]]:
     of a fractional power or a log's argument, or a term of one beside terms free of features.
     Parameter index -> (k, ((feature index, e), ...))."""
     import sympy as sp
+
+    from .law import real_only_parts
     params = {law.symbols[p.name]: i for i, p in enumerate(law.params)}
     feats = {law.symbols[f]: j for j, f in enumerate(law.features)}
     found: dict = {}
@@ -134,18 +136,13 @@ def scale_terms(law) -> dict[int, tuple[float, tuple[tuple[int, float], ...]]]:
                 return None
         return (cs[0], k, tuple(xs)) if len(cs) == 1 and xs else None
 
-    for _t, expr in law.equations:
-        for e in sp.preorder_traversal(expr):
-            inner = (e.base if isinstance(e, sp.Pow) and not e.exp.is_Integer else
-                     e.args[0] if isinstance(e, sp.log) else None)
-            if inner is None:
-                continue
-            terms = [term(a) for a in sp.Add.make_args(inner)]
-            scaled = [t for t in terms if t is not None]
-            rest = [a for a, t in zip(sp.Add.make_args(inner), terms) if t is None]
-            if scaled and not any(a.free_symbols & feats.keys() for a in rest):
-                for i, k, xs in scaled:
-                    found.setdefault(i, (k, xs))
+    for inner in real_only_parts(law):
+        terms = [term(a) for a in sp.Add.make_args(inner)]
+        scaled = [t for t in terms if t is not None]
+        rest = [a for a, t in zip(sp.Add.make_args(inner), terms) if t is None]
+        if scaled and not any(a.free_symbols & feats.keys() for a in rest):
+            for i, k, xs in scaled:
+                found.setdefault(i, (k, xs))
     return found
 
 

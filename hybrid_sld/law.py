@@ -229,6 +229,17 @@ class Law:
 MAX_DEPTH = 40  # expression tree depth; far deeper than any law, shallow enough for sympy
 
 
+def real_only_parts(law: Law):
+    """Each base of a fractional power and each log's argument in the law's equations: where
+    a value below 0 makes the law not real, so where a constant's sign or scale matters."""
+    for _t, expr in law.equations:
+        for e in sp.preorder_traversal(expr):
+            if isinstance(e, sp.Pow) and not e.exp.is_Integer:
+                yield e.base
+            elif isinstance(e, sp.log):
+                yield e.args[0]
+
+
 def _depth(expr: sp.Expr) -> int:
     """Depth of the expression tree, without recursion."""
     deepest, stack = 0, [(expr, 1)]

@@ -48,6 +48,14 @@ class Score:
                 "nmae_per_target": list(self.nmae_per_target), "message": self.message}
 
 
+def fmt_r2(x) -> str:
+    """An R2 in 8 characters; far below -1 (a law that fails to extrapolate) in a form a
+    person can read."""
+    if x is None:
+        return "   n/a"
+    return f"{x:8.4f}" if abs(x) < 100 else f"{x:8.5g}" if abs(x) < 1e5 else f"{x:8.1e}"
+
+
 def failed_score(message: str) -> Score:
     return Score(-1.0, FAILED_NMSE, FAILED_NMSE, message=message)
 

@@ -3,9 +3,9 @@
 An unbounded constant is fitted from starts within a few units: D_c ~ 1e13 in
 ``(A + D_c*D^b)^(1/10)`` is out of their reach (N_c in ``(N_c/N)^a`` gets a start at N's scale,
 :func:`.fit_starts.scale_start`; D_c*D^b with b fitted has no such scale). A constant declared
-positive is fitted as its logarithm, across orders of magnitude. Where a constant sets the sign of a fractional power's base or a
-log's argument (so a negative value makes the law not real) and fits positive in every group,
-declaring it so is what its author most likely meant; ``hybrid-sld fit`` and
+positive is fitted as its logarithm, across orders of magnitude. Where a constant sets the sign
+of a fractional power's base or a log's argument (so a negative value makes the law not real)
+and fits positive in every group, declaring it so is what its author most likely meant; ``hybrid-sld fit`` and
 ``ScalingLawRegressor(law=...)`` say so when the law then fits (or validates) better.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 from .fit_spec import Fit
-from .law import Law
+from .law import Law, real_only_parts
+from .metrics import fmt_r2
 
 BETTER = 1e-3  # an R2 this much higher is worth saying
 WORSE = 1e-4  # and one this much lower on another figure is not a gain
@@ -38,13 +39,7 @@ def in_real_only_bases(law: Law) -> list[str]:
             return signs(e.base)
         return set()  # a feature, a number, an even power, exp, a real-only power
 
-    found = set()
-    for _t, expr in law.equations:
-        for e in sp.preorder_traversal(expr):
-            if isinstance(e, sp.Pow) and not e.exp.is_Integer:
-                found |= signs(e.base)
-            elif isinstance(e, sp.log):
-                found |= signs(e.args[0])
+    found = set().union(*map(signs, real_only_parts(law)))
     names = {unbounded[s] for s in found}
     return [n for n in as_written(law) if n in names]
 
@@ -62,10 +57,6 @@ def declared_positive(law: Law, names: list[str]) -> str:
     return law.text + "".join(f"\n{n} > 0" for n in names)
 
 
-def _r2(x: float) -> str:
-    return f"{x:.4f}" if abs(x) < 100 else f"{x:.5g}"  # -3.1e+05, not 31 digits
-
-
 def positive_note(names: list[str], figures: list[tuple[str, str, float, float]]) -> str | None:
     """The note, or None when declaring ``names`` positive gains nothing. ``figures``: (verb,
     label, R2 declared so, R2 as written), as ("fits", "train R2", 0.995, 0.24); a gain of
@@ -78,7 +69,8 @@ def positive_note(names: list[str], figures: list[tuple[str, str, float, float]]
         return None
     said = ", ".join(f"`{n} > 0`" for n in names)
     how = " and ".join(verb for verb, *_ in better)
-    shown = "; ".join(f"{label} {_r2(new)} (here {_r2(old) if math.isfinite(old) else 'not finite'})"
+    shown = "; ".join(f"{label} {fmt_r2(new).strip()} "
+                      f"(here {fmt_r2(old).strip() if math.isfinite(old) else 'not finite'})"
                       for _v, label, new, old in better)
     one = len(names) == 1
     return (f"declared positive ({said}: {'its' if one else 'their'} sign is that of the base of "
