@@ -5,7 +5,7 @@ Only stdlib and numpy are imported, and the file is run by path, so the (possibl
 The process started is a supervisor: it forks the process that runs the program, waits for it
 however it ends (a return, os._exit, abort, a signal), then kills every process the program
 left, in sessions of their own too, and ends as the program's process did. Both die with their
-parent (Linux): a `timeout` or a kill of hybrid-sld leaves no program running.
+parent (Linux): a `timeout` or a kill of hybrid-sld leaves no program running, and no WORKDIR.
 WORKDIR holds ``job.json``, ``data.npz`` and ``program.py``; the runner writes ``progress``
 (the index of the group begun, -1 while loading) as each group begins, so the parent can time each
 group, then ``result.npz`` (predictions, keyed ``pred_<group>_<row set>``) and then
@@ -53,6 +53,27 @@ def _die_with_parent() -> None:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def _clean_up_with_parent(workdir: str) -> None:
+    """When hybrid-sld ends without removing WORKDIR (a SIGKILL: a scheduler's, the OOM
+    killer's), kill the program and remove WORKDIR, which holds a copy of the user's data and
+    program that nothing else would remove. Told by SIGTERM sent at the parent's death."""
+    me, parent = os.getpid(), os.getppid()
+
+    def on_term(signum, _frame):
+        if os.getpid() == me and os.getppid() != parent:
+            kill_descendants(me)  # the program first: it might still write into WORKDIR
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
+            os._exit(1)
+        signal.signal(signum, signal.SIG_DFL)  # a SIGTERM from elsewhere: ended by it, as before
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        on_term(signal.SIGTERM, None)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -194,6 +215,7 @@ def _run(workdir: str) -> tuple[bool, str, dict | None]:
 
 def _program(workdir: str) -> int:
     """The program's own process: run it, write the verdict."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the supervisor's clean-up is not its own
     _die_with_parent()
     faulthandler.enable()  # a segfault in a C extension still leaves a trace in the log
     try:
@@ -229,7 +251,7 @@ def _supervise(child: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    _clean_up_with_parent(argv[1])
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of a double fork come here, not to init
     child = os.fork()
     if child == 0:
