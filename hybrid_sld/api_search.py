@@ -94,7 +94,9 @@ def _search(A, Y, keys, features, targets, max_evals, seed, functions, scale):
                   if g in choice.full.fits and choice.full.fits[g].success}
         # the front spans every law evaluated, the final selection the archive's elites only
         compared = {t["entry"].key for t in choice.finalists}
-        front = [{"law": e.law, "valid_r2": e.valid_r2, "complexity": e.complexity,
+        # the chosen law as the estimator holds it, unless folded (another law then)
+        front = [{"law": law if e.key == best.key and not choice.folded else e.law,
+                  "valid_r2": e.valid_r2, "complexity": e.complexity,
                   "n_params": e.n_params, "finalist": e.key in compared,
                   "chosen": e.key == best.key} for e in search.state.pareto()]
     return law, best.fitter, front, starts

@@ -206,6 +206,16 @@ class Law:
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
 
+    def renamed(self, names: dict[str, str]) -> Law:
+        """This law with parameters renamed (old name -> new, all at once): the same curves."""
+        new = {o: sp.Symbol(n, **self.symbols[o].assumptions0) for o, n in names.items()}
+        symbols = {n: s for n, s in self.symbols.items() if n not in names}
+        symbols.update({s.name: s for s in new.values()})
+        swap = {self.symbols[o]: s for o, s in new.items()}
+        return Law([(t, e.xreplace(swap)) for t, e in self.equations],
+                    [replace(p, name=names.get(p.name, p.name)) for p in self.params],
+                    self.features, symbols)
+
     @property
     def n_params(self) -> int:
         return len(self.params)

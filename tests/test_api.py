@@ -1026,10 +1026,10 @@ def test_a_searched_laws_fit_starts_where_the_final_choices_ended(monkeypatch):
     y = np.concatenate([e + a * n ** -k for e, a, k in truth])
     y += np.random.default_rng(0).normal(0, 1e-3, len(y))
     law = _chosen_by_the_search(
-        monkeypatch, "y = p1 + (1 - exp(p2*tanh(p4*p5/x0^p3)/p4))/p2",
+        monkeypatch, "y = p1 + (1 - exp(p2*tanh(p3*p4/x0^p5)/p3))/p2",
         FitterSpec(n_starts=3, max_nfev=200),
-        lambda i: Fit({"p1": truth[i][0], "p2": 1e-3, "p4": 1e-2, "p5": -truth[i][1],
-                       "p3": truth[i][2]}, 0.0, status=1))
+        lambda i: Fit({"p1": truth[i][0], "p2": 1e-3, "p3": 1e-2, "p4": -truth[i][1],
+                       "p5": truth[i][2]}, 0.0, status=1))
     est = ScalingLawRegressor(max_evals=4).fit(X, y, groups=groups)
     assert est.law_.text == law.text and est.score(X, y, groups=groups) > 0.9999
 

@@ -242,8 +242,8 @@ def test_report_and_law_tex_read_tuple_shaped_group_names_plainly(tmp_path):
     md = (run / "report.md").read_text()
     assert res["parting"]["laws"] >= 2  # the past-the-training-scale table is written
     assert [line.split(" | ")[0] for line in md.splitlines() if "A/b" in line] == \
-        ["| A/b-1, flan", "| A/b-2, flan", "- `A/b-1, flan`: p1 = 3, p2 = 50, p6 = -0.5",
-         "- `A/b-2, flan`: p1 = 3, p2 = 20, p6 = -0.5"]
+        ["| A/b-1, flan", "| A/b-2, flan", "- `A/b-1, flan`: p1 = 3, p2 = 50, p3 = -0.5",
+         "- `A/b-2, flan`: p1 = 3, p2 = 20, p3 = -0.5"]
     tex = (run / "law.tex").read_text()
     assert "A/b-1, flan & " in tex and "A/b-2, flan & " in tex and "'" not in tex
     assert "% x = x: scale\n" in tex  # what each feature's symbol stands for, with its description
@@ -1757,6 +1757,34 @@ def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, te
     old = {**res, "found_as": {k: v for k, v in res["found_as"].items() if k != "kinds"}}
     front = search.state.pareto()
     assert _markdown(old, front) == _markdown(res, front)
+
+
+def test_a_chosen_laws_constants_are_numbered_as_the_law_reads(finished_run, monkeypatch):
+    # the search numbers constants as it makes them: ((p5/N)^p4 + p1/D)^a is reported as
+    # ((p1/N)^p2 + p3/D)^a, its constants the same values under their new names
+    from hybrid_sld.export import as_written
+    from hybrid_sld.search import select as select_mod
+    search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
+                                              .read_text())["config"]), finished_run)
+    search.load()
+    law = parse_task_law("y = p7 + p2*x^p4\np7 > 0", search.task)
+    chosen = Entry(law.text, {}, "numbers", 1.0, 1.0, law.complexity, law.n_params, 99, "mutate")
+    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
+    res = final_report(search)
+    reported = parse_task_law(res["law"], search.task)
+    assert as_written(reported) == ["p1", "p2", "p3"] and reported.form == law.form
+    renamed = {n: res["found_as"]["renamed"].get(n, n) for n in law.param_names}
+    assert sorted(renamed.values()) == ["p1", "p2", "p3"] and res["found_as"]["law"] == law.text
+    assert res["found_as"]["folded"] == []
+    assert reported.params[reported.param_names.index(renamed["p7"])].lower == 0
+    group = res["groups"]["g1"]  # y = 3 + 50*x^-0.5
+    assert group[renamed["p7"]] == pytest.approx(3, rel=1e-6)
+    assert group[renamed["p2"]] == pytest.approx(50, rel=1e-6)
+    assert group[renamed["p4"]] == pytest.approx(-0.5, rel=1e-6) and res["test_r2"] > 1 - 1e-9
+    md = (finished_run / "report.md").read_text()
+    assert (f"Found as `{law.text.splitlines()[0]}`; its constants are numbered here in the "
+            "order the law reads") in md
+    assert select_mod.in_reading_order(reported, search.task) == (reported, {})
 
 
 def test_a_chosen_law_with_powers_of_one_base_is_reported_merged(finished_run, monkeypatch):

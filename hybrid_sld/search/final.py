@@ -96,8 +96,9 @@ def final_report(search: Search) -> dict:
                        "horizon_r2": _r(t["horizon_r2"]), "chosen": t["entry"].key == best.key,
                        "fitter": t["entry"].fitter, "too_few_rows": t.get("too_few_rows")}
                       for t in c.finalists]}
-    result["found_as"] = ({"law": best.law, "folded": [n.text for n in c.folded],
-                           "kinds": [n.kind for n in c.folded]} if c.folded else None)
+    result["found_as"] = ({"law": best.law, "folded": [n.text for n in c.folded or ()],
+                           "kinds": [n.kind for n in c.folded or ()], "renamed": c.renamed}
+                          if c.folded or c.renamed else None)
     result["parting"] = parting(search, best, c.entry_fits)  # training rows only
     result["range_check"] = {"tolerance": RUNAWAY_TOLERANCE, "runaway": _r(away),
                              "where": runaway_where(task),

@@ -365,7 +365,7 @@ def _markdown(r: dict, front: list) -> str:
               "feature the law uses).") if r.get("run_dir") else ""
     note = _expert_form_md(r)
     note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
-    if r.get("found_as"):  # the search's own text, and why the report shows another
+    if (r.get("found_as") or {}).get("folded"):  # the search's text, and why this is another
         was = r["found_as"]
         # a best.json written before "kinds" tells them apart only by the note's text
         kinds = was.get("kinds") or ["constant" if is_name(x.split(" = ")[0]) else "function"
@@ -384,6 +384,9 @@ def _markdown(r: dict, front: list) -> str:
                  f"the law above {merges}")
         note += (f"Found as `{_equations(was['law'])}`; {found} and, refitted, fits and "
                  "validates as well.\n\n")
+    elif (r.get("found_as") or {}).get("renamed"):  # the front below gives the search's text
+        note += (f"Found as `{_equations(r['found_as']['law'])}`; its constants are numbered "
+                 "here in the order the law reads.\n\n")
     for key in ("at_bounds", "below_zero"):
         if r.get(key):
             note += f"Note: {r[key]}.\n\n"

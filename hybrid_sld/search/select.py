@@ -22,6 +22,7 @@ data_constrained), and then on 9 fresh runs by 0.09 (benchmarks/results/offline_
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -33,11 +34,13 @@ from ..data import split_train_valid
 from ..evaluate import (Evaluation, beyond_training, check_rows, predict_dataset, report,
                         runaway, score_dataset, target_range, validate)
 from ..deadline import time_limit
+from ..export import as_written
 from ..fit_spec import FitterSpec
 from ..law import Law
 from ..law_task import parse_task_law
 from ..tasks import Task
 from .archive import Entry
+from .motifs import ParamFactory
 from .folds import (FoldNote, carry_fits, fold_powers, fold_saturated, fold_vanishing,
                     vanishing_constants)
 
@@ -284,7 +287,7 @@ def _scored_at(search, law: Law, spec: FitterSpec, fits: tuple) -> tuple[Evaluat
 class FinalChoice:
     """The law a finished search reports, and the steps that led to it: chosen by the final
     selection rule, replaced when its refit runs out of range, read plainly (saturated
-    functions and vanishing constants folded).
+    functions and vanishing constants folded), its constants renumbered in reading order.
     One place for the final report and the Python API, so both give the same law."""
     entry: Entry  # the archive's entry (its text is the search's own)
     finalists: list[dict]  # select_final's table
@@ -295,6 +298,7 @@ class FinalChoice:
     passed_over: list[dict]  # laws refit_in_range passed over
     entry_fits: dict  # the entry's own full-train fits (before any folding)
     folded: list[FoldNote] | None  # what read_plainly folded, if any
+    renamed: dict[str, str]  # constants renumbered in reading order: name searched -> reported
 
 
 def final_choice(search) -> FinalChoice:
@@ -307,7 +311,35 @@ def final_choice(search) -> FinalChoice:
     folded = None
     if plain is not None:  # the same predictions on the training rows
         law, v, full, away, folded = plain
-    return FinalChoice(entry, table, law, v, full, away, passed, entry_fits, folded)
+    numbered, names = in_reading_order(law, search.task)
+    if names:  # the same constants, named p1, p2, ... as the text reads
+        merged = {n: law.symbols[o] for o, n in names.items()}
+        v, full = _scored_at(search, numbered, FitterSpec.from_dict(entry.fitter),
+                             (carry_fits(v.fits, numbered, merged),
+                              carry_fits(full.fits, numbered, merged)))
+        law = numbered
+    return FinalChoice(entry, table, law, v, full, away, passed, entry_fits, folded, names)
+
+
+_MADE_NAME = re.compile(r"p\d+")  # as the search names the constants it makes (ParamFactory)
+
+
+def in_reading_order(law: Law, task: Task) -> tuple[Law, dict[str, str]]:
+    """The law with the constants the search named (p<n>) renumbered p1, p2, ... in the order
+    the text reads, and the renaming (old name -> new, {} for none): the search numbers them
+    as it makes them (``(p5/N)^p4 + p1/D``). Other names (the expert law's, a user's) stay."""
+    out, total = law, {n: n for n in law.param_names}
+    for _ in range(3):  # renaming may reorder a sum's terms as printed: read again
+        made = [n for n in out.param_names if _MADE_NAME.fullmatch(n)]
+        order = [n for n in as_written(out) if n in made]
+        kept = set(out.param_names) - set(made) | {t for t, _e in out.equations}
+        factory = ParamFactory(used=kept, features=law.features)
+        names = {o: factory.name() for o in order}
+        if all(o == n for o, n in names.items()):
+            break
+        out = parse_task_law(out.renamed(names).text, task)
+        total = {o: names.get(n, n) for o, n in total.items()}
+    return out, {o: n for o, n in total.items() if o != n}
 
 
 def parting(search, chosen: Entry, fits: dict, k: int = 8) -> dict | None:
