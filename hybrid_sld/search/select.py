@@ -313,10 +313,11 @@ def final_choice(search) -> FinalChoice:
         law, v, full, away, folded = plain
     numbered, names = in_reading_order(law, search.task)
     if names:  # the same constants, named p1, p2, ... as the text reads
-        merged = {n: law.symbols[o] for o, n in names.items()}
+        def same(fits):
+            return {g: replace(f, params={names.get(k, k): x for k, x in f.params.items()})
+                    for g, f in fits.items()}
         v, full = _scored_at(search, numbered, FitterSpec.from_dict(entry.fitter),
-                             (carry_fits(v.fits, numbered, merged),
-                              carry_fits(full.fits, numbered, merged)))
+                             (same(v.fits), same(full.fits)))
         law = numbered
     return FinalChoice(entry, table, law, v, full, away, passed, entry_fits, folded, names)
 
