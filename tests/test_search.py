@@ -1787,6 +1787,30 @@ def test_a_chosen_laws_constants_are_numbered_as_the_law_reads(finished_run, mon
     assert select_mod.in_reading_order(reported, search.task) == (reported, {})
 
 
+def test_constants_are_numbered_as_read_where_the_printer_orders_terms_by_name():
+    # sympy prints a sum's terms sorted by name (p10 before p2): with ten constants or more the
+    # numbering cannot follow the text everywhere, and the closest renaming is kept
+    from hybrid_sld.export import as_written
+    from hybrid_sld.search.select import in_reading_order
+    from hybrid_sld.tasks import get_task
+    task = get_task("lr_bsz")
+    law = parse_task_law(
+        "lm_loss = p1 + p10/(1 + exp(-p11*(p12*log(bsz) + log(lr)))) + p2/non_embedding_param_"
+        "size^p3 + p20*data_size^(-p21 + p13*log(bsz)) + p6/bsz^p7 + p8*data_size^(-p9 + p15*"
+        "log(non_embedding_param_size)) + p4*(1 - exp(-p14*lr^(-p5 + p16*log(non_embedding_"
+        "param_size))))/p14", task)
+    out, names = in_reading_order(law, task)
+    numbers = [int(n[1:]) for n in as_written(out)]
+    assert sorted(numbers) == list(range(1, 19)) and out.form == law.form
+    assert sum(a > b for a, b in zip(numbers, numbers[1:])) <= 1, as_written(out)
+    assert {names.get(n, n) for n in law.param_names} == set(out.param_names)
+    kaplan = get_task("kaplan_demo")
+    demo = parse_task_law("loss = ((p5/num_params)^p4 + p1/tokens)^alpha_D", kaplan)
+    out, names = in_reading_order(demo, kaplan)
+    assert out.text.splitlines()[0] == "loss = ((p1/num_params)^p2 + p3/tokens)^alpha_D"
+    assert names == {"p5": "p1", "p4": "p2", "p1": "p3"}
+
+
 def test_a_chosen_law_with_powers_of_one_base_is_reported_merged(finished_run, monkeypatch):
     # x^p3*x^(p4 - 1/2) is x^(p3 + p4 - 1/2): one constant in the exponent, not two that only
     # their sum pins down (seen: sft_data_size^p1*sft_data_size^(-p3 + p4*log(...)))

@@ -328,18 +328,29 @@ _MADE_NAME = re.compile(r"p\d+")  # as the search names the constants it makes (
 def in_reading_order(law: Law, task: Task) -> tuple[Law, dict[str, str]]:
     """The law with the constants the search named (p<n>) renumbered p1, p2, ... in the order
     the text reads, and the renaming (old name -> new, {} for none): the search numbers them
-    as it makes them (``(p5/N)^p4 + p1/D``). Other names (the expert law's, a user's) stay."""
+    as it makes them (``(p5/N)^p4 + p1/D``). Other names (the expert law's, a user's) stay.
+    The printer orders a sum's terms by their names (p10 before p2), so with ten constants or
+    more the order may not settle: the renaming read out of order least is kept."""
+    def made_order(x: Law) -> list[str]:
+        return [n for n in as_written(x) if _MADE_NAME.fullmatch(n)]
+
+    def disorder(x: Law) -> int:
+        numbers = [int(n[1:]) for n in made_order(x)]
+        return sum(a > b for a, b in zip(numbers, numbers[1:]))
+
     out, total = law, {n: n for n in law.param_names}
-    for _ in range(3):  # renaming may reorder a sum's terms as printed: read again
-        made = [n for n in out.param_names if _MADE_NAME.fullmatch(n)]
-        order = [n for n in as_written(out) if n in made]
-        kept = set(out.param_names) - set(made) | {t for t, _e in out.equations}
-        factory = ParamFactory(used=kept, features=law.features)
-        names = {o: factory.name() for o in order}
+    best = (disorder(law), law, total)
+    for _ in range(4):
+        kept = {n for n in out.param_names if not _MADE_NAME.fullmatch(n)}
+        factory = ParamFactory(used=kept | {t for t, _e in out.equations}, features=law.features)
+        names = {o: factory.name() for o in made_order(out)}
         if all(o == n for o, n in names.items()):
             break
         out = parse_task_law(out.renamed(names).text, task)
         total = {o: names.get(n, n) for o, n in total.items()}
+        if disorder(out) < best[0]:
+            best = (disorder(out), out, total)
+    _d, out, total = best
     return out, {o: n for o, n in total.items() if o != n}
 
 
