@@ -1727,6 +1727,19 @@ def test_a_failed_plot_is_recorded_in_best_json_too(synthetic_task, tmp_path, mo
     assert res["plot_error"] == "no canvas" and "no canvas" in (run / "report.md").read_text()
 
 
+def _reported_choosing(finished_run, monkeypatch, text: str):
+    """(search, law, final report) of the finished run with the final selection choosing the
+    law ``text``."""
+    from hybrid_sld.search import select as select_mod
+    search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
+                                              .read_text())["config"]), finished_run)
+    search.load()
+    law = parse_task_law(text, search.task)
+    chosen = Entry(law.text, {}, "chosen", 1.0, 1.0, law.complexity, law.n_params, 99, "mutate")
+    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
+    return search, law, final_report(search)
+
+
 @pytest.mark.parametrize("text, folded, kind, said", [
     ("y = p1 + p2*x^(-1/2) + p3*tanh((p4 + x)^2)\np4 > 0", "tanh((p4 + x)^2) = 1", "function",
      "on every training row"),
@@ -1736,15 +1749,8 @@ def test_a_failed_plot_is_recorded_in_best_json_too(synthetic_task, tmp_path, mo
 def test_a_chosen_law_is_reported_as_its_fit_reads(finished_run, monkeypatch, text, folded, kind,
                                                     said):
     # the search's own text goes on record; the report gives the law as its rows see it
-    from hybrid_sld.search import select as select_mod
     from hybrid_sld.search.report import _markdown
-    search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
-                                              .read_text())["config"]), finished_run)
-    search.load()
-    law = parse_task_law(text, search.task)
-    chosen = Entry(law.text, {}, "folded", 1.0, 1.0, law.complexity, law.n_params, 99, "mutate")
-    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
-    res = final_report(search)
+    search, law, res = _reported_choosing(finished_run, monkeypatch, text)
     plain = parse_task_law("y = p1 + p2*x^(-1/2)", search.task)
     assert res["law"] == plain.text and res["n_params"] == 2
     assert res["found_as"]["law"] == law.text and len(res["found_as"]["folded"]) == 1
@@ -1764,13 +1770,7 @@ def test_a_chosen_laws_constants_are_numbered_as_the_law_reads(finished_run, mon
     # ((p1/N)^p2 + p3/D)^a, its constants the same values under their new names
     from hybrid_sld.export import as_written
     from hybrid_sld.search import select as select_mod
-    search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
-                                              .read_text())["config"]), finished_run)
-    search.load()
-    law = parse_task_law("y = p7 + p2*x^p4\np7 > 0", search.task)
-    chosen = Entry(law.text, {}, "numbers", 1.0, 1.0, law.complexity, law.n_params, 99, "mutate")
-    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
-    res = final_report(search)
+    search, law, res = _reported_choosing(finished_run, monkeypatch, "y = p7 + p2*x^p4\np7 > 0")
     reported = parse_task_law(res["law"], search.task)
     assert as_written(reported) == ["p1", "p2", "p3"] and reported.form == law.form
     renamed = {n: res["found_as"]["renamed"].get(n, n) for n in law.param_names}
@@ -1809,19 +1809,15 @@ def test_constants_are_numbered_as_read_where_the_printer_orders_terms_by_name()
     out, names = in_reading_order(demo, kaplan)
     assert out.text.splitlines()[0] == "loss = ((p1/num_params)^p2 + p3/tokens)^alpha_D"
     assert names == {"p5": "p1", "p4": "p2", "p1": "p3"}
+    gap = parse_task_law("loss = p1 + p2/num_params^p6", kaplan)  # in order, one number skipped
+    assert in_reading_order(gap, kaplan)[1] == {"p6": "p3"}
 
 
 def test_a_chosen_law_with_powers_of_one_base_is_reported_merged(finished_run, monkeypatch):
     # x^p3*x^(p4 - 1/2) is x^(p3 + p4 - 1/2): one constant in the exponent, not two that only
     # their sum pins down (seen: sft_data_size^p1*sft_data_size^(-p3 + p4*log(...)))
-    from hybrid_sld.search import select as select_mod
-    search = Search(SearchConfig(**json.loads((finished_run / "checkpoint" / "state.json")
-                                              .read_text())["config"]), finished_run)
-    search.load()
-    law = parse_task_law("y = p1 + p2*x^p3*x^(p4 - 1/2)", search.task)
-    chosen = Entry(law.text, {}, "powers", 1.0, 1.0, law.complexity, law.n_params, 99, "mutate")
-    monkeypatch.setattr(select_mod, "select_final", lambda s: (chosen, []))
-    res = final_report(search)
+    search, law, res = _reported_choosing(finished_run, monkeypatch,
+                                          "y = p1 + p2*x^p3*x^(p4 - 1/2)")
     plain = parse_task_law(res["law"], search.task)
     assert plain.key == parse_task_law("y = p1 + p2*x^p3", search.task).key
     assert res["found_as"]["kinds"] == ["power"] and res["test_r2"] > 1 - 1e-9

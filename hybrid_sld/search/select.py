@@ -334,9 +334,10 @@ def in_reading_order(law: Law, task: Task) -> tuple[Law, dict[str, str]]:
     def made_order(x: Law) -> list[str]:
         return [n for n in as_written(x) if _MADE_NAME.fullmatch(n)]
 
-    def disorder(x: Law) -> int:
+    def disorder(x: Law) -> tuple[int, int]:  # (steps back, numbers out of place)
         numbers = [int(n[1:]) for n in made_order(x)]
-        return sum(a > b for a, b in zip(numbers, numbers[1:]))
+        return (sum(a > b for a, b in zip(numbers, numbers[1:])),
+                sum(n != i for i, n in enumerate(numbers, 1)))
 
     out, total = law, {n: n for n in law.param_names}
     best = (disorder(law), law, total)
