@@ -5,8 +5,9 @@ An unbounded constant is fitted from starts within a few units: D_c ~ 1e13 in
 :func:`.fit_starts.scale_start`; D_c*D^b with b fitted has no such scale). A constant declared
 positive is fitted as its logarithm, across orders of magnitude. Where a constant sets the sign
 of a fractional power's base or a log's argument (so a negative value makes the law not real)
-and fits positive in every group, declaring it so is what its author most likely meant; ``hybrid-sld fit`` and
-``ScalingLawRegressor(law=...)`` say so when the law then fits (or validates) better.
+and fits positive in every group, declaring it so is what its author most likely meant;
+``hybrid-sld fit`` and ``ScalingLawRegressor(law=...)`` say so when the law then fits (or
+validates) better.
 """
 
 from __future__ import annotations

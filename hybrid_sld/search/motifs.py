@@ -7,6 +7,7 @@ Everything here builds sympy expressions from Symbols (never from text) and prin
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -36,6 +37,9 @@ KINDS = {
 
 class OutOfBudget(Exception):
     """A new parameter would exceed the task's parameter cap."""
+
+
+MADE_NAME = re.compile(r"p\d+")  # the names ParamFactory gives
 
 
 class ParamFactory:

@@ -365,8 +365,8 @@ def _markdown(r: dict, front: list) -> str:
               "feature the law uses).") if r.get("run_dir") else ""
     note = _expert_form_md(r)
     note += f"Note: {r['redundancy']}\n\n" if r.get("redundancy") else ""
-    if (r.get("found_as") or {}).get("folded"):  # the search's text, and why this is another
-        was = r["found_as"]
+    was = r.get("found_as") or {}  # the search's own text, and why the report gives another
+    if was.get("folded"):
         # a best.json written before "kinds" tells them apart only by the note's text
         kinds = was.get("kinds") or ["constant" if is_name(x.split(" = ")[0]) else "function"
                                      for x in was["folded"]]
@@ -384,8 +384,8 @@ def _markdown(r: dict, front: list) -> str:
                  f"the law above {merges}")
         note += (f"Found as `{_equations(was['law'])}`; {found} and, refitted, fits and "
                  "validates as well.\n\n")
-    elif (r.get("found_as") or {}).get("renamed"):  # the front below gives the search's text
-        note += (f"Found as `{_equations(r['found_as']['law'])}`; its constants are numbered "
+    elif was.get("renamed"):  # the front below gives the search's text
+        note += (f"Found as `{_equations(was['law'])}`; its constants are numbered "
                  "here in the order the law reads.\n\n")
     for key in ("at_bounds", "below_zero"):
         if r.get(key):

@@ -22,7 +22,6 @@ data_constrained), and then on 9 fresh runs by 0.09 (benchmarks/results/offline_
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -40,7 +39,7 @@ from ..law import Law
 from ..law_task import parse_task_law
 from ..tasks import Task
 from .archive import Entry
-from .motifs import ParamFactory
+from .motifs import MADE_NAME, ParamFactory
 from .folds import (FoldNote, carry_fits, fold_powers, fold_saturated, fold_vanishing,
                     vanishing_constants)
 
@@ -322,9 +321,6 @@ def final_choice(search) -> FinalChoice:
     return FinalChoice(entry, table, law, v, full, away, passed, entry_fits, folded, names)
 
 
-_MADE_NAME = re.compile(r"p\d+")  # as the search names the constants it makes (ParamFactory)
-
-
 def in_reading_order(law: Law, task: Task) -> tuple[Law, dict[str, str]]:
     """The law with the constants the search named (p<n>) renumbered p1, p2, ... in the order
     the text reads, and the renaming (old name -> new, {} for none): the search numbers them
@@ -332,7 +328,7 @@ def in_reading_order(law: Law, task: Task) -> tuple[Law, dict[str, str]]:
     The printer orders a sum's terms by their names (p10 before p2), so with ten constants or
     more the order may not settle: the renaming read out of order least is kept."""
     def made_order(x: Law) -> list[str]:
-        return [n for n in as_written(x) if _MADE_NAME.fullmatch(n)]
+        return [n for n in as_written(x) if MADE_NAME.fullmatch(n)]
 
     def disorder(x: Law) -> tuple[int, int]:  # (steps back, numbers out of place)
         numbers = [int(n[1:]) for n in made_order(x)]
@@ -342,15 +338,15 @@ def in_reading_order(law: Law, task: Task) -> tuple[Law, dict[str, str]]:
     out, total = law, {n: n for n in law.param_names}
     best = (disorder(law), law, total)
     for _ in range(4):
-        kept = {n for n in out.param_names if not _MADE_NAME.fullmatch(n)}
+        kept = {n for n in out.param_names if not MADE_NAME.fullmatch(n)}
         factory = ParamFactory(used=kept | {t for t, _e in out.equations}, features=law.features)
         names = {o: factory.name() for o in made_order(out)}
         if all(o == n for o, n in names.items()):
             break
         out = parse_task_law(out.renamed(names).text, task)
         total = {o: names.get(n, n) for o, n in total.items()}
-        if disorder(out) < best[0]:
-            best = (disorder(out), out, total)
+        if (d := disorder(out)) < best[0]:
+            best = (d, out, total)
     _d, out, total = best
     return out, {o: n for o, n in total.items() if o != n}
 
