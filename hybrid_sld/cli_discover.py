@@ -95,7 +95,7 @@ def cmd_discover(args):
     if args.json:
         print(json_text(result, indent=1))
         return status
-    print(result["law"])
+    print(result["law_as_written"])
     e = result.get("expert") or {}
     print(f"\nparameters {result['n_params']}   train R2 {_fmt(result['train_r2'])}   "
           f"valid R2 {_fmt(result['valid_r2'])}   test R2 {_fmt(result['test_r2'])}")

@@ -1787,6 +1787,26 @@ def test_a_chosen_laws_constants_are_numbered_as_the_law_reads(finished_run, mon
     assert select_mod.in_reading_order(reported, search.task) == (reported, {})
 
 
+def test_a_chosen_laws_declarations_name_its_constants_as_the_law_reads(finished_run,
+                                                                        monkeypatch, capsys):
+    # law.text declares p3 in (0, 2) first (structural order, the archive's key); a person
+    # reads p1, p2, p3: discover and report.md print the declarations in that order
+    from hybrid_sld.cli_discover import cmd_discover
+    from hybrid_sld.search import run as run_mod
+    text = "y = (p1 + p2/sqrt(x))^p3\np3 in (0, 2)\np1 > 1\np2 > 0"
+    search, law, res = _reported_choosing(finished_run, monkeypatch, text)
+    assert res["law"] == law.text and law.text.splitlines()[1] == "p3 in (0, 2)"
+    written = "y = (p1 + p2/sqrt(x))^p3\np1 > 1\np2 > 0\np3 in (0, 2)"
+    assert res["law_as_written"] == written
+    assert f"```\n{written}\n```" in (finished_run / "report.md").read_text()
+    monkeypatch.setattr(run_mod, "discover", lambda *a, **k: res)
+    args = SimpleNamespace(out="runs", budget=None, max_evals=None, resume=str(finished_run),
+                           given=["resume"], json=False, workers=1, proposer="offline",
+                           replay=None, task=None, data_dir=None)
+    assert cmd_discover(args) == 0
+    assert capsys.readouterr().out.startswith(written + "\n\nparameters 3")
+
+
 def test_constants_are_numbered_as_read_where_the_printer_orders_terms_by_name():
     # sympy prints a sum's terms sorted by name (p10 before p2): with ten constants or more the
     # numbering cannot follow the text everywhere, and the closest renaming is kept

@@ -30,7 +30,7 @@ from .state import resume_command, the_fix, write_atomic
 
 def final_report(search: Search) -> dict:
     """Refit the best candidate on all train rows, score on test, write report files."""
-    from ..export import as_written
+    from ..export import as_written, text_as_written
     s, task, run_dir = search.state, search.task, search.run_dir
     c = final_choice(search)  # training rows only
     best, law, v, full, away = c.entry, c.law, c.valid, c.full, c.runaway
@@ -40,7 +40,10 @@ def final_report(search: Search) -> dict:
         raise DataError(f"{exc}\nthe search is saved: fix the file and run "
                         f"`{resume_command(run_dir)}` to write the report") from None
     full = _scored_on_test(full, law, test)
-    result = {"task": task.name, "law": law.text, "n_params": law.n_params,
+    # law: the text the archive and the front hold; law_as_written: for people, its
+    # declarations naming the constants as the equations read (p2 > 0 before p3 > 5e13)
+    result = {"task": task.name, "law": law.text, "law_as_written": text_as_written(law),
+              "n_params": law.n_params,
               "complexity": law.complexity, "fitter": best.fitter,
               "train_r2": _r(full.r2("train")), "valid_r2": _r(v.r2("valid")),
               "test_r2": _r(full.r2("test")),

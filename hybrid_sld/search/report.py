@@ -393,7 +393,8 @@ def _markdown(r: dict, front: list) -> str:
     failed = [f"{name}: {d['test_message']}" for name, d in rows if d.get("test_message")]
     if failed:  # a test R2 of -1 or n/a says nothing of why
         note += "Test score failed (" + "; ".join(failed) + ").\n\n"
-    starts = [ln.split("~")[0].strip() for ln in r["law"].splitlines() if "~" in ln]
+    shown = r.get("law_as_written", r["law"])  # best.json of a run before 2026-12-08: no key
+    starts = [ln.split("~")[0].strip() for ln in shown.splitlines() if "~" in ln]
     if starts:  # a reader takes `p2 ~ 1` for the value found
         note += (f"`~` gives where the fit of {', '.join(starts)} starts, not the value found; "
                  "the fitted constants are listed per group below.\n\n")
@@ -402,7 +403,7 @@ def _markdown(r: dict, front: list) -> str:
     return f"""# {r['task']}: discovered law
 
 ```
-{r['law']}
+{shown}
 ```
 
 {note}| law | parameters | train R2 | valid R2 | test R2 |
