@@ -199,7 +199,9 @@ def test_report_says_a_start_value_is_not_the_value_found(synthetic_task, tmp_pa
     res = discover(SearchConfig(task=str(synthetic_task), max_evals=4, batch_size=4),
                    out=tmp_path / "runs")
     assert "`~` gives" not in (Path(res["run_dir"]) / "report.md").read_text()
-    md = _markdown(res | {"law": res["law"] + "\np2 ~ 1\nA ~ 30"}, [])
+    starts = "\np2 ~ 1\nA ~ 30"  # report.md prints law_as_written (law: the search's order)
+    md = _markdown(res | {"law": res["law"] + starts,
+                          "law_as_written": res["law_as_written"] + starts}, [])
     assert "`~` gives where the fit of p2, A starts, not the value found" in md
 
 
